@@ -1,0 +1,20 @@
+/**
+ * Loads the napi addon. Internal: only the TS facade talks to `Native*` classes; the
+ * generated `native/binding.d.ts` is the contract between the two.
+ */
+import * as path from 'node:path'
+import * as fs from 'node:fs'
+
+type Binding = typeof import('../native/binding')
+
+function locate(): string {
+  // ts/ when run through tsx, dist/ts/ when compiled: the addon lives in <pkg>/native/.
+  for (const up of ['..', '../..']) {
+    const candidate = path.resolve(__dirname, up, 'native', 'binding.js')
+    if (fs.existsSync(candidate)) return candidate
+  }
+  throw new Error('strata: native addon not built; run `npm run setup`')
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const native: Binding = require(locate())
