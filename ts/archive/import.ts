@@ -1,0 +1,78 @@
+/**
+ * `import`: a rootfs tarball (plain, gzip or zstd; file or stream) → a one-layer image, as
+ * `docker import` makes it: history comment `Imported from <source>`, `-m` message, `-c` changes.
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { createWriteStream } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+import type { Readable } from 'node:stream'
+import { StoreContext, cancelFor, throwIfAborted } from '../context'
+import { native } from '../native'
+import { call, StrataError } from '../errors'
+import { setTag } from '../tags'
+import { applyChanges } from '../changes'
+import { ImageConfig } from '../imagedb'
+import { goArch } from '../platform'
+import { parseReference } from '../reference'
+
+export interface ImportOptions {
+  /** Tag for the new image. */
+  ref?: string
+  /** Commit message (`-m`): becomes the history comment instead of `Imported from ...`. */
+  message?: string
+  /** Dockerfile instructions (`-c`). */
+  changes?: string[]
+  /** Name of the source as shown in the comment (default: the path, or `-` for streams). */
+  sourceName?: string
+  platform?: { os?: string; architecture?: string }
+  onProgress?: (bytes: number, total: number) => void
+  signal?: AbortSignal
+}
+
+export async function importImage(ctx: StoreContext, input: string | Readable, opts: ImportOptions = {}): Promise<string> {
+  throwIfAborted(opts.signal)
+  if (opts.ref !== undefined) parseReference(opts.ref) // a bad tag fails before anything is written
+  applyChanges({}, opts.changes ?? [])
+  const staging = await ctx.staging('import')
+  try {
+    let file: string
+    if (typeof input === 'string') {
+      file = input
+      const st = await fs.stat(file).catch((e: NodeJS.ErrnoException) => {
+        throw new StrataError('Io', `open ${file}: ${e.message}`, { syscode: e.code, path: file })
+      })
+      if (!st.isFile()) throw new StrataError('InvalidArgument', `${file} is not a file`)
+    } else {
+      file = path.join(staging.dir, 'input')
+      await pipeline(input, createWriteStream(file, { mode: 0o600 }))
+    }
+    const total = (await fs.stat(file)).size
+    const dir = path.join(staging.dir, 'layer')
+    await fs.mkdir(dir)
+    const req = { source: { path: file, offset: 0, length: total }, dest: path.join(dir, 'diff'), tarSplit: path.join(dir, 'tar-split.json.gz') }
+    const [res] = await call(() => native.applyLayers([req], opts.onProgress ? (_i: number, b: number) => opts.onProgress!(b, total) : undefined, cancelFor(opts.signal)))
+    const created = new Date().toISOString()
+    const comment = opts.message ?? `Imported from ${opts.sourceName ?? (typeof input === 'string' ? input : '-')}`
+    const config: ImageConfig = {
+      architecture: opts.platform?.architecture ?? goArch(),
+      comment,
+      config: applyChanges({}, opts.changes ?? []),
+      created,
+      history: [{ created, comment }],
+      os: opts.platform?.os ?? 'linux',
+      rootfs: { type: 'layers', diff_ids: [res.diffId] },
+    }
+    const raw = Buffer.from(JSON.stringify(config))
+    return await ctx.exclusive(async () => {
+      if (!(await ctx.layers.has(res.diffId))) {
+        await ctx.layers.register({ dir, tarSplit: req.tarSplit, diffId: res.diffId, size: res.size, ...(res.compression !== 'none' ? { compressedDigest: res.digest } : {}) }, res.diffId, undefined)
+      }
+      const id = await ctx.images.put(raw)
+      if (opts.ref) await setTag(ctx, opts.ref, id)
+      return id
+    })
+  } finally {
+    await staging.dispose()
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * `load`: docker-archive or OCI layout (tar, compressed tar, directory, or a stream) → images.
+ *
+ * 1. read the manifests and configs (image ID = sha256 of the config bytes);
+ * 2. work out which layers (by ChainID) the store lacks — those already present are not extracted;
+ * 3. extract the missing ones natively, all in parallel, each in one streaming pass into its own
+ *    staging dir, with DiffIDs (and blob digests, where named) checked against the config;
+ * 4. under the store lock, register layers bottom-up, then the image configs, then the tags.
+ * Any failure before step 4 leaves the store untouched (the staging dir is removed).
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { createWriteStream } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+import type { Readable } from 'node:stream'
+import { StoreContext, cancelFor, throwIfAborted, Staging } from '../context'
+import { native } from '../native'
+import { call, StrataError } from '../errors'
+import { TarSource, DirSource, ArchiveSource } from './source'
+import { readArchiveImages, ArchiveImage } from './manifest'
+import { parseConfig, imageIdOf } from '../imagedb'
+import { chainIdsOf } from '../chain'
+import { LayerInfo } from '../layers'
+import { setTag } from '../tags'
+
+export interface LoadProgress {
+  /** Index of the layer among those being extracted. */
+  layer: number
+  layers: number
+  diffId: string
+  /** Bytes of the layer blob read so far, and its total size. */
+  current: number
+  total: number
+  status: 'Loading layer' | 'Loaded' | 'Already exists'
+}
+
+export interface LoadOptions {
+  onProgress?: (p: LoadProgress) => void
+  signal?: AbortSignal
+}
+
+export interface LoadedImage {
+  id: string
+  tags: string[]
+}
+
+export interface LoadResult {
+  images: LoadedImage[]
+  /** Docker's output lines: `Loaded image: busybox:latest` / `Loaded image ID: sha256:...`. */
+  lines: string[]
+}
+
+export type LoadInput = string | Readable
+
+const GZIP = [0x1f, 0x8b]
+const ZSTD = [0x28, 0xb5, 0x2f, 0xfd]
+
+async function magicOf(file: string): Promise<'gzip' | 'zstd' | 'none'> {
+  const fh = await fs.open(file, 'r')
+  try {
+    const b = Buffer.alloc(4)
+    const { bytesRead } = await fh.read(b, 0, 4, 0)
+    if (bytesRead >= 2 && b[0] === GZIP[0] && b[1] === GZIP[1]) return 'gzip'
+    if (bytesRead >= 4 && ZSTD.every((v, i) => b[i] === v)) return 'zstd'
+    return 'none'
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Opens the input as an archive source, spooling streams and decompressing into `staging`. */
+async function openSource(input: LoadInput, staging: Staging): Promise<ArchiveSource> {
+  let file: string
+  if (typeof input === 'string') {
+    let st
+    try {
+      st = await fs.stat(input)
+    } catch (e) {
+      throw new StrataError('Io', `open ${input}: ${(e as Error).message}`, { syscode: (e as NodeJS.ErrnoException).code, path: input })
+    }
+    if (st.isDirectory()) return DirSource.open(input)
+    file = input
+  } else {
+    file = path.join(staging.dir, 'input.tar')
+    await pipeline(input, createWriteStream(file, { mode: 0o600 }))
+  }
+  if ((await magicOf(file)) !== 'none') {
+    const plain = path.join(staging.dir, 'input.decompressed.tar')
+    await call(() => native.decompressFile(file, plain))
+    file = plain
+  }
+  return TarSource.open(file)
+}
+
+interface PlannedLayer {
+  chainId: string
+  diffId: string
+  parentChainId?: string
+  source: ArchiveImage['layers'][number]
+  staged?: { dir: string; tarSplit: string; size: number; compressedDigest?: string }
+}
+
+export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOptions = {}): Promise<LoadResult> {
+  throwIfAborted(opts.signal)
+  const staging = await ctx.staging('load')
+  try {
+    const src = await openSource(input, staging)
+    const archived = await readArchiveImages(src)
+    if (archived.length === 0) throw new StrataError('CorruptArchive', `${src.description}: archive holds no image`)
+
+    // Configs, image IDs, the layer plan.
+    const images: { raw: Buffer; id: string; chainIds: string[]; tags: string[] }[] = []
+    const plan = new Map<string, PlannedLayer>()
+    for (const a of archived) {
+      const raw = await src.read(a.configName)
+      const id = imageIdOf(raw)
+      if (a.configDigest && a.configDigest !== id) {
+        throw new StrataError('DigestMismatch', `config ${a.configName}: expected ${a.configDigest}, found ${id}`)
+      }
+      const config = parseConfig(raw, a.configName)
+      const diffIds = config.rootfs.diff_ids
+      if (diffIds.length !== a.layers.length) {
+        throw new StrataError('CorruptArchive', `image ${id}: config lists ${diffIds.length} layers, manifest ${a.layers.length}`)
+      }
+      const chainIds = chainIdsOf(diffIds)
+      chainIds.forEach((chainId, i) => {
+        if (!plan.has(chainId)) {
+          plan.set(chainId, { chainId, diffId: diffIds[i], parentChainId: chainIds[i - 1], source: a.layers[i] })
+        }
+      })
+      images.push({ raw, id, chainIds, tags: a.tags })
+    }
+
+    // Extract what the store lacks, in parallel.
+    const todo: PlannedLayer[] = []
+    for (const p of plan.values()) if (!(await ctx.layers.has(p.chainId))) todo.push(p)
+    for (const p of plan.values()) {
+      if (!todo.includes(p)) opts.onProgress?.({ layer: -1, layers: todo.length, diffId: p.diffId, current: 0, total: 0, status: 'Already exists' })
+    }
+    if (todo.length > 0) {
+      const requests = await Promise.all(todo.map(async (p, i) => {
+        const loc = await src.locate(p.source.name)
+        const dir = path.join(staging.dir, `layer-${i}`)
+        await fs.mkdir(dir)
+        return {
+          source: { path: loc.path, offset: loc.offset, length: loc.length },
+          dest: path.join(dir, 'diff'),
+          tarSplit: path.join(dir, 'tar-split.json.gz'),
+          expectedDiffId: p.diffId,
+          ...(p.source.digest ? { expectedDigest: p.source.digest } : {}),
+          total: loc.length,
+        }
+      }))
+      const report = opts.onProgress
+      const onProgress = report
+        ? (index: number, bytes: number) => {
+            const r = requests[index]
+            report({ layer: index, layers: todo.length, diffId: todo[index].diffId, current: bytes, total: r.total, status: 'Loading layer' })
+          }
+        : undefined
+      const results = await call(() => native.applyLayers(requests.map(({ total: _t, ...r }) => r), onProgress, cancelFor(opts.signal)))
+      results.forEach((r, i) => {
+        todo[i].staged = {
+          dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,
+          ...(r.compression !== 'none' ? { compressedDigest: r.digest } : {}),
+        }
+        opts.onProgress?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
+      })
+    }
+    throwIfAborted(opts.signal)
+
+    // Make it visible: layers bottom-up, images, tags.
+    const lines: string[] = []
+    const loaded: LoadedImage[] = []
+    await ctx.exclusive(async () => {
+      const byChain = new Map<string, LayerInfo>()
+      const layerOf = async (chainId: string): Promise<LayerInfo> => {
+        const have = byChain.get(chainId) ?? (await ctx.layers.get(chainId))
+        if (have) {
+          byChain.set(chainId, have)
+          return have
+        }
+        const p = plan.get(chainId)
+        if (!p?.staged) throw new StrataError('LayerNotFound', `layer ${chainId} vanished while loading`)
+        const parent = p.parentChainId ? await layerOf(p.parentChainId) : undefined
+        const reg = await ctx.layers.register({ ...p.staged, diffId: p.diffId }, chainId, parent)
+        const info = reg || (await ctx.layers.must(chainId))
+        byChain.set(chainId, info)
+        return info
+      }
+      for (const img of images) {
+        for (const c of img.chainIds) await layerOf(c)
+        await ctx.images.put(img.raw)
+        const tags: string[] = []
+        for (const t of img.tags) {
+          const r = await setTag(ctx, t, img.id)
+          if (r.replaced) lines.push(`The image ${r.familiar} already exists, renaming the old one with ID ${r.replaced} to empty string`)
+          tags.push(r.familiar)
+          lines.push(`Loaded image: ${r.familiar}`)
+        }
+        if (tags.length === 0) lines.push(`Loaded image ID: ${img.id}`)
+        loaded.push({ id: img.id, tags })
+      }
+    })
+    return { images: loaded, lines }
+  } finally {
+    await staging.dispose()
+  }
+}

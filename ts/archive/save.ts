@@ -1,0 +1,172 @@
+/**
+ * `save`: images → a docker-archive (Docker ≥25 form: an OCI layout plus `manifest.json`, which
+ * both `docker load` and OCI tools read) or a pure OCI image layout (`format: 'oci'`), as a tar or
+ * a directory. Layer tars are rebuilt from `diff/` + tar-split, bit for bit the tars that were
+ * loaded, and checked against their DiffIDs while written. Output appears atomically.
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { createReadStream } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+import type { Writable } from 'node:stream'
+import { createHash } from 'node:crypto'
+import { StoreContext, cancelFor, throwIfAborted } from '../context'
+import { native } from '../native'
+import { call, StrataError } from '../errors'
+import { resolveImage, refKey } from '../tags'
+import { chainIdsOf } from '../chain'
+import { parseNormalizedNamed } from '../reference'
+import { refsIn } from '../repositories'
+import { hex } from '../layout'
+import { randomHex } from '../fsx'
+
+export type SaveFormat = 'docker' | 'oci'
+
+export interface SaveOptions {
+  format?: SaveFormat
+  signal?: AbortSignal
+}
+
+const MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
+const MT_INDEX = 'application/vnd.oci.image.index.v1+json'
+const MT_CONFIG = 'application/vnd.oci.image.config.v1+json'
+const MT_LAYER = 'application/vnd.oci.image.layer.v1.tar'
+
+interface Member {
+  name: string
+  data?: Buffer
+  layer?: { diffDir: string; tarSplit: string; diffId: string }
+}
+
+function sha(data: Buffer): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`
+}
+
+/** Which images, under which tags: a repo without tag means all its tags; an ID means no tag. */
+async function selectImages(ctx: StoreContext, names: string[]): Promise<Map<string, string[]>> {
+  const chosen = new Map<string, string[]>()
+  const repos = await ctx.repos.read()
+  for (const n of names) {
+    let repoOnly: string | undefined
+    try {
+      const r = parseNormalizedNamed(n)
+      if (r.tag === undefined && r.digest === undefined && repos[r.familiarName]) repoOnly = r.familiarName
+    } catch {
+      /* an ID */
+    }
+    if (repoOnly) {
+      for (const [k, id] of Object.entries(repos[repoOnly])) {
+        if (k.includes('@')) continue
+        chosen.set(id, [...new Set([...(chosen.get(id) ?? []), k])])
+      }
+      continue
+    }
+    const { id, ref } = await resolveImage(ctx, n)
+    const tags = chosen.get(id) ?? []
+    if (ref && ref.digest === undefined) tags.push(refKey(ref))
+    chosen.set(id, [...new Set(tags)])
+  }
+  void refsIn
+  return chosen
+}
+
+export async function buildMembers(ctx: StoreContext, names: string[], format: SaveFormat): Promise<Member[]> {
+  if (names.length === 0) throw new StrataError('InvalidArgument', 'save needs at least one image')
+  const chosen = await selectImages(ctx, names)
+  const blobs = new Map<string, Member>()
+  const manifestJson: { Config: string; RepoTags: string[] | null; Layers: string[] }[] = []
+  const index: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[] = []
+  for (const [id, tags] of chosen) {
+    const img = await ctx.images.get(id)
+    if (!img) throw new StrataError('ImageNotFound', `No such image: ${id}`)
+    const configName = `blobs/sha256/${hex(id)}`
+    blobs.set(configName, { name: configName, data: img.raw })
+    const layerDescs: { mediaType: string; digest: string; size: number }[] = []
+    const layerNames: string[] = []
+    const diffIds = img.config.rootfs.diff_ids
+    const chain = chainIdsOf(diffIds)
+    for (let i = 0; i < chain.length; i++) {
+      const l = await ctx.layers.must(chain[i])
+      const name = `blobs/sha256/${hex(l.diffId)}`
+      const tarSplit = ctx.layers.tarSplitPath(l.chainId)
+      const size = await call(() => native.assembledSize(tarSplit))
+      if (!blobs.has(name)) blobs.set(name, { name, layer: { diffDir: ctx.layout.diffDir(l.cacheId), tarSplit, diffId: l.diffId } })
+      layerDescs.push({ mediaType: MT_LAYER, digest: l.diffId, size })
+      layerNames.push(name)
+    }
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: MT_MANIFEST,
+      config: { mediaType: MT_CONFIG, digest: id, size: img.raw.length },
+      layers: layerDescs,
+    }))
+    const mDigest = sha(manifest)
+    blobs.set(`blobs/sha256/${hex(mDigest)}`, { name: `blobs/sha256/${hex(mDigest)}`, data: manifest })
+    if (tags.length === 0) index.push({ mediaType: MT_MANIFEST, digest: mDigest, size: manifest.length })
+    for (const t of tags) {
+      const r = parseNormalizedNamed(t)
+      index.push({
+        mediaType: MT_MANIFEST, digest: mDigest, size: manifest.length,
+        annotations: { 'io.containerd.image.name': r.string(), 'org.opencontainers.image.ref.name': r.tag ?? 'latest' },
+      })
+    }
+    manifestJson.push({ Config: configName, RepoTags: tags.length ? tags : null, Layers: layerNames })
+  }
+  const members: Member[] = [...blobs.values()]
+  members.push({ name: 'index.json', data: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT_INDEX, manifests: index })) })
+  if (format === 'docker') members.push({ name: 'manifest.json', data: Buffer.from(JSON.stringify(manifestJson)) })
+  members.push({ name: 'oci-layout', data: Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })) })
+  return members
+}
+
+/** Writes the archive to `output`: a file path (tar), a directory path (OCI layout dir, `format: 'oci'`), or a stream. */
+export async function save(ctx: StoreContext, names: string[], output: string | Writable, opts: SaveOptions = {}): Promise<void> {
+  throwIfAborted(opts.signal)
+  const format = opts.format ?? 'docker'
+  const members = await buildMembers(ctx, names, format)
+  const cancel = cancelFor(opts.signal)
+  if (typeof output === 'string' && (output.endsWith('/') || (await fs.stat(output).then((s) => s.isDirectory(), () => false)))) {
+    await saveDir(members, output, cancel)
+    return
+  }
+  if (typeof output === 'string') {
+    const tmp = path.join(path.dirname(path.resolve(output)), `.${path.basename(output)}.${randomHex(4)}.tmp`)
+    try {
+      await call(() => native.writeArchive(members, tmp, cancel))
+      await fs.rename(tmp, output)
+    } catch (e) {
+      await fs.rm(tmp, { force: true })
+      throw e
+    }
+    return
+  }
+  const staging = await ctx.staging('save')
+  try {
+    const file = path.join(staging.dir, 'out.tar')
+    await call(() => native.writeArchive(members, file, cancel))
+    await pipeline(createReadStream(file), output, { end: false })
+  } finally {
+    await staging.dispose()
+  }
+}
+
+async function saveDir(members: Member[], dir: string, cancel: ReturnType<typeof cancelFor>): Promise<void> {
+  const final = path.resolve(dir)
+  const tmp = `${final.replace(/\/+$/, '')}.${randomHex(4)}.tmp`
+  await fs.mkdir(path.join(tmp, 'blobs', 'sha256'), { recursive: true })
+  try {
+    for (const m of members) {
+      const p = path.join(tmp, m.name)
+      if (m.data) await fs.writeFile(p, m.data)
+      else if (m.layer) await call(() => native.writeLayerFile(m.layer!.diffDir, m.layer!.tarSplit, p, m.layer!.diffId, cancel))
+    }
+    if (await fs.stat(final).then(() => true, () => false)) {
+      const entries = await fs.readdir(final)
+      if (entries.length > 0) throw new StrataError('InvalidArgument', `output directory ${dir} is not empty`)
+      await fs.rmdir(final)
+    }
+    await fs.rename(tmp, final)
+  } catch (e) {
+    await fs.rm(tmp, { recursive: true, force: true })
+    throw e
+  }
+}

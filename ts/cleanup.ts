@@ -1,0 +1,102 @@
+/**
+ * The cleanup pass run when a store opens (under the exclusive lock): removes what a crashed
+ * process left behind, never anything another live process owns.
+ *
+ * - `tmp/<name>` whose `tmp/<name>.lock` nobody holds (staging of a dead process, trash);
+ * - `layerdb/tmp/*` (write-sets are only built under the exclusive lock we now hold);
+ * - layer db entries whose overlay2 dir is missing or lacks `committed`;
+ * - layers no image or container uses (a deletion that crashed half-way);
+ * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links.
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { StoreContext } from './context'
+import { native } from './native'
+import { exists, listDir, readIfExists } from './fsx'
+import { COMMITTED_FILE, LINK_DIR } from './layout'
+import { chainIdsOf } from './chain'
+
+export interface CleanupReport {
+  removedStaging: number
+  removedLayers: number
+  removedDirs: number
+}
+
+export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
+  const { layout } = ctx
+  const report: CleanupReport = { removedStaging: 0, removedLayers: 0, removedDirs: 0 }
+
+  for (const name of await listDir(layout.tmp)) {
+    if (name.endsWith('.lock')) continue
+    const lockPath = path.join(layout.tmp, `${name}.lock`)
+    const lock = (await exists(lockPath)) ? native.tryLock(lockPath, true) : null
+    if ((await exists(lockPath)) && !lock) continue // owner alive
+    await fs.rm(path.join(layout.tmp, name), { recursive: true, force: true })
+    await fs.rm(lockPath, { force: true })
+    lock?.release()
+    report.removedStaging++
+  }
+  for (const name of await listDir(layout.tmp)) {
+    if (!name.endsWith('.lock') || (await exists(path.join(layout.tmp, name.slice(0, -5))))) continue
+    const lock = native.tryLock(path.join(layout.tmp, name), true)
+    if (lock) {
+      await fs.rm(path.join(layout.tmp, name), { force: true })
+      lock.release()
+    }
+  }
+  for (const name of await listDir(layout.layerdbTmp)) {
+    await fs.rm(path.join(layout.layerdbTmp, name), { recursive: true, force: true })
+  }
+
+  // Layer db entries must point at complete overlay2 dirs.
+  for (const chainId of await ctx.layers.list()) {
+    const l = await ctx.layers.get(chainId)
+    if (!l || !(await exists(path.join(layout.layerDir(l.cacheId), COMMITTED_FILE)))) {
+      await fs.rm(layout.layerMeta(chainId), { recursive: true, force: true })
+      report.removedLayers++
+    }
+  }
+
+  // Layers nobody uses (images, container parents), and their parents transitively.
+  const used = new Set<string>()
+  for (const img of await ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
+  const mountRefs = new Set<string>()
+  for (const cid of await listDir(layout.layerdbMounts)) {
+    const dir = layout.mountMeta(cid)
+    for (const f of ['mount-id', 'init-id']) {
+      const v = await readIfExists(path.join(dir, f))
+      if (v) mountRefs.add(v.trim())
+    }
+  }
+  for (const parent of await ctx.containerLayerParents()) {
+    let cur: string | undefined = parent
+    while (cur && !used.has(cur)) {
+      used.add(cur)
+      cur = (await ctx.layers.get(cur))?.parent
+    }
+  }
+  for (const chainId of await ctx.layers.list()) {
+    if (used.has(chainId)) continue
+    await fs.rm(layout.layerMeta(chainId), { recursive: true, force: true })
+    report.removedLayers++
+  }
+
+  // overlay2 dirs referenced by nothing.
+  const referenced = new Set<string>(mountRefs)
+  for (const chainId of await ctx.layers.list()) {
+    const l = await ctx.layers.get(chainId)
+    if (l) referenced.add(l.cacheId)
+  }
+  for (const name of await listDir(layout.overlay)) {
+    if (name === LINK_DIR || referenced.has(name)) continue
+    await fs.rm(path.join(layout.overlay, name), { recursive: true, force: true })
+    report.removedDirs++
+  }
+  for (const short of await listDir(layout.links)) {
+    const p = layout.shortLink(short)
+    if (!(await exists(path.resolve(layout.links, await fs.readlink(p).catch(() => '/nonexistent'))))) {
+      await fs.rm(p, { force: true })
+    }
+  }
+  return report
+}

@@ -1,0 +1,81 @@
+/**
+ * What the store's modules share: the layout, the three dbs, the store lock and staging dirs.
+ * Internal; the public surface is `Store` (ts/store.ts).
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { Layout } from './layout'
+import { LayerStore } from './layers'
+import { ImageDb } from './imagedb'
+import { Repositories } from './repositories'
+import { native } from './native'
+import { call, StrataError } from './errors'
+import { randomHex, listDir, readIfExists } from './fsx'
+
+/** A staging dir under `<root>/tmp`, owned (locked) by this process until disposed. */
+export interface Staging {
+  dir: string
+  dispose(): Promise<void>
+}
+
+export class StoreContext {
+  readonly layers: LayerStore
+  readonly images: ImageDb
+  readonly repos: Repositories
+
+  constructor(readonly layout: Layout) {
+    this.layers = new LayerStore(layout)
+    this.images = new ImageDb(layout)
+    this.repos = new Repositories(layout)
+  }
+
+  /** ChainIDs of the image layers containers sit on (`layerdb/mounts/<id>/parent`). */
+  async containerLayerParents(): Promise<string[]> {
+    const out: string[] = []
+    for (const cid of await listDir(this.layout.layerdbMounts)) {
+      const p = await readIfExists(path.join(this.layout.mountMeta(cid), 'parent'))
+      if (p?.trim()) out.push(p.trim())
+    }
+    return out
+  }
+
+  /** Runs `fn` holding the store's exclusive lock (all metadata changes do). */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const lock = await call(() => native.acquireLock(this.layout.lockFile, true))
+    try {
+      return await fn()
+    } finally {
+      lock.release()
+    }
+  }
+
+  /** Creates a staging dir; its `.lock` is held so cleanup in other processes leaves it alone. */
+  async staging(kind: string): Promise<Staging> {
+    const name = `${kind}-${randomHex(8)}`
+    const dir = path.join(this.layout.tmp, name)
+    const lock = native.tryLock(`${dir}.lock`, true)
+    if (!lock) throw new StrataError('Locked', `staging ${name} is locked`)
+    await fs.mkdir(dir, { mode: 0o700 })
+    return {
+      dir,
+      dispose: async () => {
+        await fs.rm(dir, { recursive: true, force: true })
+        await fs.rm(`${dir}.lock`, { force: true })
+        lock.release()
+      },
+    }
+  }
+}
+
+/** Converts an AbortSignal into a NativeCancel (and throws at once if already aborted). */
+export function cancelFor(signal?: AbortSignal): InstanceType<typeof native.NativeCancel> | undefined {
+  if (!signal) return undefined
+  if (signal.aborted) throw new StrataError('Aborted', 'operation aborted')
+  const c = new native.NativeCancel()
+  signal.addEventListener('abort', () => c.cancel(), { once: true })
+  return c
+}
+
+export function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new StrataError('Aborted', 'operation aborted')
+}

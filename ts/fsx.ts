@@ -1,0 +1,101 @@
+/** Small async filesystem helpers shared by the store modules. */
+import * as fs from 'node:fs/promises'
+import * as fsSync from 'node:fs'
+import * as path from 'node:path'
+import { randomBytes } from 'node:crypto'
+
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.lstat(p)
+    return true
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw e
+  }
+}
+
+/** Reads a file, or `undefined` if it does not exist. */
+export async function readIfExists(p: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(p, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw e
+  }
+}
+
+/** Writes `data` atomically: temp file beside it, fsync, rename, fsync the directory. */
+export async function writeAtomic(p: string, data: string | Uint8Array): Promise<void> {
+  const tmp = path.join(path.dirname(p), `.${path.basename(p)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  const fh = await fs.open(tmp, 'wx', 0o644)
+  try {
+    await fh.writeFile(data)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  try {
+    await fs.rename(tmp, p)
+  } catch (e) {
+    await fs.rm(tmp, { force: true })
+    throw e
+  }
+  await fsyncDir(path.dirname(p))
+}
+
+/** Writes a small file and fsyncs it (for files inside a staging dir that is renamed later). */
+export async function writeDurable(p: string, data: string | Uint8Array): Promise<void> {
+  const fh = await fs.open(p, 'w', 0o644)
+  try {
+    await fh.writeFile(data)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, fsSync.constants.O_RDONLY | fsSync.constants.O_DIRECTORY)
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Lists a directory, or `[]` if it does not exist. */
+export async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw e
+  }
+}
+
+/** Random lowercase hex of `bytes` bytes. */
+export function randomHex(bytes: number): string {
+  return randomBytes(bytes).toString('hex')
+}
+
+const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+
+/** Random uppercase base32 string, as Docker's overlay2 short link names. */
+export function randomBase32(length: number): string {
+  const bytes = randomBytes(length)
+  let s = ''
+  for (let i = 0; i < length; i++) s += BASE32[bytes[i] & 31]
+  return s
+}
+
+/** Removes a tree; moves it aside first so a crash never leaves a half-deleted dir at its name. */
+export async function removeTree(p: string, graveyard: string): Promise<void> {
+  const aside = path.join(graveyard, `rm-${path.basename(p)}-${randomHex(4)}`)
+  try {
+    await fs.rename(p, aside)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw e
+  }
+  await fs.rm(aside, { recursive: true, force: true })
+}

@@ -1,0 +1,149 @@
+/**
+ * The image db: image configs by ID (`imagedb/content/sha256/<id>`, bytes as received, so the ID —
+ * the sha256 of those bytes — stays verifiable) and per-image metadata (`parent`, `lastUpdated`).
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { createHash } from 'node:crypto'
+import { Layout, hex } from './layout'
+import { exists, listDir, readIfExists, writeAtomic } from './fsx'
+import { StrataError } from './errors'
+
+/** The parts of an OCI/Docker image config strata reads. Unknown fields are kept in the raw bytes. */
+export interface ImageConfig {
+  architecture?: string
+  os?: string
+  variant?: string
+  created?: string
+  author?: string
+  comment?: string
+  container?: string
+  docker_version?: string
+  config?: ContainerConfig | null
+  container_config?: ContainerConfig | null
+  rootfs: { type: string; diff_ids: string[] }
+  history?: HistoryEntry[]
+  [k: string]: unknown
+}
+
+export interface ContainerConfig {
+  Hostname?: string
+  Domainname?: string
+  User?: string
+  ExposedPorts?: Record<string, object> | null
+  Env?: string[] | null
+  Entrypoint?: string[] | null
+  Cmd?: string[] | null
+  Volumes?: Record<string, object> | null
+  WorkingDir?: string
+  Labels?: Record<string, string> | null
+  StopSignal?: string
+  OnBuild?: string[] | null
+  [k: string]: unknown
+}
+
+export interface HistoryEntry {
+  created?: string
+  created_by?: string
+  author?: string
+  comment?: string
+  empty_layer?: boolean
+}
+
+export interface StoredImage {
+  id: string
+  raw: Buffer
+  config: ImageConfig
+}
+
+export function imageIdOf(configBytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(configBytes).digest('hex')}`
+}
+
+/** Parses and checks a config: it must have `rootfs.diff_ids` of valid digests. */
+export function parseConfig(raw: Uint8Array, where: string): ImageConfig {
+  let c: ImageConfig
+  try {
+    c = JSON.parse(Buffer.from(raw).toString('utf8')) as ImageConfig
+  } catch (e) {
+    throw new StrataError('CorruptArchive', `${where}: image config is not valid JSON: ${(e as Error).message}`)
+  }
+  if (!c || typeof c !== 'object' || !c.rootfs || !Array.isArray(c.rootfs.diff_ids)) {
+    throw new StrataError('CorruptArchive', `${where}: image config has no rootfs.diff_ids`)
+  }
+  for (const d of c.rootfs.diff_ids) {
+    if (typeof d !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(d)) {
+      throw new StrataError('CorruptArchive', `${where}: invalid diff_id ${JSON.stringify(d)}`)
+    }
+  }
+  return c
+}
+
+export class ImageDb {
+  constructor(private readonly layout: Layout) {}
+
+  async get(id: string): Promise<StoredImage | undefined> {
+    let raw: Buffer
+    try {
+      raw = await fs.readFile(this.layout.imageConfig(id))
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw e
+    }
+    return { id, raw, config: parseConfig(raw, id) }
+  }
+
+  async has(id: string): Promise<boolean> {
+    return exists(this.layout.imageConfig(id))
+  }
+
+  async ids(): Promise<string[]> {
+    return (await listDir(this.layout.imagedbContent)).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => `sha256:${n}`)
+  }
+
+  async all(): Promise<StoredImage[]> {
+    const out: StoredImage[] = []
+    for (const id of await this.ids()) {
+      const img = await this.get(id)
+      if (img) out.push(img)
+    }
+    return out
+  }
+
+  /** Stores config bytes (the moment the image exists). Caller holds the store lock. */
+  async put(raw: Uint8Array): Promise<string> {
+    const id = imageIdOf(raw)
+    if (!(await this.has(id))) await writeAtomic(this.layout.imageConfig(id), raw)
+    return id
+  }
+
+  /** Deletes the config first (the image is gone), then its metadata. */
+  async delete(id: string): Promise<void> {
+    await fs.rm(this.layout.imageConfig(id), { force: true })
+    await fs.rm(this.layout.imageMeta(id), { recursive: true, force: true })
+  }
+
+  async parent(id: string): Promise<string | undefined> {
+    return (await readIfExists(path.join(this.layout.imageMeta(id), 'parent')))?.trim() || undefined
+  }
+
+  async setParent(id: string, parent: string): Promise<void> {
+    await fs.mkdir(this.layout.imageMeta(id), { recursive: true })
+    await writeAtomic(path.join(this.layout.imageMeta(id), 'parent'), parent)
+  }
+
+  async lastUpdated(id: string): Promise<string | undefined> {
+    return (await readIfExists(path.join(this.layout.imageMeta(id), 'lastUpdated')))?.trim() || undefined
+  }
+
+  async touch(id: string, when = new Date()): Promise<void> {
+    await fs.mkdir(this.layout.imageMeta(id), { recursive: true })
+    await writeAtomic(path.join(this.layout.imageMeta(id), 'lastUpdated'), when.toISOString())
+  }
+
+  /** Image IDs starting with `prefix` (hex, with or without `sha256:`). */
+  async byPrefix(prefix: string): Promise<string[]> {
+    const p = hex(prefix.toLowerCase())
+    return (await this.ids()).filter((id) => hex(id).startsWith(p))
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * The read-only layer store: `layerdb/sha256/<chain id>` entries and their `overlay2/<cache-id>` dirs.
+ * A layer is identified by its ChainID and stored once, however many images use it.
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR } from './layout'
+import { exists, readIfExists, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
+import { StrataError } from './errors'
+
+/** A read-only layer as the layer db records it. */
+export interface LayerInfo {
+  chainId: string
+  diffId: string
+  /** Bytes of file content in the layer (Docker's layer size). */
+  size: number
+  cacheId: string
+  /** ChainID of the layer below, if any. */
+  parent?: string
+  /** sha256 of the compressed blob it came from, if it came compressed. */
+  compressedDigest?: string
+}
+
+/** A layer built in a staging directory, ready to be registered. */
+export interface StagedLayer {
+  /** Staging dir holding `diff/` (becomes overlay2/<cache-id>). */
+  dir: string
+  /** The tar-split file (moved into the layer db entry). */
+  tarSplit: string
+  diffId: string
+  size: number
+  compressedDigest?: string
+}
+
+export class LayerStore {
+  constructor(private readonly layout: Layout) {}
+
+  async get(chainId: string): Promise<LayerInfo | undefined> {
+    const dir = this.layout.layerMeta(chainId)
+    const diffId = await readIfExists(path.join(dir, 'diff'))
+    if (diffId === undefined) return undefined
+    const [size, cacheId, parent, compressed] = await Promise.all(
+      ['size', 'cache-id', 'parent', 'compressed-digest'].map((f) => readIfExists(path.join(dir, f))),
+    )
+    if (cacheId === undefined) return undefined
+    return {
+      chainId, diffId: diffId.trim(), size: Number(size ?? 0), cacheId: cacheId.trim(),
+      ...(parent ? { parent: parent.trim() } : {}),
+      ...(compressed ? { compressedDigest: compressed.trim() } : {}),
+    }
+  }
+
+  async must(chainId: string): Promise<LayerInfo> {
+    const l = await this.get(chainId)
+    if (!l) throw new StrataError('LayerNotFound', `layer ${chainId} does not exist`)
+    return l
+  }
+
+  async has(chainId: string): Promise<boolean> {
+    return exists(path.join(this.layout.layerMeta(chainId), 'diff'))
+  }
+
+  /** ChainIDs of every registered layer. */
+  async list(): Promise<string[]> {
+    return (await listDir(this.layout.layerdb)).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => `sha256:${n}`)
+  }
+
+  /** The layer and every layer below it, top first. */
+  async stack(chainId: string): Promise<LayerInfo[]> {
+    const out: LayerInfo[] = []
+    let cur: string | undefined = chainId
+    while (cur) {
+      const l = await this.must(cur)
+      out.push(l)
+      cur = l.parent
+    }
+    return out
+  }
+
+  async shortLink(cacheId: string): Promise<string> {
+    return (await fs.readFile(path.join(this.layout.layerDir(cacheId), LINK_FILE), 'utf8')).trim()
+  }
+
+  /** The `lower` value for a layer placed directly on top of `parent`: `l/<parent>:<parent's lower>`. */
+  async lowerFor(parent: LayerInfo | undefined): Promise<string | undefined> {
+    if (!parent) return undefined
+    const link = `${LINK_DIR}/${await this.shortLink(parent.cacheId)}`
+    const below = await readIfExists(path.join(this.layout.layerDir(parent.cacheId), LOWER_FILE))
+    return below ? `${link}:${below.trim()}` : link
+  }
+
+  newCacheId(): string {
+    return randomHex(32)
+  }
+
+  /**
+   * Makes a staged layer visible as `chainId` on top of `parent`. Caller holds the store lock.
+   * Returns false (and leaves the staged files for the caller to discard) when the layer exists already.
+   */
+  async register(staged: StagedLayer, chainId: string, parent: LayerInfo | undefined): Promise<LayerInfo | false> {
+    if (await this.has(chainId)) return false
+    const cacheId = this.newCacheId()
+    const short = randomBase32(SHORT_LINK_LENGTH)
+    await writeDurable(path.join(staged.dir, LINK_FILE), short)
+    const lower = await this.lowerFor(parent)
+    if (lower) await writeDurable(path.join(staged.dir, LOWER_FILE), lower)
+    await writeDurable(path.join(staged.dir, COMMITTED_FILE), '')
+    await fsyncDir(staged.dir)
+    const final = this.layout.layerDir(cacheId)
+    await fs.rename(staged.dir, final)
+    await fs.symlink(path.join('..', cacheId, DIFF_DIR), this.layout.shortLink(short))
+    await fsyncDir(this.layout.overlay)
+    await fsyncDir(this.layout.links)
+
+    // layerdb entry: built under layerdb/tmp, renamed into place (the moment the layer exists).
+    const ws = path.join(this.layout.layerdbTmp, `write-set-${randomHex(8)}`)
+    await fs.mkdir(ws)
+    await writeDurable(path.join(ws, 'diff'), staged.diffId)
+    await writeDurable(path.join(ws, 'size'), String(staged.size))
+    await writeDurable(path.join(ws, 'cache-id'), cacheId)
+    if (parent) await writeDurable(path.join(ws, 'parent'), parent.chainId)
+    if (staged.compressedDigest) await writeDurable(path.join(ws, 'compressed-digest'), staged.compressedDigest)
+    await fs.rename(staged.tarSplit, path.join(ws, 'tar-split.json.gz'))
+    await fsyncDir(ws)
+    await fs.rename(ws, this.layout.layerMeta(chainId))
+    await fsyncDir(this.layout.layerdb)
+    return {
+      chainId, diffId: staged.diffId, size: staged.size, cacheId,
+      ...(parent ? { parent: parent.chainId } : {}),
+      ...(staged.compressedDigest ? { compressedDigest: staged.compressedDigest } : {}),
+    }
+  }
+
+  /** Removes a layer: its layer db entry first, then its files. Caller holds the store lock. */
+  async remove(chainId: string): Promise<void> {
+    const l = await this.get(chainId)
+    if (!l) return
+    await removeTree(this.layout.layerMeta(chainId), this.layout.tmp)
+    await this.removeFiles(l.cacheId)
+  }
+
+  /** Removes an overlay2 dir and its short link. */
+  async removeFiles(cacheId: string): Promise<void> {
+    const short = await readIfExists(path.join(this.layout.layerDir(cacheId), LINK_FILE))
+    if (short) await fs.rm(this.layout.shortLink(short.trim()), { force: true })
+    await removeTree(this.layout.layerDir(cacheId), this.layout.tmp)
+  }
+
+  tarSplitPath(chainId: string): string {
+    return path.join(this.layout.layerMeta(chainId), 'tar-split.json.gz')
+  }
+
+  diffDir(l: LayerInfo): string {
+    return this.layout.diffDir(l.cacheId)
+  }
+
+  /** Is `name` a layer db entry name? */
+  static isChainHex(name: string): boolean {
+    return /^[0-9a-f]{64}$/.test(name)
+  }
+
+  /** ChainID `hex` form for paths. */
+  static hex = hex
+}

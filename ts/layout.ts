@@ -1,0 +1,96 @@
+/**
+ * The on-disk layout of a strata store: Docker's overlay2 layout, as the seeds show it.
+ *
+ * ```
+ * <root>/lock                                   flock: held exclusively while metadata changes
+ * <root>/overlay2/<cache-id>/diff/              the layer's files, in overlay format:
+ *                                                 whiteout     = char device 0/0 named NAME
+ *                                                 opaque dir   = xattr trusted.overlay.opaque=y
+ * <root>/overlay2/<cache-id>/link               26-char short name of this layer
+ * <root>/overlay2/<cache-id>/lower              l/<short>:l/<short>:... the layers below, top first
+ *                                                 (absent for a base layer)
+ * <root>/overlay2/<cache-id>/work/              overlay workdir (writable layers only)
+ * <root>/overlay2/<cache-id>/merged/            mount point while mounted (writable layers only)
+ * <root>/overlay2/<cache-id>/committed          marker: complete and read-only (image layers);
+ *                                                 written inside the staging dir, before the rename
+ * <root>/overlay2/l/<short>                     symlink -> ../<cache-id>/diff
+ * <root>/image/overlay2/imagedb/content/sha256/<image id hex>     config JSON, bytes as received
+ * <root>/image/overlay2/imagedb/metadata/sha256/<image id hex>/   parent, lastUpdated
+ * <root>/image/overlay2/layerdb/sha256/<chain id hex>/            one read-only layer:
+ *     diff                 its DiffID (sha256:...)
+ *     size                 bytes of file content in it (decimal)
+ *     cache-id             the overlay2/<cache-id> holding its files
+ *     parent               ChainID of the layer below (absent for a base layer)
+ *     tar-split.json.gz    tar headers and padding, to rebuild the original tar bit for bit
+ *     compressed-digest    sha256 of the blob it was loaded from, when that blob was compressed
+ * <root>/image/overlay2/layerdb/mounts/<container id>/            a container's writable layers:
+ *     mount-id, init-id, parent (ChainID of the image's top layer)
+ * <root>/image/overlay2/layerdb/tmp/                              layerdb entries being built
+ * <root>/image/overlay2/repositories.json       {"Repositories": {repo: {"repo:tag" | "repo@digest": id}}}
+ * <root>/containers/<id>/config.v2.json          container records
+ * <root>/tmp/<staging>/  +  <root>/tmp/<staging>.lock
+ *                                               work in progress; the lock is held by the process
+ *                                               that owns it, so cleanup removes only dead ones
+ * ```
+ *
+ * Visibility rules (what makes the store crash-safe):
+ * - a layer exists iff `layerdb/sha256/<chain>` exists; its overlay2 dir is renamed into place,
+ *   complete and with `committed` inside, before that entry is renamed into place;
+ * - an image exists iff its config is in `imagedb/content`, written after all its layers;
+ * - tags are written last, by atomically replacing `repositories.json`;
+ * - deletion runs the other way round: tags, image config, layerdb entry, then the files.
+ * A cleanup pass on open removes overlay2 dirs nobody references, broken layerdb entries,
+ * and staging dirs whose owner died.
+ */
+import * as path from 'node:path'
+
+export const OVERLAY_DIR = 'overlay2'
+export const LINK_DIR = 'l'
+export const DIFF_DIR = 'diff'
+export const WORK_DIR = 'work'
+export const MERGED_DIR = 'merged'
+export const LINK_FILE = 'link'
+export const LOWER_FILE = 'lower'
+export const COMMITTED_FILE = 'committed'
+export const IMAGE_DIR = path.join('image', 'overlay2')
+export const SHORT_LINK_LENGTH = 26
+
+/** Every path of a store, derived from its root. */
+export class Layout {
+  constructor(readonly root: string) {}
+
+  get lockFile(): string { return path.join(this.root, 'lock') }
+  get overlay(): string { return path.join(this.root, OVERLAY_DIR) }
+  get links(): string { return path.join(this.overlay, LINK_DIR) }
+  get tmp(): string { return path.join(this.root, 'tmp') }
+  get imageRoot(): string { return path.join(this.root, IMAGE_DIR) }
+  get imagedbContent(): string { return path.join(this.imageRoot, 'imagedb', 'content', 'sha256') }
+  get imagedbMetadata(): string { return path.join(this.imageRoot, 'imagedb', 'metadata', 'sha256') }
+  get layerdb(): string { return path.join(this.imageRoot, 'layerdb', 'sha256') }
+  get layerdbMounts(): string { return path.join(this.imageRoot, 'layerdb', 'mounts') }
+  get layerdbTmp(): string { return path.join(this.imageRoot, 'layerdb', 'tmp') }
+  get repositories(): string { return path.join(this.imageRoot, 'repositories.json') }
+  get containers(): string { return path.join(this.root, 'containers') }
+
+  /** All directories a store needs, parents first. */
+  get dirs(): string[] {
+    return [this.root, this.overlay, this.links, this.tmp, this.imagedbContent, this.imagedbMetadata,
+      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers]
+  }
+
+  layerDir(cacheId: string): string { return path.join(this.overlay, cacheId) }
+  diffDir(cacheId: string): string { return path.join(this.overlay, cacheId, DIFF_DIR) }
+  workDir(cacheId: string): string { return path.join(this.overlay, cacheId, WORK_DIR) }
+  mergedDir(cacheId: string): string { return path.join(this.overlay, cacheId, MERGED_DIR) }
+  shortLink(short: string): string { return path.join(this.links, short) }
+  imageConfig(id: string): string { return path.join(this.imagedbContent, hex(id)) }
+  imageMeta(id: string): string { return path.join(this.imagedbMetadata, hex(id)) }
+  layerMeta(chainId: string): string { return path.join(this.layerdb, hex(chainId)) }
+  mountMeta(containerId: string): string { return path.join(this.layerdbMounts, containerId) }
+  containerDir(id: string): string { return path.join(this.containers, id) }
+}
+
+/** `sha256:abc` → `abc`. */
+export function hex(digest: string): string {
+  return digest.startsWith('sha256:') ? digest.slice(7) : digest
+}

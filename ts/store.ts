@@ -1,0 +1,88 @@
+/**
+ * `Store`: the public, promise-based entry point. Every blocking step runs off the event loop
+ * (in the native addon's thread pool); long operations take `onProgress` and `signal`.
+ *
+ * ```ts
+ * const store = await Store.open({ root: '/var/lib/strata' })
+ * const { images } = await store.load('busybox.tar')
+ * await store.images.tag(images[0].id, 'bb:latest')
+ * console.log(await store.images.list())
+ * ```
+ */
+import * as fs from 'node:fs/promises'
+import type { Readable, Writable } from 'node:stream'
+import { Layout } from './layout'
+import { StoreContext } from './context'
+import { cleanup, CleanupReport } from './cleanup'
+import { load, LoadInput, LoadOptions, LoadResult } from './archive/load'
+import { save, SaveOptions } from './archive/save'
+import { importImage, ImportOptions } from './archive/import'
+import { Images, ImageUsers } from './images'
+import { StrataError } from './errors'
+
+export const DEFAULT_ROOT = '/var/lib/strata'
+
+export interface StoreOptions {
+  /** Store root; default `$STRATA_ROOT` or `/var/lib/strata`. */
+  root?: string
+}
+
+export class Store {
+  readonly #ctx: StoreContext
+  readonly images: Images
+  /** What the cleanup pass on open removed. */
+  readonly recovered: CleanupReport
+  /** Hook the container layer sets so images know who uses them. */
+  #users: ImageUsers = async () => []
+
+  private constructor(ctx: StoreContext, recovered: CleanupReport) {
+    this.#ctx = ctx
+    this.recovered = recovered
+    this.images = new Images(ctx, (id) => this.#users(id))
+  }
+
+  static async open(opts: StoreOptions = {}): Promise<Store> {
+    const root = opts.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT
+    const layout = new Layout(root)
+    try {
+      for (const d of layout.dirs) await fs.mkdir(d, { recursive: true, mode: 0o711 })
+    } catch (e) {
+      throw new StrataError('Io', `cannot create store at ${root}: ${(e as Error).message}`, { syscode: (e as NodeJS.ErrnoException).code, path: root })
+    }
+    const ctx = new StoreContext(layout)
+    const recovered = await ctx.exclusive(() => cleanup(ctx))
+    return new Store(ctx, recovered)
+  }
+
+  get root(): string {
+    return this.#ctx.layout.root
+  }
+
+  /** `docker load`: a docker-archive or OCI layout (path to tar/dir, or a stream). */
+  load(input: LoadInput, opts?: LoadOptions): Promise<LoadResult> {
+    return load(this.#ctx, input, opts)
+  }
+
+  /** `docker save`: images to a tar file, an OCI layout directory, or a stream. */
+  save(images: string[], output: string | Writable, opts?: SaveOptions): Promise<void> {
+    return save(this.#ctx, images, output, opts)
+  }
+
+  /** `docker import`: a rootfs tarball to a one-layer image; returns the image ID. */
+  import(input: string | Readable, opts?: ImportOptions): Promise<string> {
+    return importImage(this.#ctx, input, opts)
+  }
+
+  /** @internal used by the container layer. */
+  setImageUsers(users: ImageUsers): void {
+    this.#users = users
+  }
+
+  /** @internal */
+  get context(): StoreContext {
+    return this.#ctx
+  }
+
+  /** Releases resources (nothing is held between calls today; kept for API stability). */
+  async close(): Promise<void> {}
+}
