@@ -1,0 +1,94 @@
+/**
+ * Docker-style argument parsing: flags before positionals (everything after the first
+ * positional belongs to it when `stopAtPositional`), `--flag=value`, `--flag value`, `-f value`,
+ * combined short booleans (`-aq`), repeatable flags, `--` ends flags.
+ */
+import { StrataError } from '../errors'
+
+export interface FlagSpec {
+  /** Long name without dashes. */
+  name: string
+  short?: string
+  /** Takes a value. */
+  value?: boolean
+  /** May be given more than once (values collected in order). */
+  multi?: boolean
+}
+
+export interface Parsed {
+  flags: Map<string, string[] | true>
+  args: string[]
+}
+
+export function parseArgs(argv: string[], specs: FlagSpec[], stopAtPositional = false): Parsed {
+  const byLong = new Map(specs.map((s) => [s.name, s]))
+  const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short!, s]))
+  const flags = new Map<string, string[] | true>()
+  const args: string[] = []
+  const set = (spec: FlagSpec, v?: string) => {
+    if (!spec.value) {
+      flags.set(spec.name, true)
+      return
+    }
+    const prev = flags.get(spec.name)
+    flags.set(spec.name, spec.multi && Array.isArray(prev) ? [...prev, v!] : [v!])
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--') {
+      args.push(...argv.slice(i + 1))
+      break
+    }
+    if (a.startsWith('--') && a.length > 2) {
+      const eq = a.indexOf('=')
+      const name = eq < 0 ? a.slice(2) : a.slice(2, eq)
+      const spec = byLong.get(name)
+      if (!spec) throw new StrataError('InvalidArgument', `unknown flag: --${name}`)
+      if (spec.value) {
+        const v = eq >= 0 ? a.slice(eq + 1) : argv[++i]
+        if (v === undefined) throw new StrataError('InvalidArgument', `flag needs an argument: --${name}`)
+        set(spec, v)
+      } else {
+        if (eq >= 0 && !['true', 'false'].includes(a.slice(eq + 1))) throw new StrataError('InvalidArgument', `invalid boolean value for --${name}`)
+        if (eq < 0 || a.slice(eq + 1) === 'true') set(spec)
+        else flags.delete(spec.name)
+      }
+      continue
+    }
+    if (a.startsWith('-') && a.length > 1) {
+      for (let j = 1; j < a.length; j++) {
+        const spec = byShort.get(a[j])
+        if (!spec) throw new StrataError('InvalidArgument', `unknown shorthand flag: '${a[j]}' in ${a}`)
+        if (spec.value) {
+          const rest = a.slice(j + 1).replace(/^=/, '')
+          const v = rest !== '' ? rest : argv[++i]
+          if (v === undefined) throw new StrataError('InvalidArgument', `flag needs an argument: '${a[j]}' in ${a}`)
+          set(spec, v)
+          break
+        }
+        set(spec)
+      }
+      continue
+    }
+    args.push(a)
+    if (stopAtPositional) {
+      args.push(...argv.slice(i + 1))
+      break
+    }
+  }
+  return { flags, args }
+}
+
+export function flag(p: Parsed, name: string): boolean {
+  return p.flags.get(name) === true
+}
+
+export function value(p: Parsed, name: string): string | undefined {
+  const v = p.flags.get(name)
+  return Array.isArray(v) ? v[v.length - 1] : undefined
+}
+
+export function values(p: Parsed, name: string): string[] {
+  const v = p.flags.get(name)
+  return Array.isArray(v) ? v : []
+}

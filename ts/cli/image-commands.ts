@@ -1,0 +1,165 @@
+/** CLI: `images`, `tag`, `rmi`, `inspect`, `history` — Docker's flags and output. */
+import { Store } from '../store'
+import { StrataError } from '../errors'
+import { parseArgs, flag, value, values } from './args'
+import { humanSize, ago, truncateId, historyCreatedBy } from '../format/units'
+import { renderTable } from '../format/table'
+import { printFormatted } from './output'
+import { ImageFilters } from '../images'
+import { hex } from '../layout'
+import { Io } from './io'
+
+function parseFilters(list: string[]): ImageFilters {
+  const f: ImageFilters = {}
+  for (const item of list) {
+    const eq = item.indexOf('=')
+    if (eq < 0) throw new StrataError('InvalidArgument', `bad format of filter (expected name=value)`)
+    const k = item.slice(0, eq).toLowerCase()
+    const v = item.slice(eq + 1)
+    switch (k) {
+      case 'dangling':
+        if (!['true', 'false', '1', '0'].includes(v.toLowerCase())) throw new StrataError('InvalidArgument', `invalid filter 'dangling=${v}'`)
+        f.dangling = v === 'true' || v === '1'
+        break
+      case 'reference': (f.reference ??= []).push(v); break
+      case 'label': (f.label ??= []).push(v); break
+      case 'before': f.before = v; break
+      case 'since': f.since = v; break
+      default: throw new StrataError('InvalidArgument', `invalid filter '${k}'`)
+    }
+  }
+  return f
+}
+
+function splitTag(key: string): [string, string] {
+  const i = key.lastIndexOf(':')
+  return [key.slice(0, i), key.slice(i + 1)]
+}
+
+export async function imagesCommand(store: Store, argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, [
+    { name: 'all', short: 'a' }, { name: 'quiet', short: 'q' }, { name: 'digests' }, { name: 'no-trunc' },
+    { name: 'format', value: true }, { name: 'filter', short: 'f', value: true, multi: true },
+  ])
+  if (p.args.length > 1) throw new StrataError('InvalidArgument', '"images" requires at most 1 argument.')
+  const rows = await store.images.list({ all: flag(p, 'all'), filters: parseFilters(values(p, 'filter')), match: p.args[0] })
+  const noTrunc = flag(p, 'no-trunc')
+  const idOf = (id: string) => (noTrunc ? id : truncateId(id))
+  const now = Date.now()
+  // One line per repo:tag (and one <none> line for untagged images), as docker prints them.
+  const lines: Record<string, string>[] = []
+  for (const r of rows) {
+    const digestsByRepo = new Map<string, string>()
+    for (const d of r.repoDigests) digestsByRepo.set(d.slice(0, d.indexOf('@')), d.slice(d.indexOf('@') + 1))
+    const base = {
+      ID: idOf(r.id), CreatedSince: r.created ? ago(r.created, now) : 'N/A',
+      CreatedAt: r.created ? r.created.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' +0000 UTC') : '',
+      Size: humanSize(r.size), VirtualSize: humanSize(r.size), Containers: r.containers > 0 ? String(r.containers) : 'N/A',
+      SharedSize: 'N/A', UniqueSize: 'N/A',
+    }
+    if (r.repoTags.length === 0) lines.push({ ...base, Repository: '<none>', Tag: '<none>', Digest: r.repoDigests[0]?.split('@')[1] ?? '<none>' })
+    for (const t of r.repoTags) {
+      const [repo, tag] = splitTag(t)
+      lines.push({ ...base, Repository: repo, Tag: tag, Digest: digestsByRepo.get(repo) ?? '<none>' })
+    }
+  }
+  if (flag(p, 'quiet')) {
+    const seen = new Set<string>()
+    for (const l of lines) if (!seen.has(l.ID)) { seen.add(l.ID); io.out(`${l.ID}\n`) }
+    return 0
+  }
+  const fmt = value(p, 'format')
+  if (fmt) {
+    printFormatted(io, fmt, lines, { ID: 'IMAGE ID', Repository: 'REPOSITORY', Tag: 'TAG', Digest: 'DIGEST', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', Size: 'SIZE', Containers: 'CONTAINERS', VirtualSize: 'VIRTUAL SIZE', SharedSize: 'SHARED SIZE', UniqueSize: 'UNIQUE SIZE' })
+    return 0
+  }
+  const digests = flag(p, 'digests')
+  const header = digests ? ['REPOSITORY', 'TAG', 'DIGEST', 'IMAGE ID', 'CREATED', 'SIZE'] : ['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE']
+  const table = lines.map((l) => digests ? [l.Repository, l.Tag, l.Digest, l.ID, l.CreatedSince, l.Size] : [l.Repository, l.Tag, l.ID, l.CreatedSince, l.Size])
+  io.out(renderTable([header, ...table]))
+  return 0
+}
+
+export async function tagCommand(store: Store, argv: string[]): Promise<number> {
+  const p = parseArgs(argv, [])
+  if (p.args.length !== 2) throw new StrataError('InvalidArgument', '"tag" requires exactly 2 arguments.\nUsage:  strata tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]')
+  await store.images.tag(p.args[0], p.args[1])
+  return 0
+}
+
+export async function rmiCommand(store: Store, argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, [{ name: 'force', short: 'f' }, { name: 'no-prune' }])
+  if (p.args.length === 0) throw new StrataError('InvalidArgument', '"rmi" requires at least 1 argument.')
+  let rc = 0
+  for (const name of p.args) {
+    try {
+      for (const ev of await store.images.remove(name, { force: flag(p, 'force'), noPrune: flag(p, 'no-prune') })) {
+        io.out('untagged' in ev ? `Untagged: ${ev.untagged}\n` : `Deleted: ${ev.deleted}\n`)
+      }
+    } catch (e) {
+      if (!(e instanceof StrataError)) throw e
+      io.err(`Error: ${e.message}\n`)
+      rc = 1
+    }
+  }
+  return rc
+}
+
+export async function historyCommand(store: Store, argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, [{ name: 'quiet', short: 'q' }, { name: 'no-trunc' }, { name: 'human', short: 'H' }, { name: 'format', value: true }])
+  if (p.args.length !== 1) throw new StrataError('InvalidArgument', '"history" requires exactly 1 argument.')
+  const rows = await store.images.history(p.args[0])
+  const noTrunc = flag(p, 'no-trunc')
+  const now = Date.now()
+  const data = rows.map((r) => ({
+    ID: r.id === '<missing>' ? r.id : noTrunc ? r.id : truncateId(r.id),
+    CreatedSince: r.created ? ago(r.created, now) : 'N/A',
+    CreatedAt: r.created?.toISOString() ?? '',
+    CreatedBy: historyCreatedBy(r.createdBy, !noTrunc),
+    Size: humanSize(r.size),
+    Comment: r.comment,
+  }))
+  if (flag(p, 'quiet')) {
+    for (const d of data) io.out(`${d.ID}\n`)
+    return 0
+  }
+  const fmt = value(p, 'format')
+  if (fmt) {
+    printFormatted(io, fmt, data, { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' })
+    return 0
+  }
+  io.out(renderTable([['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], ...data.map((d) => [d.ID, d.CreatedSince, d.CreatedBy, d.Size, d.Comment])]))
+  return 0
+}
+
+/** `inspect` of images (containers join in through `extra`). */
+export async function inspectCommand(
+  store: Store, argv: string[], io: Io,
+  extra?: (name: string) => Promise<Record<string, unknown> | undefined>,
+  kind: 'any' | 'image' = 'any',
+): Promise<number> {
+  const p = parseArgs(argv, [{ name: 'format', short: 'f', value: true }, { name: 'type', value: true }, { name: 'size', short: 's' }])
+  if (p.args.length === 0) throw new StrataError('InvalidArgument', '"inspect" requires at least 1 argument.')
+  const type = value(p, 'type') ?? (kind === 'image' ? 'image' : undefined)
+  const out: unknown[] = []
+  let rc = 0
+  for (const name of p.args) {
+    try {
+      let obj: Record<string, unknown> | undefined
+      if (type !== 'image' && extra) obj = await extra(name)
+      if (!obj && type !== 'container') obj = await store.images.inspect(name)
+      if (!obj) throw new StrataError('ImageNotFound', `No such object: ${name}`)
+      out.push(obj)
+    } catch (e) {
+      if (!(e instanceof StrataError) || !['ImageNotFound', 'ContainerNotFound', 'InvalidReference'].includes(e.code)) throw e
+      io.err(`Error: No such ${type === 'image' ? 'image' : type === 'container' ? 'container' : 'object'}: ${name}\n`)
+      rc = 1
+    }
+  }
+  const fmt = value(p, 'format')
+  if (fmt) printFormatted(io, fmt, out, {}, true)
+  else io.out(`${JSON.stringify(out, null, 4)}\n`)
+  return rc
+}
+
+export { hex }
