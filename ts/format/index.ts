@@ -1,0 +1,8 @@
+/**
+ * Output formatting the `strata` CLI shares with `docker`: sizes and durations (go-units),
+ * Go templates for `--format`, and the tabwriter behind every table.
+ */
+export * from './units'
+export * from './table'
+export * from './template'
+export { formatG, formatF, formatNumber } from './gofmt'
