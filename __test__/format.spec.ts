@@ -334,6 +334,10 @@ test('template: range, if/else, with, variables, trim markers', (t) => {
   t.is(executeTemplate('{{if .Containers}}a{{else if .RepoTags}}b{{else}}c{{end}}', image), 'b')
   t.is(executeTemplate('{{if and .RepoTags (not .Dangling)}}ok{{end}}', image), 'ok')
   t.is(executeTemplate('{{if or .Config.User "root"}}{{or .Config.User "root"}}{{end}}', image), 'root')
+  // and/or short-circuit: .Nothing.Field would fail if evaluated
+  t.is(executeTemplate('{{if and .Nothing .Nothing.Field}}x{{else}}y{{end}}', image), 'y')
+  t.is(executeTemplate('{{or .Repository .Nothing.Field}}', image), 'mysql')
+  t.is(executeTemplate('{{.Containers | or .Dangling}}', image), '0')
   t.is(executeTemplate('{{if gt .Size 1000}}big{{end}}{{if lt .Containers 1}} none{{end}}', image), 'big none')
   t.is(executeTemplate('{{with .Config}}{{.Cmd}}{{end}}', image), '[mysqld]')
   t.is(executeTemplate('{{with .Config.User}}{{.}}{{else}}-{{end}}', image), '-')

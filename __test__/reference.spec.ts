@@ -11,6 +11,7 @@ import {
   isValidTag,
   normalizeId,
   parse,
+  parseDockerRef,
   parseNormalizedNamed,
   parseReference,
   trimNamed,
@@ -237,4 +238,10 @@ test('isIdPrefix / isFullId / normalizeId', (t) => {
   t.is(normalizeId('e1d7'), 'sha256:e1d7')
   t.is(normalizeId(`sha256:${HEX64}`), `sha256:${HEX64}`)
   t.throws(() => normalizeId('nope'), { instanceOf: StrataError })
+})
+
+test('parseDockerRef keeps only the digest of tag+digest references', (t) => {
+  t.is(parseDockerRef(`busybox:latest@${DIGEST}`).string(), `docker.io/library/busybox@${DIGEST}`)
+  t.is(parseDockerRef('busybox').string(), 'docker.io/library/busybox:latest')
+  t.is(parseDockerRef(`busybox@${DIGEST}`).familiarString(), `busybox@${DIGEST}`)
 })

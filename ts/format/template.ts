@@ -869,7 +869,19 @@ class Exec {
     if (head.t === 'ident') {
       const fn = this.fns[head.name]
       if (fn === undefined) this.fail(head, src, `"${head.name}" is not a defined function`)
-      // and/or short-circuit in Go 1.18+; evaluating eagerly is equivalent without side effects
+      if ((head.name === 'and' || head.name === 'or') && this.fns[head.name] === BUILTINS[head.name]) {
+        // Go 1.18+: and/or stop evaluating at the first argument that decides the result,
+        // so `{{if and .X .X.Y}}` does not fail when .X is nil.
+        const want = head.name === 'or'
+        const thunks: Array<() => unknown> = [...rest.map((a) => () => this.arg(a, dot, src, [])), ...final.map((v) => () => v)]
+        if (thunks.length === 0) this.fail(head, src, `wrong number of args for ${head.name}: want at least 1 got 0`)
+        let v: unknown
+        for (const th of thunks) {
+          v = th()
+          if (truth(v) === want) return v
+        }
+        return v
+      }
       const args = [...rest.map((a) => this.arg(a, dot, src, [])), ...final]
       try {
         return fn(args, this.ctx)
