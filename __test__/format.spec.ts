@@ -23,6 +23,7 @@ import {
   isTableFormat,
   preFormat,
   renderTable,
+  runeCount,
   tabwrite,
   Template,
   truncateId,
@@ -206,6 +207,8 @@ test('ellipsis / historyCreatedBy as docker history', (t) => {
   t.is(ellipsis('日本語の文字列', 5), '日本…')
   t.is(ellipsis('日本語', 6), '日本語')
   t.is(ellipsis('héllo wörld', 6), 'héllo…')
+  // x/text/width: a combining mark still counts one column in Ellipsis
+  t.is(ellipsis('e\u0301e\u0301e\u0301', 4), 'e\u0301e…')
 })
 
 // ---------------------------------------------------------------------------- tabwriter
@@ -250,6 +253,15 @@ test('tabwrite: column blocks are per run of lines, widths count runes', (t) => 
   t.is(tabwrite('abcdefghijkl\tx'), 'abcdefghijkl   x')
   t.is(tabwrite('no tabs here\n'), 'no tabs here\n')
   t.is(tabwrite('a\tb\n', { ...DOCKER_TABWRITER, minwidth: 0, padding: 1 }), 'a b\n')
+})
+
+test('tabwrite: docker measures cells in terminal columns (go-runewidth), stdlib in runes', (t) => {
+  // 6 wide characters = 12 columns, + padding 3
+  t.is(tabwrite('日本語のタグ\tx\nab\ty\n'), `日本語のタグ   x\nab${' '.repeat(13)}y\n`)
+  // 6 runes + 3 < minwidth 10
+  t.is(tabwrite('日本語のタグ\tx\nab\ty\n', { ...DOCKER_TABWRITER, widthOf: runeCount }), `日本語のタグ${' '.repeat(4)}x\nab${' '.repeat(8)}y\n`)
+  // combining acute accent takes no column
+  t.is(tabwrite('cafe\u0301-latte-12\tx\nc\ty\n'), 'cafe\u0301-latte-12   x\nc               y\n')
 })
 
 // ---------------------------------------------------------------------------- templates
@@ -410,7 +422,10 @@ test('formatItems: non-table formats print one line per item, no tabwriter', (t)
   t.is(formatItems('{{.Repository}}:{{.Tag}}\\t{{.ID}}', rows), 'mysql:latest\te1d7dc9731da\nhello-world:latest\tbf756fb1ae65\n')
   t.is(formatItems('json', rows.slice(0, 1)), '{"ID":"e1d7dc9731da","Repository":"mysql","Tag":"latest","CreatedSince":"2 weeks ago","Size":"544MB"}\n')
   t.is(formatItems('{{.ID}}', []), '')
-  t.throws(() => formatItems('{{.Nope}}', rows), { instanceOf: StrataError, message: /can't evaluate field Nope/ })
+  t.throws(() => formatItems('{{.Nope}}', rows, { typeName: '*formatter.imageContext' }), {
+    instanceOf: StrataError,
+    message: `template parsing error: template: :1:2: executing "" at <.Nope>: can't evaluate field Nope in type *formatter.imageContext`,
+  })
 })
 
 test('preFormat / isTableFormat', (t) => {

@@ -9,15 +9,20 @@
  *    (never padded), so `docker images` has no trailing blanks after SIZE;
  *  - a column block is a run of consecutive lines that all have a cell in that column; its
  *    width is max(minwidth, widest cell + padding), computed per block, not per table;
- *  - widths count runes (UTF-8 characters), not bytes and not terminal columns;
+ *  - widths are terminal columns: docker forks text/tabwriter (cli/command/formatter/tabwriter)
+ *    only to measure cells with go-runewidth's `StringWidth` instead of counting runes, so
+ *    CJK text takes two columns and combining marks none (`widthOf` restores rune counting);
  *  - text after the last newline is flushed as a final, unterminated line.
  */
+import { displayWidth } from './units'
 
 export interface TabwriterOptions {
   minwidth: number
   tabwidth: number
   padding: number
   padchar: string
+  /** Width of a cell's text; default terminal columns as docker's fork (`runeCount` for Go's stdlib). */
+  widthOf?: (text: string) => number
 }
 
 /** docker CLI's settings (`formatter.Context.postFormat`, `docker history`, `docker ps`). */
@@ -28,7 +33,8 @@ interface Cell {
   width: number
 }
 
-function runeCount(s: string): number {
+/** Go stdlib text/tabwriter's measure: UTF-8 characters. */
+export function runeCount(s: string): number {
   let n = 0
   for (const _ of s) n++
   return n
@@ -39,7 +45,8 @@ export function tabwrite(text: string, opts: TabwriterOptions = DOCKER_TABWRITER
   const rawLines = text.split('\n')
   const endsWithNewline = rawLines[rawLines.length - 1] === ''
   if (endsWithNewline) rawLines.pop()
-  const lines: Cell[][] = rawLines.map((l) => l.split('\t').map((t) => ({ text: t, width: runeCount(t) })))
+  const widthOf = opts.widthOf ?? displayWidth
+  const lines: Cell[][] = rawLines.map((l) => l.split('\t').map((t) => ({ text: t, width: widthOf(t) })))
   const out: string[] = []
   const widths: number[] = []
 

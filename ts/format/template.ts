@@ -1066,7 +1066,13 @@ export interface FormatItemsOptions extends TemplateOptions {
 export function formatItems(format: string, items: readonly unknown[], opts: FormatItemsOptions = {}): string {
   const tpl = new Template(preFormat(format), opts)
   let body = ''
-  for (const it of items) body += tpl.execute(it) + '\n'
+  try {
+    for (const it of items) body += tpl.execute(it) + '\n'
+  } catch (err) {
+    // docker wraps execution errors with the same prefix as parse errors (contextFormat)
+    if (err instanceof StrataError) throw new StrataError(err.code, `template parsing error: ${err.message}`, { cause: err })
+    throw err
+  }
   if (!isTableFormat(format)) return body
   const header = tpl.executeHeader(opts.headers ?? {})
   return tabwrite(header + '\n' + body)

@@ -106,7 +106,10 @@ const WIDE: Array<[number, number]> = [
 
 const ZERO_WIDTH = /^[\p{Mn}\p{Me}\p{Cf}\p{Cc}]$/u
 
-/** Terminal columns of one code point, as go-runewidth's `RuneWidth` (non-East-Asian locale). */
+/**
+ * Terminal columns of one code point, as go-runewidth's `RuneWidth` (non-East-Asian locale):
+ * combining marks, format and control characters are 0, East Asian Wide/Fullwidth 2.
+ */
 export function runeWidth(cp: number): number {
   if (cp === 0) return 0
   if (ZERO_WIDTH.test(String.fromCodePoint(cp))) return 0
@@ -117,11 +120,23 @@ export function runeWidth(cp: number): number {
   return 1
 }
 
-/** Display width of a string in terminal columns. */
+/** Display width of a string (go-runewidth `StringWidth`, summed per code point). */
 export function displayWidth(s: string): number {
   let w = 0
   for (const ch of s) w += runeWidth(ch.codePointAt(0)!)
   return w
+}
+
+/**
+ * Columns of one code point as docker's `formatter.Ellipsis` counts them
+ * (`golang.org/x/text/width`): East Asian Wide and Fullwidth are 2, everything else 1.
+ */
+function charWidth(cp: number): number {
+  for (const [lo, hi] of WIDE) {
+    if (cp < lo) break
+    if (cp <= hi) return 2
+  }
+  return 1
 }
 
 /**
@@ -140,7 +155,7 @@ export function ellipsis(s: string, maxWidth: number): string {
   const display: number[] = []
   let width = 0
   for (const r of rs) {
-    width += runeWidth(r.codePointAt(0)!)
+    width += charWidth(r.codePointAt(0)!)
     display.push(width)
   }
   if (width <= maxWidth) return s
