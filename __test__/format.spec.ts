@@ -8,6 +8,8 @@ import { StrataError } from '../ts/errors'
 import {
   ago,
   bytesSize,
+  CONTAINER_HEADERS,
+  CONTAINER_TABLE_FORMAT,
   DOCKER_TABWRITER,
   ellipsis,
   executeTemplate,
@@ -16,13 +18,19 @@ import {
   formatItems,
   formatNumber,
   goJson,
+  goQuote,
+  HISTORY_HEADERS,
+  HISTORY_TABLE_FORMAT,
   goUnitsHumanSize,
   historyCreatedBy,
   humanDuration,
   humanSize,
+  IMAGE_HEADERS,
+  IMAGE_TABLE_FORMAT,
   isTableFormat,
   preFormat,
   renderTable,
+  resolveFormat,
   runeCount,
   tabwrite,
   Template,
@@ -434,4 +442,50 @@ test('preFormat / isTableFormat', (t) => {
   t.is(preFormat('table {{.ID}}\\t{{.Tag}}  '), '{{.ID}}\t{{.Tag}}')
   t.is(preFormat('{{.ID}}\\n'), '{{.ID}}\n')
   t.is(preFormat('json'), '{{json .}}')
+})
+
+test('goQuote is strconv.Quote (docker ps COMMAND)', (t) => {
+  t.is(goQuote('/docker-entrypoint.sh nginx -g daemon off;'), '"/docker-entrypoint.sh nginx -g daemon off;"')
+  t.is(goQuote('sh -c "echo hi"\n\t\x07\x7f'), '"sh -c \\"echo hi\\"\\n\\t\\a\\x7f"')
+  t.is(goQuote('日本\u00a0\u200b'), '"日本\\u00a0\\u200b"')
+  t.is(goQuote(ellipsis('/docker-entrypoint.sh nginx -g daemon off;', 20)), '"/docker-entrypoint.…"')
+  t.is(executeTemplate('{{printf "%q" .}}', 'a"b'), '"a\\"b"')
+})
+
+test('docker default formats and headers', (t) => {
+  t.is(resolveFormat(undefined, IMAGE_TABLE_FORMAT), IMAGE_TABLE_FORMAT)
+  t.is(resolveFormat('table', IMAGE_TABLE_FORMAT, { quiet: true }), '{{.ID}}')
+  t.is(resolveFormat('{{.ID}}: {{.Size}}', IMAGE_TABLE_FORMAT), '{{.ID}}: {{.Size}}')
+  const images = [
+    { Repository: 'test/ubuntu', Tag: 'v3', ID: '4e3b13c8a266', CreatedSince: '3 months ago', Size: humanSize(136_300_000) },
+    { Repository: '<none>', Tag: '<none>', ID: '0123456789ab', CreatedSince: '', Size: '0B' },
+  ]
+  t.is(
+    formatItems(IMAGE_TABLE_FORMAT, images, { headers: IMAGE_HEADERS }),
+    'REPOSITORY    TAG       IMAGE ID       CREATED        SIZE\n' +
+      'test/ubuntu   v3        4e3b13c8a266   3 months ago   136MB\n' +
+      '<none>        <none>    0123456789ab   N/A            0B\n',
+  )
+  const history = [{ ID: '<missing>', CreatedSince: '2 years ago', CreatedBy: historyCreatedBy('/bin/sh -c #(nop)  CMD ["/hello"]'), Size: '0B', Comment: '' }]
+  t.is(
+    formatItems(HISTORY_TABLE_FORMAT, history, { headers: HISTORY_HEADERS }),
+    'IMAGE       CREATED       CREATED BY                          SIZE      COMMENT\n' +
+      '<missing>   2 years ago   /bin/sh -c #(nop)  CMD ["/hello"]   0B        \n',
+  )
+  const ps = [
+    {
+      ID: 'a0c29c013a99',
+      Image: 'ubuntu',
+      Command: goQuote('/bin/bash'),
+      RunningFor: '5 minutes ago',
+      Status: 'Up 5 minutes',
+      Ports: '',
+      Names: 'busy_turing',
+    },
+  ]
+  t.is(
+    formatItems(CONTAINER_TABLE_FORMAT, ps, { headers: CONTAINER_HEADERS }),
+    'CONTAINER ID   IMAGE     COMMAND       CREATED         STATUS         PORTS     NAMES\n' +
+      'a0c29c013a99   ubuntu    "/bin/bash"   5 minutes ago   Up 5 minutes             busy_turing\n',
+  )
 })

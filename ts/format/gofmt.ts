@@ -165,3 +165,33 @@ export function formatNumber(x: number): string {
   if (Number.isInteger(x) && Math.abs(x) < 1e21) return Object.is(x, -0) ? '0' : x.toFixed(0)
   return formatG(x, -1)
 }
+
+const QUOTE_ESCAPES: Record<string, string> = { '\x07': '\\a', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\v': '\\v', '\\': '\\\\', '"': '\\"' }
+
+/**
+ * `strconv.Quote`: a double-quoted Go string literal (docker ps prints COMMAND with it).
+ * Printable characters stay as they are; control, format and non-ASCII space characters are
+ * escaped as `\a \b \f \n \r \t \v`, `\xNN` below U+0080, else `\uNNNN` / `\UNNNNNNNN`.
+ */
+export function goQuote(s: string): string {
+  let out = '"'
+  for (const ch of s) {
+    const esc = QUOTE_ESCAPES[ch]
+    if (esc !== undefined) {
+      out += esc
+      continue
+    }
+    const cp = ch.codePointAt(0)!
+    // strconv.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space
+    if (ch === ' ' || !/^[\p{C}\p{Z}]$/u.test(ch)) {
+      out += ch
+    } else if (cp < 0x80) {
+      out += `\\x${cp.toString(16).padStart(2, '0')}`
+    } else if (cp < 0x10000) {
+      out += `\\u${cp.toString(16).padStart(4, '0')}`
+    } else {
+      out += `\\U${cp.toString(16).padStart(8, '0')}`
+    }
+  }
+  return out + '"'
+}

@@ -5,4 +5,5 @@
 export * from './units'
 export * from './table'
 export * from './template'
-export { formatG, formatF, formatNumber } from './gofmt'
+export * from './docker'
+export { formatG, formatF, formatNumber, goQuote } from './gofmt'

@@ -18,7 +18,7 @@
  * (`template parsing error: template: :1: function "foo" not defined`).
  */
 import { StrataError } from '../errors'
-import { formatF, formatG, formatNumber } from './gofmt'
+import { formatF, formatG, formatNumber, goQuote } from './gofmt'
 import { tabwrite } from './table'
 
 // ---------------------------------------------------------------------------------------
@@ -539,7 +539,7 @@ function sprintf(format: string, args: unknown[], objectsAsMaps: boolean): strin
         if (pr !== undefined && typeof a === 'string') s = Array.from(s).slice(0, pr).join('')
         break
       case 'q':
-        s = JSON.stringify(typeof a === 'string' ? a : goString(a, objectsAsMaps, false))
+        s = goQuote(typeof a === 'string' ? a : goString(a, objectsAsMaps, false))
         break
       case 'd':
         s = typeof a === 'number' && Number.isInteger(a) ? a.toFixed(0) : `%!d(${goType(a, objectsAsMaps)}=${goString(a, objectsAsMaps, false)})`
