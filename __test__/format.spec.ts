@@ -28,6 +28,7 @@ import {
   IMAGE_HEADERS,
   IMAGE_TABLE_FORMAT,
   isTableFormat,
+  marshalContext,
   preFormat,
   renderTable,
   resolveFormat,
@@ -488,4 +489,35 @@ test('docker default formats and headers', (t) => {
     'CONTAINER ID   IMAGE     COMMAND       CREATED         STATUS         PORTS     NAMES\n' +
       'a0c29c013a99   ubuntu    "/bin/bash"   5 minutes ago   Up 5 minutes             busy_turing\n',
   )
+})
+
+test('marshalContext / MarshalJSON: docker --format json for formatter contexts', (t) => {
+  class ImageContext {
+    constructor(private readonly repo: string) {}
+    get Repository(): string {
+      return this.repo
+    }
+    Tag(): string {
+      return 'latest'
+    }
+    Digest(): string {
+      return '<none>'
+    }
+    Containers(): string {
+      return 'N/A'
+    }
+    Label(name: string): string {
+      return name
+    }
+    MarshalJSON(): string {
+      return marshalContext(this)
+    }
+  }
+  const ctx = new ImageContext('a&b')
+  const want = '{"Containers":"N/A","Digest":"\\u003cnone\\u003e","Repository":"a\\u0026b","Tag":"latest"}'
+  t.is(marshalContext(ctx), want)
+  t.is(formatItems('json', [ctx]), `${want}\n`)
+  t.is(executeTemplate('{{json .Digest}}', ctx), '"<none>"', 'the json function itself does not escape HTML')
+  t.is(goJson({ a: '<' }, { escapeHTML: true }), '{"a":"\\u003c"}')
+  t.is(goJson({ nested: ctx }), `{"nested":${want}}`)
 })

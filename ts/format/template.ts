@@ -457,10 +457,28 @@ function compareKeys(a: unknown, b: unknown): number {
   return x < y ? -1 : x > y ? 1 : 0
 }
 
-/** Go's `encoding/json` with `SetEscapeHTML(false)`, as docker's `json` template function. */
-export function goJson(v: unknown): string {
+export interface GoJsonOptions {
+  /** `json.Marshal` escapes `<`, `>`, `&` as `\u003c`...; docker's `json` template function does not. */
+  escapeHTML?: boolean
+}
+
+/**
+ * Go's `encoding/json`, by default with `SetEscapeHTML(false)` as docker's `json` template
+ * function. Plain objects keep their key order (Go structs), `Map`s are sorted (Go maps),
+ * `undefined` members are omitted, a `MarshalJSON(): string` method is embedded verbatim
+ * (Go's `json.Marshaler`), `toJSON()` is honoured, Dates are RFC 3339.
+ */
+export function goJson(v: unknown, opts: GoJsonOptions = {}): string {
+  const str = (x: string): string => {
+    let q = JSON.stringify(x).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029')
+    if (opts.escapeHTML) q = q.replace(/[<>&]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`)
+    return q
+  }
   const enc = (x: unknown): string | undefined => {
     if (x === null) return 'null'
+    if (typeof x === 'object' && typeof (x as { MarshalJSON?: unknown }).MarshalJSON === 'function') {
+      return String((x as { MarshalJSON(): unknown }).MarshalJSON())
+    }
     if (x !== undefined && typeof (x as { toJSON?: unknown }).toJSON === 'function' && !(x instanceof Date)) {
       x = (x as { toJSON(): unknown }).toJSON()
     }
@@ -470,7 +488,7 @@ export function goJson(v: unknown): string {
       case 'symbol':
         return undefined
       case 'string':
-        return JSON.stringify(x).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029')
+        return str(x)
       case 'number':
         if (!Number.isFinite(x)) throw new TemplateError(`json: unsupported value: ${formatG(x, -1)}`)
         return String(x)
@@ -490,11 +508,40 @@ export function goJson(v: unknown): string {
     const parts: string[] = []
     for (const [k, e] of entries) {
       const s = enc(e)
-      if (s !== undefined) parts.push(`${enc(k)}:${s}`)
+      if (s !== undefined) parts.push(`${str(k)}:${s}`)
     }
     return `{${parts.join(',')}}`
   }
   return enc(v) ?? 'null'
+}
+
+/**
+ * docker's `formatter.MarshalJSON` for a formatter context (what `--format json` and
+ * `{{json .}}` print for `docker images`/`ps`/`history`): every exported (capitalised)
+ * zero-argument method or getter, plus own data fields, as a Go map — keys sorted and
+ * `json.Marshal`'s HTML escaping (`"\u003cnone\u003e"`). Give a context class
+ * `MarshalJSON() { return marshalContext(this) }` to get this from `goJson`/`{{json .}}`.
+ */
+export function marshalContext(ctx: object): string {
+  const m = new Map<string, unknown>()
+  const seen = new Set<string>()
+  for (let o: object | null = ctx; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const name of Object.getOwnPropertyNames(o)) {
+      if (seen.has(name)) continue
+      seen.add(name)
+      if (!/^\p{Lu}/u.test(name) || name === 'MarshalJSON' || name === 'FullHeader') continue
+      const desc = Object.getOwnPropertyDescriptor(o, name)!
+      let v: unknown
+      if (desc.get) v = desc.get.call(ctx)
+      else if (typeof desc.value === 'function') {
+        if ((desc.value as (...a: unknown[]) => unknown).length !== 0) continue
+        v = (desc.value as () => unknown).call(ctx)
+      } else if (o === ctx && desc.enumerable) v = desc.value
+      else continue
+      m.set(name, v === undefined ? null : v)
+    }
+  }
+  return goJson(m, { escapeHTML: true })
 }
 
 /** Go template truth: false, 0, nil, empty string/slice/map are false; structs are true. */
@@ -979,7 +1026,8 @@ class Exec {
         return undefined
       }
     }
-    this.fail(at, src, `can't evaluate field ${name} in type ${this.opts.typeName ?? goType(recv, this.ctx.objectsAsMaps)}`)
+    const type = recv === this.root && this.opts.typeName !== undefined ? this.opts.typeName : goType(recv, this.ctx.objectsAsMaps)
+    this.fail(at, src, `can't evaluate field ${name} in type ${type}`)
   }
 }
 
