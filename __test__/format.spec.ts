@@ -341,6 +341,8 @@ test('template: functions', (t) => {
   t.is(executeTemplate('{{(index .RepoTags 0) | upper}}', image), 'MYSQL:LATEST')
   t.is(executeTemplate('{{`raw\\t`}}', image), 'raw\\t')
   t.is(executeTemplate('{{"tab\\tnl"}}', image), 'tab\tnl')
+  t.is(executeTemplate('{{print nil}} {{printf "%s" 5}} {{printf "%d %d" 1}}', image), '<nil> %!s(int=5) 1 %!d(MISSING)')
+  t.is(executeTemplate("{{'a'}} {{0x10}} {{1e3}} {{1.5}}", image), '97 16 1000 1.5')
 })
 
 test('template: range, if/else, with, variables, trim markers', (t) => {
@@ -398,6 +400,8 @@ test('template: errors are InvalidArgument with Go messages', (t) => {
   t.throws(() => executeTemplate('{{.Nothing.Field}}', image), { message: /nil pointer evaluating interface \{\}\.Field/ })
   t.throws(() => executeTemplate('{{.Repository "arg"}}', image), { instanceOf: StrataError })
   t.throws(() => executeTemplate('{{$x}}', image), { instanceOf: StrataError })
+  t.throws(() => executeTemplate('{{nil}}', image), { message: /nil is not a command/ })
+  t.throws(() => executeTemplate('{{eq .Repository 1}}', image), { message: /incompatible types for comparison/ })
 })
 
 // ---------------------------------------------------------------------------- docker formatter

@@ -913,6 +913,7 @@ class Exec {
   command(c: Command, dot: unknown, src: string, final: unknown[]): unknown {
     const [head, ...rest] = c.args
     if (head === undefined) return undefined
+    if (head.t === 'nil') this.fail(head, src, 'nil is not a command')
     if (head.t === 'ident') {
       const fn = this.fns[head.name]
       if (fn === undefined) this.fail(head, src, `"${head.name}" is not a defined function`)
@@ -951,8 +952,7 @@ class Exec {
       case 'lit':
         return a.value
       case 'nil':
-        this.fail(a, src, 'nil is not a command')
-        break
+        return null
       case 'ident': {
         const fn = this.fns[a.name]!
         try {
