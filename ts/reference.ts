@@ -192,6 +192,17 @@ export function parseReference(s: string): Reference {
   return withDefaultTag(parseNormalizedNamed(s))
 }
 
+/**
+ * `reference.ParseDockerRef`: like {@link parseReference}, but a reference with both a tag
+ * and a digest keeps only the digest (`busybox:1@sha256:...` → `busybox@sha256:...`), which
+ * is what the engine resolves when pulling.
+ */
+export function parseDockerRef(s: string): Reference {
+  const ref = parseNormalizedNamed(s)
+  if (ref.tag !== undefined && ref.digest !== undefined) return new Ref(ref.domain, ref.path, undefined, ref.digest)
+  return withDefaultTag(ref)
+}
+
 /** Returns `ref` with `tag` (validated), keeping any digest, as `reference.WithTag`. */
 export function withTag(ref: Reference, tag: string): Reference {
   if (!anchoredTagRe.test(tag)) invalid('invalid tag format')
