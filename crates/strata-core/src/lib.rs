@@ -9,3 +9,5 @@ pub mod fsutil;
 pub mod lock;
 pub mod compress;
 pub mod stream;
+pub mod safefs;
+pub mod tarsplit;
