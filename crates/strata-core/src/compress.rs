@@ -162,6 +162,15 @@ impl<R: Read> Decompressor<R> {
         self.compression
     }
 
+    /// The source reader back (after [`Decompressor::drain_source`], nothing is left in it).
+    pub fn into_source(self) -> R {
+        match self.inner {
+            Inner::Plain(p) => p.inner,
+            Inner::Gzip(d) => d.into_inner().inner,
+            Inner::Zstd(d) => d.finish().into_inner().inner,
+        }
+    }
+
     /// Reads whatever is left of the *compressed* source to its end (the decoders stop
     /// at the end of the last frame; the compressed digest must cover every byte).
     pub fn drain_source(&mut self) -> io::Result<u64> {
@@ -264,16 +273,16 @@ mod tests {
             let mid = blob.len() / 2;
             blob[mid] ^= 0xff;
             blob[mid + 1] ^= 0x55;
-            let e = read_all(&blob).err().expect("corrupt stream decoded");
+            let Err(e) = read_all(&blob) else { panic!("corrupt stream decoded") };
             assert!(matches!(fault_of(&e), Some(Fault::Corrupt { .. })), "{e}");
         }
         for blob in [gz(&payload), zst(&payload)] {
-            let e = read_all(&blob[..blob.len() / 2]).err().expect("truncated stream decoded");
+            let Err(e) = read_all(&blob[..blob.len() / 2]) else { panic!("truncated stream decoded") };
             assert!(matches!(fault_of(&e), Some(Fault::Corrupt { .. })), "truncated: {e}");
         }
         let mut trailing = gz(&payload);
         trailing.extend_from_slice(b"garbage after the gzip member");
-        let e = read_all(&trailing).err().expect("trailing garbage accepted");
+        let Err(e) = read_all(&trailing) else { panic!("trailing garbage accepted") };
         assert!(matches!(fault_of(&e), Some(Fault::Corrupt { .. })), "{e}");
     }
 }

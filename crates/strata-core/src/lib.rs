@@ -11,3 +11,5 @@ pub mod compress;
 pub mod stream;
 pub mod safefs;
 pub mod tarsplit;
+pub mod extract;
+pub mod layer;

@@ -61,7 +61,7 @@ mod tests {
     #[test]
     fn fault_survives_rewrapping() {
         let e = Fault::Aborted.into_io();
-        let wrapped = io::Error::new(io::ErrorKind::Other, Wrap(e));
+        let wrapped = io::Error::other(Wrap(e));
         assert!(matches!(fault_of(&wrapped), Some(Fault::Aborted)));
         assert!(fault_of(&io::Error::other("plain")).is_none());
     }

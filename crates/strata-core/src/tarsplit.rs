@@ -230,6 +230,13 @@ pub struct RecordingReader<R> {
     rec: Recorder,
 }
 
+impl<R> RecordingReader<R> {
+    /// The wrapped reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
 impl<R: Read> Read for RecordingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
