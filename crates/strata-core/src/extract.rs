@@ -345,13 +345,11 @@ impl Extractor<'_> {
             EntryType::Regular | EntryType::Continuous => self.file(e, &path, &meta, &shown, cancel),
             EntryType::Directory => self.dir(&path, &meta, &shown),
             EntryType::Symlink => {
-                let target =
-                    e.link_name_bytes().ok_or_else(|| corrupt(&shown, "symlink without a target"))?.into_owned();
+                let target = e.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
                 self.symlink(&path, &target, &meta, &shown)
             }
             EntryType::Link => {
-                let target =
-                    e.link_name_bytes().ok_or_else(|| corrupt(&shown, "hardlink without a target"))?.into_owned();
+                let target = e.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
                 self.hardlink(&path, &target, &shown)
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {

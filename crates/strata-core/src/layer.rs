@@ -156,14 +156,17 @@ impl<R: Read> Read for SourceReader<'_, R> {
             return Err(Fault::Aborted.into_io());
         }
         let want = match self.remaining {
-            Some(0) => return Ok(0),
             Some(r) => buf.len().min(usize::try_from(r).unwrap_or(usize::MAX)),
             None => buf.len(),
         };
-        let n = loop {
-            match self.inner.read(&mut buf[..want]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => break r.map_err(|e| Fault::Source(e).into_io())?,
+        let n = if want == 0 && !buf.is_empty() {
+            0
+        } else {
+            loop {
+                match self.inner.read(&mut buf[..want]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r.map_err(|e| Fault::Source(e).into_io())?,
+                }
             }
         };
         if let Some(r) = &mut self.remaining {
