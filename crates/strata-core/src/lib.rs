@@ -13,3 +13,4 @@ pub mod safefs;
 pub mod tarsplit;
 pub mod extract;
 pub mod layer;
+pub mod archive;
