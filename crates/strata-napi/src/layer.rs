@@ -50,7 +50,8 @@ pub struct NativeApplyResult {
     pub entries: i64,
 }
 
-type ProgressFn = ThreadsafeFunction<(u32, f64), (), (u32, f64), Status, false>;
+/// `FnArgs` makes the tuple arrive as two JS arguments rather than one array.
+type ProgressFn = ThreadsafeFunction<FnArgs<(u32, f64)>, (), FnArgs<(u32, f64)>, Status, false>;
 
 fn non_negative(v: Option<i64>, what: &str) -> Result<Option<u64>> {
     match v {
@@ -94,7 +95,7 @@ impl Task for ApplyLayers {
         // queue is full (the next report supersedes it anyway).
         let progress = |i: usize, bytes: u64| {
             if let Some(f) = tsfn {
-                f.call((i as u32, bytes as f64), ThreadsafeFunctionCallMode::NonBlocking);
+                f.call((i as u32, bytes as f64).into(), ThreadsafeFunctionCallMode::NonBlocking);
             }
         };
         layer::apply_layers(&reqs, &progress, &self.cancel).map_err(crate::to_js)
