@@ -10,6 +10,7 @@ use strata_core::error::Coded;
 
 pub(crate) mod cancel;
 mod digest;
+mod layer;
 mod lock;
 
 /// Maps any coded core error to a JS error the TS facade understands.

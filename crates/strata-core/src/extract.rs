@@ -1,0 +1,834 @@
+//! Safe extraction of a layer tar stream into a new, empty directory (a layer's `diff/`).
+//!
+//! The tar crate parses (headers, PAX, GNU long names); every write is ours, fd-relative
+//! below the root (see [`crate::safefs`]):
+//!
+//! * Names: leading `./` stripped; absolute names, `..` components, empty names and NUL
+//!   bytes are refused with `UnsafeLayerEntry`. Missing parents are created `0755`. A parent
+//!   that is a symlink (or not a directory) is refused: `openat2` with
+//!   `RESOLVE_NO_SYMLINKS` never walks through one, so a symlink planted by an earlier
+//!   entry (including a directory swapped for a symlink) cannot redirect a later write.
+//! * Hard links: the target is resolved the same way inside the root, must exist and not
+//!   be a directory, and is linked with `linkat` without following.
+//! * Symlinks are created verbatim (absolute targets stay absolute) and never followed.
+//! * Whiteouts become overlay whiteouts: `.wh.NAME` → char device 0/0 `NAME`,
+//!   `.wh..wh..opq` → `trusted.overlay.opaque=y` on its directory; other `.wh..wh.*` (aufs
+//!   metadata) and everything under them are skipped.
+//! * A path that already exists (a duplicate in the tar) is removed (recursively, never
+//!   following symlinks) and created anew, except directory over directory, which only
+//!   takes the new metadata.
+//! * Metadata: uid/gid, then mode (chown clears setuid/setgid, so chmod comes after), then
+//!   xattrs from PAX `SCHILY.xattr.*` (after chown, which drops `security.capability`),
+//!   then times. Directory times are set at the end, deepest first, since creating
+//!   children changes them. `trusted.overlay.*` and `user.overlay.*` from a layer are
+//!   never applied: they would let a layer forge overlayfs metadata (redirects, opaque
+//!   dirs, metacopy).
+//! * Unsupported entry types (GNU sparse, volume headers, ...) are `UnsupportedArchive`;
+//!   a broken header, a truncated stream or a PAX size that disagrees with the header is
+//!   `CorruptArchive`. Data after a single end-of-archive block is `CorruptArchive` too
+//!   (Go's `archive/tar`, which Docker uses, rejects it as well).
+//!
+//! The stream is read to its very end, so trailing bytes reach the caller's hashers and
+//! the tar-split recorder.
+use crate::safefs::{self, RelPath};
+use crate::stream::{clone_io, fault_of, Fault};
+use crate::tarsplit::Recorder;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::Timespec;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
+use rustix::io::Errno;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tar::EntryType;
+
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
+const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
+const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+const COPY_BUF: usize = 1 << 20;
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// The entry would write outside the layer root or through a symlink, or is malformed
+    /// in a way only a hostile layer would be.
+    #[error("unsafe layer entry {entry:?}: {reason}")]
+    Unsafe { entry: String, reason: String },
+    /// The tar stream is broken.
+    #[error("corrupt layer archive{}: {reason}", entry.as_ref().map(|e| format!(" at {e:?}")).unwrap_or_default())]
+    Corrupt { entry: Option<String>, reason: String },
+    /// A tar feature strata does not implement.
+    #[error("unsupported layer archive entry {entry:?}: {what}")]
+    Unsupported { entry: String, what: String },
+    /// A filesystem operation failed.
+    #[error("{op} {entry:?}: {source}")]
+    Io { op: &'static str, entry: String, source: io::Error },
+    /// Reading the source stream failed.
+    #[error("reading the layer stream: {source}")]
+    Read { source: io::Error },
+    /// Writing the tar-split failed.
+    #[error("writing the tar-split: {source}")]
+    TarSplit { source: io::Error },
+    /// The cancellation flag was set.
+    #[error("extraction cancelled")]
+    Aborted,
+}
+
+impl crate::error::Coded for ExtractError {
+    fn code(&self) -> &'static str {
+        match self {
+            ExtractError::Unsafe { .. } => "UnsafeLayerEntry",
+            ExtractError::Corrupt { .. } => "CorruptArchive",
+            ExtractError::Unsupported { .. } => "UnsupportedArchive",
+            ExtractError::Io { .. } | ExtractError::Read { .. } | ExtractError::TarSplit { .. } => "Io",
+            ExtractError::Aborted => "Aborted",
+        }
+    }
+    fn errno(&self) -> Option<i32> {
+        match self {
+            ExtractError::Io { source, .. } | ExtractError::Read { source } | ExtractError::TarSplit { source } => {
+                source.raw_os_error()
+            }
+            _ => None,
+        }
+    }
+    fn path(&self) -> Option<String> {
+        match self {
+            ExtractError::Unsafe { entry, .. }
+            | ExtractError::Unsupported { entry, .. }
+            | ExtractError::Io { entry, .. } => Some(entry.clone()),
+            ExtractError::Corrupt { entry, .. } => entry.clone(),
+            _ => None,
+        }
+    }
+}
+
+impl ExtractError {
+    /// Maps an error that came out of the tar parser / reader stack.
+    pub fn from_stream(e: io::Error, entry: Option<&str>) -> ExtractError {
+        match fault_of(&e) {
+            Some(Fault::Aborted) => ExtractError::Aborted,
+            Some(Fault::Corrupt { format, detail }) => {
+                ExtractError::Corrupt { entry: None, reason: format!("{format} stream: {detail}") }
+            }
+            Some(Fault::Source(src)) => ExtractError::Read { source: clone_io(src) },
+            None => ExtractError::Corrupt { entry: entry.map(Into::into), reason: e.to_string() },
+        }
+    }
+}
+
+/// What an extraction produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtractStats {
+    /// Tar entries seen (extension headers not counted).
+    pub entries: u64,
+    /// Sum of the sizes of regular files written (Docker's layer size).
+    pub size: u64,
+}
+
+fn unsafe_entry(entry: &str, reason: impl Into<String>) -> ExtractError {
+    ExtractError::Unsafe { entry: entry.into(), reason: reason.into() }
+}
+
+fn corrupt(entry: &str, reason: impl Into<String>) -> ExtractError {
+    ExtractError::Corrupt { entry: Some(entry.into()), reason: reason.into() }
+}
+
+fn io_at<'a>(op: &'static str, entry: &'a str) -> impl FnOnce(Errno) -> ExtractError + 'a {
+    move |e| ExtractError::Io { op, entry: entry.into(), source: e.into() }
+}
+
+fn cancelled(cancel: &AtomicBool) -> Result<(), ExtractError> {
+    if cancel.load(Ordering::Relaxed) {
+        Err(ExtractError::Aborted)
+    } else {
+        Ok(())
+    }
+}
+
+/// Extracts the tar stream `reader` into the existing, empty directory `root_dir`.
+///
+/// With a `recorder`, `reader` must be (or sit above) that recorder's
+/// [`RecordingReader`](crate::tarsplit::RecordingReader): file bodies are announced to it
+/// and everything else lands in tar-split segments. `cancel` is polled between entries and
+/// between body chunks.
+pub fn extract<R: Read>(
+    reader: R,
+    root_dir: &Path,
+    recorder: Option<&Recorder>,
+    cancel: &AtomicBool,
+) -> Result<ExtractStats, ExtractError> {
+    let root = safefs::open_root(root_dir).map_err(|source| ExtractError::Io {
+        op: "open",
+        entry: root_dir.display().to_string(),
+        source,
+    })?;
+    let mut x = Extractor {
+        root: Rc::new(root),
+        cache: None,
+        dir_times: HashMap::new(),
+        recorder,
+        stats: ExtractStats::default(),
+        buf: vec![0u8; COPY_BUF],
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(|e| ExtractError::from_stream(e, None))? {
+        cancelled(cancel)?;
+        let mut entry = entry.map_err(|e| ExtractError::from_stream(e, None))?;
+        x.entry(&mut entry, cancel)?;
+        x.flush_recorder()?;
+    }
+    let mut rest = archive.into_inner();
+    x.drain_end(&mut rest, cancel)?;
+    x.finish_dirs()?;
+    Ok(x.stats)
+}
+
+/// Metadata of one entry, from its header and PAX records.
+struct Meta {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    times: Timestamps,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// PAX records of interest.
+#[derive(Default)]
+struct Pax {
+    mtime: Option<Timespec>,
+    atime: Option<Timespec>,
+    size: Option<u64>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    sparse: bool,
+}
+
+/// Parses a PAX time `[-]secs[.frac]` into a timespec.
+fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = int.parse().ok()?;
+    let mut nanos: i64 = 0;
+    for (i, d) in frac.bytes().take(9).enumerate() {
+        nanos += i64::from(d - b'0') * 10i64.pow(8 - i as u32);
+    }
+    Some(if !neg {
+        Timespec { tv_sec: secs, tv_nsec: nanos }
+    } else if nanos == 0 {
+        Timespec { tv_sec: -secs, tv_nsec: 0 }
+    } else {
+        Timespec { tv_sec: -secs - 1, tv_nsec: 1_000_000_000 - nanos }
+    })
+}
+
+fn is_header_only(kind: EntryType) -> bool {
+    matches!(
+        kind,
+        EntryType::Link
+            | EntryType::Symlink
+            | EntryType::Char
+            | EntryType::Block
+            | EntryType::Directory
+            | EntryType::Fifo
+    )
+}
+
+/// How a (safe) name is treated with respect to whiteouts.
+enum Role<'a> {
+    Normal,
+    /// `.wh.NAME`: NAME was deleted.
+    Whiteout(&'a [u8]),
+    /// `.wh..wh..opq`: the parent directory is opaque.
+    Opaque,
+    /// aufs metadata (`.wh..wh.*` other than the opaque marker), or below it.
+    AufsMeta,
+}
+
+fn role(path: &RelPath) -> Role<'_> {
+    let leaf = path.leaf();
+    let parent_meta = path.parent().split(|&b| b == b'/').any(|c| c.starts_with(WHITEOUT_META_PREFIX));
+    if parent_meta {
+        Role::AufsMeta
+    } else if leaf == WHITEOUT_OPAQUE {
+        Role::Opaque
+    } else if leaf.starts_with(WHITEOUT_META_PREFIX) {
+        Role::AufsMeta
+    } else if let Some(name) = leaf.strip_prefix(WHITEOUT_PREFIX) {
+        Role::Whiteout(name)
+    } else {
+        Role::Normal
+    }
+}
+
+struct Extractor<'r> {
+    root: Rc<OwnedFd>,
+    /// Last resolved parent directory (entries come grouped by directory); dropped on any
+    /// removal, the only thing that can change what a path resolves to.
+    cache: Option<(Vec<u8>, Rc<OwnedFd>)>,
+    dir_times: HashMap<RelPath, Timestamps>,
+    recorder: Option<&'r Recorder>,
+    stats: ExtractStats,
+    buf: Vec<u8>,
+}
+
+impl Extractor<'_> {
+    fn flush_recorder(&self) -> Result<(), ExtractError> {
+        if let Some(r) = self.recorder {
+            r.flush_if_large().map_err(|source| ExtractError::TarSplit { source })?;
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>, cancel: &AtomicBool) -> Result<(), ExtractError> {
+        self.stats.entries += 1;
+        let raw_name = e.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw_name).into_owned();
+        let kind = e.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            // Docker ignores global PAX headers; the bytes still go to the tar-split.
+            return self.skip_data(e, &shown, cancel);
+        }
+        if kind.is_gnu_sparse() {
+            return Err(ExtractError::Unsupported { entry: shown, what: "GNU sparse file".into() });
+        }
+        let pax = self.pax(e, &shown)?;
+        if pax.sparse {
+            return Err(ExtractError::Unsupported { entry: shown, what: "PAX sparse file".into() });
+        }
+        let size = e.size();
+        if let Some(psize) = pax.size {
+            // A PAX size overrides the header's; a non-zero header size that disagrees is a
+            // parser-differential trick, not something a real tar writer produces.
+            let hsize = e.header().entry_size().map_err(|err| corrupt(&shown, err.to_string()))?;
+            if hsize != 0 && hsize != psize {
+                return Err(corrupt(&shown, format!("PAX size {psize} disagrees with header size {hsize}")));
+            }
+        }
+        if is_header_only(kind) && size != 0 {
+            return Err(corrupt(&shown, format!("{kind:?} entry carries {size} data bytes")));
+        }
+        let path = match RelPath::parse(&raw_name) {
+            Err(reason) => return Err(unsafe_entry(&shown, reason)),
+            Ok(None) if kind == EntryType::Directory => return Ok(()), // `./`: the root itself
+            Ok(None) => return Err(unsafe_entry(&shown, "names the layer root")),
+            Ok(Some(p)) => p,
+        };
+        match role(&path) {
+            Role::AufsMeta => return self.skip_data(e, &shown, cancel),
+            Role::Opaque => {
+                self.opaque(&path, &shown)?;
+                return self.skip_data(e, &shown, cancel);
+            }
+            Role::Whiteout(name) => {
+                if name.is_empty() || name == b"." || name == b".." {
+                    return Err(unsafe_entry(&shown, "whiteout of '', '.' or '..'"));
+                }
+                let meta = self.meta(e, &pax, &shown)?;
+                self.whiteout(&path, name, &meta, &shown)?;
+                return self.skip_data(e, &shown, cancel);
+            }
+            Role::Normal => {}
+        }
+        let meta = self.meta(e, &pax, &shown)?;
+        match kind {
+            EntryType::Regular | EntryType::Continuous => self.file(e, &path, &meta, &shown, cancel),
+            EntryType::Directory => self.dir(&path, &meta, &shown),
+            EntryType::Symlink => {
+                let target = e.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                self.symlink(&path, &target, &meta, &shown)
+            }
+            EntryType::Link => {
+                let target = e.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                self.hardlink(&path, &target, &shown)
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let hdr = e.header();
+                let major = hdr.device_major().map_err(|err| corrupt(&shown, err.to_string()))?.unwrap_or(0);
+                let minor = hdr.device_minor().map_err(|err| corrupt(&shown, err.to_string()))?.unwrap_or(0);
+                let ft = match kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                self.node(&path, ft, rustix::fs::makedev(major, minor), &meta, &shown)
+            }
+            other => Err(ExtractError::Unsupported {
+                entry: shown,
+                what: format!("entry type {:?}", other.as_byte() as char),
+            }),
+        }
+    }
+
+    fn pax<R: Read>(&self, e: &mut tar::Entry<'_, R>, shown: &str) -> Result<Pax, ExtractError> {
+        let mut pax = Pax::default();
+        let Some(exts) = e.pax_extensions().map_err(|err| ExtractError::from_stream(err, Some(shown)))? else {
+            return Ok(pax);
+        };
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        for ext in exts {
+            let ext = ext.map_err(|err| corrupt(shown, format!("bad PAX record: {err}")))?;
+            let (k, v) = (ext.key_bytes(), ext.value_bytes());
+            // Parsers disagree on which of two equal keys wins (tar-rs: first, Go: last);
+            // a layer that relies on that is refused.
+            if seen.iter().any(|s| s == k) {
+                return Err(corrupt(shown, format!("duplicate PAX record {:?}", String::from_utf8_lossy(k))));
+            }
+            seen.push(k.to_vec());
+            match k {
+                b"mtime" => pax.mtime = Some(parse_pax_time(v).ok_or_else(|| corrupt(shown, "bad PAX mtime"))?),
+                b"atime" => pax.atime = Some(parse_pax_time(v).ok_or_else(|| corrupt(shown, "bad PAX atime"))?),
+                b"size" => {
+                    let s = std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok());
+                    pax.size = Some(s.ok_or_else(|| corrupt(shown, "bad PAX size"))?);
+                }
+                _ if k.starts_with(b"SCHILY.xattr.") => pax.xattrs.push((k[13..].to_vec(), v.to_vec())),
+                _ if k.starts_with(b"GNU.sparse.") => pax.sparse = true,
+                _ => {}
+            }
+        }
+        Ok(pax)
+    }
+
+    fn meta<R: Read>(&self, e: &tar::Entry<'_, R>, pax: &Pax, shown: &str) -> Result<Meta, ExtractError> {
+        let h = e.header();
+        // Go's archive/tar (Docker) reads an empty numeric field as 0; tar-rs refuses it.
+        let num = |what: &str, r: io::Result<u64>, field: std::ops::Range<usize>| match r {
+            Ok(v) => Ok(v),
+            Err(_) if h.as_bytes()[field].iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+            Err(err) => Err(corrupt(shown, format!("bad {what}: {err}"))),
+        };
+        let uid = u32::try_from(num("uid", h.uid(), 108..116)?).map_err(|_| corrupt(shown, "uid out of range"))?;
+        let gid = u32::try_from(num("gid", h.gid(), 116..124)?).map_err(|_| corrupt(shown, "gid out of range"))?;
+        let mode = num("mode", h.mode().map(u64::from), 100..108)? as u32 & 0o7777;
+        let mtime = match pax.mtime {
+            Some(t) => t,
+            None => {
+                Timespec { tv_sec: i64::try_from(num("mtime", h.mtime(), 136..148)?).unwrap_or(i64::MAX), tv_nsec: 0 }
+            }
+        };
+        // As Docker: the access time is never before the modification time.
+        let atime = match pax.atime {
+            Some(a) if (a.tv_sec, a.tv_nsec) > (mtime.tv_sec, mtime.tv_nsec) => a,
+            _ => mtime,
+        };
+        let xattrs = pax
+            .xattrs
+            .iter()
+            .filter(|(k, _)| !k.starts_with(b"trusted.overlay.") && !k.starts_with(b"user.overlay."))
+            .cloned()
+            .collect();
+        Ok(Meta { uid, gid, mode, times: Timestamps { last_access: atime, last_modification: mtime }, xattrs })
+    }
+
+    /// Reads an entry's data without writing it anywhere (it stays in the tar-split).
+    fn skip_data<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        shown: &str,
+        cancel: &AtomicBool,
+    ) -> Result<(), ExtractError> {
+        loop {
+            cancelled(cancel)?;
+            match e.read(&mut self.buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => self.flush_recorder()?,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(ExtractError::from_stream(err, Some(shown))),
+            }
+        }
+    }
+
+    fn resolve_error(&self, err: io::Error, shown: &str, what: &str) -> ExtractError {
+        match err.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::EXDEV) => unsafe_entry(shown, format!("{what} goes through a symlink")),
+            Some(libc::ENOTDIR) => unsafe_entry(shown, format!("{what} goes through a non-directory")),
+            _ => ExtractError::Io { op: "resolve", entry: shown.into(), source: err },
+        }
+    }
+
+    /// The parent directory of `path` (`O_PATH`), created (0755) where missing.
+    fn parent(&mut self, path: &RelPath, shown: &str) -> Result<Rc<OwnedFd>, ExtractError> {
+        let p = path.parent();
+        if p.is_empty() {
+            return Ok(self.root.clone());
+        }
+        if let Some((cp, fd)) = &self.cache {
+            if cp == p {
+                return Ok(fd.clone());
+            }
+        }
+        let fd = match safefs::open_in_root(self.root.as_fd(), p, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => self.create_parents(path, shown)?,
+            Err(err) => return Err(self.resolve_error(err, shown, "parent path")),
+        };
+        let fd = Rc::new(fd);
+        self.cache = Some((p.to_vec(), fd.clone()));
+        Ok(fd)
+    }
+
+    fn create_parents(&mut self, path: &RelPath, shown: &str) -> Result<OwnedFd, ExtractError> {
+        let parent = RelPath::parse(path.parent()).ok().flatten().expect("parent of a normalised path is normalised");
+        let mut cur: Option<OwnedFd> = None;
+        for comp in parent.components() {
+            let dir = cur.as_ref().map(|f| f.as_fd()).unwrap_or(self.root.as_fd());
+            let next = match safefs::open_child_dir(dir, comp, OFlags::PATH) {
+                Ok(fd) => fd,
+                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {
+                    match rustix::fs::mkdirat(dir, safefs::os(comp), Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(err) => return Err(io_at("mkdir", shown)(err)),
+                    }
+                    // mkdir's mode is filtered by the umask; parents are 0755 whatever it is.
+                    let fd = safefs::open_child_dir(dir, comp, OFlags::RDONLY)
+                        .map_err(|err| self.resolve_error(err, shown, "parent path"))?;
+                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(io_at("chmod", shown))?;
+                    fd
+                }
+                Err(err) => return Err(self.resolve_error(err, shown, "parent path")),
+            };
+            cur = Some(next);
+        }
+        Ok(cur.expect("a parent path has at least one component"))
+    }
+
+    /// Makes room for a new entry named `leaf` in `dir`. Returns true when an existing
+    /// directory is kept (directory over directory).
+    fn clear(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &RelPath,
+        leaf: &[u8],
+        new_is_dir: bool,
+        shown: &str,
+    ) -> Result<bool, ExtractError> {
+        match rustix::fs::statat(dir, safefs::os(leaf), AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => Ok(false),
+            Err(err) => Err(io_at("stat", shown)(err)),
+            Ok(st) => {
+                if new_is_dir && FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    return Ok(true);
+                }
+                safefs::remove_all_at(dir, leaf).map_err(|source| ExtractError::Io {
+                    op: "remove",
+                    entry: shown.into(),
+                    source,
+                })?;
+                self.cache = None;
+                self.dir_times.retain(|p, _| !p.starts_with(path));
+                Ok(false)
+            }
+        }
+    }
+
+    fn set_owner_mode(&self, fd: BorrowedFd<'_>, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
+        rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw(meta.uid)), Some(rustix::fs::Gid::from_raw(meta.gid)))
+            .map_err(io_at("chown", shown))?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode)).map_err(io_at("chmod", shown))
+    }
+
+    /// Applies xattrs to an open fd, or (for `O_PATH` fds of symlinks and device nodes)
+    /// through `/proc/self/fd`. ENOTSUP/EPERM are ignored, as Docker does (e.g. `user.*`
+    /// cannot be set on a symlink).
+    fn set_xattrs(&self, fd: BorrowedFd<'_>, opath: bool, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
+        for (k, v) in &meta.xattrs {
+            let r = if opath {
+                safefs::set_xattr_opath(fd, k, v)
+            } else {
+                rustix::fs::fsetxattr(fd, safefs::os(k), v, rustix::fs::XattrFlags::empty()).map_err(Into::into)
+            };
+            match r {
+                Ok(()) => {}
+                Err(err) if matches!(err.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {}
+                Err(source) => return Err(ExtractError::Io { op: "setxattr", entry: shown.into(), source }),
+            }
+        }
+        Ok(())
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        path: &RelPath,
+        meta: &Meta,
+        shown: &str,
+        cancel: &AtomicBool,
+    ) -> Result<(), ExtractError> {
+        let parent = self.parent(path, shown)?;
+        self.clear(parent.as_fd(), path, path.leaf(), false, shown)?;
+        let size = e.size();
+        if let Some(r) = self.recorder {
+            r.file(path.as_bytes(), e.raw_file_position(), size).map_err(|source| ExtractError::TarSplit { source })?;
+        }
+        let fd = rustix::fs::openat(
+            parent.as_fd(),
+            safefs::os(path.leaf()),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(io_at("create", shown))?;
+        let mut f = File::from(fd);
+        let mut left = size;
+        while left > 0 {
+            cancelled(cancel)?;
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match e.read(&mut self.buf[..want]) {
+                Ok(0) => return Err(corrupt(shown, format!("truncated: {left} of {size} data bytes missing"))),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(ExtractError::from_stream(err, Some(shown))),
+            };
+            f.write_all(&self.buf[..n]).map_err(|source| ExtractError::Io {
+                op: "write",
+                entry: shown.into(),
+                source,
+            })?;
+            left -= n as u64;
+        }
+        self.stats.size += size;
+        self.set_owner_mode(f.as_fd(), meta, shown)?;
+        self.set_xattrs(f.as_fd(), false, meta, shown)?;
+        rustix::fs::futimens(&f, &meta.times).map_err(io_at("utimens", shown))
+    }
+
+    fn dir(&mut self, path: &RelPath, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
+        let parent = self.parent(path, shown)?;
+        let leaf = safefs::os(path.leaf());
+        if !self.clear(parent.as_fd(), path, path.leaf(), true, shown)? {
+            rustix::fs::mkdirat(parent.as_fd(), leaf, Mode::from_raw_mode(0o700)).map_err(io_at("mkdir", shown))?;
+        }
+        let fd = rustix::fs::openat(
+            parent.as_fd(),
+            leaf,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_at("open", shown))?;
+        self.set_owner_mode(fd.as_fd(), meta, shown)?;
+        self.set_xattrs(fd.as_fd(), false, meta, shown)?;
+        self.dir_times.insert(path.clone(), meta.times.clone());
+        Ok(())
+    }
+
+    /// Owner, mode (unless a symlink), xattrs and times of a node we just created that
+    /// cannot be opened for writing (symlink, fifo, device).
+    fn finish_node(
+        &self,
+        dir: BorrowedFd<'_>,
+        leaf: &[u8],
+        is_symlink: bool,
+        meta: &Meta,
+        shown: &str,
+    ) -> Result<(), ExtractError> {
+        let name = safefs::os(leaf);
+        rustix::fs::chownat(
+            dir,
+            name,
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io_at("chown", shown))?;
+        if !is_symlink {
+            safefs::chmod_nofollow(dir, leaf, meta.mode).map_err(|source| ExtractError::Io {
+                op: "chmod",
+                entry: shown.into(),
+                source,
+            })?;
+        }
+        if !meta.xattrs.is_empty() {
+            let fd = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                .map_err(io_at("open", shown))?;
+            self.set_xattrs(fd.as_fd(), true, meta, shown)?;
+        }
+        rustix::fs::utimensat(dir, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW).map_err(io_at("utimens", shown))
+    }
+
+    fn symlink(&mut self, path: &RelPath, target: &[u8], meta: &Meta, shown: &str) -> Result<(), ExtractError> {
+        if target.is_empty() || target.contains(&0) {
+            return Err(unsafe_entry(shown, "empty symlink target or NUL byte in it"));
+        }
+        let parent = self.parent(path, shown)?;
+        self.clear(parent.as_fd(), path, path.leaf(), false, shown)?;
+        rustix::fs::symlinkat(safefs::os(target), parent.as_fd(), safefs::os(path.leaf()))
+            .map_err(io_at("symlink", shown))?;
+        self.finish_node(parent.as_fd(), path.leaf(), true, meta, shown)
+    }
+
+    fn node(
+        &mut self,
+        path: &RelPath,
+        ft: FileType,
+        dev: rustix::fs::Dev,
+        meta: &Meta,
+        shown: &str,
+    ) -> Result<(), ExtractError> {
+        let parent = self.parent(path, shown)?;
+        self.clear(parent.as_fd(), path, path.leaf(), false, shown)?;
+        rustix::fs::mknodat(parent.as_fd(), safefs::os(path.leaf()), ft, Mode::from_raw_mode(0o600), dev)
+            .map_err(io_at("mknod", shown))?;
+        self.finish_node(parent.as_fd(), path.leaf(), false, meta, shown)
+    }
+
+    fn hardlink(&mut self, path: &RelPath, target_raw: &[u8], shown: &str) -> Result<(), ExtractError> {
+        let target = match RelPath::parse(target_raw) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(unsafe_entry(shown, "hardlink to the layer root")),
+            Err(reason) => return Err(unsafe_entry(shown, format!("hardlink target: {reason}"))),
+        };
+        let tparent = match safefs::open_in_root(self.root.as_fd(), target.parent(), OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {
+                return Err(unsafe_entry(shown, "hardlink target does not exist in the layer"))
+            }
+            Err(err) => return Err(self.resolve_error(err, shown, "hardlink target")),
+        };
+        let tleaf = safefs::os(target.leaf());
+        let tst = match rustix::fs::statat(&tparent, tleaf, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Err(unsafe_entry(shown, "hardlink target does not exist in the layer")),
+            Err(err) => return Err(io_at("stat", shown)(err)),
+        };
+        if FileType::from_raw_mode(tst.st_mode) == FileType::Directory {
+            return Err(unsafe_entry(shown, "hardlink to a directory"));
+        }
+        let parent = self.parent(path, shown)?;
+        if let Ok(st) = rustix::fs::statat(parent.as_fd(), safefs::os(path.leaf()), AtFlags::SYMLINK_NOFOLLOW) {
+            if st.st_ino == tst.st_ino && st.st_dev == tst.st_dev {
+                return Ok(()); // already that file (a link to itself, or a repeated link)
+            }
+        }
+        self.clear(parent.as_fd(), path, path.leaf(), false, shown)?;
+        rustix::fs::linkat(&tparent, tleaf, parent.as_fd(), safefs::os(path.leaf()), AtFlags::empty()).map_err(|err| {
+            if err == Errno::NOENT {
+                unsafe_entry(shown, "hardlink target vanished (replaced by this entry)")
+            } else {
+                io_at("link", shown)(err)
+            }
+        })
+    }
+
+    fn whiteout(&mut self, path: &RelPath, name: &[u8], meta: &Meta, shown: &str) -> Result<(), ExtractError> {
+        let parent = self.parent(path, shown)?;
+        let target = {
+            let mut b = path.parent().to_vec();
+            if !b.is_empty() {
+                b.push(b'/');
+            }
+            b.extend_from_slice(name);
+            RelPath::parse(&b).ok().flatten().ok_or_else(|| unsafe_entry(shown, "bad whiteout name"))?
+        };
+        self.clear(parent.as_fd(), &target, name, false, shown)?;
+        rustix::fs::mknodat(
+            parent.as_fd(),
+            safefs::os(name),
+            FileType::CharacterDevice,
+            Mode::empty(),
+            rustix::fs::makedev(0, 0),
+        )
+        .map_err(io_at("mknod", shown))?;
+        // Like Docker's overlay whiteout converter: owner from the header, mode 0.
+        rustix::fs::chownat(
+            parent.as_fd(),
+            safefs::os(name),
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io_at("chown", shown))?;
+        rustix::fs::utimensat(parent.as_fd(), safefs::os(name), &meta.times, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io_at("utimens", shown))
+    }
+
+    fn opaque(&mut self, path: &RelPath, shown: &str) -> Result<(), ExtractError> {
+        let parent = self.parent(path, shown)?;
+        // The O_PATH fd cannot carry xattrs; reopen the very same directory for real.
+        let dir = rustix::fs::openat(
+            parent.as_fd(),
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_at("open", shown))?;
+        rustix::fs::fsetxattr(&dir, safefs::os(OPAQUE_XATTR), b"y", rustix::fs::XattrFlags::empty())
+            .map_err(io_at("setxattr", shown))
+    }
+
+    /// After the end-of-archive block: refuse a non-zero block right after a single zero
+    /// block (Go's tar does), then read the rest of the stream to its end.
+    fn drain_end<R: Read>(&mut self, rest: &mut R, cancel: &AtomicBool) -> Result<(), ExtractError> {
+        let mut block = [0u8; 512];
+        let mut got = 0;
+        while got < block.len() {
+            match rest.read(&mut block[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(ExtractError::from_stream(err, None)),
+            }
+        }
+        if got == block.len() && block.iter().any(|&b| b != 0) {
+            return Err(ExtractError::Corrupt {
+                entry: None,
+                reason: "data after a single end-of-archive block".into(),
+            });
+        }
+        loop {
+            cancelled(cancel)?;
+            match rest.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(_) => self.flush_recorder()?,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(ExtractError::from_stream(err, None)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Directory times, deepest first (setting a child's changes its parent's mtime).
+    fn finish_dirs(&mut self) -> Result<(), ExtractError> {
+        let mut dirs: Vec<_> = std::mem::take(&mut self.dir_times).into_iter().collect();
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.depth()));
+        for (p, times) in dirs {
+            let fd = match safefs::open_in_root(self.root.as_fd(), p.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY) {
+                Ok(fd) => fd,
+                // Replaced later in the stream by something that is not a directory.
+                Err(err)
+                    if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EXDEV)) =>
+                {
+                    continue
+                }
+                Err(source) => return Err(ExtractError::Io { op: "open", entry: p.display(), source }),
+            };
+            rustix::fs::futimens(&fd, &times).map_err(io_at("utimens", &p.display()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times_parse_with_fractions_and_signs() {
+        let t = |s: &str| parse_pax_time(s.as_bytes()).map(|t| (t.tv_sec, t.tv_nsec));
+        assert_eq!(t("1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(t("1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(t("1.123456789123"), Some((1, 123_456_789)));
+        assert_eq!(t("-1.25"), Some((-2, 750_000_000)));
+        assert_eq!(t("x"), None);
+        assert_eq!(t(""), None);
+    }
+}

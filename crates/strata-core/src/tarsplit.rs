@@ -1,0 +1,445 @@
+//! tar-split: what it takes to reproduce a layer's tar byte for byte from its `diff/`.
+//!
+//! A layer is stored extracted, but `docker save` / `push` must hand out the *exact* tar
+//! whose sha256 is the DiffID. Like Docker's tar-split, extraction records every byte of
+//! the uncompressed stream that is not a regular file's body, and, in place of each body,
+//! the path it was written to. Assembling reads the records back and splices in the bodies
+//! from `diff/`.
+//!
+//! # Format of `tar-split.json.gz`
+//!
+//! A gzip stream of newline-delimited JSON objects, in stream order:
+//!
+//! * `{"type":2,"payload":"<base64>","position":N}` — a *segment*: raw bytes copied as-is.
+//!   Segments hold every header block (including PAX `x`/`g` and GNU `L`/`K` extension
+//!   headers and their data), the padding after bodies, the bodies of entries that are not
+//!   written to `diff/` (whiteout markers, aufs metadata), the end-of-archive blocks and
+//!   any bytes after them. Long runs are split into segments of at most 1 MiB.
+//! * `{"type":1,"name":"<path>","size":N,"position":N}` — a *file body*: `size` bytes read
+//!   from `diff/<path>`. `path` is the normalised entry name (no leading `./`). When the
+//!   name is not UTF-8, `name` is a lossy rendering for humans and `"name_raw"` holds the
+//!   raw bytes in base64; readers use `name_raw` when present.
+//!
+//! `position` is the record's sequence number. Standard base64 with padding. Unknown
+//! fields are ignored (Docker's tar-split adds a crc64 `payload` to file records), so
+//! Docker's own `tar-split.json.gz` files can be assembled too.
+//!
+//! Assembling verifies each body's file is a regular file of exactly `size` bytes and reads
+//! it fd-relative below `diff/` without following symlinks; the caller checks the DiffID.
+//! A body whose file was later replaced by a duplicate entry of the same layer cannot be
+//! reproduced (the file on disk holds the last copy); the DiffID check catches that.
+use crate::digest::{DiffId, Hasher};
+use crate::safefs::{self, RelPath};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use rustix::fd::AsFd;
+use rustix::fs::OFlags;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Segment records are cut at this size so recording never holds much in memory.
+const MAX_SEGMENT: usize = 1 << 20;
+const TYPE_FILE: u8 = 1;
+const TYPE_SEGMENT: u8 = 2;
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum TarSplitError {
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: io::Error },
+    #[error("writing the assembled tar: {source}")]
+    Write { source: io::Error },
+    #[error("corrupt tar-split {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("unsafe name {entry:?} in tar-split: {reason}")]
+    Unsafe { entry: String, reason: String },
+    #[error("layer file {entry:?} does not match its tar-split record: {reason}")]
+    Mismatch { entry: String, reason: String },
+    #[error("assembling cancelled")]
+    Aborted,
+}
+
+impl crate::error::Coded for TarSplitError {
+    fn code(&self) -> &'static str {
+        match self {
+            TarSplitError::Io { .. } | TarSplitError::Write { .. } => "Io",
+            TarSplitError::Corrupt { .. } => "CorruptTarSplit",
+            TarSplitError::Unsafe { .. } => "UnsafeLayerEntry",
+            TarSplitError::Mismatch { .. } => "TarSplitMismatch",
+            TarSplitError::Aborted => "Aborted",
+        }
+    }
+    fn errno(&self) -> Option<i32> {
+        match self {
+            TarSplitError::Io { source, .. } | TarSplitError::Write { source } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+    fn path(&self) -> Option<String> {
+        match self {
+            TarSplitError::Io { path, .. } | TarSplitError::Corrupt { path, .. } => Some(path.display().to_string()),
+            TarSplitError::Unsafe { entry, .. } | TarSplitError::Mismatch { entry, .. } => Some(entry.clone()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Record {
+    #[serde(rename = "type")]
+    kind: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name_raw: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(default)]
+    position: u64,
+}
+
+/// Writes `tar-split.json.gz` records.
+pub struct TarSplitWriter {
+    enc: flate2::write::GzEncoder<BufWriter<File>>,
+    position: u64,
+}
+
+impl TarSplitWriter {
+    /// Creates `path` (which must not exist).
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let f = File::options().write(true).create_new(true).open(path)?;
+        let enc = flate2::write::GzEncoder::new(BufWriter::with_capacity(256 << 10, f), flate2::Compression::fast());
+        Ok(TarSplitWriter { enc, position: 0 })
+    }
+    fn segment(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        write!(self.enc, "{{\"type\":{TYPE_SEGMENT},\"payload\":\"")?;
+        self.enc.write_all(B64.encode(bytes).as_bytes())?;
+        writeln!(self.enc, "\",\"position\":{}}}", self.position)?;
+        self.position += 1;
+        Ok(())
+    }
+    fn file(&mut self, name: &[u8], size: u64) -> io::Result<()> {
+        let rec = match std::str::from_utf8(name) {
+            Ok(s) => Record {
+                kind: TYPE_FILE,
+                name: Some(s.into()),
+                size: Some(size),
+                position: self.position,
+                ..Default::default()
+            },
+            Err(_) => Record {
+                kind: TYPE_FILE,
+                name: Some(String::from_utf8_lossy(name).into_owned()),
+                name_raw: Some(B64.encode(name)),
+                size: Some(size),
+                position: self.position,
+                ..Default::default()
+            },
+        };
+        serde_json::to_writer(&mut self.enc, &rec)?;
+        self.enc.write_all(b"\n")?;
+        self.position += 1;
+        Ok(())
+    }
+    /// Finishes the gzip stream and fsyncs the file.
+    pub fn finish(self) -> io::Result<()> {
+        let buf = self.enc.finish()?;
+        let f = buf.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()
+    }
+}
+
+struct State {
+    pos: u64,
+    /// Bytes before this offset belong to a file body and are not captured.
+    skip_to: u64,
+    seg: Vec<u8>,
+    out: Option<TarSplitWriter>,
+}
+
+/// Records a tar stream while it is being extracted. Cheap to clone (shared state): one
+/// handle goes into the [`RecordingReader`] under the tar parser, the extractor keeps
+/// another to announce file bodies.
+#[derive(Clone)]
+pub struct Recorder(Rc<RefCell<State>>);
+
+impl Recorder {
+    /// A recorder writing to `out`.
+    pub fn new(out: TarSplitWriter) -> Self {
+        Recorder(Rc::new(RefCell::new(State { pos: 0, skip_to: 0, seg: Vec::new(), out: Some(out) })))
+    }
+    /// Wraps the uncompressed stream so every byte read is seen by the recorder.
+    pub fn reader<R: Read>(&self, inner: R) -> RecordingReader<R> {
+        RecordingReader { inner, rec: self.clone() }
+    }
+    /// Bytes of the stream read so far.
+    pub fn position(&self) -> u64 {
+        self.0.borrow().pos
+    }
+    /// Announces that the `size` bytes at stream offset `offset` (which must be the current
+    /// position: the tar parser never reads ahead) are the body of `name` in `diff/`.
+    pub fn file(&self, name: &[u8], offset: u64, size: u64) -> io::Result<()> {
+        let mut st = self.0.borrow_mut();
+        if st.pos != offset {
+            return Err(io::Error::other(format!("tar-split out of sync: at {} but body starts at {offset}", st.pos)));
+        }
+        let seg = std::mem::take(&mut st.seg);
+        let out = st.out.as_mut().ok_or_else(|| io::Error::other("tar-split already finished"))?;
+        out.segment(&seg)?;
+        out.file(name, size)?;
+        st.skip_to = offset + size;
+        st.seg = seg;
+        st.seg.clear();
+        Ok(())
+    }
+    /// Writes out the pending segment if it has grown large.
+    pub fn flush_if_large(&self) -> io::Result<()> {
+        let mut st = self.0.borrow_mut();
+        if st.seg.len() >= MAX_SEGMENT {
+            let seg = std::mem::take(&mut st.seg);
+            if let Some(out) = st.out.as_mut() {
+                out.segment(&seg)?;
+            }
+        }
+        Ok(())
+    }
+    /// Writes the last segment, finishes and fsyncs the file; returns the stream length.
+    pub fn finish(&self) -> io::Result<u64> {
+        let mut st = self.0.borrow_mut();
+        let seg = std::mem::take(&mut st.seg);
+        let mut out = st.out.take().ok_or_else(|| io::Error::other("tar-split already finished"))?;
+        out.segment(&seg)?;
+        out.finish()?;
+        Ok(st.pos)
+    }
+}
+
+/// The reader half of a [`Recorder`].
+pub struct RecordingReader<R> {
+    inner: R,
+    rec: Recorder,
+}
+
+impl<R> RecordingReader<R> {
+    /// The wrapped reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read> Read for RecordingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut st = self.rec.0.borrow_mut();
+        let start = st.pos;
+        let end = start + n as u64;
+        let keep_from = st.skip_to.clamp(start, end) - start;
+        st.seg.extend_from_slice(&buf[keep_from as usize..n]);
+        st.pos = end;
+        Ok(n)
+    }
+}
+
+/// Reads records back from a `tar-split.json.gz`.
+struct RecordReader<'p> {
+    r: BufReader<flate2::read::GzDecoder<File>>,
+    line: Vec<u8>,
+    path: &'p Path,
+}
+
+/// What a record asks the assembler to emit.
+enum Item {
+    Segment(Vec<u8>),
+    File { name: Vec<u8>, size: u64 },
+}
+
+impl<'p> RecordReader<'p> {
+    fn open(path: &'p Path) -> Result<Self, TarSplitError> {
+        let f = File::open(path).map_err(|source| TarSplitError::Io { op: "open", path: path.into(), source })?;
+        Ok(RecordReader {
+            r: BufReader::with_capacity(256 << 10, flate2::read::GzDecoder::new(f)),
+            line: Vec::new(),
+            path,
+        })
+    }
+    fn corrupt(&self, reason: impl Into<String>) -> TarSplitError {
+        TarSplitError::Corrupt { path: self.path.into(), reason: reason.into() }
+    }
+    fn next(&mut self) -> Result<Option<Item>, TarSplitError> {
+        loop {
+            self.line.clear();
+            let n = self.r.read_until(b'\n', &mut self.line).map_err(|e| self.corrupt(e.to_string()))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if self.line.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            let rec: Record = serde_json::from_slice(&self.line).map_err(|e| self.corrupt(e.to_string()))?;
+            return match rec.kind {
+                TYPE_SEGMENT => {
+                    let payload = rec.payload.unwrap_or_default();
+                    let bytes = B64.decode(payload.as_bytes()).map_err(|e| self.corrupt(format!("payload: {e}")))?;
+                    Ok(Some(Item::Segment(bytes)))
+                }
+                TYPE_FILE => {
+                    let name = match (rec.name_raw, rec.name) {
+                        (Some(raw), _) => {
+                            B64.decode(raw.as_bytes()).map_err(|e| self.corrupt(format!("name_raw: {e}")))?
+                        }
+                        (None, Some(n)) => n.into_bytes(),
+                        (None, None) => return Err(self.corrupt("file record without a name")),
+                    };
+                    Ok(Some(Item::File { name, size: rec.size.unwrap_or(0) }))
+                }
+                k => Err(self.corrupt(format!("unknown record type {k}"))),
+            };
+        }
+    }
+}
+
+/// Total length of the tar that [`assemble`] will produce, from the tar-split alone
+/// (needed to write an outer archive header before streaming the layer).
+pub fn assembled_size(tar_split: &Path) -> Result<u64, TarSplitError> {
+    let mut rr = RecordReader::open(tar_split)?;
+    let mut total = 0u64;
+    while let Some(item) = rr.next()? {
+        total += match item {
+            Item::Segment(b) => b.len() as u64,
+            Item::File { size, .. } => size,
+        };
+    }
+    Ok(total)
+}
+
+/// Rebuilds the layer tar from `diff_dir` and its tar-split into `out`; returns the
+/// DiffID of what was written and its length.
+pub fn assemble(diff_dir: &Path, tar_split: &Path, out: impl Write) -> Result<(DiffId, u64), TarSplitError> {
+    assemble_cancellable(diff_dir, tar_split, out, None)
+}
+
+/// [`assemble`], polling `cancel` between records and body chunks.
+pub fn assemble_cancellable(
+    diff_dir: &Path,
+    tar_split: &Path,
+    mut out: impl Write,
+    cancel: Option<&AtomicBool>,
+) -> Result<(DiffId, u64), TarSplitError> {
+    let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+    let root = safefs::open_root(diff_dir).map_err(|source| TarSplitError::Io {
+        op: "open",
+        path: diff_dir.into(),
+        source,
+    })?;
+    let mut rr = RecordReader::open(tar_split)?;
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    while let Some(item) = rr.next()? {
+        if cancelled() {
+            return Err(TarSplitError::Aborted);
+        }
+        match item {
+            Item::Segment(b) => {
+                out.write_all(&b).map_err(|source| TarSplitError::Write { source })?;
+                h.update(&b);
+            }
+            Item::File { size: 0, .. } => {}
+            Item::File { name, size } => {
+                let shown = String::from_utf8_lossy(&name).into_owned();
+                let rel = match RelPath::parse(&name) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
+                        return Err(TarSplitError::Unsafe { entry: shown, reason: "names the layer root".into() })
+                    }
+                    Err(reason) => return Err(TarSplitError::Unsafe { entry: shown, reason: reason.into() }),
+                };
+                let fd = safefs::open_in_root(root.as_fd(), rel.as_bytes(), OFlags::RDONLY).map_err(|e| {
+                    if safefs::is_symlink_refusal(&e) {
+                        TarSplitError::Unsafe { entry: shown.clone(), reason: "path goes through a symlink".into() }
+                    } else {
+                        TarSplitError::Mismatch { entry: shown.clone(), reason: format!("cannot open: {e}") }
+                    }
+                })?;
+                let st = rustix::fs::fstat(&fd).map_err(|e| TarSplitError::Io {
+                    op: "stat",
+                    path: shown.clone().into(),
+                    source: e.into(),
+                })?;
+                if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+                    return Err(TarSplitError::Mismatch { entry: shown, reason: "not a regular file".into() });
+                }
+                if st.st_size as u64 != size {
+                    return Err(TarSplitError::Mismatch {
+                        entry: shown,
+                        reason: format!("size is {} but the record says {size}", st.st_size),
+                    });
+                }
+                let mut f = File::from(fd);
+                let mut left = size;
+                while left > 0 {
+                    if cancelled() {
+                        return Err(TarSplitError::Aborted);
+                    }
+                    let want = left.min(buf.len() as u64) as usize;
+                    let n = match f.read(&mut buf[..want]) {
+                        Ok(0) => {
+                            return Err(TarSplitError::Mismatch {
+                                entry: shown,
+                                reason: "file shrank while reading".into(),
+                            })
+                        }
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(source) => return Err(TarSplitError::Io { op: "read", path: shown.into(), source }),
+                    };
+                    out.write_all(&buf[..n]).map_err(|source| TarSplitError::Write { source })?;
+                    h.update(&buf[..n]);
+                    left -= n as u64;
+                }
+            }
+        }
+    }
+    out.flush().map_err(|source| TarSplitError::Write { source })?;
+    let len = h.len();
+    Ok((h.finish(), len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorder_cuts_bodies_out_and_assemble_splices_them_back() {
+        let t = tempfile::tempdir().unwrap();
+        let diff = t.path().join("diff");
+        std::fs::create_dir(&diff).unwrap();
+        std::fs::write(diff.join("f"), b"BODY").unwrap();
+        let ts = t.path().join("ts.json.gz");
+        let rec = Recorder::new(TarSplitWriter::create(&ts).unwrap());
+        let stream = b"HEADER..BODYpad-TRAILER".to_vec();
+        let mut r = rec.reader(&stream[..]);
+        let mut b = [0u8; 8];
+        r.read_exact(&mut b).unwrap();
+        rec.file(b"f", 8, 4).unwrap();
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert_eq!(rec.finish().unwrap(), stream.len() as u64);
+        assert_eq!(assembled_size(&ts).unwrap(), stream.len() as u64);
+        let mut out = Vec::new();
+        let (id, n) = assemble(&diff, &ts, &mut out).unwrap();
+        assert_eq!(out, stream);
+        assert_eq!((id, n), (crate::digest::Digest::of(&stream), stream.len() as u64));
+        std::fs::write(diff.join("f"), b"BOD").unwrap();
+        assert!(matches!(assemble(&diff, &ts, io::sink()), Err(TarSplitError::Mismatch { .. })));
+    }
+}

@@ -1,0 +1,326 @@
+//! Layer archives: apply blobs (parallel, with progress and cancellation), index, decompress
+//! and write outer archives, assemble layer tars. Conversion only; the work is in
+//! `strata_core::{layer, archive, tarsplit}`.
+// napi-derive registers exports only outside cfg(test), so the test build sees them unused.
+#![cfg_attr(test, allow(dead_code))]
+use crate::cancel::NativeCancel;
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use strata_core::archive::{self, MemberData, OutMember};
+use strata_core::digest::Digest;
+use strata_core::layer::{self, ApplyRequest, BlobSource};
+
+/// One layer blob to apply.
+#[napi(object)]
+pub struct NativeApplyRequest {
+    /// File holding the blob (a layer file, or an outer archive).
+    pub blob_path: String,
+    /// Byte offset of the blob in `blobPath` (0 for a whole file).
+    pub offset: Option<i64>,
+    /// Blob length; to the end of the file when absent.
+    pub length: Option<i64>,
+    /// The layer's `diff/`; must not exist.
+    pub dest: String,
+    /// Where to write `tar-split.json.gz`; must not exist.
+    pub tar_split: String,
+    /// `sha256:...` the uncompressed tar must hash to.
+    pub expected_diff_id: Option<String>,
+    /// `sha256:...` the blob as stored must hash to.
+    pub expected_digest: Option<String>,
+}
+
+/// What applying one layer found.
+#[napi(object)]
+pub struct NativeApplyResult {
+    pub diff_id: String,
+    /// sha256 of the blob as read (the compressed digest).
+    pub digest: String,
+    #[napi(ts_type = "'none' | 'gzip' | 'zstd'")]
+    pub compression: String,
+    /// Sum of regular file sizes (Docker's layer size).
+    pub size: i64,
+    /// Length of the uncompressed tar.
+    pub tar_size: i64,
+    /// Blob bytes read.
+    pub blob_size: i64,
+    pub entries: i64,
+}
+
+/// `FnArgs` makes the tuple arrive as two JS arguments rather than one array.
+type ProgressFn = ThreadsafeFunction<FnArgs<(u32, f64)>, (), FnArgs<(u32, f64)>, Status, false>;
+
+fn non_negative(v: Option<i64>, what: &str) -> Result<Option<u64>> {
+    match v {
+        None => Ok(None),
+        Some(n) if n >= 0 => Ok(Some(n as u64)),
+        Some(n) => Err(Error::new(Status::InvalidArg, format!("{what} must be >= 0, got {n}"))),
+    }
+}
+
+fn digest(s: &Option<String>) -> Result<Option<Digest>> {
+    s.as_deref().map(Digest::parse).transpose().map_err(crate::to_js)
+}
+
+fn convert(r: &NativeApplyRequest) -> Result<ApplyRequest> {
+    Ok(ApplyRequest {
+        source: BlobSource {
+            path: PathBuf::from(&r.blob_path),
+            offset: non_negative(r.offset, "offset")?.unwrap_or(0),
+            length: non_negative(r.length, "length")?,
+        },
+        dest: PathBuf::from(&r.dest),
+        tar_split: PathBuf::from(&r.tar_split),
+        expected_diff_id: digest(&r.expected_diff_id)?,
+        expected_digest: digest(&r.expected_digest)?,
+    })
+}
+
+pub struct ApplyLayers {
+    requests: Vec<NativeApplyRequest>,
+    progress: Option<ProgressFn>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Task for ApplyLayers {
+    type Output = Vec<layer::ApplyResult>;
+    type JsValue = Vec<NativeApplyResult>;
+    fn compute(&mut self) -> Result<Self::Output> {
+        let reqs = self.requests.iter().map(convert).collect::<Result<Vec<_>>>()?;
+        let tsfn = self.progress.as_ref();
+        // Never block a worker on JS: progress is queued NonBlocking and dropped if the
+        // queue is full (the next report supersedes it anyway).
+        let progress = |i: usize, bytes: u64| {
+            if let Some(f) = tsfn {
+                f.call((i as u32, bytes as f64).into(), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        };
+        layer::apply_layers(&reqs, &progress, &self.cancel).map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
+        Ok(out
+            .into_iter()
+            .map(|r| NativeApplyResult {
+                diff_id: r.diff_id.to_string(),
+                digest: r.digest.to_string(),
+                compression: r.compression.as_str().into(),
+                size: r.size as i64,
+                tar_size: r.tar_size as i64,
+                blob_size: r.blob_size as i64,
+                entries: r.entries as i64,
+            })
+            .collect())
+    }
+}
+
+/// Applies layer blobs in parallel: decompress (auto-detected) → sha256 → safe extraction
+/// into `dest` + tar-split. All or nothing: on any failure every `dest` is removed.
+/// `onProgress(index, bytes)` reports blob bytes read so far for request `index`.
+#[napi(
+    ts_args_type = "requests: NativeApplyRequest[], onProgress?: ((index: number, bytes: number) => void) | undefined | null, cancel?: NativeCancel | undefined | null",
+    ts_return_type = "Promise<NativeApplyResult[]>"
+)]
+pub fn apply_layers(
+    requests: Vec<NativeApplyRequest>,
+    on_progress: Option<ProgressFn>,
+    cancel: Option<&NativeCancel>,
+) -> AsyncTask<ApplyLayers> {
+    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+    AsyncTask::new(ApplyLayers { requests, progress: on_progress, cancel })
+}
+
+/// One member of an outer archive.
+#[napi(object)]
+pub struct NativeArchiveMember {
+    /// Name without leading `./` or trailing `/` (lossy if not UTF-8; see `nameRaw`).
+    pub name: String,
+    /// The exact name bytes, only when they are not UTF-8.
+    pub name_raw: Option<Buffer>,
+    #[napi(ts_type = "'file' | 'dir' | 'symlink' | 'hardlink' | 'other'")]
+    pub kind: String,
+    pub linkname: Option<String>,
+    /// Byte offset of the body in the archive file.
+    pub offset: i64,
+    pub size: i64,
+}
+
+pub struct ArchiveIndex {
+    path: String,
+}
+
+impl Task for ArchiveIndex {
+    type Output = Vec<archive::Member>;
+    type JsValue = Vec<NativeArchiveMember>;
+    fn compute(&mut self) -> Result<Self::Output> {
+        archive::index(std::path::Path::new(&self.path)).map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
+        Ok(out
+            .into_iter()
+            .map(|m| {
+                let utf8 = std::str::from_utf8(&m.name).is_ok();
+                NativeArchiveMember {
+                    name: String::from_utf8_lossy(&m.name).into_owned(),
+                    name_raw: if utf8 { None } else { Some(Buffer::from(m.name.clone())) },
+                    kind: m.kind.as_str().into(),
+                    linkname: m.linkname.map(|l| String::from_utf8_lossy(&l).into_owned()),
+                    offset: m.offset as i64,
+                    size: m.size as i64,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Lists the members of an uncompressed outer tar (docker-archive / OCI layout) without
+/// reading their bodies.
+#[napi(ts_return_type = "Promise<NativeArchiveMember[]>")]
+pub fn archive_index(path: String) -> AsyncTask<ArchiveIndex> {
+    AsyncTask::new(ArchiveIndex { path })
+}
+
+pub struct DecompressFile {
+    src: String,
+    dst: String,
+}
+
+impl Task for DecompressFile {
+    type Output = &'static str;
+    type JsValue = String;
+    fn compute(&mut self) -> Result<Self::Output> {
+        archive::decompress_file(self.src.as_ref(), self.dst.as_ref()).map(|c| c.as_str()).map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<String> {
+        Ok(out.into())
+    }
+}
+
+/// Decompresses a gzip/zstd outer archive `src` into `dst` (a plain one is copied);
+/// resolves to the detected compression.
+#[napi(ts_return_type = "Promise<'none' | 'gzip' | 'zstd'>")]
+pub fn decompress_file(src: String, dst: String) -> AsyncTask<DecompressFile> {
+    AsyncTask::new(DecompressFile { src, dst })
+}
+
+/// A layer member of an archive being written: assembled from `diffDir` + `tarSplit`.
+#[napi(object)]
+pub struct NativeLayerRef {
+    pub diff_dir: String,
+    pub tar_split: String,
+    /// The DiffID the assembled tar must have (verified while streaming).
+    pub diff_id: String,
+}
+
+/// A member of an archive being written: `data` (a file), `layer`, or neither (a directory).
+#[napi(object)]
+pub struct NativeOutMember {
+    pub name: String,
+    pub data: Option<Buffer>,
+    pub layer: Option<NativeLayerRef>,
+}
+
+enum Pending {
+    Bytes(Vec<u8>),
+    Dir,
+    Layer { diff_dir: String, tar_split: String, diff_id: String },
+}
+
+pub struct WriteArchive {
+    members: Vec<(String, Pending)>,
+    out: String,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Task for WriteArchive {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> Result<()> {
+        let mut members = Vec::with_capacity(self.members.len());
+        for (name, p) in std::mem::take(&mut self.members) {
+            let data = match p {
+                Pending::Bytes(b) => MemberData::Bytes(b),
+                Pending::Dir => MemberData::Dir,
+                Pending::Layer { diff_dir, tar_split, diff_id } => MemberData::Layer {
+                    diff_dir: diff_dir.into(),
+                    tar_split: tar_split.into(),
+                    diff_id: Digest::parse(&diff_id).map_err(crate::to_js)?,
+                },
+            };
+            members.push(OutMember { name, data });
+        }
+        archive::write_archive(&members, self.out.as_ref(), &self.cancel).map(|_| ()).map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes an outer archive (deterministic headers); layer members are assembled from
+/// their tar-split and verified against their DiffID while streaming.
+#[napi(
+    ts_args_type = "members: NativeOutMember[], out: string, cancel?: NativeCancel | undefined | null",
+    ts_return_type = "Promise<void>"
+)]
+pub fn write_archive(
+    members: Vec<NativeOutMember>,
+    out: String,
+    cancel: Option<&NativeCancel>,
+) -> Result<AsyncTask<WriteArchive>> {
+    let mut pending = Vec::with_capacity(members.len());
+    for m in members {
+        let p = match (m.data, m.layer) {
+            (Some(_), Some(_)) => {
+                return Err(Error::new(Status::InvalidArg, format!("member {}: both data and layer given", m.name)))
+            }
+            // Copied here, on the JS thread: the task must not touch JS memory.
+            (Some(d), None) => Pending::Bytes(d.to_vec()),
+            (None, Some(l)) => Pending::Layer { diff_dir: l.diff_dir, tar_split: l.tar_split, diff_id: l.diff_id },
+            (None, None) => Pending::Dir,
+        };
+        pending.push((m.name, p));
+    }
+    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+    Ok(AsyncTask::new(WriteArchive { members: pending, out, cancel }))
+}
+
+pub struct WriteLayerFile {
+    diff_dir: String,
+    tar_split: String,
+    out: String,
+    diff_id: String,
+}
+
+impl Task for WriteLayerFile {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> Result<()> {
+        let id = Digest::parse(&self.diff_id).map_err(crate::to_js)?;
+        archive::write_layer_file(self.diff_dir.as_ref(), self.tar_split.as_ref(), self.out.as_ref(), &id)
+            .map(|_| ())
+            .map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes one layer tar (e.g. an OCI blob) assembled from `diffDir` + `tarSplit`,
+/// verifying `diffId`.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn write_layer_file(
+    diff_dir: String,
+    tar_split: String,
+    out: String,
+    diff_id: String,
+) -> AsyncTask<WriteLayerFile> {
+    AsyncTask::new(WriteLayerFile { diff_dir, tar_split, out, diff_id })
+}
+
+/// Length of the tar that a layer's tar-split assembles to (reads only the tar-split).
+#[napi]
+pub fn assembled_size(tar_split: String) -> Result<i64> {
+    strata_core::tarsplit::assembled_size(tar_split.as_ref()).map(|n| n as i64).map_err(crate::to_js)
+}
