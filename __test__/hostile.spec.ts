@@ -155,7 +155,7 @@ test('archive-level damage: bad manifests, escaping member names, blob digest mi
       writeArchive(d, [img], 'oci-dir')
       const blob = path.join(d, 'blobs/sha256', sha256(img.blobs[0]).slice(7))
       const b = fs.readFileSync(blob)
-      b[0] ^= 1
+      b[512] ^= 1 // a byte of file data: the tar still parses, the digest does not match
       fs.writeFileSync(blob, b)
       return d
     } },

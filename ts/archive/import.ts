@@ -50,7 +50,7 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
     const total = (await fs.stat(file)).size
     const dir = path.join(staging.dir, 'layer')
     await fs.mkdir(dir)
-    const req = { source: { path: file, offset: 0, length: total }, dest: path.join(dir, 'diff'), tarSplit: path.join(dir, 'tar-split.json.gz') }
+    const req = { blobPath: file, offset: 0, length: total, dest: path.join(dir, 'diff'), tarSplit: path.join(staging.dir, 'layer.tar-split.json.gz') }
     const [res] = await call(() => native.applyLayers([req], opts.onProgress ? (_i: number, b: number) => opts.onProgress!(b, total) : undefined, cancelFor(opts.signal)))
     const created = new Date().toISOString()
     const comment = opts.message ?? `Imported from ${opts.sourceName ?? (typeof input === 'string' ? input : '-')}`

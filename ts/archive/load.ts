@@ -132,25 +132,22 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
     }
 
     // Extract what the store lacks, in parallel.
-    const todo: PlannedLayer[] = []
-    for (const p of plan.values()) if (!(await ctx.layers.has(p.chainId))) todo.push(p)
-    for (const p of plan.values()) {
-      if (!todo.includes(p)) opts.onProgress?.({ layer: -1, layers: todo.length, diffId: p.diffId, current: 0, total: 0, status: 'Already exists' })
-    }
-    if (todo.length > 0) {
+    let round = 0
+    const extract = async (todo: PlannedLayer[]): Promise<void> => {
       const requests = await Promise.all(todo.map(async (p, i) => {
         const loc = await src.locate(p.source.name)
-        const dir = path.join(staging.dir, `layer-${i}`)
+        const dir = path.join(staging.dir, `layer-${round}-${i}`)
         await fs.mkdir(dir)
         return {
-          source: { path: loc.path, offset: loc.offset, length: loc.length },
+          blobPath: loc.path, offset: loc.offset, length: loc.length,
           dest: path.join(dir, 'diff'),
-          tarSplit: path.join(dir, 'tar-split.json.gz'),
+          tarSplit: path.join(staging.dir, `layer-${round}-${i}.tar-split.json.gz`),
           expectedDiffId: p.diffId,
           ...(p.source.digest ? { expectedDigest: p.source.digest } : {}),
           total: loc.length,
         }
       }))
+      round++
       const report = opts.onProgress
       const onProgress = report
         ? (index: number, bytes: number) => {
@@ -167,12 +164,37 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
         opts.onProgress?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
       })
     }
+    const missing = async (): Promise<PlannedLayer[]> => {
+      const out: PlannedLayer[] = []
+      for (const p of plan.values()) if (!p.staged && !(await ctx.layers.has(p.chainId))) out.push(p)
+      return out
+    }
+    const first = await missing()
+    for (const p of plan.values()) {
+      if (!first.includes(p)) opts.onProgress?.({ layer: -1, layers: first.length, diffId: p.diffId, current: 0, total: 0, status: 'Already exists' })
+    }
+    if (first.length > 0) await extract(first)
     throwIfAborted(opts.signal)
 
     // Make it visible: layers bottom-up, images, tags.
     const lines: string[] = []
     const loaded: LoadedImage[] = []
-    await ctx.exclusive(async () => {
+    // Another process may have removed a layer we found present (an rmi racing this load):
+    // then extract it too and try again. Nothing is registered until every layer is at hand.
+    for (let attempt = 0; ; attempt++) {
+      const gone = await ctx.exclusive(async () => {
+        const lacking = await missing()
+        if (lacking.length === 0) await commit()
+        return lacking
+      })
+      if (gone.length === 0) break
+      if (attempt >= 5) throw new StrataError('LayerNotFound', `layers keep vanishing while loading: ${gone.map((p) => p.chainId).join(', ')}`)
+      await extract(gone)
+      throwIfAborted(opts.signal)
+    }
+    return { images: loaded, lines }
+
+    async function commit(): Promise<void> {
       const byChain = new Map<string, LayerInfo>()
       const layerOf = async (chainId: string): Promise<LayerInfo> => {
         const have = byChain.get(chainId) ?? (await ctx.layers.get(chainId))
@@ -201,8 +223,7 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
         if (tags.length === 0) lines.push(`Loaded image ID: ${img.id}`)
         loaded.push({ id: img.id, tags })
       }
-    })
-    return { images: loaded, lines }
+    }
   } finally {
     await staging.dispose()
   }

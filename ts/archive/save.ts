@@ -125,7 +125,7 @@ export async function save(ctx: StoreContext, names: string[], output: string | 
   const members = await buildMembers(ctx, names, format)
   const cancel = cancelFor(opts.signal)
   if (typeof output === 'string' && (output.endsWith('/') || (await fs.stat(output).then((s) => s.isDirectory(), () => false)))) {
-    await saveDir(members, output, cancel)
+    await saveDir(members, output, opts.signal)
     return
   }
   if (typeof output === 'string') {
@@ -149,15 +149,16 @@ export async function save(ctx: StoreContext, names: string[], output: string | 
   }
 }
 
-async function saveDir(members: Member[], dir: string, cancel: ReturnType<typeof cancelFor>): Promise<void> {
+async function saveDir(members: Member[], dir: string, signal?: AbortSignal): Promise<void> {
   const final = path.resolve(dir)
   const tmp = `${final.replace(/\/+$/, '')}.${randomHex(4)}.tmp`
   await fs.mkdir(path.join(tmp, 'blobs', 'sha256'), { recursive: true })
   try {
     for (const m of members) {
+      throwIfAborted(signal)
       const p = path.join(tmp, m.name)
       if (m.data) await fs.writeFile(p, m.data)
-      else if (m.layer) await call(() => native.writeLayerFile(m.layer!.diffDir, m.layer!.tarSplit, p, m.layer!.diffId, cancel))
+      else if (m.layer) await call(() => native.writeLayerFile(m.layer!.diffDir, m.layer!.tarSplit, p, m.layer!.diffId))
     }
     if (await fs.stat(final).then(() => true, () => false)) {
       const entries = await fs.readdir(final)
