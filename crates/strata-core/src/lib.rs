@@ -7,3 +7,5 @@ pub mod digest;
 pub mod error;
 pub mod fsutil;
 pub mod lock;
+pub mod mount;
+pub mod mountinfo;
