@@ -6,6 +6,7 @@
 pub mod digest;
 pub mod error;
 pub mod fsutil;
+pub mod layertar;
 pub mod lock;
 pub mod mount;
 pub mod mountinfo;
