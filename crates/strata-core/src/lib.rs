@@ -3,6 +3,7 @@
 //! Layer archives (decompress → sha256 → safe extract, tar-split to reproduce tars),
 //! digests, file locks, overlay mount plans and their execution, the upper-dir walker
 //! behind `commit`/`diff`, and a userspace union view. The napi crate only converts.
+pub mod changes;
 pub mod digest;
 pub mod error;
 pub mod fsutil;
