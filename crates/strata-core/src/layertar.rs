@@ -55,6 +55,19 @@ pub enum TarMode {
     Plain,
 }
 
+impl TarMode {
+    /// `"layer"` or `"plain"`, as the JS API spells them.
+    pub fn parse(s: &str) -> Result<Self, LayerTarError> {
+        match s {
+            "layer" => Ok(TarMode::Layer),
+            "plain" => Ok(TarMode::Plain),
+            other => Err(LayerTarError::InvalidMode {
+                found: other.to_string(),
+            }),
+        }
+    }
+}
+
 /// What was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TarStats {
@@ -86,6 +99,9 @@ pub enum LayerTarError {
         expected: u64,
         found: u64,
     },
+    /// Not a known [`TarMode`] name.
+    #[error("invalid tar mode {found:?}: expected \"layer\" or \"plain\"")]
+    InvalidMode { found: String },
     /// The caller cancelled.
     #[error("writing layer tar was cancelled")]
     Cancelled,
@@ -97,6 +113,7 @@ impl crate::error::Coded for LayerTarError {
             LayerTarError::Read { .. } | LayerTarError::Write { .. } => "Io",
             LayerTarError::FileChanged { .. } => "FileChangedDuringArchive",
             LayerTarError::Cancelled => "Cancelled",
+            LayerTarError::InvalidMode { .. } => "InvalidArgument",
         }
     }
     fn errno(&self) -> Option<i32> {
