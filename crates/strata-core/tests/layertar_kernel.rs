@@ -373,19 +373,24 @@ fn timing_10k_small_and_100mb() {
     let no = AtomicBool::new(false);
     // Warm the page cache once, then measure.
     write_dir_tar(&src, TarMode::Layer, std::io::sink(), &no).unwrap();
-    for round in 0..2 {
+    // Best of 5 (the machine is shared; the minimum is the least disturbed run).
+    let mut best = std::time::Duration::MAX;
+    let mut stats = None;
+    for _ in 0..5 {
         let t0 = std::time::Instant::now();
         let s = write_dir_tar(&src, TarMode::Layer, std::io::sink(), &no).unwrap();
-        let dt = t0.elapsed();
-        eprintln!(
-            "[layertar] round {round} → sink: {} entries, {:.1} MiB in {:?} = {:.0} MiB/s ({})",
-            s.entries,
-            s.bytes as f64 / 1048576.0,
-            dt,
-            s.bytes as f64 / 1048576.0 / dt.as_secs_f64(),
-            s.diff_id
-        );
+        best = best.min(t0.elapsed());
+        stats = Some(s);
     }
+    let s = stats.unwrap();
+    eprintln!(
+        "[layertar] → sink (page cache → tar → sha256): {} entries, {:.1} MiB, best of 5 {:?} = {:.0} MiB/s ({})",
+        s.entries,
+        s.bytes as f64 / 1048576.0,
+        best,
+        s.bytes as f64 / 1048576.0 / best.as_secs_f64(),
+        s.diff_id
+    );
     let out = t.path().join("out.tar");
     let t0 = std::time::Instant::now();
     let s = strata_core::layertar::write_dir_tar_to_file(&src, TarMode::Layer, &out, &no).unwrap();
