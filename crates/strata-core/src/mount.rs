@@ -293,6 +293,19 @@ fn escape_lower(p: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Overlayfs unescapes `upperdir`/`workdir` values (`ovl_unescape`: a backslash quotes the
+/// next byte), for mount(2) and fsconfig alike, while `lowerdir+` is taken verbatim.
+fn escape_upper(p: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.len());
+    for &b in p {
+        if b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
 /// The `mount(2)` data string for `plan`: `lowerdir=a:b:c[,upperdir=u,workdir=w][,opts]`.
 ///
 /// With `base`, every layer path is written relative to it (the caller then mounts with its
@@ -326,9 +339,9 @@ pub fn legacy_data(plan: &MountPlan, base: Option<&Path>) -> Option<OsString> {
     }
     if let (Some(u), Some(w)) = (&plan.upperdir, &plan.workdir) {
         s.extend_from_slice(b",upperdir=");
-        s.extend_from_slice(&rel(u)?);
+        s.extend_from_slice(&escape_upper(&rel(u)?));
         s.extend_from_slice(b",workdir=");
-        s.extend_from_slice(&rel(w)?);
+        s.extend_from_slice(&escape_upper(&rel(w)?));
     }
     for (k, v) in split_options(&plan.options).fs_params {
         s.push(b',');
@@ -510,9 +523,17 @@ fn new_api_mount(plan: &MountPlan) -> Result<(), NewApiError> {
         }
     }
     if let (Some(u), Some(w)) = (&plan.upperdir, &plan.workdir) {
-        fsconfig_set_string(fs.as_fd(), "upperdir", u.as_path())
+        let (u, w) = (
+            escape_upper(u.as_os_str().as_bytes()),
+            escape_upper(w.as_os_str().as_bytes()),
+        );
+        let (u, w) = (
+            std::ffi::OsStr::from_bytes(&u),
+            std::ffi::OsStr::from_bytes(&w),
+        );
+        fsconfig_set_string(fs.as_fd(), "upperdir", u)
             .map_err(|e| fail(&fs, "fsconfig upperdir".into(), e))?;
-        fsconfig_set_string(fs.as_fd(), "workdir", w.as_path())
+        fsconfig_set_string(fs.as_fd(), "workdir", w)
             .map_err(|e| fail(&fs, "fsconfig workdir".into(), e))?;
     }
     fsconfig_create(fs.as_fd()).map_err(|e| fail(&fs, "fsconfig create".into(), e))?;

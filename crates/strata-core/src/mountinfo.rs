@@ -64,7 +64,7 @@ pub struct MountInfo {
     pub fs_type: String,
     pub source: OsString,
     /// Super-block options, *still escaped*: split them with [`split_super_options`].
-    pub super_options: String,
+    pub super_options: Vec<u8>,
 }
 
 /// An overlay mount and its layers as the kernel shows them.
@@ -101,39 +101,43 @@ pub fn unescape(s: &[u8]) -> Vec<u8> {
     out
 }
 
-fn unescape_path(s: &str) -> PathBuf {
-    PathBuf::from(OsString::from_vec(unescape(s.as_bytes())))
+fn unescape_path(s: &[u8]) -> PathBuf {
+    PathBuf::from(OsString::from_vec(unescape(s)))
 }
 
 /// Parses one mountinfo line (`line_no` is for error messages).
-pub fn parse_line(text: &str, line_no: usize) -> Result<MountInfo, MountInfoError> {
+pub fn parse_line(text: &[u8], line_no: usize) -> Result<MountInfo, MountInfoError> {
     let bad = || MountInfoError::Malformed {
         line: line_no,
-        text: text.to_string(),
+        text: String::from_utf8_lossy(text).into_owned(),
     };
-    let mut it = text.split(' ');
+    let mut it = text.split(|&b| b == b' ');
     let mut next = || it.next().ok_or_else(bad);
-    let mount_id = next()?.parse().map_err(|_| bad())?;
-    let parent_id = next()?.parse().map_err(|_| bad())?;
-    let (major, minor) = next()?.split_once(':').ok_or_else(bad)?;
-    let (major, minor) = (
-        major.parse().map_err(|_| bad())?,
-        minor.parse().map_err(|_| bad())?,
-    );
+    let num = |f: &[u8]| -> Result<u32, MountInfoError> {
+        std::str::from_utf8(f)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)
+    };
+    let mount_id = num(next()?)?;
+    let parent_id = num(next()?)?;
+    let dev = next()?;
+    let colon = dev.iter().position(|&b| b == b':').ok_or_else(bad)?;
+    let (major, minor) = (num(&dev[..colon])?, num(&dev[colon + 1..])?);
     let root = unescape_path(next()?);
     let mount_point = unescape_path(next()?);
-    let mount_options = next()?.to_string();
+    let mount_options = String::from_utf8_lossy(next()?).into_owned();
     let mut optional = Vec::new();
     loop {
         let f = next()?;
-        if f == "-" {
+        if f == b"-" {
             break;
         }
-        optional.push(f.to_string());
+        optional.push(String::from_utf8_lossy(f).into_owned());
     }
-    let fs_type = String::from_utf8_lossy(&unescape(next()?.as_bytes())).into_owned();
-    let source = OsString::from_vec(unescape(next()?.as_bytes()));
-    let super_options = next().unwrap_or_default().to_string();
+    let fs_type = String::from_utf8_lossy(&unescape(next()?)).into_owned();
+    let source = OsString::from_vec(unescape(next()?));
+    let super_options = next().unwrap_or_default().to_vec();
     Ok(MountInfo {
         mount_id,
         parent_id,
@@ -149,9 +153,10 @@ pub fn parse_line(text: &str, line_no: usize) -> Result<MountInfo, MountInfoErro
     })
 }
 
-/// Parses a whole mountinfo text.
-pub fn parse(text: &str) -> Result<Vec<MountInfo>, MountInfoError> {
-    text.lines()
+/// Parses a whole mountinfo text. Paths are bytes: the kernel escapes only space, tab,
+/// newline and backslash, so non-UTF-8 names appear raw.
+pub fn parse(text: &[u8]) -> Result<Vec<MountInfo>, MountInfoError> {
+    text.split(|&b| b == b'\n')
         .enumerate()
         .filter(|(_, l)| !l.is_empty())
         .map(|(i, l)| parse_line(l, i + 1))
@@ -161,21 +166,23 @@ pub fn parse(text: &str) -> Result<Vec<MountInfo>, MountInfoError> {
 /// Reads and parses `/proc/self/mountinfo`.
 pub fn read() -> Result<Vec<MountInfo>, MountInfoError> {
     let path = Path::new("/proc/self/mountinfo");
-    // Read as bytes: escapes keep the text ASCII, but be lenient with odd kernels.
     let bytes = std::fs::read(path).map_err(|source| MountInfoError::Read {
         path: path.into(),
         source,
     })?;
-    parse(&String::from_utf8_lossy(&bytes))
+    parse(&bytes)
 }
 
 /// Splits escaped super options into `(key, value)` pairs, unescaping the value.
-pub fn split_super_options(s: &str) -> Vec<(String, Option<Vec<u8>>)> {
-    s.split(',')
+pub fn split_super_options(s: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
+    s.split(|&b| b == b',')
         .filter(|o| !o.is_empty())
-        .map(|o| match o.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.as_bytes().to_vec())),
-            None => (o.to_string(), None),
+        .map(|o| match o.iter().position(|&b| b == b'=') {
+            Some(i) => (
+                String::from_utf8_lossy(&o[..i]).into_owned(),
+                Some(o[i + 1..].to_vec()),
+            ),
+            None => (String::from_utf8_lossy(o).into_owned(), None),
         })
         .collect()
 }
@@ -205,6 +212,22 @@ fn split_lowerdir(v: &[u8]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Overlayfs' `ovl_unescape`: a backslash quotes the next byte.
+fn ovl_unescape(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut it = v.iter();
+    while let Some(&b) = it.next() {
+        if b == b'\\' {
+            if let Some(&n) = it.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
 impl MountInfo {
     /// The layers of an overlay mount, from its super options. Handles both the classic
     /// `lowerdir=a:b` form and the repeated `lowerdir+=a,lowerdir+=b` form newer kernels
@@ -226,8 +249,17 @@ impl MountInfo {
                 "lowerdir+" => m
                     .lowerdirs
                     .push(PathBuf::from(OsString::from_vec(unescape(&v)))),
-                "upperdir" => m.upperdir = Some(PathBuf::from(OsString::from_vec(unescape(&v)))),
-                "workdir" => m.workdir = Some(PathBuf::from(OsString::from_vec(unescape(&v)))),
+                // Shown as configured, i.e. still with overlayfs' own backslash quoting.
+                "upperdir" => {
+                    m.upperdir = Some(PathBuf::from(OsString::from_vec(ovl_unescape(&unescape(
+                        &v,
+                    )))))
+                }
+                "workdir" => {
+                    m.workdir = Some(PathBuf::from(OsString::from_vec(ovl_unescape(&unescape(
+                        &v,
+                    )))))
+                }
                 _ => {}
             }
         }
@@ -295,13 +327,13 @@ mod tests {
     const SAMPLE: &str = "\
 22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 98 22 0:50 / /var/lib/strata/overlay2/abc/merged rw,relatime shared:50 - overlay overlay rw,lowerdir=/s/l/A:/s/l/B,upperdir=/s/abc/diff,workdir=/s/abc/work,index=off
-99 22 0:51 / /mnt/with\\040space/and\\011tab rw - overlay overlay rw,lowerdir+=/s/l/with\\054comma,lowerdir+=/s/l/B,upperdir=/u\\134x,workdir=/w
+99 22 0:51 / /mnt/with\\040space/and\\011tab rw - overlay overlay rw,lowerdir+=/s/l/with\\054comma,lowerdir+=/s/l/B,upperdir=/u\\134\\134x,workdir=/w
 100 22 0:52 /sub /mnt/tmp rw,nosuid master:3 shared:4 - tmpfs tmp\\040fs rw,size=10k
 ";
 
     #[test]
     fn parses_fields_and_octal_escapes() {
-        let v = parse(SAMPLE).unwrap();
+        let v = parse(SAMPLE.as_bytes()).unwrap();
         assert_eq!(v.len(), 4);
         assert_eq!(v[0].mount_point, Path::new("/"));
         assert_eq!(v[0].fs_type, "ext4");
@@ -318,7 +350,7 @@ mod tests {
 
     #[test]
     fn overlay_layers_from_super_options() {
-        let v = parse(SAMPLE).unwrap();
+        let v = parse(SAMPLE.as_bytes()).unwrap();
         let o = v[1].overlay().unwrap();
         assert_eq!(
             o.lowerdirs,
@@ -350,11 +382,11 @@ mod tests {
     fn malformed_lines_are_typed_errors() {
         use crate::error::Coded;
         assert_eq!(
-            parse("1 2 x / / rw - a b c").unwrap_err().code(),
+            parse(b"1 2 x / / rw - a b c").unwrap_err().code(),
             "MalformedMountInfo"
         );
         assert_eq!(
-            parse("1 2 0:1 / / rw shared:1").unwrap_err().code(),
+            parse(b"1 2 0:1 / / rw shared:1").unwrap_err().code(),
             "MalformedMountInfo"
         );
     }

@@ -272,3 +272,38 @@ fn legacy_long_option_string_goes_relative() {
         "MountOptionsTooLong"
     );
 }
+
+#[test]
+fn mountinfo_round_trips_awkward_paths() {
+    // Space, tab, comma, colon, backslash and non-UTF-8 bytes in layer and mount paths: the
+    // new API passes them verbatim, mountinfo shows them escaped, the parser restores them.
+    use std::os::unix::ffi::OsStrExt;
+    let t = tempfile::tempdir().unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"odd \t,:\\\xff");
+    let base = t.path().join(odd);
+    let l0 = layer(&base, "low 0", &[("a", "0")]);
+    let l1 = layer(&base, "low,1:x", &[("b", "1")]);
+    let up = layer(&base, "up per", &[]);
+    let work = layer(&base, "wo:rk", &[]);
+    let m = layer(&base, "mer ged", &[]);
+    let plan = MountPlan::container(
+        vec![l1.clone(), l0.clone()],
+        up.clone(),
+        work.clone(),
+        m.clone(),
+    );
+    assert_eq!(mount::mount_overlay(&plan).unwrap(), MountApi::New);
+    let _g = Mounted(m.clone());
+    assert!(mountinfo::is_mount_point(&m).unwrap());
+    let found = mountinfo::overlay_mounts_under(t.path()).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].mount_point, m);
+    assert_eq!(found[0].lowerdirs, vec![l1, l0]);
+    assert_eq!(found[0].upperdir.as_deref(), Some(up.as_path()));
+    assert_eq!(found[0].workdir.as_deref(), Some(work.as_path()));
+    assert_eq!(fs::read_to_string(m.join("a")).unwrap(), "0");
+    assert!(mount::unmount(&m, true).unwrap());
+    assert!(mountinfo::overlay_mounts_under(t.path())
+        .unwrap()
+        .is_empty());
+}
