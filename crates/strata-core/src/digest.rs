@@ -190,9 +190,6 @@ mod tests {
 
     #[test]
     fn empty_sha256_is_well_known() {
-        assert_eq!(
-            Digest::of(b"").hex(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(Digest::of(b"").hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

@@ -185,7 +185,7 @@ impl<R: Read> Read for SourceReader<'_, R> {
 }
 
 /// Removes whatever an apply created, ignoring errors (best effort on the error path).
-fn cleanup(req_dest: &Path, tar_split: &Path) {
+pub(crate) fn cleanup(req_dest: &Path, tar_split: &Path) {
     if req_dest.symlink_metadata().is_ok() {
         let _ = std::fs::remove_dir_all(req_dest);
     }

@@ -50,6 +50,20 @@ pub struct NativeApplyResult {
     pub entries: i64,
 }
 
+impl From<&strata_core::layer::ApplyResult> for NativeApplyResult {
+    fn from(r: &strata_core::layer::ApplyResult) -> Self {
+        NativeApplyResult {
+            diff_id: r.diff_id.to_string(),
+            digest: r.digest.to_string(),
+            compression: r.compression.as_str().into(),
+            size: r.size as i64,
+            tar_size: r.tar_size as i64,
+            blob_size: r.blob_size as i64,
+            entries: r.entries as i64,
+        }
+    }
+}
+
 /// `FnArgs` makes the tuple arrive as two JS arguments rather than one array.
 type ProgressFn = ThreadsafeFunction<FnArgs<(u32, f64)>, (), FnArgs<(u32, f64)>, Status, false>;
 
@@ -101,18 +115,7 @@ impl Task for ApplyLayers {
         layer::apply_layers(&reqs, &progress, &self.cancel).map_err(crate::to_js)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
-        Ok(out
-            .into_iter()
-            .map(|r| NativeApplyResult {
-                diff_id: r.diff_id.to_string(),
-                digest: r.digest.to_string(),
-                compression: r.compression.as_str().into(),
-                size: r.size as i64,
-                tar_size: r.tar_size as i64,
-                blob_size: r.blob_size as i64,
-                entries: r.entries as i64,
-            })
-            .collect())
+        Ok(out.iter().map(NativeApplyResult::from).collect())
     }
 }
 

@@ -9,9 +9,12 @@ use napi_derive::napi;
 use strata_core::error::Coded;
 
 pub(crate) mod cancel;
+mod changes;
+mod commit;
 mod digest;
 mod layer;
 mod lock;
+mod mount;
 
 /// Maps any coded core error to a JS error the TS facade understands.
 pub(crate) fn to_js<E: Coded>(e: E) -> Error {

@@ -1,0 +1,93 @@
+//! `commit`: a container's upper dir becomes a new read-only layer in one pass.
+//!
+//! The upper dir is walked into an OCI layer tar (`layertar`, whiteouts converted) on one
+//! thread while, on the caller's thread, that tar streams through a pipe into the layer
+//! extractor (`layer::apply_tar_stream`), which hashes it (the new DiffID), records its
+//! tar-split and extracts it into the new layer's `diff/`. The tar never touches the disk.
+use crate::layer::{apply_tar_stream, ApplyResult, LayerError};
+use crate::layertar::{write_dir_tar, LayerTarError, TarMode};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Errors of this module: whichever side of the pipe failed first.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Walk(#[from] LayerTarError),
+    #[error(transparent)]
+    Apply(#[from] LayerError),
+    #[error("commit pipe: {0}")]
+    Pipe(std::io::Error),
+}
+
+impl crate::error::Coded for CommitError {
+    fn code(&self) -> &'static str {
+        match self {
+            CommitError::Walk(e) => e.code(),
+            CommitError::Apply(e) => e.code(),
+            CommitError::Pipe(_) => "Io",
+        }
+    }
+    fn errno(&self) -> Option<i32> {
+        match self {
+            CommitError::Walk(e) => e.errno(),
+            CommitError::Apply(e) => e.errno(),
+            CommitError::Pipe(e) => e.raw_os_error(),
+        }
+    }
+    fn path(&self) -> Option<String> {
+        match self {
+            CommitError::Walk(e) => e.path(),
+            CommitError::Apply(e) => e.path(),
+            CommitError::Pipe(_) => None,
+        }
+    }
+}
+
+/// Turns `upper` into a new layer at `dest` (must not exist) with its tar-split at `tar_split`.
+/// On failure nothing is left at `dest` or `tar_split`.
+pub fn commit_layer(
+    upper: &Path,
+    dest: &Path,
+    tar_split: &Path,
+    cancel: &AtomicBool,
+) -> Result<ApplyResult, CommitError> {
+    let (rd, wr) = rustix::pipe::pipe().map_err(|e| CommitError::Pipe(e.into()))?;
+    // A bigger pipe means fewer context switches between the two threads.
+    let _ = rustix::pipe::fcntl_setpipe_size(&wr, 1 << 20);
+    let reader = File::from(rd);
+    let writer = File::from(wr);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let walker = s.spawn(|| {
+            let out = BufWriter::with_capacity(1 << 20, writer);
+            let r = write_dir_tar(upper, TarMode::Layer, out, &stop);
+            if r.is_err() {
+                stop.store(true, Ordering::SeqCst);
+            }
+            r
+        });
+        // A failing walker drops its end of the pipe: the extractor sees a short tar and cleans up.
+        let applied = apply_tar_stream(reader, dest, tar_split, cancel);
+        if applied.is_err() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        let walked = walker.join().unwrap_or(Err(LayerTarError::Cancelled));
+        match (walked, applied) {
+            (Ok(_), Ok(res)) => Ok(res),
+            (w, a) if (w.is_err() || a.is_err()) && cancel.load(Ordering::SeqCst) => {
+                crate::layer::cleanup(dest, tar_split);
+                Err(LayerError::Aborted.into())
+            }
+            // The walker's error is the cause when the extractor only saw the pipe close.
+            (Err(w), Err(_)) if !matches!(w, LayerTarError::Cancelled) => Err(w.into()),
+            (_, Err(a)) => Err(a.into()),
+            (Err(w), Ok(_)) => {
+                crate::layer::cleanup(dest, tar_split);
+                Err(w.into())
+            }
+        }
+    })
+}

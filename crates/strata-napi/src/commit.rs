@@ -1,0 +1,44 @@
+//! `commitLayer`: a container's upper dir → a new read-only layer (see `strata_core::commit`).
+#![cfg_attr(test, allow(dead_code))]
+use crate::cancel::NativeCancel;
+use crate::layer::NativeApplyResult;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+pub struct CommitLayer {
+    upper: PathBuf,
+    dest: PathBuf,
+    tar_split: PathBuf,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Task for CommitLayer {
+    type Output = strata_core::layer::ApplyResult;
+    type JsValue = NativeApplyResult;
+    fn compute(&mut self) -> Result<Self::Output> {
+        strata_core::commit::commit_layer(&self.upper, &self.dest, &self.tar_split, &self.cancel).map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
+        Ok(NativeApplyResult::from(&out))
+    }
+}
+
+/// Walks `upperDir` into an OCI layer tar and extracts it, in one pass, as a new layer at
+/// `dest` (must not exist) with its tar-split at `tarSplit`. Resolves to the new layer's DiffID and size.
+#[napi(ts_return_type = "Promise<NativeApplyResult>")]
+pub fn commit_layer(
+    upper_dir: String,
+    dest: String,
+    tar_split: String,
+    cancel: Option<&NativeCancel>,
+) -> AsyncTask<CommitLayer> {
+    AsyncTask::new(CommitLayer {
+        upper: upper_dir.into(),
+        dest: dest.into(),
+        tar_split: tar_split.into(),
+        cancel: cancel.map(|c| c.flag.clone()).unwrap_or_default(),
+    })
+}

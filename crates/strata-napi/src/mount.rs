@@ -1,0 +1,158 @@
+//! Overlay mounts, mountinfo and layer tars: conversion only; blocking calls run as `AsyncTask`s.
+// Under `cargo test` napi-derive emits no registrations, so the exported items look unused.
+#![cfg_attr(test, allow(dead_code))]
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use strata_core::layertar::{self, TarMode};
+use strata_core::mount::{self, MountPlan};
+use strata_core::mountinfo;
+
+/// A mount plan as JS passes it. `lowerdirs` are top first.
+#[napi(object)]
+pub struct NativeMountPlan {
+    pub lowerdirs: Vec<String>,
+    pub upperdir: Option<String>,
+    pub workdir: Option<String>,
+    pub target: String,
+    /// Mount flags (`ro`, `nosuid`, `nodev`, `noexec`, `noatime`, ...) and overlay options (`index=off`, ...).
+    pub options: Option<Vec<String>>,
+}
+
+/// Which kernel interface performed the mount.
+#[napi(object)]
+pub struct NativeMountResult {
+    #[napi(ts_type = "'new' | 'legacy'")]
+    pub api: String,
+}
+
+/// An overlay mount as `/proc/self/mountinfo` shows it.
+#[napi(object)]
+pub struct NativeMountEntry {
+    pub mount_point: String,
+    /// Top first; empty if the kernel does not show them.
+    pub lowerdirs: Vec<String>,
+    pub upperdir: Option<String>,
+    pub workdir: Option<String>,
+}
+
+/// Result of writing a layer tar.
+#[napi(object)]
+pub struct NativeTarStats {
+    /// `sha256:<hex>` of the bytes written (the DiffID of an uncompressed layer).
+    pub diff_id: String,
+    pub bytes: f64,
+    pub entries: f64,
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+pub struct MountTask {
+    plan: MountPlan,
+}
+
+impl Task for MountTask {
+    type Output = mount::MountApi;
+    type JsValue = NativeMountResult;
+    fn compute(&mut self) -> Result<mount::MountApi> {
+        mount::mount_overlay(&self.plan).map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, api: mount::MountApi) -> Result<NativeMountResult> {
+        Ok(NativeMountResult { api: api.as_str().to_string() })
+    }
+}
+
+/// Mounts an overlay (new mount API with `lowerdir+` where available, else mount(2)).
+#[napi(ts_return_type = "Promise<NativeMountResult>")]
+pub fn mount_overlay(plan: NativeMountPlan) -> AsyncTask<MountTask> {
+    AsyncTask::new(MountTask {
+        plan: MountPlan {
+            lowerdirs: plan.lowerdirs.into_iter().map(PathBuf::from).collect(),
+            upperdir: plan.upperdir.map(PathBuf::from),
+            workdir: plan.workdir.map(PathBuf::from),
+            target: PathBuf::from(plan.target),
+            options: plan.options.unwrap_or_default(),
+        },
+    })
+}
+
+pub struct UnmountTask {
+    target: PathBuf,
+    detach: bool,
+}
+
+impl Task for UnmountTask {
+    type Output = bool;
+    type JsValue = bool;
+    fn compute(&mut self) -> Result<bool> {
+        mount::unmount(&self.target, self.detach).map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, was_mounted: bool) -> Result<bool> {
+        Ok(was_mounted)
+    }
+}
+
+/// Unmounts `target`; resolves `false` if nothing was mounted there. `detach` = lazy unmount.
+#[napi(ts_return_type = "Promise<boolean>")]
+pub fn unmount(target: String, detach: Option<bool>) -> AsyncTask<UnmountTask> {
+    AsyncTask::new(UnmountTask { target: PathBuf::from(target), detach: detach.unwrap_or(false) })
+}
+
+/// Overlay mounts at or below `under`, deepest first (the order to unmount them in).
+#[napi]
+pub fn overlay_mounts(under: String) -> Result<Vec<NativeMountEntry>> {
+    let v = mountinfo::overlay_mounts_under(Path::new(&under)).map_err(crate::to_js)?;
+    Ok(v.into_iter()
+        .map(|m| NativeMountEntry {
+            mount_point: s(&m.mount_point),
+            lowerdirs: m.lowerdirs.iter().map(|p| s(p)).collect(),
+            upperdir: m.upperdir.as_deref().map(s),
+            workdir: m.workdir.as_deref().map(s),
+        })
+        .collect())
+}
+
+/// Whether `path` is a mount point (any filesystem); `false` if it does not exist.
+#[napi]
+pub fn is_mount_point(path: String) -> Result<bool> {
+    mountinfo::is_mount_point(Path::new(&path)).map_err(crate::to_js)
+}
+
+pub struct WriteDirTarTask {
+    dir: PathBuf,
+    mode: TarMode,
+    out: PathBuf,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Task for WriteDirTarTask {
+    type Output = layertar::TarStats;
+    type JsValue = NativeTarStats;
+    fn compute(&mut self) -> Result<layertar::TarStats> {
+        layertar::write_dir_tar_to_file(&self.dir, self.mode, &self.out, &self.cancel).map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, st: layertar::TarStats) -> Result<NativeTarStats> {
+        Ok(NativeTarStats { diff_id: st.diff_id.to_string(), bytes: st.bytes as f64, entries: st.entries as f64 })
+    }
+}
+
+/// Writes `dir` as a tar to the file `out`: `'layer'` converts an overlay upper dir into an
+/// OCI layer (whiteouts, opaque dirs), `'plain'` writes the tree as is.
+#[napi(
+    ts_args_type = "dir: string, mode: 'layer' | 'plain', out: string, cancel?: NativeCancel | undefined | null",
+    ts_return_type = "Promise<NativeTarStats>"
+)]
+pub fn write_dir_tar(
+    dir: String,
+    mode: String,
+    out: String,
+    cancel: Option<&crate::cancel::NativeCancel>,
+) -> Result<AsyncTask<WriteDirTarTask>> {
+    let mode = TarMode::parse(&mode).map_err(crate::to_js)?;
+    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+    Ok(AsyncTask::new(WriteDirTarTask { dir: dir.into(), mode, out: out.into(), cancel }))
+}
