@@ -1,5 +1,6 @@
 //! Outer archives: write (docker save), index, apply layers straight out of them (docker
 //! load), decompress, and the DiffID verification while streaming.
+//! Runs as root (whiteouts are char devices), as on the project machines.
 mod common;
 use common::*;
 use std::os::unix::fs::FileExt;

@@ -1,5 +1,6 @@
 //! Broken, unsupported and mismatching layers fail with typed errors, and no destination
 //! or tar-split is left behind; cancellation, destinations that exist, offsets, lengths.
+//! Runs as root (chown), as on the project machines.
 mod common;
 use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
