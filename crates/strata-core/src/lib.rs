@@ -3,14 +3,14 @@
 //! Layer archives (decompress → sha256 → safe extract, tar-split to reproduce tars),
 //! digests, file locks, overlay mount plans and their execution, the upper-dir walker
 //! behind `commit`/`diff`, and a userspace union view. The napi crate only converts.
+pub mod archive;
+pub mod compress;
 pub mod digest;
 pub mod error;
-pub mod fsutil;
-pub mod lock;
-pub mod compress;
-pub mod stream;
-pub mod safefs;
-pub mod tarsplit;
 pub mod extract;
+pub mod fsutil;
 pub mod layer;
-pub mod archive;
+pub mod lock;
+pub mod safefs;
+pub mod stream;
+pub mod tarsplit;

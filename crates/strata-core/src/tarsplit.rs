@@ -68,9 +68,10 @@ impl crate::error::Coded for TarSplitError {
     fn code(&self) -> &'static str {
         match self {
             TarSplitError::Io { .. } | TarSplitError::Write { .. } => "Io",
-            TarSplitError::Corrupt { .. } => "CorruptTarSplit",
+            TarSplitError::Corrupt { .. } => "CorruptArchive",
             TarSplitError::Unsafe { .. } => "UnsafeLayerEntry",
-            TarSplitError::Mismatch { .. } => "TarSplitMismatch",
+            // The layer's files no longer reproduce the tar its DiffID names.
+            TarSplitError::Mismatch { .. } => "DigestMismatch",
             TarSplitError::Aborted => "Aborted",
         }
     }

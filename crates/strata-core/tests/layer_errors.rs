@@ -164,7 +164,7 @@ fn existing_destination_is_refused_and_kept() {
     std::fs::create_dir(s.dest()).unwrap();
     std::fs::write(s.dest().join("keep"), b"k").unwrap();
     let e = s.apply(&sample()).unwrap_err();
-    assert_eq!(e.code(), "AlreadyExists");
+    assert_eq!(e.code(), "Conflict");
     assert!(s.dest().join("keep").exists());
 }
 

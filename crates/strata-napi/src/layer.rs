@@ -53,11 +53,33 @@ pub struct NativeApplyResult {
 /// `FnArgs` makes the tuple arrive as two JS arguments rather than one array.
 type ProgressFn = ThreadsafeFunction<FnArgs<(u32, f64)>, (), FnArgs<(u32, f64)>, Status, false>;
 
+/// A caller mistake, reported with the `InvalidArgument` code.
+#[derive(Debug)]
+struct InvalidArgument(String);
+
+impl std::fmt::Display for InvalidArgument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidArgument {}
+
+impl strata_core::error::Coded for InvalidArgument {
+    fn code(&self) -> &'static str {
+        "InvalidArgument"
+    }
+}
+
+fn invalid(msg: String) -> Error {
+    crate::to_js(InvalidArgument(msg))
+}
+
 fn non_negative(v: Option<i64>, what: &str) -> Result<Option<u64>> {
     match v {
         None => Ok(None),
         Some(n) if n >= 0 => Ok(Some(n as u64)),
-        Some(n) => Err(Error::new(Status::InvalidArg, format!("{what} must be >= 0, got {n}"))),
+        Some(n) => Err(invalid(format!("{what} must be >= 0, got {n}"))),
     }
 }
 
@@ -272,9 +294,7 @@ pub fn write_archive(
     let mut pending = Vec::with_capacity(members.len());
     for m in members {
         let p = match (m.data, m.layer) {
-            (Some(_), Some(_)) => {
-                return Err(Error::new(Status::InvalidArg, format!("member {}: both data and layer given", m.name)))
-            }
+            (Some(_), Some(_)) => return Err(invalid(format!("member {}: both data and layer given", m.name))),
             // Copied here, on the JS thread: the task must not touch JS memory.
             (Some(d), None) => Pending::Bytes(d.to_vec()),
             (None, Some(l)) => Pending::Layer { diff_dir: l.diff_dir, tar_split: l.tar_split, diff_id: l.diff_id },
