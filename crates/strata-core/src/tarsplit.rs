@@ -443,4 +443,38 @@ mod tests {
         std::fs::write(diff.join("f"), b"BOD").unwrap();
         assert!(matches!(assemble(&diff, &ts, io::sink()), Err(TarSplitError::Mismatch { .. })));
     }
+
+    fn write_gz(path: &Path, text: &str) {
+        let mut e = flate2::write::GzEncoder::new(File::create(path).unwrap(), flate2::Compression::fast());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap();
+    }
+
+    #[test]
+    fn hostile_or_broken_tar_splits_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let diff = t.path().join("diff");
+        std::fs::create_dir(&diff).unwrap();
+        std::fs::write(t.path().join("secret"), b"outside").unwrap();
+        std::os::unix::fs::symlink(t.path(), diff.join("up")).unwrap();
+        let ts = t.path().join("ts.json.gz");
+        for (name, code) in
+            [("../secret", "UnsafeLayerEntry"), ("/etc/passwd", "UnsafeLayerEntry"), ("up/secret", "UnsafeLayerEntry")]
+        {
+            write_gz(&ts, &format!("{{\"type\":1,\"name\":\"{name}\",\"size\":7,\"position\":0}}\n"));
+            let e = assemble(&diff, &ts, io::sink()).unwrap_err();
+            assert_eq!(crate::error::Coded::code(&e), code, "{name}: {e}");
+        }
+        // Docker's name_raw (base64) wins over name.
+        write_gz(
+            &ts,
+            &format!("{{\"type\":1,\"name\":\"ok\",\"name_raw\":\"{}\",\"size\":7}}\n", B64.encode("../secret")),
+        );
+        assert!(matches!(assemble(&diff, &ts, io::sink()), Err(TarSplitError::Unsafe { .. })));
+        for broken in ["not json\n", "{\"type\":9}\n", "{\"type\":2,\"payload\":\"!!\"}\n"] {
+            write_gz(&ts, broken);
+            let e = assemble(&diff, &ts, io::sink()).unwrap_err();
+            assert_eq!(crate::error::Coded::code(&e), "CorruptArchive", "{broken}");
+        }
+    }
 }
