@@ -245,9 +245,15 @@ pub struct NativeOutMember {
 }
 
 enum Pending {
+    /// Both `data` and `layer` given: rejected from `compute` so the promise rejects.
+    Ambiguous,
     Bytes(Vec<u8>),
     Dir,
-    Layer { diff_dir: String, tar_split: String, diff_id: String },
+    Layer {
+        diff_dir: String,
+        tar_split: String,
+        diff_id: String,
+    },
 }
 
 pub struct WriteArchive {
@@ -263,6 +269,7 @@ impl Task for WriteArchive {
         let mut members = Vec::with_capacity(self.members.len());
         for (name, p) in std::mem::take(&mut self.members) {
             let data = match p {
+                Pending::Ambiguous => return Err(invalid(format!("member {name}: both data and layer given"))),
                 Pending::Bytes(b) => MemberData::Bytes(b),
                 Pending::Dir => MemberData::Dir,
                 Pending::Layer { diff_dir, tar_split, diff_id } => MemberData::Layer {
@@ -290,11 +297,11 @@ pub fn write_archive(
     members: Vec<NativeOutMember>,
     out: String,
     cancel: Option<&NativeCancel>,
-) -> Result<AsyncTask<WriteArchive>> {
+) -> AsyncTask<WriteArchive> {
     let mut pending = Vec::with_capacity(members.len());
     for m in members {
         let p = match (m.data, m.layer) {
-            (Some(_), Some(_)) => return Err(invalid(format!("member {}: both data and layer given", m.name))),
+            (Some(_), Some(_)) => Pending::Ambiguous,
             // Copied here, on the JS thread: the task must not touch JS memory.
             (Some(d), None) => Pending::Bytes(d.to_vec()),
             (None, Some(l)) => Pending::Layer { diff_dir: l.diff_dir, tar_split: l.tar_split, diff_id: l.diff_id },
@@ -303,7 +310,7 @@ pub fn write_archive(
         pending.push((m.name, p));
     }
     let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-    Ok(AsyncTask::new(WriteArchive { members: pending, out, cancel }))
+    AsyncTask::new(WriteArchive { members: pending, out, cancel })
 }
 
 pub struct WriteLayerFile {
