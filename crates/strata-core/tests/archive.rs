@@ -111,7 +111,7 @@ fn streaming_verifies_the_diff_id() {
         .count();
     assert_eq!(leftovers, 0, "temporary file left behind");
 
-    // Same size, different content: caught by the DiffID.
+    // Same size, different content: caught by the body CRC-64 (and the DiffID behind it).
     std::fs::write(s.dest().join("etc/hostname"), b"BOX\n").unwrap();
     let m = vec![OutMember { name: "l.tar".into(), data: layer(Digest::of(&tar)) }];
     assert_eq!(write_archive(&m, &out, &AtomicBool::new(false)).unwrap_err().code(), "DigestMismatch");
