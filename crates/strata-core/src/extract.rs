@@ -9,7 +9,8 @@
 //!   `RESOLVE_NO_SYMLINKS` never walks through one, so a symlink planted by an earlier
 //!   entry (including a directory swapped for a symlink) cannot redirect a later write.
 //! * Hard links: the target is resolved the same way inside the root, must exist and not
-//!   be a directory, and is linked with `linkat` without following.
+//!   be a directory, and is linked with `linkat` without following. The link's own header
+//!   metadata is not applied (it would rewrite the shared inode).
 //! * Symlinks are created verbatim (absolute targets stay absolute) and never followed.
 //! * Whiteouts become overlay whiteouts: `.wh.NAME` → char device 0/0 `NAME`,
 //!   `.wh..wh..opq` → `trusted.overlay.opaque=y` on its directory; other `.wh..wh.*` (aufs
@@ -294,7 +295,12 @@ impl Extractor<'_> {
         self.stats.entries += 1;
         let raw_name = e.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_name).into_owned();
-        let kind = e.header().entry_type();
+        let mut kind = e.header().entry_type();
+        // Old (v7) tars mark directories as type '\0' with a trailing slash; Go's
+        // archive/tar reads those as directories, and so do we.
+        if e.header().as_bytes()[156] == 0 && raw_name.ends_with(b"/") {
+            kind = EntryType::Directory;
+        }
         if kind.is_pax_global_extensions() {
             // Docker ignores global PAX headers; the bytes still go to the tar-split.
             return self.skip_data(e, &shown, cancel);

@@ -54,7 +54,7 @@ impl crate::error::Coded for LayerError {
             LayerError::Compress(e) => e.code(),
             LayerError::DigestMismatch { .. } => "DigestMismatch",
             LayerError::ShortBlob { .. } => "CorruptArchive",
-            LayerError::Exists { .. } => "AlreadyExists",
+            LayerError::Exists { .. } => "Conflict",
             LayerError::Io { .. } => "Io",
             LayerError::Aborted => "Aborted",
         }

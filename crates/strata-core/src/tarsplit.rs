@@ -15,17 +15,19 @@
 //!   headers and their data), the padding after bodies, the bodies of entries that are not
 //!   written to `diff/` (whiteout markers, aufs metadata), the end-of-archive blocks and
 //!   any bytes after them. Long runs are split into segments of at most 1 MiB.
-//! * `{"type":1,"name":"<path>","size":N,"position":N}` — a *file body*: `size` bytes read
-//!   from `diff/<path>`. `path` is the normalised entry name (no leading `./`). When the
-//!   name is not UTF-8, `name` is a lossy rendering for humans and `"name_raw"` holds the
-//!   raw bytes in base64; readers use `name_raw` when present.
+//! * `{"type":1,"name":"<path>","size":N,"payload":"<base64>","position":N}` — a *file
+//!   body*: `size` bytes read from `diff/<path>`. `path` is the normalised entry name (no
+//!   leading `./`). When the name is not UTF-8, `name` is a lossy rendering for humans and
+//!   `"name_raw"` holds the raw bytes in base64; readers use `name_raw` when present.
+//!   `payload` (only when `size > 0`) is the CRC-64/ISO of the body, 8 bytes big-endian.
 //!
-//! `position` is the record's sequence number. Standard base64 with padding. Unknown
-//! fields are ignored (Docker's tar-split adds a crc64 `payload` to file records), so
-//! Docker's own `tar-split.json.gz` files can be assembled too.
+//! `position` is the record's sequence number. Standard base64 with padding. This is the
+//! record shape of Docker's tar-split (vbatts/tar-split `storage.Entry`), so Docker's own
+//! `tar-split.json.gz` files assemble here and ours in Docker.
 //!
-//! Assembling verifies each body's file is a regular file of exactly `size` bytes and reads
-//! it fd-relative below `diff/` without following symlinks; the caller checks the DiffID.
+//! Assembling verifies each body's file is a regular file of exactly `size` bytes with the
+//! recorded CRC, reading it fd-relative below `diff/` without following symlinks; the
+//! caller checks the DiffID.
 //! A body whose file was later replaced by a duplicate entry of the same layer cannot be
 //! reproduced (the file on disk holds the last copy); the DiffID check catches that.
 use crate::digest::{DiffId, Hasher};
@@ -46,6 +48,40 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const MAX_SEGMENT: usize = 1 << 20;
 const TYPE_FILE: u8 = 1;
 const TYPE_SEGMENT: u8 = 2;
+
+/// CRC-64/ISO (Go's `crc64.MakeTable(crc64.ISO)`, what tar-split uses), reflected.
+const CRC_TABLE: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u64;
+        let mut j = 0;
+        while j < 8 {
+            c = if c & 1 == 1 { (c >> 1) ^ 0xD800_0000_0000_0000 } else { c >> 1 };
+            j += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// Running CRC-64/ISO (kept inverted between updates, as Go's `hash/crc64` does).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+struct Crc(u64);
+
+impl Crc {
+    fn update(&mut self, data: &[u8]) {
+        let mut c = !self.0;
+        for &b in data {
+            c = CRC_TABLE[usize::from((c as u8) ^ b)] ^ (c >> 8);
+        }
+        self.0 = !c;
+    }
+    fn bytes(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+}
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +104,10 @@ impl crate::error::Coded for TarSplitError {
     fn code(&self) -> &'static str {
         match self {
             TarSplitError::Io { .. } | TarSplitError::Write { .. } => "Io",
-            TarSplitError::Corrupt { .. } => "CorruptTarSplit",
+            TarSplitError::Corrupt { .. } => "CorruptArchive",
             TarSplitError::Unsafe { .. } => "UnsafeLayerEntry",
-            TarSplitError::Mismatch { .. } => "TarSplitMismatch",
+            // The layer's files no longer reproduce the tar its DiffID names.
+            TarSplitError::Mismatch { .. } => "DigestMismatch",
             TarSplitError::Aborted => "Aborted",
         }
     }
@@ -128,23 +165,16 @@ impl TarSplitWriter {
         self.position += 1;
         Ok(())
     }
-    fn file(&mut self, name: &[u8], size: u64) -> io::Result<()> {
-        let rec = match std::str::from_utf8(name) {
-            Ok(s) => Record {
-                kind: TYPE_FILE,
-                name: Some(s.into()),
-                size: Some(size),
-                position: self.position,
-                ..Default::default()
-            },
-            Err(_) => Record {
-                kind: TYPE_FILE,
-                name: Some(String::from_utf8_lossy(name).into_owned()),
-                name_raw: Some(B64.encode(name)),
-                size: Some(size),
-                position: self.position,
-                ..Default::default()
-            },
+    fn file(&mut self, f: &PendingFile) -> io::Result<()> {
+        let utf8 = std::str::from_utf8(&f.name).is_ok();
+        let rec = Record {
+            kind: TYPE_FILE,
+            name: Some(String::from_utf8_lossy(&f.name).into_owned()),
+            name_raw: if utf8 { None } else { Some(B64.encode(&f.name)) },
+            size: Some(f.size),
+            // As tar-split: a checksum only for non-empty bodies.
+            payload: if f.size > 0 { Some(B64.encode(f.crc.bytes())) } else { None },
+            position: self.position,
         };
         serde_json::to_writer(&mut self.enc, &rec)?;
         self.enc.write_all(b"\n")?;
@@ -159,8 +189,16 @@ impl TarSplitWriter {
     }
 }
 
+/// A file record whose body is still streaming past (its CRC is not known yet).
+struct PendingFile {
+    name: Vec<u8>,
+    size: u64,
+    crc: Crc,
+}
+
 struct State {
     pos: u64,
+    pending: Option<PendingFile>,
     /// Bytes before this offset belong to a file body and are not captured.
     skip_to: u64,
     seg: Vec<u8>,
@@ -176,7 +214,7 @@ pub struct Recorder(Rc<RefCell<State>>);
 impl Recorder {
     /// A recorder writing to `out`.
     pub fn new(out: TarSplitWriter) -> Self {
-        Recorder(Rc::new(RefCell::new(State { pos: 0, skip_to: 0, seg: Vec::new(), out: Some(out) })))
+        Recorder(Rc::new(RefCell::new(State { pos: 0, pending: None, skip_to: 0, seg: Vec::new(), out: Some(out) })))
     }
     /// Wraps the uncompressed stream so every byte read is seen by the recorder.
     pub fn reader<R: Read>(&self, inner: R) -> RecordingReader<R> {
@@ -193,34 +231,45 @@ impl Recorder {
         if st.pos != offset {
             return Err(io::Error::other(format!("tar-split out of sync: at {} but body starts at {offset}", st.pos)));
         }
-        let seg = std::mem::take(&mut st.seg);
-        let out = st.out.as_mut().ok_or_else(|| io::Error::other("tar-split already finished"))?;
-        out.segment(&seg)?;
-        out.file(name, size)?;
+        st.write_out()?;
+        st.pending = Some(PendingFile { name: name.to_vec(), size, crc: Crc::default() });
         st.skip_to = offset + size;
-        st.seg = seg;
-        st.seg.clear();
         Ok(())
     }
     /// Writes out the pending segment if it has grown large.
     pub fn flush_if_large(&self) -> io::Result<()> {
         let mut st = self.0.borrow_mut();
         if st.seg.len() >= MAX_SEGMENT {
-            let seg = std::mem::take(&mut st.seg);
-            if let Some(out) = st.out.as_mut() {
-                out.segment(&seg)?;
-            }
+            st.write_out()?;
         }
         Ok(())
     }
     /// Writes the last segment, finishes and fsyncs the file; returns the stream length.
     pub fn finish(&self) -> io::Result<u64> {
         let mut st = self.0.borrow_mut();
-        let seg = std::mem::take(&mut st.seg);
-        let mut out = st.out.take().ok_or_else(|| io::Error::other("tar-split already finished"))?;
-        out.segment(&seg)?;
+        st.write_out()?;
+        let out = st.out.take().ok_or_else(|| io::Error::other("tar-split already finished"))?;
         out.finish()?;
         Ok(st.pos)
+    }
+}
+
+impl State {
+    /// Writes the pending file record (once its body has streamed past), then the
+    /// captured segment bytes, which all come after that body.
+    fn write_out(&mut self) -> io::Result<()> {
+        let out = self.out.as_mut().ok_or_else(|| io::Error::other("tar-split already finished"))?;
+        if self.pending.is_some() {
+            if self.pos < self.skip_to {
+                return Err(io::Error::other("tar-split: file body not fully read"));
+            }
+            if let Some(p) = self.pending.take() {
+                out.file(&p)?;
+            }
+        }
+        out.segment(&self.seg)?;
+        self.seg.clear();
+        Ok(())
     }
 }
 
@@ -243,8 +292,13 @@ impl<R: Read> Read for RecordingReader<R> {
         let mut st = self.rec.0.borrow_mut();
         let start = st.pos;
         let end = start + n as u64;
-        let keep_from = st.skip_to.clamp(start, end) - start;
-        st.seg.extend_from_slice(&buf[keep_from as usize..n]);
+        let keep_from = (st.skip_to.clamp(start, end) - start) as usize;
+        if keep_from > 0 {
+            if let Some(p) = st.pending.as_mut() {
+                p.crc.update(&buf[..keep_from]);
+            }
+        }
+        st.seg.extend_from_slice(&buf[keep_from..n]);
         st.pos = end;
         Ok(n)
     }
@@ -260,7 +314,7 @@ struct RecordReader<'p> {
 /// What a record asks the assembler to emit.
 enum Item {
     Segment(Vec<u8>),
-    File { name: Vec<u8>, size: u64 },
+    File { name: Vec<u8>, size: u64, crc: Option<[u8; 8]> },
 }
 
 impl<'p> RecordReader<'p> {
@@ -300,7 +354,15 @@ impl<'p> RecordReader<'p> {
                         (None, Some(n)) => n.into_bytes(),
                         (None, None) => return Err(self.corrupt("file record without a name")),
                     };
-                    Ok(Some(Item::File { name, size: rec.size.unwrap_or(0) }))
+                    let crc = match rec.payload {
+                        None => None,
+                        Some(p) => {
+                            let b = B64.decode(p.as_bytes()).map_err(|e| self.corrupt(format!("payload: {e}")))?;
+                            let b: [u8; 8] = b.try_into().map_err(|_| self.corrupt("file payload is not a CRC-64"))?;
+                            Some(b)
+                        }
+                    };
+                    Ok(Some(Item::File { name, size: rec.size.unwrap_or(0), crc }))
                 }
                 k => Err(self.corrupt(format!("unknown record type {k}"))),
             };
@@ -354,7 +416,7 @@ pub fn assemble_cancellable(
                 h.update(&b);
             }
             Item::File { size: 0, .. } => {}
-            Item::File { name, size } => {
+            Item::File { name, size, crc: want } => {
                 let shown = String::from_utf8_lossy(&name).into_owned();
                 let rel = match RelPath::parse(&name) {
                     Ok(Some(r)) => r,
@@ -385,6 +447,7 @@ pub fn assemble_cancellable(
                     });
                 }
                 let mut f = File::from(fd);
+                let mut crc = Crc::default();
                 let mut left = size;
                 while left > 0 {
                     if cancelled() {
@@ -404,7 +467,11 @@ pub fn assemble_cancellable(
                     };
                     out.write_all(&buf[..n]).map_err(|source| TarSplitError::Write { source })?;
                     h.update(&buf[..n]);
+                    crc.update(&buf[..n]);
                     left -= n as u64;
+                }
+                if want.is_some_and(|w| w != crc.bytes()) {
+                    return Err(TarSplitError::Mismatch { entry: shown, reason: "content differs (CRC-64)".into() });
                 }
             }
         }
@@ -417,6 +484,15 @@ pub fn assemble_cancellable(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc64_matches_go_iso() {
+        // Go: crc64.Checksum([]byte("123456789"), crc64.MakeTable(crc64.ISO)) == 0xb90956c775a41001
+        let mut c = Crc::default();
+        c.update(b"1234");
+        c.update(b"56789");
+        assert_eq!(c.0, 0xb909_56c7_75a4_1001);
+    }
 
     #[test]
     fn recorder_cuts_bodies_out_and_assemble_splices_them_back() {
@@ -441,5 +517,39 @@ mod tests {
         assert_eq!((id, n), (crate::digest::Digest::of(&stream), stream.len() as u64));
         std::fs::write(diff.join("f"), b"BOD").unwrap();
         assert!(matches!(assemble(&diff, &ts, io::sink()), Err(TarSplitError::Mismatch { .. })));
+    }
+
+    fn write_gz(path: &Path, text: &str) {
+        let mut e = flate2::write::GzEncoder::new(File::create(path).unwrap(), flate2::Compression::fast());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap();
+    }
+
+    #[test]
+    fn hostile_or_broken_tar_splits_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let diff = t.path().join("diff");
+        std::fs::create_dir(&diff).unwrap();
+        std::fs::write(t.path().join("secret"), b"outside").unwrap();
+        std::os::unix::fs::symlink(t.path(), diff.join("up")).unwrap();
+        let ts = t.path().join("ts.json.gz");
+        for (name, code) in
+            [("../secret", "UnsafeLayerEntry"), ("/etc/passwd", "UnsafeLayerEntry"), ("up/secret", "UnsafeLayerEntry")]
+        {
+            write_gz(&ts, &format!("{{\"type\":1,\"name\":\"{name}\",\"size\":7,\"position\":0}}\n"));
+            let e = assemble(&diff, &ts, io::sink()).unwrap_err();
+            assert_eq!(crate::error::Coded::code(&e), code, "{name}: {e}");
+        }
+        // Docker's name_raw (base64) wins over name.
+        write_gz(
+            &ts,
+            &format!("{{\"type\":1,\"name\":\"ok\",\"name_raw\":\"{}\",\"size\":7}}\n", B64.encode("../secret")),
+        );
+        assert!(matches!(assemble(&diff, &ts, io::sink()), Err(TarSplitError::Unsafe { .. })));
+        for broken in ["not json\n", "{\"type\":9}\n", "{\"type\":2,\"payload\":\"!!\"}\n"] {
+            write_gz(&ts, broken);
+            let e = assemble(&diff, &ts, io::sink()).unwrap_err();
+            assert_eq!(crate::error::Coded::code(&e), "CorruptArchive", "{broken}");
+        }
     }
 }

@@ -64,6 +64,8 @@ pub fn full_layer() -> Vec<u8> {
     t.entry(H::new("dupdir/child", b'0'), b"c");
     t.entry(H::new("dupdir/", b'5').mode(0o711).owner(7, 7), b"");
     t.entry(H::new("empty", b'0').mode(0o600), b"");
+    t.entry(H::new("v7dir/", 0).mode(0o700), b"");
+    t.entry(H::new("v7dir/f", 0), b"v7");
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     t.entry(H::new("big.bin", b'0'), &big);
     t.finish()
@@ -136,6 +138,9 @@ fn check_full_layer(d: &Path) {
     assert!(d.join("dupdir/child").exists());
     assert_eq!(std::fs::read(d.join("dup")).unwrap(), b"first");
     assert_eq!(md(&d.join("empty")).len(), 0);
+    assert!(md(&d.join("v7dir")).is_dir());
+    assert_eq!(md(&d.join("v7dir")).mode() & 0o7777, 0o700);
+    assert_eq!(std::fs::read(d.join("v7dir/f")).unwrap(), b"v7");
     assert_eq!(md(&d.join("big.bin")).len(), 3_000_000);
 }
 

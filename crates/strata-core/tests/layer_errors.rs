@@ -1,5 +1,6 @@
 //! Broken, unsupported and mismatching layers fail with typed errors, and no destination
 //! or tar-split is left behind; cancellation, destinations that exist, offsets, lengths.
+//! Runs as root (chown), as on the project machines.
 mod common;
 use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -163,7 +164,7 @@ fn existing_destination_is_refused_and_kept() {
     std::fs::create_dir(s.dest()).unwrap();
     std::fs::write(s.dest().join("keep"), b"k").unwrap();
     let e = s.apply(&sample()).unwrap_err();
-    assert_eq!(e.code(), "AlreadyExists");
+    assert_eq!(e.code(), "Conflict");
     assert!(s.dest().join("keep").exists());
 }
 

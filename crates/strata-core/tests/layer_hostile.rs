@@ -1,5 +1,6 @@
 //! Hostile layers: every one must fail with `UnsafeLayerEntry` naming the entry, leave a
 //! canary directory outside the root byte-identical, and leave no destination behind.
+//! Runs as root (device nodes, chown), as on the project machines.
 mod common;
 use common::*;
 use strata_core::error::Coded;

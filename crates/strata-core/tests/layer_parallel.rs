@@ -1,4 +1,5 @@
 //! Several layers applied in parallel out of one outer file.
+//! Runs as root (whiteouts are char devices), as on the project machines.
 mod common;
 use common::*;
 use std::collections::HashMap;

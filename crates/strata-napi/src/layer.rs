@@ -67,11 +67,33 @@ impl From<&strata_core::layer::ApplyResult> for NativeApplyResult {
 /// `FnArgs` makes the tuple arrive as two JS arguments rather than one array.
 type ProgressFn = ThreadsafeFunction<FnArgs<(u32, f64)>, (), FnArgs<(u32, f64)>, Status, false>;
 
+/// A caller mistake, reported with the `InvalidArgument` code.
+#[derive(Debug)]
+struct InvalidArgument(String);
+
+impl std::fmt::Display for InvalidArgument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidArgument {}
+
+impl strata_core::error::Coded for InvalidArgument {
+    fn code(&self) -> &'static str {
+        "InvalidArgument"
+    }
+}
+
+fn invalid(msg: String) -> Error {
+    crate::to_js(InvalidArgument(msg))
+}
+
 fn non_negative(v: Option<i64>, what: &str) -> Result<Option<u64>> {
     match v {
         None => Ok(None),
         Some(n) if n >= 0 => Ok(Some(n as u64)),
-        Some(n) => Err(Error::new(Status::InvalidArg, format!("{what} must be >= 0, got {n}"))),
+        Some(n) => Err(invalid(format!("{what} must be >= 0, got {n}"))),
     }
 }
 
@@ -226,9 +248,15 @@ pub struct NativeOutMember {
 }
 
 enum Pending {
+    /// Both `data` and `layer` given: rejected from `compute` so the promise rejects.
+    Ambiguous,
     Bytes(Vec<u8>),
     Dir,
-    Layer { diff_dir: String, tar_split: String, diff_id: String },
+    Layer {
+        diff_dir: String,
+        tar_split: String,
+        diff_id: String,
+    },
 }
 
 pub struct WriteArchive {
@@ -244,6 +272,7 @@ impl Task for WriteArchive {
         let mut members = Vec::with_capacity(self.members.len());
         for (name, p) in std::mem::take(&mut self.members) {
             let data = match p {
+                Pending::Ambiguous => return Err(invalid(format!("member {name}: both data and layer given"))),
                 Pending::Bytes(b) => MemberData::Bytes(b),
                 Pending::Dir => MemberData::Dir,
                 Pending::Layer { diff_dir, tar_split, diff_id } => MemberData::Layer {
@@ -271,13 +300,11 @@ pub fn write_archive(
     members: Vec<NativeOutMember>,
     out: String,
     cancel: Option<&NativeCancel>,
-) -> Result<AsyncTask<WriteArchive>> {
+) -> AsyncTask<WriteArchive> {
     let mut pending = Vec::with_capacity(members.len());
     for m in members {
         let p = match (m.data, m.layer) {
-            (Some(_), Some(_)) => {
-                return Err(Error::new(Status::InvalidArg, format!("member {}: both data and layer given", m.name)))
-            }
+            (Some(_), Some(_)) => Pending::Ambiguous,
             // Copied here, on the JS thread: the task must not touch JS memory.
             (Some(d), None) => Pending::Bytes(d.to_vec()),
             (None, Some(l)) => Pending::Layer { diff_dir: l.diff_dir, tar_split: l.tar_split, diff_id: l.diff_id },
@@ -286,7 +313,7 @@ pub fn write_archive(
         pending.push((m.name, p));
     }
     let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-    Ok(AsyncTask::new(WriteArchive { members: pending, out, cancel }))
+    AsyncTask::new(WriteArchive { members: pending, out, cancel })
 }
 
 pub struct WriteLayerFile {

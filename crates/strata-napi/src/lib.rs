@@ -4,6 +4,8 @@
 //! `STRATA:` + JSON `{code, message, errno?, path?}`; the TS facade (`ts/errors.ts`)
 //! turns that into a `StrataError` with a stable `code`. Native classes are named
 //! `Native*` and stay internal to the TS facade.
+// napi-derive registers exports only outside cfg(test): a test build sees them as dead code.
+#![cfg_attr(test, allow(dead_code))]
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use strata_core::error::Coded;
