@@ -48,8 +48,9 @@ async function main() {
   }
   const [l1] = os.loadavg()
   console.log(`strata benchmarks — node ${process.version}, ${os.cpus().length} cores (${os.cpus()[0]?.model}), ` +
-    `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, kernel ${os.release()}, load average ${l1.toFixed(2)}; strata package: ${c.strataPkg()}`)
-  if (l1 > 1) console.log(`warning: load average ${l1.toFixed(2)} at start: other work on this machine will add noise`)
+    `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, kernel ${os.release()}, load average ${l1.toFixed(2)}, nice ${os.getPriority()}; ` +
+    `strata package: ${c.strataPkg()}`)
+  if (l1 > 1) console.log(`warning: load average ${l1.toFixed(2)} at start: other work on this machine will add noise${os.getPriority() >= 0 ? ' (scripts/bench-run.sh runs at raised priority)' : ''}`)
   let failed = 0
   for (const s of suites) {
     if (only && !only.includes(s.name)) continue

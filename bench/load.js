@@ -19,7 +19,9 @@
 // tear-down per iteration: benchmark.js has no untimed per-iteration tear-down for
 // multi-second asynchronous operations (its setup/teardown are per cycle).
 //
-//   node bench/load.js [--iterations 5] [--warmup 1] [--peers strata,docker,...] [--keep]
+//   node bench/load.js [--iterations 5] [--warmup 1] [--budget 75] [--peers strata,docker,...] [--keep]
+//   (--budget: seconds per contender after which it stops once it has 3 samples;
+//    --peers keys: strata strata-cli docker umoci tar tar-parallel node-tar node-tar-parallel)
 // Env: STRATA_PKG (strata package root, default ..), STRATA_BENCH_WORK (scratch dir,
 //      default bench/.cache/work), STRATA_BENCH_DOCKER_HOST (use this daemon instead of
 //      starting scripts/peers/dockerd.sh; it must hold no other images).
@@ -184,10 +186,16 @@ function contenders(img, work) {
   ]
 }
 
-async function measure(ct, work, { iterations, warmup, keep }) {
+async function measure(ct, work, { iterations, warmup, keep, budget }) {
   const base = path.join(work, ct.key)
   const samples = []
+  const start = Date.now()
   for (let i = 0; i < warmup + iterations; i++) {
+    // keep a full run bounded: past the budget, stop once 3 samples are in
+    if (samples.length >= 3 && (Date.now() - start) / 1000 > budget) {
+      process.stderr.write(`  ${ct.key}: ${budget} s budget spent, stopping at ${samples.length} samples\n`)
+      break
+    }
     const dir = path.join(base, `iter${i}`)
     fs.rmSync(dir, { recursive: true, force: true })
     fs.mkdirSync(dir, { recursive: true })
@@ -217,7 +225,8 @@ async function run(argv = []) {
 
   console.log(`load: ${img.tag} ${img.imageId.slice(0, 19)}: ${img.layers.length} gzip layers, ` +
     `${(img.totalUncompressed / MB).toFixed(1)} MiB uncompressed, ${(img.totalCompressed / MB).toFixed(1)} MiB compressed, ` +
-    `${img.totalEntries} tar entries; ${iterations} timed iterations + ${warmup} warm-up each, fresh empty target every time`)
+    `${img.totalEntries} tar entries; ${iterations} timed iterations + ${warmup} warm-up each, fresh empty target every time; ` +
+    `load average ${require('node:os').loadavg()[0].toFixed(2)}`)
 
   const results = []
   for (const ct of contenders(img, work)) {
@@ -232,7 +241,7 @@ async function run(argv = []) {
     }
     await c.warm(inputs)
     try {
-      const st = await measure(ct, work, { iterations, warmup, keep: opts.keep })
+      const st = await measure(ct, work, { iterations, warmup, keep: opts.keep, budget: opts.budget ?? 75 })
       results.push({ key: ct.key, label: ct.label, note: ct.note, ...st })
     } catch (e) {
       results.push({ key: ct.key, label: ct.label, failed: e.message })
@@ -246,17 +255,17 @@ async function run(argv = []) {
   const docker = results.find((r) => r.key === 'docker' && r.mean)
   const base = strata || docker
   const baseName = strata ? 'strata' : 'docker load'
-  const rows = [['contender', 'mean', '±95%', 'min', 'MB/s', strata ? 'vs strata' : 'vs docker load (strata not measured)']]
+  const rows = [['contender', 'n', 'mean', '±95%', 'min', 'MB/s', strata ? 'vs strata' : 'vs docker load (strata not measured)']]
   for (const r of results) {
-    if (r.unavailable) rows.push([r.label, '-', '', '', '', 'not available (below)'])
-    else if (r.failed) rows.push([r.label, '-', '', '', '', 'FAILED (below)'])
+    if (r.unavailable) rows.push([r.label, '', '-', '', '', '', 'not available (below)'])
+    else if (r.failed) rows.push([r.label, '', '-', '', '', '', 'FAILED (below)'])
     else {
-      rows.push([r.label, c.fmtSeconds(r.mean), `±${r.rme.toFixed(1)}%`, c.fmtSeconds(r.min),
+      rows.push([r.label, String(r.n), c.fmtSeconds(r.mean), `±${r.rme.toFixed(1)}%`, c.fmtSeconds(r.min),
         (img.totalUncompressed / MB / r.mean).toFixed(0),
         r === base ? 'baseline' : c.ratioText(r.mean, base?.mean, baseName)])
     }
   }
-  console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'l']))
+  console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r', 'l']))
   for (const r of results) {
     if (r.unavailable) console.log(`  ${r.label}: not available: ${r.unavailable}`)
     if (r.failed) console.log(`  ${r.label}: FAILED: ${r.failed}`)
@@ -264,7 +273,7 @@ async function run(argv = []) {
   console.log('MB/s = uncompressed MiB of all layers per second. tar/node-tar do not apply whiteouts (they extract .wh. files as plain files); ' +
     'umoci also writes an mtree of the rootfs; docker includes its CLI start and layer-store bookkeeping.')
   for (const r of results) if (r.note) console.log(`  ${r.key}: ${r.note}`)
-  const file = c.saveResults('load', { image: img, iterations, warmup, date: new Date().toISOString(), results })
+  const file = c.saveResults('load', { image: img, iterations, warmup, date: new Date().toISOString(), loadavgEnd: require('node:os').loadavg(), results })
   console.log(`results: ${path.relative(process.cwd(), file)}`)
   return results
 }

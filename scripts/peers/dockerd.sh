@@ -102,9 +102,9 @@ stop() {
   stop_daemon
   # overlay2 may leave mounts behind if the daemon was killed
   if [ -d "$DATA_ROOT" ]; then
-    grep -F " $DATA_ROOT/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    { grep -F " $DATA_ROOT/" /proc/self/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   fi
-  grep -F " $EXEC_ROOT" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -F " $EXEC_ROOT" /proc/self/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$EXEC_ROOT"
   if [ "${STRATA_BENCH_DOCKER_KEEP:-0}" != 1 ]; then rm -rf "$DATA_ROOT"; fi
   echo "dockerd.sh: stopped"
