@@ -15,18 +15,21 @@
 // Every contender reads the same inputs, which are read once beforehand so they
 // sit in the page cache for all alike. Each iteration starts from an empty target
 // after an untimed `sync`, so one contender's writeback does not land on the next.
-// Timing is plain repeated wall-clock timing (process.hrtime) with untimed set-up and
+// Timing is plain repeated wall-clock timing (process.hrtime), round-robin over the
+// contenders, with untimed set-up and
 // tear-down per iteration: benchmark.js has no untimed per-iteration tear-down for
 // multi-second asynchronous operations (its setup/teardown are per cycle).
 //
-//   node bench/load.js [--iterations 5] [--warmup 1] [--budget 75] [--peers strata,docker,...] [--keep]
-//   (--budget: seconds per contender after which it stops once it has 3 samples;
+//   node bench/load.js [--iterations 5] [--warmup 1] [--budget 480] [--peers strata,docker,...] [--keep]
+//   (rounds: each runs every contender once, in rotated order; --budget: seconds after
+//    which no new round starts once 3 timed rounds are done;
 //    --peers keys: strata strata-cli docker umoci tar tar-parallel node-tar node-tar-parallel)
 // Env: STRATA_PKG (strata package root, default ..), STRATA_BENCH_WORK (scratch dir,
 //      default bench/.cache/work), STRATA_BENCH_DOCKER_HOST (use this daemon instead of
 //      starting scripts/peers/dockerd.sh; it must hold no other images).
 
 const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 const c = require('./lib/common')
@@ -186,35 +189,23 @@ function contenders(img, work) {
   ]
 }
 
-async function measure(ct, work, { iterations, warmup, keep, budget }) {
-  const base = path.join(work, ct.key)
-  const samples = []
-  const start = Date.now()
-  for (let i = 0; i < warmup + iterations; i++) {
-    // keep a full run bounded: past the budget, stop once 3 samples are in
-    if (samples.length >= 3 && (Date.now() - start) / 1000 > budget) {
-      process.stderr.write(`  ${ct.key}: ${budget} s budget spent, stopping at ${samples.length} samples\n`)
-      break
-    }
-    const dir = path.join(base, `iter${i}`)
-    fs.rmSync(dir, { recursive: true, force: true })
-    fs.mkdirSync(dir, { recursive: true })
-    spawnSync('sync')
-    const t0 = process.hrtime.bigint()
-    await ct.once(dir)
-    const s = Number(process.hrtime.bigint() - t0) / 1e9
-    if (i >= warmup) samples.push(s)
-    process.stderr.write(`  ${ct.key} ${i < warmup ? 'warm-up' : `#${i - warmup + 1}`}: ${c.fmtSeconds(s)}\n`)
-    if (ct.after) await ct.after()
-    if (!keep || i < warmup + iterations - 1) await c.run('rm', ['-rf', dir])
-  }
-  return c.stats(samples)
+// One timed iteration of one contender in a fresh, empty dir.
+async function timeOnce(ct, dir) {
+  fs.rmSync(dir, { recursive: true, force: true })
+  fs.mkdirSync(dir, { recursive: true })
+  spawnSync('sync')
+  const t0 = process.hrtime.bigint()
+  await ct.once(dir)
+  return Number(process.hrtime.bigint() - t0) / 1e9
 }
+
+const median = (xs) => { const s = [...xs].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
 
 async function run(argv = []) {
   const opts = c.parseArgs(argv)
   const iterations = opts.iterations ?? 5
   const warmup = opts.warmup ?? 1
+  const budget = opts.budget ?? 480
   const only = opts.peers ? String(opts.peers).split(',') : null
   const img = c.ensureImage()
   const work = path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work'))
@@ -225,10 +216,11 @@ async function run(argv = []) {
 
   console.log(`load: ${img.tag} ${img.imageId.slice(0, 19)}: ${img.layers.length} gzip layers, ` +
     `${(img.totalUncompressed / MB).toFixed(1)} MiB uncompressed, ${(img.totalCompressed / MB).toFixed(1)} MiB compressed, ` +
-    `${img.totalEntries} tar entries; ${iterations} timed iterations + ${warmup} warm-up each, fresh empty target every time; ` +
-    `load average ${require('node:os').loadavg()[0].toFixed(2)}`)
+    `${img.totalEntries} tar entries; ${iterations} timed rounds + ${warmup} warm-up, fresh empty target every time; ` +
+    `work dir ${work}; load average ${os.loadavg()[0].toFixed(2)}`)
 
   const results = []
+  const active = []
   for (const ct of contenders(img, work)) {
     if (only && !only.includes(ct.key)) continue
     let why
@@ -239,33 +231,69 @@ async function run(argv = []) {
       if (ct.finish) await ct.finish()
       continue
     }
-    await c.warm(inputs)
-    try {
-      const st = await measure(ct, work, { iterations, warmup, keep: opts.keep, budget: opts.budget ?? 75 })
-      results.push({ key: ct.key, label: ct.label, note: ct.note, ...st })
-    } catch (e) {
-      results.push({ key: ct.key, label: ct.label, failed: e.message })
-      process.stderr.write(`  ${ct.key}: FAILED: ${e.message}\n`)
-    } finally {
-      if (ct.finish) await ct.finish()
+    active.push(ct)
+    results.push({ key: ct.key, label: ct.label, note: ct.note })
+  }
+
+  // Round-robin: every round runs each contender once (in a rotated order), so load
+  // from elsewhere on the machine falls on all of them alike and per-round ratios
+  // can be taken.
+  await c.warm(inputs)
+  const samples = new Map(active.map((ct) => [ct.key, []]))
+  const failed = new Map()
+  const start = Date.now()
+  try {
+    for (let round = 0; round < warmup + iterations; round++) {
+      if (round >= warmup + 3 && (Date.now() - start) / 1000 > budget) {
+        process.stderr.write(`  ${budget} s budget spent: stopping after ${round - warmup} timed rounds\n`)
+        break
+      }
+      const live = active.filter((ct) => !failed.has(ct.key))
+      const order = live.map((_, i) => live[(i + round) % live.length])
+      for (const ct of order) {
+        const dir = path.join(work, ct.key, `round${round}`)
+        try {
+          const s = await timeOnce(ct, dir)
+          if (round >= warmup) samples.get(ct.key).push(s)
+          process.stderr.write(`  ${ct.key} ${round < warmup ? 'warm-up' : `#${round - warmup + 1}`}: ${c.fmtSeconds(s)}\n`)
+        } catch (e) {
+          failed.set(ct.key, e.message)
+          process.stderr.write(`  ${ct.key}: FAILED: ${e.message}\n`)
+        }
+        try { if (ct.after) await ct.after() } catch (e) { process.stderr.write(`  ${ct.key}: clean-up failed: ${e.message}\n`) }
+        if (!opts.keep) await c.run('rm', ['-rf', dir])
+      }
     }
+  } finally {
+    for (const ct of active) if (ct.finish) await ct.finish()
+  }
+  for (const r of results) {
+    if (r.unavailable) continue
+    if (failed.has(r.key)) r.failed = failed.get(r.key)
+    else Object.assign(r, c.stats(samples.get(r.key)))
   }
 
   const strata = results.find((r) => r.key === 'strata' && r.mean)
   const docker = results.find((r) => r.key === 'docker' && r.mean)
   const base = strata || docker
   const baseName = strata ? 'strata' : 'docker load'
-  const rows = [['contender', 'n', 'mean', '±95%', 'min', 'MB/s', strata ? 'vs strata' : 'vs docker load (strata not measured)']]
+  for (const r of results) {
+    if (!r.mean || !base || r === base) continue
+    const n = Math.min(r.samples.length, base.samples.length)
+    r.pairedRatio = median(r.samples.slice(0, n).map((x, i) => x / base.samples[i]))
+  }
+  const rows = [['contender', 'n', 'mean', '±95%', 'min', 'MB/s', strata ? 'vs strata (means)' : 'vs docker load (means; strata not measured)', 'per-round median']]
   for (const r of results) {
     if (r.unavailable) rows.push([r.label, '', '-', '', '', '', 'not available (below)'])
     else if (r.failed) rows.push([r.label, '', '-', '', '', '', 'FAILED (below)'])
     else {
       rows.push([r.label, String(r.n), c.fmtSeconds(r.mean), `±${r.rme.toFixed(1)}%`, c.fmtSeconds(r.min),
         (img.totalUncompressed / MB / r.mean).toFixed(0),
-        r === base ? 'baseline' : c.ratioText(r.mean, base?.mean, baseName)])
+        r === base ? 'baseline' : c.ratioText(r.mean, base?.mean, baseName),
+        r.pairedRatio ? `${r.pairedRatio.toFixed(2)}x` : ''])
     }
   }
-  console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r', 'l']))
+  console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r', 'l', 'r']))
   for (const r of results) {
     if (r.unavailable) console.log(`  ${r.label}: not available: ${r.unavailable}`)
     if (r.failed) console.log(`  ${r.label}: FAILED: ${r.failed}`)
@@ -273,7 +301,7 @@ async function run(argv = []) {
   console.log('MB/s = uncompressed MiB of all layers per second. tar/node-tar do not apply whiteouts (they extract .wh. files as plain files); ' +
     'umoci also writes an mtree of the rootfs; docker includes its CLI start and layer-store bookkeeping.')
   for (const r of results) if (r.note) console.log(`  ${r.key}: ${r.note}`)
-  const file = c.saveResults('load', { image: img, iterations, warmup, date: new Date().toISOString(), loadavgEnd: require('node:os').loadavg(), results })
+  const file = c.saveResults('load', { image: img, iterations, warmup, work, date: new Date().toISOString(), loadavgEnd: os.loadavg(), results })
   console.log(`results: ${path.relative(process.cwd(), file)}`)
   return results
 }
