@@ -107,6 +107,12 @@ function contenders(img, work) {
         if (left) return `daemon at ${dockerHost} holds other images; the target would not be empty`
         return null
       },
+      cpuPids() {
+        // the work of a load happens in dockerd (and the docker-untar children it waits for)
+        const pidfile = '/run/strata-bench-docker.pid'
+        if (process.env.STRATA_BENCH_DOCKER_HOST || !fs.existsSync(pidfile)) return [null]
+        return [fs.readFileSync(pidfile, 'utf8').trim()]
+      },
       async clean() {
         await c.run('docker', ['rmi', '-f', img.imageId], { env: this.env, allowFail: true })
       },
@@ -194,9 +200,17 @@ async function timeOnce(ct, dir) {
   fs.rmSync(dir, { recursive: true, force: true })
   fs.mkdirSync(dir, { recursive: true })
   spawnSync('sync')
+  const cpu = () => {
+    const self = c.cpuSeconds()
+    const extra = ct.cpuPids ? ct.cpuPids().map((p) => c.cpuSeconds(p)) : []
+    return extra.includes(null) || self === null ? null : extra.reduce((a, b) => a + b, self)
+  }
+  const cpu0 = cpu()
   const t0 = process.hrtime.bigint()
   await ct.once(dir)
-  return Number(process.hrtime.bigint() - t0) / 1e9
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9
+  const cpu1 = cpu()
+  return { wall, cpu: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 }
 }
 
 const median = (xs) => { const s = [...xs].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
@@ -240,6 +254,7 @@ async function run(argv = []) {
   // can be taken.
   await c.warm(inputs)
   const samples = new Map(active.map((ct) => [ct.key, []]))
+  const cpus = new Map(active.map((ct) => [ct.key, []]))
   const failed = new Map()
   const start = Date.now()
   try {
@@ -253,9 +268,10 @@ async function run(argv = []) {
       for (const ct of order) {
         const dir = path.join(work, ct.key, `round${round}`)
         try {
-          const s = await timeOnce(ct, dir)
-          if (round >= warmup) samples.get(ct.key).push(s)
-          process.stderr.write(`  ${ct.key} ${round < warmup ? 'warm-up' : `#${round - warmup + 1}`}: ${c.fmtSeconds(s)}\n`)
+          const { wall: s, cpu } = await timeOnce(ct, dir)
+          if (round >= warmup) { samples.get(ct.key).push(s); cpus.get(ct.key).push(cpu) }
+          process.stderr.write(`  ${ct.key} ${round < warmup ? 'warm-up' : `#${round - warmup + 1}`}: ${c.fmtSeconds(s)}` +
+            `${cpu === null ? '' : ` (cpu ${cpu.toFixed(2)} s)`}\n`)
         } catch (e) {
           failed.set(ct.key, e.message)
           process.stderr.write(`  ${ct.key}: FAILED: ${e.message}\n`)
@@ -270,7 +286,12 @@ async function run(argv = []) {
   for (const r of results) {
     if (r.unavailable) continue
     if (failed.has(r.key)) r.failed = failed.get(r.key)
-    else Object.assign(r, c.stats(samples.get(r.key)))
+    else {
+      Object.assign(r, c.stats(samples.get(r.key)))
+      const cs = cpus.get(r.key)
+      r.cpuSamples = cs
+      r.cpuMean = cs.length && !cs.includes(null) ? cs.reduce((a, b) => a + b, 0) / cs.length : null
+    }
   }
 
   const strata = results.find((r) => r.key === 'strata' && r.mean)
@@ -282,22 +303,25 @@ async function run(argv = []) {
     const n = Math.min(r.samples.length, base.samples.length)
     r.pairedRatio = median(r.samples.slice(0, n).map((x, i) => x / base.samples[i]))
   }
-  const rows = [['contender', 'n', 'mean', '±95%', 'min', 'MB/s', strata ? 'vs strata (means)' : 'vs docker load (means; strata not measured)', 'per-round median']]
+  const rows = [['contender', 'n', 'mean', '±95%', 'min', 'cpu', 'MB/s', strata ? 'vs strata (means)' : 'vs docker load (means; strata not measured)', 'per-round median']]
   for (const r of results) {
-    if (r.unavailable) rows.push([r.label, '', '-', '', '', '', 'not available (below)'])
-    else if (r.failed) rows.push([r.label, '', '-', '', '', '', 'FAILED (below)'])
+    if (r.unavailable) rows.push([r.label, '', '-', '', '', '', '', 'not available (below)'])
+    else if (r.failed) rows.push([r.label, '', '-', '', '', '', '', 'FAILED (below)'])
     else {
       rows.push([r.label, String(r.n), c.fmtSeconds(r.mean), `±${r.rme.toFixed(1)}%`, c.fmtSeconds(r.min),
+        r.cpuMean === null ? 'n/a' : c.fmtSeconds(r.cpuMean),
         (img.totalUncompressed / MB / r.mean).toFixed(0),
         r === base ? 'baseline' : c.ratioText(r.mean, base?.mean, baseName),
         r.pairedRatio ? `${r.pairedRatio.toFixed(2)}x` : ''])
     }
   }
-  console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r', 'l', 'r']))
+  console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'r']))
   for (const r of results) {
     if (r.unavailable) console.log(`  ${r.label}: not available: ${r.unavailable}`)
     if (r.failed) console.log(`  ${r.label}: FAILED: ${r.failed}`)
   }
+  console.log('cpu = mean user+system CPU seconds of the bench process, its children and (docker) dockerd with its children: ' +
+    'steadier than wall time when the machine is shared.')
   console.log('MB/s = uncompressed MiB of all layers per second. tar/node-tar do not apply whiteouts (they extract .wh. files as plain files); ' +
     'umoci also writes an mtree of the rootfs; docker includes its CLI start and layer-store bookkeeping.')
   for (const r of results) if (r.note) console.log(`  ${r.key}: ${r.note}`)

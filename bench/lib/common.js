@@ -70,6 +70,23 @@ function run(cmd, args, opts = {}) {
   })
 }
 
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+
+/**
+ * CPU seconds (user + system) a process has used, including the children it has
+ * waited for (/proc/PID/stat utime, stime, cutime, cstime); null if unreadable.
+ */
+function cpuSeconds(pid = 'self') {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // f[0] is field 3 (state): utime..cstime are fields 14..17
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK
+  } catch {
+    return null
+  }
+}
+
 function which(cmd) {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' })
   return r.status === 0 ? r.stdout.trim() : null
@@ -136,6 +153,6 @@ function saveResults(name, data) {
 }
 
 module.exports = {
-  BENCH_DIR, REPO, CACHE, strataPkg, tryRequireStrata, ensureImage, warm, run, which,
+  BENCH_DIR, REPO, CACHE, strataPkg, tryRequireStrata, ensureImage, warm, run, which, cpuSeconds,
   stats, fmtSeconds, table, ratioText, parseArgs, saveResults,
 }
