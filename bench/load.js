@@ -282,6 +282,7 @@ async function run(argv = []) {
     }
   } finally {
     for (const ct of active) if (ct.finish) await ct.finish()
+    if (!opts.keep) for (const ct of active) fs.rmSync(path.join(work, ct.key), { recursive: true, force: true })
   }
   for (const r of results) {
     if (r.unavailable) continue
