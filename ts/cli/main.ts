@@ -8,6 +8,9 @@ import { Io, processIo } from './io'
 import { imagesCommand, tagCommand, rmiCommand, historyCommand, inspectCommand } from './image-commands'
 import { loadCommand, saveCommand, importCommand } from './archive-commands'
 import { extraCommands, inspectContainer } from './registry'
+import { registerContainerCommands } from './container-commands'
+
+registerContainerCommands()
 
 const USAGE = `Usage:  strata [--root DIR] COMMAND
 
@@ -20,7 +23,7 @@ Image commands:
   import      Import the contents from a tarball to create a filesystem image
   tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
   rmi         Remove one or more images (image rm)
-  inspect     Return low-level information on images (and containers)
+  inspect     Return low-level information on images and containers
   history     Show the history of an image
 `
 

@@ -27,6 +27,7 @@ import { lowerChain, INIT_ENTRIES } from './plan'
 import { MountManager, pidAlive } from './mounts'
 import { runtimeFor } from './supervisor'
 import { Container } from './container'
+import { humanDuration } from '../format/units'
 
 export interface CreateOptions {
   /** `--name`; generated (`adjective_surname`) when absent. */
@@ -396,7 +397,7 @@ export class Containers {
 /** Docker's STATUS column. */
 export function statusText(r: ContainerRecord, now = Date.now()): string {
   const s = r.State
-  const since = (iso: string) => humanSince(now - Date.parse(iso))
+  const since = (iso: string) => humanDuration(now - Date.parse(iso))
   if (s.Running) return `Up ${since(s.StartedAt)}${s.Paused ? ' (Paused)' : ''}`
   if (s.Status === 'created') return 'Created'
   if (s.Status === 'removing') return 'Removal In Progress'
@@ -404,22 +405,3 @@ export function statusText(r: ContainerRecord, now = Date.now()): string {
   if (s.FinishedAt.startsWith('0001')) return 'Created'
   return `Exited (${s.ExitCode}) ${since(s.FinishedAt)} ago`
 }
-
-function humanSince(ms: number): string {
-  // go-units HumanDuration
-  const seconds = Math.floor(ms / 1000)
-  if (seconds < 1) return 'Less than a second'
-  if (seconds === 1) return '1 second'
-  if (seconds < 60) return `${seconds} seconds`
-  const minutes = Math.floor(ms / 60000)
-  if (minutes === 1) return 'About a minute'
-  if (minutes < 60) return `${minutes} minutes`
-  const hours = Math.round(ms / 3600000)
-  if (hours === 1) return 'About an hour'
-  if (hours < 48) return `${hours} hours`
-  if (hours < 24 * 7 * 2) return `${Math.floor(hours / 24)} days`
-  if (hours < 24 * 30 * 2) return `${Math.floor(hours / 24 / 7)} weeks`
-  if (hours < 24 * 365 * 2) return `${Math.floor(hours / 24 / 30)} months`
-  return `${Math.floor(hours / 24 / 365)} years`
-}
-
