@@ -44,7 +44,11 @@ function createOptions(p: Parsed): CreateOptions {
 
 /** A Writable over the CLI's Io (tests), or the real stdio (bytes as they are). */
 function sink(io: Io, which: 'out' | 'err'): Writable {
-  if (io === processIo) return which === 'out' ? process.stdout : process.stderr
+  if (io === processIo) {
+    const s = which === 'out' ? process.stdout : process.stderr
+    s.on('error', () => undefined) // EPIPE when the reader goes away; the process still runs to its end
+    return s
+  }
   return new Writable({
     write(chunk: Buffer, _enc, cb) {
       io[which](chunk.toString('utf8'))
@@ -271,7 +275,13 @@ async function exportCommand(store: Store, argv: string[], io: Io): Promise<numb
     return 0
   }
   if (io === processIo && process.stdout.isTTY) throw new StrataError('InvalidArgument', 'cowardly refusing to save to a terminal. Use the -o flag or redirect')
-  await c.export(sink(io, 'out'))
+  try {
+    await c.export(sink(io, 'out'))
+  } catch (e) {
+    // The reader went away (`strata export c | head`): not an error of ours.
+    if ((e as NodeJS.ErrnoException).code === 'EPIPE' || (e as StrataError).syscode === 'EPIPE') return 0
+    throw e
+  }
   return 0
 }
 

@@ -170,7 +170,9 @@ export class Container {
       const r = await this.info().catch(() => undefined)
       if (!r) return // --rm container already gone
       if (r.State.Error && !r.State.Running) throw new StrataError('RuntimeFailed', r.State.Error)
-      if (r.State.Status !== 'created') return
+      // Started once the shim has stamped a new StartedAt and the runtime has created the
+      // process (its pid is known) — or it has run and exited already.
+      if (r.State.StartedAt !== rec.State.StartedAt && (r.State.Pid > 0 || !r.State.Running)) return
       if (i > 300) throw new StrataError('RuntimeFailed', `container ${this.id} did not start`)
       await sleep(50)
     }
@@ -206,7 +208,12 @@ export class Container {
   async kill(signal: string | number = 'SIGKILL'): Promise<void> {
     const r = await this.info()
     if (!r.State.Running) throw new StrataError('NotRunning', `cannot kill container: ${r.Name.slice(1)}: container ${this.id} is not running`)
-    const res = await runtimeFor(this.#ctx).kill(this.id, normalizeSignal(signal))
+    let res = await runtimeFor(this.#ctx).kill(this.id, normalizeSignal(signal))
+    // Just started: the record says running before the runtime has created the container.
+    for (let i = 0; res.code !== 0 && i < 40 && (await this.info()).State.Running && (await this.info()).State.Pid === 0; i++) {
+      await sleep(50)
+      res = await runtimeFor(this.#ctx).kill(this.id, normalizeSignal(signal))
+    }
     if (res.code !== 0) {
       const again = await this.info()
       if (!again.State.Running) throw new StrataError('NotRunning', `cannot kill container: ${r.Name.slice(1)}: container ${this.id} is not running`)
