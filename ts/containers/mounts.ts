@@ -12,6 +12,7 @@ import { native } from '../native'
 import { call } from '../errors'
 import { readIfExists, writeAtomic } from '../fsx'
 import { ContainerPaths } from './layout'
+import { readRecord } from './record'
 import { containerMountPlan } from './plan'
 import * as path from 'node:path'
 import { LOWER_FILE } from '../layout'
@@ -42,9 +43,16 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** Refs still held: user refs, and process refs whose process lives. */
-export function liveRefs(refs: MountRef[]): MountRef[] {
-  return refs.filter((r) => r.kind === 'user' || pidAlive(r.pid))
+/**
+ * Refs still held: user refs, and process refs whose process lives. While the container runs,
+ * a process ref stays even if its supervisor died: the container still runs on that rootfs.
+ */
+export function liveRefs(refs: MountRef[], containerRunning = false): MountRef[] {
+  return refs.filter((r) => r.kind === 'user' || containerRunning || pidAlive(r.pid))
+}
+
+async function running(p: ContainerPaths): Promise<boolean> {
+  return (await readRecord(p))?.State.Running ?? false
 }
 
 export class MountManager {
@@ -58,7 +66,7 @@ export class MountManager {
   /** Takes a reference, mounting if this is the first live one; returns MergedDir. Caller holds the store lock. */
   async acquire(p: ContainerPaths, mountId: string, ref: MountRef): Promise<string> {
     const plan = await this.plan(p, mountId)
-    const refs = liveRefs(await readRefs(p))
+    const refs = liveRefs(await readRefs(p), await running(p))
     if (!native.isMountPoint(plan.target)) {
       await fs.mkdir(plan.target, { recursive: true })
       await call(() => native.mountOverlay(plan))
@@ -70,7 +78,7 @@ export class MountManager {
 
   /** Drops one matching reference; unmounts when none is left. Caller holds the store lock. */
   async release(p: ContainerPaths, mountId: string, ref: MountRef): Promise<boolean> {
-    const refs = liveRefs(await readRefs(p))
+    const refs = liveRefs(await readRefs(p), await running(p))
     const i = refs.findIndex((r) => r.kind === ref.kind && (r.kind === 'user' || (ref.kind === 'process' && r.pid === ref.pid)))
     if (i >= 0) refs.splice(i, 1)
     const target = this.ctx.layout.mergedDir(mountId)
@@ -95,7 +103,7 @@ export class MountManager {
   /** Makes mount.json and the kernel agree (after a crash). Caller holds the store lock. */
   async reconcile(p: ContainerPaths, mountId: string): Promise<{ unmounted: boolean; droppedRefs: number }> {
     const all = await readRefs(p)
-    const refs = liveRefs(all)
+    const refs = liveRefs(all, await running(p))
     const target = this.ctx.layout.mergedDir(mountId)
     const mounted = native.isMountPoint(target)
     let unmounted = false
