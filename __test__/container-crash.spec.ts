@@ -160,3 +160,34 @@ test('a create or rm cut short leaves nothing behind after a reopen; other conta
   t.deepEqual((await s.containers.list({ all: true })).map((c) => c.names[0]), ['keep'])
   t.deepEqual((await (await s.containers.get('keep')).diff()).map((x) => x.path), ['/mine'])
 })
+
+test('kill -9 of a commit that paused a running container: the next store open resumes it', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  const c = await store.containers.create('bb', {
+    name: 'ticker', cmd: ['sh', '-c', 'busybox dd if=/dev/urandom of=/big bs=1M count=64 2>/dev/null; echo ready; i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.05; done'],
+  })
+  await c.start()
+  for (let i = 0; i < 200 && !(await c.logs()).length; i++) await new Promise((r) => setTimeout(r, 50))
+  const runcState = () => JSON.parse(execFileSync('runc', ['--root', path.join(root, 'runc'), 'state', c.id], { encoding: 'utf8' })).status as string
+  let sawPaused = false
+  for (let attempt = 0; attempt < 5 && !sawPaused; attempt++) {
+    const child = spawn(process.execPath, [CLI, '--root', root, 'commit', 'ticker'], { stdio: 'ignore' })
+    for (let i = 0; i < 100 && runcState() !== 'paused' && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 10))
+    sawPaused = runcState() === 'paused'
+    child.kill('SIGKILL')
+    await new Promise((r) => child.on('close', r))
+  }
+  t.true(sawPaused, 'caught a commit while the container was paused')
+  t.is(runcState(), 'paused', 'the dead commit left it frozen')
+  await checkConsistent(t, root)
+  t.is(runcState(), 'running')
+  const s = await Store.open({ root })
+  const again = await s.containers.get('ticker')
+  t.true((await again.info()).State.Running)
+  t.is((await again.info()).PausedBy, undefined)
+  const upper = (await again.layers()).upperDir
+  const n1 = Number(fs.readFileSync(path.join(upper, 'count'), 'utf8'))
+  await new Promise((r) => setTimeout(r, 400))
+  t.true(Number(fs.readFileSync(path.join(upper, 'count'), 'utf8')) > n1, 'it runs again')
+  await again.stop({ timeout: 1 })
+})

@@ -21,6 +21,7 @@ const CREATE_FLAGS: FlagSpec[] = [
   { name: 'name', value: true }, { name: 'env', short: 'e', value: true, multi: true }, { name: 'workdir', short: 'w', value: true },
   { name: 'user', short: 'u', value: true }, { name: 'entrypoint', value: true }, { name: 'network', value: true },
   { name: 'net', value: true }, { name: 'rm' }, { name: 'interactive', short: 'i' }, { name: 'runtime', value: true },
+  { name: 'tty', short: 't' },
 ]
 
 function createOptions(p: Parsed): CreateOptions {
@@ -76,8 +77,14 @@ function need(p: Parsed, cmd: string, n: number, usage: string): void {
   if (p.args.length < n) throw new StrataError('InvalidArgument', `"${cmd}" requires at least ${n} argument${n > 1 ? 's' : ''}.\nSee 'strata ${cmd} --help'.\n\nUsage:  strata ${usage}`)
 }
 
+/** No pseudo-terminal support (runc's console socket is not wired up): say so and go on without one. */
+function warnTty(p: Parsed, io: Io): void {
+  if (flag(p, 'tty')) io.err('WARNING: strata does not allocate a pseudo-TTY (-t); running with plain stdio\n')
+}
+
 async function createCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, CREATE_FLAGS, true)
+  warnTty(p, io)
   need(p, 'create', 1, 'create [OPTIONS] IMAGE [COMMAND] [ARG...]')
   const c = await store.containers.create(p.args[0], createOptions(p))
   io.out(`${c.id}\n`)
@@ -106,6 +113,7 @@ async function attachRun(c: Container, io: Io, stdin: boolean): Promise<number> 
 async function runCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [...CREATE_FLAGS, { name: 'detach', short: 'd' }], true)
   need(p, 'run', 1, 'run [OPTIONS] IMAGE [COMMAND] [ARG...]')
+  warnTty(p, io)
   let c: Container
   try {
     c = await store.containers.create(p.args[0], createOptions(p))

@@ -44,7 +44,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     const sub = rest.shift()!
     cmd = ({ ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', inspect: 'image-inspect' } as Record<string, string>)[sub] ?? sub
   }
-  if (rest.includes('--help') || rest.includes('-h') && cmd !== 'run' && cmd !== 'create') { io.out(USAGE + extraCommands.usage); return 0 }
+  // run/create: flags after IMAGE belong to the container's command (`strata run bb ls --help`).
+  const ownFlags = cmd === 'run' || cmd === 'create' ? rest.slice(0, Math.max(0, rest.findIndex((a) => !a.startsWith('-')))) : rest
+  if (ownFlags.includes('--help') || ownFlags.includes('-h')) { io.out(USAGE + extraCommands.usage); return 0 }
   try {
     const store = await Store.open(root ? { root } : {})
     try {

@@ -260,7 +260,14 @@ export class Container {
     const runtime = runtimeFor(ctx)
     let paused = false
     if (rec.State.Running && !rec.State.Paused && opts.pause !== false) {
-      await runtime.pause(this.id)
+      // Recorded first, so a store opened after this process dies resumes the container.
+      await updateRecord(ctx, this.paths, (r) => { r.PausedBy = process.pid })
+      try {
+        await runtime.pause(this.id)
+      } catch (e) {
+        await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy }).catch(() => undefined)
+        throw e
+      }
       paused = true
     }
     const staging = await ctx.staging('commit')
@@ -272,7 +279,10 @@ export class Container {
       try {
         committed = await call(() => native.commitLayer(ctx.layout.diffDir(mountId), path.join(layerDir, 'diff'), tarSplit, cancelFor(opts.signal)))
       } finally {
-        if (paused) await runtime.resume(this.id).catch(() => undefined)
+        if (paused) {
+          await runtime.resume(this.id).catch(() => undefined)
+          await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy }).catch(() => undefined)
+        }
       }
       return await ctx.exclusive(async () => {
         const parentImg = await ctx.images.get(rec.Image)

@@ -364,34 +364,48 @@ export class Containers {
     const ids = new Set([...(await listDir(layout.containers)), ...(await listDir(layout.layerdbMounts))])
     for (const id of ids) {
       if (!/^[0-9a-f]{64}$/.test(id)) continue
-      const p = this.paths(id)
-      const rec = await readRecord(p)
-      if (!rec) {
-        await this.destroy(id)
-        report.removed++
-        continue
-      }
-      const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
-      if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) {
-        const runtime = runtimeFor(this.ctx)
-        const st = await runtime.state(id)
-        if (st && (st.status === 'running' || st.status === 'paused')) {
-          if (st.status === 'paused' && !rec.State.Paused) await runtime.resume(id).catch(() => undefined)
-        } else {
-          await runtime.delete(id, true).catch(() => undefined)
-          rec.State = { ...rec.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: rec.State.ExitCode || 255, FinishedAt: new Date().toISOString() }
-          delete rec.Supervisor
-          await writeRecord(p, rec)
-          report.exited++
-        }
-      }
-      if (mountId) {
-        const r = await this.#mounts.reconcile(p, mountId)
-        if (r.unmounted) report.unmounted++
+      // One container that cannot be repaired (say, the runtime binary is gone) must not keep the store shut.
+      try {
+        await this.repairOne(id, report)
+      } catch (e) {
+        process.emitWarning(`strata: cannot repair container ${id}: ${(e as Error).message}`)
       }
     }
     return report
   }
+
+  private async repairOne(id: string, report: { removed: number; exited: number; unmounted: number }): Promise<void> {
+    const p = this.paths(id)
+    const rec = await readRecord(p)
+    if (!rec) {
+      await this.destroy(id)
+      report.removed++
+      return
+    }
+    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
+    const runtime = runtimeFor(this.ctx)
+    if (rec.PausedBy && !pidAlive(rec.PausedBy)) {
+      // A commit died between `runc pause` and `runc resume`.
+      await runtime.resume(id).catch(() => undefined)
+      delete rec.PausedBy
+      await writeRecord(p, rec)
+    }
+    if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) {
+      const st = await runtime.state(id)
+      if (!(st && (st.status === 'running' || st.status === 'paused'))) {
+        await runtime.delete(id, true).catch(() => undefined)
+        rec.State = { ...rec.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: rec.State.ExitCode || 255, FinishedAt: new Date().toISOString() }
+        delete rec.Supervisor
+        await writeRecord(p, rec)
+        report.exited++
+      }
+    }
+    if (mountId) {
+      const r = await this.#mounts.reconcile(p, mountId)
+      if (r.unmounted) report.unmounted++
+    }
+  }
+
 }
 
 /** Docker's STATUS column. */

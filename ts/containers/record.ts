@@ -50,6 +50,8 @@ export interface ContainerRecord {
   RestartCount: number
   /** strata: pid of the process supervising the runtime while running (the CLI or the shim). */
   Supervisor?: number
+  /** strata: pid of a `commit` that has paused the container (resumed by repair if that process died). */
+  PausedBy?: number
   /** strata: the stdin the process was started with. */
   OpenStdin?: boolean
 }
