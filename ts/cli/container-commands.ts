@@ -106,7 +106,8 @@ async function attachRun(c: Container, io: Io, stdin: boolean): Promise<number> 
     return res.exitCode
   } finally {
     unproxy()
-    if (stdin) process.stdin.unref?.()
+    // The process is gone: stop reading our stdin, or the CLI would wait for its EOF.
+    if (stdin) process.stdin.destroy()
   }
 }
 
