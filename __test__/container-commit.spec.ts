@@ -54,6 +54,8 @@ test('seed story via the CLI: run --name c1 bb sh -c "echo hi > /greeting", comm
   t.is((await cli(root, ['diff', 'c1'])).stdout, 'A /greeting\n')
   const ps = await cli(root, ['ps', '-a', '--format', '{{.Names}} {{.Image}} {{.Status}}'])
   t.regex(ps.stdout, /^c1 bb Exited \(0\) /m)
+  // COMMAND as docker ps shows it: args with spaces single-quoted, cut to 20 columns, Go-quoted.
+  t.regex((await cli(root, ['ps', '-a', '--format', '{{.Names}} {{.Command}}'])).stdout, /^c1 "sh -c 'echo hi > \/g…"$/m)
 })
 
 test('commit -m -a -c: message, author, and every change kind land in the image config', async (t) => {

@@ -123,7 +123,7 @@ test('start / stop with the image\'s StopSignal / kill / wait, and ps columns', 
   const ps = await cli(root, ['ps'])
   const lines = ps.stdout.trimEnd().split('\n')
   t.regex(lines[0], /^CONTAINER ID\s{3,}IMAGE\s{3,}COMMAND\s{3,}CREATED\s{3,}STATUS\s{3,}PORTS\s{3,}NAMES$/)
-  t.regex(lines[1], new RegExp(`^${c.id.slice(0, 12)}\\s+sig:1\\s+"sh -c trap \\\\"echo go…"\\s+.+ ago\\s+Up .+\\s+svc$`))
+  t.regex(lines[1], new RegExp(`^${c.id.slice(0, 12)}\\s+sig:1\\s+"sh -c 'trap \\\\"echo g…"\\s+.+ ago\\s+Up .+\\s+svc$`))
   t.is(lines[0].indexOf('NAMES'), lines[1].indexOf('svc'))
   t.is((await cli(root, ['ps', '-q'])).stdout, `${c.id.slice(0, 12)}\n`)
   t.is((await cli(root, ['ps', '-q', '--no-trunc'])).stdout, `${c.id}\n`)

@@ -277,7 +277,7 @@ export class Containers {
       }
       out.push({
         id: r.ID, names: [r.Name.slice(1)], image, imageId: r.Image,
-        command: [r.Path, ...r.Args].join(' '), created: new Date(r.Created), state: r.State.Status,
+        command: commandLine(r.Path, r.Args), created: new Date(r.Created), state: r.State.Status,
         status: statusText(r, now), exitCode: r.State.ExitCode,
         ...(r.State.StartedAt.startsWith('0001') ? {} : { startedAt: new Date(r.State.StartedAt) }),
         ...(r.State.FinishedAt.startsWith('0001') ? {} : { finishedAt: new Date(r.State.FinishedAt) }),
@@ -406,6 +406,11 @@ export class Containers {
     }
   }
 
+}
+
+/** The COMMAND of `ps` as the daemon builds it: args containing a space are wrapped in single quotes. */
+export function commandLine(p: string, args: readonly string[]): string {
+  return args.length ? `${p} ${args.map((a) => (a.includes(' ') ? `'${a}'` : a)).join(' ')}` : p
 }
 
 /** Docker's STATUS column. */
