@@ -296,6 +296,8 @@ export class Containers {
   async remove(nameOrId: string, opts: RemoveContainerOptions = {}): Promise<void> {
     const id = await this.resolve(nameOrId)
     const p = this.paths(id)
+    // A container recorded running whose supervisor died may have exited long ago: ask first.
+    await this.ctx.exclusive(() => this.repairOne(id, { removed: 0, exited: 0, unmounted: 0 }))
     const rec = await readRecord(p)
     if (!rec) throw new StrataError('ContainerNotFound', `No such container: ${nameOrId}`)
     if (rec.State.Running) {
@@ -303,8 +305,12 @@ export class Containers {
         throw new StrataError('Conflict', `cannot remove container "${rec.Name}": container is running: stop the container before removing or force remove`)
       }
       const c = new Container(this.ctx, this, id)
-      await c.kill('SIGKILL').catch((e: StrataError) => { if (e.code !== 'NotRunning') throw e })
-      await c.wait({ timeoutMs: 15000 })
+      // Forced: whatever kill says, the runtime's container goes (delete --force kills what is left).
+      await c.kill('SIGKILL').catch(() => undefined)
+      await c.wait({ timeoutMs: 10000 }).catch(async () => {
+        await runtimeFor(this.ctx).delete(id, true)
+        await c.wait({ timeoutMs: 5000 })
+      })
     }
     await this.ctx.exclusive(async () => {
       const r = await readRecord(p)

@@ -38,12 +38,13 @@ export interface SpecInput {
   openStdin: boolean
 }
 
-/** The process env: PATH (if the image has none), HOSTNAME, then the container's Env, then HOME. */
+/**
+ * The process env as the daemon builds it (CreateDaemonEnvironment): default PATH and HOSTNAME
+ * first, the container's Env replacing or appending, then HOME from the user's passwd entry.
+ */
 export function processEnv(configEnv: readonly string[], hostname: string, home: string): string[] {
-  const env: string[] = []
+  const env: string[] = [DEFAULT_PATH, `HOSTNAME=${hostname}`]
   const has = (k: string) => configEnv.some((e) => e.split('=')[0] === k)
-  if (!has('PATH')) env.push(DEFAULT_PATH)
-  env.push(`HOSTNAME=${hostname}`)
   for (const e of configEnv) {
     const k = e.split('=')[0]
     const i = env.findIndex((x) => x.split('=')[0] === k)
