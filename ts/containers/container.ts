@@ -25,7 +25,7 @@ import { ContainerPaths } from './layout'
 import { ContainerRecord, readRecord, readHostConfig } from './record'
 import { lowerDirs, INIT_PATHS } from './plan'
 import { pidAlive } from './mounts'
-import { supervise, mountIdOf, runtimeFor, updateRecord } from './supervisor'
+import { supervise, mountIdOf, runtimeOf, updateRecord } from './supervisor'
 import { normalizeSignal } from './runtime'
 import { MASKED_PATHS, READONLY_PATHS } from './spec'
 import type { Containers } from './containers'
@@ -186,9 +186,10 @@ export class Container {
       if (!r.State.Running) return r.State.ExitCode
       // Nobody supervises it any more (a crash): ask the runtime.
       if (i % 10 === 0 && !(r.Supervisor && pidAlive(r.Supervisor))) {
-        const st = await runtimeFor(this.#ctx).state(this.id)
+        const runtime = await runtimeOf(this.#ctx, this.paths)
+        const st = await runtime.state(this.id)
         if (!st || st.status === 'stopped') {
-          await runtimeFor(this.#ctx).delete(this.id, true)
+          await runtime.delete(this.id, true)
           const nr = await updateRecord(this.#ctx, this.paths, (x) => {
             if (!x.State.Running) return
             x.State = { ...x.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: x.State.ExitCode || 255, FinishedAt: new Date().toISOString() }
@@ -208,11 +209,14 @@ export class Container {
   async kill(signal: string | number = 'SIGKILL'): Promise<void> {
     const r = await this.info()
     if (!r.State.Running) throw new StrataError('NotRunning', `cannot kill container: ${r.Name.slice(1)}: container ${this.id} is not running`)
-    let res = await runtimeFor(this.#ctx).kill(this.id, normalizeSignal(signal))
+    const runtime = await runtimeOf(this.#ctx, this.paths)
+    let res = await runtime.kill(this.id, normalizeSignal(signal))
     // Just started: the record says running before the runtime has created the container.
-    for (let i = 0; res.code !== 0 && i < 40 && (await this.info()).State.Running && (await this.info()).State.Pid === 0; i++) {
+    for (let i = 0; res.code !== 0 && i < 40; i++) {
+      const now = (await this.info()).State
+      if (!now.Running || now.Pid !== 0) break
       await sleep(50)
-      res = await runtimeFor(this.#ctx).kill(this.id, normalizeSignal(signal))
+      res = await runtime.kill(this.id, normalizeSignal(signal))
     }
     if (res.code !== 0) {
       const again = await this.info()
@@ -257,7 +261,7 @@ export class Container {
     const rec = await this.info()
     const newConfig = applyChanges({ ...rec.Config }, opts.changes ?? [])
     const mountId = await this.#mountId()
-    const runtime = runtimeFor(ctx)
+    const runtime = await runtimeOf(ctx, this.paths)
     let paused = false
     if (rec.State.Running && !rec.State.Paused && opts.pause !== false) {
       // Recorded first, so a store opened after this process dies resumes the container.

@@ -25,7 +25,7 @@ import { ContainerRecord, readRecord, writeRecord, writeHostConfig, initialState
 import { canonicalName, randomName } from './names'
 import { lowerChain, INIT_ENTRIES } from './plan'
 import { MountManager, pidAlive } from './mounts'
-import { runtimeFor } from './supervisor'
+import { runtimeOf } from './supervisor'
 import { Container } from './container'
 import { humanDuration } from '../format/units'
 
@@ -308,7 +308,7 @@ export class Containers {
       // Forced: whatever kill says, the runtime's container goes (delete --force kills what is left).
       await c.kill('SIGKILL').catch(() => undefined)
       await c.wait({ timeoutMs: 10000 }).catch(async () => {
-        await runtimeFor(this.ctx).delete(id, true)
+        await (await runtimeOf(this.ctx, p)).delete(id, true)
         await c.wait({ timeoutMs: 5000 })
       })
     }
@@ -331,7 +331,7 @@ export class Containers {
     const initId = (await readIfExists(path.join(p.mountMeta, 'init-id')))?.trim()
     const parent = (await readIfExists(path.join(p.mountMeta, 'parent')))?.trim()
     if (mountId) await this.#mounts.releaseAll(p, mountId)
-    await runtimeFor(this.ctx).delete(id, true).catch(() => undefined)
+    await (await runtimeOf(this.ctx, p)).delete(id, true).catch(() => undefined)
     await fs.rm(p.config, { force: true })
     await fs.rm(p.mountMeta, { recursive: true, force: true })
     for (const c of [mountId, initId]) if (c && /^[0-9a-f]{64}(-init)?$/.test(c)) await this.ctx.layers.removeFiles(c)
@@ -389,7 +389,7 @@ export class Containers {
       return
     }
     const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
-    const runtime = runtimeFor(this.ctx)
+    const runtime = await runtimeOf(this.ctx, p)
     if (rec.PausedBy && !pidAlive(rec.PausedBy)) {
       // A commit died between `runc pause` and `runc resume`.
       await runtime.resume(id).catch(() => undefined)

@@ -36,6 +36,12 @@ export function runtimeFor(ctx: StoreContext, binary?: string): Runtime {
   return new Runtime(binary || DEFAULT_RUNTIME, runcRoot(ctx.layout))
 }
 
+/** The runtime a container was created with (HostConfig.Runtime; `runc` means the default binary). */
+export async function runtimeOf(ctx: StoreContext, p: ContainerPaths): Promise<Runtime> {
+  const hc = await readHostConfig(p)
+  return runtimeFor(ctx, hc.Runtime === 'runc' ? undefined : hc.Runtime)
+}
+
 export async function mountIdOf(p: ContainerPaths): Promise<string> {
   const v = await readIfExists(path.join(p.mountMeta, 'mount-id'))
   if (!v?.trim()) throw new StrataError('ContainerNotFound', `container ${p.id} has no writable layer`)
@@ -120,7 +126,7 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   const mounts = new MountManager(ctx)
   const me = { kind: 'process' as const, pid: process.pid }
   const hc = await readHostConfig(p)
-  const runtime = runtimeFor(ctx, hc.Runtime === 'runc' ? undefined : hc.Runtime)
+  const runtime = await runtimeOf(ctx, p)
   const mountId = await mountIdOf(p)
   let rec!: ContainerRecord
   const runtimeLog = path.join(p.bundle, 'runtime.log')
