@@ -183,7 +183,21 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
     return !mayBeFailure
   }, (l) => io.stderr?.write(l))
   errLines.emitLogOnly = (l) => log.write(logLine('stderr', l))
-  child.stdout!.on('data', (d: Buffer) => { outLines.push(d); io.stdout?.write(d) })
+  child.stdout!.on('data', (d: Buffer) => {
+    outLines.push(d)
+    // Backpressure: a slow reader of our stdout slows the container's writes, not our memory.
+    // A reader that went away (EPIPE) no longer gets output; the log still does.
+    const out = io.stdout
+    if (!out || out.destroyed || out.writableEnded) return
+    if (!out.write(d)) {
+      child.stdout!.pause()
+      const resume = () => {
+        out.off('drain', resume).off('error', resume).off('close', resume)
+        child.stdout!.resume()
+      }
+      out.on('drain', resume).on('error', resume).on('close', resume)
+    }
+  })
   child.stderr!.on('data', (d: Buffer) => errLines.push(d))
   if (child.stdin && io.stdin) {
     child.stdin.on('error', () => undefined)
