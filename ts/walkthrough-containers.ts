@@ -17,7 +17,7 @@ export const walkContainers = {
     for (const c of await store.containers.list({ all: true })) {
       if (c.names.some((n) => n === NAME || n.startsWith('demo-'))) await store.containers.remove(c.id, { force: true }).catch(() => undefined)
     }
-    await store.images.remove(COMMITTED, { force: true }).catch(() => undefined)
+    for (const ref of ['demo/base:ticking', COMMITTED]) await store.images.remove(ref, { force: true }).catch(() => undefined)
   },
 
   async run(
@@ -78,6 +78,15 @@ export const walkContainers = {
     await strata('image', 'inspect', '--format', 'LowerDir={{.GraphDriver.Data.LowerDir}}', COMMITTED)
     await strata('image', 'inspect', '--format', 'UpperDir={{.GraphDriver.Data.UpperDir}}', 'demo/base:latest')
     await strata('image', 'inspect', '--format', '{{json .RootFS.Layers}}', COMMITTED)
+    say('   a running container can be committed too: strata pauses it (runc pause), reads its layer, resumes it')
+    await strata('run', '-d', '--name', 'demo-ticker', COMMITTED, 'sh', '-c', 'i=0; while true; do i=$((i+1)); echo tick $i; echo $i > /ticks; sleep 0.2; done')
+    await strata('ps')
+    await strata('commit', 'demo-ticker', 'demo/base:ticking')
+    await strata('stop', '-t', '1', 'demo-ticker')
+    await strata('logs', '--tail', '2', 'demo-ticker')
+    await strata('rm', 'demo-ticker')
+    await strata('rmi', 'demo/base:ticking')
+
     say('   the new image runs, with the container\'s changes in its filesystem')
     await strata('run', '--rm', COMMITTED, 'sh', '-c', 'cat /greeting /data/answer; test -e /etc/passwd || echo "no /etc/passwd"')
     await strata('images')
