@@ -19,6 +19,7 @@ import { save, SaveOptions } from './archive/save'
 import { importImage, ImportOptions } from './archive/import'
 import { Images, ImageUsers } from './images'
 import { StrataError } from './errors'
+import { Containers } from './containers/containers'
 
 export const DEFAULT_ROOT = '/var/lib/strata'
 
@@ -30,6 +31,8 @@ export interface StoreOptions {
 export class Store {
   readonly #ctx: StoreContext
   readonly images: Images
+  /** Containers: create / get / list / remove; run, mount, diff, commit, export one. */
+  readonly containers: Containers
   /** What the cleanup pass on open removed. */
   readonly recovered: CleanupReport
   /** Hook the container layer sets so images know who uses them. */
@@ -39,6 +42,8 @@ export class Store {
     this.#ctx = ctx
     this.recovered = recovered
     this.images = new Images(ctx, (id) => this.#users(id))
+    this.containers = new Containers(ctx)
+    this.#users = (id) => this.containers.users(id)
   }
 
   static async open(opts: StoreOptions = {}): Promise<Store> {
@@ -51,7 +56,10 @@ export class Store {
     }
     const ctx = new StoreContext(layout)
     const recovered = await ctx.exclusive(() => cleanup(ctx))
-    return new Store(ctx, recovered)
+    const store = new Store(ctx, recovered)
+    // Stale mounts and states a crashed process left (after cleanup, which keeps container layers).
+    await ctx.exclusive(() => store.containers.repair())
+    return store
   }
 
   get root(): string {

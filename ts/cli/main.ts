@@ -8,6 +8,9 @@ import { Io, processIo } from './io'
 import { imagesCommand, tagCommand, rmiCommand, historyCommand, inspectCommand } from './image-commands'
 import { loadCommand, saveCommand, importCommand } from './archive-commands'
 import { extraCommands, inspectContainer } from './registry'
+import { registerContainerCommands } from './container-commands'
+
+registerContainerCommands()
 
 const USAGE = `Usage:  strata [--root DIR] COMMAND
 
@@ -20,7 +23,7 @@ Image commands:
   import      Import the contents from a tarball to create a filesystem image
   tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
   rmi         Remove one or more images (image rm)
-  inspect     Return low-level information on images (and containers)
+  inspect     Return low-level information on images and containers
   history     Show the history of an image
 `
 
@@ -41,7 +44,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     const sub = rest.shift()!
     cmd = ({ ls: 'images', list: 'images', rm: 'rmi', remove: 'rmi', inspect: 'image-inspect' } as Record<string, string>)[sub] ?? sub
   }
-  if (rest.includes('--help') || rest.includes('-h') && cmd !== 'run' && cmd !== 'create') { io.out(USAGE + extraCommands.usage); return 0 }
+  // run/create: flags after IMAGE belong to the container's command (`strata run bb ls --help`).
+  const ownFlags = cmd === 'run' || cmd === 'create' ? rest.slice(0, Math.max(0, rest.findIndex((a) => !a.startsWith('-')))) : rest
+  if (ownFlags.includes('--help') || ownFlags.includes('-h')) { io.out(USAGE + extraCommands.usage); return 0 }
   try {
     const store = await Store.open(root ? { root } : {})
     try {

@@ -1,0 +1,84 @@
+/**
+ * mount / umount: kernel overlayfs (new mount API, one `lowerdir+` per layer, so 300 layers
+ * mount), reference counts recorded on disk so another process knows what is mounted.
+ * The plan itself is a pure function (first test, no root needed).
+ */
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { Store } from '../ts'
+import { Layout } from '../ts/layout'
+import { containerMountPlan, lowerChain, lowerDirs } from '../ts/containers/plan'
+import { cli } from './helpers/fs'
+import { busyboxImage } from './helpers/fixtures'
+import { storeWith, manyLayerImage } from './helpers/container'
+
+function mountLine(target: string): string | undefined {
+  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === target)
+}
+
+test('mount plan: lowerdirs from the lower file (top first), upper/work/merged, index=off', (t) => {
+  const layout = new Layout('/s')
+  t.is(lowerChain('INIT', 'l/A:l/B'), 'l/INIT:l/A:l/B')
+  t.is(lowerChain('ONLY', undefined), 'l/ONLY')
+  t.deepEqual(lowerDirs(layout, 'l/A:l/B\n'), ['/s/overlay2/l/A', '/s/overlay2/l/B'])
+  t.deepEqual(containerMountPlan(layout, 'abc', 'l/I:l/A:l/B'), {
+    lowerdirs: ['/s/overlay2/l/I', '/s/overlay2/l/A', '/s/overlay2/l/B'],
+    upperdir: '/s/overlay2/abc/diff',
+    workdir: '/s/overlay2/abc/work',
+    target: '/s/overlay2/abc/merged',
+    options: ['index=off'],
+  })
+})
+
+test('strata mount twice returns the same MergedDir; umount undoes it when the last reference goes', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  const c = await store.containers.create('bb', { name: 'm1', cmd: ['sh', '-c', 'echo via-run > /from-run'] })
+  const merged = (await c.layers()).mergedDir
+  const a = await cli(root, ['mount', 'm1'])
+  t.is(a.code, 0, a.stderr)
+  t.is(a.stdout, `${merged}\n`)
+  t.is((await cli(root, ['mount', 'm1'])).stdout, `${merged}\n`)
+  t.true(fs.existsSync(path.join(merged, 'bin/busybox')))
+  t.true(fs.existsSync(path.join(merged, '.dockerenv')), 'the init layer is in the view')
+  const line = mountLine(merged)!
+  t.truthy(line)
+  t.regex(line, / - overlay overlay /)
+  // (index=off is in the plan; the kernel lists only non-default options, so mountinfo may not show it)
+  // Another process (a fresh Store) knows: mounted, two references.
+  const other = await Store.open({ root })
+  t.true(await (await other.containers.get('m1')).isMounted())
+  t.deepEqual(JSON.parse(fs.readFileSync(path.join(root, 'containers', c.id, 'mount.json'), 'utf8')).refs, [{ kind: 'user' }, { kind: 'user' }])
+  // A run while mounted shares the mount and leaves it mounted.
+  t.is((await c.run()).exitCode, 0)
+  t.is(fs.readFileSync(path.join(merged, 'from-run'), 'utf8'), 'via-run\n')
+  t.truthy(mountLine(merged))
+  // Writes through the mount land in the writable layer.
+  fs.writeFileSync(path.join(merged, 'from-host'), 'x')
+  t.true(fs.existsSync(path.join((await c.layers()).upperDir, 'from-host')))
+  t.is((await cli(root, ['umount', 'm1'])).code, 0)
+  t.truthy(mountLine(merged), 'one reference left')
+  t.is((await cli(root, ['umount', 'm1'])).code, 0)
+  t.is(mountLine(merged), undefined)
+  t.false(await c.isMounted())
+  t.deepEqual((await c.diff()).map((x) => x.path), ['/from-host', '/from-run'])
+})
+
+test('a 300-layer image: the container mounts (one lowerdir+ per layer) and shows the top layer\'s files', async (t) => {
+  const n = 300
+  const { root, store } = await storeWith(t, [manyLayerImage(n, ['many:300'])])
+  const c = await store.containers.create('many:300', { name: 'deep' })
+  const lowers = ((await c.inspect()).GraphDriver as { Data: Record<string, string> }).Data.LowerDir.split(':')
+  t.is(lowers.length, n + 1, 'init layer + every image layer')
+  const merged = await c.mount()
+  t.is(fs.readFileSync(path.join(merged, 'top'), 'utf8'), `layer ${n - 1}\n`)
+  t.is(fs.readdirSync(path.join(merged, 'layers')).length, n - 1)
+  t.true(fs.existsSync(path.join(merged, 'bin/busybox')))
+  // and it runs on that mount
+  const r = await (await store.containers.create('many:300', { cmd: ['cat', '/top', '/layers/1'], autoRemove: true })).run()
+  t.is(r.exitCode, 0, r.stderr.toString())
+  t.is(r.stdout.toString(), `layer ${n - 1}\n1\n`)
+  await c.unmount()
+  t.is(mountLine(merged), undefined)
+  void root
+})

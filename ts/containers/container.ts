@@ -1,0 +1,436 @@
+/**
+ * One container: its record, and what you do with it — mount/unmount its rootfs (kernel
+ * overlayfs, reference-counted), run/start/wait/kill/stop its process through the OCI runtime,
+ * `diff` its writable layer, `commit` it to a new image, `export` its merged filesystem.
+ * Everything is promise-based; processes are spawned, native calls are async.
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { spawn } from 'node:child_process'
+import { createReadStream } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+import { PassThrough, type Readable, type Writable } from 'node:stream'
+import { StoreContext, cancelFor } from '../context'
+import { native } from '../native'
+import { call, StrataError } from '../errors'
+import { readIfExists } from '../fsx'
+import { LOWER_FILE } from '../layout'
+import { chainIdsOf } from '../chain'
+import { applyChanges } from '../changes'
+import { setTag } from '../tags'
+import { parseReference } from '../reference'
+import { ImageConfig, ContainerConfig } from '../imagedb'
+import { dockerConfig } from '../images'
+import { ContainerPaths } from './layout'
+import { ContainerRecord, readRecord, readHostConfig } from './record'
+import { lowerDirs, INIT_PATHS } from './plan'
+import { pidAlive } from './mounts'
+import { supervise, mountIdOf, runtimeOf, updateRecord } from './supervisor'
+import { normalizeSignal } from './runtime'
+import { MASKED_PATHS, READONLY_PATHS } from './spec'
+import type { Containers } from './containers'
+
+/** sha256 of an empty tar (1024 zero bytes): a commit with no changes adds no layer (Docker's rule). */
+export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
+
+export interface RunOptions {
+  /** Fed to the process when the container was created with `openStdin` (`-i`). */
+  stdin?: Readable
+  /** Where stdout/stderr go as they come; when absent they are collected into the result. */
+  stdout?: Writable
+  stderr?: Writable
+}
+
+export interface RunResult {
+  exitCode: number
+  /** Collected output (empty when a stream was given). */
+  stdout: Buffer
+  stderr: Buffer
+  /** What the runtime reported when the process could not be started (exit 126/127). */
+  error?: string
+}
+
+export interface Change {
+  kind: 'A' | 'C' | 'D'
+  path: string
+}
+
+export interface CommitOptions {
+  /** `REPO[:TAG]` for the new image. */
+  ref?: string
+  /** `-m` */
+  message?: string
+  /** `-a` */
+  author?: string
+  /** `-c` Dockerfile instructions. */
+  changes?: string[]
+  /** Pause a running container while its layer is read (default true, as docker). */
+  pause?: boolean
+  signal?: AbortSignal
+}
+
+export interface LogEntry {
+  stream: 'stdout' | 'stderr'
+  log: string
+  time: string
+}
+
+export class Container {
+  readonly #ctx: StoreContext
+  readonly #all: Containers
+  readonly id: string
+  readonly paths: ContainerPaths
+
+  /** @internal use `store.containers.get()` / `create()`. */
+  constructor(ctx: StoreContext, all: Containers, id: string) {
+    this.#ctx = ctx
+    this.#all = all
+    this.id = id
+    this.paths = new ContainerPaths(ctx.layout, id)
+  }
+
+  /** The record as stored now. */
+  async info(): Promise<ContainerRecord> {
+    const r = await readRecord(this.paths)
+    if (!r) throw new StrataError('ContainerNotFound', `No such container: ${this.id}`)
+    return r
+  }
+
+  /** `/name` without the slash. */
+  async name(): Promise<string> {
+    return (await this.info()).Name.slice(1)
+  }
+
+  async #mountId(): Promise<string> {
+    return mountIdOf(this.paths)
+  }
+
+  /** The writable layer's dirs and the lower dirs (top first, init layer included). */
+  async layers(): Promise<{ lowerDirs: string[]; upperDir: string; workDir: string; mergedDir: string; initDir: string }> {
+    const mountId = await this.#mountId()
+    const layout = this.#ctx.layout
+    const initId = (await readIfExists(path.join(this.paths.mountMeta, 'init-id')))?.trim() ?? `${mountId}-init`
+    const parent = (await readIfExists(path.join(this.paths.mountMeta, 'parent')))?.trim()
+    const below = parent ? (await this.#ctx.layers.stack(parent)).map((l) => layout.diffDir(l.cacheId)) : []
+    return {
+      lowerDirs: [layout.diffDir(initId), ...below], upperDir: layout.diffDir(mountId), workDir: layout.workDir(mountId),
+      mergedDir: layout.mergedDir(mountId), initDir: layout.diffDir(initId),
+    }
+  }
+
+  /** Mounts the rootfs (kernel overlayfs) and returns MergedDir; a second call returns the same path. */
+  async mount(): Promise<string> {
+    const mountId = await this.#mountId()
+    return this.#ctx.exclusive(async () => {
+      await this.info()
+      return this.#all.mounts.acquire(this.paths, mountId, { kind: 'user' })
+    })
+  }
+
+  /** Drops a `mount()` reference; the rootfs is unmounted when nothing else holds it. */
+  async unmount(): Promise<void> {
+    const mountId = await this.#mountId()
+    await this.#ctx.exclusive(() => this.#all.mounts.release(this.paths, mountId, { kind: 'user' }))
+  }
+
+  async isMounted(): Promise<boolean> {
+    return this.#all.mounts.isMounted(await this.#mountId())
+  }
+
+  /**
+   * Runs the container's process in the foreground (docker run / start -a) and resolves with
+   * its exit code once it has exited; AutoRemove (`--rm`) containers are removed afterwards.
+   */
+  async run(opts: RunOptions = {}): Promise<RunResult> {
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    const collect = (bufs: Buffer[]) => {
+      const s = new PassThrough()
+      s.on('data', (d: Buffer) => bufs.push(d))
+      return s
+    }
+    const res = await supervise(this.#ctx, this.paths, {
+      stdin: opts.stdin, stdout: opts.stdout ?? collect(out), stderr: opts.stderr ?? collect(err),
+    })
+    if ((await readHostConfig(this.paths)).AutoRemove) await this.#all.remove(this.id, { force: true }).catch(() => undefined)
+    return { exitCode: res.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err), ...(res.error ? { error: res.error } : {}) }
+  }
+
+  /** Starts the process detached (a supervising shim records its exit); resolves once it runs. */
+  async start(): Promise<void> {
+    const rec = await this.info()
+    if (rec.State.Running) return
+    await updateRecord(this.#ctx, this.paths, (r) => { r.State.Error = '' })
+    const ts = __filename.endsWith('.ts')
+    const shim = path.join(__dirname, `shim${ts ? '.ts' : '.js'}`)
+    const args = ts ? ['--require', require.resolve('tsx/cjs'), shim] : [shim]
+    const child = spawn(process.execPath, [...args, this.#ctx.layout.root, this.id], { detached: true, stdio: 'ignore' })
+    child.unref()
+    for (let i = 0; ; i++) {
+      const r = await this.info().catch(() => undefined)
+      if (!r) return // --rm container already gone
+      if (r.State.Error && !r.State.Running) throw new StrataError('RuntimeFailed', r.State.Error)
+      // Started once the shim has stamped a new StartedAt and the runtime has created the
+      // process (its pid is known) — or it has run and exited already.
+      if (r.State.StartedAt !== rec.State.StartedAt && (r.State.Pid > 0 || !r.State.Running)) return
+      if (i > 300) throw new StrataError('RuntimeFailed', `container ${this.id} did not start`)
+      await sleep(50)
+    }
+  }
+
+  /** Resolves with the exit code once the container is not running (docker wait). */
+  async wait(opts: { timeoutMs?: number } = {}): Promise<number> {
+    const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity
+    for (let i = 0; ; i++) {
+      const r = await this.info()
+      if (!r.State.Running) return r.State.ExitCode
+      // Nobody supervises it any more (a crash): ask the runtime.
+      if (i % 10 === 0 && !(r.Supervisor && pidAlive(r.Supervisor))) {
+        const runtime = await runtimeOf(this.#ctx, this.paths)
+        const st = await runtime.state(this.id)
+        if (!st || st.status === 'stopped') {
+          await runtime.delete(this.id, true)
+          const nr = await updateRecord(this.#ctx, this.paths, (x) => {
+            if (!x.State.Running) return
+            x.State = { ...x.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: x.State.ExitCode || 255, FinishedAt: new Date().toISOString() }
+            delete x.Supervisor
+          })
+          const mountId = await this.#mountId()
+          await this.#ctx.exclusive(() => this.#all.mounts.reconcile(this.paths, mountId)).catch(() => undefined)
+          return nr.State.ExitCode
+        }
+      }
+      if (Date.now() > deadline) throw new StrataError('Aborted', `timed out waiting for container ${this.id}`)
+      await sleep(i < 20 ? 25 : 100)
+    }
+  }
+
+  /** Sends a signal (default SIGKILL, as docker kill). */
+  async kill(signal: string | number = 'SIGKILL'): Promise<void> {
+    const r = await this.info()
+    if (!r.State.Running) throw new StrataError('NotRunning', `cannot kill container: ${r.Name.slice(1)}: container ${this.id} is not running`)
+    const runtime = await runtimeOf(this.#ctx, this.paths)
+    let res = await runtime.kill(this.id, normalizeSignal(signal))
+    // Just started: the record says running before the runtime has created the container.
+    for (let i = 0; res.code !== 0 && i < 40; i++) {
+      const now = (await this.info()).State
+      if (!now.Running || now.Pid !== 0) break
+      await sleep(50)
+      res = await runtime.kill(this.id, normalizeSignal(signal))
+    }
+    if (res.code !== 0) {
+      const again = await this.info()
+      if (!again.State.Running) throw new StrataError('NotRunning', `cannot kill container: ${r.Name.slice(1)}: container ${this.id} is not running`)
+      throw new StrataError('RuntimeFailed', `cannot kill container ${r.Name.slice(1)}: ${res.stderr.trim()}`)
+    }
+  }
+
+  /** The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` seconds (default 10). */
+  async stop(opts: { timeout?: number; signal?: string } = {}): Promise<void> {
+    const r = await this.info()
+    if (!r.State.Running) return
+    const sig = normalizeSignal(opts.signal ?? r.Config.StopSignal, 'SIGTERM')
+    await this.kill(sig).catch((e: StrataError) => { if (e.code !== 'NotRunning') throw e })
+    try {
+      await this.wait({ timeoutMs: (opts.timeout ?? 10) * 1000 })
+    } catch (e) {
+      if ((e as StrataError).code !== 'Aborted') throw e
+      await this.kill('SIGKILL').catch((e2: StrataError) => { if (e2.code !== 'NotRunning') throw e2 })
+      await this.wait()
+    }
+  }
+
+  /** docker diff: changes of the writable layer against the layers below (init files excluded). */
+  async diff(): Promise<Change[]> {
+    const mountId = await this.#mountId()
+    const lower = (await fs.readFile(path.join(this.#ctx.layout.layerDir(mountId), LOWER_FILE), 'utf8')).trim()
+    const changes = await call(() => native.changes(this.#ctx.layout.diffDir(mountId), lowerDirs(this.#ctx.layout, lower)))
+    return changes.filter((c) => !INIT_PATHS.has(c.path))
+  }
+
+  /**
+   * docker commit: the writable layer becomes a new read-only layer on top of the image's
+   * (shared, untouched) layers; the container keeps its own layer. Returns the new image ID.
+   */
+  async commit(opts: CommitOptions = {}): Promise<string> {
+    const ctx = this.#ctx
+    if (opts.ref !== undefined) {
+      const ref = parseReference(opts.ref)
+      if (ref.digest !== undefined) throw new StrataError('InvalidReference', 'refusing to create a tag with a digest reference')
+    }
+    const rec = await this.info()
+    const newConfig = applyChanges({ ...rec.Config }, opts.changes ?? [])
+    const mountId = await this.#mountId()
+    const runtime = await runtimeOf(ctx, this.paths)
+    let paused = false
+    if (rec.State.Running && !rec.State.Paused && opts.pause !== false) {
+      // Recorded first, so a store opened after this process dies resumes the container.
+      await updateRecord(ctx, this.paths, (r) => { r.PausedBy = process.pid })
+      try {
+        await runtime.pause(this.id)
+      } catch (e) {
+        await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy }).catch(() => undefined)
+        throw e
+      }
+      paused = true
+    }
+    const staging = await ctx.staging('commit')
+    try {
+      const layerDir = path.join(staging.dir, 'layer')
+      await fs.mkdir(layerDir)
+      const tarSplit = path.join(staging.dir, 'tar-split.json.gz')
+      let committed: { diffId: string; size: number }
+      try {
+        committed = await call(() => native.commitLayer(ctx.layout.diffDir(mountId), path.join(layerDir, 'diff'), tarSplit, cancelFor(opts.signal)))
+      } finally {
+        if (paused) {
+          await runtime.resume(this.id).catch(() => undefined)
+          await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy }).catch(() => undefined)
+        }
+      }
+      return await ctx.exclusive(async () => {
+        const parentImg = await ctx.images.get(rec.Image)
+        if (!parentImg) throw new StrataError('ImageNotFound', `No such image: ${rec.Image}`)
+        const pc = parentImg.config
+        const diffIds = [...pc.rootfs.diff_ids]
+        const empty = committed.diffId === EMPTY_TAR_DIFF_ID
+        if (!empty) {
+          const chain = chainIdsOf(diffIds)
+          const top = chain.length ? await ctx.layers.must(chain[chain.length - 1]) : undefined
+          const newChain = chainIdsOf([...diffIds, committed.diffId]).pop()!
+          await ctx.layers.register({ dir: layerDir, tarSplit, diffId: committed.diffId, size: committed.size }, newChain, top)
+          diffIds.push(committed.diffId)
+        }
+        const created = new Date().toISOString()
+        const config: ImageConfig = {
+          ...(opts.message ? { comment: opts.message } : {}),
+          created,
+          container: this.id,
+          container_config: dockerConfig(rec.Config) as ContainerConfig,
+          ...(opts.author ? { author: opts.author } : {}),
+          config: dockerConfig(newConfig) as ContainerConfig,
+          architecture: pc.architecture ?? 'amd64',
+          ...(pc.variant ? { variant: pc.variant } : {}),
+          os: pc.os ?? 'linux',
+          rootfs: { type: 'layers', diff_ids: diffIds },
+          history: [...(pc.history ?? []), {
+            created,
+            ...(opts.author ? { author: opts.author } : {}),
+            created_by: (rec.Config.Cmd ?? []).join(' '),
+            ...(opts.message ? { comment: opts.message } : {}),
+            ...(empty ? { empty_layer: true } : {}),
+          }],
+        }
+        const id = await ctx.images.put(Buffer.from(JSON.stringify(config)))
+        await ctx.images.setParent(id, rec.Image)
+        if (opts.ref) await setTag(ctx, opts.ref, id)
+        else await ctx.images.touch(id)
+        return id
+      })
+    } finally {
+      await staging.dispose()
+    }
+  }
+
+  /** docker export: the merged filesystem as one tar, to a file or a stream. */
+  async export(output: string | Writable, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const ctx = this.#ctx
+    const mountId = await this.#mountId()
+    const me = { kind: 'process' as const, pid: process.pid }
+    const merged = await ctx.exclusive(async () => {
+      await this.info()
+      return this.#all.mounts.acquire(this.paths, mountId, me)
+    })
+    const staging = await ctx.staging('export')
+    try {
+      const file = path.join(staging.dir, 'export.tar')
+      await call(() => native.writeDirTar(merged, 'plain', file, cancelFor(opts.signal)))
+      if (typeof output === 'string') {
+        await fs.rename(file, output).catch(async (e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EXDEV') throw e
+          await fs.copyFile(file, output)
+        })
+      } else {
+        await pipeline(createReadStream(file), output, { end: false })
+      }
+    } finally {
+      await staging.dispose()
+      await ctx.exclusive(() => this.#all.mounts.release(this.paths, mountId, me))
+    }
+  }
+
+  /** The json-file log, in order. */
+  async logs(): Promise<LogEntry[]> {
+    const text = (await readIfExists(this.paths.log)) ?? ''
+    const out: LogEntry[] = []
+    for (const line of text.split('\n')) {
+      if (!line) continue
+      try {
+        out.push(JSON.parse(line) as LogEntry)
+      } catch { /* a torn last line after a crash */ }
+    }
+    return out
+  }
+
+  /** Removes the container (see Containers.remove). */
+  remove(opts: { force?: boolean } = {}): Promise<void> {
+    return this.#all.remove(this.id, opts)
+  }
+
+  /** Docker's container inspect JSON. */
+  async inspect(): Promise<Record<string, unknown>> {
+    const r = await this.info()
+    const hc = await readHostConfig(this.paths)
+    const l = await this.layers()
+    const st = r.State
+    return {
+      Id: r.ID,
+      Created: r.Created,
+      Path: r.Path,
+      Args: r.Args,
+      State: {
+        Status: st.Status, Running: st.Running, Paused: st.Paused, Restarting: st.Restarting, OOMKilled: st.OOMKilled,
+        Dead: st.Dead, Pid: st.Pid, ExitCode: st.ExitCode, Error: st.Error, StartedAt: st.StartedAt, FinishedAt: st.FinishedAt,
+      },
+      Image: r.Image,
+      ResolvConfPath: r.ResolvConfPath,
+      HostnamePath: r.HostnamePath,
+      HostsPath: r.HostsPath,
+      LogPath: r.LogPath,
+      Name: r.Name,
+      RestartCount: r.RestartCount,
+      Driver: 'overlay2',
+      Platform: 'linux',
+      MountLabel: '',
+      ProcessLabel: '',
+      AppArmorProfile: '',
+      ExecIDs: null,
+      HostConfig: {
+        Binds: null, ContainerIDFile: '', LogConfig: hc.LogConfig, NetworkMode: hc.NetworkMode, PortBindings: {},
+        RestartPolicy: { Name: 'no', MaximumRetryCount: 0 }, AutoRemove: hc.AutoRemove, VolumeDriver: '', VolumesFrom: null,
+        CapAdd: null, CapDrop: null, CgroupnsMode: 'host', Dns: [], DnsOptions: [], DnsSearch: [], ExtraHosts: null,
+        GroupAdd: null, IpcMode: 'private', Cgroup: '', Links: null, OomScoreAdj: 0, PidMode: '', Privileged: false,
+        PublishAllPorts: false, ReadonlyRootfs: false, SecurityOpt: null, UTSMode: '', UsernsMode: '', ShmSize: 67108864,
+        Runtime: hc.Runtime, Isolation: '', CgroupParent: '/strata',
+        MaskedPaths: MASKED_PATHS, ReadonlyPaths: READONLY_PATHS,
+      },
+      GraphDriver: {
+        Data: { LowerDir: l.lowerDirs.join(':'), MergedDir: l.mergedDir, UpperDir: l.upperDir, WorkDir: l.workDir },
+        Name: 'overlay2',
+      },
+      Mounts: [],
+      Config: dockerConfig(r.Config),
+      NetworkSettings: {
+        Bridge: '', SandboxID: '', SandboxKey: '', Ports: {}, HairpinMode: false, LinkLocalIPv6Address: '',
+        LinkLocalIPv6PrefixLen: 0, SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: '', Gateway: '',
+        GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, IPAddress: '', IPPrefixLen: 0, IPv6Gateway: '', MacAddress: '',
+        Networks: { [hc.NetworkMode]: { IPAMConfig: null, Links: null, Aliases: null, MacAddress: '', DriverOpts: null, NetworkID: '', EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, IPv6Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, DNSNames: null } },
+      },
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
+

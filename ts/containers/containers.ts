@@ -1,0 +1,432 @@
+/**
+ * `store.containers`: create / get / list / remove containers, and the repair pass run when a
+ * store opens. A container is an init layer and a writable layer over an image's layers (see
+ * ./layout.ts for the on-disk form) plus a record; `Container` (./container.ts) runs, mounts,
+ * diffs, commits and exports one.
+ *
+ * ```ts
+ * const c = await store.containers.create('busybox', { name: 'c1', cmd: ['sh', '-c', 'echo hi > /greeting'] })
+ * const { exitCode } = await c.run()
+ * const imageId = await c.commit({ ref: 'bb:hi', message: 'add greeting' })
+ * ```
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { StoreContext } from '../context'
+import { StrataError } from '../errors'
+import { listDir, randomHex, randomBase32, readIfExists, writeDurable, fsyncDir, exists } from '../fsx'
+import { resolveImage } from '../tags'
+import { chainIdsOf } from '../chain'
+import { ContainerConfig } from '../imagedb'
+import { ImageUser } from '../images'
+import { LINK_FILE, LOWER_FILE, DIFF_DIR, SHORT_LINK_LENGTH } from '../layout'
+import { ContainerPaths, INIT_SUFFIX } from './layout'
+import { ContainerRecord, readRecord, writeRecord, writeHostConfig, initialState, NetworkMode } from './record'
+import { canonicalName, randomName } from './names'
+import { lowerChain, INIT_ENTRIES } from './plan'
+import { MountManager, pidAlive } from './mounts'
+import { runtimeOf } from './supervisor'
+import { Container } from './container'
+import { humanDuration } from '../format/units'
+
+export interface CreateOptions {
+  /** `--name`; generated (`adjective_surname`) when absent. */
+  name?: string
+  /** `-e K=V` (a bare `K` takes the caller's environment value, as the docker CLI does). */
+  env?: string[]
+  /** `-w` */
+  workdir?: string
+  /** `-u USER[:GROUP]` */
+  user?: string
+  /** `--entrypoint`; `''` clears the image's entrypoint. */
+  entrypoint?: string | string[]
+  /** The command; default the image's Cmd. */
+  cmd?: string[]
+  /** `--network none|host` (default none: a network namespace with loopback only). */
+  network?: NetworkMode
+  /** `--rm` */
+  autoRemove?: boolean
+  /** `-i`: keep stdin open to the process. */
+  openStdin?: boolean
+  /** The OCI runtime binary (default `$STRATA_RUNTIME` or `runc`). */
+  runtime?: string
+}
+
+/** A row of `ps`. */
+export interface ContainerSummary {
+  id: string
+  /** Names without the leading `/`. */
+  names: string[]
+  /** The image as the user named it (or its short ID once that name points elsewhere). */
+  image: string
+  imageId: string
+  command: string
+  created: Date
+  state: ContainerRecord['State']['Status']
+  /** Docker's status text (`Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`). */
+  status: string
+  exitCode: number
+  startedAt?: Date
+  finishedAt?: Date
+}
+
+export interface ListContainersOptions {
+  /** `-a`: stopped containers too. */
+  all?: boolean
+}
+
+export interface RemoveContainerOptions {
+  /** `-f`: kill a running container first. */
+  force?: boolean
+}
+
+/** Docker's hosts file for a container with its own network namespace. */
+const HOSTS = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n'
+
+export class Containers {
+  readonly #mounts: MountManager
+
+  constructor(private readonly ctx: StoreContext) {
+    this.#mounts = new MountManager(ctx)
+  }
+
+  /** @internal */
+  get mounts(): MountManager {
+    return this.#mounts
+  }
+
+  paths(id: string): ContainerPaths {
+    return new ContainerPaths(this.ctx.layout, id)
+  }
+
+  /** IDs of all containers that have a record. */
+  async ids(): Promise<string[]> {
+    const out: string[] = []
+    for (const n of await listDir(this.ctx.layout.containers)) {
+      if (/^[0-9a-f]{64}$/.test(n) && (await exists(this.paths(n).config))) out.push(n)
+    }
+    return out
+  }
+
+  async records(): Promise<ContainerRecord[]> {
+    const out: ContainerRecord[] = []
+    for (const id of await this.ids()) {
+      const r = await readRecord(this.paths(id))
+      if (r) out.push(r)
+    }
+    return out
+  }
+
+  /** By full ID, name (with or without `/`), or unique ID prefix — Docker's lookup order. */
+  async resolve(nameOrId: string): Promise<string> {
+    const all = await this.records()
+    const exact = all.find((r) => r.ID === nameOrId)
+    if (exact) return exact.ID
+    const byName = all.find((r) => r.Name === (nameOrId.startsWith('/') ? nameOrId : `/${nameOrId}`))
+    if (byName) return byName.ID
+    if (/^[0-9a-f]+$/.test(nameOrId)) {
+      const hits = all.filter((r) => r.ID.startsWith(nameOrId))
+      if (hits.length === 1) return hits[0].ID
+      if (hits.length > 1) throw new StrataError('AmbiguousReference', `multiple IDs found with provided prefix: ${nameOrId}`)
+    }
+    throw new StrataError('ContainerNotFound', `No such container: ${nameOrId}`)
+  }
+
+  async get(nameOrId: string): Promise<Container> {
+    return new Container(this.ctx, this, await this.resolve(nameOrId))
+  }
+
+  /** `docker create`. */
+  async create(image: string, opts: CreateOptions = {}): Promise<Container> {
+    const { id: imageId } = await resolveImage(this.ctx, image)
+    const img = await this.ctx.images.get(imageId)
+    if (!img) throw new StrataError('ImageNotFound', `No such image: ${image}`)
+    const cfg = img.config.config ?? {}
+    let entrypoint: string[] | null = cfg.Entrypoint ?? null
+    let cmd: string[] | null = cfg.Cmd ?? null
+    if (opts.entrypoint !== undefined) {
+      const e = opts.entrypoint
+      entrypoint = Array.isArray(e) ? (e.length ? e : null) : e === '' ? null : [e]
+      cmd = null // docker: a new entrypoint resets the image's Cmd
+    }
+    if (opts.cmd && opts.cmd.length > 0) cmd = opts.cmd
+    const args = [...(entrypoint ?? []), ...(cmd ?? [])]
+    if (args.length === 0) throw new StrataError('InvalidArgument', 'No command specified')
+    const env = [...(cfg.Env ?? [])]
+    for (const e of opts.env ?? []) {
+      const eq = e.indexOf('=')
+      const k = eq < 0 ? e : e.slice(0, eq)
+      if (!k) throw new StrataError('InvalidArgument', `invalid environment variable: ${e}`)
+      let kv = e
+      if (eq < 0) {
+        if (process.env[k] === undefined) continue
+        kv = `${k}=${process.env[k]}`
+      }
+      const i = env.findIndex((x) => x.split('=')[0] === k)
+      if (i >= 0) env[i] = kv
+      else env.push(kv)
+    }
+    const network = opts.network ?? 'none'
+    if (network !== 'none' && network !== 'host') {
+      throw new StrataError('InvalidArgument', `network ${network} not found (strata supports none and host)`)
+    }
+    const wanted = opts.name !== undefined ? canonicalName(opts.name) : undefined
+    const id = randomHex(32)
+    const hostname = id.slice(0, 12)
+    const workdir = opts.workdir ?? cfg.WorkingDir ?? ''
+    if (workdir && !workdir.startsWith('/')) throw new StrataError('InvalidArgument', `the working directory '${workdir}' is invalid, it needs to be an absolute path`)
+    const config: ContainerConfig = {
+      Hostname: hostname, Domainname: '', User: opts.user ?? cfg.User ?? '',
+      AttachStdin: Boolean(opts.openStdin), AttachStdout: true, AttachStderr: true,
+      ...(cfg.ExposedPorts ? { ExposedPorts: cfg.ExposedPorts } : {}),
+      Tty: false, OpenStdin: Boolean(opts.openStdin), StdinOnce: Boolean(opts.openStdin),
+      Env: env, Cmd: cmd, Image: image, Volumes: cfg.Volumes ?? null, WorkingDir: workdir,
+      Entrypoint: entrypoint, OnBuild: cfg.OnBuild ?? null, Labels: cfg.Labels ?? {},
+      ...(cfg.StopSignal ? { StopSignal: cfg.StopSignal } : {}),
+    }
+    const diffIds = img.config.rootfs.diff_ids
+    const chain = chainIdsOf(diffIds)
+    const topChain = chain[chain.length - 1]
+
+    await this.ctx.exclusive(async () => {
+      const records = await this.records()
+      let name = wanted
+      if (name) {
+        const taken = records.find((r) => r.Name === name)
+        if (taken) {
+          throw new StrataError('NameInUse', `Conflict. The container name "${name}" is already in use by container "${taken.ID}". You have to remove (or rename) that container to be able to reuse that name.`)
+        }
+      } else {
+        const names = new Set(records.map((r) => r.Name))
+        for (let retry = 0; !name || names.has(name); retry++) name = `/${randomName(retry)}`
+      }
+      if (!(await this.ctx.images.has(imageId))) throw new StrataError('ImageNotFound', `No such image: ${image}`)
+      const top = topChain ? await this.ctx.layers.must(topChain) : undefined
+      const p = this.paths(id)
+      const layout = this.ctx.layout
+      const mountId = randomHex(32)
+      const initId = `${mountId}${INIT_SUFFIX}`
+
+      // 1. The layer record (what keeps the dirs below alive through cleanup).
+      await fs.mkdir(p.mountMeta, { recursive: true })
+      await writeDurable(path.join(p.mountMeta, 'mount-id'), mountId)
+      await writeDurable(path.join(p.mountMeta, 'init-id'), initId)
+      if (top) await writeDurable(path.join(p.mountMeta, 'parent'), top.chainId)
+      await fsyncDir(p.mountMeta)
+
+      // 2. The init layer, then the writable layer on top of it.
+      const imageLower = await this.ctx.layers.lowerFor(top)
+      const initShort = await this.makeLayerDir(initId, imageLower)
+      const initDiff = layout.diffDir(initId)
+      for (const e of INIT_ENTRIES) {
+        const at = path.join(initDiff, e.path)
+        await fs.mkdir(path.dirname(at), { recursive: true, mode: 0o755 })
+        if (e.type === 'dir') await fs.mkdir(at, { recursive: true, mode: 0o755 })
+        else if (e.type === 'file') await fs.writeFile(at, '', { mode: 0o755 })
+        else if (e.type === 'symlink') await fs.symlink(e.target, at)
+      }
+      await this.makeLayerDir(mountId, lowerChain(initShort, imageLower))
+      await fs.mkdir(layout.mergedDir(mountId), { mode: 0o700 })
+
+      // 3. The container dir; config.v2.json last: the moment the container exists.
+      await fs.mkdir(p.dir, { mode: 0o710 })
+      await fs.mkdir(p.mounts, { mode: 0o700 })
+      await fs.writeFile(p.hostname, `${hostname}\n`)
+      const hostHosts = network === 'host' ? await readIfExists('/etc/hosts') : undefined
+      await fs.writeFile(p.hosts, hostHosts ?? HOSTS)
+      await fs.writeFile(p.resolvConf, (await readIfExists('/etc/resolv.conf')) ?? '')
+      await writeHostConfig(p, {
+        NetworkMode: network, AutoRemove: Boolean(opts.autoRemove), Runtime: opts.runtime ?? 'runc',
+        LogConfig: { Type: 'json-file', Config: {} },
+      })
+      const rec: ContainerRecord = {
+        ID: id, Created: new Date().toISOString(), Path: args[0], Args: args.slice(1), Config: config, Image: imageId,
+        Name: name!, Driver: 'overlay2', State: initialState(), HostnamePath: p.hostname, HostsPath: p.hosts,
+        ResolvConfPath: p.resolvConf, LogPath: p.log, RestartCount: 0, OpenStdin: Boolean(opts.openStdin),
+      }
+      await writeRecord(p, rec)
+    })
+    return new Container(this.ctx, this, id)
+  }
+
+  /** overlay2/<cacheId>/{diff,work,link,lower} and its l/ short link; returns the short name. */
+  private async makeLayerDir(cacheId: string, lower: string | undefined): Promise<string> {
+    const layout = this.ctx.layout
+    const dir = layout.layerDir(cacheId)
+    await fs.mkdir(dir, { mode: 0o710 })
+    await fs.mkdir(path.join(dir, DIFF_DIR), { mode: 0o755 })
+    await fs.mkdir(layout.workDir(cacheId), { mode: 0o700 })
+    const short = randomBase32(SHORT_LINK_LENGTH)
+    await writeDurable(path.join(dir, LINK_FILE), short)
+    if (lower) await writeDurable(path.join(dir, LOWER_FILE), lower)
+    await fs.symlink(path.join('..', cacheId, DIFF_DIR), layout.shortLink(short))
+    return short
+  }
+
+  /** `ps`: newest first; running only unless `all`. */
+  async list(opts: ListContainersOptions = {}): Promise<ContainerSummary[]> {
+    const out: ContainerSummary[] = []
+    const now = Date.now()
+    for (const r of await this.records()) {
+      if (!opts.all && !r.State.Running) continue
+      let image = String(r.Config.Image ?? '')
+      try {
+        if ((await resolveImage(this.ctx, image)).id !== r.Image) image = r.Image.slice(7, 19)
+      } catch {
+        image = r.Image.slice(7, 19)
+      }
+      out.push({
+        id: r.ID, names: [r.Name.slice(1)], image, imageId: r.Image,
+        command: commandLine(r.Path, r.Args), created: new Date(r.Created), state: r.State.Status,
+        status: statusText(r, now), exitCode: r.State.ExitCode,
+        ...(r.State.StartedAt.startsWith('0001') ? {} : { startedAt: new Date(r.State.StartedAt) }),
+        ...(r.State.FinishedAt.startsWith('0001') ? {} : { finishedAt: new Date(r.State.FinishedAt) }),
+      })
+    }
+    out.sort((a, b) => b.created.getTime() - a.created.getTime())
+    return out
+  }
+
+  /** Containers using an image (the ImageUsers hook of `rmi`). Takes no lock. */
+  async users(imageId: string): Promise<ImageUser[]> {
+    return (await this.records()).filter((r) => r.Image === imageId).map((r) => ({ id: r.ID, running: r.State.Running }))
+  }
+
+  /** `docker rm`. */
+  async remove(nameOrId: string, opts: RemoveContainerOptions = {}): Promise<void> {
+    const id = await this.resolve(nameOrId)
+    const p = this.paths(id)
+    // A container recorded running whose supervisor died may have exited long ago: ask first.
+    await this.ctx.exclusive(() => this.repairOne(id, { removed: 0, exited: 0, unmounted: 0 }))
+    const rec = await readRecord(p)
+    if (!rec) throw new StrataError('ContainerNotFound', `No such container: ${nameOrId}`)
+    if (rec.State.Running) {
+      if (!opts.force) {
+        throw new StrataError('Conflict', `cannot remove container "${rec.Name}": container is running: stop the container before removing or force remove`)
+      }
+      const c = new Container(this.ctx, this, id)
+      // Forced: whatever kill says, the runtime's container goes (delete --force kills what is left).
+      await c.kill('SIGKILL').catch(() => undefined)
+      await c.wait({ timeoutMs: 10000 }).catch(async () => {
+        await (await runtimeOf(this.ctx, p)).delete(id, true)
+        await c.wait({ timeoutMs: 5000 })
+      })
+    }
+    await this.ctx.exclusive(async () => {
+      const r = await readRecord(p)
+      if (r?.State.Running && pidAlive(r.Supervisor ?? 0)) {
+        throw new StrataError('Conflict', `cannot remove container "${r.Name}": container is running: stop the container before removing or force remove`)
+      }
+      await this.destroy(id)
+    })
+  }
+
+  /**
+   * Deletes a container: unmount, record, layer record, files, then the image layers nobody uses
+   * any more (an image removed with `rmi -f` while this container held them). Caller holds the lock.
+   */
+  private async destroy(id: string): Promise<void> {
+    const p = this.paths(id)
+    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
+    const initId = (await readIfExists(path.join(p.mountMeta, 'init-id')))?.trim()
+    const parent = (await readIfExists(path.join(p.mountMeta, 'parent')))?.trim()
+    if (mountId) await this.#mounts.releaseAll(p, mountId)
+    await (await runtimeOf(this.ctx, p)).delete(id, true).catch(() => undefined)
+    await fs.rm(p.config, { force: true })
+    await fs.rm(p.mountMeta, { recursive: true, force: true })
+    for (const c of [mountId, initId]) if (c && /^[0-9a-f]{64}(-init)?$/.test(c)) await this.ctx.layers.removeFiles(c)
+    await fs.rm(p.dir, { recursive: true, force: true })
+    if (parent) await this.releaseImageLayers(parent)
+  }
+
+  private async releaseImageLayers(parent: string): Promise<void> {
+    const used = new Set<string>()
+    for (const img of await this.ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
+    for (const c of await this.ctx.containerLayerParents()) {
+      let cur: string | undefined = c
+      while (cur && !used.has(cur)) {
+        used.add(cur)
+        cur = (await this.ctx.layers.get(cur))?.parent
+      }
+    }
+    let cur: string | undefined = parent
+    while (cur && !used.has(cur)) {
+      const l = await this.ctx.layers.get(cur)
+      if (!l) break
+      await this.ctx.layers.remove(cur)
+      cur = l.parent
+    }
+  }
+
+  /**
+   * The repair pass on store open (under the store lock): removes half-created or half-removed
+   * containers, turns containers recorded running whose runtime state is gone into exited ones,
+   * resumes containers a crashed `commit` left paused, and makes mount refs match the kernel.
+   * Never touches a writable layer that has a record.
+   */
+  async repair(): Promise<{ removed: number; exited: number; unmounted: number }> {
+    const report = { removed: 0, exited: 0, unmounted: 0 }
+    const layout = this.ctx.layout
+    const ids = new Set([...(await listDir(layout.containers)), ...(await listDir(layout.layerdbMounts))])
+    for (const id of ids) {
+      if (!/^[0-9a-f]{64}$/.test(id)) continue
+      // One container that cannot be repaired (say, the runtime binary is gone) must not keep the store shut.
+      try {
+        await this.repairOne(id, report)
+      } catch (e) {
+        process.emitWarning(`strata: cannot repair container ${id}: ${(e as Error).message}`)
+      }
+    }
+    return report
+  }
+
+  private async repairOne(id: string, report: { removed: number; exited: number; unmounted: number }): Promise<void> {
+    const p = this.paths(id)
+    const rec = await readRecord(p)
+    if (!rec) {
+      await this.destroy(id)
+      report.removed++
+      return
+    }
+    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
+    const runtime = await runtimeOf(this.ctx, p)
+    if (rec.PausedBy && !pidAlive(rec.PausedBy)) {
+      // A commit died between `runc pause` and `runc resume`.
+      await runtime.resume(id).catch(() => undefined)
+      delete rec.PausedBy
+      await writeRecord(p, rec)
+    }
+    if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) {
+      const st = await runtime.state(id)
+      if (!(st && (st.status === 'running' || st.status === 'paused'))) {
+        await runtime.delete(id, true).catch(() => undefined)
+        rec.State = { ...rec.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: rec.State.ExitCode || 255, FinishedAt: new Date().toISOString() }
+        delete rec.Supervisor
+        await writeRecord(p, rec)
+        report.exited++
+      }
+    }
+    if (mountId) {
+      const r = await this.#mounts.reconcile(p, mountId)
+      if (r.unmounted) report.unmounted++
+    }
+  }
+
+}
+
+/** The COMMAND of `ps` as the daemon builds it: args containing a space are wrapped in single quotes. */
+export function commandLine(p: string, args: readonly string[]): string {
+  return args.length ? `${p} ${args.map((a) => (a.includes(' ') ? `'${a}'` : a)).join(' ')}` : p
+}
+
+/** Docker's STATUS column. */
+export function statusText(r: ContainerRecord, now = Date.now()): string {
+  const s = r.State
+  const since = (iso: string) => humanDuration(now - Date.parse(iso))
+  if (s.Running) return `Up ${since(s.StartedAt)}${s.Paused ? ' (Paused)' : ''}`
+  if (s.Status === 'created') return 'Created'
+  if (s.Status === 'removing') return 'Removal In Progress'
+  if (s.Dead) return 'Dead'
+  if (s.FinishedAt.startsWith('0001')) return 'Created'
+  return `Exited (${s.ExitCode}) ${since(s.FinishedAt)} ago`
+}

@@ -1,0 +1,122 @@
+/**
+ * Reference-counted overlay mounts of container layers. The references are recorded in
+ * `containers/<id>/mount.json` and checked against the kernel (`native.isMountPoint`), so any
+ * process — including one started after a crash — knows what is mounted and by whom:
+ * `{kind:'user'}` refs come from `strata mount` and last until `umount`; `{kind:'process',pid}`
+ * refs are held by a running process (a `run`, an `export`) and are stale once that pid is gone.
+ * All changes happen under the store lock; the syscalls are the native core's.
+ */
+import * as fs from 'node:fs/promises'
+import { StoreContext } from '../context'
+import { native } from '../native'
+import { call } from '../errors'
+import { readIfExists, writeAtomic } from '../fsx'
+import { ContainerPaths } from './layout'
+import { readRecord } from './record'
+import { containerMountPlan } from './plan'
+import * as path from 'node:path'
+import { LOWER_FILE } from '../layout'
+
+export type MountRef = { kind: 'user' } | { kind: 'process'; pid: number }
+
+export async function readRefs(p: ContainerPaths): Promise<MountRef[]> {
+  const raw = await readIfExists(p.mountRefs)
+  if (!raw) return []
+  try {
+    const v = JSON.parse(raw) as { refs?: MountRef[] }
+    return Array.isArray(v.refs) ? v.refs : []
+  } catch {
+    return []
+  }
+}
+
+async function writeRefs(p: ContainerPaths, refs: MountRef[]): Promise<void> {
+  await writeAtomic(p.mountRefs, JSON.stringify({ refs }))
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Refs still held: user refs, and process refs whose process lives. While the container runs,
+ * a process ref stays even if its supervisor died: the container still runs on that rootfs.
+ */
+export function liveRefs(refs: MountRef[], containerRunning = false): MountRef[] {
+  return refs.filter((r) => r.kind === 'user' || containerRunning || pidAlive(r.pid))
+}
+
+async function running(p: ContainerPaths): Promise<boolean> {
+  return (await readRecord(p))?.State.Running ?? false
+}
+
+export class MountManager {
+  constructor(private readonly ctx: StoreContext) {}
+
+  private async plan(p: ContainerPaths, mountId: string) {
+    const lower = (await fs.readFile(path.join(this.ctx.layout.layerDir(mountId), LOWER_FILE), 'utf8')).trim()
+    return containerMountPlan(this.ctx.layout, mountId, lower)
+  }
+
+  /** Takes a reference, mounting if this is the first live one; returns MergedDir. Caller holds the store lock. */
+  async acquire(p: ContainerPaths, mountId: string, ref: MountRef): Promise<string> {
+    const plan = await this.plan(p, mountId)
+    const refs = liveRefs(await readRefs(p), await running(p))
+    if (!native.isMountPoint(plan.target)) {
+      await fs.mkdir(plan.target, { recursive: true })
+      await call(() => native.mountOverlay(plan))
+    }
+    refs.push(ref)
+    await writeRefs(p, refs)
+    return plan.target
+  }
+
+  /** Drops one matching reference; unmounts when none is left. Caller holds the store lock. */
+  async release(p: ContainerPaths, mountId: string, ref: MountRef): Promise<boolean> {
+    const refs = liveRefs(await readRefs(p), await running(p))
+    const i = refs.findIndex((r) => r.kind === ref.kind && (r.kind === 'user' || (ref.kind === 'process' && r.pid === ref.pid)))
+    if (i >= 0) refs.splice(i, 1)
+    const target = this.ctx.layout.mergedDir(mountId)
+    let unmounted = false
+    if (refs.length === 0 && native.isMountPoint(target)) {
+      await call(() => native.unmount(target, false)).catch(() => call(() => native.unmount(target, true)))
+      unmounted = true
+    }
+    await writeRefs(p, refs)
+    return unmounted
+  }
+
+  /** Unmounts whatever the refs say and clears them (rm). Caller holds the store lock. */
+  async releaseAll(p: ContainerPaths, mountId: string): Promise<void> {
+    const target = this.ctx.layout.mergedDir(mountId)
+    if (native.isMountPoint(target)) {
+      await call(() => native.unmount(target, false)).catch(() => call(() => native.unmount(target, true)))
+    }
+    await writeRefs(p, [])
+  }
+
+  /** Makes mount.json and the kernel agree (after a crash). Caller holds the store lock. */
+  async reconcile(p: ContainerPaths, mountId: string): Promise<{ unmounted: boolean; droppedRefs: number }> {
+    const all = await readRefs(p)
+    const refs = liveRefs(all, await running(p))
+    const target = this.ctx.layout.mergedDir(mountId)
+    const mounted = native.isMountPoint(target)
+    let unmounted = false
+    if (mounted && refs.length === 0) {
+      await call(() => native.unmount(target, true))
+      unmounted = true
+    }
+    const keep = mounted || refs.length === 0 ? refs : []
+    if (keep.length !== all.length) await writeRefs(p, keep)
+    return { unmounted, droppedRefs: all.length - keep.length }
+  }
+
+  isMounted(mountId: string): boolean {
+    return native.isMountPoint(this.ctx.layout.mergedDir(mountId))
+  }
+}

@@ -1,0 +1,91 @@
+/** The container record (`config.v2.json`, Docker's field names) and its atomic read/write. */
+import * as fs from 'node:fs/promises'
+import { ContainerConfig } from '../imagedb'
+import { writeAtomic } from '../fsx'
+import { ContainerPaths } from './layout'
+
+export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead'
+
+/** Docker's `State` object. */
+export interface ContainerState {
+  Status: ContainerStatus
+  Running: boolean
+  Paused: boolean
+  Restarting: boolean
+  OOMKilled: boolean
+  Dead: boolean
+  Pid: number
+  ExitCode: number
+  Error: string
+  StartedAt: string
+  FinishedAt: string
+}
+
+export type NetworkMode = 'none' | 'host'
+
+export interface HostConfig {
+  NetworkMode: NetworkMode
+  AutoRemove: boolean
+  Runtime: string
+  LogConfig: { Type: 'json-file'; Config: Record<string, string> }
+}
+
+export interface ContainerRecord {
+  ID: string
+  Created: string
+  /** The process: Path + Args (entrypoint and cmd joined as Docker does). */
+  Path: string
+  Args: string[]
+  Config: ContainerConfig
+  /** Image ID (`sha256:...`). */
+  Image: string
+  /** `/name`. */
+  Name: string
+  Driver: 'overlay2'
+  State: ContainerState
+  HostnamePath: string
+  HostsPath: string
+  ResolvConfPath: string
+  LogPath: string
+  RestartCount: number
+  /** strata: pid of the process supervising the runtime while running (the CLI or the shim). */
+  Supervisor?: number
+  /** strata: pid of a `commit` that has paused the container (resumed by repair if that process died). */
+  PausedBy?: number
+  /** strata: the stdin the process was started with. */
+  OpenStdin?: boolean
+}
+
+export const ZERO_TIME = '0001-01-01T00:00:00Z'
+
+export function initialState(): ContainerState {
+  return {
+    Status: 'created', Running: false, Paused: false, Restarting: false, OOMKilled: false, Dead: false,
+    Pid: 0, ExitCode: 0, Error: '', StartedAt: ZERO_TIME, FinishedAt: ZERO_TIME,
+  }
+}
+
+export async function readRecord(p: ContainerPaths): Promise<ContainerRecord | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(p.config, 'utf8')) as ContainerRecord
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || e instanceof SyntaxError) return undefined
+    throw e
+  }
+}
+
+export async function writeRecord(p: ContainerPaths, rec: ContainerRecord): Promise<void> {
+  await writeAtomic(p.config, JSON.stringify(rec))
+}
+
+export async function readHostConfig(p: ContainerPaths): Promise<HostConfig> {
+  try {
+    return JSON.parse(await fs.readFile(p.hostConfig, 'utf8')) as HostConfig
+  } catch {
+    return { NetworkMode: 'none', AutoRemove: false, Runtime: 'runc', LogConfig: { Type: 'json-file', Config: {} } }
+  }
+}
+
+export async function writeHostConfig(p: ContainerPaths, hc: HostConfig): Promise<void> {
+  await writeAtomic(p.hostConfig, JSON.stringify(hc))
+}

@@ -1,0 +1,84 @@
+/**
+ * The OCI runtime (runc by default; `$STRATA_RUNTIME` or the container's HostConfig.Runtime),
+ * driven as a child process — never blocking the event loop. State lives under `<root>/runc`.
+ */
+import { spawn } from 'node:child_process'
+import { StrataError } from '../errors'
+
+export const DEFAULT_RUNTIME = process.env.STRATA_RUNTIME || 'runc'
+
+export interface RuntimeResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+export interface RuntimeState {
+  id: string
+  pid: number
+  status: 'creating' | 'created' | 'running' | 'paused' | 'stopped'
+}
+
+export class Runtime {
+  constructor(readonly binary: string, readonly stateRoot: string) {}
+
+  /** `runc --root <state> ARGS...`, collected. */
+  exec(args: string[]): Promise<RuntimeResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.binary, ['--root', this.stateRoot, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      const out: Buffer[] = []
+      const err: Buffer[] = []
+      child.stdout.on('data', (d: Buffer) => out.push(d))
+      child.stderr.on('data', (d: Buffer) => err.push(d))
+      child.on('error', (e) => reject(new StrataError('RuntimeFailed', `cannot run ${this.binary}: ${e.message}`, { cause: e })))
+      child.on('close', (code) => resolve({ code: code ?? 255, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }))
+    })
+  }
+
+  async must(args: string[], what: string): Promise<RuntimeResult> {
+    const r = await this.exec(args)
+    if (r.code !== 0) throw new StrataError('RuntimeFailed', `${what}: ${this.binary} ${args[0]}: ${runtimeMessage(r.stderr) || `exit ${r.code}`}`)
+    return r
+  }
+
+  /** The runtime's view of a container, or undefined when it knows none. */
+  async state(id: string): Promise<RuntimeState | undefined> {
+    const r = await this.exec(['state', id])
+    if (r.code !== 0) return undefined
+    try {
+      return JSON.parse(r.stdout) as RuntimeState
+    } catch {
+      return undefined
+    }
+  }
+
+  kill(id: string, signal: string, all = false): Promise<RuntimeResult> {
+    return this.exec(['kill', ...(all ? ['--all'] : []), id, signal])
+  }
+
+  pause(id: string): Promise<RuntimeResult> { return this.must(['pause', id], 'pause') }
+  resume(id: string): Promise<RuntimeResult> { return this.must(['resume', id], 'resume') }
+  delete(id: string, force = false): Promise<RuntimeResult> { return this.exec(['delete', ...(force ? ['--force'] : []), id]) }
+}
+
+/** runc logs JSON lines or `time=... level=error msg="..."`; the message is what users need. */
+export function runtimeMessage(stderr: string): string {
+  const lines = stderr.trim().split('\n').filter(Boolean)
+  const msgs = lines.map((l) => {
+    try {
+      const o = JSON.parse(l) as { msg?: string }
+      if (o.msg) return o.msg
+    } catch { /* not JSON */ }
+    const m = /msg="((?:[^"\\]|\\.)*)"/.exec(l)
+    return m ? m[1].replace(/\\"/g, '"') : l
+  })
+  return msgs.join('; ')
+}
+
+/** Signal names and numbers (`SIGTERM`, `TERM`, `15`) → the name runc accepts. */
+export function normalizeSignal(sig: string | number | undefined, fallback = 'SIGTERM'): string {
+  if (sig === undefined || sig === '') return fallback
+  const s = String(sig).toUpperCase()
+  if (/^\d+$/.test(s)) return s
+  return s.startsWith('SIG') ? s : `SIG${s}`
+}

@@ -1,0 +1,251 @@
+/**
+ * Running a container's process: mount the rootfs, write the OCI bundle, `runc run` it in the
+ * foreground, tee stdout/stderr into the json-file log (and to the caller's streams), record the
+ * state transitions (created → running → exited) and drop the mount reference at the end.
+ * The CLI's `run` supervises in-process; a detached `start` runs the same code in a small
+ * detached shim process (shim.ts), so the exit code is recorded however the caller goes away.
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import * as os from 'node:os'
+import { spawn } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
+import type { Readable, Writable } from 'node:stream'
+import { StoreContext } from '../context'
+import { StrataError } from '../errors'
+import { readIfExists, writeAtomic } from '../fsx'
+import { ContainerPaths, runcRoot } from './layout'
+import { ContainerRecord, readRecord, writeRecord, readHostConfig } from './record'
+import { MountManager } from './mounts'
+import { buildSpec, processEnv, resolveUser } from './spec'
+import { Runtime, DEFAULT_RUNTIME, runtimeMessage } from './runtime'
+
+export interface AttachStreams {
+  stdin?: Readable
+  stdout?: Writable
+  stderr?: Writable
+}
+
+export interface ExitInfo {
+  exitCode: number
+  /** Error the runtime reported before the process ran (exit 126/127 as Docker). */
+  error?: string
+}
+
+export function runtimeFor(ctx: StoreContext, binary?: string): Runtime {
+  return new Runtime(binary || DEFAULT_RUNTIME, runcRoot(ctx.layout))
+}
+
+/** The runtime a container was created with (HostConfig.Runtime; `runc` means the default binary). */
+export async function runtimeOf(ctx: StoreContext, p: ContainerPaths): Promise<Runtime> {
+  const hc = await readHostConfig(p)
+  return runtimeFor(ctx, hc.Runtime === 'runc' ? undefined : hc.Runtime)
+}
+
+export async function mountIdOf(p: ContainerPaths): Promise<string> {
+  const v = await readIfExists(path.join(p.mountMeta, 'mount-id'))
+  if (!v?.trim()) throw new StrataError('ContainerNotFound', `container ${p.id} has no writable layer`)
+  return v.trim()
+}
+
+/** Applies `fn` to the record under the store lock and writes it back; returns the new record. */
+export async function updateRecord(ctx: StoreContext, p: ContainerPaths, fn: (r: ContainerRecord) => void | Promise<void>): Promise<ContainerRecord> {
+  return ctx.exclusive(async () => {
+    const r = await readRecord(p)
+    if (!r) throw new StrataError('ContainerNotFound', `No such container: ${p.id}`)
+    await fn(r)
+    await writeRecord(p, r)
+    return r
+  })
+}
+
+/** One json-file log line, as Docker's json-file driver writes it. */
+function logLine(stream: 'stdout' | 'stderr', chunk: Buffer): string {
+  return `${JSON.stringify({ log: chunk.toString('utf8'), stream, time: new Date().toISOString() })}\n`
+}
+
+/**
+ * Splits output into lines (Docker logs one record per line; a partial last line is flushed at
+ * the end). `passPartial` may let a partial line through to `emitPartial` at once (prompts).
+ */
+class LineSplitter {
+  #rest = Buffer.alloc(0)
+  /** Bytes of #rest already given to emitPartial. */
+  #passed = 0
+  constructor(
+    private readonly emit: (line: Buffer) => void,
+    private readonly passPartial?: (partial: Buffer) => boolean,
+    private readonly emitPartial?: (bytes: Buffer) => void,
+  ) {}
+  push(d: Buffer): void {
+    let buf = Buffer.concat([this.#rest, d])
+    let nl: number
+    while ((nl = buf.indexOf(0x0a)) >= 0) {
+      const line = buf.subarray(0, nl + 1)
+      if (this.#passed > 0) {
+        this.emitPartial?.(line.subarray(this.#passed))
+        this.emitLogOnly?.(line)
+      } else this.emit(line)
+      this.#passed = 0
+      buf = buf.subarray(nl + 1)
+    }
+    this.#rest = buf
+    if (buf.length > this.#passed && this.passPartial?.(buf)) {
+      this.emitPartial?.(buf.subarray(this.#passed))
+      this.#passed = buf.length
+    }
+  }
+  /** For lines partly passed through already: the log still gets the whole line. */
+  emitLogOnly?: (line: Buffer) => void
+  end(): void {
+    if (this.#rest.length) {
+      if (this.#passed > 0) {
+        this.emitPartial?.(this.#rest.subarray(this.#passed))
+        this.emitLogOnly?.(this.#rest)
+      } else this.emit(this.#rest)
+    }
+    this.#rest = Buffer.alloc(0)
+    this.#passed = 0
+  }
+}
+
+async function waitForFile(p: string, done: () => boolean): Promise<string | undefined> {
+  for (let i = 0; i < 500 && !done(); i++) {
+    const v = await readIfExists(p)
+    if (v?.trim()) return v.trim()
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  return undefined
+}
+
+/**
+ * Runs the container's process to completion. `onRunning` fires once the runtime has been
+ * started and the state says running. Throws only for failures before the runtime runs.
+ */
+export async function supervise(ctx: StoreContext, p: ContainerPaths, io: AttachStreams = {}, onRunning?: () => void): Promise<ExitInfo> {
+  const mounts = new MountManager(ctx)
+  const me = { kind: 'process' as const, pid: process.pid }
+  const hc = await readHostConfig(p)
+  const runtime = await runtimeOf(ctx, p)
+  const mountId = await mountIdOf(p)
+  let rec!: ContainerRecord
+  const runtimeLog = path.join(p.bundle, 'runtime.log')
+
+  // Mount, bundle, state: one locked step, so two starts cannot both win.
+  await ctx.exclusive(async () => {
+    const r = await readRecord(p)
+    if (!r) throw new StrataError('ContainerNotFound', `No such container: ${p.id}`)
+    if (r.State.Running) throw new StrataError('Conflict', `container ${p.id} is already running`)
+    if (r.State.Status === 'removing' || r.State.Dead) throw new StrataError('Conflict', `container ${p.id} is marked for removal and cannot be started`)
+    const merged = await mounts.acquire(p, mountId, me)
+    try {
+      const passwd = await readIfExists(path.join(merged, 'etc/passwd')).catch(() => undefined)
+      const group = await readIfExists(path.join(merged, 'etc/group')).catch(() => undefined)
+      const user = resolveUser(r.Config.User ?? '', passwd, group)
+      const hostname = r.Config.Hostname ?? p.id.slice(0, 12)
+      const spec = buildSpec({
+        args: [r.Path, ...r.Args], env: processEnv(r.Config.Env ?? [], hostname, user.home), cwd: r.Config.WorkingDir || '/',
+        user, hostname, rootPath: merged, network: hc.NetworkMode, hostsPath: p.hosts, hostnamePath: p.hostname,
+        resolvConfPath: p.resolvConf, cgroupsPath: `/strata/${p.id}`, openStdin: Boolean(r.OpenStdin),
+      })
+      await fs.mkdir(p.bundle, { recursive: true })
+      await writeAtomic(path.join(p.bundle, 'config.json'), JSON.stringify(spec, null, 2))
+      await fs.rm(p.pidFile, { force: true })
+      await fs.rm(runtimeLog, { force: true })
+      // A stale runtime entry (a crash) would make `run` fail with "container exists".
+      await runtime.delete(p.id, true)
+      r.State = { ...r.State, Status: 'running', Running: true, Paused: false, Dead: false, Pid: 0, ExitCode: 0, Error: '', StartedAt: new Date().toISOString(), FinishedAt: '0001-01-01T00:00:00Z' }
+      r.Supervisor = process.pid
+      await writeRecord(p, r)
+      rec = r
+    } catch (e) {
+      await mounts.release(p, mountId, me)
+      throw e
+    }
+  })
+
+  const log = createWriteStream(p.log, { flags: 'a', mode: 0o640 })
+  let exited = false
+  const child = spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', runtimeLog, '--log-format', 'json', 'run', '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], {
+    stdio: [rec.OpenStdin && io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+  })
+  const outLines = new LineSplitter((l) => log.write(logLine('stdout', l)))
+  // The runtime prints its own failure ("runc run failed: ...") on the stderr it shares with the
+  // process; that line is the runtime's (it is in the runtime log), not the container's output.
+  const failPrefix = `${path.basename(runtime.binary)} run failed: `
+  const errLines = new LineSplitter((l) => {
+    if (l.toString('utf8').startsWith(failPrefix)) return
+    log.write(logLine('stderr', l))
+    io.stderr?.write(l)
+  }, (partial) => {
+    const s = partial.toString('utf8')
+    const mayBeFailure = s.length < failPrefix.length ? failPrefix.startsWith(s) : s.startsWith(failPrefix)
+    return !mayBeFailure
+  }, (l) => io.stderr?.write(l))
+  errLines.emitLogOnly = (l) => log.write(logLine('stderr', l))
+  child.stdout!.on('data', (d: Buffer) => {
+    outLines.push(d)
+    // Backpressure: a slow reader of our stdout slows the container's writes, not our memory.
+    // A reader that went away (EPIPE) no longer gets output; the log still does.
+    const out = io.stdout
+    if (!out || out.destroyed || out.writableEnded) return
+    if (!out.write(d)) {
+      child.stdout!.pause()
+      const resume = () => {
+        out.off('drain', resume).off('error', resume).off('close', resume)
+        child.stdout!.resume()
+      }
+      out.on('drain', resume).on('error', resume).on('close', resume)
+    }
+  })
+  child.stderr!.on('data', (d: Buffer) => errLines.push(d))
+  if (child.stdin && io.stdin) {
+    child.stdin.on('error', () => undefined)
+    io.stdin.pipe(child.stdin)
+  }
+  const status = new Promise<number>((resolve) => {
+    child.on('error', () => resolve(-1))
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + (osSignal(signal) ?? 0) : 255)))
+  })
+  // The container's init pid appears in the pid file once the runtime has created it.
+  void waitForFile(p.pidFile, () => exited).then(async (pid) => {
+    if (!pid || exited) return
+    await updateRecord(ctx, p, (r) => {
+      if (r.State.Running && r.Supervisor === process.pid) r.State.Pid = Number(pid)
+    }).catch(() => undefined)
+  })
+  onRunning?.()
+  let code = await status
+  exited = true
+  outLines.end()
+  errLines.end()
+  if (io.stdin && child.stdin) io.stdin.unpipe(child.stdin)
+  await new Promise<void>((r) => log.end(r))
+
+  // Errors the runtime itself reported (the process never ran): Docker's 127/126.
+  let error: string | undefined
+  const rlog = (await readIfExists(runtimeLog)) ?? ''
+  const errs = rlog.split('\n').filter((l) => /"level":"(error|fatal)"/.test(l))
+  if (code === -1) error = `cannot run ${runtime.binary}`
+  else if (errs.length > 0 && code !== 0) {
+    error = runtimeMessage(errs.join('\n'))
+    code = /executable file not found|no such file or directory/.test(error) ? 127 : 126
+  }
+  if (code === -1) code = 127
+
+  await runtime.delete(p.id, true).catch(() => undefined)
+  await ctx.exclusive(async () => {
+    const r = await readRecord(p)
+    if (r) {
+      r.State = { ...r.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: code, Error: error ?? '', FinishedAt: new Date().toISOString() }
+      delete r.Supervisor
+      await writeRecord(p, r)
+    }
+    await mounts.release(p, mountId, me).catch(() => undefined)
+  })
+  return { exitCode: code, ...(error ? { error } : {}) }
+}
+
+function osSignal(name: NodeJS.Signals): number | undefined {
+  return os.constants.signals[name]
+}
