@@ -9,14 +9,14 @@
 //! * when an `A` or `D` is recorded, each ancestor directory not yet reported is reported
 //!   `C` first (moby PR #13590: the parent of an added/deleted entry must be in the list).
 //!
-//! Two deliberate refinements over moby's code, both matching what overlayfs shows:
-//! * the lower lookup is overlay's own: layers are searched top-down and the search stops
-//!   at a whiteout, at a non-directory parent, and below a parent marked opaque (moby
-//!   `os.Stat`s each layer independently, which also follows symlinks);
 //! * an opaque directory (`trusted.overlay.opaque=y`: deleted and recreated) is reported
-//!   `C` if it existed below (`A` if not), and the lower entries it hides are not listed
-//!   one by one; what it contains now is reported `A`. (moby reports such a directory as
-//!   `D`, followed by its current contents.)
+//!   `D` if something existed below it (`A` if not), followed by its current contents, each
+//!   `A` or `C` by whether that path exists below — exactly moby's `overlayDeletedFile`.
+//!
+//! One refinement over moby's code, matching what overlayfs shows: the lower lookup is
+//! overlay's own: layers are searched top-down and the search stops at a whiteout, at a
+//! non-directory parent, and below a lower parent marked opaque (moby `os.Stat`s each
+//! layer independently, which also follows symlinks).
 //!
 //! Output order: by path, component-wise (`/a`, `/a/b`, `/a b`), which is the order of
 //! moby's `filepath.Walk` and puts every directory before its contents.
@@ -267,11 +267,13 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>, ChangesE
                 let names = read_names(&fd, &path)?;
                 let mut prefix = rel.clone();
                 prefix.push(b'/');
-                child = Some(Frame { fd, prefix, names, next: 0, hidden: hidden || opaque });
+                child = Some(Frame { fd, prefix, names, next: 0, hidden });
             }
             let below = if hidden { None } else { low.lookup(&rel)? };
             match below {
                 None => Some(ChangeKind::Added),
+                // moby: an opaque dir that hides something below was deleted and recreated.
+                Some(_) if opaque => Some(ChangeKind::Deleted),
                 Some(l) => {
                     let l_dir = FileType::from_raw_mode(l.st_mode) == FileType::Directory;
                     let unchanged_dir = is_dir
