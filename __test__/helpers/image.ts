@@ -19,7 +19,8 @@ export function busyboxEntries(): TarEntry[] {
   return [
     { name: 'bin/', type: 'dir' },
     { name: 'bin/busybox', data: bin, mode: 0o755 },
-    ...APPLETS.map((a): TarEntry => ({ name: `bin/${a}`, type: 'hardlink', linkname: 'bin/busybox' })),
+    // A hardlink header carries the inode's mode too (Docker applies it): keep it executable.
+    ...APPLETS.map((a): TarEntry => ({ name: `bin/${a}`, type: 'hardlink', linkname: 'bin/busybox', mode: 0o755 })),
     { name: 'dev/', type: 'dir' }, { name: 'proc/', type: 'dir' }, { name: 'sys/', type: 'dir' },
     { name: 'etc/', type: 'dir' },
     { name: 'etc/passwd', data: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' },
