@@ -7,3 +7,4 @@ pub mod digest;
 pub mod error;
 pub mod fsutil;
 pub mod lock;
+pub mod union;
