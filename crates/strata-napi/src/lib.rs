@@ -10,6 +10,7 @@ use strata_core::error::Coded;
 
 pub(crate) mod cancel;
 mod digest;
+mod union;
 
 /// Maps any coded core error to a JS error the TS facade understands.
 pub(crate) fn to_js<E: Coded>(e: E) -> Error {
@@ -18,12 +19,18 @@ pub(crate) fn to_js<E: Coded>(e: E) -> Error {
     obj.insert("message".into(), e.to_string().into());
     if let Some(errno) = e.errno() {
         obj.insert("errno".into(), errno.into());
-        obj.insert("syscode".into(), strata_core::error::errno_name(errno).into());
+        obj.insert(
+            "syscode".into(),
+            strata_core::error::errno_name(errno).into(),
+        );
     }
     if let Some(p) = e.path() {
         obj.insert("path".into(), p.into());
     }
-    Error::new(Status::GenericFailure, format!("STRATA:{}", serde_json::Value::Object(obj)))
+    Error::new(
+        Status::GenericFailure,
+        format!("STRATA:{}", serde_json::Value::Object(obj)),
+    )
 }
 
 /// Version of the native core, for diagnostics.

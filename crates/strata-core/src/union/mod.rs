@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
+pub mod inspect;
 mod ops;
 pub(crate) mod sys;
 #[cfg(test)]
