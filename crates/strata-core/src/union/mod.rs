@@ -584,12 +584,25 @@ impl UnionView {
         if !e.is_dir() {
             return Err(UnionError::at("readdir", path, libc::ENOTDIR));
         }
-        self.merged_entries(e, &r.rel())
+        // Kernel quirk reproduced: a directory that lives in a single layer is not "merged" and
+        // overlayfs lists it with the real fs's readdir, so whiteouts inside it show up as
+        // character devices (which `stat` then reports as ENOENT). Merged directories filter them.
+        self.list_entries(e, &r.rel(), e.layers.len() == 1)
             .map_err(|err| UnionError::io("readdir", path, err))
     }
 
-    /// The merge itself (ovl_dir_read_merged): topmost entry wins, whiteouts hide lower names.
+    /// Merged listing without whiteouts (what rmdir's emptiness check and `rm -r` need).
     pub(crate) fn merged_entries(&self, e: &Entry, rel: &str) -> io::Result<Vec<DirEntry>> {
+        self.list_entries(e, rel, false)
+    }
+
+    /// The merge itself (ovl_dir_read_merged): topmost entry wins, whiteouts hide lower names.
+    fn list_entries(
+        &self,
+        e: &Entry,
+        rel: &str,
+        show_whiteouts: bool,
+    ) -> io::Result<Vec<DirEntry>> {
         let mut seen: HashMap<String, Option<u8>> = HashMap::new();
         for &l in &e.layers {
             let dfd = sys::open_dir(self.fd(l as usize), rel)?;
@@ -603,7 +616,7 @@ impl UnionView {
                 }
                 if ty == libc::DT_CHR || ty == libc::DT_UNKNOWN {
                     let st = sys::lstat_at(raw, &name)?;
-                    if sys::is_whiteout(&st) {
+                    if sys::is_whiteout(&st) && !show_whiteouts {
                         seen.insert(name, None);
                         continue;
                     }

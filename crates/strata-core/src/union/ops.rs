@@ -524,12 +524,13 @@ impl UnionView {
     pub fn rename(&self, from: &str, to: &str) -> Result<()> {
         let _g = self.write_guard("rename", from)?;
         let op = "rename";
+        // Both parents are walked before either last component is looked up (do_renameat2).
         let o = self.resolve(op, from, false)?;
+        let n = self.resolve(op, to, false)?;
         let oe = o
             .entry
             .clone()
             .ok_or_else(|| UnionError::at(op, from, libc::ENOENT))?;
-        let n = self.resolve(op, to, false)?;
         if o.canon.is_empty() || n.canon.is_empty() {
             return Err(UnionError::at(op, from, libc::EBUSY));
         }
