@@ -29,7 +29,6 @@ import * as fsp from 'node:fs/promises'
 import * as path from 'node:path'
 import * as os from 'node:os'
 import { createHash } from 'node:crypto'
-import { execFileSync } from 'node:child_process'
 import { native } from '../../ts/native'
 import { UnionView } from '../../ts/view'
 
@@ -49,17 +48,18 @@ export function rng(seed: number): () => number {
   }
 }
 
-/** Mounts an overlay. `lowers` are top first; paths are made relative to `base` to stay short. */
-export function mountOverlay(base: string, lowers: string[], upper: string | undefined, work: string | undefined, mnt: string): void {
-  const rel = (p: string) => path.relative(base, p) || '.'
-  let opts = `lowerdir=${lowers.map(rel).join(':')}`
-  if (upper && work) opts += `,upperdir=${rel(upper)},workdir=${rel(work)}`
-  opts += `,${MOUNT_OPTS}`
-  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', opts, mnt], { cwd: base, stdio: 'pipe' })
+/** Mounts kernel overlayfs (`lowers` top first) with the options both sides are compared under. */
+export function mountOverlay(lowers: string[], upper: string | undefined, work: string | undefined, mnt: string): void {
+  native.unionMountOverlay(lowers, upper, work, MOUNT_OPTS.split(','), mnt)
 }
 
-export function umount(mnt: string): void {
-  execFileSync('umount', [mnt], { stdio: 'pipe' })
+/**
+ * Unmounts. `lazy` detaches at once (MNT_DETACH): a synchronous umount followed by a new
+ * overlay mount waits much longer on this kernel; the fuzzer does not touch the mount point
+ * afterwards, only the upper dir, whose writes are already complete.
+ */
+export function umount(mnt: string, lazy = false): void {
+  native.unionUmount(mnt, lazy)
 }
 
 const NAMES = ['a', 'b', 'c', 'd']
@@ -399,7 +399,7 @@ export async function runSequence(seed: number, root: string, opCount = 24): Pro
   fs.chmodSync(uk, 0o755)
   fs.chmodSync(uv, 0o755)
 
-  mountOverlay(base, lowers, uk, wk, mnt)
+  mountOverlay(lowers, uk, wk, mnt)
   const kCodes: string[] = []
   let kTree: string[]
   try {
@@ -407,7 +407,7 @@ export async function runSequence(seed: number, root: string, opCount = 24): Pro
     for (const o of ops) kCodes.push(await apply(kf, o))
     kTree = await walkMerged(kf)
   } finally {
-    umount(mnt)
+    umount(mnt, true)
   }
   const view = await UnionView.open({ lowers, upper: uv })
   const vf = viewFs(view)
@@ -437,7 +437,7 @@ export async function runSequence(seed: number, root: string, opCount = 24): Pro
 }
 
 export function fuzzRoot(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-ufz-'))
+  const d = fs.mkdtempSync(path.join(process.env.STRATA_FUZZ_DIR ?? os.tmpdir(), 'strata-ufz-'))
   process.umask(0o022)
   return d
 }

@@ -1,5 +1,6 @@
 //! `NativeUnionView`: the userspace union view, every call an `AsyncTask` on the libuv pool.
 //! Only conversions live here; semantics are in `strata_core::union`.
+#![cfg_attr(test, allow(dead_code))]
 use std::os::fd::IntoRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -366,4 +367,28 @@ pub fn union_snapshot(root: String) -> AsyncTask<ViewJob<Vec<NativeUnionSnapEntr
                 .collect()
         })
     })
+}
+
+/// Mounts kernel overlayfs (`lowers` top first, one `lowerdir+` each) at `target`, for
+/// differential tests and benchmarks against the view. `options`: e.g. `["redirect_dir=off"]`.
+#[napi]
+pub fn union_mount_overlay(
+    lowers: Vec<String>,
+    upper: Option<String>,
+    work: Option<String>,
+    options: Vec<String>,
+    target: String,
+) -> Result<()> {
+    let lowers: Vec<PathBuf> = lowers.into_iter().map(PathBuf::from).collect();
+    let up = match (&upper, &work) {
+        (Some(u), Some(w)) => Some((Path::new(u.as_str()), Path::new(w.as_str()))),
+        _ => None,
+    };
+    inspect::mount_overlay(&lowers, up, &options, Path::new(&target)).map_err(crate::to_js)
+}
+
+/// Unmounts `target` (`lazy`: MNT_DETACH).
+#[napi]
+pub fn union_umount(target: String, lazy: bool) -> Result<()> {
+    inspect::umount(Path::new(&target), lazy).map_err(crate::to_js)
 }
