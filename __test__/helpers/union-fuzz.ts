@@ -394,8 +394,8 @@ export async function runSequence(seed: number, root: string, opCount = 24): Pro
     lowers.unshift(d) // top first
   }
   const ops = genOps(r, opCount)
-  const [uk, wk, uv, mnt] = ['uk', 'wk', 'uv', 'm'].map((n) => path.join(base, n))
-  for (const d of [uk, wk, uv, mnt]) fs.mkdirSync(d)
+  const [uk, wk, uv, wv, mnt] = ['uk', 'wk', 'uv', 'wv', 'm'].map((n) => path.join(base, n))
+  for (const d of [uk, wk, uv, wv, mnt]) fs.mkdirSync(d)
   fs.chmodSync(uk, 0o755)
   fs.chmodSync(uv, 0o755)
 
@@ -409,7 +409,7 @@ export async function runSequence(seed: number, root: string, opCount = 24): Pro
   } finally {
     umount(mnt, true)
   }
-  const view = await UnionView.open({ lowers, upper: uv })
+  const view = await UnionView.open({ lowers, upper: uv, work: seed % 2 ? wv : undefined })
   const vf = viewFs(view)
   const vCodes: string[] = []
   for (const o of ops) vCodes.push(await apply(vf, o))

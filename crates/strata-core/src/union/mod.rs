@@ -254,6 +254,8 @@ pub struct UnionView {
     /// Mutations take it exclusively; lookups and reads share it.
     pub(crate) op_lock: RwLock<()>,
     pub(crate) tmp_seq: AtomicU64,
+    /// `<work>/work`, holding the shared whiteout inode (see `ops::whiteout_at`).
+    pub(crate) whiteout_dir: std::sync::OnceLock<Option<OwnedFd>>,
 }
 
 impl UnionView {
@@ -309,6 +311,7 @@ impl UnionView {
             root,
             op_lock: RwLock::new(()),
             tmp_seq: AtomicU64::new(0),
+            whiteout_dir: std::sync::OnceLock::new(),
         })
     }
 

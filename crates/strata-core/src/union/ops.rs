@@ -30,6 +30,8 @@ pub enum CreateKind {
 }
 
 const UPPER: usize = 0;
+/// Name of the shared whiteout inode in `<work>/work`.
+const SHARED_WHITEOUT: &str = "strata-whiteout";
 
 impl UnionView {
     fn write_guard(&self, op: &'static str, path: &str) -> Result<RwLockWriteGuard<'_, ()>> {
@@ -109,6 +111,9 @@ impl UnionView {
                         0o600,
                     )?;
                     sys::copy_data(src.as_raw_fd(), dst.as_raw_fd(), st.st_size as u64)?;
+                    // overlayfs fsyncs copied-up data before renaming it into place (unless
+                    // mounted `volatile`), so a crash never leaves a short file in the upper.
+                    sys::fsync(dst.as_raw_fd())?;
                 }
                 libc::S_IFLNK => sys::symlinkat(&sys::readlinkat(lofd, name)?, upfd, &tmp)?,
                 _ => sys::mknodat(upfd, &tmp, st.st_mode, st.st_rdev)?,
@@ -129,6 +134,53 @@ impl UnionView {
         // The kernel restores the parent's times after a copy-up (best effort), so do we.
         let _ = sys::futimens(upfd, &sys::times_of(&pst));
         res
+    }
+
+    /// Creates a whiteout at `name`. Like overlayfs (`ovl_whiteout`), whiteouts are hard links
+    /// of one shared whiteout inode kept in the workdir when there is one: a link is ~30× cheaper
+    /// than allocating an inode on ext4. Falls back to `mknod` (no workdir, EMLINK, EXDEV).
+    fn whiteout_at(&self, dirfd: RawFd, name: &str) -> std::io::Result<()> {
+        if let Some(w) = self.shared_whiteout() {
+            if sys::linkat(w.as_raw_fd(), SHARED_WHITEOUT, dirfd, name).is_ok() {
+                return Ok(());
+            }
+        }
+        sys::mknodat(dirfd, name, libc::S_IFCHR, 0)
+    }
+
+    /// The `<work>/work` dir holding the shared whiteout, created on first use.
+    fn shared_whiteout(&self) -> Option<&OwnedFd> {
+        self.whiteout_dir
+            .get_or_init(|| {
+                let work = self.work.as_ref()?;
+                let c = sys::cstr(&work.to_string_lossy()).ok()?;
+                // SAFETY: c valid; result checked.
+                let wfd = unsafe {
+                    libc::open(
+                        c.as_ptr(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    )
+                };
+                if wfd < 0 {
+                    return None;
+                }
+                // SAFETY: fresh descriptor.
+                let wfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(wfd) };
+                let _ = sys::mkdirat(wfd.as_raw_fd(), "work", 0o700);
+                let dir = sys::open_dir(wfd.as_raw_fd(), "work").ok()?;
+                match sys::lstat_at(dir.as_raw_fd(), SHARED_WHITEOUT) {
+                    Ok(st) if sys::is_whiteout(&st) => {}
+                    Ok(_) => return None,
+                    Err(_) => {
+                        sys::mknodat(dir.as_raw_fd(), SHARED_WHITEOUT, libc::S_IFCHR, 0).ok()?
+                    }
+                }
+                // Same filesystem as the upper, or links cannot work.
+                let a = sys::fstat(dir.as_raw_fd()).ok()?;
+                let b = sys::fstat(self.fd(UPPER)).ok()?;
+                (a.st_dev == b.st_dev).then_some(dir)
+            })
+            .as_ref()
     }
 
     /// `ovl_lower_positive`: is `name` visible in the lower layers of its parent directory?
@@ -467,16 +519,17 @@ impl UnionView {
             if in_upper && is_dir {
                 clear_whiteouts(upfd, name)?;
             }
-            if lp {
+            if lp && !in_upper {
+                // Nothing of ours at the name: the whiteout can be made in place, atomically.
+                self.whiteout_at(upfd, name)
+            } else if lp {
                 let tmp = self.tmp_name();
-                sys::mknodat(upfd, &tmp, libc::S_IFCHR, 0)?;
+                self.whiteout_at(upfd, &tmp)?;
                 let r = if in_upper && is_dir {
                     sys::renameat2(upfd, &tmp, upfd, name, libc::RENAME_EXCHANGE)
                         .and_then(|_| sys::unlinkat(upfd, &tmp, true))
-                } else if in_upper {
-                    sys::renameat2(upfd, &tmp, upfd, name, 0)
                 } else {
-                    sys::renameat2(upfd, &tmp, upfd, name, libc::RENAME_NOREPLACE)
+                    sys::renameat2(upfd, &tmp, upfd, name, 0)
                 };
                 if r.is_err() {
                     let _ = sys::unlinkat(upfd, &tmp, false);

@@ -372,6 +372,12 @@ pub(crate) fn write_all(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+pub(crate) fn fsync(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::fsync(fd) })?;
+    Ok(())
+}
+
 pub(crate) fn ftruncate(fd: RawFd, len: u64) -> io::Result<()> {
     // SAFETY: plain syscall.
     cvt(unsafe { libc::ftruncate(fd, len as i64) })?;
