@@ -98,6 +98,19 @@ impl UnionView {
         let lofd = lo.as_raw_fd();
         let st = sys::lstat_at(lofd, name)?;
         let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFREG {
+            match self.copy_up_file_tmpfile(lofd, name, upfd, &st) {
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP) | Some(libc::EISDIR)
+                    ) => {}
+                r => {
+                    let _ = sys::futimens(upfd, &sys::times_of(&pst));
+                    return r;
+                }
+            }
+        }
         let tmp = self.tmp_name();
         let build = || -> std::io::Result<()> {
             match fmt {
@@ -134,6 +147,32 @@ impl UnionView {
         // The kernel restores the parent's times after a copy-up (best effort), so do we.
         let _ = sys::futimens(upfd, &sys::times_of(&pst));
         res
+    }
+
+    /// Regular-file copy-up through an `O_TMPFILE` in the upper parent, as overlayfs does
+    /// (`ovl_copy_up_tmpfile`): data, fsync, owner, xattrs, mode, times on the anonymous inode,
+    /// then one `linkat` publishes it. The fsync of an unlinked inode does not drag the parent
+    /// directory into the journal commit, and a crash leaves nothing behind.
+    fn copy_up_file_tmpfile(
+        &self,
+        lofd: RawFd,
+        name: &str,
+        upfd: RawFd,
+        st: &libc::stat,
+    ) -> std::io::Result<()> {
+        let src = sys::open_beneath(lofd, name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
+        let dst = sys::open_beneath(upfd, ".", libc::O_WRONLY | libc::O_TMPFILE, 0o600)?;
+        let d = dst.as_raw_fd();
+        sys::copy_data(src.as_raw_fd(), d, st.st_size as u64)?;
+        // overlayfs fsyncs copied-up data (unless mounted `volatile`): no short file after a crash.
+        sys::fsync(d)?;
+        // Owner before mode: chown(2) clears set-id bits, the mode set afterwards keeps them.
+        sys::fchown(d, st.st_uid, st.st_gid)?;
+        let fdpath = sys::cstr(&format!("/proc/self/fd/{d}"))?;
+        copy_xattrs_to(lofd, name, &fdpath)?;
+        sys::fchmod(d, st.st_mode & 0o7777)?;
+        sys::futimens(d, &sys::times_of(st))?;
+        sys::link_fd(&fdpath, upfd, name)
     }
 
     /// Creates a whiteout at `name`. Like overlayfs (`ovl_whiteout`), whiteouts are hard links
@@ -698,6 +737,20 @@ fn copy_xattrs(srcdir: RawFd, src: &str, dstdir: RawFd, dst: &str) -> std::io::R
         }
         if let Some(v) = sys::lgetxattr(&sp, &n)? {
             sys::lsetxattr(&dp, &n, &v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Like [`copy_xattrs`], onto an already-open file named by its `/proc/self/fd` path.
+fn copy_xattrs_to(srcdir: RawFd, src: &str, dst: &std::ffi::CStr) -> std::io::Result<()> {
+    let sp = sys::proc_path(srcdir, src)?;
+    for n in sys::llistxattr(&sp)? {
+        if n.to_bytes().starts_with(OVERLAY_XATTR_PREFIX.as_bytes()) {
+            continue;
+        }
+        if let Some(v) = sys::lgetxattr(&sp, &n)? {
+            sys::setxattr_follow(dst, &n, &v)?;
         }
     }
     Ok(())

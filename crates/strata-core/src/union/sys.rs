@@ -372,6 +372,50 @@ pub(crate) fn write_all(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+pub(crate) fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::fchown(fd, uid, gid) })?;
+    Ok(())
+}
+
+pub(crate) fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::fchmod(fd, mode) })?;
+    Ok(())
+}
+
+/// `setxattr` following the final link: for `/proc/self/fd/N` paths of open files.
+pub(crate) fn setxattr_follow(p: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: pointers valid for the call.
+    cvt(unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// Gives an `O_TMPFILE` inode a name: `linkat(/proc/self/fd/N, AT_SYMLINK_FOLLOW)` (needs no
+/// CAP_DAC_READ_SEARCH, unlike `AT_EMPTY_PATH`). Fails with EEXIST rather than replacing.
+pub(crate) fn link_fd(fdpath: &CStr, dirfd: RawFd, name: &str) -> io::Result<()> {
+    let n = cstr(name)?;
+    // SAFETY: pointers valid for the call.
+    cvt(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            fdpath.as_ptr(),
+            dirfd,
+            n.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
 pub(crate) fn fsync(fd: RawFd) -> io::Result<()> {
     // SAFETY: plain syscall.
     cvt(unsafe { libc::fsync(fd) })?;
