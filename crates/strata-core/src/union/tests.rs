@@ -336,3 +336,59 @@ fn copy_up_restores_parent_times() {
     assert_eq!(fs::metadata(f.p("up/d")).unwrap().mtime(), 1_000_000_000);
     assert_eq!(f.upper_names("up/d"), ["f"]);
 }
+
+#[test]
+fn rename_onto_upper_whiteout_swaps_it_to_the_source() {
+    let f = Fx::new();
+    f.file("l1/src", "S");
+    f.file("l1/dst", "D");
+    let v = f.view();
+    v.unlink("dst").unwrap();
+    assert!(f.is_whiteout("up/dst"));
+    v.rename("src", "dst").unwrap();
+    assert_eq!(fs::read(f.p("up/dst")).unwrap(), b"S");
+    assert!(
+        f.is_whiteout("up/src"),
+        "lower-positive source ends as a whiteout"
+    );
+    v.create("nd", &CreateKind::Dir { mode: 0o755 }).unwrap();
+    v.unlink("dst").unwrap();
+    v.rename("nd", "dst").unwrap();
+    assert!(
+        !f.p("up/nd").exists(),
+        "pure-upper source needs no whiteout"
+    );
+    assert!(f.is_opaque("up/dst"));
+}
+
+#[test]
+fn copy_up_of_symlink_keeps_owner_and_target_and_shares_whiteouts() {
+    let f = Fx::new();
+    f.dir("l1/d");
+    std::os::unix::fs::symlink("../t", f.p("l1/d/ln")).unwrap();
+    std::os::unix::fs::lchown(f.p("l1/d/ln"), Some(55), Some(66)).unwrap();
+    f.file("l1/a", "a");
+    f.file("l1/b", "b");
+    fs::create_dir(f.p("work")).unwrap();
+    let v = UnionView::open(&[f.p("l1")], Some(&f.p("up")), Some(&f.p("work"))).unwrap();
+    v.link("d/ln", "d/ln2").unwrap();
+    let m = fs::symlink_metadata(f.p("up/d/ln")).unwrap();
+    assert!(m.file_type().is_symlink());
+    assert_eq!((m.uid(), m.gid(), m.nlink()), (55, 66, 2));
+    assert_eq!(
+        fs::read_link(f.p("up/d/ln")).unwrap().to_str(),
+        Some("../t")
+    );
+    v.unlink("a").unwrap();
+    v.unlink("b").unwrap();
+    let (wa, wb) = (
+        fs::symlink_metadata(f.p("up/a")).unwrap(),
+        fs::symlink_metadata(f.p("up/b")).unwrap(),
+    );
+    assert!(f.is_whiteout("up/a") && f.is_whiteout("up/b"));
+    assert_eq!(
+        wa.ino(),
+        wb.ino(),
+        "whiteouts are links of one inode in <work>/work, like the kernel's"
+    );
+}
