@@ -1,10 +1,12 @@
 //! Writes through the union view, with copy-up into the upper dir exactly as overlayfs does it
 //! (`redirect_dir=off,index=off,metacopy=off`):
 //!
-//! - copy-up (`ovl_copy_up_one`): the object is built under a temporary name next to its final
-//!   place — data by FICLONE or `copy_file_range`, then owner, xattrs (minus `trusted.overlay.*`),
-//!   mode, atime/mtime — renamed into place, and the parent's timestamps restored (the kernel
-//!   restores them too, so a copy-up is not a visible change of the parent). Parents first.
+//! - copy-up (`ovl_copy_up_one`): a regular file is built as an `O_TMPFILE` in the upper parent
+//!   (data by FICLONE or `copy_file_range`, fsync, owner, xattrs minus `trusted.overlay.*`,
+//!   mode, atime/mtime) and published with one `linkat`; directories, symlinks and special
+//!   files are built under a temporary name and renamed into place. The parent's timestamps
+//!   are restored afterwards (the kernel restores them too, so a copy-up is not a visible
+//!   change of the parent). Parents first.
 //! - removal (`ovl_do_remove`): a name that is still visible in a lower layer of the parent
 //!   ("lower positive") is replaced by a whiteout; otherwise the upper entry is just removed.
 //! - creation over an upper whiteout (`ovl_create_over_whiteout`): the new object replaces the
