@@ -28,14 +28,8 @@ pub struct Digest(String);
 impl Digest {
     /// Parses and validates `sha256:<64 lowercase hex>`.
     pub fn parse(s: &str) -> Result<Self, DigestError> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| DigestError::Invalid { found: s.into() })?;
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| DigestError::Invalid { found: s.into() })?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::Invalid { found: s.into() });
         }
         Ok(Digest(s.to_owned()))
@@ -117,10 +111,7 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Hasher::new(),
-        }
+        Self { inner, hasher: Hasher::new() }
     }
     pub fn into_parts(self) -> (R, Hasher) {
         (self.inner, self.hasher)
@@ -143,10 +134,7 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: Hasher::new(),
-        }
+        Self { inner, hasher: Hasher::new() }
     }
     pub fn into_parts(self) -> (W, Hasher) {
         (self.inner, self.hasher)

@@ -62,16 +62,8 @@ pub struct IoAt {
 }
 
 impl IoAt {
-    pub fn new(
-        op: &'static str,
-        path: impl Into<std::path::PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        IoAt {
-            op,
-            path: path.into(),
-            source,
-        }
+    pub fn new(op: &'static str, path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        IoAt { op, path: path.into(), source }
     }
 }
 

@@ -10,15 +10,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("cannot open lock file {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("cannot lock {path}: {source}")]
-    Lock {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Lock { path: PathBuf, source: std::io::Error },
     #[error("{path} is locked by another process")]
     WouldBlock { path: PathBuf },
 }
@@ -32,17 +26,15 @@ impl crate::error::Coded for LockError {
     }
     fn errno(&self) -> Option<i32> {
         match self {
-            LockError::Open { source, .. } | LockError::Lock { source, .. } => {
-                source.raw_os_error()
-            }
+            LockError::Open { source, .. } | LockError::Lock { source, .. } => source.raw_os_error(),
             LockError::WouldBlock { .. } => None,
         }
     }
     fn path(&self) -> Option<String> {
         match self {
-            LockError::Open { path, .. }
-            | LockError::Lock { path, .. }
-            | LockError::WouldBlock { path } => Some(path.display().to_string()),
+            LockError::Open { path, .. } | LockError::Lock { path, .. } | LockError::WouldBlock { path } => {
+                Some(path.display().to_string())
+            }
         }
     }
 }
@@ -79,10 +71,7 @@ impl FileLock {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
-            .map_err(|source| LockError::Open {
-                path: path.into(),
-                source,
-            })?;
+            .map_err(|source| LockError::Open { path: path.into(), source })?;
         let op = match (mode, wait) {
             (LockMode::Shared, true) => FlockOperation::LockShared,
             (LockMode::Exclusive, true) => FlockOperation::LockExclusive,
@@ -91,20 +80,10 @@ impl FileLock {
         };
         loop {
             match flock(&file, op) {
-                Ok(()) => {
-                    return Ok(Some(FileLock {
-                        file,
-                        path: path.into(),
-                    }))
-                }
+                Ok(()) => return Ok(Some(FileLock { file, path: path.into() })),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(rustix::io::Errno::WOULDBLOCK) if !wait => return Ok(None),
-                Err(e) => {
-                    return Err(LockError::Lock {
-                        path: path.into(),
-                        source: e.into(),
-                    })
-                }
+                Err(e) => return Err(LockError::Lock { path: path.into(), source: e.into() }),
             }
         }
     }
@@ -129,15 +108,11 @@ mod tests {
         let p = dir.path().join("lock");
         let held = FileLock::acquire(&p, LockMode::Exclusive).unwrap();
         // flock locks belong to the open file description, so a second open conflicts.
-        assert!(FileLock::try_acquire(&p, LockMode::Shared)
-            .unwrap()
-            .is_none());
+        assert!(FileLock::try_acquire(&p, LockMode::Shared).unwrap().is_none());
         drop(held);
         let a = FileLock::try_acquire(&p, LockMode::Shared).unwrap();
         let b = FileLock::try_acquire(&p, LockMode::Shared).unwrap();
         assert!(a.is_some() && b.is_some());
-        assert!(FileLock::try_acquire(&p, LockMode::Exclusive)
-            .unwrap()
-            .is_none());
+        assert!(FileLock::try_acquire(&p, LockMode::Exclusive).unwrap().is_none());
     }
 }

@@ -19,18 +19,12 @@ pub(crate) fn to_js<E: Coded>(e: E) -> Error {
     obj.insert("message".into(), e.to_string().into());
     if let Some(errno) = e.errno() {
         obj.insert("errno".into(), errno.into());
-        obj.insert(
-            "syscode".into(),
-            strata_core::error::errno_name(errno).into(),
-        );
+        obj.insert("syscode".into(), strata_core::error::errno_name(errno).into());
     }
     if let Some(p) = e.path() {
         obj.insert("path".into(), p.into());
     }
-    Error::new(
-        Status::GenericFailure,
-        format!("STRATA:{}", serde_json::Value::Object(obj)),
-    )
+    Error::new(Status::GenericFailure, format!("STRATA:{}", serde_json::Value::Object(obj)))
 }
 
 /// Version of the native core, for diagnostics.
