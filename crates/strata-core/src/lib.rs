@@ -19,3 +19,4 @@ pub mod mountinfo;
 pub mod safefs;
 pub mod stream;
 pub mod tarsplit;
+pub mod union;

@@ -17,6 +17,7 @@ mod digest;
 mod layer;
 mod lock;
 mod mount;
+mod union;
 
 /// Maps any coded core error to a JS error the TS facade understands.
 pub(crate) fn to_js<E: Coded>(e: E) -> Error {

@@ -1,0 +1,348 @@
+//! `NativeUnionView`: the userspace union view, every call an `AsyncTask` on the libuv pool.
+//! Only conversions live here; semantics are in `strata_core::union`.
+#![cfg_attr(test, allow(dead_code))]
+use std::os::fd::IntoRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use strata_core::union::{inspect, CreateKind, Stat, UnionError, UnionView};
+
+type Work<T> = Box<dyn FnOnce() -> std::result::Result<T, UnionError> + Send>;
+
+/// One blocking view operation run off the JS thread.
+pub struct ViewJob<T: Send + 'static> {
+    work: Option<Work<T>>,
+}
+
+impl<T: Send + ToNapiValue + TypeName + 'static> Task for ViewJob<T> {
+    type Output = T;
+    type JsValue = T;
+    fn compute(&mut self) -> Result<T> {
+        let work = self.work.take().expect("computed once");
+        work().map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, out: T) -> Result<T> {
+        Ok(out)
+    }
+}
+
+fn job<T: Send + ToNapiValue + TypeName + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, UnionError> + Send + 'static,
+) -> AsyncTask<ViewJob<T>> {
+    AsyncTask::new(ViewJob { work: Some(Box::new(f)) })
+}
+
+/// Metadata of a view object (numbers as Node's `fs.Stats` has them; exact ns as bigint).
+#[napi(object)]
+pub struct NativeUnionStat {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: f64,
+    pub nlink: f64,
+    pub ino: f64,
+    pub dev: f64,
+    pub rdev: f64,
+    pub blksize: f64,
+    pub blocks: f64,
+    pub atime_ms: f64,
+    pub mtime_ms: f64,
+    pub ctime_ms: f64,
+    pub atime_ns: BigInt,
+    pub mtime_ns: BigInt,
+    pub ctime_ns: BigInt,
+    /// Layer index the metadata comes from (0 = top: the upper if the view is writable).
+    pub layer: u32,
+}
+
+fn big(v: i128) -> BigInt {
+    BigInt::from(v)
+}
+
+impl From<Stat> for NativeUnionStat {
+    fn from(s: Stat) -> Self {
+        NativeUnionStat {
+            mode: s.mode,
+            uid: s.uid,
+            gid: s.gid,
+            size: s.size as f64,
+            nlink: s.nlink as f64,
+            ino: s.ino as f64,
+            dev: s.dev as f64,
+            rdev: s.rdev as f64,
+            blksize: s.blksize as f64,
+            blocks: s.blocks as f64,
+            atime_ms: s.atime_ns as f64 / 1e6,
+            mtime_ms: s.mtime_ns as f64 / 1e6,
+            ctime_ms: s.ctime_ns as f64 / 1e6,
+            atime_ns: big(s.atime_ns),
+            mtime_ns: big(s.mtime_ns),
+            ctime_ns: big(s.ctime_ns),
+            layer: s.layer,
+        }
+    }
+}
+
+/// A merged directory entry: `kind` is `file`, `dir`, `symlink`, `fifo`, `socket`, `char`, `block`.
+#[napi(object)]
+pub struct NativeUnionDirent {
+    pub name: String,
+    pub kind: String,
+}
+
+#[napi(object)]
+pub struct NativeUnionXattr {
+    pub name: String,
+    pub value: Buffer,
+}
+
+/// An object of a snapshotted real directory tree (see `unionSnapshot`).
+#[napi(object)]
+pub struct NativeUnionSnapEntry {
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: f64,
+    pub nlink: f64,
+    pub rdev: f64,
+    pub mtime_ns: BigInt,
+    pub hash: Option<String>,
+    pub target: Option<String>,
+    /// `name=hex(value)` per xattr, sorted.
+    pub xattrs: Vec<String>,
+}
+
+#[napi]
+pub struct NativeUnionView {
+    inner: Arc<UnionView>,
+}
+
+fn hex(v: &[u8]) -> String {
+    v.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ms_to_ns(ms: f64) -> i128 {
+    (ms * 1e6).round() as i128
+}
+
+#[napi]
+impl NativeUnionView {
+    /// Opens a view over `lowers` (top first) and an optional writable `upper`.
+    #[napi(factory)]
+    pub fn open(lowers: Vec<String>, upper: Option<String>, work: Option<String>) -> Result<Self> {
+        let lowers: Vec<PathBuf> = lowers.into_iter().map(PathBuf::from).collect();
+        let v = UnionView::open(&lowers, upper.as_deref().map(Path::new), work.as_deref().map(Path::new))
+            .map_err(crate::to_js)?;
+        Ok(NativeUnionView { inner: Arc::new(v) })
+    }
+
+    #[napi(getter)]
+    pub fn writable(&self) -> bool {
+        self.inner.writable()
+    }
+
+    #[napi(getter)]
+    pub fn depth(&self) -> u32 {
+        self.inner.depth() as u32
+    }
+
+    /// Drops cached lookups (after a kernel mount changed the upper behind the view).
+    #[napi]
+    pub fn invalidate(&self) {
+        self.inner.invalidate()
+    }
+
+    #[napi(ts_return_type = "Promise<NativeUnionStat>")]
+    pub fn stat(&self, path: String, follow: bool) -> AsyncTask<ViewJob<NativeUnionStat>> {
+        let v = self.inner.clone();
+        job(move || if follow { v.stat(&path) } else { v.lstat(&path) }.map(Into::into))
+    }
+
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn readlink(&self, path: String) -> AsyncTask<ViewJob<String>> {
+        let v = self.inner.clone();
+        job(move || v.readlink(&path))
+    }
+
+    #[napi(ts_return_type = "Promise<NativeUnionDirent[]>")]
+    pub fn readdir(&self, path: String) -> AsyncTask<ViewJob<Vec<NativeUnionDirent>>> {
+        let v = self.inner.clone();
+        job(move || {
+            v.readdir(&path).map(|es| {
+                es.into_iter().map(|e| NativeUnionDirent { name: e.name, kind: e.kind.as_str().to_string() }).collect()
+            })
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn read_file(&self, path: String) -> AsyncTask<ViewJob<Buffer>> {
+        let v = self.inner.clone();
+        job(move || v.read_file(&path).map(Buffer::from))
+    }
+
+    /// Opens the file in the layer holding it; the caller owns the returned fd.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn open_read(&self, path: String) -> AsyncTask<ViewJob<i32>> {
+        let v = self.inner.clone();
+        job(move || v.open_read(&path).map(|fd| fd.into_raw_fd()))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn write_file(&self, path: String, data: Buffer, append: bool, mode: u32) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        let data: Vec<u8> = data.to_vec();
+        job(move || v.write_file(&path, &data, append, mode))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn truncate(&self, path: String, len: f64) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.truncate(&path, len as u64))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn mkdir(&self, path: String, mode: u32, recursive: bool) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || if recursive { v.mkdir_all(&path, mode) } else { v.create(&path, &CreateKind::Dir { mode }) })
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn symlink(&self, target: String, path: String) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.create(&path, &CreateKind::Symlink { target }))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn mkfifo(&self, path: String, mode: u32) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.create(&path, &CreateKind::Fifo { mode }))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn link(&self, existing: String, path: String) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.link(&existing, &path))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn unlink(&self, path: String) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.unlink(&path))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn rmdir(&self, path: String) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.rmdir(&path))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn rm(&self, path: String, recursive: bool, force: bool) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.rm(&path, recursive, force))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn rename(&self, from: String, to: String) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.rename(&from, &to))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn chmod(&self, path: String, mode: u32) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.chmod(&path, mode))
+    }
+
+    /// `uid`/`gid` of -1 leave that id unchanged.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn chown(&self, path: String, uid: i64, gid: i64, follow: bool) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.chown(&path, uid as u32, gid as u32, follow))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn utimes(&self, path: String, atime_ms: f64, mtime_ms: f64, follow: bool) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        job(move || v.utimes(&path, ms_to_ns(atime_ms), ms_to_ns(mtime_ms), follow))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn setxattr(&self, path: String, name: String, value: Buffer) -> AsyncTask<ViewJob<()>> {
+        let v = self.inner.clone();
+        let value = value.to_vec();
+        job(move || v.setxattr(&path, &name, &value))
+    }
+
+    #[napi(ts_return_type = "Promise<NativeUnionXattr[]>")]
+    pub fn xattrs(&self, path: String) -> AsyncTask<ViewJob<Vec<NativeUnionXattr>>> {
+        let v = self.inner.clone();
+        job(move || {
+            v.xattrs(&path)
+                .map(|xs| xs.into_iter().map(|(name, value)| NativeUnionXattr { name, value: value.into() }).collect())
+        })
+    }
+}
+
+/// Creates an overlay whiteout (char 0/0) at a real path (building layers, tests).
+#[napi]
+pub fn union_make_whiteout(path: String) -> Result<()> {
+    inspect::make_whiteout(Path::new(&path)).map_err(crate::to_js)
+}
+
+/// Marks a real directory opaque (`trusted.overlay.opaque=y`).
+#[napi]
+pub fn union_set_opaque(path: String) -> Result<()> {
+    inspect::set_opaque(Path::new(&path)).map_err(crate::to_js)
+}
+
+/// Describes every object under a real directory (uppers, layers, mounts), sorted by path.
+#[napi(ts_return_type = "Promise<NativeUnionSnapEntry[]>")]
+pub fn union_snapshot(root: String) -> AsyncTask<ViewJob<Vec<NativeUnionSnapEntry>>> {
+    job(move || {
+        inspect::snapshot(Path::new(&root)).map(|es| {
+            es.into_iter()
+                .map(|e| NativeUnionSnapEntry {
+                    path: e.path,
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                    size: e.size as f64,
+                    nlink: e.nlink as f64,
+                    rdev: e.rdev as f64,
+                    mtime_ns: big(e.mtime_ns),
+                    hash: e.hash,
+                    target: e.target,
+                    xattrs: e.xattrs.iter().map(|(n, v)| format!("{n}={}", hex(v))).collect(),
+                })
+                .collect()
+        })
+    })
+}
+
+/// Mounts kernel overlayfs (`lowers` top first, one `lowerdir+` each) at `target`, for
+/// differential tests and benchmarks against the view. `options`: e.g. `["redirect_dir=off"]`.
+#[napi]
+pub fn union_mount_overlay(
+    lowers: Vec<String>,
+    upper: Option<String>,
+    work: Option<String>,
+    options: Vec<String>,
+    target: String,
+) -> Result<()> {
+    let lowers: Vec<PathBuf> = lowers.into_iter().map(PathBuf::from).collect();
+    let up = match (&upper, &work) {
+        (Some(u), Some(w)) => Some((Path::new(u.as_str()), Path::new(w.as_str()))),
+        _ => None,
+    };
+    inspect::mount_overlay(&lowers, up, &options, Path::new(&target)).map_err(crate::to_js)
+}
+
+/// Unmounts `target` (`lazy`: MNT_DETACH).
+#[napi]
+pub fn union_umount(target: String, lazy: bool) -> Result<()> {
+    inspect::umount(Path::new(&target), lazy).map_err(crate::to_js)
+}
