@@ -11,6 +11,7 @@ import { refsIn } from './repositories'
 import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
 import { LayerInfo } from './layers'
+import { UnionView } from './view'
 
 /** A row of `images`. */
 export interface ImageSummary {
@@ -207,6 +208,16 @@ export class Images {
       Metadata: { LastTagTime: (await this.ctx.images.lastUpdated(id)) ?? '0001-01-01T00:00:00Z' },
     })
     return out
+  }
+
+  /** The image's filesystem as a read-only userspace union view (no mount, no privileges needed). */
+  async view(name: string): Promise<UnionView> {
+    const { id } = await resolveImage(this.ctx, name)
+    const img = await this.ctx.images.get(id)
+    if (!img) throw new StrataError('ImageNotFound', `No such image: ${name}`)
+    const chain = chainIdsOf(img.config.rootfs.diff_ids)
+    const lowers = chain.length ? (await this.ctx.layers.stack(chain[chain.length - 1])).map((l) => this.ctx.layout.diffDir(l.cacheId)) : []
+    return UnionView.open({ lowers })
   }
 
   async history(name: string): Promise<HistoryRow[]> {

@@ -10,3 +10,5 @@ export type { ImageSummary, HistoryRow, ImageFilters, ListOptions, RemoveOptions
 export * as reference from './reference'
 export { Containers, Container } from './containers'
 export type { CreateOptions, ContainerSummary, ListContainersOptions, RemoveContainerOptions, RunOptions, RunResult, Change, CommitOptions, LogEntry, ContainerRecord, ContainerState, ContainerStatus, NetworkMode, MountPlan } from './containers'
+export { UnionView } from './view'
+export type { UnionViewOptions } from './view'

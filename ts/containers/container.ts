@@ -29,6 +29,7 @@ import { supervise, mountIdOf, runtimeOf, updateRecord } from './supervisor'
 import { normalizeSignal } from './runtime'
 import { MASKED_PATHS, READONLY_PATHS } from './spec'
 import type { Containers } from './containers'
+import { UnionView } from '../view'
 
 /** sha256 of an empty tar (1024 zero bytes): a commit with no changes adds no layer (Docker's rule). */
 export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
@@ -131,6 +132,21 @@ export class Container {
   async unmount(): Promise<void> {
     const mountId = await this.#mountId()
     await this.#ctx.exclusive(() => this.#all.mounts.release(this.paths, mountId, { kind: 'user' }))
+  }
+
+  /**
+   * The container's filesystem as a userspace union view, no mount needed: read-write over its
+   * writable layer (copy-up and whiteouts as overlayfs makes them), or read-only with
+   * `{ readOnly: true }`. A writable view is refused while the rootfs is kernel-mounted: two
+   * writers on one upper dir would race each other's copy-ups.
+   */
+  async view(opts: { readOnly?: boolean } = {}): Promise<UnionView> {
+    const l = await this.layers()
+    if (opts.readOnly) return UnionView.open({ lowers: [l.upperDir, ...l.lowerDirs] })
+    if (await this.isMounted()) {
+      throw new StrataError('Conflict', `container ${this.id} is mounted: unmount it before writing through a view`)
+    }
+    return UnionView.open({ lowers: l.lowerDirs, upper: l.upperDir, work: l.workDir })
   }
 
   async isMounted(): Promise<boolean> {

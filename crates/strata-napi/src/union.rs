@@ -325,6 +325,7 @@ pub fn union_snapshot(root: String) -> AsyncTask<ViewJob<Vec<NativeUnionSnapEntr
 
 /// Mounts kernel overlayfs (`lowers` top first, one `lowerdir+` each) at `target`, for
 /// differential tests and benchmarks against the view. `options`: e.g. `["redirect_dir=off"]`.
+/// Synchronous on purpose (test set-up); the store uses `mountOverlay` (strata_core::mount).
 #[napi]
 pub fn union_mount_overlay(
     lowers: Vec<String>,
@@ -333,16 +334,22 @@ pub fn union_mount_overlay(
     options: Vec<String>,
     target: String,
 ) -> Result<()> {
-    let lowers: Vec<PathBuf> = lowers.into_iter().map(PathBuf::from).collect();
-    let up = match (&upper, &work) {
-        (Some(u), Some(w)) => Some((Path::new(u.as_str()), Path::new(w.as_str()))),
-        _ => None,
+    let (upperdir, workdir) = match (upper, work) {
+        (Some(u), Some(w)) => (Some(PathBuf::from(u)), Some(PathBuf::from(w))),
+        _ => (None, None),
     };
-    inspect::mount_overlay(&lowers, up, &options, Path::new(&target)).map_err(crate::to_js)
+    let plan = strata_core::mount::MountPlan {
+        lowerdirs: lowers.into_iter().map(PathBuf::from).collect(),
+        upperdir,
+        workdir,
+        target: PathBuf::from(target),
+        options,
+    };
+    strata_core::mount::mount_overlay(&plan).map(|_| ()).map_err(crate::to_js)
 }
 
 /// Unmounts `target` (`lazy`: MNT_DETACH).
 #[napi]
 pub fn union_umount(target: String, lazy: bool) -> Result<()> {
-    inspect::umount(Path::new(&target), lazy).map_err(crate::to_js)
+    strata_core::mount::unmount(Path::new(&target), lazy).map(|_| ()).map_err(crate::to_js)
 }

@@ -1,7 +1,6 @@
 //! Plain-directory helpers around the overlay format: make whiteouts and opaque dirs, and
 //! snapshot a real directory tree (upper dirs, layer dirs, kernel mounts) for comparisons.
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use super::sys;
@@ -107,82 +106,6 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<SnapEntry>) -> Result<(), UnionErr
             let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
             walk(root, &child, out)?;
         }
-    }
-    Ok(())
-}
-
-/// Mounts kernel overlayfs with the new mount API (`fsopen`/`fsconfig lowerdir+`, kernel ≥ 6.8),
-/// one `lowerdir+` per layer so deep stacks are not limited by the one-page option string.
-/// For differential tests and benchmarks against the view; the store's own mount plans live
-/// in the overlay module. `options` are extra `key` or `key=value` flags
-/// (e.g. `redirect_dir=off`).
-pub fn mount_overlay(
-    lowers: &[std::path::PathBuf],
-    upper: Option<(&Path, &Path)>,
-    options: &[String],
-    target: &Path,
-) -> Result<(), UnionError> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let fail = |what: &'static str, e: io::Error| err(what, target, e);
-    let c = |s: &str| sys::cstr(s).map_err(|e| fail("mount", e));
-    // SAFETY: syscalls with valid nul-terminated strings; results checked.
-    unsafe {
-        let fs = libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), 1u32);
-        if fs < 0 {
-            return Err(fail("fsopen", io::Error::last_os_error()));
-        }
-        let fs = OwnedFd::from_raw_fd(fs as i32);
-        let set = |k: &str, v: Option<&str>| -> Result<(), UnionError> {
-            let kc = c(k)?;
-            let vc = v.map(c).transpose()?;
-            let (cmd, vp) = match &vc {
-                Some(v) => (1u32, v.as_ptr()),    // FSCONFIG_SET_STRING
-                None => (0u32, std::ptr::null()), // FSCONFIG_SET_FLAG
-            };
-            if libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, kc.as_ptr(), vp, 0) < 0 {
-                return Err(fail("fsconfig", io::Error::last_os_error()));
-            }
-            Ok(())
-        };
-        for l in lowers {
-            set("lowerdir+", Some(&l.to_string_lossy()))?;
-        }
-        if let Some((u, w)) = upper {
-            set("upperdir", Some(&u.to_string_lossy()))?;
-            set("workdir", Some(&w.to_string_lossy()))?;
-        }
-        for o in options {
-            match o.split_once('=') {
-                Some((k, v)) => set(k, Some(v))?,
-                None => set(o, None)?,
-            }
-        }
-        // FSCONFIG_CMD_CREATE
-        if libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), 6u32, std::ptr::null::<u8>(), std::ptr::null::<u8>(), 0)
-            < 0
-        {
-            return Err(fail("fsconfig create", io::Error::last_os_error()));
-        }
-        let m = libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), 1u32, 0u32);
-        if m < 0 {
-            return Err(fail("fsmount", io::Error::last_os_error()));
-        }
-        let m = OwnedFd::from_raw_fd(m as i32);
-        let t = c(&target.to_string_lossy())?;
-        // MOVE_MOUNT_F_EMPTY_PATH
-        if libc::syscall(libc::SYS_move_mount, m.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, t.as_ptr(), 4u32) < 0 {
-            return Err(fail("move_mount", io::Error::last_os_error()));
-        }
-    }
-    Ok(())
-}
-
-/// Unmounts `target`; `lazy` detaches (MNT_DETACH) instead of waiting.
-pub fn umount(target: &Path, lazy: bool) -> Result<(), UnionError> {
-    let t = sys::cstr(&target.to_string_lossy()).map_err(|e| err("umount", target, e))?;
-    // SAFETY: valid path.
-    if unsafe { libc::umount2(t.as_ptr(), if lazy { libc::MNT_DETACH } else { 0 }) } != 0 {
-        return Err(err("umount", target, io::Error::last_os_error()));
     }
     Ok(())
 }
