@@ -5,19 +5,18 @@
  */
 import test from 'ava'
 import * as path from 'node:path'
-import { storeWith, dockerBusyboxImage } from './helpers/container'
-import { docker, startDockerd, stopDockerd } from './helpers/container-docker'
+import { storeWith } from './helpers/container'
+import { busyboxImage } from './helpers/fixtures'
+import { Dockerd } from './helpers/dockerd'
 
-test.before(async () => {
-  await startDockerd()
-})
+const engine = new Dockerd('strata-test-ctr-docker')
+const docker = (...args: string[]): string => engine.docker(...args)
 
-test.after.always(async () => {
-  await stopDockerd()
-})
+test.before(() => engine.start())
+test.after.always(() => engine.stop())
 
 test.serial('commit → save → docker load → docker run gives what strata run gives', async (t) => {
-  const bb = dockerBusyboxImage(['strata-ctr/bb:1'])
+  const bb = busyboxImage(['strata-ctr/bb:1'])
   const { dir, store } = await storeWith(t, [bb])
   const c = await store.containers.create('strata-ctr/bb:1', {
     name: 'src', cmd: ['sh', '-c', 'echo hi > /greeting; mkdir -p /opt/x && echo y > /opt/x/y; rm /etc/group'],

@@ -1,33 +1,21 @@
 /**
  * Real Docker Engine as the judge of `save`: a private dockerd (scripts/peers/dockerd.sh, Debian
- * docker.io, overlay2, no networking) loads what strata saved and must see the same image ID and
+ * docker.io, overlay2, no networking, under a name of its own) loads what strata saved and must see the same image ID and
  * DiffIDs, and run it.
  */
 import test from 'ava'
 import * as path from 'node:path'
-import { execFileSync } from 'node:child_process'
 import { Store } from '../ts'
-import { tmpDir, REPO } from './helpers/fs'
+import { tmpDir } from './helpers/fs'
+import { Dockerd } from './helpers/dockerd'
 import { writeArchive } from './helpers/image'
 import { richImage, busyboxImage } from './helpers/fixtures'
 
-const script = path.join(REPO, 'scripts/peers/dockerd.sh')
-let dockerHost = ''
+const engine = new Dockerd('strata-test-docker')
+const docker = (...args: string[]): string => engine.docker(...args)
 
-function docker(...args: string[]): string {
-  return execFileSync('docker', args, { env: { ...process.env, DOCKER_HOST: dockerHost }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
-}
-
-test.before(() => {
-  const out = execFileSync('bash', [script, 'start'], { env: { ...process.env, STRATA_BENCH_DOCKER_ROOT: '/var/lib/strata-test-docker' }, encoding: 'utf8' })
-  dockerHost = /DOCKER_HOST=(\S+)/.exec(out)![1]
-})
-
-test.after.always(() => {
-  try {
-    execFileSync('bash', [script, 'stop'], { env: { ...process.env, STRATA_BENCH_DOCKER_ROOT: '/var/lib/strata-test-docker' }, stdio: 'ignore' })
-  } catch { /* already stopped */ }
-})
+test.before(() => engine.start())
+test.after.always(() => engine.stop())
 
 test.serial('docker load accepts strata save output: same image ID, same DiffIDs, and it runs', async (t) => {
   const dir = tmpDir(t)

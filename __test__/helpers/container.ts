@@ -29,15 +29,6 @@ export function manyLayerImage(n: number, tags = ['many:1']): BuiltImage {
   return buildImage({ layers, tags })
 }
 
-/**
- * busybox whose hardlink entries carry mode 0755: Docker applies a hardlink header's mode to the
- * shared inode, so the 0644 default of the generic fixture leaves /bin/busybox non-executable
- * under `docker load` (strata, like GNU tar, keeps the first entry's mode).
- */
-export function dockerBusyboxImage(tags: string[]): BuiltImage {
-  const entries = busyboxEntries().map((e): TarEntry => (e.type === 'hardlink' ? { ...e, mode: 0o755 } : e))
-  return buildImage({ layers: [tar(entries)], tags })
-}
 
 export interface Fixture {
   dir: string

@@ -14,7 +14,8 @@
 #      STRATA_BENCH_DOCKER_KEEP=1 keeps the data root on stop.
 set -euo pipefail
 
-NAME=strata-bench-docker
+# STRATA_DOCKERD_NAME gives a second engine its own socket, roots and log (tests use their own).
+NAME=${STRATA_DOCKERD_NAME:-strata-bench-docker}
 DATA_ROOT=${STRATA_BENCH_DOCKER_ROOT:-/var/lib/$NAME}
 EXEC_ROOT=/run/$NAME
 SOCK=/run/$NAME.sock

@@ -1,0 +1,34 @@
+/**
+ * A private Docker Engine for tests, started by the project's own `scripts/peers/dockerd.sh`
+ * under a name of its own (own socket, data root, exec root, log), so test files and the
+ * benchmark peer never stop each other's daemon.
+ */
+import * as path from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { REPO } from './fs'
+
+const SCRIPT = path.join(REPO, 'scripts/peers/dockerd.sh')
+
+export class Dockerd {
+  host = ''
+  constructor(readonly name: string) {}
+
+  private env(): NodeJS.ProcessEnv {
+    return { ...process.env, STRATA_DOCKERD_NAME: this.name }
+  }
+
+  start(): void {
+    const out = execFileSync('bash', [SCRIPT, 'start'], { env: this.env(), encoding: 'utf8' })
+    this.host = /DOCKER_HOST=(\S+)/.exec(out)![1]
+  }
+
+  stop(): void {
+    try {
+      execFileSync('bash', [SCRIPT, 'stop'], { env: this.env(), stdio: 'ignore' })
+    } catch { /* already stopped */ }
+  }
+
+  docker(...args: string[]): string {
+    return execFileSync('docker', args, { env: { ...process.env, DOCKER_HOST: this.host }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  }
+}
