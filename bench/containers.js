@@ -34,8 +34,8 @@
 // node). Docker rows count the docker CLI plus dockerd, containerd, the shims and runc, which
 // are moved into a cgroup of their own for the run (bench/lib/containers-docker.js).
 //
-//   node bench/containers.js [--iterations 10] [--run-iterations 8] [--commit-iterations 3]
-//        [--mounts 5] [--warmup 1] [--sections lifecycle,run,commit,deep] [--peers strata,strata-cli,docker]
+//   node bench/containers.js [--iterations 20] [--run-iterations 12] [--commit-iterations 4]
+//        [--mounts 10] [--warmup 1] [--sections lifecycle,run,commit,deep] [--peers strata,strata-cli,docker]
 // Env: STRATA_PKG, STRATA_BENCH_WORK (scratch dir; the strata store goes there, default
 //      bench/.cache/work), STRATA_BENCH_DOCKER_HOST (use this daemon instead of starting one).
 
@@ -123,7 +123,7 @@ async function run(argv = []) {
     if (sections.includes('lifecycle')) {
       all.push(await section({
         key: 'lifecycle', title: 'create + mount + unmount + remove', target: 8,
-        iterations: opts.iterations ?? 10, warmup,
+        iterations: opts.iterations ?? 20, warmup,
         contenders: [
           {
             key: 'strata', label: 'strata API create/mount/unmount/remove', why: strataWhy, cpu: strataCpu,
@@ -158,7 +158,7 @@ async function run(argv = []) {
     if (sections.includes('run')) {
       all.push(await section({
         key: 'run', title: 'run --rm IMAGE true', target: 3,
-        iterations: opts['run-iterations'] ?? 8, warmup,
+        iterations: opts['run-iterations'] ?? 12, warmup,
         contenders: [
           {
             key: 'strata', label: 'strata API create({cmd:[true],autoRemove}) + run()', why: strataWhy, cpu: strataCpu,
@@ -188,7 +188,7 @@ async function run(argv = []) {
       let n = 0
       all.push(await section({
         key: 'commit', title: 'commit (10,000 x 4 KiB files + 100 MiB file written, a dir deleted)', target: 3,
-        iterations: opts['commit-iterations'] ?? 3, warmup: 0,
+        iterations: opts['commit-iterations'] ?? 4, warmup: 0,
         contenders: [
           {
             key: 'strata', label: 'strata API c.commit({ref})', why: strataWhy, cpu: strataCpu,
@@ -229,7 +229,7 @@ async function run(argv = []) {
       }))
     }
 
-    if (sections.includes('deep')) all.push(await deepSection({ store, strataWhy, dk, dockerWhy, images, mounts: opts.mounts ?? 5, warmup, want }))
+    if (sections.includes('deep')) all.push(await deepSection({ store, strataWhy, dk, dockerWhy, images, mounts: opts.mounts ?? 10, warmup, want }))
   } finally {
     if (store) await discardStore(Store, root, store)
     if (!dockerWhy) {
