@@ -411,7 +411,7 @@ async function deepSection({ store, strataWhy, dk, dockerWhy, images, mounts, wa
       await dk.docker(['rmi', '-f', im.tag], { allowFail: true })
     }
     drow.failed = `docker load -i (${c.fmtSeconds(secs)}): exit ${l.code}: ${(l.stderr || l.stdout).trim()}; ` +
-      `docker run: exit ${rr.code}: ${(rr.stderr || rr.stdout).trim().split('\n').filter((x) => !/docker run --help/.test(x)).join(' | ')}`
+      `docker run: exit ${rr.code}: ${(rr.stderr || rr.stdout).trim().split('\n').filter((x) => x.trim() && !/docker run --help/.test(x)).join(' | ')}`
     drow.dockerCannot = l.code !== 0
   }
   const load1 = loadNow()
