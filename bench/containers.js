@@ -186,6 +186,10 @@ async function run(argv = []) {
 
     if (sections.includes('commit')) {
       let n = 0
+      // Containers and committed images stay until the section ends: deleting 10k files right
+      // before the next iteration writes 10k new ones slows ext4's inode allocation (it skips
+      // recently deleted inodes), which would land on whichever contender runs next.
+      const leftovers = { strata: [], docker: [] }
       all.push(await section({
         key: 'commit', title: 'commit (10,000 x 4 KiB files + 100 MiB file written, a dir deleted)', target: 3,
         iterations: opts['commit-iterations'] ?? 4, warmup: 0,
@@ -200,12 +204,17 @@ async function run(argv = []) {
             },
             async once(st) { st.id = await st.ct.commit({ ref: st.ref }) },
             async after(st) {
+              leftovers.strata.push(st)
               if (st.id) {
                 const layers = (await store.images.inspect(st.ref)).RootFS.Layers.length
                 if (layers !== 2) throw new Error(`committed image has ${layers} layers, expected 2`)
-                await store.images.remove(st.ref, { force: true })
               }
-              await store.containers.remove(st.ct.id, { force: true })
+            },
+            async finish() {
+              for (const st of leftovers.strata) {
+                if (st.id) await store.images.remove(st.ref, { force: true }).catch(() => undefined)
+                await store.containers.remove(st.ct.id, { force: true }).catch(() => undefined)
+              }
             },
           },
           {
@@ -217,12 +226,17 @@ async function run(argv = []) {
             },
             async once(st) { st.id = (await dk.docker(['commit', st.name, st.ref])).stdout.trim() },
             async after(st) {
+              leftovers.docker.push(st)
               if (st.id) {
                 const layers = (await dk.docker(['image', 'inspect', '--format', '{{len .RootFS.Layers}}', st.ref])).stdout.trim()
                 if (layers !== '2') throw new Error(`committed image has ${layers} layers, expected 2`)
-                await dk.docker(['rmi', '-f', st.ref], { allowFail: true })
               }
-              await dk.docker(['rm', '-f', st.name], { allowFail: true })
+            },
+            async finish() {
+              for (const st of leftovers.docker) {
+                if (st.id) await dk.docker(['rmi', '-f', st.ref], { allowFail: true })
+                await dk.docker(['rm', '-f', st.name], { allowFail: true })
+              }
             },
           },
         ].filter((ct) => want(ct.key)),
@@ -307,6 +321,7 @@ async function section({ key, title, target, targetText, iterations, warmup, con
       }
     }
   }
+  for (const ct of live) if (ct.finish) await ct.finish().catch((e) => process.stderr.write(`  ${key}/${ct.key}: clean-up failed: ${e.message}\n`))
   const load1 = loadNow()
   for (const row of rows) {
     if (row.unavailable) continue
