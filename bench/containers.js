@@ -66,6 +66,7 @@ const COMMIT_SCRIPT = [
 ].join('\n')
 
 const loadNow = () => os.loadavg()[0]
+const median = (xs) => { const v = [...xs].sort((a, b) => a - b); const m = v.length >> 1; return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2 }
 const uptime = () => spawnSync('uptime', { encoding: 'utf8' }).stdout.trim().replace(/^.*load average/, 'load average')
 
 async function run(argv = []) {
@@ -255,17 +256,17 @@ async function run(argv = []) {
   }
 
   console.log(`\nsummary (${uptime()}):`)
-  const rows = [['section', 'contender', 'mean', 'cpu', 'vs docker (wall)', 'vs docker (cpu)', 'target', 'met', 'load 1m']]
+  const rows = [['section', 'contender', 'mean', 'cpu', 'vs docker (wall)', 'per-round', 'vs docker (cpu)', 'target', 'met', 'load 1m']]
   for (const s of all) {
     for (const row of s.rows) {
       if (row.key === 'docker') continue
       rows.push([s.key, row.label, row.mean ? c.fmtSeconds(row.mean) : row.failed ? 'FAILED' : 'n/a',
         row.cpuMean == null ? '' : c.fmtSeconds(row.cpuMean), row.ratio ? `${row.ratio.toFixed(2)}x` : '',
-        row.cpuRatio ? `${row.cpuRatio.toFixed(2)}x` : '', s.target ? `>= ${s.target}x` : s.targetText, row.met ?? '',
+        row.pairedRatio ? `${row.pairedRatio.toFixed(2)}x` : '', row.cpuRatio ? `${row.cpuRatio.toFixed(2)}x` : '', s.target ? `>= ${s.target}x` : s.targetText, row.met ?? '',
         `${s.load[0].toFixed(2)}-${s.load[1].toFixed(2)}`])
     }
   }
-  console.log(c.table(rows, ['l', 'l', 'r', 'r', 'r', 'r', 'l', 'l', 'r']))
+  console.log(c.table(rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'l', 'l', 'r']))
   const file = c.saveResults('containers', { date: new Date().toISOString(), images, root, docker: dk.note ?? null, sections: all })
   console.log(`results: ${path.relative(process.cwd(), file)}`)
   return all
@@ -343,9 +344,13 @@ function finish(s) {
       r.ratio = docker.mean / r.mean
       if (r.cpuMean && docker.cpuMean) r.cpuRatio = docker.cpuMean / r.cpuMean
       r.met = r.ratio >= s.target ? 'yes' : 'NO'
+      // Per-round ratios (docker and this contender ran in the same round): steadier than the
+      // ratio of means when load from elsewhere comes and goes.
+      const k = Math.min(r.samples.length, docker.samples.length)
+      if (k) r.pairedRatio = median(docker.samples.slice(0, k).map((d, i) => d / r.samples[i]))
     } else r.met = 'unmeasured (no docker figure)'
   }
-  const rows = [['contender', 'n', 'mean', '±95%', 'min', 'cpu', 'vs docker (means)', 'cpu vs docker', 'target', 'met']]
+  const rows = [['contender', 'n', 'mean', '±95%', 'min', 'cpu', 'vs docker (means)', 'per-round median', 'cpu vs docker', 'target', 'met']]
   for (const r of s.rows) {
     if (r.unavailable) rows.push([r.label, '', '-', '', '', '', 'not available (below)'])
     else if (r.failed) rows.push([r.label, '', '-', '', '', '', 'FAILED (below)'])
@@ -353,10 +358,10 @@ function finish(s) {
       rows.push([r.label, String(r.n), c.fmtSeconds(r.mean), `±${r.rme.toFixed(1)}%`, c.fmtSeconds(r.min),
         r.cpuMean == null ? 'n/a' : c.fmtSeconds(r.cpuMean),
         r.key === 'docker' ? 'baseline' : r.ratio ? `${r.ratio.toFixed(2)}x ${r.ratio >= 1 ? 'faster' : 'SLOWER'}` : '',
-        r.cpuRatio ? `${r.cpuRatio.toFixed(2)}x` : '', r.key === 'docker' ? '' : `>= ${s.target}x`, r.met ?? ''])
+        r.pairedRatio ? `${r.pairedRatio.toFixed(2)}x` : '', r.cpuRatio ? `${r.cpuRatio.toFixed(2)}x` : '', r.key === 'docker' ? '' : `>= ${s.target}x`, r.met ?? ''])
     }
   }
-  console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'l', 'l']))
+  console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'r', 'l', 'l']))
   for (const r of s.rows) {
     if (r.unavailable) console.log(`  ${r.label}: not available: ${r.unavailable}`)
     if (r.failed) console.log(`  ${r.label}: FAILED: ${r.failed}`)
