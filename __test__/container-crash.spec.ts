@@ -5,36 +5,17 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { spawn, execFileSync } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { Store } from '../ts'
-import { cli, CLI } from './helpers/fs'
+import { cli, spawnCli } from './helpers/fs'
 import { busyboxImage } from './helpers/fixtures'
 import { storeWith } from './helpers/container'
+import { checkConsistent } from './helpers/consistency'
 
 function mounted(target: string): boolean {
   return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === target)
 }
 
-/** Invariants after any crash, once the store is reopened. */
-async function checkConsistent(t: Parameters<typeof storeWith>[0], root: string): Promise<void> {
-  await Store.open({ root })
-  const layerdb = path.join(root, 'image/overlay2/layerdb/sha256')
-  const referenced = new Set<string>()
-  for (const chain of fs.readdirSync(layerdb)) {
-    const cacheId = fs.readFileSync(path.join(layerdb, chain, 'cache-id'), 'utf8')
-    referenced.add(cacheId)
-    t.true(fs.existsSync(path.join(root, 'overlay2', cacheId, 'committed')), `layer ${chain} complete`)
-  }
-  for (const cid of fs.readdirSync(path.join(root, 'image/overlay2/layerdb/mounts'))) {
-    t.true(fs.existsSync(path.join(root, 'containers', cid, 'config.v2.json')), `mount record ${cid} has a container`)
-    for (const f of ['mount-id', 'init-id']) referenced.add(fs.readFileSync(path.join(root, 'image/overlay2/layerdb/mounts', cid, f), 'utf8'))
-  }
-  for (const d of fs.readdirSync(path.join(root, 'overlay2'))) if (d !== 'l') t.true(referenced.has(d), `overlay2/${d} referenced`)
-  t.deepEqual(fs.readdirSync(path.join(root, 'tmp')), [], 'no staging left')
-  // Every image's layers exist.
-  const s = await Store.open({ root })
-  for (const img of await s.images.list({ all: true })) t.truthy(await s.images.inspect(img.id))
-}
 
 test('kill -9 at any moment of a commit: the container is intact and there is no half image', async (t) => {
   const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
@@ -46,10 +27,10 @@ test('kill -9 at any moment of a commit: the container is intact and there is no
   const imagesBefore = (await store.images.list({ all: true })).map((i) => i.id)
   let finished = 0
   for (const delay of [30, 120, 250, 400, 600, 900]) {
-    const child = spawn(process.execPath, [CLI, '--root', root, 'commit', 'big', 'big:1'], { stdio: 'ignore' })
+    const { child, closed } = spawnCli(root, ['commit', 'big', 'big:1'])
     await new Promise((r) => setTimeout(r, delay))
     child.kill('SIGKILL')
-    await new Promise((r) => child.on('close', r))
+    await closed
     await checkConsistent(t, root)
     const s = await Store.open({ root })
     const ids = (await s.images.list({ all: true })).map((i) => i.id)
@@ -80,12 +61,12 @@ test('kill -9 at any moment of a commit: the container is intact and there is no
 test('a supervisor killed while its container runs: the store keeps it running, then repairs it to exited once runc is gone', async (t) => {
   const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
   const c = await store.containers.create('bb', { name: 'orphan', cmd: ['sh', '-c', 'echo written > /work.txt; while true; do sleep 0.05; done'] })
-  const child = spawn(process.execPath, [CLI, '--root', root, 'start', '-a', 'orphan'], { stdio: 'ignore' })
+  const { child, closed } = spawnCli(root, ['start', '-a', 'orphan'])
   for (let i = 0; i < 200 && !((await c.info()).State.Pid > 0); i++) await new Promise((r) => setTimeout(r, 50))
   t.true((await c.info()).State.Running)
   const merged = (await c.layers()).mergedDir
   child.kill('SIGKILL')
-  await new Promise((r) => child.on('close', r))
+  await closed
 
   // The process is gone, the container is not: a reopened store still says running and mounted.
   const s1 = await Store.open({ root })
@@ -171,11 +152,11 @@ test('kill -9 of a commit that paused a running container: the next store open r
   const runcState = () => JSON.parse(execFileSync('runc', ['--root', path.join(root, 'runc'), 'state', c.id], { encoding: 'utf8' })).status as string
   let sawPaused = false
   for (let attempt = 0; attempt < 5 && !sawPaused; attempt++) {
-    const child = spawn(process.execPath, [CLI, '--root', root, 'commit', 'ticker'], { stdio: 'ignore' })
+    const { child, closed } = spawnCli(root, ['commit', 'ticker'])
     for (let i = 0; i < 100 && runcState() !== 'paused' && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 10))
     sawPaused = runcState() === 'paused'
     child.kill('SIGKILL')
-    await new Promise((r) => child.on('close', r))
+    await closed
   }
   t.true(sawPaused, 'caught a commit while the container was paused')
   t.is(runcState(), 'paused', 'the dead commit left it frozen')

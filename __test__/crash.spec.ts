@@ -1,12 +1,12 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { Store } from '../ts'
-import { tmpDir, cli, CLI, snapshot } from './helpers/fs'
+import { tmpDir, cli, spawnCli, snapshot } from './helpers/fs'
 import { tar, TarEntry } from './helpers/tar'
 import { buildImage, writeArchive, busyboxEntries, BuiltImage } from './helpers/image'
+import { checkConsistent } from './helpers/consistency'
 
 /** A few layers with thousands of files and a large file, so a load takes long enough to be killed. */
 function bigImage(tag: string, base = tar(busyboxEntries())): BuiltImage {
@@ -20,22 +20,6 @@ function bigImage(tag: string, base = tar(busyboxEntries())): BuiltImage {
   return buildImage({ layers, compression: ['none', 'gzip', 'none', 'gzip', 'none'], tags: [tag] })
 }
 
-/** Invariants a store must satisfy after any crash, once reopened. */
-async function checkConsistent(t: Parameters<typeof tmpDir>[0], root: string): Promise<void> {
-  await Store.open({ root })
-  const layerdb = path.join(root, 'image/overlay2/layerdb/sha256')
-  const referenced = new Set<string>()
-  for (const chain of fs.readdirSync(layerdb)) {
-    const cacheId = fs.readFileSync(path.join(layerdb, chain, 'cache-id'), 'utf8')
-    referenced.add(cacheId)
-    t.true(fs.existsSync(path.join(root, 'overlay2', cacheId, 'committed')), `layer ${chain} complete`)
-    t.true(fs.existsSync(path.join(layerdb, chain, 'tar-split.json.gz')))
-  }
-  for (const d of fs.readdirSync(path.join(root, 'overlay2'))) if (d !== 'l') t.true(referenced.has(d), `overlay2/${d} referenced`)
-  t.deepEqual(fs.readdirSync(path.join(root, 'tmp')), [], 'no staging left')
-  t.deepEqual(fs.readdirSync(path.join(root, 'image/overlay2/layerdb/tmp')), [])
-  for (const l of fs.readdirSync(path.join(root, 'overlay2/l'))) t.true(fs.existsSync(path.join(root, 'overlay2/l', l)), `l/${l} resolves`)
-}
 
 test('kill -9 at any moment of load leaves nothing half-done, and the next load succeeds', async (t) => {
   const dir = tmpDir(t)
@@ -46,11 +30,11 @@ test('kill -9 at any moment of load leaves nothing half-done, and the next load 
   const delays = [40, 120, 250, 400, 600, 900]
   let killedMidway = 0
   for (const delay of delays) {
-    const child = spawn(process.execPath, [CLI, '--root', root, 'load', '-q', '-i', archive], { stdio: 'ignore' })
+    const { child, closed } = spawnCli(root, ['load', '-q', '-i', archive])
     await new Promise((r) => setTimeout(r, delay))
     const exited = child.exitCode !== null
     child.kill('SIGKILL')
-    await new Promise((r) => child.on('close', r))
+    await closed
     if (!exited) killedMidway++
     await checkConsistent(t, root)
     const store = await Store.open({ root })

@@ -116,3 +116,14 @@ export function cli(root: string, args: string[], input?: Buffer | string, env: 
     child.stdin.end(input)
   })
 }
+
+/**
+ * Starts the CLI in the background (for kill -9 tests). `closed` is created at spawn time, so a
+ * process that finished before it was killed is still reaped (a 'close' listener attached after
+ * the event would wait forever).
+ */
+export function spawnCli(root: string, args: string[]): { child: ReturnType<typeof spawn>; closed: Promise<unknown> } {
+  const child = spawn(process.execPath, [CLI, '--root', root, ...args], { stdio: 'ignore' })
+  const closed = new Promise((r) => child.on('close', r))
+  return { child, closed }
+}

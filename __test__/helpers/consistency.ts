@@ -1,0 +1,29 @@
+/** The invariants a store must satisfy after any crash, once it is reopened (cleanup has run). */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import type { ExecutionContext } from 'ava'
+import { Store } from '../../ts'
+
+export async function checkConsistent(t: ExecutionContext, root: string): Promise<void> {
+  await Store.open({ root })
+  const layerdb = path.join(root, 'image/overlay2/layerdb/sha256')
+  const referenced = new Set<string>()
+  for (const chain of fs.readdirSync(layerdb)) {
+    const cacheId = fs.readFileSync(path.join(layerdb, chain, 'cache-id'), 'utf8')
+    referenced.add(cacheId)
+    t.true(fs.existsSync(path.join(root, 'overlay2', cacheId, 'committed')), `layer ${chain} complete`)
+    t.true(fs.existsSync(path.join(layerdb, chain, 'tar-split.json.gz')), `layer ${chain} has its tar-split`)
+  }
+  const mounts = path.join(root, 'image/overlay2/layerdb/mounts')
+  for (const cid of fs.readdirSync(mounts)) {
+    t.true(fs.existsSync(path.join(root, 'containers', cid, 'config.v2.json')), `mount record ${cid} has a container`)
+    for (const f of ['mount-id', 'init-id']) referenced.add(fs.readFileSync(path.join(mounts, cid, f), 'utf8'))
+  }
+  for (const d of fs.readdirSync(path.join(root, 'overlay2'))) if (d !== 'l') t.true(referenced.has(d), `overlay2/${d} referenced`)
+  t.deepEqual(fs.readdirSync(path.join(root, 'tmp')), [], 'no staging left')
+  t.deepEqual(fs.readdirSync(path.join(root, 'image/overlay2/layerdb/tmp')), [], 'no layerdb write-set left')
+  for (const l of fs.readdirSync(path.join(root, 'overlay2/l'))) t.true(fs.existsSync(path.join(root, 'overlay2/l', l)), `l/${l} resolves`)
+  // Every image's layers exist.
+  const s = await Store.open({ root })
+  for (const img of await s.images.list({ all: true })) t.truthy(await s.images.inspect(img.id))
+}
