@@ -3,6 +3,8 @@
  * driven as a child process — never blocking the event loop. State lives under `<root>/runc`.
  */
 import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import * as path from 'node:path'
 import { StrataError } from '../errors'
 
 export const DEFAULT_RUNTIME = process.env.STRATA_RUNTIME || 'runc'
@@ -58,7 +60,15 @@ export class Runtime {
 
   pause(id: string): Promise<RuntimeResult> { return this.must(['pause', id], 'pause') }
   resume(id: string): Promise<RuntimeResult> { return this.must(['resume', id], 'resume') }
-  delete(id: string, force = false): Promise<RuntimeResult> { return this.exec(['delete', ...(force ? ['--force'] : []), id]) }
+  /**
+   * `runc delete`. runc and crun keep one dir per container under `--root`; when there is none
+   * the runtime knows no such container and the exec (~8 ms) is skipped: create/run/rm call
+   * this defensively several times per container.
+   */
+  async delete(id: string, force = false): Promise<RuntimeResult> {
+    if (!existsSync(path.join(this.stateRoot, id))) return { code: 0, stdout: '', stderr: '' }
+    return this.exec(['delete', ...(force ? ['--force'] : []), id])
+  }
 }
 
 /** runc logs JSON lines or `time=... level=error msg="..."`; the message is what users need. */
