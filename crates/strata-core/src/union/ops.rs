@@ -57,12 +57,12 @@ impl UnionView {
             let key = prefix.join("/");
             let prel = rel_of(&canon[..i - 1]);
             let e = self
-                .lookup_cached(&parent, &prel, &canon[i - 1], &key)?
+                .lookup_child(&parent, &prel, &canon[i - 1], &key)?
                 .ok_or_else(|| UnionError::at(op, path, libc::ENOENT))?;
             let e = if e.top() != UPPER {
                 self.copy_up_one(prefix, &e).map_err(|err| UnionError::io(op, path, err))?;
                 self.forget(prefix, false);
-                self.lookup_cached(&parent, &prel, &canon[i - 1], &key)?
+                self.lookup_child(&parent, &prel, &canon[i - 1], &key)?
                     .ok_or_else(|| UnionError::at(op, path, libc::ENOENT))?
             } else {
                 e
@@ -70,16 +70,6 @@ impl UnionView {
             parent = e;
         }
         Ok(())
-    }
-
-    fn lookup_cached(
-        &self,
-        parent: &Entry,
-        prel: &str,
-        name: &str,
-        key: &str,
-    ) -> Result<Option<std::sync::Arc<Entry>>> {
-        self.lookup_child_pub(parent, prel, name, key)
     }
 
     /// `ovl_copy_up_one` for one object whose parent is already in the upper dir.
@@ -621,16 +611,6 @@ impl UnionView {
         })();
         self.forget(&o.canon, true);
         res.map_err(ioe)
-    }
-
-    pub(crate) fn lookup_child_pub(
-        &self,
-        parent: &Entry,
-        prel: &str,
-        name: &str,
-        key: &str,
-    ) -> Result<Option<std::sync::Arc<Entry>>> {
-        self.lookup_child(parent, prel, name, key)
     }
 }
 
