@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { Store } from '../ts'
 import { tmpDir, cli, spawnCli, snapshot } from './helpers/fs'
 import { tar, TarEntry } from './helpers/tar'
-import { buildImage, writeArchive, busyboxEntries, BuiltImage } from './helpers/image'
+import { buildImage, writeArchive, busyboxEntries, BuiltImage, ArchiveForm } from './helpers/image'
 import { checkConsistent } from './helpers/consistency'
 
 /** A few layers with thousands of files and a large file, so a load takes long enough to be killed. */
@@ -50,14 +50,17 @@ test('kill -9 at any moment of load leaves nothing half-done, and the next load 
   await checkConsistent(t, root)
 })
 
-test('two processes loading images that share a base layer at once: both land, the base is stored once', async (t) => {
+/** a.tar (a:1) and b.tar (b:1, in archive form `bForm`): two big images on one busybox base layer. */
+function twoImagesSharingABase(t: Parameters<typeof tmpDir>[0], bForm: ArchiveForm): { dir: string; root: string } {
   const dir = tmpDir(t)
-  const root = path.join(dir, 'root')
   const base = tar(busyboxEntries())
-  const a = bigImage('a:1', base)
-  const b = bigImage('b:1', base)
-  writeArchive(path.join(dir, 'a.tar'), [a], 'docker25')
-  writeArchive(path.join(dir, 'b.tar'), [b], 'legacy')
+  writeArchive(path.join(dir, 'a.tar'), [bigImage('a:1', base)], 'docker25')
+  writeArchive(path.join(dir, 'b.tar'), [bigImage('b:1', base)], bForm)
+  return { dir, root: path.join(dir, 'root') }
+}
+
+test('two processes loading images that share a base layer at once: both land, the base is stored once', async (t) => {
+  const { dir, root } = twoImagesSharingABase(t, 'legacy')
   await Store.open({ root })
   const [ra, rb] = await Promise.all([cli(root, ['load', '-i', path.join(dir, 'a.tar')]), cli(root, ['load', '-i', path.join(dir, 'b.tar')])])
   t.is(ra.code, 0, ra.stderr)
@@ -71,13 +74,7 @@ test('two processes loading images that share a base layer at once: both land, t
 })
 
 test('a load and an rmi racing on one root keep the store consistent', async (t) => {
-  const dir = tmpDir(t)
-  const root = path.join(dir, 'root')
-  const base = tar(busyboxEntries())
-  const a = bigImage('a:1', base)
-  const b = bigImage('b:1', base)
-  writeArchive(path.join(dir, 'a.tar'), [a], 'docker25')
-  writeArchive(path.join(dir, 'b.tar'), [b], 'docker25')
+  const { dir, root } = twoImagesSharingABase(t, 'docker25')
   t.is((await cli(root, ['load', '-i', path.join(dir, 'a.tar')])).code, 0)
   const [load, rmi] = await Promise.all([cli(root, ['load', '-i', path.join(dir, 'b.tar')]), cli(root, ['rmi', 'a:1'])])
   t.is(load.code, 0, load.stderr)
