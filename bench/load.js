@@ -14,13 +14,15 @@
 //
 // Every contender reads the same inputs, which are read once beforehand so they
 // sit in the page cache for all alike. Each iteration starts from an empty target
-// after an untimed `sync`, so one contender's writeback does not land on the next.
+// after an untimed `sync`, so one contender's writeback does not land on the next; targets
+// are removed at the end of each round, and on ext4 without a journal the next round
+// waits 61 s (--settle; see settleDefault()).
 // Timing is plain repeated wall-clock timing (process.hrtime), round-robin over the
 // contenders, with untimed set-up and
 // tear-down per iteration: benchmark.js has no untimed per-iteration tear-down for
 // multi-second asynchronous operations (its setup/teardown are per cycle).
 //
-//   node bench/load.js [--iterations 5] [--warmup 1] [--budget 480] [--peers strata,docker,...] [--keep]
+//   node bench/load.js [--iterations 5] [--warmup 1] [--budget 480] [--settle S] [--peers strata,docker,...] [--keep]
 //   (rounds: each runs every contender once, in rotated order; --budget: seconds after
 //    which no new round starts once 3 timed rounds are done;
 //    --peers keys: strata strata-cli docker umoci tar tar-parallel node-tar node-tar-parallel)
@@ -213,6 +215,32 @@ async function timeOnce(ct, dir) {
   return { wall, cpu: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 }
 }
 
+// On ext4 without a journal (this project's VMs), the kernel does not reuse an inode freed
+// less than 60 s ago while another is free (fs/ext4/ialloc.c, recently_deleted()), and it
+// finds that out by looking at every free inode of the group, on every create. Right
+// after a tear-down deleted ~9k files, every contender's creates in those groups cost
+// a scan of thousands of inodes (measured: strata 1.0 s -> 4-5 s, mostly system time).
+// That is the previous round's rm -rf, not the load being measured, so tear-downs happen
+// at the round's end and the next round waits until the deleted inodes age out.
+function settleDefault(work) {
+  const r = spawnSync('findmnt', ['-n', '-o', 'FSTYPE,SOURCE', '--target', work], { encoding: 'utf8' })
+  const [fstype, source] = (r.stdout || '').trim().split(/\s+/)
+  if (fstype !== 'ext4' || !source) return 0
+  try {
+    const journal = fs.readFileSync(`/sys/fs/ext4/${path.basename(source)}/journal_task`, 'utf8').trim()
+    return journal === '<none>' ? 61 : 0
+  } catch {
+    return 0
+  }
+}
+
+async function settle(seconds) {
+  if (!seconds) return
+  spawnSync('sync')
+  process.stderr.write(`  settling ${seconds} s (deleted inodes age out)\n`)
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+}
+
 const median = (xs) => { const s = [...xs].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
 
 async function run(argv = []) {
@@ -221,6 +249,7 @@ async function run(argv = []) {
   const warmup = opts.warmup ?? 1
   const budget = opts.budget ?? 480
   const only = opts.peers ? String(opts.peers).split(',') : null
+  const settleSeconds = opts.settle ?? settleDefault(path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work')))
   const img = c.ensureImage()
   const work = path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work'))
   fs.mkdirSync(work, { recursive: true })
@@ -231,7 +260,8 @@ async function run(argv = []) {
   console.log(`load: ${img.tag} ${img.imageId.slice(0, 19)}: ${img.layers.length} gzip layers, ` +
     `${(img.totalUncompressed / MB).toFixed(1)} MiB uncompressed, ${(img.totalCompressed / MB).toFixed(1)} MiB compressed, ` +
     `${img.totalEntries} tar entries; ${iterations} timed rounds + ${warmup} warm-up, fresh empty target every time; ` +
-    `work dir ${work}; load average ${os.loadavg()[0].toFixed(2)}`)
+    `work dir ${work}; ${settleSeconds} s settle between rounds${settleSeconds ? ' (ext4 without a journal)' : ''}; ` +
+    `load average ${os.loadavg()[0].toFixed(2)}`)
 
   const results = []
   const active = []
@@ -276,9 +306,14 @@ async function run(argv = []) {
           failed.set(ct.key, e.message)
           process.stderr.write(`  ${ct.key}: FAILED: ${e.message}\n`)
         }
-        try { if (ct.after) await ct.after() } catch (e) { process.stderr.write(`  ${ct.key}: clean-up failed: ${e.message}\n`) }
-        if (!opts.keep) await c.run('rm', ['-rf', dir])
       }
+      // Tear-downs wait for the round's end, then the file system settles (see settle()),
+      // so no contender's deletions land in another's (or its own next) timed run.
+      for (const ct of order) {
+        try { if (ct.after) await ct.after() } catch (e) { process.stderr.write(`  ${ct.key}: clean-up failed: ${e.message}\n`) }
+        if (!opts.keep) await c.run('rm', ['-rf', path.join(work, ct.key, `round${round}`)])
+      }
+      if (round + 1 < warmup + iterations) await settle(settleSeconds)
     }
   } finally {
     for (const ct of active) if (ct.finish) await ct.finish()
@@ -326,7 +361,7 @@ async function run(argv = []) {
   console.log('MB/s = uncompressed MiB of all layers per second. tar/node-tar do not apply whiteouts (they extract .wh. files as plain files); ' +
     'umoci also writes an mtree of the rootfs; docker includes its CLI start and layer-store bookkeeping.')
   for (const r of results) if (r.note) console.log(`  ${r.key}: ${r.note}`)
-  const file = c.saveResults('load', { image: img, iterations, warmup, work, date: new Date().toISOString(), loadavgEnd: os.loadavg(), results })
+  const file = c.saveResults("load", { image: img, iterations, warmup, settle: settleSeconds, work, date: new Date().toISOString(), loadavgEnd: os.loadavg(), results })
   console.log(`results: ${path.relative(process.cwd(), file)}`)
   return results
 }

@@ -31,6 +31,7 @@
 //!
 //! The stream is read to its very end, so trailing bytes reach the caller's hashers and
 //! the tar-split recorder.
+use crate::direct::{AlignedBuf, BodyWriter};
 use crate::safefs::{self, RelPath};
 use crate::stream::{clone_io, fault_of, Fault};
 use crate::tarsplit::Recorder;
@@ -40,7 +41,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -174,7 +175,7 @@ pub fn extract<R: Read>(
         dir_times: HashMap::new(),
         recorder,
         stats: ExtractStats::default(),
-        buf: vec![0u8; COPY_BUF],
+        buf: AlignedBuf::new(COPY_BUF),
     };
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(|e| ExtractError::from_stream(e, None))? {
@@ -280,7 +281,7 @@ struct Extractor<'r> {
     dir_times: HashMap<RelPath, Timestamps>,
     recorder: Option<&'r Recorder>,
     stats: ExtractStats,
-    buf: Vec<u8>,
+    buf: AlignedBuf,
 }
 
 impl Extractor<'_> {
@@ -584,23 +585,31 @@ impl Extractor<'_> {
             Mode::from_raw_mode(0o600),
         )
         .map_err(io_at("create", shown))?;
-        let mut f = File::from(fd);
+        let f = File::from(fd);
+        let mut body = BodyWriter::new(&f, size);
         let mut left = size;
         while left > 0 {
-            cancelled(cancel)?;
+            // Fill the whole chunk first: only a body's last chunk may be unaligned.
             let want = left.min(self.buf.len() as u64) as usize;
-            let n = match e.read(&mut self.buf[..want]) {
-                Ok(0) => return Err(corrupt(shown, format!("truncated: {left} of {size} data bytes missing"))),
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(ExtractError::from_stream(err, Some(shown))),
-            };
-            f.write_all(&self.buf[..n]).map_err(|source| ExtractError::Io {
+            let mut got = 0;
+            while got < want {
+                cancelled(cancel)?;
+                match e.read(&mut self.buf[got..want]) {
+                    Ok(0) => {
+                        let missing = left - got as u64;
+                        return Err(corrupt(shown, format!("truncated: {missing} of {size} data bytes missing")));
+                    }
+                    Ok(n) => got += n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => return Err(ExtractError::from_stream(err, Some(shown))),
+                }
+            }
+            body.write(&self.buf[..want]).map_err(|source| ExtractError::Io {
                 op: "write",
                 entry: shown.into(),
                 source,
             })?;
-            left -= n as u64;
+            left -= want as u64;
         }
         self.stats.size += size;
         self.set_owner_mode(f.as_fd(), meta, shown)?;

@@ -15,11 +15,12 @@ use crate::digest::{DiffId, Digest, Hasher, HashingReader};
 use crate::extract::{self, ExtractError};
 use crate::stream::Fault;
 use crate::tarsplit::{Recorder, TarSplitWriter};
-use rayon::prelude::*;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Progress callbacks fire at most once per this many blob bytes (and at the end).
 const PROGRESS_STEP: u64 = 1 << 20;
@@ -283,6 +284,7 @@ fn apply_one(
     req: &ApplyRequest,
     progress: &(dyn Fn(u64) + Sync),
     cancel: Cancel<'_>,
+    sync: bool,
 ) -> Result<ApplyResult, LayerError> {
     if cancel.is_set() {
         return Err(LayerError::Aborted);
@@ -300,7 +302,9 @@ fn apply_one(
         SourceReader { inner: file, remaining: src.length, hasher: Hasher::new(), progress, reported: 0, cancel };
     let r = run(source, &req.dest, &req.tar_split, writer, cancel).and_then(|result| {
         verify(&result, req)?;
-        sync_dir(&req.dest)?;
+        if sync {
+            sync_dir(&req.dest)?;
+        }
         Ok(result)
     });
     if r.is_err() {
@@ -317,6 +321,24 @@ fn aborted_or(e: LayerError) -> LayerError {
     }
 }
 
+/// How many layers [`apply_layers`] works on at once: three per CPU, at least four.
+pub fn max_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_mul(3).max(4)
+}
+
+/// One `syncfs` per file system holding any of `dirs`.
+fn sync_filesystems<'a>(dirs: impl Iterator<Item = &'a Path>) -> Result<(), LayerError> {
+    let mut done = Vec::new();
+    for d in dirs {
+        let dev = std::fs::metadata(d).map_err(|source| LayerError::Io { op: "stat", path: d.into(), source })?.dev();
+        if !done.contains(&dev) {
+            sync_dir(d)?;
+            done.push(dev);
+        }
+    }
+    Ok(())
+}
+
 /// syncfs on the new layer: one call makes all its files durable before it is committed.
 fn sync_dir(dest: &Path) -> Result<(), LayerError> {
     let f = File::open(dest).map_err(|source| LayerError::Io { op: "open", path: dest.into(), source })?;
@@ -330,32 +352,55 @@ pub fn apply_layer(
     progress: &(dyn Fn(u64) + Sync),
     cancel: &AtomicBool,
 ) -> Result<ApplyResult, LayerError> {
-    apply_one(req, progress, Cancel { caller: cancel, batch: None })
+    apply_one(req, progress, Cancel { caller: cancel, batch: None }, true)
 }
 
-/// Applies several layers in parallel (rayon). The first failure cancels the others; on
-/// any failure every destination and tar-split of the batch is removed and the first
-/// real (non-`Aborted`) error is returned. `progress(index, bytes)` as in [`apply_layer`].
+/// Applies several layers in parallel. The first failure cancels the others; on any
+/// failure every destination and tar-split of the batch is removed and the first real
+/// (non-`Aborted`) error is returned. `progress(index, bytes)` as in [`apply_layer`].
+///
+/// Each layer runs on a thread of its own (up to [`max_workers`] at once, largest blob
+/// first), not on a pool sized to the CPUs: a layer thread blocks in direct writes and the
+/// file system, and another layer's decompression fills that time. One `syncfs` per file
+/// system at the end makes the whole batch durable before success is returned.
 pub fn apply_layers(
     reqs: &[ApplyRequest],
     progress: &(dyn Fn(usize, u64) + Sync),
     cancel: &AtomicBool,
 ) -> Result<Vec<ApplyResult>, LayerError> {
     let batch = AtomicBool::new(false);
-    let results: Vec<Result<ApplyResult, LayerError>> = reqs
-        .par_iter()
-        .enumerate()
-        .map(|(i, req)| {
-            let p = |bytes: u64| progress(i, bytes);
-            let r = apply_one(req, &p, Cancel { caller: cancel, batch: Some(&batch) });
-            if r.is_err() {
-                batch.store(true, Ordering::SeqCst);
-            }
-            r
-        })
+    let mut order: Vec<usize> = (0..reqs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(reqs[i].source.length.unwrap_or(u64::MAX)));
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<ApplyResult, LayerError>>>> = reqs.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..max_workers().min(reqs.len()) {
+            scope.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let p = |bytes: u64| progress(i, bytes);
+                    let r = apply_one(&reqs[i], &p, Cancel { caller: cancel, batch: Some(&batch) }, false);
+                    if r.is_err() {
+                        batch.store(true, Ordering::SeqCst);
+                    }
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    let results: Vec<Result<ApplyResult, LayerError>> = slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or(Err(LayerError::Aborted)))
         .collect();
     if results.iter().all(Result::is_ok) {
-        return Ok(results.into_iter().map(Result::unwrap).collect());
+        return match sync_filesystems(reqs.iter().map(|r| r.dest.as_path())) {
+            Ok(()) => Ok(results.into_iter().map(Result::unwrap).collect()),
+            Err(e) => {
+                for req in reqs {
+                    cleanup(&req.dest, &req.tar_split);
+                }
+                Err(e)
+            }
+        };
     }
     for (req, r) in reqs.iter().zip(&results) {
         if r.is_ok() {

@@ -8,6 +8,7 @@ pub mod changes;
 pub mod commit;
 pub mod compress;
 pub mod digest;
+pub mod direct;
 pub mod error;
 pub mod extract;
 pub mod fsutil;
