@@ -5,7 +5,7 @@
 import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
 import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR } from './layout'
-import { exists, readIfExists, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
+import { exists, mustRead, readIfExists, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
 import { StrataError } from './errors'
 
 /** A read-only layer as the layer db records it. */
@@ -78,7 +78,7 @@ export class LayerStore {
   }
 
   async shortLink(cacheId: string): Promise<string> {
-    return (await fs.readFile(path.join(this.layout.layerDir(cacheId), LINK_FILE), 'utf8')).trim()
+    return (await mustRead(path.join(this.layout.layerDir(cacheId), LINK_FILE))).trim()
   }
 
   /** The `lower` value for a layer placed directly on top of `parent`: `l/<parent>:<parent's lower>`. */

@@ -18,3 +18,6 @@ function locate(): string {
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const native: Binding = require(locate())
+
+/** A step of `native.fsBatch`. */
+export type NativeFsOp = import('../native/binding').NativeFsOp

@@ -13,7 +13,7 @@ import { PassThrough, type Readable, type Writable } from 'node:stream'
 import { StoreContext, cancelFor } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { readIfExists } from '../fsx'
+import { mustRead, readIfExists } from '../fsx'
 import { LOWER_FILE } from '../layout'
 import { chainIdsOf } from '../chain'
 import { applyChanges } from '../changes'
@@ -259,7 +259,7 @@ export class Container {
   /** docker diff: changes of the writable layer against the layers below (init files excluded). */
   async diff(): Promise<Change[]> {
     const mountId = await this.#mountId()
-    const lower = (await fs.readFile(path.join(this.#ctx.layout.layerDir(mountId), LOWER_FILE), 'utf8')).trim()
+    const lower = (await mustRead(path.join(this.#ctx.layout.layerDir(mountId), LOWER_FILE))).trim()
     const changes = await call(() => native.changes(this.#ctx.layout.diffDir(mountId), lowerDirs(this.#ctx.layout, lower)))
     return changes.filter((c) => !INIT_PATHS.has(c.path))
   }

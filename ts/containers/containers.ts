@@ -10,18 +10,19 @@
  * const imageId = await c.commit({ ref: 'bb:hi', message: 'add greeting' })
  * ```
  */
-import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
 import { StoreContext } from '../context'
 import { StrataError } from '../errors'
-import { listDir, randomHex, randomBase32, readIfExists, writeDurable, fsyncDir, exists } from '../fsx'
+import { listDir, randomHex, randomBase32, readIfExists, exists } from '../fsx'
 import { resolveImage } from '../tags'
 import { chainIdsOf } from '../chain'
 import { ContainerConfig } from '../imagedb'
 import { ImageUser } from '../images'
 import { LINK_FILE, LOWER_FILE, DIFF_DIR, SHORT_LINK_LENGTH } from '../layout'
 import { ContainerPaths, INIT_SUFFIX } from './layout'
-import { ContainerRecord, readRecord, writeRecord, writeHostConfig, initialState, NetworkMode } from './record'
+import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode } from './record'
+import { native, NativeFsOp } from '../native'
+import { call } from '../errors'
 import { canonicalName, randomName } from './names'
 import { lowerChain, INIT_ENTRIES } from './plan'
 import { MountManager, pidAlive } from './mounts'
@@ -207,59 +208,75 @@ export class Containers {
       const mountId = randomHex(32)
       const initId = `${mountId}${INIT_SUFFIX}`
 
-      // 1. The layer record (what keeps the dirs below alive through cleanup).
-      await fs.mkdir(p.mountMeta, { recursive: true })
-      await writeDurable(path.join(p.mountMeta, 'mount-id'), mountId)
-      await writeDurable(path.join(p.mountMeta, 'init-id'), initId)
-      if (top) await writeDurable(path.join(p.mountMeta, 'parent'), top.chainId)
-      await fsyncDir(p.mountMeta)
+      // One native batch, in this order: 1. the layer record (what keeps the dirs below alive
+      // through cleanup), 2. the init layer and the writable layer on top of it, 3. the
+      // container dir; one syncfs; then config.v2.json (the moment the container exists) and
+      // a second syncfs. A crash before the record leaves leftovers the repair pass removes.
+      const ops: NativeFsOp[] = []
+      ops.push({ op: 'mkdir', path: p.mountMeta, mode: 0o755 })
+      ops.push({ op: 'writeNew', path: path.join(p.mountMeta, 'mount-id'), data: mountId })
+      ops.push({ op: 'writeNew', path: path.join(p.mountMeta, 'init-id'), data: initId })
+      if (top) ops.push({ op: 'writeNew', path: path.join(p.mountMeta, 'parent'), data: top.chainId })
 
-      // 2. The init layer, then the writable layer on top of it.
       const imageLower = await this.ctx.layers.lowerFor(top)
-      const initShort = await this.makeLayerDir(initId, imageLower)
+      const initShort = this.layerDirOps(ops, initId, imageLower)
       const initDiff = layout.diffDir(initId)
+      const made = new Set<string>([''])
       for (const e of INIT_ENTRIES) {
+        // Parents first (0755), each once.
+        const parts = e.path.split('/')
+        for (let i = 1; i < parts.length; i++) {
+          const dir = parts.slice(0, i).join('/')
+          if (!made.has(dir)) ops.push({ op: 'mkdir', path: path.join(initDiff, dir), mode: 0o755 })
+          made.add(dir)
+        }
         const at = path.join(initDiff, e.path)
-        await fs.mkdir(path.dirname(at), { recursive: true, mode: 0o755 })
-        if (e.type === 'dir') await fs.mkdir(at, { recursive: true, mode: 0o755 })
-        else if (e.type === 'file') await fs.writeFile(at, '', { mode: 0o755 })
-        else if (e.type === 'symlink') await fs.symlink(e.target, at)
+        if (e.type === 'dir') {
+          if (!made.has(e.path)) ops.push({ op: 'mkdir', path: at, mode: 0o755 })
+          made.add(e.path)
+        } else if (e.type === 'file') ops.push({ op: 'writeNew', path: at, data: '', mode: 0o755 })
+        else ops.push({ op: 'symlink', path: at, target: e.target })
       }
-      await this.makeLayerDir(mountId, lowerChain(initShort, imageLower))
-      await fs.mkdir(layout.mergedDir(mountId), { mode: 0o700 })
+      this.layerDirOps(ops, mountId, lowerChain(initShort, imageLower))
+      ops.push({ op: 'mkdir', path: layout.mergedDir(mountId), mode: 0o700 })
 
-      // 3. The container dir; config.v2.json last: the moment the container exists.
-      await fs.mkdir(p.dir, { mode: 0o710 })
-      await fs.mkdir(p.mounts, { mode: 0o700 })
-      await fs.writeFile(p.hostname, `${hostname}\n`)
+      ops.push({ op: 'mkdir', path: p.dir, mode: 0o710 })
+      ops.push({ op: 'mkdir', path: p.mounts, mode: 0o700 })
+      ops.push({ op: 'writeNew', path: p.hostname, data: `${hostname}\n` })
       const hostHosts = network === 'host' ? await readIfExists('/etc/hosts') : undefined
-      await fs.writeFile(p.hosts, hostHosts ?? HOSTS)
-      await fs.writeFile(p.resolvConf, (await readIfExists('/etc/resolv.conf')) ?? '')
-      await writeHostConfig(p, {
+      ops.push({ op: 'writeNew', path: p.hosts, data: hostHosts ?? HOSTS })
+      ops.push({ op: 'writeNew', path: p.resolvConf, data: (await readIfExists('/etc/resolv.conf')) ?? '' })
+      const hostConfig: HostConfig = {
         NetworkMode: network, AutoRemove: Boolean(opts.autoRemove), Runtime: opts.runtime ?? 'runc',
         LogConfig: { Type: 'json-file', Config: {} },
-      })
+      }
+      ops.push({ op: 'writeNew', path: p.hostConfig, data: JSON.stringify(hostConfig) })
+      ops.push({ op: 'syncfs', path: p.dir })
       const rec: ContainerRecord = {
         ID: id, Created: new Date().toISOString(), Path: args[0], Args: args.slice(1), Config: config, Image: imageId,
         Name: name!, Driver: 'overlay2', State: initialState(), HostnamePath: p.hostname, HostsPath: p.hosts,
         ResolvConfPath: p.resolvConf, LogPath: p.log, RestartCount: 0, OpenStdin: Boolean(opts.openStdin),
       }
-      await writeRecord(p, rec)
+      const tmp = `${p.config}.tmp`
+      ops.push({ op: 'writeNew', path: tmp, data: JSON.stringify(rec) })
+      ops.push({ op: 'rename', path: tmp, target: p.config })
+      ops.push({ op: 'syncfs', path: p.dir })
+      await call(() => native.fsBatch(ops))
     })
     return new Container(this.ctx, this, id)
   }
 
-  /** overlay2/<cacheId>/{diff,work,link,lower} and its l/ short link; returns the short name. */
-  private async makeLayerDir(cacheId: string, lower: string | undefined): Promise<string> {
+  /** Steps making overlay2/<cacheId>/{diff,work,link,lower} and its l/ short link; returns the short name. */
+  private layerDirOps(ops: NativeFsOp[], cacheId: string, lower: string | undefined): string {
     const layout = this.ctx.layout
     const dir = layout.layerDir(cacheId)
-    await fs.mkdir(dir, { mode: 0o710 })
-    await fs.mkdir(path.join(dir, DIFF_DIR), { mode: 0o755 })
-    await fs.mkdir(layout.workDir(cacheId), { mode: 0o700 })
     const short = randomBase32(SHORT_LINK_LENGTH)
-    await writeDurable(path.join(dir, LINK_FILE), short)
-    if (lower) await writeDurable(path.join(dir, LOWER_FILE), lower)
-    await fs.symlink(path.join('..', cacheId, DIFF_DIR), layout.shortLink(short))
+    ops.push({ op: 'mkdir', path: dir, mode: 0o710 })
+    ops.push({ op: 'mkdir', path: path.join(dir, DIFF_DIR), mode: 0o755 })
+    ops.push({ op: 'mkdir', path: layout.workDir(cacheId), mode: 0o700 })
+    ops.push({ op: 'writeNew', path: path.join(dir, LINK_FILE), data: short })
+    if (lower) ops.push({ op: 'writeNew', path: path.join(dir, LOWER_FILE), data: lower })
+    ops.push({ op: 'symlink', path: layout.shortLink(short), target: path.join('..', cacheId, DIFF_DIR) })
     return short
   }
 
@@ -294,11 +311,14 @@ export class Containers {
 
   /** `docker rm`. */
   async remove(nameOrId: string, opts: RemoveContainerOptions = {}): Promise<void> {
-    const id = await this.resolve(nameOrId)
+    const id = /^[0-9a-f]{64}$/.test(nameOrId) && (await exists(this.paths(nameOrId).config)) ? nameOrId : await this.resolve(nameOrId)
     const p = this.paths(id)
-    // A container recorded running whose supervisor died may have exited long ago: ask first.
-    await this.ctx.exclusive(() => this.repairOne(id, { removed: 0, exited: 0, unmounted: 0 }))
-    const rec = await readRecord(p)
+    let rec = await readRecord(p)
+    if (rec?.State.Running || rec?.PausedBy) {
+      // A container recorded running whose supervisor died may have exited long ago: ask first.
+      await this.ctx.exclusive(() => this.repairOne(id, { removed: 0, exited: 0, unmounted: 0 }))
+      rec = await readRecord(p)
+    }
     if (!rec) throw new StrataError('ContainerNotFound', `No such container: ${nameOrId}`)
     if (rec.State.Running) {
       if (!opts.force) {
@@ -317,7 +337,7 @@ export class Containers {
       if (r?.State.Running && pidAlive(r.Supervisor ?? 0)) {
         throw new StrataError('Conflict', `cannot remove container "${r.Name}": container is running: stop the container before removing or force remove`)
       }
-      await this.destroy(id)
+      await this.destroy(id, rec.Image)
     })
   }
 
@@ -325,18 +345,22 @@ export class Containers {
    * Deletes a container: unmount, record, layer record, files, then the image layers nobody uses
    * any more (an image removed with `rmi -f` while this container held them). Caller holds the lock.
    */
-  private async destroy(id: string): Promise<void> {
+  private async destroy(id: string, imageId?: string): Promise<void> {
     const p = this.paths(id)
-    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
-    const initId = (await readIfExists(path.join(p.mountMeta, 'init-id')))?.trim()
-    const parent = (await readIfExists(path.join(p.mountMeta, 'parent')))?.trim()
+    const layout = this.ctx.layout
+    const [mountId, initId, parent] = await Promise.all(['mount-id', 'init-id', 'parent'].map(async (f) => (await readIfExists(path.join(p.mountMeta, f)))?.trim()))
     if (mountId) await this.#mounts.releaseAll(p, mountId)
     await (await runtimeOf(this.ctx, p)).delete(id, true).catch(() => undefined)
-    await fs.rm(p.config, { force: true })
-    await fs.rm(p.mountMeta, { recursive: true, force: true })
-    for (const c of [mountId, initId]) if (c && /^[0-9a-f]{64}(-init)?$/.test(c)) await this.ctx.layers.removeFiles(c)
-    await fs.rm(p.dir, { recursive: true, force: true })
-    if (parent) await this.releaseImageLayers(parent)
+    // The record first (the container is gone), then its layer record, then the files.
+    const ops: NativeFsOp[] = [{ op: 'unlink', path: p.config }, { op: 'removeAll', path: p.mountMeta }]
+    const cacheIds = [mountId, initId].filter((c): c is string => Boolean(c && /^[0-9a-f]{64}(-init)?$/.test(c)))
+    const shorts = await Promise.all(cacheIds.map((c) => readIfExists(path.join(layout.layerDir(c), LINK_FILE))))
+    for (const s of shorts) if (s && /^[A-Z0-9]+$/.test(s.trim())) ops.push({ op: 'unlink', path: layout.shortLink(s.trim()) })
+    for (const c of cacheIds) ops.push({ op: 'removeAll', path: layout.layerDir(c) })
+    ops.push({ op: 'removeAll', path: p.dir })
+    await call(() => native.fsBatch(ops))
+    // The image's own chain keeps every layer below this container alive while the image exists.
+    if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.releaseImageLayers(parent)
   }
 
   private async releaseImageLayers(parent: string): Promise<void> {

@@ -10,7 +10,7 @@ import * as fs from 'node:fs/promises'
 import { StoreContext } from '../context'
 import { native } from '../native'
 import { call } from '../errors'
-import { readIfExists, writeAtomic } from '../fsx'
+import { mustRead, readIfExists } from '../fsx'
 import { ContainerPaths } from './layout'
 import { readRecord } from './record'
 import { containerMountPlan } from './plan'
@@ -30,8 +30,12 @@ export async function readRefs(p: ContainerPaths): Promise<MountRef[]> {
   }
 }
 
+/**
+ * Written in place, not synced: refs describe kernel mounts, which a crash takes away with
+ * them, and a torn file reads as no refs; `reconcile` squares both with the kernel on open.
+ */
 async function writeRefs(p: ContainerPaths, refs: MountRef[]): Promise<void> {
-  await writeAtomic(p.mountRefs, JSON.stringify({ refs }))
+  await fs.writeFile(p.mountRefs, JSON.stringify({ refs }))
 }
 
 export function pidAlive(pid: number): boolean {
@@ -59,7 +63,7 @@ export class MountManager {
   constructor(private readonly ctx: StoreContext) {}
 
   private async plan(p: ContainerPaths, mountId: string) {
-    const lower = (await fs.readFile(path.join(this.ctx.layout.layerDir(mountId), LOWER_FILE), 'utf8')).trim()
+    const lower = (await mustRead(path.join(this.ctx.layout.layerDir(mountId), LOWER_FILE))).trim()
     return containerMountPlan(this.ctx.layout, mountId, lower)
   }
 

@@ -1,7 +1,6 @@
 /** The container record (`config.v2.json`, Docker's field names) and its atomic read/write. */
-import * as fs from 'node:fs/promises'
 import { ContainerConfig } from '../imagedb'
-import { writeAtomic } from '../fsx'
+import { readIfExists, writeAtomic } from '../fsx'
 import { ContainerPaths } from './layout'
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead'
@@ -67,9 +66,10 @@ export function initialState(): ContainerState {
 
 export async function readRecord(p: ContainerPaths): Promise<ContainerRecord | undefined> {
   try {
-    return JSON.parse(await fs.readFile(p.config, 'utf8')) as ContainerRecord
+    const raw = await readIfExists(p.config)
+    return raw === undefined ? undefined : (JSON.parse(raw) as ContainerRecord)
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || e instanceof SyntaxError) return undefined
+    if (e instanceof SyntaxError) return undefined
     throw e
   }
 }
@@ -80,7 +80,9 @@ export async function writeRecord(p: ContainerPaths, rec: ContainerRecord): Prom
 
 export async function readHostConfig(p: ContainerPaths): Promise<HostConfig> {
   try {
-    return JSON.parse(await fs.readFile(p.hostConfig, 'utf8')) as HostConfig
+    const raw = await readIfExists(p.hostConfig)
+    if (raw === undefined) throw new Error('no hostconfig.json')
+    return JSON.parse(raw) as HostConfig
   } catch {
     return { NetworkMode: 'none', AutoRemove: false, Runtime: 'runc', LogConfig: { Type: 'json-file', Config: {} } }
   }

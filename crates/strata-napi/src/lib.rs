@@ -14,6 +14,7 @@ pub(crate) mod cancel;
 mod changes;
 mod commit;
 mod digest;
+mod fsbatch;
 mod layer;
 mod lock;
 mod mount;

@@ -1,0 +1,98 @@
+//! `fsBatch`: a list of file-system steps in one task (see `strata_core::fsbatch`).
+#![cfg_attr(test, allow(dead_code))]
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use strata_core::fsbatch::{self, FsOp};
+
+/// One step: `op` is `mkdir` | `write` | `writeNew` | `symlink` | `rename` | `unlink` |
+/// `removeAll` | `syncfs`. `target` is the symlink target or the rename destination;
+/// `data` the file contents (UTF-8); `mode` applies to `mkdir`/`write`/`writeNew`.
+#[napi(object)]
+pub struct NativeFsOp {
+    pub op: String,
+    pub path: String,
+    pub target: Option<String>,
+    pub data: Option<String>,
+    pub mode: Option<u32>,
+}
+
+fn convert(o: NativeFsOp) -> Result<FsOp> {
+    let path = o.path.into();
+    let target = || o.target.clone().ok_or_else(|| Error::from_reason(format!("fsBatch: {} needs a target", o.op)));
+    Ok(match o.op.as_str() {
+        "mkdir" => FsOp::Mkdir { path, mode: o.mode.unwrap_or(0o755) },
+        "write" | "writeNew" => FsOp::Write {
+            path,
+            data: o.data.clone().unwrap_or_default().into_bytes(),
+            mode: o.mode.unwrap_or(0o644),
+            exclusive: o.op == "writeNew",
+        },
+        "symlink" => FsOp::Symlink { target: target()?.into(), path },
+        "rename" => FsOp::Rename { from: path, to: target()?.into() },
+        "unlink" => FsOp::Remove { path },
+        "removeAll" => FsOp::RemoveAll { path },
+        "syncfs" => FsOp::SyncFs { path },
+        other => return Err(Error::from_reason(format!("fsBatch: unknown step {other:?}"))),
+    })
+}
+
+pub struct FsBatch {
+    ops: Vec<FsOp>,
+}
+
+impl Task for FsBatch {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> Result<()> {
+        fsbatch::run(&self.ops).map_err(crate::to_js)
+    }
+    fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs the steps in order off the JS thread, stopping at the first failure (an `Io`
+/// StrataError naming the step's path).
+#[napi(ts_return_type = "Promise<void>")]
+pub fn fs_batch(ops: Vec<NativeFsOp>) -> Result<AsyncTask<FsBatch>> {
+    let ops = ops.into_iter().map(convert).collect::<Result<Vec<_>>>()?;
+    Ok(AsyncTask::new(FsBatch { ops }))
+}
+
+pub struct ReadText {
+    path: std::path::PathBuf,
+}
+
+impl Task for ReadText {
+    type Output = Option<String>;
+    type JsValue = Option<String>;
+    fn compute(&mut self) -> Result<Option<String>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
+                crate::to_js(strata_core::fsbatch::FsBatchError {
+                    op: "read",
+                    path: self.path.display().to_string(),
+                    done: 0,
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
+                })
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(crate::to_js(strata_core::fsbatch::FsBatchError {
+                op: "read",
+                path: self.path.display().to_string(),
+                done: 0,
+                source,
+            })),
+        }
+    }
+    fn resolve(&mut self, _: Env, out: Option<String>) -> Result<Option<String>> {
+        Ok(out)
+    }
+}
+
+/// Reads a small UTF-8 file in one trip to the thread pool (`fs.promises.readFile` takes
+/// four: open, stat, read, close). Resolves to null when the file does not exist.
+#[napi(ts_return_type = "Promise<string | null>")]
+pub fn read_text(path: String) -> AsyncTask<ReadText> {
+    AsyncTask::new(ReadText { path: path.into() })
+}
