@@ -82,3 +82,21 @@ test('a 300-layer image: the container mounts (one lowerdir+ per layer) and show
   t.is(mountLine(merged), undefined)
   void root
 })
+
+test('a 500-layer image, the kernel\'s limit: the container has no init layer, mounts, runs, and diff hides the mount points runc made', async (t) => {
+  const n = 500
+  const { store } = await storeWith(t, [manyLayerImage(n, ['many:500'])])
+  const c = await store.containers.create('many:500', { name: 'deepest' })
+  const data = ((await c.inspect()).GraphDriver as { Data: Record<string, string> }).Data
+  t.is(data.LowerDir.split(':').length, n, 'every image layer and no init layer')
+  t.false(data.LowerDir.includes('-init'))
+  const merged = await c.mount()
+  t.is(fs.readFileSync(path.join(merged, 'top'), 'utf8'), `layer ${n - 1}\n`)
+  await c.unmount()
+  t.is(mountLine(merged), undefined)
+  const r = await (await store.containers.create('many:500', { cmd: ['sh', '-c', 'cat /top; echo x > /new'] })).run()
+  t.is(r.exitCode, 0, r.stderr.toString())
+  t.is(r.stdout.toString(), `layer ${n - 1}\n`)
+  const ran = (await store.containers.list({ all: true })).find((x) => x.id !== c.id)!
+  t.deepEqual((await (await store.containers.get(ran.id)).diff()).map((x) => `${x.kind} ${x.path}`), ['A /new'])
+})

@@ -29,6 +29,27 @@ export class StoreContext {
     this.repos = new Repositories(layout)
   }
 
+  readonly #reclaiming = new Set<Promise<void>>()
+
+  /**
+   * Deletes trees already moved out of the store's namespace (under `tmp/`) in the background:
+   * what is removed is invisible at once, the disk space comes back a moment later (as
+   * containerd's garbage collection does). `drain()` (Store.close) waits for it; a process that
+   * exits first leaves the trees to the cleanup pass of the next open.
+   */
+  reclaim(trees: string[]): void {
+    if (trees.length === 0) return
+    const p: Promise<void> = call(() => native.fsBatch(trees.map((path) => ({ op: 'removeAll', path }))))
+      .catch((e: Error) => { process.emitWarning(`strata: removing ${trees.join(', ')}: ${e.message}`) })
+      .finally(() => { this.#reclaiming.delete(p) })
+    this.#reclaiming.add(p)
+  }
+
+  /** Waits for every `reclaim` under way. */
+  async drain(): Promise<void> {
+    while (this.#reclaiming.size > 0) await Promise.all([...this.#reclaiming])
+  }
+
   /** ChainIDs of the image layers containers sit on (`layerdb/mounts/<id>/parent`). */
   async containerLayerParents(): Promise<string[]> {
     const out: string[] = []

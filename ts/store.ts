@@ -59,6 +59,8 @@ export class Store {
     const store = new Store(ctx, recovered)
     // Stale mounts and states a crashed process left (after cleanup, which keeps container layers).
     await ctx.exclusive(() => store.containers.repair())
+    // What the repair removed is gone before the store is handed out.
+    await ctx.drain()
     return store
   }
 
@@ -91,6 +93,8 @@ export class Store {
     return this.#ctx
   }
 
-  /** Releases resources (nothing is held between calls today; kept for API stability). */
-  async close(): Promise<void> {}
+  /** Waits for background deletions of removed containers to finish (nothing else is held between calls). */
+  async close(): Promise<void> {
+    await this.#ctx.drain()
+  }
 }

@@ -107,15 +107,16 @@ export class Container {
   }
 
   /** The writable layer's dirs and the lower dirs (top first, init layer included). */
-  async layers(): Promise<{ lowerDirs: string[]; upperDir: string; workDir: string; mergedDir: string; initDir: string }> {
+  async layers(): Promise<{ lowerDirs: string[]; upperDir: string; workDir: string; mergedDir: string; initDir?: string }> {
     const mountId = await this.#mountId()
     const layout = this.#ctx.layout
-    const initId = (await readIfExists(path.join(this.paths.mountMeta, 'init-id')))?.trim() ?? `${mountId}-init`
+    // No init-id: a container of an image as deep as the kernel allows has no init layer.
+    const initId = (await readIfExists(path.join(this.paths.mountMeta, 'init-id')))?.trim()
     const parent = (await readIfExists(path.join(this.paths.mountMeta, 'parent')))?.trim()
     const below = parent ? (await this.#ctx.layers.stack(parent)).map((l) => layout.diffDir(l.cacheId)) : []
     return {
-      lowerDirs: [layout.diffDir(initId), ...below], upperDir: layout.diffDir(mountId), workDir: layout.workDir(mountId),
-      mergedDir: layout.mergedDir(mountId), initDir: layout.diffDir(initId),
+      lowerDirs: initId ? [layout.diffDir(initId), ...below] : below, upperDir: layout.diffDir(mountId), workDir: layout.workDir(mountId),
+      mergedDir: layout.mergedDir(mountId), ...(initId ? { initDir: layout.diffDir(initId) } : {}),
     }
   }
 
@@ -261,7 +262,7 @@ export class Container {
     const mountId = await this.#mountId()
     const lower = (await mustRead(path.join(this.#ctx.layout.layerDir(mountId), LOWER_FILE))).trim()
     const changes = await call(() => native.changes(this.#ctx.layout.diffDir(mountId), lowerDirs(this.#ctx.layout, lower)))
-    return changes.filter((c) => !INIT_PATHS.has(c.path))
+    return withoutInitPaths(changes)
   }
 
   /**
@@ -450,3 +451,17 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
 }
 
+/**
+ * Leaves out the init files (Docker bind-mounts over them) and the directories that only hold
+ * them: a container without an init layer (an image as deep as the kernel allows) has runc make
+ * `/proc`, `/etc/hosts`, ... in its writable layer when the image lacks them.
+ */
+export function withoutInitPaths<T extends { kind: string; path: string }>(changes: T[]): T[] {
+  const kept = changes.filter((c) => !INIT_PATHS.has(c.path))
+  return kept.filter((c) => {
+    if (c.kind === 'D') return true
+    const prefix = `${c.path}/`
+    const initBelow = [...INIT_PATHS].some((p) => p.startsWith(prefix))
+    return !initBelow || kept.some((o) => o.path.startsWith(prefix))
+  })
+}

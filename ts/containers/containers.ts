@@ -24,7 +24,7 @@ import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, Net
 import { native, NativeFsOp } from '../native'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
-import { lowerChain, INIT_ENTRIES } from './plan'
+import { lowerChain, INIT_ENTRIES, MAX_LOWER_DIRS } from './plan'
 import { MountManager, pidAlive } from './mounts'
 import { runtimeOf } from './supervisor'
 import { Container } from './container'
@@ -215,29 +215,37 @@ export class Containers {
       const ops: NativeFsOp[] = []
       ops.push({ op: 'mkdir', path: p.mountMeta, mode: 0o755 })
       ops.push({ op: 'writeNew', path: path.join(p.mountMeta, 'mount-id'), data: mountId })
-      ops.push({ op: 'writeNew', path: path.join(p.mountMeta, 'init-id'), data: initId })
+      // An image as deep as the kernel's limit of lower dirs leaves no room for an init layer:
+      // the container then sits right on the image, and runc makes whatever mount points the
+      // image lacks in the writable layer (diff leaves those paths out, as it does the init files).
+      const withInit = diffIds.length < MAX_LOWER_DIRS
+      if (withInit) ops.push({ op: 'writeNew', path: path.join(p.mountMeta, 'init-id'), data: initId })
       if (top) ops.push({ op: 'writeNew', path: path.join(p.mountMeta, 'parent'), data: top.chainId })
 
       const imageLower = await this.ctx.layers.lowerFor(top)
-      const initShort = this.layerDirOps(ops, initId, imageLower)
-      const initDiff = layout.diffDir(initId)
-      const made = new Set<string>([''])
-      for (const e of INIT_ENTRIES) {
-        // Parents first (0755), each once.
-        const parts = e.path.split('/')
-        for (let i = 1; i < parts.length; i++) {
-          const dir = parts.slice(0, i).join('/')
-          if (!made.has(dir)) ops.push({ op: 'mkdir', path: path.join(initDiff, dir), mode: 0o755 })
-          made.add(dir)
+      let containerLower = imageLower
+      if (withInit) {
+        const initShort = this.layerDirOps(ops, initId, imageLower)
+        const initDiff = layout.diffDir(initId)
+        const made = new Set<string>([''])
+        for (const e of INIT_ENTRIES) {
+          // Parents first (0755), each once.
+          const parts = e.path.split('/')
+          for (let i = 1; i < parts.length; i++) {
+            const dir = parts.slice(0, i).join('/')
+            if (!made.has(dir)) ops.push({ op: 'mkdir', path: path.join(initDiff, dir), mode: 0o755 })
+            made.add(dir)
+          }
+          const at = path.join(initDiff, e.path)
+          if (e.type === 'dir') {
+            if (!made.has(e.path)) ops.push({ op: 'mkdir', path: at, mode: 0o755 })
+            made.add(e.path)
+          } else if (e.type === 'file') ops.push({ op: 'writeNew', path: at, data: '', mode: 0o755 })
+          else ops.push({ op: 'symlink', path: at, target: e.target })
         }
-        const at = path.join(initDiff, e.path)
-        if (e.type === 'dir') {
-          if (!made.has(e.path)) ops.push({ op: 'mkdir', path: at, mode: 0o755 })
-          made.add(e.path)
-        } else if (e.type === 'file') ops.push({ op: 'writeNew', path: at, data: '', mode: 0o755 })
-        else ops.push({ op: 'symlink', path: at, target: e.target })
+        containerLower = lowerChain(initShort, imageLower)
       }
-      this.layerDirOps(ops, mountId, lowerChain(initShort, imageLower))
+      this.layerDirOps(ops, mountId, containerLower)
       ops.push({ op: 'mkdir', path: layout.mergedDir(mountId), mode: 0o700 })
 
       ops.push({ op: 'mkdir', path: p.dir, mode: 0o710 })
@@ -356,9 +364,16 @@ export class Containers {
     const cacheIds = [mountId, initId].filter((c): c is string => Boolean(c && /^[0-9a-f]{64}(-init)?$/.test(c)))
     const shorts = await Promise.all(cacheIds.map((c) => readIfExists(path.join(layout.layerDir(c), LINK_FILE))))
     for (const s of shorts) if (s && /^[A-Z0-9]+$/.test(s.trim())) ops.push({ op: 'unlink', path: layout.shortLink(s.trim()) })
-    for (const c of cacheIds) ops.push({ op: 'removeAll', path: layout.layerDir(c) })
-    ops.push({ op: 'removeAll', path: p.dir })
+    // The trees leave the store's namespace with a rename each; deleting their files happens in
+    // the background (ctx.reclaim), since on ext4 that is most of an rm's time.
+    const trash: string[] = []
+    for (const dir of [...cacheIds.map((c) => layout.layerDir(c)), p.dir]) {
+      const aside = path.join(layout.tmp, `rm-${path.basename(dir)}-${randomHex(4)}`)
+      ops.push({ op: 'renameIfExists', path: dir, target: aside })
+      trash.push(aside)
+    }
     await call(() => native.fsBatch(ops))
+    this.ctx.reclaim(trash)
     // The image's own chain keeps every layer below this container alive while the image exists.
     if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.releaseImageLayers(parent)
   }

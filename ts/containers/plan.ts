@@ -22,6 +22,9 @@ export interface MountPlan {
  */
 export const CONTAINER_MOUNT_OPTIONS: readonly string[] = ['index=off']
 
+/** The kernel's limit on lower dirs in one overlay mount (OVL_MAX_STACK). */
+export const MAX_LOWER_DIRS = 500
+
 /** The `lower` value of a layer on top of a layer with short link `short` and lower chain `belowLower`. */
 export function lowerChain(short: string, belowLower: string | undefined): string {
   const link = `${LINK_DIR}/${short}`

@@ -24,8 +24,8 @@ pub enum FsOp {
     Write { path: PathBuf, data: Vec<u8>, mode: u32, exclusive: bool },
     /// `symlink(target, path)`.
     Symlink { target: PathBuf, path: PathBuf },
-    /// `rename(from, to)`.
-    Rename { from: PathBuf, to: PathBuf },
+    /// `rename(from, to)`; with `missing_ok`, nothing if `from` is gone.
+    Rename { from: PathBuf, to: PathBuf, missing_ok: bool },
     /// Removes a file or symlink; nothing if it is gone.
     Remove { path: PathBuf },
     /// Removes a tree without following symlinks; nothing if it is gone.
@@ -110,7 +110,8 @@ fn step(op: &FsOp) -> io::Result<()> {
             o.open(path)?.write_all(data)
         }
         FsOp::Symlink { target, path } => std::os::unix::fs::symlink(target, path),
-        FsOp::Rename { from, to } => fs::rename(from, to),
+        FsOp::Rename { from, to, missing_ok: false } => fs::rename(from, to),
+        FsOp::Rename { from, to, missing_ok: true } => gone_ok(fs::rename(from, to)),
         FsOp::Remove { path } => gone_ok(fs::remove_file(path)),
         FsOp::RemoveAll { path } => match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => gone_ok(fs::remove_dir_all(path)),
@@ -146,14 +147,15 @@ mod tests {
             FsOp::Write { path: p("a/link"), data: b"ABC".to_vec(), mode: 0o644, exclusive: true },
             FsOp::Symlink { target: "../a/diff".into(), path: p("short") },
             FsOp::Write { path: p("rec.tmp"), data: b"{}".to_vec(), mode: 0o600, exclusive: false },
-            FsOp::Rename { from: p("rec.tmp"), to: p("rec") },
+            FsOp::Rename { from: p("rec.tmp"), to: p("rec"), missing_ok: false },
+            FsOp::Rename { from: p("gone"), to: p("never"), missing_ok: true },
             FsOp::SyncFs { path: t.path().into() },
         ])
         .unwrap();
         assert_eq!(fs::read(p("a/link")).unwrap(), b"ABC");
         assert_eq!(fs::read_link(p("short")).unwrap(), Path::new("../a/diff"));
         assert_eq!(fs::read(p("rec")).unwrap(), b"{}");
-        assert!(!p("rec.tmp").exists());
+        assert!(!p("rec.tmp").exists() && !p("never").exists());
         let umask = unsafe { libc::umask(0o022) };
         unsafe { libc::umask(umask) };
         assert_eq!(fs::metadata(p("a")).unwrap().permissions().mode() & 0o777, 0o710 & !umask);

@@ -4,7 +4,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use strata_core::fsbatch::{self, FsOp};
 
-/// One step: `op` is `mkdir` | `write` | `writeNew` | `symlink` | `rename` | `unlink` |
+/// One step: `op` is `mkdir` | `write` | `writeNew` | `symlink` | `rename` | `renameIfExists` | `unlink` |
 /// `removeAll` | `syncfs`. `target` is the symlink target or the rename destination;
 /// `data` the file contents (UTF-8); `mode` applies to `mkdir`/`write`/`writeNew`.
 #[napi(object)]
@@ -28,7 +28,9 @@ fn convert(o: NativeFsOp) -> Result<FsOp> {
             exclusive: o.op == "writeNew",
         },
         "symlink" => FsOp::Symlink { target: target()?.into(), path },
-        "rename" => FsOp::Rename { from: path, to: target()?.into() },
+        "rename" | "renameIfExists" => {
+            FsOp::Rename { from: path, to: target()?.into(), missing_ok: o.op == "renameIfExists" }
+        }
         "unlink" => FsOp::Remove { path },
         "removeAll" => FsOp::RemoveAll { path },
         "syncfs" => FsOp::SyncFs { path },
