@@ -120,6 +120,8 @@ export class Containers {
 
   /** By full ID, name (with or without `/`), or unique ID prefix — Docker's lookup order. */
   async resolve(nameOrId: string): Promise<string> {
+    // A full ID needs no scan of every record.
+    if (/^[0-9a-f]{64}$/.test(nameOrId) && (await exists(this.paths(nameOrId).config))) return nameOrId
     const all = await this.records()
     const exact = all.find((r) => r.ID === nameOrId)
     if (exact) return exact.ID
@@ -319,7 +321,7 @@ export class Containers {
 
   /** `docker rm`. */
   async remove(nameOrId: string, opts: RemoveContainerOptions = {}): Promise<void> {
-    const id = /^[0-9a-f]{64}$/.test(nameOrId) && (await exists(this.paths(nameOrId).config)) ? nameOrId : await this.resolve(nameOrId)
+    const id = await this.resolve(nameOrId)
     const p = this.paths(id)
     let rec = await readRecord(p)
     if (rec?.State.Running || rec?.PausedBy) {

@@ -79,12 +79,12 @@ export async function writeRecord(p: ContainerPaths, rec: ContainerRecord): Prom
 }
 
 export async function readHostConfig(p: ContainerPaths): Promise<HostConfig> {
+  const defaults: HostConfig = { NetworkMode: 'none', AutoRemove: false, Runtime: 'runc', LogConfig: { Type: 'json-file', Config: {} } }
   try {
     const raw = await readIfExists(p.hostConfig)
-    if (raw === undefined) throw new Error('no hostconfig.json')
-    return JSON.parse(raw) as HostConfig
+    return raw === undefined ? defaults : (JSON.parse(raw) as HostConfig)
   } catch {
-    return { NetworkMode: 'none', AutoRemove: false, Runtime: 'runc', LogConfig: { Type: 'json-file', Config: {} } }
+    return defaults
   }
 }
 

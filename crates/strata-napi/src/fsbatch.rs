@@ -69,22 +69,15 @@ impl Task for ReadText {
     type Output = Option<String>;
     type JsValue = Option<String>;
     fn compute(&mut self) -> Result<Option<String>> {
+        let failed = |source: std::io::Error| {
+            crate::to_js(fsbatch::FsBatchError { op: "read", path: self.path.display().to_string(), done: 0, source })
+        };
         match std::fs::read(&self.path) {
-            Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
-                crate::to_js(strata_core::fsbatch::FsBatchError {
-                    op: "read",
-                    path: self.path.display().to_string(),
-                    done: 0,
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
-                })
-            }),
+            Ok(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(crate::to_js(strata_core::fsbatch::FsBatchError {
-                op: "read",
-                path: self.path.display().to_string(),
-                done: 0,
-                source,
-            })),
+            Err(source) => Err(failed(source)),
         }
     }
     fn resolve(&mut self, _: Env, out: Option<String>) -> Result<Option<String>> {
