@@ -5,7 +5,7 @@
 //! extractor (`layer::apply_tar_stream`), which hashes it (the new DiffID), records its
 //! tar-split and extracts it into the new layer's `diff/`. The tar never touches the disk.
 use crate::layer::{apply_tar_stream, ApplyResult, LayerError};
-use crate::layertar::{write_dir_tar, LayerTarError, TarMode};
+use crate::layertar::{write_dir_tar_unhashed, LayerTarError, TarMode};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
@@ -63,7 +63,9 @@ pub fn commit_layer(
     std::thread::scope(|s| {
         let walker = s.spawn(|| {
             let out = BufWriter::with_capacity(1 << 20, writer);
-            let r = write_dir_tar(upper, TarMode::Layer, out, &stop);
+            // The extractor hashes the stream (the DiffID); hashing it here too would be a
+            // third core's work on a pipeline that already has two busy threads.
+            let r = write_dir_tar_unhashed(upper, TarMode::Layer, out, &stop);
             if r.is_err() {
                 stop.store(true, Ordering::SeqCst);
             }

@@ -539,10 +539,21 @@ impl Extractor<'_> {
         }
     }
 
+    /// Owner, then mode, of a node we just created; each only when it differs from what the
+    /// node already has (one fstat instead of two inode updates per file: a layer of small
+    /// files created by root mostly needs neither).
     fn set_owner_mode(&self, fd: BorrowedFd<'_>, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
-        rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw(meta.uid)), Some(rustix::fs::Gid::from_raw(meta.gid)))
-            .map_err(io_at("chown", shown))?;
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode)).map_err(io_at("chmod", shown))
+        let st = rustix::fs::fstat(fd).map_err(io_at("stat", shown))?;
+        let chown = st.st_uid != meta.uid || st.st_gid != meta.gid;
+        if chown {
+            rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw(meta.uid)), Some(rustix::fs::Gid::from_raw(meta.gid)))
+                .map_err(io_at("chown", shown))?;
+        }
+        // chown clears setuid/setgid, so after one the mode is always set again.
+        if chown || st.st_mode & 0o7777 != meta.mode & 0o7777 {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode)).map_err(io_at("chmod", shown))?;
+        }
+        Ok(())
     }
 
     /// Applies xattrs to an open fd, or (for `O_PATH` fds of symlinks and device nodes)
@@ -582,7 +593,9 @@ impl Extractor<'_> {
             parent.as_fd(),
             safefs::os(path.leaf()),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            // The final permission bits (less the umask) right away, so set_owner_mode can
+            // usually skip its chmod; special bits come only after the owner is set.
+            Mode::from_raw_mode(meta.mode & 0o777),
         )
         .map_err(io_at("create", shown))?;
         let f = File::from(fd);

@@ -15,6 +15,7 @@ use crate::digest::{DiffId, Digest, Hasher, HashingReader};
 use crate::extract::{self, ExtractError};
 use crate::stream::Fault;
 use crate::tarsplit::{Recorder, TarSplitWriter};
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -141,11 +142,14 @@ impl Cancel<'_> {
 }
 
 /// The raw source: hashes (compressed digest), reports progress, polls cancellation and
-/// tags its own I/O errors so they are not mistaken for a corrupt stream.
+/// tags its own I/O errors so they are not mistaken for a corrupt stream. `run` turns the
+/// hashing off once the stream proves uncompressed: its digest is then the DiffID.
 struct SourceReader<'a, R> {
     inner: R,
     remaining: Option<u64>,
     hasher: Hasher,
+    hashing: &'a Cell<bool>,
+    read: u64,
     progress: &'a (dyn Fn(u64) + Sync),
     reported: u64,
     cancel: Cancel<'a>,
@@ -173,8 +177,11 @@ impl<R: Read> Read for SourceReader<'_, R> {
         if let Some(r) = &mut self.remaining {
             *r -= n as u64;
         }
-        self.hasher.update(&buf[..n]);
-        let total = self.hasher.len();
+        if self.hashing.get() {
+            self.hasher.update(&buf[..n]);
+        }
+        self.read += n as u64;
+        let total = self.read;
         if n == 0 || total - self.reported >= PROGRESS_STEP {
             if total != self.reported {
                 (self.progress)(total);
@@ -223,8 +230,11 @@ fn run<R: Read>(
     writer: TarSplitWriter,
     cancel: Cancel<'_>,
 ) -> Result<ApplyResult, LayerError> {
+    let hashing = source.hashing;
     let mut dec = Decompressor::new(BufReader::with_capacity(1 << 20, source)).map_err(LayerError::Compress)?;
     let compression = dec.compression();
+    // An uncompressed blob's digest is its DiffID: one sha256 pass is enough.
+    hashing.set(compression != Compression::None);
     let recorder = Recorder::new(writer);
     let (diff_id, tar_size, stats) = {
         let hashed = HashingReader::new(&mut dec);
@@ -244,8 +254,8 @@ fn run<R: Read>(
         _ => LayerError::Compress(crate::compress::stream_error(e, "blob")),
     })?;
     let source = dec.into_source().into_inner();
-    let blob_size = source.hasher.len();
-    let digest = source.hasher.finish();
+    let blob_size = source.read;
+    let digest = if compression == Compression::None { diff_id.clone() } else { source.hasher.finish() };
     Ok(ApplyResult { diff_id, digest, compression, size: stats.size, tar_size, blob_size, entries: stats.entries })
 }
 
@@ -298,8 +308,17 @@ fn apply_one(
         source,
     })?;
     let writer = create_outputs(&req.dest, &req.tar_split)?;
-    let source =
-        SourceReader { inner: file, remaining: src.length, hasher: Hasher::new(), progress, reported: 0, cancel };
+    let hashing = Cell::new(true);
+    let source = SourceReader {
+        inner: file,
+        remaining: src.length,
+        hasher: Hasher::new(),
+        hashing: &hashing,
+        read: 0,
+        progress,
+        reported: 0,
+        cancel,
+    };
     let r = run(source, &req.dest, &req.tar_split, writer, cancel).and_then(|result| {
         verify(&result, req)?;
         if sync {
@@ -429,8 +448,17 @@ pub fn apply_tar_stream<R: Read>(
 ) -> Result<ApplyResult, LayerError> {
     let writer = create_outputs(dest, tar_split)?;
     let c = Cancel { caller: cancel, batch: None };
-    let source =
-        SourceReader { inner: r, remaining: None, hasher: Hasher::new(), progress: &|_| {}, reported: 0, cancel: c };
+    let hashing = Cell::new(true);
+    let source = SourceReader {
+        inner: r,
+        remaining: None,
+        hasher: Hasher::new(),
+        hashing: &hashing,
+        read: 0,
+        progress: &|_| {},
+        reported: 0,
+        cancel: c,
+    };
     let res = run(source, dest, tar_split, writer, c).and_then(|r| {
         sync_dir(dest)?;
         Ok(r)
