@@ -20,7 +20,12 @@ export async function exists(p: string): Promise<boolean> {
 export async function readIfExists(p: string): Promise<string | undefined> {
   // One native task instead of fs.promises.readFile's four thread-pool trips: these small
   // metadata reads are most of what create/mount/rm wait for.
-  return (await call(() => native.readText(p))) ?? undefined
+  return (await readBytesIfExists(p))?.toString('utf8')
+}
+
+/** The bytes of a small file, or `undefined` if it does not exist (one native task). */
+export async function readBytesIfExists(p: string): Promise<Buffer | undefined> {
+  return (await call(() => native.readSmallFile(p))) ?? undefined
 }
 
 /** Reads a small UTF-8 file that must exist (a missing one is an ENOENT error, as fs.readFile gives). */

@@ -6,7 +6,7 @@ import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { Layout, hex } from './layout'
-import { exists, listDir, readIfExists, writeAtomic } from './fsx'
+import { exists, listDir, readBytesIfExists, readIfExists, writeAtomic } from './fsx'
 import { StrataError } from './errors'
 
 /** The parts of an OCI/Docker image config strata reads. Unknown fields are kept in the raw bytes. */
@@ -83,14 +83,8 @@ export class ImageDb {
   constructor(private readonly layout: Layout) {}
 
   async get(id: string): Promise<StoredImage | undefined> {
-    let raw: Buffer
-    try {
-      raw = await fs.readFile(this.layout.imageConfig(id))
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw e
-    }
-    return { id, raw, config: parseConfig(raw, id) }
+    const raw = await readBytesIfExists(this.layout.imageConfig(id))
+    return raw && { id, raw, config: parseConfig(raw, id) }
   }
 
   async has(id: string): Promise<boolean> {

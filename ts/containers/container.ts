@@ -124,8 +124,8 @@ export class Container {
   async mount(): Promise<string> {
     const mountId = await this.#mountId()
     return this.#ctx.exclusive(async () => {
-      await this.info()
-      return this.#all.mounts.acquire(this.paths, mountId, { kind: 'user' })
+      const rec = await this.info()
+      return this.#all.mounts.acquire(this.paths, mountId, { kind: 'user' }, rec.State.Running)
     })
   }
 

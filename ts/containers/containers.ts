@@ -359,7 +359,7 @@ export class Containers {
     const p = this.paths(id)
     const layout = this.ctx.layout
     const [mountId, initId, parent] = await Promise.all(['mount-id', 'init-id', 'parent'].map(async (f) => (await readIfExists(path.join(p.mountMeta, f)))?.trim()))
-    if (mountId) await this.#mounts.releaseAll(p, mountId)
+    if (mountId) await this.#mounts.releaseAll(mountId)
     await (await runtimeOf(this.ctx, p)).delete(id, true).catch(() => undefined)
     // The record first (the container is gone), then its layer record, then the files.
     const ops: NativeFsOp[] = [{ op: 'unlink', path: p.config }, { op: 'removeAll', path: p.mountMeta }]

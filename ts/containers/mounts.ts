@@ -67,10 +67,13 @@ export class MountManager {
     return containerMountPlan(this.ctx.layout, mountId, lower)
   }
 
-  /** Takes a reference, mounting if this is the first live one; returns MergedDir. Caller holds the store lock. */
-  async acquire(p: ContainerPaths, mountId: string, ref: MountRef): Promise<string> {
-    const plan = await this.plan(p, mountId)
-    const refs = liveRefs(await readRefs(p), await running(p))
+  /**
+   * Takes a reference, mounting if this is the first live one; returns MergedDir. Caller holds
+   * the store lock; `isRunning` is the record's state when the caller has just read it.
+   */
+  async acquire(p: ContainerPaths, mountId: string, ref: MountRef, isRunning?: boolean): Promise<string> {
+    const [plan, held, run] = await Promise.all([this.plan(p, mountId), readRefs(p), isRunning ?? running(p)])
+    const refs = liveRefs(held, run)
     if (!native.isMountPoint(plan.target)) {
       await fs.mkdir(plan.target, { recursive: true })
       await call(() => native.mountOverlay(plan))
@@ -95,13 +98,15 @@ export class MountManager {
     return unmounted
   }
 
-  /** Unmounts whatever the refs say and clears them (rm). Caller holds the store lock. */
-  async releaseAll(p: ContainerPaths, mountId: string): Promise<void> {
+  /**
+   * Unmounts the rootfs whatever the refs say (rm: the refs go with the container's dir, and
+   * `reconcile` drops refs to a mount that is gone). Caller holds the store lock.
+   */
+  async releaseAll(mountId: string): Promise<void> {
     const target = this.ctx.layout.mergedDir(mountId)
     if (native.isMountPoint(target)) {
       await call(() => native.unmount(target, false)).catch(() => call(() => native.unmount(target, true)))
     }
-    await writeRefs(p, [])
   }
 
   /** Makes mount.json and the kernel agree (after a crash). Caller holds the store lock. */

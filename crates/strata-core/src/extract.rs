@@ -546,8 +546,12 @@ impl Extractor<'_> {
         let st = rustix::fs::fstat(fd).map_err(io_at("stat", shown))?;
         let chown = st.st_uid != meta.uid || st.st_gid != meta.gid;
         if chown {
-            rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw(meta.uid)), Some(rustix::fs::Gid::from_raw(meta.gid)))
-                .map_err(io_at("chown", shown))?;
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(meta.uid)),
+                Some(rustix::fs::Gid::from_raw(meta.gid)),
+            )
+            .map_err(io_at("chown", shown))?;
         }
         // chown clears setuid/setgid, so after one the mode is always set again.
         if chown || st.st_mode & 0o7777 != meta.mode & 0o7777 {

@@ -61,33 +61,33 @@ pub fn fs_batch(ops: Vec<NativeFsOp>) -> Result<AsyncTask<FsBatch>> {
     Ok(AsyncTask::new(FsBatch { ops }))
 }
 
-pub struct ReadText {
+pub struct ReadFile {
     path: std::path::PathBuf,
 }
 
-impl Task for ReadText {
-    type Output = Option<String>;
-    type JsValue = Option<String>;
-    fn compute(&mut self) -> Result<Option<String>> {
-        let failed = |source: std::io::Error| {
-            crate::to_js(fsbatch::FsBatchError { op: "read", path: self.path.display().to_string(), done: 0, source })
-        };
+impl Task for ReadFile {
+    type Output = Option<Vec<u8>>;
+    type JsValue = Option<Buffer>;
+    fn compute(&mut self) -> Result<Option<Vec<u8>>> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => String::from_utf8(bytes)
-                .map(Some)
-                .map_err(|_| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))),
+            Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(failed(source)),
+            Err(source) => Err(crate::to_js(fsbatch::FsBatchError {
+                op: "read",
+                path: self.path.display().to_string(),
+                done: 0,
+                source,
+            })),
         }
     }
-    fn resolve(&mut self, _: Env, out: Option<String>) -> Result<Option<String>> {
-        Ok(out)
+    fn resolve(&mut self, _: Env, out: Option<Vec<u8>>) -> Result<Option<Buffer>> {
+        Ok(out.map(Buffer::from))
     }
 }
 
-/// Reads a small UTF-8 file in one trip to the thread pool (`fs.promises.readFile` takes
-/// four: open, stat, read, close). Resolves to null when the file does not exist.
-#[napi(ts_return_type = "Promise<string | null>")]
-pub fn read_text(path: String) -> AsyncTask<ReadText> {
-    AsyncTask::new(ReadText { path: path.into() })
+/// Reads a small file in one trip to the thread pool (`fs.promises.readFile` takes four:
+/// open, stat, read, close). Resolves to null when the file does not exist.
+#[napi(ts_return_type = "Promise<Buffer | null>")]
+pub fn read_small_file(path: String) -> AsyncTask<ReadFile> {
+    AsyncTask::new(ReadFile { path: path.into() })
 }
