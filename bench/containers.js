@@ -35,7 +35,7 @@
 // are moved into a cgroup of their own for the run (bench/lib/containers-docker.js).
 //
 //   node bench/containers.js [--iterations 20] [--run-iterations 12] [--commit-iterations 4]
-//        [--mounts 10] [--warmup 1] [--sections lifecycle,run,commit,deep] [--peers strata,strata-cli,docker]
+//        [--mounts 10] [--warmup 1] [--settle S] [--sections lifecycle,run,commit,deep] [--peers strata,strata-cli,docker]
 // Env: STRATA_PKG, STRATA_BENCH_WORK (scratch dir; the strata store goes there, default
 //      bench/.cache/work), STRATA_BENCH_DOCKER_HOST (use this daemon instead of starting one).
 
@@ -120,8 +120,12 @@ async function run(argv = []) {
   }
 
   const all = []
+  // On a journal-less ext4, deletions just before a section (an earlier run's, the previous
+  // section's) slow every create in it: settle first (lib/common.js settleDefault).
+  const settleSeconds = opts.settle ?? c.settleDefault(work)
   try {
     if (sections.includes('lifecycle')) {
+      await c.settle(settleSeconds)
       all.push(await section({
         key: 'lifecycle', title: 'create + mount + unmount + remove', target: 8,
         iterations: opts.iterations ?? 20, warmup,
@@ -186,6 +190,7 @@ async function run(argv = []) {
     }
 
     if (sections.includes('commit')) {
+      await c.settle(settleSeconds)
       let n = 0
       // Containers and committed images stay until the section ends: deleting 10k files right
       // before the next iteration writes 10k new ones slows ext4's inode allocation (it skips

@@ -16,7 +16,7 @@
 // sit in the page cache for all alike. Each iteration starts from an empty target
 // after an untimed `sync`, so one contender's writeback does not land on the next; targets
 // are removed at the end of each round, and on ext4 without a journal the next round
-// waits 61 s (--settle; see settleDefault()).
+// waits 61 s (--settle; see settleDefault() in lib/common.js).
 // Timing is plain repeated wall-clock timing (process.hrtime), round-robin over the
 // contenders, with untimed set-up and
 // tear-down per iteration: benchmark.js has no untimed per-iteration tear-down for
@@ -215,32 +215,6 @@ async function timeOnce(ct, dir) {
   return { wall, cpu: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 }
 }
 
-// On ext4 without a journal (this project's VMs), the kernel does not reuse an inode freed
-// less than 60 s ago while another is free (fs/ext4/ialloc.c, recently_deleted()), and it
-// finds that out by looking at every free inode of the group, on every create. Right
-// after a tear-down deleted ~9k files, every contender's creates in those groups cost
-// a scan of thousands of inodes (measured: strata 1.0 s -> 4-5 s, mostly system time).
-// That is the previous round's rm -rf, not the load being measured, so tear-downs happen
-// at the round's end and the next round waits until the deleted inodes age out.
-function settleDefault(work) {
-  const r = spawnSync('findmnt', ['-n', '-o', 'FSTYPE,SOURCE', '--target', work], { encoding: 'utf8' })
-  const [fstype, source] = (r.stdout || '').trim().split(/\s+/)
-  if (fstype !== 'ext4' || !source) return 0
-  try {
-    const journal = fs.readFileSync(`/sys/fs/ext4/${path.basename(source)}/journal_task`, 'utf8').trim()
-    return journal === '<none>' ? 61 : 0
-  } catch {
-    return 0
-  }
-}
-
-async function settle(seconds) {
-  if (!seconds) return
-  spawnSync('sync')
-  process.stderr.write(`  settling ${seconds} s (deleted inodes age out)\n`)
-  await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
-}
-
 const median = (xs) => { const s = [...xs].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
 
 async function run(argv = []) {
@@ -249,7 +223,7 @@ async function run(argv = []) {
   const warmup = opts.warmup ?? 1
   const budget = opts.budget ?? 480
   const only = opts.peers ? String(opts.peers).split(',') : null
-  const settleSeconds = opts.settle ?? settleDefault(path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work')))
+  const settleSeconds = opts.settle ?? c.settleDefault(path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work')))
   const img = c.ensureImage()
   const work = path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work'))
   fs.mkdirSync(work, { recursive: true })
@@ -313,7 +287,7 @@ async function run(argv = []) {
         try { if (ct.after) await ct.after() } catch (e) { process.stderr.write(`  ${ct.key}: clean-up failed: ${e.message}\n`) }
         if (!opts.keep) await c.run('rm', ['-rf', path.join(work, ct.key, `round${round}`)])
       }
-      if (round + 1 < warmup + iterations) await settle(settleSeconds)
+      if (round + 1 < warmup + iterations) await c.settle(settleSeconds)
     }
   } finally {
     for (const ct of active) if (ct.finish) await ct.finish()

@@ -144,6 +144,34 @@ function parseArgs(argv) {
   return out
 }
 
+// On ext4 without a journal (this project's VMs), the kernel does not reuse an inode freed
+// less than 60 s ago while another is free (fs/ext4/ialloc.c, recently_deleted()), and it
+// finds that out by looking at every free inode of the group, on every create. Right
+// after a tear-down deleted ~9k files, every contender's creates in those groups cost
+// a scan of thousands of inodes (measured: strata 1.0 s -> 4-5 s, mostly system time).
+// That is the previous round's rm -rf, not the load being measured, so tear-downs happen
+// at the round's end and the next round waits until the deleted inodes age out. (While
+// an inode-table block is dirty the window is 360 s: new creates dirty it again, so some of
+// the effect can remain after 61 s.)
+function settleDefault(work) {
+  const r = spawnSync('findmnt', ['-n', '-o', 'FSTYPE,SOURCE', '--target', work], { encoding: 'utf8' })
+  const [fstype, source] = (r.stdout || '').trim().split(/\s+/)
+  if (fstype !== 'ext4' || !source) return 0
+  try {
+    const journal = fs.readFileSync(`/sys/fs/ext4/${path.basename(source)}/journal_task`, 'utf8').trim()
+    return journal === '<none>' ? 61 : 0
+  } catch {
+    return 0
+  }
+}
+
+async function settle(seconds) {
+  if (!seconds) return
+  spawnSync('sync')
+  process.stderr.write(`  settling ${seconds} s (deleted inodes age out)\n`)
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+}
+
 function saveResults(name, data) {
   const dir = path.join(CACHE, 'results')
   fs.mkdirSync(dir, { recursive: true })
@@ -154,5 +182,5 @@ function saveResults(name, data) {
 
 module.exports = {
   BENCH_DIR, REPO, CACHE, strataPkg, tryRequireStrata, ensureImage, warm, run, which, cpuSeconds,
-  stats, fmtSeconds, table, ratioText, parseArgs, saveResults,
+  stats, fmtSeconds, table, ratioText, parseArgs, saveResults, settleDefault, settle,
 }
