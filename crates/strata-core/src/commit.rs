@@ -1,11 +1,13 @@
 //! `commit`: a container's upper dir becomes a new read-only layer in one pass.
 //!
-//! The upper dir is walked into an OCI layer tar (`layertar`, whiteouts converted) on one
-//! thread while, on the caller's thread, that tar streams through a pipe into the layer
-//! extractor (`layer::apply_tar_stream`), which hashes it (the new DiffID), records its
-//! tar-split and extracts it into the new layer's `diff/`. The tar never touches the disk.
-use crate::layer::{apply_tar_stream, ApplyResult, LayerError};
-use crate::layertar::{write_dir_tar_unhashed, LayerTarError, TarMode};
+//! The upper dir is walked into an OCI layer tar (`layertar`, whiteouts converted, hashed
+//! there: the new DiffID) on one thread while, on the caller's thread, that tar streams through
+//! a pipe into the layer extractor (`layer::extract_tar_stream`), which records its tar-split
+//! and extracts it into the new layer's `diff/`. The tar never touches the disk. The extractor
+//! (10,000 file creates for 10,000 files) is the slower side, so the hash goes to the walker's.
+use crate::digest::DiffId;
+use crate::layer::{extract_tar_stream, LayerError};
+use crate::layertar::{write_dir_tar, LayerTarError, TarMode};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
@@ -46,6 +48,15 @@ impl crate::error::Coded for CommitError {
     }
 }
 
+/// What a commit made: the new layer's DiffID and size (sum of regular file sizes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub diff_id: DiffId,
+    pub size: u64,
+    /// Length of the layer tar.
+    pub tar_size: u64,
+}
+
 /// Turns `upper` into a new layer at `dest` (must not exist) with its tar-split at `tar_split`.
 /// On failure nothing is left at `dest` or `tar_split`.
 pub fn commit_layer(
@@ -53,7 +64,7 @@ pub fn commit_layer(
     dest: &Path,
     tar_split: &Path,
     cancel: &AtomicBool,
-) -> Result<ApplyResult, CommitError> {
+) -> Result<Committed, CommitError> {
     let (rd, wr) = rustix::pipe::pipe().map_err(|e| CommitError::Pipe(e.into()))?;
     // A bigger pipe means fewer context switches between the two threads.
     let _ = rustix::pipe::fcntl_setpipe_size(&wr, 1 << 20);
@@ -63,22 +74,30 @@ pub fn commit_layer(
     std::thread::scope(|s| {
         let walker = s.spawn(|| {
             let out = BufWriter::with_capacity(1 << 20, writer);
-            // The extractor hashes the stream (the DiffID); hashing it here too would be a
-            // third core's work on a pipeline that already has two busy threads.
-            let r = write_dir_tar_unhashed(upper, TarMode::Layer, out, &stop);
+            let r = write_dir_tar(upper, TarMode::Layer, out, &stop);
             if r.is_err() {
                 stop.store(true, Ordering::SeqCst);
             }
             r
         });
         // A failing walker drops its end of the pipe: the extractor sees a short tar and cleans up.
-        let applied = apply_tar_stream(reader, dest, tar_split, cancel);
+        let applied = extract_tar_stream(reader, dest, tar_split, cancel);
         if applied.is_err() {
             stop.store(true, Ordering::SeqCst);
         }
         let walked = walker.join().unwrap_or(Err(LayerTarError::Cancelled));
         match (walked, applied) {
-            (Ok(_), Ok(res)) => Ok(res),
+            (Ok(walked), Ok(res)) if walked.bytes == res.tar_size => {
+                Ok(Committed { diff_id: walked.diff_id, size: res.size, tar_size: res.tar_size })
+            }
+            // Cannot happen short of a bug: the hash would not describe what was extracted.
+            (Ok(walked), Ok(res)) => {
+                crate::layer::cleanup(dest, tar_split);
+                Err(CommitError::Pipe(std::io::Error::other(format!(
+                    "walker wrote {} bytes, extractor read {}",
+                    walked.bytes, res.tar_size
+                ))))
+            }
             (w, a) if (w.is_err() || a.is_err()) && cancel.load(Ordering::SeqCst) => {
                 crate::layer::cleanup(dest, tar_split);
                 Err(LayerError::Aborted.into())

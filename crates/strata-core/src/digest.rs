@@ -107,11 +107,16 @@ impl Hasher {
 pub struct HashingReader<R> {
     inner: R,
     pub hasher: Hasher,
+    enabled: bool,
 }
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        Self { inner, hasher: Hasher::new() }
+        Self { inner, hasher: Hasher::new(), enabled: true }
+    }
+    /// A reader that passes bytes through without hashing (its hasher stays empty).
+    pub fn passthrough(inner: R) -> Self {
+        Self { inner, hasher: Hasher::new(), enabled: false }
     }
     pub fn into_parts(self) -> (R, Hasher) {
         (self.inner, self.hasher)
@@ -121,7 +126,9 @@ impl<R: Read> HashingReader<R> {
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if self.enabled {
+            self.hasher.update(&buf[..n]);
+        }
         Ok(n)
     }
 }

@@ -32,6 +32,7 @@
 //! The stream is read to its very end, so trailing bytes reach the caller's hashers and
 //! the tar-split recorder.
 use crate::direct::{AlignedBuf, BodyWriter};
+use crate::filepool::{FilePool, PoolState, SmallFile, SMALL_FILE};
 use crate::safefs::{self, RelPath};
 use crate::stream::{clone_io, fault_of, Fault};
 use crate::tarsplit::Recorder;
@@ -43,8 +44,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tar::EntryType;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -157,46 +158,130 @@ fn cancelled(cancel: &AtomicBool) -> Result<(), ExtractError> {
 /// With a `recorder`, `reader` must be (or sit above) that recorder's
 /// [`RecordingReader`](crate::tarsplit::RecordingReader): file bodies are announced to it
 /// and everything else lands in tar-split segments. `cancel` is polled between entries and
-/// between body chunks.
+/// between body chunks. With `writers` > 0, that many threads create the small files
+/// ([`crate::filepool`]) while this one goes on parsing.
 pub fn extract<R: Read>(
     reader: R,
     root_dir: &Path,
     recorder: Option<&Recorder>,
     cancel: &AtomicBool,
+    writers: usize,
 ) -> Result<ExtractStats, ExtractError> {
     let root = safefs::open_root(root_dir).map_err(|source| ExtractError::Io {
         op: "open",
         entry: root_dir.display().to_string(),
         source,
     })?;
-    let mut x = Extractor {
-        root: Rc::new(root),
-        cache: None,
-        dir_times: HashMap::new(),
-        recorder,
-        stats: ExtractStats::default(),
-        buf: AlignedBuf::new(COPY_BUF),
-    };
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(|e| ExtractError::from_stream(e, None))? {
+    let state = PoolState::new();
+    std::thread::scope(|scope| {
+        let pool = match writers {
+            0 => None,
+            n => Some(FilePool::start(scope, n, &state, cancel).map_err(|source| ExtractError::Io {
+                op: "spawn",
+                entry: root_dir.display().to_string(),
+                source,
+            })?),
+        };
+        let mut x = Extractor {
+            root: Arc::new(root),
+            cache: None,
+            dir_times: HashMap::new(),
+            recorder,
+            stats: ExtractStats::default(),
+            buf: AlignedBuf::new(COPY_BUF),
+            pool,
+        };
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().map_err(|e| ExtractError::from_stream(e, None))? {
+            cancelled(cancel)?;
+            let mut entry = entry.map_err(|e| ExtractError::from_stream(e, None))?;
+            x.entry(&mut entry, cancel)?;
+            x.flush_recorder()?;
+        }
+        let mut rest = archive.into_inner();
+        x.drain_end(&mut rest, cancel)?;
+        x.settle()?;
+        x.finish_dirs()?;
+        Ok(x.stats)
+    })
+}
+
+/// Fills `buf` from an entry's body, of which `left` bytes (`buf.len()` or more) remain.
+fn read_body<R: Read>(
+    e: &mut tar::Entry<'_, R>,
+    buf: &mut [u8],
+    left: u64,
+    shown: &str,
+    cancel: &AtomicBool,
+) -> Result<(), ExtractError> {
+    let mut got = 0;
+    while got < buf.len() {
         cancelled(cancel)?;
-        let mut entry = entry.map_err(|e| ExtractError::from_stream(e, None))?;
-        x.entry(&mut entry, cancel)?;
-        x.flush_recorder()?;
+        match e.read(&mut buf[got..]) {
+            Ok(0) => {
+                let missing = left - got as u64;
+                let size = e.size();
+                return Err(corrupt(shown, format!("truncated: {missing} of {size} data bytes missing")));
+            }
+            Ok(n) => got += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(ExtractError::from_stream(err, Some(shown))),
+        }
     }
-    let mut rest = archive.into_inner();
-    x.drain_end(&mut rest, cancel)?;
-    x.finish_dirs()?;
-    Ok(x.stats)
+    Ok(())
+}
+
+/// Owner, then mode, of a node we just created; each only when it differs from what the
+/// node already has (one fstat instead of two inode updates per file: a layer of small
+/// files created by root mostly needs neither).
+fn set_owner_mode(fd: BorrowedFd<'_>, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
+    let st = rustix::fs::fstat(fd).map_err(io_at("stat", shown))?;
+    let chown = st.st_uid != meta.uid || st.st_gid != meta.gid;
+    if chown {
+        rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw(meta.uid)), Some(rustix::fs::Gid::from_raw(meta.gid)))
+            .map_err(io_at("chown", shown))?;
+    }
+    // chown clears setuid/setgid, so after one the mode is always set again.
+    if chown || st.st_mode & 0o7777 != meta.mode & 0o7777 {
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode)).map_err(io_at("chmod", shown))?;
+    }
+    Ok(())
+}
+
+/// Applies xattrs to an open fd, or (for `O_PATH` fds of symlinks and device nodes)
+/// through `/proc/self/fd`. ENOTSUP/EPERM are ignored, as Docker does (e.g. `user.*`
+/// cannot be set on a symlink).
+fn set_xattrs(fd: BorrowedFd<'_>, opath: bool, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
+    for (k, v) in &meta.xattrs {
+        let r = if opath {
+            safefs::set_xattr_opath(fd, k, v)
+        } else {
+            rustix::fs::fsetxattr(fd, safefs::os(k), v, rustix::fs::XattrFlags::empty()).map_err(Into::into)
+        };
+        match r {
+            Ok(()) => {}
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {}
+            Err(source) => return Err(ExtractError::Io { op: "setxattr", entry: shown.into(), source }),
+        }
+    }
+    Ok(())
+}
+
+/// Owner, mode, xattrs and times of a regular file just created and written.
+pub(crate) fn finish_open_file(f: &File, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
+    set_owner_mode(f.as_fd(), meta, shown)?;
+    set_xattrs(f.as_fd(), false, meta, shown)?;
+    rustix::fs::futimens(f, &meta.times).map_err(io_at("utimens", shown))
 }
 
 /// Metadata of one entry, from its header and PAX records.
-struct Meta {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    times: Timestamps,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+#[derive(Clone)]
+pub(crate) struct Meta {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub times: Timestamps,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// PAX records of interest.
@@ -273,18 +358,36 @@ fn role(path: &RelPath) -> Role<'_> {
     }
 }
 
-struct Extractor<'r> {
-    root: Rc<OwnedFd>,
+struct Extractor<'r, 'p> {
+    root: Arc<OwnedFd>,
     /// Last resolved parent directory (entries come grouped by directory); dropped on any
     /// removal, the only thing that can change what a path resolves to.
-    cache: Option<(Vec<u8>, Rc<OwnedFd>)>,
+    cache: Option<(Vec<u8>, Arc<OwnedFd>)>,
     dir_times: HashMap<RelPath, Timestamps>,
     recorder: Option<&'r Recorder>,
     stats: ExtractStats,
     buf: AlignedBuf,
+    /// Workers for small files, when asked for.
+    pool: Option<FilePool<'p>>,
 }
 
-impl Extractor<'_> {
+impl Extractor<'_, '_> {
+    /// Waits for every file handed to the workers (see `crate::filepool`).
+    fn settle(&mut self) -> Result<(), ExtractError> {
+        match &mut self.pool {
+            Some(p) => p.settle(),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the workers if `path` is, or lies below, a file still in flight.
+    fn settle_if_overlaps(&mut self, path: &RelPath) -> Result<(), ExtractError> {
+        match &mut self.pool {
+            Some(p) if p.overlaps(path.as_bytes()) => p.settle(),
+            _ => Ok(()),
+        }
+    }
+
     fn flush_recorder(&self) -> Result<(), ExtractError> {
         if let Some(r) = self.recorder {
             r.flush_if_large().map_err(|source| ExtractError::TarSplit { source })?;
@@ -334,6 +437,7 @@ impl Extractor<'_> {
         match role(&path) {
             Role::AufsMeta => return self.skip_data(e, &shown, cancel),
             Role::Opaque => {
+                self.settle_if_overlaps(&path)?;
                 self.opaque(&path, &shown)?;
                 return self.skip_data(e, &shown, cancel);
             }
@@ -348,6 +452,7 @@ impl Extractor<'_> {
             Role::Normal => {}
         }
         let meta = self.meta(e, &pax, &shown)?;
+        self.settle_if_overlaps(&path)?;
         match kind {
             EntryType::Regular | EntryType::Continuous => self.file(e, &path, &meta, &shown, cancel),
             EntryType::Directory => self.dir(&path, &meta, &shown),
@@ -465,7 +570,7 @@ impl Extractor<'_> {
     }
 
     /// The parent directory of `path` (`O_PATH`), created (0755) where missing.
-    fn parent(&mut self, path: &RelPath, shown: &str) -> Result<Rc<OwnedFd>, ExtractError> {
+    fn parent(&mut self, path: &RelPath, shown: &str) -> Result<Arc<OwnedFd>, ExtractError> {
         let p = path.parent();
         if p.is_empty() {
             return Ok(self.root.clone());
@@ -480,7 +585,7 @@ impl Extractor<'_> {
             Err(err) if err.raw_os_error() == Some(libc::ENOENT) => self.create_parents(path, shown)?,
             Err(err) => return Err(self.resolve_error(err, shown, "parent path")),
         };
-        let fd = Rc::new(fd);
+        let fd = Arc::new(fd);
         self.cache = Some((p.to_vec(), fd.clone()));
         Ok(fd)
     }
@@ -527,6 +632,8 @@ impl Extractor<'_> {
                 if new_is_dir && FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                     return Ok(true);
                 }
+                // What goes may hold files still being written.
+                self.settle()?;
                 safefs::remove_all_at(dir, leaf).map_err(|source| ExtractError::Io {
                     op: "remove",
                     entry: shown.into(),
@@ -537,46 +644,6 @@ impl Extractor<'_> {
                 Ok(false)
             }
         }
-    }
-
-    /// Owner, then mode, of a node we just created; each only when it differs from what the
-    /// node already has (one fstat instead of two inode updates per file: a layer of small
-    /// files created by root mostly needs neither).
-    fn set_owner_mode(&self, fd: BorrowedFd<'_>, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
-        let st = rustix::fs::fstat(fd).map_err(io_at("stat", shown))?;
-        let chown = st.st_uid != meta.uid || st.st_gid != meta.gid;
-        if chown {
-            rustix::fs::fchown(
-                fd,
-                Some(rustix::fs::Uid::from_raw(meta.uid)),
-                Some(rustix::fs::Gid::from_raw(meta.gid)),
-            )
-            .map_err(io_at("chown", shown))?;
-        }
-        // chown clears setuid/setgid, so after one the mode is always set again.
-        if chown || st.st_mode & 0o7777 != meta.mode & 0o7777 {
-            rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode)).map_err(io_at("chmod", shown))?;
-        }
-        Ok(())
-    }
-
-    /// Applies xattrs to an open fd, or (for `O_PATH` fds of symlinks and device nodes)
-    /// through `/proc/self/fd`. ENOTSUP/EPERM are ignored, as Docker does (e.g. `user.*`
-    /// cannot be set on a symlink).
-    fn set_xattrs(&self, fd: BorrowedFd<'_>, opath: bool, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
-        for (k, v) in &meta.xattrs {
-            let r = if opath {
-                safefs::set_xattr_opath(fd, k, v)
-            } else {
-                rustix::fs::fsetxattr(fd, safefs::os(k), v, rustix::fs::XattrFlags::empty()).map_err(Into::into)
-            };
-            match r {
-                Ok(()) => {}
-                Err(err) if matches!(err.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {}
-                Err(source) => return Err(ExtractError::Io { op: "setxattr", entry: shown.into(), source }),
-            }
-        }
-        Ok(())
     }
 
     fn file<R: Read>(
@@ -593,6 +660,14 @@ impl Extractor<'_> {
         if let Some(r) = self.recorder {
             r.file(path.as_bytes(), e.raw_file_position(), size).map_err(|source| ExtractError::TarSplit { source })?;
         }
+        if let Some(pool) = self.pool.as_mut().filter(|_| size <= SMALL_FILE) {
+            let mut body = vec![0u8; size as usize];
+            read_body(e, &mut body, size, shown, cancel)?;
+            self.stats.size += size;
+            let job =
+                SmallFile { parent, leaf: path.leaf().to_vec(), body, meta: meta.clone(), shown: shown.to_owned() };
+            return pool.submit(path.as_bytes(), job);
+        }
         let fd = rustix::fs::openat(
             parent.as_fd(),
             safefs::os(path.leaf()),
@@ -608,19 +683,7 @@ impl Extractor<'_> {
         while left > 0 {
             // Fill the whole chunk first: only a body's last chunk may be unaligned.
             let want = left.min(self.buf.len() as u64) as usize;
-            let mut got = 0;
-            while got < want {
-                cancelled(cancel)?;
-                match e.read(&mut self.buf[got..want]) {
-                    Ok(0) => {
-                        let missing = left - got as u64;
-                        return Err(corrupt(shown, format!("truncated: {missing} of {size} data bytes missing")));
-                    }
-                    Ok(n) => got += n,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) => return Err(ExtractError::from_stream(err, Some(shown))),
-                }
-            }
+            read_body(e, &mut self.buf[..want], left, shown, cancel)?;
             body.write(&self.buf[..want]).map_err(|source| ExtractError::Io {
                 op: "write",
                 entry: shown.into(),
@@ -629,9 +692,7 @@ impl Extractor<'_> {
             left -= want as u64;
         }
         self.stats.size += size;
-        self.set_owner_mode(f.as_fd(), meta, shown)?;
-        self.set_xattrs(f.as_fd(), false, meta, shown)?;
-        rustix::fs::futimens(&f, &meta.times).map_err(io_at("utimens", shown))
+        finish_open_file(&f, meta, shown)
     }
 
     fn dir(&mut self, path: &RelPath, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
@@ -647,8 +708,8 @@ impl Extractor<'_> {
             Mode::empty(),
         )
         .map_err(io_at("open", shown))?;
-        self.set_owner_mode(fd.as_fd(), meta, shown)?;
-        self.set_xattrs(fd.as_fd(), false, meta, shown)?;
+        set_owner_mode(fd.as_fd(), meta, shown)?;
+        set_xattrs(fd.as_fd(), false, meta, shown)?;
         self.dir_times.insert(path.clone(), meta.times.clone());
         Ok(())
     }
@@ -682,7 +743,7 @@ impl Extractor<'_> {
         if !meta.xattrs.is_empty() {
             let fd = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
                 .map_err(io_at("open", shown))?;
-            self.set_xattrs(fd.as_fd(), true, meta, shown)?;
+            set_xattrs(fd.as_fd(), true, meta, shown)?;
         }
         rustix::fs::utimensat(dir, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW).map_err(io_at("utimens", shown))
     }
@@ -714,6 +775,8 @@ impl Extractor<'_> {
     }
 
     fn hardlink(&mut self, path: &RelPath, target_raw: &[u8], shown: &str) -> Result<(), ExtractError> {
+        // The target may be a file still being written.
+        self.settle()?;
         let target = match RelPath::parse(target_raw) {
             Ok(Some(t)) => t,
             Ok(None) => return Err(unsafe_entry(shown, "hardlink to the layer root")),
@@ -761,6 +824,7 @@ impl Extractor<'_> {
             b.extend_from_slice(name);
             RelPath::parse(&b).ok().flatten().ok_or_else(|| unsafe_entry(shown, "bad whiteout name"))?
         };
+        self.settle_if_overlaps(&target)?;
         self.clear(parent.as_fd(), &target, name, false, shown)?;
         rustix::fs::mknodat(
             parent.as_fd(),

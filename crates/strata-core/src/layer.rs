@@ -222,28 +222,46 @@ fn create_outputs(dest: &Path, tar_split: &Path) -> Result<TarSplitWriter, Layer
     })
 }
 
-/// Runs decompress → DiffID → record → extract over `source` into the (created) dest.
+/// Whether `run` computes the DiffID: `Elsewhere` when the producer of the stream hashes it
+/// (commit's walker, on another core), so the extractor's thread does not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TarHash {
+    Here,
+    Elsewhere,
+}
+
+/// Threads creating small files for one extraction (`crate::filepool`) when it runs alone
+/// (commit); a batch of layers (`apply_layers`) already keeps the CPUs busy with one
+/// extraction per layer.
+const WRITERS_ALONE: usize = 2;
+
+/// Runs decompress → DiffID → record → extract over `source` into the (created) dest. With
+/// `TarHash::Elsewhere` the returned `diff_id` and `digest` are those of empty input.
 fn run<R: Read>(
     source: SourceReader<'_, R>,
     dest: &Path,
     tar_split: &Path,
     writer: TarSplitWriter,
     cancel: Cancel<'_>,
+    tar_hash: TarHash,
+    writers: usize,
 ) -> Result<ApplyResult, LayerError> {
     let hashing = source.hashing;
     let mut dec = Decompressor::new(BufReader::with_capacity(1 << 20, source)).map_err(LayerError::Compress)?;
     let compression = dec.compression();
     // An uncompressed blob's digest is its DiffID: one sha256 pass is enough.
-    hashing.set(compression != Compression::None);
+    hashing.set(compression != Compression::None && tar_hash == TarHash::Here);
     let recorder = Recorder::new(writer);
     let (diff_id, tar_size, stats) = {
-        let hashed = HashingReader::new(&mut dec);
+        let hashed =
+            if tar_hash == TarHash::Here { HashingReader::new(&mut dec) } else { HashingReader::passthrough(&mut dec) };
         let mut recording = recorder.reader(hashed);
         // extract() polls the caller's flag; the batch flag is seen by the source reader.
-        let stats = extract::extract(&mut recording, dest, Some(&recorder), cancel.caller).map_err(|e| match e {
-            ExtractError::Aborted => LayerError::Aborted,
-            e => LayerError::Extract(e),
-        })?;
+        let stats =
+            extract::extract(&mut recording, dest, Some(&recorder), cancel.caller, writers).map_err(|e| match e {
+                ExtractError::Aborted => LayerError::Aborted,
+                e => LayerError::Extract(e),
+            })?;
         let tar_size =
             recorder.finish().map_err(|source| LayerError::Io { op: "write", path: tar_split.into(), source })?;
         let (_, h) = recording.into_inner().into_parts();
@@ -319,7 +337,7 @@ fn apply_one(
         reported: 0,
         cancel,
     };
-    let r = run(source, &req.dest, &req.tar_split, writer, cancel).and_then(|result| {
+    let r = run(source, &req.dest, &req.tar_split, writer, cancel, TarHash::Here, 0).and_then(|result| {
         verify(&result, req)?;
         if sync {
             sync_dir(&req.dest)?;
@@ -437,18 +455,50 @@ pub fn apply_layers(
     Err(first_abort.unwrap_or(LayerError::Aborted))
 }
 
-/// Applies an uncompressed (or auto-detected compressed) tar read from `r`, e.g. the
-/// output of the upper-dir walker for `commit`. `digest` of the result is the sha256 of
-/// the bytes as read.
+/// Applies an uncompressed (or auto-detected compressed) tar read from `r`. `digest` of the
+/// result is the sha256 of the bytes as read.
 pub fn apply_tar_stream<R: Read>(
     r: R,
     dest: &Path,
     tar_split: &Path,
     cancel: &AtomicBool,
 ) -> Result<ApplyResult, LayerError> {
+    apply_stream(r, dest, tar_split, cancel, TarHash::Here)
+}
+
+/// What [`extract_tar_stream`] found: [`ApplyResult`] without the hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtractedTar {
+    /// Sum of regular file sizes (Docker's layer `size`).
+    pub size: u64,
+    /// Length of the tar.
+    pub tar_size: u64,
+    /// Tar entries.
+    pub entries: u64,
+}
+
+/// [`apply_tar_stream`] for a plain tar whose producer hashes it itself (commit's walker, on
+/// another core): records and extracts without computing the DiffID on this thread.
+pub fn extract_tar_stream<R: Read>(
+    r: R,
+    dest: &Path,
+    tar_split: &Path,
+    cancel: &AtomicBool,
+) -> Result<ExtractedTar, LayerError> {
+    let r = apply_stream(r, dest, tar_split, cancel, TarHash::Elsewhere)?;
+    Ok(ExtractedTar { size: r.size, tar_size: r.tar_size, entries: r.entries })
+}
+
+fn apply_stream<R: Read>(
+    r: R,
+    dest: &Path,
+    tar_split: &Path,
+    cancel: &AtomicBool,
+    tar_hash: TarHash,
+) -> Result<ApplyResult, LayerError> {
     let writer = create_outputs(dest, tar_split)?;
     let c = Cancel { caller: cancel, batch: None };
-    let hashing = Cell::new(true);
+    let hashing = Cell::new(tar_hash == TarHash::Here);
     let source = SourceReader {
         inner: r,
         remaining: None,
@@ -459,7 +509,7 @@ pub fn apply_tar_stream<R: Read>(
         reported: 0,
         cancel: c,
     };
-    let res = run(source, dest, tar_split, writer, c).and_then(|r| {
+    let res = run(source, dest, tar_split, writer, c, tar_hash, WRITERS_ALONE).and_then(|r| {
         sync_dir(dest)?;
         Ok(r)
     });

@@ -132,30 +132,17 @@ pub fn write_dir_tar<W: Write + Send>(
     out: W,
     cancel: &AtomicBool,
 ) -> Result<TarStats, LayerTarError> {
-    let (hasher, bytes, entries) = write_tar(dir, mode, out, cancel, true)?;
-    Ok(TarStats { diff_id: hasher.expect("hashing was asked for").finish(), bytes, entries })
+    let (hasher, bytes, entries) = write_tar(dir, mode, out, cancel)?;
+    Ok(TarStats { diff_id: hasher.finish(), bytes, entries })
 }
 
-/// [`write_dir_tar`] for a reader that hashes the stream itself (commit's extractor):
-/// returns the bytes and entries written.
-pub fn write_dir_tar_unhashed<W: Write + Send>(
-    dir: &Path,
-    mode: TarMode,
-    out: W,
-    cancel: &AtomicBool,
-) -> Result<(u64, u64), LayerTarError> {
-    let (_, bytes, entries) = write_tar(dir, mode, out, cancel, false)?;
-    Ok((bytes, entries))
-}
-
-/// The walk behind both: the hasher when `hash`, the bytes and the entries written.
+/// The walk behind `write_dir_tar`: the hasher, the bytes and the entries written.
 fn write_tar<W: Write + Send>(
     dir: &Path,
     mode: TarMode,
     out: W,
     cancel: &AtomicBool,
-    hash: bool,
-) -> Result<(Option<Hasher>, u64, u64), LayerTarError> {
+) -> Result<(Hasher, u64, u64), LayerTarError> {
     let root = openat(rustix::fs::CWD, dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| LayerTarError::Read { op: "open", path: dir.display().to_string(), source: e.into() })?;
     std::thread::scope(|scope| {
@@ -167,13 +154,11 @@ fn write_tar<W: Write + Send>(
         let mut w = out;
         let sink = std::thread::Builder::new()
             .name("strata-tar-hash".into())
-            .spawn_scoped(scope, move || -> std::io::Result<(Option<Hasher>, u64)> {
-                let mut hasher = hash.then(Hasher::new);
+            .spawn_scoped(scope, move || -> std::io::Result<(Hasher, u64)> {
+                let mut hasher = Hasher::new();
                 let mut bytes = 0u64;
                 for (buf, n) in full_rx {
-                    if let Some(h) = &mut hasher {
-                        h.update(&buf[..n]);
-                    }
+                    hasher.update(&buf[..n]);
                     bytes += n as u64;
                     w.write_all(&buf[..n])?;
                     // The walker may already be done and gone; then the buffer is just freed.

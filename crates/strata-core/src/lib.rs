@@ -11,6 +11,7 @@ pub mod digest;
 pub mod direct;
 pub mod error;
 pub mod extract;
+mod filepool;
 pub mod fsbatch;
 pub mod fsutil;
 pub mod layer;

@@ -168,6 +168,64 @@ fn full_layer_extracts_and_round_trips_in_every_compression() {
 }
 
 #[test]
+fn full_layer_extracts_the_same_with_worker_threads() {
+    let tar = full_layer();
+    let s = Scratch::new();
+    let r = s.apply_stream(&tar).unwrap();
+    assert_eq!(r.tar_size, tar.len() as u64);
+    check_full_layer(&s.dest());
+    let single = Scratch::new();
+    single.apply(&tar).unwrap();
+    let rel = |root: &Path| {
+        snapshot(root)
+            .into_iter()
+            .map(|(p, m, u, g, c)| (p.strip_prefix(root).unwrap().to_owned(), m, u, g, c))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rel(&s.dest()), rel(&single.dest()));
+    let mut out = Vec::new();
+    assemble(&s.dest(), &s.tar_split(), &mut out).unwrap();
+    assert!(out == tar, "assembled tar differs");
+}
+
+/// Entries that depend on a small file a worker may still be writing: a duplicate of it, a
+/// directory or file below it, its removal by a later entry, a hard link to it, a whiteout of
+/// it. With workers each must end as it does on one thread.
+#[test]
+fn entries_that_depend_on_files_in_flight() {
+    let mut t = Tar::new();
+    for i in 0..200 {
+        t.file(format!("many/f{i}"), format!("body {i}").as_bytes());
+    }
+    t.file("dup", b"first").file("dup", b"second");
+    t.file("was-file", b"x").dir("was-file").file("was-file/inner", b"inner");
+    t.dir("gone").file("gone/a", b"a").file("gone/b", b"b").symlink("gone", "many");
+    t.file("target", b"linked").hardlink("link", "target");
+    t.file("wh", b"whited").file(".wh.wh", b"");
+    t.file("many/f5", b"replaced");
+    let tar = t.finish();
+    for workers in [false, true] {
+        let s = Scratch::new();
+        if workers {
+            s.apply_stream(&tar).unwrap();
+        } else {
+            s.apply(&tar).unwrap();
+        }
+        let d = s.dest();
+        assert_eq!(std::fs::read(d.join("dup")).unwrap(), b"second", "workers: {workers}");
+        assert!(md(&d.join("was-file")).is_dir());
+        assert_eq!(std::fs::read(d.join("was-file/inner")).unwrap(), b"inner");
+        assert_eq!(std::fs::read_link(d.join("gone")).unwrap(), Path::new("many"));
+        assert_eq!(md(&d.join("link")).ino(), md(&d.join("target")).ino());
+        assert_eq!(std::fs::read(d.join("link")).unwrap(), b"linked");
+        assert!(md(&d.join("wh")).file_type().is_char_device(), "workers: {workers}");
+        assert_eq!(std::fs::read(d.join("many/f5")).unwrap(), b"replaced");
+        assert_eq!(std::fs::read(d.join("many/f199")).unwrap(), b"body 199");
+        assert_eq!(std::fs::read_dir(d.join("many")).unwrap().count(), 200);
+    }
+}
+
+#[test]
 fn sizes_and_entry_counts() {
     let mut t = Tar::new();
     t.file("a", b"12345").dir("d").file("d/b", b"678").symlink("l", "a");

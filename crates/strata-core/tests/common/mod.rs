@@ -228,6 +228,11 @@ impl Scratch {
     pub fn apply(&self, blob: &[u8]) -> Result<ApplyResult, LayerError> {
         apply_layer(&self.request(blob), &|_| {}, &AtomicBool::new(false))
     }
+    /// The same tar through `extract_tar_stream`, whose small files are written by worker
+    /// threads (crate::filepool), as commit writes them.
+    pub fn apply_stream(&self, tar: &[u8]) -> Result<strata_core::layer::ExtractedTar, LayerError> {
+        strata_core::layer::extract_tar_stream(tar, &self.dest(), &self.tar_split(), &AtomicBool::new(false))
+    }
 }
 
 /// A recursive snapshot of a tree (type, mode, owner, content/target, xattrs), for
