@@ -8,7 +8,7 @@ import { Layout } from './layout'
 import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'
 import { Repositories } from './repositories'
-import { native } from './native'
+import { native, fsBatch } from './native'
 import { call, StrataError } from './errors'
 import { randomHex, listDir, readIfExists } from './fsx'
 
@@ -39,7 +39,7 @@ export class StoreContext {
    */
   reclaim(trees: string[]): void {
     if (trees.length === 0) return
-    const p: Promise<void> = call(() => native.fsBatch(trees.map((path) => ({ op: 'removeAll', path }))))
+    const p: Promise<void> = call(() => fsBatch(trees.map((path) => ({ op: 'removeAll', path }))))
       .catch((e: Error) => { process.emitWarning(`strata: removing ${trees.join(', ')}: ${e.message}`) })
       .finally(() => { this.#reclaiming.delete(p) })
     this.#reclaiming.add(p)
@@ -62,7 +62,8 @@ export class StoreContext {
 
   /** Runs `fn` holding the store's exclusive lock (all metadata changes do). */
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const lock = await call(() => native.acquireLock(this.layout.lockFile, true))
+    // Uncontended, the lock is taken on this thread (one flock); only a wait goes to the pool.
+    const lock = (await call(() => native.tryLock(this.layout.lockFile, true))) ?? (await call(() => native.acquireLock(this.layout.lockFile, true)))
     try {
       return await fn()
     } finally {

@@ -6,26 +6,30 @@ import { randomBytes } from 'node:crypto'
 import { native } from './native'
 import { call } from './errors'
 
+/** Whether `p` exists (not following a final symlink); an lstat on the calling thread. */
 export async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.lstat(p)
-    return true
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw e
-  }
+  return fsSync.lstatSync(p, { throwIfNoEntry: false }) !== undefined
 }
 
-/** Reads a file, or `undefined` if it does not exist. */
+/**
+ * Reads one of the store's metadata files (ids, links, records, image configs: bytes to a few
+ * hundred KiB), or `undefined` if it does not exist. Read on the calling thread: from the page
+ * cache that takes a few microseconds, while a trip to the thread pool and back takes 40-80, and
+ * these reads are most of what create/mount/rm would otherwise wait for. Files that can be large
+ * or that a container controls (logs, files inside a rootfs) go through `readFileIfExists`.
+ */
 export async function readIfExists(p: string): Promise<string | undefined> {
-  // One native task instead of fs.promises.readFile's four thread-pool trips: these small
-  // metadata reads are most of what create/mount/rm wait for.
-  return (await readBytesIfExists(p))?.toString('utf8')
+  return readBytesIfExists(p).then((b) => b?.toString('utf8'))
 }
 
-/** The bytes of a small file, or `undefined` if it does not exist (one native task). */
+/** The bytes of a metadata file, or `undefined` if it does not exist (see `readIfExists`). */
 export async function readBytesIfExists(p: string): Promise<Buffer | undefined> {
-  return (await call(() => native.readSmallFile(p))) ?? undefined
+  return (await call(() => native.readSmallFileSync(p))) ?? undefined
+}
+
+/** Reads any file off the JS thread (one native task), or `undefined` if it does not exist. */
+export async function readFileIfExists(p: string): Promise<string | undefined> {
+  return ((await call(() => native.readSmallFile(p))) ?? undefined)?.toString('utf8')
 }
 
 /** Reads a small UTF-8 file that must exist (a missing one is an ENOENT error, as fs.readFile gives). */
@@ -74,10 +78,10 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Lists a directory, or `[]` if it does not exist. */
+/** Lists a directory of the store, or `[]` if it does not exist (on the calling thread, as `readIfExists`). */
 export async function listDir(dir: string): Promise<string[]> {
   try {
-    return await fs.readdir(dir)
+    return fsSync.readdirSync(dir)
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return []
     throw e

@@ -13,7 +13,7 @@ import { PassThrough, type Readable, type Writable } from 'node:stream'
 import { StoreContext, cancelFor } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { mustRead, readIfExists } from '../fsx'
+import { mustRead, readIfExists, readFileIfExists } from '../fsx'
 import { LOWER_FILE } from '../layout'
 import { chainIdsOf } from '../chain'
 import { applyChanges } from '../changes'
@@ -378,7 +378,7 @@ export class Container {
 
   /** The json-file log, in order. */
   async logs(): Promise<LogEntry[]> {
-    const text = (await readIfExists(this.paths.log)) ?? ''
+    const text = (await readFileIfExists(this.paths.log)) ?? ''
     const out: LogEntry[] = []
     for (const line of text.split('\n')) {
       if (!line) continue

@@ -21,7 +21,7 @@ import { ImageUser } from '../images'
 import { LINK_FILE, LOWER_FILE, DIFF_DIR, SHORT_LINK_LENGTH } from '../layout'
 import { ContainerPaths, INIT_SUFFIX } from './layout'
 import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode } from './record'
-import { native, NativeFsOp } from '../native'
+import { NativeFsOp, fsBatch } from '../native'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
 import { lowerChain, INIT_ENTRIES, MAX_LOWER_DIRS } from './plan'
@@ -271,7 +271,7 @@ export class Containers {
       ops.push({ op: 'writeNew', path: tmp, data: JSON.stringify(rec) })
       ops.push({ op: 'rename', path: tmp, target: p.config })
       ops.push({ op: 'syncfs', path: p.dir })
-      await call(() => native.fsBatch(ops))
+      await call(() => fsBatch(ops))
     })
     return new Container(this.ctx, this, id)
   }
@@ -361,20 +361,25 @@ export class Containers {
     const [mountId, initId, parent] = await Promise.all(['mount-id', 'init-id', 'parent'].map(async (f) => (await readIfExists(path.join(p.mountMeta, f)))?.trim()))
     if (mountId) await this.#mounts.releaseAll(mountId)
     await (await runtimeOf(this.ctx, p)).delete(id, true).catch(() => undefined)
-    // The record first (the container is gone), then its layer record, then the files.
-    const ops: NativeFsOp[] = [{ op: 'unlink', path: p.config }, { op: 'removeAll', path: p.mountMeta }]
+    // Every tree leaves the store's namespace with one rename: the container's dir first (the
+    // moment the container is gone), then its layer record, then (after the l/ links) its layer
+    // dirs. Deleting their files happens in the background (ctx.reclaim): on ext4 that is most
+    // of an rm's time. A crash in between leaves a layer record without a container, which the
+    // repair pass removes, and trees under tmp/, which cleanup removes.
+    const ops: NativeFsOp[] = []
+    const trash: string[] = []
+    const aside = (dir: string, op: 'rename' | 'renameIfExists'): void => {
+      const to = path.join(layout.tmp, `rm-${path.basename(dir)}-${randomHex(4)}`)
+      ops.push({ op, path: dir, target: to })
+      trash.push(to)
+    }
+    aside(p.dir, 'rename')
+    aside(p.mountMeta, 'renameIfExists')
     const cacheIds = [mountId, initId].filter((c): c is string => Boolean(c && /^[0-9a-f]{64}(-init)?$/.test(c)))
     const shorts = await Promise.all(cacheIds.map((c) => readIfExists(path.join(layout.layerDir(c), LINK_FILE))))
     for (const s of shorts) if (s && /^[A-Z0-9]+$/.test(s.trim())) ops.push({ op: 'unlink', path: layout.shortLink(s.trim()) })
-    // The trees leave the store's namespace with a rename each; deleting their files happens in
-    // the background (ctx.reclaim), since on ext4 that is most of an rm's time.
-    const trash: string[] = []
-    for (const dir of [...cacheIds.map((c) => layout.layerDir(c)), p.dir]) {
-      const aside = path.join(layout.tmp, `rm-${path.basename(dir)}-${randomHex(4)}`)
-      ops.push({ op: 'renameIfExists', path: dir, target: aside })
-      trash.push(aside)
-    }
-    await call(() => native.fsBatch(ops))
+    for (const c of cacheIds) aside(layout.layerDir(c), 'renameIfExists')
+    await call(() => fsBatch(ops))
     this.ctx.reclaim(trash)
     // The image's own chain keeps every layer below this container alive while the image exists.
     if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.releaseImageLayers(parent)

@@ -13,7 +13,7 @@ import { createWriteStream } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
 import { StoreContext } from '../context'
 import { StrataError } from '../errors'
-import { readIfExists, writeAtomic } from '../fsx'
+import { readIfExists, readFileIfExists, writeAtomic } from '../fsx'
 import { ContainerPaths, runcRoot } from './layout'
 import { ContainerRecord, readRecord, writeRecord, readHostConfig } from './record'
 import { MountManager } from './mounts'
@@ -139,8 +139,8 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
     if (r.State.Status === 'removing' || r.State.Dead) throw new StrataError('Conflict', `container ${p.id} is marked for removal and cannot be started`)
     const merged = await mounts.acquire(p, mountId, me)
     try {
-      const passwd = await readIfExists(path.join(merged, 'etc/passwd')).catch(() => undefined)
-      const group = await readIfExists(path.join(merged, 'etc/group')).catch(() => undefined)
+      const passwd = await readFileIfExists(path.join(merged, 'etc/passwd')).catch(() => undefined)
+      const group = await readFileIfExists(path.join(merged, 'etc/group')).catch(() => undefined)
       const user = resolveUser(r.Config.User ?? '', passwd, group)
       const hostname = r.Config.Hostname ?? p.id.slice(0, 12)
       const spec = buildSpec({
@@ -224,7 +224,7 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
 
   // Errors the runtime itself reported (the process never ran): Docker's 127/126.
   let error: string | undefined
-  const rlog = (await readIfExists(runtimeLog)) ?? ''
+  const rlog = (await readFileIfExists(runtimeLog)) ?? ''
   const errs = rlog.split('\n').filter((l) => /"level":"(error|fatal)"/.test(l))
   if (code === -1) error = `cannot run ${runtime.binary}`
   else if (errs.length > 0 && code !== 0) {

@@ -4,10 +4,11 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use strata_core::fsbatch::{self, FsOp};
 
-/// One step: `op` is `mkdir` | `write` | `writeNew` | `symlink` | `rename` | `renameIfExists` | `unlink` |
-/// `removeAll` | `syncfs`. `target` is the symlink target or the rename destination;
-/// `data` the file contents (UTF-8); `mode` applies to `mkdir`/`write`/`writeNew`.
-#[napi(object)]
+/// One step, as ts/native.ts's `NativeFsOp` serializes it: `op` is `mkdir` | `write` | `writeNew` |
+/// `symlink` | `rename` | `renameIfExists` | `unlink` | `removeAll` | `syncfs`. `target` is the
+/// symlink target or the rename destination; `data` the file contents (UTF-8); `mode` applies to
+/// `mkdir`/`write`/`writeNew`.
+#[derive(serde::Deserialize)]
 pub struct NativeFsOp {
     pub op: String,
     pub path: String,
@@ -53,12 +54,26 @@ impl Task for FsBatch {
     }
 }
 
-/// Runs the steps in order off the JS thread, stopping at the first failure (an `Io`
-/// StrataError naming the step's path).
+/// Runs the steps (a JSON array of `NativeFsOp`) in order off the JS thread, stopping at the
+/// first failure (an `Io` StrataError naming the step's path). One string crosses the boundary:
+/// converting dozens of JS objects field by field costs more than the steps' own syscalls.
 #[napi(ts_return_type = "Promise<void>")]
-pub fn fs_batch(ops: Vec<NativeFsOp>) -> Result<AsyncTask<FsBatch>> {
+pub fn fs_batch(ops_json: String) -> Result<AsyncTask<FsBatch>> {
+    let ops: Vec<NativeFsOp> =
+        serde_json::from_str(&ops_json).map_err(|e| Error::from_reason(format!("fsBatch: bad steps: {e}")))?;
     let ops = ops.into_iter().map(convert).collect::<Result<Vec<_>>>()?;
     Ok(AsyncTask::new(FsBatch { ops }))
+}
+
+/// The bytes of `path`, or None when it does not exist; other errors are `Io` StrataErrors.
+fn read_if_exists(path: &std::path::Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => {
+            Err(crate::to_js(fsbatch::FsBatchError { op: "read", path: path.display().to_string(), done: 0, source }))
+        }
+    }
 }
 
 pub struct ReadFile {
@@ -69,16 +84,7 @@ impl Task for ReadFile {
     type Output = Option<Vec<u8>>;
     type JsValue = Option<Buffer>;
     fn compute(&mut self) -> Result<Option<Vec<u8>>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(crate::to_js(fsbatch::FsBatchError {
-                op: "read",
-                path: self.path.display().to_string(),
-                done: 0,
-                source,
-            })),
-        }
+        read_if_exists(&self.path)
     }
     fn resolve(&mut self, _: Env, out: Option<Vec<u8>>) -> Result<Option<Buffer>> {
         Ok(out.map(Buffer::from))
@@ -90,4 +96,12 @@ impl Task for ReadFile {
 #[napi(ts_return_type = "Promise<Buffer | null>")]
 pub fn read_small_file(path: String) -> AsyncTask<ReadFile> {
     AsyncTask::new(ReadFile { path: path.into() })
+}
+
+/// Reads a small file on the calling thread; null when it does not exist. For the store's
+/// metadata files (ids, links, records of a few KiB): a read from the page cache takes a few
+/// microseconds, a trip to the thread pool and back 40-80.
+#[napi]
+pub fn read_small_file_sync(path: String) -> Result<Option<Buffer>> {
+    Ok(read_if_exists(std::path::Path::new(&path))?.map(Buffer::from))
 }
