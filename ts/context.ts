@@ -60,14 +60,31 @@ export class StoreContext {
     return out
   }
 
+  #busy = 0
+  #lastBusy = 0
+
+  /**
+   * Milliseconds since this process last held the store lock (0 while it holds it): background
+   * work that would slow the store's own operations waits for a quiet moment.
+   */
+  quietFor(): number {
+    return this.#busy > 0 ? 0 : performance.now() - this.#lastBusy
+  }
+
   /** Runs `fn` holding the store's exclusive lock (all metadata changes do). */
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    // Uncontended, the lock is taken on this thread (one flock); only a wait goes to the pool.
-    const lock = (await call(() => native.tryLock(this.layout.lockFile, true))) ?? (await call(() => native.acquireLock(this.layout.lockFile, true)))
+    this.#busy++
     try {
-      return await fn()
+      // Uncontended, the lock is taken on this thread (one flock); only a wait goes to the pool.
+      const lock = (await call(() => native.tryLock(this.layout.lockFile, true))) ?? (await call(() => native.acquireLock(this.layout.lockFile, true)))
+      try {
+        return await fn()
+      } finally {
+        lock.release()
+      }
     } finally {
-      lock.release()
+      this.#busy--
+      this.#lastBusy = performance.now()
     }
   }
 

@@ -93,8 +93,12 @@ export class Store {
     return this.#ctx
   }
 
-  /** Waits for background deletions of removed containers to finish (nothing else is held between calls). */
+  /**
+   * Waits for background work (deletions of removed containers, a container skeleton being
+   * built) and removes this process's staged skeletons. Nothing else is held between calls.
+   */
   async close(): Promise<void> {
+    await this.containers.dispose()
     await this.#ctx.drain()
   }
 }

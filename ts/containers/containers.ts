@@ -13,18 +13,19 @@
 import * as path from 'node:path'
 import { StoreContext } from '../context'
 import { StrataError } from '../errors'
-import { listDir, randomHex, randomBase32, readIfExists, exists } from '../fsx'
+import { listDir, randomHex, readIfExists, exists } from '../fsx'
 import { resolveImage } from '../tags'
 import { chainIdsOf } from '../chain'
 import { ContainerConfig } from '../imagedb'
 import { ImageUser } from '../images'
-import { LINK_FILE, LOWER_FILE, DIFF_DIR, SHORT_LINK_LENGTH } from '../layout'
-import { ContainerPaths, INIT_SUFFIX } from './layout'
+import { LINK_FILE, LOWER_FILE } from '../layout'
+import { ContainerPaths } from './layout'
+import { Skeletons, stagedContainer } from './skeleton'
 import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode } from './record'
 import { NativeFsOp, fsBatch } from '../native'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
-import { lowerChain, INIT_ENTRIES, MAX_LOWER_DIRS } from './plan'
+import { lowerChain, MAX_LOWER_DIRS } from './plan'
 import { MountManager, pidAlive } from './mounts'
 import { runtimeOf } from './supervisor'
 import { Container } from './container'
@@ -86,9 +87,16 @@ const HOSTS = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n
 
 export class Containers {
   readonly #mounts: MountManager
+  readonly #skeletons: Skeletons
 
   constructor(private readonly ctx: StoreContext) {
     this.#mounts = new MountManager(ctx)
+    this.#skeletons = new Skeletons(ctx)
+  }
+
+  /** Waits for work under way and removes this process's staged skeletons (Store.close). */
+  async dispose(): Promise<void> {
+    await this.#skeletons.dispose()
   }
 
   /** @internal */
@@ -174,24 +182,19 @@ export class Containers {
       throw new StrataError('InvalidArgument', `network ${network} not found (strata supports none and host)`)
     }
     const wanted = opts.name !== undefined ? canonicalName(opts.name) : undefined
-    const id = randomHex(32)
-    const hostname = id.slice(0, 12)
     const workdir = opts.workdir ?? cfg.WorkingDir ?? ''
     if (workdir && !workdir.startsWith('/')) throw new StrataError('InvalidArgument', `the working directory '${workdir}' is invalid, it needs to be an absolute path`)
-    const config: ContainerConfig = {
-      Hostname: hostname, Domainname: '', User: opts.user ?? cfg.User ?? '',
-      AttachStdin: Boolean(opts.openStdin), AttachStdout: true, AttachStderr: true,
-      ...(cfg.ExposedPorts ? { ExposedPorts: cfg.ExposedPorts } : {}),
-      Tty: false, OpenStdin: Boolean(opts.openStdin), StdinOnce: Boolean(opts.openStdin),
-      Env: env, Cmd: cmd, Image: image, Volumes: cfg.Volumes ?? null, WorkingDir: workdir,
-      Entrypoint: entrypoint, OnBuild: cfg.OnBuild ?? null, Labels: cfg.Labels ?? {},
-      ...(cfg.StopSignal ? { StopSignal: cfg.StopSignal } : {}),
-    }
     const diffIds = img.config.rootfs.diff_ids
     const chain = chainIdsOf(diffIds)
     const topChain = chain[chain.length - 1]
+    // An image as deep as the kernel's limit of lower dirs leaves no room for an init layer:
+    // the container then sits right on the image, and runc makes whatever mount points the
+    // image lacks in the writable layer (diff leaves those paths out, as it does the init files).
+    const withInit = diffIds.length < MAX_LOWER_DIRS
+    const hostHosts = network === 'host' ? await readIfExists('/etc/hosts') : undefined
+    const resolvConf = (await readIfExists('/etc/resolv.conf')) ?? ''
 
-    await this.ctx.exclusive(async () => {
+    const id = await this.ctx.exclusive(async () => {
       const records = await this.records()
       let name = wanted
       if (name) {
@@ -205,89 +208,60 @@ export class Containers {
       }
       if (!(await this.ctx.images.has(imageId))) throw new StrataError('ImageNotFound', `No such image: ${image}`)
       const top = topChain ? await this.ctx.layers.must(topChain) : undefined
-      const p = this.paths(id)
-      const layout = this.ctx.layout
-      const mountId = randomHex(32)
-      const initId = `${mountId}${INIT_SUFFIX}`
-
-      // One native batch, in this order: 1. the layer record (what keeps the dirs below alive
-      // through cleanup), 2. the init layer and the writable layer on top of it, 3. the
-      // container dir; one syncfs; then config.v2.json (the moment the container exists) and
-      // a second syncfs. A crash before the record leaves leftovers the repair pass removes.
-      const ops: NativeFsOp[] = []
-      ops.push({ op: 'mkdir', path: p.mountMeta, mode: 0o755 })
-      ops.push({ op: 'writeNew', path: path.join(p.mountMeta, 'mount-id'), data: mountId })
-      // An image as deep as the kernel's limit of lower dirs leaves no room for an init layer:
-      // the container then sits right on the image, and runc makes whatever mount points the
-      // image lacks in the writable layer (diff leaves those paths out, as it does the init files).
-      const withInit = diffIds.length < MAX_LOWER_DIRS
-      if (withInit) ops.push({ op: 'writeNew', path: path.join(p.mountMeta, 'init-id'), data: initId })
-      if (top) ops.push({ op: 'writeNew', path: path.join(p.mountMeta, 'parent'), data: top.chainId })
-
       const imageLower = await this.ctx.layers.lowerFor(top)
-      let containerLower = imageLower
-      if (withInit) {
-        const initShort = this.layerDirOps(ops, initId, imageLower)
-        const initDiff = layout.diffDir(initId)
-        const made = new Set<string>([''])
-        for (const e of INIT_ENTRIES) {
-          // Parents first (0755), each once.
-          const parts = e.path.split('/')
-          for (let i = 1; i < parts.length; i++) {
-            const dir = parts.slice(0, i).join('/')
-            if (!made.has(dir)) ops.push({ op: 'mkdir', path: path.join(initDiff, dir), mode: 0o755 })
-            made.add(dir)
-          }
-          const at = path.join(initDiff, e.path)
-          if (e.type === 'dir') {
-            if (!made.has(e.path)) ops.push({ op: 'mkdir', path: at, mode: 0o755 })
-            made.add(e.path)
-          } else if (e.type === 'file') ops.push({ op: 'writeNew', path: at, data: '', mode: 0o755 })
-          else ops.push({ op: 'symlink', path: at, target: e.target })
-        }
-        containerLower = lowerChain(initShort, imageLower)
-      }
-      this.layerDirOps(ops, mountId, containerLower)
-      ops.push({ op: 'mkdir', path: layout.mergedDir(mountId), mode: 0o700 })
 
-      ops.push({ op: 'mkdir', path: p.dir, mode: 0o710 })
-      ops.push({ op: 'mkdir', path: p.mounts, mode: 0o700 })
-      ops.push({ op: 'writeNew', path: p.hostname, data: `${hostname}\n` })
-      const hostHosts = network === 'host' ? await readIfExists('/etc/hosts') : undefined
-      ops.push({ op: 'writeNew', path: p.hosts, data: hostHosts ?? HOSTS })
-      ops.push({ op: 'writeNew', path: p.resolvConf, data: (await readIfExists('/etc/resolv.conf')) ?? '' })
+      // One native batch: build a skeleton (./skeleton.ts) unless one is ready, fill in what
+      // depends on the image and the options, and put it in place.
+      const ops: NativeFsOp[] = []
+      const sk = this.#skeletons.take(withInit) ?? (await this.#skeletons.build(ops, withInit))
+      const s = sk.staged
+      const fill = (file: string, data: string | undefined): void => {
+        ops.push(data === undefined ? { op: 'unlink', path: file } : { op: 'write', path: file, data })
+      }
+      fill(path.join(s.meta, 'parent'), top?.chainId)
+      let containerLower = imageLower
+      if (s.init && sk.initShort) {
+        fill(path.join(s.init, LOWER_FILE), imageLower)
+        containerLower = lowerChain(sk.initShort, imageLower)
+      }
+      fill(path.join(s.layer, LOWER_FILE), containerLower)
+      const hostname = sk.id.slice(0, 12)
+      const config: ContainerConfig = {
+        Hostname: hostname, Domainname: '', User: opts.user ?? cfg.User ?? '',
+        AttachStdin: Boolean(opts.openStdin), AttachStdout: true, AttachStderr: true,
+        ...(cfg.ExposedPorts ? { ExposedPorts: cfg.ExposedPorts } : {}),
+        Tty: false, OpenStdin: Boolean(opts.openStdin), StdinOnce: Boolean(opts.openStdin),
+        Env: env, Cmd: cmd, Image: image, Volumes: cfg.Volumes ?? null, WorkingDir: workdir,
+        Entrypoint: entrypoint, OnBuild: cfg.OnBuild ?? null, Labels: cfg.Labels ?? {},
+        ...(cfg.StopSignal ? { StopSignal: cfg.StopSignal } : {}),
+      }
       const hostConfig: HostConfig = {
         NetworkMode: network, AutoRemove: Boolean(opts.autoRemove), Runtime: opts.runtime ?? 'runc',
         LogConfig: { Type: 'json-file', Config: {} },
       }
-      ops.push({ op: 'writeNew', path: p.hostConfig, data: JSON.stringify(hostConfig) })
-      ops.push({ op: 'syncfs', path: p.dir })
+      const p = this.paths(sk.id)
       const rec: ContainerRecord = {
-        ID: id, Created: new Date().toISOString(), Path: args[0], Args: args.slice(1), Config: config, Image: imageId,
+        ID: sk.id, Created: new Date().toISOString(), Path: args[0], Args: args.slice(1), Config: config, Image: imageId,
         Name: name!, Driver: 'overlay2', State: initialState(), HostnamePath: p.hostname, HostsPath: p.hosts,
         ResolvConfPath: p.resolvConf, LogPath: p.log, RestartCount: 0, OpenStdin: Boolean(opts.openStdin),
       }
-      const tmp = `${p.config}.tmp`
-      ops.push({ op: 'writeNew', path: tmp, data: JSON.stringify(rec) })
-      ops.push({ op: 'rename', path: tmp, target: p.config })
-      ops.push({ op: 'syncfs', path: p.dir })
-      await call(() => fsBatch(ops))
+      const staged = stagedContainer(sk, this.ctx.layout)
+      fill(staged.hosts, hostHosts ?? HOSTS)
+      fill(staged.resolvConf, resolvConf)
+      fill(staged.hostConfig, JSON.stringify(hostConfig))
+      fill(staged.config, JSON.stringify(rec))
+      this.#skeletons.placeOps(ops, sk)
+      try {
+        await call(() => fsBatch(ops))
+      } catch (e) {
+        // Whatever got in place goes again; what is still staged goes with the staging dir.
+        await this.destroy(sk.id).catch(() => undefined)
+        throw e
+      }
+      return sk.id
     })
+    this.#skeletons.refill()
     return new Container(this.ctx, this, id)
-  }
-
-  /** Steps making overlay2/<cacheId>/{diff,work,link,lower} and its l/ short link; returns the short name. */
-  private layerDirOps(ops: NativeFsOp[], cacheId: string, lower: string | undefined): string {
-    const layout = this.ctx.layout
-    const dir = layout.layerDir(cacheId)
-    const short = randomBase32(SHORT_LINK_LENGTH)
-    ops.push({ op: 'mkdir', path: dir, mode: 0o710 })
-    ops.push({ op: 'mkdir', path: path.join(dir, DIFF_DIR), mode: 0o755 })
-    ops.push({ op: 'mkdir', path: layout.workDir(cacheId), mode: 0o700 })
-    ops.push({ op: 'writeNew', path: path.join(dir, LINK_FILE), data: short })
-    if (lower) ops.push({ op: 'writeNew', path: path.join(dir, LOWER_FILE), data: lower })
-    ops.push({ op: 'symlink', path: layout.shortLink(short), target: path.join('..', cacheId, DIFF_DIR) })
-    return short
   }
 
   /** `ps`: newest first; running only unless `all`. */
@@ -373,7 +347,7 @@ export class Containers {
       ops.push({ op, path: dir, target: to })
       trash.push(to)
     }
-    aside(p.dir, 'rename')
+    aside(p.dir, 'renameIfExists')
     aside(p.mountMeta, 'renameIfExists')
     const cacheIds = [mountId, initId].filter((c): c is string => Boolean(c && /^[0-9a-f]{64}(-init)?$/.test(c)))
     const shorts = await Promise.all(cacheIds.map((c) => readIfExists(path.join(layout.layerDir(c), LINK_FILE))))

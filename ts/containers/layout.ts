@@ -25,8 +25,9 @@
  * <root>/runc/                                      runc --root (runtime state, one dir per running container)
  * ```
  *
- * Creation writes the layerdb/mounts record first, then the overlay2 dirs, then config.v2.json
- * (the moment the container exists), all under the store lock. Removal goes the other way:
+ * Creation fills in a skeleton staged under tmp/ (./skeleton.ts) and renames it into place under
+ * the store lock: the layerdb/mounts record first, then the overlay2 dirs and l/ links, a syncfs,
+ * then containers/<id>/ (the moment the container exists, config.v2.json already in it). Removal goes the other way:
  * config.v2.json, the mounts record, then the files. The repair pass on store open removes
  * anything a crash left half-built and fixes stale mounts and states.
  */
@@ -42,9 +43,10 @@ export const INIT_SUFFIX = '-init'
 
 /** Paths of one container. */
 export class ContainerPaths {
-  constructor(readonly layout: Layout, readonly id: string) {}
+  /** `dir`: where the container's dir is, when not (yet) in its place (a staged skeleton). */
+  constructor(readonly layout: Layout, readonly id: string, private readonly staged?: string) {}
 
-  get dir(): string { return this.layout.containerDir(this.id) }
+  get dir(): string { return this.staged ?? this.layout.containerDir(this.id) }
   get config(): string { return path.join(this.dir, CONFIG_FILE) }
   get hostConfig(): string { return path.join(this.dir, HOSTCONFIG_FILE) }
   get hostname(): string { return path.join(this.dir, 'hostname') }

@@ -36,10 +36,7 @@ export async function readRefs(p: ContainerPaths): Promise<MountRef[]> {
  * A few dozen bytes into the page cache: written on the calling thread (as `readIfExists` reads).
  */
 async function writeRefs(p: ContainerPaths, refs: MountRef[]): Promise<void> {
-  // Padded with spaces to a multiple of 256 bytes, so the size rarely changes and the file is
-  // overwritten in place: truncating and refilling it costs ext4 a block free and allocation.
-  const json = JSON.stringify({ refs })
-  const data = Buffer.from(json.padEnd(Math.ceil((json.length + 1) / REFS_PAD) * REFS_PAD, ' '))
+  const data = Buffer.from(refsFileData(refs))
   const fd = fs.openSync(p.mountRefs, fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o644)
   try {
     if (fs.fstatSync(fd).size > data.length) fs.ftruncateSync(fd, data.length)
@@ -50,6 +47,21 @@ async function writeRefs(p: ContainerPaths, refs: MountRef[]): Promise<void> {
 }
 
 const REFS_PAD = 256
+
+/**
+ * mount.json's contents: padded with spaces to a multiple of 256 bytes, so the size rarely
+ * changes and the file is overwritten in place (truncating and refilling it costs ext4 a block
+ * free and allocation).
+ */
+function refsFileData(refs: MountRef[]): string {
+  const json = JSON.stringify({ refs })
+  return json.padEnd(Math.ceil((json.length + 1) / REFS_PAD) * REFS_PAD, ' ')
+}
+
+/** mount.json of a container nothing has mounted (a new container's). */
+export function emptyRefsFile(): string {
+  return refsFileData([])
+}
 
 export function pidAlive(pid: number): boolean {
   try {
