@@ -25,7 +25,11 @@ async function waitForSkeleton(root: string): Promise<string> {
     const { ids } = staged(root)
     // Complete once its last piece (the container dir's config placeholder) is there.
     const done = ids.find((id) => staged(root).dirs.some((d) => fs.existsSync(path.join(root, 'tmp', d, `${id}.ct`, 'config.v2.json'))))
-    if (done) return done
+    if (done) {
+      // Its files are written a moment before the build's promise hands it to the store.
+      await new Promise((r) => setTimeout(r, 50))
+      return done
+    }
     await new Promise((r) => setTimeout(r, 10))
   }
   throw new Error('no skeleton was built')
