@@ -27,9 +27,10 @@
  *
  * Creation fills in a skeleton staged under tmp/ (./skeleton.ts) and renames it into place under
  * the store lock: the layerdb/mounts record first, then the overlay2 dirs and l/ links, a syncfs,
- * then containers/<id>/ (the moment the container exists, config.v2.json already in it). Removal goes the other way:
- * config.v2.json, the mounts record, then the files. The repair pass on store open removes
- * anything a crash left half-built and fixes stale mounts and states.
+ * then containers/<id>/ (the moment the container exists, config.v2.json already in it).
+ * Removal goes the other way, each tree renamed into tmp/ and deleted in the background:
+ * containers/<id>/, the mounts record, the l/ links, the overlay2 dirs. The repair pass on store
+ * open removes anything a crash left half-built and fixes stale mounts and states.
  */
 import * as path from 'node:path'
 import { Layout } from '../layout'
@@ -43,7 +44,7 @@ export const INIT_SUFFIX = '-init'
 
 /** Paths of one container. */
 export class ContainerPaths {
-  /** `dir`: where the container's dir is, when not (yet) in its place (a staged skeleton). */
+  /** `staged`: where the container's dir is while it is not yet in its place (a skeleton's). */
   constructor(readonly layout: Layout, readonly id: string, private readonly staged?: string) {}
 
   get dir(): string { return this.staged ?? this.layout.containerDir(this.id) }

@@ -65,7 +65,6 @@ export class Skeletons {
   #building?: Promise<void>
   #creates = 0
   #timer?: NodeJS.Timeout
-  #disposed = false
 
   constructor(private readonly ctx: StoreContext) {}
 
@@ -162,7 +161,7 @@ export class Skeletons {
   }
 
   #schedule(): void {
-    if (this.#ready.length > 0 || this.#building || this.#timer || this.#disposed) return
+    if (this.#ready.length > 0 || this.#building || this.#timer) return
     const wait = QUIET_MS - this.ctx.quietFor()
     this.#timer = setTimeout(() => {
       this.#timer = undefined
@@ -173,7 +172,6 @@ export class Skeletons {
   }
 
   #build(): void {
-    if (this.#disposed) return
     this.#building = (async () => {
       const ops: NativeFsOp[] = []
       // No syncfs: placing a skeleton syncs before its container appears (placeOps).
@@ -187,7 +185,6 @@ export class Skeletons {
 
   /** Waits for a build under way and removes the staging dir (Store.close). */
   async dispose(): Promise<void> {
-    this.#disposed = true
     clearTimeout(this.#timer)
     this.#timer = undefined
     await this.#building
