@@ -214,17 +214,16 @@ export class Containers {
       // depends on the image and the options, and put it in place.
       const ops: NativeFsOp[] = []
       const sk = this.#skeletons.take(withInit) ?? (await this.#skeletons.build(ops, withInit))
-      const s = sk.staged
       const fill = (file: string, data: string | undefined): void => {
         ops.push(data === undefined ? { op: 'unlink', path: file } : { op: 'write', path: file, data })
       }
-      fill(path.join(s.meta, 'parent'), top?.chainId)
+      fill(path.join(sk.meta, 'parent'), top?.chainId)
       let containerLower = imageLower
-      if (s.init && sk.initShort) {
-        fill(path.join(s.init, LOWER_FILE), imageLower)
-        containerLower = lowerChain(sk.initShort, imageLower)
+      if (sk.init) {
+        fill(path.join(sk.init.dir, LOWER_FILE), imageLower)
+        containerLower = lowerChain(sk.init.short, imageLower)
       }
-      fill(path.join(s.layer, LOWER_FILE), containerLower)
+      fill(path.join(sk.layer.dir, LOWER_FILE), containerLower)
       const hostname = sk.id.slice(0, 12)
       const config: ContainerConfig = {
         Hostname: hostname, Domainname: '', User: opts.user ?? cfg.User ?? '',

@@ -39,21 +39,30 @@ import { ContainerPaths, INIT_SUFFIX } from './layout'
 import { INIT_ENTRIES } from './plan'
 import { emptyRefsFile } from './mounts'
 
+/** A layer of a skeleton: its cache ID and short link name, and where its dir and l/ link wait. */
+export interface StagedLayer {
+  cacheId: string
+  short: string
+  dir: string
+  link: string
+}
+
 /** One skeleton: its chosen IDs and where its pieces wait. */
 export interface Skeleton {
   id: string
-  mountId: string
-  /** `<mountId>-init`, or undefined without an init layer. */
-  initId?: string
-  short: string
-  initShort?: string
-  /** Staged trees, by what they become. */
-  staged: { meta: string; init?: string; layer: string; linkInit?: string; link: string; container: string }
+  /** The layer record (-> layerdb/mounts/<id>). */
+  meta: string
+  /** The writable layer; its cache ID is the mount ID. */
+  layer: StagedLayer
+  /** The init layer (`<mount-id>-init`), absent for an image as deep as the kernel's limit. */
+  init?: StagedLayer
+  /** The container's dir (-> containers/<id>). */
+  container: string
 }
 
 /** The files of a staged container dir (./layout.ts's ContainerPaths, rooted in the staging dir). */
 export function stagedContainer(sk: Skeleton, layout: StoreContext['layout']): ContainerPaths {
-  return new ContainerPaths(layout, sk.id, sk.staged.container)
+  return new ContainerPaths(layout, sk.id, sk.container)
 }
 
 /** How long the store must have been quiet before a spare skeleton is built. */
@@ -79,23 +88,20 @@ export class Skeletons {
     const id = randomHex(32)
     const mountId = randomHex(32)
     const at = (suffix: string) => path.join(dir, `${id}.${suffix}`)
+    const staged = (cacheId: string, name: string): StagedLayer =>
+      ({ cacheId, short: randomBase32(SHORT_LINK_LENGTH), dir: at(name), link: at(`l-${name}`) })
     const sk: Skeleton = {
-      id, mountId, short: randomBase32(SHORT_LINK_LENGTH),
-      ...(withInit ? { initId: `${mountId}${INIT_SUFFIX}`, initShort: randomBase32(SHORT_LINK_LENGTH) } : {}),
-      staged: {
-        meta: at('meta'), layer: at('layer'), link: at('l-layer'), container: at('ct'),
-        ...(withInit ? { init: at('init'), linkInit: at('l-init') } : {}),
-      },
+      id, meta: at('meta'), layer: staged(mountId, 'layer'), container: at('ct'),
+      ...(withInit ? { init: staged(`${mountId}${INIT_SUFFIX}`, 'init') } : {}),
     }
-    const s = sk.staged
-    ops.push({ op: 'mkdir', path: s.meta, mode: 0o755 })
-    ops.push({ op: 'writeNew', path: path.join(s.meta, 'mount-id'), data: mountId })
-    if (sk.initId) ops.push({ op: 'writeNew', path: path.join(s.meta, 'init-id'), data: sk.initId })
-    ops.push({ op: 'writeNew', path: path.join(s.meta, 'parent'), data: '' })
+    ops.push({ op: 'mkdir', path: sk.meta, mode: 0o755 })
+    ops.push({ op: 'writeNew', path: path.join(sk.meta, 'mount-id'), data: mountId })
+    if (sk.init) ops.push({ op: 'writeNew', path: path.join(sk.meta, 'init-id'), data: sk.init.cacheId })
+    ops.push({ op: 'writeNew', path: path.join(sk.meta, 'parent'), data: '' })
 
-    if (s.init && s.linkInit && sk.initId && sk.initShort) {
-      layerDirOps(ops, s.init, sk.initShort)
-      const diff = path.join(s.init, DIFF_DIR)
+    if (sk.init) {
+      layerDirOps(ops, sk.init)
+      const diff = path.join(sk.init.dir, DIFF_DIR)
       const made = new Set<string>([''])
       for (const e of INIT_ENTRIES) {
         // Parents first (0755), each once.
@@ -112,11 +118,9 @@ export class Skeletons {
         } else if (e.type === 'file') ops.push({ op: 'writeNew', path: p, data: '', mode: 0o755 })
         else ops.push({ op: 'symlink', path: p, target: e.target })
       }
-      ops.push({ op: 'symlink', path: s.linkInit, target: path.join('..', sk.initId, DIFF_DIR) })
     }
-    layerDirOps(ops, s.layer, sk.short)
-    ops.push({ op: 'mkdir', path: path.join(s.layer, MERGED_DIR), mode: 0o700 })
-    ops.push({ op: 'symlink', path: s.link, target: path.join('..', mountId, DIFF_DIR) })
+    layerDirOps(ops, sk.layer)
+    ops.push({ op: 'mkdir', path: path.join(sk.layer.dir, MERGED_DIR), mode: 0o700 })
 
     const ct = stagedContainer(sk, this.ctx.layout)
     ops.push({ op: 'mkdir', path: ct.dir, mode: 0o710 })
@@ -135,16 +139,13 @@ export class Skeletons {
    */
   placeOps(ops: NativeFsOp[], sk: Skeleton): void {
     const layout = this.ctx.layout
-    const s = sk.staged
-    ops.push({ op: 'rename', path: s.meta, target: layout.mountMeta(sk.id) })
-    if (s.init && s.linkInit && sk.initId && sk.initShort) {
-      ops.push({ op: 'rename', path: s.init, target: layout.layerDir(sk.initId) })
-      ops.push({ op: 'rename', path: s.linkInit, target: layout.shortLink(sk.initShort) })
+    ops.push({ op: 'rename', path: sk.meta, target: layout.mountMeta(sk.id) })
+    for (const l of sk.init ? [sk.init, sk.layer] : [sk.layer]) {
+      ops.push({ op: 'rename', path: l.dir, target: layout.layerDir(l.cacheId) })
+      ops.push({ op: 'rename', path: l.link, target: layout.shortLink(l.short) })
     }
-    ops.push({ op: 'rename', path: s.layer, target: layout.layerDir(sk.mountId) })
-    ops.push({ op: 'rename', path: s.link, target: layout.shortLink(sk.short) })
     ops.push({ op: 'syncfs', path: layout.root })
-    ops.push({ op: 'rename', path: s.container, target: layout.containerDir(sk.id) })
+    ops.push({ op: 'rename', path: sk.container, target: layout.containerDir(sk.id) })
     ops.push({ op: 'syncfs', path: layout.root })
   }
 
@@ -201,11 +202,15 @@ export class Skeletons {
   }
 }
 
-/** Steps making a layer dir at `dir`: diff/, work/, its `link` (the short name) and an empty `lower`. */
-function layerDirOps(ops: NativeFsOp[], dir: string, short: string): void {
-  ops.push({ op: 'mkdir', path: dir, mode: 0o710 })
-  ops.push({ op: 'mkdir', path: path.join(dir, DIFF_DIR), mode: 0o755 })
-  ops.push({ op: 'mkdir', path: path.join(dir, WORK_DIR), mode: 0o700 })
-  ops.push({ op: 'writeNew', path: path.join(dir, LINK_FILE), data: short })
-  ops.push({ op: 'writeNew', path: path.join(dir, LOWER_FILE), data: '' })
+/**
+ * Steps making a staged layer: its dir with diff/, work/, `link` (the short name) and an empty
+ * `lower`, and its l/ link (`../<cache-id>/diff`, dangling until both are in place).
+ */
+function layerDirOps(ops: NativeFsOp[], l: StagedLayer): void {
+  ops.push({ op: 'mkdir', path: l.dir, mode: 0o710 })
+  ops.push({ op: 'mkdir', path: path.join(l.dir, DIFF_DIR), mode: 0o755 })
+  ops.push({ op: 'mkdir', path: path.join(l.dir, WORK_DIR), mode: 0o700 })
+  ops.push({ op: 'writeNew', path: path.join(l.dir, LINK_FILE), data: l.short })
+  ops.push({ op: 'writeNew', path: path.join(l.dir, LOWER_FILE), data: '' })
+  ops.push({ op: 'symlink', path: l.link, target: path.join('..', l.cacheId, DIFF_DIR) })
 }
