@@ -5,13 +5,21 @@
  */
 import * as path from 'node:path'
 import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { REPO } from './fs'
 
 const SCRIPT = path.join(REPO, 'scripts/peers/dockerd.sh')
 
+/** Checkouts of the project on one host (git worktrees, CI's clone) each get engines of their own. */
+const CHECKOUT = createHash('sha256').update(REPO).digest('hex').slice(0, 6)
+
 export class Dockerd {
   host = ''
-  constructor(readonly name: string) {}
+  readonly name: string
+  /** `suite` names the engine within this checkout; the socket and roots also carry the checkout's hash. */
+  constructor(suite: string) {
+    this.name = `${suite}-${CHECKOUT}`
+  }
 
   private env(): NodeJS.ProcessEnv {
     return { ...process.env, STRATA_DOCKERD_NAME: this.name }
