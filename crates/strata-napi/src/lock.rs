@@ -36,11 +36,11 @@ pub struct AcquireLock {
     exclusive: bool,
 }
 
-impl Task for AcquireLock {
+impl crate::NativeTask for AcquireLock {
     type Output = FileLock;
     type JsValue = NativeLock;
-    fn compute(&mut self) -> Result<FileLock> {
-        FileLock::acquire(std::path::Path::new(&self.path), mode(self.exclusive)).map_err(crate::to_js)
+    fn compute(&mut self) -> std::result::Result<FileLock, crate::Failure> {
+        Ok(FileLock::acquire(std::path::Path::new(&self.path), mode(self.exclusive))?)
     }
     fn resolve(&mut self, _: Env, out: FileLock) -> Result<NativeLock> {
         Ok(NativeLock { held: Mutex::new(Some(out)) })
@@ -49,13 +49,13 @@ impl Task for AcquireLock {
 
 /// Waits (off the JS thread) for a lock on `path`, created if missing.
 #[napi(ts_return_type = "Promise<NativeLock>")]
-pub fn acquire_lock(path: String, exclusive: bool) -> AsyncTask<AcquireLock> {
-    AsyncTask::new(AcquireLock { path, exclusive })
+pub fn acquire_lock(path: String, exclusive: bool) -> AsyncTask<crate::error::Job<AcquireLock>> {
+    crate::job(AcquireLock { path, exclusive })
 }
 
 /// Takes the lock only if it is free now; `null` when another process holds it.
 #[napi]
-pub fn try_lock(path: String, exclusive: bool) -> Result<Option<NativeLock>> {
-    let got = FileLock::try_acquire(std::path::Path::new(&path), mode(exclusive)).map_err(crate::to_js)?;
+pub fn try_lock(env: Env, path: String, exclusive: bool) -> Result<Option<NativeLock>> {
+    let got = FileLock::try_acquire(std::path::Path::new(&path), mode(exclusive)).map_err(crate::throw(&env))?;
     Ok(got.map(|l| NativeLock { held: Mutex::new(Some(l)) }))
 }
