@@ -56,6 +56,15 @@ impl Failure {
     }
 }
 
+/// A failure handed to JS as a value (a callback's `err` argument).
+impl ToNapiValue for Failure {
+    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
+        let err = val.into_js(&Env::from_raw(env));
+        // SAFETY: called by napi on the JS thread of `env`, as `ToNapiValue` requires.
+        unsafe { Error::to_napi_value(env, err) }
+    }
+}
+
 /// Result of a synchronous export: map core errors with [`throw`].
 pub fn throw<E: Into<Failure>>(env: &Env) -> impl FnOnce(E) -> Error + '_ {
     move |e| e.into().into_js(env)
