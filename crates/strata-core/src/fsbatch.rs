@@ -157,8 +157,9 @@ mod tests {
         assert_eq!(fs::read_link(p("short")).unwrap(), Path::new("../a/diff"));
         assert_eq!(fs::read(p("rec")).unwrap(), b"{}");
         assert!(!p("rec.tmp").exists() && !p("never").exists());
-        let umask = unsafe { libc::umask(0o022) };
-        unsafe { libc::umask(umask) };
+        let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        rustix::process::umask(umask);
+        let umask = umask.as_raw_mode();
         assert_eq!(fs::metadata(p("a")).unwrap().permissions().mode() & 0o777, 0o710 & !umask);
     }
 
