@@ -4,6 +4,7 @@
  *
  * - `tmp/<name>` whose `tmp/<name>.lock` nobody holds (staging of a dead process, trash);
  * - `layerdb/tmp/*` (write-sets are only built under the exclusive lock we now hold);
+ * - temp files of metadata writes (`.<name>.<pid>.<hex>.tmp`) whose process died;
  * - layer db entries whose overlay2 dir is missing or lacks `committed`;
  * - layers no image or container uses (a deletion that crashed half-way);
  * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links.
@@ -13,8 +14,9 @@ import * as path from 'node:path'
 import { StoreContext } from './context'
 import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
-import { COMMITTED_FILE, LINK_DIR } from './layout'
+import { COMMITTED_FILE, LINK_DIR, MOUNT_FILE } from './layout'
 import { chainIdsOf } from './chain'
+import { sweepTemps } from './metawrites'
 
 export interface CleanupReport {
   removedStaging: number
@@ -47,6 +49,9 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
   for (const name of await listDir(layout.layerdbTmp)) {
     await fs.rm(path.join(layout.layerdbTmp, name), { recursive: true, force: true })
   }
+  // Temp files of metadata write sets (ts/metawrites.ts) a dead process left beside their
+  // targets: repositories.json, image configs and metadata, container records and bundles.
+  await sweepTemps([layout.imageRoot, layout.containers], [layout.layerdb])
 
   // Layer db entries must point at complete overlay2 dirs.
   for (const chainId of await ctx.layers.list()) {
@@ -63,7 +68,7 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
   const mountRefs = new Set<string>()
   for (const cid of await listDir(layout.layerdbMounts)) {
     const dir = layout.mountMeta(cid)
-    for (const f of ['mount-id', 'init-id']) {
+    for (const f of [MOUNT_FILE.mountId, MOUNT_FILE.initId]) {
       const v = await readIfExists(path.join(dir, f))
       if (v) mountRefs.add(v.trim())
     }

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs/promises'
 import { statSync } from 'node:fs'
 import * as path from 'node:path'
-import { Layout } from './layout'
+import { Layout, MOUNT_FILE } from './layout'
 import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'
 import { Repositories } from './repositories'
@@ -56,7 +56,7 @@ export class StoreContext {
   async containerLayerParents(): Promise<string[]> {
     const out: string[] = []
     for (const cid of await listDir(this.layout.layerdbMounts)) {
-      const p = await readIfExists(path.join(this.layout.mountMeta(cid), 'parent'))
+      const p = await readIfExists(path.join(this.layout.mountMeta(cid), MOUNT_FILE.parent))
       if (p?.trim()) out.push(p.trim())
     }
     return out

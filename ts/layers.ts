@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
-import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR } from './layout'
+import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR, LAYER_FILE } from './layout'
 import { exists, mustRead, readIfExists, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
 import { StrataError } from './errors'
 
@@ -37,10 +37,10 @@ export class LayerStore {
 
   async get(chainId: string): Promise<LayerInfo | undefined> {
     const dir = this.layout.layerMeta(chainId)
-    const diffId = await readIfExists(path.join(dir, 'diff'))
+    const diffId = await readIfExists(path.join(dir, LAYER_FILE.diffId))
     if (diffId === undefined) return undefined
     const [size, cacheId, parent, compressed] = await Promise.all(
-      ['size', 'cache-id', 'parent', 'compressed-digest'].map((f) => readIfExists(path.join(dir, f))),
+      [LAYER_FILE.size, LAYER_FILE.cacheId, LAYER_FILE.parent, LAYER_FILE.compressedDigest].map((f) => readIfExists(path.join(dir, f))),
     )
     if (cacheId === undefined) return undefined
     return {
@@ -57,7 +57,7 @@ export class LayerStore {
   }
 
   async has(chainId: string): Promise<boolean> {
-    return exists(path.join(this.layout.layerMeta(chainId), 'diff'))
+    return exists(path.join(this.layout.layerMeta(chainId), LAYER_FILE.diffId))
   }
 
   /** ChainIDs of every registered layer. */
@@ -110,12 +110,12 @@ export class LayerStore {
     const ws = path.join(this.layout.layerdbTmp, `write-set-${randomHex(8)}`)
     await fs.mkdir(ws)
     try {
-      await writeDurable(path.join(ws, 'diff'), staged.diffId)
-      await writeDurable(path.join(ws, 'size'), String(staged.size))
-      await writeDurable(path.join(ws, 'cache-id'), cacheId)
-      if (parent) await writeDurable(path.join(ws, 'parent'), parent.chainId)
-      if (staged.compressedDigest) await writeDurable(path.join(ws, 'compressed-digest'), staged.compressedDigest)
-      await fs.rename(staged.tarSplit, path.join(ws, 'tar-split.json.gz'))
+      await writeDurable(path.join(ws, LAYER_FILE.diffId), staged.diffId)
+      await writeDurable(path.join(ws, LAYER_FILE.size), String(staged.size))
+      await writeDurable(path.join(ws, LAYER_FILE.cacheId), cacheId)
+      if (parent) await writeDurable(path.join(ws, LAYER_FILE.parent), parent.chainId)
+      if (staged.compressedDigest) await writeDurable(path.join(ws, LAYER_FILE.compressedDigest), staged.compressedDigest)
+      await fs.rename(staged.tarSplit, path.join(ws, LAYER_FILE.tarSplit))
       await fsyncDir(ws)
     } catch (e) {
       await fs.rm(ws, { recursive: true, force: true })
@@ -163,7 +163,7 @@ export class LayerStore {
   }
 
   tarSplitPath(chainId: string): string {
-    return path.join(this.layout.layerMeta(chainId), 'tar-split.json.gz')
+    return path.join(this.layout.layerMeta(chainId), LAYER_FILE.tarSplit)
   }
 
   diffDir(l: LayerInfo): string {

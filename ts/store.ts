@@ -17,7 +17,7 @@ import { cleanup, CleanupReport } from './cleanup'
 import { load, LoadInput, LoadOptions, LoadResult } from './archive/load'
 import { save, SaveOptions } from './archive/save'
 import { importImage, ImportOptions } from './archive/import'
-import { Images, ImageUsers } from './images'
+import { Images } from './images'
 import { ioError } from './errors'
 import { Containers } from './containers/containers'
 import { expose } from './boundary'
@@ -37,15 +37,13 @@ export class Store {
   readonly containers: Containers
   /** What the cleanup pass on open removed. */
   readonly recovered: CleanupReport
-  /** Hook the container layer sets so images know who uses them. */
-  #users: ImageUsers = async () => []
 
   private constructor(ctx: StoreContext, recovered: CleanupReport) {
     this.#ctx = ctx
     this.recovered = recovered
-    this.images = new Images(ctx, (id) => this.#users(id))
     this.containers = new Containers(ctx)
-    this.#users = (id) => this.containers.users(id)
+    // Images ask the containers who uses an image (rmi's conflict rules).
+    this.images = new Images(ctx, (id) => this.containers.users(id))
   }
 
   static async open(opts: StoreOptions = {}): Promise<Store> {
@@ -83,11 +81,6 @@ export class Store {
   /** `docker import`: a rootfs tarball to a one-layer image; returns the image ID. */
   import(input: string | Readable, opts?: ImportOptions): Promise<string> {
     return importImage(this.#ctx, input, opts)
-  }
-
-  /** @internal used by the container layer. */
-  setImageUsers(users: ImageUsers): void {
-    this.#users = users
   }
 
   /** @internal */

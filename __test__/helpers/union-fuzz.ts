@@ -31,22 +31,13 @@ import * as os from 'node:os'
 import { createHash } from 'node:crypto'
 import { native } from '../../ts/native'
 import { testing } from './testing'
+import { rng } from './rng'
 import { UnionView } from '../../ts/view'
 
 export const EPOCH = 1_000_000_000
 const NORMALISED_XATTRS = ['trusted.overlay.origin', 'trusted.overlay.impure', 'trusted.overlay.uuid']
 
-/** mulberry32: small, seedable, good enough to pick operations. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { rng }
 
 /**
  * Mounts kernel overlayfs (`lowers` top first) as a container's rootfs is mounted: with the

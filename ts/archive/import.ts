@@ -16,6 +16,7 @@ import { applyChanges } from '../changes'
 import { ImageConfig, imageIdOf } from '../imagedb'
 import { goArch } from '../platform'
 import { parseReference } from '../reference'
+import { DIFF_DIR } from '../layout'
 
 export interface ImportOptions {
   /** Tag for the new image. */
@@ -51,7 +52,7 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
     const total = (await fs.stat(file)).size
     const dir = path.join(staging.dir, 'layer')
     await fs.mkdir(dir)
-    const req = { blobPath: file, offset: 0, length: total, dest: path.join(dir, 'diff'), tarSplit: path.join(staging.dir, 'layer.tar-split.json.gz') }
+    const req = { blobPath: file, offset: 0, length: total, dest: path.join(dir, DIFF_DIR), tarSplit: path.join(staging.dir, 'layer.tar-split.json.gz') }
     const [res] = await call(() => native.applyLayers([req], opts.onProgress ? (_i: number, b: number) => opts.onProgress!(b, total) : undefined, cancelFor(opts.signal)))
     const created = new Date().toISOString()
     const comment = opts.message ?? `Imported from ${opts.sourceName ?? (typeof input === 'string' ? input : '-')}`

@@ -23,6 +23,7 @@ import { chainIdsOf } from '../chain'
 import { LayerInfo } from '../layers'
 import { setTags } from '../tags'
 import { allOrNothing } from '../rollback'
+import { DIFF_DIR } from '../layout'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */
@@ -141,7 +142,7 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
         await fs.mkdir(dir)
         return {
           blobPath: loc.path, offset: loc.offset, length: loc.length,
-          dest: path.join(dir, 'diff'),
+          dest: path.join(dir, DIFF_DIR),
           tarSplit: path.join(staging.dir, `layer-${round}-${i}.tar-split.json.gz`),
           expectedDiffId: p.diffId,
           ...(p.source.digest ? { expectedDigest: p.source.digest } : {}),

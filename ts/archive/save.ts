@@ -16,7 +16,6 @@ import { call, StrataError } from '../errors'
 import { resolveImage, refKey } from '../tags'
 import { chainIdsOf } from '../chain'
 import { parseNormalizedNamed } from '../reference'
-import { refsIn } from '../repositories'
 import { hex } from '../layout'
 import { randomHex } from '../fsx'
 
@@ -66,7 +65,6 @@ async function selectImages(ctx: StoreContext, names: string[]): Promise<Map<str
     if (ref && ref.digest === undefined) tags.push(refKey(ref))
     chosen.set(id, [...new Set(tags)])
   }
-  void refsIn
   return chosen
 }
 

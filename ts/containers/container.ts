@@ -23,6 +23,7 @@ import { parseReference } from '../reference'
 import { ImageConfig, ContainerConfig, imageIdOf } from '../imagedb'
 import { dockerConfig } from '../images'
 import { ContainerPaths } from './layout'
+import { DIFF_DIR, LAYER_FILE, MOUNT_FILE } from '../layout'
 import { ContainerRecord, readRecord, readHostConfig } from './record'
 import { INIT_PATHS } from './plan'
 import { pidAlive, processStartTime, readMountPlan } from './mounts'
@@ -125,8 +126,8 @@ export class Container {
     const mountId = await this.#mountId()
     const layout = this.#ctx.layout
     // No init-id: a container of an image as deep as the kernel allows has no init layer.
-    const initId = (await readIfExists(path.join(this.paths.mountMeta, 'init-id')))?.trim()
-    const parent = (await readIfExists(path.join(this.paths.mountMeta, 'parent')))?.trim()
+    const initId = (await readIfExists(path.join(this.paths.mountMeta, MOUNT_FILE.initId)))?.trim()
+    const parent = (await readIfExists(path.join(this.paths.mountMeta, MOUNT_FILE.parent)))?.trim()
     const below = parent ? (await this.#ctx.layers.stack(parent)).map((l) => layout.diffDir(l.cacheId)) : []
     return {
       lowerDirs: initId ? [layout.diffDir(initId), ...below] : below, upperDir: layout.diffDir(mountId), workDir: layout.workDir(mountId),
@@ -316,10 +317,10 @@ export class Container {
     try {
       const layerDir = path.join(staging.dir, 'layer')
       await fs.mkdir(layerDir)
-      const tarSplit = path.join(staging.dir, 'tar-split.json.gz')
+      const tarSplit = path.join(staging.dir, LAYER_FILE.tarSplit)
       let committed: { diffId: string; size: number }
       try {
-        committed = await call(() => native.commitLayer(ctx.layout.diffDir(mountId), path.join(layerDir, 'diff'), tarSplit, cancelFor(opts.signal)))
+        committed = await call(() => native.commitLayer(ctx.layout.diffDir(mountId), path.join(layerDir, DIFF_DIR), tarSplit, cancelFor(opts.signal)))
       } finally {
         if (paused) {
           await runtime.resume(this.id).catch(() => undefined)

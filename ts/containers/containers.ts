@@ -18,7 +18,7 @@ import { resolveImage } from '../tags'
 import { chainIdsOf } from '../chain'
 import { ContainerConfig } from '../imagedb'
 import { ImageUser } from '../images'
-import { LINK_FILE, LOWER_FILE } from '../layout'
+import { LINK_FILE, LOWER_FILE, MOUNT_FILE } from '../layout'
 import { ContainerPaths } from './layout'
 import { Skeletons, stagedContainer } from './skeleton'
 import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode } from './record'
@@ -228,7 +228,7 @@ export class Containers {
       const fill = (file: string, data: string | undefined): void => {
         ops.push(data === undefined ? { op: 'unlink', path: file } : { op: 'write', path: file, data })
       }
-      fill(path.join(sk.meta, 'parent'), top?.chainId)
+      fill(path.join(sk.meta, MOUNT_FILE.parent), top?.chainId)
       let containerLower = imageLower
       if (sk.init) {
         fill(path.join(sk.init.dir, LOWER_FILE), imageLower)
@@ -376,7 +376,7 @@ export class Containers {
   async #destroy(id: string, imageId?: string): Promise<void> {
     const p = this.paths(id)
     const layout = this.ctx.layout
-    const [mountId, initId, parent] = await Promise.all(['mount-id', 'init-id', 'parent'].map(async (f) => (await readIfExists(path.join(p.mountMeta, f)))?.trim()))
+    const [mountId, initId, parent] = await Promise.all([MOUNT_FILE.mountId, MOUNT_FILE.initId, MOUNT_FILE.parent].map(async (f) => (await readIfExists(path.join(p.mountMeta, f)))?.trim()))
     if (mountId) await this.#mounts.releaseAll(mountId)
     await (await runtimeOf(this.ctx, p)).delete(id, true).catch(() => undefined)
     // Every tree leaves the store's namespace with one rename: the container's dir first (the
@@ -454,7 +454,7 @@ export class Containers {
       report.removed++
       return
     }
-    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
+    const mountId = (await readIfExists(path.join(p.mountMeta, MOUNT_FILE.mountId)))?.trim()
     const runtime = await runtimeOf(this.ctx, p)
     if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) {
       const st = await runtime.state(id)

@@ -15,6 +15,7 @@ import { StoreContext } from '../context'
 import { StrataError } from '../errors'
 import { readIfExists, readFileIfExists, writeAtomic } from '../fsx'
 import { ContainerPaths, runcRoot } from './layout'
+import { MOUNT_FILE } from '../layout'
 import { ContainerRecord, readRecord, writeRecord, readHostConfig } from './record'
 import { MountManager } from './mounts'
 import { buildSpec, processEnv, resolveUser } from './spec'
@@ -43,7 +44,7 @@ export async function runtimeOf(ctx: StoreContext, p: ContainerPaths): Promise<R
 }
 
 export async function mountIdOf(p: ContainerPaths): Promise<string> {
-  const v = await readIfExists(path.join(p.mountMeta, 'mount-id'))
+  const v = await readIfExists(path.join(p.mountMeta, MOUNT_FILE.mountId))
   if (!v?.trim()) throw new StrataError('ContainerNotFound', `container ${p.id} has no writable layer`)
   return v.trim()
 }
