@@ -10,6 +10,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use strata_core::error::Coded;
 
+mod build;
 pub(crate) mod cancel;
 mod changes;
 mod commit;

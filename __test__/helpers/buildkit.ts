@@ -1,0 +1,54 @@
+/**
+ * The peer `strata build` is judged against: BuildKit as Debian's docker 20.10 CLI drives it
+ * (`/usr/bin/docker` with `DOCKER_BUILDKIT=1`; a newer `docker` first on PATH may lack the
+ * builder) and the classic builder, both on a private Docker Engine (./dockerd.ts). The engine
+ * has no bridge network, so builds use `--network host` (strata's default too).
+ */
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { Dockerd } from './dockerd'
+
+export const LEGACY_DOCKER = '/usr/bin/docker'
+
+export class BuildKitPeer extends Dockerd {
+  /** `/usr/bin/docker ARGS` against this engine; `buildkit` picks the builder. */
+  cli(args: string[], opts: { buildkit?: boolean; input?: string | Buffer } = {}): string {
+    return execFileSync(LEGACY_DOCKER, args, {
+      env: { ...process.env, DOCKER_HOST: this.host, DOCKER_BUILDKIT: opts.buildkit === false ? '0' : '1' },
+      encoding: 'utf8', maxBuffer: 1 << 28, input: opts.input, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    })
+  }
+
+  /** `docker build` of a context dir; returns the image ID. */
+  build(ctx: string, extra: string[] = [], opts: { buildkit?: boolean } = {}): string {
+    const iid = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'strata-bk-')), 'iid')
+    try {
+      this.cli(['build', '--network', 'host', '--iidfile', iid, ...extra, ctx], opts)
+      return fs.readFileSync(iid, 'utf8').trim()
+    } finally {
+      fs.rmSync(path.dirname(iid), { recursive: true, force: true })
+    }
+  }
+
+  /** The files (relative paths) a BuildKit build of `ctx` writes with `-o type=local`. */
+  contextFiles(ctx: string): string[] {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-bk-out-'))
+    try {
+      this.cli(['build', '--network', 'host', '-o', `type=local,dest=${out}`, ctx])
+      const files: string[] = []
+      const walk = (d: string, rel: string): void => {
+        for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+          const r = rel ? `${rel}/${e.name}` : e.name
+          if (e.isDirectory()) walk(path.join(d, e.name), r)
+          else files.push(r)
+        }
+      }
+      walk(out, '')
+      return files.sort()
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true })
+    }
+  }
+}
