@@ -14,7 +14,6 @@ import { StoreContext } from './context'
 import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
 import { COMMITTED_FILE, LINK_DIR } from './layout'
-import { chainIdsOf } from './chain'
 
 export interface CleanupReport {
   removedStaging: number
@@ -57,22 +56,14 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
     }
   }
 
-  // Layers nobody uses (images, container parents), and their parents transitively.
-  const used = new Set<string>()
-  for (const img of await ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
+  // Layers nobody uses (images, container parents, build cache records), and their parents.
+  const used = await ctx.usedLayers()
   const mountRefs = new Set<string>()
   for (const cid of await listDir(layout.layerdbMounts)) {
     const dir = layout.mountMeta(cid)
     for (const f of ['mount-id', 'init-id']) {
       const v = await readIfExists(path.join(dir, f))
       if (v) mountRefs.add(v.trim())
-    }
-  }
-  for (const parent of await ctx.containerLayerParents()) {
-    let cur: string | undefined = parent
-    while (cur && !used.has(cur)) {
-      used.add(cur)
-      cur = (await ctx.layers.get(cur))?.parent
     }
   }
   for (const chainId of await ctx.layers.list()) {

@@ -10,7 +10,6 @@ import { StoredImage, ContainerConfig } from './imagedb'
 import { refsIn } from './repositories'
 import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
-import { LayerInfo } from './layers'
 import { UnionView } from './view'
 
 /** A row of `images`. */
@@ -346,21 +345,9 @@ export class Images {
     }
   }
 
-  /** Layers of `img` (top first) that no other image and no container uses. */
+  /** Layers of `img` (top first) that no other image, container or build cache record uses. */
   private async releasableLayers(img: StoredImage): Promise<string[]> {
-    const used = new Set<string>()
-    for (const other of await this.ctx.images.all()) {
-      if (other.id === img.id) continue
-      for (const c of chainIdsOf(other.config.rootfs.diff_ids)) used.add(c)
-    }
-    for (const c of await this.ctx.containerLayerParents()) {
-      let cur: string | undefined = c
-      while (cur && !used.has(cur)) {
-        used.add(cur)
-        const l: LayerInfo | undefined = await this.ctx.layers.get(cur)
-        cur = l?.parent
-      }
-    }
+    const used = await this.ctx.usedLayers(img.id)
     return chainIdsOf(img.config.rootfs.diff_ids).reverse().filter((c) => !used.has(c))
   }
 }

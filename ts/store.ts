@@ -20,6 +20,8 @@ import { importImage, ImportOptions } from './archive/import'
 import { Images, ImageUsers } from './images'
 import { StrataError } from './errors'
 import { Containers } from './containers/containers'
+import { build, BuildOptions, BuildResult } from './build/builder'
+import { pruneBuildCache, PruneOptions, PruneResult } from './build/prune'
 
 export const DEFAULT_ROOT = '/var/lib/strata'
 
@@ -81,6 +83,19 @@ export class Store {
   /** `docker import`: a rootfs tarball to a one-layer image; returns the image ID. */
   import(input: string | Readable, opts?: ImportOptions): Promise<string> {
     return importImage(this.#ctx, input, opts)
+  }
+
+  /**
+   * `docker build`: a Dockerfile and its context to an image, with a content-addressed layer
+   * cache (see ts/build/builder.ts). Resolves with the image ID; `tags` move only on success.
+   */
+  build(opts: BuildOptions): Promise<BuildResult> {
+    return build(this.#ctx, opts)
+  }
+
+  /** `docker builder prune`: removes build cache records and the layers only they kept. */
+  pruneBuildCache(opts?: PruneOptions): Promise<PruneResult> {
+    return pruneBuildCache(this.#ctx, opts)
   }
 
   /** @internal used by the container layer. */

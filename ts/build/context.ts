@@ -12,7 +12,7 @@ import { native } from '../native'
 import { call } from '../errors'
 import { PatternMatcher, verdict } from './dockerignore'
 import { StatIndex, StatKey } from './statindex'
-import { cancelFor } from '../context'
+import type { SourceTree } from './copy'
 
 export const S_IFMT = 0o170000
 export const S_IFDIR = 0o040000
@@ -53,6 +53,8 @@ export class ContextTooLarge extends Error {}
 export class BuildContext {
   /** Kept entries by relative path, parents before children. */
   readonly entries = new Map<string, ContextEntry>()
+  /** Entries by parent directory (`''` = the root), in name order. */
+  readonly #children = new Map<string, ContextEntry[]>()
   /** Bytes of file content read to compute digests (0 on a rebuild where nothing changed). */
   bytesRead = 0
   readonly #digests = new Map<string, string>()
@@ -81,6 +83,9 @@ export class BuildContext {
         if (v === 'skip') continue
         if (v === 'skipDir') continue
         ctx.entries.set(rel, e)
+        const siblings = ctx.#children.get(parent)
+        if (siblings) siblings.push(e)
+        else ctx.#children.set(parent, [e])
         if (isDir(e)) next.push(rel)
         if (isFile(e)) bytes += e.size
         if (ctx.entries.size > maxEntries || bytes > maxBytes) {
@@ -103,7 +108,7 @@ export class BuildContext {
    * The sha256 of each of `rels` (regular files of the context): from the stat index where
    * it may be trusted, else read and hashed (natively, on a few threads).
    */
-  async digests(rels: readonly string[], signal?: AbortSignal): Promise<Map<string, string>> {
+  async digests(rels: readonly string[], cancel?: InstanceType<typeof native.NativeCancel>): Promise<Map<string, string>> {
     const out = new Map<string, string>()
     const todo: ContextEntry[] = []
     for (const rel of rels) {
@@ -122,7 +127,7 @@ export class BuildContext {
     }
     if (todo.length > 0) {
       const stamp = this.index.stamp()
-      const res = await call(() => native.hashFiles(this.dir, todo.map((e) => e.rel), cancelFor(signal)))
+      const res = await call(() => native.hashFiles(this.dir, todo.map((e) => e.rel), cancel))
       this.bytesRead += res.bytesRead
       todo.forEach((e, i) => {
         const d = res.digests[i]
@@ -142,19 +147,17 @@ export class BuildContext {
 
   /** Children of a directory entry (`''` = the root), in order. */
   children(dir: string): ContextEntry[] {
-    const prefix = dir === '' ? '' : `${dir}/`
-    const out: ContextEntry[] = []
-    for (const [rel, e] of this.entries) {
-      if (rel.startsWith(prefix) && rel !== dir && !rel.slice(prefix.length).includes('/')) out.push(e)
-    }
-    return out
+    return this.#children.get(dir) ?? []
   }
 
-  /** Every entry below `dir` (`''` = all), in walk order. */
-  below(dir: string): ContextEntry[] {
-    if (dir === '') return [...this.entries.values()]
-    const prefix = `${dir}/`
-    return [...this.entries.values()].filter((e) => e.rel.startsWith(prefix))
+  /** The context as a source tree of COPY/ADD (./copy.ts). */
+  tree(): SourceTree {
+    const rootEntry = { rel: '', mode: S_IFDIR | 0o755, uid: 0, gid: 0, size: 0, dev: 0, ino: 0, nlink: 2, mtimeNs: '0' }
+    return {
+      root: this.dir, isContext: true,
+      get: async (rel) => (rel === '' ? rootEntry : this.entries.get(rel)),
+      children: async (rel) => this.children(rel),
+    }
   }
 
   /** Absolute host path of an entry (for reading; never for resolving user paths). */

@@ -9,8 +9,10 @@ import { imagesCommand, tagCommand, rmiCommand, historyCommand, inspectCommand }
 import { loadCommand, saveCommand, importCommand } from './archive-commands'
 import { extraCommands, inspectContainer } from './registry'
 import { registerContainerCommands } from './container-commands'
+import { registerBuildCommands } from './build-commands'
 
 registerContainerCommands()
+registerBuildCommands()
 
 const USAGE = `Usage:  strata [--root DIR] COMMAND
 
