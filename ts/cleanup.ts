@@ -14,11 +14,31 @@ import { StoreContext } from './context'
 import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
 import { COMMITTED_FILE, LINK_DIR } from './layout'
+import { runtimeFor } from './containers/supervisor'
 
 export interface CleanupReport {
   removedStaging: number
   removedLayers: number
   removedDirs: number
+}
+
+/**
+ * What a dead process may have left running in its staging dir: a build's step containers
+ * (runtime IDs `<staging name>-<n>`) are killed and deleted, and overlay mounts below the dir
+ * are detached — before anything is deleted, so no deletion goes through a mount.
+ */
+async function releaseStaging(ctx: StoreContext, name: string): Promise<void> {
+  if (name.startsWith('build-')) {
+    const runtime = runtimeFor(ctx)
+    for (const id of await listDir(runtime.stateRoot)) {
+      if (!id.startsWith(`${name}-`)) continue
+      await runtime.kill(id, 'SIGKILL', true).catch(() => undefined)
+      await runtime.delete(id, true).catch(() => undefined)
+    }
+  }
+  for (const m of native.overlayMounts(path.join(ctx.layout.tmp, name))) {
+    await native.unmount(m.mountPoint, true).catch(() => undefined)
+  }
 }
 
 export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
@@ -30,6 +50,7 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
     const lockPath = path.join(layout.tmp, `${name}.lock`)
     const lock = (await exists(lockPath)) ? native.tryLock(lockPath, true) : null
     if ((await exists(lockPath)) && !lock) continue // owner alive
+    await releaseStaging(ctx, name)
     await fs.rm(path.join(layout.tmp, name), { recursive: true, force: true })
     await fs.rm(lockPath, { force: true })
     lock?.release()

@@ -32,6 +32,33 @@ export class BuildKitPeer extends Dockerd {
     }
   }
 
+  /** The merged filesystem of an image of the engine, extracted under `into`. */
+  exportTo(image: string, into: string): void {
+    const cid = this.cli(['create', image, 'x']).trim()
+    try {
+      fs.mkdirSync(into, { recursive: true })
+      const tarFile = `${into}.tar`
+      this.cli(['export', '-o', tarFile, cid])
+      execFileSync('tar', ['-xf', tarFile, '-C', into, '--numeric-owner', '-p'])
+      fs.rmSync(tarFile)
+    } finally {
+      this.cli(['rm', '-f', cid])
+    }
+  }
+
+  /** The config JSON of an image of the engine, as stored (via `docker save`). */
+  rawConfig(image: string): Record<string, unknown> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-bk-save-'))
+    try {
+      this.cli(['save', '-o', path.join(dir, 'i.tar'), image])
+      execFileSync('tar', ['-xf', path.join(dir, 'i.tar'), '-C', dir])
+      const [m] = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { Config: string }[]
+      return JSON.parse(fs.readFileSync(path.join(dir, m.Config), 'utf8')) as Record<string, unknown>
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }
+
   /** The files (relative paths) a BuildKit build of `ctx` writes with `-o type=local`. */
   contextFiles(ctx: string): string[] {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-bk-out-'))

@@ -1,0 +1,47 @@
+/** Build test helpers: contexts on disk, image trees as comparable snapshots. */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { Store } from '../../ts'
+import { snapshot, Node } from './fs'
+
+/** Writes `files` (path → content, or {content, mode}, or {link}) under `dir`. */
+export function writeContext(dir: string, files: Record<string, string | { content?: string; mode?: number; link?: string }>): void {
+  for (const [rel, v] of Object.entries(files)) {
+    const p = path.join(dir, rel)
+    fs.mkdirSync(path.dirname(p), { recursive: true })
+    if (typeof v === 'string') fs.writeFileSync(p, v)
+    else if (v.link !== undefined) {
+      fs.rmSync(p, { force: true })
+      fs.symlinkSync(v.link, p)
+    } else {
+      fs.writeFileSync(p, v.content ?? '')
+      if (v.mode !== undefined) fs.chmodSync(p, v.mode)
+    }
+  }
+}
+
+/** Paths every container has for the runtime's sake; not part of what a build made. */
+const RUNTIME_PATHS = /^(proc|sys|dev)(\/|$)|^\.dockerenv$|^etc\/(hosts|hostname|resolv\.conf|mtab)$/
+
+/** An extracted filesystem as {path: node} without mtimes, runtime mount points left out. */
+export function tree(dir: string): Record<string, Node> {
+  const out: Record<string, Node> = {}
+  for (const [k, v] of Object.entries(snapshot(dir, { xattrs: false }))) if (!RUNTIME_PATHS.test(k)) out[k] = v
+  return out
+}
+
+/** The merged filesystem of a strata image, via `export` of a fresh container. */
+export async function strataTree(store: Store, image: string, into: string): Promise<Record<string, Node>> {
+  const c = await store.containers.create(image, { cmd: ['true'], entrypoint: '' })
+  try {
+    const tarFile = `${into}.tar`
+    await c.export(tarFile)
+    fs.mkdirSync(into, { recursive: true })
+    execFileSync('tar', ['-xf', tarFile, '-C', into, '--numeric-owner', '-p'])
+    fs.rmSync(tarFile)
+    return tree(into)
+  } finally {
+    await c.remove({ force: true })
+  }
+}
