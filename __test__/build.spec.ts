@@ -10,7 +10,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { Store } from '../ts'
 import { BuildError } from '../ts/build/errors'
-import { busyboxImage } from './helpers/fixtures'
+import { buildBaseImage } from './helpers/build-image'
 import { writeArchive } from './helpers/image'
 import { tmpDir } from './helpers/fs'
 import { BuildKitPeer } from './helpers/buildkit'
@@ -25,7 +25,7 @@ test.before((t) => {
   engine.start()
   const dir = fs.mkdtempSync('/var/tmp/strata-build-fixture-')
   archive = path.join(dir, 'bb.tar')
-  writeArchive(archive, [busyboxImage([BB])], 'docker25')
+  writeArchive(archive, [buildBaseImage([BB])], 'docker25')
   engine.cli(['load', '-i', archive])
   void t
 })

@@ -12,6 +12,28 @@ import { Dockerd } from './dockerd'
 
 export const LEGACY_DOCKER = '/usr/bin/docker'
 
+/** sha256 of an empty tar (1024 zero bytes). */
+const EMPTY_TAR = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
+
+/**
+ * BuildKit 0.8 (Docker 20.10) keeps a step that changed nothing as an empty tar layer; newer
+ * BuildKit, Docker's classic builder and strata drop it and mark the history row
+ * `empty_layer`. Rewrites a 20.10 config that way, so the two can be compared.
+ */
+export function withoutEmptyLayers(cfg: Record<string, unknown>): Record<string, unknown> {
+  const c = JSON.parse(JSON.stringify(cfg)) as { history?: { empty_layer?: boolean }[]; rootfs: { diff_ids: string[] } }
+  const ids: string[] = []
+  let i = 0
+  for (const h of c.history ?? []) {
+    if (h.empty_layer) continue
+    const id = c.rootfs.diff_ids[i++]
+    if (id === EMPTY_TAR) h.empty_layer = true
+    else ids.push(id)
+  }
+  c.rootfs.diff_ids = ids
+  return c as unknown as Record<string, unknown>
+}
+
 export class BuildKitPeer extends Dockerd {
   /** `/usr/bin/docker ARGS` against this engine; `buildkit` picks the builder. */
   cli(args: string[], opts: { buildkit?: boolean; input?: string | Buffer } = {}): string {
@@ -46,14 +68,14 @@ export class BuildKitPeer extends Dockerd {
     }
   }
 
-  /** The config JSON of an image of the engine, as stored (via `docker save`). */
+  /** The config JSON of an image of the engine (via `docker save`), empty layers as `withoutEmptyLayers` says. */
   rawConfig(image: string): Record<string, unknown> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-bk-save-'))
     try {
       this.cli(['save', '-o', path.join(dir, 'i.tar'), image])
       execFileSync('tar', ['-xf', path.join(dir, 'i.tar'), '-C', dir])
       const [m] = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { Config: string }[]
-      return JSON.parse(fs.readFileSync(path.join(dir, m.Config), 'utf8')) as Record<string, unknown>
+      return withoutEmptyLayers(JSON.parse(fs.readFileSync(path.join(dir, m.Config), 'utf8')) as Record<string, unknown>)
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
     }

@@ -480,9 +480,9 @@ export class Builder {
       switch (c.kind) {
         case 'env': {
           const parts: string[] = []
-          for (const [k0, v0] of c.pairs) {
-            const k = this.#expand(s, k0, line)
-            const v = this.#expand(s, v0, line)
+          // Every word expands with the environment as it was before the instruction.
+          const pairs = c.pairs.map(([k0, v0]) => [this.#expand(s, k0, line), this.#expand(s, v0, line)])
+          for (const [k, v] of pairs) {
             parts.push(`${k}=${v}`)
             s.env = addEnv(s.env, k, v)
             cfg.Env = addEnv(cfg.Env ?? [], k, v)
@@ -569,9 +569,8 @@ export class Builder {
         case 'arg': {
           const parts: string[] = []
           const overrides = this.#opts.buildArgs ?? {}
-          for (const a of c.args) {
-            const key = this.#expand(s, a.key, line)
-            const written = a.value === undefined ? undefined : this.#expand(s, a.value, line)
+          const expanded = c.args.map((a) => ({ key: this.#expand(s, a.key, line), written: a.value === undefined ? undefined : this.#expand(s, a.value, line) }))
+          for (const { key, written } of expanded) {
             parts.push(written === undefined ? key : `${key}=${written}`)
             let value = key in overrides ? overrides[key] : written
             if (value === undefined && this.#metaArgs.has(key)) value = this.#metaArgs.get(key)

@@ -64,7 +64,10 @@ export async function runInStep(ctx: StoreContext, space: StepSpace, req: RunReq
   const spec = buildSpec({
     args: req.args, env, cwd, user, hostname: BUILD_HOSTNAME, rootPath: root, network: req.network,
     hostsPath: hosts, hostnamePath: hostname, resolvConfPath: resolv, cgroupsPath: `/strata/${req.id}`, openStdin: false,
-  }) as { mounts: object[] }
+  }) as { mounts: { destination: string; type?: string; source?: string; options?: string[] }[] }
+  // As BuildKit mounts them: hosts and resolv.conf read-only (hostname stays writable, and
+  // still never lands in the layer).
+  for (const m of spec.mounts) if (m.destination === '/etc/hosts' || m.destination === '/etc/resolv.conf') m.options = [...(m.options ?? []), 'ro']
   if (req.script) {
     const pipes = path.join(space.dir, 'pipes')
     await fs.mkdir(pipes, { mode: 0o755 })
