@@ -16,7 +16,6 @@ import { native } from '../native'
 import { call } from '../errors'
 import { parseArgs, flag, value, values, FlagSpec } from './args'
 import { Io } from './io'
-import { extraCommands } from './registry'
 import { BuildOptions } from '../build/builder'
 import { BuildError } from '../build/errors'
 import { BuildEvent, PlainPrinter, TtyPrinter } from '../build/progress'
@@ -29,12 +28,6 @@ const BUILD_FLAGS: FlagSpec[] = [
   { name: 'quiet', short: 'q' }, { name: 'iidfile', value: true }, { name: 'progress', value: true },
   { name: 'cache-from', value: true, multi: true }, { name: 'cache-to', value: true, multi: true },
 ]
-
-const USAGE = `
-Build commands:
-  build       Build an image from a Dockerfile
-  builder     Manage builds (builder prune)
-`
 
 function keyValues(list: string[], what: string): Record<string, string> {
   const out: Record<string, string> = {}
@@ -171,13 +164,9 @@ export async function buildCommand(store: Store, argv: string[], io: Io, stdin: 
   }
 }
 
-export async function builderCommand(store: Store, argv: string[], io: Io, stdin: Readable = process.stdin): Promise<number> {
-  const [sub, ...rest] = argv
-  if (sub !== 'prune') {
-    io.err('Usage:  strata builder prune [-a] [-f] [--keep-storage SIZE]\n')
-    return 1
-  }
-  const p = parseArgs(rest, [{ name: 'all', short: 'a' }, { name: 'force', short: 'f' }, { name: 'keep-storage', value: true }, { name: 'filter', value: true, multi: true }])
+/** `strata builder prune` (argv after the two words). */
+export async function builderPruneCommand(store: Store, argv: string[], io: Io, stdin: Readable = process.stdin): Promise<number> {
+  const p = parseArgs(argv, [{ name: 'all', short: 'a' }, { name: 'force', short: 'f' }, { name: 'keep-storage', value: true }, { name: 'filter', value: true, multi: true }])
   if (values(p, 'filter').length > 0) throw new StrataError('InvalidArgument', 'builder prune --filter is not supported by strata')
   if (!flag(p, 'force')) {
     io.out(`WARNING! This will remove all ${flag(p, 'all') ? '' : 'dangling '}build cache. Are you sure you want to continue? [y/N] `)
@@ -202,9 +191,4 @@ export async function builderCommand(store: Store, argv: string[], io: Io, stdin
   if (r.deleted.length > 0) io.out(`Deleted build cache objects:\n${r.deleted.map((k) => `${k.slice(7, 32)}\n`).join('')}\n`)
   io.out(`Total reclaimed space: ${goUnitsHumanSize(r.reclaimed)}\n`)
   return 0
-}
-
-export function registerBuildCommands(): void {
-  Object.assign(extraCommands.handlers, { build: buildCommand, builder: builderCommand })
-  if (!extraCommands.usage.includes('Build commands:')) extraCommands.usage += USAGE
 }
