@@ -4,7 +4,7 @@
  * `RUN --network`, which that BuildKit lacks, on their own; ONBUILD through a child build;
  * `--target`, `--build-arg`, `--label`, `--no-cache-filter`; the CLI's output.
  */
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -30,7 +30,7 @@ test.after.always(() => {
   if (archive) fs.rmSync(path.dirname(archive), { recursive: true, force: true })
 })
 
-async function freshStore(t: Parameters<Parameters<typeof test>[1]>[0]): Promise<{ dir: string; store: Store; root: string }> {
+async function freshStore(t: ExecutionContext): Promise<{ dir: string; store: Store; root: string }> {
   const dir = tmpDir(t, 'strata-build-ins-')
   const root = path.join(dir, 'root')
   const store = await Store.open({ root })

@@ -5,7 +5,7 @@
  * cache (unchanged, touched, one file changed, metadata steps); failures and bad input
  * (typed errors with lines, nothing tagged, nothing left behind).
  */
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { Store } from '../ts'
@@ -34,7 +34,7 @@ test.after.always(() => {
   if (archive) fs.rmSync(path.dirname(archive), { recursive: true, force: true })
 })
 
-async function freshStore(t: Parameters<Parameters<typeof test>[1]>[0]): Promise<{ dir: string; store: Store; root: string }> {
+async function freshStore(t: ExecutionContext): Promise<{ dir: string; store: Store; root: string }> {
   const dir = tmpDir(t, 'strata-build-')
   const root = path.join(dir, 'root')
   const store = await Store.open({ root })
@@ -153,7 +153,7 @@ function layerCount(root: string): number {
   return fs.readdirSync(path.join(root, 'image/overlay2/layerdb/sha256')).length
 }
 
-async function nothingLeft(t: Parameters<Parameters<typeof test>[1]>[0], root: string, layers: number): Promise<void> {
+async function nothingLeft(t: ExecutionContext, root: string, layers: number): Promise<void> {
   t.is(layerCount(root), layers)
   t.deepEqual(fs.readdirSync(path.join(root, 'tmp')).filter((n) => n.startsWith('build-')), [])
   t.deepEqual(native.overlayMounts(root), [])
