@@ -38,7 +38,7 @@ export async function strataTree(store: Store, image: string, into: string): Pro
     const tarFile = `${into}.tar`
     await c.export(tarFile)
     fs.mkdirSync(into, { recursive: true })
-    execFileSync('tar', ['-xf', tarFile, '-C', into, '--numeric-owner', '-p'])
+    execFileSync('tar', ['-xf', tarFile, '-C', into, '--numeric-owner', '-p', '--warning=no-timestamp'])
     fs.rmSync(tarFile)
     return tree(into)
   } finally {

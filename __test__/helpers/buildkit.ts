@@ -61,7 +61,7 @@ export class BuildKitPeer extends Dockerd {
       fs.mkdirSync(into, { recursive: true })
       const tarFile = `${into}.tar`
       this.cli(['export', '-o', tarFile, cid])
-      execFileSync('tar', ['-xf', tarFile, '-C', into, '--numeric-owner', '-p'])
+      execFileSync('tar', ['-xf', tarFile, '-C', into, '--numeric-owner', '-p', '--warning=no-timestamp'])
       fs.rmSync(tarFile)
     } finally {
       this.cli(['rm', '-f', cid])

@@ -46,6 +46,7 @@ import {
   SourceTree, PlannedSource,
 } from './copy'
 import { Progress, BuildEvent } from './progress'
+import { CacheSpec, importCache, exportCache } from './cache-io'
 
 export type { BuildEvent } from './progress'
 
@@ -70,6 +71,10 @@ export interface BuildOptions {
   network?: 'host' | 'none'
   /** `--label K=V` on the image. */
   labels?: Record<string, string>
+  /** `--cache-from`: layouts whose records (and layers) are imported before the build. */
+  cacheFrom?: CacheSpec[]
+  /** `--cache-to`: layouts the build's records (and layers) are exported to after it. */
+  cacheTo?: CacheSpec[]
   /** Limits on the context's size (`ContextTooLarge` past them). */
   contextLimits?: ContextLimits
   onProgress?: (e: BuildEvent) => void
@@ -78,6 +83,8 @@ export interface BuildOptions {
 
 export interface StepReport {
   name: string
+  /** The step's cache key. */
+  key: string
   cached: boolean
   /** The layer made (or reused); undefined for metadata and empty steps. */
   diffId?: string
@@ -260,13 +267,24 @@ export class Builder {
     const target = this.#plan(ins.stages)
     this.#progress.check()
 
+    for (const spec of opts.cacheFrom ?? []) {
+      const id = this.#progress.start(`importing cache manifest from ${spec.dir}`, sha(`cache-from ${spec.dir}`))
+      await importCache(this.#ctx, spec)
+      this.#progress.emit({ type: 'done', id, at: performance.now() })
+    }
     this.#staging = await this.#ctx.staging('build')
     // Base images resolve up front (missing ones fail before any step runs).
     await this.#loadMetadata(target)
     const result = await this.#runStage(target)
     this.#progress.check()
     this.#context?.saveIndex()
-    return this.#export(result)
+    const done = await this.#export(result)
+    for (const spec of opts.cacheTo ?? []) {
+      const id = this.#progress.start('exporting cache', sha(`cache-to ${spec.dir}`))
+      await exportCache(this.#ctx, this.#steps.map((s) => s.key), spec)
+      this.#progress.emit({ type: 'done', id, at: performance.now() })
+    }
+    return done
   }
 
   // ---- planning ------------------------------------------------------------------------
@@ -663,7 +681,7 @@ export class Builder {
       s.image.rootfs.diff_ids.push(r.diffId)
       this.#history(s, opts.createdBy, true, r.created)
     } else this.#history(s, opts.createdBy, false)
-    this.#steps.push({ name: opts.name, cached, ...(r.diffId ? { diffId: r.diffId } : {}) })
+    this.#steps.push({ name: opts.name, key: opts.key, cached, ...(r.diffId ? { diffId: r.diffId } : {}) })
   }
 
   async #workdir(node: StageNode, s: StageState, raw: string, line: number, c: Command): Promise<void> {

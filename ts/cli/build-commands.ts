@@ -20,6 +20,7 @@ import { BuildOptions } from '../build/builder'
 import { BuildError } from '../build/errors'
 import { BuildEvent, PlainPrinter, TtyPrinter } from '../build/progress'
 import { goUnitsHumanSize } from '../format/units'
+import { parseCacheSpec } from '../build/cache-io'
 
 const BUILD_FLAGS: FlagSpec[] = [
   { name: 'tag', short: 't', value: true, multi: true }, { name: 'file', short: 'f', value: true },
@@ -97,7 +98,6 @@ export async function buildCommand(store: Store, argv: string[], io: Io, stdin: 
   }
   const progressMode = value(p, 'progress') ?? 'auto'
   if (!['auto', 'plain', 'tty'].includes(progressMode)) throw new StrataError('InvalidArgument', `invalid progress mode ${progressMode}`)
-  const cacheFlags = [...values(p, 'cache-from'), ...values(p, 'cache-to')]
   const quiet = flag(p, 'quiet')
   let ctxDir = p.args[0]
   let disposeCtx: (() => Promise<void>) | undefined
@@ -133,6 +133,10 @@ export async function buildCommand(store: Store, argv: string[], io: Io, stdin: 
       tty?.handle(e)
     },
   }
+  const cacheFrom = values(p, 'cache-from').map((s) => parseCacheSpec(s, 'from'))
+  const cacheTo = values(p, 'cache-to').map((s) => parseCacheSpec(s, 'to'))
+  if (cacheFrom.length) opts.cacheFrom = cacheFrom
+  if (cacheTo.length) opts.cacheTo = cacheTo
   const target = value(p, 'target')
   if (target) opts.target = target
   const network = value(p, 'network')
@@ -141,7 +145,6 @@ export async function buildCommand(store: Store, argv: string[], io: Io, stdin: 
     opts.network = network === 'none' ? 'none' : 'host'
   }
   try {
-    if (cacheFlags.length > 0) throw new StrataError('InvalidArgument', '--cache-from/--cache-to: not wired yet')
     const r = await store.build(opts)
     plain.end()
     tty?.end()
