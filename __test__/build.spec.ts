@@ -212,3 +212,29 @@ test.serial('bad input: a context over the limit is ContextTooLarge', async (t) 
   t.is(e?.code, 'ContextTooLarge')
   await nothingLeft(t, root, 1)
 })
+
+test.serial('an abort during a RUN rejects with Aborted at once; the step is killed and nothing is left behind', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nRUN echo started; sleep 30\n` })
+  const ac = new AbortController()
+  const started = Date.now()
+  const e = await t.throwsAsync(store.build({
+    context: ctx, tags: ['ab:1'], signal: ac.signal,
+    onProgress: (ev) => { if (ev.type === 'log' && ev.data.toString().includes('started')) ac.abort() },
+  }))
+  t.is((e as BuildError).code, 'Aborted')
+  t.true(Date.now() - started < 20000)
+  await nothingLeft(t, root, 1)
+})
+
+test.serial('an onProgress listener that throws rejects the build with its error; nothing tagged', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nRUN echo hi > /hi\n` })
+  const boom = new Error('listener failed')
+  const e = await t.throwsAsync(store.build({ context: ctx, tags: ['boom:1'], onProgress: () => { throw boom } }))
+  t.is(e, boom)
+  await t.throwsAsync(store.images.inspect('boom:1'))
+  await nothingLeft(t, root, layerCount(root))
+})

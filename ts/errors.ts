@@ -25,6 +25,12 @@ export type StrataErrorCode =
   | 'RuntimeFailed'
   | 'NotRunning'
   | 'Io'
+  | 'DockerfileParse'
+  | 'StageNotFound'
+  | 'SourceNotFound'
+  | 'ContextEscape'
+  | 'ContextTooLarge'
+  | 'BuildFailed'
   | (string & {})
 
 export class StrataError extends Error {

@@ -86,8 +86,15 @@ export async function runInStep(ctx: StoreContext, space: StepSpace, req: RunReq
     if (d.toString('utf8').startsWith(`${path.basename(runtime.binary)} run failed: `)) return
     req.onOutput('stderr', d)
   })
-  const onAbort = (): void => { void runtime.kill(req.id, 'SIGKILL', true).catch(() => undefined) }
-  req.signal?.addEventListener('abort', onAbort, { once: true })
+  // Killed until it is gone: an abort may come before the runtime has created the container.
+  let killer: NodeJS.Timeout | undefined
+  const onAbort = (): void => {
+    const kill = (): void => { void runtime.kill(req.id, 'SIGKILL', true).catch(() => undefined) }
+    kill()
+    killer = setInterval(kill, 100)
+  }
+  if (req.signal?.aborted) onAbort()
+  else req.signal?.addEventListener('abort', onAbort, { once: true })
   try {
     const code = await new Promise<number>((resolve, reject) => {
       child.on('error', (e) => reject(new StrataError('RuntimeFailed', `cannot run ${runtime.binary}: ${e.message}`, { cause: e })))
@@ -102,6 +109,7 @@ export async function runInStep(ctx: StoreContext, space: StepSpace, req: RunReq
     }
     return code
   } finally {
+    clearInterval(killer)
     req.signal?.removeEventListener('abort', onAbort)
     await runtime.delete(req.id, true).catch(() => undefined)
   }
