@@ -5,34 +5,19 @@
  * until `builder prune`; a `kill -9` mid-build leaves a consistent store whose next build
  * reuses the steps that finished.
  */
-import test, { type ExecutionContext } from 'ava'
+import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { spawn } from 'node:child_process'
 import { Store } from '../ts'
-import { buildBaseImage } from './helpers/build-image'
-import { writeArchive } from './helpers/image'
-import { tmpDir, CLI } from './helpers/fs'
-import { writeContext, strataTree } from './helpers/build'
+import { CLI } from './helpers/fs'
+import { writeContext, strataTree, buildSuite, BUILD_BASE } from './helpers/build'
 import { checkConsistent } from './helpers/consistency'
 import { native } from '../ts/native'
 
-const BB = 'strata-build/busybox:1'
-let archive = ''
-test.before(() => {
-  archive = path.join(fs.mkdtempSync('/var/tmp/strata-build-cache-'), 'bb.tar')
-  writeArchive(archive, [buildBaseImage([BB])], 'docker25')
-})
-test.after.always(() => { if (archive) fs.rmSync(path.dirname(archive), { recursive: true, force: true }) })
-
-async function freshStore(t: ExecutionContext, name = 'root'): Promise<{ dir: string; store: Store; root: string }> {
-  const dir = tmpDir(t, 'strata-build-cache-')
-  const root = path.join(dir, name)
-  const store = await Store.open({ root })
-  await store.load(archive)
-  t.teardown(() => store.close())
-  return { dir, store, root }
-}
+const suite = buildSuite()
+const BB = BUILD_BASE
+const freshStore = suite.freshStore
 
 function rng(seed: number): () => number {
   let s = seed >>> 0

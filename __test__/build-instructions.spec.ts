@@ -4,40 +4,17 @@
  * `RUN --network`, which that BuildKit lacks, on their own; ONBUILD through a child build;
  * `--target`, `--build-arg`, `--label`, `--no-cache-filter`; the CLI's output.
  */
-import test, { type ExecutionContext } from 'ava'
+import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { Store } from '../ts'
-import { buildBaseImage } from './helpers/build-image'
-import { writeArchive } from './helpers/image'
-import { tmpDir, cli } from './helpers/fs'
-import { BuildKitPeer } from './helpers/buildkit'
-import { writeContext, strataTree, tree } from './helpers/build'
+import { cli } from './helpers/fs'
+import { writeContext, strataTree, tree, buildSuite, BUILD_BASE } from './helpers/build'
 
-const engine = new BuildKitPeer('strata-test-build-ins')
-const BB = 'strata-build/busybox:1'
-let archive = ''
-
-test.before(() => {
-  engine.start()
-  archive = path.join(fs.mkdtempSync('/var/tmp/strata-build-ins-'), 'bb.tar')
-  writeArchive(archive, [buildBaseImage([BB])], 'docker25')
-  engine.cli(['load', '-i', archive])
-})
-test.after.always(() => {
-  engine.stop()
-  if (archive) fs.rmSync(path.dirname(archive), { recursive: true, force: true })
-})
-
-async function freshStore(t: ExecutionContext): Promise<{ dir: string; store: Store; root: string }> {
-  const dir = tmpDir(t, 'strata-build-ins-')
-  const root = path.join(dir, 'root')
-  const store = await Store.open({ root })
-  await store.load(archive)
-  t.teardown(() => store.close())
-  return { dir, store, root }
-}
+const suite = buildSuite('strata-test-build-ins')
+const engine = suite.engine
+const BB = BUILD_BASE
+const freshStore = suite.freshStore
 
 function timeless(cfg: Record<string, unknown>): unknown {
   const c = JSON.parse(JSON.stringify(cfg)) as { created?: string; history?: { created?: string }[]; rootfs: { diff_ids: unknown } }

@@ -8,40 +8,14 @@
 import test, { type ExecutionContext } from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { Store } from '../ts'
 import { BuildError } from '../ts/build/errors'
-import { buildBaseImage } from './helpers/build-image'
-import { writeArchive } from './helpers/image'
-import { tmpDir } from './helpers/fs'
-import { BuildKitPeer } from './helpers/buildkit'
-import { writeContext, strataTree, tree } from './helpers/build'
+import { writeContext, strataTree, tree, buildSuite, BUILD_BASE } from './helpers/build'
 import { native } from '../ts/native'
 
-const engine = new BuildKitPeer('strata-test-build')
-const BB = 'strata-build/busybox:1'
-let archive = ''
-
-test.before((t) => {
-  engine.start()
-  const dir = fs.mkdtempSync('/var/tmp/strata-build-fixture-')
-  archive = path.join(dir, 'bb.tar')
-  writeArchive(archive, [buildBaseImage([BB])], 'docker25')
-  engine.cli(['load', '-i', archive])
-  void t
-})
-test.after.always(() => {
-  engine.stop()
-  if (archive) fs.rmSync(path.dirname(archive), { recursive: true, force: true })
-})
-
-async function freshStore(t: ExecutionContext): Promise<{ dir: string; store: Store; root: string }> {
-  const dir = tmpDir(t, 'strata-build-')
-  const root = path.join(dir, 'root')
-  const store = await Store.open({ root })
-  await store.load(archive)
-  t.teardown(() => store.close())
-  return { dir, store, root }
-}
+const suite = buildSuite('strata-test-build')
+const engine = suite.engine
+const BB = BUILD_BASE
+const freshStore = suite.freshStore
 
 const MULTI = `ARG BASE=${BB}
 FROM $BASE AS builder

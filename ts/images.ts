@@ -11,6 +11,7 @@ import { refsIn } from './repositories'
 import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
 import { UnionView } from './view'
+import { goPathMatch } from './gomatch'
 
 /** A row of `images`. */
 export interface ImageSummary {
@@ -70,30 +71,6 @@ function shortId(id: string): string {
   return hex(id).slice(0, 12)
 }
 
-/** Glob as Go's path.Match (`*`, `?`, `[...]`; `*` does not cross `/`). */
-function pathMatch(pattern: string, s: string): boolean {
-  let re = '^'
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]
-    if (c === '*') re += '[^/]*'
-    else if (c === '?') re += '[^/]'
-    else if (c === '[') {
-      const j = pattern.indexOf(']', i + 1)
-      if (j < 0) return false
-      let cls = pattern.slice(i + 1, j)
-      if (cls.startsWith('^')) cls = '^' + cls.slice(1).replace(/\\/g, '\\\\')
-      re += `[${cls}]`
-      i = j
-    } else if (c === '\\' && i + 1 < pattern.length) re += '\\' + pattern[++i]
-    else re += c.replace(/[.+^${}()|\\]/g, '\\$&')
-  }
-  try {
-    return new RegExp(re + '$').test(s)
-  } catch {
-    return false
-  }
-}
-
 export class Images {
   constructor(private readonly ctx: StoreContext, private readonly users: ImageUsers) {}
 
@@ -149,7 +126,7 @@ export class Images {
       if (f.reference?.length) {
         shownTags = tags.filter((tag) => f.reference!.some((p) => {
           const repo = tag.slice(0, tag.lastIndexOf(':'))
-          return pathMatch(p, repo) || pathMatch(p, tag)
+          return goPathMatch(p, repo) || goPathMatch(p, tag)
         }))
         if (shownTags.length === 0) continue
       }

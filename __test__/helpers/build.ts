@@ -2,8 +2,12 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { execFileSync } from 'node:child_process'
+import test, { type ExecutionContext } from 'ava'
 import { Store } from '../../ts'
-import { snapshot, Node } from './fs'
+import { snapshot, Node, tmpDir } from './fs'
+import { BuildKitPeer } from './buildkit'
+import { writeArchive } from './image'
+import { buildBaseImage } from './build-image'
 
 /** Writes `files` (path → content, or {content, mode}, or {link}) under `dir`. */
 export function writeContext(dir: string, files: Record<string, string | { content?: string; mode?: number; link?: string }>): void {
@@ -43,5 +47,46 @@ export async function strataTree(store: Store, image: string, into: string): Pro
     return tree(into)
   } finally {
     await c.remove({ force: true })
+  }
+}
+
+export const BUILD_BASE = 'strata-build/busybox:1'
+
+export interface BuildSuite {
+  /** The engine, when the suite asked for one (started before the tests, stopped after). */
+  engine: BuildKitPeer
+  /** A fresh store under a tmp dir with the base image loaded; closed after the test. */
+  freshStore(t: ExecutionContext, name?: string): Promise<{ dir: string; root: string; store: Store }>
+}
+
+/**
+ * Registers a build suite's hooks: the base image archive written once (and loaded into the
+ * engine of `engineName`, when given), removed at the end.
+ */
+export function buildSuite(engineName?: string): BuildSuite {
+  const engine = new BuildKitPeer(engineName ?? 'unused')
+  let archive = ''
+  test.before(() => {
+    archive = path.join(fs.mkdtempSync('/var/tmp/strata-build-base-'), 'base.tar')
+    writeArchive(archive, [buildBaseImage([BUILD_BASE])], 'docker25')
+    if (engineName) {
+      engine.start()
+      engine.cli(['load', '-i', archive])
+    }
+  })
+  test.after.always(() => {
+    if (engineName) engine.stop()
+    if (archive) fs.rmSync(path.dirname(archive), { recursive: true, force: true })
+  })
+  return {
+    engine,
+    async freshStore(t, name = 'root') {
+      const dir = tmpDir(t, 'strata-build-')
+      const root = path.join(dir, name)
+      const store = await Store.open({ root })
+      await store.load(archive)
+      t.teardown(() => store.close())
+      return { dir, root, store }
+    },
   }
 }

@@ -26,6 +26,7 @@ import { BuildError } from './errors'
 import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } from './context'
 import { cleanPath } from './dockerignore'
 import { resolveUser } from '../containers/spec'
+import { goPathMatch } from '../gomatch'
 
 /** One entry of a source tree (the context, or a stage's rootfs). */
 export interface SourceEntry {
@@ -75,34 +76,6 @@ const isLinkE = (e: { mode: number }): boolean => (e.mode & S_IFMT) === S_IFLNK
 
 function fail(code: string, message: string, line: number, p?: string): never {
   throw new BuildError(code, message, { line, ...(p ? { path: p } : {}) })
-}
-
-/** Go's filepath.Match of one path component. */
-export function globMatch(pattern: string, name: string): boolean {
-  let re = '^'
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]
-    if (c === '*') re += '[^/]*'
-    else if (c === '?') re += '[^/]'
-    else if (c === '[') {
-      let j = i + 1
-      let cls = ''
-      if (pattern[j] === '^') {
-        cls += '^'
-        j++
-      }
-      for (; j < pattern.length && pattern[j] !== ']'; j++) cls += pattern[j] === '\\' ? `\\${pattern[++j] ?? ''}` : pattern[j].replace(/[\]\\^]/g, '\\$&')
-      if (j >= pattern.length) return false
-      re += `[${cls}]`
-      i = j
-    } else if (c === '\\' && i + 1 < pattern.length) re += `\\${pattern[++i]}`
-    else re += c.replace(/[.+^${}()|\\/]/g, '\\$&')
-  }
-  try {
-    return new RegExp(`${re}$`, 's').test(name)
-  } catch {
-    return false
-  }
 }
 
 export function hasWildcard(s: string): boolean {
@@ -185,7 +158,7 @@ async function expandGlob(tree: SourceTree, pattern: string, line: number, shown
       const dir = base === '' ? { rel: '', entry: await tree.get('') } : await resolvePath(tree, base, line, shown)
       if (!dir?.entry || !isDirE(dir.entry)) continue
       const kids = await tree.children(dir.rel)
-      for (const k of kids.map((x) => x.rel.split('/').pop()!).sort()) if (globMatch(comp, k)) next.push(base ? `${base}/${k}` : k)
+      for (const k of kids.map((x) => x.rel.split('/').pop()!).sort()) if (goPathMatch(comp, k)) next.push(base ? `${base}/${k}` : k)
     }
     found = next
   }
