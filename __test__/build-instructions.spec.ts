@@ -9,20 +9,13 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { cli } from './helpers/fs'
-import { writeContext, strataTree, tree, buildSuite, BUILD_BASE } from './helpers/build'
+import { writeContext, strataTree, tree, buildSuite, BUILD_BASE, timeless } from './helpers/build'
 
 const suite = buildSuite('strata-test-build-ins')
 const engine = suite.engine
 const BB = BUILD_BASE
 const freshStore = suite.freshStore
 
-function timeless(cfg: Record<string, unknown>): unknown {
-  const c = JSON.parse(JSON.stringify(cfg)) as { created?: string; history?: { created?: string }[]; rootfs: { diff_ids: unknown } }
-  delete c.created
-  for (const h of c.history ?? []) delete h.created
-  c.rootfs.diff_ids = (c.rootfs.diff_ids as string[]).length
-  return c
-}
 
 const EVERYTHING = `FROM ${BB} AS base
 MAINTAINER someone <a@b.c>

@@ -9,7 +9,7 @@ import test, { type ExecutionContext } from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { BuildError } from '../ts/build/errors'
-import { writeContext, strataTree, tree, buildSuite, BUILD_BASE } from './helpers/build'
+import { writeContext, strataTree, tree, buildSuite, BUILD_BASE, timeless } from './helpers/build'
 import { native } from '../ts/native'
 
 const suite = buildSuite('strata-test-build')
@@ -50,15 +50,6 @@ function multiContext(dir: string): void {
   })
 }
 
-/** History and config without the times a build stamps. */
-function timeless(cfg: Record<string, unknown>): unknown {
-  const c = JSON.parse(JSON.stringify(cfg)) as { created?: string; history?: { created?: string }[]; rootfs: { diff_ids: unknown } }
-  delete c.created
-  for (const h of c.history ?? []) delete h.created
-  // Layer digests depend on file times; the trees are compared on their own.
-  c.rootfs.diff_ids = (c.rootfs.diff_ids as string[]).length
-  return c
-}
 
 test.serial('multi-stage build: runs in strata and in the engine with the files, modes, owners, config and history BuildKit makes', async (t) => {
   const { dir, store } = await freshStore(t)

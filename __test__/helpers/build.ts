@@ -90,3 +90,12 @@ export function buildSuite(engineName?: string): BuildSuite {
     },
   }
 }
+
+/** An image config without what a build stamps (times, layer digests that follow file times). */
+export function timeless(cfg: Record<string, unknown>): unknown {
+  const c = JSON.parse(JSON.stringify(cfg)) as { created?: string; history?: { created?: string }[]; rootfs: { diff_ids: unknown } }
+  delete c.created
+  for (const h of c.history ?? []) delete h.created
+  c.rootfs.diff_ids = (c.rootfs.diff_ids as string[]).length
+  return c
+}
