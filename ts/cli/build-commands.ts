@@ -111,9 +111,9 @@ export async function buildCommand(store: Store, argv: string[], io: Io, stdin: 
   } else if (file === '-') {
     dockerfileText = await readAll(stdin)
   }
-  const dfName = file && file !== '-' ? file : 'Dockerfile'
+  const dfName = file && file !== '-' ? path.basename(file) : 'Dockerfile'
   const dfText = dockerfileText ?? (() => {
-    try { return fs.readFileSync(path.resolve(ctxDir, dfName), 'utf8') } catch { return undefined }
+    try { return fs.readFileSync(file && file !== '-' ? path.resolve(file) : path.join(ctxDir, dfName), 'utf8') } catch { return undefined }
   })()
   const useTty = !quiet && (progressMode === 'tty' || (progressMode === 'auto' && io.isTty))
   const plain = new PlainPrinter((s) => { if (!quiet && !useTty) io.err(s) })
@@ -121,7 +121,8 @@ export async function buildCommand(store: Store, argv: string[], io: Io, stdin: 
   let failedVertex = -1
   const opts: BuildOptions = {
     context: ctxDir,
-    ...(dockerfileText !== undefined ? { dockerfileText } : file ? { dockerfile: file } : {}),
+    // -f is relative to the working directory, as docker's CLI resolves it.
+    ...(dockerfileText !== undefined ? { dockerfileText } : file ? { dockerfile: path.resolve(file) } : {}),
     tags: values(p, 'tag'),
     buildArgs: keyValues(values(p, 'build-arg'), 'build-arg'),
     noCache: flag(p, 'no-cache'),
