@@ -670,6 +670,11 @@ export class Builder {
       } catch (e) {
         const message = e instanceof StrataError ? e.message : String(e)
         this.#progress.emit({ type: 'error', id: vertex, message, at: performance.now() })
+        // Whatever failed inside a step (a user that is not in the rootfs, a source that
+        // changed under the copy, ...) says which step and line it was.
+        if (e instanceof StrataError && !(e instanceof BuildError) && e.code !== 'Aborted') {
+          throw new BuildError(e.code, e.message, { line: opts.line, step: opts.name, cause: e, ...(e.path !== undefined ? { path: e.path } : {}) })
+        }
         throw e
       } finally {
         await space.dispose()
