@@ -203,3 +203,20 @@ test.serial('an onProgress listener that throws rejects the build with its error
   await t.throwsAsync(store.images.inspect('boom:1'))
   await nothingLeft(t, root, layerCount(root))
 })
+
+test.serial('--no-cache-filter rebuilds the named stage only; <Dockerfile>.dockerignore wins over .dockerignore', async (t) => {
+  const { dir, store } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, {
+    'Dockerfile.dev': `FROM ${BB} AS gen\nRUN echo gen > /gen\nFROM ${BB}\nCOPY . /ctx/\nCOPY --from=gen /gen /gen\n`,
+    'Dockerfile.dev.dockerignore': 'secret.txt\n', '.dockerignore': 'public.txt\n', 'secret.txt': 's', 'public.txt': 'p',
+  })
+  const first = await store.build({ context: ctx, dockerfile: 'Dockerfile.dev', tags: ['dev:1'] })
+  const files = await strataTree(store, 'dev:1', path.join(dir, 't1'))
+  t.true('ctx/public.txt' in files)
+  t.false('ctx/secret.txt' in files)
+  const again = await store.build({ context: ctx, dockerfile: 'Dockerfile.dev', noCacheFilter: ['gen'] })
+  const cached = Object.fromEntries(again.steps.map((s) => [s.name.replace(/^\[[^\]]*\] /, ''), s.cached]))
+  t.deepEqual(cached, { 'RUN echo gen > /gen': false, 'COPY . /ctx/': true, 'COPY --from=gen /gen /gen': false })
+  t.true(first.steps.every((s) => !s.cached))
+})
