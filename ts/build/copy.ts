@@ -21,7 +21,7 @@
 import * as path from 'node:path'
 import * as fs from 'node:fs/promises'
 import { native } from '../native'
-import { call } from '../errors'
+import { call, StrataErrorCode } from '../errors'
 import { BuildError } from './errors'
 import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } from './context'
 import { cleanPath } from './dockerignore'
@@ -74,7 +74,7 @@ const isDirE = (e: { mode: number }): boolean => (e.mode & S_IFMT) === S_IFDIR
 const isFileE = (e: { mode: number }): boolean => (e.mode & S_IFMT) === S_IFREG
 const isLinkE = (e: { mode: number }): boolean => (e.mode & S_IFMT) === S_IFLNK
 
-function fail(code: string, message: string, line: number, p?: string): never {
+function fail(code: StrataErrorCode, message: string, line: number, p?: string): never {
   throw new BuildError(code, message, { line, ...(p ? { path: p } : {}) })
 }
 

@@ -13,7 +13,8 @@
  * step-<n>/bundle/ ...   (RUN) the OCI bundle, hosts, hostname, resolv.conf
  * ```
  *
- * The mount has `index=off,redirect_dir=off,metacopy=off`: every copy-up is a full copy and a
+ * The mount is the containers' (`native.containerMountPlan`: `index=off,redirect_dir=off,
+ * metacopy=off`): every copy-up is a full copy and a
  * renamed directory is copied, so the upper dir is a self-contained layer. Under the parent
  * layers lies the build stub (`<root>/builder/stub`): empty `proc`, `sys`, `dev`, and
  * `etc/{hosts,hostname,resolv.conf}`, the mount points the runtime needs, so it never makes
@@ -27,15 +28,11 @@ import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
 import { StoreContext } from '../context'
 import { native } from '../native'
-import { call, StrataError } from '../errors'
+import { call } from '../errors'
 import { exists, randomHex } from '../fsx'
 import { DIFF_DIR } from '../layout'
-import { CONTAINER_MOUNT_OPTIONS, MAX_LOWER_DIRS } from '../containers/plan'
 import { LayerInfo } from '../layers'
 import { chainIdsOf } from '../chain'
-
-/** Mount options of a build step's overlay: a container's, and no redirects, no metacopy. */
-export const STEP_MOUNT_OPTIONS: readonly string[] = [...CONTAINER_MOUNT_OPTIONS, 'redirect_dir=off', 'metacopy=off']
 
 /** sha256 of an empty tar: a step that changed nothing. */
 export const EMPTY_LAYER = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
@@ -91,11 +88,10 @@ export class StepSpace {
   /** Mounts the parent layers (`lowers`: diff dirs, top first) and the stub under the upper dir. */
   async mount(lowers: string[]): Promise<void> {
     const stub = await ensureStub(this.ctx)
-    const lowerdirs = [...lowers, stub]
-    if (lowerdirs.length > MAX_LOWER_DIRS) {
-      throw new StrataError('TooManyLayers', `a build step on ${lowers.length} layers exceeds the kernel's limit of ${MAX_LOWER_DIRS - 1}`)
-    }
-    await call(() => native.mountOverlay({ lowerdirs, upperdir: this.diff, workdir: this.work, target: this.merged, options: [...STEP_MOUNT_OPTIONS] }))
+    // The containers' plan (the native core owns it: index=off,redirect_dir=off,metacopy=off,
+    // and the limit on lower dirs, refused as TooManyLayers before anything is mounted).
+    const plan = await call(() => native.containerMountPlan([...lowers, stub], this.diff, this.work, this.merged))
+    await call(() => native.mountOverlay(plan))
     this.#mounted = true
   }
 

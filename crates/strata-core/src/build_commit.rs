@@ -13,6 +13,7 @@
 //! The upper dir must come from a mount with `index=off,redirect_dir=off,metacopy=off`: a
 //! redirected directory or a metacopy-only file would not be a self-contained layer.
 use crate::digest::DiffId;
+use crate::error::ErrorCode;
 use crate::layertar::{write_sealing_tar, LayerTarError};
 use crate::safefs::RelPath;
 use crate::tarsplit::{Recorder, TarSplitWriter};
@@ -35,11 +36,11 @@ pub enum SealError {
 }
 
 impl crate::error::Coded for SealError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
             SealError::Walk(e) => e.code(),
-            SealError::TarSplit { .. } | SealError::Pipe(_) => "Io",
-            SealError::Aborted => "Aborted",
+            SealError::TarSplit { .. } | SealError::Pipe(_) => ErrorCode::Io,
+            SealError::Aborted => ErrorCode::Aborted,
         }
     }
     fn errno(&self) -> Option<i32> {
@@ -73,8 +74,8 @@ pub struct Sealed {
 /// Describes the layer whose files are in `diff` (an upper dir, unmounted): its DiffID and
 /// size, with its tar-split written to `tar_split` (which must not exist; removed on failure).
 pub fn seal_layer(diff: &Path, tar_split: &Path, cancel: &AtomicBool) -> Result<Sealed, SealError> {
-    let writer = TarSplitWriter::create(tar_split)
-        .map_err(|source| SealError::TarSplit { path: tar_split.into(), source })?;
+    let writer =
+        TarSplitWriter::create(tar_split).map_err(|source| SealError::TarSplit { path: tar_split.into(), source })?;
     let r = seal_with(diff, tar_split, writer, cancel);
     if r.is_err() {
         let _ = std::fs::remove_file(tar_split);
@@ -96,8 +97,9 @@ fn seal_with(diff: &Path, tar_split: &Path, writer: TarSplitWriter, cancel: &Ato
             }
             r
         });
-        let recorded = record(reader, writer, &stop).map_err(|source| SealError::TarSplit { path: tar_split.into(), source });
-        let walked = walker.join().unwrap_or(Err(LayerTarError::Cancelled));
+        let recorded =
+            record(reader, writer, &stop).map_err(|source| SealError::TarSplit { path: tar_split.into(), source });
+        let walked = walker.join().unwrap_or(Err(LayerTarError::Aborted));
         if cancel.load(Ordering::SeqCst) {
             return Err(SealError::Aborted);
         }
@@ -179,7 +181,9 @@ mod tests {
         assert_eq!((id, len), (sealed.diff_id.clone(), sealed.tar_size));
         // Exactly what the commit walker writes for the same tree.
         let mut plain = Vec::new();
-        let st = crate::layertar::write_dir_tar(&diff, crate::layertar::TarMode::Layer, &mut plain, &AtomicBool::new(false)).unwrap();
+        let st =
+            crate::layertar::write_dir_tar(&diff, crate::layertar::TarMode::Layer, &mut plain, &AtomicBool::new(false))
+                .unwrap();
         assert_eq!(st.diff_id, sealed.diff_id);
         assert_eq!(plain, out);
     }
@@ -191,6 +195,9 @@ mod tests {
         std::fs::create_dir(&diff).unwrap();
         let sealed = seal_layer(&diff, &t.path().join("ts"), &AtomicBool::new(false)).unwrap();
         assert_eq!(sealed.entries, 0);
-        assert_eq!(sealed.diff_id.to_string(), "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef");
+        assert_eq!(
+            sealed.diff_id.to_string(),
+            "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+        );
     }
 }

@@ -16,7 +16,7 @@
 //!   a directory?) and small files of it (`/etc/passwd` for `--chown=name`), confined likewise.
 //! * [`is_archive`]: whether ADD should unpack a local file (a tar, plain, gzip or zstd).
 use crate::digest::{Digest, Hasher};
-use crate::error::Coded;
+use crate::error::{Coded, ErrorCode};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -43,12 +43,14 @@ pub enum BuildCtxError {
 }
 
 impl Coded for BuildCtxError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            BuildCtxError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => "SourceNotFound",
-            BuildCtxError::Io { .. } => "Io",
-            BuildCtxError::Changed { .. } => "FileChangedDuringArchive",
-            BuildCtxError::Aborted => "Aborted",
+            BuildCtxError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
+                ErrorCode::SourceNotFound
+            }
+            BuildCtxError::Io { .. } => ErrorCode::Io,
+            BuildCtxError::Changed { .. } => ErrorCode::FileChangedDuringArchive,
+            BuildCtxError::Aborted => ErrorCode::Aborted,
         }
     }
     fn errno(&self) -> Option<i32> {
@@ -90,9 +92,8 @@ fn open_in(root: BorrowedFd<'_>, rel: &[u8], flags: OFlags) -> Result<OwnedFd, E
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd, BuildCtxError> {
-    rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
-        BuildCtxError::Io { op: "open", path: path.display().to_string(), source: e.into() }
-    })
+    rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| BuildCtxError::Io { op: "open", path: path.display().to_string(), source: e.into() })
 }
 
 fn ns(sec: i64, nsec: u64) -> i64 {
@@ -122,8 +123,11 @@ pub struct ScanEntry {
 /// Lists each of `dirs` (relative to `root`, `""` for the root; resolved inside it without
 /// following symlinks), names sorted byte-wise. A directory that vanished lists as empty.
 pub fn scan_dirs(root: &Path, dirs: &[Vec<u8>]) -> Result<Vec<ScanEntry>, BuildCtxError> {
-    let rootfd = crate::safefs::open_root(root)
-        .map_err(|source| BuildCtxError::Io { op: "open", path: root.display().to_string(), source })?;
+    let rootfd = crate::safefs::open_root(root).map_err(|source| BuildCtxError::Io {
+        op: "open",
+        path: root.display().to_string(),
+        source,
+    })?;
     let mut out = Vec::new();
     for (i, rel) in dirs.iter().enumerate() {
         let fd = match crate::safefs::open_in_root(rootfd.as_fd(), rel, OFlags::RDONLY | OFlags::DIRECTORY) {
@@ -148,7 +152,9 @@ pub fn scan_dirs(root: &Path, dirs: &[Vec<u8>]) -> Result<Vec<ScanEntry>, BuildC
                 Err(e) => return Err(io_err("lstat", &name)(e)),
             };
             let link = if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
-                Some(rustix::fs::readlinkat(&fd, os(&name), Vec::new()).map_err(io_err("readlink", &name))?.into_bytes())
+                Some(
+                    rustix::fs::readlinkat(&fd, os(&name), Vec::new()).map_err(io_err("readlink", &name))?.into_bytes(),
+                )
             } else {
                 None
             };
@@ -179,7 +185,12 @@ pub struct Hashed {
     pub bytes_read: u64,
 }
 
-fn hash_one(root: BorrowedFd<'_>, rel: &[u8], buf: &mut [u8], cancel: &AtomicBool) -> Result<(Digest, u64), BuildCtxError> {
+fn hash_one(
+    root: BorrowedFd<'_>,
+    rel: &[u8],
+    buf: &mut [u8],
+    cancel: &AtomicBool,
+) -> Result<(Digest, u64), BuildCtxError> {
     let fd = crate::safefs::open_in_root(root, rel, OFlags::RDONLY | OFlags::NOATIME)
         .or_else(|_| crate::safefs::open_in_root(root, rel, OFlags::RDONLY))
         .map_err(|source| BuildCtxError::Io { op: "open", path: lossy(rel), source })?;
@@ -205,9 +216,13 @@ fn hash_one(root: BorrowedFd<'_>, rel: &[u8], buf: &mut [u8], cancel: &AtomicBoo
 
 /// sha256 of each of `files` (relative to `root`, never through a symlink), in order.
 pub fn hash_files(root: &Path, files: &[Vec<u8>], cancel: &AtomicBool) -> Result<Hashed, BuildCtxError> {
-    let rootfd = crate::safefs::open_root(root)
-        .map_err(|source| BuildCtxError::Io { op: "open", path: root.display().to_string(), source })?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4).min(files.len().max(1));
+    let rootfd = crate::safefs::open_root(root).map_err(|source| BuildCtxError::Io {
+        op: "open",
+        path: root.display().to_string(),
+        source,
+    })?;
+    let threads =
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4).min(files.len().max(1));
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
     let results: Mutex<Vec<Option<Digest>>> = Mutex::new(vec![None; files.len()]);
@@ -278,16 +293,21 @@ pub fn read_in_root(root: &Path, path: &[u8], limit: u64) -> Result<Option<Vec<u
         Err(e) => return Err(io_err("open", path)(e)),
     };
     let mut out = Vec::new();
-    std::fs::File::from(fd)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|source| BuildCtxError::Io { op: "read", path: lossy(path), source })?;
+    std::fs::File::from(fd).take(limit).read_to_end(&mut out).map_err(|source| BuildCtxError::Io {
+        op: "read",
+        path: lossy(path),
+        source,
+    })?;
     Ok(Some(out))
 }
 
 /// Whether `path` is a tar archive ADD unpacks: plain, gzip or zstd, with a valid first header.
 pub fn is_archive(path: &Path) -> Result<bool, BuildCtxError> {
-    let f = std::fs::File::open(path).map_err(|source| BuildCtxError::Io { op: "open", path: path.display().to_string(), source })?;
+    let f = std::fs::File::open(path).map_err(|source| BuildCtxError::Io {
+        op: "open",
+        path: path.display().to_string(),
+        source,
+    })?;
     let mut r = match crate::compress::Decompressor::new(io::BufReader::new(f)) {
         Ok(r) => r,
         Err(_) => return Ok(false),
@@ -318,17 +338,48 @@ pub fn is_archive(path: &Path) -> Result<bool, BuildCtxError> {
 #[derive(Clone, Debug)]
 pub enum CopyOp {
     /// `MkdirAll`: each missing directory of `dst` is made with `mode`, `uid`:`gid`.
-    Mkdirs { dst: Vec<u8>, mode: u32, uid: u32, gid: u32 },
+    Mkdirs {
+        dst: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     /// A directory: made if missing; owner and mode set either way.
-    Dir { dst: Vec<u8>, mode: u32, uid: u32, gid: u32, mtime_ns: i64 },
+    Dir {
+        dst: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime_ns: i64,
+    },
     /// A regular file copied from `src` (relative to the source root), replacing what is at
     /// `dst`; with `expect`, its content must hash to it.
-    File { src: Vec<u8>, dst: Vec<u8>, mode: u32, uid: u32, gid: u32, mtime_ns: i64, expect: Option<Digest> },
-    Symlink { dst: Vec<u8>, target: Vec<u8>, uid: u32, gid: u32, mtime_ns: i64 },
+    File {
+        src: Vec<u8>,
+        dst: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime_ns: i64,
+        expect: Option<Digest>,
+    },
+    Symlink {
+        dst: Vec<u8>,
+        target: Vec<u8>,
+        uid: u32,
+        gid: u32,
+        mtime_ns: i64,
+    },
     /// A hard link to an entry this COPY made earlier.
-    Hardlink { dst: Vec<u8>, to: Vec<u8> },
+    Hardlink {
+        dst: Vec<u8>,
+        to: Vec<u8>,
+    },
     /// Times of a directory, once everything inside it is in place.
-    DirTimes { dst: Vec<u8>, mtime_ns: i64 },
+    DirTimes {
+        dst: Vec<u8>,
+        mtime_ns: i64,
+    },
 }
 
 /// What [`copy_in`] did.
@@ -428,17 +479,29 @@ pub fn copy_in(src_root: &Path, dst_root: &Path, ops: &[CopyOp], cancel: &Atomic
                         Err(source) => return Err(BuildCtxError::Io { op: "read", path: lossy(from), source }),
                     };
                     h.update(&buf[..n]);
-                    writer.write_all(&buf[..n]).map_err(|source| BuildCtxError::Io { op: "write", path: lossy(path), source })?;
+                    writer.write_all(&buf[..n]).map_err(|source| BuildCtxError::Io {
+                        op: "write",
+                        path: lossy(path),
+                        source,
+                    })?;
                     done.bytes += n as u64;
                 }
                 let got = h.finish();
                 if let Some(want) = expect {
                     if *want != got {
-                        return Err(BuildCtxError::Changed { path: lossy(from), expected: want.to_string(), found: got.to_string() });
+                        return Err(BuildCtxError::Changed {
+                            path: lossy(from),
+                            expected: want.to_string(),
+                            found: got.to_string(),
+                        });
                     }
                 }
-                rustix::fs::fchown(&writer, Some(rustix::fs::Uid::from_raw(*uid)), Some(rustix::fs::Gid::from_raw(*gid)))
-                    .map_err(io_err("chown", path))?;
+                rustix::fs::fchown(
+                    &writer,
+                    Some(rustix::fs::Uid::from_raw(*uid)),
+                    Some(rustix::fs::Gid::from_raw(*gid)),
+                )
+                .map_err(io_err("chown", path))?;
                 rustix::fs::fchmod(&writer, Mode::from_raw_mode(*mode & 0o7777)).map_err(io_err("chmod", path))?;
                 rustix::fs::futimens(&writer, &timestamps(*mtime_ns)).map_err(io_err("utimens", path))?;
                 done.files += 1;
@@ -458,7 +521,8 @@ pub fn copy_in(src_root: &Path, dst_root: &Path, ops: &[CopyOp], cancel: &Atomic
                 rustix::fs::linkat(&tdir, os(tleaf), &dir, os(leaf), AtFlags::empty()).map_err(io_err("link", path))?;
             }
             CopyOp::DirTimes { dst: path, mtime_ns } => {
-                let fd = open_in(dst.as_fd(), path, OFlags::RDONLY | OFlags::DIRECTORY).map_err(io_err("open", path))?;
+                let fd =
+                    open_in(dst.as_fd(), path, OFlags::RDONLY | OFlags::DIRECTORY).map_err(io_err("open", path))?;
                 rustix::fs::futimens(&fd, &timestamps(*mtime_ns)).map_err(io_err("utimens", path))?;
             }
         }
@@ -510,7 +574,15 @@ mod tests {
         let want = Digest::of(b"hello");
         let ops = vec![
             CopyOp::Mkdirs { dst: b"/app".to_vec(), mode: 0o755, uid: 0, gid: 0 },
-            CopyOp::File { src: b"f".to_vec(), dst: b"/app/f".to_vec(), mode: 0o640, uid: 0, gid: 0, mtime_ns: 0, expect: Some(want) },
+            CopyOp::File {
+                src: b"f".to_vec(),
+                dst: b"/app/f".to_vec(),
+                mode: 0o640,
+                uid: 0,
+                gid: 0,
+                mtime_ns: 0,
+                expect: Some(want),
+            },
         ];
         let r = copy_in(&src, &dst, &ops, &cancel);
         // `app` points at a host path: inside the root that path does not exist, so MkdirAll

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use strata_core::build_commit;
 use strata_core::build_ctx::{self, CopyOp};
 use strata_core::digest::Digest;
+use strata_core::error::ErrorCode;
+
+type Outcome<T> = std::result::Result<T, crate::Failure>;
 
 fn flag(cancel: Option<&NativeCancel>) -> Arc<AtomicBool> {
     cancel.map(|c| c.flag.clone()).unwrap_or_default()
@@ -25,11 +28,11 @@ pub struct ScanDirs {
     dirs: Vec<Vec<u8>>,
 }
 
-impl Task for ScanDirs {
+impl crate::NativeTask for ScanDirs {
     type Output = String;
     type JsValue = String;
-    fn compute(&mut self) -> Result<String> {
-        let entries = build_ctx::scan_dirs(&self.root, &self.dirs).map_err(crate::to_js)?;
+    fn compute(&mut self) -> Outcome<String> {
+        let entries = build_ctx::scan_dirs(&self.root, &self.dirs)?;
         let rows: Vec<serde_json::Value> = entries
             .into_iter()
             .map(|e| {
@@ -51,7 +54,7 @@ impl Task for ScanDirs {
             .collect();
         Ok(serde_json::Value::Array(rows).to_string())
     }
-    fn resolve(&mut self, _: Env, out: String) -> Result<String> {
+    fn resolve(&mut self, _: Env, out: String) -> Result<Self::JsValue> {
         Ok(out)
     }
 }
@@ -59,8 +62,8 @@ impl Task for ScanDirs {
 /// Lists `dirs` (relative to `root`, `''` = the root) one level each, sorted, as a JSON array of
 /// rows `[dirIndex, name, mode, uid, gid, size, dev, ino, nlink, mtimeNs, ctimeNs, linkTarget|null]`.
 #[napi(ts_return_type = "Promise<string>")]
-pub fn scan_dirs(root: String, dirs: Vec<String>) -> AsyncTask<ScanDirs> {
-    AsyncTask::new(ScanDirs { root: root.into(), dirs: dirs.into_iter().map(String::into_bytes).collect() })
+pub fn scan_dirs(root: String, dirs: Vec<String>) -> AsyncTask<crate::error::Job<ScanDirs>> {
+    crate::job(ScanDirs { root: root.into(), dirs: dirs.into_iter().map(String::into_bytes).collect() })
 }
 
 /// What `hashFiles` found.
@@ -77,21 +80,32 @@ pub struct HashFiles {
     cancel: Arc<AtomicBool>,
 }
 
-impl Task for HashFiles {
+impl crate::NativeTask for HashFiles {
     type Output = build_ctx::Hashed;
     type JsValue = NativeHashed;
-    fn compute(&mut self) -> Result<Self::Output> {
-        build_ctx::hash_files(&self.root, &self.files, &self.cancel).map_err(crate::to_js)
+    fn compute(&mut self) -> Outcome<Self::Output> {
+        Ok(build_ctx::hash_files(&self.root, &self.files, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<NativeHashed> {
-        Ok(NativeHashed { digests: out.digests.iter().map(|d| d.to_string()).collect(), bytes_read: out.bytes_read as f64 })
+        Ok(NativeHashed {
+            digests: out.digests.iter().map(|d| d.to_string()).collect(),
+            bytes_read: out.bytes_read as f64,
+        })
     }
 }
 
 /// sha256 of files below `root` (relative paths, never through a symlink), on a few threads.
 #[napi(ts_return_type = "Promise<NativeHashed>")]
-pub fn hash_files(root: String, files: Vec<String>, cancel: Option<&NativeCancel>) -> AsyncTask<HashFiles> {
-    AsyncTask::new(HashFiles { root: root.into(), files: files.into_iter().map(String::into_bytes).collect(), cancel: flag(cancel) })
+pub fn hash_files(
+    root: String,
+    files: Vec<String>,
+    cancel: Option<&NativeCancel>,
+) -> AsyncTask<crate::error::Job<HashFiles>> {
+    crate::job(HashFiles {
+        root: root.into(),
+        files: files.into_iter().map(String::into_bytes).collect(),
+        cancel: flag(cancel),
+    })
 }
 
 /// One COPY step as ts/build/copy.ts writes it (JSON): `op` is `mkdirs` | `dir` | `file` |
@@ -110,10 +124,11 @@ struct CopyStep {
     expect: Option<String>,
 }
 
-fn convert(s: CopyStep) -> Result<CopyOp> {
-    let mtime_ns = s.mtime.as_deref().unwrap_or("0").parse::<i64>().map_err(|e| Error::from_reason(format!("copyIn: mtime: {e}")))?;
+fn convert(s: CopyStep) -> Outcome<CopyOp> {
+    let bad = |m: String| crate::Failure::new(ErrorCode::InvalidArgument, format!("copyIn: {m}"));
+    let mtime_ns = s.mtime.as_deref().unwrap_or("0").parse::<i64>().map_err(|e| bad(format!("mtime: {e}")))?;
     let (mode, uid, gid) = (s.mode.unwrap_or(0o755), s.uid.unwrap_or(0), s.gid.unwrap_or(0));
-    let need = |v: Option<String>, what: &str| v.ok_or_else(|| Error::from_reason(format!("copyIn: {} needs {what}", s.op)));
+    let need = |v: Option<String>, what: &str| v.ok_or_else(|| bad(format!("{} needs {what}", s.op)));
     Ok(match s.op.as_str() {
         "mkdirs" => CopyOp::Mkdirs { dst: s.dst.into_bytes(), mode, uid, gid },
         "dir" => CopyOp::Dir { dst: s.dst.into_bytes(), mode, uid, gid, mtime_ns },
@@ -124,12 +139,18 @@ fn convert(s: CopyStep) -> Result<CopyOp> {
             uid,
             gid,
             mtime_ns,
-            expect: s.expect.as_deref().map(Digest::parse).transpose().map_err(crate::to_js)?,
+            expect: s.expect.as_deref().map(Digest::parse).transpose()?,
         },
-        "symlink" => CopyOp::Symlink { dst: s.dst.into_bytes(), target: need(s.target.clone(), "target")?.into_bytes(), uid, gid, mtime_ns },
+        "symlink" => CopyOp::Symlink {
+            dst: s.dst.into_bytes(),
+            target: need(s.target.clone(), "target")?.into_bytes(),
+            uid,
+            gid,
+            mtime_ns,
+        },
         "hardlink" => CopyOp::Hardlink { dst: s.dst.into_bytes(), to: need(s.target.clone(), "target")?.into_bytes() },
         "dirTimes" => CopyOp::DirTimes { dst: s.dst.into_bytes(), mtime_ns },
-        other => return Err(Error::from_reason(format!("copyIn: unknown step {other:?}"))),
+        other => return Err(bad(format!("unknown step {other:?}"))),
     })
 }
 
@@ -147,11 +168,11 @@ pub struct CopyIn {
     cancel: Arc<AtomicBool>,
 }
 
-impl Task for CopyIn {
+impl crate::NativeTask for CopyIn {
     type Output = build_ctx::Copied;
     type JsValue = NativeCopied;
-    fn compute(&mut self) -> Result<Self::Output> {
-        build_ctx::copy_in(&self.src, &self.dst, &self.ops, &self.cancel).map_err(crate::to_js)
+    fn compute(&mut self) -> Outcome<Self::Output> {
+        Ok(build_ctx::copy_in(&self.src, &self.dst, &self.ops, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<NativeCopied> {
         Ok(NativeCopied { files: out.files as f64, bytes: out.bytes as f64 })
@@ -160,10 +181,18 @@ impl Task for CopyIn {
 
 /// Carries out a COPY's steps (a JSON array) from `srcRoot` into the rootfs at `dstRoot`.
 #[napi(ts_return_type = "Promise<NativeCopied>")]
-pub fn copy_in(src_root: String, dst_root: String, steps_json: String, cancel: Option<&NativeCancel>) -> Result<AsyncTask<CopyIn>> {
-    let steps: Vec<CopyStep> = serde_json::from_str(&steps_json).map_err(|e| Error::from_reason(format!("copyIn: bad steps: {e}")))?;
-    let ops = steps.into_iter().map(convert).collect::<Result<Vec<_>>>()?;
-    Ok(AsyncTask::new(CopyIn { src: src_root.into(), dst: dst_root.into(), ops, cancel: flag(cancel) }))
+pub fn copy_in(
+    env: Env,
+    src_root: String,
+    dst_root: String,
+    steps_json: String,
+    cancel: Option<&NativeCancel>,
+) -> Result<AsyncTask<crate::error::Job<CopyIn>>> {
+    let steps: Vec<CopyStep> = serde_json::from_str(&steps_json).map_err(|e| {
+        crate::Failure::new(ErrorCode::InvalidArgument, format!("copyIn: bad steps: {e}")).into_js(&env)
+    })?;
+    let ops = steps.into_iter().map(convert).collect::<Outcome<Vec<_>>>().map_err(|e| e.into_js(&env))?;
+    Ok(crate::job(CopyIn { src: src_root.into(), dst: dst_root.into(), ops, cancel: flag(cancel) }))
 }
 
 /// A path of a rootfs, as `statInRoot` found it.
@@ -178,17 +207,17 @@ pub struct NativeRootStat {
 /// `stat` of `path` inside the rootfs at `root` (symlinks followed inside it), or null. Synchronous:
 /// one `openat2` + `fstat`.
 #[napi]
-pub fn stat_in_root(root: String, path: String) -> Result<Option<NativeRootStat>> {
+pub fn stat_in_root(env: Env, root: String, path: String) -> Result<Option<NativeRootStat>> {
     Ok(build_ctx::stat_in_root(std::path::Path::new(&root), path.as_bytes())
-        .map_err(crate::to_js)?
+        .map_err(crate::throw(&env))?
         .map(|s| NativeRootStat { mode: s.mode, uid: s.uid, gid: s.gid, size: s.size as f64 }))
 }
 
 /// The first `limit` bytes of a file inside the rootfs at `root`, or null. Synchronous (small files).
 #[napi]
-pub fn read_in_root(root: String, path: String, limit: u32) -> Result<Option<Buffer>> {
+pub fn read_in_root(env: Env, root: String, path: String, limit: u32) -> Result<Option<Buffer>> {
     Ok(build_ctx::read_in_root(std::path::Path::new(&root), path.as_bytes(), limit as u64)
-        .map_err(crate::to_js)?
+        .map_err(crate::throw(&env))?
         .map(Buffer::from))
 }
 
@@ -196,11 +225,11 @@ pub struct IsArchive {
     path: PathBuf,
 }
 
-impl Task for IsArchive {
+impl crate::NativeTask for IsArchive {
     type Output = bool;
     type JsValue = bool;
-    fn compute(&mut self) -> Result<bool> {
-        build_ctx::is_archive(&self.path).map_err(crate::to_js)
+    fn compute(&mut self) -> Outcome<bool> {
+        Ok(build_ctx::is_archive(&self.path)?)
     }
     fn resolve(&mut self, _: Env, out: bool) -> Result<bool> {
         Ok(out)
@@ -209,8 +238,8 @@ impl Task for IsArchive {
 
 /// Whether ADD unpacks the file at `path` (a tar: plain, gzip or zstd).
 #[napi(ts_return_type = "Promise<boolean>")]
-pub fn is_archive(path: String) -> AsyncTask<IsArchive> {
-    AsyncTask::new(IsArchive { path: path.into() })
+pub fn is_archive(path: String) -> AsyncTask<crate::error::Job<IsArchive>> {
+    crate::job(IsArchive { path: path.into() })
 }
 
 /// What `sealLayer` found.
@@ -228,11 +257,11 @@ pub struct SealLayer {
     cancel: Arc<AtomicBool>,
 }
 
-impl Task for SealLayer {
+impl crate::NativeTask for SealLayer {
     type Output = build_commit::Sealed;
     type JsValue = NativeSealed;
-    fn compute(&mut self) -> Result<Self::Output> {
-        build_commit::seal_layer(&self.diff, &self.tar_split, &self.cancel).map_err(crate::to_js)
+    fn compute(&mut self) -> Outcome<Self::Output> {
+        Ok(build_commit::seal_layer(&self.diff, &self.tar_split, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<NativeSealed> {
         Ok(NativeSealed {
@@ -248,6 +277,10 @@ impl Task for SealLayer {
 /// upper dir, already in its final place) — DiffID, size, tar-split written to `tarSplit` — in
 /// one walk that also drops overlay's bookkeeping xattrs.
 #[napi(ts_return_type = "Promise<NativeSealed>")]
-pub fn seal_layer(diff: String, tar_split: String, cancel: Option<&NativeCancel>) -> AsyncTask<SealLayer> {
-    AsyncTask::new(SealLayer { diff: diff.into(), tar_split: tar_split.into(), cancel: flag(cancel) })
+pub fn seal_layer(
+    diff: String,
+    tar_split: String,
+    cancel: Option<&NativeCancel>,
+) -> AsyncTask<crate::error::Job<SealLayer>> {
+    crate::job(SealLayer { diff: diff.into(), tar_split: tar_split.into(), cancel: flag(cancel) })
 }
