@@ -23,11 +23,12 @@ import { createHash } from 'node:crypto'
 import { StoreContext, Staging, throwIfAborted } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { resolveImage, setTag } from '../tags'
+import { resolveImage, setTag, refKey } from '../tags'
 import { parseReference, parseNormalizedNamed, withDefaultTag } from '../reference'
 import { chainIdsOf } from '../chain'
 import { goArch } from '../platform'
 import { readIfExists } from '../fsx'
+import { imageIdOf } from '../imagedb'
 import { parseDockerfile } from './dockerfile'
 import { toInstructions, parseTrigger, Command, Stage, ArgCommand, CopyCommand, RunCommand } from './instructions'
 import { processWord, processWords, envMap, ShellSyntaxError } from './shell'
@@ -182,7 +183,7 @@ export class Builder {
   readonly #opts: BuildOptions
   readonly #progress: Progress
   readonly #platform = `${PLATFORM_OS}/${goArch()}`
-  #staging?: Staging
+  #staging?: Promise<Staging>
   #context?: BuildContext
   #contextLoaded?: Promise<BuildContext>
   #ignore: string[] = []
@@ -221,7 +222,7 @@ export class Builder {
       throw e
     } finally {
       this.#opts.signal?.removeEventListener('abort', onAbort)
-      await this.#staging?.dispose().catch(() => undefined)
+      await (await this.#staging?.catch(() => undefined))?.dispose().catch(() => undefined)
     }
   }
 
@@ -272,7 +273,6 @@ export class Builder {
       await importCache(this.#ctx, spec)
       this.#progress.emit({ type: 'done', id, at: performance.now() })
     }
-    this.#staging = await this.#ctx.staging('build')
     // Base images resolve up front (missing ones fail before any step runs).
     await this.#loadMetadata(target)
     const result = await this.#runStage(target)
@@ -285,6 +285,12 @@ export class Builder {
       this.#progress.emit({ type: 'done', id, at: performance.now() })
     }
     return done
+  }
+
+  /** The build's staging dir, made when a step first needs one (a fully cached build never does). */
+  #stagingDir(): Promise<string> {
+    this.#staging ??= this.#ctx.staging('build')
+    return this.#staging.then((s) => s.dir)
   }
 
   // ---- planning ------------------------------------------------------------------------
@@ -649,7 +655,7 @@ export class Builder {
       cached = true
       this.#progress.emit({ type: 'cached', id: vertex })
     } else {
-      const space = await StepSpace.create(this.#ctx, this.#staging!.dir, `step-${++this.#stepCounter}`)
+      const space = await StepSpace.create(this.#ctx, await this.#stagingDir(), `step-${++this.#stepCounter}`)
       try {
         await space.mount(await this.#lowers(s.image.rootfs.diff_ids))
         await opts.work(space, vertex)
@@ -738,7 +744,7 @@ export class Builder {
     await this.#step(node, s, {
       name, key, createdBy, line: c.line,
       work: async (space, vertex) => {
-        const id = `${path.basename(this.#staging!.dir)}-${this.#stepCounter}`
+        const id = `${path.basename(await this.#stagingDir())}-${this.#stepCounter}`
         const code = await runInStep(this.#ctx, space, {
           id, args, env, user: s.user, cwd: s.workdir, network, ...(script ? { script } : {}), signal: this.#signal,
           onOutput: (stream, data) => this.#progress.emit({ type: 'log', id: vertex, stream, data, at: performance.now() }),
@@ -801,7 +807,7 @@ export class Builder {
         const h = c.heredocs.find((x) => w.includes(x.name))!
         return { name: h.name, content: h.expand ? this.#expand(s, h.content, c.line) : h.content }
       })
-      tree = await heredocTree(path.join(this.#staging!.dir, `heredoc-${++this.#stepCounter}`), files)
+      tree = await heredocTree(path.join(await this.#stagingDir(), `heredoc-${++this.#stepCounter}`), files)
       planned = await planSources(tree, files.map((f) => f.name), c.line)
       keyed = ['heredoc', files]
     } else if (c.from) {
@@ -889,6 +895,15 @@ export class Builder {
 
   // ---- the image -----------------------------------------------------------------------
 
+  async #unchanged(imageId: string, tags: string[]): Promise<boolean> {
+    if (!(await this.#ctx.images.has(imageId))) return false
+    for (const t of tags) {
+      const ref = withDefaultTag(parseNormalizedNamed(t))
+      if ((await this.#ctx.repos.resolve(ref.familiarName, refKey(ref))) !== imageId) return false
+    }
+    return true
+  }
+
   async #export(s: StageState): Promise<BuildResult> {
     const img = s.image
     if (this.#opts.labels && Object.keys(this.#opts.labels).length > 0) img.config.Labels = { ...(img.config.Labels ?? {}), ...this.#opts.labels }
@@ -899,6 +914,16 @@ export class Builder {
     const vid = this.#progress.start('exporting to image', sha('exporting to image'))
     this.#progress.emit({ type: 'status', id: vid, text: 'exporting layers done' })
     const tags = this.#opts.tags ?? []
+    const imageId = imageIdOf(raw)
+    // A rebuild that changed nothing: the image exists (its own layers keep themselves alive)
+    // and every tag already names it — nothing to write, no lock to take.
+    if (await this.#unchanged(imageId, tags)) {
+      this.#progress.emit({ type: 'status', id: vid, text: `writing image ${imageId} done` })
+      for (const t of tags) this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
+      this.#progress.emit({ type: 'done', id: vid, at: performance.now() })
+      this.#progress.check()
+      return { imageId, steps: this.#steps, contextBytesRead: this.#context?.bytesRead ?? 0 }
+    }
     const id = await this.#ctx.exclusive(async () => {
       // Every layer must still be there (a concurrent prune may have raced a cache hit).
       const chain = chainIdsOf(img.rootfs.diff_ids)
