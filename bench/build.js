@@ -32,9 +32,8 @@ const { ensureImages } = require('./lib/containers-image')
 const { writeFixture, FIXTURE_DOCKERFILE } = require('./lib/build-fixture')
 
 const LEGACY_DOCKER = '/usr/bin/docker'
-const args = c.parseArgs(process.argv.slice(2))
-const ROUNDS = args.rounds ?? 5
-const SECTIONS = String(args.sections ?? 'cold,nochange,onefile,touch,stale').split(',')
+let ROUNDS = 5
+let SECTIONS = ['cold', 'nochange', 'onefile', 'touch', 'stale']
 const WORK = path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work-build'))
 const CLI = path.join(c.strataPkg(), 'bin', 'strata.js')
 
@@ -95,12 +94,16 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
-async function main() {
+async function run(argv) {
+  const args = c.parseArgs(argv)
+  ROUNDS = args.rounds ?? 5
+  SECTIONS = String(args.sections ?? 'cold,nochange,onefile,touch,stale').split(',')
+  if (args.settle) await c.settle(args.settle)
   const strata = c.tryRequireStrata('dist/ts/index.js')
   if (!strata.mod) throw new Error(strata.why)
   const { Store } = strata.mod
   fs.mkdirSync(WORK, { recursive: true })
-  const run = fs.mkdtempSync(path.join(WORK, 'run-'))
+  const runDir = fs.mkdtempSync(path.join(WORK, 'run-'))
   const images = ensureImages(path.join(c.CACHE, 'containers'), [])
   const base = images.busybox
   startEngine()
@@ -108,12 +111,12 @@ async function main() {
   const results = { date: new Date().toISOString(), rounds: ROUNDS, sections: {} }
   let serial = 0
   const freshContext = () => {
-    const dir = path.join(run, `ctx-${++serial}`)
+    const dir = path.join(runDir, `ctx-${++serial}`)
     writeFixture(dir, base.tag)
     return dir
   }
   const freshStore = async () => {
-    const root = path.join(run, `root-${++serial}`)
+    const root = path.join(runDir, `root-${++serial}`)
     const s = await Store.open({ root })
     await s.load(base.archive)
     return { root, store: s }
@@ -252,7 +255,7 @@ async function main() {
     ]
     const stale = []
     for (const k of cases) {
-      const ctx = path.join(run, `stale-${++serial}`)
+      const ctx = path.join(runDir, `stale-${++serial}`)
       fs.mkdirSync(ctx, { recursive: true })
       fs.writeFileSync(path.join(ctx, 'Dockerfile'), k.dockerfile)
       for (const [f, data] of Object.entries(k.files)) {
@@ -280,11 +283,16 @@ async function main() {
   stopEngine()
   const file = c.saveResults('build', results)
   out(`\nraw results: ${file}`)
-  fs.rmSync(run, { recursive: true, force: true })
+  fs.rmSync(runDir, { recursive: true, force: true })
+  return results
 }
 
-main().catch((e) => {
-  stopEngine()
-  process.stderr.write(`${e.stack || e}\n`)
-  process.exit(1)
-})
+module.exports = { name: 'build', description: 'build: cold, no-change, one-file rebuilds, touch, stale hits: strata vs BuildKit and the classic builder', run }
+
+if (require.main === module) {
+  run(process.argv.slice(2)).catch((e) => {
+    stopEngine()
+    process.stderr.write(`${e.stack || e}\n`)
+    process.exit(1)
+  })
+}
