@@ -23,7 +23,8 @@ import { createHash } from 'node:crypto'
 import { StoreContext, Staging, throwIfAborted } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { resolveImage, setTag, refKey } from '../tags'
+import { resolveImage, setTags, refKey } from '../tags'
+import { writeAll } from '../metawrites'
 import { parseReference, parseNormalizedNamed, withDefaultTag } from '../reference'
 import { chainIdsOf } from '../chain'
 import { goArch } from '../platform'
@@ -932,11 +933,10 @@ export class Builder {
       }
       const imageId = await this.#ctx.images.put(raw)
       this.#progress.emit({ type: 'status', id: vid, text: `writing image ${imageId} done` })
-      for (const t of tags) {
-        await setTag(this.#ctx, t, imageId)
-        this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
-      }
-      if (tags.length === 0) await this.#ctx.images.touch(imageId)
+      // Every tag in one all-or-nothing write of the store's metadata.
+      if (tags.length > 0) await setTags(this.#ctx, tags.map((target) => ({ target, id: imageId })))
+      else await writeAll((w) => this.#ctx.images.touch(w, imageId))
+      for (const t of tags) this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
       return imageId
     })
     this.#progress.emit({ type: 'done', id: vid, at: performance.now() })
