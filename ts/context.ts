@@ -11,6 +11,7 @@ import { Repositories } from './repositories'
 import { native, fsBatch } from './native'
 import { call, StrataError } from './errors'
 import { randomHex, listDir, readIfExists } from './fsx'
+import { Writers } from './writers'
 
 /** A staging dir under `<root>/tmp`, owned (locked) by this process until disposed. */
 export interface Staging {
@@ -22,11 +23,19 @@ export class StoreContext {
   readonly layers: LayerStore
   readonly images: ImageDb
   readonly repos: Repositories
+  /** This process's entry in `writers/`, made before the first change (./writers.ts). */
+  readonly writers: Writers
 
   constructor(readonly layout: Layout) {
     this.layers = new LayerStore(layout)
     this.images = new ImageDb(layout)
     this.repos = new Repositories(layout)
+    this.writers = new Writers(layout.writers)
+  }
+
+  /** After the last change: this context no longer counts as a writer (Store.close, the shim). */
+  release(): void {
+    this.writers.unregister()
   }
 
   readonly #reclaiming = new Set<Promise<void>>()
@@ -73,6 +82,7 @@ export class StoreContext {
 
   /** Runs `fn` holding the store's exclusive lock (all metadata changes do). */
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.writers.register()
     this.#busy++
     try {
       // Uncontended, the lock is taken on this thread (one flock); only a wait goes to the pool.
@@ -92,6 +102,7 @@ export class StoreContext {
   async staging(kind: string): Promise<Staging> {
     const name = `${kind}-${randomHex(8)}`
     const dir = path.join(this.layout.tmp, name)
+    this.writers.register()
     const lock = native.tryLock(`${dir}.lock`, true)
     if (!lock) throw new StrataError('Locked', `staging ${name} is locked`)
     await fs.mkdir(dir, { mode: 0o700 })

@@ -63,6 +63,16 @@ export function emptyRefsFile(): string {
   return refsFileData([])
 }
 
+/**
+ * Whether something is mounted on `dir`, without the native addon: a mount point's device
+ * differs from its parent's (an overlay has an anonymous device of its own).
+ */
+export function mountedAt(dir: string): boolean {
+  const st = fs.statSync(dir, { throwIfNoEntry: false })
+  if (!st) return false
+  return st.dev !== fs.statSync(path.dirname(dir)).dev
+}
+
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
