@@ -8,9 +8,9 @@
  * - layers no image or container uses (a deletion that crashed half-way);
  * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links.
  */
-import * as fs from 'node:fs/promises'
-import * as fsSync from 'node:fs'
-import * as path from 'node:path'
+import { fsp as fs } from './lazy'
+import fsSync = require('node:fs')
+import path = require('node:path')
 import { StoreContext } from './context'
 import { Layout } from './layout'
 import { native } from './native'

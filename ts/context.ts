@@ -2,8 +2,8 @@
  * What the store's modules share: the layout, the three dbs, the store lock and staging dirs.
  * Internal; the public surface is `Store` (ts/store.ts).
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import { fsp as fs } from './lazy'
+import path = require('node:path')
 import { Layout } from './layout'
 import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'

@@ -45,7 +45,7 @@
  * and staging dirs whose owner died; it runs when a writer died or staging is left over
  * (./writers.ts, ./store.ts), not on every open.
  */
-import * as path from 'node:path'
+import path = require('node:path')
 
 export const OVERLAY_DIR = 'overlay2'
 export const LINK_DIR = 'l'

@@ -9,7 +9,7 @@
  * console.log(await store.images.list())
  * ```
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from './lazy'
 import type { Readable, Writable } from 'node:stream'
 import { Layout } from './layout'
 import { StoreContext } from './context'

@@ -22,8 +22,8 @@
  * it existed) is repaired the same way once. Files of live writers need nothing: cleanup never
  * takes what a live process owns, so there is nothing to do for them.
  */
-import * as fs from 'node:fs'
-import * as path from 'node:path'
+import fs = require('node:fs')
+import path = require('node:path')
 
 /** This process's entry name, computed once. */
 let self: string | undefined

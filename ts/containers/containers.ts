@@ -10,7 +10,7 @@
  * const imageId = await c.commit({ ref: 'bb:hi', message: 'add greeting' })
  * ```
  */
-import * as path from 'node:path'
+import path = require('node:path')
 import { StoreContext } from '../context'
 import { StrataError } from '../errors'
 import { listDir, randomHex, readIfExists, exists } from '../fsx'

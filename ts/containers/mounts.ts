@@ -6,7 +6,7 @@
  * refs are held by a running process (a `run`, an `export`) and are stale once that pid is gone.
  * All changes happen under the store lock; the syscalls are the native core's.
  */
-import * as fs from 'node:fs'
+import fs = require('node:fs')
 import { StoreContext } from '../context'
 import { native } from '../native'
 import { call } from '../errors'
@@ -14,7 +14,7 @@ import { mustRead, readIfExists } from '../fsx'
 import { ContainerPaths } from './layout'
 import { readRecord } from './record'
 import { containerMountPlan } from './plan'
-import * as path from 'node:path'
+import path = require('node:path')
 import { LOWER_FILE } from '../layout'
 
 export type MountRef = { kind: 'user' } | { kind: 'process'; pid: number }

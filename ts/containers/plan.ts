@@ -2,7 +2,7 @@
  * Pure planning for container layers (no syscalls, testable without root): the overlay mount plan
  * of a writable layer, the `lower` chains, and the init layer's entries.
  */
-import * as path from 'node:path'
+import path = require('node:path')
 import { Layout, LINK_DIR } from '../layout'
 
 /** What `native.mountOverlay` executes. */
