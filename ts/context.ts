@@ -3,15 +3,17 @@
  * Internal; the public surface is `Store` (ts/store.ts).
  */
 import { fsp as fs } from './lazy'
+import { statSync } from 'node:fs'
 import path = require('node:path')
 import { Layout } from './layout'
 import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'
 import { Repositories } from './repositories'
 import { native, fsBatch } from './native'
-import { call, StrataError } from './errors'
+import { call, toStrataError, StrataError } from './errors'
 import { randomHex, listDir, readIfExists } from './fsx'
 import { Writers } from './writers'
+import { StoreLock, LockMode } from './lock'
 
 /** A staging dir under `<root>/tmp`, owned (locked) by this process until disposed. */
 export interface Staging {
@@ -70,31 +72,52 @@ export class StoreContext {
   }
 
   #busy = 0
-  #lastBusy = 0
+  // Process start, as performance.now()'s zero was.
+  #lastBusy = nowMs() - process.uptime() * 1000
 
   /**
    * Milliseconds since this process last held the store lock (0 while it holds it): background
    * work that would slow the store's own operations waits for a quiet moment.
    */
   quietFor(): number {
-    return this.#busy > 0 ? 0 : performance.now() - this.#lastBusy
+    return this.#busy > 0 ? 0 : nowMs() - this.#lastBusy
+  }
+
+  #lock?: StoreLock
+
+  /** The store lock (ts/lock.ts): one queue per root, shared by every Store of this process. */
+  get lock(): StoreLock {
+    if (!this.#lock) {
+      let st
+      try {
+        st = statSync(this.layout.root)
+      } catch (e) {
+        throw toStrataError(e)
+      }
+      this.#lock = new StoreLock(`${st.dev}:${st.ino}`, this.layout.lockFile, this.layout.lockWaitFile)
+    }
+    return this.#lock
   }
 
   /** Runs `fn` holding the store's exclusive lock (all metadata changes do). */
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  exclusive<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    // Before the first change: a crash from here on leaves something for the next open to repair.
     this.writers.register()
+    return this.#locked('exclusive', fn, signal)
+  }
+
+  /** Runs `fn` holding the store's lock shared (reads that must see one consistent store). */
+  shared<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.#locked('shared', fn, signal)
+  }
+
+  async #locked<T>(mode: LockMode, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     this.#busy++
     try {
-      // Uncontended, the lock is taken on this thread (one flock); only a wait goes to the pool.
-      const lock = (await call(() => native.tryLock(this.layout.lockFile, true))) ?? (await call(() => native.acquireLock(this.layout.lockFile, true)))
-      try {
-        return await fn()
-      } finally {
-        lock.release()
-      }
+      return await this.lock.run(mode, fn, signal)
     } finally {
       this.#busy--
-      this.#lastBusy = performance.now()
+      this.#lastBusy = nowMs()
     }
   }
 
@@ -115,6 +138,11 @@ export class StoreContext {
       },
     }
   }
+}
+
+/** A monotonic clock in ms (`performance.now()` would load perf_hooks into every CLI command). */
+function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6
 }
 
 /** Converts an AbortSignal into a NativeCancel (and throws at once if already aborted). */

@@ -12,6 +12,8 @@ import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
 import { LayerInfo } from './layers'
 import { UnionView } from './view'
+import { expose } from './boundary'
+import * as v from './validate'
 
 /** A row of `images`. */
 export interface ImageSummary {
@@ -138,7 +140,12 @@ export class Images {
     return out
   }
 
-  async list(opts: ListOptions = {}): Promise<ImageSummary[]> {
+  /** `images`: under the shared lock, so an rmi of another process is not seen half-done. */
+  list(opts: ListOptions = {}): Promise<ImageSummary[]> {
+    return this.ctx.shared(() => this.#list(opts))
+  }
+
+  async #list(opts: ListOptions): Promise<ImageSummary[]> {
     const repos = await this.ctx.repos.read()
     const all = await this.ctx.images.all()
     const kids = await this.children()
@@ -191,7 +198,11 @@ export class Images {
   }
 
   /** Docker's `image inspect` JSON object for one image. */
-  async inspect(name: string): Promise<Record<string, unknown>> {
+  inspect(name: string): Promise<Record<string, unknown>> {
+    return this.ctx.shared(() => this.#inspect(name))
+  }
+
+  async #inspect(name: string): Promise<Record<string, unknown>> {
     const { id } = await resolveImage(this.ctx, name)
     const img = await this.ctx.images.get(id)
     if (!img) throw new StrataError('ImageNotFound', `No such image: ${name}`)
@@ -235,7 +246,11 @@ export class Images {
   }
 
   /** The image's filesystem as a read-only userspace union view (no mount, no privileges needed). */
-  async view(name: string): Promise<UnionView> {
+  view(name: string): Promise<UnionView> {
+    return this.ctx.shared(() => this.#view(name))
+  }
+
+  async #view(name: string): Promise<UnionView> {
     const { id } = await resolveImage(this.ctx, name)
     const img = await this.ctx.images.get(id)
     if (!img) throw new StrataError('ImageNotFound', `No such image: ${name}`)
@@ -244,7 +259,11 @@ export class Images {
     return UnionView.open({ lowers })
   }
 
-  async history(name: string): Promise<HistoryRow[]> {
+  history(name: string): Promise<HistoryRow[]> {
+    return this.ctx.shared(() => this.#history(name))
+  }
+
+  async #history(name: string): Promise<HistoryRow[]> {
     const { id } = await resolveImage(this.ctx, name)
     const img = await this.ctx.images.get(id)
     if (!img) throw new StrataError('ImageNotFound', `No such image: ${name}`)
@@ -436,3 +455,30 @@ export function dockerConfig(c: ContainerConfig | null): Record<string, unknown>
   for (const [k, v] of Object.entries(src)) if (!(k in out)) out[k] = v
   return out
 }
+
+/** Docker's image filters; any other key is refused with the daemon's wording. */
+const FILTERS: Record<keyof ImageFilters, v.Check> = {
+  dangling: v.optional(v.boolean),
+  reference: v.optional(v.arrayOf(v.string)),
+  before: v.optional(v.string),
+  since: v.optional(v.string),
+  label: v.optional(v.arrayOf(v.string)),
+}
+
+const filters: v.Check = (value, name) => {
+  if (value === undefined) return
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) v.options({})(value, name)
+  for (const k of Object.keys(value as object)) {
+    if (!Object.hasOwn(FILTERS, k)) throw new StrataError('InvalidArgument', `Invalid filter '${k}'`)
+  }
+  for (const [k, c] of Object.entries(FILTERS)) c((value as Record<string, unknown>)[k], `${name}.${k}`)
+}
+
+expose(Images, {
+  list: [['opts', v.optional(v.options({ all: v.optional(v.boolean), filters, match: v.optional(v.string) }))]],
+  inspect: [['name', v.string]],
+  view: [['name', v.string]],
+  history: [['name', v.string]],
+  tag: [['source', v.string], ['target', v.string]],
+  remove: [['name', v.string], ['opts', v.optional(v.options({ force: v.optional(v.boolean), noPrune: v.optional(v.boolean) }))]],
+})

@@ -11,8 +11,7 @@ import type { Readable, Writable } from 'node:stream'
 import { StoreContext, cancelFor } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { mustRead, readIfExists, readFileIfExists } from '../fsx'
-import { LOWER_FILE } from '../layout'
+import { readIfExists, readFileIfExists } from '../fsx'
 import { chainIdsOf } from '../chain'
 import { applyChanges } from '../changes'
 import { setTag } from '../tags'
@@ -21,13 +20,15 @@ import { ImageConfig, ContainerConfig } from '../imagedb'
 import { dockerConfig } from '../images'
 import { ContainerPaths } from './layout'
 import { ContainerRecord, readRecord, readHostConfig } from './record'
-import { lowerDirs, INIT_PATHS } from './plan'
-import { pidAlive } from './mounts'
+import { INIT_PATHS } from './plan'
+import { pidAlive, readMountPlan } from './mounts'
 import { supervise, mountIdOf, runtimeOf, updateRecord } from './supervisor'
 import { normalizeSignal } from './runtime'
 import { MASKED_PATHS, READONLY_PATHS } from './spec'
 import type { Containers } from './containers'
 import { UnionView } from '../view'
+import { expose } from '../boundary'
+import * as v from '../validate'
 
 /** sha256 of an empty tar (1024 zero bytes): a commit with no changes adds no layer (Docker's rule). */
 export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
@@ -89,10 +90,12 @@ export class Container {
   }
 
   /** The record as stored now. */
-  async info(): Promise<ContainerRecord> {
-    const r = await readRecord(this.paths)
-    if (!r) throw new StrataError('ContainerNotFound', `No such container: ${this.id}`)
-    return r
+  info(): Promise<ContainerRecord> {
+    return this.#ctx.shared(async () => {
+      const r = await readRecord(this.paths)
+      if (!r) throw new StrataError('ContainerNotFound', `No such container: ${this.id}`)
+      return r
+    })
   }
 
   /** `/name` without the slash. */
@@ -105,7 +108,11 @@ export class Container {
   }
 
   /** The writable layer's dirs and the lower dirs (top first, init layer included). */
-  async layers(): Promise<{ lowerDirs: string[]; upperDir: string; workDir: string; mergedDir: string; initDir?: string }> {
+  layers(): Promise<{ lowerDirs: string[]; upperDir: string; workDir: string; mergedDir: string; initDir?: string }> {
+    return this.#ctx.shared(() => this.#layers())
+  }
+
+  async #layers(): Promise<{ lowerDirs: string[]; upperDir: string; workDir: string; mergedDir: string; initDir?: string }> {
     const mountId = await this.#mountId()
     const layout = this.#ctx.layout
     // No init-id: a container of an image as deep as the kernel allows has no init layer.
@@ -139,13 +146,17 @@ export class Container {
    * `{ readOnly: true }`. A writable view is refused while the rootfs is kernel-mounted: two
    * writers on one upper dir would race each other's copy-ups.
    */
-  async view(opts: { readOnly?: boolean } = {}): Promise<UnionView> {
-    const l = await this.layers()
-    if (opts.readOnly) return UnionView.open({ lowers: [l.upperDir, ...l.lowerDirs] })
+  view(opts: { readOnly?: boolean } = {}): Promise<UnionView> {
+    return this.#ctx.shared(() => this.#view(opts))
+  }
+
+  async #view(opts: { readOnly?: boolean }): Promise<UnionView> {
+    const plan = await readMountPlan(this.#ctx.layout, await this.#mountId())
+    if (opts.readOnly) return UnionView.open({ lowers: [plan.upperdir!, ...plan.lowerdirs] })
     if (await this.isMounted()) {
       throw new StrataError('Conflict', `container ${this.id} is mounted: unmount it before writing through a view`)
     }
-    return UnionView.open({ lowers: l.lowerDirs, upper: l.upperDir, work: l.workDir })
+    return UnionView.open({ lowers: plan.lowerdirs, upper: plan.upperdir, work: plan.workdir })
   }
 
   async isMounted(): Promise<boolean> {
@@ -256,10 +267,13 @@ export class Container {
   }
 
   /** docker diff: changes of the writable layer against the layers below (init files excluded). */
-  async diff(): Promise<Change[]> {
-    const mountId = await this.#mountId()
-    const lower = (await mustRead(path.join(this.#ctx.layout.layerDir(mountId), LOWER_FILE))).trim()
-    const changes = await call(() => native.changes(this.#ctx.layout.diffDir(mountId), lowerDirs(this.#ctx.layout, lower)))
+  diff(): Promise<Change[]> {
+    return this.#ctx.shared(() => this.#diff())
+  }
+
+  async #diff(): Promise<Change[]> {
+    const plan = await readMountPlan(this.#ctx.layout, await this.#mountId())
+    const changes = await call(() => native.changes(plan.upperdir!, plan.lowerdirs))
     return withoutInitPaths(changes)
   }
 
@@ -341,7 +355,7 @@ export class Container {
         if (opts.ref) await setTag(ctx, opts.ref, id)
         else await ctx.images.touch(id)
         return id
-      })
+      }, opts.signal)
     } finally {
       await staging.dispose()
     }
@@ -393,10 +407,14 @@ export class Container {
   }
 
   /** Docker's container inspect JSON. */
-  async inspect(): Promise<Record<string, unknown>> {
+  inspect(): Promise<Record<string, unknown>> {
+    return this.#ctx.shared(() => this.#inspect())
+  }
+
+  async #inspect(): Promise<Record<string, unknown>> {
     const r = await this.info()
     const hc = await readHostConfig(this.paths)
-    const l = await this.layers()
+    const l = await this.#layers()
     const st = r.State
     return {
       Id: r.ID,
@@ -463,3 +481,29 @@ export function withoutInitPaths<T extends { kind: string; path: string }>(chang
     return !initBelow || kept.some((o) => o.path.startsWith(prefix))
   })
 }
+
+const signal = v.optional(v.signal)
+
+expose(Container, {
+  info: [],
+  name: [],
+  layers: [],
+  mount: [],
+  unmount: [],
+  view: [['opts', v.optional(v.options({ readOnly: v.optional(v.boolean) }))]],
+  isMounted: [],
+  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable) }))]],
+  start: [],
+  wait: [['opts', v.optional(v.options({ timeoutMs: v.optional(v.nonNegative) }))]],
+  kill: [['signal', v.optional(v.either(v.nonEmptyString, v.count))]],
+  stop: [['opts', v.optional(v.options({ timeout: v.optional(v.nonNegative), signal: v.optional(v.nonEmptyString) }))]],
+  diff: [],
+  commit: [['opts', v.optional(v.options({
+    ref: v.optional(v.string), message: v.optional(v.string), author: v.optional(v.string),
+    changes: v.optional(v.arrayOf(v.string)), pause: v.optional(v.boolean), signal,
+  }))]],
+  export: [['output', v.either(v.nonEmptyString, v.writable)], ['opts', v.optional(v.options({ signal }))]],
+  logs: [],
+  remove: [['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
+  inspect: [],
+})

@@ -27,6 +27,7 @@
 //! contents, as the walk goes. (The engine builds its list from Go maps, so its order varies
 //! from call to call; strata's is the sorted one.)
 use crate::upperwalk::{self, Descend, Entry, Node, Visitor, WalkError};
+use crate::error::ErrorCode;
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};
@@ -44,8 +45,8 @@ pub enum ChangesError {
 }
 
 impl crate::error::Coded for ChangesError {
-    fn code(&self) -> &'static str {
-        "Io"
+    fn code(&self) -> ErrorCode {
+        ErrorCode::Io
     }
     fn errno(&self) -> Option<i32> {
         match self {

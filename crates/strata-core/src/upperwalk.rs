@@ -29,8 +29,8 @@ pub enum WalkError {
 }
 
 impl crate::error::Coded for WalkError {
-    fn code(&self) -> &'static str {
-        "Io"
+    fn code(&self) -> crate::error::ErrorCode {
+        crate::error::ErrorCode::Io
     }
     fn errno(&self) -> Option<i32> {
         match self {
