@@ -13,6 +13,7 @@ import { hex } from './layout'
 import { LayerInfo } from './layers'
 import { UnionView } from './view'
 import { expose } from './boundary'
+import { writeAll } from './metawrites'
 import * as v from './validate'
 
 /** A row of `images`. */
@@ -97,6 +98,14 @@ const HARD = CHILD | RUNNING
 /** Overridden by `-f`. */
 const SOFT = REFERENCED | STOPPED
 
+/** A reason an image cannot be deleted now; `used`: a container holds it. */
+interface DeleteConflict {
+  used: boolean
+  /** No references and no child images. */
+  dangling: boolean
+  error: StrataError
+}
+
 /** Glob as Go's path.Match (`*`, `?`, `[...]`; `*` does not cross `/`). */
 function pathMatch(pattern: string, s: string): boolean {
   let re = '^'
@@ -124,14 +133,14 @@ function pathMatch(pattern: string, s: string): boolean {
 export class Images {
   constructor(private readonly ctx: StoreContext, private readonly users: ImageUsers) {}
 
-  private async sizeOf(img: StoredImage): Promise<number> {
+  async #sizeOf(img: StoredImage): Promise<number> {
     let size = 0
     for (const c of chainIdsOf(img.config.rootfs.diff_ids)) size += (await this.ctx.layers.get(c))?.size ?? 0
     return size
   }
 
   /** Map of image ID → IDs of images whose parent it is. */
-  private async children(): Promise<Map<string, string[]>> {
+  async #children(): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>()
     for (const id of await this.ctx.images.ids()) {
       const p = await this.ctx.images.parent(id)
@@ -148,7 +157,7 @@ export class Images {
   async #list(opts: ListOptions): Promise<ImageSummary[]> {
     const repos = await this.ctx.repos.read()
     const all = await this.ctx.images.all()
-    const kids = await this.children()
+    const kids = await this.#children()
     const f = opts.filters ?? {}
     const createdOf = async (s: string): Promise<number> => {
       const img = await this.ctx.images.get((await resolveImage(this.ctx, s)).id)
@@ -190,7 +199,7 @@ export class Images {
       if (!opts.all && tags.length === 0 && (kids.get(img.id)?.length ?? 0) > 0 && f.dangling === undefined) continue
       rows.push({
         id: img.id, repoTags: shownTags, repoDigests: digests, parentId: (await this.ctx.images.parent(img.id)) ?? '',
-        ...(created ? { created } : {}), size: await this.sizeOf(img), labels, containers: (await this.users(img.id)).length,
+        ...(created ? { created } : {}), size: await this.#sizeOf(img), labels, containers: (await this.users(img.id)).length,
       })
     }
     rows.sort((a, b) => (b.created?.getTime() ?? 0) - (a.created?.getTime() ?? 0) || a.id.localeCompare(b.id))
@@ -209,7 +218,7 @@ export class Images {
     const c = img.config
     const { tags, digests } = await this.ctx.repos.refsFor(id)
     const chain = chainIdsOf(c.rootfs.diff_ids)
-    const size = await this.sizeOf(img)
+    const size = await this.#sizeOf(img)
     const graph: Record<string, string> = {}
     if (chain.length > 0) {
       const stack = await this.ctx.layers.stack(chain[chain.length - 1])
@@ -326,98 +335,94 @@ export class Images {
    *   unless `-f`;
    * - after a deletion the parent image goes too when nothing references or uses it
    *   (not with `--no-prune`).
+   * The references dropped go in one write of repositories.json, before any image is deleted.
    */
   async remove(name: string, opts: RemoveOptions = {}): Promise<RemoveEvent[]> {
     return this.ctx.exclusive(async () => {
       const events: RemoveEvent[] = []
       const force = opts.force ?? false
       const { id, ref } = await resolveImage(this.ctx, name)
-      let refs = await this.refsOf(id)
+      const repos = await this.ctx.repos.read()
+      const refsOf = (img: string): string[] => { const r = refsIn(repos, img); return [...r.tags, ...r.digests].sort() }
+      const untag = (k: string): void => {
+        delete repos[repoOf(k)]?.[k]
+        events.push({ untagged: k })
+      }
       let quiet = false
       if (ref) {
-        if (!force && isSingleReference(refs)) {
+        if (!force && isSingleReference(refsOf(id))) {
           const users = await this.users(id)
           if (users.length > 0) {
             throw new StrataError('Conflict', `conflict: unable to remove repository reference "${name}" (must force) - container ${shortId(users[0].id)} is using its referenced image ${shortId(id)}`)
           }
         }
-        const key = refKey(ref)
-        await this.ctx.repos.remove(ref.familiarName, key)
-        events.push({ untagged: key })
-        refs = await this.refsOf(id)
-        if (ref.digest === undefined && !refs.some((k) => !k.includes('@') && repoOf(k) === ref.familiarName)) {
+        untag(refKey(ref))
+        if (ref.digest === undefined && !refsOf(id).some((k) => !k.includes('@') && repoOf(k) === ref.familiarName)) {
           // The repository keeps only digests of this image: they go with its last tag.
-          for (const d of refs.filter((k) => k.includes('@') && repoOf(k) === ref.familiarName)) {
-            await this.ctx.repos.remove(ref.familiarName, d)
-            events.push({ untagged: d })
-          }
-          refs = await this.refsOf(id)
+          for (const d of refsOf(id).filter((k) => k.includes('@') && repoOf(k) === ref.familiarName)) untag(d)
         }
-        if (refs.length > 0) return events
+        if (refsOf(id).length > 0) {
+          await writeAll((w) => this.ctx.repos.stage(w, repos))
+          return events
+        }
         quiet = true
-      } else if (isSingleReference(refs)) {
-        const conflict = await this.conflict(id, force ? HARD : HARD | STOPPED)
+      } else if (isSingleReference(refsOf(id))) {
+        const conflict = await this.#conflict(id, force ? HARD : HARD | STOPPED, refsOf(id))
         if (conflict) throw conflict.error
-        for (const k of refs) {
-          await this.ctx.repos.remove(repoOf(k), k)
-          events.push({ untagged: k })
-        }
+        for (const k of refsOf(id)) untag(k)
       }
-      await this.deleteImage(id, events, force, !opts.noPrune, quiet)
+      // moby's removeAllReferencesToImageID, when the image is to go: decided before the write.
+      const conflict = await this.#conflict(id, force ? HARD : HARD | SOFT, refsOf(id))
+      if (!conflict) for (const k of refsOf(id)) untag(k)
+      if (events.length > 0) await writeAll((w) => this.ctx.repos.stage(w, repos))
+      await this.#deleteImage(id, events, conflict, !opts.noPrune, quiet)
       return events
     })
   }
 
-  /** The image's references (`repo:tag`, `repo@digest`), sorted as moby's reference store lists them. */
-  private async refsOf(id: string): Promise<string[]> {
-    const { tags, digests } = refsIn(await this.ctx.repos.read(), id)
-    return [...tags, ...digests].sort()
-  }
-
   /** The first of moby's delete conflicts `mask` asks about, or undefined. */
-  private async conflict(id: string, mask: number): Promise<{ used: boolean; error: StrataError } | undefined> {
+  async #conflict(id: string, mask: number, refs: string[]): Promise<DeleteConflict | undefined> {
+    const kids = ((await this.#children()).get(id) ?? []).length
     const make = (hard: boolean, used: boolean, why: string) => ({
-      used, error: new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (${hard ? 'cannot be forced' : 'must be forced'}) - ${why}`),
+      used, dangling: refs.length === 0 && kids === 0,
+      error: new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (${hard ? 'cannot be forced' : 'must be forced'}) - ${why}`),
     })
-    if (mask & CHILD && ((await this.children()).get(id) ?? []).length > 0) return make(true, false, 'image has dependent child images')
+    if (mask & CHILD && kids > 0) return make(true, false, 'image has dependent child images')
     const users = mask & (RUNNING | STOPPED) ? await this.users(id) : []
     const running = users.find((u) => u.running)
     if (mask & RUNNING && running) return make(true, true, `image is being used by running container ${shortId(running.id)}`)
-    if (mask & REFERENCED && (await this.refsOf(id)).length > 0) return make(false, false, 'image is referenced in multiple repositories')
+    if (mask & REFERENCED && refs.length > 0) return make(false, false, 'image is referenced in multiple repositories')
     const stopped = users.find((u) => !u.running)
     if (mask & STOPPED && stopped) return make(false, true, `image is being used by stopped container ${shortId(stopped.id)}`)
     return undefined
   }
 
   /**
-   * moby's `imageDeleteHelper`: deletes the image unless a conflict holds it (`quiet`: return
-   * without a word unless the image is dangling and unused), then prunes its parent quietly.
+   * moby's `imageDeleteHelper` after its references are gone: the image goes unless `conflict`
+   * holds it (`quiet`: then without a word, unless the image is dangling and unused), then its
+   * parent is pruned quietly when nothing references or uses it.
    */
-  private async deleteImage(id: string, events: RemoveEvent[], force: boolean, prune: boolean, quiet: boolean): Promise<void> {
-    const conflict = await this.conflict(id, force ? HARD : HARD | SOFT)
+  async #deleteImage(id: string, events: RemoveEvent[], conflict: DeleteConflict | undefined, prune: boolean, quiet: boolean): Promise<void> {
     if (conflict) {
-      const dangling = (await this.refsOf(id)).length === 0 && ((await this.children()).get(id) ?? []).length === 0
-      if (quiet && (!dangling || conflict.used)) return
+      if (quiet && (!conflict.dangling || conflict.used)) return
       throw conflict.error
     }
     const img = await this.ctx.images.get(id)
     if (!img) return
     const parent = await this.ctx.images.parent(id)
-    for (const k of await this.refsOf(id)) {
-      await this.ctx.repos.remove(repoOf(k), k)
-      events.push({ untagged: k })
-    }
     await this.ctx.images.delete(id)
     events.push({ deleted: id })
-    for (const chainId of await this.releasableLayers(img)) {
+    for (const chainId of await this.#releasableLayers(img)) {
       await this.ctx.layers.remove(chainId)
       events.push({ deleted: chainId })
     }
-    if (prune && parent && (await this.ctx.images.has(parent))) await this.deleteImage(parent, events, false, true, true)
+    if (!prune || !parent || !(await this.ctx.images.has(parent))) return
+    const { tags, digests } = await this.ctx.repos.refsFor(parent)
+    await this.#deleteImage(parent, events, await this.#conflict(parent, HARD | SOFT, [...tags, ...digests]), true, true)
   }
 
   /** Layers of `img` (top first) that no other image and no container uses. */
-  private async releasableLayers(img: StoredImage): Promise<string[]> {
+  async #releasableLayers(img: StoredImage): Promise<string[]> {
     const used = new Set<string>()
     for (const other of await this.ctx.images.all()) {
       if (other.id === img.id) continue

@@ -24,6 +24,7 @@
  */
 import fs = require('node:fs')
 import path = require('node:path')
+import { processStartTime } from './containers/mounts'
 
 /** This process's entry name, computed once. */
 let self: string | undefined
@@ -34,20 +35,8 @@ function bootId(): string {
   return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '').slice(0, 8)
 }
 
-/** Field 22 of /proc/<pid>/stat (start time in clock ticks), or undefined when the process is gone. */
-function startTime(pid: number | 'self'): string | undefined {
-  let stat: string
-  try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-  } catch {
-    return undefined
-  }
-  // Field 2 (the command name) is in parentheses and may hold spaces: count from the last ')'.
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
-}
-
 function selfName(): string {
-  self ??= `${bootId()}-${process.pid}-${startTime('self')}`
+  self ??= `${bootId()}-${process.pid}-${processStartTime(process.pid)}`
   return self
 }
 
@@ -57,7 +46,7 @@ const ENTRY = /^\.?([0-9a-f]{8})-(\d+)-(\d+)(\.tmp)?$/
 function alive(name: string, boot: string): boolean {
   const m = ENTRY.exec(name)
   if (!m || m[1] !== boot) return false
-  return startTime(Number(m[2])) === m[3]
+  return processStartTime(Number(m[2])) === m[3]
 }
 
 /** One StoreContext's view of `<root>/writers`. */
