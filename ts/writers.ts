@@ -88,16 +88,17 @@ export class Writers {
   }
 
   /**
-   * Entries of writers that died, or `undefined` when the dir does not exist (a new store, or one
-   * made before writers were recorded: both get the full pass). An empty dir costs one readdir.
+   * Entries of writers that died, or `undefined` when the dir cannot be read (a new store, one
+   * made before writers were recorded, a root that is not a directory: all get the full pass,
+   * after Store.open has made the dirs or said why it cannot). An empty dir costs one readdir.
    */
   dead(): string[] | undefined {
     let names: string[]
     try {
       names = fs.readdirSync(this.dir)
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw e
+    } catch {
+      // Missing (or unreadable): the full pass, after Store.open has made the dirs or said why not.
+      return undefined
     }
     if (names.length === 0) return []
     const boot = bootId()
