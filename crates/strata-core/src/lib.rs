@@ -25,3 +25,4 @@ pub mod safefs;
 pub mod stream;
 pub mod tarsplit;
 pub mod union;
+pub mod upperwalk;
