@@ -5,16 +5,15 @@
  * renamed into place. A full disk, or any other failure while writing, therefore leaves every
  * file as it was: the temp files (and directories made for them) are removed again.
  */
-import * as fs from 'node:fs/promises'
-import * as fsSync from 'node:fs'
-import * as path from 'node:path'
-import { randomBytes } from 'node:crypto'
+import fsSync = require('node:fs')
+import path = require('node:path')
+import { fsp as fs, crypto } from './lazy'
 
 /** A temp file `put` writes beside its target: `.<target name>.<pid>.<8 hex digits>.tmp`. */
 const TEMP_NAME = /^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$/
 
 function tempFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`)
 }
 
 export class MetaWrites {
