@@ -30,7 +30,7 @@ import { StoreContext } from '../context'
 import { native } from '../native'
 import { call } from '../errors'
 import { exists, randomHex } from '../fsx'
-import { DIFF_DIR } from '../layout'
+import { DIFF_DIR, LAYER_FILE } from '../layout'
 import { LayerInfo } from '../layers'
 import { chainIdsOf } from '../chain'
 
@@ -75,7 +75,7 @@ export class StepSpace {
     this.diff = path.join(this.layerDir, DIFF_DIR)
     this.work = path.join(dir, 'work')
     this.merged = path.join(dir, 'merged')
-    this.tarSplit = path.join(dir, 'tar-split.json.gz')
+    this.tarSplit = path.join(dir, LAYER_FILE.tarSplit)
   }
 
   static async create(ctx: StoreContext, staging: string, name: string): Promise<StepSpace> {

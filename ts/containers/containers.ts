@@ -466,7 +466,7 @@ export class Containers {
     if (!rec) return true
     if (pauserDied(rec)) return true
     if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) return true
-    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
+    const mountId = (await readIfExists(path.join(p.mountMeta, MOUNT_FILE.mountId)))?.trim()
     if (!mountId) return false
     const refs = await readRefs(p)
     const live = liveRefs(refs, rec.State.Running)
