@@ -38,6 +38,12 @@ export const ERROR_CODES = [
   'CorruptMetadata',
   'RuntimeFailed',
   'NotRunning',
+  'DockerfileParse',
+  'StageNotFound',
+  'SourceNotFound',
+  'ContextEscape',
+  'ContextTooLarge',
+  'BuildFailed',
   'Io',
   'Internal',
 ] as const

@@ -404,15 +404,7 @@ export class Containers {
   }
 
   async #releaseImageLayers(parent: string): Promise<void> {
-    const used = new Set<string>()
-    for (const img of await this.ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
-    for (const c of await this.ctx.containerLayerParents()) {
-      let cur: string | undefined = c
-      while (cur && !used.has(cur)) {
-        used.add(cur)
-        cur = (await this.ctx.layers.get(cur))?.parent
-      }
-    }
+    const used = await this.ctx.usedLayers()
     let cur: string | undefined = parent
     while (cur && !used.has(cur)) {
       const l = await this.ctx.layers.get(cur)
