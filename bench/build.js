@@ -209,6 +209,8 @@ async function run(argv) {
     }
 
     if (SECTIONS.includes('touch')) {
+      // The cache first catches up with the context as it is now (the edits of `onefile`).
+      await store.build({ context: ctx, tags: ['bench/built:warm'] })
       const later = new Date(Date.now() + 3600e3)
       const walk = (d) => {
         for (const e of fs.readdirSync(d, { withFileTypes: true })) {
@@ -221,7 +223,7 @@ async function run(argv) {
       const r = await store.build({ context: ctx, tags: ['bench/built:warm'] })
       const rate = r.steps.filter((x) => x.cached).length / r.steps.length
       results.sections.touch = { hitRate: rate, contextBytesRead: r.contextBytesRead }
-      out(`\ntouch every file (mtimes only): strata cache hits ${(rate * 100).toFixed(0)}% (target 100%), context bytes read ${r.contextBytesRead} (every file is rehashed once: ctime moved)`)
+      out(`\ntouch every file (mtimes only): strata cache hits ${(rate * 100).toFixed(0)}% (target 100%), context bytes read ${r.contextBytesRead} (each touched file is hashed again — its ctime moved, and these mtimes lie in the future, which the stat index never trusts — and hashes the same)`)
     }
     await store.close()
   }
@@ -246,10 +248,10 @@ async function run(argv) {
       {
         name: 'chmod of a directory',
         dockerfile: `FROM ${base.tag}\nCOPY dir /dir\n`,
-        files: { 'dir/f': 'f\n' },
-        mode: { dir: 0o755 },
-        edit: (ctx) => fs.chmodSync(path.join(ctx, 'dir'), 0o700),
-        probe: ['stat', '-c', '%a', '/dir'],
+        files: { 'dir/sub/f': 'f\n' },
+        mode: { 'dir/sub': 0o755 },
+        edit: (ctx) => fs.chmodSync(path.join(ctx, 'dir', 'sub'), 0o700),
+        probe: ['stat', '-c', '%a', '/dir/sub'],
         expected: '700',
       },
     ]
