@@ -5,7 +5,8 @@
  * - `tmp/<name>` whose `tmp/<name>.lock` nobody holds (staging of a dead process, trash);
  * - `layerdb/tmp/*` (write-sets are only built under the exclusive lock we now hold);
  * - layer db entries whose overlay2 dir is missing or lacks `committed`;
- * - layers no image or container uses (a deletion that crashed half-way);
+ * - leases whose owner died, and layers no image, container or live lease uses (a deletion that
+ *   crashed half-way, a lease released by a crash; ./gc.ts);
  * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links.
  */
 import * as fs from 'node:fs/promises'
@@ -14,7 +15,7 @@ import { StoreContext } from './context'
 import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
 import { COMMITTED_FILE, LINK_DIR } from './layout'
-import { chainIdsOf } from './chain'
+import { collectLayers } from './gc'
 
 export interface CleanupReport {
   removedStaging: number
@@ -57,9 +58,9 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
     }
   }
 
-  // Layers nobody uses (images, container parents), and their parents transitively.
-  const used = new Set<string>()
-  for (const img of await ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
+  // Layers nobody uses (images, container parents, leases), and their parents transitively.
+  report.removedLayers += await collectLayers(ctx)
+
   const mountRefs = new Set<string>()
   for (const cid of await listDir(layout.layerdbMounts)) {
     const dir = layout.mountMeta(cid)
@@ -67,18 +68,6 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
       const v = await readIfExists(path.join(dir, f))
       if (v) mountRefs.add(v.trim())
     }
-  }
-  for (const parent of await ctx.containerLayerParents()) {
-    let cur: string | undefined = parent
-    while (cur && !used.has(cur)) {
-      used.add(cur)
-      cur = (await ctx.layers.get(cur))?.parent
-    }
-  }
-  for (const chainId of await ctx.layers.list()) {
-    if (used.has(chainId)) continue
-    await fs.rm(layout.layerMeta(chainId), { recursive: true, force: true })
-    report.removedLayers++
   }
 
   // overlay2 dirs referenced by nothing.

@@ -31,7 +31,8 @@ export class StoreContext {
     this.repos = new Repositories(layout)
   }
 
-  readonly #reclaiming = new Set<Promise<void>>()
+  /** Work that outlives the call that started it: deletions, operations unwinding after an abort. */
+  readonly #background = new Set<Promise<void>>()
 
   /**
    * Deletes trees already moved out of the store's namespace (under `tmp/`) in the background:
@@ -41,15 +42,19 @@ export class StoreContext {
    */
   reclaim(trees: string[]): void {
     if (trees.length === 0) return
-    const p: Promise<void> = call(() => fsBatch(trees.map((path) => ({ op: 'removeAll', path }))))
-      .catch((e: Error) => { process.emitWarning(`strata: removing ${trees.join(', ')}: ${e.message}`) })
-      .finally(() => { this.#reclaiming.delete(p) })
-    this.#reclaiming.add(p)
+    this.background(call(() => fsBatch(trees.map((path) => ({ op: 'removeAll', path }))))
+      .catch((e: Error) => { process.emitWarning(`strata: removing ${trees.join(', ')}: ${e.message}`) }))
   }
 
-  /** Waits for every `reclaim` under way. */
+  /** Tracks work that goes on after its caller got an answer (`drain` waits for it); `p` must not reject. */
+  background(p: Promise<void>): void {
+    const tracked: Promise<void> = p.finally(() => { this.#background.delete(tracked) })
+    this.#background.add(tracked)
+  }
+
+  /** Waits for every piece of background work under way (`reclaim`, unwinding operations). */
   async drain(): Promise<void> {
-    while (this.#reclaiming.size > 0) await Promise.all([...this.#reclaiming])
+    while (this.#background.size > 0) await Promise.all([...this.#background])
   }
 
   /** ChainIDs of the image layers containers sit on (`layerdb/mounts/<id>/parent`). */
@@ -125,17 +130,4 @@ export class StoreContext {
       },
     }
   }
-}
-
-/** Converts an AbortSignal into a NativeCancel (and throws at once if already aborted). */
-export function cancelFor(signal?: AbortSignal): InstanceType<typeof native.NativeCancel> | undefined {
-  if (!signal) return undefined
-  if (signal.aborted) throw new StrataError('Aborted', 'operation aborted')
-  const c = new native.NativeCancel()
-  signal.addEventListener('abort', () => c.cancel(), { once: true })
-  return c
-}
-
-export function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new StrataError('Aborted', 'operation aborted')
 }

@@ -10,7 +10,8 @@ import { StoredImage, ContainerConfig } from './imagedb'
 import { refsIn } from './repositories'
 import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
-import { LayerInfo } from './layers'
+import { layersInUse } from './gc'
+import { takeLease } from './leases'
 import { UnionView } from './view'
 
 /** A row of `images`. */
@@ -219,7 +220,10 @@ export class Images {
     return out
   }
 
-  /** The image's filesystem as a read-only userspace union view (no mount, no privileges needed). */
+  /**
+   * The image's filesystem as a read-only userspace union view (no mount, no privileges needed).
+   * The view pins the image's layers until `view.close()`: an rmi meanwhile does not take them away.
+   */
   view(name: string): Promise<UnionView> {
     return this.ctx.shared(() => this.#view(name))
   }
@@ -230,7 +234,10 @@ export class Images {
     if (!img) throw new StrataError('ImageNotFound', `No such image: ${name}`)
     const chain = chainIdsOf(img.config.rootfs.diff_ids)
     const lowers = chain.length ? (await this.ctx.layers.stack(chain[chain.length - 1])).map((l) => this.ctx.layout.diffDir(l.cacheId)) : []
-    return UnionView.open({ lowers })
+    const view = await UnionView.open({ lowers })
+    const lease = takeLease(this.ctx, [id], chain, view)
+    view.onClose(() => lease.release())
+    return view
   }
 
   history(name: string): Promise<HistoryRow[]> {
@@ -363,23 +370,12 @@ export class Images {
     }
   }
 
-  /** Layers of `img` (top first) that no other image and no container uses. */
+  /** Layers of `img` (top first) that no other image, no container and no lease uses (`img` is deleted). */
   private async releasableLayers(img: StoredImage): Promise<string[]> {
-    const used = new Set<string>()
-    for (const other of await this.ctx.images.all()) {
-      if (other.id === img.id) continue
-      for (const c of chainIdsOf(other.config.rootfs.diff_ids)) used.add(c)
-    }
-    for (const c of await this.ctx.containerLayerParents()) {
-      let cur: string | undefined = c
-      while (cur && !used.has(cur)) {
-        used.add(cur)
-        const l: LayerInfo | undefined = await this.ctx.layers.get(cur)
-        cur = l?.parent
-      }
-    }
+    const used = await layersInUse(this.ctx)
     return chainIdsOf(img.config.rootfs.diff_ids).reverse().filter((c) => !used.has(c))
   }
+
 }
 
 const CONFIG_FIELDS: [string, unknown][] = [

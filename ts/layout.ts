@@ -31,6 +31,9 @@
  * <root>/image/overlay2/layerdb/tmp/                              layerdb entries being built
  * <root>/image/overlay2/repositories.json       {"Repositories": {repo: {"repo:tag" | "repo@digest": id}}}
  * <root>/containers/<id>/config.v2.json          container records
+ * <root>/leases/<pid>-<hex>                     {"images": [...], "layers": [ChainIDs]}: layers a reader
+ *                                                 still uses (an open image view, a save under way);
+ *                                                 flocked by its owner while alive (ts/leases.ts)
  * <root>/tmp/<staging>/  +  <root>/tmp/<staging>.lock
  *                                               work in progress; the lock is held by the process
  *                                               that owns it, so cleanup removes only dead ones
@@ -41,7 +44,8 @@
  *   complete and with `committed` inside, before that entry is renamed into place;
  * - an image exists iff its config is in `imagedb/content`, written after all its layers;
  * - tags are written last, by atomically replacing `repositories.json`;
- * - deletion runs the other way round: tags, image config, layerdb entry, then the files.
+ * - deletion runs the other way round: tags, image config, layerdb entry, then the files; a layer
+ *   that a live lease pins stays until the lease goes (ts/gc.ts says what is in use).
  * A cleanup pass on open removes overlay2 dirs nobody references, broken layerdb entries,
  * and staging dirs whose owner died.
  */
@@ -75,11 +79,12 @@ export class Layout {
   get layerdbTmp(): string { return path.join(this.imageRoot, 'layerdb', 'tmp') }
   get repositories(): string { return path.join(this.imageRoot, 'repositories.json') }
   get containers(): string { return path.join(this.root, 'containers') }
+  get leases(): string { return path.join(this.root, 'leases') }
 
   /** All directories a store needs, parents first. */
   get dirs(): string[] {
     return [this.root, this.overlay, this.links, this.tmp, this.imagedbContent, this.imagedbMetadata,
-      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers]
+      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.leases]
   }
 
   layerDir(cacheId: string): string { return path.join(this.overlay, cacheId) }

@@ -13,11 +13,16 @@
  * Like the kernel, a view caches lookups and assumes it is the only writer of the upper dir
  * while in use; call `invalidate()` after changing the layers some other way (e.g. through a
  * kernel mount).
+ *
+ * A view of a store image pins the image's layers while it is open (a lease, ./leases.ts): an
+ * `rmi` meanwhile removes the image but not the files the view reads. `close()` gives them back
+ * (a view that is garbage-collected unclosed gives them back then); after `close()` every call
+ * fails with `EBADF`.
  */
 import * as fs from 'node:fs'
 import type { Readable } from 'node:stream'
 import { native } from './native'
-import { call } from './errors'
+import { call, StrataError } from './errors'
 import type { NativeUnionView, NativeUnionStat } from '../native/binding'
 
 export interface UnionViewOptions {
@@ -156,13 +161,14 @@ export interface ViewReadStreamOptions {
 
 /** A union view of an image (read-only) or a container (read-write). */
 export class UnionView {
-  #native: NativeUnionView
+  #handle: NativeUnionView | undefined
+  #onClose: (() => void)[] = []
   readonly lowers: readonly string[]
   readonly upper?: string
   readonly work?: string
 
   private constructor(n: NativeUnionView, opts: UnionViewOptions) {
-    this.#native = n
+    this.#handle = n
     this.lowers = Object.freeze([...opts.lowers])
     if (opts.upper !== undefined) this.upper = opts.upper
     if (opts.work !== undefined) this.work = opts.work
@@ -172,6 +178,23 @@ export class UnionView {
   static async open(opts: UnionViewOptions): Promise<UnionView> {
     const n = await call(() => native.NativeUnionView.open(opts.lowers, opts.upper, opts.work))
     return new UnionView(n, opts)
+  }
+
+  get #native(): NativeUnionView {
+    if (!this.#handle) throw new StrataError('EBADF', 'the view is closed', { syscode: 'EBADF' })
+    return this.#handle
+  }
+
+  /** @internal runs `fn` when the view is closed (releases what the store pinned for it). */
+  onClose(fn: () => void): void {
+    this.#onClose.push(fn)
+  }
+
+  /** Gives back what the view holds (pinned layers); later calls fail with `EBADF`. Idempotent. */
+  close(): void {
+    if (!this.#handle) return
+    this.#handle = undefined
+    for (const fn of this.#onClose.splice(0)) fn()
   }
 
   /** True when the view has an upper dir. */

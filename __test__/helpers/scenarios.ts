@@ -114,6 +114,33 @@ const scenarios: Record<string, (a: Args) => Promise<unknown>> = {
     fs.writeFileSync(a.marker, '')
     return { done: true }
   },
+
+  /** Opens a view of `ref` and keeps it open (marker `ready`) until killed. */
+  async holdView(a) {
+    const s = await Store.open({ root: a.root })
+    const view = await s.images.view(a.ref)
+    await view.readFile('/etc/motd')
+    fs.writeFileSync(a.ready, '')
+    await sleep(600_000)
+    view.close()
+    return undefined
+  },
+
+  /** Opens a view of `ref`, drops it unclosed and collects garbage (run with --expose-gc). */
+  async forgetView(a) {
+    const s = await Store.open({ root: a.root })
+    const leases = () => fs.readdirSync(path.join(a.root, 'leases'))
+    await (async () => {
+      const view = await s.images.view(a.ref)
+      await view.readFile('/etc/motd')
+    })()
+    const leasedWhileOpen = leases().length === 1
+    for (let i = 0; i < 50 && leases().length > 0; i++) {
+      ;(global as { gc?: () => void }).gc!()
+      await sleep(20)
+    }
+    return { leasedWhileOpen, leasesAfterGc: leases() }
+  },
 }
 
 async function main(): Promise<void> {

@@ -4,10 +4,10 @@
  */
 import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
-import { createWriteStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
-import { StoreContext, cancelFor, throwIfAborted } from '../context'
+import { StoreContext } from '../context'
+import { Operation } from '../operation'
+import { spool } from '../streams'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
 import { setTag } from '../tags'
@@ -26,12 +26,20 @@ export interface ImportOptions {
   /** Name of the source as shown in the comment (default: the path, or `-` for streams). */
   sourceName?: string
   platform?: { os?: string; architecture?: string }
+  /** Bytes of the input read so far; what it throws rejects the import (nothing is imported). */
   onProgress?: (bytes: number, total: number) => void
+  /** Aborting rejects with `Aborted` at once and imports nothing (until the image is being registered). */
   signal?: AbortSignal
 }
 
-export async function importImage(ctx: StoreContext, input: string | Readable, opts: ImportOptions = {}): Promise<string> {
-  throwIfAborted(opts.signal)
+export function importImage(ctx: StoreContext, input: string | Readable, opts: ImportOptions = {}): Promise<string> {
+  return Operation.run(ctx, opts.signal, (op) => importIn(op, input, opts))
+}
+
+async function importIn(op: Operation, input: string | Readable, opts: ImportOptions): Promise<string> {
+  const ctx = op.ctx
+  if (typeof input !== 'string') op.source(input)
+  const report = op.callback(opts.onProgress)
   if (opts.ref !== undefined) parseReference(opts.ref) // a bad tag fails before anything is written
   applyChanges({}, opts.changes ?? [])
   const staging = await ctx.staging('import')
@@ -45,13 +53,14 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
       if (!st.isFile()) throw new StrataError('InvalidArgument', `${file} is not a file`)
     } else {
       file = path.join(staging.dir, 'input')
-      await pipeline(input, createWriteStream(file, { mode: 0o600 }))
+      await spool(op, input, file, 'import source')
     }
     const total = (await fs.stat(file)).size
     const dir = path.join(staging.dir, 'layer')
     await fs.mkdir(dir)
     const req = { blobPath: file, offset: 0, length: total, dest: path.join(dir, 'diff'), tarSplit: path.join(staging.dir, 'layer.tar-split.json.gz') }
-    const [res] = await call(() => native.applyLayers([req], opts.onProgress ? (_i: number, b: number) => opts.onProgress!(b, total) : undefined, cancelFor(opts.signal)))
+    const [res] = await call(() => native.applyLayers([req], report ? (_i: number, b: number) => report(b, total) : undefined, op.cancel))
+    op.check()
     const created = new Date().toISOString()
     const comment = opts.message ?? `Imported from ${opts.sourceName ?? (typeof input === 'string' ? input : '-')}`
     const config: ImageConfig = {
@@ -64,14 +73,14 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
       rootfs: { type: 'layers', diff_ids: [res.diffId] },
     }
     const raw = Buffer.from(JSON.stringify(config))
-    return await ctx.exclusive(async () => {
+    return await op.locked('exclusive', () => op.commit(async () => {
       if (!(await ctx.layers.has(res.diffId))) {
         await ctx.layers.register({ dir, tarSplit: req.tarSplit, diffId: res.diffId, size: res.size, ...(res.compression !== 'none' ? { compressedDigest: res.digest } : {}) }, res.diffId, undefined)
       }
       const id = await ctx.images.put(raw)
       if (opts.ref) await setTag(ctx, opts.ref, id)
       return id
-    }, opts.signal)
+    }))
   } finally {
     await staging.dispose()
   }

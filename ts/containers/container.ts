@@ -7,10 +7,10 @@
 import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
 import { spawn } from 'node:child_process'
-import { createReadStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
 import { PassThrough, type Readable, type Writable } from 'node:stream'
-import { StoreContext, cancelFor } from '../context'
+import { StoreContext } from '../context'
+import { Operation } from '../operation'
+import { copyToStream } from '../streams'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
 import { mustRead, readIfExists, readFileIfExists } from '../fsx'
@@ -283,7 +283,11 @@ export class Container {
    * docker commit: the writable layer becomes a new read-only layer on top of the image's
    * (shared, untouched) layers; the container keeps its own layer. Returns the new image ID.
    */
-  async commit(opts: CommitOptions = {}): Promise<string> {
+  commit(opts: CommitOptions = {}): Promise<string> {
+    return Operation.run(this.#ctx, opts.signal, (op) => this.#commit(op, opts))
+  }
+
+  async #commit(op: Operation, opts: CommitOptions): Promise<string> {
     const ctx = this.#ctx
     if (opts.ref !== undefined) {
       const ref = parseReference(opts.ref)
@@ -312,14 +316,15 @@ export class Container {
       const tarSplit = path.join(staging.dir, 'tar-split.json.gz')
       let committed: { diffId: string; size: number }
       try {
-        committed = await call(() => native.commitLayer(ctx.layout.diffDir(mountId), path.join(layerDir, 'diff'), tarSplit, cancelFor(opts.signal)))
+        committed = await call(() => native.commitLayer(ctx.layout.diffDir(mountId), path.join(layerDir, 'diff'), tarSplit, op.cancel))
       } finally {
         if (paused) {
           await runtime.resume(this.id).catch(() => undefined)
           await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy }).catch(() => undefined)
         }
       }
-      return await ctx.exclusive(async () => {
+      op.check()
+      return await op.locked('exclusive', () => op.commit(async () => {
         const parentImg = await ctx.images.get(rec.Image)
         if (!parentImg) throw new StrataError('ImageNotFound', `No such image: ${rec.Image}`)
         const pc = parentImg.config
@@ -357,32 +362,37 @@ export class Container {
         if (opts.ref) await setTag(ctx, opts.ref, id)
         else await ctx.images.touch(id)
         return id
-      }, opts.signal)
+      }))
     } finally {
       await staging.dispose()
     }
   }
 
-  /** docker export: the merged filesystem as one tar, to a file or a stream. */
-  async export(output: string | Writable, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  /** docker export: the merged filesystem as one tar, to a file or a stream. Aborting rejects with `Aborted` at once. */
+  export(output: string | Writable, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    return Operation.run(this.#ctx, opts.signal, (op) => this.#export(op, output))
+  }
+
+  async #export(op: Operation, output: string | Writable): Promise<void> {
     const ctx = this.#ctx
     const mountId = await this.#mountId()
     const me = { kind: 'process' as const, pid: process.pid }
-    const merged = await ctx.exclusive(async () => {
+    const merged = await op.locked('exclusive', async () => {
       await this.info()
       return this.#all.mounts.acquire(this.paths, mountId, me)
     })
     const staging = await ctx.staging('export')
     try {
       const file = path.join(staging.dir, 'export.tar')
-      await call(() => native.writeDirTar(merged, 'plain', file, cancelFor(opts.signal)))
+      await call(() => native.writeDirTar(merged, 'plain', file, op.cancel))
+      op.check()
       if (typeof output === 'string') {
         await fs.rename(file, output).catch(async (e: NodeJS.ErrnoException) => {
           if (e.code !== 'EXDEV') throw e
           await fs.copyFile(file, output)
         })
       } else {
-        await pipeline(createReadStream(file), output, { end: false })
+        await copyToStream(op, file, output, 'export destination')
       }
     } finally {
       await staging.dispose()

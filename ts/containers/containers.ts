@@ -16,6 +16,7 @@ import { StrataError } from '../errors'
 import { listDir, randomHex, readIfExists, exists } from '../fsx'
 import { resolveImage } from '../tags'
 import { chainIdsOf } from '../chain'
+import { layersInUse } from '../gc'
 import { ContainerConfig } from '../imagedb'
 import { ImageUser } from '../images'
 import { LINK_FILE, LOWER_FILE } from '../layout'
@@ -372,23 +373,15 @@ export class Containers {
   }
 
   private async releaseImageLayers(parent: string): Promise<void> {
-    const used = new Set<string>()
-    for (const img of await this.ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
-    for (const c of await this.ctx.containerLayerParents()) {
-      let cur: string | undefined = c
-      while (cur && !used.has(cur)) {
-        used.add(cur)
-        cur = (await this.ctx.layers.get(cur))?.parent
-      }
-    }
-    let cur: string | undefined = parent
-    while (cur && !used.has(cur)) {
+    const used = await layersInUse(this.ctx)
+    for (let cur: string | undefined = parent; cur && !used.has(cur);) {
       const l = await this.ctx.layers.get(cur)
       if (!l) break
       await this.ctx.layers.remove(cur)
       cur = l.parent
     }
   }
+
 
   /**
    * The repair pass on store open (under the store lock): removes half-created or half-removed

@@ -164,6 +164,11 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
     }
   })
 
+  // The caller's streams: while the container runs, an error on one of them (a reader that went
+  // away) must not reach the event loop as an uncaught 'error' event; the log still gets the output.
+  const ignore = (): void => undefined
+  const userStreams = [io.stdin, io.stdout, io.stderr].filter((s): s is Readable | Writable => s !== undefined)
+  for (const s of userStreams) s.on('error', ignore)
   const log = createWriteStream(p.log, { flags: 'a', mode: 0o640 })
   let exited = false
   const child = spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', runtimeLog, '--log-format', 'json', 'run', '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], {
@@ -220,6 +225,7 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   outLines.end()
   errLines.end()
   if (io.stdin && child.stdin) io.stdin.unpipe(child.stdin)
+  for (const s of userStreams) s.off('error', ignore)
   await new Promise<void>((r) => log.end(r))
 
   // Errors the runtime itself reported (the process never ran): Docker's 127/126.

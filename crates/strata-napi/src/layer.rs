@@ -210,13 +210,16 @@ pub fn archive_index(path: String) -> AsyncTask<ArchiveIndex> {
 pub struct DecompressFile {
     src: String,
     dst: String,
+    cancel: Arc<AtomicBool>,
 }
 
 impl Task for DecompressFile {
     type Output = &'static str;
     type JsValue = String;
     fn compute(&mut self) -> Result<Self::Output> {
-        archive::decompress_file(self.src.as_ref(), self.dst.as_ref()).map(|c| c.as_str()).map_err(crate::to_js)
+        archive::decompress_file(self.src.as_ref(), self.dst.as_ref(), &self.cancel)
+            .map(|c| c.as_str())
+            .map_err(crate::to_js)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<String> {
         Ok(out.into())
@@ -225,9 +228,13 @@ impl Task for DecompressFile {
 
 /// Decompresses a gzip/zstd outer archive `src` into `dst` (a plain one is copied);
 /// resolves to the detected compression.
-#[napi(ts_return_type = "Promise<'none' | 'gzip' | 'zstd'>")]
-pub fn decompress_file(src: String, dst: String) -> AsyncTask<DecompressFile> {
-    AsyncTask::new(DecompressFile { src, dst })
+#[napi(
+    ts_args_type = "src: string, dst: string, cancel?: NativeCancel | undefined | null",
+    ts_return_type = "Promise<'none' | 'gzip' | 'zstd'>"
+)]
+pub fn decompress_file(src: String, dst: String, cancel: Option<&NativeCancel>) -> AsyncTask<DecompressFile> {
+    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+    AsyncTask::new(DecompressFile { src, dst, cancel })
 }
 
 /// A layer member of an archive being written: assembled from `diffDir` + `tarSplit`.
@@ -321,6 +328,7 @@ pub struct WriteLayerFile {
     tar_split: String,
     out: String,
     diff_id: String,
+    cancel: Arc<AtomicBool>,
 }
 
 impl Task for WriteLayerFile {
@@ -328,7 +336,7 @@ impl Task for WriteLayerFile {
     type JsValue = ();
     fn compute(&mut self) -> Result<()> {
         let id = Digest::parse(&self.diff_id).map_err(crate::to_js)?;
-        archive::write_layer_file(self.diff_dir.as_ref(), self.tar_split.as_ref(), self.out.as_ref(), &id)
+        archive::write_layer_file(self.diff_dir.as_ref(), self.tar_split.as_ref(), self.out.as_ref(), &id, &self.cancel)
             .map(|_| ())
             .map_err(crate::to_js)
     }
@@ -339,14 +347,19 @@ impl Task for WriteLayerFile {
 
 /// Writes one layer tar (e.g. an OCI blob) assembled from `diffDir` + `tarSplit`,
 /// verifying `diffId`.
-#[napi(ts_return_type = "Promise<void>")]
+#[napi(
+    ts_args_type = "diffDir: string, tarSplit: string, out: string, diffId: string, cancel?: NativeCancel | undefined | null",
+    ts_return_type = "Promise<void>"
+)]
 pub fn write_layer_file(
     diff_dir: String,
     tar_split: String,
     out: String,
     diff_id: String,
+    cancel: Option<&NativeCancel>,
 ) -> AsyncTask<WriteLayerFile> {
-    AsyncTask::new(WriteLayerFile { diff_dir, tar_split, out, diff_id })
+    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+    AsyncTask::new(WriteLayerFile { diff_dir, tar_split, out, diff_id, cancel })
 }
 
 /// Length of the tar that a layer's tar-split assembles to (reads only the tar-split).
