@@ -123,9 +123,9 @@ export class StoreContext {
     await fs.mkdir(dir, { mode: 0o700 })
     return {
       dir,
+      // One native task removes the tree and the lock file (fs.rm walks a tree in many pool trips).
       dispose: async () => {
-        await fs.rm(dir, { recursive: true, force: true })
-        await fs.rm(`${dir}.lock`, { force: true })
+        await call(() => fsBatch([{ op: 'removeAll', path: dir }, { op: 'removeAll', path: `${dir}.lock` }]))
         lock.release()
       },
     }

@@ -3,10 +3,11 @@
  *
  * - the caller's `AbortSignal`: one listener per signal however many calls share it (a service
  *   passes one signal to thousands of calls), removed when the last of them settles;
- * - abort or a throwing callback *fails* the operation: the caller's promise rejects at once
- *   (with `Aborted`, or with what the callback threw), native tasks see their cancel flag, source
- *   streams are destroyed, lock waits give up; the work unwinds in the background (staged files
- *   removed) and `Store.close()` waits for it;
+ * - abort or a throwing callback *fails* the operation: native tasks see their cancel flag, source
+ *   streams are destroyed, lock waits give up, and the caller's promise rejects (with `Aborted`,
+ *   or with what the callback threw) once the work has unwound (staged files removed) or a
+ *   second has passed, whichever comes first; what is left of the unwinding goes on in the background
+ *   and `Store.close()` waits for it;
  * - user callbacks (`onProgress`) run inside `try`: what they throw never reaches the event loop;
  * - once the operation starts making its result visible (`commit`), failing no longer interrupts
  *   it: the caller gets the result, never a rejection for work that was done.
@@ -18,6 +19,15 @@ import { LockMode } from './lock'
 import type { StoreContext } from './context'
 
 type NativeCancel = InstanceType<typeof native.NativeCancel>
+
+/**
+ * How long a failed operation waits for its work to unwind before it rejects anyway. Unwinding
+ * takes a few ms (a native task stops at its next 1 MiB chunk, one native task removes the
+ * staged files), so an abort is answered well within 100 ms with the store as it was; on a
+ * machine so loaded that it takes longer, the answer comes after this and the rest goes on in
+ * the background.
+ */
+const UNWIND_GRACE_MS = 1000
 
 /** The operations sharing one caller signal, and the one listener they share. */
 interface SignalUsers {
@@ -89,6 +99,14 @@ export class Operation {
       return value
     } catch (e) {
       for (const s of op.#sources) if (!s.readableEnded) s.destroy()
+      // Give the work a moment to unwind (its native task stops at the next chunk, the source is
+      // destroyed, staged files go), so that the store is as it was when the caller hears of it;
+      // what takes longer goes on in the background.
+      if (!settled) {
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([done.catch(() => undefined), new Promise<void>((r) => { timer = setTimeout(r, UNWIND_GRACE_MS) })])
+        clearTimeout(timer)
+      }
       throw op.#failure ? op.#failure.error : e
     } finally {
       op.#answered = true

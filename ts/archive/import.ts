@@ -59,7 +59,16 @@ async function importIn(op: Operation, input: string | Readable, opts: ImportOpt
     const dir = path.join(staging.dir, 'layer')
     await fs.mkdir(dir)
     const req = { blobPath: file, offset: 0, length: total, dest: path.join(dir, 'diff'), tarSplit: path.join(staging.dir, 'layer.tar-split.json.gz') }
-    const [res] = await call(() => native.applyLayers([req], report ? (_i: number, b: number) => report(b, total) : undefined, op.cancel))
+    // Reports only go forward (a late one from the native queue is dropped), and the last one
+    // (all bytes read) comes before the image is registered, so what the callback throws counts.
+    let reported = -1
+    const progress = report && ((bytes: number): void => {
+      if (bytes <= reported) return
+      reported = bytes
+      report(bytes, total)
+    })
+    const [res] = await call(() => native.applyLayers([req], progress ? (_i: number, b: number) => progress(b) : undefined, op.cancel))
+    progress?.(total)
     op.check()
     const created = new Date().toISOString()
     const comment = opts.message ?? `Imported from ${opts.sourceName ?? (typeof input === 'string' ? input : '-')}`

@@ -160,10 +160,14 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
       }))
       round++
       // Called on the JS thread by the native task's threadsafe function: `report` never throws.
+      // Reports only go forward, and none comes for a layer after its 'Loaded' (a late one from
+      // the native queue is dropped).
+      const reported = requests.map(() => -1)
       const onProgress = report
         ? (index: number, bytes: number) => {
-            const r = requests[index]
-            report({ layer: index, layers: todo.length, diffId: todo[index].diffId, current: bytes, total: r.total, status: 'Loading layer' })
+            if (bytes <= reported[index]) return
+            reported[index] = bytes
+            report({ layer: index, layers: todo.length, diffId: todo[index].diffId, current: bytes, total: requests[index].total, status: 'Loading layer' })
           }
         : undefined
       const results = await call(() => native.applyLayers(requests.map(({ total: _t, ...r }) => r), onProgress, op.cancel))
@@ -173,6 +177,7 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
           dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,
           ...(r.compression !== 'none' ? { compressedDigest: r.digest } : {}),
         }
+        reported[i] = Infinity
         report?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
       })
       op.check()
