@@ -39,6 +39,30 @@ export async function mustRead(p: string): Promise<string> {
   return s
 }
 
+/**
+ * The first half of an atomic replace, done before taking the store lock: `data` in a temp file
+ * beside `p`, fsynced. `publish` (under the lock) renames it over `p`; `discard` drops it.
+ * Keeps the slow part (the fsync) out of the lock.
+ */
+export async function prepareReplace(p: string, data: string | Uint8Array): Promise<{ tmp: string; publish(): Promise<void>; discard(): Promise<void> }> {
+  const tmp = path.join(path.dirname(p), `.${path.basename(p)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  const fh = await fs.open(tmp, 'wx', 0o644)
+  try {
+    await fh.writeFile(data)
+    await fh.sync()
+  } catch (e) {
+    await fh.close()
+    await fs.rm(tmp, { force: true })
+    throw e
+  }
+  await fh.close()
+  return {
+    tmp,
+    publish: () => fs.rename(tmp, p),
+    discard: () => fs.rm(tmp, { force: true }),
+  }
+}
+
 /** Writes `data` atomically: temp file beside it, fsync, rename, fsync the directory. */
 export async function writeAtomic(p: string, data: string | Uint8Array): Promise<void> {
   const tmp = path.join(path.dirname(p), `.${path.basename(p)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
