@@ -18,6 +18,14 @@ import { appImage } from './helpers/container'
 import { checkConsistent } from './helpers/consistency'
 import { runScenario, startScenario } from './helpers/child'
 
+/** A scratch dir, a store root in it, and `img` written there as an archive. */
+function scratch(t: Parameters<typeof tmpDir>[0], prefix: string, img: ReturnType<typeof appImage>) {
+  const dir = tmpDir(t, prefix)
+  const archive = path.join(dir, 'image.tar')
+  writeArchive(archive, [img], 'docker25')
+  return { dir, root: path.join(dir, 'root'), archive }
+}
+
 function loadImage(k: number) {
   return buildImage({ layers: [tar(busyboxEntries()), tar([{ name: 'which', data: `load ${k}\n` }])], tags: [`l${k}:1`] })
 }
@@ -25,11 +33,8 @@ function loadImage(k: number) {
 for (const stores of [1, 2]) {
   test(`64 mixed operations at once on ${stores} Store(s) of one root, default pool: every result right`, async (t) => {
     t.timeout(300_000)
-    const dir = tmpDir(t, 'strata-mixed-')
-    const root = path.join(dir, 'root')
     const app = appImage(['app:1'])
-    const base = path.join(dir, 'app.tar')
-    writeArchive(base, [app], 'docker25')
+    const { dir, root, archive: base } = scratch(t, 'strata-mixed-', app)
     const loads = Array.from({ length: 8 }, (_, k) => loadImage(k))
     const loadArchives = loads.map((img, k) => {
       const p = path.join(dir, `load-${k}.tar`)
@@ -90,11 +95,8 @@ for (const stores of [1, 2]) {
 
 test('two processes on one root: rmi over and over vs save/view/history — readers see the image whole or not at all', async (t) => {
   t.timeout(300_000)
-  const dir = tmpDir(t, 'strata-2proc-')
-  const root = path.join(dir, 'root')
   const img = appImage(['churn:1'])
-  const archive = path.join(dir, 'churn.tar')
-  writeArchive(archive, [img], 'docker25')
+  const { dir, root, archive } = scratch(t, 'strata-2proc-', img)
   await Store.open({ root })
   const marks = { ready: path.join(dir, 'ready'), go: path.join(dir, 'go'), done: path.join(dir, 'done') }
   const writer = startScenario('churn', { root, archive, ref: 'churn:1', pauseMs: 150, ...marks }, 240_000)
