@@ -21,10 +21,15 @@ import { within } from './helpers/child'
 import { storeWith, appImage } from './helpers/container'
 
 let big: ReturnType<typeof buildImage> | undefined
-/** busybox + a layer holding 64 MiB of random bytes (its extraction takes a while); built once. */
+// Built before any test runs: making it blocks the event loop, which would distort the timings
+// the abort tests report.
+test.before(() => {
+  big = buildImage({ layers: [tar(busyboxEntries()), tar([{ name: 'blob.bin', data: randomBytes(64 << 20) }])], tags: ['big:1'] })
+})
+
+/** busybox + a layer holding 64 MiB of random bytes (its extraction takes a while). */
 function bigImage() {
-  big ??= buildImage({ layers: [tar(busyboxEntries()), tar([{ name: 'blob.bin', data: randomBytes(64 << 20) }])], tags: ['big:1'] })
-  return big
+  return big!
 }
 
 async function setup(t: Parameters<typeof tmpDir>[0]) {
@@ -112,7 +117,9 @@ test('a throwing onProgress rejects the import; nothing is imported', async (t) 
 })
 
 for (const op of ['load', 'import'] as const) {
-  test(`aborting a ${op} of a stream that never ends rejects Aborted at once and destroys the stream`, async (t) => {
+  // Serial (ava runs these before the concurrent tests): the time it reports is the abort's own,
+  // not that of other tests sharing this worker's event loop.
+  test.serial(`aborting a ${op} of a stream that never ends rejects Aborted at once and destroys the stream`, async (t) => {
     const { root, store, before } = await setup(t)
     const source = neverEnding(busyboxLayer().subarray(0, 64 << 10))
     const ac = new AbortController()
@@ -153,7 +160,7 @@ test('a source error without an errno is still an Io StrataError with the origin
   t.is(e!.cause, err)
 })
 
-test('aborting a load of a file mid-extraction rejects Aborted, stops and removes what was staged', async (t) => {
+test.serial('aborting a load of a file mid-extraction rejects Aborted, stops and removes what was staged', async (t) => {
   const { dir, root, store, before } = await setup(t)
   const archive = path.join(dir, 'big.tar')
   writeArchive(archive, [bigImage()], 'docker25')

@@ -3,14 +3,14 @@
  * Internal; the public surface is `Store` (ts/store.ts).
  */
 import * as fs from 'node:fs/promises'
-import { statSync } from 'node:fs'
+import { statSync, rmSync } from 'node:fs'
 import * as path from 'node:path'
 import { Layout } from './layout'
 import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'
 import { Repositories } from './repositories'
 import { native, fsBatch } from './native'
-import { call, fromNative, StrataError } from './errors'
+import { call, toStrataError, StrataError } from './errors'
 import { randomHex, listDir, readIfExists } from './fsx'
 import { StoreLock, LockMode } from './lock'
 
@@ -87,7 +87,7 @@ export class StoreContext {
       try {
         st = statSync(this.layout.root)
       } catch (e) {
-        throw fromNative(e)
+        throw toStrataError(e)
       }
       this.#lock = new StoreLock(`${st.dev}:${st.ino}`, this.layout.lockFile, this.layout.lockWaitFile)
     }
@@ -114,8 +114,13 @@ export class StoreContext {
     }
   }
 
-  /** Creates a staging dir; its `.lock` is held so cleanup in other processes leaves it alone. */
-  async staging(kind: string): Promise<Staging> {
+  /**
+   * Creates a staging dir; its `.lock` is held so cleanup in other processes leaves it alone.
+   * When `op` (the operation it stages for) has failed by the time the dir is disposed of, it
+   * goes at once on this thread (by then it holds little: native tasks remove their own partial
+   * output), so a failed call answers promptly with nothing left, however busy the pool is.
+   */
+  async staging(kind: string, op?: { readonly failed: boolean }): Promise<Staging> {
     const name = `${kind}-${randomHex(8)}`
     const dir = path.join(this.layout.tmp, name)
     const lock = native.tryLock(`${dir}.lock`, true)
@@ -125,7 +130,12 @@ export class StoreContext {
       dir,
       // One native task removes the tree and the lock file (fs.rm walks a tree in many pool trips).
       dispose: async () => {
-        await call(() => fsBatch([{ op: 'removeAll', path: dir }, { op: 'removeAll', path: `${dir}.lock` }]))
+        if (op?.failed) {
+          rmSync(dir, { recursive: true, force: true })
+          rmSync(`${dir}.lock`, { force: true })
+        } else {
+          await call(() => fsBatch([{ op: 'removeAll', path: dir }, { op: 'removeAll', path: `${dir}.lock` }]))
+        }
         lock.release()
       },
     }

@@ -18,7 +18,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { native } from './native'
-import { fromNative } from './errors'
+import { toStrataError } from './errors'
 import { randomHex } from './fsx'
 import { collectLayers } from './gc'
 import type { StoreContext } from './context'
@@ -96,7 +96,7 @@ export function takeLease(ctx: StoreContext, images: string[], layers: string[],
     } catch {
       /* not made */
     }
-    throw fromNative(e)
+    throw toStrataError(e)
   }
   return new Lease(ctx, images, file, lock, owner)
 }

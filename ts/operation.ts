@@ -14,7 +14,7 @@
  */
 import type { Readable } from 'node:stream'
 import { native } from './native'
-import { StrataError } from './errors'
+import { StrataError, CallerThrew } from './errors'
 import { LockMode } from './lock'
 import type { StoreContext } from './context'
 
@@ -161,7 +161,7 @@ export class Operation {
       try {
         fn(...args)
       } catch (e) {
-        this.fail(e)
+        this.fail(new CallerThrew(e))
       }
     }
   }

@@ -42,7 +42,7 @@ async function importIn(op: Operation, input: string | Readable, opts: ImportOpt
   const report = op.callback(opts.onProgress)
   if (opts.ref !== undefined) parseReference(opts.ref) // a bad tag fails before anything is written
   applyChanges({}, opts.changes ?? [])
-  const staging = await ctx.staging('import')
+  const staging = await ctx.staging('import', op)
   try {
     let file: string
     if (typeof input === 'string') {

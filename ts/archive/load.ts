@@ -112,7 +112,7 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
   const ctx = op.ctx
   if (typeof input !== 'string') op.source(input)
   const report = op.callback(opts.onProgress)
-  const staging = await ctx.staging('load')
+  const staging = await ctx.staging('load', op)
   try {
     const src = await openSource(op, input, staging)
     op.check()

@@ -169,7 +169,7 @@ async function write(op: Operation, members: Member[], output: string | Writable
     }
     return
   }
-  const staging = await op.ctx.staging('save')
+  const staging = await op.ctx.staging('save', op)
   try {
     const file = path.join(staging.dir, 'out.tar')
     await call(() => native.writeArchive(members, file, op.cancel))

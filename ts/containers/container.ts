@@ -13,8 +13,7 @@ import { Operation } from '../operation'
 import { copyToStream } from '../streams'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { mustRead, readIfExists, readFileIfExists } from '../fsx'
-import { LOWER_FILE } from '../layout'
+import { readIfExists, readFileIfExists } from '../fsx'
 import { chainIdsOf } from '../chain'
 import { applyChanges } from '../changes'
 import { setTag } from '../tags'
@@ -23,13 +22,15 @@ import { ImageConfig, ContainerConfig } from '../imagedb'
 import { dockerConfig } from '../images'
 import { ContainerPaths } from './layout'
 import { ContainerRecord, readRecord, readHostConfig } from './record'
-import { lowerDirs, INIT_PATHS } from './plan'
-import { pidAlive } from './mounts'
+import { INIT_PATHS } from './plan'
+import { pidAlive, readMountPlan } from './mounts'
 import { supervise, mountIdOf, runtimeOf, updateRecord } from './supervisor'
 import { normalizeSignal } from './runtime'
 import { MASKED_PATHS, READONLY_PATHS } from './spec'
 import type { Containers } from './containers'
 import { UnionView } from '../view'
+import { expose } from '../boundary'
+import * as v from '../validate'
 
 /** sha256 of an empty tar (1024 zero bytes): a commit with no changes adds no layer (Docker's rule). */
 export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
@@ -152,12 +153,12 @@ export class Container {
   }
 
   async #view(opts: { readOnly?: boolean }): Promise<UnionView> {
-    const l = await this.#layers()
-    if (opts.readOnly) return UnionView.open({ lowers: [l.upperDir, ...l.lowerDirs] })
+    const plan = await readMountPlan(this.#ctx.layout, await this.#mountId())
+    if (opts.readOnly) return UnionView.open({ lowers: [plan.upperdir!, ...plan.lowerdirs] })
     if (await this.isMounted()) {
       throw new StrataError('Conflict', `container ${this.id} is mounted: unmount it before writing through a view`)
     }
-    return UnionView.open({ lowers: l.lowerDirs, upper: l.upperDir, work: l.workDir })
+    return UnionView.open({ lowers: plan.lowerdirs, upper: plan.upperdir, work: plan.workdir })
   }
 
   async isMounted(): Promise<boolean> {
@@ -273,9 +274,8 @@ export class Container {
   }
 
   async #diff(): Promise<Change[]> {
-    const mountId = await this.#mountId()
-    const lower = (await mustRead(path.join(this.#ctx.layout.layerDir(mountId), LOWER_FILE))).trim()
-    const changes = await call(() => native.changes(this.#ctx.layout.diffDir(mountId), lowerDirs(this.#ctx.layout, lower)))
+    const plan = await readMountPlan(this.#ctx.layout, await this.#mountId())
+    const changes = await call(() => native.changes(plan.upperdir!, plan.lowerdirs))
     return withoutInitPaths(changes)
   }
 
@@ -309,7 +309,7 @@ export class Container {
       }
       paused = true
     }
-    const staging = await ctx.staging('commit')
+    const staging = await ctx.staging('commit', op)
     try {
       const layerDir = path.join(staging.dir, 'layer')
       await fs.mkdir(layerDir)
@@ -381,7 +381,7 @@ export class Container {
       await this.info()
       return this.#all.mounts.acquire(this.paths, mountId, me)
     })
-    const staging = await ctx.staging('export')
+    const staging = await ctx.staging('export', op)
     try {
       const file = path.join(staging.dir, 'export.tar')
       await call(() => native.writeDirTar(merged, 'plain', file, op.cancel))
@@ -493,3 +493,29 @@ export function withoutInitPaths<T extends { kind: string; path: string }>(chang
     return !initBelow || kept.some((o) => o.path.startsWith(prefix))
   })
 }
+
+const signal = v.optional(v.signal)
+
+expose(Container, {
+  info: [],
+  name: [],
+  layers: [],
+  mount: [],
+  unmount: [],
+  view: [['opts', v.optional(v.options({ readOnly: v.optional(v.boolean) }))]],
+  isMounted: [],
+  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable) }))]],
+  start: [],
+  wait: [['opts', v.optional(v.options({ timeoutMs: v.optional(v.nonNegative) }))]],
+  kill: [['signal', v.optional(v.either(v.nonEmptyString, v.count))]],
+  stop: [['opts', v.optional(v.options({ timeout: v.optional(v.nonNegative), signal: v.optional(v.nonEmptyString) }))]],
+  diff: [],
+  commit: [['opts', v.optional(v.options({
+    ref: v.optional(v.string), message: v.optional(v.string), author: v.optional(v.string),
+    changes: v.optional(v.arrayOf(v.string)), pause: v.optional(v.boolean), signal,
+  }))]],
+  export: [['output', v.either(v.nonEmptyString, v.writable)], ['opts', v.optional(v.options({ signal }))]],
+  logs: [],
+  remove: [['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
+  inspect: [],
+})

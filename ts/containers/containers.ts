@@ -31,6 +31,8 @@ import { MountManager, pidAlive } from './mounts'
 import { runtimeOf } from './supervisor'
 import { Container } from './container'
 import { humanDuration } from '../format/units'
+import { expose, sync } from '../boundary'
+import * as v from '../validate'
 
 export interface CreateOptions {
   /** `--name`; generated (`adjective_surname`) when absent. */
@@ -481,3 +483,24 @@ export function statusText(r: ContainerRecord, now = Date.now()): string {
   if (s.FinishedAt.startsWith('0001')) return 'Created'
   return `Exited (${s.ExitCode}) ${since(s.FinishedAt)} ago`
 }
+
+export const CREATE_OPTIONS = v.options({
+  name: v.optional(v.nonEmptyString), env: v.optional(v.arrayOf(v.string)), workdir: v.optional(v.string),
+  user: v.optional(v.string), entrypoint: v.optional(v.either(v.string, v.arrayOf(v.string))),
+  cmd: v.optional(v.arrayOf(v.string)), network: v.optional(v.string), autoRemove: v.optional(v.boolean),
+  openStdin: v.optional(v.boolean), runtime: v.optional(v.nonEmptyString),
+})
+
+expose(Containers, {
+  paths: sync([['id', v.nonEmptyString]]),
+  ids: [],
+  records: [],
+  resolve: [['nameOrId', v.nonEmptyString]],
+  get: [['nameOrId', v.nonEmptyString]],
+  create: [['image', v.nonEmptyString], ['opts', v.optional(CREATE_OPTIONS)]],
+  list: [['opts', v.optional(v.options({ all: v.optional(v.boolean) }))]],
+  users: [['imageId', v.nonEmptyString]],
+  remove: [['nameOrId', v.nonEmptyString], ['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
+  repair: [],
+  dispose: [],
+})
