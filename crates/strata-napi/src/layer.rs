@@ -323,7 +323,13 @@ impl crate::NativeTask for WriteLayerFile {
     type JsValue = ();
     fn compute(&mut self) -> Outcome<()> {
         let id = Digest::parse(&self.diff_id)?;
-        archive::write_layer_file(self.diff_dir.as_ref(), self.tar_split.as_ref(), self.out.as_ref(), &id, &self.cancel)?;
+        archive::write_layer_file(
+            self.diff_dir.as_ref(),
+            self.tar_split.as_ref(),
+            self.out.as_ref(),
+            &id,
+            &self.cancel,
+        )?;
         Ok(())
     }
     fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
