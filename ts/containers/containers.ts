@@ -27,7 +27,7 @@ import { NativeFsOp, fsBatch } from '../native'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
 import { lowerChain, MAX_LOWER_DIRS } from './plan'
-import { MountManager, pidAlive } from './mounts'
+import { MountManager, pidAlive, processLives } from './mounts'
 import { runtimeOf } from './supervisor'
 import { Container } from './container'
 import { humanDuration } from '../format/units'
@@ -265,7 +265,12 @@ export class Containers {
       fill(staged.hostConfig, JSON.stringify(hostConfig))
       fill(staged.config, JSON.stringify(rec))
       ops.push({ op: 'syncfs', path: this.ctx.layout.root })
-      await call(() => fsBatch(ops))
+      try {
+        await call(() => fsBatch(ops))
+      } catch (e) {
+        await this.#skeletons.discard(sk).catch(() => undefined)
+        throw e
+      }
 
       const placed = await this.ctx.exclusive(async () => {
         const now = await this.#records()
@@ -277,17 +282,17 @@ export class Containers {
         try {
           await call(() => fsBatch(this.#skeletons.placeOps(sk)))
         } catch (e) {
-          // Whatever got in place goes again; what is still staged goes with the staging dir.
-          await this.destroy(sk.id).catch(() => undefined)
+          // Whatever got in place goes again; what is still staged goes below.
+          await this.#destroy(sk.id).catch(() => undefined)
           throw e
         }
         return true
       }).catch(async (e: unknown) => {
-        this.#skeletons.discard(sk)
+        await this.#skeletons.discard(sk).catch(() => undefined)
         throw e
       })
       if (!placed) {
-        this.#skeletons.discard(sk)
+        await this.#skeletons.discard(sk).catch(() => undefined)
         if (attempt >= 20) throw new StrataError('Locked', 'create: the store keeps changing under it')
         continue
       }
@@ -298,8 +303,37 @@ export class Containers {
   }
 
   /** `ps`: newest first; running only unless `all`. */
-  list(opts: ListContainersOptions = {}): Promise<ContainerSummary[]> {
+  async list(opts: ListContainersOptions = {}): Promise<ContainerSummary[]> {
+    await this.thawOrphans()
     return this.ctx.shared(() => this.#list(opts))
+  }
+
+  /**
+   * Resumes a container that a `commit` paused (runc pause, the cgroup freezer) in a process
+   * that died before resuming it. Every operation on a container does this first (the `before`
+   * hook of `Container`'s API boundary, and `ps` for all of them), so a frozen container thaws
+   * at the next touch from any process, not only at the next store open. Costs one record read
+   * when nothing is frozen.
+   */
+  async thaw(id: string): Promise<void> {
+    const p = this.paths(id)
+    const rec = await readRecord(p)
+    if (rec && pauserDied(rec)) await this.ctx.exclusive(() => this.#thaw(p))
+  }
+
+  /** `thaw` for every container. */
+  async thawOrphans(): Promise<void> {
+    for (const id of await this.ids()) await this.thaw(id)
+  }
+
+  /** Under the store lock: resumes the container if its pauser is (still) gone. */
+  async #thaw(p: ContainerPaths): Promise<void> {
+    const rec = await readRecord(p)
+    if (!rec || !pauserDied(rec)) return
+    await (await runtimeOf(this.ctx, p)).resume(p.id).catch(() => undefined)
+    delete rec.PausedBy
+    delete rec.PausedByStart
+    await writeRecord(p, rec)
   }
 
   async #list(opts: ListContainersOptions): Promise<ContainerSummary[]> {
@@ -337,7 +371,7 @@ export class Containers {
     let rec = await readRecord(p)
     if (rec?.State.Running || rec?.PausedBy) {
       // A container recorded running whose supervisor died may have exited long ago: ask first.
-      await this.ctx.exclusive(() => this.repairOne(id, { removed: 0, exited: 0, unmounted: 0 }))
+      await this.ctx.exclusive(() => this.#repairOne(id, { removed: 0, exited: 0, unmounted: 0 }))
       rec = await readRecord(p)
     }
     if (!rec) throw new StrataError('ContainerNotFound', `No such container: ${nameOrId}`)
@@ -358,7 +392,7 @@ export class Containers {
       if (r?.State.Running && pidAlive(r.Supervisor ?? 0)) {
         throw new StrataError('Conflict', `cannot remove container "${r.Name}": container is running: stop the container before removing or force remove`)
       }
-      await this.destroy(id, rec.Image)
+      await this.#destroy(id, rec.Image)
     })
   }
 
@@ -366,7 +400,7 @@ export class Containers {
    * Deletes a container: unmount, record, layer record, files, then the image layers nobody uses
    * any more (an image removed with `rmi -f` while this container held them). Caller holds the lock.
    */
-  private async destroy(id: string, imageId?: string): Promise<void> {
+  async #destroy(id: string, imageId?: string): Promise<void> {
     const p = this.paths(id)
     const layout = this.ctx.layout
     const [mountId, initId, parent] = await Promise.all(['mount-id', 'init-id', 'parent'].map(async (f) => (await readIfExists(path.join(p.mountMeta, f)))?.trim()))
@@ -393,10 +427,10 @@ export class Containers {
     await call(() => fsBatch(ops))
     this.ctx.reclaim(trash)
     // The image's own chain keeps every layer below this container alive while the image exists.
-    if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.releaseImageLayers(parent)
+    if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.#releaseImageLayers(parent)
   }
 
-  private async releaseImageLayers(parent: string): Promise<void> {
+  async #releaseImageLayers(parent: string): Promise<void> {
     const used = await layersInUse(this.ctx)
     for (let cur: string | undefined = parent; cur && !used.has(cur);) {
       const l = await this.ctx.layers.get(cur)
@@ -421,7 +455,7 @@ export class Containers {
       if (!/^[0-9a-f]{64}$/.test(id)) continue
       // One container that cannot be repaired (say, the runtime binary is gone) must not keep the store shut.
       try {
-        await this.repairOne(id, report)
+        await this.#repairOne(id, report)
       } catch (e) {
         process.emitWarning(`strata: cannot repair container ${id}: ${(e as Error).message}`)
       }
@@ -429,8 +463,10 @@ export class Containers {
     return report
   }
 
-  private async repairOne(id: string, report: { removed: number; exited: number; unmounted: number }): Promise<void> {
+  async #repairOne(id: string, report: { removed: number; exited: number; unmounted: number }): Promise<void> {
     const p = this.paths(id)
+    // A commit died between `runc pause` and `runc resume`.
+    await this.#thaw(p)
     const rec = await readRecord(p)
     const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
     const initId = (await readIfExists(path.join(p.mountMeta, 'init-id')))?.trim()
@@ -438,17 +474,11 @@ export class Containers {
     // its final sync, which it had not reported done): the container goes.
     const layersMissing = !mountId || !(await exists(this.ctx.layout.layerDir(mountId))) || (initId !== undefined && !(await exists(this.ctx.layout.layerDir(initId))))
     if (!rec || layersMissing) {
-      await this.destroy(id)
+      await this.#destroy(id)
       report.removed++
       return
     }
     const runtime = await runtimeOf(this.ctx, p)
-    if (rec.PausedBy && !pidAlive(rec.PausedBy)) {
-      // A commit died between `runc pause` and `runc resume`.
-      await runtime.resume(id).catch(() => undefined)
-      delete rec.PausedBy
-      await writeRecord(p, rec)
-    }
     if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) {
       const st = await runtime.state(id)
       if (!(st && (st.status === 'running' || st.status === 'paused'))) {
@@ -465,6 +495,11 @@ export class Containers {
     }
   }
 
+}
+
+/** Whether a `commit` paused the container and died before resuming it. */
+function pauserDied(rec: ContainerRecord): boolean {
+  return rec.PausedBy !== undefined && !processLives(rec.PausedBy, rec.PausedByStart)
 }
 
 /** The COMMAND of `ps` as the daemon builds it: args containing a space are wrapped in single quotes. */
@@ -503,4 +538,6 @@ expose(Containers, {
   remove: [['nameOrId', v.nonEmptyString], ['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
   repair: [],
   dispose: [],
+  thaw: [['id', v.nonEmptyString]],
+  thawOrphans: [],
 })

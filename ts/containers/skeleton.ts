@@ -149,12 +149,6 @@ export class Skeletons {
     return ops
   }
 
-  /** Removes a filled skeleton that was not placed (in the background). */
-  discard(sk: Skeleton): void {
-    const pieces = [sk.meta, sk.layer.dir, sk.layer.link, sk.container, ...(sk.init ? [sk.init.dir, sk.init.link] : [])]
-    this.ctx.background(call(() => fsBatch(pieces.map((p) => ({ op: 'removeAll' as const, path: p })))).catch(() => undefined))
-  }
-
   /**
    * After a create: from a process's second create on, keep one skeleton ready, built in the
    * background once the store has been quiet for QUIET_MS (so the build does not compete with the
@@ -188,6 +182,16 @@ export class Skeletons {
     })()
       .catch((e: Error) => { process.emitWarning(`strata: building a container skeleton: ${e.message}`) })
       .finally(() => { this.#building = undefined })
+  }
+
+  /**
+   * Removes what is left of a skeleton that a failed create did not put in place, and the
+   * staging dir when it holds nothing else: a failed create leaves no trace under tmp/.
+   */
+  async discard(sk: Skeleton): Promise<void> {
+    const pieces = [sk.meta, sk.layer.dir, sk.layer.link, sk.container, ...(sk.init ? [sk.init.dir, sk.init.link] : [])]
+    await call(() => fsBatch(pieces.map((p) => ({ op: 'removeAll', path: p }))))
+    if (this.#ready.length === 0 && !this.#building) await this.dispose()
   }
 
   /** Waits for a build under way and removes the staging dir (Store.close). */

@@ -13,7 +13,8 @@ import { createWriteStream } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
 import { StoreContext } from '../context'
 import { StrataError } from '../errors'
-import { readIfExists, readBytesIfExists, readFileIfExists, prepareReplace } from '../fsx'
+import { readIfExists, readBytesIfExists, readFileIfExists } from '../fsx'
+import { MetaWrites, fsyncDir } from '../metawrites'
 import { ContainerPaths, runcRoot } from './layout'
 import { ContainerRecord, parseRecord, readHostConfig } from './record'
 import { MountManager } from './mounts'
@@ -67,20 +68,21 @@ export async function updateRecord(
     const r = parseRecord(before)
     if (!r) throw new StrataError('ContainerNotFound', `No such container: ${p.id}`)
     await fn(r)
-    const next = await prepareReplace(p.config, JSON.stringify(r))
-    let published = false
+    const next = new MetaWrites()
+    let dirs: string[] | undefined
     try {
-      published = await ctx.exclusive(async () => {
+      await next.put(p.config, JSON.stringify(r))
+      dirs = await ctx.exclusive(async () => {
         const now = await readBytesIfExists(p.config)
-        if (!now || !before!.equals(now)) return false
+        if (!now || !before!.equals(now)) return undefined
         await withLock?.(r)
-        await next.publish()
-        return true
+        return next.publish()
       })
     } finally {
-      if (!published) await next.discard()
+      if (!dirs) await next.discard()
     }
-    if (published) return r
+    if (dirs) for (const d of dirs) await fsyncDir(d)
+    if (dirs) return r
     if (attempt >= 100) throw new StrataError('Locked', `container ${p.id}: its record keeps changing`)
   }
 }
