@@ -6,6 +6,7 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { execFileSync } from 'node:child_process'
 import { Store } from '../ts'
 import { tmpDir } from './helpers/fs'
 import { writeArchive } from './helpers/image'
@@ -107,4 +108,40 @@ test('views of two images: an rmi of one keeps only what its view needs', async 
   await store.close()
   t.deepEqual(layerdb(root), [])
   t.true(before > 1)
+})
+
+test('a store whose disk is full still saves elsewhere and opens views (no room for a lease: the lock covers the save)', async (t) => {
+  const dir = tmpDir(t, 'strata-lease-full-')
+  const fsDir = path.join(dir, 'tmpfs')
+  fs.mkdirSync(fsDir)
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0755', 'tmpfs', fsDir])
+  const root = path.join(fsDir, 'root')
+  writeArchive(path.join(dir, 'bb.tar'), [busyboxImage(['bb:1'])], 'docker25')
+  const store = await Store.open({ root })
+  await store.load(path.join(dir, 'bb.tar'))
+  const fd = fs.openSync(path.join(fsDir, 'filler'), 'a')
+  for (const chunk of [1 << 20, 1 << 12, 1]) {
+    const buf = Buffer.alloc(chunk)
+    for (;;) {
+      try {
+        fs.writeSync(fd, buf)
+      } catch {
+        break
+      }
+    }
+  }
+  fs.closeSync(fd)
+  const warnings: string[] = []
+  const onWarning = (w: Error) => { warnings.push(w.message) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  await store.save('bb:1', path.join(dir, 'out.tar'))
+  const view = await store.images.view('bb:1')
+  t.regex(await view.readFile('/etc/passwd', 'utf8'), /^root:/)
+  view.close()
+  await new Promise((r) => setImmediate(r))
+  t.true(warnings.some((w) => /no room for a lease/.test(w)))
+  const fresh = await Store.open({ root: path.join(dir, 'fresh') })
+  t.is((await fresh.load(path.join(dir, 'out.tar'))).images[0].id, busyboxImage().id)
+  t.deepEqual(fs.readdirSync(path.join(root, 'leases')), [])
 })

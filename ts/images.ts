@@ -11,8 +11,8 @@ import { refsIn } from './repositories'
 import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
 import { layersInUse } from './gc'
-import { takeLease } from './leases'
-import { UnionView } from './view'
+import { leaseIfRoom } from './leases'
+import { UnionView, onViewClose } from './view'
 import { expose } from './boundary'
 import { writeAll } from './metawrites'
 import * as v from './validate'
@@ -238,8 +238,9 @@ export class Images {
     const chain = chainIdsOf(img.config.rootfs.diff_ids)
     const lowers = chain.length ? (await this.ctx.layers.stack(chain[chain.length - 1])).map((l) => this.ctx.layout.diffDir(l.cacheId)) : []
     const view = await UnionView.open({ lowers })
-    const lease = takeLease(this.ctx, [id], chain, view)
-    view.onClose(() => lease.release())
+    const lease = leaseIfRoom(this.ctx, [id], chain, view)
+    if (lease) onViewClose(view, () => lease.release())
+    else process.emitWarning(`strata: no room for a lease on the store's disk: an rmi of ${name} may take the files of this view away`)
     return view
   }
 

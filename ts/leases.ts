@@ -18,7 +18,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { native } from './native'
-import { toStrataError } from './errors'
+import { toStrataError, StrataError } from './errors'
 import { randomHex } from './fsx'
 import { collectLayers } from './gc'
 import type { StoreContext } from './context'
@@ -99,6 +99,19 @@ export function takeLease(ctx: StoreContext, images: string[], layers: string[],
     throw toStrataError(e)
   }
   return new Lease(ctx, images, file, lock, owner)
+}
+
+/**
+ * `takeLease`, or `undefined` when the store's file system has no room for the lease file (a
+ * full disk): the caller then reads under the store lock instead, as readers did before leases.
+ */
+export function leaseIfRoom(ctx: StoreContext, images: string[], layers: string[], owner?: object): Lease | undefined {
+  try {
+    return takeLease(ctx, images, layers, owner)
+  } catch (e) {
+    if ((e as StrataError).syscode === 'ENOSPC' || (e as StrataError).syscode === 'EDQUOT') return undefined
+    throw e
+  }
 }
 
 /**

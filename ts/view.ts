@@ -175,10 +175,19 @@ export interface ViewReadStreamOptions {
   highWaterMark?: number
 }
 
+/** What runs when a view is closed (what the store pinned for it), by view. */
+const closers = new WeakMap<UnionView, (() => void)[]>()
+
+/** @internal runs `fn` when `view` is closed (releases what the store pinned for it). */
+export function onViewClose(view: UnionView, fn: () => void): void {
+  const list = closers.get(view) ?? []
+  list.push(fn)
+  closers.set(view, list)
+}
+
 /** A union view of an image (read-only) or a container (read-write). */
 export class UnionView {
   #handle: NativeUnionView | undefined
-  #onClose: (() => void)[] = []
   readonly lowers: readonly string[]
   readonly upper?: string
   readonly work?: string
@@ -201,16 +210,11 @@ export class UnionView {
     return this.#handle
   }
 
-  /** @internal runs `fn` when the view is closed (releases what the store pinned for it). */
-  onClose(fn: () => void): void {
-    this.#onClose.push(fn)
-  }
-
   /** Gives back what the view holds (pinned layers); later calls fail with `EBADF`. Idempotent. */
   close(): void {
     if (!this.#handle) return
     this.#handle = undefined
-    for (const fn of this.#onClose.splice(0)) fn()
+    for (const fn of closers.get(this)?.splice(0) ?? []) fn()
   }
 
   /** True when the view has an upper dir. */

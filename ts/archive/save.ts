@@ -7,6 +7,8 @@
  * What to write is worked out under the shared store lock, which also takes a lease on the layers
  * (../leases.ts); the archive is then written without the lock, so a long save holds up no writer,
  * and an rmi meanwhile (of this process or another) leaves the layers until the save is done.
+ * When the store's disk has no room for the lease file, the archive is written under the shared
+ * lock instead (an rmi then waits for the save).
  * Aborting rejects with `Aborted` at once; a partial output is removed.
  */
 import * as fs from 'node:fs/promises'
@@ -16,7 +18,7 @@ import { createHash } from 'node:crypto'
 import { StoreContext } from '../context'
 import { Operation } from '../operation'
 import { copyToStream } from '../streams'
-import { takeLease } from '../leases'
+import { leaseIfRoom } from '../leases'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
 import { resolveImage, refKey } from '../tags'
@@ -143,8 +145,12 @@ async function saveIn(op: Operation, names: string[], output: string | Writable,
   const format = opts.format ?? 'docker'
   const { members, lease } = await op.locked('shared', async () => {
     const plan = await planArchive(ctx, names, format)
-    return { members: plan.members, lease: takeLease(ctx, plan.images, plan.layers) }
+    const pinned = leaseIfRoom(ctx, plan.images, plan.layers)
+    // No room for a lease (a full store disk; the output may be elsewhere): write under the lock.
+    if (!pinned) await write(op, plan.members, output)
+    return { members: plan.members, lease: pinned }
   })
+  if (!lease) return
   try {
     await write(op, members, output)
   } finally {
