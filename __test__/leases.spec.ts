@@ -6,12 +6,12 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { execFileSync } from 'node:child_process'
 import { Store } from '../ts'
 import { tmpDir } from './helpers/fs'
 import { writeArchive } from './helpers/image'
 import { busyboxImage, richImage } from './helpers/fixtures'
 import { startScenario, runScenario } from './helpers/child'
+import { fullDisk } from './helpers/full-disk'
 
 async function setup(t: Parameters<typeof tmpDir>[0]) {
   const dir = tmpDir(t, 'strata-lease-')
@@ -111,26 +111,9 @@ test('views of two images: an rmi of one keeps only what its view needs', async 
 })
 
 test('a store whose disk is full still saves elsewhere and opens views (no room for a lease: the lock covers the save)', async (t) => {
-  const dir = tmpDir(t, 'strata-lease-full-')
-  const fsDir = path.join(dir, 'tmpfs')
-  fs.mkdirSync(fsDir)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0755', 'tmpfs', fsDir])
-  const root = path.join(fsDir, 'root')
-  writeArchive(path.join(dir, 'bb.tar'), [busyboxImage(['bb:1'])], 'docker25')
-  const store = await Store.open({ root })
-  await store.load(path.join(dir, 'bb.tar'))
-  const fd = fs.openSync(path.join(fsDir, 'filler'), 'a')
-  for (const chunk of [1 << 20, 1 << 12, 1]) {
-    const buf = Buffer.alloc(chunk)
-    for (;;) {
-      try {
-        fs.writeSync(fd, buf)
-      } catch {
-        break
-      }
-    }
-  }
-  fs.closeSync(fd)
+  const d = await fullDisk(t)
+  const { dir, root, store } = d
+  d.fill()
   const warnings: string[] = []
   const onWarning = (w: Error) => { warnings.push(w.message) }
   process.on('warning', onWarning)
