@@ -87,6 +87,8 @@ export function takeLease(ctx: StoreContext, images: string[], layers: string[],
   const file = path.join(ctx.layout.leases, `${process.pid}-${randomHex(8)}`)
   let lock: NativeLock | null
   try {
+    // A store made before leases existed has no leases/ dir (Store.open makes the dirs only for a new store).
+    fs.mkdirSync(ctx.layout.leases, { recursive: true, mode: 0o711 })
     lock = native.tryLock(file, true)
     if (!lock) throw new Error(`lease ${file} is locked`)
     fs.writeFileSync(file, JSON.stringify({ images, layers } satisfies LeaseFile))

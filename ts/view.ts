@@ -19,7 +19,7 @@
  * (a view that is garbage-collected unclosed gives them back then); after `close()` every call
  * fails with `EBADF`.
  */
-import * as fs from 'node:fs'
+import fs = require('node:fs')
 import type { Readable } from 'node:stream'
 import { native } from './native'
 import { StrataError, toStrataError, type ErrnoName } from './errors'

@@ -2,8 +2,7 @@
  * `import`: a rootfs tarball (plain, gzip or zstd; file or stream) → a one-layer image, as
  * `docker import` makes it: history comment `Imported from <source>`, `-m` message, `-c` changes.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import path = require('node:path')
 import type { Readable } from 'node:stream'
 import { StoreContext } from '../context'
 import { Operation } from '../operation'
@@ -16,6 +15,7 @@ import { applyChanges } from '../changes'
 import { ImageConfig, imageIdOf } from '../imagedb'
 import { goArch } from '../platform'
 import { parseReference } from '../reference'
+import { fsp as fs } from '../lazy'
 
 export interface ImportOptions {
   /** Tag for the new image. */

@@ -10,8 +10,7 @@
  * throwing `onProgress` before step 4 rejects at once (./operation.ts): a streamed source is
  * destroyed, extraction stops, the staging dir goes in the background.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import path = require('node:path')
 import type { Readable } from 'node:stream'
 import { StoreContext, Staging } from '../context'
 import { Operation } from '../operation'
@@ -25,6 +24,7 @@ import { chainIdsOf } from '../chain'
 import { LayerInfo } from '../layers'
 import { setTags } from '../tags'
 import { allOrNothing } from '../rollback'
+import { fsp as fs } from '../lazy'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */

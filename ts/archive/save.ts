@@ -11,10 +11,8 @@
  * lock instead (an rmi then waits for the save).
  * Aborting rejects with `Aborted` at once; a partial output is removed.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import path = require('node:path')
 import type { Writable } from 'node:stream'
-import { createHash } from 'node:crypto'
 import { StoreContext } from '../context'
 import { Operation } from '../operation'
 import { copyToStream } from '../streams'
@@ -27,6 +25,7 @@ import { parseNormalizedNamed } from '../reference'
 import { refsIn } from '../repositories'
 import { hex } from '../layout'
 import { randomHex } from '../fsx'
+import { fsp as fs, crypto } from '../lazy'
 
 export type SaveFormat = 'docker' | 'oci'
 
@@ -48,7 +47,7 @@ interface Member {
 }
 
 function sha(data: Buffer): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`
+  return `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`
 }
 
 /** Which images, under which tags: a repo without tag means all its tags; an ID means no tag. */
