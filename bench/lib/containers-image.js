@@ -125,4 +125,4 @@ function ensureImages(dir, deepCounts) {
   return out
 }
 
-module.exports = { ensureImages, APPLETS }
+module.exports = { ensureImages, APPLETS, tar, detBytes, busyboxLayer, buildImage, writeArchive }
