@@ -8,6 +8,7 @@ import { Layout, hex, IMAGE_META_FILE } from './layout'
 import { exists, listDir, readBytesIfExists, readIfExists, writeAtomic } from './fsx'
 import type { MetaWrites } from './metawrites'
 import { StrataError } from './errors'
+import type { DiffId } from './chain'
 
 /** The parts of an OCI/Docker image config strata reads. Unknown fields are kept in the raw bytes. */
 export interface ImageConfig {
@@ -21,7 +22,7 @@ export interface ImageConfig {
   docker_version?: string
   config?: ContainerConfig | null
   container_config?: ContainerConfig | null
-  rootfs: { type: string; diff_ids: string[] }
+  rootfs: { type: string; diff_ids: DiffId[] }
   history?: HistoryEntry[]
   [k: string]: unknown
 }

@@ -7,18 +7,19 @@ import path = require('node:path')
 import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR, LAYER_FILE } from './layout'
 import { exists, mustRead, readIfExists, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
 import { StrataError } from './errors'
+import { asBlobDigest, asChainId, asDiffId, type BlobDigest, type ChainId, type DiffId } from './chain'
 
 /** A read-only layer as the layer db records it. */
 export interface LayerInfo {
-  chainId: string
-  diffId: string
+  chainId: ChainId
+  diffId: DiffId
   /** Bytes of file content in the layer (Docker's layer size). */
   size: number
   cacheId: string
   /** ChainID of the layer below, if any. */
-  parent?: string
+  parent?: ChainId
   /** sha256 of the compressed blob it came from, if it came compressed. */
-  compressedDigest?: string
+  compressedDigest?: BlobDigest
 }
 
 /** A layer built in a staging directory, ready to be registered. */
@@ -27,15 +28,15 @@ export interface StagedLayer {
   dir: string
   /** The tar-split file (moved into the layer db entry). */
   tarSplit: string
-  diffId: string
+  diffId: DiffId
   size: number
-  compressedDigest?: string
+  compressedDigest?: BlobDigest
 }
 
 export class LayerStore {
   constructor(private readonly layout: Layout) {}
 
-  async get(chainId: string): Promise<LayerInfo | undefined> {
+  async get(chainId: ChainId): Promise<LayerInfo | undefined> {
     const dir = this.layout.layerMeta(chainId)
     const diffId = await readIfExists(path.join(dir, LAYER_FILE.diffId))
     if (diffId === undefined) return undefined
@@ -44,31 +45,31 @@ export class LayerStore {
     )
     if (cacheId === undefined) return undefined
     return {
-      chainId, diffId: diffId.trim(), size: Number(size ?? 0), cacheId: cacheId.trim(),
-      ...(parent ? { parent: parent.trim() } : {}),
-      ...(compressed ? { compressedDigest: compressed.trim() } : {}),
+      chainId, diffId: asDiffId(diffId.trim()), size: Number(size ?? 0), cacheId: cacheId.trim(),
+      ...(parent ? { parent: asChainId(parent.trim()) } : {}),
+      ...(compressed ? { compressedDigest: asBlobDigest(compressed.trim()) } : {}),
     }
   }
 
-  async must(chainId: string): Promise<LayerInfo> {
+  async must(chainId: ChainId): Promise<LayerInfo> {
     const l = await this.get(chainId)
     if (!l) throw new StrataError('LayerNotFound', `layer ${chainId} does not exist`)
     return l
   }
 
-  async has(chainId: string): Promise<boolean> {
+  async has(chainId: ChainId): Promise<boolean> {
     return exists(path.join(this.layout.layerMeta(chainId), LAYER_FILE.diffId))
   }
 
   /** ChainIDs of every registered layer. */
-  async list(): Promise<string[]> {
-    return (await listDir(this.layout.layerdb)).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => `sha256:${n}`)
+  async list(): Promise<ChainId[]> {
+    return (await listDir(this.layout.layerdb)).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => asChainId(`sha256:${n}`))
   }
 
   /** The layer and every layer below it, top first. */
-  async stack(chainId: string): Promise<LayerInfo[]> {
+  async stack(chainId: ChainId): Promise<LayerInfo[]> {
     const out: LayerInfo[] = []
-    let cur: string | undefined = chainId
+    let cur: ChainId | undefined = chainId
     while (cur) {
       const l = await this.must(cur)
       out.push(l)
@@ -97,7 +98,7 @@ export class LayerStore {
    * Makes a staged layer visible as `chainId` on top of `parent`. Caller holds the store lock.
    * Returns false (and leaves the staged files for the caller to discard) when the layer exists already.
    */
-  async register(staged: StagedLayer, chainId: string, parent: LayerInfo | undefined): Promise<LayerInfo | false> {
+  async register(staged: StagedLayer, chainId: ChainId, parent: LayerInfo | undefined): Promise<LayerInfo | false> {
     if (await this.has(chainId)) return false
     const cacheId = this.newCacheId()
     const short = randomBase32(SHORT_LINK_LENGTH)
@@ -148,7 +149,7 @@ export class LayerStore {
   }
 
   /** Removes a layer: its layer db entry first, then its files. Caller holds the store lock. */
-  async remove(chainId: string): Promise<void> {
+  async remove(chainId: ChainId): Promise<void> {
     const l = await this.get(chainId)
     if (!l) return
     await removeTree(this.layout.layerMeta(chainId), this.layout.tmp)
@@ -162,7 +163,7 @@ export class LayerStore {
     await removeTree(this.layout.layerDir(cacheId), this.layout.tmp)
   }
 
-  tarSplitPath(chainId: string): string {
+  tarSplitPath(chainId: ChainId): string {
     return path.join(this.layout.layerMeta(chainId), LAYER_FILE.tarSplit)
   }
 

@@ -20,7 +20,7 @@ import { call, ioError, StrataError } from '../errors'
 import { TarSource, DirSource, ArchiveSource } from './source'
 import { readArchiveImages, ArchiveImage } from './manifest'
 import { parseConfig, imageIdOf } from '../imagedb'
-import { chainIdsOf } from '../chain'
+import { asBlobDigest, chainIdsOf, type BlobDigest, type ChainId, type DiffId } from '../chain'
 import { LayerInfo } from '../layers'
 import { setTags } from '../tags'
 import { allOrNothing } from '../rollback'
@@ -31,7 +31,7 @@ export interface LoadProgress {
   /** Index of the layer among those being extracted. */
   layer: number
   layers: number
-  diffId: string
+  diffId: DiffId
   /** Bytes of the layer blob read so far, and its total size. */
   current: number
   total: number
@@ -99,11 +99,11 @@ async function openSource(op: Operation, input: LoadInput, staging: Staging): Pr
 }
 
 interface PlannedLayer {
-  chainId: string
-  diffId: string
-  parentChainId?: string
+  chainId: ChainId
+  diffId: DiffId
+  parentChainId?: ChainId
   source: ArchiveImage['layers'][number]
-  staged?: { dir: string; tarSplit: string; size: number; compressedDigest?: string }
+  staged?: { dir: string; tarSplit: string; size: number; compressedDigest?: BlobDigest }
 }
 
 export function load(ctx: StoreContext, input: LoadInput, opts: LoadOptions = {}): Promise<LoadResult> {
@@ -122,8 +122,8 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
     if (archived.length === 0) throw new StrataError('CorruptArchive', `${src.description}: archive holds no image`)
 
     // Configs, image IDs, the layer plan.
-    const images: { raw: Buffer; id: string; chainIds: string[]; tags: string[] }[] = []
-    const plan = new Map<string, PlannedLayer>()
+    const images: { raw: Buffer; id: string; chainIds: ChainId[]; tags: string[] }[] = []
+    const plan = new Map<ChainId, PlannedLayer>()
     for (const a of archived) {
       const raw = await src.read(a.configName)
       const id = imageIdOf(raw)
@@ -177,7 +177,7 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
       results.forEach((r, i) => {
         todo[i].staged = {
           dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,
-          ...(r.compression !== 'none' ? { compressedDigest: r.digest } : {}),
+          ...(r.compression !== 'none' ? { compressedDigest: asBlobDigest(r.digest) } : {}),
         }
         reported[i] = Infinity
         report?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
@@ -219,8 +219,8 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
      */
     async function commit(): Promise<void> {
       await allOrNothing(async (undo) => {
-        const byChain = new Map<string, LayerInfo>()
-        const layerOf = async (chainId: string): Promise<LayerInfo> => {
+        const byChain = new Map<ChainId, LayerInfo>()
+        const layerOf = async (chainId: ChainId): Promise<LayerInfo> => {
           const have = byChain.get(chainId) ?? (await ctx.layers.get(chainId))
           if (have) {
             byChain.set(chainId, have)

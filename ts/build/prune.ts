@@ -7,7 +7,7 @@
  * or remaining record needs them (`StoreContext.usedLayers`), top first.
  */
 import { StoreContext } from '../context'
-import { chainIdsOf } from '../chain'
+import { chainIdsOf, type ChainId } from '../chain'
 
 export interface PruneOptions {
   /** Every record, not only those no image uses. */
@@ -45,7 +45,7 @@ export async function pruneBuildCache(ctx: StoreContext, opts: PruneOptions = {}
     const used = await ctx.usedLayers()
     let reclaimed = 0
     for (const r of candidates) {
-      let cur: string | undefined = r.chainId
+      let cur: ChainId | '' | undefined = r.chainId
       while (cur && !used.has(cur)) {
         const l = await ctx.layers.get(cur)
         if (!l) break

@@ -15,7 +15,7 @@ import { StoreContext } from '../context'
 import { StrataError } from '../errors'
 import { listDir, randomHex, readIfExists, exists } from '../fsx'
 import { resolveImage } from '../tags'
-import { chainIdsOf } from '../chain'
+import { asChainId, chainIdsOf, type ChainId } from '../chain'
 import { ContainerConfig } from '../imagedb'
 import { ImageUser } from '../images'
 import { LINK_FILE, LOWER_FILE, MOUNT_FILE } from '../layout'
@@ -426,12 +426,12 @@ export class Containers {
     await call(() => fsBatch(ops))
     this.ctx.reclaim(trash)
     // The image's own chain keeps every layer below this container alive while the image exists.
-    if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.#releaseImageLayers(parent)
+    if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.#releaseImageLayers(asChainId(parent))
   }
 
-  async #releaseImageLayers(parent: string): Promise<void> {
+  async #releaseImageLayers(parent: ChainId): Promise<void> {
     const used = await this.ctx.usedLayers()
-    for (let cur: string | undefined = parent; cur && !used.has(cur);) {
+    for (let cur: ChainId | undefined = parent; cur && !used.has(cur);) {
       const l = await this.ctx.layers.get(cur)
       if (!l) break
       await this.ctx.layers.remove(cur)

@@ -11,7 +11,7 @@
 //! digests are verified before success is reported; on *any* error the destination and
 //! the tar-split file are removed completely, so no half-extracted layer is left behind.
 use crate::compress::{Compression, Decompressor};
-use crate::digest::{DiffId, Digest, Hasher, HashingReader};
+use crate::digest::{BlobDigest, DiffId, Digest, Hasher, HashingReader};
 use crate::error::ErrorCode;
 use crate::extract::{self, ExtractError};
 use crate::stream::Fault;
@@ -108,7 +108,7 @@ pub struct ApplyRequest {
     pub tar_split: PathBuf,
     pub expected_diff_id: Option<DiffId>,
     /// Expected sha256 of the blob as stored (the compressed digest).
-    pub expected_digest: Option<Digest>,
+    pub expected_digest: Option<BlobDigest>,
 }
 
 /// What applying a layer found.
@@ -117,7 +117,7 @@ pub struct ApplyResult {
     /// sha256 of the uncompressed tar.
     pub diff_id: DiffId,
     /// sha256 of the blob as read.
-    pub digest: Digest,
+    pub digest: BlobDigest,
     pub compression: Compression,
     /// Sum of regular file sizes (Docker's layer `size`).
     pub size: u64,
@@ -266,7 +266,7 @@ fn run<R: Read>(
         let tar_size =
             recorder.finish().map_err(|source| LayerError::Io { op: "write", path: tar_split.into(), source })?;
         let (_, h) = recording.into_inner().into_parts();
-        (h.finish(), tar_size, stats)
+        (DiffId::from_digest(h.finish()), tar_size, stats)
     };
     dec.drain_source().map_err(|e| match crate::stream::fault_of(&e) {
         Some(Fault::Aborted) => LayerError::Aborted,
@@ -274,7 +274,11 @@ fn run<R: Read>(
     })?;
     let source = dec.into_source().into_inner();
     let blob_size = source.read;
-    let digest = if compression == Compression::None { diff_id.clone() } else { source.hasher.finish() };
+    let digest = BlobDigest::from_digest(if compression == Compression::None {
+        diff_id.digest().clone()
+    } else {
+        source.hasher.finish()
+    });
     Ok(ApplyResult { diff_id, digest, compression, size: stats.size, tar_size, blob_size, entries: stats.entries })
 }
 
@@ -292,8 +296,8 @@ fn verify(result: &ApplyResult, req: &ApplyRequest) -> Result<(), LayerError> {
         if *exp != result.digest {
             return Err(LayerError::DigestMismatch {
                 what: "digest",
-                expected: exp.clone(),
-                found: result.digest.clone(),
+                expected: exp.digest().clone(),
+                found: result.digest.digest().clone(),
             });
         }
     }
@@ -301,8 +305,8 @@ fn verify(result: &ApplyResult, req: &ApplyRequest) -> Result<(), LayerError> {
         if *exp != result.diff_id {
             return Err(LayerError::DigestMismatch {
                 what: "diff_id",
-                expected: exp.clone(),
-                found: result.diff_id.clone(),
+                expected: exp.digest().clone(),
+                found: result.diff_id.digest().clone(),
             });
         }
     }

@@ -143,7 +143,7 @@ pub fn write_dir_tar<W: Write + Send>(
     cancel: &AtomicBool,
 ) -> Result<TarStats, LayerTarError> {
     let (hasher, bytes, entries) = write_tar(dir, mode, out, false, cancel)?;
-    Ok(TarStats { diff_id: hasher.finish(), bytes, entries })
+    Ok(TarStats { diff_id: DiffId::from_digest(hasher.finish()), bytes, entries })
 }
 
 /// [`write_dir_tar`] of an overlay upper dir that becomes a layer in place (a build step's):
@@ -152,7 +152,7 @@ pub fn write_dir_tar<W: Write + Send>(
 /// serve as a lower layer without pointing at the layers it was copied up from.
 pub fn write_sealing_tar<W: Write + Send>(dir: &Path, out: W, cancel: &AtomicBool) -> Result<TarStats, LayerTarError> {
     let (hasher, bytes, entries) = write_tar(dir, TarMode::Layer, out, true, cancel)?;
-    Ok(TarStats { diff_id: hasher.finish(), bytes, entries })
+    Ok(TarStats { diff_id: DiffId::from_digest(hasher.finish()), bytes, entries })
 }
 
 /// Xattrs overlayfs sets on an upper dir's entries for its own bookkeeping: the file handle

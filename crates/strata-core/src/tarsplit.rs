@@ -467,7 +467,7 @@ pub fn assemble_cancellable(
     }
     out.flush().map_err(|source| TarSplitError::Write { source })?;
     let len = h.len();
-    Ok((h.finish(), len))
+    Ok((DiffId::from_digest(h.finish()), len))
 }
 
 #[cfg(test)]
@@ -535,7 +535,7 @@ mod tests {
         let mut out = Vec::new();
         let (id, n) = assemble(&diff, &ts, &mut out).unwrap();
         assert_eq!(out, stream);
-        assert_eq!((id, n), (crate::digest::Digest::of(&stream), stream.len() as u64));
+        assert_eq!((id.digest(), n), (&crate::digest::Digest::of(&stream), stream.len() as u64));
         std::fs::write(diff.join("f"), b"BOD").unwrap();
         assert!(matches!(assemble(&diff, &ts, io::sink()), Err(TarSplitError::Mismatch { .. })));
     }

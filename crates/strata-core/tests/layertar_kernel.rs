@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use strata_core::digest::Digest;
+use strata_core::digest::DiffId;
 use strata_core::layertar::{write_dir_tar, TarMode};
 
 fn mknod(p: &Path, kind: u32, major: u32, minor: u32) {
@@ -119,7 +119,7 @@ fn layer_mode_converts_and_preserves_everything() {
     let mut bytes = Vec::new();
     let stats = write_dir_tar(&up, TarMode::Layer, &mut bytes, &no).unwrap();
     assert_eq!(stats.bytes, bytes.len() as u64);
-    assert_eq!(stats.diff_id, Digest::of(&bytes));
+    assert_eq!(stats.diff_id, DiffId::of(&bytes));
     assert_eq!(bytes.len() % 512, 0);
 
     let entries = parse(&bytes);
