@@ -23,7 +23,7 @@ import { createHash } from 'node:crypto'
 import { StoreContext } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { hex } from '../layout'
+import { DIFF_DIR, hex } from '../layout'
 import { CacheRecord } from './cache'
 import { asDiffId, chainIdOf } from '../chain'
 
@@ -156,7 +156,7 @@ export async function importCache(ctx: StoreContext, spec: CacheSpec): Promise<{
           const size = (await fs.stat(blob)).size
           // The tar-split lies beside the layer dir: registering renames the dir away first.
           const tarSplit = `${dir}.tar-split.json.gz`
-          const [res] = await call(() => native.applyLayers([{ blobPath: blob, offset: 0, length: size, dest: path.join(dir, 'diff'), tarSplit, expectedDiffId: r.diffId }]))
+          const [res] = await call(() => native.applyLayers([{ blobPath: blob, offset: 0, length: size, dest: path.join(dir, DIFF_DIR), tarSplit, expectedDiffId: r.diffId }]))
           await ctx.exclusive(async () => {
             const parent = r.parent ? await ctx.layers.must(r.parent) : undefined
             await ctx.layers.register({ dir, tarSplit, diffId: asDiffId(res.diffId), size: res.size }, r.chainId, parent)
