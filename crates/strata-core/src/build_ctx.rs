@@ -15,6 +15,9 @@
 //! * [`stat_in_root`] / [`read_in_root`]: what a path of a rootfs is (is the COPY destination
 //!   a directory?) and small files of it (`/etc/passwd` for `--chown=name`), confined likewise.
 //! * [`is_archive`]: whether ADD should unpack a local file (a tar, plain, gzip or zstd).
+//!
+//! It must not read `.dockerignore` nor compute cache keys (TypeScript does), and never writes
+//! outside the destination root.
 use crate::digest::{Digest, Hasher};
 use crate::error::{Coded, ErrorCode};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};

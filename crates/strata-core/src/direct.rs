@@ -13,6 +13,9 @@
 //! clearing `O_DIRECT`. Any `EINVAL` from a direct write (an alignment the device does not
 //! accept) drops to buffered writes for the rest of the file. Durability is unchanged:
 //! the layer's `syncfs` still follows, and covers both kinds of write.
+//!
+//! It must not make a write fail that a buffered write would have done: where direct I/O is
+//! refused, the file simply stays buffered.
 use rustix::fd::AsFd;
 use rustix::fs::OFlags;
 use rustix::io::Errno;

@@ -10,6 +10,8 @@
 //! directory times at the end.
 //!
 //! Workers stop at the first failure (kept for the extractor to return) or cancellation.
+//!
+//! It must not resolve paths: the extractor hands over the parent directory it resolved.
 use crate::extract::{finish_open_file, ExtractError, Meta};
 use crate::safefs;
 use rustix::fd::OwnedFd;

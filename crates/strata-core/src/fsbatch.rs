@@ -9,6 +9,8 @@
 //! Paths are the caller's, built from the store layout (never from layer contents), so they
 //! are used as given. `Mkdir`, `Write` (with `exclusive`) and `Symlink` refuse to replace
 //! anything; `RemoveAll`/`Remove` accept a path that is already gone.
+//!
+//! It must not take a path from layer contents or from a user.
 use crate::error::ErrorCode;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};

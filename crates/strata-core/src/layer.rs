@@ -10,6 +10,9 @@
 //! The stream is read to its very end (trailing bytes count in both digests). Expected
 //! digests are verified before success is reported; on *any* error the destination and
 //! the tar-split file are removed completely, so no half-extracted layer is left behind.
+//!
+//! It must not register layers nor write layer-db metadata (TypeScript does), and leaves
+//! nothing behind when it fails.
 use crate::compress::{Compression, Decompressor};
 use crate::digest::{BlobDigest, DiffId, Digest, Hasher, HashingReader};
 use crate::error::ErrorCode;

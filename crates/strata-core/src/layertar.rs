@@ -27,6 +27,9 @@
 //! entry's parent fd). Xattrs of files we have open are read through the fd; those of
 //! symlinks, devices and fifos (which must not be opened) through
 //! `/proc/self/fd/<dirfd>/<name>` with the `l*xattr` calls.
+//!
+//! It must not walk the tree itself nor change it, except that a sealing walk drops overlay's
+//! bookkeeping xattrs ([`write_sealing_tar`]).
 use crate::digest::{DiffId, Hasher};
 use crate::error::ErrorCode;
 use crate::upperwalk::{self, Descend, Node, Visitor, WalkError};

@@ -3,6 +3,16 @@
 //! Layer archives (decompress → sha256 → safe extract, tar-split to reproduce tars),
 //! digests, file locks, overlay mount plans and their execution, the upper-dir walker
 //! behind `commit`/`diff`, and a userspace union view. The napi crate only converts.
+//!
+//! * ingest (a blob becomes a layer's `diff/`): [`layer`], [`compress`], [`stream`],
+//!   [`tarsplit`], [`extract`] (with its worker pool), [`safefs`], [`direct`];
+//! * egress (a tree becomes a tar): [`archive`], [`upperwalk`], [`layertar`], [`commit`],
+//!   [`build_commit`], [`changes`];
+//! * kernel and store primitives: [`mount`], [`mountinfo`], [`lock`], [`fsbatch`], [`fsutil`];
+//! * [`union`] (the view), [`build_ctx`] (a build's context and COPY), [`digest`], [`error`].
+//!
+//! Nothing here decides what a store holds (which layers an image needs, names, records):
+//! TypeScript does, and calls in for the bytes and syscalls.
 pub mod archive;
 pub mod build_commit;
 pub mod build_ctx;

@@ -6,6 +6,8 @@
 //! symlink anywhere on the way (planted by an earlier entry of the same layer, or swapped
 //! in for a directory) makes the lookup fail with `ELOOP` instead of leading outside.
 //! Leaf operations use `*at` syscalls on the parent fd with a single path component.
+//!
+//! It must not offer an operation that takes a host path below the root.
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;

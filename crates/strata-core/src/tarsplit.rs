@@ -30,6 +30,9 @@
 //! caller checks the DiffID.
 //! A body whose file was later replaced by a duplicate entry of the same layer cannot be
 //! reproduced (the file on disk holds the last copy); the DiffID check catches that.
+//!
+//! It must not trust a tar-split file: names are checked as the extractor checks them, and the
+//! bodies must match their recorded sizes and CRC-64s.
 use crate::digest::{DiffId, Hasher};
 use crate::error::ErrorCode;
 use crate::safefs::{self, RelPath};
