@@ -870,7 +870,7 @@ export class Builder {
    * What the sources of a `COPY --from` hold (./fromkey.ts): from the memo of the source's
    * top ChainID, else hashed through a read-only mount of its layers.
    */
-  async #fromContent(diffIds: string[], sources: string[], withMode: boolean, withOwner: boolean, line: number): Promise<string> {
+  async #fromContent(diffIds: DiffId[], sources: string[], withMode: boolean, withOwner: boolean, line: number): Promise<string> {
     const chain = chainIdsOf(diffIds)
     const req = { dir: this.#ctx.layout.fromKeys, chainId: chain[chain.length - 1] ?? '', sources, withMode, withOwner, line }
     const memo = cachedFromKey(req)
