@@ -39,10 +39,10 @@ export async function mustRead(p: string): Promise<string> {
   return s
 }
 
-/** Writes `data` atomically: temp file beside it, fsync, rename, fsync the directory. */
-export async function writeAtomic(p: string, data: string | Uint8Array): Promise<void> {
+/** Writes `data` atomically: temp file beside it (created with `mode`), fsync, rename, fsync the directory. */
+export async function writeAtomic(p: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const tmp = path.join(path.dirname(p), `.${path.basename(p)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
-  const fh = await fs.open(tmp, 'wx', 0o644)
+  const fh = await fs.open(tmp, 'wx', mode)
   try {
     await fh.writeFile(data)
     await fh.sync()
