@@ -7,6 +7,7 @@ import { StrataError } from '../errors'
 import { Io, processIo } from './io'
 import { imagesCommand, tagCommand, rmiCommand, historyCommand, inspectCommand } from './image-commands'
 import { loadCommand, saveCommand, importCommand } from './archive-commands'
+import { pullCommand } from './pull-command'
 import { extraCommands, inspectContainer } from './registry'
 import { registerContainerCommands } from './container-commands'
 
@@ -25,6 +26,7 @@ Image commands:
   rmi         Remove one or more images (image rm)
   inspect     Return low-level information on images and containers
   history     Show the history of an image
+  pull        Download an image from a registry
 `
 
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
@@ -60,6 +62,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         case 'load': return await loadCommand(store, rest, io, process.stdin)
         case 'save': return await saveCommand(store, rest, io, process.stdout)
         case 'import': return await importCommand(store, rest, io, process.stdin)
+        case 'pull': return await pullCommand(store, rest, io)
         default: {
           const handler = extraCommands.handlers[cmd]
           if (handler) return await handler(store, rest, io)
