@@ -6,7 +6,8 @@
  * - `layerdb/tmp/*` (write-sets are only built under the exclusive lock we now hold);
  * - layer db entries whose overlay2 dir is missing or lacks `committed`;
  * - layers no image or container uses (a deletion that crashed half-way);
- * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links.
+ * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links;
+ * - content-store blobs no layer names, partial downloads untouched for a day (ts/content.ts).
  */
 import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
@@ -15,16 +16,20 @@ import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
 import { COMMITTED_FILE, LINK_DIR } from './layout'
 import { chainIdsOf } from './chain'
+import { cleanupContent } from './content'
 
 export interface CleanupReport {
   removedStaging: number
   removedLayers: number
   removedDirs: number
+  /** Content-store blobs no layer names, and partial downloads older than a day. */
+  removedBlobs: number
+  removedPartials: number
 }
 
 export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
   const { layout } = ctx
-  const report: CleanupReport = { removedStaging: 0, removedLayers: 0, removedDirs: 0 }
+  const report: CleanupReport = { removedStaging: 0, removedLayers: 0, removedDirs: 0, removedBlobs: 0, removedPartials: 0 }
 
   for (const name of await listDir(layout.tmp)) {
     if (name.endsWith('.lock')) continue
@@ -98,5 +103,6 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
       await fs.rm(p, { force: true })
     }
   }
+  Object.assign(report, await cleanupContent(ctx))
   return report
 }

@@ -12,6 +12,7 @@ import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
 import { LayerInfo } from './layers'
 import { UnionView } from './view'
+import { releaseBlobs } from './content'
 
 /** A row of `images`. */
 export interface ImageSummary {
@@ -332,10 +333,14 @@ export class Images {
     const parent = await this.ctx.images.parent(id)
     await this.ctx.images.delete(id)
     events.push({ deleted: id })
+    const released: string[] = []
     for (const chainId of await this.releasableLayers(img)) {
+      const blob = (await this.ctx.layers.get(chainId))?.compressedDigest
+      if (blob) released.push(blob)
       await this.ctx.layers.remove(chainId)
       events.push({ deleted: chainId })
     }
+    await releaseBlobs(this.ctx, released)
     if (!opts.noPrune && parent && (await this.ctx.images.has(parent))) {
       const refs = await this.ctx.repos.refsFor(parent)
       const pUsers = await this.users(parent)

@@ -27,6 +27,20 @@
  *     mount-id, init-id, parent (ChainID of the image's top layer)
  * <root>/image/overlay2/layerdb/tmp/                              layerdb entries being built
  * <root>/image/overlay2/repositories.json       {"Repositories": {repo: {"repo:tag" | "repo@digest": id}}}
+ * <root>/image/overlay2/distribution/diffid-by-digest/sha256/<blob digest hex>      DiffID of a blob
+ * <root>/image/overlay2/distribution/v2metadata-by-diffid/sha256/<diff id hex>     JSON list of
+ *                                               {"Digest","SourceRepository","HMAC"}: where a layer's
+ *                                               blobs are known to be (Docker's format; ts/distribution.ts)
+ * <root>/content/blobs/sha256/<hex>             compressed layer blobs as pulled, by digest, kept to
+ *                                                 push them again unchanged; removed with the last layer
+ *                                                 whose compressed-digest names them (ts/content.ts)
+ * <root>/content/ingest/<hex>  + <hex>.lock     partial blob downloads, resumed by the next pull;
+ *                                                 the lock is held while a pull writes one; cleanup
+ *                                                 removes those untouched for a day
+ * <root>/daemon.json                            registry settings: Docker's `registry-mirrors`,
+ *                                                 `insecure-registries` (read by the registry client)
+ * <root>/certs.d/<host:port>/                   CA roots (*.crt) and client pairs (*.cert + *.key) of a
+ *                                                 registry, searched before /etc/docker/certs.d
  * <root>/containers/<id>/config.v2.json          container records
  * <root>/tmp/<staging>/  +  <root>/tmp/<staging>.lock
  *                                               work in progress; the lock is held by the process
@@ -71,11 +85,21 @@ export class Layout {
   get layerdbTmp(): string { return path.join(this.imageRoot, 'layerdb', 'tmp') }
   get repositories(): string { return path.join(this.imageRoot, 'repositories.json') }
   get containers(): string { return path.join(this.root, 'containers') }
+  get distribution(): string { return path.join(this.imageRoot, 'distribution') }
+  get diffIdByDigest(): string { return path.join(this.distribution, 'diffid-by-digest', 'sha256') }
+  get v2MetadataByDiffId(): string { return path.join(this.distribution, 'v2metadata-by-diffid', 'sha256') }
+  get content(): string { return path.join(this.root, 'content') }
+  get blobs(): string { return path.join(this.content, 'blobs', 'sha256') }
+  get ingest(): string { return path.join(this.content, 'ingest') }
+  get daemonConfig(): string { return path.join(this.root, 'daemon.json') }
+  /** Certificate dirs searched for `<host:port>/`, in order. */
+  get certsDirs(): string[] { return [path.join(this.root, 'certs.d'), '/etc/docker/certs.d'] }
 
   /** All directories a store needs, parents first. */
   get dirs(): string[] {
     return [this.root, this.overlay, this.links, this.tmp, this.imagedbContent, this.imagedbMetadata,
-      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers]
+      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.diffIdByDigest, this.v2MetadataByDiffId,
+      this.blobs, this.ingest]
   }
 
   layerDir(cacheId: string): string { return path.join(this.overlay, cacheId) }
@@ -88,6 +112,8 @@ export class Layout {
   layerMeta(chainId: string): string { return path.join(this.layerdb, hex(chainId)) }
   mountMeta(containerId: string): string { return path.join(this.layerdbMounts, containerId) }
   containerDir(id: string): string { return path.join(this.containers, id) }
+  blob(digest: string): string { return path.join(this.blobs, hex(digest)) }
+  partialBlob(digest: string): string { return path.join(this.ingest, hex(digest)) }
 }
 
 /** `sha256:abc` → `abc`. */

@@ -20,6 +20,7 @@ import { importImage, ImportOptions } from './archive/import'
 import { Images, ImageUsers } from './images'
 import { StrataError } from './errors'
 import { Containers } from './containers/containers'
+import { pull, PullOptions, PullResult } from './registry/pull'
 
 export const DEFAULT_ROOT = '/var/lib/strata'
 
@@ -71,6 +72,14 @@ export class Store {
   /** `docker load`: a docker-archive or OCI layout (path to tar/dir, or a stream). */
   load(input: LoadInput, opts?: LoadOptions): Promise<LoadResult> {
     return load(this.#ctx, input, opts)
+  }
+
+  /**
+   * `docker pull`: a reference (`busybox`, `localhost:5000/x:1`, `x@sha256:...`) from its registry,
+   * every layer streamed into the store at once; `platform` picks from a multi-platform index.
+   */
+  pull(ref: string, opts?: PullOptions): Promise<PullResult> {
+    return pull(this.#ctx, ref, opts)
   }
 
   /** `docker save`: images to a tar file, an OCI layout directory, or a stream. */

@@ -16,6 +16,14 @@ pub trait Coded: std::error::Error {
     fn path(&self) -> Option<String> {
         None
     }
+    /// The HTTP status a registry answered, for registry errors.
+    fn http_status(&self) -> Option<u16> {
+        None
+    }
+    /// The registry's own error code (`MANIFEST_UNKNOWN`, `DENIED`, ...), for registry errors.
+    fn registry_code(&self) -> Option<String> {
+        None
+    }
 }
 
 /// errno name for an I/O error (`"ENOENT"`), as Node reports them.

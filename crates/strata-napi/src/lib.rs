@@ -18,6 +18,7 @@ mod fsbatch;
 mod layer;
 mod lock;
 mod mount;
+mod registry;
 mod union;
 
 /// Maps any coded core error to a JS error the TS facade understands.
@@ -31,6 +32,12 @@ pub(crate) fn to_js<E: Coded>(e: E) -> Error {
     }
     if let Some(p) = e.path() {
         obj.insert("path".into(), p.into());
+    }
+    if let Some(s) = e.http_status() {
+        obj.insert("status".into(), s.into());
+    }
+    if let Some(c) = e.registry_code() {
+        obj.insert("registryCode".into(), c.into());
     }
     Error::new(Status::GenericFailure, format!("STRATA:{}", serde_json::Value::Object(obj)))
 }

@@ -1,0 +1,80 @@
+/**
+ * The content store: compressed layer blobs as a registry served them (`content/blobs/sha256/`),
+ * kept so a pulled layer can be pushed again with its original compressed digest, and partial
+ * downloads (`content/ingest/`) that the next pull resumes. A blob lives as long as some layer's
+ * `compressed-digest` names it (containerd's content store, garbage-collected with the layers).
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { StoreContext } from './context'
+import { listDir, exists, fsyncDir } from './fsx'
+import { native } from './native'
+
+/** Partial downloads untouched this long are removed by the cleanup pass. */
+export const PARTIAL_MAX_AGE_MS = 24 * 3600 * 1000
+
+/** Moves a verified blob into the content store (caller holds the store lock). */
+export async function adoptBlob(ctx: StoreContext, digest: string, file: string): Promise<void> {
+  const dest = ctx.layout.blob(digest)
+  if (await exists(dest)) {
+    await fs.rm(file, { force: true })
+    return
+  }
+  await fs.rename(file, dest)
+  await fsyncDir(ctx.layout.blobs)
+}
+
+/** Compressed digests some layer still names. */
+async function namedDigests(ctx: StoreContext): Promise<Set<string>> {
+  const out = new Set<string>()
+  for (const chainId of await ctx.layers.list()) {
+    const d = (await ctx.layers.get(chainId))?.compressedDigest
+    if (d) out.add(d)
+  }
+  return out
+}
+
+/** Removes the blobs of `digests` that no layer names any more (caller holds the store lock). */
+export async function releaseBlobs(ctx: StoreContext, digests: Iterable<string>): Promise<void> {
+  const wanted = [...digests]
+  if (wanted.length === 0) return
+  const named = await namedDigests(ctx)
+  for (const d of wanted) if (!named.has(d)) await fs.rm(ctx.layout.blob(d), { force: true })
+}
+
+export interface ContentCleanup {
+  removedBlobs: number
+  removedPartials: number
+}
+
+/**
+ * Cleanup on open (store lock held): blobs no layer names (a pull that died between moving a
+ * blob in and registering its layer), and partial downloads older than a day that no live
+ * pull holds.
+ */
+export async function cleanupContent(ctx: StoreContext, now = Date.now()): Promise<ContentCleanup> {
+  const report: ContentCleanup = { removedBlobs: 0, removedPartials: 0 }
+  const named = await namedDigests(ctx)
+  for (const name of await listDir(ctx.layout.blobs)) {
+    if (named.has(`sha256:${name}`)) continue
+    await fs.rm(path.join(ctx.layout.blobs, name), { force: true })
+    report.removedBlobs++
+  }
+  for (const name of await listDir(ctx.layout.ingest)) {
+    if (name.endsWith('.lock')) continue
+    const p = path.join(ctx.layout.ingest, name)
+    const st = await fs.stat(p).catch(() => undefined)
+    if (!st || now - st.mtimeMs < PARTIAL_MAX_AGE_MS) continue
+    const lockPath = `${p.replace(/\.[0-9]+-[0-9a-f]{8}$/, '')}.lock`
+    const lock = native.tryLock(lockPath, true)
+    if (!lock) continue // a live pull is writing it
+    try {
+      await fs.rm(p, { force: true })
+      await fs.rm(lockPath, { force: true })
+      report.removedPartials++
+    } finally {
+      lock.release()
+    }
+  }
+  return report
+}
