@@ -36,6 +36,8 @@ pub struct NativeRegistryOptions {
     pub registry_token: Option<String>,
     pub user_agent: Option<String>,
     /// Attempts per request (default 5) and the first backoff in ms (default 200).
+    /// Talk to the registry itself, never to its mirrors (push, login: mirrors serve pulls only).
+    pub no_mirrors: Option<bool>,
     pub retry_attempts: Option<u32>,
     pub retry_base_ms: Option<u32>,
     /// Longest silence from a registry, in ms (default 60000).
@@ -165,7 +167,7 @@ fn invalid(msg: impl Into<String>) -> Error {
 /// A registry client (see the module docs).
 #[napi]
 pub struct NativeRegistryClient {
-    client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
 }
 
 #[napi]
@@ -191,6 +193,7 @@ impl NativeRegistryClient {
         if let Some(ua) = opts.user_agent {
             o.user_agent = ua;
         }
+        o.no_mirrors = opts.no_mirrors.unwrap_or(false);
         if let Some(a) = opts.retry_attempts {
             o.retry.attempts = a.max(1);
         }

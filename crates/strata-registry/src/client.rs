@@ -46,6 +46,8 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// See [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
+    /// Skip the registry's mirrors: they serve pulls only (a push or a login goes to the registry).
+    pub no_mirrors: bool,
 }
 
 impl ClientOptions {
@@ -57,6 +59,7 @@ impl ClientOptions {
             user_agent: format!("strata/{}", env!("CARGO_PKG_VERSION")),
             retry: RetryPolicy::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            no_mirrors: false,
         }
     }
 }
@@ -286,7 +289,7 @@ pub struct Client {
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Self, RegistryError> {
         let mut endpoints = Vec::new();
-        for ep in opts.config.endpoints(&opts.registry) {
+        for ep in opts.config.endpoints(&opts.registry).into_iter().filter(|ep| !(opts.no_mirrors && ep.mirror)) {
             let base =
                 Url::parse(&ep.base).map_err(|e| RegistryError::Invalid(format!("registry {}: {e}", opts.registry)))?;
             let tls = crate::tls::client_config(ep.verify, &opts.config.cert_dirs_for(&ep.cert_host))?;

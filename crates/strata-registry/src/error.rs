@@ -33,6 +33,9 @@ pub enum RegistryError {
     Io { op: &'static str, path: String, source: std::io::Error },
     #[error(transparent)]
     Layer(#[from] LayerError),
+    /// Compressing a layer for push failed (a layer file that changed, I/O).
+    #[error(transparent)]
+    Compress(#[from] strata_core::gzlayer::GzLayerError),
     #[error("operation aborted")]
     Aborted,
 }
@@ -49,6 +52,7 @@ impl Coded for RegistryError {
             RegistryError::Invalid(_) => "InvalidArgument",
             RegistryError::Io { .. } => "Io",
             RegistryError::Layer(e) => e.code(),
+            RegistryError::Compress(e) => e.code(),
             RegistryError::Aborted => "Aborted",
         }
     }
@@ -56,6 +60,7 @@ impl Coded for RegistryError {
         match self {
             RegistryError::Io { source, .. } => source.raw_os_error(),
             RegistryError::Layer(e) => e.errno(),
+            RegistryError::Compress(e) => e.errno(),
             _ => None,
         }
     }
@@ -63,6 +68,7 @@ impl Coded for RegistryError {
         match self {
             RegistryError::Io { path, .. } => Some(path.clone()),
             RegistryError::Layer(e) => e.path(),
+            RegistryError::Compress(e) => e.path(),
             _ => None,
         }
     }
