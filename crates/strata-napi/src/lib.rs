@@ -18,6 +18,7 @@ mod fsbatch;
 mod layer;
 mod lock;
 mod mount;
+mod push;
 mod registry;
 mod union;
 

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod pull;
+pub mod push;
 pub mod retry;
 mod rt;
 pub mod tls;
