@@ -15,14 +15,16 @@
  *                                                 written inside the staging dir, before the rename
  * <root>/overlay2/l/<short>                     symlink -> ../<cache-id>/diff
  * <root>/image/overlay2/imagedb/content/sha256/<image id hex>     config JSON, bytes as received
- * <root>/image/overlay2/imagedb/metadata/sha256/<image id hex>/   parent, lastUpdated
+ * <root>/image/overlay2/imagedb/metadata/sha256/<image id hex>/   parent, lastUpdated, media-type (the
+ *                                               manifest media type it was pulled or loaded with)
  * <root>/image/overlay2/layerdb/sha256/<chain id hex>/            one read-only layer:
  *     diff                 its DiffID (sha256:...)
  *     size                 bytes of file content in it (decimal)
  *     cache-id             the overlay2/<cache-id> holding its files
  *     parent               ChainID of the layer below (absent for a base layer)
  *     tar-split.json.gz    tar headers and padding, to rebuild the original tar bit for bit
- *     compressed-digest    sha256 of the blob it was loaded from, when that blob was compressed
+ *     compressed-digest    sha256 of the compressed blob it was loaded or pulled from, or that a push
+ *                          compressed it to (kept in content/blobs when strata has the bytes)
  * <root>/image/overlay2/layerdb/mounts/<container id>/            a container's writable layers:
  *     mount-id, init-id, parent (ChainID of the image's top layer)
  * <root>/image/overlay2/layerdb/tmp/                              layerdb entries being built

@@ -21,12 +21,25 @@ import { Images, ImageUsers } from './images'
 import { StrataError } from './errors'
 import { Containers } from './containers/containers'
 import { pull, PullOptions, PullResult } from './registry/pull'
+import { DockerConfig, configDir, keyForRegistry } from './registry/credentials'
+import { RegistryAuth } from './registry/client'
+import { parseNormalizedNamed } from './reference'
+import { login, logout, search } from './registry/account'
+import { LoginOptions, LoginResult, LogoutResult } from './registry/login'
+import { SearchOptions, SearchResult } from './registry/search'
+import { PushOptions, PushResult } from './registry/push'
+import { pushImage, storePushDeps, registryAuth } from './registry/push-image'
 
 export const DEFAULT_ROOT = '/var/lib/strata'
 
 export interface StoreOptions {
   /** Store root; default `$STRATA_ROOT` or `/var/lib/strata`. */
   root?: string
+  /**
+   * Docker's config dir, where registry credentials live (`config.json`, credential helpers);
+   * default `$DOCKER_CONFIG`, else `~/.docker` (read when a registry operation runs).
+   */
+  dockerConfig?: string
 }
 
 export class Store {
@@ -38,6 +51,7 @@ export class Store {
   readonly recovered: CleanupReport
   /** Hook the container layer sets so images know who uses them. */
   #users: ImageUsers = async () => []
+  #dockerConfig?: string
 
   private constructor(ctx: StoreContext, recovered: CleanupReport) {
     this.#ctx = ctx
@@ -58,6 +72,7 @@ export class Store {
     const ctx = new StoreContext(layout)
     const recovered = await ctx.exclusive(() => cleanup(ctx))
     const store = new Store(ctx, recovered)
+    if (opts.dockerConfig !== undefined) store.#dockerConfig = opts.dockerConfig
     // Stale mounts and states a crashed process left (after cleanup, which keeps container layers).
     await ctx.exclusive(() => store.containers.repair())
     // What the repair removed is gone before the store is handed out.
@@ -78,8 +93,51 @@ export class Store {
    * `docker pull`: a reference (`busybox`, `localhost:5000/x:1`, `x@sha256:...`) from its registry,
    * every layer streamed into the store at once; `platform` picks from a multi-platform index.
    */
-  pull(ref: string, opts?: PullOptions): Promise<PullResult> {
-    return pull(this.#ctx, ref, opts)
+  async pull(ref: string, opts: PullOptions = {}): Promise<PullResult> {
+    // Credentials as `docker pull` finds them, unless the caller gave some.
+    const auth = opts.auth ?? (await this.#storedAuth(parseNormalizedNamed(ref).domain))
+    return pull(this.#ctx, ref, { ...opts, ...(auth ? { auth } : {}) })
+  }
+
+  async #storedAuth(domain: string): Promise<RegistryAuth | undefined> {
+    const a = await this.credentials().get(keyForRegistry(domain))
+    return a && registryAuth(a)
+  }
+
+  /** Docker's credentials store as this store uses it (`config.json` and its helpers). */
+  credentials(): DockerConfig {
+    return new DockerConfig(this.#dockerConfig ?? configDir())
+  }
+
+  /**
+   * `docker login`: checks the credentials against the registry (`GET /v2/` through the auth
+   * flow), then stores them where Docker keeps them. `server` defaults to Docker Hub. With no
+   * username and password, the stored credentials are checked again.
+   */
+  login(server?: string, opts?: LoginOptions): Promise<LoginResult> {
+    return login(this.#ctx.layout, this.credentials(), server, opts)
+  }
+
+  /** `docker logout`: removes the stored credentials of `server` (default Docker Hub). */
+  logout(server?: string): Promise<LogoutResult> {
+    return logout(this.credentials(), server)
+  }
+
+  /**
+   * `docker search`: Docker Hub's search API where a registry has it, else the registry's
+   * catalog (`localhost:5000/foo` searches that registry for repositories containing `foo`).
+   */
+  search(term: string, opts?: SearchOptions): Promise<SearchResult[]> {
+    return search(this.#ctx.layout, this.credentials(), term, opts)
+  }
+
+  /**
+   * `docker push`: an image (`NAME[:TAG]`, `latest` by default) or with `allTags` every tag of
+   * NAME, to its registry; records the RepoDigest. Layers strata has a compressed blob for go
+   * as they are; others are compressed while they upload, and that blob is kept.
+   */
+  push(ref: string, opts?: PushOptions): Promise<PushResult> {
+    return pushImage(this.#ctx, storePushDeps(this.#ctx, this.credentials()), ref, opts)
   }
 
   /** `docker save`: images to a tar file, an OCI layout directory, or a stream. */

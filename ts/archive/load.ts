@@ -109,7 +109,7 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
     if (archived.length === 0) throw new StrataError('CorruptArchive', `${src.description}: archive holds no image`)
 
     // Configs, image IDs, the layer plan.
-    const images: { raw: Buffer; id: string; chainIds: string[]; tags: string[] }[] = []
+    const images: { raw: Buffer; id: string; chainIds: string[]; tags: string[]; mediaType?: string }[] = []
     const plan = new Map<string, PlannedLayer>()
     for (const a of archived) {
       const raw = await src.read(a.configName)
@@ -128,7 +128,7 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
           plan.set(chainId, { chainId, diffId: diffIds[i], parentChainId: chainIds[i - 1], source: a.layers[i] })
         }
       })
-      images.push({ raw, id, chainIds, tags: a.tags })
+      images.push({ raw, id, chainIds, tags: a.tags, ...(a.manifestMediaType ? { mediaType: a.manifestMediaType } : {}) })
     }
 
     // Extract what the store lacks, in parallel.
@@ -213,6 +213,7 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
       for (const img of images) {
         for (const c of img.chainIds) await layerOf(c)
         await ctx.images.put(img.raw)
+        if (img.mediaType) await ctx.images.setOrigin(img.id, img.mediaType)
         const tags: string[] = []
         for (const t of img.tags) {
           const r = await setTag(ctx, t, img.id)

@@ -100,10 +100,14 @@ export class RegistryClient {
     this.#native = n
   }
 
-  /** A client for `registry`, configured from the store's `daemon.json` and certs dirs. */
-  static open(layout: Layout, registry: string, auth: RegistryAuth = {}): RegistryClient {
+  /**
+   * A client for `registry`, configured from the store's `daemon.json` and certs dirs.
+   * `noMirrors`: talk to the registry itself (push, login; mirrors serve pulls only).
+   */
+  static open(layout: Layout, registry: string, auth: RegistryAuth = {}, opts: { noMirrors?: boolean } = {}): RegistryClient {
     const n = new native.NativeRegistryClient({
       registry,
+      ...(opts.noMirrors ? { noMirrors: true } : {}),
       daemonConfig: layout.daemonConfig,
       certsDirs: layout.certsDirs,
       ...(auth.username !== undefined ? { username: auth.username } : {}),

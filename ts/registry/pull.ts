@@ -347,6 +347,7 @@ async function pullOne(
       }
       for (const c of chainIds) await layerOf(c)
       await ctx.images.put(raw)
+      await ctx.images.setOrigin(id, manifest.mediaType)
       const dist = new Distribution(ctx.layout)
       const source = trimNamed(ref).string()
       for (const p of plan) await dist.add(p.diffId, p.desc.digest, source)
