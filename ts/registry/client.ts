@@ -24,7 +24,7 @@
  * answers; `ResponseTooLarge` past `maxBody`; `Aborted` when `signal` fires.
  */
 import { native } from '../native'
-import { call } from '../errors'
+import { call, fromNative } from '../errors'
 import { Layout } from '../layout'
 
 /** Credentials for one registry (TS owns where they are stored). */
@@ -90,6 +90,15 @@ export function cancelWhile(signal?: AbortSignal): { cancel?: NativeCancel; done
   return { cancel, done: () => signal.removeEventListener('abort', onAbort) }
 }
 
+/** Runs a synchronous native call, converting its errors. */
+function callSync<T>(fn: () => T): T {
+  try {
+    return fn()
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
 export class RegistryClient {
   readonly #native: NativeClient
   /** The registry as references name it (`docker.io`, `localhost:5000`). */
@@ -105,7 +114,8 @@ export class RegistryClient {
    * `noMirrors`: talk to the registry itself (push, login; mirrors serve pulls only).
    */
   static open(layout: Layout, registry: string, auth: RegistryAuth = {}, opts: { noMirrors?: boolean } = {}): RegistryClient {
-    const n = new native.NativeRegistryClient({
+    // A bad registry name or daemon.json is a StrataError like any other native failure.
+    const n = callSync(() => new native.NativeRegistryClient({
       registry,
       ...(opts.noMirrors ? { noMirrors: true } : {}),
       daemonConfig: layout.daemonConfig,
@@ -115,7 +125,7 @@ export class RegistryClient {
       ...(auth.identityToken ? { identityToken: auth.identityToken } : {}),
       ...(auth.registryToken ? { registryToken: auth.registryToken } : {}),
       ...retryTuning(),
-    })
+    }))
     return new RegistryClient(registry, n)
   }
 

@@ -48,6 +48,8 @@ export interface SearchOptions {
   /** Registry to search when the term names none (default Docker Hub). */
   registry?: string
   filters?: SearchFilters
+  /** Repositories asked for per catalog page (default {@link CATALOG_PAGE}). */
+  pageSize?: number
   signal?: AbortSignal
 }
 
@@ -142,7 +144,7 @@ function parseHubResults(body: Buffer): SearchResult[] | undefined {
 }
 
 /** The path of the next catalog page: from `Link` when given, else `?last=` the page's last name. */
-function nextCatalogPage(a: HttpAnswer, repos: string[]): string | undefined {
+function nextCatalogPage(a: HttpAnswer, repos: string[], pageSize: number): string | undefined {
   const link = a.header('link')
   if (link) {
     const m = /<([^>]+)>\s*;\s*rel="?next"?/.exec(link)
@@ -157,8 +159,8 @@ function nextCatalogPage(a: HttpAnswer, repos: string[]): string | undefined {
     }
   }
   // No Link header: a full page may have more after it.
-  if (repos.length < CATALOG_PAGE) return undefined
-  return `/v2/_catalog?n=${CATALOG_PAGE}&last=${encodeURIComponent(repos[repos.length - 1])}`
+  if (repos.length < pageSize) return undefined
+  return `/v2/_catalog?n=${pageSize}&last=${encodeURIComponent(repos[repos.length - 1])}`
 }
 
 /** Searches a registry. */
@@ -183,7 +185,9 @@ export async function search(get: RegistryGet, term: string, opts: SearchOptions
   }
   // A registry without search: its catalog.
   const out: SearchResult[] = []
-  let path: string | undefined = `/v2/_catalog?n=${CATALOG_PAGE}`
+  const pageSize = opts.pageSize ?? CATALOG_PAGE
+  if (!Number.isInteger(pageSize) || pageSize < 1) throw new StrataError('InvalidArgument', `invalid catalog page size ${pageSize}`)
+  let path: string | undefined = `/v2/_catalog?n=${pageSize}`
   for (let page = 0; path && out.length < limit; page++) {
     if (page >= MAX_CATALOG_PAGES) throw new StrataError('RegistryError', `catalog of ${host}: more than ${MAX_CATALOG_PAGES} pages`)
     const a = await get(host, path, 'registry:catalog:*', opts.signal)
@@ -202,7 +206,7 @@ export async function search(get: RegistryGet, term: string, opts: SearchOptions
       if (matches(result, filters)) out.push(result)
       if (out.length >= limit) break
     }
-    const next = nextCatalogPage(a, repos)
+    const next = nextCatalogPage(a, repos, pageSize)
     path = next === path ? undefined : next
   }
   return out
