@@ -25,6 +25,13 @@ export type StrataErrorCode =
   | 'RuntimeFailed'
   | 'NotRunning'
   | 'Io'
+  | 'Unauthorized'
+  | 'NotFound'
+  | 'RegistryError'
+  | 'RegistryUnreachable'
+  | 'ResponseTooLarge'
+  | 'ManifestInvalid'
+  | 'UnsupportedManifest'
   | (string & {})
 
 export class StrataError extends Error {
@@ -34,14 +41,20 @@ export class StrataError extends Error {
   readonly errno?: number
   /** The path or layer entry the error is about. */
   readonly path?: string
+  /** For registry errors: the HTTP status the registry answered. */
+  readonly status?: number
+  /** For registry errors: the registry's own error code (`MANIFEST_UNKNOWN`, `DENIED`, ...). */
+  readonly registryCode?: string
 
-  constructor(code: StrataErrorCode, message: string, extra: { errno?: number; syscode?: string; path?: string; cause?: unknown } = {}) {
+  constructor(code: StrataErrorCode, message: string, extra: { errno?: number; syscode?: string; path?: string; status?: number; registryCode?: string; cause?: unknown } = {}) {
     super(message, extra.cause === undefined ? undefined : { cause: extra.cause })
     this.name = 'StrataError'
     this.code = code
     if (extra.errno !== undefined) this.errno = extra.errno
     if (extra.syscode !== undefined) this.syscode = extra.syscode
     if (extra.path !== undefined) this.path = extra.path
+    if (extra.status !== undefined) this.status = extra.status
+    if (extra.registryCode !== undefined) this.registryCode = extra.registryCode
   }
 }
 
@@ -54,8 +67,8 @@ export function fromNative(err: unknown): StrataError {
   const at = msg.indexOf(PREFIX)
   if (at >= 0) {
     try {
-      const o = JSON.parse(msg.slice(at + PREFIX.length)) as { code: string; message: string; errno?: number; syscode?: string; path?: string }
-      return new StrataError(o.code, o.message, { errno: o.errno, syscode: o.syscode, path: o.path, cause: err })
+      const o = JSON.parse(msg.slice(at + PREFIX.length)) as { code: string; message: string; errno?: number; syscode?: string; path?: string; status?: number; registryCode?: string }
+      return new StrataError(o.code, o.message, { errno: o.errno, syscode: o.syscode, path: o.path, status: o.status, registryCode: o.registryCode, cause: err })
     } catch {
       /* fall through */
     }

@@ -34,8 +34,8 @@
  * <root>/content/blobs/sha256/<hex>             compressed layer blobs as pulled, by digest, kept to
  *                                                 push them again unchanged; removed with the last layer
  *                                                 whose compressed-digest names them (ts/content.ts)
- * <root>/content/ingest/<hex>  + <hex>.lock     partial blob downloads, resumed by the next pull;
- *                                                 the lock is held while a pull writes one; cleanup
+ * <root>/content/ingest/<hex>                   partial blob downloads, resumed by the next pull;
+ *                                                 flock-ed while a pull writes one; cleanup
  *                                                 removes those untouched for a day
  * <root>/daemon.json                            registry settings: Docker's `registry-mirrors`,
  *                                                 `insecure-registries` (read by the registry client)

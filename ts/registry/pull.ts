@@ -83,8 +83,8 @@ const shortId = (digest: string): string => hex(digest).slice(0, 12)
 function notFound(ref: Reference, e: StrataError): StrataError {
   if (e.code !== 'NotFound') return e
   const what = ref.digest ?? ref.tag ?? 'latest'
-  const out = new StrataError('NotFound', `manifest for ${ref.familiarName}:${what} not found: ${e.message}`.replace(`${ref.familiarName}:sha256:`, `${ref.familiarName}@sha256:`), { cause: e })
-  return Object.assign(out, { status: (e as { status?: number }).status, registryCode: (e as { registryCode?: string }).registryCode })
+  const shown = `${ref.familiarName}${ref.digest ? '@' : ':'}${what}`
+  return new StrataError('NotFound', `manifest for ${shown} not found: ${e.message}`, { status: e.status, registryCode: e.registryCode, cause: e })
 }
 
 export async function pull(ctx: StoreContext, name: string, opts: PullOptions = {}): Promise<PullResult> {
@@ -339,6 +339,7 @@ async function pullOne(
         if (blob) {
           if (reg && staged.compressedDigest) await adoptBlob(ctx, staged.compressedDigest, blob)
           else await fs.rm(blob, { force: true })
+          p.staged.blob = undefined
         }
         if (reg) fresh.push(p)
         const info = reg || (await ctx.layers.must(chainId))
@@ -353,6 +354,9 @@ async function pullOne(
       await recordRefs(ctx, ref, digest, id)
     }
   } finally {
+    // Verified blobs of layers that were not registered (found present meanwhile, or a failure
+    // after the download) are not kept: the store stays as it was.
+    for (const p of plan) if (p.staged?.blob) await fs.rm(p.staged.blob, { force: true })
     await staging.dispose()
   }
 }

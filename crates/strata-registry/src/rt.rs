@@ -60,8 +60,6 @@ pub(crate) fn block<F: Future>(f: F, cancel: &AtomicBool, timeout: Option<Durati
 
 /// Sleeps `d` unless cancelled first (then `Err(Aborted)`).
 pub(crate) fn sleep(d: Duration, cancel: &AtomicBool) -> Result<(), Interrupted> {
-    match block(tokio::time::sleep(d), cancel, None) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(e),
-    }
+    // The timer is made inside the runtime (tokio::time::sleep needs its context).
+    block(async move { tokio::time::sleep(d).await }, cancel, None)
 }
