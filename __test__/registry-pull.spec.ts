@@ -10,6 +10,7 @@ import * as os from 'node:os'
 import { Store, StrataError, RegistryClient } from '../ts'
 import { tmpDir, snapshot, cli, spawnCli } from './helpers/fs'
 import { checkConsistent } from './helpers/consistency'
+import { progressBar, pullRenderer } from '../ts/cli/pull-command'
 import { richImage, busyboxImage } from './helpers/fixtures'
 import { buildImage, sha256 } from './helpers/image'
 import { tar } from './helpers/tar'
@@ -358,4 +359,36 @@ test('HTTP_PROXY carries the requests', async (t) => {
   t.is(r.code, 0, r.stderr)
   t.true(proxy.count((e) => e.path.includes('/v2/bb/manifests/latest')) >= 1)
   t.true(proxy.count((e) => e.path.includes('/blobs/')) >= 1)
+})
+
+test('-a pulls every tag; the status names the repository', async (t) => {
+  await plain.pushImage('alltags', 'one', bb)
+  await plain.pushImage('alltags', 'two', rich)
+  const store = await Store.open({ root: path.join(tmpDir(t), 'root') })
+  const res = await store.pull(`${plain.host}/alltags`, { allTags: true })
+  t.deepEqual(res.images.map((i) => [i.reference, i.id]), [[`${plain.host}/alltags:one`, bb.id], [`${plain.host}/alltags:two`, rich.id]])
+  t.deepEqual(res.lines.filter((l) => / Pulling from /.test(l)), ['one: Pulling from alltags', 'two: Pulling from alltags'])
+  t.is(res.lines.filter((l) => l.startsWith('Digest: ')).length, 2)
+  t.is(res.lines[res.lines.length - 1], `Status: Downloaded newer image for ${plain.host}/alltags`)
+  t.is(res.reference, `${plain.host}/alltags`)
+  t.is((await errOf(store.pull(`${plain.host}/alltags:one`, { allTags: true }))).code, 'InvalidArgument')
+  await store.close()
+})
+
+test('the terminal view draws Docker\'s bar and byte counts, and redraws a layer in place', (t) => {
+  t.is(progressBar(1_200_000, 3_456_789, 120), `[=================>                                 ]    1.2MB/3.457MB`)
+  t.is(progressBar(3_456_789, 3_456_789, 120), `[==================================================>]  3.457MB/3.457MB`)
+  t.is(progressBar(500, 1000, 80), '    500B/1kB')
+  let out = ''
+  const r = pullRenderer((s) => { out += s }, true, 120)
+  r({ id: 'latest', status: 'Pulling from x' })
+  r({ id: 'aaaaaaaaaaaa', status: 'Pulling fs layer' })
+  r({ id: 'bbbbbbbbbbbb', status: 'Pulling fs layer' })
+  r({ id: 'aaaaaaaaaaaa', status: 'Downloading', current: 10, total: 10 })
+  t.true(out.includes('\x1b[2A\r\x1b[2Kaaaaaaaaaaaa: Downloading [==================================================>]      10B/10B'), JSON.stringify(out))
+  let plainOut = ''
+  const p = pullRenderer((s) => { plainOut += s }, false)
+  p({ id: 'aaaaaaaaaaaa', status: 'Downloading', current: 5, total: 10 })
+  p({ id: 'aaaaaaaaaaaa', status: 'Download complete' })
+  t.is(plainOut, 'aaaaaaaaaaaa: Download complete\n')
 })
