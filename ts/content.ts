@@ -61,16 +61,14 @@ export async function cleanupContent(ctx: StoreContext, now = Date.now()): Promi
     report.removedBlobs++
   }
   for (const name of await listDir(ctx.layout.ingest)) {
-    if (name.endsWith('.lock')) continue
     const p = path.join(ctx.layout.ingest, name)
     const st = await fs.stat(p).catch(() => undefined)
     if (!st || now - st.mtimeMs < PARTIAL_MAX_AGE_MS) continue
-    const lockPath = `${p.replace(/\.[0-9]+-[0-9a-f]{8}$/, '')}.lock`
-    const lock = native.tryLock(lockPath, true)
-    if (!lock) continue // a live pull is writing it
+    // A pull holds a flock on the partial it writes (crates/strata-registry/src/pull.rs).
+    const lock = native.tryLock(p, true)
+    if (!lock) continue
     try {
       await fs.rm(p, { force: true })
-      await fs.rm(lockPath, { force: true })
       report.removedPartials++
     } finally {
       lock.release()

@@ -29,8 +29,9 @@ export type StrataErrorCode =
   | 'NotFound'
   | 'RegistryError'
   | 'RegistryUnreachable'
-  | 'ManifestInvalid'
   | 'ResponseTooLarge'
+  | 'ManifestInvalid'
+  | 'UnsupportedManifest'
   | 'CredentialHelperFailed'
   | 'ConfigInvalid'
   | 'NoCredentials'
@@ -43,9 +44,9 @@ export class StrataError extends Error {
   readonly errno?: number
   /** The path or layer entry the error is about. */
   readonly path?: string
-  /** The HTTP status a registry answered (registry errors). */
+  /** For registry errors: the HTTP status the registry answered. */
   readonly status?: number
-  /** The registry's own error code (`MANIFEST_UNKNOWN`, `DENIED`, ...), when it sent one. */
+  /** For registry errors: the registry's own error code (`MANIFEST_UNKNOWN`, `DENIED`, ...). */
   readonly registryCode?: string
 
   constructor(code: StrataErrorCode, message: string, extra: { errno?: number; syscode?: string; path?: string; status?: number; registryCode?: string; cause?: unknown } = {}) {

@@ -5,12 +5,14 @@
  * 2. work out which layers (by ChainID) the store lacks — those already present are not extracted;
  * 3. extract the missing ones natively, all in parallel, each in one streaming pass into its own
  *    staging dir, with DiffIDs (and blob digests, where named) checked against the config;
- * 4. under the store lock, register layers bottom-up, then the image configs, then the tags.
+ * 4. under the store lock, register layers bottom-up (a compressed blob goes into the content store
+ *    with its layer, so the layer can be pushed again with its original digest), then the image
+ *    configs, then the tags.
  * Any failure before step 4 leaves the store untouched (the staging dir is removed).
  */
 import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, createReadStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { StoreContext, cancelFor, throwIfAborted, Staging } from '../context'
@@ -20,8 +22,8 @@ import { TarSource, DirSource, ArchiveSource } from './source'
 import { readArchiveImages, ArchiveImage } from './manifest'
 import { parseConfig, imageIdOf } from '../imagedb'
 import { chainIdsOf } from '../chain'
-import { LayerInfo } from '../layers'
 import { setTag } from '../tags'
+import { LayerRegistrar, PlannedLayer as Planned } from '../register'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */
@@ -92,12 +94,8 @@ async function openSource(input: LoadInput, staging: Staging): Promise<ArchiveSo
   return TarSource.open(file)
 }
 
-interface PlannedLayer {
-  chainId: string
-  diffId: string
-  parentChainId?: string
+interface PlannedLayer extends Planned {
   source: ArchiveImage['layers'][number]
-  staged?: { dir: string; tarSplit: string; size: number; compressedDigest?: string }
 }
 
 export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOptions = {}): Promise<LoadResult> {
@@ -156,11 +154,20 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
           }
         : undefined
       const results = await call(() => native.applyLayers(requests.map(({ total: _t, ...r }) => r), onProgress, cancelFor(opts.signal)))
-      results.forEach((r, i) => {
+      await Promise.all(results.map(async (r, i) => {
+        // The compressed bytes, kept to push the layer again unchanged (ts/content.ts).
+        let blob: string | undefined
+        if (r.compression !== 'none') {
+          blob = path.join(staging.dir, `blob-${round}-${i}`)
+          await pipeline(createReadStream(requests[i].blobPath, { start: requests[i].offset ?? 0, end: (requests[i].offset ?? 0) + r.blobSize - 1 }), createWriteStream(blob, { mode: 0o600 }))
+        }
         todo[i].staged = {
           dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,
           ...(r.compression !== 'none' ? { compressedDigest: r.digest } : {}),
+          ...(blob ? { blob } : {}),
         }
+      }))
+      results.forEach((r, i) => {
         opts.onProgress?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
       })
     }
@@ -186,7 +193,7 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
         const lacking = await missing()
         if (lacking.length === 0) await commit()
         return lacking
-      })
+      }, opts.signal)
       if (gone.length === 0) break
       if (attempt >= 5) throw new StrataError('LayerNotFound', `layers keep vanishing while loading: ${gone.map((p) => p.chainId).join(', ')}`)
       await extract(gone)
@@ -195,23 +202,9 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
     return { images: loaded, lines }
 
     async function commit(): Promise<void> {
-      const byChain = new Map<string, LayerInfo>()
-      const layerOf = async (chainId: string): Promise<LayerInfo> => {
-        const have = byChain.get(chainId) ?? (await ctx.layers.get(chainId))
-        if (have) {
-          byChain.set(chainId, have)
-          return have
-        }
-        const p = plan.get(chainId)
-        if (!p?.staged) throw new StrataError('LayerNotFound', `layer ${chainId} vanished while loading`)
-        const parent = p.parentChainId ? await layerOf(p.parentChainId) : undefined
-        const reg = await ctx.layers.register({ ...p.staged, diffId: p.diffId }, chainId, parent)
-        const info = reg || (await ctx.layers.must(chainId))
-        byChain.set(chainId, info)
-        return info
-      }
+      const registrar = new LayerRegistrar(ctx, (c) => plan.get(c), 'loading')
       for (const img of images) {
-        for (const c of img.chainIds) await layerOf(c)
+        for (const c of img.chainIds) await registrar.layer(c)
         await ctx.images.put(img.raw)
         if (img.mediaType) await ctx.images.setOrigin(img.id, img.mediaType)
         const tags: string[] = []

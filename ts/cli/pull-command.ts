@@ -12,22 +12,23 @@ import { parseArgs, flag, value } from './args'
 import { Io } from './io'
 import { PullEvent } from '../registry/pull'
 import { parseNormalizedNamed } from '../reference'
-import { humanSizeWithPrecision } from '../format/units'
+import { goUnitsHumanSize } from '../format/units'
 
-/** jsonmessage's `JSONProgress.String()`: `[=====>     ]  1.2MB/3.4MB` (bar width 50). */
-export function progressBar(current: number, total: number): string {
-  if (total <= 0) return humanSizeWithPrecision(current, 3)
-  const width = 50
-  const filled = Math.min(width, Math.floor((current / total) * width))
-  let bar = '='.repeat(filled)
-  if (filled < width) bar += '>' + ' '.repeat(width - filled - 1)
-  else bar = '='.repeat(width - 1) + '>'
-  const amount = `${humanSizeWithPrecision(current, 3)}/${humanSizeWithPrecision(total, 3)}`
-  return `[${bar}] ${amount.padStart(18)}`
+/**
+ * jsonmessage's `JSONProgress.String()`: the bar only on a terminal wider than 110 columns
+ * (`[=====>      ] `, 50 steps, the `>` always drawn), then `%8v/%v` of go-units `HumanSize`.
+ */
+export function progressBar(current: number, total: number, columns: number): string {
+  if (current <= 0 && total <= 0) return ''
+  if (total <= 0) return goUnitsHumanSize(current).padStart(8)
+  const pct = Math.min(50, Math.floor(Math.floor((current / total) * 100) / 2))
+  const bar = columns > 110 ? `[${'='.repeat(pct)}>${' '.repeat(Math.max(0, 50 - pct))}] ` : ''
+  const numbers = current > total ? '' : `${goUnitsHumanSize(current).padStart(8)}/${goUnitsHumanSize(total)}`
+  return bar + numbers
 }
 
 /** Renders pull events as `DisplayJSONMessagesStream` does, to `write`. */
-export function pullRenderer(write: (s: string) => void, isTerminal: boolean): (e: PullEvent) => void {
+export function pullRenderer(write: (s: string) => void, isTerminal: boolean, columns = 80): (e: PullEvent) => void {
   // Lines of the layers shown so far (terminal): an id's line is redrawn in place.
   let ids = new Map<string, number>()
   let lastDraw = 0
@@ -46,7 +47,7 @@ export function pullRenderer(write: (s: string) => void, isTerminal: boolean): (
     const now = Date.now()
     if (progress && ids.has(e.id) && now - lastDraw < 100 && e.current! < e.total!) return
     lastDraw = now
-    const text = progress ? `${e.id}: ${e.status} ${progressBar(e.current!, e.total!)}` : `${e.id}: ${e.status}`
+    const text = progress ? `${e.id}: ${e.status} ${progressBar(e.current!, e.total!, columns)}` : `${e.id}: ${e.status}`
     let line = ids.get(e.id)
     if (line === undefined) {
       line = ids.size
@@ -71,7 +72,7 @@ export async function pullCommand(store: Store, argv: string[], io: Io): Promise
   const res = await store.pull(name, {
     allTags: all,
     ...(platform ? { platform } : {}),
-    ...(quiet ? {} : { onProgress: pullRenderer((s) => io.out(s), io.isTty) }),
+    ...(quiet ? {} : { onProgress: pullRenderer((s) => io.out(s), Boolean(process.stdout.isTTY) && io.isTty, process.stdout.columns ?? 80) }),
   })
   io.out(`${res.reference}\n`)
   return 0

@@ -23,10 +23,9 @@ import { call, StrataError } from '../errors'
 import { parseNormalizedNamed, Reference, withTag, withDigest, trimNamed } from '../reference'
 import { parseConfig } from '../imagedb'
 import { chainIdsOf } from '../chain'
-import { LayerInfo } from '../layers'
 import { setTag } from '../tags'
 import { hex } from '../layout'
-import { adoptBlob } from '../content'
+import { LayerRegistrar, PlannedLayer } from '../register'
 import { Distribution } from '../distribution'
 import { RegistryClient, RegistryAuth, pullScope, cancelWhile } from './client'
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, parseManifest, hostPlatform, parsePlatform, selectPlatform, ImageManifest, Platform, Descriptor } from './manifest'
@@ -83,8 +82,8 @@ const shortId = (digest: string): string => hex(digest).slice(0, 12)
 function notFound(ref: Reference, e: StrataError): StrataError {
   if (e.code !== 'NotFound') return e
   const what = ref.digest ?? ref.tag ?? 'latest'
-  const out = new StrataError('NotFound', `manifest for ${ref.familiarName}:${what} not found: ${e.message}`.replace(`${ref.familiarName}:sha256:`, `${ref.familiarName}@sha256:`), { cause: e })
-  return Object.assign(out, { status: (e as { status?: number }).status, registryCode: (e as { registryCode?: string }).registryCode })
+  const shown = `${ref.familiarName}${ref.digest ? '@' : ':'}${what}`
+  return new StrataError('NotFound', `manifest for ${shown} not found: ${e.message}`, { status: e.status, registryCode: e.registryCode, cause: e })
 }
 
 export async function pull(ctx: StoreContext, name: string, opts: PullOptions = {}): Promise<PullResult> {
@@ -199,12 +198,8 @@ async function fetchConfig(client: RegistryClient, repo: string, desc: Descripto
   return r.body
 }
 
-interface Planned {
-  chainId: string
-  parentChainId?: string
-  diffId: string
+interface Planned extends PlannedLayer {
   desc: Descriptor
-  staged?: { dir: string; tarSplit: string; size: number; compressedDigest?: string; blob?: string }
 }
 
 async function pullOne(
@@ -228,7 +223,7 @@ async function pullOne(
     await ctx.exclusive(async () => {
       if (!(await ctx.images.has(id))) throw new StrataError('ImageNotFound', `image ${id} was removed while pulling`)
       await recordRefs(ctx, ref, digest, id)
-    })
+    }, signal)
     return { id, reference: ref.familiarString(), digest, upToDate: true }
   }
 
@@ -313,7 +308,7 @@ async function pullOne(
         const lacking = await missing()
         if (lacking.length === 0) await commit()
         return lacking
-      })
+      }, signal)
       if (gone.length === 0) break
       if (attempt >= 5) throw new StrataError('LayerNotFound', `layers keep vanishing while pulling: ${gone.map((p) => p.chainId).join(', ')}`)
       await fetchLayers(gone)
@@ -324,28 +319,9 @@ async function pullOne(
     return { id, reference: ref.familiarString(), digest, upToDate: false }
 
     async function commit(): Promise<void> {
-      const byChain = new Map<string, LayerInfo>()
-      const layerOf = async (chainId: string): Promise<LayerInfo> => {
-        const have = byChain.get(chainId) ?? (await ctx.layers.get(chainId))
-        if (have) {
-          byChain.set(chainId, have)
-          return have
-        }
-        const p = plan.find((x) => x.chainId === chainId && x.staged)
-        if (!p?.staged) throw new StrataError('LayerNotFound', `layer ${chainId} vanished while pulling`)
-        const parent = p.parentChainId ? await layerOf(p.parentChainId) : undefined
-        const { blob, ...staged } = p.staged
-        const reg = await ctx.layers.register({ ...staged, diffId: p.diffId }, chainId, parent)
-        if (blob) {
-          if (reg && staged.compressedDigest) await adoptBlob(ctx, staged.compressedDigest, blob)
-          else await fs.rm(blob, { force: true })
-        }
-        if (reg) fresh.push(p)
-        const info = reg || (await ctx.layers.must(chainId))
-        byChain.set(chainId, info)
-        return info
-      }
-      for (const c of chainIds) await layerOf(c)
+      const registrar = new LayerRegistrar(ctx, (c) => plan.find((x) => x.chainId === c && x.staged), 'pulling')
+      for (const c of chainIds) await registrar.layer(c)
+      for (const c of registrar.fresh) fresh.push(plan.find((x) => x.chainId === c)!)
       await ctx.images.put(raw)
       await ctx.images.setOrigin(id, manifest.mediaType)
       const dist = new Distribution(ctx.layout)
@@ -354,6 +330,9 @@ async function pullOne(
       await recordRefs(ctx, ref, digest, id)
     }
   } finally {
+    // Verified blobs of layers that were not registered (found present meanwhile, or a failure
+    // after the download) are not kept: the store stays as it was.
+    for (const p of plan) if (p.staged?.blob) await fs.rm(p.staged.blob, { force: true })
     await staging.dispose()
   }
 }

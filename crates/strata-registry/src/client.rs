@@ -484,10 +484,11 @@ impl Client {
         let ours = same_origin(&url, &st.base);
         let scopes = auth::canonical_scopes(req.scopes.iter().map(String::as_str));
         let mut authorization = if ours { self.authorization(i, &scopes, None, cancel)? } else { None };
-        let mut reauthenticated = false;
+        // Two rounds at most: learn the challenge, then replace a token the registry refused.
+        let mut reauths = 0;
         loop {
             let (resp, sent) = self.send_following(st, req, url.clone(), authorization.clone(), ours, cancel)?;
-            if resp.status == 401 && ours && !reauthenticated {
+            if resp.status == 401 && ours && reauths < 2 {
                 let challenges: Vec<Challenge> = resp
                     .headers
                     .iter()
@@ -510,7 +511,7 @@ impl Client {
                     let next = self.authorization(i, &wanted, Some(sent_token.as_deref().unwrap_or("")), cancel)?;
                     if next.is_some() && next != authorization {
                         authorization = next;
-                        reauthenticated = true;
+                        reauths += 1;
                         continue;
                     }
                 }
@@ -751,8 +752,8 @@ impl Client {
                     status,
                     registry_code: parsed.as_ref().map(|(c, _)| c.clone()).filter(|c| !c.is_empty()),
                     message: match &self.credentials {
-                        Credentials::Anonymous => "authentication required".into(),
-                        _ => "incorrect username or password".into(),
+                        Credentials::Anonymous => "unauthorized: authentication required".into(),
+                        _ => "unauthorized: incorrect username or password".into(),
                     },
                 }
                 .into());

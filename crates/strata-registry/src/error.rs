@@ -9,7 +9,7 @@ use strata_core::layer::LayerError;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The registry refused our credentials (or we had none) after the auth flow ran.
-    #[error("unauthorized: {message}")]
+    #[error("{message}")]
     Unauthorized { status: u16, registry_code: Option<String>, message: String },
     /// 404 (the registry's `MANIFEST_UNKNOWN`, `BLOB_UNKNOWN`, `NAME_UNKNOWN`, ...).
     #[error("{message}")]

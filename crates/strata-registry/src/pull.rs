@@ -33,7 +33,6 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 use strata_core::digest::{DiffId, Digest};
 use strata_core::layer::{self, ApplyResult, LayerError};
-use strata_core::lock::{FileLock, LockMode};
 
 /// Default layers in flight per registry (Docker's default is 3; streamed extraction makes
 /// more worthwhile).
@@ -289,26 +288,39 @@ fn open_blob(
     Ok((s, 0))
 }
 
-/// Opens (creating) and locks the partial file; another process pulling the same blob gets
-/// a private partial of its own instead.
-fn open_partial(path: &std::path::Path) -> Result<(File, PathBuf, Option<FileLock>), RegistryError> {
+/// Opens (creating) and locks the partial file itself (`flock`, released with the file, so a
+/// `kill -9` never leaves it locked). Another process pulling the same blob gets a private
+/// partial of its own instead. The lock is only trusted if the path still names the locked
+/// file afterwards (the holder may have moved it into the content store meanwhile).
+fn open_partial(path: &std::path::Path) -> Result<(File, PathBuf, bool), RegistryError> {
+    use std::os::unix::fs::MetadataExt;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| RegistryError::io("mkdir", parent, e))?;
     }
-    let lock_path = path.with_extension("lock");
-    let (path, lock) = match FileLock::try_acquire(&lock_path, LockMode::Exclusive) {
-        Ok(Some(l)) => (path.to_path_buf(), Some(l)),
-        Ok(None) => (path.with_extension(format!("{}-{:08x}", std::process::id(), rand::random::<u32>())), None),
-        Err(e) => return Err(RegistryError::Invalid(e.to_string())),
+    let open = |p: &std::path::Path| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(p)
+            .map_err(|e| RegistryError::io("open", p, e))
     };
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| RegistryError::io("open", &path, e))?;
-    Ok((f, path, lock))
+    for _ in 0..3 {
+        let f = open(path)?;
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            break;
+        }
+        let same = match (f.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            return Ok((f, path.to_path_buf(), true));
+        }
+    }
+    let private = path.with_extension(format!("{}-{:08x}", std::process::id(), rand::random::<u32>()));
+    Ok((open(&private)?, private, false))
 }
 
 /// Pulls one layer with restarts (see the module docs).
@@ -318,8 +330,8 @@ fn pull_one(
     stop: &Arc<AtomicBool>,
     progress: &(dyn Fn(LayerEvent) + Sync),
 ) -> Result<PulledLayer, RegistryError> {
-    let (partial, path, lock) = open_partial(&req.partial)?;
-    let private = lock.is_none();
+    let (partial, path, shared) = open_partial(&req.partial)?;
+    let private = !shared;
     let discard = |why_keep: bool| {
         if !why_keep || private {
             let _ = std::fs::remove_file(&path);
@@ -392,7 +404,6 @@ fn pull_one(
         match (r, fault) {
             (Ok(result), _) if result.blob_size == req.size => {
                 progress(LayerEvent::Done);
-                drop(lock);
                 return Ok(PulledLayer { result, resumed_from: have, fetched: fetched_total, blob: path });
             }
             (Ok(result), _) => {
@@ -488,9 +499,15 @@ pub fn pull_layers(
         }
         return Ok(results.into_iter().map(|r| r.expect("all ok")).collect());
     }
+    // Complete blobs of the batch stay for the next pull only when the network broke off.
+    let resumable =
+        results.iter().any(|r| matches!(r, Err(RegistryError::Unreachable { .. }))) && !cancel.load(Ordering::Relaxed);
     for (l, r) in layers.iter().zip(&results) {
-        if r.is_ok() {
+        if let Ok(p) = r {
             remove_outputs(l);
+            if !resumable {
+                let _ = std::fs::remove_file(&p.blob);
+            }
         }
     }
     if cancel.load(Ordering::Relaxed) {
