@@ -27,21 +27,14 @@ const { spawnSync } = require('node:child_process')
 const c = require('./lib/common')
 
 const MB = 1024 * 1024
-const CRANE_VERSION = 'v0.20.2'
+const CRANE_VERSION = 'v0.20.2' // as pinned in scripts/peers/crane.sh
 const REG = path.join(c.REPO, 'scripts/peers/registry.sh')
 const DOCKERD = path.join(c.REPO, 'scripts/peers/dockerd.sh')
 
-/** crane at the pinned version, built once into bench/.cache/go/bin. */
+/** crane, from the one script that installs it (scripts/peers/crane.sh: pinned version, bench/.cache/go/bin). */
 function crane() {
-  const gobin = path.join(c.CACHE, 'go', 'bin')
-  const bin = path.join(gobin, 'crane')
-  if (fs.existsSync(bin)) return bin
-  if (!c.which('go') && !fs.existsSync('/usr/local/go/bin/go')) return null
-  const go = c.which('go') ? 'go' : '/usr/local/go/bin/go'
-  const r = spawnSync(go, ['install', `github.com/google/go-containerregistry/cmd/crane@${CRANE_VERSION}`], {
-    env: { ...process.env, GOBIN: gobin, GOPATH: path.join(c.CACHE, 'go'), GOFLAGS: '-modcacherw' }, stdio: ['ignore', 'inherit', 'inherit'],
-  })
-  return r.status === 0 && fs.existsSync(bin) ? bin : null
+  const r = spawnSync('bash', [path.join(c.REPO, 'scripts/peers/crane.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  return r.status === 0 ? r.stdout.trim() : null
 }
 
 /** A forwarding proxy that counts requests and body bytes per path, and can cut one response. */
