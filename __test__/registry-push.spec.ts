@@ -7,7 +7,8 @@ import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { tmpDir, cli, REPO } from './helpers/fs'
+import { tmpDir, cli, spawnCli } from './helpers/fs'
+import { checkConsistent } from './helpers/consistency'
 import { writeArchive, buildImage, sha256 } from './helpers/image'
 import { busyboxImage, richImage } from './helpers/fixtures'
 import { tar } from './helpers/tar'
@@ -226,15 +227,38 @@ test('bad input and faults: typed errors, nothing recorded, secrets never printe
   const big = buildImage({ layers: [tar([{ name: 'big.bin', data: Buffer.from(Array.from({ length: 24 << 20 }, (_, i) => (i * 2654435761) >>> 24)) }])], tags: [`${plain.host}/big:1`] })
   writeArchive(path.join(dir, 'big.tar'), [big], 'docker25')
   await store.load(path.join(dir, 'big.tar'))
+  const blobsBefore = fs.readdirSync(path.join(root, 'content/blobs/sha256')).sort()
   const ac = new AbortController()
   const aborted = await t.throwsAsync(store.push(`${plain.host}/big:1`, { signal: ac.signal, onProgress: (p) => { if (p.kind === 'layer' && p.status === 'Pushing' && (p.current ?? 0) > 0) ac.abort() } }), { instanceOf: StrataError })
   t.is(aborted.code, 'Aborted')
   t.deepEqual((await store.images.inspect(`${plain.host}/big:1`) as { RepoDigests: string[] }).RepoDigests, [])
   t.deepEqual(fs.readdirSync(path.join(root, 'tmp')).filter((n) => n.startsWith('push-')), [])
-  t.is(fs.readdirSync(path.join(root, 'content/blobs/sha256')).length, 0 + fs.readdirSync(path.join(root, 'content/blobs/sha256')).length)
+  t.deepEqual(fs.readdirSync(path.join(root, 'content/blobs/sha256')).sort(), blobsBefore, 'no blob kept from an aborted push')
   // A throwing progress callback rejects the push with its error.
   const boom = await t.throwsAsync(store.push(`${plain.host}/big:1`, { onProgress: () => { throw new Error('callback failed') } }))
   t.is(boom.message, 'callback failed')
   await store.close()
-  void REPO
+})
+
+test('kill -9 during a push: the store stays consistent, nothing recorded, the staging removed on open', async (t) => {
+  const dir = tmpDir(t)
+  const root = path.join(dir, 'root')
+  const big = buildImage({ layers: [tar([{ name: 'big.bin', data: Buffer.from(Array.from({ length: 48 << 20 }, (_, i) => (i * 2654435761) >>> 24)) }])], tags: [`${plain.host}/killed:1`] })
+  writeArchive(path.join(dir, 'big.tar'), [big], 'docker25')
+  t.is((await cli(root, ['load', '-i', path.join(dir, 'big.tar')])).code, 0)
+  const { child, closed } = spawnCli(root, ['push', `${plain.host}/killed:1`])
+  // Kill it once it is compressing/uploading (its staging dir exists).
+  for (let i = 0; i < 400 && !fs.readdirSync(path.join(root, 'tmp')).some((n) => n.startsWith('push-') && !n.endsWith('.lock')); i++) await new Promise((r) => setTimeout(r, 10))
+  await new Promise((r) => setTimeout(r, 150))
+  child.kill('SIGKILL')
+  await closed
+  await checkConsistent(t, root)
+  const store = await Store.open({ root })
+  t.deepEqual((await store.images.inspect(`${plain.host}/killed:1`) as { RepoDigests: string[] }).RepoDigests, [])
+  t.deepEqual(fs.readdirSync(path.join(root, 'tmp')).filter((n) => n.startsWith('push-')), [])
+  t.deepEqual(fs.readdirSync(path.join(root, 'content/blobs/sha256')), [])
+  // And the push goes through afterwards.
+  const again = await store.push(`${plain.host}/killed:1`)
+  t.is(again.tags.length, 1)
+  await store.close()
 })
