@@ -77,8 +77,10 @@ async function main() {
     const write = 'seq 1 6000000 > /numbers.txt && head -c 33554432 /dev/urandom > /random.bin && mkdir -p /many && for i in $(seq 1 2000); do echo "file $i" > /many/f$i; done'
     strata('run', '--name', 'bench-commit', pulledRef, 'sh', '-c', write)
     strata('commit', 'bench-commit', 'bench-committed:1')
+    strata('rm', 'bench-commit')
     docker('run', '--name', 'bench-commit', '--network', 'none', pulledRef, 'sh', '-c', write)
     docker('commit', 'bench-commit', 'bench-committed:1')
+    docker('rm', 'bench-commit')
     const committedTop = JSON.parse(strata('inspect', '--format', '{{json .RootFS.Layers}}', 'bench-committed:1')).pop()
 
     const samples = { pulled: { strata: [], docker: [], crane: [] }, committed: { strata: [], docker: [] } }
