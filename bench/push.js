@@ -3,7 +3,7 @@
 // (go-containerregistry, built by scripts/peers/crane.sh at a pinned version), each into an
 // empty CNCF distribution registry of its own on 127.0.0.1 (scripts/peers/registry.sh plain).
 //
-//   node bench/push.js [--rounds 5]
+//   node bench/push.js [--rounds 5]      (or as a suite of bench/benchmark.js)
 //
 // Sections (interleaved rounds; medians and per-round ratios; one run):
 //  1. pulled: the bench image as pulled from a source registry (strata keeps its compressed
@@ -17,7 +17,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
-const { REPO, CACHE, ensureImage, run, fmtSeconds, table, parseArgs, saveResults } = require('./lib/common')
+const { REPO, CACHE, ensureImage, run: runCmd, fmtSeconds, table, parseArgs, saveResults } = require('./lib/common')
 
 const REGISTRY = path.join(REPO, 'scripts/peers/registry.sh')
 const DOCKERD = path.join(REPO, 'scripts/peers/dockerd.sh')
@@ -49,8 +49,8 @@ function manifestOf(host, repo, tag) {
   return JSON.parse(r.stdout)
 }
 
-async function main() {
-  const args = parseArgs(process.argv.slice(2))
+async function run(argv) {
+  const args = parseArgs(argv)
   const rounds = Number(args.rounds ?? 5)
   const image = ensureImage()
   const layout = path.join(CACHE, 'oci')
@@ -93,17 +93,17 @@ async function main() {
         let t
         if (who === 'strata') {
           strata('tag', pulledRef, target)
-          t = await timed(() => run(process.execPath, [STRATA, '--root', root, 'push', target], { env: strataEnv }))
+          t = await timed(() => runCmd(process.execPath, [STRATA, '--root', root, 'push', target], { env: strataEnv }))
           strata('rmi', target)
           const m = manifestOf(host, 'bench', 'latest')
           results.pulled.strataLayers = m.layers.map((l) => l.digest)
           results.pulled.strataConfig = m.config.digest
         } else if (who === 'docker') {
           docker('tag', pulledRef, target)
-          t = await timed(() => run('docker', ['push', target], { env: { ...process.env, DOCKER_HOST: dockerHost } }))
+          t = await timed(() => runCmd('docker', ['push', target], { env: { ...process.env, DOCKER_HOST: dockerHost } }))
           docker('rmi', target)
         } else {
-          t = await timed(() => run(crane, ['push', layout, target, '--insecure']))
+          t = await timed(() => runCmd(crane, ['push', layout, target, '--insecure']))
           const m = manifestOf(host, 'bench', 'latest')
           results.pulled.craneLayers = m.layers.map((l) => l.digest)
           results.pulled.craneConfig = m.config.digest
@@ -120,11 +120,11 @@ async function main() {
           // Never compressed before: forget the blob an earlier round kept.
           forgetKeptBlob(root, committedTop)
           strata('tag', 'bench-committed:1', target)
-          t = await timed(() => run(process.execPath, [STRATA, '--root', root, 'push', target], { env: strataEnv }))
+          t = await timed(() => runCmd(process.execPath, [STRATA, '--root', root, 'push', target], { env: strataEnv }))
           strata('rmi', target)
         } else {
           docker('tag', 'bench-committed:1', target)
-          t = await timed(() => run('docker', ['push', target], { env: { ...process.env, DOCKER_HOST: dockerHost } }))
+          t = await timed(() => runCmd('docker', ['push', target], { env: { ...process.env, DOCKER_HOST: dockerHost } }))
           docker('rmi', target)
         }
         samples.committed[who].push(t.s)
@@ -174,7 +174,8 @@ function forgetKeptBlob(root, diffId) {
   }
 }
 
-main().catch((e) => {
-  console.error(e)
-  process.exitCode = 1
-})
+module.exports = { name: 'push', description: 'push the benchmark image (pulled, and with a committed layer) to empty local registries: strata vs docker push and crane push', run }
+
+if (require.main === module) {
+  run(process.argv.slice(2)).catch((e) => { console.error(e); process.exit(1) })
+}
