@@ -89,7 +89,9 @@ impl Blocks<'_> {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "compression stopped"));
         }
         let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_SIZE));
-        self.tx.send((self.seq, block)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "compression stopped"))?;
+        self.tx
+            .send((self.seq, block))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "compression stopped"))?;
         self.seq += 1;
         Ok(())
     }
@@ -138,7 +140,9 @@ pub fn compress_layer(
             let mut blocks = Blocks { buf: Vec::with_capacity(BLOCK_SIZE), seq: 0, tx: &block_tx, stop: &stop };
             let r = tarsplit::assemble_cancellable(diff_dir, tar_split, &mut blocks, Some(cancel));
             let r = match r {
-                Ok(v) if !blocks.buf.is_empty() || blocks.seq == 0 => blocks.send().map(|()| v).map_err(|source| TarSplitError::Write { source }),
+                Ok(v) if !blocks.buf.is_empty() || blocks.seq == 0 => {
+                    blocks.send().map(|()| v).map_err(|source| TarSplitError::Write { source })
+                }
                 other => other,
             };
             drop(blocks);
@@ -196,7 +200,9 @@ pub fn compress_layer(
                 next += 1;
             }
         }
-        let assembled = producer.join().unwrap_or_else(|_| Err(TarSplitError::Write { source: io::Error::other("assembler panicked") }));
+        let assembled = producer
+            .join()
+            .unwrap_or_else(|_| Err(TarSplitError::Write { source: io::Error::other("assembler panicked") }));
         // The assembler's own failure explains a stop better than a broken channel does.
         let (found, tar_size) = match (assembled, failure) {
             (Err(TarSplitError::Aborted), _) => return Err(GzLayerError::Aborted),
@@ -220,7 +226,9 @@ mod tests {
     use std::io::Read;
 
     /// Builds a layer (diff dir + tar-split) from a tar made with the `tar` crate.
-    fn layer_of(files: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf, DiffId, Vec<u8>) {
+    fn layer_of(
+        files: &[(&str, Vec<u8>)],
+    ) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf, DiffId, Vec<u8>) {
         let mut b = tar::Builder::new(Vec::new());
         for (name, data) in files {
             let mut h = tar::Header::new_gnu();

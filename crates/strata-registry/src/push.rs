@@ -12,6 +12,7 @@
 //!   - registries that refuse either form (400/411/413/416/501 to the body request) get the
 //!     blob in chunks: `PATCH` with `Content-Range: start-end` and `Content-Length`, from the
 //!     file on disk (the compressed layer is finished into its keep file first).
+//!
 //!   A session that failed part-way is never continued: bytes the registry half-received would
 //!   corrupt the blob, so the upload starts again from `POST` (up to [`UPLOAD_ATTEMPTS`]).
 //! * `PUT /v2/<name>/manifests/<reference>` — 201, `Docker-Content-Digest` checked against the
