@@ -13,15 +13,19 @@ import { native } from './native'
 /** Partial downloads untouched this long are removed by the cleanup pass. */
 export const PARTIAL_MAX_AGE_MS = 24 * 3600 * 1000
 
-/** Moves a verified blob into the content store (caller holds the store lock). */
-export async function adoptBlob(ctx: StoreContext, digest: string, file: string): Promise<void> {
+/**
+ * Moves a verified blob into the content store (caller holds the store lock); false when the
+ * store had it already (the file is then removed).
+ */
+export async function adoptBlob(ctx: StoreContext, digest: string, file: string): Promise<boolean> {
   const dest = ctx.layout.blob(digest)
   if (await exists(dest)) {
     await fs.rm(file, { force: true })
-    return
+    return false
   }
   await fs.rename(file, dest)
   await fsyncDir(ctx.layout.blobs)
+  return true
 }
 
 /** Compressed digests some layer still names. */

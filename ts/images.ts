@@ -13,6 +13,9 @@ import { hex } from './layout'
 import { LayerInfo } from './layers'
 import { UnionView } from './view'
 import { releaseBlobs } from './content'
+import { expose } from './boundary'
+import { writeAll } from './metawrites'
+import * as v from './validate'
 
 /** A row of `images`. */
 export interface ImageSummary {
@@ -99,14 +102,14 @@ function pathMatch(pattern: string, s: string): boolean {
 export class Images {
   constructor(private readonly ctx: StoreContext, private readonly users: ImageUsers) {}
 
-  private async sizeOf(img: StoredImage): Promise<number> {
+  async #sizeOf(img: StoredImage): Promise<number> {
     let size = 0
     for (const c of chainIdsOf(img.config.rootfs.diff_ids)) size += (await this.ctx.layers.get(c))?.size ?? 0
     return size
   }
 
   /** Map of image ID → IDs of images whose parent it is. */
-  private async children(): Promise<Map<string, string[]>> {
+  async #children(): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>()
     for (const id of await this.ctx.images.ids()) {
       const p = await this.ctx.images.parent(id)
@@ -123,7 +126,7 @@ export class Images {
   async #list(opts: ListOptions): Promise<ImageSummary[]> {
     const repos = await this.ctx.repos.read()
     const all = await this.ctx.images.all()
-    const kids = await this.children()
+    const kids = await this.#children()
     const f = opts.filters ?? {}
     const createdOf = async (s: string): Promise<number> => {
       const img = await this.ctx.images.get((await resolveImage(this.ctx, s)).id)
@@ -165,7 +168,7 @@ export class Images {
       if (!opts.all && tags.length === 0 && (kids.get(img.id)?.length ?? 0) > 0 && f.dangling === undefined) continue
       rows.push({
         id: img.id, repoTags: shownTags, repoDigests: digests, parentId: (await this.ctx.images.parent(img.id)) ?? '',
-        ...(created ? { created } : {}), size: await this.sizeOf(img), labels, containers: (await this.users(img.id)).length,
+        ...(created ? { created } : {}), size: await this.#sizeOf(img), labels, containers: (await this.users(img.id)).length,
       })
     }
     rows.sort((a, b) => (b.created?.getTime() ?? 0) - (a.created?.getTime() ?? 0) || a.id.localeCompare(b.id))
@@ -184,7 +187,7 @@ export class Images {
     const c = img.config
     const { tags, digests } = await this.ctx.repos.refsFor(id)
     const chain = chainIdsOf(c.rootfs.diff_ids)
-    const size = await this.sizeOf(img)
+    const size = await this.#sizeOf(img)
     const graph: Record<string, string> = {}
     if (chain.length > 0) {
       const stack = await this.ctx.layers.stack(chain[chain.length - 1])
@@ -294,42 +297,41 @@ export class Images {
       const repos = await this.ctx.repos.read()
       const { tags, digests } = refsIn(repos, id)
       const users = await this.users(id)
+      // The refs to drop are worked out first and go in one write of repositories.json.
+      const untag = (k: string): void => {
+        const repo = k.slice(0, k.includes('@') ? k.indexOf('@') : k.lastIndexOf(':'))
+        delete repos[repo]?.[k]
+        events.push({ untagged: k })
+      }
       if (ref) {
         if (!opts.force && users.length > 0) {
           throw new StrataError('Conflict', `conflict: unable to remove repository reference "${name}" (must force) - container ${shortId(users[0].id)} is using its referenced image ${shortId(id)}`)
         }
         const key = refKey(ref)
-        await this.ctx.repos.remove(ref.familiarName, key)
-        events.push({ untagged: key })
+        untag(key)
         const remaining = [...tags, ...digests].filter((k) => k !== key)
         // A removed tag whose repository keeps only digest refs takes those digests along.
         const sameRepoTags = remaining.filter((k) => !k.includes('@') && k.startsWith(`${ref.familiarName}:`))
-        if (sameRepoTags.length === 0) {
-          for (const d of remaining.filter((k) => k.startsWith(`${ref.familiarName}@`))) {
-            await this.ctx.repos.remove(ref.familiarName, d)
-            events.push({ untagged: d })
-          }
-        }
-        if ((await this.ctx.repos.refsFor(id)).tags.length + (await this.ctx.repos.refsFor(id)).digests.length > 0) return events
+        if (sameRepoTags.length === 0) for (const d of remaining.filter((k) => k.startsWith(`${ref.familiarName}@`))) untag(d)
+        await writeAll((w) => this.ctx.repos.stage(w, repos))
+        const left = refsIn(repos, id)
+        if (left.tags.length + left.digests.length > 0) return events
       } else {
         const all = [...tags, ...digests]
         const repoNames = new Set(all.map((k) => k.slice(0, k.includes('@') ? k.indexOf('@') : k.lastIndexOf(':'))))
         if (!opts.force && repoNames.size > 1) {
           throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (must be forced) - image is referenced in multiple repositories`)
         }
-        this.checkUsers(id, users, opts.force ?? false)
-        for (const k of all) {
-          const repo = k.slice(0, k.includes('@') ? k.indexOf('@') : k.lastIndexOf(':'))
-          await this.ctx.repos.remove(repo, k)
-          events.push({ untagged: k })
-        }
+        this.#checkUsers(id, users, opts.force ?? false)
+        for (const k of all) untag(k)
+        if (all.length > 0) await writeAll((w) => this.ctx.repos.stage(w, repos))
       }
-      await this.deleteImage(id, opts, events, users)
+      await this.#deleteImage(id, opts, events, users)
       return events
     })
   }
 
-  private checkUsers(id: string, users: ImageUser[], force: boolean): void {
+  #checkUsers(id: string, users: ImageUser[], force: boolean): void {
     const running = users.find((u) => u.running)
     if (running) {
       throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (cannot be forced) - image is being used by running container ${shortId(running.id)}`)
@@ -339,19 +341,19 @@ export class Images {
     }
   }
 
-  private async deleteImage(id: string, opts: RemoveOptions, events: RemoveEvent[], users: ImageUser[]): Promise<void> {
-    const kids = (await this.children()).get(id) ?? []
+  async #deleteImage(id: string, opts: RemoveOptions, events: RemoveEvent[], users: ImageUser[]): Promise<void> {
+    const kids = (await this.#children()).get(id) ?? []
     if (kids.length > 0) {
       throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (cannot be forced) - image has dependent child images`)
     }
-    this.checkUsers(id, users, opts.force ?? false)
+    this.#checkUsers(id, users, opts.force ?? false)
     const img = await this.ctx.images.get(id)
     if (!img) return
     const parent = await this.ctx.images.parent(id)
     await this.ctx.images.delete(id)
     events.push({ deleted: id })
     const released: string[] = []
-    for (const chainId of await this.releasableLayers(img)) {
+    for (const chainId of await this.#releasableLayers(img)) {
       const blob = (await this.ctx.layers.get(chainId))?.compressedDigest
       if (blob) released.push(blob)
       await this.ctx.layers.remove(chainId)
@@ -361,15 +363,15 @@ export class Images {
     if (!opts.noPrune && parent && (await this.ctx.images.has(parent))) {
       const refs = await this.ctx.repos.refsFor(parent)
       const pUsers = await this.users(parent)
-      const pKids = (await this.children()).get(parent) ?? []
+      const pKids = (await this.#children()).get(parent) ?? []
       if (refs.tags.length + refs.digests.length === 0 && pUsers.length === 0 && pKids.length === 0) {
-        await this.deleteImage(parent, opts, events, [])
+        await this.#deleteImage(parent, opts, events, [])
       }
     }
   }
 
   /** Layers of `img` (top first) that no other image and no container uses. */
-  private async releasableLayers(img: StoredImage): Promise<string[]> {
+  async #releasableLayers(img: StoredImage): Promise<string[]> {
     const used = new Set<string>()
     for (const other of await this.ctx.images.all()) {
       if (other.id === img.id) continue
@@ -407,3 +409,30 @@ export function dockerConfig(c: ContainerConfig | null): Record<string, unknown>
   for (const [k, v] of Object.entries(src)) if (!(k in out)) out[k] = v
   return out
 }
+
+/** Docker's image filters; any other key is refused with the daemon's wording. */
+const FILTERS: Record<keyof ImageFilters, v.Check> = {
+  dangling: v.optional(v.boolean),
+  reference: v.optional(v.arrayOf(v.string)),
+  before: v.optional(v.string),
+  since: v.optional(v.string),
+  label: v.optional(v.arrayOf(v.string)),
+}
+
+const filters: v.Check = (value, name) => {
+  if (value === undefined) return
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) v.options({})(value, name)
+  for (const k of Object.keys(value as object)) {
+    if (!Object.hasOwn(FILTERS, k)) throw new StrataError('InvalidArgument', `Invalid filter '${k}'`)
+  }
+  for (const [k, c] of Object.entries(FILTERS)) c((value as Record<string, unknown>)[k], `${name}.${k}`)
+}
+
+expose(Images, {
+  list: [['opts', v.optional(v.options({ all: v.optional(v.boolean), filters, match: v.optional(v.string) }))]],
+  inspect: [['name', v.string]],
+  view: [['name', v.string]],
+  history: [['name', v.string]],
+  tag: [['source', v.string], ['target', v.string]],
+  remove: [['name', v.string], ['opts', v.optional(v.options({ force: v.optional(v.boolean), noPrune: v.optional(v.boolean) }))]],
+})
