@@ -9,11 +9,11 @@
  * console.log(await store.images.list())
  * ```
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from './lazy'
 import type { Readable, Writable } from 'node:stream'
 import { Layout } from './layout'
 import { StoreContext } from './context'
-import { cleanup, CleanupReport } from './cleanup'
+import { cleanup, CleanupReport, stagingLeftovers } from './cleanup'
 import { load, LoadInput, LoadOptions, LoadResult } from './archive/load'
 import { save, SaveOptions } from './archive/save'
 import { importImage, ImportOptions } from './archive/import'
@@ -21,6 +21,7 @@ import { Images, ImageUsers } from './images'
 import { ioError } from './errors'
 import { Containers } from './containers/containers'
 import { pull, PullOptions, PullResult } from './registry/pull'
+import { cleanupPartials } from './content'
 import { expose } from './boundary'
 import * as v from './validate'
 
@@ -49,20 +50,38 @@ export class Store {
     this.#users = (id) => this.containers.users(id)
   }
 
+  /**
+   * Opens (creating if needed) the store at `root`. The cleanup pass and the full container
+   * repair run only when something can have been left half-done: a writer that died
+   * (./writers.ts), staging no live process holds, or a store that has never recorded its
+   * writers. Otherwise an open is two or three readdirs, plus a look at each container's own
+   * files for what only they can show (a supervisor gone, mounts that disagree with the kernel).
+   */
   static async open(opts: StoreOptions = {}): Promise<Store> {
     const root = opts.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT
     const layout = new Layout(root)
-    try {
-      for (const d of layout.dirs) await fs.mkdir(d, { recursive: true, mode: 0o711 })
-    } catch (e) {
-      throw ioError(e as NodeJS.ErrnoException, `cannot create store at ${root}: ${(e as Error).message}`)
-    }
     const ctx = new StoreContext(layout)
-    const recovered = await ctx.exclusive(() => cleanup(ctx))
-    const store = new Store(ctx, recovered)
-    // Stale mounts and states a crashed process left (after cleanup, which keeps container layers).
-    await ctx.exclusive(() => store.containers.repair())
-    // What the repair removed is gone before the store is handed out.
+    const dead = ctx.writers.dead()
+    if (dead === undefined) {
+      try {
+        for (const d of layout.dirs) await fs.mkdir(d, { recursive: true, mode: 0o711 })
+      } catch (e) {
+        throw ioError(e as NodeJS.ErrnoException, `cannot create store at ${root}: ${(e as Error).message}`)
+      }
+    }
+    if (dead === undefined || dead.length > 0 || stagingLeftovers(layout)) {
+      const recovered = await ctx.exclusive(() => cleanup(ctx))
+      const store = new Store(ctx, recovered)
+      // Stale mounts and states a crashed process left (after cleanup, which keeps container layers).
+      await ctx.exclusive(() => store.containers.repair())
+      // What the repair removed is gone before the store is handed out.
+      await ctx.drain()
+      ctx.writers.forget(dead ?? [])
+      return store
+    }
+    // Partial downloads age out even when no writer died (a pull that lost its registry ends cleanly).
+    const store = new Store(ctx, { removedStaging: 0, removedLayers: 0, removedDirs: 0, removedBlobs: 0, removedPartials: await cleanupPartials(ctx) })
+    await store.containers.repairStale()
     await ctx.drain()
     return store
   }
@@ -111,6 +130,7 @@ export class Store {
   async close(): Promise<void> {
     await this.containers.dispose()
     await this.#ctx.drain()
+    this.#ctx.release()
   }
 }
 

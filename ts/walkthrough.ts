@@ -132,7 +132,7 @@ async function run(): Promise<void> {
 
   await walkContainers.run(store, strata, sh, say)
 
-  say('10. rmi: untag, then delete the image and the layers no other image uses (seed 003)')
+  say('9. rmi: untag, then delete the image and the layers no other image uses (seed 003)')
   await strata('rmi', 'demo/app:latest')
   await strata('rmi', 'demo/app:1.0')
   await strata('images')

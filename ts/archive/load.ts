@@ -10,10 +10,8 @@
  *    configs, then the tags.
  * Any failure before step 4 leaves the store untouched (the staging dir is removed).
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import path = require('node:path')
 import { createWriteStream, createReadStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { StoreContext, cancelFor, throwIfAborted, Staging } from '../context'
 import { native } from '../native'
@@ -25,6 +23,7 @@ import { chainIdsOf } from '../chain'
 import { LayerRegistrar, PlannedLayer as Planned } from '../register'
 import { setTags } from '../tags'
 import { allOrNothing } from '../rollback'
+import { fsp as fs, streamPromises } from '../lazy'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */
@@ -85,7 +84,7 @@ async function openSource(input: LoadInput, staging: Staging): Promise<ArchiveSo
     file = input
   } else {
     file = path.join(staging.dir, 'input.tar')
-    await pipeline(input, createWriteStream(file, { mode: 0o600 }))
+    await streamPromises.pipeline(input, createWriteStream(file, { mode: 0o600 }))
   }
   if ((await magicOf(file)) !== 'none') {
     const plain = path.join(staging.dir, 'input.decompressed.tar')
@@ -161,7 +160,7 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
         if (r.compression !== 'none') {
           blob = path.join(staging.dir, `blob-${round}-${i}`)
           const start = requests[i].offset ?? 0
-          await pipeline(createReadStream(requests[i].blobPath, { start, end: start + r.blobSize - 1 }), createWriteStream(blob, { mode: 0o600 }))
+          await streamPromises.pipeline(createReadStream(requests[i].blobPath, { start, end: start + r.blobSize - 1 }), createWriteStream(blob, { mode: 0o600 }))
         }
         todo[i].staged = {
           dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,

@@ -10,7 +10,7 @@
  * const imageId = await c.commit({ ref: 'bb:hi', message: 'add greeting' })
  * ```
  */
-import * as path from 'node:path'
+import path = require('node:path')
 import { StoreContext } from '../context'
 import { StrataError } from '../errors'
 import { listDir, randomHex, readIfExists, exists } from '../fsx'
@@ -26,7 +26,7 @@ import { NativeFsOp, fsBatch } from '../native'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
 import { lowerChain, MAX_LOWER_DIRS } from './plan'
-import { MountManager, pidAlive, processLives } from './mounts'
+import { MountManager, pidAlive, processLives, readRefs, liveRefs, mountedAt } from './mounts'
 import { runtimeOf } from './supervisor'
 import { Container } from './container'
 import { humanDuration } from '../format/units'
@@ -444,6 +444,44 @@ export class Containers {
     return report
   }
 
+  /**
+   * The repair pass of a store no writer died in (Store.open): only containers whose own files
+   * say something is off — no record, a commit's or a supervisor's process gone, mount refs of
+   * dead processes or refs the kernel's mounts contradict. A few small reads per container and
+   * no lock when all is well; what looks stale is looked at again under the lock.
+   */
+  async repairStale(): Promise<void> {
+    const layout = this.ctx.layout
+    const ids = new Set([...(await listDir(layout.containers)), ...(await listDir(layout.layerdbMounts))])
+    const stale: string[] = []
+    for (const id of ids) if (/^[0-9a-f]{64}$/.test(id) && (await this.#looksStale(id))) stale.push(id)
+    if (stale.length === 0) return
+    const report = { removed: 0, exited: 0, unmounted: 0 }
+    await this.ctx.exclusive(async () => {
+      for (const id of stale) {
+        try {
+          if (await this.#looksStale(id)) await this.#repairOne(id, report)
+        } catch (e) {
+          process.emitWarning(`strata: cannot repair container ${id}: ${(e as Error).message}`)
+        }
+      }
+    })
+  }
+
+  async #looksStale(id: string): Promise<boolean> {
+    const p = this.paths(id)
+    const rec = await readRecord(p)
+    if (!rec) return true
+    if (pauserDied(rec)) return true
+    if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) return true
+    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
+    if (!mountId) return false
+    const refs = await readRefs(p)
+    const live = liveRefs(refs, rec.State.Running)
+    const mounted = mountedAt(this.ctx.layout.mergedDir(mountId))
+    return live.length !== refs.length || (mounted ? live.length === 0 : refs.length > 0)
+  }
+
   async #repairOne(id: string, report: { removed: number; exited: number; unmounted: number }): Promise<void> {
     const p = this.paths(id)
     // A commit died between `runc pause` and `runc resume`.
@@ -514,6 +552,7 @@ expose(Containers, {
   users: [['imageId', v.nonEmptyString]],
   remove: [['nameOrId', v.nonEmptyString], ['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
   repair: [],
+  repairStale: [],
   dispose: [],
   thaw: [['id', v.nonEmptyString]],
   thawOrphans: [],

@@ -41,8 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 /// Entry marking its directory opaque in an OCI/AUFS layer.
 pub const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
-/// Overlayfs' opaque-directory xattrs (the `user.` one with the `userxattr` mount option).
-pub const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+pub use crate::upperwalk::OPAQUE_XATTRS;
 
 /// Size of the staging buffer between the files read and the output.
 const CHUNK: usize = 1 << 20;

@@ -23,3 +23,4 @@ pub mod safefs;
 pub mod stream;
 pub mod tarsplit;
 pub mod union;
+pub mod upperwalk;
