@@ -7,6 +7,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as zlib from 'node:zlib'
 import { Store, StrataError } from '../ts'
+import type { StrataErrorCode } from '../ts/errors'
 import { tmpDir, snapshot } from './helpers/fs'
 import { buildImage, busyboxEntries, sha256, BuiltImage } from './helpers/image'
 import { tar, TarEntry } from './helpers/tar'
@@ -22,7 +23,7 @@ function blobsOf(img: BuiltImage): Map<string, Buffer> {
   return m
 }
 
-interface Case { title: string; code: string; setup: (repo: string) => void; message?: RegExp }
+interface Case { title: string; code: StrataErrorCode; setup: (repo: string) => void; message?: RegExp }
 
 const good = (): BuiltImage => buildImage({ layers: [tar([{ name: 'a.txt', data: 'a'.repeat(5000) }])], compression: ['gzip'] })
 

@@ -9,9 +9,11 @@
  * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links;
  * - content-store blobs no layer names, partial downloads untouched for a day (ts/content.ts).
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import { fsp as fs } from './lazy'
+import fsSync = require('node:fs')
+import path = require('node:path')
 import { StoreContext } from './context'
+import { Layout } from './layout'
 import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
 import { COMMITTED_FILE, LINK_DIR } from './layout'
@@ -25,6 +27,24 @@ export interface CleanupReport {
   /** Content-store blobs no layer names, and partial downloads older than a day. */
   removedBlobs: number
   removedPartials: number
+}
+
+/**
+ * Whether `tmp/` or `layerdb/tmp/` hold anything no live process owns — what the cleanup pass
+ * would remove there. Both are empty unless work is under way, so this is two readdirs (the
+ * locks are only tried, through the native addon, when there is something to look at).
+ */
+export function stagingLeftovers(layout: Layout): boolean {
+  for (const name of fsSync.readdirSync(layout.tmp)) {
+    const lockPath = path.join(layout.tmp, name.endsWith('.lock') ? name : `${name}.lock`)
+    if (!fsSync.existsSync(lockPath)) return true
+    const lock = native.tryLock(lockPath, true)
+    if (lock) {
+      lock.release()
+      return true
+    }
+  }
+  return fsSync.readdirSync(layout.layerdbTmp).length > 0
 }
 
 export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {

@@ -13,15 +13,20 @@ import { native } from './native'
 /** Partial downloads untouched this long are removed by the cleanup pass. */
 export const PARTIAL_MAX_AGE_MS = 24 * 3600 * 1000
 
-/** Moves a verified blob into the content store (caller holds the store lock). */
-export async function adoptBlob(ctx: StoreContext, digest: string, file: string): Promise<void> {
+/**
+ * Moves a verified blob into the content store (caller holds the store lock); false when the
+ * store had it already (the file is then removed).
+ */
+export async function adoptBlob(ctx: StoreContext, digest: string, file: string): Promise<boolean> {
   const dest = ctx.layout.blob(digest)
   if (await exists(dest)) {
     await fs.rm(file, { force: true })
-    return
+    return false
   }
+  await fs.mkdir(ctx.layout.blobs, { recursive: true }) // a store made before the content store
   await fs.rename(file, dest)
   await fsyncDir(ctx.layout.blobs)
+  return true
 }
 
 /** Compressed digests some layer still names. */
@@ -60,6 +65,13 @@ export async function cleanupContent(ctx: StoreContext, now = Date.now()): Promi
     await fs.rm(path.join(ctx.layout.blobs, name), { force: true })
     report.removedBlobs++
   }
+  report.removedPartials = await cleanupPartials(ctx, now)
+  return report
+}
+
+/** Removes partial downloads untouched for a day that no live pull holds; returns how many. */
+export async function cleanupPartials(ctx: StoreContext, now = Date.now()): Promise<number> {
+  let removed = 0
   for (const name of await listDir(ctx.layout.ingest)) {
     const p = path.join(ctx.layout.ingest, name)
     const st = await fs.stat(p).catch(() => undefined)
@@ -69,10 +81,10 @@ export async function cleanupContent(ctx: StoreContext, now = Date.now()): Promi
     if (!lock) continue
     try {
       await fs.rm(p, { force: true })
-      report.removedPartials++
+      removed++
     } finally {
       lock.release()
     }
   }
-  return report
+  return removed
 }

@@ -2,16 +2,17 @@
  * What the store's modules share: the layout, the three dbs, the store lock and staging dirs.
  * Internal; the public surface is `Store` (ts/store.ts).
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from './lazy'
 import { statSync } from 'node:fs'
-import * as path from 'node:path'
+import path = require('node:path')
 import { Layout } from './layout'
 import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'
 import { Repositories } from './repositories'
 import { native, fsBatch } from './native'
-import { call, fromNative, StrataError } from './errors'
+import { call, toStrataError, StrataError } from './errors'
 import { randomHex, listDir, readIfExists } from './fsx'
+import { Writers } from './writers'
 import { StoreLock, LockMode } from './lock'
 
 /** A staging dir under `<root>/tmp`, owned (locked) by this process until disposed. */
@@ -24,11 +25,19 @@ export class StoreContext {
   readonly layers: LayerStore
   readonly images: ImageDb
   readonly repos: Repositories
+  /** This process's entry in `writers/`, made before the first change (./writers.ts). */
+  readonly writers: Writers
 
   constructor(readonly layout: Layout) {
     this.layers = new LayerStore(layout)
     this.images = new ImageDb(layout)
     this.repos = new Repositories(layout)
+    this.writers = new Writers(layout.writers)
+  }
+
+  /** After the last change: this context no longer counts as a writer (Store.close, the shim). */
+  release(): void {
+    this.writers.unregister()
   }
 
   readonly #reclaiming = new Set<Promise<void>>()
@@ -63,14 +72,15 @@ export class StoreContext {
   }
 
   #busy = 0
-  #lastBusy = 0
+  // Process start, as performance.now()'s zero was.
+  #lastBusy = nowMs() - process.uptime() * 1000
 
   /**
    * Milliseconds since this process last held the store lock (0 while it holds it): background
    * work that would slow the store's own operations waits for a quiet moment.
    */
   quietFor(): number {
-    return this.#busy > 0 ? 0 : performance.now() - this.#lastBusy
+    return this.#busy > 0 ? 0 : nowMs() - this.#lastBusy
   }
 
   #lock?: StoreLock
@@ -82,7 +92,7 @@ export class StoreContext {
       try {
         st = statSync(this.layout.root)
       } catch (e) {
-        throw fromNative(e)
+        throw toStrataError(e)
       }
       this.#lock = new StoreLock(`${st.dev}:${st.ino}`, this.layout.lockFile, this.layout.lockWaitFile)
     }
@@ -91,6 +101,8 @@ export class StoreContext {
 
   /** Runs `fn` holding the store's exclusive lock (all metadata changes do). */
   exclusive<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    // Before the first change: a crash from here on leaves something for the next open to repair.
+    this.writers.register()
     return this.#locked('exclusive', fn, signal)
   }
 
@@ -105,7 +117,7 @@ export class StoreContext {
       return await this.lock.run(mode, fn, signal)
     } finally {
       this.#busy--
-      this.#lastBusy = performance.now()
+      this.#lastBusy = nowMs()
     }
   }
 
@@ -113,6 +125,7 @@ export class StoreContext {
   async staging(kind: string): Promise<Staging> {
     const name = `${kind}-${randomHex(8)}`
     const dir = path.join(this.layout.tmp, name)
+    this.writers.register()
     const lock = native.tryLock(`${dir}.lock`, true)
     if (!lock) throw new StrataError('Locked', `staging ${name} is locked`)
     await fs.mkdir(dir, { mode: 0o700 })
@@ -125,6 +138,11 @@ export class StoreContext {
       },
     }
   }
+}
+
+/** A monotonic clock in ms (`performance.now()` would load perf_hooks into every CLI command). */
+function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6
 }
 
 /** Converts an AbortSignal into a NativeCancel (and throws at once if already aborted). */

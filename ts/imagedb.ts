@@ -2,11 +2,11 @@
  * The image db: image configs by ID (`imagedb/content/sha256/<id>`, bytes as received, so the ID —
  * the sha256 of those bytes — stays verifiable) and per-image metadata (`parent`, `lastUpdated`).
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
-import { createHash } from 'node:crypto'
+import { fsp as fs, crypto } from './lazy'
+import path = require('node:path')
 import { Layout, hex } from './layout'
 import { exists, listDir, readBytesIfExists, readIfExists, writeAtomic } from './fsx'
+import type { MetaWrites } from './metawrites'
 import { StrataError } from './errors'
 
 /** The parts of an OCI/Docker image config strata reads. Unknown fields are kept in the raw bytes. */
@@ -57,7 +57,7 @@ export interface StoredImage {
 }
 
 export function imageIdOf(configBytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(configBytes).digest('hex')}`
+  return `sha256:${crypto.createHash('sha256').update(configBytes).digest('hex')}`
 }
 
 /** Parses and checks a config: it must have `rootfs.diff_ids` of valid digests. */
@@ -121,18 +121,20 @@ export class ImageDb {
     return (await readIfExists(path.join(this.layout.imageMeta(id), 'parent')))?.trim() || undefined
   }
 
-  async setParent(id: string, parent: string): Promise<void> {
-    await fs.mkdir(this.layout.imageMeta(id), { recursive: true })
-    await writeAtomic(path.join(this.layout.imageMeta(id), 'parent'), parent)
+  /** Stages the image's parent (commit's image: the container's image) into `w`. */
+  async setParent(w: MetaWrites, id: string, parent: string): Promise<void> {
+    await w.mkdir(this.layout.imageMeta(id))
+    await w.put(path.join(this.layout.imageMeta(id), 'parent'), parent)
   }
 
   async lastUpdated(id: string): Promise<string | undefined> {
     return (await readIfExists(path.join(this.layout.imageMeta(id), 'lastUpdated')))?.trim() || undefined
   }
 
-  async touch(id: string, when = new Date()): Promise<void> {
-    await fs.mkdir(this.layout.imageMeta(id), { recursive: true })
-    await writeAtomic(path.join(this.layout.imageMeta(id), 'lastUpdated'), when.toISOString())
+  /** Stages the image's `lastUpdated` (Docker's LastTagTime) into `w`. */
+  async touch(w: MetaWrites, id: string, when = new Date()): Promise<void> {
+    await w.mkdir(this.layout.imageMeta(id))
+    await w.put(path.join(this.layout.imageMeta(id), 'lastUpdated'), when.toISOString())
   }
 
   /**

@@ -13,6 +13,9 @@ import { hex } from './layout'
 import { LayerInfo } from './layers'
 import { UnionView } from './view'
 import { releaseBlobs } from './content'
+import { expose } from './boundary'
+import { writeAll } from './metawrites'
+import * as v from './validate'
 
 /** A row of `images`. */
 export interface ImageSummary {
@@ -72,6 +75,38 @@ function shortId(id: string): string {
   return hex(id).slice(0, 12)
 }
 
+/** The repository of a `repo:tag` or `repo@digest` key. */
+function repoOf(key: string): string {
+  return key.includes('@') ? key.slice(0, key.indexOf('@')) : key.slice(0, key.lastIndexOf(':'))
+}
+
+/**
+ * moby's `isSingleReference`: the references all name one repository and at most one of them is
+ * a tag — removing the one the user named leaves the image nameless.
+ */
+function isSingleReference(refs: string[]): boolean {
+  if (refs.length <= 1) return refs.length === 1
+  return refs.filter((k) => !k.includes('@')).length <= 1 && new Set(refs.map(repoOf)).size === 1
+}
+
+/** Conflicts moby checks before deleting an image (`conflictType`), as bits of a mask. */
+const CHILD = 1
+const RUNNING = 2
+const REFERENCED = 4
+const STOPPED = 8
+/** Never overridden by `-f`. */
+const HARD = CHILD | RUNNING
+/** Overridden by `-f`. */
+const SOFT = REFERENCED | STOPPED
+
+/** A reason an image cannot be deleted now; `used`: a container holds it. */
+interface DeleteConflict {
+  used: boolean
+  /** No references and no child images. */
+  dangling: boolean
+  error: StrataError
+}
+
 /** Glob as Go's path.Match (`*`, `?`, `[...]`; `*` does not cross `/`). */
 function pathMatch(pattern: string, s: string): boolean {
   let re = '^'
@@ -99,14 +134,14 @@ function pathMatch(pattern: string, s: string): boolean {
 export class Images {
   constructor(private readonly ctx: StoreContext, private readonly users: ImageUsers) {}
 
-  private async sizeOf(img: StoredImage): Promise<number> {
+  async #sizeOf(img: StoredImage): Promise<number> {
     let size = 0
     for (const c of chainIdsOf(img.config.rootfs.diff_ids)) size += (await this.ctx.layers.get(c))?.size ?? 0
     return size
   }
 
   /** Map of image ID → IDs of images whose parent it is. */
-  private async children(): Promise<Map<string, string[]>> {
+  async #children(): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>()
     for (const id of await this.ctx.images.ids()) {
       const p = await this.ctx.images.parent(id)
@@ -123,7 +158,7 @@ export class Images {
   async #list(opts: ListOptions): Promise<ImageSummary[]> {
     const repos = await this.ctx.repos.read()
     const all = await this.ctx.images.all()
-    const kids = await this.children()
+    const kids = await this.#children()
     const f = opts.filters ?? {}
     const createdOf = async (s: string): Promise<number> => {
       const img = await this.ctx.images.get((await resolveImage(this.ctx, s)).id)
@@ -165,7 +200,7 @@ export class Images {
       if (!opts.all && tags.length === 0 && (kids.get(img.id)?.length ?? 0) > 0 && f.dangling === undefined) continue
       rows.push({
         id: img.id, repoTags: shownTags, repoDigests: digests, parentId: (await this.ctx.images.parent(img.id)) ?? '',
-        ...(created ? { created } : {}), size: await this.sizeOf(img), labels, containers: (await this.users(img.id)).length,
+        ...(created ? { created } : {}), size: await this.#sizeOf(img), labels, containers: (await this.users(img.id)).length,
       })
     }
     rows.sort((a, b) => (b.created?.getTime() ?? 0) - (a.created?.getTime() ?? 0) || a.id.localeCompare(b.id))
@@ -184,7 +219,7 @@ export class Images {
     const c = img.config
     const { tags, digests } = await this.ctx.repos.refsFor(id)
     const chain = chainIdsOf(c.rootfs.diff_ids)
-    const size = await this.sizeOf(img)
+    const size = await this.#sizeOf(img)
     const graph: Record<string, string> = {}
     if (chain.length > 0) {
       const stack = await this.ctx.layers.stack(chain[chain.length - 1])
@@ -286,90 +321,113 @@ export class Images {
     })
   }
 
-  /** `rmi`: returns Docker's Untagged/Deleted events in order. */
+  /**
+   * `rmi`: returns Docker's Untagged/Deleted events in order. The rules are moby's
+   * `ImageDelete`, as the engine shows them (the differential test in
+   * __test__/cli-rmi-docker.spec.ts runs each case in both):
+   * - by reference: the reference goes; a container on the image refuses it (without `-f`) only
+   *   when it is the image's single reference (one repository, at most one tag). A tag whose
+   *   repository keeps only digest references takes those along. If no reference is left the
+   *   image itself is deleted, unless something holds it — then it stays, quietly, as
+   *   `<none>` (a dangling image nobody uses is the exception: that conflict is reported);
+   * - by ID: with a single reference, that reference goes first (a stopped container refuses it
+   *   without `-f`, a running one even with it); then the image is deleted if nothing holds it:
+   *   child images and running containers always hold it, references and stopped containers
+   *   unless `-f`;
+   * - after a deletion the parent image goes too when nothing references or uses it
+   *   (not with `--no-prune`).
+   * The references dropped go in one write of repositories.json, before any image is deleted.
+   */
   async remove(name: string, opts: RemoveOptions = {}): Promise<RemoveEvent[]> {
     return this.ctx.exclusive(async () => {
       const events: RemoveEvent[] = []
+      const force = opts.force ?? false
       const { id, ref } = await resolveImage(this.ctx, name)
       const repos = await this.ctx.repos.read()
-      const { tags, digests } = refsIn(repos, id)
-      const users = await this.users(id)
+      const refsOf = (img: string): string[] => { const r = refsIn(repos, img); return [...r.tags, ...r.digests].sort() }
+      const untag = (k: string): void => {
+        delete repos[repoOf(k)]?.[k]
+        events.push({ untagged: k })
+      }
+      let quiet = false
       if (ref) {
-        if (!opts.force && users.length > 0) {
-          throw new StrataError('Conflict', `conflict: unable to remove repository reference "${name}" (must force) - container ${shortId(users[0].id)} is using its referenced image ${shortId(id)}`)
-        }
-        const key = refKey(ref)
-        await this.ctx.repos.remove(ref.familiarName, key)
-        events.push({ untagged: key })
-        const remaining = [...tags, ...digests].filter((k) => k !== key)
-        // A removed tag whose repository keeps only digest refs takes those digests along.
-        const sameRepoTags = remaining.filter((k) => !k.includes('@') && k.startsWith(`${ref.familiarName}:`))
-        if (sameRepoTags.length === 0) {
-          for (const d of remaining.filter((k) => k.startsWith(`${ref.familiarName}@`))) {
-            await this.ctx.repos.remove(ref.familiarName, d)
-            events.push({ untagged: d })
+        if (!force && isSingleReference(refsOf(id))) {
+          const users = await this.users(id)
+          if (users.length > 0) {
+            throw new StrataError('Conflict', `conflict: unable to remove repository reference "${name}" (must force) - container ${shortId(users[0].id)} is using its referenced image ${shortId(id)}`)
           }
         }
-        if ((await this.ctx.repos.refsFor(id)).tags.length + (await this.ctx.repos.refsFor(id)).digests.length > 0) return events
-      } else {
-        const all = [...tags, ...digests]
-        const repoNames = new Set(all.map((k) => k.slice(0, k.includes('@') ? k.indexOf('@') : k.lastIndexOf(':'))))
-        if (!opts.force && repoNames.size > 1) {
-          throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (must be forced) - image is referenced in multiple repositories`)
+        untag(refKey(ref))
+        if (ref.digest === undefined && !refsOf(id).some((k) => !k.includes('@') && repoOf(k) === ref.familiarName)) {
+          // The repository keeps only digests of this image: they go with its last tag.
+          for (const d of refsOf(id).filter((k) => k.includes('@') && repoOf(k) === ref.familiarName)) untag(d)
         }
-        this.checkUsers(id, users, opts.force ?? false)
-        for (const k of all) {
-          const repo = k.slice(0, k.includes('@') ? k.indexOf('@') : k.lastIndexOf(':'))
-          await this.ctx.repos.remove(repo, k)
-          events.push({ untagged: k })
+        if (refsOf(id).length > 0) {
+          await writeAll((w) => this.ctx.repos.stage(w, repos))
+          return events
         }
+        quiet = true
+      } else if (isSingleReference(refsOf(id))) {
+        const conflict = await this.#conflict(id, force ? HARD : HARD | STOPPED, refsOf(id))
+        if (conflict) throw conflict.error
+        for (const k of refsOf(id)) untag(k)
       }
-      await this.deleteImage(id, opts, events, users)
+      // moby's removeAllReferencesToImageID, when the image is to go: decided before the write.
+      const conflict = await this.#conflict(id, force ? HARD : HARD | SOFT, refsOf(id))
+      if (!conflict) for (const k of refsOf(id)) untag(k)
+      if (events.length > 0) await writeAll((w) => this.ctx.repos.stage(w, repos))
+      await this.#deleteImage(id, events, conflict, !opts.noPrune, quiet)
       return events
     })
   }
 
-  private checkUsers(id: string, users: ImageUser[], force: boolean): void {
+  /** The first of moby's delete conflicts `mask` asks about, or undefined. */
+  async #conflict(id: string, mask: number, refs: string[]): Promise<DeleteConflict | undefined> {
+    const kids = ((await this.#children()).get(id) ?? []).length
+    const make = (hard: boolean, used: boolean, why: string) => ({
+      used, dangling: refs.length === 0 && kids === 0,
+      error: new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (${hard ? 'cannot be forced' : 'must be forced'}) - ${why}`),
+    })
+    if (mask & CHILD && kids > 0) return make(true, false, 'image has dependent child images')
+    const users = mask & (RUNNING | STOPPED) ? await this.users(id) : []
     const running = users.find((u) => u.running)
-    if (running) {
-      throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (cannot be forced) - image is being used by running container ${shortId(running.id)}`)
-    }
-    if (!force && users.length > 0) {
-      throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (must be forced) - image is being used by stopped container ${shortId(users[0].id)}`)
-    }
+    if (mask & RUNNING && running) return make(true, true, `image is being used by running container ${shortId(running.id)}`)
+    if (mask & REFERENCED && refs.length > 0) return make(false, false, 'image is referenced in multiple repositories')
+    const stopped = users.find((u) => !u.running)
+    if (mask & STOPPED && stopped) return make(false, true, `image is being used by stopped container ${shortId(stopped.id)}`)
+    return undefined
   }
 
-  private async deleteImage(id: string, opts: RemoveOptions, events: RemoveEvent[], users: ImageUser[]): Promise<void> {
-    const kids = (await this.children()).get(id) ?? []
-    if (kids.length > 0) {
-      throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (cannot be forced) - image has dependent child images`)
+  /**
+   * moby's `imageDeleteHelper` after its references are gone: the image goes unless `conflict`
+   * holds it (`quiet`: then without a word, unless the image is dangling and unused), then its
+   * parent is pruned quietly when nothing references or uses it.
+   */
+  async #deleteImage(id: string, events: RemoveEvent[], conflict: DeleteConflict | undefined, prune: boolean, quiet: boolean): Promise<void> {
+    if (conflict) {
+      if (quiet && (!conflict.dangling || conflict.used)) return
+      throw conflict.error
     }
-    this.checkUsers(id, users, opts.force ?? false)
     const img = await this.ctx.images.get(id)
     if (!img) return
     const parent = await this.ctx.images.parent(id)
     await this.ctx.images.delete(id)
     events.push({ deleted: id })
     const released: string[] = []
-    for (const chainId of await this.releasableLayers(img)) {
+    for (const chainId of await this.#releasableLayers(img)) {
       const blob = (await this.ctx.layers.get(chainId))?.compressedDigest
       if (blob) released.push(blob)
       await this.ctx.layers.remove(chainId)
       events.push({ deleted: chainId })
     }
     await releaseBlobs(this.ctx, released)
-    if (!opts.noPrune && parent && (await this.ctx.images.has(parent))) {
-      const refs = await this.ctx.repos.refsFor(parent)
-      const pUsers = await this.users(parent)
-      const pKids = (await this.children()).get(parent) ?? []
-      if (refs.tags.length + refs.digests.length === 0 && pUsers.length === 0 && pKids.length === 0) {
-        await this.deleteImage(parent, opts, events, [])
-      }
-    }
+    if (!prune || !parent || !(await this.ctx.images.has(parent))) return
+    const { tags, digests } = await this.ctx.repos.refsFor(parent)
+    await this.#deleteImage(parent, events, await this.#conflict(parent, HARD | SOFT, [...tags, ...digests]), true, true)
   }
 
   /** Layers of `img` (top first) that no other image and no container uses. */
-  private async releasableLayers(img: StoredImage): Promise<string[]> {
+  async #releasableLayers(img: StoredImage): Promise<string[]> {
     const used = new Set<string>()
     for (const other of await this.ctx.images.all()) {
       if (other.id === img.id) continue
@@ -407,3 +465,30 @@ export function dockerConfig(c: ContainerConfig | null): Record<string, unknown>
   for (const [k, v] of Object.entries(src)) if (!(k in out)) out[k] = v
   return out
 }
+
+/** Docker's image filters; any other key is refused with the daemon's wording. */
+const FILTERS: Record<keyof ImageFilters, v.Check> = {
+  dangling: v.optional(v.boolean),
+  reference: v.optional(v.arrayOf(v.string)),
+  before: v.optional(v.string),
+  since: v.optional(v.string),
+  label: v.optional(v.arrayOf(v.string)),
+}
+
+const filters: v.Check = (value, name) => {
+  if (value === undefined) return
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) v.options({})(value, name)
+  for (const k of Object.keys(value as object)) {
+    if (!Object.hasOwn(FILTERS, k)) throw new StrataError('InvalidArgument', `Invalid filter '${k}'`)
+  }
+  for (const [k, c] of Object.entries(FILTERS)) c((value as Record<string, unknown>)[k], `${name}.${k}`)
+}
+
+expose(Images, {
+  list: [['opts', v.optional(v.options({ all: v.optional(v.boolean), filters, match: v.optional(v.string) }))]],
+  inspect: [['name', v.string]],
+  view: [['name', v.string]],
+  history: [['name', v.string]],
+  tag: [['source', v.string], ['target', v.string]],
+  remove: [['name', v.string], ['opts', v.optional(v.options({ force: v.optional(v.boolean), noPrune: v.optional(v.boolean) }))]],
+})

@@ -50,6 +50,8 @@
  * <root>/tmp/<staging>/  +  <root>/tmp/<staging>.lock
  *                                               work in progress; the lock is held by the process
  *                                               that owns it, so cleanup removes only dead ones
+ * <root>/writers/<boot id>-<pid>-<start time>   one empty file per process that may be changing
+ *                                               the store (./writers.ts); made last of all dirs
  * ```
  *
  * Visibility rules (what makes the store crash-safe):
@@ -59,9 +61,10 @@
  * - tags are written last, by atomically replacing `repositories.json`;
  * - deletion runs the other way round: tags, image config, layerdb entry, then the files.
  * A cleanup pass on open removes overlay2 dirs nobody references, broken layerdb entries,
- * and staging dirs whose owner died.
+ * and staging dirs whose owner died; it runs when a writer died or staging is left over
+ * (./writers.ts, ./store.ts), not on every open.
  */
-import * as path from 'node:path'
+import path = require('node:path')
 
 export const OVERLAY_DIR = 'overlay2'
 export const LINK_DIR = 'l'
@@ -100,12 +103,13 @@ export class Layout {
   get daemonConfig(): string { return path.join(this.root, 'daemon.json') }
   /** Certificate dirs searched for `<host:port>/`, in order. */
   get certsDirs(): string[] { return [path.join(this.root, 'certs.d'), '/etc/docker/certs.d'] }
+  get writers(): string { return path.join(this.root, 'writers') }
 
-  /** All directories a store needs, parents first. */
+  /** All directories a store needs, parents first; `writers` last, so it existing means all do. */
   get dirs(): string[] {
     return [this.root, this.overlay, this.links, this.tmp, this.imagedbContent, this.imagedbMetadata,
       this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.diffIdByDigest, this.v2MetadataByDiffId,
-      this.blobs, this.ingest]
+      this.blobs, this.ingest, this.writers]
   }
 
   layerDir(cacheId: string): string { return path.join(this.overlay, cacheId) }

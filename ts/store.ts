@@ -9,18 +9,19 @@
  * console.log(await store.images.list())
  * ```
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from './lazy'
 import type { Readable, Writable } from 'node:stream'
 import { Layout } from './layout'
 import { StoreContext } from './context'
-import { cleanup, CleanupReport } from './cleanup'
+import { cleanup, CleanupReport, stagingLeftovers } from './cleanup'
 import { load, LoadInput, LoadOptions, LoadResult } from './archive/load'
 import { save, SaveOptions } from './archive/save'
 import { importImage, ImportOptions } from './archive/import'
 import { Images, ImageUsers } from './images'
-import { StrataError } from './errors'
+import { ioError } from './errors'
 import { Containers } from './containers/containers'
 import { pull, PullOptions, PullResult } from './registry/pull'
+import { cleanupPartials } from './content'
 import { DockerConfig, configDir, keyForRegistry } from './registry/credentials'
 import { RegistryAuth } from './registry/client'
 import { parseNormalizedNamed } from './reference'
@@ -29,6 +30,8 @@ import { LoginOptions, LoginResult, LogoutResult } from './registry/login'
 import { SearchOptions, SearchResult } from './registry/search'
 import { PushOptions, PushResult } from './registry/push'
 import { pushImage, storePushDeps, registryAuth } from './registry/push-image'
+import { expose } from './boundary'
+import * as v from './validate'
 
 export const DEFAULT_ROOT = '/var/lib/strata'
 
@@ -61,21 +64,40 @@ export class Store {
     this.#users = (id) => this.containers.users(id)
   }
 
+  /**
+   * Opens (creating if needed) the store at `root`. The cleanup pass and the full container
+   * repair run only when something can have been left half-done: a writer that died
+   * (./writers.ts), staging no live process holds, or a store that has never recorded its
+   * writers. Otherwise an open is two or three readdirs, plus a look at each container's own
+   * files for what only they can show (a supervisor gone, mounts that disagree with the kernel).
+   */
   static async open(opts: StoreOptions = {}): Promise<Store> {
     const root = opts.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT
     const layout = new Layout(root)
-    try {
-      for (const d of layout.dirs) await fs.mkdir(d, { recursive: true, mode: 0o711 })
-    } catch (e) {
-      throw new StrataError('Io', `cannot create store at ${root}: ${(e as Error).message}`, { syscode: (e as NodeJS.ErrnoException).code, path: root })
-    }
     const ctx = new StoreContext(layout)
-    const recovered = await ctx.exclusive(() => cleanup(ctx))
-    const store = new Store(ctx, recovered)
-    if (opts.dockerConfig !== undefined) store.#dockerConfig = opts.dockerConfig
-    // Stale mounts and states a crashed process left (after cleanup, which keeps container layers).
-    await ctx.exclusive(() => store.containers.repair())
-    // What the repair removed is gone before the store is handed out.
+    const dead = ctx.writers.dead()
+    if (dead === undefined) {
+      try {
+        for (const d of layout.dirs) await fs.mkdir(d, { recursive: true, mode: 0o711 })
+      } catch (e) {
+        throw ioError(e as NodeJS.ErrnoException, `cannot create store at ${root}: ${(e as Error).message}`)
+      }
+    }
+    if (dead === undefined || dead.length > 0 || stagingLeftovers(layout)) {
+      const recovered = await ctx.exclusive(() => cleanup(ctx))
+      const store = new Store(ctx, recovered)
+      store.#dockerConfig = opts.dockerConfig
+      // Stale mounts and states a crashed process left (after cleanup, which keeps container layers).
+      await ctx.exclusive(() => store.containers.repair())
+      // What the repair removed is gone before the store is handed out.
+      await ctx.drain()
+      ctx.writers.forget(dead ?? [])
+      return store
+    }
+    // Partial downloads age out even when no writer died (a pull that lost its registry ends cleanly).
+    const store: Store = new Store(ctx, { removedStaging: 0, removedLayers: 0, removedDirs: 0, removedBlobs: 0, removedPartials: await cleanupPartials(ctx) })
+    await store.containers.repairStale()
+    store.#dockerConfig = opts.dockerConfig
     await ctx.drain()
     return store
   }
@@ -140,9 +162,9 @@ export class Store {
     return pushImage(this.#ctx, storePushDeps(this.#ctx, this.credentials()), ref, opts)
   }
 
-  /** `docker save`: images to a tar file, an OCI layout directory, or a stream. */
-  save(images: string[], output: string | Writable, opts?: SaveOptions): Promise<void> {
-    return save(this.#ctx, images, output, opts)
+  /** `docker save`: images (one name or a list) to a tar file, an OCI layout directory, or a stream. */
+  save(images: string | string[], output: string | Writable, opts?: SaveOptions): Promise<void> {
+    return save(this.#ctx, typeof images === 'string' ? [images] : images, output, opts)
   }
 
   /** `docker import`: a rootfs tarball to a one-layer image; returns the image ID. */
@@ -167,5 +189,40 @@ export class Store {
   async close(): Promise<void> {
     await this.containers.dispose()
     await this.#ctx.drain()
+    this.#ctx.release()
   }
 }
+
+const signal = v.optional(v.signal)
+
+expose(Store, {
+  load: [['input', v.either(v.nonEmptyString, v.readable)], ['opts', v.optional(v.options({ onProgress: v.optional(v.func), signal }))]],
+  save: [
+    ['images', v.either(v.nonEmptyString, v.arrayOf(v.nonEmptyString))],
+    ['output', v.either(v.nonEmptyString, v.writable)],
+    ['opts', v.optional(v.options({ format: v.optional(v.oneOf('docker', 'oci')), signal }))],
+  ],
+  import: [
+    ['input', v.either(v.nonEmptyString, v.readable)],
+    ['opts', v.optional(v.options({
+      ref: v.optional(v.string), message: v.optional(v.string), changes: v.optional(v.arrayOf(v.string)),
+      sourceName: v.optional(v.string), platform: v.optional(v.options({ os: v.optional(v.string), architecture: v.optional(v.string) })),
+      onProgress: v.optional(v.func), signal,
+    }))],
+  ],
+  pull: [['ref', v.nonEmptyString], ['opts', v.optional(v.options({
+    platform: v.optional(v.nonEmptyString), allTags: v.optional(v.boolean), onProgress: v.optional(v.func), signal,
+    auth: v.optional(v.options({ username: v.optional(v.string), password: v.optional(v.string), identityToken: v.optional(v.string), registryToken: v.optional(v.string) })),
+  }))]],
+  push: [['ref', v.nonEmptyString], ['opts', v.optional(v.options({ allTags: v.optional(v.boolean), onProgress: v.optional(v.func), signal }))]],
+  login: [['server', v.optional(v.string)], ['opts', v.optional(v.options({ username: v.optional(v.string), password: v.optional(v.string), signal }))]],
+  logout: [['server', v.optional(v.string)]],
+  search: [['term', v.nonEmptyString], ['opts', v.optional(v.options({
+    limit: v.optional(v.count), registry: v.optional(v.nonEmptyString), pageSize: v.optional(v.count), signal,
+    filters: v.optional(v.options({ stars: v.optional(v.nonNegative), isOfficial: v.optional(v.boolean), isAutomated: v.optional(v.boolean) })),
+  }))]],
+  credentials: { args: [], sync: true },
+  close: [],
+}, {
+  open: [['opts', v.optional(v.options({ root: v.optional(v.nonEmptyString), dockerConfig: v.optional(v.nonEmptyString) }))]],
+})

@@ -133,7 +133,7 @@ async function run(): Promise<void> {
 
   await walkContainers.run(store, strata, sh, say)
 
-  const { next, pulled } = await walkRegistry(strata, sh, say, work, 'demo/app:1.0', 10)
+  const { next, pulled } = await walkRegistry(strata, sh, say, work, 'demo/app:1.0', 9)
 
   say(`${next}. rmi: untag, then delete the image and the layers no other image uses (seed 003)`)
   await strata('tag', pulled, 'demo/app:latest')

@@ -2,19 +2,19 @@
  * `import`: a rootfs tarball (plain, gzip or zstd; file or stream) → a one-layer image, as
  * `docker import` makes it: history comment `Imported from <source>`, `-m` message, `-c` changes.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import path = require('node:path')
 import { createWriteStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { StoreContext, cancelFor, throwIfAborted } from '../context'
 import { native } from '../native'
-import { call, StrataError } from '../errors'
+import { call, ioError, StrataError } from '../errors'
 import { setTag } from '../tags'
+import { allOrNothing } from '../rollback'
 import { applyChanges } from '../changes'
-import { ImageConfig } from '../imagedb'
+import { ImageConfig, imageIdOf } from '../imagedb'
 import { goArch } from '../platform'
 import { parseReference } from '../reference'
+import { fsp as fs, streamPromises } from '../lazy'
 
 export interface ImportOptions {
   /** Tag for the new image. */
@@ -40,12 +40,12 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
     if (typeof input === 'string') {
       file = input
       const st = await fs.stat(file).catch((e: NodeJS.ErrnoException) => {
-        throw new StrataError('Io', `open ${file}: ${e.message}`, { syscode: e.code, path: file })
+        throw ioError(e, `open ${file}: ${e.message}`)
       })
       if (!st.isFile()) throw new StrataError('InvalidArgument', `${file} is not a file`)
     } else {
       file = path.join(staging.dir, 'input')
-      await pipeline(input, createWriteStream(file, { mode: 0o600 }))
+      await streamPromises.pipeline(input, createWriteStream(file, { mode: 0o600 }))
     }
     const total = (await fs.stat(file)).size
     const dir = path.join(staging.dir, 'layer')
@@ -64,14 +64,18 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
       rootfs: { type: 'layers', diff_ids: [res.diffId] },
     }
     const raw = Buffer.from(JSON.stringify(config))
-    return await ctx.exclusive(async () => {
-      if (!(await ctx.layers.has(res.diffId))) {
-        await ctx.layers.register({ dir, tarSplit: req.tarSplit, diffId: res.diffId, size: res.size, ...(res.compression !== 'none' ? { compressedDigest: res.digest } : {}) }, res.diffId, undefined)
+    // All or nothing: a failure after the layer or the image appeared (a full disk) takes them back.
+    return await ctx.exclusive(() => allOrNothing(async (undo) => {
+      const staged = { dir, tarSplit: req.tarSplit, diffId: res.diffId, size: res.size, ...(res.compression !== 'none' ? { compressedDigest: res.digest } : {}) }
+      if (await ctx.layers.register(staged, res.diffId, undefined)) undo.add(`layer ${res.diffId}`, () => ctx.layers.remove(res.diffId))
+      const id = imageIdOf(raw)
+      if (!(await ctx.images.has(id))) {
+        await ctx.images.put(raw)
+        undo.add(`image ${id}`, () => ctx.images.delete(id))
       }
-      const id = await ctx.images.put(raw)
       if (opts.ref) await setTag(ctx, opts.ref, id)
       return id
-    }, opts.signal)
+    }), opts.signal)
   } finally {
     await staging.dispose()
   }

@@ -10,20 +10,20 @@
  *    configs, then the tags.
  * Any failure before step 4 leaves the store untouched (the staging dir is removed).
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import path = require('node:path')
 import { createWriteStream, createReadStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { StoreContext, cancelFor, throwIfAborted, Staging } from '../context'
 import { native } from '../native'
-import { call, StrataError } from '../errors'
+import { call, ioError, StrataError } from '../errors'
 import { TarSource, DirSource, ArchiveSource } from './source'
 import { readArchiveImages, ArchiveImage } from './manifest'
 import { parseConfig, imageIdOf } from '../imagedb'
 import { chainIdsOf } from '../chain'
-import { setTag } from '../tags'
 import { LayerRegistrar, PlannedLayer as Planned } from '../register'
+import { setTags } from '../tags'
+import { allOrNothing } from '../rollback'
+import { fsp as fs, streamPromises } from '../lazy'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */
@@ -78,13 +78,13 @@ async function openSource(input: LoadInput, staging: Staging): Promise<ArchiveSo
     try {
       st = await fs.stat(input)
     } catch (e) {
-      throw new StrataError('Io', `open ${input}: ${(e as Error).message}`, { syscode: (e as NodeJS.ErrnoException).code, path: input })
+      throw ioError(e as NodeJS.ErrnoException, `open ${input}: ${(e as Error).message}`)
     }
     if (st.isDirectory()) return DirSource.open(input)
     file = input
   } else {
     file = path.join(staging.dir, 'input.tar')
-    await pipeline(input, createWriteStream(file, { mode: 0o600 }))
+    await streamPromises.pipeline(input, createWriteStream(file, { mode: 0o600 }))
   }
   if ((await magicOf(file)) !== 'none') {
     const plain = path.join(staging.dir, 'input.decompressed.tar')
@@ -159,7 +159,8 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
         let blob: string | undefined
         if (r.compression !== 'none') {
           blob = path.join(staging.dir, `blob-${round}-${i}`)
-          await pipeline(createReadStream(requests[i].blobPath, { start: requests[i].offset ?? 0, end: (requests[i].offset ?? 0) + r.blobSize - 1 }), createWriteStream(blob, { mode: 0o600 }))
+          const start = requests[i].offset ?? 0
+          await streamPromises.pipeline(createReadStream(requests[i].blobPath, { start, end: start + r.blobSize - 1 }), createWriteStream(blob, { mode: 0o600 }))
         }
         todo[i].staged = {
           dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,
@@ -167,7 +168,7 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
           ...(blob ? { blob } : {}),
         }
       }))
-      results.forEach((r, i) => {
+      results.forEach((_r, i) => {
         opts.onProgress?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
       })
     }
@@ -201,22 +202,35 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
     }
     return { images: loaded, lines }
 
+    /**
+     * Layers bottom-up, then image configs, then every tag in one write of repositories.json;
+     * all or nothing: a failure (a full disk) takes back the layers and images it made.
+     */
     async function commit(): Promise<void> {
-      const registrar = new LayerRegistrar(ctx, (c) => plan.get(c), 'loading')
-      for (const img of images) {
-        for (const c of img.chainIds) await registrar.layer(c)
-        await ctx.images.put(img.raw)
-        if (img.mediaType) await ctx.images.setOrigin(img.id, img.mediaType)
-        const tags: string[] = []
-        for (const t of img.tags) {
-          const r = await setTag(ctx, t, img.id)
-          if (r.replaced) lines.push(`The image ${r.familiar} already exists, renaming the old one with ID ${r.replaced} to empty string`)
-          tags.push(r.familiar)
-          lines.push(`Loaded image: ${r.familiar}`)
+      await allOrNothing(async (undo) => {
+        const registrar = new LayerRegistrar(ctx, (c) => plan.get(c), 'loading', undo)
+        for (const img of images) {
+          for (const c of img.chainIds) await registrar.layer(c)
+          if (!(await ctx.images.has(img.id))) {
+            await ctx.images.put(img.raw)
+            undo.add(`image ${img.id}`, () => ctx.images.delete(img.id))
+          }
+          if (img.mediaType) await ctx.images.setOrigin(img.id, img.mediaType)
         }
-        if (tags.length === 0) lines.push(`Loaded image ID: ${img.id}`)
-        loaded.push({ id: img.id, tags })
-      }
+        const tagged = await setTags(ctx, images.flatMap((img) => img.tags.map((target) => ({ target, id: img.id }))))
+        let next = 0
+        for (const img of images) {
+          const tags: string[] = []
+          for (const _ of img.tags) {
+            const r = tagged[next++]
+            if (r.replaced) lines.push(`The image ${r.familiar} already exists, renaming the old one with ID ${r.replaced} to empty string`)
+            tags.push(r.familiar)
+            lines.push(`Loaded image: ${r.familiar}`)
+          }
+          if (tags.length === 0) lines.push(`Loaded image ID: ${img.id}`)
+          loaded.push({ id: img.id, tags })
+        }
+      })
     }
   } finally {
     await staging.dispose()

@@ -2,7 +2,8 @@
  * CLI: `create`, `run`, `start`, `stop`, `kill`, `wait`, `logs`, `rm`, `ps`, `diff`, `commit`,
  * `export`, `mount`, `umount` — docker's flags and output. Listed in ./commands.ts.
  */
-import { Writable } from 'node:stream'
+import { stream } from '../lazy'
+import type { Writable } from 'node:stream'
 import type { Store } from '../store'
 import { StrataError } from '../errors'
 import { parseArgs, flag, value, values, FlagSpec, Parsed } from './args'
@@ -48,7 +49,7 @@ function sink(io: Io, which: 'out' | 'err'): Writable {
     s.on('error', () => undefined) // EPIPE when the reader goes away; the process still runs to its end
     return s
   }
-  return new Writable({
+  return new stream.Writable({
     write(chunk: Buffer, _enc, cb) {
       io[which](chunk.toString('utf8'))
       cb()

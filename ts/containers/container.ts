@@ -4,32 +4,33 @@
  * `diff` its writable layer, `commit` it to a new image, `export` its merged filesystem.
  * Everything is promise-based; processes are spawned, native calls are async.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
-import { spawn } from 'node:child_process'
+import { fsp as fs, childProcess, streamPromises, stream } from '../lazy'
+import path = require('node:path')
 import { createReadStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
-import { PassThrough, type Readable, type Writable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { StoreContext, cancelFor } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { mustRead, readIfExists, readFileIfExists } from '../fsx'
-import { LOWER_FILE } from '../layout'
+import { readIfExists, readFileIfExists } from '../fsx'
 import { chainIdsOf } from '../chain'
 import { applyChanges } from '../changes'
-import { setTag } from '../tags'
+import { tagIn } from '../tags'
+import { allOrNothing } from '../rollback'
+import { writeAll } from '../metawrites'
 import { parseReference } from '../reference'
-import { ImageConfig, ContainerConfig } from '../imagedb'
+import { ImageConfig, ContainerConfig, imageIdOf } from '../imagedb'
 import { dockerConfig } from '../images'
 import { ContainerPaths } from './layout'
 import { ContainerRecord, readRecord, readHostConfig } from './record'
-import { lowerDirs, INIT_PATHS } from './plan'
-import { pidAlive } from './mounts'
+import { INIT_PATHS } from './plan'
+import { pidAlive, processStartTime, readMountPlan } from './mounts'
 import { supervise, mountIdOf, runtimeOf, updateRecord } from './supervisor'
 import { normalizeSignal } from './runtime'
 import { MASKED_PATHS, READONLY_PATHS } from './spec'
 import type { Containers } from './containers'
 import { UnionView } from '../view'
+import { expose } from '../boundary'
+import * as v from '../validate'
 
 /** sha256 of an empty tar (1024 zero bytes): a commit with no changes adds no layer (Docker's rule). */
 export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
@@ -88,6 +89,11 @@ export class Container {
     this.#all = all
     this.id = id
     this.paths = new ContainerPaths(ctx.layout, id)
+  }
+
+  /** @internal Resumes the container if a commit paused it and died (`Containers.thaw`); the API boundary calls it. */
+  thawIfOrphaned(): Promise<void> {
+    return this.#all.thaw(this.id)
   }
 
   /** The record as stored now. */
@@ -152,12 +158,12 @@ export class Container {
   }
 
   async #view(opts: { readOnly?: boolean }): Promise<UnionView> {
-    const l = await this.#layers()
-    if (opts.readOnly) return UnionView.open({ lowers: [l.upperDir, ...l.lowerDirs] })
+    const plan = await readMountPlan(this.#ctx.layout, await this.#mountId())
+    if (opts.readOnly) return UnionView.open({ lowers: [plan.upperdir!, ...plan.lowerdirs] })
     if (await this.isMounted()) {
       throw new StrataError('Conflict', `container ${this.id} is mounted: unmount it before writing through a view`)
     }
-    return UnionView.open({ lowers: l.lowerDirs, upper: l.upperDir, work: l.workDir })
+    return UnionView.open({ lowers: plan.lowerdirs, upper: plan.upperdir, work: plan.workdir })
   }
 
   async isMounted(): Promise<boolean> {
@@ -172,7 +178,7 @@ export class Container {
     const out: Buffer[] = []
     const err: Buffer[] = []
     const collect = (bufs: Buffer[]) => {
-      const s = new PassThrough()
+      const s = new stream.PassThrough()
       s.on('data', (d: Buffer) => bufs.push(d))
       return s
     }
@@ -191,7 +197,7 @@ export class Container {
     const ts = __filename.endsWith('.ts')
     const shim = path.join(__dirname, `shim${ts ? '.ts' : '.js'}`)
     const args = ts ? ['--require', require.resolve('tsx/cjs'), shim] : [shim]
-    const child = spawn(process.execPath, [...args, this.#ctx.layout.root, this.id], { detached: true, stdio: 'ignore' })
+    const child = childProcess.spawn(process.execPath, [...args, this.#ctx.layout.root, this.id], { detached: true, stdio: 'ignore' })
     child.unref()
     for (let i = 0; ; i++) {
       const r = await this.info().catch(() => undefined)
@@ -273,9 +279,8 @@ export class Container {
   }
 
   async #diff(): Promise<Change[]> {
-    const mountId = await this.#mountId()
-    const lower = (await mustRead(path.join(this.#ctx.layout.layerDir(mountId), LOWER_FILE))).trim()
-    const changes = await call(() => native.changes(this.#ctx.layout.diffDir(mountId), lowerDirs(this.#ctx.layout, lower)))
+    const plan = await readMountPlan(this.#ctx.layout, await this.#mountId())
+    const changes = await call(() => native.changes(plan.upperdir!, plan.lowerdirs))
     return withoutInitPaths(changes)
   }
 
@@ -296,11 +301,11 @@ export class Container {
     let paused = false
     if (rec.State.Running && !rec.State.Paused && opts.pause !== false) {
       // Recorded first, so a store opened after this process dies resumes the container.
-      await updateRecord(ctx, this.paths, (r) => { r.PausedBy = process.pid })
+      await updateRecord(ctx, this.paths, (r) => { r.PausedBy = process.pid; r.PausedByStart = processStartTime(process.pid) })
       try {
         await runtime.pause(this.id)
       } catch (e) {
-        await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy }).catch(() => undefined)
+        await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy; delete r.PausedByStart }).catch(() => undefined)
         throw e
       }
       paused = true
@@ -316,10 +321,11 @@ export class Container {
       } finally {
         if (paused) {
           await runtime.resume(this.id).catch(() => undefined)
-          await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy }).catch(() => undefined)
+          await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy; delete r.PausedByStart }).catch(() => undefined)
         }
       }
-      return await ctx.exclusive(async () => {
+      // All or nothing: a failure after the layer or the image config appeared takes them back.
+      return await ctx.exclusive(() => allOrNothing(async (undo) => {
         const parentImg = await ctx.images.get(rec.Image)
         if (!parentImg) throw new StrataError('ImageNotFound', `No such image: ${rec.Image}`)
         const pc = parentImg.config
@@ -329,7 +335,9 @@ export class Container {
           const chain = chainIdsOf(diffIds)
           const top = chain.length ? await ctx.layers.must(chain[chain.length - 1]) : undefined
           const newChain = chainIdsOf([...diffIds, committed.diffId]).pop()!
-          await ctx.layers.register({ dir: layerDir, tarSplit, diffId: committed.diffId, size: committed.size }, newChain, top)
+          if (await ctx.layers.register({ dir: layerDir, tarSplit, diffId: committed.diffId, size: committed.size }, newChain, top)) {
+            undo.add(`layer ${newChain}`, () => ctx.layers.remove(newChain))
+          }
           diffIds.push(committed.diffId)
         }
         const created = new Date().toISOString()
@@ -352,12 +360,21 @@ export class Container {
             ...(empty ? { empty_layer: true } : {}),
           }],
         }
-        const id = await ctx.images.put(Buffer.from(JSON.stringify(config)))
-        await ctx.images.setParent(id, rec.Image)
-        if (opts.ref) await setTag(ctx, opts.ref, id)
-        else await ctx.images.touch(id)
+        const raw = Buffer.from(JSON.stringify(config))
+        const id = imageIdOf(raw)
+        if (!(await ctx.images.has(id))) {
+          await ctx.images.put(raw)
+          undo.add(`image ${id}`, () => ctx.images.delete(id))
+        }
+        const repos = opts.ref ? await ctx.repos.read() : undefined
+        if (repos) tagIn(repos, opts.ref!, id)
+        await writeAll(async (w) => {
+          await ctx.images.setParent(w, id, rec.Image)
+          await ctx.images.touch(w, id)
+          if (repos) await ctx.repos.stage(w, repos)
+        })
         return id
-      }, opts.signal)
+      }), opts.signal)
     } finally {
       await staging.dispose()
     }
@@ -382,7 +399,7 @@ export class Container {
           await fs.copyFile(file, output)
         })
       } else {
-        await pipeline(createReadStream(file), output, { end: false })
+        await streamPromises.pipeline(createReadStream(file), output, { end: false })
       }
     } finally {
       await staging.dispose()
@@ -483,3 +500,29 @@ export function withoutInitPaths<T extends { kind: string; path: string }>(chang
     return !initBelow || kept.some((o) => o.path.startsWith(prefix))
   })
 }
+
+const signal = v.optional(v.signal)
+
+expose(Container, {
+  info: [],
+  name: [],
+  layers: [],
+  mount: [],
+  unmount: [],
+  view: [['opts', v.optional(v.options({ readOnly: v.optional(v.boolean) }))]],
+  isMounted: [],
+  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable) }))]],
+  start: [],
+  wait: [['opts', v.optional(v.options({ timeoutMs: v.optional(v.nonNegative) }))]],
+  kill: [['signal', v.optional(v.either(v.nonEmptyString, v.count))]],
+  stop: [['opts', v.optional(v.options({ timeout: v.optional(v.nonNegative), signal: v.optional(v.nonEmptyString) }))]],
+  diff: [],
+  commit: [['opts', v.optional(v.options({
+    ref: v.optional(v.string), message: v.optional(v.string), author: v.optional(v.string),
+    changes: v.optional(v.arrayOf(v.string)), pause: v.optional(v.boolean), signal,
+  }))]],
+  export: [['output', v.either(v.nonEmptyString, v.writable)], ['opts', v.optional(v.options({ signal }))]],
+  logs: [],
+  remove: [['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
+  inspect: [],
+}, {}, (c) => c.thawIfOrphaned())

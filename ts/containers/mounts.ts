@@ -6,16 +6,22 @@
  * refs are held by a running process (a `run`, an `export`) and are stale once that pid is gone.
  * All changes happen under the store lock; the syscalls are the native core's.
  */
-import * as fs from 'node:fs'
+import fs = require('node:fs')
 import { StoreContext } from '../context'
 import { native } from '../native'
 import { call } from '../errors'
 import { mustRead, readIfExists } from '../fsx'
 import { ContainerPaths } from './layout'
 import { readRecord } from './record'
-import { containerMountPlan } from './plan'
-import * as path from 'node:path'
-import { LOWER_FILE } from '../layout'
+import { containerMountPlan, MountPlan } from './plan'
+import path = require('node:path')
+import { Layout, LOWER_FILE } from '../layout'
+
+/** The overlay plan of writable layer `mountId`, from its `lower` file (what mount, view and diff use). */
+export async function readMountPlan(layout: Layout, mountId: string): Promise<MountPlan> {
+  const lower = (await mustRead(path.join(layout.layerDir(mountId), LOWER_FILE))).trim()
+  return containerMountPlan(layout, mountId, lower)
+}
 
 export type MountRef = { kind: 'user' } | { kind: 'process'; pid: number }
 
@@ -63,6 +69,16 @@ export function emptyRefsFile(): string {
   return refsFileData([])
 }
 
+/**
+ * Whether something is mounted on `dir`, without the native addon: a mount point's device
+ * differs from its parent's (an overlay has an anonymous device of its own).
+ */
+export function mountedAt(dir: string): boolean {
+  const st = fs.statSync(dir, { throwIfNoEntry: false })
+  if (!st) return false
+  return st.dev !== fs.statSync(path.dirname(dir)).dev
+}
+
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
@@ -70,6 +86,23 @@ export function pidAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM'
   }
+}
+
+/** When process `pid` started (clock ticks since boot, `/proc/<pid>/stat` field 22); undefined if it is gone. */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Field 2 (the command) is in parentheses and may hold spaces: count from after it.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
+
+/** Whether the process recorded as `pid` (started at `start`, when known) still runs. */
+export function processLives(pid: number, start?: string): boolean {
+  if (!pidAlive(pid)) return false
+  return start === undefined || processStartTime(pid) === start
 }
 
 /**
@@ -87,17 +120,12 @@ async function running(p: ContainerPaths): Promise<boolean> {
 export class MountManager {
   constructor(private readonly ctx: StoreContext) {}
 
-  private async plan(p: ContainerPaths, mountId: string) {
-    const lower = (await mustRead(path.join(this.ctx.layout.layerDir(mountId), LOWER_FILE))).trim()
-    return containerMountPlan(this.ctx.layout, mountId, lower)
-  }
-
   /**
    * Takes a reference, mounting if this is the first live one; returns MergedDir. Caller holds
    * the store lock; `isRunning` is the record's state when the caller has just read it.
    */
   async acquire(p: ContainerPaths, mountId: string, ref: MountRef, isRunning?: boolean): Promise<string> {
-    const [plan, held, run] = await Promise.all([this.plan(p, mountId), readRefs(p), isRunning ?? running(p)])
+    const [plan, held, run] = await Promise.all([readMountPlan(this.ctx.layout, mountId), readRefs(p), isRunning ?? running(p)])
     const refs = liveRefs(held, run)
     if (!native.isMountPoint(plan.target)) {
       fs.mkdirSync(plan.target, { recursive: true })

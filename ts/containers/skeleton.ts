@@ -29,7 +29,7 @@
  * A skeleton without an init layer (an image as deep as the kernel's limit) has no `.init` and
  * `.l-init`, and no `init-id`; such skeletons are only ever built inline.
  */
-import * as path from 'node:path'
+import path = require('node:path')
 import { StoreContext, Staging } from '../context'
 import { randomHex, randomBase32 } from '../fsx'
 import { NativeFsOp, fsBatch } from '../native'
@@ -182,6 +182,16 @@ export class Skeletons {
     })()
       .catch((e: Error) => { process.emitWarning(`strata: building a container skeleton: ${e.message}`) })
       .finally(() => { this.#building = undefined })
+  }
+
+  /**
+   * Removes what is left of a skeleton that a failed create did not put in place, and the
+   * staging dir when it holds nothing else: a failed create leaves no trace under tmp/.
+   */
+  async discard(sk: Skeleton): Promise<void> {
+    const pieces = [sk.meta, sk.layer.dir, sk.layer.link, sk.container, ...(sk.init ? [sk.init.dir, sk.init.link] : [])]
+    await call(() => fsBatch(pieces.map((p) => ({ op: 'removeAll', path: p }))))
+    if (this.#ready.length === 0 && !this.#building) await this.dispose()
   }
 
   /** Waits for a build under way and removes the staging dir (Store.close). */

@@ -24,7 +24,7 @@
  * answers; `ResponseTooLarge` past `maxBody`; `Aborted` when `signal` fires.
  */
 import { native } from '../native'
-import { call, fromNative } from '../errors'
+import { call, toStrataError } from '../errors'
 import { Layout } from '../layout'
 
 /** Credentials for one registry (TS owns where they are stored). */
@@ -95,7 +95,7 @@ function callSync<T>(fn: () => T): T {
   try {
     return fn()
   } catch (e) {
-    throw fromNative(e)
+    throw toStrataError(e)
   }
 }
 

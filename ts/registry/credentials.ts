@@ -34,7 +34,7 @@ import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
 import * as os from 'node:os'
 import { spawn } from 'node:child_process'
-import { writeAtomic } from '../fsx'
+import { randomBytes } from 'node:crypto'
 import { StrataError } from '../errors'
 import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN } from '../reference'
 
@@ -255,9 +255,19 @@ export class DockerConfig {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 })
     // Go's json.MarshalIndent(c, "", "\t"), as the Docker CLI writes it.
     const text = JSON.stringify(cfg, null, '\t')
+    const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
     try {
-      await writeAtomic(target, text, 0o600)
+      // Created 0600: the secrets are never readable by others, not even for a moment.
+      const fh = await fs.open(tmp, 'wx', 0o600)
+      try {
+        await fh.writeFile(text)
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+      await fs.rename(tmp, target)
     } catch (e) {
+      await fs.rm(tmp, { force: true })
       const err = e as NodeJS.ErrnoException
       throw new StrataError('Io', `saving ${target}: ${err.message}`, { syscode: err.code, path: target })
     }

@@ -20,10 +20,12 @@ import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { StoreContext, throwIfAborted } from '../context'
 import { call, StrataError } from '../errors'
-import { parseNormalizedNamed, Reference, withTag, withDigest, trimNamed } from '../reference'
+import { parseNormalizedNamed, Reference, withTag, trimNamed } from '../reference'
 import { parseConfig } from '../imagedb'
 import { chainIdsOf } from '../chain'
-import { setTag } from '../tags'
+import { tagIn } from '../tags'
+import { writeAll } from '../metawrites'
+import { allOrNothing } from '../rollback'
 import { hex } from '../layout'
 import { LayerRegistrar, PlannedLayer } from '../register'
 import { Distribution } from '../distribution'
@@ -318,16 +320,22 @@ async function pullOne(
     emit({ status: `Digest: ${digest}` })
     return { id, reference: ref.familiarString(), digest, upToDate: false }
 
+    /** Layers, config, records, refs; all or nothing (a full disk takes back what it made). */
     async function commit(): Promise<void> {
-      const registrar = new LayerRegistrar(ctx, (c) => plan.find((x) => x.chainId === c && x.staged), 'pulling')
-      for (const c of chainIds) await registrar.layer(c)
-      for (const c of registrar.fresh) fresh.push(plan.find((x) => x.chainId === c)!)
-      await ctx.images.put(raw)
-      await ctx.images.setOrigin(id, manifest.mediaType)
-      const dist = new Distribution(ctx.layout)
-      const source = trimNamed(ref).string()
-      for (const p of plan) await dist.add(p.diffId, p.desc.digest, source)
-      await recordRefs(ctx, ref, digest, id)
+      await allOrNothing(async (undo) => {
+        const registrar = new LayerRegistrar(ctx, (c) => plan.find((x) => x.chainId === c && x.staged), 'pulling', undo)
+        for (const c of chainIds) await registrar.layer(c)
+        for (const c of registrar.fresh) fresh.push(plan.find((x) => x.chainId === c)!)
+        if (!(await ctx.images.has(id))) {
+          await ctx.images.put(raw)
+          undo.add(`image ${id}`, () => ctx.images.delete(id))
+        }
+        await ctx.images.setOrigin(id, manifest.mediaType)
+        const dist = new Distribution(ctx.layout)
+        const source = trimNamed(ref).string()
+        for (const p of plan) await dist.add(p.diffId, p.desc.digest, source)
+        await recordRefs(ctx, ref, digest, id)
+      })
     }
   } finally {
     // Verified blobs of layers that were not registered (found present meanwhile, or a failure
@@ -342,10 +350,17 @@ async function allPresent(ctx: StoreContext, diffIds: string[]): Promise<boolean
   return true
 }
 
-/** The tag (when pulled by tag) and the RepoDigest `NAME@DIGEST`, as Docker records them. */
+/**
+ * The tag (when pulled by tag) and the RepoDigest `NAME@DIGEST`, as Docker records them, with the
+ * image's lastUpdated: one write of repositories.json, all or nothing. Caller holds the store lock.
+ */
 async function recordRefs(ctx: StoreContext, ref: Reference, digest: string, id: string): Promise<void> {
-  if (ref.digest === undefined) await setTag(ctx, ref.familiarString(), id)
-  const dref = withDigest(trimNamed(ref), digest)
-  await ctx.repos.set(dref.familiarName, `${dref.familiarName}@${digest}`, id)
-  if (ref.digest !== undefined) await ctx.images.touch(id)
+  const repos = await ctx.repos.read()
+  if (ref.digest === undefined) tagIn(repos, ref.familiarString(), id)
+  const name = trimNamed(ref).familiarName
+  ;(repos[name] ??= {})[`${name}@${digest}`] = id
+  await writeAll(async (w) => {
+    await ctx.repos.stage(w, repos)
+    await ctx.images.touch(w, id)
+  })
 }

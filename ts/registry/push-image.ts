@@ -11,6 +11,7 @@
 import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
 import { adoptBlob } from '../content'
+import { writeAll } from '../metawrites'
 import { Distribution } from '../distribution'
 import { AuthConfig, DockerConfig, keyForRegistry } from './credentials'
 import { RegistryAuth, RegistryClient } from './client'
@@ -174,7 +175,11 @@ export async function pushImage(ctx: StoreContext, deps: PushDeps, target: strin
         }
         for (let i = 0; i < diffIds.length; i++) await deps.distribution.record(diffIds[i], pushed.layerDigests[i].digest, ref.name)
         // The RepoDigest, when the image is still there (an rmi may have raced the push).
-        if (await ctx.images.has(id)) await ctx.repos.set(ref.familiarName, `${ref.familiarName}@${pushed.digest}`, id)
+        if (await ctx.images.has(id)) {
+          const repos = await ctx.repos.read()
+          ;(repos[ref.familiarName] ??= {})[`${ref.familiarName}@${pushed.digest}`] = id
+          await writeAll((w) => ctx.repos.stage(w, repos))
+        }
       })
       result.tags.push({ tag: pushed.tag, digest: pushed.digest, size: pushed.size })
     }

@@ -40,12 +40,13 @@ pub enum GzLayerError {
 }
 
 impl crate::error::Coded for GzLayerError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
         match self {
             GzLayerError::Assemble(e) => e.code(),
-            GzLayerError::DiffIdMismatch { .. } => "DigestMismatch",
-            GzLayerError::Write { .. } => "Io",
-            GzLayerError::Aborted => "Aborted",
+            GzLayerError::DiffIdMismatch { .. } => ErrorCode::DigestMismatch,
+            GzLayerError::Write { .. } => ErrorCode::Io,
+            GzLayerError::Aborted => ErrorCode::Aborted,
         }
     }
     fn errno(&self) -> Option<i32> {
@@ -294,7 +295,7 @@ mod tests {
         let mut out = Vec::new();
         let e = compress_layer(&diff, &ts, &diff_id, &mut out, 2, &AtomicBool::new(false)).unwrap_err();
         // The tar-split's CRC of the file catches it before the DiffID would.
-        assert_eq!(crate::error::Coded::code(&e), "DigestMismatch", "{e}");
+        assert_eq!(crate::error::Coded::code(&e), crate::error::ErrorCode::DigestMismatch, "{e}");
         std::fs::write(diff.join("x"), b"abc").unwrap();
         let other = Digest::of(b"another layer");
         let e = compress_layer(&diff, &ts, &other, &mut Vec::new(), 2, &AtomicBool::new(false)).unwrap_err();

@@ -24,3 +24,4 @@ pub mod safefs;
 pub mod stream;
 pub mod tarsplit;
 pub mod union;
+pub mod upperwalk;

@@ -4,7 +4,9 @@
 //! most five at once, Docker's default), so a push holds one libuv pool thread whatever the
 //! number of layers; the HEADs, mounts and the manifest go through `request` from TS.
 use crate::cancel::NativeCancel;
+use crate::error::Job;
 use crate::registry::NativeRegistryClient;
+use crate::Failure;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -47,15 +49,17 @@ pub struct NativeUploaded {
 
 type UploadProgress = ThreadsafeFunction<FnArgs<(u32, f64, bool)>, (), FnArgs<(u32, f64, bool)>, Status, false>;
 
-fn invalid(msg: &str) -> Error {
-    crate::to_js(RegistryError::Invalid(msg.into()))
+type Outcome<T> = std::result::Result<T, Failure>;
+
+fn invalid(msg: &str) -> Failure {
+    RegistryError::Invalid(msg.into()).into()
 }
 
-fn digest(s: Option<&str>, what: &str) -> Result<Digest> {
-    Digest::parse(s.ok_or_else(|| invalid(&format!("{what}: digest missing")))?).map_err(crate::to_js)
+fn digest(s: Option<&str>, what: &str) -> Outcome<Digest> {
+    Ok(Digest::parse(s.ok_or_else(|| invalid(&format!("{what}: digest missing")))?)?)
 }
 
-fn source_of(b: &NativeBlobToSend) -> Result<BlobSource> {
+fn source_of(b: &NativeBlobToSend) -> Outcome<BlobSource> {
     match (&b.file, &b.bytes, &b.diff_dir) {
         (Some(path), None, None) => Ok(BlobSource::File {
             path: path.into(),
@@ -161,10 +165,10 @@ pub struct PushBlobs {
     cancel: Arc<AtomicBool>,
 }
 
-impl Task for PushBlobs {
+impl crate::NativeTask for PushBlobs {
     type Output = Vec<Uploaded>;
     type JsValue = Vec<NativeUploaded>;
-    fn compute(&mut self) -> Result<Self::Output> {
+    fn compute(&mut self) -> Outcome<Self::Output> {
         let (client, repo, blobs) = (&self.client, &self.repo, &self.blobs);
         let progress = &self.progress;
         linked_cancel(&self.cancel, |cancel| {
@@ -183,7 +187,7 @@ impl Task for PushBlobs {
                 Ok(out)
             })
         })
-        .map_err(crate::to_js)
+        .map_err(Failure::from)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
         Ok(out.into_iter().map(|u| NativeUploaded { digest: u.digest.to_string(), size: u.size as i64 }).collect())
@@ -200,14 +204,15 @@ impl NativeRegistryClient {
     )]
     pub fn push_blobs(
         &self,
+        env: Env,
         repository: String,
         blobs: Vec<NativeBlobToSend>,
         on_progress: Option<UploadProgress>,
         cancel: Option<&NativeCancel>,
-    ) -> Result<AsyncTask<PushBlobs>> {
-        let blobs = blobs.iter().map(source_of).collect::<Result<Vec<_>>>()?;
+    ) -> Result<AsyncTask<Job<PushBlobs>>> {
+        let blobs = blobs.iter().map(source_of).collect::<Outcome<Vec<_>>>().map_err(|f| f.into_js(&env))?;
         let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-        Ok(AsyncTask::new(PushBlobs {
+        Ok(crate::job(PushBlobs {
             client: self.client.clone(),
             repo: repository,
             blobs,

@@ -5,6 +5,8 @@
 //! `endpoints()`).
 #![cfg_attr(test, allow(dead_code))]
 use crate::cancel::NativeCancel;
+use crate::error::Job;
+use crate::Failure;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -17,6 +19,8 @@ use strata_registry::auth::Credentials;
 use strata_registry::client::{Body, Request};
 use strata_registry::pull::{self, LayerEvent, LayerPull, PulledLayer};
 use strata_registry::{Client, ClientOptions, RegistryConfig, RegistryError};
+
+type Outcome<T> = std::result::Result<T, Failure>;
 
 /// How to reach one registry.
 #[napi(object)]
@@ -160,8 +164,8 @@ impl From<&PulledLayer> for NativePulledLayer {
 /// `verifying`, `done`.
 type PullProgressFn = ThreadsafeFunction<FnArgs<(u32, String, f64)>, (), FnArgs<(u32, String, f64)>, Status, false>;
 
-fn invalid(msg: impl Into<String>) -> Error {
-    crate::to_js(RegistryError::Invalid(msg.into()))
+fn invalid(msg: impl Into<String>) -> Failure {
+    RegistryError::Invalid(msg.into()).into()
 }
 
 /// A registry client (see the module docs).
@@ -173,15 +177,18 @@ pub struct NativeRegistryClient {
 #[napi]
 impl NativeRegistryClient {
     #[napi(constructor)]
-    pub fn new(opts: NativeRegistryOptions) -> Result<Self> {
+    pub fn new(env: Env, opts: NativeRegistryOptions) -> Result<Self> {
+        Self::build(opts).map_err(|f| f.into_js(&env))
+    }
+
+    fn build(opts: NativeRegistryOptions) -> Outcome<Self> {
         let certs: Vec<PathBuf> = opts
             .certs_dirs
             .unwrap_or_else(|| vec!["/etc/docker/certs.d".into()])
             .into_iter()
             .map(PathBuf::from)
             .collect();
-        let config = RegistryConfig::load(opts.daemon_config.as_deref().map(std::path::Path::new), certs)
-            .map_err(crate::to_js)?;
+        let config = RegistryConfig::load(opts.daemon_config.as_deref().map(std::path::Path::new), certs)?;
         let mut o = ClientOptions::new(&opts.registry, config);
         o.credentials = match (opts.username, opts.password, opts.identity_token, opts.registry_token) {
             (_, _, _, Some(t)) => Credentials::RegistryToken(t),
@@ -203,7 +210,7 @@ impl NativeRegistryClient {
         if let Some(ms) = opts.idle_timeout_ms {
             o.idle_timeout = Duration::from_millis(ms.max(1) as u64);
         }
-        Ok(NativeRegistryClient { client: Arc::new(Client::new(o).map_err(crate::to_js)?) })
+        Ok(NativeRegistryClient { client: Arc::new(Client::new(o)?) })
     }
 
     /// The endpoints tried, in order.
@@ -233,9 +240,18 @@ impl NativeRegistryClient {
     )]
     pub fn request(
         &self,
+        env: Env,
         req: NativeRegistryRequest,
         cancel: Option<&NativeCancel>,
-    ) -> Result<AsyncTask<RegistryRequest>> {
+    ) -> Result<AsyncTask<Job<RegistryRequest>>> {
+        self.request_task(req, cancel).map_err(|f| f.into_js(&env))
+    }
+
+    fn request_task(
+        &self,
+        req: NativeRegistryRequest,
+        cancel: Option<&NativeCancel>,
+    ) -> Outcome<AsyncTask<Job<RegistryRequest>>> {
         let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| invalid(format!("bad method {}", req.method)))?;
         let mut r = Request::new(method, req.target);
@@ -256,7 +272,7 @@ impl NativeRegistryClient {
             (None, None) => Body::Empty,
         };
         let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-        Ok(AsyncTask::new(RegistryRequest { client: self.client.clone(), req: r, cancel }))
+        Ok(crate::job(RegistryRequest { client: self.client.clone(), req: r, cancel }))
     }
 
     /// Pulls layer blobs into staging (see `strata_registry::pull`): all at once, at most
@@ -267,25 +283,36 @@ impl NativeRegistryClient {
     )]
     pub fn pull_layers(
         &self,
+        env: Env,
         layers: Vec<NativeLayerPull>,
         concurrency: u32,
         on_progress: Option<PullProgressFn>,
         cancel: Option<&NativeCancel>,
-    ) -> Result<AsyncTask<PullLayers>> {
+    ) -> Result<AsyncTask<Job<PullLayers>>> {
+        self.pull_task(layers, concurrency, on_progress, cancel).map_err(|f| f.into_js(&env))
+    }
+
+    fn pull_task(
+        &self,
+        layers: Vec<NativeLayerPull>,
+        concurrency: u32,
+        on_progress: Option<PullProgressFn>,
+        cancel: Option<&NativeCancel>,
+    ) -> Outcome<AsyncTask<Job<PullLayers>>> {
         let mut reqs = Vec::with_capacity(layers.len());
         for l in layers {
             reqs.push(LayerPull {
                 repository: l.repository,
-                digest: Digest::parse(&l.digest).map_err(crate::to_js)?,
+                digest: Digest::parse(&l.digest)?,
                 size: u64::try_from(l.size).map_err(|_| invalid("size must be >= 0"))?,
-                diff_id: Digest::parse(&l.diff_id).map_err(crate::to_js)?,
+                diff_id: Digest::parse(&l.diff_id)?,
                 dest: l.dest.into(),
                 tar_split: l.tar_split.into(),
                 partial: l.partial.into(),
             });
         }
         let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-        Ok(AsyncTask::new(PullLayers {
+        Ok(crate::job(PullLayers {
             client: self.client.clone(),
             layers: reqs,
             concurrency: concurrency.max(1) as usize,
@@ -301,11 +328,11 @@ pub struct RegistryRequest {
     cancel: Arc<AtomicBool>,
 }
 
-impl Task for RegistryRequest {
+impl crate::NativeTask for RegistryRequest {
     type Output = strata_registry::Response;
     type JsValue = NativeRegistryResponse;
-    fn compute(&mut self) -> Result<Self::Output> {
-        self.client.request(&self.req, &self.cancel).map_err(crate::to_js)
+    fn compute(&mut self) -> Outcome<Self::Output> {
+        Ok(self.client.request(&self.req, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, r: Self::Output) -> Result<Self::JsValue> {
         Ok(NativeRegistryResponse {
@@ -327,10 +354,10 @@ pub struct PullLayers {
     cancel: Arc<AtomicBool>,
 }
 
-impl Task for PullLayers {
+impl crate::NativeTask for PullLayers {
     type Output = Vec<PulledLayer>;
     type JsValue = Vec<NativePulledLayer>;
-    fn compute(&mut self) -> Result<Self::Output> {
+    fn compute(&mut self) -> Outcome<Self::Output> {
         let tsfn = self.progress.as_ref();
         // Never block a layer thread on JS: events are queued NonBlocking; a dropped byte count
         // is superseded by the next, and the state events are few.
@@ -346,7 +373,7 @@ impl Task for PullLayers {
                 f.call((i as u32, name.to_string(), n as f64).into(), ThreadsafeFunctionCallMode::NonBlocking);
             }
         };
-        pull::pull_layers(&self.client, &self.layers, self.concurrency, &progress, &self.cancel).map_err(crate::to_js)
+        Ok(pull::pull_layers(&self.client, &self.layers, self.concurrency, &progress, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
         Ok(out.iter().map(NativePulledLayer::from).collect())

@@ -2,7 +2,7 @@
 //!
 //! Messages never carry credentials or tokens: URLs are printed without userinfo or query
 //! (a token can ride in a query string), and the registry's error text is cut short.
-use strata_core::error::Coded;
+use strata_core::error::{Coded, ErrorCode};
 use strata_core::layer::LayerError;
 
 /// Errors of the registry client and of streamed pulls.
@@ -41,19 +41,19 @@ pub enum RegistryError {
 }
 
 impl Coded for RegistryError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            RegistryError::Unauthorized { .. } => "Unauthorized",
-            RegistryError::NotFound { .. } => "NotFound",
-            RegistryError::Status { .. } => "RegistryError",
-            RegistryError::Unreachable { .. } => "RegistryUnreachable",
-            RegistryError::TooLarge { .. } => "ResponseTooLarge",
-            RegistryError::BlobMismatch { .. } => "DigestMismatch",
-            RegistryError::Invalid(_) => "InvalidArgument",
-            RegistryError::Io { .. } => "Io",
+            RegistryError::Unauthorized { .. } => ErrorCode::Unauthorized,
+            RegistryError::NotFound { .. } => ErrorCode::NotFound,
+            RegistryError::Status { .. } => ErrorCode::RegistryError,
+            RegistryError::Unreachable { .. } => ErrorCode::RegistryUnreachable,
+            RegistryError::TooLarge { .. } => ErrorCode::ResponseTooLarge,
+            RegistryError::BlobMismatch { .. } => ErrorCode::DigestMismatch,
+            RegistryError::Invalid(_) => ErrorCode::InvalidArgument,
+            RegistryError::Io { .. } => ErrorCode::Io,
             RegistryError::Layer(e) => e.code(),
             RegistryError::Compress(e) => e.code(),
-            RegistryError::Aborted => "Aborted",
+            RegistryError::Aborted => ErrorCode::Aborted,
         }
     }
     fn errno(&self) -> Option<i32> {
