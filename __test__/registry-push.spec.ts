@@ -235,8 +235,9 @@ test('bad input and faults: typed errors, nothing recorded, secrets never printe
   t.deepEqual(fs.readdirSync(path.join(root, 'tmp')).filter((n) => n.startsWith('push-')), [])
   t.deepEqual(fs.readdirSync(path.join(root, 'content/blobs/sha256')).sort(), blobsBefore, 'no blob kept from an aborted push')
   // A throwing progress callback rejects the push with its error.
-  const boom = await t.throwsAsync(store.push(`${plain.host}/big:1`, { onProgress: () => { throw new Error('callback failed') } }))
-  t.is(boom.message, 'callback failed')
+  // A throwing progress callback rejects the push; the API boundary keeps it as the cause.
+  const boom = await t.throwsAsync(store.push(`${plain.host}/big:1`, { onProgress: () => { throw new Error('callback failed') } }), { instanceOf: StrataError })
+  t.is((boom.cause as Error).message, 'callback failed')
   await store.close()
 })
 
@@ -246,15 +247,19 @@ test('kill -9 during a push: the store stays consistent, nothing recorded, the s
   const big = buildImage({ layers: [tar([{ name: 'big.bin', data: Buffer.from(Array.from({ length: 48 << 20 }, (_, i) => (i * 2654435761) >>> 24)) }])], tags: [`${plain.host}/killed:1`] })
   writeArchive(path.join(dir, 'big.tar'), [big], 'docker25')
   t.is((await cli(root, ['load', '-i', path.join(dir, 'big.tar')])).code, 0)
-  const { child, closed } = spawnCli(root, ['push', `${plain.host}/killed:1`])
-  // Kill it once it is compressing/uploading (its staging dir exists).
-  for (let i = 0; i < 400 && !fs.readdirSync(path.join(root, 'tmp')).some((n) => n.startsWith('push-') && !n.endsWith('.lock')); i++) await new Promise((r) => setTimeout(r, 10))
-  await new Promise((r) => setTimeout(r, 150))
+  // The registry never answers the manifest PUT: the push is surely in flight when killed.
+  const proxy = await new FaultProxy(plain.host).start()
+  t.teardown(() => proxy.stop())
+  proxy.faults = (req) => (req.method === 'PUT' && req.url!.includes('/manifests/') ? { kind: 'hang' } : undefined)
+  t.is((await cli(root, ['tag', `${plain.host}/killed:1`, `${proxy.host}/killed:1`])).code, 0)
+  const { child, closed } = spawnCli(root, ['push', `${proxy.host}/killed:1`])
+  for (let i = 0; i < 3000 && !proxy.log.some((e) => e.method === 'PUT' && e.path.includes('/manifests/')); i++) await new Promise((r) => setTimeout(r, 20))
+  t.true(proxy.log.some((e) => e.method === 'PUT' && e.path.includes('/manifests/')), 'the push reached its manifest')
   child.kill('SIGKILL')
   await closed
   await checkConsistent(t, root)
   const store = await Store.open({ root })
-  t.deepEqual((await store.images.inspect(`${plain.host}/killed:1`) as { RepoDigests: string[] }).RepoDigests, [])
+  t.deepEqual((await store.images.inspect(`${proxy.host}/killed:1`) as { RepoDigests: string[] }).RepoDigests, [])
   t.deepEqual(fs.readdirSync(path.join(root, 'tmp')).filter((n) => n.startsWith('push-')), [])
   t.deepEqual(fs.readdirSync(path.join(root, 'content/blobs/sha256')), [])
   // And the push goes through afterwards.
