@@ -11,7 +11,9 @@
 //   strata Store.load        the same image from its OCI layout on local disk (no network)
 //
 // Interleaved rounds (each runs every contender once, in rotated order), medians of the rounds and
-// per-round ratios; on ext4 without a journal the next round waits (see settleDefault()).
+// per-round ratios. Every round writes into fresh dirs that are deleted only at the end; the
+// engine's `docker rmi` between rounds deletes files, so on ext4 without a journal the next round
+// waits for them to age out (see settleDefault()).
 // Then three single measurements through a counting proxy: an up-to-date pull (requests made),
 // a pull whose largest blob is cut at half (bytes of that blob fetched in total), and a 1 GiB
 // single-layer image (peak RSS of the pulling process).
@@ -108,9 +110,9 @@ async function run(argv = []) {
   const warmup = opts.warmup ?? 1
   const only = opts.peers ? String(opts.peers).split(',') : null
   const work = path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work'))
-  const settleSeconds = opts.settle ?? c.settleDefault(work)
   const img = c.ensureImage()
   fs.mkdirSync(work, { recursive: true })
+  const settleSeconds = opts.settle ?? c.settleDefault(work) // findmnt needs the dir to exist
   const { Store } = require(path.join(c.strataPkg(), 'dist/ts/index.js'))
 
   // The registry, and the image pushed to it by Docker.
@@ -158,12 +160,13 @@ async function run(argv = []) {
         if (round >= warmup) samples.get(ct.key).push(s)
         process.stderr.write(`  ${ct.key} ${round < warmup ? 'warm-up' : `#${round - warmup + 1}`}: ${c.fmtSeconds(s)}\n`)
       }
-      for (const ct of order) {
-        if (ct.after) await ct.after()
-        await c.run('rm', ['-rf', path.join(work, `pull-${ct.key}`, `round${round}`)])
-      }
-      if (round + 1 < warmup + iterations) await c.settle(settleSeconds)
+      // Each round's targets stay until the end (every round writes into fresh, never-deleted
+      // dirs); only the engine must forget the image between rounds, and its deletions age
+      // out before the next round (see settleDefault()).
+      for (const ct of order) if (ct.after) await ct.after()
+      if (round + 1 < warmup + iterations && contenders.some((ct) => ct.after)) await c.settle(settleSeconds)
     }
+    for (const ct of contenders) await c.run('rm', ['-rf', path.join(work, `pull-${ct.key}`)])
     const base = samples.get('strata')
     const rows = [['contender', 'n', 'median', 'min', 'vs strata pull (per-round median)']]
     for (const ct of contenders) {
