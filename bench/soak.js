@@ -7,11 +7,14 @@
 // What it checks and reports:
 //   - no deadlock: a watchdog fails the run if no cycle completes for --stall seconds;
 //   - every result: exit code 0 and the container's output; the loaded image ID; rmi deleting it;
-//   - peak RSS: sampled every second, reported per tenth of the run (a plateau, not a climb);
+//   - peak RSS: sampled every second, reported per tenth of the run's wall time (a plateau, not
+//     a climb);
 //   - open fds (/proc/self/fd) and listeners (the shared AbortSignal given to every load, and
 //     every event of `process`) at the start, at most during the run, and at the end;
 //   - drift: mean cycle latency of the first 100 cycles against the last 100 (goal: the last
 //     no slower by more than 15%);
+//   - where the time goes: mean time of each step (create, run, remove, load, rmi) with 16
+//     callers and one at a time;
 //   - throughput against the same cycles run one at a time (goal: >= 1.6x on 2 cores). The run
 //     is cut into chunks (--chunk cycles each, the same mix); each concurrent chunk is followed
 //     by a chunk run one caller at a time on the same store, and the ratio is the median of the
@@ -92,22 +95,33 @@ async function run(argv = []) {
   await store.load(images.busybox.archive)
   const signal = new AbortController().signal
   const errors = []
+  /** Step durations (ms) by mode ('conc' | 'seq') and step name. */
+  const steps = { warm: {}, conc: {}, seq: {} }
+  let mode = 'warm'
+  const step = async (name, p) => {
+    const s = performance.now()
+    try {
+      return await p()
+    } finally {
+      (steps[mode][name] ??= []).push(performance.now() - s)
+    }
+  }
   let completed = 0
   let lastProgress = performance.now()
 
   const cycles = {
     async container(i) {
       const word = `soak-${i}`
-      const ct = await store.containers.create(images.busybox.tag, { cmd: ['sh', '-c', `echo ${word}`] })
-      const r = await ct.run()
+      const ct = await step('create', () => store.containers.create(images.busybox.tag, { cmd: ['sh', '-c', `echo ${word}`] }))
+      const r = await step('run', () => ct.run())
       if (r.exitCode !== 0 || r.stdout.toString() !== `${word}\n`) throw new Error(`container ${ct.id}: exit ${r.exitCode}, stdout ${JSON.stringify(r.stdout.toString())} ${r.error ?? ''}`)
-      await ct.remove()
+      await step('remove', () => ct.remove())
     },
     async load(i, caller) {
       const app = apps[caller % apps.length]
-      const { images: got } = await store.load(app.archive, { signal })
+      const { images: got } = await step('load', () => store.load(app.archive, { signal }))
       if (got.length !== 1 || got[0].id !== app.id) throw new Error(`load ${app.archive}: got ${JSON.stringify(got)}`)
-      const events = await store.images.remove(app.tag)
+      const events = await step('rmi', () => store.images.remove(app.tag))
       if (!events.some((e) => e.deleted === app.id)) throw new Error(`rmi ${app.tag}: ${JSON.stringify(events)}`)
     },
   }
@@ -142,8 +156,9 @@ async function run(argv = []) {
   const most = { fds: start.fds, signal: start.signal, process: start.process }
   const rssSamples = []
   let concurrentElapsed = 0
+  const soakStart = performance.now()
   const sampler = setInterval(() => {
-    rssSamples.push({ at: concurrentElapsed, rss: process.memoryUsage().rss })
+    rssSamples.push({ at: performance.now() - soakStart, rss: process.memoryUsage().rss })
     most.fds = Math.max(most.fds, openFds())
     most.signal = Math.max(most.signal, getEventListeners(signal, 'abort').length)
     most.process = Math.max(most.process, processListeners())
@@ -165,12 +180,14 @@ async function run(argv = []) {
     done = { containers: done.containers + want.containers, loads: done.loads + want.loads }
     const plan = chunkPlan(want.containers, want.loads)
     const t = performance.now()
+    mode = 'conc'
     const r = await runPlan(plan, callers, k * 10_000)
     concurrentElapsed += performance.now() - t
     conc.push(r.seconds)
     concLatencies.push(...r.latencies)
     let line = `  chunk ${k + 1}/${chunks}: ${plan.length} cycles, ${callers} callers ${r.seconds.toFixed(1)} s`
     if (k < seqChunks) {
+      mode = 'seq'
       const s = await runPlan(plan, 1, k * 10_000 + 5000)
       seq.push(s.seconds)
       line += `, one at a time ${s.seconds.toFixed(1)} s, ratio ${(s.seconds / r.seconds).toFixed(2)}x`
@@ -182,10 +199,11 @@ async function run(argv = []) {
   clearInterval(sampler)
   const end = { rss: process.memoryUsage().rss, fds: openFds(), signal: getEventListeners(signal, 'abort').length, process: processListeners() }
 
-  // RSS per tenth of the concurrent time: the peak of each.
+  // RSS per tenth of the run's wall time: the peak of each.
+  const soakElapsed = performance.now() - soakStart
   const tenths = Array.from({ length: 10 }, () => 0)
   for (const s of rssSamples) {
-    const i = Math.min(9, Math.floor((s.at / Math.max(concurrentElapsed, 1)) * 10))
+    const i = Math.min(9, Math.floor((s.at / Math.max(soakElapsed, 1)) * 10))
     tenths[i] = Math.max(tenths[i], s.rss)
   }
   const first100 = mean(concLatencies.slice(0, 100))
@@ -201,6 +219,9 @@ async function run(argv = []) {
     fds: { start: start.fds, most: most.fds, end: end.fds },
     listeners: { signal: { start: start.signal, most: most.signal, end: end.signal }, process: { start: start.process, most: most.process, end: end.process } },
     drift: { first100Ms: first100, last100Ms: last100, change: last100 / first100 - 1 },
+    stepsMeanMs: Object.fromEntries(Object.entries(steps).map(([m, byName]) => [m, Object.fromEntries(Object.entries(byName).map(([n, xs]) => [n, mean(xs)]))])),
+    load: os.loadavg(),
+    date: new Date().toISOString(),
   }
   console.log(c.table([
     ['what', 'figure', 'goal'],
@@ -212,6 +233,12 @@ async function run(argv = []) {
     ['signal listeners start / most / end', `${start.signal} / ${most.signal} / ${end.signal}`, '0 / <=1 / 0'],
     ['process listeners start / most / end', `${start.process} / ${most.process} / ${end.process}`, 'end = start'],
     ['cycle latency first 100 / last 100', `${first100.toFixed(0)} ms / ${last100.toFixed(0)} ms (${((last100 / first100 - 1) * 100).toFixed(1)}%)`, '<= +15%'],
+  ]))
+  const names = ['create', 'run', 'remove', 'load', 'rmi']
+  console.log(c.table([
+    ['step (mean)', ...names],
+    [`${callers} callers`, ...names.map((n) => (steps.conc[n] ? `${mean(steps.conc[n]).toFixed(0)} ms` : '-'))],
+    ['one at a time', ...names.map((n) => (steps.seq[n] ? `${mean(steps.seq[n]).toFixed(0)} ms` : '-'))],
   ]))
   for (const e of errors.slice(0, 10)) console.log(`  error: ${e}`)
   c.saveResults('soak', result)
