@@ -126,10 +126,14 @@ async function run(argv = []) {
     },
   }
 
-  /** Runs `plan` with `n` callers; returns { seconds, latencies (ms, by start order) }. */
+  /**
+   * Runs `plan` with `n` callers; returns { seconds, cpu (seconds of this process and its
+   * reaped children: runc and what it ran), latencies (ms, by start order) }.
+   */
   async function runPlan(plan, n, base) {
     let next = 0
     const latencies = new Array(plan.length)
+    const cpu0 = c.cpuSeconds()
     const t0 = performance.now()
     await Promise.all(Array.from({ length: n }, async (_, caller) => {
       while (next < plan.length) {
@@ -145,7 +149,7 @@ async function run(argv = []) {
         lastProgress = performance.now()
       }
     }))
-    return { seconds: (performance.now() - t0) / 1000, latencies }
+    return { seconds: (performance.now() - t0) / 1000, cpu: c.cpuSeconds() - cpu0, latencies }
   }
 
   // Warm-up (untimed): the first creates, a load, so both modes start from the same state.
@@ -172,6 +176,9 @@ async function run(argv = []) {
 
   const conc = []
   const seq = []
+  const cpu = { conc: 0, seq: 0 }
+  /** CPU seconds per cycle of each concurrent chunk: drift that load from elsewhere barely moves. */
+  const cpuPerCycle = []
   const concLatencies = []
   let done = { containers: 0, loads: 0 }
   for (let k = 0; k < chunks; k++) {
@@ -184,13 +191,16 @@ async function run(argv = []) {
     const r = await runPlan(plan, callers, k * 10_000)
     concurrentElapsed += performance.now() - t
     conc.push(r.seconds)
+    cpu.conc += r.cpu
+    cpuPerCycle.push(r.cpu / plan.length)
     concLatencies.push(...r.latencies)
     let line = `  chunk ${k + 1}/${chunks}: ${plan.length} cycles, ${callers} callers ${r.seconds.toFixed(1)} s`
     if (k < seqChunks) {
       mode = 'seq'
       const s = await runPlan(plan, 1, k * 10_000 + 5000)
       seq.push(s.seconds)
-      line += `, one at a time ${s.seconds.toFixed(1)} s, ratio ${(s.seconds / r.seconds).toFixed(2)}x`
+      cpu.seq += s.cpu
+      line += `, one at a time ${s.seconds.toFixed(1)} s, ratio ${(s.seconds / r.seconds).toFixed(2)}x; CPU ${r.cpu.toFixed(1)} s / ${s.cpu.toFixed(1)} s`
     }
     console.log(`${line}; rss ${mib(process.memoryUsage().rss)} MiB, fds ${openFds()}, load ${os.loadavg()[0].toFixed(1)}`)
   }
@@ -218,7 +228,15 @@ async function run(argv = []) {
     rss: { startMiB: +mib(start.rss), peakPerTenthMiB: tenths.map((b) => +mib(b)), endMiB: +mib(end.rss) },
     fds: { start: start.fds, most: most.fds, end: end.fds },
     listeners: { signal: { start: start.signal, most: most.signal, end: end.signal }, process: { start: start.process, most: most.process, end: end.process } },
-    drift: { first100Ms: first100, last100Ms: last100, change: last100 / first100 - 1 },
+    drift: {
+      first100Ms: first100, last100Ms: last100, change: last100 / first100 - 1,
+      cpuPerCycleMs: cpuPerCycle.map((x) => x * 1000), cpuChange: cpuPerCycle[cpuPerCycle.length - 1] / cpuPerCycle[0] - 1,
+    },
+    cpu: {
+      concurrentSeconds: cpu.conc, sequentialSeconds: cpu.seq,
+      concurrentCores: cpu.conc / conc.reduce((a, b) => a + b, 0),
+      sequentialCores: seq.length ? cpu.seq / seq.reduce((a, b) => a + b, 0) : null,
+    },
     stepsMeanMs: Object.fromEntries(Object.entries(steps).map(([m, byName]) => [m, Object.fromEntries(Object.entries(byName).map(([n, xs]) => [n, mean(xs)]))])),
     load: os.loadavg(),
     date: new Date().toISOString(),
@@ -228,11 +246,13 @@ async function run(argv = []) {
     ['cycles (1 load per 5 container cycles)', `${cyclesDone} with ${callers} callers, ${errors.length} errors`, 'no deadlock, no error'],
     ['throughput, 16 callers', `${concRate.toFixed(1)} cycles/s`, ''],
     ['throughput vs one at a time', seq.length ? `${median(ratios).toFixed(2)}x (median of ${ratios.length}; ${ratios.map((r) => r.toFixed(2)).join(' ')})` : '-', '>= 1.6x on 2 cores'],
+    ['CPU used (process + children)', `${(cpu.conc / conc.reduce((a, b) => a + b, 0)).toFixed(2)} cores with ${callers} callers, ${seq.length ? (cpu.seq / seq.reduce((a, b) => a + b, 0)).toFixed(2) : '-'} one at a time; ${(cpu.conc / cyclesDone * 1000).toFixed(0)} ms per cycle`, ''],
     ['peak RSS per tenth of the run', `${tenths.map((b) => mib(b)).join(' ')} MiB (start ${mib(start.rss)})`, 'a plateau'],
     ['open fds start / most / end', `${start.fds} / ${most.fds} / ${end.fds}`, 'end = start'],
     ['signal listeners start / most / end', `${start.signal} / ${most.signal} / ${end.signal}`, '0 / <=1 / 0'],
     ['process listeners start / most / end', `${start.process} / ${most.process} / ${end.process}`, 'end = start'],
     ['cycle latency first 100 / last 100', `${first100.toFixed(0)} ms / ${last100.toFixed(0)} ms (${((last100 / first100 - 1) * 100).toFixed(1)}%)`, '<= +15%'],
+    ['CPU per cycle, each chunk', `${cpuPerCycle.map((x) => (x * 1000).toFixed(0)).join(' ')} ms (last vs first ${((cpuPerCycle[cpuPerCycle.length - 1] / cpuPerCycle[0] - 1) * 100).toFixed(1)}%)`, 'flat'],
   ]))
   const names = ['create', 'run', 'remove', 'load', 'rmi']
   console.log(c.table([
