@@ -5,7 +5,7 @@
 import { fsp as fs } from './lazy'
 import path = require('node:path')
 import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR, LAYER_FILE } from './layout'
-import { exists, mustRead, readIfExists, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
+import { exists, mustRead, readIfExists, writeAtomic, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
 import { StrataError } from './errors'
 import { asBlobDigest, asChainId, asDiffId, type BlobDigest, type ChainId, type DiffId } from './chain'
 
@@ -146,6 +146,14 @@ export class LayerStore {
       ...(parent ? { parent: parent.chainId } : {}),
       ...(staged.compressedDigest ? { compressedDigest: staged.compressedDigest } : {}),
     }
+  }
+
+  /**
+   * Names the compressed blob now kept for a layer (a push compressed it; the blob is in the
+   * content store). Caller holds the store lock.
+   */
+  async setCompressedDigest(chainId: ChainId, digest: BlobDigest): Promise<void> {
+    await writeAtomic(path.join(this.layout.layerMeta(chainId), LAYER_FILE.compressedDigest), digest)
   }
 
   /** Removes a layer: its layer db entry first, then its files. Caller holds the store lock. */
