@@ -7,7 +7,7 @@
  * - layer db entries whose overlay2 dir is missing or lacks `committed`;
  * - layers no image or container uses (a deletion that crashed half-way);
  * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links;
- * - content-store blobs no layer names, partial downloads untouched for a day (ts/content.ts).
+ * - content-store blobs no needed layer names, partial downloads untouched for a day (ts/content.ts).
  */
 import { fsp as fs } from './lazy'
 import fsSync = require('node:fs')
@@ -17,8 +17,8 @@ import { Layout } from './layout'
 import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
 import { COMMITTED_FILE, LINK_DIR } from './layout'
-import { chainIdsOf } from './chain'
 import { cleanupContent } from './content'
+import { runtimeFor } from './containers/supervisor'
 
 export interface CleanupReport {
   removedStaging: number
@@ -27,6 +27,25 @@ export interface CleanupReport {
   /** Content-store blobs no layer names, and partial downloads older than a day. */
   removedBlobs: number
   removedPartials: number
+}
+
+/**
+ * What a dead process may have left running in its staging dir: a build's step containers
+ * (runtime IDs `<staging name>-<n>`) are killed and deleted, and overlay mounts below the dir
+ * are detached — before anything is deleted, so no deletion goes through a mount.
+ */
+async function releaseStaging(ctx: StoreContext, name: string): Promise<void> {
+  if (name.startsWith('build-')) {
+    const runtime = runtimeFor(ctx)
+    for (const id of await listDir(runtime.stateRoot)) {
+      if (!id.startsWith(`${name}-`)) continue
+      await runtime.kill(id, 'SIGKILL', true).catch(() => undefined)
+      await runtime.delete(id, true).catch(() => undefined)
+    }
+  }
+  for (const m of native.overlayMounts(path.join(ctx.layout.tmp, name))) {
+    await native.unmount(m.mountPoint, true).catch(() => undefined)
+  }
 }
 
 /**
@@ -56,6 +75,7 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
     const lockPath = path.join(layout.tmp, `${name}.lock`)
     const lock = (await exists(lockPath)) ? native.tryLock(lockPath, true) : null
     if ((await exists(lockPath)) && !lock) continue // owner alive
+    await releaseStaging(ctx, name)
     await fs.rm(path.join(layout.tmp, name), { recursive: true, force: true })
     await fs.rm(lockPath, { force: true })
     lock?.release()
@@ -82,22 +102,14 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
     }
   }
 
-  // Layers nobody uses (images, container parents), and their parents transitively.
-  const used = new Set<string>()
-  for (const img of await ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
+  // Layers nobody uses (images, container parents, build cache records), and their parents.
+  const used = await ctx.usedLayers()
   const mountRefs = new Set<string>()
   for (const cid of await listDir(layout.layerdbMounts)) {
     const dir = layout.mountMeta(cid)
     for (const f of ['mount-id', 'init-id']) {
       const v = await readIfExists(path.join(dir, f))
       if (v) mountRefs.add(v.trim())
-    }
-  }
-  for (const parent of await ctx.containerLayerParents()) {
-    let cur: string | undefined = parent
-    while (cur && !used.has(cur)) {
-      used.add(cur)
-      cur = (await ctx.layers.get(cur))?.parent
     }
   }
   for (const chainId of await ctx.layers.list()) {

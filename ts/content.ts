@@ -4,8 +4,8 @@
  * downloads (`content/ingest/`) that the next pull resumes. A blob lives as long as some layer's
  * `compressed-digest` names it (containerd's content store, garbage-collected with the layers).
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import { fsp as fs } from './lazy'
+import path = require('node:path')
 import { StoreContext } from './context'
 import { listDir, exists, fsyncDir } from './fsx'
 import { native } from './native'
@@ -29,22 +29,29 @@ export async function adoptBlob(ctx: StoreContext, digest: string, file: string)
   return true
 }
 
-/** Compressed digests some layer still names. */
-async function namedDigests(ctx: StoreContext): Promise<Set<string>> {
+/**
+ * Compressed digests of the layers the store still needs — `StoreContext.usedLayers`, the one
+ * answer to "what is still needed" that rmi, container removal, build-cache pruning and cleanup
+ * all ask: a blob lives exactly as long as a needed layer names it.
+ */
+async function neededDigests(ctx: StoreContext): Promise<Set<string>> {
   const out = new Set<string>()
-  for (const chainId of await ctx.layers.list()) {
+  for (const chainId of await ctx.usedLayers()) {
     const d = (await ctx.layers.get(chainId))?.compressedDigest
     if (d) out.add(d)
   }
   return out
 }
 
-/** Removes the blobs of `digests` that no layer names any more (caller holds the store lock). */
-export async function releaseBlobs(ctx: StoreContext, digests: Iterable<string>): Promise<void> {
-  const wanted = [...digests]
+/**
+ * Removes the blobs of `digests` (those of layers just removed) that no needed layer names any
+ * more; every path that removes layers calls it (caller holds the store lock).
+ */
+export async function releaseBlobs(ctx: StoreContext, digests: Iterable<string | undefined>): Promise<void> {
+  const wanted = [...digests].filter((d): d is string => Boolean(d))
   if (wanted.length === 0) return
-  const named = await namedDigests(ctx)
-  for (const d of wanted) if (!named.has(d)) await fs.rm(ctx.layout.blob(d), { force: true })
+  const needed = await neededDigests(ctx)
+  for (const d of wanted) if (!needed.has(d)) await fs.rm(ctx.layout.blob(d), { force: true })
 }
 
 export interface ContentCleanup {
@@ -53,15 +60,15 @@ export interface ContentCleanup {
 }
 
 /**
- * Cleanup on open (store lock held): blobs no layer names (a pull that died between moving a
- * blob in and registering its layer), and partial downloads older than a day that no live
- * pull holds.
+ * Cleanup on open (store lock held): blobs no needed layer names (a pull that died between
+ * moving a blob in and registering its layer, a layer removal that died before its blobs went),
+ * and partial downloads older than a day that no live pull holds.
  */
 export async function cleanupContent(ctx: StoreContext, now = Date.now()): Promise<ContentCleanup> {
   const report: ContentCleanup = { removedBlobs: 0, removedPartials: 0 }
-  const named = await namedDigests(ctx)
+  const needed = await neededDigests(ctx)
   for (const name of await listDir(ctx.layout.blobs)) {
-    if (named.has(`sha256:${name}`)) continue
+    if (needed.has(`sha256:${name}`)) continue
     await fs.rm(path.join(ctx.layout.blobs, name), { force: true })
     report.removedBlobs++
   }

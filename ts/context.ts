@@ -14,6 +14,8 @@ import { call, toStrataError, StrataError } from './errors'
 import { randomHex, listDir, readIfExists } from './fsx'
 import { Writers } from './writers'
 import { StoreLock, LockMode } from './lock'
+import { chainIdsOf } from './chain'
+import { BuildCache } from './build/cache'
 
 /** A staging dir under `<root>/tmp`, owned (locked) by this process until disposed. */
 export interface Staging {
@@ -25,6 +27,8 @@ export class StoreContext {
   readonly layers: LayerStore
   readonly images: ImageDb
   readonly repos: Repositories
+  /** Build cache records (ts/build/cache.ts): they keep the layers they name alive. */
+  readonly buildCache: BuildCache
   /** This process's entry in `writers/`, made before the first change (./writers.ts). */
   readonly writers: Writers
 
@@ -32,6 +36,7 @@ export class StoreContext {
     this.layers = new LayerStore(layout)
     this.images = new ImageDb(layout)
     this.repos = new Repositories(layout)
+    this.buildCache = new BuildCache(layout)
     this.writers = new Writers(layout.writers)
   }
 
@@ -69,6 +74,27 @@ export class StoreContext {
       if (p?.trim()) out.push(p.trim())
     }
     return out
+  }
+
+  /**
+   * Every layer something still needs: the layers of each image (but `exceptImage`), and the
+   * layers below what containers sit on and what build cache records name, transitively.
+   * The one answer cleanup, `rmi` and container removal ask before deleting a layer.
+   */
+  async usedLayers(exceptImage?: string): Promise<Set<string>> {
+    const used = new Set<string>()
+    for (const img of await this.images.all()) {
+      if (img.id === exceptImage) continue
+      for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
+    }
+    for (const top of [...(await this.containerLayerParents()), ...(await this.buildCache.chainIds())]) {
+      let cur: string | undefined = top
+      while (cur && !used.has(cur)) {
+        used.add(cur)
+        cur = (await this.layers.get(cur))?.parent
+      }
+    }
+    return used
   }
 
   #busy = 0

@@ -10,9 +10,9 @@ import { StoredImage, ContainerConfig } from './imagedb'
 import { refsIn } from './repositories'
 import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
-import { LayerInfo } from './layers'
 import { UnionView } from './view'
 import { releaseBlobs } from './content'
+import { goPathMatch } from './gomatch'
 import { expose } from './boundary'
 import { writeAll } from './metawrites'
 import * as v from './validate'
@@ -107,30 +107,6 @@ interface DeleteConflict {
   error: StrataError
 }
 
-/** Glob as Go's path.Match (`*`, `?`, `[...]`; `*` does not cross `/`). */
-function pathMatch(pattern: string, s: string): boolean {
-  let re = '^'
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]
-    if (c === '*') re += '[^/]*'
-    else if (c === '?') re += '[^/]'
-    else if (c === '[') {
-      const j = pattern.indexOf(']', i + 1)
-      if (j < 0) return false
-      let cls = pattern.slice(i + 1, j)
-      if (cls.startsWith('^')) cls = '^' + cls.slice(1).replace(/\\/g, '\\\\')
-      re += `[${cls}]`
-      i = j
-    } else if (c === '\\' && i + 1 < pattern.length) re += '\\' + pattern[++i]
-    else re += c.replace(/[.+^${}()|\\]/g, '\\$&')
-  }
-  try {
-    return new RegExp(re + '$').test(s)
-  } catch {
-    return false
-  }
-}
-
 export class Images {
   constructor(private readonly ctx: StoreContext, private readonly users: ImageUsers) {}
 
@@ -186,7 +162,7 @@ export class Images {
       if (f.reference?.length) {
         shownTags = tags.filter((tag) => f.reference!.some((p) => {
           const repo = tag.slice(0, tag.lastIndexOf(':'))
-          return pathMatch(p, repo) || pathMatch(p, tag)
+          return goPathMatch(p, repo) || goPathMatch(p, tag)
         }))
         if (shownTags.length === 0) continue
       }
@@ -426,21 +402,9 @@ export class Images {
     await this.#deleteImage(parent, events, await this.#conflict(parent, HARD | SOFT, [...tags, ...digests]), true, true)
   }
 
-  /** Layers of `img` (top first) that no other image and no container uses. */
+  /** Layers of `img` (top first) that no other image, container or build cache record uses. */
   async #releasableLayers(img: StoredImage): Promise<string[]> {
-    const used = new Set<string>()
-    for (const other of await this.ctx.images.all()) {
-      if (other.id === img.id) continue
-      for (const c of chainIdsOf(other.config.rootfs.diff_ids)) used.add(c)
-    }
-    for (const c of await this.ctx.containerLayerParents()) {
-      let cur: string | undefined = c
-      while (cur && !used.has(cur)) {
-        used.add(cur)
-        const l: LayerInfo | undefined = await this.ctx.layers.get(cur)
-        cur = l?.parent
-      }
-    }
+    const used = await this.ctx.usedLayers(img.id)
     return chainIdsOf(img.config.rootfs.diff_ids).reverse().filter((c) => !used.has(c))
   }
 }

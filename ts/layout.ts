@@ -47,6 +47,14 @@
  * <root>/certs.d/<host:port>/                   CA roots (*.crt) and client pairs (*.cert + *.key) of a
  *                                                 registry, searched before /etc/docker/certs.d
  * <root>/containers/<id>/config.v2.json          container records
+ * <root>/builder/cache/<key hex>.json          build cache records, one per filesystem step (format in
+ *                                                 ts/build/cache.ts): step key -> resulting layer ChainID;
+ *                                                 the layers they name stay alive after `rmi`
+ * <root>/builder/statindex/<sha256 of path>.json  a build context's stat index (format in
+ *                                                 ts/build/statindex.ts): lstat -> sha256 of contents
+ * <root>/builder/stub/                          the read-only bottom layer of build steps: empty
+ *                                                 mount points (proc, sys, dev, etc/hosts, ...) so
+ *                                                 the runtime never creates them in a step's layer
  * <root>/tmp/<staging>/  +  <root>/tmp/<staging>.lock
  *                                               work in progress; the lock is held by the process
  *                                               that owns it, so cleanup removes only dead ones
@@ -103,13 +111,17 @@ export class Layout {
   get daemonConfig(): string { return path.join(this.root, 'daemon.json') }
   /** Certificate dirs searched for `<host:port>/`, in order. */
   get certsDirs(): string[] { return [path.join(this.root, 'certs.d'), '/etc/docker/certs.d'] }
+  get builder(): string { return path.join(this.root, 'builder') }
+  get buildCache(): string { return path.join(this.root, 'builder', 'cache') }
+  get statIndex(): string { return path.join(this.root, 'builder', 'statindex') }
+  get buildStub(): string { return path.join(this.root, 'builder', 'stub') }
   get writers(): string { return path.join(this.root, 'writers') }
 
   /** All directories a store needs, parents first; `writers` last, so it existing means all do. */
   get dirs(): string[] {
     return [this.root, this.overlay, this.links, this.tmp, this.imagedbContent, this.imagedbMetadata,
       this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.diffIdByDigest, this.v2MetadataByDiffId,
-      this.blobs, this.ingest, this.writers]
+      this.blobs, this.ingest, this.builder, this.buildCache, this.writers]
   }
 
   layerDir(cacheId: string): string { return path.join(this.overlay, cacheId) }

@@ -30,6 +30,8 @@ import { LoginOptions, LoginResult, LogoutResult } from './registry/login'
 import { SearchOptions, SearchResult } from './registry/search'
 import { PushOptions, PushResult } from './registry/push'
 import { pushImage, storePushDeps, registryAuth } from './registry/push-image'
+import { build, BuildOptions, BuildResult } from './build/builder'
+import { pruneBuildCache, PruneOptions, PruneResult } from './build/prune'
 import { expose } from './boundary'
 import * as v from './validate'
 
@@ -172,6 +174,19 @@ export class Store {
     return importImage(this.#ctx, input, opts)
   }
 
+  /**
+   * `docker build`: a Dockerfile and its context to an image, with a content-addressed layer
+   * cache (see ts/build/builder.ts). Resolves with the image ID; `tags` move only on success.
+   */
+  build(opts: BuildOptions): Promise<BuildResult> {
+    return build(this.#ctx, opts)
+  }
+
+  /** `docker builder prune`: removes build cache records and the layers only they kept. */
+  pruneBuildCache(opts?: PruneOptions): Promise<PruneResult> {
+    return pruneBuildCache(this.#ctx, opts)
+  }
+
   /** @internal used by the container layer. */
   setImageUsers(users: ImageUsers): void {
     this.#users = users
@@ -222,6 +237,17 @@ expose(Store, {
     filters: v.optional(v.options({ stars: v.optional(v.nonNegative), isOfficial: v.optional(v.boolean), isAutomated: v.optional(v.boolean) })),
   }))]],
   credentials: { args: [], sync: true },
+  build: [['opts', v.options({
+    context: v.nonEmptyString, dockerfile: v.optional(v.nonEmptyString), dockerfileText: v.optional(v.string),
+    tags: v.optional(v.arrayOf(v.nonEmptyString)), buildArgs: v.optional(v.recordOf(v.string)), target: v.optional(v.nonEmptyString),
+    noCache: v.optional(v.boolean), noCacheFilter: v.optional(v.arrayOf(v.nonEmptyString)), network: v.optional(v.oneOf('host', 'none')),
+    labels: v.optional(v.recordOf(v.string)),
+    cacheFrom: v.optional(v.arrayOf(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString }))),
+    cacheTo: v.optional(v.arrayOf(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString }))),
+    contextLimits: v.optional(v.options({ maxEntries: v.optional(v.count), maxBytes: v.optional(v.nonNegative) })),
+    onProgress: v.optional(v.func), signal,
+  })]],
+  pruneBuildCache: [['opts', v.optional(v.options({ all: v.optional(v.boolean), keepStorage: v.optional(v.nonNegative) }))]],
   close: [],
 }, {
   open: [['opts', v.optional(v.options({ root: v.optional(v.nonEmptyString), dockerConfig: v.optional(v.nonEmptyString) }))]],

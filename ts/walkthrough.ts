@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto'
 import { main } from './cli/main'
 import { Store } from './store'
 import { walkContainers } from './walkthrough-containers'
+import { walkBuild } from './walkthrough-build'
 import { walkRegistry } from './walkthrough-registry'
 
 const root = process.env.STRATA_ROOT ?? '/var/lib/strata'
@@ -93,6 +94,7 @@ async function run(): Promise<void> {
     await store.images.remove(ref, { force: true }).catch(() => undefined)
   }
   await walkContainers.cleanupBefore(store)
+  await walkBuild.cleanupBefore(store)
 
   say('1. A base image from the host\'s busybox, like `docker import` (seed 002: rootfs on a shared kernel)')
   const rootfs = path.join(work, 'rootfs')
@@ -132,8 +134,9 @@ async function run(): Promise<void> {
   sh(`tar -tvf ${path.join(work, 'saved.tar')}`)
 
   await walkContainers.run(store, strata, sh, say)
+  await walkBuild.run(work, strata, sh, say)
 
-  const { next, pulled } = await walkRegistry(strata, sh, say, work, 'demo/app:1.0', 9)
+  const { next, pulled } = await walkRegistry(strata, sh, say, work, 'demo/app:1.0', 10)
 
   say(`${next}. rmi: untag, then delete the image and the layers no other image uses (seed 003)`)
   await strata('tag', pulled, 'demo/app:latest')

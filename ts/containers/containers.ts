@@ -31,6 +31,7 @@ import { runtimeOf } from './supervisor'
 import { Container } from './container'
 import { humanDuration } from '../format/units'
 import { expose, sync } from '../boundary'
+import { releaseBlobs } from '../content'
 import * as v from '../validate'
 
 export interface CreateOptions {
@@ -404,22 +405,17 @@ export class Containers {
   }
 
   async #releaseImageLayers(parent: string): Promise<void> {
-    const used = new Set<string>()
-    for (const img of await this.ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
-    for (const c of await this.ctx.containerLayerParents()) {
-      let cur: string | undefined = c
-      while (cur && !used.has(cur)) {
-        used.add(cur)
-        cur = (await this.ctx.layers.get(cur))?.parent
-      }
-    }
+    const used = await this.ctx.usedLayers()
+    const blobs: (string | undefined)[] = []
     let cur: string | undefined = parent
     while (cur && !used.has(cur)) {
       const l = await this.ctx.layers.get(cur)
       if (!l) break
       await this.ctx.layers.remove(cur)
+      blobs.push(l.compressedDigest)
       cur = l.parent
     }
+    await releaseBlobs(this.ctx, blobs)
   }
 
   /**

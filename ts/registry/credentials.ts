@@ -30,13 +30,12 @@
  * Docker Hub's key is `https://index.docker.io/v1/` (Docker's `IndexServer`); other servers are
  * keyed by `host[:port]` (a stored `https://host/` key still matches `host`, as in Docker).
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
-import * as os from 'node:os'
-import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import path = require('node:path')
+import { fsp as fs, os, childProcess, crypto } from '../lazy'
 import { StrataError } from '../errors'
 import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN } from '../reference'
+import { expose, sync } from '../boundary'
+import * as v from '../validate'
 
 /** Docker Hub's name in credential stores (`registry.IndexServer`). */
 export const INDEX_SERVER = 'https://index.docker.io/v1/'
@@ -255,7 +254,7 @@ export class DockerConfig {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 })
     // Go's json.MarshalIndent(c, "", "\t"), as the Docker CLI writes it.
     const text = JSON.stringify(cfg, null, '\t')
-    const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+    const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`)
     try {
       // Created 0600: the secrets are never readable by others, not even for a moment.
       const fh = await fs.open(tmp, 'wx', 0o600)
@@ -287,7 +286,7 @@ export function runHelper(helper: string, action: 'get' | 'store' | 'erase', inp
   if (!/^[A-Za-z0-9._-]+$/.test(helper)) return Promise.reject(new StrataError('ConfigInvalid', `invalid credential helper name ${JSON.stringify(helper)}`))
   const exe = `docker-credential-${helper}`
   return new Promise((resolve, reject) => {
-    const child = spawn(exe, [action], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = childProcess.spawn(exe, [action], { stdio: ['pipe', 'pipe', 'pipe'] })
     const out: Buffer[] = []
     const err: Buffer[] = []
     let settled = false
@@ -316,3 +315,16 @@ export function runHelper(helper: string, action: 'get' | 'store' | 'erase', inp
     child.stdin.end(input)
   })
 }
+
+const RAW_CONFIG = v.check((x) => x !== null && typeof x === 'object' && !Array.isArray(x), 'a config object')
+
+expose(DockerConfig, {
+  read: [],
+  helperFor: sync([['cfg', RAW_CONFIG], ['key', v.string]]),
+  get: [['key', v.nonEmptyString]],
+  store: [['auth', v.options({
+    serverAddress: v.nonEmptyString, username: v.optional(v.string), password: v.optional(v.string), identityToken: v.optional(v.string),
+  })]],
+  erase: [['key', v.nonEmptyString]],
+  write: [['cfg', RAW_CONFIG]],
+})

@@ -80,6 +80,18 @@ error_codes! {
     RuntimeFailed,
     /// The container is not running.
     NotRunning,
+    /// A Dockerfile that does not parse, or an instruction, flag or argument strata does not take.
+    DockerfileParse,
+    /// A build target or `COPY --from` that names no stage (or image).
+    StageNotFound,
+    /// A COPY/ADD source that matches nothing in the build context or stage.
+    SourceNotFound,
+    /// A COPY/ADD source outside the build context (`../x`, a symlink leading out).
+    ContextEscape,
+    /// A build context over the caller's limits.
+    ContextTooLarge,
+    /// A build step's command exited non-zero.
+    BuildFailed,
     /// An operating-system I/O failure; `syscode` names its errno.
     Io,
     /// A registry refused the credentials (or asked for some): 401/403 after the auth flow.
