@@ -21,18 +21,26 @@
 //!   metadata) and everything under them are skipped.
 //! * A path that already exists (a duplicate in the tar) is removed (recursively, never
 //!   following symlinks) and created anew, except directory over directory, which only
-//!   takes the new metadata.
+//!   takes the new metadata. (Docker 20.10 refuses such a layer outright — tar-split's
+//!   "duplicates of file paths not supported" — where strata reads it as Go's reader does.)
 //! * Metadata: uid/gid, then mode (chown clears setuid/setgid, so chmod comes after), then
 //!   xattrs from PAX `SCHILY.xattr.*` (after chown, which drops `security.capability`),
 //!   then times. Directory times are set at the end, deepest first, since creating
-//!   children changes them. `trusted.overlay.*` and `user.overlay.*` from a layer are
-//!   never applied: they would let a layer forge overlayfs metadata (redirects, opaque
-//!   dirs, metacopy, origin). Docker 20.10 applies them; this is a deliberate divergence.
+//!   children changes them.
+//! * `trusted.overlay.*` and `user.overlay.*` xattrs from a layer are dropped, deliberately
+//!   (Docker 20.10 applies them; `__test__/extract-docker.spec.ts` pins the difference). A
+//!   layer dir becomes an overlay lower dir, and the kernel acts on these names there: a
+//!   `redirect` makes a merged directory show another path's lower contents, `metacopy` makes a
+//!   file take its data from a lower file, `opaque` hides what lies below, `origin`/`upper`
+//!   feed the index's inode identity. A pulled layer is untrusted input, so it must not steer
+//!   the mount beyond the one channel the layer format has for it: `.wh.` entries, which
+//!   become whiteouts and `opaque=y` here. (`layertar` never writes them into a layer either.)
 //! * GNU sparse files in PAX form (0.0, 0.1, 1.0; see [`crate::sparse`]) are written as Go's
 //!   reader expands them — Docker's file, same name, size and bytes — with the holes left as
-//!   holes. Their bodies stay in the tar-split as raw bytes (the file on disk is not the
-//!   body), so `save`/`push` reproduce the layer (Docker 20.10 cannot: its tar-split records
-//!   the expanded file and the layer fails its DiffID check).
+//!   holes (Docker 20.10 writes the zeros out: same bytes, more disk). Their bodies stay in the
+//!   tar-split as raw bytes (the file on disk is not the body), so `save`/`push` reproduce the
+//!   layer (Docker 20.10 cannot: its tar-split records the expanded file and the layer fails
+//!   its DiffID check).
 //! * Unsupported entry types (old GNU sparse `S`, volume headers, ...) are `UnsupportedArchive`;
 //!   a broken header, a truncated stream or a PAX size that disagrees with the header is
 //!   `CorruptArchive`. Data after a single end-of-archive block is `CorruptArchive` too
