@@ -81,7 +81,7 @@ impl SparseRecords {
             b"GNU.sparse.map" => &mut self.map,
             b"GNU.sparse.numblocks" => &mut self.numblocks,
             b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
-                let want_offset = self.pairs.len() % 2 == 0;
+                let want_offset = self.pairs.len().is_multiple_of(2);
                 if want_offset != (key == b"GNU.sparse.offset") || value.contains(&b',') {
                     return Err("GNU.sparse.offset/numbytes records out of order");
                 }
