@@ -8,12 +8,16 @@
  * 4. under the store lock, register layers bottom-up (a compressed blob goes into the content store
  *    with its layer, so the layer can be pushed again with its original digest), then the image
  *    configs, then the tags.
- * Any failure before step 4 leaves the store untouched (the staging dir is removed).
+ * Any failure before step 4 leaves the store untouched (the staging dir is removed). An abort or a
+ * throwing `onProgress` before step 4 rejects at once (./operation.ts): a streamed source is
+ * destroyed, extraction stops, the staging dir goes in the background.
  */
 import path = require('node:path')
 import { createWriteStream, createReadStream } from 'node:fs'
 import type { Readable } from 'node:stream'
-import { StoreContext, cancelFor, throwIfAborted, Staging } from '../context'
+import { StoreContext, Staging } from '../context'
+import { Operation } from '../operation'
+import { spool } from '../streams'
 import { native } from '../native'
 import { call, ioError, StrataError } from '../errors'
 import { TarSource, DirSource, ArchiveSource } from './source'
@@ -37,7 +41,9 @@ export interface LoadProgress {
 }
 
 export interface LoadOptions {
+  /** Called as layers are read; what it throws rejects the load (nothing is loaded). */
   onProgress?: (p: LoadProgress) => void
+  /** Aborting rejects with `Aborted` at once and loads nothing (until the images are being registered). */
   signal?: AbortSignal
 }
 
@@ -71,7 +77,7 @@ async function magicOf(file: string): Promise<'gzip' | 'zstd' | 'none'> {
 }
 
 /** Opens the input as an archive source, spooling streams and decompressing into `staging`. */
-async function openSource(input: LoadInput, staging: Staging): Promise<ArchiveSource> {
+async function openSource(op: Operation, input: LoadInput, staging: Staging): Promise<ArchiveSource> {
   let file: string
   if (typeof input === 'string') {
     let st
@@ -84,11 +90,11 @@ async function openSource(input: LoadInput, staging: Staging): Promise<ArchiveSo
     file = input
   } else {
     file = path.join(staging.dir, 'input.tar')
-    await streamPromises.pipeline(input, createWriteStream(file, { mode: 0o600 }))
+    await spool(op, input, file, 'load source')
   }
   if ((await magicOf(file)) !== 'none') {
     const plain = path.join(staging.dir, 'input.decompressed.tar')
-    await call(() => native.decompressFile(file, plain))
+    await call(() => native.decompressFile(file, plain, op.cancel))
     file = plain
   }
   return TarSource.open(file)
@@ -98,11 +104,18 @@ interface PlannedLayer extends Planned {
   source: ArchiveImage['layers'][number]
 }
 
-export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOptions = {}): Promise<LoadResult> {
-  throwIfAborted(opts.signal)
-  const staging = await ctx.staging('load')
+export function load(ctx: StoreContext, input: LoadInput, opts: LoadOptions = {}): Promise<LoadResult> {
+  return Operation.run(ctx, opts.signal, (op) => loadIn(op, input, opts))
+}
+
+async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promise<LoadResult> {
+  const ctx = op.ctx
+  if (typeof input !== 'string') op.source(input)
+  const report = op.callback(opts.onProgress)
+  const staging = await ctx.staging('load', op)
   try {
-    const src = await openSource(input, staging)
+    const src = await openSource(op, input, staging)
+    op.check()
     const archived = await readArchiveImages(src)
     if (archived.length === 0) throw new StrataError('CorruptArchive', `${src.description}: archive holds no image`)
 
@@ -146,21 +159,26 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
         }
       }))
       round++
-      const report = opts.onProgress
+      // Called on the JS thread by the native task's threadsafe function: `report` never throws.
+      // Reports only go forward, and none comes for a layer after its 'Loaded' (a late one from
+      // the native queue is dropped).
+      const reported = requests.map(() => -1)
       const onProgress = report
         ? (index: number, bytes: number) => {
-            const r = requests[index]
-            report({ layer: index, layers: todo.length, diffId: todo[index].diffId, current: bytes, total: r.total, status: 'Loading layer' })
+            if (bytes <= reported[index]) return
+            reported[index] = bytes
+            report({ layer: index, layers: todo.length, diffId: todo[index].diffId, current: bytes, total: requests[index].total, status: 'Loading layer' })
           }
         : undefined
-      const results = await call(() => native.applyLayers(requests.map(({ total: _t, ...r }) => r), onProgress, cancelFor(opts.signal)))
+      const results = await call(() => native.applyLayers(requests.map(({ total: _t, ...r }) => r), onProgress, op.cancel))
+      op.check()
       await Promise.all(results.map(async (r, i) => {
         // The compressed bytes, kept to push the layer again unchanged (ts/content.ts).
         let blob: string | undefined
         if (r.compression !== 'none') {
           blob = path.join(staging.dir, `blob-${round}-${i}`)
           const start = requests[i].offset ?? 0
-          await streamPromises.pipeline(createReadStream(requests[i].blobPath, { start, end: start + r.blobSize - 1 }), createWriteStream(blob, { mode: 0o600 }))
+          await streamPromises.pipeline(createReadStream(requests[i].blobPath, { start, end: start + r.blobSize - 1 }), createWriteStream(blob, { mode: 0o600 }), { signal: op.signal })
         }
         todo[i].staged = {
           dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,
@@ -168,9 +186,12 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
           ...(blob ? { blob } : {}),
         }
       }))
+      op.check()
       results.forEach((_r, i) => {
-        opts.onProgress?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
+        reported[i] = Infinity
+        report?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
       })
+      op.check()
     }
     const missing = async (): Promise<PlannedLayer[]> => {
       const out: PlannedLayer[] = []
@@ -179,10 +200,10 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
     }
     const first = await missing()
     for (const p of plan.values()) {
-      if (!first.includes(p)) opts.onProgress?.({ layer: -1, layers: first.length, diffId: p.diffId, current: 0, total: 0, status: 'Already exists' })
+      if (!first.includes(p)) report?.({ layer: -1, layers: first.length, diffId: p.diffId, current: 0, total: 0, status: 'Already exists' })
     }
+    op.check()
     if (first.length > 0) await extract(first)
-    throwIfAborted(opts.signal)
 
     // Make it visible: layers bottom-up, images, tags.
     const lines: string[] = []
@@ -190,15 +211,14 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
     // Another process may have removed a layer we found present (an rmi racing this load):
     // then extract it too and try again. Nothing is registered until every layer is at hand.
     for (let attempt = 0; ; attempt++) {
-      const gone = await ctx.exclusive(async () => {
+      const gone = await op.locked('exclusive', async () => {
         const lacking = await missing()
-        if (lacking.length === 0) await commit()
+        if (lacking.length === 0) await op.commit(commit)
         return lacking
-      }, opts.signal)
+      })
       if (gone.length === 0) break
       if (attempt >= 5) throw new StrataError('LayerNotFound', `layers keep vanishing while loading: ${gone.map((p) => p.chainId).join(', ')}`)
       await extract(gone)
-      throwIfAborted(opts.signal)
     }
     return { images: loaded, lines }
 
