@@ -87,6 +87,20 @@ test('plain registry: layers, image ID, RepoDigests, Docker\'s lines; a second p
   await store.close()
 })
 
+test('an up-to-date pull asks for the manifest once and for no blob', async (t) => {
+  const proxy = await new FaultProxy(plain.host).start()
+  t.teardown(() => proxy.stop())
+  const store = await Store.open({ root: path.join(tmpDir(t), 'root') })
+  t.teardown(() => store.close())
+  const ref = `${proxy.host}/rich:1`
+  await store.pull(ref)
+  t.true(proxy.count((e) => e.path.includes('/blobs/')) > 0)
+  proxy.log.length = 0
+  t.true((await store.pull(ref)).images[0].upToDate)
+  t.is(proxy.count((e) => e.path.includes('/manifests/')), 1)
+  t.is(proxy.count((e) => e.path.includes('/blobs/')), 0)
+})
+
 test('CLI: Using default tag, the lines, the full reference; -q prints only the reference', async (t) => {
   const root = path.join(tmpDir(t), 'root')
   const r = await cli(root, ['pull', `${plain.host}/bb`])

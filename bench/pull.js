@@ -11,7 +11,9 @@
 //   strata Store.load        the same image from its OCI layout on local disk (no network)
 //
 // Interleaved rounds (each runs every contender once, in rotated order), medians of the rounds and
-// per-round ratios; on ext4 without a journal the next round waits (see settleDefault()).
+// per-round ratios. Every round writes into fresh dirs that are deleted only at the end; the
+// engine's `docker rmi` between rounds deletes files, so on ext4 without a journal the next round
+// waits for them to age out (see settleDefault()).
 // Then three single measurements through a counting proxy: an up-to-date pull (requests made),
 // a pull whose largest blob is cut at half (bytes of that blob fetched in total), and a 1 GiB
 // single-layer image (peak RSS of the pulling process).
@@ -108,9 +110,9 @@ async function run(argv = []) {
   const warmup = opts.warmup ?? 1
   const only = opts.peers ? String(opts.peers).split(',') : null
   const work = path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work'))
-  const settleSeconds = opts.settle ?? c.settleDefault(work)
   const img = c.ensureImage()
   fs.mkdirSync(work, { recursive: true })
+  const settleSeconds = opts.settle ?? c.settleDefault(work) // findmnt needs the dir to exist
   const { Store } = require(path.join(c.strataPkg(), 'dist/ts/index.js'))
 
   // The registry, and the image pushed to it by Docker.
@@ -128,12 +130,15 @@ async function run(argv = []) {
     sh('docker', ['rmi', '-f', img.imageId], { env: denv })
     const dockerVersion = sh('docker', ['version', '--format', '{{.Server.Version}}'], { env: denv }).trim()
 
+    // The engine does the pull's work in the daemon (and the unpigz it waits for): its CPU counts.
+    const dockerdPid = Number(fs.readFileSync(`/run/${process.env.STRATA_DOCKERD_NAME || 'strata-bench-docker'}.pid`, 'utf8').trim())
     const contenders = [
       { key: 'strata', label: 'strata Store.pull', once: async (dir) => {
         const s = await Store.open({ root: path.join(dir, 'root') })
         try { await s.pull(ref) } finally { await s.close() }
       } },
       { key: 'docker', label: `docker pull (engine ${dockerVersion})`, once: async () => { sh('docker', ['pull', '-q', ref], { env: denv }) },
+        daemonCpu: () => c.cpuSeconds(dockerdPid) ?? 0,
         after: async () => { spawnSync('docker', ['rmi', '-f', ref], { env: denv }) } },
       { key: 'skopeo', label: 'skopeo copy → oci: (no extraction)', once: async (dir) => { sh('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${ref}`, `oci:${path.join(dir, 'oci')}:latest`]) } },
       ...(craneBin ? [{ key: 'crane', label: `crane pull ${CRANE_VERSION} --format oci (no extraction)`, once: async (dir) => { sh(craneBin, ['pull', '--insecure', '--format', 'oci', ref, path.join(dir, 'oci')]) } }] : []),
@@ -146,32 +151,43 @@ async function run(argv = []) {
     console.log(`pull: ${ref} (${img.imageId.slice(0, 19)}), ${img.layers.length} gzip layers, ${(img.totalCompressed / MB).toFixed(1)} MiB compressed, ` +
       `${(img.totalUncompressed / MB).toFixed(1)} MiB uncompressed; ${iterations} timed rounds + ${warmup} warm-up; ${settleSeconds} s settle; load average ${os.loadavg()[0].toFixed(2)}`)
     const samples = new Map(contenders.map((ct) => [ct.key, []]))
+    // CPU seconds: this process and the children it waited for (skopeo, crane, the docker CLI),
+    // plus the daemon's for docker. The registry's own CPU is the same for all and not counted.
+    const cpu = new Map(contenders.map((ct) => [ct.key, []]))
+    const cpuNow = (ct) => c.cpuSeconds() + (ct.daemonCpu ? ct.daemonCpu() : 0)
     for (let round = 0; round < warmup + iterations; round++) {
       const order = contenders.map((_, i) => contenders[(i + round) % contenders.length])
       for (const ct of order) {
         const dir = path.join(work, `pull-${ct.key}`, `round${round}`)
         fs.mkdirSync(dir, { recursive: true })
         spawnSync('sync')
+        const c0 = cpuNow(ct)
         const t0 = process.hrtime.bigint()
         await ct.once(dir)
         const s = Number(process.hrtime.bigint() - t0) / 1e9
-        if (round >= warmup) samples.get(ct.key).push(s)
-        process.stderr.write(`  ${ct.key} ${round < warmup ? 'warm-up' : `#${round - warmup + 1}`}: ${c.fmtSeconds(s)}\n`)
+        const used = cpuNow(ct) - c0
+        if (round >= warmup) { samples.get(ct.key).push(s); cpu.get(ct.key).push(used) }
+        process.stderr.write(`  ${ct.key} ${round < warmup ? 'warm-up' : `#${round - warmup + 1}`}: ${c.fmtSeconds(s)} (cpu ${used.toFixed(2)} s, load ${os.loadavg()[0].toFixed(1)})\n`)
       }
-      for (const ct of order) {
-        if (ct.after) await ct.after()
-        await c.run('rm', ['-rf', path.join(work, `pull-${ct.key}`, `round${round}`)])
-      }
-      if (round + 1 < warmup + iterations) await c.settle(settleSeconds)
+      // Each round's targets stay until the end (every round writes into fresh, never-deleted
+      // dirs); only the engine must forget the image between rounds, and its deletions age
+      // out before the next round (see settleDefault()).
+      for (const ct of order) if (ct.after) await ct.after()
+      if (round + 1 < warmup + iterations && contenders.some((ct) => ct.after)) await c.settle(settleSeconds)
     }
+    for (const ct of contenders) await c.run('rm', ['-rf', path.join(work, `pull-${ct.key}`)])
     const base = samples.get('strata')
-    const rows = [['contender', 'n', 'median', 'min', 'vs strata pull (per-round median)']]
+    const baseCpu = cpu.get('strata')
+    const rows = [['contender', 'n', 'median', 'min', 'CPU (median)', 'vs strata pull (per-round median)', 'CPU vs strata pull (median)']]
     for (const ct of contenders) {
       const xs = samples.get(ct.key)
+      const cs = cpu.get(ct.key)
       const ratio = base && ct.key !== 'strata' ? median(xs.map((x, i) => x / base[i])) : null
-      rows.push([ct.label, String(xs.length), c.fmtSeconds(median(xs)), c.fmtSeconds(Math.min(...xs)), ct.key === 'strata' ? 'baseline' : ratio ? `${ratio.toFixed(2)}x` : ''])
+      const cratio = baseCpu && ct.key !== 'strata' ? median(cs.map((x, i) => x / baseCpu[i])) : null
+      rows.push([ct.label, String(xs.length), c.fmtSeconds(median(xs)), c.fmtSeconds(Math.min(...xs)), c.fmtSeconds(median(cs)),
+        ct.key === 'strata' ? 'baseline' : ratio ? `${ratio.toFixed(2)}x` : '', ct.key === 'strata' ? 'baseline' : cratio ? `${cratio.toFixed(2)}x` : ''])
     }
-    console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r']))
+    console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r']))
     const extra = {}
 
     // Up to date: one manifest request, no blob request.
@@ -223,7 +239,7 @@ async function run(argv = []) {
       console.log(`1 GiB single-layer pull: ${(out.ms / 1000).toFixed(1)} s, peak RSS ${(out.hwmKiB / 1024).toFixed(0)} MiB`)
       fs.rmSync(root, { recursive: true, force: true })
     }
-    const file = c.saveResults('pull', { image: img, ref, iterations, warmup, settle: settleSeconds, date: new Date().toISOString(), loadavgEnd: os.loadavg(), samples: Object.fromEntries(samples), extra })
+    const file = c.saveResults('pull', { image: img, ref, iterations, warmup, settle: settleSeconds, date: new Date().toISOString(), loadavgEnd: os.loadavg(), samples: Object.fromEntries(samples), cpu: Object.fromEntries(cpu), extra })
     console.log(`results: ${path.relative(process.cwd(), file)}`)
   } finally {
     spawnSync('docker', ['rmi', '-f', ref, img.tag], { env: denv })
