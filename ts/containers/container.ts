@@ -22,7 +22,7 @@ import { parseReference } from '../reference'
 import { ImageConfig, ContainerConfig } from '../imagedb'
 import { dockerConfig } from '../images'
 import { ContainerPaths } from './layout'
-import { ContainerRecord, readRecord, readHostConfig } from './record'
+import { ContainerRecord, readRecord, readHostConfig, writeRecord } from './record'
 import { lowerDirs, INIT_PATHS } from './plan'
 import { pidAlive } from './mounts'
 import { supervise, mountIdOf, runtimeOf, updateRecord } from './supervisor'
@@ -30,6 +30,9 @@ import { normalizeSignal } from './runtime'
 import { MASKED_PATHS, READONLY_PATHS } from './spec'
 import type { Containers } from './containers'
 import { UnionView } from '../view'
+import type { ConsoleSize } from './console'
+import { execProcess, ExecOptions, ExecResult } from './exec'
+import { containerTop, TopResult } from './top'
 
 /** sha256 of an empty tar (1024 zero bytes): a commit with no changes adds no layer (Docker's rule). */
 export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
@@ -37,9 +40,14 @@ export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36b
 export interface RunOptions {
   /** Fed to the process when the container was created with `openStdin` (`-i`). */
   stdin?: Readable
-  /** Where stdout/stderr go as they come; when absent they are collected into the result. */
+  /**
+   * Where stdout/stderr go as they come; when absent they are collected into the result. With a
+   * terminal (created with `tty`) the process's output is one stream: `stdout`.
+   */
   stdout?: Writable
   stderr?: Writable
+  /** With a terminal: its window size, followed while the process runs (`ConsoleSize.follow`). */
+  console?: ConsoleSize | { rows: number; cols: number }
 }
 
 export interface RunResult {
@@ -167,10 +175,24 @@ export class Container {
       return s
     }
     const res = await supervise(this.#ctx, this.paths, {
-      stdin: opts.stdin, stdout: opts.stdout ?? collect(out), stderr: opts.stderr ?? collect(err),
+      stdin: opts.stdin, stdout: opts.stdout ?? collect(out), stderr: opts.stderr ?? collect(err), ...(opts.console ? { console: opts.console } : {}),
     })
     if ((await readHostConfig(this.paths)).AutoRemove) await this.#all.remove(this.id, { force: true }).catch(() => undefined)
     return { exitCode: res.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err), ...(res.error ? { error: res.error } : {}) }
+  }
+
+  /**
+   * docker exec: runs `cmd` in the running container and resolves with its exit code (126 and
+   * `error` when the runtime could not start it, as Docker). Not running → `NotRunning`;
+   * paused → `Conflict`.
+   */
+  async exec(cmd: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    const rec = await this.info()
+    const runtime = await runtimeOf(this.#ctx, this.paths)
+    return execProcess(this.#ctx, runtime, this.paths, rec, async () => {
+      const l = await this.layers()
+      return [l.upperDir, ...l.lowerDirs]
+    }, cmd, opts)
   }
 
   /** Starts the process detached (a supervising shim records its exit); resolves once it runs. */
@@ -240,6 +262,52 @@ export class Container {
       if (!again.State.Running) throw new StrataError('NotRunning', `cannot kill container: ${r.Name.slice(1)}: container ${this.id} is not running`)
       throw new StrataError('RuntimeFailed', `cannot kill container ${r.Name.slice(1)}: ${res.stderr.trim()}`)
     }
+    // A paused container gets the signal once it is thawed: the daemon resumes it after SIGKILL
+    // or its stop signal (any signal when it has no StopSignal of its own).
+    const sig = normalizeSignal(signal)
+    if (r.State.Paused && (sig === 'SIGKILL' || sig === '9' || !r.Config.StopSignal || normalizeSignal(r.Config.StopSignal) === sig)) {
+      await runtime.resume(this.id).catch(() => undefined)
+      await updateRecord(this.#ctx, this.paths, (x) => {
+        if (x.State.Paused) x.State = { ...x.State, Paused: false, Status: x.State.Running ? 'running' : x.State.Status }
+      }).catch(() => undefined)
+    }
+  }
+
+  /** docker pause: freezes every process of the container (the runtime's cgroup freezer). */
+  async pause(): Promise<void> {
+    const runtime = await runtimeOf(this.#ctx, this.paths)
+    await this.#ctx.exclusive(async () => {
+      const r = await this.info()
+      if (!r.State.Running) throw new StrataError('NotRunning', `Container ${r.ID} is not running`)
+      if (r.State.Paused) throw new StrataError('Conflict', `Container ${r.ID} is already paused`)
+      await runtime.pause(this.id).catch((e: StrataError) => {
+        throw new StrataError('RuntimeFailed', `Cannot pause container ${r.ID}: ${e.message}`, { cause: e })
+      })
+      r.State = { ...r.State, Paused: true, Status: 'paused' }
+      await writeRecord(this.paths, r)
+    })
+  }
+
+  /** docker unpause. */
+  async unpause(): Promise<void> {
+    const runtime = await runtimeOf(this.#ctx, this.paths)
+    await this.#ctx.exclusive(async () => {
+      const r = await this.info()
+      if (!r.State.Paused) throw new StrataError('Conflict', `Container ${r.ID} is not paused`)
+      await runtime.resume(this.id).catch((e: StrataError) => {
+        throw new StrataError('RuntimeFailed', `Cannot unpause container ${r.ID}: ${e.message}`, { cause: e })
+      })
+      r.State = { ...r.State, Paused: false, Status: r.State.Running ? 'running' : r.State.Status }
+      await writeRecord(this.paths, r)
+    })
+  }
+
+  /**
+   * docker top: `ps ARGS` (default `-ef`) on the host, rows kept for the container's processes
+   * (the runtime's list), columns split as the daemon splits them (the last takes the rest).
+   */
+  async top(psArgs: string[] = []): Promise<TopResult> {
+    return containerTop(this, await runtimeOf(this.#ctx, this.paths), psArgs)
   }
 
   /** The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` seconds (default 10). */

@@ -23,6 +23,7 @@ import { ContainerPaths } from './layout'
 import { Skeletons, stagedContainer } from './skeleton'
 import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode } from './record'
 import { NativeFsOp, fsBatch } from '../native'
+import { withUserEnv } from './spec'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
 import { lowerChain, MAX_LOWER_DIRS } from './plan'
@@ -50,6 +51,12 @@ export interface CreateOptions {
   autoRemove?: boolean
   /** `-i`: keep stdin open to the process. */
   openStdin?: boolean
+  /** `-t`: the process gets a pseudo-terminal (stdout and stderr become one stream). */
+  tty?: boolean
+  /** `-l KEY=VALUE`: labels, added to (and overriding) the image's. */
+  labels?: Record<string, string>
+  /** Whether a caller attaches to the process's stdio (`run` without `-d`, `create`): recorded as Docker does. */
+  attach?: boolean
   /** The OCI runtime binary (default `$STRATA_RUNTIME` or `runc`). */
   runtime?: string
 }
@@ -163,21 +170,9 @@ export class Containers {
     if (opts.cmd && opts.cmd.length > 0) cmd = opts.cmd
     const args = [...(entrypoint ?? []), ...(cmd ?? [])]
     if (args.length === 0) throw new StrataError('InvalidArgument', 'No command specified')
-    const env = [...(cfg.Env ?? [])]
-    for (const e of opts.env ?? []) {
-      const eq = e.indexOf('=')
-      const k = eq < 0 ? e : e.slice(0, eq)
-      if (!k) throw new StrataError('InvalidArgument', `invalid environment variable: ${e}`)
-      let kv = e
-      if (eq < 0) {
-        if (process.env[k] === undefined) continue
-        kv = `${k}=${process.env[k]}`
-      }
-      const i = env.findIndex((x) => x.split('=')[0] === k)
-      if (i >= 0) env[i] = kv
-      else env.push(kv)
-    }
+    const env = withUserEnv(cfg.Env ?? [], opts.env ?? [])
     const network = opts.network ?? 'none'
+    const attach = opts.attach ?? true
     if (network !== 'none' && network !== 'host') {
       throw new StrataError('InvalidArgument', `network ${network} not found (strata supports none and host)`)
     }
@@ -227,11 +222,11 @@ export class Containers {
       const hostname = sk.id.slice(0, 12)
       const config: ContainerConfig = {
         Hostname: hostname, Domainname: '', User: opts.user ?? cfg.User ?? '',
-        AttachStdin: Boolean(opts.openStdin), AttachStdout: true, AttachStderr: true,
+        AttachStdin: attach && Boolean(opts.openStdin), AttachStdout: attach, AttachStderr: attach,
         ...(cfg.ExposedPorts ? { ExposedPorts: cfg.ExposedPorts } : {}),
-        Tty: false, OpenStdin: Boolean(opts.openStdin), StdinOnce: Boolean(opts.openStdin),
+        Tty: Boolean(opts.tty), OpenStdin: Boolean(opts.openStdin), StdinOnce: attach && Boolean(opts.openStdin),
         Env: env, Cmd: cmd, Image: image, Volumes: cfg.Volumes ?? null, WorkingDir: workdir,
-        Entrypoint: entrypoint, OnBuild: cfg.OnBuild ?? null, Labels: cfg.Labels ?? {},
+        Entrypoint: entrypoint, OnBuild: cfg.OnBuild ?? null, Labels: { ...(cfg.Labels ?? {}), ...(opts.labels ?? {}) },
         ...(cfg.StopSignal ? { StopSignal: cfg.StopSignal } : {}),
       }
       const hostConfig: HostConfig = {
@@ -285,6 +280,33 @@ export class Containers {
     }
     out.sort((a, b) => b.created.getTime() - a.created.getTime())
     return out
+  }
+
+  /**
+   * docker rename. Errors as the daemon words them: the same name, a name in use
+   * (`NameInUse`), an invalid name (`InvalidArgument`).
+   */
+  async rename(nameOrId: string, newName: string): Promise<void> {
+    const id = await this.resolve(nameOrId)
+    if (!newName) throw new StrataError('InvalidArgument', 'Neither old nor new names may be empty')
+    const wanted = newName.startsWith('/') ? newName : `/${newName}`
+    await this.ctx.exclusive(async () => {
+      const p = this.paths(id)
+      const rec = await readRecord(p)
+      if (!rec) throw new StrataError('ContainerNotFound', `No such container: ${nameOrId}`)
+      if (rec.Name === wanted) throw new StrataError('InvalidArgument', 'Renaming a container with the same name as its current name')
+      try {
+        canonicalName(wanted)
+      } catch {
+        throw new StrataError('InvalidArgument', `Error when allocating new name: Invalid container name (${wanted}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`)
+      }
+      const taken = (await this.records()).find((r) => r.Name === wanted)
+      if (taken) {
+        throw new StrataError('NameInUse', `Error when allocating new name: Conflict. The container name "${wanted}" is already in use by container "${taken.ID}". You have to remove (or rename) that container to be able to reuse that name.`)
+      }
+      rec.Name = wanted
+      await writeRecord(p, rec)
+    })
   }
 
   /** Containers using an image (the ImageUsers hook of `rmi`). Takes no lock. */

@@ -19,11 +19,18 @@ import { ContainerRecord, readRecord, writeRecord, readHostConfig } from './reco
 import { MountManager } from './mounts'
 import { buildSpec, processEnv, resolveUser } from './spec'
 import { Runtime, DEFAULT_RUNTIME, runtimeMessage } from './runtime'
+import { LineSplitter, logLine } from './logfile'
+import { runOnTerminal } from './terminal'
+import { exitCodeOf } from './reaped'
+import type { ConsoleSize } from './console'
 
 export interface AttachStreams {
   stdin?: Readable
+  /** Output; with a terminal (Config.Tty) stdout and stderr are one stream, this one. */
   stdout?: Writable
   stderr?: Writable
+  /** With a terminal: its size, followed while the process runs. */
+  console?: ConsoleSize | { rows: number; cols: number }
 }
 
 export interface ExitInfo {
@@ -57,56 +64,6 @@ export async function updateRecord(ctx: StoreContext, p: ContainerPaths, fn: (r:
     await writeRecord(p, r)
     return r
   })
-}
-
-/** One json-file log line, as Docker's json-file driver writes it. */
-function logLine(stream: 'stdout' | 'stderr', chunk: Buffer): string {
-  return `${JSON.stringify({ log: chunk.toString('utf8'), stream, time: new Date().toISOString() })}\n`
-}
-
-/**
- * Splits output into lines (Docker logs one record per line; a partial last line is flushed at
- * the end). `passPartial` may let a partial line through to `emitPartial` at once (prompts).
- */
-class LineSplitter {
-  #rest = Buffer.alloc(0)
-  /** Bytes of #rest already given to emitPartial. */
-  #passed = 0
-  constructor(
-    private readonly emit: (line: Buffer) => void,
-    private readonly passPartial?: (partial: Buffer) => boolean,
-    private readonly emitPartial?: (bytes: Buffer) => void,
-  ) {}
-  push(d: Buffer): void {
-    let buf = Buffer.concat([this.#rest, d])
-    let nl: number
-    while ((nl = buf.indexOf(0x0a)) >= 0) {
-      const line = buf.subarray(0, nl + 1)
-      if (this.#passed > 0) {
-        this.emitPartial?.(line.subarray(this.#passed))
-        this.emitLogOnly?.(line)
-      } else this.emit(line)
-      this.#passed = 0
-      buf = buf.subarray(nl + 1)
-    }
-    this.#rest = buf
-    if (buf.length > this.#passed && this.passPartial?.(buf)) {
-      this.emitPartial?.(buf.subarray(this.#passed))
-      this.#passed = buf.length
-    }
-  }
-  /** For lines partly passed through already: the log still gets the whole line. */
-  emitLogOnly?: (line: Buffer) => void
-  end(): void {
-    if (this.#rest.length) {
-      if (this.#passed > 0) {
-        this.emitPartial?.(this.#rest.subarray(this.#passed))
-        this.emitLogOnly?.(this.#rest)
-      } else this.emit(this.#rest)
-    }
-    this.#rest = Buffer.alloc(0)
-    this.#passed = 0
-  }
 }
 
 async function waitForFile(p: string, done: () => boolean): Promise<string | undefined> {
@@ -144,9 +101,10 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
       const user = resolveUser(r.Config.User ?? '', passwd, group)
       const hostname = r.Config.Hostname ?? p.id.slice(0, 12)
       const spec = buildSpec({
-        args: [r.Path, ...r.Args], env: processEnv(r.Config.Env ?? [], hostname, user.home), cwd: r.Config.WorkingDir || '/',
+        args: [r.Path, ...r.Args], env: processEnv(r.Config.Env ?? [], hostname, user.home, Boolean(r.Config.Tty)), cwd: r.Config.WorkingDir || '/',
         user, hostname, rootPath: merged, network: hc.NetworkMode, hostsPath: p.hosts, hostnamePath: p.hostname,
         resolvConfPath: p.resolvConf, cgroupsPath: `/strata/${p.id}`, openStdin: Boolean(r.OpenStdin),
+        terminal: Boolean(r.Config.Tty), ...(io.console ? { consoleSize: { rows: io.console.rows, cols: io.console.cols } } : {}),
       })
       await fs.mkdir(p.bundle, { recursive: true })
       await writeAtomic(path.join(p.bundle, 'config.json'), JSON.stringify(spec, null, 2))
@@ -165,9 +123,55 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   })
 
   const log = createWriteStream(p.log, { flags: 'a', mode: 0o640 })
+  const recordPid = async (pid: number) => {
+    await updateRecord(ctx, p, (r) => {
+      if (r.State.Running && r.Supervisor === process.pid) r.State.Pid = pid
+    }).catch(() => undefined)
+  }
+  onRunning?.()
+  let code: number
+  if (rec.Config.Tty) {
+    const out = new LineSplitter((l) => log.write(logLine('stdout', l)))
+    const run = await runOnTerminal(ctx, runtime, (sock) => ['--log', runtimeLog, '--log-format', 'json', 'run', '-d', '--console-socket', sock, '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], p.pidFile, {
+      ...(rec.OpenStdin && io.stdin ? { stdin: io.stdin } : {}), ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.console ? { console: io.console } : {}),
+      onOutput: (d) => out.push(d),
+    }, recordPid)
+    out.end()
+    code = run.status >= 0 ? exitCodeOf(run.status) : run.runtimeStatus === -1 ? -1 : 255
+  } else {
+    code = await runPiped(runtime, p, runtimeLog, Boolean(rec.OpenStdin), io, log, recordPid)
+  }
+  await new Promise<void>((r) => log.end(r))
+
+  // Errors the runtime itself reported (the process never ran): Docker's 127/126.
+  let error: string | undefined
+  const rlog = (await readFileIfExists(runtimeLog)) ?? ''
+  const errs = rlog.split('\n').filter((l) => /"level":"(error|fatal)"/.test(l))
+  if (code === -1) error = `cannot run ${runtime.binary}`
+  else if (errs.length > 0 && code !== 0) {
+    error = runtimeMessage(errs.join('\n'))
+    code = /executable file not found|no such file or directory/.test(error) ? 127 : 126
+  }
+  if (code === -1) code = 127
+
+  await runtime.delete(p.id, true).catch(() => undefined)
+  await ctx.exclusive(async () => {
+    const r = await readRecord(p)
+    if (r) {
+      r.State = { ...r.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: code, Error: error ?? '', FinishedAt: new Date().toISOString() }
+      delete r.Supervisor
+      await writeRecord(p, r)
+    }
+    await mounts.release(p, mountId, me).catch(() => undefined)
+  })
+  return { exitCode: code, ...(error ? { error } : {}) }
+}
+
+/** Without a terminal: `runc run` in the foreground, its stdio piped (stdout/stderr apart). */
+async function runPiped(runtime: Runtime, p: ContainerPaths, runtimeLog: string, openStdin: boolean, io: AttachStreams, log: Writable, onPid: (pid: number) => Promise<void>): Promise<number> {
   let exited = false
   const child = spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', runtimeLog, '--log-format', 'json', 'run', '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], {
-    stdio: [rec.OpenStdin && io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    stdio: [openStdin && io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   })
   const outLines = new LineSplitter((l) => log.write(logLine('stdout', l)))
   // The runtime prints its own failure ("runc run failed: ...") on the stderr it shares with the
@@ -209,41 +213,14 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   })
   // The container's init pid appears in the pid file once the runtime has created it.
   void waitForFile(p.pidFile, () => exited).then(async (pid) => {
-    if (!pid || exited) return
-    await updateRecord(ctx, p, (r) => {
-      if (r.State.Running && r.Supervisor === process.pid) r.State.Pid = Number(pid)
-    }).catch(() => undefined)
+    if (pid && !exited) await onPid(Number(pid))
   })
-  onRunning?.()
-  let code = await status
+  const code = await status
   exited = true
   outLines.end()
   errLines.end()
   if (io.stdin && child.stdin) io.stdin.unpipe(child.stdin)
-  await new Promise<void>((r) => log.end(r))
-
-  // Errors the runtime itself reported (the process never ran): Docker's 127/126.
-  let error: string | undefined
-  const rlog = (await readFileIfExists(runtimeLog)) ?? ''
-  const errs = rlog.split('\n').filter((l) => /"level":"(error|fatal)"/.test(l))
-  if (code === -1) error = `cannot run ${runtime.binary}`
-  else if (errs.length > 0 && code !== 0) {
-    error = runtimeMessage(errs.join('\n'))
-    code = /executable file not found|no such file or directory/.test(error) ? 127 : 126
-  }
-  if (code === -1) code = 127
-
-  await runtime.delete(p.id, true).catch(() => undefined)
-  await ctx.exclusive(async () => {
-    const r = await readRecord(p)
-    if (r) {
-      r.State = { ...r.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: code, Error: error ?? '', FinishedAt: new Date().toISOString() }
-      delete r.Supervisor
-      await writeRecord(p, r)
-    }
-    await mounts.release(p, mountId, me).catch(() => undefined)
-  })
-  return { exitCode: code, ...(error ? { error } : {}) }
+  return code
 }
 
 function osSignal(name: NodeJS.Signals): number | undefined {

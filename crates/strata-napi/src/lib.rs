@@ -18,6 +18,7 @@ mod fsbatch;
 mod layer;
 mod lock;
 mod mount;
+mod process;
 mod union;
 
 /// Maps any coded core error to a JS error the TS facade understands.

@@ -1,0 +1,127 @@
+//! Container process plumbing (see `strata_core::console` and `strata_core::reaper`): the
+//! console socket a runtime sends a pty master to, window sizes, and spawning under a reaper.
+//! Waiting for the runtime to connect happens on a thread of its own (not the libuv pool: a
+//! runtime can take a while, and the pool belongs to the store's work).
+#![cfg_attr(test, allow(dead_code))]
+use std::os::fd::IntoRawFd;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use strata_core::console::{self, ConsoleSocket};
+use strata_core::reaper::{spawn_reaped, ReapedCommand};
+
+use crate::cancel::NativeCancel;
+
+/// A listening console socket; `receive()` resolves with the pty master's fd (owned by JS).
+#[napi]
+pub struct NativeConsoleSocket {
+    inner: Arc<Mutex<Option<ConsoleSocket>>>,
+}
+
+#[napi]
+impl NativeConsoleSocket {
+    /// Listens on `path` (its directory must exist and be private to the caller).
+    #[napi(factory)]
+    pub fn bind(path: String) -> Result<Self> {
+        let s = ConsoleSocket::bind(std::path::Path::new(&path)).map_err(crate::to_js)?;
+        Ok(NativeConsoleSocket { inner: Arc::new(Mutex::new(Some(s))) })
+    }
+
+    /// Waits (on a thread of its own) for the runtime to send the terminal; the socket is
+    /// closed and its file removed once this settles. `cancel` ends the wait early.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn receive<'env>(
+        &self,
+        env: &'env Env,
+        timeout_ms: u32,
+        cancel: Option<&NativeCancel>,
+    ) -> Result<Object<'env>> {
+        let (deferred, promise) = env.create_deferred()?;
+        let inner = self.inner.clone();
+        let flag = cancel.map(|c| c.flag.clone()).unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
+        std::thread::Builder::new()
+            .name("strata-console".into())
+            .spawn(move || {
+                let sock = inner.lock().ok().and_then(|mut g| g.take());
+                let Some(sock) = sock else {
+                    deferred.reject(Error::new(Status::GenericFailure, "console socket already used"));
+                    return;
+                };
+                match sock.receive(Duration::from_millis(timeout_ms.into()), &flag) {
+                    Ok(fd) => {
+                        let n = fd.into_raw_fd();
+                        deferred.resolve(move |_| Ok(n))
+                    }
+                    Err(e) => deferred.reject(crate::to_js(e)),
+                }
+            })
+            .map_err(|e| Error::new(Status::GenericFailure, format!("cannot start a thread: {e}")))?;
+        Ok(promise)
+    }
+
+    /// Closes the socket without waiting (removes its file).
+    #[napi]
+    pub fn close(&self) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.take();
+        }
+    }
+}
+
+/// Sets the window size of the terminal `fd` (TIOCSWINSZ; the kernel signals SIGWINCH).
+#[napi]
+pub fn set_window_size(fd: i32, rows: u32, cols: u32) -> Result<()> {
+    let clamp = |v: u32| v.min(u16::MAX.into()) as u16;
+    console::set_window_size(fd, clamp(rows), clamp(cols)).map_err(crate::to_js)
+}
+
+/// The window size of the terminal `fd`.
+#[napi(object)]
+pub struct NativeWindowSize {
+    pub rows: u32,
+    pub cols: u32,
+}
+
+#[napi]
+pub fn window_size(fd: i32) -> Result<NativeWindowSize> {
+    let (rows, cols) = console::window_size(fd).map_err(crate::to_js)?;
+    Ok(NativeWindowSize { rows: rows.into(), cols: cols.into() })
+}
+
+pub struct SpawnReaped {
+    program: String,
+    args: Vec<String>,
+    env: Vec<String>,
+    stdio: [Option<i32>; 3],
+}
+
+impl Task for SpawnReaped {
+    type Output = i32;
+    type JsValue = i32;
+    fn compute(&mut self) -> Result<i32> {
+        let cmd = ReapedCommand { program: &self.program, args: &self.args, env: &self.env, stdio: self.stdio };
+        let fd = spawn_reaped(&cmd).map_err(crate::to_js)?;
+        Ok(fd.into_raw_fd())
+    }
+    fn resolve(&mut self, _: Env, fd: i32) -> Result<i32> {
+        Ok(fd)
+    }
+}
+
+/// Starts `program` under a subreaper (fork on the pool: a large heap makes fork slow). Resolves
+/// with the read end of the reaper's event pipe (12-byte events; see `strata_core::reaper`),
+/// owned by JS. `stdio` fds (or null for /dev/null) are given to the program.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn spawn_reaped_process(
+    program: String,
+    args: Vec<String>,
+    env: Vec<String>,
+    stdin: Option<i32>,
+    stdout: Option<i32>,
+    stderr: Option<i32>,
+) -> AsyncTask<SpawnReaped> {
+    AsyncTask::new(SpawnReaped { program, args, env, stdio: [stdin, stdout, stderr] })
+}
