@@ -311,6 +311,11 @@ export class UnionView {
     await call(() => this.#native.mkfifo(path, mode))
   }
 
+  /** A character device (or a block device with `block`) `major:minor`. */
+  async mknod(path: string, block: boolean, mode: number, major: number, minor: number): Promise<void> {
+    await call(() => this.#native.mknod(path, block, mode, major, minor))
+  }
+
   async setxattr(path: string, name: string, value: string | Uint8Array): Promise<void> {
     await call(() => this.#native.setxattr(path, name, toBuffer(value)))
   }

@@ -33,6 +33,8 @@ import { UnionView } from '../view'
 import type { ConsoleSize } from './console'
 import { execProcess, ExecOptions, ExecResult } from './exec'
 import { containerTop, TopResult } from './top'
+import { copyFromContainer, copyToContainer, CopyFromOptions, CopyToOptions, CopyResult } from './copy'
+import { containerStatPath, ContainerFiles, CopyHost, PathStat } from './archive-path'
 
 /** sha256 of an empty tar (1024 zero bytes): a commit with no changes adds no layer (Docker's rule). */
 export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
@@ -414,6 +416,67 @@ export class Container {
       })
     } finally {
       await staging.dispose()
+    }
+  }
+
+  /**
+   * `docker cp CONTAINER:SRC DEST|-`: copies `srcPath` out of the container to a host path, or
+   * writes its tar archive (as docker produces it) to a stream. Works on a stopped container
+   * without mounting it, and on a running (or mounted) one through its mount.
+   */
+  copyFrom(srcPath: string, dest: string | Writable, opts: CopyFromOptions = {}): Promise<CopyResult> {
+    return copyFromContainer(this.#copyHost(), srcPath, dest, opts)
+  }
+
+  /**
+   * `docker cp SRC|- CONTAINER:DEST`: copies a host path into the container, or extracts a tar
+   * archive read from a stream into a directory of it.
+   */
+  copyTo(src: string | Readable, dstPath: string, opts: CopyToOptions = {}): Promise<CopyResult> {
+    return copyToContainer(this.#copyHost(), src, dstPath, opts)
+  }
+
+  /** What `docker cp` sees of `path` in the container (the last element not followed). */
+  statPath(p: string): Promise<PathStat> {
+    return containerStatPath(this.#copyHost(), p)
+  }
+
+  #copyHost(): CopyHost {
+    return {
+      files: (write) => this.#copyFiles(write),
+      name: () => this.name(),
+      configUser: async () => (await this.info()).Config.User ?? '',
+    }
+  }
+
+  /**
+   * The container's files for a copy: through the kernel's mount, held by a reference, when it
+   * is mounted (running, or `strata mount`); else the union view over its layers.
+   */
+  async #copyFiles(write: boolean): Promise<ContainerFiles> {
+    const mountId = await this.#mountId()
+    const me = { kind: 'process' as const, pid: process.pid }
+    const merged = await this.#ctx.exclusive(async () => {
+      await this.info()
+      if (!(await this.#all.mounts.isMounted(mountId))) return undefined
+      return this.#all.mounts.acquire(this.paths, mountId, me)
+    })
+    if (merged === undefined) {
+      const view = write ? await this.view() : await this.view({ readOnly: true })
+      return { view, release: async () => undefined }
+    }
+    let released = false
+    const release = async () => {
+      if (released) return
+      released = true
+      await this.#ctx.exclusive(() => this.#all.mounts.release(this.paths, mountId, me))
+    }
+    try {
+      const view = write ? await UnionView.open({ lowers: [], upper: merged }) : await UnionView.open({ lowers: [merged] })
+      return { view, release }
+    } catch (e) {
+      await release()
+      throw e
     }
   }
 

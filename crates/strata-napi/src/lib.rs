@@ -19,6 +19,7 @@ mod layer;
 mod lock;
 mod mount;
 mod process;
+mod tarheader;
 mod union;
 
 /// Maps any coded core error to a JS error the TS facade understands.
