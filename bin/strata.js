@@ -1,15 +1,49 @@
 #!/usr/bin/env node
+// The `strata` command. Runs the CLI's one-file bundle (dist/cli/strata.js, made by
+// `npm run build:ts`) through a V8 code cache kept beside it (dist/cli/strata.js.cache), so
+// a command neither reads dozens of modules nor compiles the functions it runs. The cache is
+// written after a run when it was missing or V8 rejected it (another Node version, a new
+// bundle); where the package dir is read-only the CLI just runs without one.
 'use strict'
 const path = require('node:path')
 const fs = require('node:fs')
-const compiled = path.join(__dirname, '..', 'dist', 'ts', 'cli', 'main.js')
-if (!fs.existsSync(compiled)) {
+const vm = require('node:vm')
+const Module = require('node:module')
+
+const bundle = path.join(__dirname, '..', 'dist', 'cli', 'strata.js')
+const cacheFile = `${bundle}.cache`
+
+let source
+try {
+  source = fs.readFileSync(bundle, 'utf8')
+} catch {
   process.stderr.write('strata: not built yet; run `npm run setup`\n')
   process.exit(1)
 }
-require(compiled)
+let cachedData
+try {
+  cachedData = fs.readFileSync(cacheFile)
+} catch { /* first run: made below */ }
+
+const script = new vm.Script(Module.wrap(source), { filename: bundle, cachedData })
+const mod = { exports: {} }
+script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(bundle), mod, bundle, path.dirname(bundle))
+
+function saveCache() {
+  if (cachedData && !script.cachedDataRejected) return
+  try {
+    const tmp = `${cacheFile}.${process.pid}`
+    fs.writeFileSync(tmp, script.createCachedData())
+    fs.renameSync(tmp, cacheFile)
+  } catch { /* read-only install: run without a cache */ }
+}
+
+mod.exports
   .main(process.argv.slice(2))
-  .then((code) => { process.exitCode = code })
+  .then((code) => {
+    process.exitCode = code
+    saveCache()
+  })
   .catch((err) => {
     process.stderr.write(`strata: ${err && err.stack ? err.stack : err}\n`)
     process.exitCode = 1

@@ -20,10 +20,9 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"
-  # This registry lacks some optional platform packages of napi-rs' own tools (android/darwin
-  # builds), so npm cannot record them and `npm ci` refuses the lock as out of sync; then
-  # install from the same lock without rewriting it.
-  npm ci --no-audit --no-fund || npm install --no-audit --no-fund --no-save
+  # The lock records every optional platform package of napi-rs' and esbuild's tools (npm
+  # skips the other platforms' ones), so `npm ci` takes it as it is.
+  npm ci --no-audit --no-fund
 fi
 
 echo "setup: building the native addon (release)"

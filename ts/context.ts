@@ -3,14 +3,16 @@
  * Internal; the public surface is `Store` (ts/store.ts).
  */
 import * as fs from 'node:fs/promises'
+import { statSync } from 'node:fs'
 import * as path from 'node:path'
 import { Layout } from './layout'
 import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'
 import { Repositories } from './repositories'
 import { native, fsBatch } from './native'
-import { call, StrataError } from './errors'
+import { call, fromNative, StrataError } from './errors'
 import { randomHex, listDir, readIfExists } from './fsx'
+import { StoreLock, LockMode } from './lock'
 
 /** A staging dir under `<root>/tmp`, owned (locked) by this process until disposed. */
 export interface Staging {
@@ -71,17 +73,36 @@ export class StoreContext {
     return this.#busy > 0 ? 0 : performance.now() - this.#lastBusy
   }
 
+  #lock?: StoreLock
+
+  /** The store lock (ts/lock.ts): one queue per root, shared by every Store of this process. */
+  get lock(): StoreLock {
+    if (!this.#lock) {
+      let st
+      try {
+        st = statSync(this.layout.root)
+      } catch (e) {
+        throw fromNative(e)
+      }
+      this.#lock = new StoreLock(`${st.dev}:${st.ino}`, this.layout.lockFile, this.layout.lockWaitFile)
+    }
+    return this.#lock
+  }
+
   /** Runs `fn` holding the store's exclusive lock (all metadata changes do). */
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  exclusive<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.#locked('exclusive', fn, signal)
+  }
+
+  /** Runs `fn` holding the store's lock shared (reads that must see one consistent store). */
+  shared<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.#locked('shared', fn, signal)
+  }
+
+  async #locked<T>(mode: LockMode, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     this.#busy++
     try {
-      // Uncontended, the lock is taken on this thread (one flock); only a wait goes to the pool.
-      const lock = (await call(() => native.tryLock(this.layout.lockFile, true))) ?? (await call(() => native.acquireLock(this.layout.lockFile, true)))
-      try {
-        return await fn()
-      } finally {
-        lock.release()
-      }
+      return await this.lock.run(mode, fn, signal)
     } finally {
       this.#busy--
       this.#lastBusy = performance.now()

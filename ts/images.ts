@@ -114,7 +114,12 @@ export class Images {
     return out
   }
 
-  async list(opts: ListOptions = {}): Promise<ImageSummary[]> {
+  /** `images`: under the shared lock, so an rmi of another process is not seen half-done. */
+  list(opts: ListOptions = {}): Promise<ImageSummary[]> {
+    return this.ctx.shared(() => this.#list(opts))
+  }
+
+  async #list(opts: ListOptions): Promise<ImageSummary[]> {
     const repos = await this.ctx.repos.read()
     const all = await this.ctx.images.all()
     const kids = await this.children()
@@ -167,7 +172,11 @@ export class Images {
   }
 
   /** Docker's `image inspect` JSON object for one image. */
-  async inspect(name: string): Promise<Record<string, unknown>> {
+  inspect(name: string): Promise<Record<string, unknown>> {
+    return this.ctx.shared(() => this.#inspect(name))
+  }
+
+  async #inspect(name: string): Promise<Record<string, unknown>> {
     const { id } = await resolveImage(this.ctx, name)
     const img = await this.ctx.images.get(id)
     if (!img) throw new StrataError('ImageNotFound', `No such image: ${name}`)
@@ -211,7 +220,11 @@ export class Images {
   }
 
   /** The image's filesystem as a read-only userspace union view (no mount, no privileges needed). */
-  async view(name: string): Promise<UnionView> {
+  view(name: string): Promise<UnionView> {
+    return this.ctx.shared(() => this.#view(name))
+  }
+
+  async #view(name: string): Promise<UnionView> {
     const { id } = await resolveImage(this.ctx, name)
     const img = await this.ctx.images.get(id)
     if (!img) throw new StrataError('ImageNotFound', `No such image: ${name}`)
@@ -220,7 +233,11 @@ export class Images {
     return UnionView.open({ lowers })
   }
 
-  async history(name: string): Promise<HistoryRow[]> {
+  history(name: string): Promise<HistoryRow[]> {
+    return this.ctx.shared(() => this.#history(name))
+  }
+
+  async #history(name: string): Promise<HistoryRow[]> {
     const { id } = await resolveImage(this.ctx, name)
     const img = await this.ctx.images.get(id)
     if (!img) throw new StrataError('ImageNotFound', `No such image: ${name}`)

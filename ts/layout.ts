@@ -2,7 +2,10 @@
  * The on-disk layout of a strata store: Docker's overlay2 layout, as the seeds show it.
  *
  * ```
- * <root>/lock                                   flock: held exclusively while metadata changes
+ * <root>/lock                                   flock: exclusive while metadata changes, shared while
+ *                                                 it is read (ts/lock.ts)
+ * <root>/lock.wait                              flock: shared by processes waiting for `lock` (so a
+ *                                                 process about to re-take `lock` lets them go first)
  * <root>/overlay2/<cache-id>/diff/              the layer's files, in overlay format:
  *                                                 whiteout     = char device 0/0 named NAME
  *                                                 opaque dir   = xattr trusted.overlay.opaque=y
@@ -60,6 +63,7 @@ export class Layout {
   constructor(readonly root: string) {}
 
   get lockFile(): string { return path.join(this.root, 'lock') }
+  get lockWaitFile(): string { return path.join(this.root, 'lock.wait') }
   get overlay(): string { return path.join(this.root, OVERLAY_DIR) }
   get links(): string { return path.join(this.overlay, LINK_DIR) }
   get tmp(): string { return path.join(this.root, 'tmp') }

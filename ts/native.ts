@@ -8,7 +8,8 @@ import * as fs from 'node:fs'
 type Binding = typeof import('../native/binding')
 
 function locate(): string {
-  // ts/ when run through tsx, dist/ts/ when compiled: the addon lives in <pkg>/native/.
+  // ts/ when run through tsx, dist/ts/ when compiled, dist/cli/ in the CLI's bundle: the addon
+  // lives in <pkg>/native/.
   for (const up of ['..', '../..']) {
     const candidate = path.resolve(__dirname, up, 'native', 'binding.js')
     if (fs.existsSync(candidate)) return candidate

@@ -71,7 +71,7 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
       const id = await ctx.images.put(raw)
       if (opts.ref) await setTag(ctx, opts.ref, id)
       return id
-    })
+    }, opts.signal)
   } finally {
     await staging.dispose()
   }

@@ -186,7 +186,7 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
         const lacking = await missing()
         if (lacking.length === 0) await commit()
         return lacking
-      })
+      }, opts.signal)
       if (gone.length === 0) break
       if (attempt >= 5) throw new StrataError('LayerNotFound', `layers keep vanishing while loading: ${gone.map((p) => p.chainId).join(', ')}`)
       await extract(gone)

@@ -121,6 +121,11 @@ export async function buildMembers(ctx: StoreContext, names: string[], format: S
 /** Writes the archive to `output`: a file path (tar), a directory path (OCI layout dir, `format: 'oci'`), or a stream. */
 export async function save(ctx: StoreContext, names: string[], output: string | Writable, opts: SaveOptions = {}): Promise<void> {
   throwIfAborted(opts.signal)
+  // Shared: an rmi (of this or another process) waits until the layers are written.
+  await ctx.shared(() => saveLocked(ctx, names, output, opts), opts.signal)
+}
+
+async function saveLocked(ctx: StoreContext, names: string[], output: string | Writable, opts: SaveOptions): Promise<void> {
   const format = opts.format ?? 'docker'
   const members = await buildMembers(ctx, names, format)
   const cancel = cancelFor(opts.signal)

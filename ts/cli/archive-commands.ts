@@ -1,5 +1,5 @@
 /** CLI: `load`, `save`, `import`. */
-import { Store } from '../store'
+import type { Store } from '../store'
 import { StrataError } from '../errors'
 import { parseArgs, flag, value, values } from './args'
 import { Io } from './io'
@@ -32,7 +32,7 @@ export function progressPrinter(io: Io): ((p: LoadProgress) => void) | undefined
   }
 }
 
-export async function loadCommand(store: Store, argv: string[], io: Io, stdin: NodeJS.ReadableStream & { isTTY?: boolean }): Promise<number> {
+export async function loadCommand(store: Store, argv: string[], io: Io, stdin: NodeJS.ReadableStream & { isTTY?: boolean } = process.stdin): Promise<number> {
   const p = parseArgs(argv, [{ name: 'input', short: 'i', value: true }, { name: 'quiet', short: 'q' }])
   if (p.args.length > 0) throw new StrataError('InvalidArgument', '"load" accepts no arguments.')
   const input = value(p, 'input')
@@ -42,7 +42,7 @@ export async function loadCommand(store: Store, argv: string[], io: Io, stdin: N
   return 0
 }
 
-export async function saveCommand(store: Store, argv: string[], io: Io, stdout: NodeJS.WritableStream & { isTTY?: boolean }): Promise<number> {
+export async function saveCommand(store: Store, argv: string[], io: Io, stdout: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout): Promise<number> {
   const p = parseArgs(argv, [{ name: 'output', short: 'o', value: true }, { name: 'format', value: true }])
   if (p.args.length === 0) throw new StrataError('InvalidArgument', '"save" requires at least 1 argument.')
   const format = value(p, 'format') ?? 'docker'
@@ -54,7 +54,7 @@ export async function saveCommand(store: Store, argv: string[], io: Io, stdout: 
   return 0
 }
 
-export async function importCommand(store: Store, argv: string[], io: Io, stdin: NodeJS.ReadableStream): Promise<number> {
+export async function importCommand(store: Store, argv: string[], io: Io, stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
   const p = parseArgs(argv, [{ name: 'message', short: 'm', value: true }, { name: 'change', short: 'c', value: true, multi: true }, { name: 'platform', value: true }])
   if (p.args.length < 1 || p.args.length > 2) throw new StrataError('InvalidArgument', '"import" requires 1 or 2 arguments.\nUsage:  strata import [OPTIONS] file|- [REPOSITORY[:TAG]]')
   const [src, ref] = p.args

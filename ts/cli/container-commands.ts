@@ -1,21 +1,19 @@
 /**
  * CLI: `create`, `run`, `start`, `stop`, `kill`, `wait`, `logs`, `rm`, `ps`, `diff`, `commit`,
- * `export`, `mount`, `umount`, and `container <sub>` aliases — docker's flags and output.
- * Registered into the dispatcher through ./registry.ts.
+ * `export`, `mount`, `umount` — docker's flags and output. Listed in ./commands.ts.
  */
 import { Writable } from 'node:stream'
-import { Store } from '../store'
+import type { Store } from '../store'
 import { StrataError } from '../errors'
 import { parseArgs, flag, value, values, FlagSpec, Parsed } from './args'
 import { Io, processIo } from './io'
 import { printFormatted } from './output'
-import { extraCommands, setInspectContainer, Handler } from './registry'
 import { renderTable } from '../format/table'
 import { ago, truncateId, ellipsis } from '../format/units'
 import { goQuote } from '../format/gofmt'
-import { CreateOptions } from '../containers/containers'
-import { Container } from '../containers/container'
-import { NetworkMode } from '../containers/record'
+import type { CreateOptions } from '../containers/containers'
+import type { Container } from '../containers/container'
+import type { NetworkMode } from '../containers/record'
 
 const CREATE_FLAGS: FlagSpec[] = [
   { name: 'name', value: true }, { name: 'env', short: 'e', value: true, multi: true }, { name: 'workdir', short: 'w', value: true },
@@ -82,7 +80,7 @@ function warnTty(p: Parsed, io: Io): void {
   if (flag(p, 'tty')) io.err('WARNING: strata does not allocate a pseudo-TTY (-t); running with plain stdio\n')
 }
 
-async function createCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function createCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, CREATE_FLAGS, true)
   warnTty(p, io)
   need(p, 'create', 1, 'create [OPTIONS] IMAGE [COMMAND] [ARG...]')
@@ -111,7 +109,7 @@ async function attachRun(c: Container, io: Io, stdin: boolean): Promise<number> 
   }
 }
 
-async function runCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function runCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [...CREATE_FLAGS, { name: 'detach', short: 'd' }], true)
   need(p, 'run', 1, 'run [OPTIONS] IMAGE [COMMAND] [ARG...]')
   warnTty(p, io)
@@ -140,7 +138,7 @@ async function runCommand(store: Store, argv: string[], io: Io): Promise<number>
   return attachRun(c, io, flag(p, 'interactive'))
 }
 
-async function startCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function startCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [{ name: 'attach', short: 'a' }, { name: 'interactive', short: 'i' }])
   need(p, 'start', 1, 'start [OPTIONS] CONTAINER [CONTAINER...]')
   if (flag(p, 'attach')) {
@@ -153,7 +151,7 @@ async function startCommand(store: Store, argv: string[], io: Io): Promise<numbe
   })
 }
 
-async function stopCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function stopCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [{ name: 'time', short: 't', value: true }, { name: 'timeout', value: true }, { name: 'signal', short: 's', value: true }])
   need(p, 'stop', 1, 'stop [OPTIONS] CONTAINER [CONTAINER...]')
   const t = value(p, 'time') ?? value(p, 'timeout')
@@ -163,7 +161,7 @@ async function stopCommand(store: Store, argv: string[], io: Io): Promise<number
   })
 }
 
-async function killCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function killCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [{ name: 'signal', short: 's', value: true }])
   need(p, 'kill', 1, 'kill [OPTIONS] CONTAINER [CONTAINER...]')
   return each(p.args, io, async (n) => {
@@ -172,7 +170,7 @@ async function killCommand(store: Store, argv: string[], io: Io): Promise<number
   })
 }
 
-async function waitCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function waitCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [])
   need(p, 'wait', 1, 'wait CONTAINER [CONTAINER...]')
   return each(p.args, io, async (n) => {
@@ -180,7 +178,7 @@ async function waitCommand(store: Store, argv: string[], io: Io): Promise<number
   })
 }
 
-async function logsCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function logsCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [{ name: 'timestamps', short: 't' }, { name: 'tail', short: 'n', value: true }])
   if (p.args.length !== 1) throw new StrataError('InvalidArgument', '"logs" requires exactly 1 argument.')
   let entries = await (await store.containers.get(p.args[0])).logs()
@@ -194,7 +192,7 @@ async function logsCommand(store: Store, argv: string[], io: Io): Promise<number
   return 0
 }
 
-async function rmCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function rmCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [{ name: 'force', short: 'f' }, { name: 'volumes', short: 'v' }])
   need(p, 'rm', 1, 'rm [OPTIONS] CONTAINER [CONTAINER...]')
   return each(p.args, io, async (n) => {
@@ -208,7 +206,7 @@ const PS_HEADERS: Record<string, string> = {
   Ports: 'PORTS', State: 'STATE', Status: 'STATUS', Size: 'SIZE', Labels: 'LABELS', Mounts: 'MOUNTS', Networks: 'NETWORKS',
 }
 
-async function psCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function psCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [
     { name: 'all', short: 'a' }, { name: 'quiet', short: 'q' }, { name: 'no-trunc' }, { name: 'format', value: true },
     { name: 'latest', short: 'l' }, { name: 'last', short: 'n', value: true }, { name: 'size', short: 's' },
@@ -251,14 +249,14 @@ async function psCommand(store: Store, argv: string[], io: Io): Promise<number> 
   return 0
 }
 
-async function diffCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function diffCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [])
   if (p.args.length !== 1) throw new StrataError('InvalidArgument', '"diff" requires exactly 1 argument.')
   for (const c of await (await store.containers.get(p.args[0])).diff()) io.out(`${c.kind} ${c.path}\n`)
   return 0
 }
 
-async function commitCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function commitCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [
     { name: 'message', short: 'm', value: true }, { name: 'author', short: 'a', value: true },
     { name: 'change', short: 'c', value: true, multi: true }, { name: 'pause', short: 'p' },
@@ -274,7 +272,7 @@ async function commitCommand(store: Store, argv: string[], io: Io): Promise<numb
   return 0
 }
 
-async function exportCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function exportCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [{ name: 'output', short: 'o', value: true }])
   if (p.args.length !== 1) throw new StrataError('InvalidArgument', '"export" requires exactly 1 argument.')
   const c = await store.containers.get(p.args[0])
@@ -294,7 +292,7 @@ async function exportCommand(store: Store, argv: string[], io: Io): Promise<numb
   return 0
 }
 
-async function mountCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function mountCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [])
   need(p, 'mount', 1, 'mount CONTAINER [CONTAINER...]')
   return each(p.args, io, async (n) => {
@@ -302,68 +300,11 @@ async function mountCommand(store: Store, argv: string[], io: Io): Promise<numbe
   })
 }
 
-async function umountCommand(store: Store, argv: string[], io: Io): Promise<number> {
+export async function umountCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [])
   need(p, 'umount', 1, 'umount CONTAINER [CONTAINER...]')
   return each(p.args, io, async (n) => {
     await (await store.containers.get(n)).unmount()
     io.out(`${n}\n`)
-  })
-}
-
-async function containerInspectCommand(store: Store, argv: string[], io: Io): Promise<number> {
-  const { inspectCommand } = await import('./image-commands')
-  return inspectCommand(store, ['--type', 'container', ...argv], io, async (n) => (await store.containers.get(n)).inspect())
-}
-
-const HANDLERS: Record<string, Handler> = {
-  create: createCommand, run: runCommand, start: startCommand, stop: stopCommand, kill: killCommand, wait: waitCommand,
-  logs: logsCommand, rm: rmCommand, ps: psCommand, diff: diffCommand, commit: commitCommand, export: exportCommand,
-  mount: mountCommand, umount: umountCommand, unmount: umountCommand,
-}
-
-const CONTAINER_ALIASES: Record<string, string> = { ls: 'ps', list: 'ps', remove: 'rm' }
-
-async function containerCommand(store: Store, argv: string[], io: Io): Promise<number> {
-  const [sub, ...rest] = argv
-  if (sub === 'inspect') return containerInspectCommand(store, rest, io)
-  const h = HANDLERS[CONTAINER_ALIASES[sub ?? ''] ?? sub ?? '']
-  if (!h) {
-    io.err(`strata: 'container ${sub ?? ''}' is not a strata command.\nSee 'strata --help'\n`)
-    return 1
-  }
-  return h(store, rest, io)
-}
-
-export const CONTAINER_USAGE = `
-Container commands:
-  create      Create a new container (an init layer and a writable layer over an image)
-  run         Create and run a new container from an image (through runc)
-  start       Start one or more stopped containers
-  stop        Stop one or more running containers
-  kill        Kill one or more running containers
-  wait        Block until one or more containers stop, then print their exit codes
-  logs        Fetch the logs of a container
-  rm          Remove one or more containers
-  ps          List containers
-  diff        Inspect changes to files or directories on a container's filesystem
-  commit      Create a new image from a container's changes
-  export      Export a container's filesystem as a tar archive
-  mount       Mount a container's root filesystem (kernel overlayfs) and print its path
-  umount      Unmount a container's root filesystem
-  container   Manage containers (container ls|rm|inspect|... )
-`
-
-/** Adds the container commands to the dispatcher, and containers to `inspect`. */
-export function registerContainerCommands(): void {
-  Object.assign(extraCommands.handlers, HANDLERS, { container: containerCommand })
-  if (!extraCommands.usage.includes('Container commands:')) extraCommands.usage += CONTAINER_USAGE
-  setInspectContainer(async (store, name) => {
-    try {
-      return await (await store.containers.get(name)).inspect()
-    } catch (e) {
-      if (e instanceof StrataError && (e.code === 'ContainerNotFound' || e.code === 'AmbiguousReference')) return undefined
-      throw e
-    }
   })
 }

@@ -1,12 +1,11 @@
-/** CLI: `images`, `tag`, `rmi`, `inspect`, `history` — Docker's flags and output. */
-import { Store } from '../store'
+/** CLI: `images`, `tag`, `rmi`, `history` — Docker's flags and output. */
+import type { Store } from '../store'
 import { StrataError } from '../errors'
 import { parseArgs, flag, value, values } from './args'
 import { humanSize, ago, truncateId, historyCreatedBy } from '../format/units'
 import { renderTable } from '../format/table'
 import { printFormatted } from './output'
-import { ImageFilters } from '../images'
-import { hex } from '../layout'
+import type { ImageFilters } from '../images'
 import { Io } from './io'
 
 function parseFilters(list: string[]): ImageFilters {
@@ -131,35 +130,3 @@ export async function historyCommand(store: Store, argv: string[], io: Io): Prom
   io.out(renderTable([['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], ...data.map((d) => [d.ID, d.CreatedSince, d.CreatedBy, d.Size, d.Comment])]))
   return 0
 }
-
-/** `inspect` of images (containers join in through `extra`). */
-export async function inspectCommand(
-  store: Store, argv: string[], io: Io,
-  extra?: (name: string) => Promise<Record<string, unknown> | undefined>,
-  kind: 'any' | 'image' = 'any',
-): Promise<number> {
-  const p = parseArgs(argv, [{ name: 'format', short: 'f', value: true }, { name: 'type', value: true }, { name: 'size', short: 's' }])
-  if (p.args.length === 0) throw new StrataError('InvalidArgument', '"inspect" requires at least 1 argument.')
-  const type = value(p, 'type') ?? (kind === 'image' ? 'image' : undefined)
-  const out: unknown[] = []
-  let rc = 0
-  for (const name of p.args) {
-    try {
-      let obj: Record<string, unknown> | undefined
-      if (type !== 'image' && extra) obj = await extra(name)
-      if (!obj && type !== 'container') obj = await store.images.inspect(name)
-      if (!obj) throw new StrataError('ImageNotFound', `No such object: ${name}`)
-      out.push(obj)
-    } catch (e) {
-      if (!(e instanceof StrataError) || !['ImageNotFound', 'ContainerNotFound', 'InvalidReference'].includes(e.code)) throw e
-      io.err(`Error: No such ${type === 'image' ? 'image' : type === 'container' ? 'container' : 'object'}: ${name}\n`)
-      rc = 1
-    }
-  }
-  const fmt = value(p, 'format')
-  if (fmt) printFormatted(io, fmt, out, {}, true)
-  else io.out(`${JSON.stringify(out, null, 4)}\n`)
-  return rc
-}
-
-export { hex }

@@ -101,10 +101,12 @@ export class Container {
   }
 
   /** The record as stored now. */
-  async info(): Promise<ContainerRecord> {
-    const r = await readRecord(this.paths)
-    if (!r) throw new StrataError('ContainerNotFound', `No such container: ${this.id}`)
-    return r
+  info(): Promise<ContainerRecord> {
+    return this.#ctx.shared(async () => {
+      const r = await readRecord(this.paths)
+      if (!r) throw new StrataError('ContainerNotFound', `No such container: ${this.id}`)
+      return r
+    })
   }
 
   /** `/name` without the slash. */
@@ -117,7 +119,11 @@ export class Container {
   }
 
   /** The writable layer's dirs and the lower dirs (top first, init layer included). */
-  async layers(): Promise<{ lowerDirs: string[]; upperDir: string; workDir: string; mergedDir: string; initDir?: string }> {
+  layers(): Promise<{ lowerDirs: string[]; upperDir: string; workDir: string; mergedDir: string; initDir?: string }> {
+    return this.#ctx.shared(() => this.#layers())
+  }
+
+  async #layers(): Promise<{ lowerDirs: string[]; upperDir: string; workDir: string; mergedDir: string; initDir?: string }> {
     const mountId = await this.#mountId()
     const layout = this.#ctx.layout
     // No init-id: a container of an image as deep as the kernel allows has no init layer.
@@ -151,8 +157,12 @@ export class Container {
    * `{ readOnly: true }`. A writable view is refused while the rootfs is kernel-mounted: two
    * writers on one upper dir would race each other's copy-ups.
    */
-  async view(opts: { readOnly?: boolean } = {}): Promise<UnionView> {
-    const l = await this.layers()
+  view(opts: { readOnly?: boolean } = {}): Promise<UnionView> {
+    return this.#ctx.shared(() => this.#view(opts))
+  }
+
+  async #view(opts: { readOnly?: boolean }): Promise<UnionView> {
+    const l = await this.#layers()
     if (opts.readOnly) return UnionView.open({ lowers: [l.upperDir, ...l.lowerDirs] })
     if (await this.isMounted()) {
       throw new StrataError('Conflict', `container ${this.id} is mounted: unmount it before writing through a view`)
@@ -328,7 +338,11 @@ export class Container {
   }
 
   /** docker diff: changes of the writable layer against the layers below (init files excluded). */
-  async diff(): Promise<Change[]> {
+  diff(): Promise<Change[]> {
+    return this.#ctx.shared(() => this.#diff())
+  }
+
+  async #diff(): Promise<Change[]> {
     const mountId = await this.#mountId()
     const lower = (await mustRead(path.join(this.#ctx.layout.layerDir(mountId), LOWER_FILE))).trim()
     const changes = await call(() => native.changes(this.#ctx.layout.diffDir(mountId), lowerDirs(this.#ctx.layout, lower)))
@@ -413,7 +427,7 @@ export class Container {
         if (opts.ref) await setTag(ctx, opts.ref, id)
         else await ctx.images.touch(id)
         return id
-      })
+      }, opts.signal)
     } finally {
       await staging.dispose()
     }
@@ -526,10 +540,14 @@ export class Container {
   }
 
   /** Docker's container inspect JSON. */
-  async inspect(): Promise<Record<string, unknown>> {
+  inspect(): Promise<Record<string, unknown>> {
+    return this.#ctx.shared(() => this.#inspect())
+  }
+
+  async #inspect(): Promise<Record<string, unknown>> {
     const r = await this.info()
     const hc = await readHostConfig(this.paths)
-    const l = await this.layers()
+    const l = await this.#layers()
     const st = r.State
     return {
       Id: r.ID,

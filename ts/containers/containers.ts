@@ -124,7 +124,12 @@ export class Containers {
     return out
   }
 
-  async records(): Promise<ContainerRecord[]> {
+  /** Every container's record, read under the shared lock. */
+  records(): Promise<ContainerRecord[]> {
+    return this.ctx.shared(() => this.#records())
+  }
+
+  async #records(): Promise<ContainerRecord[]> {
     const out: ContainerRecord[] = []
     for (const id of await this.ids()) {
       const r = await readRecord(this.paths(id))
@@ -134,10 +139,14 @@ export class Containers {
   }
 
   /** By full ID, name (with or without `/`), or unique ID prefix — Docker's lookup order. */
-  async resolve(nameOrId: string): Promise<string> {
+  resolve(nameOrId: string): Promise<string> {
+    return this.ctx.shared(() => this.#resolve(nameOrId))
+  }
+
+  async #resolve(nameOrId: string): Promise<string> {
     // A full ID needs no scan of every record.
     if (/^[0-9a-f]{64}$/.test(nameOrId) && (await exists(this.paths(nameOrId).config))) return nameOrId
-    const all = await this.records()
+    const all = await this.#records()
     const exact = all.find((r) => r.ID === nameOrId)
     if (exact) return exact.ID
     const byName = all.find((r) => r.Name === (nameOrId.startsWith('/') ? nameOrId : `/${nameOrId}`))
@@ -190,7 +199,7 @@ export class Containers {
     const resolvConf = (await readIfExists('/etc/resolv.conf')) ?? ''
 
     const id = await this.ctx.exclusive(async () => {
-      const records = await this.records()
+      const records = await this.#records()
       let name = wanted
       if (name) {
         const taken = records.find((r) => r.Name === name)
@@ -259,10 +268,14 @@ export class Containers {
   }
 
   /** `ps`: newest first; running only unless `all`. */
-  async list(opts: ListContainersOptions = {}): Promise<ContainerSummary[]> {
+  list(opts: ListContainersOptions = {}): Promise<ContainerSummary[]> {
+    return this.ctx.shared(() => this.#list(opts))
+  }
+
+  async #list(opts: ListContainersOptions): Promise<ContainerSummary[]> {
     const out: ContainerSummary[] = []
     const now = Date.now()
-    for (const r of await this.records()) {
+    for (const r of await this.#records()) {
       if (!opts.all && !r.State.Running) continue
       let image = String(r.Config.Image ?? '')
       try {
@@ -300,7 +313,7 @@ export class Containers {
       } catch {
         throw new StrataError('InvalidArgument', `Error when allocating new name: Invalid container name (${wanted}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`)
       }
-      const taken = (await this.records()).find((r) => r.Name === wanted)
+      const taken = (await this.#records()).find((r) => r.Name === wanted)
       if (taken) {
         throw new StrataError('NameInUse', `Error when allocating new name: Conflict. The container name "${wanted}" is already in use by container "${taken.ID}". You have to remove (or rename) that container to be able to reuse that name.`)
       }
@@ -309,9 +322,9 @@ export class Containers {
     })
   }
 
-  /** Containers using an image (the ImageUsers hook of `rmi`). Takes no lock. */
+  /** Containers using an image (the ImageUsers hook of `rmi`), under the caller's lock. */
   async users(imageId: string): Promise<ImageUser[]> {
-    return (await this.records()).filter((r) => r.Image === imageId).map((r) => ({ id: r.ID, running: r.State.Running }))
+    return (await this.#records()).filter((r) => r.Image === imageId).map((r) => ({ id: r.ID, running: r.State.Running }))
   }
 
   /** `docker rm`. */

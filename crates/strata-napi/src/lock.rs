@@ -1,5 +1,12 @@
-//! File locks for the TS store (see `strata_core::lock`): acquired off the JS thread.
+//! File locks for the TS store (see `strata_core::lock`).
+//!
+//! Nothing here ever blocks a libuv pool thread: `tryLock` is one non-blocking `flock` on the
+//! calling thread, and `waitLock` blocks on a thread of its own, so a process whose pool threads
+//! are all busy (or all waiting for the lock holder's I/O) can never deadlock on the store lock.
+//! The TS side (`ts/lock.ts`) queues in-process callers, so at most one such thread per store
+//! root waits at a time.
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::sync::Mutex;
 use strata_core::lock::{FileLock, LockMode};
@@ -23,6 +30,12 @@ impl NativeLock {
     }
 }
 
+impl From<FileLock> for NativeLock {
+    fn from(l: FileLock) -> Self {
+        NativeLock { held: Mutex::new(Some(l)) }
+    }
+}
+
 fn mode(exclusive: bool) -> LockMode {
     if exclusive {
         LockMode::Exclusive
@@ -31,31 +44,28 @@ fn mode(exclusive: bool) -> LockMode {
     }
 }
 
-pub struct AcquireLock {
-    path: String,
-    exclusive: bool,
-}
+/// Weak: the waiting thread does not keep the event loop alive by itself; the TS side keeps it
+/// alive while a caller still wants the lock, and lets the process exit once nobody does.
+type LockDone = ThreadsafeFunction<NativeLock, (), NativeLock, Status, true, true>;
 
-impl Task for AcquireLock {
-    type Output = FileLock;
-    type JsValue = NativeLock;
-    fn compute(&mut self) -> Result<FileLock> {
-        FileLock::acquire(std::path::Path::new(&self.path), mode(self.exclusive)).map_err(crate::to_js)
-    }
-    fn resolve(&mut self, _: Env, out: FileLock) -> Result<NativeLock> {
-        Ok(NativeLock { held: Mutex::new(Some(out)) })
-    }
-}
-
-/// Waits (off the JS thread) for a lock on `path`, created if missing.
-#[napi(ts_return_type = "Promise<NativeLock>")]
-pub fn acquire_lock(path: String, exclusive: bool) -> AsyncTask<AcquireLock> {
-    AsyncTask::new(AcquireLock { path, exclusive })
+/// Waits for a lock on `path` (created if missing) on a dedicated thread — never on the libuv
+/// pool — and calls `done(err, lock)` on the JS thread once it is held.
+#[napi(ts_args_type = "path: string, exclusive: boolean, done: (err: Error | null, lock: NativeLock) => void")]
+pub fn wait_lock(path: String, exclusive: bool, done: LockDone) -> Result<()> {
+    std::thread::Builder::new()
+        .name("strata-lock-wait".into())
+        .spawn(move || {
+            let got = FileLock::acquire(std::path::Path::new(&path), mode(exclusive));
+            // If the process is exiting, the call fails and the lock is dropped (released) with it.
+            done.call(got.map(NativeLock::from).map_err(crate::to_js), ThreadsafeFunctionCallMode::NonBlocking);
+        })
+        .map(|_| ())
+        .map_err(|e| Error::new(Status::GenericFailure, format!("cannot start a lock-wait thread: {e}")))
 }
 
 /// Takes the lock only if it is free now; `null` when another process holds it.
 #[napi]
 pub fn try_lock(path: String, exclusive: bool) -> Result<Option<NativeLock>> {
     let got = FileLock::try_acquire(std::path::Path::new(&path), mode(exclusive)).map_err(crate::to_js)?;
-    Ok(got.map(|l| NativeLock { held: Mutex::new(Some(l)) }))
+    Ok(got.map(NativeLock::from))
 }

@@ -1,0 +1,153 @@
+/**
+ * The store lock (ts/lock.ts): many writers in one process with Node's default four pool threads
+ * (this used to hang for good from five writers on), two Stores of one root, waiting for another
+ * process without taking pool threads, aborting such a wait, cross-process precedence, fairness
+ * and re-entrancy. Whatever could hang runs in a child process killed at a deadline.
+ */
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { Store, StrataError } from '../ts'
+import { tmpDir } from './helpers/fs'
+import { writeArchive, busyboxLayer } from './helpers/image'
+import { busyboxImage } from './helpers/fixtures'
+import { runScenario, startScenario, within } from './helpers/child'
+
+function fixture(t: Parameters<typeof tmpDir>[0]) {
+  const dir = tmpDir(t, 'strata-lock-')
+  const archive = path.join(dir, 'busybox.tar')
+  writeArchive(archive, [busyboxImage()], 'docker25')
+  const rootfs = path.join(dir, 'rootfs.tar')
+  fs.writeFileSync(rootfs, busyboxLayer())
+  return { dir, root: path.join(dir, 'root'), archive, rootfs, marker: (n: string) => path.join(dir, n) }
+}
+
+async function loaded(t: Parameters<typeof tmpDir>[0]) {
+  const f = fixture(t)
+  const store = await Store.open({ root: f.root })
+  const { images } = await store.load(f.archive)
+  return { ...f, store, id: images[0].id }
+}
+
+function expectedWriterTags(n: number): string[] {
+  const tags = ['busybox:latest']
+  for (let i = 0; i < n; i++) {
+    if (i % 4 === 1) tags.push(`imported:${i}`)
+    else if (i % 4 !== 3) tags.push(`tagged:${i}`)
+  }
+  return tags.sort()
+}
+
+for (const stores of [1, 2]) {
+  test(`16 concurrent writers on ${stores} Store(s) of one root finish with the default 4 pool threads`, async (t) => {
+    t.timeout(90_000)
+    const f = fixture(t)
+    const { report } = await runScenario('writers', { root: f.root, archive: f.archive, rootfs: f.rootfs, stores, n: 16 }, 60_000)
+    t.deepEqual(report.tags, expectedWriterTags(16))
+    t.is(report.containers, 0)
+  })
+}
+
+test('waiting for another process holds no pool thread: file I/O goes on while 8 writers wait', async (t) => {
+  t.timeout(60_000)
+  const f = await loaded(t)
+  const hold = startScenario('hold', { root: f.root, ms: 2000, held: f.marker('held'), released: f.marker('released'), ready: f.marker('ready') }, 30_000)
+  const { report } = await runScenario('waitForOther', { root: f.root, n: 8, held: f.marker('held'), released: f.marker('released'), ready: f.marker('ready') }, 30_000)
+  await hold.done
+  t.true(report.readWhileWaiting, 'a pool read completed while the writers waited for the other process')
+  t.is(report.tagged, 8)
+  t.is(report.tags, 8)
+})
+
+test('a wait for another process aborts with Aborted and leaves nothing that keeps the process alive', async (t) => {
+  t.timeout(60_000)
+  const f = await loaded(t)
+  await f.store.images.remove('busybox:latest')
+  const hold = startScenario('hold', { root: f.root, ms: 20_000, held: f.marker('held'), released: f.marker('released'), ready: f.marker('ready') }, 40_000)
+  try {
+    const r = await runScenario('abortWait', { root: f.root, archive: f.archive, held: f.marker('held'), released: f.marker('released'), ready: f.marker('ready') }, 15_000)
+    t.is(r.report.code, 'Aborted')
+    t.true(r.report.holderStillHolds)
+    t.log(`rejected ${r.report.msAfterAbort.toFixed(1)} ms after abort; the process exited by itself ${Math.round(r.ms)} ms after it started`)
+    t.true(r.report.msAfterAbort < 2000)
+    t.false(fs.existsSync(f.marker('released')), 'the process exited while the other still held the lock')
+  } finally {
+    hold.kill()
+    await hold.done.catch(() => undefined)
+  }
+  // Nothing of the aborted load was registered.
+  const s = await Store.open({ root: f.root })
+  t.deepEqual(await s.images.list(), [])
+})
+
+test('a process busy with 16 writers lets another process\'s writer in', async (t) => {
+  t.timeout(60_000)
+  const f = await loaded(t)
+  const busy = startScenario('busy', { root: f.root, marker: f.marker('one-done'), started: f.marker('started'), deadlineMs: 25_000 }, 40_000)
+  const one = await runScenario('one', { root: f.root, marker: f.marker('one-done'), started: f.marker('started') }, 40_000)
+  const b = await busy.done
+  t.is(b.code, 0, b.stderr)
+  t.true(one.report.done)
+  t.true(b.report.sawMarker, 'the other process got the lock while this one was still busy')
+  t.log(`busy process ran ${b.report.sections} sections`)
+})
+
+test('re-entrancy: sections inside an exclusive section run at once; shared inside shared does not queue behind a waiting writer', async (t) => {
+  const { store } = await loaded(t)
+  const ctx = store.context
+  const order: string[] = []
+  await within(5000, ctx.exclusive(async () => {
+    await ctx.shared(async () => { order.push('shared in exclusive') })
+    await ctx.exclusive(async () => { order.push('exclusive in exclusive') })
+    order.push(`list in exclusive: ${(await store.images.list()).length}`)
+  }), 'nested sections')
+  // A reader holds the lock, another caller's writer queues, then the reader asks for shared again.
+  let entered!: () => void
+  let proceed!: () => void
+  const inside = new Promise<void>((r) => { entered = r })
+  const go = new Promise<void>((r) => { proceed = r })
+  const reader = ctx.shared(async () => {
+    entered()
+    await go
+    await ctx.shared(async () => { order.push('shared in shared') })
+  })
+  await inside
+  const writer = ctx.exclusive(async () => { order.push('writer') })
+  await new Promise((r) => setTimeout(r, 20))
+  proceed()
+  await within(5000, Promise.all([reader, writer]), 'shared inside shared with a writer waiting')
+  t.deepEqual(order, ['shared in exclusive', 'exclusive in exclusive', 'list in exclusive: 1', 'shared in shared', 'writer'])
+})
+
+test('re-entrancy: asking for the exclusive lock inside a shared section fails at once instead of waiting for itself', async (t) => {
+  const { store } = await loaded(t)
+  const ctx = store.context
+  const e = await within(5000, ctx.shared(() => ctx.exclusive(async () => 'never')).catch((x: StrataError) => x), 'upgrade')
+  t.true(e instanceof StrataError)
+  t.is((e as StrataError).code, 'Locked')
+})
+
+test('fair queue: readers arriving while a writer waits go after it; a writer is not starved by readers', async (t) => {
+  const { store, id } = await loaded(t)
+  const ctx = store.context
+  const order: string[] = []
+  let release!: () => void
+  const gate = new Promise<void>((r) => { release = r })
+  const first = ctx.shared(async () => { order.push('r1'); await gate })
+  const w = ctx.exclusive(async () => { order.push('w') })
+  const later = [ctx.shared(async () => { order.push('r2') }), store.images.history(id).then(() => { order.push('r3') })]
+  await new Promise((r) => setTimeout(r, 30))
+  t.deepEqual(order, ['r1'])
+  release()
+  await within(5000, Promise.all([first, w, ...later]))
+  t.deepEqual(order, ['r1', 'w', 'r2', 'r3'])
+})
+
+test('two Stores of one root share one queue (same root named two ways)', async (t) => {
+  const { store, root, dir, id } = await loaded(t)
+  fs.symlinkSync(root, path.join(dir, 'alias'))
+  const other = await Store.open({ root: path.join(dir, 'alias') })
+  t.is(other.context.lock.key, store.context.lock.key)
+  await within(30_000, Promise.all(Array.from({ length: 24 }, (_, i) => (i % 2 ? store : other).images.tag(id, `both:${i}`))))
+  t.is((await store.images.list())[0].repoTags.length, 25)
+})

@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+// Bundles the CLI (ts/cli/main.ts and everything it loads) into one file, dist/cli/strata.js,
+// which bin/strata.js runs: one file to read and compile instead of dozens of modules. The
+// detached container supervisor (ts/containers/shim.ts) gets a bundle of its own beside it,
+// dist/cli/shim.js, where the bundled `start` looks for it (next to its own code).
+// Command modules stay lazy inside the bundle (esbuild turns `import()` into a call that
+// evaluates the module on first use). The native addon is loaded at run time from native/.
+// Part of `npm run build:ts`; the V8 code cache beside the bundle is made by bin/strata.js.
+'use strict'
+const path = require('node:path')
+const fs = require('node:fs')
+const esbuild = require('esbuild')
+
+const root = path.resolve(__dirname, '..')
+const outdir = path.join(root, 'dist', 'cli')
+
+esbuild.buildSync({
+  entryPoints: { strata: path.join(root, 'ts', 'cli', 'main.ts'), shim: path.join(root, 'ts', 'containers', 'shim.ts') },
+  outdir,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  // The addon's loader is required by a computed path (ts/native.ts); keep it out of the bundle.
+  // tsx is only resolved when running from ts/ sources, never from the bundle.
+  external: ['*.node', 'tsx'],
+  logLevel: 'warning',
+  legalComments: 'none',
+})
+// A new bundle invalidates the code cache made for the old one.
+fs.rmSync(path.join(outdir, 'strata.js.cache'), { force: true })

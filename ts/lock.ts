@@ -1,0 +1,290 @@
+/**
+ * The store lock: readers (shared) and writers (exclusive) of one store root, within a process
+ * and across processes.
+ *
+ * Across processes, `<root>/lock` is `flock`ed (shared or exclusive). Within a process, every
+ * `Store` of a root shares one queue (`RootLock`, keyed by the root's device and inode), and only
+ * the group at the head of that queue touches the `flock`:
+ *
+ * - callers never contend on the `flock` among themselves, so no caller of this process ever
+ *   waits for a `flock` that another caller of this process holds;
+ * - a free lock is taken on the JS thread (one non-blocking `flock`); waiting for another
+ *   process happens on a thread of its own (`native.waitLock`), never on a libuv pool thread, so
+ *   the holder's file I/O always finds a pool thread (the old design blocked one pool thread per
+ *   waiter: five concurrent writers hung Node's four-thread pool for good);
+ * - the queue is fair: callers are served in arrival order; consecutive readers at its head form
+ *   one group that holds the lock together; a reader that arrives while a writer waits queues
+ *   behind it, so writers are not starved by a stream of readers, nor readers by writers;
+ * - across processes, a process that has to wait marks itself with a shared `flock` on
+ *   `<root>/lock.wait`; a process about to take the lock again first checks for such a mark
+ *   and, if there is one, queues in the kernel behind the waiter instead of re-taking the lock
+ *   at once (a busy service would otherwise starve a CLI command: the kernel does not hand a
+ *   released `flock` to the process that waited longest).
+ *
+ * Re-entrancy: a section knows it holds the lock (AsyncLocalStorage); a lock request made
+ * inside a section of the same root runs at once when the section covers it (anything inside an
+ * exclusive section, shared inside shared), instead of queueing behind itself. Asking for the
+ * exclusive lock inside a shared section cannot be granted without a deadlock and throws.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { native } from './native'
+import { fromNative, StrataError } from './errors'
+
+export type LockMode = 'shared' | 'exclusive'
+
+type NativeLock = InstanceType<typeof native.NativeLock>
+
+/** A caller waiting in the queue. */
+interface Waiter {
+  mode: LockMode
+  grant(): void
+  fail(e: Error): void
+}
+
+/** A running section, found again by the code it runs (re-entrancy). */
+interface Hold {
+  key: string
+  mode: LockMode
+  /** False once the section has ended: work it left running is not covered any more. */
+  active: boolean
+  parent?: Hold
+}
+
+const sections = new AsyncLocalStorage<Hold>()
+
+function aborted(): StrataError {
+  return new StrataError('Aborted', 'operation aborted')
+}
+
+/** The in-process queue of one store root, in front of its `flock`. */
+class RootLock {
+  #mode?: LockMode
+  #holders = 0
+  #flock?: NativeLock
+  readonly #queue: Waiter[] = []
+  /** A native wait for the `flock` is under way (on its own thread). */
+  #waiting = false
+  /** Keeps the event loop alive while a caller waits for another process (the wait thread does not). */
+  #keepAlive?: NodeJS.Timeout
+
+  constructor(
+    readonly file: string,
+    readonly markFile: string,
+    private readonly idle: () => void,
+  ) {}
+
+  /** Enters now if that is fair and possible (no queue, a compatible holder or a free flock). */
+  tryEnter(mode: LockMode): boolean {
+    if (this.#queue.length > 0 || this.#waiting) return false
+    if (this.#holders > 0) {
+      if (this.#mode !== 'shared' || mode !== 'shared') return false
+      this.#holders++
+      return true
+    }
+    const lock = this.#take(mode)
+    if (!lock) return false
+    this.#hold(lock, mode)
+    this.#holders++
+    return true
+  }
+
+  /** Queues; resolves once the caller holds the lock (rejects `Aborted` if `signal` fires first). */
+  enter(mode: LockMode, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(aborted())
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = this.#queue.indexOf(w)
+        if (i < 0) return
+        this.#queue.splice(i, 1)
+        reject(aborted())
+        this.#pump()
+      }
+      const w: Waiter = {
+        mode,
+        grant: () => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        },
+        fail: (e) => {
+          signal?.removeEventListener('abort', onAbort)
+          reject(e)
+        },
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.#queue.push(w)
+      this.#pump()
+    })
+  }
+
+  /** One holder leaves; the last one releases the `flock` and the next group is served. */
+  leave(): void {
+    if (--this.#holders > 0) return
+    this.#flock?.release()
+    this.#flock = undefined
+    this.#mode = undefined
+    this.#pump()
+  }
+
+  #hold(lock: NativeLock, mode: LockMode): void {
+    this.#flock = lock
+    this.#mode = mode
+  }
+
+  /**
+   * The `flock` if it can be had now: not while another process has marked itself waiting
+   * (then this process queues in the kernel behind it), else one non-blocking `flock`.
+   */
+  #take(mode: LockMode): NativeLock | null {
+    let probe: NativeLock | null | undefined
+    try {
+      probe = native.tryLock(this.markFile, true)
+    } catch {
+      /* no mark file (say, a full disk): nobody can have marked it either */
+    }
+    if (probe === null) return null
+    probe?.release()
+    try {
+      return native.tryLock(this.file, mode === 'exclusive')
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Serves the queue: grants what can be granted, or starts waiting for another process. */
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      const head = this.#queue[0]
+      if (this.#holders > 0) {
+        // Readers that queued behind a writer who gave up join the readers holding the lock.
+        if (this.#mode !== 'shared' || head.mode !== 'shared') break
+        this.#grantHead()
+        continue
+      }
+      if (this.#waiting) break
+      let lock: NativeLock | null
+      try {
+        lock = this.#take(head.mode)
+      } catch (e) {
+        this.#queue.shift()
+        head.fail(e as Error)
+        continue
+      }
+      if (!lock) {
+        this.#wait(head.mode)
+        break
+      }
+      this.#hold(lock, head.mode)
+      this.#grantHead()
+    }
+    this.#settleKeepAlive()
+    if (this.#holders === 0 && !this.#waiting && this.#queue.length === 0) this.idle()
+  }
+
+  #grantHead(): void {
+    this.#holders++
+    this.#queue.shift()!.grant()
+  }
+
+  /** Waits for another process on a native thread; `#pump` continues when the flock is ours. */
+  #wait(mode: LockMode): void {
+    this.#waiting = true
+    let mark: NativeLock | null = null
+    try {
+      mark = native.tryLock(this.markFile, false)
+    } catch {
+      /* unmarked: the wait still ends when the holder releases, only without precedence */
+    }
+    native.waitLock(this.file, mode === 'exclusive', (err, lock) => {
+      this.#waiting = false
+      mark?.release()
+      if (err) {
+        const head = this.#queue.shift()
+        head?.fail(fromNative(err))
+      } else {
+        const head = this.#queue[0]
+        // An exclusive flock covers readers too; a shared one does not cover a writer that got
+        // to the head while we waited (the writer it was taken for gave up): wait again.
+        if (head && (mode === 'exclusive' || head.mode === 'shared')) {
+          this.#hold(lock, head.mode)
+          this.#grantHead()
+        } else {
+          lock.release()
+        }
+      }
+      this.#pump()
+    })
+  }
+
+  /** The loop stays alive while someone waits for another process, and only then. */
+  #settleKeepAlive(): void {
+    const needed = this.#waiting && this.#queue.length > 0
+    if (needed && !this.#keepAlive) this.#keepAlive = setInterval(() => undefined, 1 << 30)
+    if (!needed && this.#keepAlive) {
+      clearInterval(this.#keepAlive)
+      this.#keepAlive = undefined
+    }
+  }
+}
+
+/** Every root's queue in this process; an idle queue is dropped and made again when needed. */
+const REGISTRY = Symbol.for('strata.rootLocks.v1')
+type Registry = Map<string, RootLock>
+const registry: Registry = ((globalThis as Record<symbol, unknown>)[REGISTRY] as Registry | undefined) ?? new Map()
+;(globalThis as Record<symbol, unknown>)[REGISTRY] = registry
+
+/**
+ * The lock of one store root as a `Store` uses it. Every `StoreLock` of the same root in this
+ * process shares one queue, however the root was named (`key`: the root's device and inode).
+ */
+export class StoreLock {
+  constructor(
+    /** `<dev>:<ino>` of the store root. */
+    readonly key: string,
+    readonly file: string,
+    readonly markFile: string,
+  ) {}
+
+  #queue(): RootLock {
+    let q = registry.get(this.key)
+    if (!q) {
+      const made: RootLock = new RootLock(this.file, this.markFile, () => {
+        if (registry.get(this.key) === made) registry.delete(this.key)
+      })
+      q = made
+      registry.set(this.key, q)
+    }
+    return q
+  }
+
+  /** Runs `fn` holding the lock in `mode`; `signal` aborts the wait (not `fn`). */
+  async run<T>(mode: LockMode, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    for (let h = sections.getStore(); h; h = h.parent) {
+      if (h.key !== this.key || !h.active) continue
+      if (h.mode === 'exclusive' || mode === 'shared') return fn()
+      throw new StrataError('Locked', 'strata: the exclusive store lock was asked for inside a shared section (it would wait for itself)')
+    }
+    if (signal?.aborted) throw aborted()
+    const q = this.#queue()
+    if (!q.tryEnter(mode)) await q.enter(mode, signal)
+    const hold: Hold = { key: this.key, mode, active: true, parent: sections.getStore() }
+    try {
+      return await sections.run(hold, fn)
+    } finally {
+      hold.active = false
+      q.leave()
+    }
+  }
+
+  /** Whether the calling code runs inside a section of this root that holds it in `mode` (or stronger). */
+  held(mode: LockMode = 'shared'): boolean {
+    for (let h = sections.getStore(); h; h = h.parent) {
+      if (h.key === this.key && h.active && (h.mode === 'exclusive' || mode === 'shared')) return true
+    }
+    return false
+  }
+}
+
+/** Runs `fn` outside any lock section (for background work started from inside one). */
+export function detached<T>(fn: () => T): T {
+  return sections.exit(fn)
+}
