@@ -12,6 +12,7 @@ import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
 import { LayerInfo } from './layers'
 import { UnionView } from './view'
+import { pruneImages, ImagePruneOptions, ImagePruneResult } from './prune'
 
 /** A row of `images`. */
 export interface ImageSummary {
@@ -326,6 +327,14 @@ export class Images {
       await this.deleteImage(id, opts, events, users)
       return events
     })
+  }
+
+  /**
+   * `image prune [-a]`: dangling images (or, with `all`, every image no container uses), each
+   * reference removed as `rmi` would; see ts/prune.ts.
+   */
+  prune(opts: ImagePruneOptions = {}): Promise<ImagePruneResult> {
+    return pruneImages(this.ctx, this, opts)
   }
 
   private checkUsers(id: string, users: ImageUser[], force: boolean): void {

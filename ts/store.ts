@@ -20,6 +20,8 @@ import { importImage, ImportOptions } from './archive/import'
 import { Images, ImageUsers } from './images'
 import { StrataError } from './errors'
 import { Containers } from './containers/containers'
+import { diskUsage, DiskUsage } from './system'
+import type { ImagePruneOptions, ImagePruneResult, ContainerPruneResult } from './prune'
 
 export const DEFAULT_ROOT = '/var/lib/strata'
 
@@ -81,6 +83,21 @@ export class Store {
   /** `docker import`: a rootfs tarball to a one-layer image; returns the image ID. */
   import(input: string | Readable, opts?: ImportOptions): Promise<string> {
     return importImage(this.#ctx, input, opts)
+  }
+
+  /** `docker system df`: the images' layers (shared ones counted once), containers, caches. */
+  diskUsage(): Promise<DiskUsage> {
+    return diskUsage(this.#ctx, this.images, this.containers)
+  }
+
+  /**
+   * `docker system prune [-a]`: stopped containers, then dangling images (every image without a
+   * container with `all`), with the same filters.
+   */
+  async prune(opts: ImagePruneOptions = {}): Promise<{ containers: ContainerPruneResult; images: ImagePruneResult; spaceReclaimed: number }> {
+    const containers = await this.containers.prune(opts.filters ?? {})
+    const images = await this.images.prune(opts)
+    return { containers, images, spaceReclaimed: containers.spaceReclaimed + images.spaceReclaimed }
   }
 
   /** @internal used by the container layer. */

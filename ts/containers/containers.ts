@@ -21,8 +21,10 @@ import { ImageUser } from '../images'
 import { LINK_FILE, LOWER_FILE } from '../layout'
 import { ContainerPaths } from './layout'
 import { Skeletons, stagedContainer } from './skeleton'
-import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode } from './record'
-import { NativeFsOp, fsBatch } from '../native'
+import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode, readHostConfig } from './record'
+import { NativeFsOp, fsBatch, native } from '../native'
+import { selectContainers, PsFilters } from './filters'
+import { pruneContainers, PruneFilters, ContainerPruneResult } from '../prune'
 import { withUserEnv } from './spec'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
@@ -77,11 +79,24 @@ export interface ContainerSummary {
   exitCode: number
   startedAt?: Date
   finishedAt?: Date
+  labels: Record<string, string>
+  /** The network it is on (`none` or `host`). */
+  network: string
+  /** With `size`: bytes in its writable layer (Docker's SizeRw). */
+  sizeRw?: number
+  /** With `size`: those plus the image's layers (Docker's SizeRootFs, the "virtual" size). */
+  sizeRootFs?: number
 }
 
 export interface ListContainersOptions {
   /** `-a`: stopped containers too. */
   all?: boolean
+  /** `-n N` / `-l` (1): the N newest containers, whatever their state. */
+  limit?: number
+  /** `--filter`: docker's ps filters (./filters.ts), validated as the daemon does. */
+  filters?: PsFilters
+  /** `-s`: compute sizes (a walk of each writable layer). */
+  size?: boolean
 }
 
 export interface RemoveContainerOptions {
@@ -273,10 +288,26 @@ export class Containers {
   }
 
   async #list(opts: ListContainersOptions): Promise<ContainerSummary[]> {
-    const out: ContainerSummary[] = []
+    const records = await this.#records()
+    const networks = new Map<string, string>()
+    const network = async (r: ContainerRecord): Promise<string> => {
+      let n = networks.get(r.ID)
+      if (n === undefined) networks.set(r.ID, (n = (await readHostConfig(this.paths(r.ID))).NetworkMode))
+      return n
+    }
+    const selected = await selectContainers(records, opts, {
+      imageId: async (ref) => (await resolveImage(this.ctx, ref).catch(() => undefined))?.id,
+      children: async (id) => {
+        const out: string[] = []
+        for (const other of await this.ctx.images.ids()) if ((await this.ctx.images.parent(other)) === id) out.push(other)
+        return out
+      },
+      network,
+    })
+    const sizes = opts.size ? await this.#sizes(selected.map((r) => r.ID)) : undefined
     const now = Date.now()
-    for (const r of await this.#records()) {
-      if (!opts.all && !r.State.Running) continue
+    const out: ContainerSummary[] = []
+    for (const [i, r] of selected.entries()) {
       let image = String(r.Config.Image ?? '')
       try {
         if ((await resolveImage(this.ctx, image)).id !== r.Image) image = r.Image.slice(7, 19)
@@ -289,9 +320,39 @@ export class Containers {
         status: statusText(r, now), exitCode: r.State.ExitCode,
         ...(r.State.StartedAt.startsWith('0001') ? {} : { startedAt: new Date(r.State.StartedAt) }),
         ...(r.State.FinishedAt.startsWith('0001') ? {} : { finishedAt: new Date(r.State.FinishedAt) }),
+        labels: { ...(r.Config.Labels ?? {}) }, network: await network(r),
+        ...(sizes ? sizes[i] : {}),
       })
     }
-    out.sort((a, b) => b.created.getTime() - a.created.getTime())
+    return out
+  }
+
+  /**
+   * Docker's SizeRw (the writable layer, as `pkg/directory.Size` counts it) and SizeRootFs
+   * (plus the image's layers) of each container (by full ID), the walks in one native task.
+   */
+  sizes(ids: string[]): Promise<{ sizeRw: number; sizeRootFs: number }[]> {
+    return this.ctx.shared(() => this.#sizes(ids))
+  }
+
+  async #sizes(ids: string[]): Promise<{ sizeRw: number; sizeRootFs: number }[]> {
+    const uppers = await Promise.all(ids.map(async (id) => {
+      const mountId = (await readIfExists(path.join(this.paths(id).mountMeta, 'mount-id')))?.trim()
+      return mountId ? this.ctx.layout.diffDir(mountId) : ''
+    }))
+    const rw = await call(() => native.treeSizes(uppers.map((u) => u || '/nonexistent-strata-layer')))
+    const out: { sizeRw: number; sizeRootFs: number }[] = []
+    for (const [i, id] of ids.entries()) {
+      const parent = (await readIfExists(path.join(this.paths(id).mountMeta, 'parent')))?.trim()
+      let image = 0
+      for (let cur = parent; cur;) {
+        const l = await this.ctx.layers.get(cur)
+        if (!l) break
+        image += l.size
+        cur = l.parent
+      }
+      out.push({ sizeRw: rw[i], sizeRootFs: image + rw[i] })
+    }
     return out
   }
 
@@ -320,6 +381,11 @@ export class Containers {
       rec.Name = wanted
       await writeRecord(p, rec)
     })
+  }
+
+  /** `container prune`: every stopped container the filters (`until`, `label`, `label!`) select; see ts/prune.ts. */
+  prune(filters: PruneFilters = {}): Promise<ContainerPruneResult> {
+    return pruneContainers(this.ctx, this, filters)
   }
 
   /** Containers using an image (the ImageUsers hook of `rmi`), under the caller's lock. */

@@ -11,6 +11,7 @@ pub mod compress;
 pub mod console;
 pub mod digest;
 pub mod direct;
+pub mod du;
 pub mod error;
 pub mod extract;
 mod filepool;
