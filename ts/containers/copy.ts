@@ -26,6 +26,8 @@ import { CopyHost, containerArchivePath, containerExtractToDir, containerStatPat
 export interface CopyFromOptions {
   /** `-L`: a symlink source is followed (its target copied under the link's name). */
   followLink?: boolean
+  /** Bytes of the tar stream so far (called as entries go). */
+  onProgress?: (bytes: number) => void
 }
 
 export interface CopyToOptions {
@@ -33,6 +35,8 @@ export interface CopyToOptions {
   followLink?: boolean
   /** `-a`: owners become the container's configured user. */
   copyUIDGID?: boolean
+  /** Bytes of the tar stream so far (called as entries go). */
+  onProgress?: (bytes: number) => void
 }
 
 export interface CopyResult {
@@ -152,12 +156,14 @@ function prepareArchiveCopy(entries: AsyncIterable<TarEntry>, src: CopyInfo, dst
 }
 
 /** Counts what the entries would take as a tar stream (docker's "Successfully copied" size). */
-async function* counted(entries: AsyncIterable<TarEntry>, total: { bytes: number }): AsyncGenerator<TarEntry> {
+async function* counted(entries: AsyncIterable<TarEntry>, total: { bytes: number }, onProgress?: (bytes: number) => void): AsyncGenerator<TarEntry> {
   for await (const e of entries) {
-    total.bytes += tarEntrySize(e)
     yield e
+    total.bytes += tarEntrySize(e)
+    try { onProgress?.(total.bytes) } catch { /* a progress display must not fail the copy */ }
   }
   total.bytes += TAR_TRAILER_SIZE
+  try { onProgress?.(total.bytes) } catch { /* as above */ }
 }
 
 /** Docker's `ValidateOutputPath` for a host destination. */
@@ -203,7 +209,7 @@ export async function copyFromContainer(host: CopyHost, srcPath: string, dest: s
     return { bytes: total.bytes, destination: '-' }
   }
   const srcInfo: CopyInfo = { path: src, exists: true, isDir: isDirMode(stat.mode), rebaseName }
-  let content: AsyncIterable<TarEntry> = counted(entries, total)
+  let content: AsyncIterable<TarEntry> = counted(entries, total, opts.onProgress)
   if (rebaseName) content = rebased(content, splitPathDirEntry(srcInfo.path)[1], rebaseName)
   const dstInfo = await copyInfoDestinationPath(dstPath)
   const prepared = prepareArchiveCopy(content, srcInfo, dstInfo)
@@ -247,7 +253,7 @@ export async function copyToContainer(host: CopyHost, src: string | Readable, ds
       includeFiles: [sourceBase], includeSourceDir: true, rebaseNames: { [sourceBase]: srcInfo.rebaseName },
     })
     const prepared = prepareArchiveCopy(archived, srcInfo, dstInfo)
-    content = counted(prepared.entries, total)
+    content = counted(prepared.entries, total, opts.onProgress)
     dstDir = prepared.dstDir
   }
   await containerExtractToDir(host, dstDir, content, { copyUIDGID: Boolean(opts.copyUIDGID), noOverwriteDirNonDir: true })

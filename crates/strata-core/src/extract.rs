@@ -129,7 +129,8 @@ impl ExtractError {
 pub struct ExtractStats {
     /// Tar entries seen (extension headers not counted).
     pub entries: u64,
-    /// Sum of the sizes of regular files written (Docker's layer size).
+    /// Sum of the sizes of regular files written and of symlink targets (Docker's layer size:
+    /// overlay2 reports `pkg/directory.Size` of the extracted tree).
     pub size: u64,
 }
 
@@ -458,6 +459,9 @@ impl Extractor<'_, '_> {
             EntryType::Directory => self.dir(&path, &meta, &shown),
             EntryType::Symlink => {
                 let target = e.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                // Docker's layer size is overlay2's `directory.Size` of the extracted tree:
+                // a symlink counts the length of its target.
+                self.stats.size += target.len() as u64;
                 self.symlink(&path, &target, &meta, &shown)
             }
             EntryType::Link => {

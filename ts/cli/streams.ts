@@ -1,0 +1,18 @@
+/** Writables over the CLI's output: the real stdio (bytes as they are), or the Io of a test. */
+import { Writable } from 'node:stream'
+import { Io, processIo } from './io'
+
+/** A Writable over the CLI's Io (tests), or the real stdio (bytes as they are). */
+export function sink(io: Io, which: 'out' | 'err'): Writable {
+  if (io === processIo) {
+    const s = which === 'out' ? process.stdout : process.stderr
+    s.on('error', () => undefined) // EPIPE when the reader goes away; the process still runs to its end
+    return s
+  }
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      io[which](chunk.toString('utf8'))
+      cb()
+    },
+  })
+}
