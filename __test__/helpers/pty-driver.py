@@ -10,8 +10,11 @@ SCRIPT_JSON: {"rows": R, "cols": C, "timeout": S, "steps": [...]}, each step one
     {"resize": [ROWS, COLS]}     set the window size (the kernel sends SIGWINCH to the
                                  terminal's foreground process group)
     {"sleep": SECONDS}
-Prints one JSON line: {"output", "exitCode", "signal", "timedOut", "failedStep"}. The command
-is the session leader of the terminal (its controlling tty), as a shell would start it.
+    {"signal": NAME}             send the signal (`TERM`, `INT`, ...) to the command's process
+Prints one JSON line: {"output", "exitCode", "signal", "timedOut", "failedStep", "termiosBefore",
+"termiosAfter"} — the terminal's modes ([iflag, oflag, cflag, lflag]) before the command started
+and after it ended, to see that it put them back. The command is the session leader of the
+terminal (its controlling tty), as a shell would start it.
 """
 import fcntl
 import json
@@ -42,6 +45,10 @@ def main():
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     env = dict(os.environ, TERM=os.environ.get('TERM', 'xterm'))
+    def modes():
+        return termios.tcgetattr(master)[:4]
+
+    before = modes()
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, preexec_fn=child_setup, env=env, close_fds=True)
     os.close(slave)
     out = bytearray()
@@ -79,6 +86,8 @@ def main():
             os.write(master, step['send'].encode())
         elif 'resize' in step:
             set_size(master, *step['resize'])
+        elif 'signal' in step:
+            proc.send_signal(getattr(signal, 'SIG' + step['signal']))
         elif 'sleep' in step:
             end = time.monotonic() + step['sleep']
             while open_ and time.monotonic() < end:
@@ -99,6 +108,11 @@ def main():
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     rc = proc.returncode
+    result['termiosBefore'] = before
+    try:
+        result['termiosAfter'] = modes()
+    except OSError:
+        result['termiosAfter'] = None
     result['output'] = out.decode('utf-8', 'replace')
     result['exitCode'] = rc if rc >= 0 else None
     result['signal'] = -rc if rc < 0 else None

@@ -8,7 +8,7 @@ import { parseArgs, flag, value, values, FlagSpec, Parsed } from './args'
 import { Io, processIo } from './io'
 import { printFormatted } from './output'
 import { sink } from './streams'
-import { checkTty, openTerminalSession } from './terminal'
+import { openTerminalSession, NOT_A_TTY } from './terminal'
 import { readEnvFiles } from './envfile'
 import { ago, truncateId, ellipsis, humanSizeWithPrecision } from '../format/units'
 import { parseFilterArgs } from '../containers/filters'
@@ -119,7 +119,10 @@ export async function runCommand(store: Store, argv: string[], io: Io): Promise<
   const p = parseArgs(argv, [...CREATE_FLAGS, { name: 'detach', short: 'd' }, { name: 'detach-keys', value: true }, { name: 'sig-proxy' }], true)
   need(p, 'run', 1, 'run [OPTIONS] IMAGE [COMMAND] [ARG...]')
   // Docker refuses `-it` without a terminal before it creates anything.
-  if (!flag(p, 'detach') && io === processIo) checkTty(flag(p, 'tty'), flag(p, 'interactive'))
+  if (!flag(p, 'detach') && io === processIo && flag(p, 'tty') && flag(p, 'interactive') && !process.stdin.isTTY) {
+    io.err(`${NOT_A_TTY}\n`)
+    return 1
+  }
   let c: Container
   try {
     c = await store.containers.create(p.args[0], await createOptions(p, !flag(p, 'detach')))

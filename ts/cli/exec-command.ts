@@ -9,7 +9,7 @@ import { StrataError } from '../errors'
 import { parseArgs, flag, value, values, FlagSpec } from './args'
 import { Io, processIo } from './io'
 import { sink } from './streams'
-import { checkTty, openTerminalSession } from './terminal'
+import { openTerminalSession, NOT_A_TTY } from './terminal'
 import { readEnvFiles } from './envfile'
 import type { ExecOptions } from '../containers/exec'
 
@@ -39,7 +39,10 @@ export async function execCommand(store: Store, argv: string[], io: Io): Promise
   } catch (e) {
     return daemonError(e)
   }
-  if (!detach && io === processIo) checkTty(tty, interactive)
+  if (!detach && io === processIo && tty && interactive && !process.stdin.isTTY) {
+    io.err(`${NOT_A_TTY}\n`)
+    return 1
+  }
   const opts: ExecOptions = {
     tty, detach, env: [...(await readEnvFiles(values(p, 'env-file'))), ...values(p, 'env')],
     ...(value(p, 'user') !== undefined ? { user: value(p, 'user')! } : {}),

@@ -6,10 +6,13 @@
  * out: normal return, thrown error, and signals (restored, then the signal re-raised so the exit
  * status still says what killed us). Node restores its stdio's mode at exit too; this does not
  * rely on that.
+ *
+ * Raw mode is docker's (cfmakeraw, set natively): Node's `setRawMode` keeps output processing
+ * on, so the container's own `\r\n` would reach the screen as `\r\r\n`.
  */
 import * as tty from 'node:tty'
 import { ConsoleSize } from '../containers/console'
-import { StrataError } from '../errors'
+import { native } from '../native'
 
 /** Docker's words when `-it` is asked for with a stdin that is not a terminal. */
 export const NOT_A_TTY = 'the input device is not a TTY'
@@ -22,11 +25,6 @@ export interface TerminalSession {
 }
 
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']
-
-/** Throws docker's error when `interactive` wants a terminal that stdin is not. */
-export function checkTty(tty: boolean, interactive: boolean, stdin: NodeJS.ReadStream = process.stdin): void {
-  if (tty && interactive && !stdin.isTTY) throw new StrataError('InvalidArgument', NOT_A_TTY)
-}
 
 /**
  * Starts a session: raw mode when `raw` (and stdin is a terminal), the size of stdout's
@@ -48,10 +46,9 @@ export function openTerminalSession(raw: boolean, stdin: NodeJS.ReadStream = pro
     undo.push(() => size!.stop())
   }
   if (raw && stdin.isTTY) {
-    const input = stdin as tty.ReadStream
-    const was = input.isRaw
-    input.setRawMode(true)
-    undo.push(() => input.setRawMode(was))
+    const fd = (stdin as unknown as { fd?: number }).fd ?? 0
+    const saved = native.makeTerminalRaw(fd)
+    undo.push(() => native.restoreTerminal(fd, saved))
     const onExit = () => restore()
     process.on('exit', onExit)
     undo.push(() => process.off('exit', onExit))

@@ -203,6 +203,59 @@ pub fn window_size(fd: RawFd) -> Result<(u16, u16), ConsoleError> {
     Ok((ws.ws_row, ws.ws_col))
 }
 
+/// A terminal's settings as they were, to put back with [`restore_terminal`].
+#[derive(Clone)]
+pub struct SavedTerminal(libc::termios);
+
+impl SavedTerminal {
+    /// The raw bytes of the saved `termios` (to hand to JS and back).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = (&self.0 as *const libc::termios).cast::<u8>();
+        // SAFETY: termios is plain old data of this size.
+        unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<libc::termios>()) }.to_vec()
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != std::mem::size_of::<libc::termios>() {
+            return None;
+        }
+        // SAFETY: any bit pattern of the right size is a termios; read unaligned from the bytes.
+        Some(SavedTerminal(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<libc::termios>()) }))
+    }
+}
+
+/// Puts the terminal `fd` in raw mode as docker's CLI does (moby/term `MakeRaw` = cfmakeraw:
+/// no echo, no line editing, no signals from keys, and no output processing — Node's own raw
+/// mode keeps `ONLCR`, which would turn the container's `\r\n` into `\r\r\n`). Returns what to
+/// restore.
+pub fn make_raw(fd: RawFd) -> Result<SavedTerminal, ConsoleError> {
+    // SAFETY: a zeroed termios is filled in by tcgetattr.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: t is a valid termios to fill.
+    if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
+        return Err(ConsoleError::Resize { source: io::Error::last_os_error() });
+    }
+    let saved = SavedTerminal(t);
+    // SAFETY: cfmakeraw edits the struct in place.
+    unsafe { libc::cfmakeraw(&mut t) };
+    t.c_cc[libc::VMIN] = 1;
+    t.c_cc[libc::VTIME] = 0;
+    // SAFETY: t is a valid termios.
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) } != 0 {
+        return Err(ConsoleError::Resize { source: io::Error::last_os_error() });
+    }
+    Ok(saved)
+}
+
+/// Puts back what [`make_raw`] saved.
+pub fn restore_terminal(fd: RawFd, saved: &SavedTerminal) -> Result<(), ConsoleError> {
+    // SAFETY: saved.0 is a termios read from a terminal.
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved.0) } != 0 {
+        return Err(ConsoleError::Resize { source: io::Error::last_os_error() });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +329,21 @@ mod tests {
         std::thread::spawn(move || drop(UnixStream::connect(&p).unwrap())).join().unwrap();
         let e = sock.receive(Duration::from_secs(5), &AtomicBool::new(false)).unwrap_err();
         assert!(matches!(e, ConsoleError::Receive { .. }), "{e}");
+    }
+
+    #[test]
+    fn raw_mode_and_back() {
+        let (_master, slave) = openpty();
+        let fd = slave.as_raw_fd();
+        let saved = make_raw(fd).unwrap();
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        unsafe { libc::tcgetattr(fd, &mut t) };
+        assert_eq!(t.c_lflag & (libc::ECHO | libc::ICANON | libc::ISIG), 0);
+        assert_eq!(t.c_oflag & libc::OPOST, 0);
+        let again = SavedTerminal::from_bytes(&saved.to_bytes()).unwrap();
+        restore_terminal(fd, &again).unwrap();
+        unsafe { libc::tcgetattr(fd, &mut t) };
+        assert_ne!(t.c_lflag & libc::ICANON, 0);
     }
 
     #[test]

@@ -91,6 +91,21 @@ pub fn window_size(fd: i32) -> Result<NativeWindowSize> {
     Ok(NativeWindowSize { rows: rows.into(), cols: cols.into() })
 }
 
+/// Puts the terminal `fd` in raw mode (cfmakeraw, as docker's CLI); returns the settings to
+/// restore with `restoreTerminal`.
+#[napi]
+pub fn make_terminal_raw(fd: i32) -> Result<Buffer> {
+    Ok(console::make_raw(fd).map_err(crate::to_js)?.to_bytes().into())
+}
+
+/// Puts back the settings `makeTerminalRaw` returned.
+#[napi]
+pub fn restore_terminal(fd: i32, saved: Buffer) -> Result<()> {
+    let s = console::SavedTerminal::from_bytes(&saved)
+        .ok_or_else(|| Error::new(Status::InvalidArg, "not a saved terminal state"))?;
+    console::restore_terminal(fd, &s).map_err(crate::to_js)
+}
+
 pub struct SpawnReaped {
     program: String,
     args: Vec<String>,
