@@ -41,8 +41,13 @@ const TYPEFLAG: Record<TarEntryType, string> = { file: '0', link: '1', symlink: 
 /** Go's archive/tar c_IS* bits, which moby's FileInfoHeader puts back into the mode field. */
 const TYPE_BITS: Record<TarEntryType, number> = { file: 0o100000, link: 0o100000, symlink: 0o120000, char: 0o20000, block: 0o60000, dir: 0o40000, fifo: 0o10000 }
 
+/** Go's archive/tar words for a broken archive (docker passes them on). */
 function corrupt(what: string): StrataError {
-  return new StrataError('CorruptArchive', `invalid tar archive: ${what}`)
+  return new StrataError('CorruptArchive', what === 'unexpected EOF' ? what : `archive/tar: invalid tar header (${what})`)
+}
+
+function truncated(): StrataError {
+  return corrupt('unexpected EOF')
 }
 
 /** Exact-size reads over a stream's chunks. */
@@ -76,7 +81,7 @@ class ByteReader {
     let left = n
     while (left > 0) {
       if (this.#buf.length === 0) await this.#fill(1)
-      if (this.#buf.length === 0) throw corrupt('unexpected end of data')
+      if (this.#buf.length === 0) throw truncated()
       const part = this.#buf.subarray(0, Math.min(left, this.#buf.length))
       this.#buf = this.#buf.subarray(part.length)
       left -= part.length
@@ -151,17 +156,17 @@ export async function* readTar(input: Readable): AsyncGenerator<TarEntry> {
     for (;;) {
       const h = await r.read(BLOCK)
       if (h.length === 0) return
-      if (h.length < BLOCK) throw corrupt('truncated header')
+      if (h.length < BLOCK) throw truncated()
       if (h.every((b) => b === 0)) return
       let sum = 0
       for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]
-      if (number(h.subarray(148, 156), 'checksum') !== sum) throw corrupt('header checksum mismatch')
+      if (number(h.subarray(148, 156), 'checksum') !== sum) throw new StrataError('CorruptArchive', 'archive/tar: invalid tar header')
       const flag = String.fromCharCode(h[156])
       const size = pax.has('size') ? Number(pax.get('size')) : number(h.subarray(124, 136), 'size')
       const padded = Math.ceil(size / BLOCK) * BLOCK
       if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
         const data = await r.read(padded)
-        if (data.length < padded) throw corrupt('truncated extended header')
+        if (data.length < padded) throw truncated()
         const body = data.subarray(0, size)
         if (flag === 'x') pax = new Map([...pax, ...parsePax(body)])
         else if (flag === 'L') longName = cstring(body)
@@ -215,7 +220,7 @@ export async function* readTar(input: Readable): AsyncGenerator<TarEntry> {
       yield entry
       for await (const _ of r.take(remaining)) { /* skip what was not read */ }
       const pad = padded - size
-      if (pad > 0 && (await r.read(pad)).length < pad) throw corrupt('truncated data')
+      if (pad > 0 && (await r.read(pad)).length < pad) throw truncated()
     }
   } finally {
     await r.close()

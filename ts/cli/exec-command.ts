@@ -1,8 +1,8 @@
 /**
  * CLI: `exec [-d] [-i] [-t] [-u USER] [-w DIR] [-e K=V] [--env-file F] CONTAINER COMMAND [ARG...]`.
  * Exit codes as docker's: the command's own; 126 when it could not be started (the runtime's
- * error printed as docker prints it, without a prefix); 1 for daemon errors (no such
- * container, not running, paused) and for `-d` failures.
+ * error printed as docker prints it: on stdout, no prefix, `\r\n`); 1 for daemon errors (no
+ * such container, not running, paused) and for `-d` failures.
  */
 import type { Store } from '../store'
 import { StrataError } from '../errors'
@@ -62,14 +62,15 @@ export async function execCommand(store: Store, argv: string[], io: Io): Promise
     } catch (e) {
       if (!(e instanceof StrataError)) throw e
       // Before the process: the daemon's refusals exit 1; a user that cannot be resolved is
-      // the exec's own failure (126), worded without a prefix, as docker prints it.
+      // the exec's own failure (126), reported as the start failures below.
       if (!detach && e.code === 'InvalidArgument') {
-        io.err(`${e.message}\n`)
+        io.out(`${e.message}\r\n`)
         return 126
       }
       return daemonError(e)
     }
-    if (res.error) io.err(`${res.error}\n`)
+    // docker: a start failure comes through the attached stream, on stdout, as `...\r\n`.
+    if (res.error) io.out(`${res.error}\r\n`)
     return res.exitCode
   } finally {
     session?.restore()
