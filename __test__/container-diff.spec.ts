@@ -70,5 +70,5 @@ test('diff of an unknown container is ContainerNotFound', async (t) => {
   await t.throwsAsync(store.containers.get('nope'), { code: 'ContainerNotFound', message: 'No such container: nope' })
   const r = await cli(root, ['diff', 'nope'])
   t.is(r.code, 1)
-  t.is(r.stderr, 'Error: No such container: nope\n')
+  t.is(r.stderr, 'strata: No such container: nope\n')
 })

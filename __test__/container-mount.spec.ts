@@ -6,6 +6,7 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { execFileSync } from 'node:child_process'
 import { Store } from '../ts'
 import { Layout } from '../ts/layout'
 import { containerMountPlan, lowerChain, lowerDirs } from '../ts/containers/plan'
@@ -17,7 +18,7 @@ function mountLine(target: string): string | undefined {
   return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === target)
 }
 
-test('mount plan: lowerdirs from the lower file (top first), upper/work/merged, index=off', (t) => {
+test('mount plan: lowerdirs from the lower file (top first), upper/work/merged, the native plan\'s forced options', (t) => {
   const layout = new Layout('/s')
   t.is(lowerChain('INIT', 'l/A:l/B'), 'l/INIT:l/A:l/B')
   t.is(lowerChain('ONLY', undefined), 'l/ONLY')
@@ -27,7 +28,7 @@ test('mount plan: lowerdirs from the lower file (top first), upper/work/merged, 
     upperdir: '/s/overlay2/abc/diff',
     workdir: '/s/overlay2/abc/work',
     target: '/s/overlay2/abc/merged',
-    options: ['index=off'],
+    options: ['index=off', 'redirect_dir=off', 'metacopy=off'],
   })
 })
 
@@ -62,6 +63,42 @@ test('strata mount twice returns the same MergedDir; umount undoes it when the l
   t.is(mountLine(merged), undefined)
   t.false(await c.isMounted())
   t.deepEqual((await c.diff()).map((x) => x.path), ['/from-host', '/from-run'])
+})
+
+/** The super options of the overlay mounted at `target`, as the kernel shows them (`key=value`). */
+function superOptions(target: string): Map<string, string> {
+  const line = mountLine(target)
+  if (!line) throw new Error(`nothing mounted at ${target}`)
+  const opts = line.split(' - ')[1].split(' ')[2]
+  return new Map(opts.split(',').map((o) => { const eq = o.indexOf('='); return eq < 0 ? [o, ''] : [o.slice(0, eq), o.slice(eq + 1)] }))
+}
+
+test('a container mounts with index=off,redirect_dir=off,metacopy=off: the kernel says so, and copy-up and rename behave so', async (t) => {
+  const { store } = await storeWith(t, [busyboxImage(['bb:opts'])])
+  const c = await store.containers.create('bb:opts', { name: 'opts' })
+  const merged = await c.mount()
+  t.teardown(() => c.unmount())
+  const shown = superOptions(merged)
+  // The kernel lists an option only where it differs from the overlay module's default, so an
+  // option it leaves out has the default value: that must be off too.
+  const moduleDefault = (p: string): string => fs.readFileSync(`/sys/module/overlay/parameters/${p}`, 'utf8').trim()
+  for (const opt of ['index', 'metacopy']) {
+    if (shown.has(opt)) t.is(shown.get(opt), 'off', opt)
+    else t.is(moduleDefault(opt), 'N', `${opt} not shown: the module default is off`)
+  }
+  // redirect_dir=off means "create no redirects" (the kernel then follows existing ones as
+  // redirect_always_follow says, and shows `follow`/`nofollow`, or nothing when that is its default).
+  if (shown.has('redirect_dir')) t.not(shown.get('redirect_dir'), 'on')
+  else t.is(moduleDefault('redirect_dir'), 'N', 'redirect_dir not shown: the module default creates no redirects')
+  t.true(shown.has('lowerdir') || shown.has('lowerdir+'), [...shown.keys()].join(','))
+  // metacopy=off: a chmod copies the whole file up, no metacopy xattr pointing into a lower layer.
+  fs.chmodSync(path.join(merged, 'bin/busybox'), 0o700)
+  const upperBusybox = path.join((await c.layers()).upperDir, 'bin/busybox')
+  t.is(fs.statSync(upperBusybox).size, fs.statSync('/bin/busybox').size)
+  const xattrs = execFileSync('getfattr', ['-d', '-m', '-', '--absolute-names', upperBusybox], { encoding: 'utf8' })
+  t.notRegex(xattrs, /overlay\.metacopy/)
+  // redirect_dir=off: renaming a directory of a lower layer is EXDEV (mv copies), no redirect xattr.
+  t.throws(() => fs.renameSync(path.join(merged, 'bin'), path.join(merged, 'bin2')), { code: 'EXDEV' })
 })
 
 test('a 300-layer image: the container mounts (one lowerdir+ per layer) and shows the top layer\'s files', async (t) => {

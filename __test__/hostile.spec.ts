@@ -2,7 +2,7 @@ import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as zlib from 'node:zlib'
-import { Store, StrataError } from '../ts'
+import { Store, StrataError, type StrataErrorCode } from '../ts'
 import { tmpDir, snapshot } from './helpers/fs'
 import { tar, entry, TarEntry } from './helpers/tar'
 import { buildImage, writeArchive, busyboxEntries, sha256, compress } from './helpers/image'
@@ -93,7 +93,7 @@ test('a file written over a symlink replaces the link and never follows it', asy
   t.deepEqual(snapshot(w.canary, { mtimes: true }), canaryBefore)
 })
 
-function corruptCases(): { title: string; code: string; make: () => { layers: Buffer[]; blobs?: Buffer[]; configPatch?: (c: Record<string, unknown>) => void } }[] {
+function corruptCases(): { title: string; code: StrataErrorCode; make: () => { layers: Buffer[]; blobs?: Buffer[]; configPatch?: (c: Record<string, unknown>) => void } }[] {
   const good = tar([{ name: 'a.txt', data: 'a'.repeat(5000) }, { name: 'b.txt', data: 'b'.repeat(3000) }])
   return [
     { title: 'truncated layer tar', code: 'CorruptArchive', make: () => ({ layers: [good], blobs: [good.subarray(0, 2048)] }) },
@@ -134,7 +134,7 @@ test('archive-level damage: bad manifests, escaping member names, blob digest mi
   const w = await world(t)
   const before = snapshot(w.root, { mtimes: true })
   const img = buildImage({ layers: [tar([{ name: 'a', data: 'a' }])], tags: ['x:1'] })
-  const cases: { title: string; code: string; file: () => string }[] = [
+  const cases: { title: string; code: StrataErrorCode; file: () => string }[] = [
     { title: 'manifest naming a path outside the archive', code: 'CorruptArchive', file: () => {
       const f = path.join(w.dir, 'esc.tar')
       fs.writeFileSync(f, tar([{ name: 'manifest.json', data: JSON.stringify([{ Config: '../../../../etc/passwd', RepoTags: ['x:1'], Layers: [] }]) }]))

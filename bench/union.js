@@ -4,7 +4,7 @@
  *   node bench/union.js [--quick] [--only stat,readdir,read,copyup,meta]   (root: mounts overlayfs)
  *
  * Builds its own layer stacks under $STRATA_BENCH_DIR (default: os.tmpdir(), ext4 here) and a
- * kernel mount of the same stack (redirect_dir=off,index=off,metacopy=off,xino=off), then
+ * kernel mount of the same stack (with a container rootfs's options, from the native plan), then
  * prints one table: kernel time, view time, ratio (view / kernel; < 1 means the view is faster).
  *
  * Both sides are driven the same way, from JS through promises on the libuv pool:
@@ -28,14 +28,15 @@ const { UnionView } = require('../ts/view')
 const { native } = require('../ts/native')
 
 const QUICK = process.argv.includes('--quick')
-const OPTS = ['redirect_dir=off', 'index=off', 'metacopy=off', 'xino=off']
 const root = fs.mkdtempSync(path.join(process.env.STRATA_BENCH_DIR || os.tmpdir(), 'strata-ubench-'))
 const rows = []
 const mounts = new Set()
 
 function mount(lowers, upper, work, mnt) {
   fs.mkdirSync(mnt, { recursive: true })
-  native.unionMountOverlay(lowers, upper, work, OPTS, mnt)
+  // A container rootfs's options (index=off,redirect_dir=off,metacopy=off): the native core's plan.
+  const opts = native.containerMountPlan(lowers, upper ?? path.join(root, 'u'), work ?? path.join(root, 'w'), mnt).options
+  native.unionMountOverlay(lowers, upper, work, opts, mnt)
   mounts.add(mnt)
 }
 function umount(mnt) {

@@ -10,7 +10,7 @@ import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'
 import { Repositories } from './repositories'
 import { native, fsBatch } from './native'
-import { call, fromNative, StrataError } from './errors'
+import { call, toStrataError, StrataError } from './errors'
 import { randomHex, listDir, readIfExists } from './fsx'
 import { StoreLock, LockMode } from './lock'
 
@@ -82,7 +82,7 @@ export class StoreContext {
       try {
         st = statSync(this.layout.root)
       } catch (e) {
-        throw fromNative(e)
+        throw toStrataError(e)
       }
       this.#lock = new StoreLock(`${st.dev}:${st.ino}`, this.layout.lockFile, this.layout.lockWaitFile)
     }

@@ -12,6 +12,8 @@ import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
 import { LayerInfo } from './layers'
 import { UnionView } from './view'
+import { expose } from './boundary'
+import * as v from './validate'
 import { pruneImages, ImagePruneOptions, ImagePruneResult } from './prune'
 
 /** A row of `images`. */
@@ -411,3 +413,31 @@ export function dockerConfig(c: ContainerConfig | null): Record<string, unknown>
   for (const [k, v] of Object.entries(src)) if (!(k in out)) out[k] = v
   return out
 }
+
+/** Docker's image filters; any other key is refused with the daemon's wording. */
+const FILTERS: Record<keyof ImageFilters, v.Check> = {
+  dangling: v.optional(v.boolean),
+  reference: v.optional(v.arrayOf(v.string)),
+  before: v.optional(v.string),
+  since: v.optional(v.string),
+  label: v.optional(v.arrayOf(v.string)),
+}
+
+const filters: v.Check = (value, name) => {
+  if (value === undefined) return
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) v.options({})(value, name)
+  for (const k of Object.keys(value as object)) {
+    if (!Object.hasOwn(FILTERS, k)) throw new StrataError('InvalidArgument', `Invalid filter '${k}'`)
+  }
+  for (const [k, c] of Object.entries(FILTERS)) c((value as Record<string, unknown>)[k], `${name}.${k}`)
+}
+
+expose(Images, {
+  list: [['opts', v.optional(v.options({ all: v.optional(v.boolean), filters, match: v.optional(v.string) }))]],
+  inspect: [['name', v.string]],
+  view: [['name', v.string]],
+  history: [['name', v.string]],
+  tag: [['source', v.string], ['target', v.string]],
+  remove: [['name', v.string], ['opts', v.optional(v.options({ force: v.optional(v.boolean), noPrune: v.optional(v.boolean) }))]],
+  prune: [['opts', v.optional(v.options({ all: v.optional(v.boolean), filters: v.optional(v.recordOf(v.arrayOf(v.string))) }))]],
+})

@@ -28,7 +28,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { native } from './native'
-import { fromNative, StrataError } from './errors'
+import { toStrataError, StrataError } from './errors'
 
 export type LockMode = 'shared' | 'exclusive'
 
@@ -146,7 +146,7 @@ class RootLock {
     try {
       return native.tryLock(this.file, mode === 'exclusive')
     } catch (e) {
-      throw fromNative(e)
+      throw toStrataError(e)
     }
   }
 
@@ -199,7 +199,7 @@ class RootLock {
       mark?.release()
       if (err) {
         const head = this.#queue.shift()
-        head?.fail(fromNative(err))
+        head?.fail(toStrataError(err))
       } else {
         const head = this.#queue[0]
         // An exclusive flock covers readers too; a shared one does not cover a writer that got

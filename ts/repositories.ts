@@ -18,7 +18,7 @@ export class Repositories {
     try {
       return (JSON.parse(text) as { Repositories?: RepoMap }).Repositories ?? {}
     } catch (e) {
-      throw new StrataError('Io', `repositories.json is corrupt: ${(e as Error).message}`)
+      throw new StrataError('CorruptMetadata', `repositories.json is corrupt: ${(e as Error).message}`)
     }
   }
 

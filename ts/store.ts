@@ -18,8 +18,10 @@ import { load, LoadInput, LoadOptions, LoadResult } from './archive/load'
 import { save, SaveOptions } from './archive/save'
 import { importImage, ImportOptions } from './archive/import'
 import { Images, ImageUsers } from './images'
-import { StrataError } from './errors'
+import { ioError } from './errors'
 import { Containers } from './containers/containers'
+import { expose } from './boundary'
+import * as v from './validate'
 import { diskUsage, DiskUsage } from './system'
 import type { ImagePruneOptions, ImagePruneResult, ContainerPruneResult } from './prune'
 
@@ -54,7 +56,7 @@ export class Store {
     try {
       for (const d of layout.dirs) await fs.mkdir(d, { recursive: true, mode: 0o711 })
     } catch (e) {
-      throw new StrataError('Io', `cannot create store at ${root}: ${(e as Error).message}`, { syscode: (e as NodeJS.ErrnoException).code, path: root })
+      throw ioError(e as NodeJS.ErrnoException, `cannot create store at ${root}: ${(e as Error).message}`)
     }
     const ctx = new StoreContext(layout)
     const recovered = await ctx.exclusive(() => cleanup(ctx))
@@ -75,9 +77,9 @@ export class Store {
     return load(this.#ctx, input, opts)
   }
 
-  /** `docker save`: images to a tar file, an OCI layout directory, or a stream. */
-  save(images: string[], output: string | Writable, opts?: SaveOptions): Promise<void> {
-    return save(this.#ctx, images, output, opts)
+  /** `docker save`: images (one name or a list) to a tar file, an OCI layout directory, or a stream. */
+  save(images: string | string[], output: string | Writable, opts?: SaveOptions): Promise<void> {
+    return save(this.#ctx, typeof images === 'string' ? [images] : images, output, opts)
   }
 
   /** `docker import`: a rootfs tarball to a one-layer image; returns the image ID. */
@@ -119,3 +121,27 @@ export class Store {
     await this.#ctx.drain()
   }
 }
+
+const signal = v.optional(v.signal)
+
+expose(Store, {
+  load: [['input', v.either(v.nonEmptyString, v.readable)], ['opts', v.optional(v.options({ onProgress: v.optional(v.func), signal }))]],
+  save: [
+    ['images', v.either(v.nonEmptyString, v.arrayOf(v.nonEmptyString))],
+    ['output', v.either(v.nonEmptyString, v.writable)],
+    ['opts', v.optional(v.options({ format: v.optional(v.oneOf('docker', 'oci')), signal }))],
+  ],
+  import: [
+    ['input', v.either(v.nonEmptyString, v.readable)],
+    ['opts', v.optional(v.options({
+      ref: v.optional(v.string), message: v.optional(v.string), changes: v.optional(v.arrayOf(v.string)),
+      sourceName: v.optional(v.string), platform: v.optional(v.options({ os: v.optional(v.string), architecture: v.optional(v.string) })),
+      onProgress: v.optional(v.func), signal,
+    }))],
+  ],
+  close: [],
+  diskUsage: [],
+  prune: [['opts', v.optional(v.options({ all: v.optional(v.boolean), filters: v.optional(v.recordOf(v.arrayOf(v.string))) }))]],
+}, {
+  open: [['opts', v.optional(v.options({ root: v.optional(v.nonEmptyString) }))]],
+})

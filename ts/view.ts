@@ -17,8 +17,24 @@
 import * as fs from 'node:fs'
 import type { Readable } from 'node:stream'
 import { native } from './native'
-import { call } from './errors'
+import { StrataError, toStrataError, type ErrnoName } from './errors'
+import { expose, sync } from './boundary'
+import * as v from './validate'
 import type { NativeUnionView, NativeUnionStat } from '../native/binding'
+
+/**
+ * Runs a view operation; its failures are named after their errno, as `fs/promises` names them
+ * (`code` = `syscode` = `ENOENT`, ...).
+ */
+async function call<T>(fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    const e = toStrataError(err)
+    if (e.code !== 'Io' || !e.syscode) throw e
+    throw new StrataError(e.syscode as ErrnoName, e.message, { errno: e.errno, syscode: e.syscode, path: e.path })
+  }
+}
 
 export interface UnionViewOptions {
   /** Layer directories (overlay format), top first. */
@@ -326,3 +342,42 @@ export class UnionView {
     return new Map(xs.map((x) => [x.name, x.value]))
   }
 }
+
+const path = v.string
+const mode = v.optional(v.count)
+const encoding = v.encoding
+/** A uid or gid; -1 leaves it unchanged, as chown(2). */
+const id = v.check((x) => Number.isSafeInteger(x) && (x as number) >= -1, 'an integer >= -1')
+const time = v.either(v.nonNegative, v.string, v.date)
+const writeOptions = v.optional(v.options({ mode, encoding: v.optional(encoding) }))
+
+expose(UnionView, {
+  invalidate: sync([]),
+  stat: [['path', path]],
+  lstat: [['path', path]],
+  exists: [['path', path]],
+  readdir: [['path', path], ['options', v.optional(v.options({ withFileTypes: v.optional(v.boolean) }))]],
+  readFile: [['path', path], ['encoding', v.optional(v.either(encoding, v.options({ encoding })))]],
+  readlink: [['path', path]],
+  createReadStream: sync([['path', path], ['options', v.optional(v.options({ start: v.optional(v.count), end: v.optional(v.count), highWaterMark: v.optional(v.count) }))]]),
+  writeFile: [['path', path], ['data', v.bytes], ['options', writeOptions]],
+  appendFile: [['path', path], ['data', v.bytes], ['options', writeOptions]],
+  truncate: [['path', path], ['len', v.optional(v.count)]],
+  mkdir: [['path', path], ['options', v.optional(v.options({ recursive: v.optional(v.boolean), mode }))]],
+  rm: [['path', path], ['options', v.optional(v.options({ recursive: v.optional(v.boolean), force: v.optional(v.boolean) }))]],
+  unlink: [['path', path]],
+  rmdir: [['path', path]],
+  rename: [['from', path], ['to', path]],
+  chmod: [['path', path], ['mode', v.count]],
+  chown: [['path', path], ['uid', id], ['gid', id]],
+  lchown: [['path', path], ['uid', id], ['gid', id]],
+  utimes: [['path', path], ['atime', time], ['mtime', time]],
+  lutimes: [['path', path], ['atime', time], ['mtime', time]],
+  symlink: [['target', v.string], ['path', path]],
+  link: [['existing', path], ['path', path]],
+  mkfifo: [['path', path], ['mode', mode]],
+  setxattr: [['path', path], ['name', v.nonEmptyString], ['value', v.bytes]],
+  xattrs: [['path', path]],
+}, {
+  open: [['opts', v.options({ lowers: v.arrayOf(v.nonEmptyString), upper: v.optional(v.nonEmptyString), work: v.optional(v.nonEmptyString) })]],
+})

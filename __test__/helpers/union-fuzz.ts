@@ -14,7 +14,7 @@
  *  - xattrs `trusted.overlay.origin`, `trusted.overlay.impure`, `trusted.overlay.uuid`: the
  *    kernel's own bookkeeping (file handles of the lower origin, "dir may hold entries with
  *    origin", per-fs uuid) used for inode-number and NFS-export consistency. They carry
- *    kernel-internal file handles, change no visible behaviour with index=off/xino=off, and
+ *    kernel-internal file handles, change no visible behaviour with index=off, and
  *    the kernel accepts an upper without them; the view neither reads nor writes them.
  *  - timestamps: lowers are stamped with a fixed mtime (EPOCH); we compare "mtime == EPOCH"
  *    for every non-directory (a copy-up must keep the lower times, a write must change them),
@@ -33,7 +33,6 @@ import { native } from '../../ts/native'
 import { UnionView } from '../../ts/view'
 
 export const EPOCH = 1_000_000_000
-export const MOUNT_OPTS = 'redirect_dir=off,index=off,metacopy=off,xino=off'
 const NORMALISED_XATTRS = ['trusted.overlay.origin', 'trusted.overlay.impure', 'trusted.overlay.uuid']
 
 /** mulberry32: small, seedable, good enough to pick operations. */
@@ -48,9 +47,14 @@ export function rng(seed: number): () => number {
   }
 }
 
-/** Mounts kernel overlayfs (`lowers` top first) with the options both sides are compared under. */
-export function mountOverlay(lowers: string[], upper: string | undefined, work: string | undefined, mnt: string): void {
-  native.unionMountOverlay(lowers, upper, work, MOUNT_OPTS.split(','), mnt)
+/**
+ * Mounts kernel overlayfs (`lowers` top first) as a container's rootfs is mounted: with the
+ * options of the native core's container plan (`containerMountPlan`), so the view is compared
+ * with the kernel under the options containers really use.
+ */
+export function mountOverlay(lowers: string[], upper: string, work: string, mnt: string): void {
+  const plan = native.containerMountPlan(lowers, upper, work, mnt)
+  native.unionMountOverlay(plan.lowerdirs, plan.upperdir, plan.workdir, plan.options ?? [], plan.target)
 }
 
 /**

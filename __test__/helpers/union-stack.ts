@@ -53,10 +53,10 @@ export function makeStack(layers: Spec[], base = os.tmpdir()): Stack {
   }
 }
 
-export const MOUNT_OPTS = ['redirect_dir=off', 'index=off', 'metacopy=off', 'xino=off']
-
+/** Mounts the stack with the options of a container's rootfs (the native core's plan); read-only without the upper. */
 export function mount(s: Stack, withUpper = true): void {
-  native.unionMountOverlay(s.lowers, withUpper ? s.upper : undefined, withUpper ? s.work : undefined, MOUNT_OPTS, s.mnt)
+  const options = native.containerMountPlan(s.lowers, s.upper, s.work, s.mnt).options ?? []
+  native.unionMountOverlay(s.lowers, withUpper ? s.upper : undefined, withUpper ? s.work : undefined, options, s.mnt)
 }
 
 export function umount(s: Stack): void {

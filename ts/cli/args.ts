@@ -5,6 +5,13 @@
  */
 import { StrataError } from '../errors'
 
+/** A command line docker's flag parser would refuse (unknown flag, missing value): exit status 125. */
+export class FlagError extends StrataError {
+  constructor(message: string) {
+    super('InvalidArgument', message)
+  }
+}
+
 export interface FlagSpec {
   /** Long name without dashes. */
   name: string
@@ -43,13 +50,13 @@ export function parseArgs(argv: string[], specs: FlagSpec[], stopAtPositional = 
       const eq = a.indexOf('=')
       const name = eq < 0 ? a.slice(2) : a.slice(2, eq)
       const spec = byLong.get(name)
-      if (!spec) throw new StrataError('InvalidArgument', `unknown flag: --${name}`)
+      if (!spec) throw new FlagError(`unknown flag: --${name}`)
       if (spec.value) {
         const v = eq >= 0 ? a.slice(eq + 1) : argv[++i]
-        if (v === undefined) throw new StrataError('InvalidArgument', `flag needs an argument: --${name}`)
+        if (v === undefined) throw new FlagError(`flag needs an argument: --${name}`)
         set(spec, v)
       } else {
-        if (eq >= 0 && !['true', 'false'].includes(a.slice(eq + 1))) throw new StrataError('InvalidArgument', `invalid boolean value for --${name}`)
+        if (eq >= 0 && !['true', 'false'].includes(a.slice(eq + 1))) throw new FlagError(`invalid boolean value for --${name}`)
         if (eq < 0 || a.slice(eq + 1) === 'true') set(spec)
         else flags.delete(spec.name)
       }
@@ -58,11 +65,11 @@ export function parseArgs(argv: string[], specs: FlagSpec[], stopAtPositional = 
     if (a.startsWith('-') && a.length > 1) {
       for (let j = 1; j < a.length; j++) {
         const spec = byShort.get(a[j])
-        if (!spec) throw new StrataError('InvalidArgument', `unknown shorthand flag: '${a[j]}' in ${a}`)
+        if (!spec) throw new FlagError(`unknown shorthand flag: '${a[j]}' in ${a}`)
         if (spec.value) {
           const rest = a.slice(j + 1).replace(/^=/, '')
           const v = rest !== '' ? rest : argv[++i]
-          if (v === undefined) throw new StrataError('InvalidArgument', `flag needs an argument: '${a[j]}' in ${a}`)
+          if (v === undefined) throw new FlagError(`flag needs an argument: '${a[j]}' in ${a}`)
           set(spec, v)
           break
         }

@@ -9,7 +9,8 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { StrataError } from '../errors'
+import { toStrataError } from '../errors'
+import { FlagError } from './args'
 import { Io, processIo } from './io'
 import { resolveCommand, usage } from './commands'
 
@@ -45,12 +46,25 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       await store.close()
     }
   } catch (e) {
-    if (e instanceof StrataError) {
-      io.err(`Error: ${e.message}\n`)
-      return 1
-    }
-    throw e
+    return report(e, io)
   }
+}
+
+/**
+ * Prints a failure as `strata: <message>` and returns docker's exit status for it: 125 for a
+ * command line the flag parser refuses, 1 for everything else (docker's for daemon errors and
+ * for a wrong number of arguments). Only a bug (`Internal`: an error without a code of its own)
+ * shows a stack trace.
+ */
+function report(err: unknown, io: Io): number {
+  const e = toStrataError(err)
+  if (e.code === 'Internal') {
+    const cause = e.cause instanceof Error ? e.cause.stack ?? e.cause.message : String(e.cause)
+    io.err(`strata: ${e.message}\n${cause}\n`)
+    return 1
+  }
+  io.err(`strata: ${e.message}\n`)
+  return e instanceof FlagError ? 125 : 1
 }
 
 /** The package's version (package.json sits above dist/ts/cli/ and above the bundle's dist/cli/). */

@@ -13,8 +13,7 @@ import { PassThrough, type Readable, type Writable } from 'node:stream'
 import { StoreContext, cancelFor } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { mustRead, readIfExists, readFileIfExists } from '../fsx'
-import { LOWER_FILE } from '../layout'
+import { readIfExists, readFileIfExists } from '../fsx'
 import { chainIdsOf } from '../chain'
 import { applyChanges } from '../changes'
 import { setTag } from '../tags'
@@ -23,13 +22,15 @@ import { ImageConfig, ContainerConfig } from '../imagedb'
 import { dockerConfig } from '../images'
 import { ContainerPaths } from './layout'
 import { ContainerRecord, readRecord, readHostConfig, writeRecord } from './record'
-import { lowerDirs, INIT_PATHS } from './plan'
-import { pidAlive } from './mounts'
+import { INIT_PATHS } from './plan'
+import { pidAlive, readMountPlan } from './mounts'
 import { supervise, mountIdOf, runtimeOf, updateRecord } from './supervisor'
 import { normalizeSignal } from './runtime'
 import { MASKED_PATHS, READONLY_PATHS } from './spec'
 import type { Containers } from './containers'
 import { UnionView } from '../view'
+import { expose } from '../boundary'
+import * as v from '../validate'
 import type { ConsoleSize } from './console'
 import { execProcess, ExecOptions, ExecResult } from './exec'
 import { containerTop, TopResult } from './top'
@@ -162,12 +163,12 @@ export class Container {
   }
 
   async #view(opts: { readOnly?: boolean }): Promise<UnionView> {
-    const l = await this.#layers()
-    if (opts.readOnly) return UnionView.open({ lowers: [l.upperDir, ...l.lowerDirs] })
+    const plan = await readMountPlan(this.#ctx.layout, await this.#mountId())
+    if (opts.readOnly) return UnionView.open({ lowers: [plan.upperdir!, ...plan.lowerdirs] })
     if (await this.isMounted()) {
       throw new StrataError('Conflict', `container ${this.id} is mounted: unmount it before writing through a view`)
     }
-    return UnionView.open({ lowers: l.lowerDirs, upper: l.upperDir, work: l.workDir })
+    return UnionView.open({ lowers: plan.lowerdirs, upper: plan.upperdir, work: plan.workdir })
   }
 
   async isMounted(): Promise<boolean> {
@@ -343,9 +344,8 @@ export class Container {
   }
 
   async #diff(): Promise<Change[]> {
-    const mountId = await this.#mountId()
-    const lower = (await mustRead(path.join(this.#ctx.layout.layerDir(mountId), LOWER_FILE))).trim()
-    const changes = await call(() => native.changes(this.#ctx.layout.diffDir(mountId), lowerDirs(this.#ctx.layout, lower)))
+    const plan = await readMountPlan(this.#ctx.layout, await this.#mountId())
+    const changes = await call(() => native.changes(plan.upperdir!, plan.lowerdirs))
     return withoutInitPaths(changes)
   }
 
@@ -614,3 +614,40 @@ export function withoutInitPaths<T extends { kind: string; path: string }>(chang
     return !initBelow || kept.some((o) => o.path.startsWith(prefix))
   })
 }
+
+const signal = v.optional(v.signal)
+
+expose(Container, {
+  info: [],
+  name: [],
+  layers: [],
+  mount: [],
+  unmount: [],
+  view: [['opts', v.optional(v.options({ readOnly: v.optional(v.boolean) }))]],
+  isMounted: [],
+  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable), console: v.optional(v.consoleSize) }))]],
+  exec: [['cmd', v.arrayOf(v.string)], ['opts', v.optional(v.options({
+    user: v.optional(v.string), workdir: v.optional(v.string), env: v.optional(v.arrayOf(v.string)), tty: v.optional(v.boolean),
+    console: v.optional(v.consoleSize), stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable),
+    detach: v.optional(v.boolean),
+  }))]],
+  pause: [],
+  unpause: [],
+  top: [['psArgs', v.optional(v.arrayOf(v.string))]],
+  copyFrom: [['srcPath', v.nonEmptyString], ['dest', v.either(v.nonEmptyString, v.writable)], ['opts', v.optional(v.options({ followLink: v.optional(v.boolean), onProgress: v.optional(v.func) }))]],
+  copyTo: [['src', v.either(v.nonEmptyString, v.readable)], ['dstPath', v.nonEmptyString], ['opts', v.optional(v.options({ followLink: v.optional(v.boolean), copyUIDGID: v.optional(v.boolean), onProgress: v.optional(v.func) }))]],
+  statPath: [['path', v.nonEmptyString]],
+  start: [],
+  wait: [['opts', v.optional(v.options({ timeoutMs: v.optional(v.nonNegative) }))]],
+  kill: [['signal', v.optional(v.either(v.nonEmptyString, v.count))]],
+  stop: [['opts', v.optional(v.options({ timeout: v.optional(v.nonNegative), signal: v.optional(v.nonEmptyString) }))]],
+  diff: [],
+  commit: [['opts', v.optional(v.options({
+    ref: v.optional(v.string), message: v.optional(v.string), author: v.optional(v.string),
+    changes: v.optional(v.arrayOf(v.string)), pause: v.optional(v.boolean), signal,
+  }))]],
+  export: [['output', v.either(v.nonEmptyString, v.writable)], ['opts', v.optional(v.options({ signal }))]],
+  logs: [],
+  remove: [['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
+  inspect: [],
+})

@@ -33,6 +33,8 @@ import { MountManager, pidAlive } from './mounts'
 import { runtimeOf } from './supervisor'
 import { Container } from './container'
 import { humanDuration } from '../format/units'
+import { expose, sync } from '../boundary'
+import * as v from '../validate'
 
 export interface CreateOptions {
   /** `--name`; generated (`adjective_surname`) when absent. */
@@ -550,3 +552,31 @@ export function statusText(r: ContainerRecord, now = Date.now()): string {
   if (s.FinishedAt.startsWith('0001')) return 'Created'
   return `Exited (${s.ExitCode}) ${since(s.FinishedAt)} ago`
 }
+
+export const CREATE_OPTIONS = v.options({
+  name: v.optional(v.nonEmptyString), env: v.optional(v.arrayOf(v.string)), workdir: v.optional(v.string),
+  user: v.optional(v.string), entrypoint: v.optional(v.either(v.string, v.arrayOf(v.string))),
+  cmd: v.optional(v.arrayOf(v.string)), network: v.optional(v.string), autoRemove: v.optional(v.boolean),
+  openStdin: v.optional(v.boolean), runtime: v.optional(v.nonEmptyString), tty: v.optional(v.boolean),
+  labels: v.optional(v.recordOf(v.string)), attach: v.optional(v.boolean),
+})
+
+/** `--filter`-style maps: each key → its values. */
+export const FILTERS = v.recordOf(v.arrayOf(v.string))
+
+expose(Containers, {
+  paths: sync([['id', v.nonEmptyString]]),
+  ids: [],
+  records: [],
+  resolve: [['nameOrId', v.nonEmptyString]],
+  get: [['nameOrId', v.nonEmptyString]],
+  create: [['image', v.nonEmptyString], ['opts', v.optional(CREATE_OPTIONS)]],
+  list: [['opts', v.optional(v.options({ all: v.optional(v.boolean), limit: v.optional(v.either(v.count, v.check((x) => x === -1, '-1'))), filters: v.optional(FILTERS), size: v.optional(v.boolean) }))]],
+  sizes: [['ids', v.arrayOf(v.nonEmptyString)]],
+  rename: [['nameOrId', v.nonEmptyString], ['newName', v.string]],
+  prune: [['filters', v.optional(FILTERS)]],
+  users: [['imageId', v.nonEmptyString]],
+  remove: [['nameOrId', v.nonEmptyString], ['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
+  repair: [],
+  dispose: [],
+})

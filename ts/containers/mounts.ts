@@ -13,9 +13,15 @@ import { call } from '../errors'
 import { mustRead, readIfExists } from '../fsx'
 import { ContainerPaths } from './layout'
 import { readRecord } from './record'
-import { containerMountPlan } from './plan'
+import { containerMountPlan, MountPlan } from './plan'
 import * as path from 'node:path'
-import { LOWER_FILE } from '../layout'
+import { Layout, LOWER_FILE } from '../layout'
+
+/** The overlay plan of writable layer `mountId`, from its `lower` file (what mount, view and diff use). */
+export async function readMountPlan(layout: Layout, mountId: string): Promise<MountPlan> {
+  const lower = (await mustRead(path.join(layout.layerDir(mountId), LOWER_FILE))).trim()
+  return containerMountPlan(layout, mountId, lower)
+}
 
 export type MountRef = { kind: 'user' } | { kind: 'process'; pid: number }
 
@@ -87,17 +93,12 @@ async function running(p: ContainerPaths): Promise<boolean> {
 export class MountManager {
   constructor(private readonly ctx: StoreContext) {}
 
-  private async plan(p: ContainerPaths, mountId: string) {
-    const lower = (await mustRead(path.join(this.ctx.layout.layerDir(mountId), LOWER_FILE))).trim()
-    return containerMountPlan(this.ctx.layout, mountId, lower)
-  }
-
   /**
    * Takes a reference, mounting if this is the first live one; returns MergedDir. Caller holds
    * the store lock; `isRunning` is the record's state when the caller has just read it.
    */
   async acquire(p: ContainerPaths, mountId: string, ref: MountRef, isRunning?: boolean): Promise<string> {
-    const [plan, held, run] = await Promise.all([this.plan(p, mountId), readRefs(p), isRunning ?? running(p)])
+    const [plan, held, run] = await Promise.all([readMountPlan(this.ctx.layout, mountId), readRefs(p), isRunning ?? running(p)])
     const refs = liveRefs(held, run)
     if (!native.isMountPoint(plan.target)) {
       fs.mkdirSync(plan.target, { recursive: true })

@@ -1,9 +1,11 @@
 /**
- * Pure planning for container layers (no syscalls, testable without root): the overlay mount plan
- * of a writable layer, the `lower` chains, and the init layer's entries.
+ * Planning for container layers (no syscalls, testable without root): where the overlay mount
+ * plan of a writable layer takes its dirs from (the plan itself is the native core's), the
+ * `lower` chains, and the init layer's entries.
  */
 import * as path from 'node:path'
 import { Layout, LINK_DIR } from '../layout'
+import { native } from '../native'
 
 /** What `native.mountOverlay` executes. */
 export interface MountPlan {
@@ -15,15 +17,8 @@ export interface MountPlan {
   options?: string[]
 }
 
-/**
- * Options Docker's overlay2 driver mounts a container's rootfs with: `index=off` (no inode index,
- * so layers can be shared and copied between stores). No nosuid/nodev: the rootfs must run
- * setuid binaries and hold device nodes; `userxattr` only when rootless (never here).
- */
-export const CONTAINER_MOUNT_OPTIONS: readonly string[] = ['index=off']
-
-/** The kernel's limit on lower dirs in one overlay mount (OVL_MAX_STACK). */
-export const MAX_LOWER_DIRS = 500
+/** The kernel's limit on lower dirs in one overlay mount (`OVL_MAX_STACK`), as the native core has it. */
+export const MAX_LOWER_DIRS: number = native.OVERLAY_MAX_STACK
 
 /** The `lower` value of a layer on top of a layer with short link `short` and lower chain `belowLower`. */
 export function lowerChain(short: string, belowLower: string | undefined): string {
@@ -36,15 +31,14 @@ export function lowerDirs(layout: Layout, lower: string): string[] {
   return lower.trim().split(':').filter(Boolean).map((l) => path.join(layout.overlay, l))
 }
 
-/** The overlay mount of a container's writable layer `mountId`, whose `lower` file says `lower`. */
+/**
+ * The overlay mount of a container's writable layer `mountId`, whose `lower` file says `lower`.
+ * The native core owns the plan (`MountPlan::container`: `index=off,redirect_dir=off,metacopy=off`,
+ * which commit and diff rely on) and checks it as the kernel will (`TooManyLayers`, ...); this
+ * side only knows where the store keeps the dirs.
+ */
 export function containerMountPlan(layout: Layout, mountId: string, lower: string): MountPlan {
-  return {
-    lowerdirs: lowerDirs(layout, lower),
-    upperdir: layout.diffDir(mountId),
-    workdir: layout.workDir(mountId),
-    target: layout.mergedDir(mountId),
-    options: [...CONTAINER_MOUNT_OPTIONS],
-  }
+  return native.containerMountPlan(lowerDirs(layout, lower), layout.diffDir(mountId), layout.workDir(mountId), layout.mergedDir(mountId))
 }
 
 export type InitEntry = { path: string; type: 'dir' | 'file'; target?: undefined } | { path: string; type: 'symlink'; target: string }

@@ -13,6 +13,7 @@
 //!   Regular output files are written under a temporary name and renamed into place.
 use crate::compress::{Compression, Decompressor};
 use crate::digest::DiffId;
+use crate::error::ErrorCode;
 use crate::tarsplit::{self, TarSplitError};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -38,14 +39,14 @@ pub enum ArchiveError {
 }
 
 impl crate::error::Coded for ArchiveError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            ArchiveError::Io { .. } => "Io",
-            ArchiveError::Corrupt { .. } => "CorruptArchive",
+            ArchiveError::Io { .. } => ErrorCode::Io,
+            ArchiveError::Corrupt { .. } => ErrorCode::CorruptArchive,
             ArchiveError::Compress(e) => e.code(),
-            ArchiveError::TarSplit(TarSplitError::Aborted) | ArchiveError::Aborted => "Aborted",
+            ArchiveError::TarSplit(TarSplitError::Aborted) | ArchiveError::Aborted => ErrorCode::Aborted,
             ArchiveError::TarSplit(e) => e.code(),
-            ArchiveError::DigestMismatch { .. } => "DigestMismatch",
+            ArchiveError::DigestMismatch { .. } => ErrorCode::DigestMismatch,
         }
     }
     fn errno(&self) -> Option<i32> {

@@ -20,6 +20,7 @@
 //!
 //! Output order: by path, component-wise (`/a`, `/a/b`, `/a b`), which is the order of
 //! moby's `filepath.Walk` and puts every directory before its contents.
+use crate::error::ErrorCode;
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};
@@ -34,8 +35,8 @@ pub enum ChangesError {
 }
 
 impl crate::error::Coded for ChangesError {
-    fn code(&self) -> &'static str {
-        "Io"
+    fn code(&self) -> ErrorCode {
+        ErrorCode::Io
     }
     fn errno(&self) -> Option<i32> {
         match self {

@@ -6,6 +6,7 @@
 //! and extracts it into the new layer's `diff/`. The tar never touches the disk. The extractor
 //! (10,000 file creates for 10,000 files) is the slower side, so the hash goes to the walker's.
 use crate::digest::DiffId;
+use crate::error::ErrorCode;
 use crate::layer::{extract_tar_stream, LayerError};
 use crate::layertar::{write_dir_tar, LayerTarError, TarMode};
 use std::fs::File;
@@ -25,11 +26,11 @@ pub enum CommitError {
 }
 
 impl crate::error::Coded for CommitError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
             CommitError::Walk(e) => e.code(),
             CommitError::Apply(e) => e.code(),
-            CommitError::Pipe(_) => "Io",
+            CommitError::Pipe(_) => ErrorCode::Io,
         }
     }
     fn errno(&self) -> Option<i32> {
@@ -85,7 +86,7 @@ pub fn commit_layer(
         if applied.is_err() {
             stop.store(true, Ordering::SeqCst);
         }
-        let walked = walker.join().unwrap_or(Err(LayerTarError::Cancelled));
+        let walked = walker.join().unwrap_or(Err(LayerTarError::Aborted));
         match (walked, applied) {
             (Ok(walked), Ok(res)) if walked.bytes == res.tar_size => {
                 Ok(Committed { diff_id: walked.diff_id, size: res.size, tar_size: res.tar_size })
@@ -102,13 +103,26 @@ pub fn commit_layer(
                 crate::layer::cleanup(dest, tar_split);
                 Err(LayerError::Aborted.into())
             }
-            // The walker's error is the cause when the extractor only saw the pipe close.
-            (Err(w), Err(_)) if !matches!(w, LayerTarError::Cancelled) => Err(w.into()),
-            (_, Err(a)) => Err(a.into()),
+            // Whichever side stopped first is the cause: a walker that only saw the extractor
+            // go away (its stop flag, or EPIPE once the pipe's read end closed) reports the
+            // extractor's error (say ENOSPC); an extractor that only saw the pipe close early
+            // (a short tar) reports the walker's.
+            (Err(w), Err(a)) if stopped_by_reader(&w) => Err(a.into()),
+            (Err(w), Err(_)) => Err(w.into()),
+            (Ok(_), Err(a)) => Err(a.into()),
             (Err(w), Ok(_)) => {
                 crate::layer::cleanup(dest, tar_split);
                 Err(w.into())
             }
         }
     })
+}
+
+/// Whether the walker failed only because the extractor had stopped reading.
+fn stopped_by_reader(w: &LayerTarError) -> bool {
+    match w {
+        LayerTarError::Aborted => true,
+        LayerTarError::Write { source } => source.kind() == std::io::ErrorKind::BrokenPipe,
+        _ => false,
+    }
 }

@@ -6,6 +6,7 @@
 //! Multi-member gzip and multi-frame zstd streams are decoded to their end, and bytes
 //! after the last member are an error (as Go's `compress/gzip`, which Docker uses), so
 //! the compressed digest and the DiffID always cover the whole blob.
+use crate::error::ErrorCode;
 use crate::stream::{fault_of, Fault};
 use std::io::{self, BufReader, Read};
 
@@ -21,14 +22,18 @@ pub enum CompressError {
     /// Reading the source failed.
     #[error("reading {what}: {source}")]
     Io { what: String, source: io::Error },
+    /// The caller cancelled while the stream was being read.
+    #[error("reading {what} was cancelled")]
+    Aborted { what: String },
 }
 
 impl crate::error::Coded for CompressError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            CompressError::Unsupported { .. } => "UnsupportedArchive",
-            CompressError::Corrupt { .. } => "CorruptArchive",
-            CompressError::Io { .. } => "Io",
+            CompressError::Unsupported { .. } => ErrorCode::UnsupportedArchive,
+            CompressError::Corrupt { .. } => ErrorCode::CorruptArchive,
+            CompressError::Io { .. } => ErrorCode::Io,
+            CompressError::Aborted { .. } => ErrorCode::Aborted,
         }
     }
     fn errno(&self) -> Option<i32> {
@@ -39,7 +44,7 @@ impl crate::error::Coded for CompressError {
     }
     fn path(&self) -> Option<String> {
         match self {
-            CompressError::Io { what, .. } => Some(what.clone()),
+            CompressError::Io { what, .. } | CompressError::Aborted { what } => Some(what.clone()),
             _ => None,
         }
     }
@@ -205,7 +210,7 @@ pub fn stream_error(e: io::Error, what: &str) -> CompressError {
     match fault_of(&e) {
         Some(Fault::Corrupt { format, detail }) => CompressError::Corrupt { format, detail: detail.clone() },
         Some(Fault::Source(src)) => CompressError::Io { what: what.into(), source: crate::stream::clone_io(src) },
-        Some(Fault::Aborted) => CompressError::Io { what: what.into(), source: io::Error::other("cancelled") },
+        Some(Fault::Aborted) => CompressError::Aborted { what: what.into() },
         None => CompressError::Io { what: what.into(), source: e },
     }
 }

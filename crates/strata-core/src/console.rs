@@ -34,11 +34,11 @@ pub enum ConsoleError {
 }
 
 impl crate::error::Coded for ConsoleError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> crate::error::ErrorCode {
         match self {
-            ConsoleError::Cancelled { .. } => "Aborted",
-            ConsoleError::TimedOut { .. } | ConsoleError::NoTerminal { .. } => "RuntimeFailed",
-            _ => "Io",
+            ConsoleError::Cancelled { .. } => crate::error::ErrorCode::Aborted,
+            ConsoleError::TimedOut { .. } | ConsoleError::NoTerminal { .. } => crate::error::ErrorCode::RuntimeFailed,
+            _ => crate::error::ErrorCode::Io,
         }
     }
     fn errno(&self) -> Option<i32> {

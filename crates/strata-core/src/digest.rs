@@ -4,6 +4,7 @@
 //! * compressed digest — sha256 of the blob as stored/transferred (gzip/zstd bytes), a plain [`Digest`].
 //! * [`ChainId`]  — identity of a layer *stack*: `ChainID(L0) = DiffID(L0)`,
 //!   `ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))`. The layer store is keyed by it.
+use crate::error::ErrorCode;
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -16,8 +17,8 @@ pub enum DigestError {
 }
 
 impl crate::error::Coded for DigestError {
-    fn code(&self) -> &'static str {
-        "InvalidDigest"
+    fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidDigest
     }
 }
 

@@ -32,6 +32,7 @@
 //! The stream is read to its very end, so trailing bytes reach the caller's hashers and
 //! the tar-split recorder.
 use crate::direct::{AlignedBuf, BodyWriter};
+use crate::error::ErrorCode;
 use crate::filepool::{FilePool, PoolState, SmallFile, SMALL_FILE};
 use crate::safefs::{self, RelPath};
 use crate::stream::{clone_io, fault_of, Fault};
@@ -82,13 +83,13 @@ pub enum ExtractError {
 }
 
 impl crate::error::Coded for ExtractError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            ExtractError::Unsafe { .. } => "UnsafeLayerEntry",
-            ExtractError::Corrupt { .. } => "CorruptArchive",
-            ExtractError::Unsupported { .. } => "UnsupportedArchive",
-            ExtractError::Io { .. } | ExtractError::Read { .. } | ExtractError::TarSplit { .. } => "Io",
-            ExtractError::Aborted => "Aborted",
+            ExtractError::Unsafe { .. } => ErrorCode::UnsafeLayerEntry,
+            ExtractError::Corrupt { .. } => ErrorCode::CorruptArchive,
+            ExtractError::Unsupported { .. } => ErrorCode::UnsupportedArchive,
+            ExtractError::Io { .. } | ExtractError::Read { .. } | ExtractError::TarSplit { .. } => ErrorCode::Io,
+            ExtractError::Aborted => ErrorCode::Aborted,
         }
     }
     fn errno(&self) -> Option<i32> {

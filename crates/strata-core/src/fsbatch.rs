@@ -9,6 +9,7 @@
 //! Paths are the caller's, built from the store layout (never from layer contents), so they
 //! are used as given. `Mkdir`, `Write` (with `exclusive`) and `Symlink` refuse to replace
 //! anything; `RemoveAll`/`Remove` accept a path that is already gone.
+use crate::error::ErrorCode;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -72,8 +73,8 @@ pub struct FsBatchError {
 }
 
 impl crate::error::Coded for FsBatchError {
-    fn code(&self) -> &'static str {
-        "Io"
+    fn code(&self) -> ErrorCode {
+        ErrorCode::Io
     }
     fn errno(&self) -> Option<i32> {
         self.source.raw_os_error()

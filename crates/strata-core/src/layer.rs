@@ -12,6 +12,7 @@
 //! the tar-split file are removed completely, so no half-extracted layer is left behind.
 use crate::compress::{Compression, Decompressor};
 use crate::digest::{DiffId, Digest, Hasher, HashingReader};
+use crate::error::ErrorCode;
 use crate::extract::{self, ExtractError};
 use crate::stream::Fault;
 use crate::tarsplit::{Recorder, TarSplitWriter};
@@ -50,15 +51,15 @@ pub enum LayerError {
 }
 
 impl crate::error::Coded for LayerError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
             LayerError::Extract(e) => e.code(),
             LayerError::Compress(e) => e.code(),
-            LayerError::DigestMismatch { .. } => "DigestMismatch",
-            LayerError::ShortBlob { .. } => "CorruptArchive",
-            LayerError::Exists { .. } => "Conflict",
-            LayerError::Io { .. } => "Io",
-            LayerError::Aborted => "Aborted",
+            LayerError::DigestMismatch { .. } => ErrorCode::DigestMismatch,
+            LayerError::ShortBlob { .. } => ErrorCode::CorruptArchive,
+            LayerError::Exists { .. } => ErrorCode::Conflict,
+            LayerError::Io { .. } => ErrorCode::Io,
+            LayerError::Aborted => ErrorCode::Aborted,
         }
     }
     fn errno(&self) -> Option<i32> {
@@ -353,7 +354,7 @@ fn apply_one(
 /// A failure caused by cancellation shows up as `Aborted` whatever layer noticed it.
 fn aborted_or(e: LayerError) -> LayerError {
     match e.code() {
-        "Aborted" | "Io" | "CorruptArchive" => LayerError::Aborted,
+        ErrorCode::Aborted | ErrorCode::Io | ErrorCode::CorruptArchive => LayerError::Aborted,
         _ => e,
     }
 }

@@ -27,6 +27,7 @@
 //! through the fd; those of symlinks, devices and fifos (which must not be opened) through
 //! `/proc/self/fd/<dirfd>/<name>` with the `l*xattr` calls.
 use crate::digest::{DiffId, Hasher};
+use crate::error::ErrorCode;
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::HashMap;
@@ -94,16 +95,16 @@ pub enum LayerTarError {
     InvalidMode { found: String },
     /// The caller cancelled.
     #[error("writing layer tar was cancelled")]
-    Cancelled,
+    Aborted,
 }
 
 impl crate::error::Coded for LayerTarError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            LayerTarError::Read { .. } | LayerTarError::Write { .. } => "Io",
-            LayerTarError::FileChanged { .. } => "FileChangedDuringArchive",
-            LayerTarError::Cancelled => "Cancelled",
-            LayerTarError::InvalidMode { .. } => "InvalidArgument",
+            LayerTarError::Read { .. } | LayerTarError::Write { .. } => ErrorCode::Io,
+            LayerTarError::FileChanged { .. } => ErrorCode::FileChangedDuringArchive,
+            LayerTarError::Aborted => ErrorCode::Aborted,
+            LayerTarError::InvalidMode { .. } => ErrorCode::InvalidArgument,
         }
     }
     fn errno(&self) -> Option<i32> {
@@ -329,7 +330,7 @@ fn is_overlay_xattr(name: &[u8]) -> bool {
 impl TarWriter<'_> {
     fn check_cancel(&self) -> Result<(), LayerTarError> {
         if self.cancel.load(Ordering::Relaxed) {
-            Err(LayerTarError::Cancelled)
+            Err(LayerTarError::Aborted)
         } else {
             Ok(())
         }
@@ -554,7 +555,7 @@ impl TarWriter<'_> {
         while left > 0 {
             if out.len == CHUNK {
                 if cancel.load(Ordering::Relaxed) {
-                    return Err(LayerTarError::Cancelled);
+                    return Err(LayerTarError::Aborted);
                 }
                 out.flush_buf().map_err(|source| LayerTarError::Write { source })?;
             }

@@ -2,6 +2,7 @@
 //!
 //! The lock is tied to an open file description, so it is released when the holder
 //! exits for any reason, `kill -9` included: a crashed process never leaves the store locked.
+use crate::error::ErrorCode;
 use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -18,10 +19,10 @@ pub enum LockError {
 }
 
 impl crate::error::Coded for LockError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            LockError::WouldBlock { .. } => "Locked",
-            _ => "Io",
+            LockError::WouldBlock { .. } => ErrorCode::Locked,
+            _ => ErrorCode::Io,
         }
     }
     fn errno(&self) -> Option<i32> {

@@ -18,6 +18,7 @@
 //! no longer caps the stack: the kernel's own limit (`OVL_MAX_STACK` = 500) is the only one.
 //! On failure the kernel's error text is read back from the fs-context fd and kept in
 //! [`MountError::MountFailed`].
+use crate::error::ErrorCode;
 use rustix::io::Errno;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount, FsMountFlags, FsOpenFlags,
@@ -69,13 +70,13 @@ pub enum MountError {
 }
 
 impl crate::error::Coded for MountError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            MountError::InvalidPlan { .. } => "InvalidMountPlan",
-            MountError::TooManyLayers { .. } => "TooManyLayers",
-            MountError::OptionsTooLong { .. } => "MountOptionsTooLong",
-            MountError::MountFailed { .. } => "MountFailed",
-            MountError::UnmountFailed { .. } => "UnmountFailed",
+            MountError::InvalidPlan { .. } => ErrorCode::InvalidMountPlan,
+            MountError::TooManyLayers { .. } => ErrorCode::TooManyLayers,
+            MountError::OptionsTooLong { .. } => ErrorCode::MountOptionsTooLong,
+            MountError::MountFailed { .. } => ErrorCode::MountFailed,
+            MountError::UnmountFailed { .. } => ErrorCode::UnmountFailed,
         }
     }
     fn errno(&self) -> Option<i32> {

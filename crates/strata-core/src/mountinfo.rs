@@ -10,6 +10,7 @@
 //! backslash as octal `\ooo`; overlayfs additionally escapes `,` `:` and `=`-free chars it
 //! uses as separators in its own options (`seq_escape`), so super options are split on
 //! `,` (and `lowerdir` on `:`) *before* unescaping.
+use crate::error::ErrorCode;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -24,10 +25,10 @@ pub enum MountInfoError {
 }
 
 impl crate::error::Coded for MountInfoError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            MountInfoError::Read { .. } => "Io",
-            MountInfoError::Malformed { .. } => "MalformedMountInfo",
+            MountInfoError::Read { .. } => ErrorCode::Io,
+            MountInfoError::Malformed { .. } => ErrorCode::MalformedMountInfo,
         }
     }
     fn errno(&self) -> Option<i32> {

@@ -44,10 +44,10 @@ pub enum ReaperError {
 }
 
 impl crate::error::Coded for ReaperError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> crate::error::ErrorCode {
         match self {
-            ReaperError::NotFound { .. } | ReaperError::Spawn { .. } => "RuntimeFailed",
-            ReaperError::Nul { .. } => "InvalidArgument",
+            ReaperError::NotFound { .. } | ReaperError::Spawn { .. } => crate::error::ErrorCode::RuntimeFailed,
+            ReaperError::Nul { .. } => crate::error::ErrorCode::InvalidArgument,
         }
     }
     fn errno(&self) -> Option<i32> {

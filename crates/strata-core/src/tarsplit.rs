@@ -31,6 +31,7 @@
 //! A body whose file was later replaced by a duplicate entry of the same layer cannot be
 //! reproduced (the file on disk holds the last copy); the DiffID check catches that.
 use crate::digest::{DiffId, Hasher};
+use crate::error::ErrorCode;
 use crate::safefs::{self, RelPath};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -89,14 +90,14 @@ pub enum TarSplitError {
 }
 
 impl crate::error::Coded for TarSplitError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            TarSplitError::Io { .. } | TarSplitError::Write { .. } => "Io",
-            TarSplitError::Corrupt { .. } => "CorruptArchive",
-            TarSplitError::Unsafe { .. } => "UnsafeLayerEntry",
+            TarSplitError::Io { .. } | TarSplitError::Write { .. } => ErrorCode::Io,
+            TarSplitError::Corrupt { .. } => ErrorCode::CorruptArchive,
+            TarSplitError::Unsafe { .. } => ErrorCode::UnsafeLayerEntry,
             // The layer's files no longer reproduce the tar its DiffID names.
-            TarSplitError::Mismatch { .. } => "DigestMismatch",
-            TarSplitError::Aborted => "Aborted",
+            TarSplitError::Mismatch { .. } => ErrorCode::DigestMismatch,
+            TarSplitError::Aborted => ErrorCode::Aborted,
         }
     }
     fn errno(&self) -> Option<i32> {

@@ -236,7 +236,7 @@ fn cancel_stops_with_typed_error() {
     let t = tempfile::tempdir().unwrap();
     fs::write(t.path().join("f"), b"x").unwrap();
     let e = write_dir_tar(t.path(), TarMode::Layer, std::io::sink(), &AtomicBool::new(true)).unwrap_err();
-    assert_eq!(e.code(), "Cancelled");
+    assert_eq!(e.code(), "Aborted");
 }
 
 #[test]

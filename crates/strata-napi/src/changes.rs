@@ -20,11 +20,11 @@ pub struct ChangesTask {
     lowers: Vec<PathBuf>,
 }
 
-impl Task for ChangesTask {
+impl crate::NativeTask for ChangesTask {
     type Output = Vec<changes::Change>;
     type JsValue = Vec<NativeChange>;
-    fn compute(&mut self) -> Result<Vec<changes::Change>> {
-        changes::changes(&self.upper, &self.lowers).map_err(crate::to_js)
+    fn compute(&mut self) -> std::result::Result<Vec<changes::Change>, crate::Failure> {
+        Ok(changes::changes(&self.upper, &self.lowers)?)
     }
     fn resolve(&mut self, _: Env, v: Vec<changes::Change>) -> Result<Vec<NativeChange>> {
         Ok(v.into_iter().map(|c| NativeChange { kind: c.kind.as_char().to_string(), path: c.path }).collect())
@@ -33,6 +33,6 @@ impl Task for ChangesTask {
 
 /// Changes of `upper` relative to `lowers` (top first), as `docker diff` lists them.
 #[napi(ts_return_type = "Promise<NativeChange[]>")]
-pub fn changes(upper: String, lowers: Vec<String>) -> AsyncTask<ChangesTask> {
-    AsyncTask::new(ChangesTask { upper: upper.into(), lowers: lowers.into_iter().map(PathBuf::from).collect() })
+pub fn changes(upper: String, lowers: Vec<String>) -> AsyncTask<crate::error::Job<ChangesTask>> {
+    crate::job(ChangesTask { upper: upper.into(), lowers: lowers.into_iter().map(PathBuf::from).collect() })
 }

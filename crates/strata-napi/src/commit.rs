@@ -25,11 +25,11 @@ pub struct CommitLayer {
     cancel: Arc<AtomicBool>,
 }
 
-impl Task for CommitLayer {
+impl crate::NativeTask for CommitLayer {
     type Output = strata_core::commit::Committed;
     type JsValue = NativeCommitResult;
-    fn compute(&mut self) -> Result<Self::Output> {
-        strata_core::commit::commit_layer(&self.upper, &self.dest, &self.tar_split, &self.cancel).map_err(crate::to_js)
+    fn compute(&mut self) -> std::result::Result<Self::Output, crate::Failure> {
+        Ok(strata_core::commit::commit_layer(&self.upper, &self.dest, &self.tar_split, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
         Ok(NativeCommitResult {
@@ -48,8 +48,8 @@ pub fn commit_layer(
     dest: String,
     tar_split: String,
     cancel: Option<&NativeCancel>,
-) -> AsyncTask<CommitLayer> {
-    AsyncTask::new(CommitLayer {
+) -> AsyncTask<crate::error::Job<CommitLayer>> {
+    crate::job(CommitLayer {
         upper: upper_dir.into(),
         dest: dest.into(),
         tar_split: tar_split.into(),

@@ -12,13 +12,13 @@ pub struct Sha256File {
     path: String,
 }
 
-impl Task for Sha256File {
+impl crate::NativeTask for Sha256File {
     type Output = String;
     type JsValue = String;
-    fn compute(&mut self) -> Result<String> {
+    fn compute(&mut self) -> std::result::Result<String, crate::Failure> {
         strata_core::digest::sha256_file(std::path::Path::new(&self.path))
             .map(|d| d.to_string())
-            .map_err(|e| crate::to_js(strata_core::error::IoAt::new("read", &self.path, e)))
+            .map_err(|e| strata_core::error::IoAt::new("read", &self.path, e).into())
     }
     fn resolve(&mut self, _: Env, out: String) -> Result<String> {
         Ok(out)
@@ -27,6 +27,6 @@ impl Task for Sha256File {
 
 /// `sha256:<hex>` of a file, computed off the JS thread.
 #[napi(ts_return_type = "Promise<string>")]
-pub fn sha256_file(path: String) -> AsyncTask<Sha256File> {
-    AsyncTask::new(Sha256File { path })
+pub fn sha256_file(path: String) -> AsyncTask<crate::error::Job<Sha256File>> {
+    crate::job(Sha256File { path })
 }

@@ -4,6 +4,8 @@
 // napi-derive registers exports only outside cfg(test), so the test build sees them unused.
 #![cfg_attr(test, allow(dead_code))]
 use crate::cancel::NativeCancel;
+use crate::error::Job;
+use crate::Failure;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -12,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use strata_core::archive::{self, MemberData, OutMember};
 use strata_core::digest::Digest;
+use strata_core::error::ErrorCode;
 use strata_core::layer::{self, ApplyRequest, BlobSource};
 
 /// One layer blob to apply.
@@ -68,28 +71,13 @@ impl From<&strata_core::layer::ApplyResult> for NativeApplyResult {
 type ProgressFn = ThreadsafeFunction<FnArgs<(u32, f64)>, (), FnArgs<(u32, f64)>, Status, false>;
 
 /// A caller mistake, reported with the `InvalidArgument` code.
-#[derive(Debug)]
-struct InvalidArgument(String);
-
-impl std::fmt::Display for InvalidArgument {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+fn invalid(msg: String) -> Failure {
+    Failure::new(ErrorCode::InvalidArgument, msg)
 }
 
-impl std::error::Error for InvalidArgument {}
+type Outcome<T> = std::result::Result<T, Failure>;
 
-impl strata_core::error::Coded for InvalidArgument {
-    fn code(&self) -> &'static str {
-        "InvalidArgument"
-    }
-}
-
-fn invalid(msg: String) -> Error {
-    crate::to_js(InvalidArgument(msg))
-}
-
-fn non_negative(v: Option<i64>, what: &str) -> Result<Option<u64>> {
+fn non_negative(v: Option<i64>, what: &str) -> Outcome<Option<u64>> {
     match v {
         None => Ok(None),
         Some(n) if n >= 0 => Ok(Some(n as u64)),
@@ -97,11 +85,11 @@ fn non_negative(v: Option<i64>, what: &str) -> Result<Option<u64>> {
     }
 }
 
-fn digest(s: &Option<String>) -> Result<Option<Digest>> {
-    s.as_deref().map(Digest::parse).transpose().map_err(crate::to_js)
+fn digest(s: &Option<String>) -> Outcome<Option<Digest>> {
+    Ok(s.as_deref().map(Digest::parse).transpose()?)
 }
 
-fn convert(r: &NativeApplyRequest) -> Result<ApplyRequest> {
+fn convert(r: &NativeApplyRequest) -> Outcome<ApplyRequest> {
     Ok(ApplyRequest {
         source: BlobSource {
             path: PathBuf::from(&r.blob_path),
@@ -121,11 +109,11 @@ pub struct ApplyLayers {
     cancel: Arc<AtomicBool>,
 }
 
-impl Task for ApplyLayers {
+impl crate::NativeTask for ApplyLayers {
     type Output = Vec<layer::ApplyResult>;
     type JsValue = Vec<NativeApplyResult>;
-    fn compute(&mut self) -> Result<Self::Output> {
-        let reqs = self.requests.iter().map(convert).collect::<Result<Vec<_>>>()?;
+    fn compute(&mut self) -> Outcome<Self::Output> {
+        let reqs = self.requests.iter().map(convert).collect::<Outcome<Vec<_>>>()?;
         let tsfn = self.progress.as_ref();
         // Never block a worker on JS: progress is queued NonBlocking and dropped if the
         // queue is full (the next report supersedes it anyway).
@@ -134,7 +122,7 @@ impl Task for ApplyLayers {
                 f.call((i as u32, bytes as f64).into(), ThreadsafeFunctionCallMode::NonBlocking);
             }
         };
-        layer::apply_layers(&reqs, &progress, &self.cancel).map_err(crate::to_js)
+        Ok(layer::apply_layers(&reqs, &progress, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
         Ok(out.iter().map(NativeApplyResult::from).collect())
@@ -152,9 +140,9 @@ pub fn apply_layers(
     requests: Vec<NativeApplyRequest>,
     on_progress: Option<ProgressFn>,
     cancel: Option<&NativeCancel>,
-) -> AsyncTask<ApplyLayers> {
+) -> AsyncTask<Job<ApplyLayers>> {
     let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-    AsyncTask::new(ApplyLayers { requests, progress: on_progress, cancel })
+    crate::job(ApplyLayers { requests, progress: on_progress, cancel })
 }
 
 /// One member of an outer archive.
@@ -176,11 +164,11 @@ pub struct ArchiveIndex {
     path: String,
 }
 
-impl Task for ArchiveIndex {
+impl crate::NativeTask for ArchiveIndex {
     type Output = Vec<archive::Member>;
     type JsValue = Vec<NativeArchiveMember>;
-    fn compute(&mut self) -> Result<Self::Output> {
-        archive::index(std::path::Path::new(&self.path)).map_err(crate::to_js)
+    fn compute(&mut self) -> Outcome<Self::Output> {
+        Ok(archive::index(std::path::Path::new(&self.path))?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
         Ok(out
@@ -203,8 +191,8 @@ impl Task for ArchiveIndex {
 /// Lists the members of an uncompressed outer tar (docker-archive / OCI layout) without
 /// reading their bodies.
 #[napi(ts_return_type = "Promise<NativeArchiveMember[]>")]
-pub fn archive_index(path: String) -> AsyncTask<ArchiveIndex> {
-    AsyncTask::new(ArchiveIndex { path })
+pub fn archive_index(path: String) -> AsyncTask<Job<ArchiveIndex>> {
+    crate::job(ArchiveIndex { path })
 }
 
 pub struct DecompressFile {
@@ -212,11 +200,11 @@ pub struct DecompressFile {
     dst: String,
 }
 
-impl Task for DecompressFile {
+impl crate::NativeTask for DecompressFile {
     type Output = &'static str;
     type JsValue = String;
-    fn compute(&mut self) -> Result<Self::Output> {
-        archive::decompress_file(self.src.as_ref(), self.dst.as_ref()).map(|c| c.as_str()).map_err(crate::to_js)
+    fn compute(&mut self) -> Outcome<Self::Output> {
+        Ok(archive::decompress_file(self.src.as_ref(), self.dst.as_ref()).map(|c| c.as_str())?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<String> {
         Ok(out.into())
@@ -226,8 +214,8 @@ impl Task for DecompressFile {
 /// Decompresses a gzip/zstd outer archive `src` into `dst` (a plain one is copied);
 /// resolves to the detected compression.
 #[napi(ts_return_type = "Promise<'none' | 'gzip' | 'zstd'>")]
-pub fn decompress_file(src: String, dst: String) -> AsyncTask<DecompressFile> {
-    AsyncTask::new(DecompressFile { src, dst })
+pub fn decompress_file(src: String, dst: String) -> AsyncTask<Job<DecompressFile>> {
+    crate::job(DecompressFile { src, dst })
 }
 
 /// A layer member of an archive being written: assembled from `diffDir` + `tarSplit`.
@@ -265,10 +253,10 @@ pub struct WriteArchive {
     cancel: Arc<AtomicBool>,
 }
 
-impl Task for WriteArchive {
+impl crate::NativeTask for WriteArchive {
     type Output = ();
     type JsValue = ();
-    fn compute(&mut self) -> Result<()> {
+    fn compute(&mut self) -> Outcome<()> {
         let mut members = Vec::with_capacity(self.members.len());
         for (name, p) in std::mem::take(&mut self.members) {
             let data = match p {
@@ -278,12 +266,13 @@ impl Task for WriteArchive {
                 Pending::Layer { diff_dir, tar_split, diff_id } => MemberData::Layer {
                     diff_dir: diff_dir.into(),
                     tar_split: tar_split.into(),
-                    diff_id: Digest::parse(&diff_id).map_err(crate::to_js)?,
+                    diff_id: Digest::parse(&diff_id)?,
                 },
             };
             members.push(OutMember { name, data });
         }
-        archive::write_archive(&members, self.out.as_ref(), &self.cancel).map(|_| ()).map_err(crate::to_js)
+        archive::write_archive(&members, self.out.as_ref(), &self.cancel)?;
+        Ok(())
     }
     fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
         Ok(())
@@ -300,7 +289,7 @@ pub fn write_archive(
     members: Vec<NativeOutMember>,
     out: String,
     cancel: Option<&NativeCancel>,
-) -> AsyncTask<WriteArchive> {
+) -> AsyncTask<Job<WriteArchive>> {
     let mut pending = Vec::with_capacity(members.len());
     for m in members {
         let p = match (m.data, m.layer) {
@@ -313,7 +302,7 @@ pub fn write_archive(
         pending.push((m.name, p));
     }
     let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-    AsyncTask::new(WriteArchive { members: pending, out, cancel })
+    crate::job(WriteArchive { members: pending, out, cancel })
 }
 
 pub struct WriteLayerFile {
@@ -323,14 +312,13 @@ pub struct WriteLayerFile {
     diff_id: String,
 }
 
-impl Task for WriteLayerFile {
+impl crate::NativeTask for WriteLayerFile {
     type Output = ();
     type JsValue = ();
-    fn compute(&mut self) -> Result<()> {
-        let id = Digest::parse(&self.diff_id).map_err(crate::to_js)?;
-        archive::write_layer_file(self.diff_dir.as_ref(), self.tar_split.as_ref(), self.out.as_ref(), &id)
-            .map(|_| ())
-            .map_err(crate::to_js)
+    fn compute(&mut self) -> Outcome<()> {
+        let id = Digest::parse(&self.diff_id)?;
+        archive::write_layer_file(self.diff_dir.as_ref(), self.tar_split.as_ref(), self.out.as_ref(), &id)?;
+        Ok(())
     }
     fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
         Ok(())
@@ -345,12 +333,12 @@ pub fn write_layer_file(
     tar_split: String,
     out: String,
     diff_id: String,
-) -> AsyncTask<WriteLayerFile> {
-    AsyncTask::new(WriteLayerFile { diff_dir, tar_split, out, diff_id })
+) -> AsyncTask<Job<WriteLayerFile>> {
+    crate::job(WriteLayerFile { diff_dir, tar_split, out, diff_id })
 }
 
 /// Length of the tar that a layer's tar-split assembles to (reads only the tar-split).
 #[napi]
-pub fn assembled_size(tar_split: String) -> Result<i64> {
-    strata_core::tarsplit::assembled_size(tar_split.as_ref()).map(|n| n as i64).map_err(crate::to_js)
+pub fn assembled_size(env: Env, tar_split: String) -> Result<i64> {
+    strata_core::tarsplit::assembled_size(tar_split.as_ref()).map(|n| n as i64).map_err(crate::throw(&env))
 }

@@ -5,10 +5,12 @@
 //! are all busy (or all waiting for the lock holder's I/O) can never deadlock on the store lock.
 //! The TS side (`ts/lock.ts`) queues in-process callers, so at most one such thread per store
 //! root waits at a time.
+use crate::Failure;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::sync::Mutex;
+use strata_core::error::ErrorCode;
 use strata_core::lock::{FileLock, LockMode};
 
 /// A held `flock`; `release()` (or process exit) unlocks.
@@ -44,28 +46,36 @@ fn mode(exclusive: bool) -> LockMode {
     }
 }
 
+/// `done(err, lock)`: exactly one of the two is set; `err` is built on the JS thread with its
+/// code/syscode/errno/path properties (see `crate::error`).
+type LockOutcome = FnArgs<(Option<Failure>, Option<NativeLock>)>;
+
 /// Weak: the waiting thread does not keep the event loop alive by itself; the TS side keeps it
 /// alive while a caller still wants the lock, and lets the process exit once nobody does.
-type LockDone = ThreadsafeFunction<NativeLock, (), NativeLock, Status, true, true>;
+type LockDone = ThreadsafeFunction<LockOutcome, (), LockOutcome, Status, false, true>;
 
 /// Waits for a lock on `path` (created if missing) on a dedicated thread — never on the libuv
 /// pool — and calls `done(err, lock)` on the JS thread once it is held.
 #[napi(ts_args_type = "path: string, exclusive: boolean, done: (err: Error | null, lock: NativeLock) => void")]
-pub fn wait_lock(path: String, exclusive: bool, done: LockDone) -> Result<()> {
+pub fn wait_lock(env: Env, path: String, exclusive: bool, done: LockDone) -> Result<()> {
     std::thread::Builder::new()
         .name("strata-lock-wait".into())
         .spawn(move || {
             let got = FileLock::acquire(std::path::Path::new(&path), mode(exclusive));
             // If the process is exiting, the call fails and the lock is dropped (released) with it.
-            done.call(got.map(NativeLock::from).map_err(crate::to_js), ThreadsafeFunctionCallMode::NonBlocking);
+            let outcome = match got {
+                Ok(lock) => (None, Some(NativeLock::from(lock))),
+                Err(e) => (Some(Failure::from(e)), None),
+            };
+            done.call(outcome.into(), ThreadsafeFunctionCallMode::NonBlocking);
         })
         .map(|_| ())
-        .map_err(|e| Error::new(Status::GenericFailure, format!("cannot start a lock-wait thread: {e}")))
+        .map_err(|e| Failure::new(ErrorCode::Io, format!("cannot start a lock-wait thread: {e}")).into_js(&env))
 }
 
 /// Takes the lock only if it is free now; `null` when another process holds it.
 #[napi]
-pub fn try_lock(path: String, exclusive: bool) -> Result<Option<NativeLock>> {
-    let got = FileLock::try_acquire(std::path::Path::new(&path), mode(exclusive)).map_err(crate::to_js)?;
+pub fn try_lock(env: Env, path: String, exclusive: bool) -> Result<Option<NativeLock>> {
+    let got = FileLock::try_acquire(std::path::Path::new(&path), mode(exclusive)).map_err(crate::throw(&env))?;
     Ok(got.map(NativeLock::from))
 }

@@ -1,6 +1,8 @@
 //! Overlay mounts, mountinfo and layer tars: conversion only; blocking calls run as `AsyncTask`s.
 // Under `cargo test` napi-derive emits no registrations, so the exported items look unused.
 #![cfg_attr(test, allow(dead_code))]
+use crate::error::Job;
+use crate::Failure;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,11 @@ use std::sync::Arc;
 use strata_core::layertar::{self, TarMode};
 use strata_core::mount::{self, MountPlan};
 use strata_core::mountinfo;
+
+/// The kernel's limit on lower dirs in one overlay mount (`OVL_MAX_STACK`): an image deeper
+/// than this cannot be mounted, and one exactly this deep leaves no room for an init layer.
+#[napi]
+pub const OVERLAY_MAX_STACK: u32 = strata_core::mount::OVERLAY_MAX_STACK as u32;
 
 /// A mount plan as JS passes it. `lowerdirs` are top first.
 #[napi(object)]
@@ -51,15 +58,49 @@ fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+impl From<MountPlan> for NativeMountPlan {
+    fn from(p: MountPlan) -> Self {
+        NativeMountPlan {
+            lowerdirs: p.lowerdirs.iter().map(|d| s(d)).collect(),
+            upperdir: p.upperdir.as_deref().map(s),
+            workdir: p.workdir.as_deref().map(s),
+            target: s(&p.target),
+            options: Some(p.options),
+        }
+    }
+}
+
+/// The overlay mount of a container's rootfs (`strata_core::mount::MountPlan::container`, the
+/// one owner of its options): `lowerdirs` top first (the init layer, then the image's), the
+/// writable layer's `upperdir`/`workdir`, mounted at `target`. Checked as the kernel would
+/// (`TooManyLayers`, `InvalidMountPlan`) before anything is mounted.
+#[napi]
+pub fn container_mount_plan(
+    env: Env,
+    lowerdirs: Vec<String>,
+    upperdir: String,
+    workdir: String,
+    target: String,
+) -> Result<NativeMountPlan> {
+    let plan = MountPlan::container(
+        lowerdirs.into_iter().map(PathBuf::from).collect(),
+        upperdir.into(),
+        workdir.into(),
+        target.into(),
+    );
+    plan.validate().map_err(crate::throw(&env))?;
+    Ok(plan.into())
+}
+
 pub struct MountTask {
     plan: MountPlan,
 }
 
-impl Task for MountTask {
+impl crate::NativeTask for MountTask {
     type Output = mount::MountApi;
     type JsValue = NativeMountResult;
-    fn compute(&mut self) -> Result<mount::MountApi> {
-        mount::mount_overlay(&self.plan).map_err(crate::to_js)
+    fn compute(&mut self) -> std::result::Result<mount::MountApi, Failure> {
+        Ok(mount::mount_overlay(&self.plan)?)
     }
     fn resolve(&mut self, _: Env, api: mount::MountApi) -> Result<NativeMountResult> {
         Ok(NativeMountResult { api: api.as_str().to_string() })
@@ -68,8 +109,8 @@ impl Task for MountTask {
 
 /// Mounts an overlay (new mount API with `lowerdir+` where available, else mount(2)).
 #[napi(ts_return_type = "Promise<NativeMountResult>")]
-pub fn mount_overlay(plan: NativeMountPlan) -> AsyncTask<MountTask> {
-    AsyncTask::new(MountTask {
+pub fn mount_overlay(plan: NativeMountPlan) -> AsyncTask<Job<MountTask>> {
+    crate::job(MountTask {
         plan: MountPlan {
             lowerdirs: plan.lowerdirs.into_iter().map(PathBuf::from).collect(),
             upperdir: plan.upperdir.map(PathBuf::from),
@@ -85,11 +126,11 @@ pub struct UnmountTask {
     detach: bool,
 }
 
-impl Task for UnmountTask {
+impl crate::NativeTask for UnmountTask {
     type Output = bool;
     type JsValue = bool;
-    fn compute(&mut self) -> Result<bool> {
-        mount::unmount(&self.target, self.detach).map_err(crate::to_js)
+    fn compute(&mut self) -> std::result::Result<bool, Failure> {
+        Ok(mount::unmount(&self.target, self.detach)?)
     }
     fn resolve(&mut self, _: Env, was_mounted: bool) -> Result<bool> {
         Ok(was_mounted)
@@ -98,14 +139,14 @@ impl Task for UnmountTask {
 
 /// Unmounts `target`; resolves `false` if nothing was mounted there. `detach` = lazy unmount.
 #[napi(ts_return_type = "Promise<boolean>")]
-pub fn unmount(target: String, detach: Option<bool>) -> AsyncTask<UnmountTask> {
-    AsyncTask::new(UnmountTask { target: PathBuf::from(target), detach: detach.unwrap_or(false) })
+pub fn unmount(target: String, detach: Option<bool>) -> AsyncTask<Job<UnmountTask>> {
+    crate::job(UnmountTask { target: PathBuf::from(target), detach: detach.unwrap_or(false) })
 }
 
 /// Overlay mounts at or below `under`, deepest first (the order to unmount them in).
 #[napi]
-pub fn overlay_mounts(under: String) -> Result<Vec<NativeMountEntry>> {
-    let v = mountinfo::overlay_mounts_under(Path::new(&under)).map_err(crate::to_js)?;
+pub fn overlay_mounts(env: Env, under: String) -> Result<Vec<NativeMountEntry>> {
+    let v = mountinfo::overlay_mounts_under(Path::new(&under)).map_err(crate::throw(&env))?;
     Ok(v.into_iter()
         .map(|m| NativeMountEntry {
             mount_point: s(&m.mount_point),
@@ -118,8 +159,8 @@ pub fn overlay_mounts(under: String) -> Result<Vec<NativeMountEntry>> {
 
 /// Whether `path` is a mount point (any filesystem); `false` if it does not exist.
 #[napi]
-pub fn is_mount_point(path: String) -> Result<bool> {
-    mountinfo::is_mount_point(Path::new(&path)).map_err(crate::to_js)
+pub fn is_mount_point(env: Env, path: String) -> Result<bool> {
+    mountinfo::is_mount_point(Path::new(&path)).map_err(crate::throw(&env))
 }
 
 pub struct WriteDirTarTask {
@@ -129,11 +170,11 @@ pub struct WriteDirTarTask {
     cancel: Arc<AtomicBool>,
 }
 
-impl Task for WriteDirTarTask {
+impl crate::NativeTask for WriteDirTarTask {
     type Output = layertar::TarStats;
     type JsValue = NativeTarStats;
-    fn compute(&mut self) -> Result<layertar::TarStats> {
-        layertar::write_dir_tar_to_file(&self.dir, self.mode, &self.out, &self.cancel).map_err(crate::to_js)
+    fn compute(&mut self) -> std::result::Result<layertar::TarStats, Failure> {
+        Ok(layertar::write_dir_tar_to_file(&self.dir, self.mode, &self.out, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, st: layertar::TarStats) -> Result<NativeTarStats> {
         Ok(NativeTarStats { diff_id: st.diff_id.to_string(), bytes: st.bytes as f64, entries: st.entries as f64 })
@@ -147,12 +188,13 @@ impl Task for WriteDirTarTask {
     ts_return_type = "Promise<NativeTarStats>"
 )]
 pub fn write_dir_tar(
+    env: Env,
     dir: String,
     mode: String,
     out: String,
     cancel: Option<&crate::cancel::NativeCancel>,
-) -> Result<AsyncTask<WriteDirTarTask>> {
-    let mode = TarMode::parse(&mode).map_err(crate::to_js)?;
+) -> Result<AsyncTask<Job<WriteDirTarTask>>> {
+    let mode = TarMode::parse(&mode).map_err(crate::throw(&env))?;
     let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-    Ok(AsyncTask::new(WriteDirTarTask { dir: dir.into(), mode, out: out.into(), cancel }))
+    Ok(crate::job(WriteDirTarTask { dir: dir.into(), mode, out: out.into(), cancel }))
 }

@@ -14,6 +14,8 @@ use strata_core::console::{self, ConsoleSocket};
 use strata_core::reaper::{spawn_reaped, ReapedCommand};
 
 use crate::cancel::NativeCancel;
+use crate::Failure;
+use strata_core::error::ErrorCode;
 
 /// A listening console socket; `receive()` resolves with the pty master's fd (owned by JS).
 #[napi]
@@ -25,8 +27,8 @@ pub struct NativeConsoleSocket {
 impl NativeConsoleSocket {
     /// Listens on `path` (its directory must exist and be private to the caller).
     #[napi(factory)]
-    pub fn bind(path: String) -> Result<Self> {
-        let s = ConsoleSocket::bind(std::path::Path::new(&path)).map_err(crate::to_js)?;
+    pub fn bind(env: Env, path: String) -> Result<Self> {
+        let s = ConsoleSocket::bind(std::path::Path::new(&path)).map_err(crate::throw(&env))?;
         Ok(NativeConsoleSocket { inner: Arc::new(Mutex::new(Some(s))) })
     }
 
@@ -46,17 +48,15 @@ impl NativeConsoleSocket {
             .name("strata-console".into())
             .spawn(move || {
                 let sock = inner.lock().ok().and_then(|mut g| g.take());
-                let Some(sock) = sock else {
-                    deferred.reject(Error::new(Status::GenericFailure, "console socket already used"));
-                    return;
+                let outcome: std::result::Result<i32, Failure> = match sock {
+                    None => Err(Failure::new(ErrorCode::InvalidArgument, "console socket already used")),
+                    Some(sock) => sock
+                        .receive(Duration::from_millis(timeout_ms.into()), &flag)
+                        .map(|fd| fd.into_raw_fd())
+                        .map_err(Failure::from),
                 };
-                match sock.receive(Duration::from_millis(timeout_ms.into()), &flag) {
-                    Ok(fd) => {
-                        let n = fd.into_raw_fd();
-                        deferred.resolve(move |_| Ok(n))
-                    }
-                    Err(e) => deferred.reject(crate::to_js(e)),
-                }
+                // The error object is made on the JS thread, where the promise settles.
+                deferred.resolve(move |env| outcome.map_err(|f| f.into_js(&env)))
             })
             .map_err(|e| Error::new(Status::GenericFailure, format!("cannot start a thread: {e}")))?;
         Ok(promise)
@@ -73,9 +73,9 @@ impl NativeConsoleSocket {
 
 /// Sets the window size of the terminal `fd` (TIOCSWINSZ; the kernel signals SIGWINCH).
 #[napi]
-pub fn set_window_size(fd: i32, rows: u32, cols: u32) -> Result<()> {
+pub fn set_window_size(env: Env, fd: i32, rows: u32, cols: u32) -> Result<()> {
     let clamp = |v: u32| v.min(u16::MAX.into()) as u16;
-    console::set_window_size(fd, clamp(rows), clamp(cols)).map_err(crate::to_js)
+    console::set_window_size(fd, clamp(rows), clamp(cols)).map_err(crate::throw(&env))
 }
 
 /// The window size of the terminal `fd`.
@@ -86,24 +86,24 @@ pub struct NativeWindowSize {
 }
 
 #[napi]
-pub fn window_size(fd: i32) -> Result<NativeWindowSize> {
-    let (rows, cols) = console::window_size(fd).map_err(crate::to_js)?;
+pub fn window_size(env: Env, fd: i32) -> Result<NativeWindowSize> {
+    let (rows, cols) = console::window_size(fd).map_err(crate::throw(&env))?;
     Ok(NativeWindowSize { rows: rows.into(), cols: cols.into() })
 }
 
 /// Puts the terminal `fd` in raw mode (cfmakeraw, as docker's CLI); returns the settings to
 /// restore with `restoreTerminal`.
 #[napi]
-pub fn make_terminal_raw(fd: i32) -> Result<Buffer> {
-    Ok(console::make_raw(fd).map_err(crate::to_js)?.to_bytes().into())
+pub fn make_terminal_raw(env: Env, fd: i32) -> Result<Buffer> {
+    Ok(console::make_raw(fd).map_err(crate::throw(&env))?.to_bytes().into())
 }
 
 /// Puts back the settings `makeTerminalRaw` returned.
 #[napi]
-pub fn restore_terminal(fd: i32, saved: Buffer) -> Result<()> {
+pub fn restore_terminal(env: Env, fd: i32, saved: Buffer) -> Result<()> {
     let s = console::SavedTerminal::from_bytes(&saved)
-        .ok_or_else(|| Error::new(Status::InvalidArg, "not a saved terminal state"))?;
-    console::restore_terminal(fd, &s).map_err(crate::to_js)
+        .ok_or_else(|| Failure::new(ErrorCode::InvalidArgument, "not a saved terminal state").into_js(&env))?;
+    console::restore_terminal(fd, &s).map_err(crate::throw(&env))
 }
 
 pub struct SpawnReaped {
@@ -113,13 +113,12 @@ pub struct SpawnReaped {
     stdio: [Option<i32>; 3],
 }
 
-impl Task for SpawnReaped {
+impl crate::NativeTask for SpawnReaped {
     type Output = i32;
     type JsValue = i32;
-    fn compute(&mut self) -> Result<i32> {
+    fn compute(&mut self) -> std::result::Result<i32, Failure> {
         let cmd = ReapedCommand { program: &self.program, args: &self.args, env: &self.env, stdio: self.stdio };
-        let fd = spawn_reaped(&cmd).map_err(crate::to_js)?;
-        Ok(fd.into_raw_fd())
+        Ok(spawn_reaped(&cmd)?.into_raw_fd())
     }
     fn resolve(&mut self, _: Env, fd: i32) -> Result<i32> {
         Ok(fd)
@@ -137,6 +136,6 @@ pub fn spawn_reaped_process(
     stdin: Option<i32>,
     stdout: Option<i32>,
     stderr: Option<i32>,
-) -> AsyncTask<SpawnReaped> {
-    AsyncTask::new(SpawnReaped { program, args, env, stdio: [stdin, stdout, stderr] })
+) -> AsyncTask<crate::error::Job<SpawnReaped>> {
+    crate::job(SpawnReaped { program, args, env, stdio: [stdin, stdout, stderr] })
 }

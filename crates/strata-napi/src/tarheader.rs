@@ -2,6 +2,7 @@
 //! tar streams the TS side assembles itself (`docker cp` archives).
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use strata_core::error::ErrorCode;
 use strata_core::layertar::{encode_header, Entry};
 
 /// One entry's metadata; `kind` is the typeflag character (`"0"`, `"2"`, `"5"`, ...).
@@ -31,8 +32,12 @@ pub struct NativeTarXattr {
 
 /// The header block(s) of one entry (a PAX header first when USTAR cannot hold a field).
 #[napi]
-pub fn tar_header(h: NativeTarHeader) -> Result<Buffer> {
-    let kind = *h.kind.as_bytes().first().ok_or_else(|| Error::new(Status::InvalidArg, "empty tar typeflag"))?;
+pub fn tar_header(env: Env, h: NativeTarHeader) -> Result<Buffer> {
+    let kind = *h
+        .kind
+        .as_bytes()
+        .first()
+        .ok_or_else(|| crate::Failure::new(ErrorCode::InvalidArgument, "empty tar typeflag").into_js(&env))?;
     let e = Entry {
         name: h.name.into_bytes(),
         kind,

@@ -5,6 +5,7 @@ use std::os::fd::IntoRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::error::Job;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use strata_core::union::{inspect, CreateKind, Stat, UnionError, UnionView};
@@ -16,22 +17,25 @@ pub struct ViewJob<T: Send + 'static> {
     work: Option<Work<T>>,
 }
 
-impl<T: Send + ToNapiValue + TypeName + 'static> Task for ViewJob<T> {
+impl<T: Send + ToNapiValue + TypeName + 'static> crate::NativeTask for ViewJob<T> {
     type Output = T;
     type JsValue = T;
-    fn compute(&mut self) -> Result<T> {
+    fn compute(&mut self) -> std::result::Result<T, crate::Failure> {
         let work = self.work.take().expect("computed once");
-        work().map_err(crate::to_js)
+        Ok(work()?)
     }
     fn resolve(&mut self, _: Env, out: T) -> Result<T> {
         Ok(out)
     }
 }
 
+/// The `AsyncTask` of a view operation.
+pub type ViewTask<T> = AsyncTask<Job<ViewJob<T>>>;
+
 fn job<T: Send + ToNapiValue + TypeName + 'static>(
     f: impl FnOnce() -> std::result::Result<T, UnionError> + Send + 'static,
-) -> AsyncTask<ViewJob<T>> {
-    AsyncTask::new(ViewJob { work: Some(Box::new(f)) })
+) -> ViewTask<T> {
+    crate::job(ViewJob { work: Some(Box::new(f)) })
 }
 
 /// Metadata of a view object (numbers as Node's `fs.Stats` has them; exact ns as bigint).
@@ -132,10 +136,10 @@ fn ms_to_ns(ms: f64) -> i128 {
 impl NativeUnionView {
     /// Opens a view over `lowers` (top first) and an optional writable `upper`.
     #[napi(factory)]
-    pub fn open(lowers: Vec<String>, upper: Option<String>, work: Option<String>) -> Result<Self> {
+    pub fn open(env: Env, lowers: Vec<String>, upper: Option<String>, work: Option<String>) -> Result<Self> {
         let lowers: Vec<PathBuf> = lowers.into_iter().map(PathBuf::from).collect();
         let v = UnionView::open(&lowers, upper.as_deref().map(Path::new), work.as_deref().map(Path::new))
-            .map_err(crate::to_js)?;
+            .map_err(crate::throw(&env))?;
         Ok(NativeUnionView { inner: Arc::new(v) })
     }
 
@@ -156,19 +160,19 @@ impl NativeUnionView {
     }
 
     #[napi(ts_return_type = "Promise<NativeUnionStat>")]
-    pub fn stat(&self, path: String, follow: bool) -> AsyncTask<ViewJob<NativeUnionStat>> {
+    pub fn stat(&self, path: String, follow: bool) -> ViewTask<NativeUnionStat> {
         let v = self.inner.clone();
         job(move || if follow { v.stat(&path) } else { v.lstat(&path) }.map(Into::into))
     }
 
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn readlink(&self, path: String) -> AsyncTask<ViewJob<String>> {
+    pub fn readlink(&self, path: String) -> ViewTask<String> {
         let v = self.inner.clone();
         job(move || v.readlink(&path))
     }
 
     #[napi(ts_return_type = "Promise<NativeUnionDirent[]>")]
-    pub fn readdir(&self, path: String) -> AsyncTask<ViewJob<Vec<NativeUnionDirent>>> {
+    pub fn readdir(&self, path: String) -> ViewTask<Vec<NativeUnionDirent>> {
         let v = self.inner.clone();
         job(move || {
             v.readdir(&path).map(|es| {
@@ -178,114 +182,114 @@ impl NativeUnionView {
     }
 
     #[napi(ts_return_type = "Promise<Buffer>")]
-    pub fn read_file(&self, path: String) -> AsyncTask<ViewJob<Buffer>> {
+    pub fn read_file(&self, path: String) -> ViewTask<Buffer> {
         let v = self.inner.clone();
         job(move || v.read_file(&path).map(Buffer::from))
     }
 
     /// Opens the file in the layer holding it; the caller owns the returned fd.
     #[napi(ts_return_type = "Promise<number>")]
-    pub fn open_read(&self, path: String) -> AsyncTask<ViewJob<i32>> {
+    pub fn open_read(&self, path: String) -> ViewTask<i32> {
         let v = self.inner.clone();
         job(move || v.open_read(&path).map(|fd| fd.into_raw_fd()))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn write_file(&self, path: String, data: Buffer, append: bool, mode: u32) -> AsyncTask<ViewJob<()>> {
+    pub fn write_file(&self, path: String, data: Buffer, append: bool, mode: u32) -> ViewTask<()> {
         let v = self.inner.clone();
         let data: Vec<u8> = data.to_vec();
         job(move || v.write_file(&path, &data, append, mode))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn truncate(&self, path: String, len: f64) -> AsyncTask<ViewJob<()>> {
+    pub fn truncate(&self, path: String, len: f64) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.truncate(&path, len as u64))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn mkdir(&self, path: String, mode: u32, recursive: bool) -> AsyncTask<ViewJob<()>> {
+    pub fn mkdir(&self, path: String, mode: u32, recursive: bool) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || if recursive { v.mkdir_all(&path, mode) } else { v.create(&path, &CreateKind::Dir { mode }) })
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn symlink(&self, target: String, path: String) -> AsyncTask<ViewJob<()>> {
+    pub fn symlink(&self, target: String, path: String) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.create(&path, &CreateKind::Symlink { target }))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn mkfifo(&self, path: String, mode: u32) -> AsyncTask<ViewJob<()>> {
+    pub fn mkfifo(&self, path: String, mode: u32) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.create(&path, &CreateKind::Fifo { mode }))
     }
 
     /// A character (`block` false) or block device.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn mknod(&self, path: String, block: bool, mode: u32, major: u32, minor: u32) -> AsyncTask<ViewJob<()>> {
+    pub fn mknod(&self, path: String, block: bool, mode: u32, major: u32, minor: u32) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.create(&path, &CreateKind::Device { mode, block, major, minor }))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn link(&self, existing: String, path: String) -> AsyncTask<ViewJob<()>> {
+    pub fn link(&self, existing: String, path: String) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.link(&existing, &path))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn unlink(&self, path: String) -> AsyncTask<ViewJob<()>> {
+    pub fn unlink(&self, path: String) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.unlink(&path))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn rmdir(&self, path: String) -> AsyncTask<ViewJob<()>> {
+    pub fn rmdir(&self, path: String) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.rmdir(&path))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn rm(&self, path: String, recursive: bool, force: bool) -> AsyncTask<ViewJob<()>> {
+    pub fn rm(&self, path: String, recursive: bool, force: bool) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.rm(&path, recursive, force))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn rename(&self, from: String, to: String) -> AsyncTask<ViewJob<()>> {
+    pub fn rename(&self, from: String, to: String) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.rename(&from, &to))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn chmod(&self, path: String, mode: u32) -> AsyncTask<ViewJob<()>> {
+    pub fn chmod(&self, path: String, mode: u32) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.chmod(&path, mode))
     }
 
     /// `uid`/`gid` of -1 leave that id unchanged.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn chown(&self, path: String, uid: i64, gid: i64, follow: bool) -> AsyncTask<ViewJob<()>> {
+    pub fn chown(&self, path: String, uid: i64, gid: i64, follow: bool) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.chown(&path, uid as u32, gid as u32, follow))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn utimes(&self, path: String, atime_ms: f64, mtime_ms: f64, follow: bool) -> AsyncTask<ViewJob<()>> {
+    pub fn utimes(&self, path: String, atime_ms: f64, mtime_ms: f64, follow: bool) -> ViewTask<()> {
         let v = self.inner.clone();
         job(move || v.utimes(&path, ms_to_ns(atime_ms), ms_to_ns(mtime_ms), follow))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn setxattr(&self, path: String, name: String, value: Buffer) -> AsyncTask<ViewJob<()>> {
+    pub fn setxattr(&self, path: String, name: String, value: Buffer) -> ViewTask<()> {
         let v = self.inner.clone();
         let value = value.to_vec();
         job(move || v.setxattr(&path, &name, &value))
     }
 
     #[napi(ts_return_type = "Promise<NativeUnionXattr[]>")]
-    pub fn xattrs(&self, path: String) -> AsyncTask<ViewJob<Vec<NativeUnionXattr>>> {
+    pub fn xattrs(&self, path: String) -> ViewTask<Vec<NativeUnionXattr>> {
         let v = self.inner.clone();
         job(move || {
             v.xattrs(&path)
@@ -296,19 +300,19 @@ impl NativeUnionView {
 
 /// Creates an overlay whiteout (char 0/0) at a real path (building layers, tests).
 #[napi]
-pub fn union_make_whiteout(path: String) -> Result<()> {
-    inspect::make_whiteout(Path::new(&path)).map_err(crate::to_js)
+pub fn union_make_whiteout(env: Env, path: String) -> Result<()> {
+    inspect::make_whiteout(Path::new(&path)).map_err(crate::throw(&env))
 }
 
 /// Marks a real directory opaque (`trusted.overlay.opaque=y`).
 #[napi]
-pub fn union_set_opaque(path: String) -> Result<()> {
-    inspect::set_opaque(Path::new(&path)).map_err(crate::to_js)
+pub fn union_set_opaque(env: Env, path: String) -> Result<()> {
+    inspect::set_opaque(Path::new(&path)).map_err(crate::throw(&env))
 }
 
 /// Describes every object under a real directory (uppers, layers, mounts), sorted by path.
 #[napi(ts_return_type = "Promise<NativeUnionSnapEntry[]>")]
-pub fn union_snapshot(root: String) -> AsyncTask<ViewJob<Vec<NativeUnionSnapEntry>>> {
+pub fn union_snapshot(root: String) -> ViewTask<Vec<NativeUnionSnapEntry>> {
     job(move || {
         inspect::snapshot(Path::new(&root)).map(|es| {
             es.into_iter()
@@ -335,6 +339,7 @@ pub fn union_snapshot(root: String) -> AsyncTask<ViewJob<Vec<NativeUnionSnapEntr
 /// Synchronous on purpose (test set-up); the store uses `mountOverlay` (strata_core::mount).
 #[napi]
 pub fn union_mount_overlay(
+    env: Env,
     lowers: Vec<String>,
     upper: Option<String>,
     work: Option<String>,
@@ -352,11 +357,11 @@ pub fn union_mount_overlay(
         target: PathBuf::from(target),
         options,
     };
-    strata_core::mount::mount_overlay(&plan).map(|_| ()).map_err(crate::to_js)
+    strata_core::mount::mount_overlay(&plan).map(|_| ()).map_err(crate::throw(&env))
 }
 
 /// Unmounts `target` (`lazy`: MNT_DETACH).
 #[napi]
-pub fn union_umount(target: String, lazy: bool) -> Result<()> {
-    strata_core::mount::unmount(Path::new(&target), lazy).map(|_| ()).map_err(crate::to_js)
+pub fn union_umount(env: Env, target: String, lazy: bool) -> Result<()> {
+    strata_core::mount::unmount(Path::new(&target), lazy).map(|_| ()).map_err(crate::throw(&env))
 }

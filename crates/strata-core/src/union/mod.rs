@@ -22,6 +22,7 @@
 //!
 //! Writes are in [`ops`]: they reproduce, byte for byte and xattr for xattr, what overlayfs
 //! leaves in the upper dir (kernel-internal `trusted.overlay.origin`/`impure`/`uuid` aside).
+use crate::error::ErrorCode;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -76,9 +77,9 @@ impl UnionError {
 }
 
 impl crate::error::Coded for UnionError {
-    /// The errno name (`ENOENT`, `EXDEV`, ...): what Node users match on for fs-like calls.
-    fn code(&self) -> &'static str {
-        crate::error::errno_name(self.raw_errno())
+    /// `Io`, with the errno: the TS view names its errors after the errno (`ENOENT`, ...), as `fs` does.
+    fn code(&self) -> ErrorCode {
+        ErrorCode::Io
     }
     fn errno(&self) -> Option<i32> {
         Some(self.raw_errno())

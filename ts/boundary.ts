@@ -1,0 +1,78 @@
+/**
+ * The public API boundary. Each public class lists its methods and their argument checks once,
+ * next to the class (`expose(Images, { tag: [['source', v.string], ['target', v.string]], ... })`),
+ * and `expose` wraps those methods so that
+ *  - the arguments are checked before any work starts (ts/validate.ts): a wrong type or value is
+ *    an `InvalidArgument` StrataError, never a `TypeError` from deep inside;
+ *  - whatever the method throws leaves as a StrataError (`toStrataError`): a native error with its
+ *    code, a Node errno error (ENOSPC from a metadata write, ENOENT from a spawn) as `Io` with its
+ *    `syscode`, `errno` and `path`, anything else as `Internal`. No raw Node error leaves the API.
+ * Methods returning a promise reject (also for bad arguments); `sync` methods throw.
+ */
+import { toStrataError } from './errors'
+import { checkArgs, Signature } from './validate'
+
+/** A method's argument checks; `sync` for methods that return a value rather than a promise. */
+export type MethodSpec = Signature | { args: Signature; sync: true }
+
+/** What `expose` recorded, for the tests that check every public method's argument handling. */
+export interface ExposedClass {
+  name: string
+  methods: Record<string, Signature>
+  statics: Record<string, Signature>
+  sync: Set<string>
+}
+
+export const EXPOSED: ExposedClass[] = []
+
+function wrap(label: string, fn: (...a: unknown[]) => unknown, spec: MethodSpec): (...a: unknown[]) => unknown {
+  const sig = Array.isArray(spec) ? spec : (spec as { args: Signature }).args
+  if (!Array.isArray(spec)) {
+    return function (this: unknown, ...args: unknown[]) {
+      try {
+        checkArgs(label, sig, args)
+        return fn.apply(this, args)
+      } catch (e) {
+        throw toStrataError(e)
+      }
+    }
+  }
+  return function (this: unknown, ...args: unknown[]) {
+    try {
+      checkArgs(label, sig, args)
+      return Promise.resolve(fn.apply(this, args)).catch((e: unknown) => { throw toStrataError(e) })
+    } catch (e) {
+      return Promise.reject(toStrataError(e))
+    }
+  }
+}
+
+type Methods<T> = { [K in keyof T]?: MethodSpec }
+
+/**
+ * Wraps the listed instance methods (and `statics`) of `cls` in place. Names must be methods
+ * the class defines; a missing one is a mistake in the list and fails at load time.
+ */
+export function expose<T>(
+  cls: { prototype: T; name: string },
+  methods: Methods<T>,
+  statics: Record<string, MethodSpec> = {},
+): void {
+  const rec: ExposedClass = { name: cls.name, methods: {}, statics: {}, sync: new Set() }
+  const install = (target: Record<string, unknown>, name: string, spec: MethodSpec, into: Record<string, Signature>, label: string): void => {
+    const fn = target[name]
+    if (typeof fn !== 'function') throw new Error(`expose(${cls.name}): no method ${name}`)
+    target[name] = wrap(label, fn as (...a: unknown[]) => unknown, spec)
+    into[name] = Array.isArray(spec) ? spec : (spec as { args: Signature }).args
+    if (!Array.isArray(spec)) rec.sync.add(name)
+  }
+  const proto = cls.prototype as Record<string, unknown>
+  for (const [name, spec] of Object.entries(methods) as [string, MethodSpec][]) install(proto, name, spec, rec.methods, `${cls.name}.${name}`)
+  for (const [name, spec] of Object.entries(statics)) install(cls as unknown as Record<string, unknown>, name, spec, rec.statics, `${cls.name}.${name}`)
+  EXPOSED.push(rec)
+}
+
+/** A synchronous method's spec. */
+export function sync(args: Signature): MethodSpec {
+  return { args, sync: true }
+}
