@@ -147,9 +147,17 @@ test.serial('the terminal is restored when the CLI is killed by a signal and whe
   t.is((await cli(root, ['rm', '-f', 'victim'])).code, 0)
 
   t.is((await cli(root, ['create', '-it', '--name', 'sai', 'tty:1', 'sh'])).code, 0)
-  const gone = new Promise((resolve) => setTimeout(resolve, 1500)).then(() => cli(root, ['kill', 'sai']))
-  const r = await onTerminal(root, ['start', '-ai', 'sai'], [{ expect: PROMPT }, { sleep: 3 }])
-  t.is((await gone).code, 0)
+  // Killed from outside once it runs (bounded wait: a loaded machine starts it slowly).
+  const gone = (async () => {
+    for (let i = 0; i < 100; i++) {
+      if ((await cli(root, ['ps', '-q', '-f', 'name=^sai$'])).stdout.trim()) return cli(root, ['kill', 'sai'])
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    return { code: -1, stdout: '', stderr: 'sai never ran' }
+  })()
+  const r = await onTerminal(root, ['start', '-ai', 'sai'], [{ expect: PROMPT }, { sleep: 30 }])
+  const killed2 = await gone
+  t.is(killed2.code, 0, killed2.stderr)
   t.is(r.exitCode, 137, r.output)
   t.deepEqual(r.termiosAfter, r.termiosBefore)
 })
