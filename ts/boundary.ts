@@ -7,10 +7,17 @@
  *  - whatever the method throws leaves as a StrataError (`toStrataError`): a native error with its
  *    code, a Node errno error (ENOSPC from a metadata write, ENOENT from a spawn) as `Io` with its
  *    `syscode`, `errno` and `path`, anything else as `Internal`. No raw Node error leaves the API.
+ *  - a class's `before` hook runs first (a container thaws if a dead commit left it frozen) —
+ *    for the outermost call only: not for a public method another one calls (`stop` calls
+ *    `kill`, `view` asks `isMounted` under the shared lock), where the hook could ask for the
+ *    exclusive lock inside a section. An AsyncLocalStorage marks the work of a call.
  * Methods returning a promise reject (also for bad arguments); `sync` methods throw.
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { toStrataError } from './errors'
 import { checkArgs, Signature } from './validate'
+
+const insideApi = new AsyncLocalStorage<true>()
 
 /** A method's argument checks; `sync` for methods that return a value rather than a promise. */
 export type MethodSpec = Signature | { args: Signature; sync: true }
@@ -25,7 +32,10 @@ export interface ExposedClass {
 
 export const EXPOSED: ExposedClass[] = []
 
-function wrap(label: string, fn: (...a: unknown[]) => unknown, spec: MethodSpec): (...a: unknown[]) => unknown {
+/** Runs before every outermost call of a class's methods, with the object called. */
+export type BeforeHook = (self: never) => Promise<void>
+
+function wrap(label: string, fn: (...a: unknown[]) => unknown, spec: MethodSpec, before?: BeforeHook): (...a: unknown[]) => unknown {
   const sig = Array.isArray(spec) ? spec : (spec as { args: Signature }).args
   if (!Array.isArray(spec)) {
     return function (this: unknown, ...args: unknown[]) {
@@ -40,10 +50,14 @@ function wrap(label: string, fn: (...a: unknown[]) => unknown, spec: MethodSpec)
   return function (this: unknown, ...args: unknown[]) {
     try {
       checkArgs(label, sig, args)
-      return Promise.resolve(fn.apply(this, args)).catch((e: unknown) => { throw toStrataError(e) })
     } catch (e) {
       return Promise.reject(toStrataError(e))
     }
+    const run = async (): Promise<unknown> => {
+      if (before && !insideApi.getStore()) await insideApi.run(true, () => before(this as never))
+      return await insideApi.run(true, () => fn.apply(this, args))
+    }
+    return run().catch((e: unknown) => { throw toStrataError(e) })
   }
 }
 
@@ -57,12 +71,13 @@ export function expose<T>(
   cls: { prototype: T; name: string },
   methods: Methods<T>,
   statics: Record<string, MethodSpec> = {},
+  before?: (self: T) => Promise<void>,
 ): void {
   const rec: ExposedClass = { name: cls.name, methods: {}, statics: {}, sync: new Set() }
   const install = (target: Record<string, unknown>, name: string, spec: MethodSpec, into: Record<string, Signature>, label: string): void => {
     const fn = target[name]
     if (typeof fn !== 'function') throw new Error(`expose(${cls.name}): no method ${name}`)
-    target[name] = wrap(label, fn as (...a: unknown[]) => unknown, spec)
+    target[name] = wrap(label, fn as (...a: unknown[]) => unknown, spec, target === cls.prototype ? (before as BeforeHook | undefined) : undefined)
     into[name] = Array.isArray(spec) ? spec : (spec as { args: Signature }).args
     if (!Array.isArray(spec)) rec.sync.add(name)
   }

@@ -5,6 +5,9 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { native } from './native'
 import { call } from './errors'
+import { writeAll, writeFileSynced } from './metawrites'
+
+export { fsyncDir } from './metawrites'
 
 /** Whether `p` exists (not following a final symlink); an lstat on the calling thread. */
 export async function exists(p: string): Promise<boolean> {
@@ -39,43 +42,17 @@ export async function mustRead(p: string): Promise<string> {
   return s
 }
 
-/** Writes `data` atomically: temp file beside it, fsync, rename, fsync the directory. */
+/**
+ * Writes `data` atomically: temp file beside it, fsync, rename, fsync the directory. On any
+ * failure (ENOSPC while writing) the file is as it was and no temp file is left.
+ */
 export async function writeAtomic(p: string, data: string | Uint8Array): Promise<void> {
-  const tmp = path.join(path.dirname(p), `.${path.basename(p)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
-  const fh = await fs.open(tmp, 'wx', 0o644)
-  try {
-    await fh.writeFile(data)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  try {
-    await fs.rename(tmp, p)
-  } catch (e) {
-    await fs.rm(tmp, { force: true })
-    throw e
-  }
-  await fsyncDir(path.dirname(p))
+  await writeAll((w) => w.put(p, data))
 }
 
 /** Writes a small file and fsyncs it (for files inside a staging dir that is renamed later). */
 export async function writeDurable(p: string, data: string | Uint8Array): Promise<void> {
-  const fh = await fs.open(p, 'w', 0o644)
-  try {
-    await fh.writeFile(data)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, fsSync.constants.O_RDONLY | fsSync.constants.O_DIRECTORY)
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
+  await writeFileSynced(p, data)
 }
 
 /** Lists a directory of the store, or `[]` if it does not exist (on the calling thread, as `readIfExists`). */

@@ -7,6 +7,7 @@ import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { Layout, hex } from './layout'
 import { exists, listDir, readBytesIfExists, readIfExists, writeAtomic } from './fsx'
+import type { MetaWrites } from './metawrites'
 import { StrataError } from './errors'
 
 /** The parts of an OCI/Docker image config strata reads. Unknown fields are kept in the raw bytes. */
@@ -121,18 +122,20 @@ export class ImageDb {
     return (await readIfExists(path.join(this.layout.imageMeta(id), 'parent')))?.trim() || undefined
   }
 
-  async setParent(id: string, parent: string): Promise<void> {
-    await fs.mkdir(this.layout.imageMeta(id), { recursive: true })
-    await writeAtomic(path.join(this.layout.imageMeta(id), 'parent'), parent)
+  /** Stages the image's parent (commit's image: the container's image) into `w`. */
+  async setParent(w: MetaWrites, id: string, parent: string): Promise<void> {
+    await w.mkdir(this.layout.imageMeta(id))
+    await w.put(path.join(this.layout.imageMeta(id), 'parent'), parent)
   }
 
   async lastUpdated(id: string): Promise<string | undefined> {
     return (await readIfExists(path.join(this.layout.imageMeta(id), 'lastUpdated')))?.trim() || undefined
   }
 
-  async touch(id: string, when = new Date()): Promise<void> {
-    await fs.mkdir(this.layout.imageMeta(id), { recursive: true })
-    await writeAtomic(path.join(this.layout.imageMeta(id), 'lastUpdated'), when.toISOString())
+  /** Stages the image's `lastUpdated` (Docker's LastTagTime) into `w`. */
+  async touch(w: MetaWrites, id: string, when = new Date()): Promise<void> {
+    await w.mkdir(this.layout.imageMeta(id))
+    await w.put(path.join(this.layout.imageMeta(id), 'lastUpdated'), when.toISOString())
   }
 
   /** Image IDs starting with `prefix` (hex, with or without `sha256:`). */

@@ -13,6 +13,7 @@ import { hex } from './layout'
 import { LayerInfo } from './layers'
 import { UnionView } from './view'
 import { expose } from './boundary'
+import { writeAll } from './metawrites'
 import * as v from './validate'
 import { pruneImages, ImagePruneOptions, ImagePruneResult } from './prune'
 
@@ -101,14 +102,14 @@ function pathMatch(pattern: string, s: string): boolean {
 export class Images {
   constructor(private readonly ctx: StoreContext, private readonly users: ImageUsers) {}
 
-  private async sizeOf(img: StoredImage): Promise<number> {
+  async #sizeOf(img: StoredImage): Promise<number> {
     let size = 0
     for (const c of chainIdsOf(img.config.rootfs.diff_ids)) size += (await this.ctx.layers.get(c))?.size ?? 0
     return size
   }
 
   /** Map of image ID → IDs of images whose parent it is. */
-  private async children(): Promise<Map<string, string[]>> {
+  async #children(): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>()
     for (const id of await this.ctx.images.ids()) {
       const p = await this.ctx.images.parent(id)
@@ -125,7 +126,7 @@ export class Images {
   async #list(opts: ListOptions): Promise<ImageSummary[]> {
     const repos = await this.ctx.repos.read()
     const all = await this.ctx.images.all()
-    const kids = await this.children()
+    const kids = await this.#children()
     const f = opts.filters ?? {}
     const createdOf = async (s: string): Promise<number> => {
       const img = await this.ctx.images.get((await resolveImage(this.ctx, s)).id)
@@ -167,7 +168,7 @@ export class Images {
       if (!opts.all && tags.length === 0 && (kids.get(img.id)?.length ?? 0) > 0 && f.dangling === undefined) continue
       rows.push({
         id: img.id, repoTags: shownTags, repoDigests: digests, parentId: (await this.ctx.images.parent(img.id)) ?? '',
-        ...(created ? { created } : {}), size: await this.sizeOf(img), labels, containers: (await this.users(img.id)).length,
+        ...(created ? { created } : {}), size: await this.#sizeOf(img), labels, containers: (await this.users(img.id)).length,
       })
     }
     rows.sort((a, b) => (b.created?.getTime() ?? 0) - (a.created?.getTime() ?? 0) || a.id.localeCompare(b.id))
@@ -186,7 +187,7 @@ export class Images {
     const c = img.config
     const { tags, digests } = await this.ctx.repos.refsFor(id)
     const chain = chainIdsOf(c.rootfs.diff_ids)
-    const size = await this.sizeOf(img)
+    const size = await this.#sizeOf(img)
     const graph: Record<string, string> = {}
     if (chain.length > 0) {
       const stack = await this.ctx.layers.stack(chain[chain.length - 1])
@@ -296,37 +297,36 @@ export class Images {
       const repos = await this.ctx.repos.read()
       const { tags, digests } = refsIn(repos, id)
       const users = await this.users(id)
+      // The refs to drop are worked out first and go in one write of repositories.json.
+      const untag = (k: string): void => {
+        const repo = k.slice(0, k.includes('@') ? k.indexOf('@') : k.lastIndexOf(':'))
+        delete repos[repo]?.[k]
+        events.push({ untagged: k })
+      }
       if (ref) {
         if (!opts.force && users.length > 0) {
           throw new StrataError('Conflict', `conflict: unable to remove repository reference "${name}" (must force) - container ${shortId(users[0].id)} is using its referenced image ${shortId(id)}`)
         }
         const key = refKey(ref)
-        await this.ctx.repos.remove(ref.familiarName, key)
-        events.push({ untagged: key })
+        untag(key)
         const remaining = [...tags, ...digests].filter((k) => k !== key)
         // A removed tag whose repository keeps only digest refs takes those digests along.
         const sameRepoTags = remaining.filter((k) => !k.includes('@') && k.startsWith(`${ref.familiarName}:`))
-        if (sameRepoTags.length === 0) {
-          for (const d of remaining.filter((k) => k.startsWith(`${ref.familiarName}@`))) {
-            await this.ctx.repos.remove(ref.familiarName, d)
-            events.push({ untagged: d })
-          }
-        }
-        if ((await this.ctx.repos.refsFor(id)).tags.length + (await this.ctx.repos.refsFor(id)).digests.length > 0) return events
+        if (sameRepoTags.length === 0) for (const d of remaining.filter((k) => k.startsWith(`${ref.familiarName}@`))) untag(d)
+        await writeAll((w) => this.ctx.repos.stage(w, repos))
+        const left = refsIn(repos, id)
+        if (left.tags.length + left.digests.length > 0) return events
       } else {
         const all = [...tags, ...digests]
         const repoNames = new Set(all.map((k) => k.slice(0, k.includes('@') ? k.indexOf('@') : k.lastIndexOf(':'))))
         if (!opts.force && repoNames.size > 1) {
           throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (must be forced) - image is referenced in multiple repositories`)
         }
-        this.checkUsers(id, users, opts.force ?? false)
-        for (const k of all) {
-          const repo = k.slice(0, k.includes('@') ? k.indexOf('@') : k.lastIndexOf(':'))
-          await this.ctx.repos.remove(repo, k)
-          events.push({ untagged: k })
-        }
+        this.#checkUsers(id, users, opts.force ?? false)
+        for (const k of all) untag(k)
+        if (all.length > 0) await writeAll((w) => this.ctx.repos.stage(w, repos))
       }
-      await this.deleteImage(id, opts, events, users)
+      await this.#deleteImage(id, opts, events, users)
       return events
     })
   }
@@ -339,7 +339,7 @@ export class Images {
     return pruneImages(this.ctx, this, opts)
   }
 
-  private checkUsers(id: string, users: ImageUser[], force: boolean): void {
+  #checkUsers(id: string, users: ImageUser[], force: boolean): void {
     const running = users.find((u) => u.running)
     if (running) {
       throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (cannot be forced) - image is being used by running container ${shortId(running.id)}`)
@@ -349,33 +349,33 @@ export class Images {
     }
   }
 
-  private async deleteImage(id: string, opts: RemoveOptions, events: RemoveEvent[], users: ImageUser[]): Promise<void> {
-    const kids = (await this.children()).get(id) ?? []
+  async #deleteImage(id: string, opts: RemoveOptions, events: RemoveEvent[], users: ImageUser[]): Promise<void> {
+    const kids = (await this.#children()).get(id) ?? []
     if (kids.length > 0) {
       throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (cannot be forced) - image has dependent child images`)
     }
-    this.checkUsers(id, users, opts.force ?? false)
+    this.#checkUsers(id, users, opts.force ?? false)
     const img = await this.ctx.images.get(id)
     if (!img) return
     const parent = await this.ctx.images.parent(id)
     await this.ctx.images.delete(id)
     events.push({ deleted: id })
-    for (const chainId of await this.releasableLayers(img)) {
+    for (const chainId of await this.#releasableLayers(img)) {
       await this.ctx.layers.remove(chainId)
       events.push({ deleted: chainId })
     }
     if (!opts.noPrune && parent && (await this.ctx.images.has(parent))) {
       const refs = await this.ctx.repos.refsFor(parent)
       const pUsers = await this.users(parent)
-      const pKids = (await this.children()).get(parent) ?? []
+      const pKids = (await this.#children()).get(parent) ?? []
       if (refs.tags.length + refs.digests.length === 0 && pUsers.length === 0 && pKids.length === 0) {
-        await this.deleteImage(parent, opts, events, [])
+        await this.#deleteImage(parent, opts, events, [])
       }
     }
   }
 
   /** Layers of `img` (top first) that no other image and no container uses. */
-  private async releasableLayers(img: StoredImage): Promise<string[]> {
+  async #releasableLayers(img: StoredImage): Promise<string[]> {
     const used = new Set<string>()
     for (const other of await this.ctx.images.all()) {
       if (other.id === img.id) continue

@@ -1,8 +1,8 @@
 /** strata: Docker's image and container storage model as a library. */
 export { Store, DEFAULT_ROOT } from './store'
 export type { StoreOptions } from './store'
-export { StrataError } from './errors'
-export type { StrataErrorCode } from './errors'
+export { StrataError, ERROR_CODES } from './errors'
+export type { StrataErrorCode, ErrorCodeName, ErrnoName } from './errors'
 export type { LoadOptions, LoadProgress, LoadResult, LoadedImage } from './archive/load'
 export type { SaveOptions, SaveFormat } from './archive/save'
 export type { ImportOptions } from './archive/import'

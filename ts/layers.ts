@@ -101,28 +101,44 @@ export class LayerStore {
     if (await this.has(chainId)) return false
     const cacheId = this.newCacheId()
     const short = randomBase32(SHORT_LINK_LENGTH)
+    // First every write that needs disk space, in the staged dir and in a layerdb write-set...
     await writeDurable(path.join(staged.dir, LINK_FILE), short)
     const lower = await this.lowerFor(parent)
     if (lower) await writeDurable(path.join(staged.dir, LOWER_FILE), lower)
     await writeDurable(path.join(staged.dir, COMMITTED_FILE), '')
     await fsyncDir(staged.dir)
-    const final = this.layout.layerDir(cacheId)
-    await fs.rename(staged.dir, final)
-    await fs.symlink(path.join('..', cacheId, DIFF_DIR), this.layout.shortLink(short))
-    await fsyncDir(this.layout.overlay)
-    await fsyncDir(this.layout.links)
-
-    // layerdb entry: built under layerdb/tmp, renamed into place (the moment the layer exists).
     const ws = path.join(this.layout.layerdbTmp, `write-set-${randomHex(8)}`)
     await fs.mkdir(ws)
-    await writeDurable(path.join(ws, 'diff'), staged.diffId)
-    await writeDurable(path.join(ws, 'size'), String(staged.size))
-    await writeDurable(path.join(ws, 'cache-id'), cacheId)
-    if (parent) await writeDurable(path.join(ws, 'parent'), parent.chainId)
-    if (staged.compressedDigest) await writeDurable(path.join(ws, 'compressed-digest'), staged.compressedDigest)
-    await fs.rename(staged.tarSplit, path.join(ws, 'tar-split.json.gz'))
-    await fsyncDir(ws)
-    await fs.rename(ws, this.layout.layerMeta(chainId))
+    try {
+      await writeDurable(path.join(ws, 'diff'), staged.diffId)
+      await writeDurable(path.join(ws, 'size'), String(staged.size))
+      await writeDurable(path.join(ws, 'cache-id'), cacheId)
+      if (parent) await writeDurable(path.join(ws, 'parent'), parent.chainId)
+      if (staged.compressedDigest) await writeDurable(path.join(ws, 'compressed-digest'), staged.compressedDigest)
+      await fs.rename(staged.tarSplit, path.join(ws, 'tar-split.json.gz'))
+      await fsyncDir(ws)
+    } catch (e) {
+      await fs.rm(ws, { recursive: true, force: true })
+      throw e
+    }
+    // ...then the renames that make the layer visible: the overlay2 dir and its l/ link, then the
+    // layerdb entry (the moment the layer exists). A failure there takes the earlier ones back.
+    const final = this.layout.layerDir(cacheId)
+    const link = this.layout.shortLink(short)
+    let placed = false
+    try {
+      await fs.rename(staged.dir, final)
+      placed = true
+      await fs.symlink(path.join('..', cacheId, DIFF_DIR), link)
+      await fsyncDir(this.layout.overlay)
+      await fsyncDir(this.layout.links)
+      await fs.rename(ws, this.layout.layerMeta(chainId))
+    } catch (e) {
+      await fs.rm(link, { force: true })
+      if (placed) await fs.rename(final, staged.dir).catch(() => removeTree(final, this.layout.tmp))
+      await fs.rm(ws, { recursive: true, force: true })
+      throw e
+    }
     await fsyncDir(this.layout.layerdb)
     return {
       chainId, diffId: staged.diffId, size: staged.size, cacheId,

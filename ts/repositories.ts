@@ -1,13 +1,16 @@
 /**
  * Tags and digests: `image/overlay2/repositories.json`, Docker's reference store format:
  * `{"Repositories": {"busybox": {"busybox:latest": "sha256:<id>", "busybox@sha256:<d>": "sha256:<id>"}}}`
- * keyed by familiar names. Replaced atomically on every change (caller holds the store lock).
+ * keyed by familiar names. Changed in memory, then replaced atomically in one write per operation
+ * (`stage` into a MetaWrites; the caller holds the store lock).
  */
 import { Layout } from './layout'
-import { readIfExists, writeAtomic } from './fsx'
+import { readIfExists } from './fsx'
+import type { MetaWrites } from './metawrites'
 import { StrataError } from './errors'
 
-type RepoMap = Record<string, Record<string, string>>
+/** repository (familiar name) → ref key (`repo:tag` / `repo@digest`) → image ID. */
+export type RepoMap = Record<string, Record<string, string>>
 
 export class Repositories {
   constructor(private readonly layout: Layout) {}
@@ -22,14 +25,15 @@ export class Repositories {
     }
   }
 
-  async write(repos: RepoMap): Promise<void> {
+  /** Stages the new repositories.json (all refs sorted, empty repositories left out) into `w`. */
+  async stage(w: MetaWrites, repos: RepoMap): Promise<void> {
     const sorted: RepoMap = {}
     for (const r of Object.keys(repos).sort()) {
       if (Object.keys(repos[r]).length === 0) continue
       sorted[r] = {}
       for (const k of Object.keys(repos[r]).sort()) sorted[r][k] = repos[r][k]
     }
-    await writeAtomic(this.layout.repositories, JSON.stringify({ Repositories: sorted }))
+    await w.put(this.layout.repositories, JSON.stringify({ Repositories: sorted }))
   }
 
   /** The image a familiar ref (`repo:tag` / `repo@digest`) points at. */
@@ -40,22 +44,6 @@ export class Repositories {
   /** All refs pointing at `id`. */
   async refsFor(id: string): Promise<{ tags: string[]; digests: string[] }> {
     return refsIn(await this.read(), id)
-  }
-
-  async set(familiarRepo: string, key: string, id: string): Promise<void> {
-    const repos = await this.read()
-    ;(repos[familiarRepo] ??= {})[key] = id
-    await this.write(repos)
-  }
-
-  /** Removes one ref; returns the image it pointed at. */
-  async remove(familiarRepo: string, key: string): Promise<string | undefined> {
-    const repos = await this.read()
-    const id = repos[familiarRepo]?.[key]
-    if (id === undefined) return undefined
-    delete repos[familiarRepo][key]
-    await this.write(repos)
-    return id
   }
 }
 

@@ -7,6 +7,8 @@
 import { StoreContext } from './context'
 import { StrataError } from './errors'
 import { parseNormalizedNamed, parseReference, isFullId, isIdPrefix, Reference, withDefaultTag } from './reference'
+import type { RepoMap } from './repositories'
+import { writeAll } from './metawrites'
 
 /** Key of a reference in repositories.json: `repo:tag` or `repo@digest` (familiar). */
 export function refKey(ref: Reference): string {
@@ -50,13 +52,32 @@ export interface TagResult {
   replaced?: string
 }
 
-/** Points `target` (a tag reference) at `id`. Caller holds the store lock. */
-export async function setTag(ctx: StoreContext, target: string, id: string): Promise<TagResult> {
+/** Points `target` (a tag reference) at `id` in `repos` (in memory). */
+export function tagIn(repos: RepoMap, target: string, id: string): TagResult {
   const ref = parseReference(target)
   if (ref.digest !== undefined) throw new StrataError('InvalidReference', 'refusing to create a tag with a digest reference')
   const key = refKey(ref)
-  const before = await ctx.repos.resolve(ref.familiarName, key)
-  await ctx.repos.set(ref.familiarName, key, id)
-  await ctx.images.touch(id)
+  const before = repos[ref.familiarName]?.[key]
+  ;(repos[ref.familiarName] ??= {})[key] = id
   return { familiar: key, ...(before && before !== id ? { replaced: before } : {}) }
+}
+
+/**
+ * Points the tags `targets` at `id` in one write of repositories.json (with the image's
+ * lastUpdated): all of them or, on any failure (a full disk), none. Caller holds the store lock.
+ */
+export async function setTags(ctx: StoreContext, tags: readonly { target: string; id: string }[]): Promise<TagResult[]> {
+  if (tags.length === 0) return []
+  const repos = await ctx.repos.read()
+  const results = tags.map((t) => tagIn(repos, t.target, t.id))
+  await writeAll(async (w) => {
+    await ctx.repos.stage(w, repos)
+    for (const id of new Set(tags.map((t) => t.id))) await ctx.images.touch(w, id)
+  })
+  return results
+}
+
+/** Points `target` (a tag reference) at `id`. Caller holds the store lock. */
+export async function setTag(ctx: StoreContext, target: string, id: string): Promise<TagResult> {
+  return (await setTags(ctx, [{ target, id }]))[0]
 }

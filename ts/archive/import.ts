@@ -9,10 +9,11 @@ import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { StoreContext, cancelFor, throwIfAborted } from '../context'
 import { native } from '../native'
-import { call, StrataError } from '../errors'
+import { call, ioError, StrataError } from '../errors'
 import { setTag } from '../tags'
+import { allOrNothing } from '../rollback'
 import { applyChanges } from '../changes'
-import { ImageConfig } from '../imagedb'
+import { ImageConfig, imageIdOf } from '../imagedb'
 import { goArch } from '../platform'
 import { parseReference } from '../reference'
 
@@ -40,7 +41,7 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
     if (typeof input === 'string') {
       file = input
       const st = await fs.stat(file).catch((e: NodeJS.ErrnoException) => {
-        throw new StrataError('Io', `open ${file}: ${e.message}`, { syscode: e.code, path: file })
+        throw ioError(e, `open ${file}: ${e.message}`)
       })
       if (!st.isFile()) throw new StrataError('InvalidArgument', `${file} is not a file`)
     } else {
@@ -64,14 +65,18 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
       rootfs: { type: 'layers', diff_ids: [res.diffId] },
     }
     const raw = Buffer.from(JSON.stringify(config))
-    return await ctx.exclusive(async () => {
-      if (!(await ctx.layers.has(res.diffId))) {
-        await ctx.layers.register({ dir, tarSplit: req.tarSplit, diffId: res.diffId, size: res.size, ...(res.compression !== 'none' ? { compressedDigest: res.digest } : {}) }, res.diffId, undefined)
+    // All or nothing: a failure after the layer or the image appeared (a full disk) takes them back.
+    return await ctx.exclusive(() => allOrNothing(async (undo) => {
+      const staged = { dir, tarSplit: req.tarSplit, diffId: res.diffId, size: res.size, ...(res.compression !== 'none' ? { compressedDigest: res.digest } : {}) }
+      if (await ctx.layers.register(staged, res.diffId, undefined)) undo.add(`layer ${res.diffId}`, () => ctx.layers.remove(res.diffId))
+      const id = imageIdOf(raw)
+      if (!(await ctx.images.has(id))) {
+        await ctx.images.put(raw)
+        undo.add(`image ${id}`, () => ctx.images.delete(id))
       }
-      const id = await ctx.images.put(raw)
       if (opts.ref) await setTag(ctx, opts.ref, id)
       return id
-    }, opts.signal)
+    }), opts.signal)
   } finally {
     await staging.dispose()
   }

@@ -15,13 +15,14 @@ import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { StoreContext, cancelFor, throwIfAborted, Staging } from '../context'
 import { native } from '../native'
-import { call, StrataError } from '../errors'
+import { call, ioError, StrataError } from '../errors'
 import { TarSource, DirSource, ArchiveSource } from './source'
 import { readArchiveImages, ArchiveImage } from './manifest'
 import { parseConfig, imageIdOf } from '../imagedb'
 import { chainIdsOf } from '../chain'
 import { LayerInfo } from '../layers'
-import { setTag } from '../tags'
+import { setTags } from '../tags'
+import { allOrNothing } from '../rollback'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */
@@ -76,7 +77,7 @@ async function openSource(input: LoadInput, staging: Staging): Promise<ArchiveSo
     try {
       st = await fs.stat(input)
     } catch (e) {
-      throw new StrataError('Io', `open ${input}: ${(e as Error).message}`, { syscode: (e as NodeJS.ErrnoException).code, path: input })
+      throw ioError(e as NodeJS.ErrnoException, `open ${input}: ${(e as Error).message}`)
     }
     if (st.isDirectory()) return DirSource.open(input)
     file = input
@@ -194,35 +195,49 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
     }
     return { images: loaded, lines }
 
+    /**
+     * Layers bottom-up, then image configs, then every tag in one write of repositories.json;
+     * all or nothing: a failure (a full disk) takes back the layers and images it made.
+     */
     async function commit(): Promise<void> {
-      const byChain = new Map<string, LayerInfo>()
-      const layerOf = async (chainId: string): Promise<LayerInfo> => {
-        const have = byChain.get(chainId) ?? (await ctx.layers.get(chainId))
-        if (have) {
-          byChain.set(chainId, have)
-          return have
+      await allOrNothing(async (undo) => {
+        const byChain = new Map<string, LayerInfo>()
+        const layerOf = async (chainId: string): Promise<LayerInfo> => {
+          const have = byChain.get(chainId) ?? (await ctx.layers.get(chainId))
+          if (have) {
+            byChain.set(chainId, have)
+            return have
+          }
+          const p = plan.get(chainId)
+          if (!p?.staged) throw new StrataError('LayerNotFound', `layer ${chainId} vanished while loading`)
+          const parent = p.parentChainId ? await layerOf(p.parentChainId) : undefined
+          const reg = await ctx.layers.register({ ...p.staged, diffId: p.diffId }, chainId, parent)
+          if (reg) undo.add(`layer ${chainId}`, () => ctx.layers.remove(chainId))
+          const info = reg || (await ctx.layers.must(chainId))
+          byChain.set(chainId, info)
+          return info
         }
-        const p = plan.get(chainId)
-        if (!p?.staged) throw new StrataError('LayerNotFound', `layer ${chainId} vanished while loading`)
-        const parent = p.parentChainId ? await layerOf(p.parentChainId) : undefined
-        const reg = await ctx.layers.register({ ...p.staged, diffId: p.diffId }, chainId, parent)
-        const info = reg || (await ctx.layers.must(chainId))
-        byChain.set(chainId, info)
-        return info
-      }
-      for (const img of images) {
-        for (const c of img.chainIds) await layerOf(c)
-        await ctx.images.put(img.raw)
-        const tags: string[] = []
-        for (const t of img.tags) {
-          const r = await setTag(ctx, t, img.id)
-          if (r.replaced) lines.push(`The image ${r.familiar} already exists, renaming the old one with ID ${r.replaced} to empty string`)
-          tags.push(r.familiar)
-          lines.push(`Loaded image: ${r.familiar}`)
+        for (const img of images) {
+          for (const c of img.chainIds) await layerOf(c)
+          if (!(await ctx.images.has(img.id))) {
+            await ctx.images.put(img.raw)
+            undo.add(`image ${img.id}`, () => ctx.images.delete(img.id))
+          }
         }
-        if (tags.length === 0) lines.push(`Loaded image ID: ${img.id}`)
-        loaded.push({ id: img.id, tags })
-      }
+        const tagged = await setTags(ctx, images.flatMap((img) => img.tags.map((target) => ({ target, id: img.id }))))
+        let next = 0
+        for (const img of images) {
+          const tags: string[] = []
+          for (const _ of img.tags) {
+            const r = tagged[next++]
+            if (r.replaced) lines.push(`The image ${r.familiar} already exists, renaming the old one with ID ${r.replaced} to empty string`)
+            tags.push(r.familiar)
+            lines.push(`Loaded image: ${r.familiar}`)
+          }
+          if (tags.length === 0) lines.push(`Loaded image ID: ${img.id}`)
+          loaded.push({ id: img.id, tags })
+        }
+      })
     }
   } finally {
     await staging.dispose()

@@ -16,14 +16,16 @@ import { call, StrataError } from '../errors'
 import { readIfExists, readFileIfExists } from '../fsx'
 import { chainIdsOf } from '../chain'
 import { applyChanges } from '../changes'
-import { setTag } from '../tags'
+import { tagIn } from '../tags'
+import { allOrNothing } from '../rollback'
+import { writeAll } from '../metawrites'
 import { parseReference } from '../reference'
-import { ImageConfig, ContainerConfig } from '../imagedb'
+import { ImageConfig, ContainerConfig, imageIdOf } from '../imagedb'
 import { dockerConfig } from '../images'
 import { ContainerPaths } from './layout'
 import { ContainerRecord, readRecord, readHostConfig, writeRecord } from './record'
 import { INIT_PATHS } from './plan'
-import { pidAlive, readMountPlan } from './mounts'
+import { pidAlive, processStartTime, readMountPlan } from './mounts'
 import { supervise, mountIdOf, runtimeOf, updateRecord } from './supervisor'
 import { normalizeSignal } from './runtime'
 import { MASKED_PATHS, READONLY_PATHS } from './spec'
@@ -99,6 +101,11 @@ export class Container {
     this.#all = all
     this.id = id
     this.paths = new ContainerPaths(ctx.layout, id)
+  }
+
+  /** @internal Resumes the container if a commit paused it and died (`Containers.thaw`); the API boundary calls it. */
+  thawIfOrphaned(): Promise<void> {
+    return this.#all.thaw(this.id)
   }
 
   /** The record as stored now. */
@@ -366,11 +373,11 @@ export class Container {
     let paused = false
     if (rec.State.Running && !rec.State.Paused && opts.pause !== false) {
       // Recorded first, so a store opened after this process dies resumes the container.
-      await updateRecord(ctx, this.paths, (r) => { r.PausedBy = process.pid })
+      await updateRecord(ctx, this.paths, (r) => { r.PausedBy = process.pid; r.PausedByStart = processStartTime(process.pid) })
       try {
         await runtime.pause(this.id)
       } catch (e) {
-        await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy }).catch(() => undefined)
+        await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy; delete r.PausedByStart }).catch(() => undefined)
         throw e
       }
       paused = true
@@ -386,10 +393,11 @@ export class Container {
       } finally {
         if (paused) {
           await runtime.resume(this.id).catch(() => undefined)
-          await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy }).catch(() => undefined)
+          await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy; delete r.PausedByStart }).catch(() => undefined)
         }
       }
-      return await ctx.exclusive(async () => {
+      // All or nothing: a failure after the layer or the image config appeared takes them back.
+      return await ctx.exclusive(() => allOrNothing(async (undo) => {
         const parentImg = await ctx.images.get(rec.Image)
         if (!parentImg) throw new StrataError('ImageNotFound', `No such image: ${rec.Image}`)
         const pc = parentImg.config
@@ -399,7 +407,9 @@ export class Container {
           const chain = chainIdsOf(diffIds)
           const top = chain.length ? await ctx.layers.must(chain[chain.length - 1]) : undefined
           const newChain = chainIdsOf([...diffIds, committed.diffId]).pop()!
-          await ctx.layers.register({ dir: layerDir, tarSplit, diffId: committed.diffId, size: committed.size }, newChain, top)
+          if (await ctx.layers.register({ dir: layerDir, tarSplit, diffId: committed.diffId, size: committed.size }, newChain, top)) {
+            undo.add(`layer ${newChain}`, () => ctx.layers.remove(newChain))
+          }
           diffIds.push(committed.diffId)
         }
         const created = new Date().toISOString()
@@ -422,12 +432,21 @@ export class Container {
             ...(empty ? { empty_layer: true } : {}),
           }],
         }
-        const id = await ctx.images.put(Buffer.from(JSON.stringify(config)))
-        await ctx.images.setParent(id, rec.Image)
-        if (opts.ref) await setTag(ctx, opts.ref, id)
-        else await ctx.images.touch(id)
+        const raw = Buffer.from(JSON.stringify(config))
+        const id = imageIdOf(raw)
+        if (!(await ctx.images.has(id))) {
+          await ctx.images.put(raw)
+          undo.add(`image ${id}`, () => ctx.images.delete(id))
+        }
+        const repos = opts.ref ? await ctx.repos.read() : undefined
+        if (repos) tagIn(repos, opts.ref!, id)
+        await writeAll(async (w) => {
+          await ctx.images.setParent(w, id, rec.Image)
+          await ctx.images.touch(w, id)
+          if (repos) await ctx.repos.stage(w, repos)
+        })
         return id
-      }, opts.signal)
+      }), opts.signal)
     } finally {
       await staging.dispose()
     }
@@ -650,4 +669,4 @@ expose(Container, {
   logs: [],
   remove: [['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
   inspect: [],
-})
+}, {}, (c) => c.thawIfOrphaned())

@@ -29,7 +29,7 @@ import { withUserEnv } from './spec'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
 import { lowerChain, MAX_LOWER_DIRS } from './plan'
-import { MountManager, pidAlive } from './mounts'
+import { MountManager, pidAlive, processLives } from './mounts'
 import { runtimeOf } from './supervisor'
 import { Container } from './container'
 import { humanDuration } from '../format/units'
@@ -274,8 +274,9 @@ export class Containers {
       try {
         await call(() => fsBatch(ops))
       } catch (e) {
-        // Whatever got in place goes again; what is still staged goes with the staging dir.
-        await this.destroy(sk.id).catch(() => undefined)
+        // Whatever got in place goes again, and what is still staged.
+        await this.#destroy(sk.id).catch(() => undefined)
+        await this.#skeletons.discard(sk).catch(() => undefined)
         throw e
       }
       return sk.id
@@ -285,8 +286,37 @@ export class Containers {
   }
 
   /** `ps`: newest first; running only unless `all`. */
-  list(opts: ListContainersOptions = {}): Promise<ContainerSummary[]> {
+  async list(opts: ListContainersOptions = {}): Promise<ContainerSummary[]> {
+    await this.thawOrphans()
     return this.ctx.shared(() => this.#list(opts))
+  }
+
+  /**
+   * Resumes a container that a `commit` paused (runc pause, the cgroup freezer) in a process
+   * that died before resuming it. Every operation on a container does this first (the `before`
+   * hook of `Container`'s API boundary, and `ps` for all of them), so a frozen container thaws
+   * at the next touch from any process, not only at the next store open. Costs one record read
+   * when nothing is frozen.
+   */
+  async thaw(id: string): Promise<void> {
+    const p = this.paths(id)
+    const rec = await readRecord(p)
+    if (rec && pauserDied(rec)) await this.ctx.exclusive(() => this.#thaw(p))
+  }
+
+  /** `thaw` for every container. */
+  async thawOrphans(): Promise<void> {
+    for (const id of await this.ids()) await this.thaw(id)
+  }
+
+  /** Under the store lock: resumes the container if its pauser is (still) gone. */
+  async #thaw(p: ContainerPaths): Promise<void> {
+    const rec = await readRecord(p)
+    if (!rec || !pauserDied(rec)) return
+    await (await runtimeOf(this.ctx, p)).resume(p.id).catch(() => undefined)
+    delete rec.PausedBy
+    delete rec.PausedByStart
+    await writeRecord(p, rec)
   }
 
   async #list(opts: ListContainersOptions): Promise<ContainerSummary[]> {
@@ -402,7 +432,7 @@ export class Containers {
     let rec = await readRecord(p)
     if (rec?.State.Running || rec?.PausedBy) {
       // A container recorded running whose supervisor died may have exited long ago: ask first.
-      await this.ctx.exclusive(() => this.repairOne(id, { removed: 0, exited: 0, unmounted: 0 }))
+      await this.ctx.exclusive(() => this.#repairOne(id, { removed: 0, exited: 0, unmounted: 0 }))
       rec = await readRecord(p)
     }
     if (!rec) throw new StrataError('ContainerNotFound', `No such container: ${nameOrId}`)
@@ -423,7 +453,7 @@ export class Containers {
       if (r?.State.Running && pidAlive(r.Supervisor ?? 0)) {
         throw new StrataError('Conflict', `cannot remove container "${r.Name}": container is running: stop the container before removing or force remove`)
       }
-      await this.destroy(id, rec.Image)
+      await this.#destroy(id, rec.Image)
     })
   }
 
@@ -431,7 +461,7 @@ export class Containers {
    * Deletes a container: unmount, record, layer record, files, then the image layers nobody uses
    * any more (an image removed with `rmi -f` while this container held them). Caller holds the lock.
    */
-  private async destroy(id: string, imageId?: string): Promise<void> {
+  async #destroy(id: string, imageId?: string): Promise<void> {
     const p = this.paths(id)
     const layout = this.ctx.layout
     const [mountId, initId, parent] = await Promise.all(['mount-id', 'init-id', 'parent'].map(async (f) => (await readIfExists(path.join(p.mountMeta, f)))?.trim()))
@@ -458,10 +488,10 @@ export class Containers {
     await call(() => fsBatch(ops))
     this.ctx.reclaim(trash)
     // The image's own chain keeps every layer below this container alive while the image exists.
-    if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.releaseImageLayers(parent)
+    if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.#releaseImageLayers(parent)
   }
 
-  private async releaseImageLayers(parent: string): Promise<void> {
+  async #releaseImageLayers(parent: string): Promise<void> {
     const used = new Set<string>()
     for (const img of await this.ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
     for (const c of await this.ctx.containerLayerParents()) {
@@ -494,7 +524,7 @@ export class Containers {
       if (!/^[0-9a-f]{64}$/.test(id)) continue
       // One container that cannot be repaired (say, the runtime binary is gone) must not keep the store shut.
       try {
-        await this.repairOne(id, report)
+        await this.#repairOne(id, report)
       } catch (e) {
         process.emitWarning(`strata: cannot repair container ${id}: ${(e as Error).message}`)
       }
@@ -502,22 +532,18 @@ export class Containers {
     return report
   }
 
-  private async repairOne(id: string, report: { removed: number; exited: number; unmounted: number }): Promise<void> {
+  async #repairOne(id: string, report: { removed: number; exited: number; unmounted: number }): Promise<void> {
     const p = this.paths(id)
+    // A commit died between `runc pause` and `runc resume`.
+    await this.#thaw(p)
     const rec = await readRecord(p)
     if (!rec) {
-      await this.destroy(id)
+      await this.#destroy(id)
       report.removed++
       return
     }
     const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
     const runtime = await runtimeOf(this.ctx, p)
-    if (rec.PausedBy && !pidAlive(rec.PausedBy)) {
-      // A commit died between `runc pause` and `runc resume`.
-      await runtime.resume(id).catch(() => undefined)
-      delete rec.PausedBy
-      await writeRecord(p, rec)
-    }
     if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) {
       const st = await runtime.state(id)
       if (!(st && (st.status === 'running' || st.status === 'paused'))) {
@@ -534,6 +560,11 @@ export class Containers {
     }
   }
 
+}
+
+/** Whether a `commit` paused the container and died before resuming it. */
+function pauserDied(rec: ContainerRecord): boolean {
+  return rec.PausedBy !== undefined && !processLives(rec.PausedBy, rec.PausedByStart)
 }
 
 /** The COMMAND of `ps` as the daemon builds it: args containing a space are wrapped in single quotes. */
@@ -579,4 +610,6 @@ expose(Containers, {
   remove: [['nameOrId', v.nonEmptyString], ['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
   repair: [],
   dispose: [],
+  thaw: [['id', v.nonEmptyString]],
+  thawOrphans: [],
 })

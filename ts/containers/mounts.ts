@@ -78,6 +78,23 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/** When process `pid` started (clock ticks since boot, `/proc/<pid>/stat` field 22); undefined if it is gone. */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Field 2 (the command) is in parentheses and may hold spaces: count from after it.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
+
+/** Whether the process recorded as `pid` (started at `start`, when known) still runs. */
+export function processLives(pid: number, start?: string): boolean {
+  if (!pidAlive(pid)) return false
+  return start === undefined || processStartTime(pid) === start
+}
+
 /**
  * Refs still held: user refs, and process refs whose process lives. While the container runs,
  * a process ref stays even if its supervisor died: the container still runs on that rootfs.

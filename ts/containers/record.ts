@@ -49,8 +49,13 @@ export interface ContainerRecord {
   RestartCount: number
   /** strata: pid of the process supervising the runtime while running (the CLI or the shim). */
   Supervisor?: number
-  /** strata: pid of a `commit` that has paused the container (resumed by repair if that process died). */
+  /**
+   * strata: pid of a `commit` that has paused the container (runc pause) and its start time
+   * (`/proc/<pid>/stat` field 22, so a reused pid is not taken for it): if that process dies
+   * before resuming it, the next operation on the container, from any process, resumes it.
+   */
   PausedBy?: number
+  PausedByStart?: string
   /** strata: the stdin the process was started with. */
   OpenStdin?: boolean
 }

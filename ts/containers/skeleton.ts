@@ -184,6 +184,16 @@ export class Skeletons {
       .finally(() => { this.#building = undefined })
   }
 
+  /**
+   * Removes what is left of a skeleton that a failed create did not put in place, and the
+   * staging dir when it holds nothing else: a failed create leaves no trace under tmp/.
+   */
+  async discard(sk: Skeleton): Promise<void> {
+    const pieces = [sk.meta, sk.layer.dir, sk.layer.link, sk.container, ...(sk.init ? [sk.init.dir, sk.init.link] : [])]
+    await call(() => fsBatch(pieces.map((p) => ({ op: 'removeAll', path: p }))))
+    if (this.#ready.length === 0 && !this.#building) await this.dispose()
+  }
+
   /** Waits for a build under way and removes the staging dir (Store.close). */
   async dispose(): Promise<void> {
     clearTimeout(this.#timer)

@@ -1,0 +1,80 @@
+/**
+ * All-or-nothing changes to the store's small metadata files (repositories.json, an image's
+ * `lastUpdated`/`parent`, ...). Every new content is first written and synced to a temp file
+ * beside its target — the only steps that need disk space — and only then are the temp files
+ * renamed into place. A full disk, or any other failure while writing, therefore leaves every
+ * file as it was: the temp files (and directories made for them) are removed again.
+ */
+import * as fs from 'node:fs/promises'
+import * as fsSync from 'node:fs'
+import * as path from 'node:path'
+import { randomBytes } from 'node:crypto'
+
+export class MetaWrites {
+  readonly #staged: { tmp: string; target: string }[] = []
+  readonly #madeDirs: string[] = []
+
+  /** Makes `dir` (and missing parents) if needed; removed again if the writes are discarded. */
+  async mkdir(dir: string): Promise<void> {
+    const first = await fs.mkdir(dir, { recursive: true, mode: 0o755 })
+    if (first) {
+      // fs.mkdir names the first dir it made: record it and the ones below it, deepest first.
+      for (let d = dir; d.length >= first.length; d = path.dirname(d)) this.#madeDirs.push(d)
+    }
+  }
+
+  /** Writes `data` for `target` to a synced temp file beside it. */
+  async put(target: string, data: string | Uint8Array): Promise<void> {
+    const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+    this.#staged.push({ tmp, target })
+    await writeFileSynced(tmp, data, 'wx')
+  }
+
+  /** Renames every staged file into place, in the order they were put, then syncs their dirs. */
+  async commit(): Promise<void> {
+    for (const { tmp, target } of this.#staged) await fs.rename(tmp, target)
+    for (const dir of new Set(this.#staged.map((s) => path.dirname(s.target)))) await fsyncDir(dir)
+    this.#staged.length = 0
+    this.#madeDirs.length = 0
+  }
+
+  /** Removes what `put` and `mkdir` made. */
+  async discard(): Promise<void> {
+    for (const { tmp } of this.#staged) await fs.rm(tmp, { force: true })
+    for (const d of this.#madeDirs) await fs.rmdir(d).catch(() => undefined)
+    this.#staged.length = 0
+    this.#madeDirs.length = 0
+  }
+}
+
+/** Runs `fn` to stage writes, then commits them all, or discards them all if anything failed. */
+export async function writeAll(fn: (w: MetaWrites) => Promise<void>): Promise<void> {
+  const w = new MetaWrites()
+  try {
+    await fn(w)
+    await w.commit()
+  } catch (e) {
+    await w.discard()
+    throw e
+  }
+}
+
+/** Writes `data` to `p` (opened with `flags`) and fsyncs it. */
+export async function writeFileSynced(p: string, data: string | Uint8Array, flags = 'w'): Promise<void> {
+  const fh = await fs.open(p, flags, 0o644)
+  try {
+    await fh.writeFile(data)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, fsSync.constants.O_RDONLY | fsSync.constants.O_DIRECTORY)
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
