@@ -376,6 +376,7 @@ expose(UnionView, {
   symlink: [['target', v.string], ['path', path]],
   link: [['existing', path], ['path', path]],
   mkfifo: [['path', path], ['mode', mode]],
+  mknod: [['path', path], ['block', v.boolean], ['mode', v.count], ['major', v.count], ['minor', v.count]],
   setxattr: [['path', path], ['name', v.nonEmptyString], ['value', v.bytes]],
   xattrs: [['path', path]],
 }, {
