@@ -36,7 +36,7 @@ test('images prints Docker columns, sizes and ages; -q, --no-trunc, --digests, -
   t.is((await cli(root, ['images', '-f', 'dangling=true', '-q'])).stdout, '')
   const bad = await cli(root, ['images', '-f', 'color=blue'])
   t.is(bad.code, 1)
-  t.regex(bad.stderr, /invalid filter 'color'/)
+  t.regex(bad.stderr, /Invalid filter 'color'/)
 })
 
 test('tag, then rmi prints Untagged/Deleted lines as Docker does, and refuses conflicts without -f', async (t) => {
@@ -48,7 +48,7 @@ test('tag, then rmi prints Untagged/Deleted lines as Docker does, and refuses co
   // By ID while several repositories reference it: a conflict.
   const conflict = await cli(root, ['rmi', bb.id.slice(7, 19)])
   t.is(conflict.code, 1)
-  t.is(conflict.stderr, `Error: conflict: unable to delete ${bb.id.slice(7, 19)} (must be forced) - image is referenced in multiple repositories\n`)
+  t.is(conflict.stderr, `Error response from daemon: conflict: unable to delete ${bb.id.slice(7, 19)} (must be forced) - image is referenced in multiple repositories\n`)
   // By tag: only untags.
   const untag = await cli(root, ['rmi', 'mine/bb:v1'])
   t.is(untag.stdout, 'Untagged: mine/bb:v1\n')
@@ -62,7 +62,7 @@ test('tag, then rmi prints Untagged/Deleted lines as Docker does, and refuses co
   t.is(out.length, 4)
   const missing = await cli(root, ['rmi', 'busybox'])
   t.is(missing.code, 1)
-  t.is(missing.stderr, 'Error: No such image: busybox:latest\n')
+  t.is(missing.stderr, 'Error response from daemon: No such image: busybox:latest\n')
 })
 
 test('rmi keeps layers another image still uses', async (t) => {

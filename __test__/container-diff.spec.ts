@@ -1,8 +1,8 @@
 /**
- * `diff` prints what `docker diff` prints for an overlay2 container: moby's OverlayChanges over
- * the writable layer against its lowers — A for new paths, C for changed ones (and for the
- * parent dir of every add/delete), D for whiteouts and for opaque dirs (a dir deleted and made
- * again: `D dir`, then its new children as `A`). The init layer's files never show.
+ * `diff` prints what `docker diff` prints for an overlay2 container, as the Docker Engine shows it
+ * (__test__/cli-diff-docker.spec.ts runs random scripts in both and compares): A for new paths,
+ * C for changed ones and for every ancestor dir of a change, D for what is gone; a dir deleted
+ * and made again is C, with D for each of its old children. The init layer's files never show.
  */
 import test from 'ava'
 import * as fs from 'node:fs'
@@ -33,8 +33,10 @@ test('adds, changes, deletes and opaque dirs, as docker diff lists them', async 
     'A /newdir/sub',
     'A /newdir/sub/f',
     'C /opt',
-    'D /opt/app',
+    'C /opt/app',
     'A /opt/app/fresh.txt',
+    'D /opt/app/keep.txt',
+    'D /opt/app/old.txt',
     'D /srv',
   ]
   t.deepEqual((await c.diff()).map((x) => `${x.kind} ${x.path}`), expected)

@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 // The `strata` command. Runs the CLI's one-file bundle (dist/cli/strata.js, made by
 // `npm run build:ts`) through a V8 code cache kept beside it (dist/cli/strata.js.cache), so
-// a command neither reads dozens of modules nor compiles the functions it runs. The cache is
-// written after a run when it was missing or V8 rejected it (another Node version, a new
-// bundle); where the package dir is read-only the CLI just runs without one.
+// a command neither reads dozens of modules nor compiles the functions it runs.
+//
+// The build makes the cache (scripts/bundle-cli.js runs this file with STRATA_WARM_CODE_CACHE=1:
+// the read-only commands run in one process against an empty store in a temporary dir, so the
+// cache holds the code they run, then it is written). A run that finds it missing or rejected by
+// V8 (another Node version) writes it again after its own command; where the package dir is
+// read-only the CLI just runs without one.
 'use strict'
 const path = require('node:path')
 const fs = require('node:fs')
@@ -38,8 +42,24 @@ function saveCache() {
   } catch { /* read-only install: run without a cache */ }
 }
 
-mod.exports
-  .main(process.argv.slice(2))
+/** The commands whose code goes into the cache the build makes (all read-only). */
+const WARM_UP = [['--help'], ['--version'], ['images'], ['images', '--format', '{{json .}}'], ['ps', '-a'], ['inspect', 'x'],
+  ['history', 'x'], ['diff', 'x'], ['rmi', 'x'], ['image', 'inspect', 'x']]
+
+async function warmUp() {
+  const os = require('node:os')
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-warm-'))
+  const quiet = { out() {}, err() {}, isTty: false }
+  try {
+    for (const argv of WARM_UP) await mod.exports.main(['--root', root, ...argv], quiet)
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true })
+  }
+  cachedData = undefined
+  saveCache()
+}
+
+;(process.env.STRATA_WARM_CODE_CACHE ? warmUp().then(() => 0) : mod.exports.main(process.argv.slice(2)))
   .then((code) => {
     process.exitCode = code
     saveCache()

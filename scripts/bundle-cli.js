@@ -5,7 +5,8 @@
 // dist/cli/shim.js, where the bundled `start` looks for it (next to its own code).
 // Command modules stay lazy inside the bundle (esbuild turns `import()` into a call that
 // evaluates the module on first use). The native addon is loaded at run time from native/.
-// Part of `npm run build:ts`; the V8 code cache beside the bundle is made by bin/strata.js.
+// Part of `npm run build:ts`. Then the V8 code cache beside the bundle is made by bin/strata.js,
+// warmed with the read-only commands (see there).
 'use strict'
 const path = require('node:path')
 const fs = require('node:fs')
@@ -27,5 +28,9 @@ esbuild.buildSync({
   logLevel: 'warning',
   legalComments: 'none',
 })
-// A new bundle invalidates the code cache made for the old one.
+// A new bundle invalidates the code cache made for the old one; make the new one.
 fs.rmSync(path.join(outdir, 'strata.js.cache'), { force: true })
+const warm = require('node:child_process').spawnSync(process.execPath, [path.join(root, 'bin', 'strata.js')], {
+  env: { ...process.env, STRATA_WARM_CODE_CACHE: '1' }, stdio: 'inherit',
+})
+if (warm.status !== 0) process.exitCode = 1

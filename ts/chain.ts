@@ -1,12 +1,13 @@
 /** Layer identities computed in TS: ChainIDs from DiffIDs (see GUIDE / strata-core digest.rs). */
-import { createHash } from 'node:crypto'
+import { native } from './native'
 
 /** ChainID of each prefix of `diffIds` (bottom layer first). */
 export function chainIdsOf(diffIds: readonly string[]): string[] {
   const out: string[] = []
   for (const d of diffIds) {
     const parent = out[out.length - 1]
-    out.push(parent === undefined ? d : `sha256:${createHash('sha256').update(`${parent} ${d}`).digest('hex')}`)
+    // The core's sha256 (the addon is loaded anyway): node:crypto would cost every command its load.
+    out.push(parent === undefined ? d : native.sha256Buffer(Buffer.from(`${parent} ${d}`)))
   }
   return out
 }

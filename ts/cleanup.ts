@@ -8,18 +8,57 @@
  * - layers no image or container uses (a deletion that crashed half-way);
  * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import { fsp as fs } from './lazy'
+import fsSync = require('node:fs')
+import path = require('node:path')
 import { StoreContext } from './context'
+import { Layout } from './layout'
 import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
 import { COMMITTED_FILE, LINK_DIR } from './layout'
-import { chainIdsOf } from './chain'
+import { runtimeFor } from './containers/supervisor'
 
 export interface CleanupReport {
   removedStaging: number
   removedLayers: number
   removedDirs: number
+}
+
+/**
+ * What a dead process may have left running in its staging dir: a build's step containers
+ * (runtime IDs `<staging name>-<n>`) are killed and deleted, and overlay mounts below the dir
+ * are detached — before anything is deleted, so no deletion goes through a mount.
+ */
+async function releaseStaging(ctx: StoreContext, name: string): Promise<void> {
+  if (name.startsWith('build-')) {
+    const runtime = runtimeFor(ctx)
+    for (const id of await listDir(runtime.stateRoot)) {
+      if (!id.startsWith(`${name}-`)) continue
+      await runtime.kill(id, 'SIGKILL', true).catch(() => undefined)
+      await runtime.delete(id, true).catch(() => undefined)
+    }
+  }
+  for (const m of native.overlayMounts(path.join(ctx.layout.tmp, name))) {
+    await native.unmount(m.mountPoint, true).catch(() => undefined)
+  }
+}
+
+/**
+ * Whether `tmp/` or `layerdb/tmp/` hold anything no live process owns — what the cleanup pass
+ * would remove there. Both are empty unless work is under way, so this is two readdirs (the
+ * locks are only tried, through the native addon, when there is something to look at).
+ */
+export function stagingLeftovers(layout: Layout): boolean {
+  for (const name of fsSync.readdirSync(layout.tmp)) {
+    const lockPath = path.join(layout.tmp, name.endsWith('.lock') ? name : `${name}.lock`)
+    if (!fsSync.existsSync(lockPath)) return true
+    const lock = native.tryLock(lockPath, true)
+    if (lock) {
+      lock.release()
+      return true
+    }
+  }
+  return fsSync.readdirSync(layout.layerdbTmp).length > 0
 }
 
 export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
@@ -31,6 +70,7 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
     const lockPath = path.join(layout.tmp, `${name}.lock`)
     const lock = (await exists(lockPath)) ? native.tryLock(lockPath, true) : null
     if ((await exists(lockPath)) && !lock) continue // owner alive
+    await releaseStaging(ctx, name)
     await fs.rm(path.join(layout.tmp, name), { recursive: true, force: true })
     await fs.rm(lockPath, { force: true })
     lock?.release()
@@ -57,22 +97,14 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
     }
   }
 
-  // Layers nobody uses (images, container parents), and their parents transitively.
-  const used = new Set<string>()
-  for (const img of await ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
+  // Layers nobody uses (images, container parents, build cache records), and their parents.
+  const used = await ctx.usedLayers()
   const mountRefs = new Set<string>()
   for (const cid of await listDir(layout.layerdbMounts)) {
     const dir = layout.mountMeta(cid)
     for (const f of ['mount-id', 'init-id']) {
       const v = await readIfExists(path.join(dir, f))
       if (v) mountRefs.add(v.trim())
-    }
-  }
-  for (const parent of await ctx.containerLayerParents()) {
-    let cur: string | undefined = parent
-    while (cur && !used.has(cur)) {
-      used.add(cur)
-      cur = (await ctx.layers.get(cur))?.parent
     }
   }
   for (const chainId of await ctx.layers.list()) {

@@ -2,9 +2,9 @@
  * What the store's modules share: the layout, the three dbs, the store lock and staging dirs.
  * Internal; the public surface is `Store` (ts/store.ts).
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from './lazy'
 import { statSync } from 'node:fs'
-import * as path from 'node:path'
+import path = require('node:path')
 import { Layout } from './layout'
 import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'
@@ -12,7 +12,10 @@ import { Repositories } from './repositories'
 import { native, fsBatch } from './native'
 import { call, toStrataError, StrataError } from './errors'
 import { randomHex, listDir, readIfExists } from './fsx'
+import { Writers } from './writers'
 import { StoreLock, LockMode } from './lock'
+import { chainIdsOf } from './chain'
+import { BuildCache } from './build/cache'
 
 /** A staging dir under `<root>/tmp`, owned (locked) by this process until disposed. */
 export interface Staging {
@@ -24,11 +27,22 @@ export class StoreContext {
   readonly layers: LayerStore
   readonly images: ImageDb
   readonly repos: Repositories
+  /** Build cache records (ts/build/cache.ts): they keep the layers they name alive. */
+  readonly buildCache: BuildCache
+  /** This process's entry in `writers/`, made before the first change (./writers.ts). */
+  readonly writers: Writers
 
   constructor(readonly layout: Layout) {
     this.layers = new LayerStore(layout)
     this.images = new ImageDb(layout)
     this.repos = new Repositories(layout)
+    this.buildCache = new BuildCache(layout)
+    this.writers = new Writers(layout.writers)
+  }
+
+  /** After the last change: this context no longer counts as a writer (Store.close, the shim). */
+  release(): void {
+    this.writers.unregister()
   }
 
   readonly #reclaiming = new Set<Promise<void>>()
@@ -62,15 +76,37 @@ export class StoreContext {
     return out
   }
 
+  /**
+   * Every layer something still needs: the layers of each image (but `exceptImage`), and the
+   * layers below what containers sit on and what build cache records name, transitively.
+   * The one answer cleanup, `rmi` and container removal ask before deleting a layer.
+   */
+  async usedLayers(exceptImage?: string): Promise<Set<string>> {
+    const used = new Set<string>()
+    for (const img of await this.images.all()) {
+      if (img.id === exceptImage) continue
+      for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
+    }
+    for (const top of [...(await this.containerLayerParents()), ...(await this.buildCache.chainIds())]) {
+      let cur: string | undefined = top
+      while (cur && !used.has(cur)) {
+        used.add(cur)
+        cur = (await this.layers.get(cur))?.parent
+      }
+    }
+    return used
+  }
+
   #busy = 0
-  #lastBusy = 0
+  // Process start, as performance.now()'s zero was.
+  #lastBusy = nowMs() - process.uptime() * 1000
 
   /**
    * Milliseconds since this process last held the store lock (0 while it holds it): background
    * work that would slow the store's own operations waits for a quiet moment.
    */
   quietFor(): number {
-    return this.#busy > 0 ? 0 : performance.now() - this.#lastBusy
+    return this.#busy > 0 ? 0 : nowMs() - this.#lastBusy
   }
 
   #lock?: StoreLock
@@ -91,6 +127,8 @@ export class StoreContext {
 
   /** Runs `fn` holding the store's exclusive lock (all metadata changes do). */
   exclusive<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    // Before the first change: a crash from here on leaves something for the next open to repair.
+    this.writers.register()
     return this.#locked('exclusive', fn, signal)
   }
 
@@ -105,7 +143,7 @@ export class StoreContext {
       return await this.lock.run(mode, fn, signal)
     } finally {
       this.#busy--
-      this.#lastBusy = performance.now()
+      this.#lastBusy = nowMs()
     }
   }
 
@@ -113,6 +151,7 @@ export class StoreContext {
   async staging(kind: string): Promise<Staging> {
     const name = `${kind}-${randomHex(8)}`
     const dir = path.join(this.layout.tmp, name)
+    this.writers.register()
     const lock = native.tryLock(`${dir}.lock`, true)
     if (!lock) throw new StrataError('Locked', `staging ${name} is locked`)
     await fs.mkdir(dir, { mode: 0o700 })
@@ -125,6 +164,11 @@ export class StoreContext {
       },
     }
   }
+}
+
+/** A monotonic clock in ms (`performance.now()` would load perf_hooks into every CLI command). */
+function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6
 }
 
 /** Converts an AbortSignal into a NativeCancel (and throws at once if already aborted). */

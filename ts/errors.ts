@@ -9,7 +9,7 @@
  * each other. Native errors arrive as JS errors whose `code`, `syscode`, `errno` and `path` are
  * properties set by the napi layer; `toStrataError` copies them over.
  */
-import { constants as osConstants } from 'node:os'
+import { os } from './lazy'
 
 /** Every code the API uses, in the core's order (checked against `native.errorCodes()` by a test). */
 export const ERROR_CODES = [
@@ -38,6 +38,12 @@ export const ERROR_CODES = [
   'CorruptMetadata',
   'RuntimeFailed',
   'NotRunning',
+  'DockerfileParse',
+  'StageNotFound',
+  'SourceNotFound',
+  'ContextEscape',
+  'ContextTooLarge',
+  'BuildFailed',
   'PathNotFound',
   'NotADirectory',
   'Io',
@@ -84,12 +90,10 @@ export class StrataError extends Error {
   }
 }
 
-const ERRNO_NUMBERS = osConstants.errno as Record<string, number>
-
 /** An `Io` StrataError for a Node errno error (`{ code: 'ENOSPC', errno: -28, path }`). */
 export function ioError(err: NodeJS.ErrnoException, message = err.message): StrataError {
   const syscode = err.code
-  const errno = typeof err.errno === 'number' ? Math.abs(err.errno) : syscode ? ERRNO_NUMBERS[syscode] : undefined
+  const errno = typeof err.errno === 'number' ? Math.abs(err.errno) : syscode ? (os.constants.errno as Record<string, number>)[syscode] : undefined
   return new StrataError('Io', message, { errno, syscode, path: err.path, cause: err })
 }
 

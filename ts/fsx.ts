@@ -1,8 +1,7 @@
 /** Small async filesystem helpers shared by the store modules. */
-import * as fs from 'node:fs/promises'
-import * as fsSync from 'node:fs'
-import * as path from 'node:path'
-import { randomBytes } from 'node:crypto'
+import { fsp as fs, crypto } from './lazy'
+import fsSync = require('node:fs')
+import path = require('node:path')
 import { native } from './native'
 import { call } from './errors'
 import { writeAll, writeFileSynced } from './metawrites'
@@ -67,14 +66,14 @@ export async function listDir(dir: string): Promise<string[]> {
 
 /** Random lowercase hex of `bytes` bytes. */
 export function randomHex(bytes: number): string {
-  return randomBytes(bytes).toString('hex')
+  return crypto.randomBytes(bytes).toString('hex')
 }
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
 
 /** Random uppercase base32 string, as Docker's overlay2 short link names. */
 export function randomBase32(length: number): string {
-  const bytes = randomBytes(length)
+  const bytes = crypto.randomBytes(length)
   let s = ''
   for (let i = 0; i < length; i++) s += BASE32[bytes[i] & 31]
   return s

@@ -2,9 +2,8 @@
  * The image db: image configs by ID (`imagedb/content/sha256/<id>`, bytes as received, so the ID —
  * the sha256 of those bytes — stays verifiable) and per-image metadata (`parent`, `lastUpdated`).
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
-import { createHash } from 'node:crypto'
+import { fsp as fs, crypto } from './lazy'
+import path = require('node:path')
 import { Layout, hex } from './layout'
 import { exists, listDir, readBytesIfExists, readIfExists, writeAtomic } from './fsx'
 import type { MetaWrites } from './metawrites'
@@ -58,7 +57,7 @@ export interface StoredImage {
 }
 
 export function imageIdOf(configBytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(configBytes).digest('hex')}`
+  return `sha256:${crypto.createHash('sha256').update(configBytes).digest('hex')}`
 }
 
 /** Parses and checks a config: it must have `rootfs.diff_ids` of valid digests. */

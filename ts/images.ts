@@ -10,8 +10,8 @@ import { StoredImage, ContainerConfig } from './imagedb'
 import { refsIn } from './repositories'
 import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
-import { LayerInfo } from './layers'
 import { UnionView } from './view'
+import { goPathMatch } from './gomatch'
 import { expose } from './boundary'
 import { writeAll } from './metawrites'
 import * as v from './validate'
@@ -75,28 +75,36 @@ function shortId(id: string): string {
   return hex(id).slice(0, 12)
 }
 
-/** Glob as Go's path.Match (`*`, `?`, `[...]`; `*` does not cross `/`). */
-function pathMatch(pattern: string, s: string): boolean {
-  let re = '^'
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]
-    if (c === '*') re += '[^/]*'
-    else if (c === '?') re += '[^/]'
-    else if (c === '[') {
-      const j = pattern.indexOf(']', i + 1)
-      if (j < 0) return false
-      let cls = pattern.slice(i + 1, j)
-      if (cls.startsWith('^')) cls = '^' + cls.slice(1).replace(/\\/g, '\\\\')
-      re += `[${cls}]`
-      i = j
-    } else if (c === '\\' && i + 1 < pattern.length) re += '\\' + pattern[++i]
-    else re += c.replace(/[.+^${}()|\\]/g, '\\$&')
-  }
-  try {
-    return new RegExp(re + '$').test(s)
-  } catch {
-    return false
-  }
+/** The repository of a `repo:tag` or `repo@digest` key. */
+function repoOf(key: string): string {
+  return key.includes('@') ? key.slice(0, key.indexOf('@')) : key.slice(0, key.lastIndexOf(':'))
+}
+
+/**
+ * moby's `isSingleReference`: the references all name one repository and at most one of them is
+ * a tag — removing the one the user named leaves the image nameless.
+ */
+function isSingleReference(refs: string[]): boolean {
+  if (refs.length <= 1) return refs.length === 1
+  return refs.filter((k) => !k.includes('@')).length <= 1 && new Set(refs.map(repoOf)).size === 1
+}
+
+/** Conflicts moby checks before deleting an image (`conflictType`), as bits of a mask. */
+const CHILD = 1
+const RUNNING = 2
+const REFERENCED = 4
+const STOPPED = 8
+/** Never overridden by `-f`. */
+const HARD = CHILD | RUNNING
+/** Overridden by `-f`. */
+const SOFT = REFERENCED | STOPPED
+
+/** A reason an image cannot be deleted now; `used`: a container holds it. */
+interface DeleteConflict {
+  used: boolean
+  /** No references and no child images. */
+  dangling: boolean
+  error: StrataError
 }
 
 export class Images {
@@ -154,7 +162,7 @@ export class Images {
       if (f.reference?.length) {
         shownTags = tags.filter((tag) => f.reference!.some((p) => {
           const repo = tag.slice(0, tag.lastIndexOf(':'))
-          return pathMatch(p, repo) || pathMatch(p, tag)
+          return goPathMatch(p, repo) || goPathMatch(p, tag)
         }))
         if (shownTags.length === 0) continue
       }
@@ -289,44 +297,62 @@ export class Images {
     })
   }
 
-  /** `rmi`: returns Docker's Untagged/Deleted events in order. */
+  /**
+   * `rmi`: returns Docker's Untagged/Deleted events in order. The rules are moby's
+   * `ImageDelete`, as the engine shows them (the differential test in
+   * __test__/cli-rmi-docker.spec.ts runs each case in both):
+   * - by reference: the reference goes; a container on the image refuses it (without `-f`) only
+   *   when it is the image's single reference (one repository, at most one tag). A tag whose
+   *   repository keeps only digest references takes those along. If no reference is left the
+   *   image itself is deleted, unless something holds it — then it stays, quietly, as
+   *   `<none>` (a dangling image nobody uses is the exception: that conflict is reported);
+   * - by ID: with a single reference, that reference goes first (a stopped container refuses it
+   *   without `-f`, a running one even with it); then the image is deleted if nothing holds it:
+   *   child images and running containers always hold it, references and stopped containers
+   *   unless `-f`;
+   * - after a deletion the parent image goes too when nothing references or uses it
+   *   (not with `--no-prune`).
+   * The references dropped go in one write of repositories.json, before any image is deleted.
+   */
   async remove(name: string, opts: RemoveOptions = {}): Promise<RemoveEvent[]> {
     return this.ctx.exclusive(async () => {
       const events: RemoveEvent[] = []
+      const force = opts.force ?? false
       const { id, ref } = await resolveImage(this.ctx, name)
       const repos = await this.ctx.repos.read()
-      const { tags, digests } = refsIn(repos, id)
-      const users = await this.users(id)
-      // The refs to drop are worked out first and go in one write of repositories.json.
+      const refsOf = (img: string): string[] => { const r = refsIn(repos, img); return [...r.tags, ...r.digests].sort() }
       const untag = (k: string): void => {
-        const repo = k.slice(0, k.includes('@') ? k.indexOf('@') : k.lastIndexOf(':'))
-        delete repos[repo]?.[k]
+        delete repos[repoOf(k)]?.[k]
         events.push({ untagged: k })
       }
+      let quiet = false
       if (ref) {
-        if (!opts.force && users.length > 0) {
-          throw new StrataError('Conflict', `conflict: unable to remove repository reference "${name}" (must force) - container ${shortId(users[0].id)} is using its referenced image ${shortId(id)}`)
+        if (!force && isSingleReference(refsOf(id))) {
+          const users = await this.users(id)
+          if (users.length > 0) {
+            throw new StrataError('Conflict', `conflict: unable to remove repository reference "${name}" (must force) - container ${shortId(users[0].id)} is using its referenced image ${shortId(id)}`)
+          }
         }
-        const key = refKey(ref)
-        untag(key)
-        const remaining = [...tags, ...digests].filter((k) => k !== key)
-        // A removed tag whose repository keeps only digest refs takes those digests along.
-        const sameRepoTags = remaining.filter((k) => !k.includes('@') && k.startsWith(`${ref.familiarName}:`))
-        if (sameRepoTags.length === 0) for (const d of remaining.filter((k) => k.startsWith(`${ref.familiarName}@`))) untag(d)
-        await writeAll((w) => this.ctx.repos.stage(w, repos))
-        const left = refsIn(repos, id)
-        if (left.tags.length + left.digests.length > 0) return events
-      } else {
-        const all = [...tags, ...digests]
-        const repoNames = new Set(all.map((k) => k.slice(0, k.includes('@') ? k.indexOf('@') : k.lastIndexOf(':'))))
-        if (!opts.force && repoNames.size > 1) {
-          throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (must be forced) - image is referenced in multiple repositories`)
+        untag(refKey(ref))
+        if (ref.digest === undefined && !refsOf(id).some((k) => !k.includes('@') && repoOf(k) === ref.familiarName)) {
+          // The repository keeps only digests of this image: they go with its last tag.
+          for (const d of refsOf(id).filter((k) => k.includes('@') && repoOf(k) === ref.familiarName)) untag(d)
         }
-        this.#checkUsers(id, users, opts.force ?? false)
-        for (const k of all) untag(k)
-        if (all.length > 0) await writeAll((w) => this.ctx.repos.stage(w, repos))
+        if (refsOf(id).length > 0) {
+          await writeAll((w) => this.ctx.repos.stage(w, repos))
+          return events
+        }
+        quiet = true
+      } else if (isSingleReference(refsOf(id))) {
+        const conflict = await this.#conflict(id, force ? HARD : HARD | STOPPED, refsOf(id))
+        if (conflict) throw conflict.error
+        for (const k of refsOf(id)) untag(k)
       }
-      await this.#deleteImage(id, opts, events, users)
+      // moby's removeAllReferencesToImageID, when the image is to go: decided before the write.
+      const conflict = await this.#conflict(id, force ? HARD : HARD | SOFT, refsOf(id))
+      if (!conflict) for (const k of refsOf(id)) untag(k)
+      if (events.length > 0) await writeAll((w) => this.ctx.repos.stage(w, repos))
+      await this.#deleteImage(id, events, conflict, !opts.noPrune, quiet)
       return events
     })
   }
@@ -339,22 +365,33 @@ export class Images {
     return pruneImages(this.ctx, this, opts)
   }
 
-  #checkUsers(id: string, users: ImageUser[], force: boolean): void {
+  /** The first of moby's delete conflicts `mask` asks about, or undefined. */
+  async #conflict(id: string, mask: number, refs: string[]): Promise<DeleteConflict | undefined> {
+    const kids = ((await this.#children()).get(id) ?? []).length
+    const make = (hard: boolean, used: boolean, why: string) => ({
+      used, dangling: refs.length === 0 && kids === 0,
+      error: new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (${hard ? 'cannot be forced' : 'must be forced'}) - ${why}`),
+    })
+    if (mask & CHILD && kids > 0) return make(true, false, 'image has dependent child images')
+    const users = mask & (RUNNING | STOPPED) ? await this.users(id) : []
     const running = users.find((u) => u.running)
-    if (running) {
-      throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (cannot be forced) - image is being used by running container ${shortId(running.id)}`)
-    }
-    if (!force && users.length > 0) {
-      throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (must be forced) - image is being used by stopped container ${shortId(users[0].id)}`)
-    }
+    if (mask & RUNNING && running) return make(true, true, `image is being used by running container ${shortId(running.id)}`)
+    if (mask & REFERENCED && refs.length > 0) return make(false, false, 'image is referenced in multiple repositories')
+    const stopped = users.find((u) => !u.running)
+    if (mask & STOPPED && stopped) return make(false, true, `image is being used by stopped container ${shortId(stopped.id)}`)
+    return undefined
   }
 
-  async #deleteImage(id: string, opts: RemoveOptions, events: RemoveEvent[], users: ImageUser[]): Promise<void> {
-    const kids = (await this.#children()).get(id) ?? []
-    if (kids.length > 0) {
-      throw new StrataError('Conflict', `conflict: unable to delete ${shortId(id)} (cannot be forced) - image has dependent child images`)
+  /**
+   * moby's `imageDeleteHelper` after its references are gone: the image goes unless `conflict`
+   * holds it (`quiet`: then without a word, unless the image is dangling and unused), then its
+   * parent is pruned quietly when nothing references or uses it.
+   */
+  async #deleteImage(id: string, events: RemoveEvent[], conflict: DeleteConflict | undefined, prune: boolean, quiet: boolean): Promise<void> {
+    if (conflict) {
+      if (quiet && (!conflict.dangling || conflict.used)) return
+      throw conflict.error
     }
-    this.#checkUsers(id, users, opts.force ?? false)
     const img = await this.ctx.images.get(id)
     if (!img) return
     const parent = await this.ctx.images.parent(id)
@@ -364,31 +401,14 @@ export class Images {
       await this.ctx.layers.remove(chainId)
       events.push({ deleted: chainId })
     }
-    if (!opts.noPrune && parent && (await this.ctx.images.has(parent))) {
-      const refs = await this.ctx.repos.refsFor(parent)
-      const pUsers = await this.users(parent)
-      const pKids = (await this.#children()).get(parent) ?? []
-      if (refs.tags.length + refs.digests.length === 0 && pUsers.length === 0 && pKids.length === 0) {
-        await this.#deleteImage(parent, opts, events, [])
-      }
-    }
+    if (!prune || !parent || !(await this.ctx.images.has(parent))) return
+    const { tags, digests } = await this.ctx.repos.refsFor(parent)
+    await this.#deleteImage(parent, events, await this.#conflict(parent, HARD | SOFT, [...tags, ...digests]), true, true)
   }
 
-  /** Layers of `img` (top first) that no other image and no container uses. */
+  /** Layers of `img` (top first) that no other image, container or build cache record uses. */
   async #releasableLayers(img: StoredImage): Promise<string[]> {
-    const used = new Set<string>()
-    for (const other of await this.ctx.images.all()) {
-      if (other.id === img.id) continue
-      for (const c of chainIdsOf(other.config.rootfs.diff_ids)) used.add(c)
-    }
-    for (const c of await this.ctx.containerLayerParents()) {
-      let cur: string | undefined = c
-      while (cur && !used.has(cur)) {
-        used.add(cur)
-        const l: LayerInfo | undefined = await this.ctx.layers.get(cur)
-        cur = l?.parent
-      }
-    }
+    const used = await this.ctx.usedLayers(img.id)
     return chainIdsOf(img.config.rootfs.diff_ids).reverse().filter((c) => !used.has(c))
   }
 }

@@ -2,8 +2,8 @@
  * The read-only layer store: `layerdb/sha256/<chain id>` entries and their `overlay2/<cache-id>` dirs.
  * A layer is identified by its ChainID and stored once, however many images use it.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import { fsp as fs } from './lazy'
+import path = require('node:path')
 import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR } from './layout'
 import { exists, mustRead, readIfExists, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
 import { StrataError } from './errors'

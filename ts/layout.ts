@@ -31,9 +31,19 @@
  * <root>/image/overlay2/layerdb/tmp/                              layerdb entries being built
  * <root>/image/overlay2/repositories.json       {"Repositories": {repo: {"repo:tag" | "repo@digest": id}}}
  * <root>/containers/<id>/config.v2.json          container records
+ * <root>/builder/cache/<key hex>.json          build cache records, one per filesystem step (format in
+ *                                                 ts/build/cache.ts): step key -> resulting layer ChainID;
+ *                                                 the layers they name stay alive after `rmi`
+ * <root>/builder/statindex/<sha256 of path>.json  a build context's stat index (format in
+ *                                                 ts/build/statindex.ts): lstat -> sha256 of contents
+ * <root>/builder/stub/                          the read-only bottom layer of build steps: empty
+ *                                                 mount points (proc, sys, dev, etc/hosts, ...) so
+ *                                                 the runtime never creates them in a step's layer
  * <root>/tmp/<staging>/  +  <root>/tmp/<staging>.lock
  *                                               work in progress; the lock is held by the process
  *                                               that owns it, so cleanup removes only dead ones
+ * <root>/writers/<boot id>-<pid>-<start time>   one empty file per process that may be changing
+ *                                               the store (./writers.ts); made last of all dirs
  * ```
  *
  * Visibility rules (what makes the store crash-safe):
@@ -43,9 +53,10 @@
  * - tags are written last, by atomically replacing `repositories.json`;
  * - deletion runs the other way round: tags, image config, layerdb entry, then the files.
  * A cleanup pass on open removes overlay2 dirs nobody references, broken layerdb entries,
- * and staging dirs whose owner died.
+ * and staging dirs whose owner died; it runs when a writer died or staging is left over
+ * (./writers.ts, ./store.ts), not on every open.
  */
-import * as path from 'node:path'
+import path = require('node:path')
 
 export const OVERLAY_DIR = 'overlay2'
 export const LINK_DIR = 'l'
@@ -75,11 +86,16 @@ export class Layout {
   get layerdbTmp(): string { return path.join(this.imageRoot, 'layerdb', 'tmp') }
   get repositories(): string { return path.join(this.imageRoot, 'repositories.json') }
   get containers(): string { return path.join(this.root, 'containers') }
+  get builder(): string { return path.join(this.root, 'builder') }
+  get buildCache(): string { return path.join(this.root, 'builder', 'cache') }
+  get statIndex(): string { return path.join(this.root, 'builder', 'statindex') }
+  get buildStub(): string { return path.join(this.root, 'builder', 'stub') }
+  get writers(): string { return path.join(this.root, 'writers') }
 
-  /** All directories a store needs, parents first. */
+  /** All directories a store needs, parents first; `writers` last, so it existing means all do. */
   get dirs(): string[] {
     return [this.root, this.overlay, this.links, this.tmp, this.imagedbContent, this.imagedbMetadata,
-      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers]
+      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.builder, this.buildCache, this.writers]
   }
 
   layerDir(cacheId: string): string { return path.join(this.overlay, cacheId) }

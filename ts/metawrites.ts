@@ -5,10 +5,9 @@
  * renamed into place. A full disk, or any other failure while writing, therefore leaves every
  * file as it was: the temp files (and directories made for them) are removed again.
  */
-import * as fs from 'node:fs/promises'
-import * as fsSync from 'node:fs'
-import * as path from 'node:path'
-import { randomBytes } from 'node:crypto'
+import fsSync = require('node:fs')
+import path = require('node:path')
+import { fsp as fs, crypto } from './lazy'
 
 export class MetaWrites {
   readonly #staged: { tmp: string; target: string }[] = []
@@ -25,7 +24,7 @@ export class MetaWrites {
 
   /** Writes `data` for `target` to a synced temp file beside it. */
   async put(target: string, data: string | Uint8Array): Promise<void> {
-    const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+    const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`)
     this.#staged.push({ tmp, target })
     await writeFileSynced(tmp, data, 'wx')
   }

@@ -2,23 +2,33 @@
  * Loads the napi addon. Internal: only the TS facade talks to `Native*` classes; the
  * generated `native/binding.d.ts` is the contract between the two.
  */
-import * as path from 'node:path'
-import * as fs from 'node:fs'
+import path = require('node:path')
+import fs = require('node:fs')
 
 type Binding = typeof import('../native/binding')
 
-function locate(): string {
+/** The addon file this package builds (package.json `napi.targets`: x86_64-unknown-linux-gnu). */
+const ADDON = `strata.${process.platform}-${process.arch}-gnu.node`
+
+function load(): Binding {
   // ts/ when run through tsx, dist/ts/ when compiled, dist/cli/ in the CLI's bundle: the addon
   // lives in <pkg>/native/.
   for (const up of ['..', '../..']) {
-    const candidate = path.resolve(__dirname, up, 'native', 'binding.js')
-    if (fs.existsSync(candidate)) return candidate
+    const dir = path.resolve(__dirname, up, 'native')
+    // The built addon itself when it is there: napi's generated binding.js ends up requiring
+    // the same file, but first tells glibc from musl by reading /usr/bin/ldd or a process
+    // report, some 15 ms of every CLI command.
+    const addon = path.join(dir, ADDON)
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    if (fs.existsSync(addon)) return require(addon) as Binding
+    const loader = path.join(dir, 'binding.js')
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    if (fs.existsSync(loader)) return require(loader) as Binding
   }
   throw new Error('strata: native addon not built; run `npm run setup`')
 }
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-export const native: Binding = require(locate())
+export const native: Binding = load()
 
 /**
  * A step of `fsBatch` (crates/strata-napi/src/fsbatch.rs): `target` is a symlink's target or a

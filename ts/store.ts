@@ -9,17 +9,19 @@
  * console.log(await store.images.list())
  * ```
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from './lazy'
 import type { Readable, Writable } from 'node:stream'
 import { Layout } from './layout'
 import { StoreContext } from './context'
-import { cleanup, CleanupReport } from './cleanup'
+import { cleanup, CleanupReport, stagingLeftovers } from './cleanup'
 import { load, LoadInput, LoadOptions, LoadResult } from './archive/load'
 import { save, SaveOptions } from './archive/save'
 import { importImage, ImportOptions } from './archive/import'
 import { Images, ImageUsers } from './images'
 import { ioError } from './errors'
 import { Containers } from './containers/containers'
+import { build, BuildOptions, BuildResult } from './build/builder'
+import { pruneBuildCache, PruneOptions, PruneResult } from './build/prune'
 import { expose } from './boundary'
 import * as v from './validate'
 import { diskUsage, DiskUsage } from './system'
@@ -50,20 +52,37 @@ export class Store {
     this.#users = (id) => this.containers.users(id)
   }
 
+  /**
+   * Opens (creating if needed) the store at `root`. The cleanup pass and the full container
+   * repair run only when something can have been left half-done: a writer that died
+   * (./writers.ts), staging no live process holds, or a store that has never recorded its
+   * writers. Otherwise an open is two or three readdirs, plus a look at each container's own
+   * files for what only they can show (a supervisor gone, mounts that disagree with the kernel).
+   */
   static async open(opts: StoreOptions = {}): Promise<Store> {
     const root = opts.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT
     const layout = new Layout(root)
-    try {
-      for (const d of layout.dirs) await fs.mkdir(d, { recursive: true, mode: 0o711 })
-    } catch (e) {
-      throw ioError(e as NodeJS.ErrnoException, `cannot create store at ${root}: ${(e as Error).message}`)
-    }
     const ctx = new StoreContext(layout)
-    const recovered = await ctx.exclusive(() => cleanup(ctx))
-    const store = new Store(ctx, recovered)
-    // Stale mounts and states a crashed process left (after cleanup, which keeps container layers).
-    await ctx.exclusive(() => store.containers.repair())
-    // What the repair removed is gone before the store is handed out.
+    const dead = ctx.writers.dead()
+    if (dead === undefined) {
+      try {
+        for (const d of layout.dirs) await fs.mkdir(d, { recursive: true, mode: 0o711 })
+      } catch (e) {
+        throw ioError(e as NodeJS.ErrnoException, `cannot create store at ${root}: ${(e as Error).message}`)
+      }
+    }
+    if (dead === undefined || dead.length > 0 || stagingLeftovers(layout)) {
+      const recovered = await ctx.exclusive(() => cleanup(ctx))
+      const store = new Store(ctx, recovered)
+      // Stale mounts and states a crashed process left (after cleanup, which keeps container layers).
+      await ctx.exclusive(() => store.containers.repair())
+      // What the repair removed is gone before the store is handed out.
+      await ctx.drain()
+      ctx.writers.forget(dead ?? [])
+      return store
+    }
+    const store = new Store(ctx, { removedStaging: 0, removedLayers: 0, removedDirs: 0 })
+    await store.containers.repairStale()
     await ctx.drain()
     return store
   }
@@ -85,6 +104,19 @@ export class Store {
   /** `docker import`: a rootfs tarball to a one-layer image; returns the image ID. */
   import(input: string | Readable, opts?: ImportOptions): Promise<string> {
     return importImage(this.#ctx, input, opts)
+  }
+
+  /**
+   * `docker build`: a Dockerfile and its context to an image, with a content-addressed layer
+   * cache (see ts/build/builder.ts). Resolves with the image ID; `tags` move only on success.
+   */
+  build(opts: BuildOptions): Promise<BuildResult> {
+    return build(this.#ctx, opts)
+  }
+
+  /** `docker builder prune`: removes build cache records and the layers only they kept. */
+  pruneBuildCache(opts?: PruneOptions): Promise<PruneResult> {
+    return pruneBuildCache(this.#ctx, opts)
   }
 
   /** `docker system df`: the images' layers (shared ones counted once), containers, caches. */
@@ -119,6 +151,7 @@ export class Store {
   async close(): Promise<void> {
     await this.containers.dispose()
     await this.#ctx.drain()
+    this.#ctx.release()
   }
 }
 
@@ -139,6 +172,17 @@ expose(Store, {
       onProgress: v.optional(v.func), signal,
     }))],
   ],
+  build: [['opts', v.options({
+    context: v.nonEmptyString, dockerfile: v.optional(v.nonEmptyString), dockerfileText: v.optional(v.string),
+    tags: v.optional(v.arrayOf(v.nonEmptyString)), buildArgs: v.optional(v.recordOf(v.string)), target: v.optional(v.nonEmptyString),
+    noCache: v.optional(v.boolean), noCacheFilter: v.optional(v.arrayOf(v.nonEmptyString)), network: v.optional(v.oneOf('host', 'none')),
+    labels: v.optional(v.recordOf(v.string)),
+    cacheFrom: v.optional(v.arrayOf(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString }))),
+    cacheTo: v.optional(v.arrayOf(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString }))),
+    contextLimits: v.optional(v.options({ maxEntries: v.optional(v.count), maxBytes: v.optional(v.nonNegative) })),
+    onProgress: v.optional(v.func), signal,
+  })]],
+  pruneBuildCache: [['opts', v.optional(v.options({ all: v.optional(v.boolean), keepStorage: v.optional(v.nonNegative) }))]],
   close: [],
   diskUsage: [],
   prune: [['opts', v.optional(v.options({ all: v.optional(v.boolean), filters: v.optional(v.recordOf(v.arrayOf(v.string))) }))]],

@@ -14,7 +14,7 @@
  * while in use; call `invalidate()` after changing the layers some other way (e.g. through a
  * kernel mount).
  */
-import * as fs from 'node:fs'
+import fs = require('node:fs')
 import type { Readable } from 'node:stream'
 import { native } from './native'
 import { StrataError, toStrataError, type ErrnoName } from './errors'

@@ -26,7 +26,7 @@ export const walkContainers = {
     sh: (cmd: string) => void,
     say: (text: string) => void,
   ): Promise<void> {
-    say('8. A container: the image\'s read-only layers + an init layer + a writable layer (seed 004)')
+    say('7. A container: the image\'s read-only layers + an init layer + a writable layer (seed 004)')
     await strata('run', '--name', NAME, 'demo/base:latest', 'sh', '-c',
       'echo hi > /greeting; echo "changed in the container" >> /etc/motd; rm /etc/passwd; mkdir /data && echo 42 > /data/answer; echo done')
     await strata('ps', '-a')
@@ -70,7 +70,7 @@ export const walkContainers = {
     await strata('export', '-o', out, NAME)
     sh(`tar -tf ${out} | grep -E '(greeting|data/answer|etc/motd|etc/passwd)$' ; rm -rf ${path.dirname(out)}`)
 
-    say('9. commit: the writable layer becomes a new read-only layer on top of the image (seed 003)')
+    say('8. commit: the writable layer becomes a new read-only layer on top of the image (seed 003)')
     await strata('commit', '-m', 'add greeting and data', '-a', 'strata walkthrough', NAME, COMMITTED)
     say('   history: one new layer on top; the parent image\'s row shows the parent\'s ID')
     await strata('history', COMMITTED)

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto'
 import { main } from './cli/main'
 import { Store } from './store'
 import { walkContainers } from './walkthrough-containers'
+import { walkBuild } from './walkthrough-build'
 
 const root = process.env.STRATA_ROOT ?? '/var/lib/strata'
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-walkthrough-'))
@@ -92,6 +93,7 @@ async function run(): Promise<void> {
     await store.images.remove(ref, { force: true }).catch(() => undefined)
   }
   await walkContainers.cleanupBefore(store)
+  await walkBuild.cleanupBefore(store)
 
   say('1. A base image from the host\'s busybox, like `docker import` (seed 002: rootfs on a shared kernel)')
   const rootfs = path.join(work, 'rootfs')
@@ -131,6 +133,7 @@ async function run(): Promise<void> {
   sh(`tar -tvf ${path.join(work, 'saved.tar')}`)
 
   await walkContainers.run(store, strata, sh, say)
+  await walkBuild.run(work, strata, sh, say)
 
   say('10. rmi: untag, then delete the image and the layers no other image uses (seed 003)')
   await strata('rmi', 'demo/app:latest')

@@ -2,10 +2,8 @@
  * `import`: a rootfs tarball (plain, gzip or zstd; file or stream) → a one-layer image, as
  * `docker import` makes it: history comment `Imported from <source>`, `-m` message, `-c` changes.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import path = require('node:path')
 import { createWriteStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { StoreContext, cancelFor, throwIfAborted } from '../context'
 import { native } from '../native'
@@ -16,6 +14,7 @@ import { applyChanges } from '../changes'
 import { ImageConfig, imageIdOf } from '../imagedb'
 import { goArch } from '../platform'
 import { parseReference } from '../reference'
+import { fsp as fs, streamPromises } from '../lazy'
 
 export interface ImportOptions {
   /** Tag for the new image. */
@@ -46,7 +45,7 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
       if (!st.isFile()) throw new StrataError('InvalidArgument', `${file} is not a file`)
     } else {
       file = path.join(staging.dir, 'input')
-      await pipeline(input, createWriteStream(file, { mode: 0o600 }))
+      await streamPromises.pipeline(input, createWriteStream(file, { mode: 0o600 }))
     }
     const total = (await fs.stat(file)).size
     const dir = path.join(staging.dir, 'layer')

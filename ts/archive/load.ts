@@ -8,10 +8,8 @@
  * 4. under the store lock, register layers bottom-up, then the image configs, then the tags.
  * Any failure before step 4 leaves the store untouched (the staging dir is removed).
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import path = require('node:path')
 import { createWriteStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { StoreContext, cancelFor, throwIfAborted, Staging } from '../context'
 import { native } from '../native'
@@ -23,6 +21,7 @@ import { chainIdsOf } from '../chain'
 import { LayerInfo } from '../layers'
 import { setTags } from '../tags'
 import { allOrNothing } from '../rollback'
+import { fsp as fs, streamPromises } from '../lazy'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */
@@ -83,7 +82,7 @@ async function openSource(input: LoadInput, staging: Staging): Promise<ArchiveSo
     file = input
   } else {
     file = path.join(staging.dir, 'input.tar')
-    await pipeline(input, createWriteStream(file, { mode: 0o600 }))
+    await streamPromises.pipeline(input, createWriteStream(file, { mode: 0o600 }))
   }
   if ((await magicOf(file)) !== 'none') {
     const plain = path.join(staging.dir, 'input.decompressed.tar')

@@ -3,9 +3,9 @@
  * form and the Docker ≥25 `blobs/sha256` form) or an OCI image layout (`index.json`, nested
  * indexes, manifests). Every blob named by digest is checked against that digest when read.
  */
-import { createHash } from 'node:crypto'
 import { ArchiveSource } from './source'
 import { StrataError } from '../errors'
+import { crypto } from '../lazy'
 
 export interface ArchiveLayerRef {
   /** Member name of the layer blob. */
@@ -39,7 +39,7 @@ function blobName(digest: unknown): string {
 /** Reads a blob named by digest and checks it. */
 export async function readVerified(src: ArchiveSource, digest: string): Promise<Buffer> {
   const data = await src.read(blobName(digest))
-  const found = `sha256:${createHash('sha256').update(data).digest('hex')}`
+  const found = `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`
   if (found !== digest) throw new StrataError('DigestMismatch', `blob ${digest}: content has digest ${found}`)
   return data
 }

@@ -4,12 +4,9 @@
  * a directory. Layer tars are rebuilt from `diff/` + tar-split, bit for bit the tars that were
  * loaded, and checked against their DiffIDs while written. Output appears atomically.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import path = require('node:path')
 import { createReadStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
 import type { Writable } from 'node:stream'
-import { createHash } from 'node:crypto'
 import { StoreContext, cancelFor, throwIfAborted } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
@@ -19,6 +16,7 @@ import { parseNormalizedNamed } from '../reference'
 import { refsIn } from '../repositories'
 import { hex } from '../layout'
 import { randomHex } from '../fsx'
+import { fsp as fs, crypto, streamPromises } from '../lazy'
 
 export type SaveFormat = 'docker' | 'oci'
 
@@ -39,7 +37,7 @@ interface Member {
 }
 
 function sha(data: Buffer): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`
+  return `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`
 }
 
 /** Which images, under which tags: a repo without tag means all its tags; an ID means no tag. */
@@ -148,7 +146,7 @@ async function saveLocked(ctx: StoreContext, names: string[], output: string | W
   try {
     const file = path.join(staging.dir, 'out.tar')
     await call(() => native.writeArchive(members, file, cancel))
-    await pipeline(createReadStream(file), output, { end: false })
+    await streamPromises.pipeline(createReadStream(file), output, { end: false })
   } finally {
     await staging.dispose()
   }

@@ -3,10 +3,10 @@
  * directory (OCI image layout / unpacked docker-archive). Member names from manifests are
  * normalised and must stay inside the archive: a manifest naming `../x` is a corrupt archive.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
+import path = require('node:path')
 import { native } from '../native'
 import { call, StrataError } from '../errors'
+import { fsp as fs } from '../lazy'
 
 /** Where a member's bytes are: a file and a byte range in it (layers are read in place). */
 export interface BlobLocation {

@@ -23,14 +23,15 @@ export interface FlagSpec {
 }
 
 export interface Parsed {
-  flags: Map<string, string[] | true>
+  /** A boolean flag given as `false` (`--human=false`, `-H=false`) is present with `false`. */
+  flags: Map<string, string[] | boolean>
   args: string[]
 }
 
 export function parseArgs(argv: string[], specs: FlagSpec[], stopAtPositional = false): Parsed {
   const byLong = new Map(specs.map((s) => [s.name, s]))
   const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short!, s]))
-  const flags = new Map<string, string[] | true>()
+  const flags = new Map<string, string[] | boolean>()
   const args: string[] = []
   const set = (spec: FlagSpec, v?: string) => {
     if (!spec.value) {
@@ -58,7 +59,7 @@ export function parseArgs(argv: string[], specs: FlagSpec[], stopAtPositional = 
       } else {
         if (eq >= 0 && !['true', 'false'].includes(a.slice(eq + 1))) throw new FlagError(`invalid boolean value for --${name}`)
         if (eq < 0 || a.slice(eq + 1) === 'true') set(spec)
-        else flags.delete(spec.name)
+        else flags.set(spec.name, false)
       }
       continue
     }
@@ -71,6 +72,14 @@ export function parseArgs(argv: string[], specs: FlagSpec[], stopAtPositional = 
           const v = rest !== '' ? rest : argv[++i]
           if (v === undefined) throw new FlagError(`flag needs an argument: '${a[j]}' in ${a}`)
           set(spec, v)
+          break
+        }
+        if (a[j + 1] === '=') {
+          // `-H=false`: a boolean short flag given a value (pflag's ParseBool spellings).
+          const v = a.slice(j + 2)
+          if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(v)) set(spec)
+          else if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(v)) flags.set(spec.name, false)
+          else throw new StrataError('InvalidArgument', `invalid argument "${v}" for "-${a[j]}, --${spec.name}" flag: strconv.ParseBool: parsing "${v}": invalid syntax`)
           break
         }
         set(spec)

@@ -65,6 +65,8 @@ export const COMMANDS: Record<string, CommandEntry> = {
   commit: { section: 'Container', summary: "Create a new image from a container's changes", load: () => import('./container-commands').then((m) => m.commitCommand) },
   export: { section: 'Container', summary: "Export a container's filesystem as a tar archive", load: () => import('./container-commands').then((m) => m.exportCommand) },
   mount: { section: 'Container', summary: "Mount a container's root filesystem (kernel overlayfs) and print its path", load: () => import('./container-commands').then((m) => m.mountCommand) },
+  build: { section: 'Build', summary: 'Build an image from a Dockerfile (BuildKit\'s output, strata\'s content-addressed cache)', load: () => import('./build-commands').then((m) => m.buildCommand) },
+  'builder prune': { section: 'Build', summary: 'Remove build cache records and the layers only they keep', load: () => import('./build-commands').then((m) => m.builderPruneCommand) },
   umount: { section: 'Container', summary: "Unmount a container's root filesystem", load: () => import('./container-commands').then((m) => m.umountCommand) },
   exec: { section: 'Container', summary: 'Execute a command in a running container', load: () => import('./exec-command').then((m) => m.execCommand) },
   cp: { section: 'Container', summary: 'Copy files/folders between a container and the local filesystem', load: () => import('./cp-command').then((m) => m.cpCommand) },

@@ -2,7 +2,7 @@
 import type { Store } from '../store'
 import { StrataError } from '../errors'
 import { parseArgs, flag, value, values } from './args'
-import { humanSize, ago, truncateId, historyCreatedBy } from '../format/units'
+import { humanSize, goUnitsHumanSize, ago, truncateId, historyCreatedBy } from '../format/units'
 import { renderTable } from '../format/table'
 import { printFormatted } from './output'
 import type { ImageFilters } from '../images'
@@ -17,14 +17,14 @@ function parseFilters(list: string[]): ImageFilters {
     const v = item.slice(eq + 1)
     switch (k) {
       case 'dangling':
-        if (!['true', 'false', '1', '0'].includes(v.toLowerCase())) throw new StrataError('InvalidArgument', `invalid filter 'dangling=${v}'`)
+        if (!['true', 'false', '1', '0'].includes(v.toLowerCase())) throw new StrataError('InvalidArgument', `Invalid filter 'dangling=[${v}]'`)
         f.dangling = v === 'true' || v === '1'
         break
       case 'reference': (f.reference ??= []).push(v); break
       case 'label': (f.label ??= []).push(v); break
       case 'before': f.before = v; break
       case 'since': f.since = v; break
-      default: throw new StrataError('InvalidArgument', `invalid filter '${k}'`)
+      default: throw new StrataError('InvalidArgument', `Invalid filter '${k}'`)
     }
   }
   return f
@@ -53,7 +53,8 @@ export async function imagesCommand(store: Store, argv: string[], io: Io): Promi
     const base = {
       ID: idOf(r.id), CreatedSince: r.created ? ago(r.created, now) : 'N/A',
       CreatedAt: r.created ? r.created.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' +0000 UTC') : '',
-      Size: humanSize(r.size), VirtualSize: humanSize(r.size), Containers: r.containers > 0 ? String(r.containers) : 'N/A',
+      // The engine counts containers only for `system df`; `images` shows N/A.
+      Size: humanSize(r.size), VirtualSize: goUnitsHumanSize(r.size), Containers: 'N/A',
       SharedSize: 'N/A', UniqueSize: 'N/A',
     }
     if (r.repoTags.length === 0) lines.push({ ...base, Repository: '<none>', Tag: '<none>', Digest: r.repoDigests[0]?.split('@')[1] ?? '<none>' })
@@ -63,8 +64,8 @@ export async function imagesCommand(store: Store, argv: string[], io: Io): Promi
     }
   }
   if (flag(p, 'quiet')) {
-    const seen = new Set<string>()
-    for (const l of lines) if (!seen.has(l.ID)) { seen.add(l.ID); io.out(`${l.ID}\n`) }
+    // One ID per line of the table, repeated for each tag, as the docker CLI prints them.
+    for (const l of lines) io.out(`${l.ID}\n`)
     return 0
   }
   const fmt = value(p, 'format')
@@ -97,7 +98,8 @@ export async function rmiCommand(store: Store, argv: string[], io: Io): Promise<
       }
     } catch (e) {
       if (!(e instanceof StrataError)) throw e
-      io.err(`Error: ${e.message}\n`)
+      // Each image's error on its own line, as the docker CLI prints the daemon's.
+      io.err(`Error response from daemon: ${e.message}\n`)
       rc = 1
     }
   }
@@ -109,15 +111,21 @@ export async function historyCommand(store: Store, argv: string[], io: Io): Prom
   if (p.args.length !== 1) throw new StrataError('InvalidArgument', '"history" requires exactly 1 argument.')
   const rows = await store.images.history(p.args[0])
   const noTrunc = flag(p, 'no-trunc')
+  // -H / --human, default true: sizes and times for people, else bytes and RFC 3339 times.
+  const human = !p.flags.has('human') || flag(p, 'human')
   const now = Date.now()
-  const data = rows.map((r) => ({
-    ID: r.id === '<missing>' ? r.id : noTrunc ? r.id : truncateId(r.id),
-    CreatedSince: r.created ? ago(r.created, now) : 'N/A',
-    CreatedAt: r.created?.toISOString() ?? '',
-    CreatedBy: historyCreatedBy(r.createdBy, !noTrunc),
-    Size: humanSize(r.size),
-    Comment: r.comment,
-  }))
+  const data = rows.map((r) => {
+    // The engine keeps whole seconds; the docker CLI prints them as RFC 3339 in UTC here.
+    const createdAt = r.created ? new Date(Math.floor(r.created.getTime() / 1000) * 1000).toISOString().replace('.000Z', 'Z') : '0001-01-01T00:00:00Z'
+    return {
+      ID: r.id === '<missing>' ? r.id : noTrunc ? r.id : truncateId(r.id),
+      CreatedSince: human ? (r.created ? ago(r.created, now) : 'N/A') : createdAt,
+      CreatedAt: createdAt,
+      CreatedBy: historyCreatedBy(r.createdBy, !noTrunc),
+      Size: human ? humanSize(r.size) : String(r.size),
+      Comment: r.comment,
+    }
+  })
   if (flag(p, 'quiet')) {
     for (const d of data) io.out(`${d.ID}\n`)
     return 0
@@ -127,6 +135,6 @@ export async function historyCommand(store: Store, argv: string[], io: Io): Prom
     printFormatted(io, fmt, data, { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' })
     return 0
   }
-  io.out(renderTable([['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], ...data.map((d) => [d.ID, d.CreatedSince, d.CreatedBy, d.Size, d.Comment])]))
+  io.out(renderTable([['IMAGE', human ? 'CREATED' : 'CREATED AT', 'CREATED BY', 'SIZE', 'COMMENT'], ...data.map((d) => [d.ID, d.CreatedSince, d.CreatedBy, d.Size, d.Comment])]))
   return 0
 }

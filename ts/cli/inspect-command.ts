@@ -18,6 +18,16 @@ async function findContainer(store: Store, name: string): Promise<Record<string,
   }
 }
 
+/**
+ * What the docker CLI prints for a name it cannot inspect: without `--type` its own
+ * `Error: No such object`, with one the engine's error for that kind of object.
+ */
+function notFound(type: string | undefined, name: string, e: StrataError): string {
+  if (type === 'image') return `Error response from daemon: no such image: ${name}: ${e.code === 'ImageNotFound' ? e.message : `No such image: ${name}`}`
+  if (type === 'container') return `Error response from daemon: No such container: ${name}`
+  return `Error: No such object: ${name}`
+}
+
 export async function inspectCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [{ name: 'format', short: 'f', value: true }, { name: 'type', value: true }, { name: 'size', short: 's' }])
   if (p.args.length === 0) throw new StrataError('InvalidArgument', '"inspect" requires at least 1 argument.')
@@ -34,7 +44,7 @@ export async function inspectCommand(store: Store, argv: string[], io: Io): Prom
       out.push(obj)
     } catch (e) {
       if (!(e instanceof StrataError) || !['ImageNotFound', 'ContainerNotFound', 'InvalidReference'].includes(e.code)) throw e
-      io.err(`Error: No such ${type === 'image' ? 'image' : type === 'container' ? 'container' : 'object'}: ${name}\n`)
+      io.err(`${notFound(type, name, e)}\n`)
       rc = 1
     }
   }

@@ -7,8 +7,8 @@
  * entries load their modules on first use, and the store (with the native addon) is loaded
  * only once a command that needs it runs.
  */
-import * as fs from 'node:fs'
-import * as path from 'node:path'
+import fs = require('node:fs')
+import path = require('node:path')
 import { toStrataError } from '../errors'
 import { FlagError } from './args'
 import { Io, processIo } from './io'

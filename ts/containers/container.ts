@@ -4,12 +4,10 @@
  * `diff` its writable layer, `commit` it to a new image, `export` its merged filesystem.
  * Everything is promise-based; processes are spawned, native calls are async.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
-import { spawn } from 'node:child_process'
+import { fsp as fs, childProcess, streamPromises, stream } from '../lazy'
+import path = require('node:path')
 import { createReadStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
-import { PassThrough, type Readable, type Writable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { StoreContext, cancelFor } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
@@ -190,7 +188,7 @@ export class Container {
     const out: Buffer[] = []
     const err: Buffer[] = []
     const collect = (bufs: Buffer[]) => {
-      const s = new PassThrough()
+      const s = new stream.PassThrough()
       s.on('data', (d: Buffer) => bufs.push(d))
       return s
     }
@@ -223,7 +221,7 @@ export class Container {
     const ts = __filename.endsWith('.ts')
     const shim = path.join(__dirname, `shim${ts ? '.ts' : '.js'}`)
     const args = ts ? ['--require', require.resolve('tsx/cjs'), shim] : [shim]
-    const child = spawn(process.execPath, [...args, this.#ctx.layout.root, this.id], { detached: true, stdio: 'ignore' })
+    const child = childProcess.spawn(process.execPath, [...args, this.#ctx.layout.root, this.id], { detached: true, stdio: 'ignore' })
     child.unref()
     for (let i = 0; ; i++) {
       const r = await this.info().catch(() => undefined)
@@ -532,7 +530,7 @@ export class Container {
           await fs.copyFile(file, output)
         })
       } else {
-        await pipeline(createReadStream(file), output, { end: false })
+        await streamPromises.pipeline(createReadStream(file), output, { end: false })
       }
     } finally {
       await staging.dispose()

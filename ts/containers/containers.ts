@@ -10,7 +10,7 @@
  * const imageId = await c.commit({ ref: 'bb:hi', message: 'add greeting' })
  * ```
  */
-import * as path from 'node:path'
+import path = require('node:path')
 import { StoreContext } from '../context'
 import { StrataError } from '../errors'
 import { listDir, randomHex, readIfExists, exists } from '../fsx'
@@ -29,7 +29,7 @@ import { withUserEnv } from './spec'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
 import { lowerChain, MAX_LOWER_DIRS } from './plan'
-import { MountManager, pidAlive, processLives } from './mounts'
+import { MountManager, pidAlive, processLives, readRefs, liveRefs, mountedAt } from './mounts'
 import { runtimeOf } from './supervisor'
 import { Container } from './container'
 import { humanDuration } from '../format/units'
@@ -492,15 +492,7 @@ export class Containers {
   }
 
   async #releaseImageLayers(parent: string): Promise<void> {
-    const used = new Set<string>()
-    for (const img of await this.ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
-    for (const c of await this.ctx.containerLayerParents()) {
-      let cur: string | undefined = c
-      while (cur && !used.has(cur)) {
-        used.add(cur)
-        cur = (await this.ctx.layers.get(cur))?.parent
-      }
-    }
+    const used = await this.ctx.usedLayers()
     let cur: string | undefined = parent
     while (cur && !used.has(cur)) {
       const l = await this.ctx.layers.get(cur)
@@ -530,6 +522,44 @@ export class Containers {
       }
     }
     return report
+  }
+
+  /**
+   * The repair pass of a store no writer died in (Store.open): only containers whose own files
+   * say something is off — no record, a commit's or a supervisor's process gone, mount refs of
+   * dead processes or refs the kernel's mounts contradict. A few small reads per container and
+   * no lock when all is well; what looks stale is looked at again under the lock.
+   */
+  async repairStale(): Promise<void> {
+    const layout = this.ctx.layout
+    const ids = new Set([...(await listDir(layout.containers)), ...(await listDir(layout.layerdbMounts))])
+    const stale: string[] = []
+    for (const id of ids) if (/^[0-9a-f]{64}$/.test(id) && (await this.#looksStale(id))) stale.push(id)
+    if (stale.length === 0) return
+    const report = { removed: 0, exited: 0, unmounted: 0 }
+    await this.ctx.exclusive(async () => {
+      for (const id of stale) {
+        try {
+          if (await this.#looksStale(id)) await this.#repairOne(id, report)
+        } catch (e) {
+          process.emitWarning(`strata: cannot repair container ${id}: ${(e as Error).message}`)
+        }
+      }
+    })
+  }
+
+  async #looksStale(id: string): Promise<boolean> {
+    const p = this.paths(id)
+    const rec = await readRecord(p)
+    if (!rec) return true
+    if (pauserDied(rec)) return true
+    if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) return true
+    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
+    if (!mountId) return false
+    const refs = await readRefs(p)
+    const live = liveRefs(refs, rec.State.Running)
+    const mounted = mountedAt(this.ctx.layout.mergedDir(mountId))
+    return live.length !== refs.length || (mounted ? live.length === 0 : refs.length > 0)
   }
 
   async #repairOne(id: string, report: { removed: number; exited: number; unmounted: number }): Promise<void> {
@@ -609,6 +639,7 @@ expose(Containers, {
   users: [['imageId', v.nonEmptyString]],
   remove: [['nameOrId', v.nonEmptyString], ['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
   repair: [],
+  repairStale: [],
   dispose: [],
   thaw: [['id', v.nonEmptyString]],
   thawOrphans: [],

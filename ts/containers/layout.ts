@@ -32,7 +32,7 @@
  * containers/<id>/, the mounts record, the l/ links, the overlay2 dirs. The repair pass on store
  * open removes anything a crash left half-built and fixes stale mounts and states.
  */
-import * as path from 'node:path'
+import path = require('node:path')
 import { Layout } from '../layout'
 
 export const CONFIG_FILE = 'config.v2.json'

@@ -6,7 +6,7 @@
  * refs are held by a running process (a `run`, an `export`) and are stale once that pid is gone.
  * All changes happen under the store lock; the syscalls are the native core's.
  */
-import * as fs from 'node:fs'
+import fs = require('node:fs')
 import { StoreContext } from '../context'
 import { native } from '../native'
 import { call } from '../errors'
@@ -14,7 +14,7 @@ import { mustRead, readIfExists } from '../fsx'
 import { ContainerPaths } from './layout'
 import { readRecord } from './record'
 import { containerMountPlan, MountPlan } from './plan'
-import * as path from 'node:path'
+import path = require('node:path')
 import { Layout, LOWER_FILE } from '../layout'
 
 /** The overlay plan of writable layer `mountId`, from its `lower` file (what mount, view and diff use). */
@@ -67,6 +67,16 @@ function refsFileData(refs: MountRef[]): string {
 /** mount.json of a container nothing has mounted (a new container's). */
 export function emptyRefsFile(): string {
   return refsFileData([])
+}
+
+/**
+ * Whether something is mounted on `dir`, without the native addon: a mount point's device
+ * differs from its parent's (an overlay has an anonymous device of its own).
+ */
+export function mountedAt(dir: string): boolean {
+  const st = fs.statSync(dir, { throwIfNoEntry: false })
+  if (!st) return false
+  return st.dev !== fs.statSync(path.dirname(dir)).dev
 }
 
 export function pidAlive(pid: number): boolean {

@@ -3,7 +3,7 @@
  * leading `/`, unique in the store; generated `adjective_surname` names when none is given
  * (moby pkg/namesgenerator; a subset of its lists).
  */
-import { randomInt } from 'node:crypto'
+import { crypto } from '../lazy'
 import { StrataError } from '../errors'
 
 const VALID = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/
@@ -39,9 +39,9 @@ const RIGHT = ['agnesi', 'albattani', 'allen', 'almeida', 'archimedes', 'ardingh
 
 /** A random `adjective_surname`; after collisions Docker appends a digit (`retry > 0`). */
 export function randomName(retry = 0): string {
-  let name = `${LEFT[randomInt(LEFT.length)]}_${RIGHT[randomInt(RIGHT.length)]}`
+  let name = `${LEFT[crypto.randomInt(LEFT.length)]}_${RIGHT[crypto.randomInt(RIGHT.length)]}`
   if (name === 'boring_wozniak') return randomName(retry) // Steve Wozniak is not boring (moby's rule)
-  if (retry > 0) name += String(randomInt(10))
+  if (retry > 0) name += String(crypto.randomInt(10))
   return name
 }
 

@@ -3,7 +3,7 @@
  * plan of a writable layer takes its dirs from (the plan itself is the native core's), the
  * `lower` chains, and the init layer's entries.
  */
-import * as path from 'node:path'
+import path = require('node:path')
 import { Layout, LINK_DIR } from '../layout'
 import { native } from '../native'
 

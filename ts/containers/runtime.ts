@@ -2,9 +2,9 @@
  * The OCI runtime (runc by default; `$STRATA_RUNTIME` or the container's HostConfig.Runtime),
  * driven as a child process — never blocking the event loop. State lives under `<root>/runc`.
  */
-import { spawn } from 'node:child_process'
+import { childProcess } from '../lazy'
 import { existsSync } from 'node:fs'
-import * as path from 'node:path'
+import path = require('node:path')
 import { StrataError } from '../errors'
 
 export const DEFAULT_RUNTIME = process.env.STRATA_RUNTIME || 'runc'
@@ -27,7 +27,7 @@ export class Runtime {
   /** `runc --root <state> ARGS...`, collected. */
   exec(args: string[]): Promise<RuntimeResult> {
     return new Promise((resolve, reject) => {
-      const child = spawn(this.binary, ['--root', this.stateRoot, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      const child = childProcess.spawn(this.binary, ['--root', this.stateRoot, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
       const out: Buffer[] = []
       const err: Buffer[] = []
       child.stdout.on('data', (d: Buffer) => out.push(d))

@@ -25,6 +25,9 @@ async function main(): Promise<void> {
     const { Containers } = await import('./containers')
     await new Containers(ctx).remove(id, { force: true }).catch(() => undefined)
   }
+  await ctx.drain()
+  // Done changing the store: no longer a writer (./writers.ts).
+  ctx.release()
 }
 
 main().then(() => process.exit(0), (e) => {

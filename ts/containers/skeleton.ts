@@ -29,7 +29,7 @@
  * A skeleton without an init layer (an image as deep as the kernel's limit) has no `.init` and
  * `.l-init`, and no `init-id`; such skeletons are only ever built inline.
  */
-import * as path from 'node:path'
+import path = require('node:path')
 import { StoreContext, Staging } from '../context'
 import { randomHex, randomBase32 } from '../fsx'
 import { NativeFsOp, fsBatch } from '../native'

@@ -5,10 +5,8 @@
  * The CLI's `run` supervises in-process; a detached `start` runs the same code in a small
  * detached shim process (shim.ts), so the exit code is recorded however the caller goes away.
  */
-import * as fs from 'node:fs/promises'
-import * as path from 'node:path'
-import * as os from 'node:os'
-import { spawn } from 'node:child_process'
+import { fsp as fs, childProcess, os } from '../lazy'
+import path = require('node:path')
 import { createWriteStream } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
 import { StoreContext } from '../context'
@@ -170,7 +168,7 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
 /** Without a terminal: `runc run` in the foreground, its stdio piped (stdout/stderr apart). */
 async function runPiped(runtime: Runtime, p: ContainerPaths, runtimeLog: string, openStdin: boolean, io: AttachStreams, log: Writable, onPid: (pid: number) => Promise<void>): Promise<number> {
   let exited = false
-  const child = spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', runtimeLog, '--log-format', 'json', 'run', '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], {
+  const child = childProcess.spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', runtimeLog, '--log-format', 'json', 'run', '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], {
     stdio: [openStdin && io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   })
   const outLines = new LineSplitter((l) => log.write(logLine('stdout', l)))

@@ -80,6 +80,18 @@ error_codes! {
     RuntimeFailed,
     /// The container is not running.
     NotRunning,
+    /// A Dockerfile that does not parse, or an instruction, flag or argument strata does not take.
+    DockerfileParse,
+    /// A build target or `COPY --from` that names no stage (or image).
+    StageNotFound,
+    /// A COPY/ADD source that matches nothing in the build context or stage.
+    SourceNotFound,
+    /// A COPY/ADD source outside the build context (`../x`, a symlink leading out).
+    ContextEscape,
+    /// A build context over the caller's limits.
+    ContextTooLarge,
+    /// A build step's command exited non-zero.
+    BuildFailed,
     /// A path in a container that does not exist (`cp`, `container stat`).
     PathNotFound,
     /// A path that must be a directory is something else (`cp`'s extraction point).

@@ -41,8 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 /// Entry marking its directory opaque in an OCI/AUFS layer.
 pub const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
-/// Overlayfs' opaque-directory xattrs (the `user.` one with the `userxattr` mount option).
-pub const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+pub use crate::upperwalk::OPAQUE_XATTRS;
 
 /// Size of the staging buffer between the files read and the output.
 const CHUNK: usize = 1 << 20;
@@ -133,15 +132,32 @@ pub fn write_dir_tar<W: Write + Send>(
     out: W,
     cancel: &AtomicBool,
 ) -> Result<TarStats, LayerTarError> {
-    let (hasher, bytes, entries) = write_tar(dir, mode, out, cancel)?;
+    let (hasher, bytes, entries) = write_tar(dir, mode, out, false, cancel)?;
     Ok(TarStats { diff_id: hasher.finish(), bytes, entries })
 }
+
+/// [`write_dir_tar`] of an overlay upper dir that becomes a layer in place (a build step's):
+/// [`TarMode::Layer`], and the overlay bookkeeping xattrs of copied-up entries
+/// ([`BOOKKEEPING_XATTRS`]) are removed from the tree as the walk meets them, so the dir can
+/// serve as a lower layer without pointing at the layers it was copied up from.
+pub fn write_sealing_tar<W: Write + Send>(dir: &Path, out: W, cancel: &AtomicBool) -> Result<TarStats, LayerTarError> {
+    let (hasher, bytes, entries) = write_tar(dir, TarMode::Layer, out, true, cancel)?;
+    Ok(TarStats { diff_id: hasher.finish(), bytes, entries })
+}
+
+/// Xattrs overlayfs sets on an upper dir's entries for its own bookkeeping: the file handle
+/// of the lower inode a copy-up came from, the "has copied-up children" mark of a directory,
+/// the link count of a copied-up hardlink. Meaningful only next to the lower layers of that
+/// one mount.
+pub const BOOKKEEPING_XATTRS: [&str; 4] =
+    ["trusted.overlay.origin", "trusted.overlay.impure", "trusted.overlay.nlink", "trusted.overlay.upper"];
 
 /// The walk behind `write_dir_tar`: the hasher, the bytes and the entries written.
 fn write_tar<W: Write + Send>(
     dir: &Path,
     mode: TarMode,
     out: W,
+    strip_bookkeeping: bool,
     cancel: &AtomicBool,
 ) -> Result<(Hasher, u64, u64), LayerTarError> {
     let root = openat(rustix::fs::CWD, dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
@@ -172,6 +188,7 @@ fn write_tar<W: Write + Send>(
         let mut tw = TarWriter {
             out: Out { buf: vec![0u8; CHUNK].into_boxed_slice(), len: 0, full: full_tx, empty: empty_rx },
             mode,
+            strip_bookkeeping,
             cancel,
             links: HashMap::new(),
             entries: 0,
@@ -268,6 +285,8 @@ struct Frame {
 struct TarWriter<'a> {
     out: Out,
     mode: TarMode,
+    /// Remove [`BOOKKEEPING_XATTRS`] from the tree while walking it.
+    strip_bookkeeping: bool,
     cancel: &'a AtomicBool,
     /// (dev, ino) of multiply-linked non-directories → archive path of the first one written.
     links: HashMap<(u64, u64), Vec<u8>>,
@@ -539,6 +558,17 @@ impl TarWriter<'_> {
             };
             if OPAQUE_XATTRS.iter().any(|o| o.as_bytes() == xn.as_slice()) && v == b"y" {
                 opaque = true;
+            }
+            if self.strip_bookkeeping && BOOKKEEPING_XATTRS.iter().any(|b| b.as_bytes() == xn.as_slice()) {
+                let r = match src {
+                    XattrSource::Fd(fd) => rustix::fs::fremovexattr(fd, cn.as_c_str()),
+                    XattrSource::Path(p) => rustix::fs::lremovexattr(p, cn.as_c_str()),
+                };
+                match r {
+                    Ok(()) | Err(Errno::NODATA) => {}
+                    Err(err) => return Err(rerr("removexattr", err)),
+                }
+                continue;
             }
             if !is_overlay_xattr(&xn) {
                 e.xattrs.push((xn, v));

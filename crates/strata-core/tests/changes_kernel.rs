@@ -1,5 +1,5 @@
-//! `docker diff` semantics against real overlay upper dirs. Needs root (mknod, trusted.*
-//! xattrs, mounts); on strata's machines it runs, never skips.
+//! `docker diff` semantics, as the Docker Engine prints them, against real overlay upper dirs.
+//! Needs root (mknod, trusted.* xattrs, mounts); on strata's machines it runs, never skips.
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -131,7 +131,7 @@ fn through_a_real_overlay() {
         fs::write(m.join("etc/passwd"), "root")?; // C
         fs::write(m.join("etc/new.conf"), "x")?; // A
         fs::remove_file(m.join("etc/hosts"))?; // D
-        fs::remove_dir_all(m.join("var/cache/apt"))?; // opaque dir: D (moby), with new contents A
+        fs::remove_dir_all(m.join("var/cache/apt"))?; // opaque dir: C, D for each old child, A the new
         fs::create_dir(m.join("var/cache/apt"))?;
         fs::write(m.join("var/cache/apt/new"), "n")?;
         fs::create_dir_all(m.join("opt/a/b/c/newdir/x"))?;
@@ -144,25 +144,33 @@ fn through_a_real_overlay() {
     unmount(&m, false).unwrap();
     r.unwrap();
     let got = lines(&changes(&up, &[l1, l0]).unwrap());
-    // Copied-up parents whose size, mode and mtime did not change (/home, /opt, /usr, /var)
-    // are not listed, as in moby; /etc/passwd is C without /etc being forced in, while
-    // /etc, /home/user, /opt/a/b/c and /var/cache are C because an entry was added/removed.
+    // As the Docker Engine prints it (__test__/cli-diff-docker.spec.ts compares with it): every
+    // ancestor dir of a change is C; the re-created /var/cache/apt is C with D for each old child.
     let want = [
         "C /etc",
         "D /etc/hosts",
         "A /etc/new.conf",
         "C /etc/passwd",
+        "C /home",
         "C /home/user",
         "A /home/user/.bashrc",
         "A /newlink",
+        "C /opt",
+        "C /opt/a",
+        "C /opt/a/b",
         "C /opt/a/b/c",
         "A /opt/a/b/c/newdir",
         "A /opt/a/b/c/newdir/x",
         "A /opt/a/b/c/newdir/x/file",
+        "C /usr",
+        "C /usr/bin",
         "C /usr/bin/ls",
+        "C /var",
         "C /var/cache",
-        "D /var/cache/apt",
+        "C /var/cache/apt",
         "A /var/cache/apt/new",
+        "D /var/cache/apt/pkg1",
+        "D /var/cache/apt/pkg2",
     ];
     assert_eq!(got, want);
 }

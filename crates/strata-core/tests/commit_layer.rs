@@ -69,3 +69,40 @@ fn a_missing_upper_dir_is_an_error_and_leaves_nothing() {
     assert!(commit_layer(&t.path().join("nope"), &dest, &ts, &AtomicBool::new(false)).is_err());
     assert!(!dest.exists() && !ts.exists());
 }
+
+/// The extractor runs out of space while the walker is still writing: the error is the
+/// extractor's ENOSPC (what went wrong), not the walker's EPIPE (what followed), and nothing is
+/// left behind. Needs root (a tmpfs of its own).
+#[test]
+fn a_full_disk_reports_enospc_not_the_broken_pipe() {
+    use strata_core::error::{Coded, ErrorCode};
+    let t = tempfile::tempdir_in("/var/tmp").unwrap();
+    let upper = t.path().join("upper");
+    fs::create_dir(&upper).unwrap();
+    for i in 0..8 {
+        fs::write(upper.join(format!("big-{i}")), vec![i as u8; 1 << 20]).unwrap();
+    }
+    let small = t.path().join("small");
+    fs::create_dir(&small).unwrap();
+    rustix::mount::mount("tmpfs", &small, "tmpfs", rustix::mount::MountFlags::empty(), c"size=2m").unwrap();
+    let unmount = scopeguard(&small);
+    fs::create_dir(small.join("layer")).unwrap();
+    let dest = small.join("layer/diff");
+    let ts = small.join("layer.tar-split.json.gz");
+    let e = commit_layer(&upper, &dest, &ts, &AtomicBool::new(false)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Io, "{e}");
+    assert_eq!(e.errno(), Some(libc::ENOSPC), "{e}");
+    assert!(!dest.exists() && !ts.exists());
+    drop(unmount);
+}
+
+/// Unmounts `dir` (lazily) when dropped, also when an assertion fails first.
+fn scopeguard(dir: &Path) -> impl Drop + '_ {
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(self.0, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+    Unmount(dir)
+}

@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(dead_code))]
 use napi_derive::napi;
 
+mod build;
 pub(crate) mod cancel;
 mod changes;
 mod commit;

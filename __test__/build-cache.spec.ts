@@ -1,0 +1,211 @@
+/**
+ * The build cache over time: a randomised sequence of edits where every cached build equals a
+ * `--no-cache` build of the same state (never a stale hit); cache export/import between two
+ * stores (100% hits, the same image); records keep layers alive through `rmi` and cleanup
+ * until `builder prune`; a `kill -9` mid-build leaves a consistent store whose next build
+ * reuses the steps that finished.
+ */
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { spawn } from 'node:child_process'
+import { Store } from '../ts'
+import { CLI } from './helpers/fs'
+import { writeContext, strataTree, buildSuite, BUILD_BASE } from './helpers/build'
+import { checkConsistent } from './helpers/consistency'
+import { native } from '../ts/native'
+
+const suite = buildSuite()
+const BB = BUILD_BASE
+const freshStore = suite.freshStore
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0
+    return s / 2 ** 32
+  }
+}
+
+const DOCKERFILE = `FROM ${BB}
+ARG FLAVOR=plain
+RUN echo "flavor $FLAVOR" > /flavor
+COPY src/ /app/
+COPY top.txt /top.txt
+LABEL step=metadata
+RUN cat /app/* /top.txt 2>/dev/null | wc -c > /app-bytes; ls -lR /app | awk '{print $1, $NF}' > /app-listing
+`
+
+function configOf(store: Store, id: string): Promise<unknown> {
+  return store.context.images.get(id).then((img) => {
+    const c = JSON.parse(img!.raw.toString()) as { created?: string; history: { created?: string }[]; rootfs: { diff_ids: string[] } }
+    delete c.created
+    for (const h of c.history) delete h.created
+    return { ...c, rootfs: c.rootfs.diff_ids.length }
+  })
+}
+
+test.serial('a random sequence of edits: every cached build equals a --no-cache build of the same state', async (t) => {
+  const { dir, store } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: DOCKERFILE, 'top.txt': 'top', 'src/a.txt': 'aaaa', 'src/b.txt': 'bbbb', 'src/d/c.txt': 'cccc', '.dockerignore': '*.tmp\n' })
+  const r = rng(424242)
+  const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)]
+  const srcFiles = (): string[] => {
+    const out: string[] = []
+    const walk = (d: string): void => {
+      for (const e of fs.readdirSync(path.join(ctx, d), { withFileTypes: true })) {
+        const rel = d ? `${d}/${e.name}` : e.name
+        if (e.isDirectory()) walk(rel)
+        else out.push(rel)
+      }
+    }
+    walk('src')
+    return out
+  }
+  let args: Record<string, string> = {}
+  const edits: Record<string, () => string> = {
+    // Same size, mtime put back: only the content (and ctime) changed.
+    sameSizeSameMtime: () => {
+      const f = pick(srcFiles())
+      const p = path.join(ctx, f)
+      const st = fs.statSync(p)
+      const old = fs.readFileSync(p, 'utf8')
+      fs.writeFileSync(p, old.split('').map((c) => String.fromCharCode(97 + ((c.charCodeAt(0) - 96) % 26))).join(''))
+      fs.utimesSync(p, st.atime, st.mtime)
+      return `rewrite ${f}`
+    },
+    // Rewritten at once after the last build: racily clean.
+    immediate: () => {
+      const f = pick(srcFiles())
+      fs.writeFileSync(path.join(ctx, f), fs.readFileSync(path.join(ctx, f), 'utf8').toUpperCase() === fs.readFileSync(path.join(ctx, f), 'utf8') ? 'lowr' : 'UPPR')
+      return `immediate ${f}`
+    },
+    add: () => {
+      const f = `src/${pick(['', 'd/', 'e/'])}n${Math.floor(r() * 100)}.txt`
+      writeContext(ctx, { [f]: `new ${f}` })
+      return `add ${f}`
+    },
+    del: () => {
+      const fs0 = srcFiles()
+      if (fs0.length <= 1) return 'noop'
+      const f = pick(fs0)
+      fs.rmSync(path.join(ctx, f))
+      return `delete ${f}`
+    },
+    chmod: () => {
+      const f = pick(srcFiles())
+      fs.chmodSync(path.join(ctx, f), pick([0o600, 0o644, 0o755, 0o640]))
+      return `chmod ${f}`
+    },
+    chmodDir: () => {
+      fs.chmodSync(path.join(ctx, 'src'), pick([0o755, 0o750, 0o700]))
+      return 'chmod src/'
+    },
+    rename: () => {
+      const f = pick(srcFiles())
+      const to = `${path.dirname(f)}/r${Math.floor(r() * 100)}.txt`
+      fs.renameSync(path.join(ctx, f), path.join(ctx, to))
+      return `rename ${f} ${to}`
+    },
+    ignore: () => {
+      const pat = pick(['*.tmp\n', '*.tmp\nsrc/d\n', '*.tmp\nsrc/b.txt\n', 'src/**/n*.txt\n', '*.tmp\n!src/d/c.txt\nsrc/d\n'])
+      fs.writeFileSync(path.join(ctx, '.dockerignore'), pat)
+      return `.dockerignore ${JSON.stringify(pat)}`
+    },
+    arg: () => {
+      args = pick<Record<string, string>>([{}, { FLAVOR: 'mint' }, { FLAVOR: 'plain' }, { FLAVOR: 'lemon' }])
+      return `ARG ${JSON.stringify(args)}`
+    },
+    touch: () => {
+      const now = new Date(Date.now() + Math.floor(r() * 100000))
+      for (const f of srcFiles()) fs.utimesSync(path.join(ctx, f), now, now)
+      return 'touch all'
+    },
+  }
+  const names = Object.keys(edits)
+  await store.build({ context: ctx, buildArgs: args })
+  for (let i = 0; i < 14; i++) {
+    const what = edits[names[Math.floor(r() * names.length)]]()
+    const cached = await store.build({ context: ctx, buildArgs: args, tags: ['seq:cached'] })
+    const fresh = await store.build({ context: ctx, buildArgs: args, noCache: true, tags: ['seq:fresh'] })
+    t.deepEqual(await strataTree(store, 'seq:cached', path.join(dir, `c${i}`)), await strataTree(store, 'seq:fresh', path.join(dir, `f${i}`)), `after ${what}`)
+    t.deepEqual(await configOf(store, cached.imageId), await configOf(store, fresh.imageId), `config after ${what}`)
+    if (what === 'touch all') t.true(cached.steps.every((s) => s.cached), 'touching hits every step')
+  }
+})
+
+test.serial('cache export and import between two stores: 100% hits, the same image', async (t) => {
+  const a = await freshStore(t, 'a')
+  const b = await freshStore(t, 'b')
+  const ctx = path.join(a.dir, 'ctx')
+  writeContext(ctx, { Dockerfile: DOCKERFILE, 'top.txt': 'top', 'src/a.txt': 'aaaa', 'src/d/c.txt': 'cccc' })
+  const layoutDir = path.join(a.dir, 'cache-layout')
+  const built = await a.store.build({ context: ctx, cacheTo: [{ type: 'local', dir: layoutDir }] })
+  t.true(fs.existsSync(path.join(layoutDir, 'index.json')) && fs.existsSync(path.join(layoutDir, 'oci-layout')))
+  const imported = await b.store.build({ context: ctx, cacheFrom: [{ type: 'local', dir: layoutDir }] })
+  t.true(imported.steps.every((s) => s.cached))
+  t.is(imported.imageId, built.imageId)
+  t.deepEqual(await strataTree(b.store, imported.imageId, path.join(b.dir, 't')), await strataTree(a.store, built.imageId, path.join(a.dir, 't')))
+})
+
+test.serial('records keep their layers through rmi and cleanup; builder prune removes them', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: DOCKERFILE, 'top.txt': 'top', 'src/a.txt': 'aaaa' })
+  const layers = (): number => fs.readdirSync(path.join(root, 'image/overlay2/layerdb/sha256')).length
+  const before = layers()
+  await store.build({ context: ctx, tags: ['keep:1'] })
+  const built = layers()
+  t.true(built > before)
+  await store.images.remove('keep:1')
+  t.is(layers(), built)
+  await store.close()
+  const reopened = await Store.open({ root })
+  t.is(layers(), built)
+  const again = await reopened.build({ context: ctx, tags: ['keep:1'] })
+  t.true(again.steps.every((s) => s.cached))
+  // Dangling only: the image uses its layers, nothing goes.
+  t.deepEqual((await reopened.pruneBuildCache()).deleted.length, 0)
+  await reopened.images.remove('keep:1')
+  const pruned = await reopened.pruneBuildCache()
+  t.true(pruned.deleted.length > 0 && pruned.reclaimed > 0)
+  t.is(layers(), before)
+  await reopened.build({ context: ctx, tags: ['keep:2'] })
+  // --keep-storage 0 with -a: every record goes; the image keeps its own layers.
+  const all = await reopened.pruneBuildCache({ all: true, keepStorage: 0 })
+  t.true(all.deleted.length > 0)
+  t.is(all.reclaimed, 0)
+  t.true((await reopened.images.list()).some((i) => i.repoTags.includes('keep:2:latest') || i.repoTags.includes('keep:2')))
+  await reopened.close()
+})
+
+test.serial('kill -9 during a build: the store is consistent and the next build reuses the finished steps', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  await store.close()
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nRUN echo one > /one\nCOPY f /f\nRUN echo started; sleep 60\n`, f: 'f' })
+  const child = spawn(process.execPath, [CLI, '--root', root, 'build', '--progress=plain', '-t', 'killed:1', ctx], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const closed = new Promise((r) => child.on('close', r))
+  let err = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no progress: ${err}`)), 60000)
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString()
+      if (/\d+\.\d{3} started/.test(err)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  })
+  child.kill('SIGKILL')
+  await closed
+  await checkConsistent(t, root)
+  t.deepEqual(native.overlayMounts(root), [])
+  t.deepEqual(fs.existsSync(path.join(root, 'runc')) ? fs.readdirSync(path.join(root, 'runc')) : [], [])
+  const s = await Store.open({ root })
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${BB}\nRUN echo one > /one\nCOPY f /f\nRUN echo done > /done\n`)
+  const r = await s.build({ context: ctx, tags: ['killed:1'] })
+  t.deepEqual(r.steps.map((x) => x.cached), [true, true, false])
+  await s.close()
+})

@@ -1,0 +1,223 @@
+/**
+ * `store.build()` end to end, with BuildKit (Debian's docker 20.10 + the private engine) as
+ * the judge: a multi-stage build runs in strata and, after `save`, in the engine, with the
+ * files, modes and owners BuildKit builds and the config and history BuildKit writes; the
+ * cache (unchanged, touched, one file changed, metadata steps); failures and bad input
+ * (typed errors with lines, nothing tagged, nothing left behind).
+ */
+import test, { type ExecutionContext } from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { BuildError } from '../ts/build/errors'
+import { writeContext, strataTree, tree, buildSuite, BUILD_BASE, timeless } from './helpers/build'
+import { native } from '../ts/native'
+
+const suite = buildSuite('strata-test-build')
+const engine = suite.engine
+const BB = BUILD_BASE
+const freshStore = suite.freshStore
+
+const MULTI = `ARG BASE=${BB}
+FROM $BASE AS builder
+ARG GREETING=hi
+WORKDIR /build
+RUN echo "$GREETING built" > out.txt && mkdir -p /opt/x && chown 65534:65534 /opt/x && echo y > /opt/x/y && chmod 750 /opt/x
+FROM ${BB} AS unused
+RUN exit 1
+FROM ${BB}
+ENV A=1 B="two words"
+LABEL maintainer="me" version=1.0
+WORKDIR /app
+COPY src/ /app/src/
+COPY --from=builder /build/out.txt /app/
+COPY --from=builder /opt/x /app/x
+COPY --chown=65534:65534 --chmod=640 src/a.txt /app/owned.txt
+COPY src/link src/sub/b.txt /app/flat/
+RUN echo $A > /app/a && ls -la /app > /dev/null
+USER nobody
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s CMD true
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/out.txt /app/a"]
+`
+
+function multiContext(dir: string): void {
+  writeContext(dir, {
+    Dockerfile: MULTI, '.dockerignore': '*.log\n', 'x.log': 'ignored',
+    'src/a.txt': 'hello\n', 'src/sub/b.txt': { content: 'world\n', mode: 0o600 }, 'src/link': { link: 'a.txt' }, 'src/skip.log': 'no',
+  })
+}
+
+
+test.serial('multi-stage build: runs in strata and in the engine with the files, modes, owners, config and history BuildKit makes', async (t) => {
+  const { dir, store } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  multiContext(ctx)
+  const r = await store.build({ context: ctx, tags: ['multi:1'] })
+  // Only what the target needs: the `unused` stage (RUN exit 1) never ran.
+  t.false(r.steps.some((s) => s.name.includes('exit 1')))
+  const run = await (await store.containers.create('multi:1', { autoRemove: true })).run()
+  t.is(run.stdout.toString(), 'hi built\n1\n')
+
+  // The same image in the real engine, next to BuildKit's build of the same context.
+  await store.save(['multi:1'], path.join(dir, 'multi.tar'))
+  engine.cli(['load', '-i', path.join(dir, 'multi.tar')])
+  t.is(engine.cli(['run', '--rm', '--network', 'none', 'multi:1']), 'hi built\n1\n')
+  const theirs = engine.build(ctx, ['-t', 'multi-bk:1'])
+  engine.exportTo('multi-bk:1', path.join(dir, 'bk'))
+  const ours = await strataTree(store, 'multi:1', path.join(dir, 'ours'))
+  t.deepEqual(ours, tree(path.join(dir, 'bk')))
+  t.is(ours['app/x/y'].uid, 0)
+  t.like(ours['app/owned.txt'], { mode: 0o640, uid: 65534, gid: 65534 })
+  t.like(ours['app/flat/link'], { type: 'file' })
+
+  const ourCfg = JSON.parse((await store.context.images.get(r.imageId))!.raw.toString())
+  const bkCfg = engine.rawConfig(theirs)
+  t.deepEqual(timeless(ourCfg), timeless(bkCfg))
+  // The config's key order too (Go's encoding of BuildKit's structs).
+  t.deepEqual(Object.keys(ourCfg), Object.keys(bkCfg))
+  t.deepEqual(Object.keys(ourCfg.config), Object.keys(bkCfg.config as object))
+})
+
+test.serial('cache: unchanged and touched contexts give the same image; one changed file rebuilds exactly the later steps, as --no-cache would', async (t) => {
+  const { dir, store } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, {
+    Dockerfile: `FROM ${BB}\nRUN echo base > /base\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\nLABEL x=1\nCOPY b.txt /b.txt\nRUN cat /b.txt >> /copy\n`,
+    'a.txt': 'A', 'b.txt': 'B',
+  })
+  const first = await store.build({ context: ctx })
+  t.true(first.steps.every((s) => !s.cached))
+  const again = await store.build({ context: ctx })
+  t.is(again.imageId, first.imageId)
+  t.true(again.steps.every((s) => s.cached))
+  t.is(again.contextBytesRead, 0)
+
+  const now = new Date(Date.now() + 5000)
+  for (const f of ['a.txt', 'b.txt', 'Dockerfile']) fs.utimesSync(path.join(ctx, f), now, now)
+  const touched = await store.build({ context: ctx })
+  t.is(touched.imageId, first.imageId)
+
+  fs.writeFileSync(path.join(ctx, 'b.txt'), 'B2')
+  const changed = await store.build({ context: ctx, tags: ['c:1'] })
+  t.deepEqual(changed.steps.map((s) => s.cached), [true, true, true, false, false])
+  const fresh = await store.build({ context: ctx, noCache: true, tags: ['c:nocache'] })
+  t.true(fresh.steps.every((s) => !s.cached))
+  t.deepEqual(await strataTree(store, 'c:1', path.join(dir, 'a')), await strataTree(store, 'c:nocache', path.join(dir, 'b')))
+
+  // Metadata instructions do not break the cache of the filesystem steps after them.
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), fs.readFileSync(path.join(ctx, 'Dockerfile'), 'utf8').replace('LABEL x=1', 'LABEL x=2\nEXPOSE 80'))
+  const relabeled = await store.build({ context: ctx })
+  t.true(relabeled.steps.every((s) => s.cached))
+  t.not(relabeled.imageId, changed.imageId)
+})
+
+function layerCount(root: string): number {
+  return fs.readdirSync(path.join(root, 'image/overlay2/layerdb/sha256')).length
+}
+
+async function nothingLeft(t: ExecutionContext, root: string, layers: number): Promise<void> {
+  t.is(layerCount(root), layers)
+  t.deepEqual(fs.readdirSync(path.join(root, 'tmp')).filter((n) => n.startsWith('build-')), [])
+  t.deepEqual(native.overlayMounts(root), [])
+  t.deepEqual(fs.existsSync(path.join(root, 'runc')) ? fs.readdirSync(path.join(root, 'runc')) : [], [])
+}
+
+test.serial('a failing RUN: BuildFailed with the step, line and exit code in Docker\'s words; the tag stays; nothing left behind', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nRUN echo one > /one\nRUN echo out; echo err >&2; exit 3\n` })
+  const before = await store.build({ context: path.join(ctx), dockerfileText: `FROM ${BB}\nRUN echo ok\n`, tags: ['f:1'] })
+  const layers = layerCount(root)
+  const events: string[] = []
+  const e = await t.throwsAsync(store.build({ context: ctx, tags: ['f:1'], onProgress: (ev) => { if (ev.type === 'log') events.push(ev.data.toString()) } }), { instanceOf: BuildError }) as BuildError
+  t.is(e.code, 'BuildFailed')
+  t.is(e.line, 3)
+  t.is(e.exitCode, 3)
+  t.is(e.step, '[3/3] RUN echo out; echo err >&2; exit 3')
+  t.is(e.message, 'process "/bin/sh -c echo out; echo err >&2; exit 3" did not complete successfully: exit code: 3')
+  t.true(events.join('').includes('out') && events.join('').includes('err'))
+  t.is((await store.images.inspect('f:1')).Id, before.imageId)
+  // `RUN echo one > /one` completed and stays cached (its layer is kept by its record).
+  await nothingLeft(t, root, layers + 1)
+})
+
+for (const [name, files, code, line] of [
+  ['a Dockerfile syntax error', { Dockerfile: `FROM ${BB}\nRUN true\nNOPE x\n` }, 'DockerfileParse', 3],
+  ['an unknown flag', { Dockerfile: `FROM ${BB}\nCOPY --frm=x a /\n` }, 'DockerfileParse', 2],
+  ['a missing base image', { Dockerfile: `FROM ${BB}\nRUN true\nFROM strata-build/nope:1\nRUN true\n` }, 'ImageNotFound', 3],
+  ['a COPY source outside the context', { Dockerfile: `FROM ${BB}\nRUN true\nCOPY ../x /x\n` }, 'ContextEscape', 3],
+  ['a symlink leading out of the context', { Dockerfile: `FROM ${BB}\nCOPY out /x\n`, out: { link: '../../etc' } }, 'ContextEscape', 2],
+  ['an absolute symlink', { Dockerfile: `FROM ${BB}\nCOPY abs/passwd /x\n`, abs: { link: '/etc' } }, 'ContextEscape', 2],
+  ['a missing COPY source', { Dockerfile: `FROM ${BB}\nRUN true\nCOPY missing.txt /x\n` }, 'SourceNotFound', 3],
+  ['a missing COPY --from stage', { Dockerfile: `FROM ${BB}\nCOPY --from=nostage /a /b\n` }, 'StageNotFound', 2],
+  ['several sources into a file', { Dockerfile: `FROM ${BB}\nCOPY a b /dest\n`, a: 'a', b: 'b' }, 'InvalidArgument', 2],
+] as const) {
+  test.serial(`bad input: ${name} is a typed error with its line; nothing tagged or left behind`, async (t) => {
+    const { dir, store, root } = await freshStore(t)
+    const ctx = path.join(dir, 'ctx')
+    writeContext(ctx, files as Record<string, string>)
+    const layers = layerCount(root)
+    const e = await t.throwsAsync(store.build({ context: ctx, tags: ['bad:1'] }), { instanceOf: BuildError }) as BuildError
+    t.is(e.code, code)
+    t.is(e.line, line)
+    await t.throwsAsync(store.images.inspect('bad:1'), { message: /No such image/ })
+    // `RUN true` steps before the failure change nothing: no layer.
+    await nothingLeft(t, root, layers)
+  })
+}
+
+test.serial('bad input: a context over the limit is ContextTooLarge', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nCOPY . /\n`, big: 'x'.repeat(4096) })
+  const e = await t.throwsAsync(store.build({ context: ctx, contextLimits: { maxBytes: 1024 } }), { instanceOf: BuildError })
+  t.is(e?.code, 'ContextTooLarge')
+  await nothingLeft(t, root, 1)
+})
+
+test.serial('an abort during a RUN rejects with Aborted at once; the step is killed and nothing is left behind', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nRUN echo started; sleep 30\n` })
+  const ac = new AbortController()
+  const started = Date.now()
+  const e = await t.throwsAsync(store.build({
+    context: ctx, tags: ['ab:1'], signal: ac.signal,
+    onProgress: (ev) => { if (ev.type === 'log' && ev.data.toString().includes('started')) ac.abort() },
+  }))
+  t.is((e as BuildError).code, 'Aborted')
+  t.true(Date.now() - started < 20000)
+  await nothingLeft(t, root, 1)
+})
+
+test.serial('an onProgress listener that throws rejects the build (its error as the cause); nothing tagged', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nRUN echo hi > /hi\n` })
+  const boom = new Error('listener failed')
+  const e = await t.throwsAsync(store.build({ context: ctx, tags: ['boom:1'], onProgress: () => { throw boom } }))
+  // The API boundary hands every failure out as a StrataError; the listener's own error is its cause.
+  t.is((e as BuildError).cause, boom)
+  await t.throwsAsync(store.images.inspect('boom:1'))
+  await nothingLeft(t, root, layerCount(root))
+})
+
+test.serial('--no-cache-filter rebuilds the named stage only; <Dockerfile>.dockerignore wins over .dockerignore', async (t) => {
+  const { dir, store } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, {
+    'Dockerfile.dev': `FROM ${BB} AS gen\nRUN echo gen > /gen\nFROM ${BB}\nCOPY . /ctx/\nCOPY --from=gen /gen /gen\n`,
+    'Dockerfile.dev.dockerignore': 'secret.txt\n', '.dockerignore': 'public.txt\n', 'secret.txt': 's', 'public.txt': 'p',
+  })
+  const first = await store.build({ context: ctx, dockerfile: 'Dockerfile.dev', tags: ['dev:1'] })
+  const files = await strataTree(store, 'dev:1', path.join(dir, 't1'))
+  t.true('ctx/public.txt' in files)
+  t.false('ctx/secret.txt' in files)
+  const again = await store.build({ context: ctx, dockerfile: 'Dockerfile.dev', noCacheFilter: ['gen'] })
+  const cached = Object.fromEntries(again.steps.map((s) => [s.name.replace(/^\[[^\]]*\] /, ''), s.cached]))
+  t.deepEqual(cached, { 'RUN echo gen > /gen': false, 'COPY . /ctx/': true, 'COPY --from=gen /gen /gen': false })
+  t.true(first.steps.every((s) => !s.cached))
+})

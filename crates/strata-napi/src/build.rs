@@ -1,0 +1,286 @@
+//! `strata build`'s native pieces (see `strata_core::build_ctx`, `strata_core::build_commit`):
+//! conversion only. Large results cross as one JSON string (a context of thousands of entries
+//! converts field by field far slower than `JSON.parse` reads it); 64-bit times as decimal strings.
+#![cfg_attr(test, allow(dead_code))]
+use crate::cancel::NativeCancel;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use strata_core::build_commit;
+use strata_core::build_ctx::{self, CopyOp};
+use strata_core::digest::Digest;
+use strata_core::error::ErrorCode;
+
+type Outcome<T> = std::result::Result<T, crate::Failure>;
+
+fn flag(cancel: Option<&NativeCancel>) -> Arc<AtomicBool> {
+    cancel.map(|c| c.flag.clone()).unwrap_or_default()
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub struct ScanDirs {
+    root: PathBuf,
+    dirs: Vec<Vec<u8>>,
+}
+
+impl crate::NativeTask for ScanDirs {
+    type Output = String;
+    type JsValue = String;
+    fn compute(&mut self) -> Outcome<String> {
+        let entries = build_ctx::scan_dirs(&self.root, &self.dirs)?;
+        let rows: Vec<serde_json::Value> = entries
+            .into_iter()
+            .map(|e| {
+                serde_json::json!([
+                    e.dir,
+                    lossy(&e.name),
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    e.size,
+                    e.dev,
+                    e.ino,
+                    e.nlink,
+                    e.mtime_ns.to_string(),
+                    e.ctime_ns.to_string(),
+                    e.link.map(|l| lossy(&l)),
+                ])
+            })
+            .collect();
+        Ok(serde_json::Value::Array(rows).to_string())
+    }
+    fn resolve(&mut self, _: Env, out: String) -> Result<Self::JsValue> {
+        Ok(out)
+    }
+}
+
+/// Lists `dirs` (relative to `root`, `''` = the root) one level each, sorted, as a JSON array of
+/// rows `[dirIndex, name, mode, uid, gid, size, dev, ino, nlink, mtimeNs, ctimeNs, linkTarget|null]`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn scan_dirs(root: String, dirs: Vec<String>) -> AsyncTask<crate::error::Job<ScanDirs>> {
+    crate::job(ScanDirs { root: root.into(), dirs: dirs.into_iter().map(String::into_bytes).collect() })
+}
+
+/// What `hashFiles` found.
+#[napi(object)]
+pub struct NativeHashed {
+    /// `sha256:<hex>` of each file, in order.
+    pub digests: Vec<String>,
+    pub bytes_read: f64,
+}
+
+pub struct HashFiles {
+    root: PathBuf,
+    files: Vec<Vec<u8>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl crate::NativeTask for HashFiles {
+    type Output = build_ctx::Hashed;
+    type JsValue = NativeHashed;
+    fn compute(&mut self) -> Outcome<Self::Output> {
+        Ok(build_ctx::hash_files(&self.root, &self.files, &self.cancel)?)
+    }
+    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<NativeHashed> {
+        Ok(NativeHashed {
+            digests: out.digests.iter().map(|d| d.to_string()).collect(),
+            bytes_read: out.bytes_read as f64,
+        })
+    }
+}
+
+/// sha256 of files below `root` (relative paths, never through a symlink), on a few threads.
+#[napi(ts_return_type = "Promise<NativeHashed>")]
+pub fn hash_files(
+    root: String,
+    files: Vec<String>,
+    cancel: Option<&NativeCancel>,
+) -> AsyncTask<crate::error::Job<HashFiles>> {
+    crate::job(HashFiles {
+        root: root.into(),
+        files: files.into_iter().map(String::into_bytes).collect(),
+        cancel: flag(cancel),
+    })
+}
+
+/// One COPY step as ts/build/copy.ts writes it (JSON): `op` is `mkdirs` | `dir` | `file` |
+/// `symlink` | `hardlink` | `dirTimes`; paths of the destination are absolute in its rootfs,
+/// `src` relative to the source root; `mtime` in ns as a decimal string.
+#[derive(serde::Deserialize)]
+struct CopyStep {
+    op: String,
+    dst: String,
+    src: Option<String>,
+    target: Option<String>,
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    mtime: Option<String>,
+    expect: Option<String>,
+}
+
+fn convert(s: CopyStep) -> Outcome<CopyOp> {
+    let bad = |m: String| crate::Failure::new(ErrorCode::InvalidArgument, format!("copyIn: {m}"));
+    let mtime_ns = s.mtime.as_deref().unwrap_or("0").parse::<i64>().map_err(|e| bad(format!("mtime: {e}")))?;
+    let (mode, uid, gid) = (s.mode.unwrap_or(0o755), s.uid.unwrap_or(0), s.gid.unwrap_or(0));
+    let need = |v: Option<String>, what: &str| v.ok_or_else(|| bad(format!("{} needs {what}", s.op)));
+    Ok(match s.op.as_str() {
+        "mkdirs" => CopyOp::Mkdirs { dst: s.dst.into_bytes(), mode, uid, gid },
+        "dir" => CopyOp::Dir { dst: s.dst.into_bytes(), mode, uid, gid, mtime_ns },
+        "file" => CopyOp::File {
+            src: need(s.src.clone(), "src")?.into_bytes(),
+            dst: s.dst.into_bytes(),
+            mode,
+            uid,
+            gid,
+            mtime_ns,
+            expect: s.expect.as_deref().map(Digest::parse).transpose()?,
+        },
+        "symlink" => CopyOp::Symlink {
+            dst: s.dst.into_bytes(),
+            target: need(s.target.clone(), "target")?.into_bytes(),
+            uid,
+            gid,
+            mtime_ns,
+        },
+        "hardlink" => CopyOp::Hardlink { dst: s.dst.into_bytes(), to: need(s.target.clone(), "target")?.into_bytes() },
+        "dirTimes" => CopyOp::DirTimes { dst: s.dst.into_bytes(), mtime_ns },
+        other => return Err(bad(format!("unknown step {other:?}"))),
+    })
+}
+
+/// What `copyIn` did.
+#[napi(object)]
+pub struct NativeCopied {
+    pub files: f64,
+    pub bytes: f64,
+}
+
+pub struct CopyIn {
+    src: PathBuf,
+    dst: PathBuf,
+    ops: Vec<CopyOp>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl crate::NativeTask for CopyIn {
+    type Output = build_ctx::Copied;
+    type JsValue = NativeCopied;
+    fn compute(&mut self) -> Outcome<Self::Output> {
+        Ok(build_ctx::copy_in(&self.src, &self.dst, &self.ops, &self.cancel)?)
+    }
+    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<NativeCopied> {
+        Ok(NativeCopied { files: out.files as f64, bytes: out.bytes as f64 })
+    }
+}
+
+/// Carries out a COPY's steps (a JSON array) from `srcRoot` into the rootfs at `dstRoot`.
+#[napi(ts_return_type = "Promise<NativeCopied>")]
+pub fn copy_in(
+    env: Env,
+    src_root: String,
+    dst_root: String,
+    steps_json: String,
+    cancel: Option<&NativeCancel>,
+) -> Result<AsyncTask<crate::error::Job<CopyIn>>> {
+    let steps: Vec<CopyStep> = serde_json::from_str(&steps_json).map_err(|e| {
+        crate::Failure::new(ErrorCode::InvalidArgument, format!("copyIn: bad steps: {e}")).into_js(&env)
+    })?;
+    let ops = steps.into_iter().map(convert).collect::<Outcome<Vec<_>>>().map_err(|e| e.into_js(&env))?;
+    Ok(crate::job(CopyIn { src: src_root.into(), dst: dst_root.into(), ops, cancel: flag(cancel) }))
+}
+
+/// A path of a rootfs, as `statInRoot` found it.
+#[napi(object)]
+pub struct NativeRootStat {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: f64,
+}
+
+/// `stat` of `path` inside the rootfs at `root` (symlinks followed inside it), or null. Synchronous:
+/// one `openat2` + `fstat`.
+#[napi]
+pub fn stat_in_root(env: Env, root: String, path: String) -> Result<Option<NativeRootStat>> {
+    Ok(build_ctx::stat_in_root(std::path::Path::new(&root), path.as_bytes())
+        .map_err(crate::throw(&env))?
+        .map(|s| NativeRootStat { mode: s.mode, uid: s.uid, gid: s.gid, size: s.size as f64 }))
+}
+
+/// The first `limit` bytes of a file inside the rootfs at `root`, or null. Synchronous (small files).
+#[napi]
+pub fn read_in_root(env: Env, root: String, path: String, limit: u32) -> Result<Option<Buffer>> {
+    Ok(build_ctx::read_in_root(std::path::Path::new(&root), path.as_bytes(), limit as u64)
+        .map_err(crate::throw(&env))?
+        .map(Buffer::from))
+}
+
+pub struct IsArchive {
+    path: PathBuf,
+}
+
+impl crate::NativeTask for IsArchive {
+    type Output = bool;
+    type JsValue = bool;
+    fn compute(&mut self) -> Outcome<bool> {
+        Ok(build_ctx::is_archive(&self.path)?)
+    }
+    fn resolve(&mut self, _: Env, out: bool) -> Result<bool> {
+        Ok(out)
+    }
+}
+
+/// Whether ADD unpacks the file at `path` (a tar: plain, gzip or zstd).
+#[napi(ts_return_type = "Promise<boolean>")]
+pub fn is_archive(path: String) -> AsyncTask<crate::error::Job<IsArchive>> {
+    crate::job(IsArchive { path: path.into() })
+}
+
+/// What `sealLayer` found.
+#[napi(object)]
+pub struct NativeSealed {
+    pub diff_id: String,
+    pub size: f64,
+    pub tar_size: f64,
+    pub entries: f64,
+}
+
+pub struct SealLayer {
+    diff: PathBuf,
+    tar_split: PathBuf,
+    cancel: Arc<AtomicBool>,
+}
+
+impl crate::NativeTask for SealLayer {
+    type Output = build_commit::Sealed;
+    type JsValue = NativeSealed;
+    fn compute(&mut self) -> Outcome<Self::Output> {
+        Ok(build_commit::seal_layer(&self.diff, &self.tar_split, &self.cancel)?)
+    }
+    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<NativeSealed> {
+        Ok(NativeSealed {
+            diff_id: out.diff_id.to_string(),
+            size: out.size as f64,
+            tar_size: out.tar_size as f64,
+            entries: out.entries as f64,
+        })
+    }
+}
+
+/// Commit by rename: describes the layer whose files are in `diff` (a build step's unmounted
+/// upper dir, already in its final place) — DiffID, size, tar-split written to `tarSplit` — in
+/// one walk that also drops overlay's bookkeeping xattrs.
+#[napi(ts_return_type = "Promise<NativeSealed>")]
+pub fn seal_layer(
+    diff: String,
+    tar_split: String,
+    cancel: Option<&NativeCancel>,
+) -> AsyncTask<crate::error::Job<SealLayer>> {
+    crate::job(SealLayer { diff: diff.into(), tar_split: tar_split.into(), cancel: flag(cancel) })
+}

@@ -1,0 +1,953 @@
+/**
+ * `store.build()`: a Dockerfile and a context to an image, the way BuildKit's Dockerfile
+ * frontend builds it, with strata's content-addressed cache.
+ *
+ * 1. The Dockerfile is parsed (./dockerfile.ts, ./instructions.ts); global ARGs and
+ *    `--build-arg`s resolve the stages' base names; the target (`--target`, else the last
+ *    stage) and the stages it needs (its base chain and `COPY --from` sources) are built —
+ *    nothing else. Stages that do not depend on each other run concurrently.
+ * 2. Each stage starts from its base (an image of the store, `scratch`, or an earlier stage's
+ *    result), runs the base image's ONBUILD triggers, then its instructions in order.
+ *    Metadata instructions change the image config and history only (no container, no
+ *    layer). Filesystem steps (RUN, COPY, ADD, WORKDIR) have a cache key (./cache.ts): a
+ *    record hit reuses its layer; a miss runs the step on an overlay mount of the parent
+ *    layers (./step.ts) and the upper dir becomes the new layer (commit by rename), recorded
+ *    under the key at once — so a build killed half-way keeps every step it finished.
+ *    After a miss, later steps keep probing: a step that reproduces a layer hits again.
+ * 3. The target stage's config (./image-config.ts) is written with BuildKit's history and
+ *    created times; the tags move last, only when everything else succeeded.
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { createHash } from 'node:crypto'
+import { StoreContext, Staging, throwIfAborted } from '../context'
+import { native } from '../native'
+import { call, StrataError } from '../errors'
+import { resolveImage, setTags, refKey } from '../tags'
+import { writeAll } from '../metawrites'
+import { parseReference, parseNormalizedNamed, withDefaultTag } from '../reference'
+import { chainIdsOf } from '../chain'
+import { goArch } from '../platform'
+import { readIfExists } from '../fsx'
+import { imageIdOf } from '../imagedb'
+import { parseDockerfile } from './dockerfile'
+import { toInstructions, parseTrigger, Command, Stage, ArgCommand, CopyCommand, RunCommand } from './instructions'
+import { processWord, processWords, envMap, ShellSyntaxError } from './shell'
+import { readIgnoreFile, BadPatternError } from './dockerignore'
+import { BuildContext, ContextTooLarge, ContextLimits, isFile } from './context'
+import { BuildError } from './errors'
+import { stepKey, CacheRecord } from './cache'
+import { StepSpace } from './step'
+import { runInStep } from './run'
+import {
+  BkImage, BkHistory, emptyImage, fromBaseConfig, cloneImage, normalizeHistory, imageConfigBytes, nowRfc3339Nano,
+  HISTORY_COMMENT, DEFAULT_PATH_ENV, goQuoteSlice, goSlice, goDuration, goQuoteRune,
+} from './image-config'
+import {
+  planSources, describeSource, filesOf, copySteps, runCopy, resolveChown, destinationPath, heredocTree, dirTree,
+  SourceTree, PlannedSource,
+} from './copy'
+import { Progress, BuildEvent } from './progress'
+import { CacheSpec, importCache, exportCache } from './cache-io'
+
+export type { BuildEvent } from './progress'
+
+export interface BuildOptions {
+  /** The context directory. */
+  context: string
+  /** The Dockerfile: a path (relative to the context, default `Dockerfile`)... */
+  dockerfile?: string
+  /** ...or its text (`-f -`). */
+  dockerfileText?: string
+  /** `-t`: references to point at the image. */
+  tags?: string[]
+  /** `--build-arg K=V`. */
+  buildArgs?: Record<string, string>
+  /** `--target`: the stage to build (default the last). */
+  target?: string
+  /** `--no-cache`: no cache hits (results are still recorded). */
+  noCache?: boolean
+  /** `--no-cache-filter`: stages whose steps never hit the cache. */
+  noCacheFilter?: string[]
+  /** `--network`: RUN steps on the host's network (default) or none. */
+  network?: 'host' | 'none'
+  /** `--label K=V` on the image. */
+  labels?: Record<string, string>
+  /** `--cache-from`: layouts whose records (and layers) are imported before the build. */
+  cacheFrom?: CacheSpec[]
+  /** `--cache-to`: layouts the build's records (and layers) are exported to after it. */
+  cacheTo?: CacheSpec[]
+  /** Limits on the context's size (`ContextTooLarge` past them). */
+  contextLimits?: ContextLimits
+  onProgress?: (e: BuildEvent) => void
+  signal?: AbortSignal
+}
+
+export interface StepReport {
+  name: string
+  /** The step's cache key. */
+  key: string
+  cached: boolean
+  /** The layer made (or reused); undefined for metadata and empty steps. */
+  diffId?: string
+}
+
+export interface BuildResult {
+  imageId: string
+  /** Filesystem steps in the order they finished. */
+  steps: StepReport[]
+  /** Bytes of context files read to hash them (0 when the stat index had them all). */
+  contextBytesRead: number
+}
+
+const PLATFORM_OS = 'linux'
+
+/** What a stage has built so far (BuildKit's dispatchState). */
+interface StageState {
+  image: BkImage
+  /** The environment steps see and variables expand from: image Env, then ENV and ARG values. */
+  env: string[]
+  workdir: string
+  user: string
+  buildArgs: { key: string; value?: string }[]
+  cmdSet: boolean
+  /** History `created` of each layer step, by history index. */
+}
+
+interface StageNode {
+  stage: Stage
+  /** Progress prefix name (`builder`, `stage-1`, or '' for a single stage). */
+  displayName: string
+  baseStage?: StageNode
+  fromStages: Set<StageNode>
+  ignoreCache: boolean
+  cmdTotal: number
+  cmdIndex: number
+  result?: Promise<StageState>
+  /** Resolved base image reference (`docker.io/library/busybox:latest`) or 'scratch'. */
+  baseRef?: string
+}
+
+function sha(s: string): string {
+  return `sha256:${createHash('sha256').update(s).digest('hex')}`
+}
+
+function addEnv(env: string[], k: string, v: string): string[] {
+  const out = [...env]
+  const i = out.findIndex((e) => e.split('=')[0] === k)
+  if (i >= 0) out[i] = `${k}=${v}`
+  else out.push(`${k}=${v}`)
+  return out
+}
+
+/** Docker's signal names and numbers (STOPSIGNAL is checked as Docker's signal.ParseSignal does). */
+const SIGNALS = new Set(['ABRT', 'ALRM', 'BUS', 'CHLD', 'CLD', 'CONT', 'FPE', 'HUP', 'ILL', 'INT', 'IO', 'IOT', 'KILL', 'PIPE', 'POLL', 'PROF', 'PWR', 'QUIT',
+  'SEGV', 'STKFLT', 'STOP', 'SYS', 'TERM', 'TRAP', 'TSTP', 'TTIN', 'TTOU', 'URG', 'USR1', 'USR2', 'VTALRM', 'WINCH', 'XCPU', 'XFSZ'])
+
+function checkSignal(s: string): void {
+  const n = s.toUpperCase().replace(/^SIG/, '')
+  if (/^\d+$/.test(s) && Number(s) > 0 && Number(s) <= 64) return
+  if (SIGNALS.has(n) || /^RTMIN(\+\d+)?$/.test(n) || /^RTMAX(-\d+)?$/.test(n)) return
+  throw new Error(`Invalid signal: ${s}`)
+}
+
+/** nat.ParsePortSpecs: `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`, ... */
+function parsePorts(ports: string[]): string[] {
+  const out = new Set<string>()
+  for (const p of ports) {
+    const m = /^(?:(?:[^:]*):)?(?:(\d*):)?(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(p)
+    if (!m) throw new Error(`invalid containerPort: ${p}`)
+    const proto = (m[4] ?? 'tcp').toLowerCase()
+    const a = Number(m[2])
+    const b = m[3] ? Number(m[3]) : a
+    if (b < a || b > 65535) throw new Error(`invalid containerPort: ${p}`)
+    for (let i = a; i <= b; i++) out.add(`${i}/${proto}`)
+  }
+  return [...out]
+}
+
+/** `[stage 2/5] ` as BuildKit prefixes step names. */
+function prefixed(node: StageNode, text: string): string {
+  if (node.cmdTotal === 0) return text
+  node.cmdIndex++
+  const width = 1 + Math.floor(Math.log10(node.cmdTotal))
+  return `[${node.displayName ? `${node.displayName} ` : ''}${String(node.cmdIndex).padStart(width)}/${node.cmdTotal}] ${text}`
+}
+
+function uppercaseCmd(s: string): string {
+  const i = s.indexOf(' ')
+  return i < 0 ? s.toUpperCase() : `${s.slice(0, i).toUpperCase()}${s.slice(i)}`
+}
+
+export class Builder {
+  readonly #ctx: StoreContext
+  readonly #opts: BuildOptions
+  readonly #progress: Progress
+  readonly #platform = `${PLATFORM_OS}/${goArch()}`
+  #staging?: Promise<Staging>
+  #context?: BuildContext
+  #contextLoaded?: Promise<BuildContext>
+  #ignore: string[] = []
+  #escape = '\\'
+  #steps: StepReport[] = []
+  #stepCounter = 0
+  #metaArgs = new Map<string, string | undefined>()
+  #nodes: StageNode[] = []
+  #abort = new AbortController()
+  /** One native cancellation flag for the whole build, set when it is aborted. */
+  readonly #cancel = new native.NativeCancel()
+  /** Base images already shown as a FROM step. */
+  readonly #fromShown = new Set<string>()
+
+  constructor(ctx: StoreContext, opts: BuildOptions) {
+    this.#ctx = ctx
+    this.#opts = opts
+    this.#progress = new Progress(opts.onProgress)
+  }
+
+  get #signal(): AbortSignal {
+    return this.#abort.signal
+  }
+
+  async run(): Promise<BuildResult> {
+    throwIfAborted(this.#opts.signal)
+    const onAbort = (): void => this.#abort.abort()
+    this.#opts.signal?.addEventListener('abort', onAbort, { once: true })
+    this.#abort.signal.addEventListener('abort', () => this.#cancel.cancel(), { once: true })
+    try {
+      return await this.#run()
+    } catch (e) {
+      this.#abort.abort()
+      if (e instanceof ShellSyntaxError) throw new BuildError('DockerfileParse', e.message)
+      if (this.#opts.signal?.aborted && !(e instanceof StrataError && e.code === 'BuildFailed')) throw new StrataError('Aborted', 'build aborted', { cause: e })
+      throw e
+    } finally {
+      this.#opts.signal?.removeEventListener('abort', onAbort)
+      await (await this.#staging?.catch(() => undefined))?.dispose().catch(() => undefined)
+    }
+  }
+
+  async #run(): Promise<BuildResult> {
+    const { opts } = { opts: this.#opts }
+    const contextDir = path.resolve(opts.context)
+    const st = await fs.stat(contextDir).catch(() => undefined)
+    if (!st?.isDirectory()) throw new BuildError('InvalidArgument', `unable to prepare context: path "${opts.context}" not found`)
+    for (const t of opts.tags ?? []) {
+      const ref = parseReference(t)
+      if (ref.digest !== undefined) throw new BuildError('InvalidReference', `invalid reference format: ${t} (a tag cannot hold a digest)`)
+    }
+    if (opts.network && opts.network !== 'host' && opts.network !== 'none') throw new BuildError('InvalidArgument', `network mode ${opts.network} not supported (host or none)`)
+
+    // The Dockerfile and .dockerignore.
+    const dfId = this.#progress.start('[internal] load build definition from Dockerfile', sha('dockerfile'))
+    let text: string
+    if (opts.dockerfileText !== undefined) {
+      text = opts.dockerfileText
+    } else {
+      const dfPath = path.resolve(contextDir, opts.dockerfile ?? 'Dockerfile')
+      const t = await readIfExists(dfPath)
+      if (t === undefined) throw new BuildError('InvalidArgument', `failed to read dockerfile: open ${dfPath}: no such file or directory`)
+      text = t
+      const own = await readIfExists(`${dfPath}.dockerignore`)
+      if (own !== undefined) this.#ignore = readIgnoreFile(own)
+    }
+    this.#progress.emit({ type: 'status', id: dfId, text: `transferring dockerfile: ${Buffer.byteLength(text)}B done` })
+    this.#progress.emit({ type: 'done', id: dfId, at: performance.now() })
+    const igId = this.#progress.start('[internal] load .dockerignore', sha('dockerignore'))
+    if (this.#ignore.length === 0) {
+      const di = await readIfExists(path.join(contextDir, '.dockerignore'))
+      if (di !== undefined) this.#ignore = readIgnoreFile(di)
+      this.#progress.emit({ type: 'status', id: igId, text: `transferring context: ${Buffer.byteLength(di ?? '')}B done` })
+    }
+    this.#progress.emit({ type: 'done', id: igId, at: performance.now() })
+
+    const parsed = parseDockerfile(text)
+    const ins = toInstructions(parsed)
+    this.#escape = ins.escape
+    if (ins.stages.length === 0) throw new BuildError('DockerfileParse', 'dockerfile parse error: no FROM instruction')
+    this.#resolveMetaArgs(ins.metaArgs)
+    const target = this.#plan(ins.stages)
+    this.#progress.check()
+
+    for (const spec of opts.cacheFrom ?? []) {
+      const id = this.#progress.start(`importing cache manifest from ${spec.dir}`, sha(`cache-from ${spec.dir}`))
+      await importCache(this.#ctx, spec)
+      this.#progress.emit({ type: 'done', id, at: performance.now() })
+    }
+    // Base images resolve up front (missing ones fail before any step runs).
+    await this.#loadMetadata(target)
+    const result = await this.#runStage(target)
+    this.#progress.check()
+    this.#context?.saveIndex()
+    const done = await this.#export(result)
+    for (const spec of opts.cacheTo ?? []) {
+      const id = this.#progress.start('exporting cache', sha(`cache-to ${spec.dir}`))
+      await exportCache(this.#ctx, this.#steps.map((s) => s.key), spec)
+      this.#progress.emit({ type: 'done', id, at: performance.now() })
+    }
+    return done
+  }
+
+  /** The build's staging dir, made when a step first needs one (a fully cached build never does). */
+  #stagingDir(): Promise<string> {
+    this.#staging ??= this.#ctx.staging('build')
+    return this.#staging.then((s) => s.dir)
+  }
+
+  // ---- planning ------------------------------------------------------------------------
+
+  #platformArgs(): Map<string, string> {
+    const arch = goArch()
+    const m = new Map<string, string>()
+    for (const p of ['TARGET', 'BUILD']) {
+      m.set(`${p}PLATFORM`, `${PLATFORM_OS}/${arch}`)
+      m.set(`${p}OS`, PLATFORM_OS)
+      m.set(`${p}ARCH`, arch)
+      m.set(`${p}VARIANT`, '')
+    }
+    return m
+  }
+
+  #resolveMetaArgs(meta: ArgCommand[]): void {
+    const buildArgs = this.#opts.buildArgs ?? {}
+    for (const [k, v] of this.#platformArgs()) this.#metaArgs.set(k, k in buildArgs ? buildArgs[k] : v)
+    for (const cmd of meta) {
+      for (const a of cmd.args) {
+        let value = a.value
+        if (value !== undefined) value = this.#expandMap(value, this.#metaMap(), cmd.line)
+        if (a.key in buildArgs) value = buildArgs[a.key]
+        this.#metaArgs.set(a.key, value)
+      }
+    }
+  }
+
+  #metaMap(): Map<string, string> {
+    const m = new Map<string, string>()
+    for (const [k, v] of this.#metaArgs) m.set(k, v ?? '')
+    return m
+  }
+
+  #expandMap(word: string, env: Map<string, string>, line: number): string {
+    try {
+      return processWord(word, env, { escape: this.#escape })
+    } catch (e) {
+      throw new BuildError('DockerfileParse', `dockerfile parse error line ${line}: ${(e as Error).message}`, { line })
+    }
+  }
+
+  #plan(stages: Stage[]): StageNode {
+    const byName = new Map<string, StageNode>()
+    const single = stages.length === 1
+    for (const [i, stage] of stages.entries()) {
+      const base = this.#expandMap(stage.baseName, this.#metaMap(), stage.line)
+      if (base === '') throw new BuildError('DockerfileParse', `dockerfile parse error line ${stage.line}: base name (${stage.baseName}) should not be blank`, { line: stage.line })
+      if (stage.platform) {
+        const p = this.#expandMap(stage.platform, this.#metaMap(), stage.line)
+        if (p !== this.#platform && p !== PLATFORM_OS) {
+          throw new BuildError('InvalidArgument', `FROM --platform=${p}: strata builds for ${this.#platform} only`, { line: stage.line })
+        }
+      }
+      const node: StageNode = {
+        stage: { ...stage, baseName: base }, displayName: single ? '' : stage.name || `stage-${i}`, fromStages: new Set(),
+        ignoreCache: Boolean(this.#opts.noCache) || (this.#opts.noCacheFilter ?? []).some((f) => f.toLowerCase() === stage.name && stage.name !== ''),
+        cmdTotal: 0, cmdIndex: 0,
+      }
+      const baseStage = byName.get(base.toLowerCase())
+      if (baseStage) node.baseStage = baseStage
+      if (!baseStage && base !== 'scratch') node.cmdTotal = 1
+      for (const c of stage.commands) {
+        if (c.kind === 'add' || c.kind === 'copy' || c.kind === 'run' || c.kind === 'workdir') node.cmdTotal++
+      }
+      this.#nodes.push(node)
+      if (stage.name) byName.set(stage.name, node)
+    }
+    // COPY --from sources: a stage name, a stage index, or an image.
+    for (const node of this.#nodes) {
+      for (const c of node.stage.commands) {
+        if (c.kind !== 'copy' || c.from === '') continue
+        const from = this.#expandMap(c.from, this.#metaMap(), c.line)
+        const src = /^\d+$/.test(from) ? this.#nodes[Number(from)] : byName.get(from.toLowerCase())
+        if (/^\d+$/.test(from) && !src) throw new BuildError('StageNotFound', `dockerfile parse error line ${c.line}: invalid stage index ${from}`, { line: c.line })
+        if (src) node.fromStages.add(src)
+      }
+    }
+    let target: StageNode | undefined
+    if (this.#opts.target) {
+      target = byName.get(this.#opts.target.toLowerCase())
+      if (!target) throw new BuildError('StageNotFound', `target stage ${this.#opts.target} could not be found`)
+    } else target = this.#nodes[this.#nodes.length - 1]
+    // Circular COPY --from dependencies.
+    const visiting = new Set<StageNode>()
+    const done = new Set<StageNode>()
+    const visit = (n: StageNode): void => {
+      if (done.has(n)) return
+      if (visiting.has(n)) throw new BuildError('DockerfileParse', `circular dependency detected on stage: ${n.displayName || n.stage.name}`, { line: n.stage.line })
+      visiting.add(n)
+      if (n.baseStage) visit(n.baseStage)
+      for (const f of n.fromStages) visit(f)
+      visiting.delete(n)
+      done.add(n)
+    }
+    visit(target)
+    return target
+  }
+
+  /** The stages the target needs. */
+  #reachable(target: StageNode): StageNode[] {
+    const out = new Set<StageNode>()
+    const walk = (n: StageNode): void => {
+      if (out.has(n)) return
+      out.add(n)
+      if (n.baseStage) walk(n.baseStage)
+      for (const f of n.fromStages) walk(f)
+    }
+    walk(target)
+    return this.#nodes.filter((n) => out.has(n))
+  }
+
+  async #loadMetadata(target: StageNode): Promise<void> {
+    const seen = new Map<string, number>()
+    for (const node of this.#reachable(target)) {
+      if (node.baseStage || node.stage.baseName === 'scratch') continue
+      let full: string
+      try {
+        full = withDefaultTag(parseNormalizedNamed(node.stage.baseName)).string()
+      } catch (e) {
+        throw new BuildError('InvalidReference', `dockerfile parse error line ${node.stage.line}: failed to parse stage name "${node.stage.baseName}": ${(e as Error).message}`, { line: node.stage.line })
+      }
+      node.baseRef = full
+      if (seen.has(full)) continue
+      const id = this.#progress.start(`[internal] load metadata for ${full}`, sha(`metadata ${full}`))
+      seen.set(full, id)
+      try {
+        await resolveImage(this.#ctx, node.stage.baseName)
+      } catch (e) {
+        const msg = `failed to resolve source metadata for ${full}: ${(e as Error).message}`
+        this.#progress.emit({ type: 'error', id, message: msg, at: performance.now() })
+        throw new BuildError((e as StrataError).code === 'ImageNotFound' ? 'ImageNotFound' : 'InvalidReference', msg, { line: node.stage.line, cause: e })
+      }
+      this.#progress.emit({ type: 'done', id, at: performance.now() })
+    }
+  }
+
+  // ---- stages --------------------------------------------------------------------------
+
+  #runStage(node: StageNode): Promise<StageState> {
+    node.result ??= this.#buildStage(node)
+    // Surface a failure once; other awaiters see it through their own await.
+    node.result.catch(() => undefined)
+    return node.result
+  }
+
+  async #buildStage(node: StageNode): Promise<StageState> {
+    // Independent stages this one needs run concurrently; a failure stops the others.
+    const deps = [...node.fromStages].map((d) => this.#runStage(d))
+    const [s] = await Promise.all([this.#baseState(node), ...deps])
+    if (s.image.config.OnBuild && s.image.config.OnBuild.length > 0) {
+      const triggers = s.image.config.OnBuild
+      s.image.config.OnBuild = undefined
+      for (const t of triggers) await this.#dispatch(node, s, parseTrigger(t, this.#escape, node.stage.line))
+    }
+    s.image.config.OnBuild = undefined
+    for (const c of node.stage.commands) {
+      throwIfAborted(this.#signal)
+      await this.#dispatch(node, s, c)
+      this.#progress.check()
+    }
+    return s
+  }
+
+  async #baseState(node: StageNode): Promise<StageState> {
+    let image: BkImage
+    if (node.baseStage) {
+      const b = await this.#runStage(node.baseStage)
+      image = cloneImage(b.image)
+    } else if (node.stage.baseName === 'scratch') {
+      image = emptyImage(PLATFORM_OS, goArch())
+    } else {
+      const { id } = await resolveImage(this.#ctx, node.stage.baseName)
+      const img = await this.#ctx.images.get(id)
+      if (!img) throw new BuildError('ImageNotFound', `No such image: ${node.stage.baseName}`, { line: node.stage.line })
+      image = fromBaseConfig(JSON.parse(img.raw.toString('utf8')) as Record<string, unknown>)
+      const name = prefixed(node, `FROM ${node.baseRef}`)
+      if (!this.#fromShown.has(id)) {
+        this.#fromShown.add(id)
+        const vid = this.#progress.start(name, sha(`from ${id}`))
+        this.#progress.emit({ type: 'done', id: vid, at: performance.now() })
+      }
+    }
+    if (!image.config.Env?.some((e) => e.startsWith('PATH='))) image.config.Env = [...(image.config.Env ?? []), DEFAULT_PATH_ENV]
+    const s: StageState = { image, env: [...(image.config.Env ?? [])], workdir: image.config.WorkingDir || '/', user: image.config.User ?? '', buildArgs: [], cmdSet: false }
+    return s
+  }
+
+  #expand(s: StageState, word: string, line: number): string {
+    return this.#expandMap(word, envMap(s.env), line)
+  }
+
+  #history(s: StageState, createdBy: string, layer: boolean, created?: string): void {
+    s.image.history.push({ ...(created ? { created } : {}), created_by: createdBy, comment: HISTORY_COMMENT, ...(layer ? {} : { empty_layer: true }) })
+  }
+
+  /** The step's name as progress shows it (variables substituted where they can be). */
+  #vertexName(node: StageNode, s: StageState, c: Command, raw = false): string {
+    let text = c.original.trim()
+    try {
+      text = processWord(text, envMap(s.env), { escape: this.#escape, ...(raw ? { rawQuotes: true, skipUnsetEnv: true } : {}) })
+    } catch { /* as written */ }
+    return prefixed(node, uppercaseCmd(text))
+  }
+
+  async #dispatch(node: StageNode, s: StageState, c: Command): Promise<void> {
+    const line = c.line
+    const cfg = s.image.config
+    try {
+      switch (c.kind) {
+        case 'env': {
+          const parts: string[] = []
+          // Every word expands with the environment as it was before the instruction.
+          const pairs = c.pairs.map(([k0, v0]) => [this.#expand(s, k0, line), this.#expand(s, v0, line)])
+          for (const [k, v] of pairs) {
+            parts.push(`${k}=${v}`)
+            s.env = addEnv(s.env, k, v)
+            cfg.Env = addEnv(cfg.Env ?? [], k, v)
+          }
+          this.#history(s, `ENV ${parts.join(' ')}`, false)
+          return
+        }
+        case 'label': {
+          const parts: string[] = []
+          cfg.Labels ??= {}
+          for (const [k0, v0] of c.pairs) {
+            const k = this.#expand(s, k0, line)
+            const v = this.#expand(s, v0, line)
+            cfg.Labels[k] = v
+            parts.push(`${k}=${v}`)
+          }
+          this.#history(s, `LABEL ${parts.join(' ')}`, false)
+          return
+        }
+        case 'maintainer':
+          s.image.author = c.maintainer
+          this.#history(s, `MAINTAINER ${c.maintainer}`, false)
+          return
+        case 'onbuild':
+          cfg.OnBuild = [...(cfg.OnBuild ?? []), c.expression]
+          return
+        case 'cmd': {
+          const args = c.prependShell ? [...(cfg.Shell?.length ? cfg.Shell : ['/bin/sh', '-c']), c.cmdLine!.join(' ')] : [...c.cmdLine!]
+          cfg.Cmd = args
+          cfg.ArgsEscaped = true
+          s.cmdSet = true
+          this.#history(s, `CMD ${goQuoteSlice(args)}`, false)
+          return
+        }
+        case 'entrypoint': {
+          const args = c.cmdLine === null ? null : c.prependShell ? [...(cfg.Shell?.length ? cfg.Shell : ['/bin/sh', '-c']), c.cmdLine.join(' ')] : [...c.cmdLine]
+          cfg.Entrypoint = args
+          if (!s.cmdSet) cfg.Cmd = null
+          this.#history(s, `ENTRYPOINT ${goQuoteSlice(args ?? [])}`, false)
+          return
+        }
+        case 'healthcheck': {
+          cfg.Healthcheck = { Test: c.test, ...(c.interval ? { Interval: c.interval } : {}), ...(c.timeout ? { Timeout: c.timeout } : {}), ...(c.startPeriod ? { StartPeriod: c.startPeriod } : {}), ...(c.retries ? { Retries: c.retries } : {}) }
+          this.#history(s, `HEALTHCHECK &{${goQuoteSlice(c.test)} "${goDuration(c.interval)}" "${goDuration(c.timeout)}" "${goDuration(c.startPeriod)}" ${goQuoteRune(c.retries)}}`, false)
+          return
+        }
+        case 'expose': {
+          const ports: string[] = []
+          for (const p of c.ports) ports.push(...processWords(p, envMap(s.env), { escape: this.#escape }))
+          const specs = parsePorts(ports)
+          cfg.ExposedPorts ??= {}
+          for (const p of specs) cfg.ExposedPorts[p] = {}
+          this.#history(s, `EXPOSE map[${[...specs].sort().map((p) => `${p}:{}`).join(' ')}]`, false)
+          return
+        }
+        case 'user': {
+          const u = this.#expand(s, c.user, line)
+          s.user = u
+          cfg.User = u
+          this.#history(s, `USER ${u}`, false)
+          return
+        }
+        case 'volume': {
+          const vols = c.volumes.map((v) => this.#expand(s, v, line))
+          cfg.Volumes ??= {}
+          for (const v of vols) {
+            if (v === '') throw new Error('VOLUME specified can not be an empty string')
+            cfg.Volumes[v] = {}
+          }
+          this.#history(s, `VOLUME ${goSlice(vols)}`, false)
+          return
+        }
+        case 'stopsignal': {
+          const sig = this.#expand(s, c.signal, line)
+          checkSignal(sig)
+          cfg.StopSignal = sig
+          this.#history(s, `STOPSIGNAL ${sig}`, false)
+          return
+        }
+        case 'shell':
+          cfg.Shell = [...c.shell]
+          this.#history(s, `SHELL ${goSlice(c.shell)}`, false)
+          return
+        case 'arg': {
+          const parts: string[] = []
+          const overrides = this.#opts.buildArgs ?? {}
+          const expanded = c.args.map((a) => ({ key: this.#expand(s, a.key, line), written: a.value === undefined ? undefined : this.#expand(s, a.value, line) }))
+          for (const { key, written } of expanded) {
+            parts.push(written === undefined ? key : `${key}=${written}`)
+            let value = key in overrides ? overrides[key] : written
+            if (value === undefined && this.#metaArgs.has(key)) value = this.#metaArgs.get(key)
+            if (value !== undefined) s.env = addEnv(s.env, key, value)
+            s.buildArgs.push({ key, ...(value !== undefined ? { value } : {}) })
+          }
+          this.#history(s, `ARG ${parts.join(' ')}`, false)
+          return
+        }
+        case 'workdir':
+          return await this.#workdir(node, s, c.path, line, c)
+        case 'run':
+          return await this.#runStep(node, s, c)
+        case 'copy':
+        case 'add':
+          return await this.#copy(node, s, c)
+      }
+    } catch (e) {
+      if (e instanceof StrataError) throw e
+      throw new BuildError('DockerfileParse', `dockerfile parse error line ${line}: ${(e as Error).message}`, { line, cause: e })
+    }
+  }
+
+  // ---- filesystem steps ------------------------------------------------------------------
+
+  /** Diff dirs of a stage's layers, top first (the lowers of a step mount). */
+  async #lowers(diffIds: string[]): Promise<string[]> {
+    if (diffIds.length === 0) return []
+    const chain = chainIdsOf(diffIds)
+    const stack = await this.#ctx.layers.stack(chain[chain.length - 1])
+    return stack.map((l) => this.#ctx.layout.diffDir(l.cacheId))
+  }
+
+  #parentChain(s: StageState): string {
+    const chain = chainIdsOf(s.image.rootfs.diff_ids)
+    return chain[chain.length - 1] ?? ''
+  }
+
+  /**
+   * A filesystem step: probe the cache, else `work` in a fresh step space; record the result.
+   * `createdBy` is the history line.
+   */
+  async #step(node: StageNode, s: StageState, opts: {
+    name: string; key: string; createdBy: string; line: number
+    work: (space: StepSpace, vertex: number) => Promise<void>
+  }): Promise<void> {
+    const vertex = this.#progress.start(opts.name, opts.key)
+    const parentChain = this.#parentChain(s)
+    let cached = false
+    let rec: CacheRecord | undefined
+    if (!node.ignoreCache) {
+      rec = await this.#ctx.buildCache.get(opts.key)
+      // A record whose layer is gone (removed by hand) is no hit.
+      if (rec && rec.diffId !== null && !(await this.#ctx.layers.has(rec.chainId))) rec = undefined
+      if (rec && rec.parent !== parentChain) rec = undefined
+    }
+    if (rec) {
+      cached = true
+      this.#progress.emit({ type: 'cached', id: vertex })
+    } else {
+      const space = await StepSpace.create(this.#ctx, await this.#stagingDir(), `step-${++this.#stepCounter}`)
+      try {
+        await space.mount(await this.#lowers(s.image.rootfs.diff_ids))
+        await opts.work(space, vertex)
+        const sealed = await space.seal(this.#cancel)
+        const created = nowRfc3339Nano()
+        rec = await this.#ctx.exclusive(async () => {
+          let chainId = parentChain
+          let diffId: string | null = null
+          if (!sealed.empty) {
+            const layer = await space.register(sealed, s.image.rootfs.diff_ids)
+            chainId = layer.chainId
+            diffId = sealed.diffId
+          }
+          const r: CacheRecord = { v: 1, key: opts.key, parent: parentChain, chainId, diffId, size: sealed.size, created, createdBy: opts.createdBy, description: opts.name }
+          await this.#ctx.buildCache.put(r)
+          return r
+        })
+      } catch (e) {
+        const message = e instanceof StrataError ? e.message : String(e)
+        this.#progress.emit({ type: 'error', id: vertex, message, at: performance.now() })
+        // Whatever failed inside a step (a user that is not in the rootfs, a source that
+        // changed under the copy, ...) says which step and line it was.
+        if (e instanceof StrataError && !(e instanceof BuildError) && e.code !== 'Aborted') {
+          throw new BuildError(e.code, e.message, { line: opts.line, step: opts.name, cause: e, ...(e.path !== undefined ? { path: e.path } : {}) })
+        }
+        throw e
+      } finally {
+        await space.dispose()
+      }
+      this.#progress.emit({ type: 'done', id: vertex, at: performance.now() })
+    }
+    const r = rec!
+    if (r.diffId !== null) {
+      s.image.rootfs.diff_ids.push(r.diffId)
+      this.#history(s, opts.createdBy, true, r.created)
+    } else this.#history(s, opts.createdBy, false)
+    this.#steps.push({ name: opts.name, key: opts.key, cached, ...(r.diffId ? { diffId: r.diffId } : {}) })
+  }
+
+  async #workdir(node: StageNode, s: StageState, raw: string, line: number, c: Command): Promise<void> {
+    const p = this.#expand(s, raw, line)
+    const wd = p.startsWith('/') ? path.posix.join('/', p) : path.posix.join('/', s.image.config.WorkingDir || '/', p)
+    s.workdir = p.startsWith('/') ? p : path.posix.join(s.workdir, p)
+    s.image.config.WorkingDir = wd
+    if (wd === '/') {
+      this.#history(s, `WORKDIR ${wd}`, false)
+      return
+    }
+    const user = s.image.config.User ?? ''
+    const key = stepKey(this.#parentChain(s), this.#platform, ['mkdir', wd, user])
+    await this.#step(node, s, {
+      name: this.#vertexName(node, s, c), key, createdBy: `WORKDIR ${wd}`, line,
+      work: async (space) => {
+        const owner = user ? resolveChown(user, space.merged, line) : undefined
+        await runCopy(space.merged, space.merged, [{ op: 'mkdirs', dst: wd, mode: 0o755, uid: owner?.uid ?? 0, gid: owner?.gid ?? 0 }])
+      },
+    })
+  }
+
+  async #runStep(node: StageNode, s: StageState, c: RunCommand): Promise<void> {
+    const cfg = s.image.config
+    const shell = cfg.Shell?.length ? cfg.Shell : ['/bin/sh', '-c']
+    let args: string[] = c.prependShell ? [...shell, c.cmdLine.join(' ')] : [...c.cmdLine]
+    let script: { name: string; content: string } | undefined
+    if (c.heredocs.length > 0) {
+      const h = c.heredocs[0]
+      const only = c.prependShell && c.cmdLine.length === 1 && /^<<-?["']?[^\s]+["']?$/.test(c.cmdLine[0].trim())
+      if (only && c.heredocs.length === 1 && h.content.startsWith('#!')) {
+        script = { name: h.name, content: h.content }
+        args = [`/dev/pipes/${h.name}`]
+      } else if (only && c.heredocs.length === 1) {
+        args = [...shell, h.content]
+      } else {
+        let full = c.cmdLine.join(' ')
+        for (const f of c.heredocs) full += `\n${f.content}${f.name}`
+        args = c.prependShell ? [...shell, full] : [full]
+      }
+    }
+    const env = [...s.env]
+    const network = c.network === 'default' ? this.#opts.network ?? 'host' : c.network
+    const em = envMap(env)
+    const buildEnv = s.buildArgs.map((a) => `${a.key}=${em.has(a.key) ? em.get(a.key) : a.value ?? ''}`)
+    const createdBy = `RUN ${[...(buildEnv.length ? [`|${buildEnv.length}`, ...buildEnv] : []), ...args].join(' ')} # buildkit`
+    const key = stepKey(this.#parentChain(s), this.#platform, ['run', args, env, s.user, s.workdir, network, script ?? null])
+    const name = this.#vertexName(node, s, c, true)
+    await this.#step(node, s, {
+      name, key, createdBy, line: c.line,
+      work: async (space, vertex) => {
+        const id = `${path.basename(await this.#stagingDir())}-${this.#stepCounter}`
+        const code = await runInStep(this.#ctx, space, {
+          id, args, env, user: s.user, cwd: s.workdir, network, ...(script ? { script } : {}), signal: this.#signal,
+          onOutput: (stream, data) => this.#progress.emit({ type: 'log', id: vertex, stream, data, at: performance.now() }),
+        })
+        if (code !== 0) {
+          const cmd = args.join(' ')
+          throw new BuildError('BuildFailed', `process "${cmd}" did not complete successfully: exit code: ${code}`, { line: c.line, step: name, exitCode: code })
+        }
+      },
+    })
+  }
+
+  async #contextTree(): Promise<BuildContext> {
+    this.#contextLoaded ??= (async () => {
+      const id = this.#progress.start('[internal] load build context', sha('context'))
+      try {
+        const c = await BuildContext.scan(path.resolve(this.#opts.context), this.#ignore, this.#ctx.layout.statIndex, this.#opts.contextLimits)
+        this.#context = c
+        // The whole context is hashed up front (from the stat index where it can be), as
+        // BuildKit transfers it before the steps that use it.
+        await c.digests([...c.entries.values()].filter((e) => isFile(e)).map((e) => e.rel), this.#cancel)
+        this.#progress.emit({ type: 'status', id, text: `transferring context: ${c.bytesRead}B done` })
+        return c
+      } catch (e) {
+        this.#progress.emit({ type: 'error', id, message: (e as Error).message, at: performance.now() })
+        if (e instanceof ContextTooLarge) throw new BuildError('ContextTooLarge', e.message)
+        if (e instanceof BadPatternError) throw new BuildError('InvalidArgument', `invalid .dockerignore pattern: ${e.message}`)
+        throw e
+      } finally {
+        this.#progress.emit({ type: 'done', id, at: performance.now() })
+      }
+    })()
+    return this.#contextLoaded
+  }
+
+  async #copy(node: StageNode, s: StageState, c: CopyCommand): Promise<void> {
+    const words = c.sourcesAndDest.map((w) => (c.heredocs.some((h) => w === `<<${h.name}` || w === `<<-${h.name}` || w === `<<"${h.name}"` || w === `<<'${h.name}'`) ? w : this.#expand(s, w, c.line)))
+    const chown = this.#expand(s, c.chown, c.line)
+    const chmod = c.chmod ? parseInt(c.chmod, 8) : undefined
+    const destRaw = words[words.length - 1]
+    const sources = words.slice(0, -1)
+    const verb = c.kind === 'add' ? 'ADD' : 'COPY'
+    const createdBy = `${verb} ${sources.join(' ')} ${destRaw} # buildkit`
+    for (const src of sources) {
+      if (/^https?:\/\//.test(src)) {
+        throw new BuildError('InvalidArgument', c.kind === 'copy' ? 'source can\'t be a URL for COPY' : `ADD of a URL (${src}) is not supported by strata`, { line: c.line })
+      }
+    }
+    const dest = destinationPath(destRaw, s.workdir)
+    // Where the sources come from: heredocs, another stage (or image), or the context.
+    const heredocSources = sources.filter((w) => w.startsWith('<<'))
+    const fileSources = sources.filter((w) => !w.startsWith('<<'))
+    let tree: SourceTree
+    let keyed: unknown
+    let planned: PlannedSource[] = []
+    let digests = new Map<string, string>()
+    let fromDiffIds: string[] | undefined
+    if (heredocSources.length > 0) {
+      const files = heredocSources.map((w) => {
+        const h = c.heredocs.find((x) => w.includes(x.name))!
+        return { name: h.name, content: h.expand ? this.#expand(s, h.content, c.line) : h.content }
+      })
+      tree = await heredocTree(path.join(await this.#stagingDir(), `heredoc-${++this.#stepCounter}`), files)
+      planned = await planSources(tree, files.map((f) => f.name), c.line)
+      keyed = ['heredoc', files]
+    } else if (c.from) {
+      const from = this.#expand(s, c.from, c.line)
+      const src = /^\d+$/.test(from) ? this.#nodes[Number(from)] : this.#nodes.find((n) => n.stage.name === from.toLowerCase())
+      if (src) fromDiffIds = [...(await this.#runStage(src)).image.rootfs.diff_ids]
+      else {
+        const { id } = await resolveImage(this.#ctx, from).catch((e: StrataError) => {
+          throw new BuildError(e.code === 'ImageNotFound' ? 'StageNotFound' : e.code, `COPY --from=${from}: no stage or image of that name: ${e.message}`, { line: c.line })
+        })
+        const img = await this.#ctx.images.get(id)
+        fromDiffIds = [...(img?.config.rootfs.diff_ids ?? [])]
+      }
+      const chain = chainIdsOf(fromDiffIds)
+      keyed = ['from', chain[chain.length - 1] ?? '', fileSources]
+      tree = dirTree('/') // replaced by the mounted rootfs in the step
+    } else {
+      const ctxTree = await this.#contextTree()
+      tree = ctxTree.tree()
+      planned = await planSources(tree, fileSources, c.line)
+      digests = await ctxTree.digests(filesOf(planned), this.#cancel)
+      keyed = ['context', planned.map((p) => [p.src, describeSource(p, chmod === undefined, digests)])]
+    }
+    const key = stepKey(this.#parentChain(s), this.#platform, [c.kind, keyed, dest, chown, chmod ?? null])
+    const name = this.#vertexName(node, s, c)
+    await this.#step(node, s, {
+      name, key, createdBy, line: c.line,
+      work: async (space) => {
+        const owner = resolveChown(chown, space.merged, c.line)
+        let unmount: (() => Promise<void>) | undefined
+        try {
+          if (fromDiffIds !== undefined) {
+            const mounted = await this.#mountReadOnly(fromDiffIds, path.join(space.dir, 'from'))
+            unmount = mounted.unmount
+            tree = dirTree(mounted.root)
+            planned = await planSources(tree, fileSources, c.line)
+          }
+          const cancel = this.#cancel
+          if (c.kind === 'add') {
+            // Local archives are unpacked into the destination; the rest is copied.
+            const archives: PlannedSource[] = []
+            const plain: PlannedSource[] = []
+            for (const p of planned) {
+              const single = p.items.length === 1 && (p.items[0].entry.mode & 0o170000) === 0o100000
+              if (single && (await call(() => native.isArchive(path.join(tree.root, p.items[0].entry.rel))))) archives.push(p)
+              else plain.push(p)
+            }
+            for (const [i, a] of archives.entries()) await this.#unpack(space, tree, a, dest, owner, i)
+            planned = plain
+          }
+          if (planned.length > 0) {
+            const steps = copySteps({ planned, tree, dest, rootfs: space.merged, ...(owner ? { owner } : {}), ...(chmod !== undefined ? { chmod } : {}), digests, line: c.line })
+            await runCopy(tree.root, space.merged, steps, cancel)
+          }
+        } finally {
+          await unmount?.()
+        }
+      },
+    })
+  }
+
+  /** ADD of a local tar: unpacked (natively, safely) beside the step, then copied into `dest`. */
+  async #unpack(space: StepSpace, tree: SourceTree, p: PlannedSource, dest: string, owner: { uid: number; gid: number } | undefined, i: number): Promise<void> {
+    const file = path.join(tree.root, p.items[0].entry.rel)
+    const dir = path.join(space.dir, `unpack-${i}`)
+    await fs.mkdir(dir)
+    const size = (await fs.stat(file)).size
+    await call(() => native.applyLayers([{ blobPath: file, offset: 0, length: size, dest: path.join(dir, 'root'), tarSplit: path.join(dir, 'ts.json.gz') }], undefined, this.#cancel))
+    const utree = dirTree(path.join(dir, 'root'))
+    const planned = await planSources(utree, ['.'], 0)
+    const d = dest.endsWith('/') ? dest : `${dest}/`
+    const steps = copySteps({ planned, tree: utree, dest: d, rootfs: space.merged, ...(owner ? { owner } : {}), digests: new Map(), line: 0 })
+    await runCopy(utree.root, space.merged, steps, this.#cancel)
+  }
+
+  /** A stage's (or image's) filesystem, read-only, for COPY --from. */
+  async #mountReadOnly(diffIds: string[], at: string): Promise<{ root: string; unmount: () => Promise<void> }> {
+    const lowers = await this.#lowers(diffIds)
+    await fs.mkdir(at, { recursive: true })
+    if (lowers.length === 0) return { root: at, unmount: async () => undefined }
+    if (lowers.length === 1) return { root: lowers[0], unmount: async () => undefined }
+    await call(() => native.mountOverlay({ lowerdirs: lowers, target: at, options: ['ro'] }))
+    return { root: at, unmount: async () => { await call(() => native.unmount(at, true)).catch(() => undefined) } }
+  }
+
+  // ---- the image -----------------------------------------------------------------------
+
+  async #unchanged(imageId: string, tags: string[]): Promise<boolean> {
+    if (!(await this.#ctx.images.has(imageId))) return false
+    for (const t of tags) {
+      const ref = withDefaultTag(parseNormalizedNamed(t))
+      if ((await this.#ctx.repos.resolve(ref.familiarName, refKey(ref))) !== imageId) return false
+    }
+    return true
+  }
+
+  async #export(s: StageState): Promise<BuildResult> {
+    const img = s.image
+    if (this.#opts.labels && Object.keys(this.#opts.labels).length > 0) img.config.Labels = { ...(img.config.Labels ?? {}), ...this.#opts.labels }
+    img.architecture = goArch()
+    img.os = PLATFORM_OS
+    const created = normalizeHistory(img.history)
+    const raw = imageConfigBytes(img, created)
+    const vid = this.#progress.start('exporting to image', sha('exporting to image'))
+    this.#progress.emit({ type: 'status', id: vid, text: 'exporting layers done' })
+    const tags = this.#opts.tags ?? []
+    const imageId = imageIdOf(raw)
+    // A rebuild that changed nothing: the image exists (its own layers keep themselves alive)
+    // and every tag already names it — nothing to write, no lock to take.
+    if (await this.#unchanged(imageId, tags)) {
+      this.#progress.emit({ type: 'status', id: vid, text: `writing image ${imageId} done` })
+      for (const t of tags) this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
+      this.#progress.emit({ type: 'done', id: vid, at: performance.now() })
+      this.#progress.check()
+      return { imageId, steps: this.#steps, contextBytesRead: this.#context?.bytesRead ?? 0 }
+    }
+    const id = await this.#ctx.exclusive(async () => {
+      // Every layer must still be there (a concurrent prune may have raced a cache hit).
+      const chain = chainIdsOf(img.rootfs.diff_ids)
+      if (chain.length > 0 && !(await this.#ctx.layers.has(chain[chain.length - 1]))) {
+        throw new StrataError('LayerNotFound', 'a cached layer was removed during the build; build again')
+      }
+      const imageId = await this.#ctx.images.put(raw)
+      this.#progress.emit({ type: 'status', id: vid, text: `writing image ${imageId} done` })
+      // Every tag in one all-or-nothing write of the store's metadata.
+      if (tags.length > 0) await setTags(this.#ctx, tags.map((target) => ({ target, id: imageId })))
+      else await writeAll((w) => this.#ctx.images.touch(w, imageId))
+      for (const t of tags) this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
+      return imageId
+    })
+    this.#progress.emit({ type: 'done', id: vid, at: performance.now() })
+    this.#progress.check()
+    return { imageId: id, steps: this.#steps, contextBytesRead: this.#context?.bytesRead ?? 0 }
+  }
+}
+
+/** Builds an image; see `BuildOptions`. */
+export function build(ctx: StoreContext, opts: BuildOptions): Promise<BuildResult> {
+  return new Builder(ctx, opts).run()
+}
+
+export type { BkHistory }

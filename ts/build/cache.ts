@@ -1,0 +1,113 @@
+/**
+ * The build cache: content-addressed step keys and the records that map them to layers.
+ *
+ * A filesystem step's key (`stepKey`) is the sha256 of a JSON array:
+ *
+ * ```
+ * ["strata-build-cache-v1", <parent ChainID or "">, <platform "linux/amd64">, <step>]
+ * ```
+ *
+ * where `<step>` is everything the step can see, after variable substitution: for RUN the
+ * argv, the environment (ENV and the ARG values in scope), user, working directory and
+ * network; for WORKDIR the path and user; for COPY/ADD the sources, destination, `--chown`,
+ * `--chmod`, and for each source file the sorted list of (path relative to the source, type,
+ * mode — left out under `--chmod` —, symlink target, sha256 of the content) of what
+ * `.dockerignore` lets through; never mtimes, never the source's uid/gid. A COPY `--from`
+ * another stage names that stage's top ChainID. Keys depend only on content, so a step that
+ * reproduces a layer lets the steps after it hit again, and a key means the same on every
+ * machine.
+ *
+ * A record is `<root>/builder/cache/<key hex>.json`, written atomically once the step's
+ * layer is registered:
+ *
+ * ```
+ * {"v":1,"key":"sha256:…","parent":"sha256:…"|"","chainId":"sha256:…","diffId":"sha256:…"|null,
+ *  "size":N,"created":"<RFC 3339>","createdBy":"RUN …","description":"[2/5] RUN …"}
+ * ```
+ *
+ * `diffId` null means the step changed nothing (`chainId` is then the parent's; the image
+ * gets an `empty_layer` history row). The record file's mtime is when it was last used
+ * (`builder prune --keep-storage` removes the least recently used first). Records keep the
+ * layers they name alive: cleanup and `rmi` never remove a layer a record names, or any
+ * layer below it; `builder prune` removes records and then the layers nothing uses.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { createHash } from 'node:crypto'
+import { Layout, hex } from '../layout'
+import { listDir, readIfExists, writeAtomic } from '../fsx'
+
+export const CACHE_KEY_VERSION = 'strata-build-cache-v1'
+const RECORD_VERSION = 1
+
+export interface CacheRecord {
+  v: number
+  key: string
+  parent: string
+  chainId: string
+  diffId: string | null
+  size: number
+  created: string
+  createdBy: string
+  description: string
+}
+
+/** A step's cache key (see the module comment for what goes in). */
+export function stepKey(parentChain: string, platform: string, step: unknown): string {
+  return `sha256:${createHash('sha256').update(JSON.stringify([CACHE_KEY_VERSION, parentChain, platform, step])).digest('hex')}`
+}
+
+export class BuildCache {
+  constructor(private readonly layout: Layout) {}
+
+  file(key: string): string {
+    return path.join(this.layout.buildCache, `${hex(key)}.json`)
+  }
+
+  /** The record of `key`, or undefined. Marks it used. */
+  async get(key: string): Promise<CacheRecord | undefined> {
+    const raw = await readIfExists(this.file(key))
+    if (raw === undefined) return undefined
+    try {
+      const r = JSON.parse(raw) as CacheRecord
+      if (r.v !== RECORD_VERSION || r.key !== key) return undefined
+      const now = new Date()
+      try { fs.utimesSync(this.file(key), now, now) } catch { /* removed meanwhile */ }
+      return r
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Writes a record (caller holds the store lock; the layer it names exists). */
+  async put(r: Omit<CacheRecord, 'v'>): Promise<void> {
+    fs.mkdirSync(this.layout.buildCache, { recursive: true })
+    await writeAtomic(this.file(r.key), JSON.stringify({ v: RECORD_VERSION, ...r }))
+  }
+
+  async remove(key: string): Promise<void> {
+    await fs.promises.rm(this.file(key), { force: true })
+  }
+
+  /** Every readable record with its last use. */
+  async all(): Promise<(CacheRecord & { lastUsed: Date })[]> {
+    const out: (CacheRecord & { lastUsed: Date })[] = []
+    for (const name of await listDir(this.layout.buildCache)) {
+      if (!/^[0-9a-f]{64}\.json$/.test(name)) continue
+      const p = path.join(this.layout.buildCache, name)
+      const raw = await readIfExists(p)
+      if (raw === undefined) continue
+      try {
+        const r = JSON.parse(raw) as CacheRecord
+        if (r.v !== RECORD_VERSION) continue
+        out.push({ ...r, lastUsed: fs.statSync(p).mtime })
+      } catch { /* a torn record is no record */ }
+    }
+    return out
+  }
+
+  /** ChainIDs the records name (their layers, and so every layer below, stay alive). */
+  async chainIds(): Promise<string[]> {
+    return [...new Set((await this.all()).map((r) => r.chainId).filter(Boolean))]
+  }
+}

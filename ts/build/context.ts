@@ -1,0 +1,167 @@
+/**
+ * The build context: the files of the context directory a build may see (after
+ * `.dockerignore`), their `lstat` data, and the sha256 of their contents through the stat
+ * index (./statindex.ts), which COPY/ADD cache keys are made of.
+ *
+ * The walk is breadth-first, one native call per level of the tree (`scanDirs`): each level's
+ * entries are judged by the ignore rules (./dockerignore.ts) before the next level is listed,
+ * so an ignored tree (`.git`, `node_modules`) is never read.
+ */
+import * as path from 'node:path'
+import { native } from '../native'
+import { call } from '../errors'
+import { PatternMatcher, verdict } from './dockerignore'
+import { StatIndex, StatKey } from './statindex'
+import type { SourceTree } from './copy'
+
+export const S_IFMT = 0o170000
+export const S_IFDIR = 0o040000
+export const S_IFREG = 0o100000
+export const S_IFLNK = 0o120000
+
+export interface ContextEntry extends StatKey {
+  /** Path relative to the context root, `/`-separated. */
+  rel: string
+  uid: number
+  gid: number
+  nlink: number
+  /** A symlink's target. */
+  link?: string
+}
+
+export function isDir(e: { mode: number }): boolean {
+  return (e.mode & S_IFMT) === S_IFDIR
+}
+export function isFile(e: { mode: number }): boolean {
+  return (e.mode & S_IFMT) === S_IFREG
+}
+export function isSymlink(e: { mode: number }): boolean {
+  return (e.mode & S_IFMT) === S_IFLNK
+}
+
+type ScanRow = [number, string, number, number, number, number, number, number, number, string, string, string | null]
+
+export interface ContextLimits {
+  /** Most entries a context may have (default 1,000,000). */
+  maxEntries?: number
+  /** Most bytes of regular files (default 64 GiB). */
+  maxBytes?: number
+}
+
+export class ContextTooLarge extends Error {}
+
+export class BuildContext {
+  /** Kept entries by relative path, parents before children. */
+  readonly entries = new Map<string, ContextEntry>()
+  /** Entries by parent directory (`''` = the root), in name order. */
+  readonly #children = new Map<string, ContextEntry[]>()
+  /** Bytes of file content read to compute digests (0 on a rebuild where nothing changed). */
+  bytesRead = 0
+  readonly #digests = new Map<string, string>()
+
+  private constructor(readonly dir: string, readonly ignore: PatternMatcher | undefined, private readonly index: StatIndex) {}
+
+  /** Walks `dir` with the ignore patterns; the stat index lives under `indexDir`. */
+  static async scan(dir: string, patterns: readonly string[], indexDir: string, limits: ContextLimits = {}): Promise<BuildContext> {
+    const pm = patterns.length > 0 ? new PatternMatcher(patterns) : undefined
+    const ctx = new BuildContext(dir, pm, StatIndex.load(indexDir, dir))
+    const maxEntries = limits.maxEntries ?? 1_000_000
+    const maxBytes = limits.maxBytes ?? 64 * 2 ** 30
+    let bytes = 0
+    let level = ['']
+    while (level.length > 0) {
+      const rows = JSON.parse(await call(() => native.scanDirs(dir, level))) as ScanRow[]
+      const next: string[] = []
+      for (const r of rows) {
+        const parent = level[r[0]]
+        const rel = parent === '' ? r[1] : `${parent}/${r[1]}`
+        const e: ContextEntry = {
+          rel, mode: r[2], uid: r[3], gid: r[4], size: r[5], dev: r[6], ino: r[7], nlink: r[8], mtimeNs: r[9], ctimeNs: r[10],
+          ...(r[11] !== null ? { link: r[11] } : {}),
+        }
+        const v = verdict(pm, rel, isDir(e))
+        if (v === 'skip') continue
+        if (v === 'skipDir') continue
+        ctx.entries.set(rel, e)
+        const siblings = ctx.#children.get(parent)
+        if (siblings) siblings.push(e)
+        else ctx.#children.set(parent, [e])
+        if (isDir(e)) next.push(rel)
+        if (isFile(e)) bytes += e.size
+        if (ctx.entries.size > maxEntries || bytes > maxBytes) {
+          throw new ContextTooLarge(`build context ${dir} is too large: more than ${ctx.entries.size > maxEntries ? `${maxEntries} entries` : `${maxBytes} bytes`}`)
+        }
+      }
+      level = next
+    }
+    return ctx
+  }
+
+  /** Total bytes of regular files in the context (what "transferring context" reports). */
+  get size(): number {
+    let n = 0
+    for (const e of this.entries.values()) if (isFile(e)) n += e.size
+    return n
+  }
+
+  /**
+   * The sha256 of each of `rels` (regular files of the context): from the stat index where
+   * it may be trusted, else read and hashed (natively, on a few threads).
+   */
+  async digests(rels: readonly string[], cancel?: InstanceType<typeof native.NativeCancel>): Promise<Map<string, string>> {
+    const out = new Map<string, string>()
+    const todo: ContextEntry[] = []
+    for (const rel of rels) {
+      const known = this.#digests.get(rel)
+      if (known) {
+        out.set(rel, known)
+        continue
+      }
+      const e = this.entries.get(rel)
+      if (!e || !isFile(e)) throw new Error(`${rel} is not a regular file of the build context`)
+      const hit = this.index.lookup(rel, e)
+      if (hit) {
+        this.#digests.set(rel, hit)
+        out.set(rel, hit)
+      } else todo.push(e)
+    }
+    if (todo.length > 0) {
+      const stamp = this.index.stamp()
+      const res = await call(() => native.hashFiles(this.dir, todo.map((e) => e.rel), cancel))
+      this.bytesRead += res.bytesRead
+      todo.forEach((e, i) => {
+        const d = res.digests[i]
+        this.index.put(e.rel, e, d, stamp)
+        this.#digests.set(e.rel, d)
+        out.set(e.rel, d)
+      })
+    }
+    return out
+  }
+
+  /** Saves the stat index (dropping paths no longer present). */
+  saveIndex(): void {
+    this.index.retain((rel) => this.entries.has(rel))
+    this.index.save()
+  }
+
+  /** Children of a directory entry (`''` = the root), in order. */
+  children(dir: string): ContextEntry[] {
+    return this.#children.get(dir) ?? []
+  }
+
+  /** The context as a source tree of COPY/ADD (./copy.ts). */
+  tree(): SourceTree {
+    const rootEntry = { rel: '', mode: S_IFDIR | 0o755, uid: 0, gid: 0, size: 0, dev: 0, ino: 0, nlink: 2, mtimeNs: '0' }
+    return {
+      root: this.dir, isContext: true,
+      get: async (rel) => (rel === '' ? rootEntry : this.entries.get(rel)),
+      children: async (rel) => this.children(rel),
+    }
+  }
+
+  /** Absolute host path of an entry (for reading; never for resolving user paths). */
+  hostPath(rel: string): string {
+    return path.join(this.dir, rel)
+  }
+}

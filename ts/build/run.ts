@@ -1,0 +1,116 @@
+/**
+ * RUN: the step's command in a container on the step's overlay mount (./step.ts), through
+ * the OCI runtime the containers use (runc, `<root>/runc` state), as BuildKit runs it:
+ * the environment of the step (ENV and ARG values in scope; HOME from the user's passwd entry
+ * when unset), the user resolved from the rootfs' /etc/passwd and /etc/group, the working
+ * directory (made, owned by that user, when missing), stdin /dev/null, hostname
+ * `buildkitsandbox`, and `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` bind-mounted from
+ * files beside the bundle (so they never land in the layer). Network: the host's (strata has
+ * no bridge) or none (a namespace with loopback only).
+ */
+import * as fs from 'node:fs/promises'
+import * as path from 'node:path'
+import { spawn } from 'node:child_process'
+import { StoreContext } from '../context'
+import { native } from '../native'
+import { call, StrataError } from '../errors'
+import { readIfExists } from '../fsx'
+import { buildSpec, resolveUser } from '../containers/spec'
+import { runtimeFor } from '../containers/supervisor'
+import { runtimeMessage } from '../containers/runtime'
+import { StepSpace } from './step'
+
+export const BUILD_HOSTNAME = 'buildkitsandbox'
+const HOSTS = `127.0.0.1\tlocalhost ${BUILD_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n`
+
+export interface RunRequest {
+  /** The runtime's container ID (unique; names the staging dir so cleanup can find it). */
+  id: string
+  args: string[]
+  env: string[]
+  user: string
+  cwd: string
+  network: 'host' | 'none'
+  /** A script bind-mounted read-only at `/dev/pipes/<name>` (a heredoc with a shebang). */
+  script?: { name: string; content: string }
+  onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void
+  signal?: AbortSignal
+}
+
+/** Reads a small file of the step's rootfs, never outside it. */
+function rootFile(root: string, p: string): string | undefined {
+  const b = native.readInRoot(root, p, 1 << 22)
+  return b ? b.toString('utf8') : undefined
+}
+
+/** Runs the command; resolves with its exit code (128+n for a signal). */
+export async function runInStep(ctx: StoreContext, space: StepSpace, req: RunRequest): Promise<number> {
+  const root = space.merged
+  const user = resolveUser(req.user, rootFile(root, '/etc/passwd'), rootFile(root, '/etc/group'))
+  const cwd = req.cwd || '/'
+  if (cwd !== '/' && !native.statInRoot(root, cwd)) {
+    await call(() => native.copyIn(root, root, JSON.stringify([{ op: 'mkdirs', dst: cwd, mode: 0o755, uid: user.uid, gid: user.gid }])))
+  }
+  const env = [...req.env]
+  if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home}`)
+  const bundle = path.join(space.dir, 'bundle')
+  await fs.mkdir(bundle, { mode: 0o700 })
+  const hosts = path.join(space.dir, 'hosts')
+  const hostname = path.join(space.dir, 'hostname')
+  const resolv = path.join(space.dir, 'resolv.conf')
+  await fs.writeFile(hosts, HOSTS)
+  await fs.writeFile(hostname, `${BUILD_HOSTNAME}\n`)
+  await fs.writeFile(resolv, (await readIfExists('/etc/resolv.conf')) ?? '')
+  const spec = buildSpec({
+    args: req.args, env, cwd, user, hostname: BUILD_HOSTNAME, rootPath: root, network: req.network,
+    hostsPath: hosts, hostnamePath: hostname, resolvConfPath: resolv, cgroupsPath: `/strata/${req.id}`, openStdin: false,
+  }) as { mounts: { destination: string; type?: string; source?: string; options?: string[] }[] }
+  // As BuildKit mounts them: hosts and resolv.conf read-only (hostname stays writable, and
+  // still never lands in the layer).
+  for (const m of spec.mounts) if (m.destination === '/etc/hosts' || m.destination === '/etc/resolv.conf') m.options = [...(m.options ?? []), 'ro']
+  if (req.script) {
+    const pipes = path.join(space.dir, 'pipes')
+    await fs.mkdir(pipes, { mode: 0o755 })
+    await fs.writeFile(path.join(pipes, req.script.name), req.script.content, { mode: 0o755 })
+    spec.mounts.push({ destination: '/dev/pipes', type: 'bind', source: pipes, options: ['rbind', 'ro'] })
+  }
+  await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec))
+  const runtime = runtimeFor(ctx)
+  const log = path.join(bundle, 'runtime.log')
+  const child = spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, req.id], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  child.stdout.on('data', (d: Buffer) => req.onOutput('stdout', d))
+  child.stderr.on('data', (d: Buffer) => {
+    // The runtime's own failure line is not the command's output.
+    if (d.toString('utf8').startsWith(`${path.basename(runtime.binary)} run failed: `)) return
+    req.onOutput('stderr', d)
+  })
+  // Killed until it is gone: an abort may come before the runtime has created the container.
+  let killer: NodeJS.Timeout | undefined
+  const onAbort = (): void => {
+    const kill = (): void => { void runtime.kill(req.id, 'SIGKILL', true).catch(() => undefined) }
+    kill()
+    killer = setInterval(kill, 100)
+  }
+  if (req.signal?.aborted) onAbort()
+  else req.signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    const code = await new Promise<number>((resolve, reject) => {
+      child.on('error', (e) => reject(new StrataError('RuntimeFailed', `cannot run ${runtime.binary}: ${e.message}`, { cause: e })))
+      child.on('close', (c, sig) => resolve(c ?? (sig ? 128 + 9 : 255)))
+    })
+    if (req.signal?.aborted) throw new StrataError('Aborted', 'build aborted')
+    if (code !== 0) {
+      // The process never ran (no such executable...): the runtime says why.
+      const rlog = (await readIfExists(log)) ?? ''
+      const errs = rlog.split('\n').filter((l) => /"level":"(error|fatal)"/.test(l))
+      if (errs.length > 0) req.onOutput('stderr', Buffer.from(`${runtimeMessage(errs.join('\n'))}\n`))
+    }
+    return code
+  } finally {
+    clearInterval(killer)
+    req.signal?.removeEventListener('abort', onAbort)
+    await runtime.delete(req.id, true).catch(() => undefined)
+  }
+}
