@@ -161,3 +161,46 @@ test.serial('the terminal is restored when the CLI is killed by a signal and whe
   t.is(r.exitCode, 137, r.output)
   t.deepEqual(r.termiosAfter, r.termiosBefore)
 })
+
+test.serial('Ctrl-P Ctrl-Q detaches: the container runs on (logged, its exit recorded later); exec -dt and a detached exec -it run to their end', async (t) => {
+  const { root } = await fixture(t)
+  const r = await onTerminal(root, ['run', '-it', '--name', 'det', 'tty:1', 'sh', '-c', 'while true; do echo tick; sleep 0.2; done & sh'], [
+    { expect: PROMPT },
+    { send: '\u0010\u0011' },
+    { sleep: 1 },
+  ])
+  t.is(r.exitCode, 0, r.output)
+  t.deepEqual(r.termiosAfter, r.termiosBefore)
+  t.regex((await cli(root, ['ps', '--format', '{{.Names}} {{.State}}'])).stdout, /^det running$/m)
+  // Still logged after the detach (by the shim that took the terminal over).
+  const count = async () => (await cli(root, ['logs', 'det'])).stdout.split('tick').length
+  const before = await count()
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  t.true((await count()) > before)
+  t.is((await cli(root, ['kill', 'det'])).code, 0)
+  let status = ''
+  for (let i = 0; i < 100 && !status.startsWith('Exited'); i++) {
+    status = (await cli(root, ['ps', '-a', '-f', 'name=^det$', '--format', '{{.Status}}'])).stdout.trim()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.regex(status, /^Exited \(137\)/)
+
+  t.is((await cli(root, ['run', '-d', '--name', 'execs', 'tty:1', 'sleep', '300'])).code, 0)
+  // Far more output than a pty buffer holds: someone has to go on reading it.
+  const dt = await cli(root, ['exec', '-dt', 'execs', 'sh', '-c', 'i=0; while [ $i -lt 4000 ]; do echo line-$i-..........................................; i=$((i+1)); done; touch /dt-done'])
+  t.deepEqual([dt.code, dt.stdout, dt.stderr], [0, '', ''])
+  const it = await onTerminal(root, ['exec', '-it', 'execs', 'sh'], [
+    { expect: PROMPT },
+    { send: 'sleep 1; touch /it-done\r' },
+    { send: '\u0010\u0011' },
+    { sleep: 0.5 },
+  ])
+  t.is(it.exitCode, 0, it.output)
+  let seen = ''
+  for (let i = 0; i < 100 && seen !== '/dt-done\n/it-done\n'; i++) {
+    seen = (await cli(root, ['exec', 'execs', 'sh', '-c', 'ls /dt-done /it-done 2>/dev/null'])).stdout
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.is(seen, '/dt-done\n/it-done\n')
+  t.is((await cli(root, ['rm', '-f', 'execs', 'det'])).code, 0)
+})

@@ -126,12 +126,14 @@ export class Store {
 
   /**
    * `docker system prune [-a]`: stopped containers, then dangling images (every image without a
-   * container with `all`), with the same filters.
+   * container with `all`), with the same filters, then the build cache (unused records, all with
+   * `all`).
    */
-  async prune(opts: ImagePruneOptions = {}): Promise<{ containers: ContainerPruneResult; images: ImagePruneResult; spaceReclaimed: number }> {
+  async prune(opts: ImagePruneOptions = {}): Promise<{ containers: ContainerPruneResult; images: ImagePruneResult; buildCache: PruneResult; spaceReclaimed: number }> {
     const containers = await this.containers.prune(opts.filters ?? {})
     const images = await this.images.prune(opts)
-    return { containers, images, spaceReclaimed: containers.spaceReclaimed + images.spaceReclaimed }
+    const buildCache = await this.pruneBuildCache({ all: Boolean(opts.all) })
+    return { containers, images, buildCache, spaceReclaimed: containers.spaceReclaimed + images.spaceReclaimed + buildCache.reclaimed }
   }
 
   /** @internal used by the container layer. */

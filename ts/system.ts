@@ -7,7 +7,8 @@
  * As the daemon of Docker 20.10 computes it (daemon/disk_usage.go, images.Images with extra
  * attributes): the images are those `images` lists (intermediate ones left out), their layers
  * counted among those images; the containers are all of them with their writable layers' sizes.
- * Volumes: none here. Build cache: no records here yet, so zero as docker shows without one.
+ * Volumes: none here. Build cache: the build's cache records (ts/build/cache.ts), each the size of
+ * its layer; what images use too is "shared" and not counted again in the builder's size.
  */
 import { StoreContext } from './context'
 import { chainIdsOf } from './chain'
@@ -28,7 +29,7 @@ export interface ImageDiskUsage {
   labels: Record<string, string>
 }
 
-/** A build cache record (none are kept here yet). */
+/** A build cache record. */
 export interface BuildCacheUsage {
   id: string
   type: string
@@ -72,6 +73,15 @@ export async function diskUsage(ctx: StoreContext, images: Images, containers: C
       sharedSize: (chains.get(row.id) ?? []).filter((c) => (refs.get(c) ?? 0) > 1).reduce((n, c) => n + (sizes.get(c) ?? 0), 0),
     }))
     const layersSize = [...sizes.values()].reduce((n, s) => n + s, 0)
-    return { layersSize, images: out, containers: await containers.list({ all: true, size: true }), volumes: [], buildCache: [], builderSize: 0 }
+    const inImages = new Set<string>()
+    for (const img of await ctx.images.all()) for (const c of chainIdsOf(img.config.rootfs.diff_ids)) inImages.add(c)
+    const buildCache: BuildCacheUsage[] = (await ctx.buildCache.all())
+      .map((r) => ({
+        id: r.key.slice(7, 32), type: 'regular', size: r.diffId ? r.size : 0, createdAt: new Date(r.created), lastUsedAt: r.lastUsed,
+        usageCount: 1, inUse: false, shared: inImages.has(r.chainId),
+      }))
+      .sort((a, b) => b.lastUsedAt.getTime() - a.lastUsedAt.getTime())
+    const builderSize = buildCache.filter((b) => !b.shared).reduce((n, b) => n + b.size, 0)
+    return { layersSize, images: out, containers: await containers.list({ all: true, size: true }), volumes: [], buildCache, builderSize }
   })
 }

@@ -41,9 +41,9 @@ const TYPEFLAG: Record<TarEntryType, string> = { file: '0', link: '1', symlink: 
 /** Go's archive/tar c_IS* bits, which moby's FileInfoHeader puts back into the mode field. */
 const TYPE_BITS: Record<TarEntryType, number> = { file: 0o100000, link: 0o100000, symlink: 0o120000, char: 0o20000, block: 0o60000, dir: 0o40000, fifo: 0o10000 }
 
-/** Go's archive/tar words for a broken archive (docker passes them on). */
+/** Go's archive/tar words for a broken archive, which docker passes on (`what` is for the reader of the code). */
 function corrupt(what: string): StrataError {
-  return new StrataError('CorruptArchive', what === 'unexpected EOF' ? what : `archive/tar: invalid tar header (${what})`)
+  return new StrataError('CorruptArchive', what === 'unexpected EOF' ? what : 'archive/tar: invalid tar header')
 }
 
 function truncated(): StrataError {

@@ -8,7 +8,6 @@ import { parseArgs, flag, value, values, FlagSpec, Parsed } from './args'
 import { Io, processIo } from './io'
 import { printFormatted } from './output'
 import { sink } from './streams'
-import { openTerminalSession, NOT_A_TTY } from './terminal'
 import { readEnvFiles } from './envfile'
 import { ago, truncateId, ellipsis, humanSizeWithPrecision } from '../format/units'
 import { parseFilterArgs } from '../containers/filters'
@@ -95,16 +94,18 @@ function proxySignals(c: Container): () => void {
  * (Ctrl-C as a byte: its line discipline signals its process group); with `-t` alone our own
  * signals are proxied to it, as docker's sig-proxy does.
  */
-async function attachRun(c: Container, io: Io, interactive: boolean, sigProxy = true): Promise<number> {
+async function attachRun(c: Container, io: Io, interactive: boolean, sigProxy = true, detachKeys = 'ctrl-p,ctrl-q'): Promise<number> {
   const tty = Boolean((await c.info()).Config.Tty)
   const real = io === processIo
-  const session = tty && real ? openTerminalSession(interactive) : undefined
+  const session = tty && real ? (await import('./terminal')).openTerminalSession(interactive) : undefined
   const unproxy = real && sigProxy && !(tty && interactive) ? proxySignals(c) : () => undefined
   try {
     const res = await c.run({
       stdout: sink(io, 'out'), ...(tty ? {} : { stderr: sink(io, 'err') }), ...(interactive ? { stdin: process.stdin } : {}),
-      ...(session?.console ? { console: session.console } : {}),
+      ...(session?.console ? { console: session.console } : {}), ...(tty && interactive ? { detachKeys } : {}),
     })
+    // Detached with the keys: the container runs on, docker says nothing and exits 0.
+    if (res.detached) return 0
     if (res.error) io.err(`strata: Error response from daemon: failed to start container: ${res.error}\n`)
     return res.exitCode
   } finally {
@@ -120,7 +121,7 @@ export async function runCommand(store: Store, argv: string[], io: Io): Promise<
   need(p, 'run', 1, 'run [OPTIONS] IMAGE [COMMAND] [ARG...]')
   // Docker refuses `-it` without a terminal before it creates anything.
   if (!flag(p, 'detach') && io === processIo && flag(p, 'tty') && flag(p, 'interactive') && !process.stdin.isTTY) {
-    io.err(`${NOT_A_TTY}\n`)
+    io.err(`${(await import('./terminal')).NOT_A_TTY}\n`)
     return 1
   }
   let c: Container
@@ -145,7 +146,7 @@ export async function runCommand(store: Store, argv: string[], io: Io): Promise<
     io.out(`${c.id}\n`)
     return 0
   }
-  return attachRun(c, io, flag(p, 'interactive'), p.flags.has('sig-proxy') ? flag(p, 'sig-proxy') : true)
+  return attachRun(c, io, flag(p, 'interactive'), p.flags.has('sig-proxy') ? flag(p, 'sig-proxy') : true, value(p, 'detach-keys'))
 }
 
 export async function startCommand(store: Store, argv: string[], io: Io): Promise<number> {
@@ -153,7 +154,7 @@ export async function startCommand(store: Store, argv: string[], io: Io): Promis
   need(p, 'start', 1, 'start [OPTIONS] CONTAINER [CONTAINER...]')
   if (flag(p, 'attach')) {
     if (p.args.length > 1) throw new StrataError('InvalidArgument', 'you cannot start and attach multiple containers at once')
-    return attachRun(await store.containers.get(p.args[0]), io, flag(p, 'interactive'))
+    return attachRun(await store.containers.get(p.args[0]), io, flag(p, 'interactive'), true, value(p, 'detach-keys'))
   }
   return each(p.args, io, async (n) => {
     await (await store.containers.get(n)).start()

@@ -55,6 +55,8 @@ export async function execCommand(store: Store, argv: string[], io: Io): Promise
       if (!tty) opts.stderr = sink(io, 'err')
       if (interactive) opts.stdin = process.stdin
       if (session?.console) opts.console = session.console
+      if (tty && interactive) opts.detachKeys = value(p, 'detach-keys') ?? 'ctrl-p,ctrl-q'
+
     }
     let res
     try {

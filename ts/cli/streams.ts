@@ -1,5 +1,6 @@
 /** Writables over the CLI's output: the real stdio (bytes as they are), or the Io of a test. */
-import { Writable } from 'node:stream'
+import type { Writable } from 'node:stream'
+import { stream } from '../lazy'
 import { Io, processIo } from './io'
 
 /** A Writable over the CLI's Io (tests), or the real stdio (bytes as they are). */
@@ -9,7 +10,7 @@ export function sink(io: Io, which: 'out' | 'err'): Writable {
     s.on('error', () => undefined) // EPIPE when the reader goes away; the process still runs to its end
     return s
   }
-  return new Writable({
+  return new stream.Writable({
     write(chunk: Buffer, _enc, cb) {
       io[which](chunk.toString('utf8'))
       cb()

@@ -37,7 +37,7 @@ function summaryRows(du: DiskUsage): Record<string, string>[] {
     { Active: String(du.images.filter((i) => i.containers > 0).length), Reclaimable: reclaimable(du.layersSize - used, du.layersSize), Size: human(du.layersSize), TotalCount: String(du.images.length), Type: 'Images' },
     { Active: String(du.containers.filter((c) => active(c.state)).length), Reclaimable: reclaimable(idleRw, rw), Size: human(rw), TotalCount: String(du.containers.length), Type: 'Containers' },
     { Active: '0', Reclaimable: human(0), Size: human(0), TotalCount: '0', Type: 'Local Volumes' },
-    { Active: String(du.buildCache.filter((b) => b.inUse).length), Reclaimable: human(du.buildCache.filter((b) => !b.inUse).reduce((n, b) => n + b.size, 0)), Size: human(du.builderSize), TotalCount: String(du.buildCache.length), Type: 'Build Cache' },
+    { Active: String(du.buildCache.filter((b) => b.inUse).length), Reclaimable: human(du.builderSize - du.buildCache.filter((b) => b.inUse && !b.shared).reduce((n, b) => n + b.size, 0)), Size: human(du.builderSize), TotalCount: String(du.buildCache.length), Type: 'Build Cache' },
   ]
 }
 
@@ -226,6 +226,10 @@ export async function systemPruneCommand(store: Store, argv: string[], io: Io): 
   if (!images) return 1
   const iOut = imageReport(images.deleted)
   if (iOut) io.out(`${iOut}\n`)
-  io.out(`Total reclaimed space: ${human(containers.spaceReclaimed + (iOut ? images.spaceReclaimed : 0))}\n`)
+  // The build cache: unused records, every record with -a (docker's builder.CachePrune).
+  const cache = await daemon(io, () => store.pruneBuildCache({ all }))
+  if (!cache) return 1
+  if (cache.deleted.length) io.out(`Deleted build cache objects:\n${cache.deleted.map((k) => `${k.slice(7, 32)}\n`).join('')}\n`)
+  io.out(`Total reclaimed space: ${human(containers.spaceReclaimed + (iOut ? images.spaceReclaimed : 0) + cache.reclaimed)}\n`)
   return 0
 }

@@ -10,7 +10,7 @@
  * Raw mode is docker's (cfmakeraw, set natively): Node's `setRawMode` keeps output processing
  * on, so the container's own `\r\n` would reach the screen as `\r\r\n`.
  */
-import * as tty from 'node:tty'
+import type * as tty from 'node:tty'
 import { ConsoleSize } from '../containers/console'
 import { native } from '../native'
 

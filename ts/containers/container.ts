@@ -32,10 +32,11 @@ import { UnionView } from '../view'
 import { expose } from '../boundary'
 import * as v from '../validate'
 import type { ConsoleSize } from './console'
-import { execProcess, ExecOptions, ExecResult } from './exec'
-import { containerTop, TopResult } from './top'
-import { copyFromContainer, copyToContainer, CopyFromOptions, CopyToOptions, CopyResult } from './copy'
-import { containerStatPath, ContainerFiles, CopyHost, PathStat } from './archive-path'
+// exec, top and cp load their modules on first use: read-only CLI commands never pay for them.
+import type { ExecOptions, ExecResult } from './exec'
+import type { TopResult } from './top'
+import type { CopyFromOptions, CopyToOptions, CopyResult } from './copy'
+import type { ContainerFiles, CopyHost, PathStat } from './archive-path'
 
 /** sha256 of an empty tar (1024 zero bytes): a commit with no changes adds no layer (Docker's rule). */
 export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
@@ -51,6 +52,11 @@ export interface RunOptions {
   stderr?: Writable
   /** With a terminal: its window size, followed while the process runs (`ConsoleSize.follow`). */
   console?: ConsoleSize | { rows: number; cols: number }
+  /**
+   * With a terminal and `stdin`: docker's detach keys (`ctrl-p,ctrl-q`): typed, they end the
+   * run with `detached` while the process goes on (a shim logs it and records its exit).
+   */
+  detachKeys?: string
 }
 
 export interface RunResult {
@@ -60,6 +66,8 @@ export interface RunResult {
   stderr: Buffer
   /** What the runtime reported when the process could not be started (exit 126/127). */
   error?: string
+  /** The caller detached (`detachKeys`): the process runs on; `exitCode` is 0. */
+  detached?: boolean
 }
 
 export interface Change {
@@ -192,9 +200,12 @@ export class Container {
       s.on('data', (d: Buffer) => bufs.push(d))
       return s
     }
+    const detachKeys = opts.detachKeys ? (await import('./detach-keys')).parseDetachKeys(opts.detachKeys) : undefined
     const res = await supervise(this.#ctx, this.paths, {
       stdin: opts.stdin, stdout: opts.stdout ?? collect(out), stderr: opts.stderr ?? collect(err), ...(opts.console ? { console: opts.console } : {}),
+      ...(detachKeys ? { detachKeys } : {}),
     })
+    if (res.detached) return { exitCode: 0, stdout: Buffer.concat(out), stderr: Buffer.concat(err), detached: true }
     if ((await readHostConfig(this.paths)).AutoRemove) await this.#all.remove(this.id, { force: true }).catch(() => undefined)
     return { exitCode: res.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err), ...(res.error ? { error: res.error } : {}) }
   }
@@ -207,6 +218,7 @@ export class Container {
   async exec(cmd: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     const rec = await this.info()
     const runtime = await runtimeOf(this.#ctx, this.paths)
+    const { execProcess } = await import('./exec')
     return execProcess(this.#ctx, runtime, this.paths, rec, async () => {
       const l = await this.layers()
       return [l.upperDir, ...l.lowerDirs]
@@ -218,10 +230,8 @@ export class Container {
     const rec = await this.info()
     if (rec.State.Running) return
     await updateRecord(this.#ctx, this.paths, (r) => { r.State.Error = '' })
-    const ts = __filename.endsWith('.ts')
-    const shim = path.join(__dirname, `shim${ts ? '.ts' : '.js'}`)
-    const args = ts ? ['--require', require.resolve('tsx/cjs'), shim] : [shim]
-    const child = childProcess.spawn(process.execPath, [...args, this.#ctx.layout.root, this.id], { detached: true, stdio: 'ignore' })
+    const { command, args } = (await import('./adopt')).shimCommand()
+    const child = childProcess.spawn(command, [...args, this.#ctx.layout.root, this.id], { detached: true, stdio: 'ignore' })
     child.unref()
     for (let i = 0; ; i++) {
       const r = await this.info().catch(() => undefined)
@@ -325,6 +335,7 @@ export class Container {
    * (the runtime's list), columns split as the daemon splits them (the last takes the rest).
    */
   async top(psArgs: string[] = []): Promise<TopResult> {
+    const { containerTop } = await import('./top')
     return containerTop(this, await runtimeOf(this.#ctx, this.paths), psArgs)
   }
 
@@ -455,7 +466,8 @@ export class Container {
    * writes its tar archive (as docker produces it) to a stream. Works on a stopped container
    * without mounting it, and on a running (or mounted) one through its mount.
    */
-  copyFrom(srcPath: string, dest: string | Writable, opts: CopyFromOptions = {}): Promise<CopyResult> {
+  async copyFrom(srcPath: string, dest: string | Writable, opts: CopyFromOptions = {}): Promise<CopyResult> {
+    const { copyFromContainer } = await import('./copy')
     return copyFromContainer(this.#copyHost(), srcPath, dest, opts)
   }
 
@@ -463,12 +475,14 @@ export class Container {
    * `docker cp SRC|- CONTAINER:DEST`: copies a host path into the container, or extracts a tar
    * archive read from a stream into a directory of it.
    */
-  copyTo(src: string | Readable, dstPath: string, opts: CopyToOptions = {}): Promise<CopyResult> {
+  async copyTo(src: string | Readable, dstPath: string, opts: CopyToOptions = {}): Promise<CopyResult> {
+    const { copyToContainer } = await import('./copy')
     return copyToContainer(this.#copyHost(), src, dstPath, opts)
   }
 
   /** What `docker cp` sees of `path` in the container (the last element not followed). */
-  statPath(p: string): Promise<PathStat> {
+  async statPath(p: string): Promise<PathStat> {
+    const { containerStatPath } = await import('./archive-path')
     return containerStatPath(this.#copyHost(), p)
   }
 
@@ -642,11 +656,11 @@ expose(Container, {
   unmount: [],
   view: [['opts', v.optional(v.options({ readOnly: v.optional(v.boolean) }))]],
   isMounted: [],
-  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable), console: v.optional(v.consoleSize) }))]],
+  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable), console: v.optional(v.consoleSize), detachKeys: v.optional(v.nonEmptyString) }))]],
   exec: [['cmd', v.arrayOf(v.string)], ['opts', v.optional(v.options({
     user: v.optional(v.string), workdir: v.optional(v.string), env: v.optional(v.arrayOf(v.string)), tty: v.optional(v.boolean),
     console: v.optional(v.consoleSize), stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable),
-    detach: v.optional(v.boolean),
+    detach: v.optional(v.boolean), detachKeys: v.optional(v.nonEmptyString),
   }))]],
   pause: [],
   unpause: [],

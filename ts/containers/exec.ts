@@ -24,6 +24,7 @@ import { Runtime, runtimeMessage } from './runtime'
 import { ReapedProcess, exitCodeOf } from './reaped'
 import { runOnTerminal } from './terminal'
 import type { ConsoleSize } from './console'
+import type { Handoff } from './adopt'
 
 export interface ExecOptions {
   /** `-u USER[:GROUP]` (default: the container's user). */
@@ -43,6 +44,8 @@ export interface ExecOptions {
   stderr?: Writable
   /** `-d`: start it and return; nobody waits for it (its output goes nowhere). */
   detach?: boolean
+  /** With `tty` and `stdin`: docker's detach keys (`ctrl-p,ctrl-q`); typed, the exec runs on unattended. */
+  detachKeys?: string
 }
 
 export interface ExecResult {
@@ -52,6 +55,8 @@ export interface ExecResult {
   stderr: Buffer
   /** Why the process could not be started (exit 126, as Docker): `OCI runtime exec failed: ...`. */
   error?: string
+  /** The caller detached (`detachKeys`): the process runs on; `exitCode` is 0. */
+  detached?: boolean
 }
 
 /** The env of an exec'd process (see the module docs). */
@@ -121,19 +126,22 @@ export async function execProcess(ctx: StoreContext, runtime: Runtime, p: Contai
     if (opts.tty) {
       const out: Buffer[] = []
       const detach = Boolean(opts.detach)
+      const detachKeys = opts.detachKeys && opts.stdin && !detach ? (await import('./detach-keys')).parseDetachKeys(opts.detachKeys) : undefined
+      // Detached (now with -d, or later by the keys): a shim reads its terminal until it ends.
+      const onDetach = async (h: Handoff) => (await import('./adopt')).handOff(ctx, 'drain', rec.ID, h)
       const run = await runOnTerminal(ctx, runtime, (sock) => [...base, '-d', '--console-socket', sock, rec.ID], pidFile, {
         ...(opts.stdin && !detach ? { stdin: opts.stdin } : {}), ...(opts.console ? { console: opts.console } : {}),
         ...(detach ? {} : { stdout: opts.stdout }), onOutput: opts.stdout || detach ? undefined : (d) => out.push(d),
-      }, detach ? async () => { throw new Detached() } : undefined).catch((e) => {
-        if (e instanceof Detached) return undefined
-        throw e
+        ...(detach ? { detachAtStart: true, onDetach } : {}), ...(detachKeys ? { detachKeys, onDetach } : {}),
       })
-      if (!run) return { exitCode: 0, ...none }
+      if (run.detached) return { exitCode: 0, ...none, ...(detach ? {} : { detached: true }) }
       if (run.status < 0) {
         const error = (await runtimeError(prep.runtimeLog)) ?? `OCI runtime exec failed: ${runtime.binary} exited with status ${exitCodeOf(run.runtimeStatus)}: unknown`
         if (detach) throw new StrataError('RuntimeFailed', error)
         return { exitCode: 126, ...none, error }
       }
+      // -d: it ended before it could be handed over.
+      if (detach) return { exitCode: 0, ...none }
       return { exitCode: exitCodeOf(run.status), stdout: Buffer.concat(out), stderr: Buffer.alloc(0) }
     }
     return await execPiped(runtime, [...base, rec.ID], prep.runtimeLog, pidFile, opts)
@@ -141,9 +149,6 @@ export async function execProcess(ctx: StoreContext, runtime: Runtime, p: Contai
     await Promise.all([prep.processFile, pidFile, prep.runtimeLog].map((f) => fs.rm(f, { force: true })))
   }
 }
-
-/** Thrown from the started-callback of a detached terminal exec: stop plumbing, leave it running. */
-class Detached extends Error {}
 
 /** `runc exec` in the foreground: it waits for the process and exits with its status. */
 async function execPiped(runtime: Runtime, args: string[], runtimeLog: string, pidFile: string, opts: ExecOptions): Promise<ExecResult> {

@@ -72,6 +72,25 @@ export class ReapedProcess {
     return new ReapedProcess(fd)
   }
 
+  /** Reads an event pipe handed over by another process (a shim adopting a container). */
+  static fromFd(fd: number): ReapedProcess {
+    return new ReapedProcess(fd)
+  }
+
+  /**
+   * Stops reading events, so another process can take the pipe over; returns its fd (still
+   * open here until `close`). Events already read stay known to this object.
+   */
+  hold(): number {
+    this.#socket.pause()
+    return (this.#socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1
+  }
+
+  /** Whether the exit of `pid` has been seen. */
+  hasExited(pid: number): boolean {
+    return this.#exits.has(pid)
+  }
+
   #exited(pid: number, status: number): void {
     this.#exits.set(pid, status)
     this.#others.push({ pid, status })
@@ -89,18 +108,6 @@ export class ReapedProcess {
       this.#waiters.set(pid, resolve)
       void this.done.then(() => resolve(this.#exits.get(pid) ?? this.#others[this.#others.length - 1]?.status ?? -1))
     })
-  }
-
-  /**
-   * Hands the event pipe to someone else (a process that adopts the container): returns the
-   * fd, which this object no longer reads. Events already read are lost to the new reader;
-   * call it while the runtime's process is known to be running.
-   */
-  release(): number {
-    const h = (this.#socket as unknown as { _handle?: { fd?: number } })._handle
-    const fd = h?.fd ?? -1
-    this.#socket.pause()
-    return fd
   }
 
   /** Stops reading (the reaper itself goes on reaping). */

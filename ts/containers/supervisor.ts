@@ -14,12 +14,10 @@ import { StrataError } from '../errors'
 import { readIfExists, readFileIfExists, writeAtomic } from '../fsx'
 import { ContainerPaths, runcRoot } from './layout'
 import { ContainerRecord, readRecord, writeRecord, readHostConfig } from './record'
-import { MountManager } from './mounts'
+import { MountManager, MountRef } from './mounts'
 import { buildSpec, processEnv, resolveUser } from './spec'
 import { Runtime, DEFAULT_RUNTIME, runtimeMessage } from './runtime'
 import { LineSplitter, logLine } from './logfile'
-import { runOnTerminal } from './terminal'
-import { exitCodeOf } from './reaped'
 import type { ConsoleSize } from './console'
 
 export interface AttachStreams {
@@ -27,12 +25,16 @@ export interface AttachStreams {
   /** Output; with a terminal (Config.Tty) stdout and stderr are one stream, this one. */
   stdout?: Writable
   stderr?: Writable
+  /** With a terminal: keys that, typed on `stdin`, detach (the process runs on under a shim). */
+  detachKeys?: Buffer
   /** With a terminal: its size, followed while the process runs. */
   console?: ConsoleSize | { rows: number; cols: number }
 }
 
 export interface ExitInfo {
   exitCode: number
+  /** The caller detached (`detachKeys`): the process runs on, a shim records its exit. */
+  detached?: boolean
   /** Error the runtime reported before the process ran (exit 126/127 as Docker). */
   error?: string
 }
@@ -129,12 +131,20 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   onRunning?.()
   let code: number
   if (rec.Config.Tty) {
+    const [{ runOnTerminal }, { exitCodeOf }] = await Promise.all([import('./terminal'), import('./reaped')])
     const out = new LineSplitter((l) => log.write(logLine('stdout', l)))
     const run = await runOnTerminal(ctx, runtime, (sock) => ['--log', runtimeLog, '--log-format', 'json', 'run', '-d', '--console-socket', sock, '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], p.pidFile, {
       ...(rec.OpenStdin && io.stdin ? { stdin: io.stdin } : {}), ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.console ? { console: io.console } : {}),
       onOutput: (d) => out.push(d),
+      ...(io.detachKeys ? { detachKeys: io.detachKeys, onDetach: async (h) => (await import('./adopt')).handOff(ctx, 'adopt', p.id, h) } : {}),
     }, recordPid)
     out.end()
+    if (run.detached) {
+      // The shim holds the container now (its own mount reference, its pid as supervisor).
+      await new Promise<void>((r) => log.end(r))
+      await ctx.exclusive(() => mounts.release(p, mountId, me)).catch(() => undefined)
+      return { exitCode: 0, detached: true }
+    }
     code = run.status >= 0 ? exitCodeOf(run.status) : run.runtimeStatus === -1 ? -1 : 255
   } else {
     code = await runPiped(runtime, p, runtimeLog, Boolean(rec.OpenStdin), io, log, recordPid)
@@ -152,6 +162,15 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   }
   if (code === -1) code = 127
 
+  await recordExit(ctx, p, runtime, mountId, code, error, me)
+  return { exitCode: code, ...(error ? { error } : {}) }
+}
+
+/**
+ * The end of a container's run: the runtime's state removed, the record says exited (with the
+ * code and the runtime's error), the supervisor's mount reference dropped.
+ */
+export async function recordExit(ctx: StoreContext, p: ContainerPaths, runtime: Runtime, mountId: string, code: number, error: string | undefined, me: MountRef): Promise<void> {
   await runtime.delete(p.id, true).catch(() => undefined)
   await ctx.exclusive(async () => {
     const r = await readRecord(p)
@@ -160,9 +179,8 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
       delete r.Supervisor
       await writeRecord(p, r)
     }
-    await mounts.release(p, mountId, me).catch(() => undefined)
+    await new MountManager(ctx).release(p, mountId, me).catch(() => undefined)
   })
-  return { exitCode: code, ...(error ? { error } : {}) }
 }
 
 /** Without a terminal: `runc run` in the foreground, its stdio piped (stdout/stderr apart). */

@@ -12,6 +12,8 @@ import { StoreContext } from '../context'
 import { StrataError } from '../errors'
 import { ConsoleSocket, ConsoleSize, PtyMaster } from './console'
 import { ReapedProcess } from './reaped'
+import { DetachScanner } from './detach-keys'
+import type { Handoff } from './adopt'
 import { Runtime } from './runtime'
 
 export interface TerminalIo {
@@ -23,6 +25,12 @@ export interface TerminalIo {
   console?: ConsoleSize | { rows: number; cols: number }
   /** Every chunk of output (the log). */
   onOutput?: (chunk: Buffer) => void
+  /** Keys that, typed on `stdin`, detach (./detach-keys.ts): `onDetach` then takes over. */
+  detachKeys?: Buffer
+  /** Detach as soon as the process runs (`exec -dt`). */
+  detachAtStart?: boolean
+  /** Hands the terminal and the process over (./adopt.ts); called once, when detaching. */
+  onDetach?: (h: Handoff) => Promise<void>
 }
 
 export interface TerminalRun {
@@ -30,8 +38,10 @@ export interface TerminalRun {
   runtimeStatus: number
   /** The process's pid (0 when it never ran). */
   pid: number
-  /** Wait status of the process; -1 when it never ran. */
+  /** Wait status of the process; -1 when it never ran, or when detached. */
   status: number
+  /** The caller detached: the process runs on, someone else follows it. */
+  detached?: boolean
 }
 
 /** How long the last output may take to drain once the process has ended. */
@@ -96,13 +106,34 @@ async function plumb(master: PtyMaster, reaped: ReapedProcess, pidFile: string, 
     }
   })
   const stdin = io.stdin
-  const onKeys = (d: Buffer) => { if (!master.stream.destroyed) master.stream.write(d) }
+  const scanner = io.detachKeys?.length && io.onDetach ? new DetachScanner(io.detachKeys) : undefined
+  let detach!: () => void
+  const detaching = new Promise<'detach'>((resolve) => { detach = () => resolve('detach') })
+  if (io.detachAtStart) detach()
+  const onKeys = (d: Buffer) => {
+    if (master.stream.destroyed) return
+    if (!scanner) {
+      master.stream.write(d)
+      return
+    }
+    const { pass, detached } = scanner.feed(d)
+    if (pass.length) master.stream.write(pass)
+    if (detached) detach()
+  }
   stdin?.on('data', onKeys)
   try {
     const runtimeStatus = await reaped.runtimeExit
     const pid = Number((await fs.readFile(pidFile, 'utf8').catch(() => '')).trim()) || 0
     if (runtimeStatus !== 0 && pid === 0) return { runtimeStatus, pid: 0, status: -1 }
     await onStarted?.(pid)
+    const first = await Promise.race([reaped.exitOf(pid), detaching])
+    if (first === 'detach' && io.onDetach && !reaped.hasExited(pid)) {
+      // Nothing more is read here: the shim gets the rest (events read so far stay ours).
+      stdin?.off('data', onKeys)
+      master.stream.pause()
+      await io.onDetach({ masterFd: master.fd, eventsFd: reaped.hold(), pid })
+      return { runtimeStatus, pid, status: -1, detached: true }
+    }
     const status = await reaped.exitOf(pid)
     // The last output is still in the terminal: read it until EOF (the slave is gone with the
     // process), bounded in case something else still holds the slave open.
