@@ -31,6 +31,9 @@
  * <root>/image/overlay2/layerdb/tmp/                              layerdb entries being built
  * <root>/image/overlay2/repositories.json       {"Repositories": {repo: {"repo:tag" | "repo@digest": id}}}
  * <root>/containers/<id>/config.v2.json          container records
+ * <root>/leases/<pid>-<hex>                     {"images": [...], "layers": [ChainIDs]}: layers a reader
+ *                                                 still uses (an open image view, a save under way);
+ *                                                 flocked by its owner while alive (ts/leases.ts)
  * <root>/builder/cache/<key hex>.json          build cache records, one per filesystem step (format in
  *                                                 ts/build/cache.ts): step key -> resulting layer ChainID;
  *                                                 the layers they name stay alive after `rmi`
@@ -51,7 +54,8 @@
  *   complete and with `committed` inside, before that entry is renamed into place;
  * - an image exists iff its config is in `imagedb/content`, written after all its layers;
  * - tags are written last, by atomically replacing `repositories.json`;
- * - deletion runs the other way round: tags, image config, layerdb entry, then the files.
+ * - deletion runs the other way round: tags, image config, layerdb entry, then the files; a layer
+ *   that a live lease pins stays until the lease goes (ts/gc.ts says what is in use).
  * A cleanup pass on open removes overlay2 dirs nobody references, broken layerdb entries,
  * and staging dirs whose owner died; it runs when a writer died or staging is left over
  * (./writers.ts, ./store.ts), not on every open.
@@ -86,6 +90,7 @@ export class Layout {
   get layerdbTmp(): string { return path.join(this.imageRoot, 'layerdb', 'tmp') }
   get repositories(): string { return path.join(this.imageRoot, 'repositories.json') }
   get containers(): string { return path.join(this.root, 'containers') }
+  get leases(): string { return path.join(this.root, 'leases') }
   get builder(): string { return path.join(this.root, 'builder') }
   get buildCache(): string { return path.join(this.root, 'builder', 'cache') }
   get statIndex(): string { return path.join(this.root, 'builder', 'statindex') }
@@ -95,7 +100,7 @@ export class Layout {
   /** All directories a store needs, parents first; `writers` last, so it existing means all do. */
   get dirs(): string[] {
     return [this.root, this.overlay, this.links, this.tmp, this.imagedbContent, this.imagedbMetadata,
-      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.builder, this.buildCache, this.writers]
+      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.leases, this.builder, this.buildCache, this.writers]
   }
 
   layerDir(cacheId: string): string { return path.join(this.overlay, cacheId) }
