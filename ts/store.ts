@@ -20,8 +20,10 @@ import { importImage, ImportOptions } from './archive/import'
 import { Images, ImageUsers } from './images'
 import { ioError } from './errors'
 import { Containers } from './containers/containers'
-import { build, BuildOptions, BuildResult } from './build/builder'
-import { pruneBuildCache, PruneOptions, PruneResult } from './build/prune'
+// The builder (dockerfile-ast, child processes, crypto) loads when a build first runs: a
+// read-only CLI command would otherwise compile and evaluate it on every start (bench/cli.js).
+import type { BuildOptions, BuildResult } from './build/builder'
+import type { PruneOptions, PruneResult } from './build/prune'
 import { expose } from './boundary'
 import * as v from './validate'
 import { diskUsage, DiskUsage } from './system'
@@ -110,12 +112,14 @@ export class Store {
    * `docker build`: a Dockerfile and its context to an image, with a content-addressed layer
    * cache (see ts/build/builder.ts). Resolves with the image ID; `tags` move only on success.
    */
-  build(opts: BuildOptions): Promise<BuildResult> {
+  async build(opts: BuildOptions): Promise<BuildResult> {
+    const { build } = await import('./build/builder')
     return build(this.#ctx, opts)
   }
 
   /** `docker builder prune`: removes build cache records and the layers only they kept. */
-  pruneBuildCache(opts?: PruneOptions): Promise<PruneResult> {
+  async pruneBuildCache(opts?: PruneOptions): Promise<PruneResult> {
+    const { pruneBuildCache } = await import('./build/prune')
     return pruneBuildCache(this.#ctx, opts)
   }
 

@@ -33,7 +33,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { createHash } from 'node:crypto'
+import { crypto } from '../lazy'
 import { Layout, hex } from '../layout'
 import { listDir, readIfExists, writeAtomic } from '../fsx'
 
@@ -54,7 +54,7 @@ export interface CacheRecord {
 
 /** A step's cache key (see the module comment for what goes in). */
 export function stepKey(parentChain: string, platform: string, step: unknown): string {
-  return `sha256:${createHash('sha256').update(JSON.stringify([CACHE_KEY_VERSION, parentChain, platform, step])).digest('hex')}`
+  return `sha256:${crypto.createHash('sha256').update(JSON.stringify([CACHE_KEY_VERSION, parentChain, platform, step])).digest('hex')}`
 }
 
 export class BuildCache {
