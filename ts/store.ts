@@ -113,13 +113,13 @@ export class Store {
    * cache (see ts/build/builder.ts). Resolves with the image ID; `tags` move only on success.
    */
   async build(opts: BuildOptions): Promise<BuildResult> {
-    const { build } = await import('./build/builder')
+    const { build } = require('./build/builder') as typeof import('./build/builder')
     return build(this.#ctx, opts)
   }
 
   /** `docker builder prune`: removes build cache records and the layers only they kept. */
   async pruneBuildCache(opts?: PruneOptions): Promise<PruneResult> {
-    const { pruneBuildCache } = await import('./build/prune')
+    const { pruneBuildCache } = require('./build/prune') as typeof import('./build/prune')
     return pruneBuildCache(this.#ctx, opts)
   }
 

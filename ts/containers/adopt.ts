@@ -117,7 +117,7 @@ export async function adoptContainer(ctx: StoreContext, p: ContainerPaths, pid: 
   await new Promise<void>((r) => log.end(r))
   await recordExit(ctx, p, await runtimeOf(ctx, p), mountId, status >= 0 ? exitCodeOf(status) : 255, undefined, me)
   if ((await readHostConfig(p)).AutoRemove) {
-    const { Containers } = await import('./containers')
+    const { Containers } = require('./containers') as typeof import('./containers')
     await new Containers(ctx).remove(p.id, { force: true }).catch(() => undefined)
   }
 }

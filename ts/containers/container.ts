@@ -201,7 +201,7 @@ export class Container {
       s.on('data', (d: Buffer) => bufs.push(d))
       return s
     }
-    const detachKeys = opts.detachKeys ? (await import('./detach-keys')).parseDetachKeys(opts.detachKeys) : undefined
+    const detachKeys = opts.detachKeys ? (require('./detach-keys') as typeof import('./detach-keys')).parseDetachKeys(opts.detachKeys) : undefined
     const res = await supervise(this.#ctx, this.paths, {
       stdin: opts.stdin, stdout: opts.stdout ?? collect(out), stderr: opts.stderr ?? collect(err), ...(opts.console ? { console: opts.console } : {}),
       ...(detachKeys ? { detachKeys } : {}),
@@ -219,7 +219,7 @@ export class Container {
   async exec(cmd: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     const rec = await this.info()
     const runtime = await runtimeOf(this.#ctx, this.paths)
-    const { execProcess } = await import('./exec')
+    const { execProcess } = require('./exec') as typeof import('./exec')
     return execProcess(this.#ctx, runtime, this.paths, rec, async () => {
       const l = await this.layers()
       return [l.upperDir, ...l.lowerDirs]
@@ -231,7 +231,7 @@ export class Container {
     const rec = await this.info()
     if (rec.State.Running) return
     await updateRecord(this.#ctx, this.paths, (r) => { r.State.Error = '' })
-    const { command, args } = (await import('./adopt')).shimCommand()
+    const { command, args } = (require('./adopt') as typeof import('./adopt')).shimCommand()
     const child = childProcess.spawn(command, [...args, this.#ctx.layout.root, this.id], { detached: true, stdio: 'ignore' })
     child.unref()
     for (let i = 0; ; i++) {
@@ -336,7 +336,7 @@ export class Container {
    * (the runtime's list), columns split as the daemon splits them (the last takes the rest).
    */
   async top(psArgs: string[] = []): Promise<TopResult> {
-    const { containerTop } = await import('./top')
+    const { containerTop } = require('./top') as typeof import('./top')
     return containerTop(this, await runtimeOf(this.#ctx, this.paths), psArgs)
   }
 
@@ -473,7 +473,7 @@ export class Container {
    * without mounting it, and on a running (or mounted) one through its mount.
    */
   async copyFrom(srcPath: string, dest: string | Writable, opts: CopyFromOptions = {}): Promise<CopyResult> {
-    const { copyFromContainer } = await import('./copy')
+    const { copyFromContainer } = require('./copy') as typeof import('./copy')
     return copyFromContainer(this.#copyHost(), srcPath, dest, opts)
   }
 
@@ -482,13 +482,13 @@ export class Container {
    * archive read from a stream into a directory of it.
    */
   async copyTo(src: string | Readable, dstPath: string, opts: CopyToOptions = {}): Promise<CopyResult> {
-    const { copyToContainer } = await import('./copy')
+    const { copyToContainer } = require('./copy') as typeof import('./copy')
     return copyToContainer(this.#copyHost(), src, dstPath, opts)
   }
 
   /** What `docker cp` sees of `path` in the container (the last element not followed). */
   async statPath(p: string): Promise<PathStat> {
-    const { containerStatPath } = await import('./archive-path')
+    const { containerStatPath } = require('./archive-path') as typeof import('./archive-path')
     return containerStatPath(this.#copyHost(), p)
   }
 

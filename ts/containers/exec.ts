@@ -126,9 +126,9 @@ export async function execProcess(ctx: StoreContext, runtime: Runtime, p: Contai
     if (opts.tty) {
       const out: Buffer[] = []
       const detach = Boolean(opts.detach)
-      const detachKeys = opts.detachKeys && opts.stdin && !detach ? (await import('./detach-keys')).parseDetachKeys(opts.detachKeys) : undefined
+      const detachKeys = opts.detachKeys && opts.stdin && !detach ? (require('./detach-keys') as typeof import('./detach-keys')).parseDetachKeys(opts.detachKeys) : undefined
       // Detached (now with -d, or later by the keys): a shim reads its terminal until it ends.
-      const onDetach = async (h: Handoff) => (await import('./adopt')).handOff(ctx, 'drain', rec.ID, h)
+      const onDetach = async (h: Handoff) => (require('./adopt') as typeof import('./adopt')).handOff(ctx, 'drain', rec.ID, h)
       const run = await runOnTerminal(ctx, runtime, (sock) => [...base, '-d', '--console-socket', sock, rec.ID], pidFile, {
         ...(opts.stdin && !detach ? { stdin: opts.stdin } : {}), ...(opts.console ? { console: opts.console } : {}),
         ...(detach ? {} : { stdout: opts.stdout }), onOutput: opts.stdout || detach ? undefined : (d) => out.push(d),

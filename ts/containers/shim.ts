@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   if (argv[0] === 'adopt' || argv[0] === 'drain') {
     const [mode, root, id, pid] = argv
     if (!root || !id || !(Number(pid) > 0)) throw new Error(`usage: shim ${mode} ROOT ID PID`)
-    const { adoptContainer, drainExec } = await import('./adopt')
+    const { adoptContainer, drainExec } = require('./adopt') as typeof import('./adopt')
     if (mode === 'drain') return drainExec(Number(pid))
     const ctx = new StoreContext(new Layout(root))
     await adoptContainer(ctx, new ContainerPaths(ctx.layout, id), Number(pid))
@@ -38,7 +38,7 @@ async function main(): Promise<void> {
     throw e
   }
   if ((await readHostConfig(p)).AutoRemove) {
-    const { Containers } = await import('./containers')
+    const { Containers } = require('./containers') as typeof import('./containers')
     await new Containers(ctx).remove(id, { force: true }).catch(() => undefined)
   }
   await ctx.drain()

@@ -170,12 +170,13 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   onRunning?.()
   let code: number
   if (rec.Config.Tty) {
-    const [{ runOnTerminal }, { exitCodeOf }] = await Promise.all([import('./terminal'), import('./reaped')])
+    const { runOnTerminal } = require('./terminal') as typeof import('./terminal')
+    const { exitCodeOf } = require('./reaped') as typeof import('./reaped')
     const out = new LineSplitter((l) => log.write(logLine('stdout', l)))
     const run = await runOnTerminal(ctx, runtime, (sock) => ['--log', runtimeLog, '--log-format', 'json', 'run', '-d', '--console-socket', sock, '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], p.pidFile, {
       ...(rec.OpenStdin && io.stdin ? { stdin: io.stdin } : {}), ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.console ? { console: io.console } : {}),
       onOutput: (d) => out.push(d),
-      ...(io.detachKeys ? { detachKeys: io.detachKeys, onDetach: async (h) => (await import('./adopt')).handOff(ctx, 'adopt', p.id, h) } : {}),
+      ...(io.detachKeys ? { detachKeys: io.detachKeys, onDetach: async (h) => (require('./adopt') as typeof import('./adopt')).handOff(ctx, 'adopt', p.id, h) } : {}),
     }, recordPid)
     out.end()
     if (run.detached) {
