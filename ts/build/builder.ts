@@ -49,6 +49,7 @@ import {
 } from './copy'
 import { Progress, BuildEvent } from './progress'
 import { CacheSpec, importCache, exportCache } from './cache-io'
+import { cachedFromKey, computeFromKey } from './fromkey'
 
 export type { BuildEvent } from './progress'
 
@@ -822,8 +823,7 @@ export class Builder {
         const img = await this.#ctx.images.get(id)
         fromDiffIds = [...(img?.config.rootfs.diff_ids ?? [])]
       }
-      const chain = chainIdsOf(fromDiffIds)
-      keyed = ['from', chain[chain.length - 1] ?? '', fileSources]
+      keyed = ['from', fileSources, await this.#fromContent(fromDiffIds, fileSources, chmod === undefined, chown === '', c.line)]
       tree = dirTree('/') // replaced by the mounted rootfs in the step
     } else {
       const ctxTree = await this.#contextTree()
@@ -868,6 +868,23 @@ export class Builder {
         }
       },
     })
+  }
+
+  /**
+   * What the sources of a `COPY --from` hold (./fromkey.ts): from the memo of the source's
+   * top ChainID, else hashed through a read-only mount of its layers.
+   */
+  async #fromContent(diffIds: string[], sources: string[], withMode: boolean, withOwner: boolean, line: number): Promise<string> {
+    const chain = chainIdsOf(diffIds)
+    const req = { dir: this.#ctx.layout.fromKeys, chainId: chain[chain.length - 1] ?? '', sources, withMode, withOwner, line }
+    const memo = cachedFromKey(req)
+    if (memo) return memo
+    const mounted = await this.#mountReadOnly(diffIds, path.join(await this.#stagingDir(), `from-${++this.#stepCounter}`))
+    try {
+      return await computeFromKey(req, mounted.root, this.#cancel)
+    } finally {
+      await mounted.unmount()
+    }
   }
 
   /** ADD of a local tar: unpacked (natively, safely) beside the step, then copied into `dest`. */
