@@ -58,6 +58,11 @@ export interface RunOptions {
    * run with `detached` while the process goes on (a shim logs it and records its exit).
    */
   detachKeys?: string
+  /**
+   * Aborting kills the container (SIGKILL), destroys `stdin` and rejects with `Aborted`; the
+   * container is then exited (137), unmounted, and removed if it was created with `autoRemove`.
+   */
+  signal?: AbortSignal
 }
 
 export interface RunResult {
@@ -193,7 +198,12 @@ export class Container {
    * Runs the container's process in the foreground (docker run / start -a) and resolves with
    * its exit code once it has exited; AutoRemove (`--rm`) containers are removed afterwards.
    */
-  async run(opts: RunOptions = {}): Promise<RunResult> {
+  run(opts: RunOptions = {}): Promise<RunResult> {
+    return Operation.run(this.#ctx, opts.signal, (op) => this.#run(op, opts))
+  }
+
+  async #run(op: Operation, opts: RunOptions): Promise<RunResult> {
+    if (opts.stdin) op.source(opts.stdin)
     const out: Buffer[] = []
     const err: Buffer[] = []
     const collect = (bufs: Buffer[]) => {
@@ -205,9 +215,10 @@ export class Container {
     const res = await supervise(this.#ctx, this.paths, {
       stdin: opts.stdin, stdout: opts.stdout ?? collect(out), stderr: opts.stderr ?? collect(err), ...(opts.console ? { console: opts.console } : {}),
       ...(detachKeys ? { detachKeys } : {}),
-    })
+    }, undefined, op.signal)
     if (res.detached) return { exitCode: 0, stdout: Buffer.concat(out), stderr: Buffer.concat(err), detached: true }
     if ((await readHostConfig(this.paths)).AutoRemove) await this.#all.remove(this.id, { force: true }).catch(() => undefined)
+    op.check()
     return { exitCode: res.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err), ...(res.error ? { error: res.error } : {}) }
   }
 
@@ -246,10 +257,18 @@ export class Container {
     }
   }
 
-  /** Resolves with the exit code once the container is not running (docker wait). */
-  async wait(opts: { timeoutMs?: number } = {}): Promise<number> {
-    const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity
+  /**
+   * Resolves with the exit code once the container is not running (docker wait). Aborting
+   * `signal` stops the wait (not the container) and rejects with `Aborted`.
+   */
+  wait(opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<number> {
+    return Operation.run(this.#ctx, opts.signal, (op) => this.#wait(op, opts.timeoutMs))
+  }
+
+  async #wait(op: Operation, timeoutMs: number | undefined): Promise<number> {
+    const deadline = timeoutMs ? Date.now() + timeoutMs : Infinity
     for (let i = 0; ; i++) {
+      op.check()
       const r = await this.info()
       if (!r.State.Running) return r.State.ExitCode
       // Nobody supervises it any more (a crash): ask the runtime.
@@ -667,7 +686,7 @@ expose(Container, {
   unmount: [],
   view: [['opts', v.optional(v.options({ readOnly: v.optional(v.boolean) }))]],
   isMounted: [],
-  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable), console: v.optional(v.consoleSize), detachKeys: v.optional(v.nonEmptyString) }))]],
+  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable), console: v.optional(v.consoleSize), detachKeys: v.optional(v.nonEmptyString), signal }))]],
   exec: [['cmd', v.arrayOf(v.string)], ['opts', v.optional(v.options({
     user: v.optional(v.string), workdir: v.optional(v.string), env: v.optional(v.arrayOf(v.string)), tty: v.optional(v.boolean),
     console: v.optional(v.consoleSize), stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable),
@@ -680,7 +699,7 @@ expose(Container, {
   copyTo: [['src', v.either(v.nonEmptyString, v.readable)], ['dstPath', v.nonEmptyString], ['opts', v.optional(v.options({ followLink: v.optional(v.boolean), copyUIDGID: v.optional(v.boolean), onProgress: v.optional(v.func) }))]],
   statPath: [['path', v.nonEmptyString]],
   start: [],
-  wait: [['opts', v.optional(v.options({ timeoutMs: v.optional(v.nonNegative) }))]],
+  wait: [['opts', v.optional(v.options({ timeoutMs: v.optional(v.nonNegative), signal }))]],
   kill: [['signal', v.optional(v.either(v.nonEmptyString, v.count))]],
   stop: [['opts', v.optional(v.options({ timeout: v.optional(v.nonNegative), signal: v.optional(v.nonEmptyString) }))]],
   diff: [],

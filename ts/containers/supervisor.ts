@@ -104,10 +104,24 @@ async function waitForFile(p: string, done: () => boolean): Promise<string | und
 }
 
 /**
+ * Kills the container until it is gone: `runc kill` fails while the runtime has not created it
+ * yet (just spawned), so it is asked again until `gone()` says the runtime has exited.
+ */
+async function killUntilGone(runtime: Runtime, id: string, gone: () => boolean): Promise<void> {
+  while (!gone()) {
+    const r = await runtime.kill(id, 'SIGKILL').catch(() => undefined)
+    if (r?.code === 0) return
+    await new Promise((res) => setTimeout(res, 20))
+  }
+}
+
+/**
  * Runs the container's process to completion. `onRunning` fires once the runtime has been
  * started and the state says running. Throws only for failures before the runtime runs.
+ * `signal` kills the container (SIGKILL) if it fires; the state is then recorded as for any
+ * exit (137), or, before the runtime ran, put back as it was.
  */
-export async function supervise(ctx: StoreContext, p: ContainerPaths, io: AttachStreams = {}, onRunning?: () => void): Promise<ExitInfo> {
+export async function supervise(ctx: StoreContext, p: ContainerPaths, io: AttachStreams = {}, onRunning?: () => void, signal?: AbortSignal): Promise<ExitInfo> {
   const mounts = new MountManager(ctx)
   const me = { kind: 'process' as const, pid: process.pid }
   const hc = await readHostConfig(p)
@@ -147,6 +161,7 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
     await fs.rm(runtimeLog, { force: true })
     // A stale runtime entry (a crash) would make `run` fail with "container exists".
     await runtime.delete(p.id, true)
+    if (signal?.aborted) throw new StrataError('Aborted', 'operation aborted')
   } catch (e) {
     await updateRecord(ctx, p, (r) => {
       if (r.Supervisor !== process.pid) return
@@ -173,11 +188,21 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
     const { runOnTerminal } = require('./terminal') as typeof import('./terminal')
     const { exitCodeOf } = require('./reaped') as typeof import('./reaped')
     const out = new LineSplitter((l) => log.write(logLine('stdout', l)))
+    // As in the piped run: an abort kills the container until the runtime is gone.
+    let ran = false
+    let killing: Promise<void> | undefined
+    const onAbort = (): void => { killing ??= killUntilGone(runtime, p.id, () => ran) }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted) onAbort()
     const run = await runOnTerminal(ctx, runtime, (sock) => ['--log', runtimeLog, '--log-format', 'json', 'run', '-d', '--console-socket', sock, '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], p.pidFile, {
       ...(rec.OpenStdin && io.stdin ? { stdin: io.stdin } : {}), ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.console ? { console: io.console } : {}),
       onOutput: (d) => out.push(d),
       ...(io.detachKeys ? { detachKeys: io.detachKeys, onDetach: async (h) => (require('./adopt') as typeof import('./adopt')).handOff(ctx, 'adopt', p.id, h) } : {}),
-    }, recordPid)
+    }, recordPid).finally(() => {
+      ran = true
+      signal?.removeEventListener('abort', onAbort)
+    })
+    await killing
     out.end()
     if (run.detached) {
       // The shim holds the container now (its own mount reference, its pid as supervisor).
@@ -188,7 +213,7 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
     }
     code = run.status >= 0 ? exitCodeOf(run.status) : run.runtimeStatus === -1 ? -1 : 255
   } else {
-    code = await runPiped(runtime, p, runtimeLog, Boolean(rec.OpenStdin), io, log, recordPid)
+    code = await runPiped(runtime, p, runtimeLog, Boolean(rec.OpenStdin), io, log, recordPid, signal)
   }
   for (const s of userStreams) s.off('error', ignore)
   await new Promise<void>((r) => log.end(r))
@@ -227,7 +252,7 @@ export async function recordExit(ctx: StoreContext, p: ContainerPaths, runtime: 
 }
 
 /** Without a terminal: `runc run` in the foreground, its stdio piped (stdout/stderr apart). */
-async function runPiped(runtime: Runtime, p: ContainerPaths, runtimeLog: string, openStdin: boolean, io: AttachStreams, log: Writable, onPid: (pid: number) => Promise<void>): Promise<number> {
+async function runPiped(runtime: Runtime, p: ContainerPaths, runtimeLog: string, openStdin: boolean, io: AttachStreams, log: Writable, onPid: (pid: number) => Promise<void>, signal?: AbortSignal): Promise<number> {
   let exited = false
   const child = childProcess.spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', runtimeLog, '--log-format', 'json', 'run', '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], {
     stdio: [openStdin && io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
@@ -268,14 +293,20 @@ async function runPiped(runtime: Runtime, p: ContainerPaths, runtimeLog: string,
   }
   const status = new Promise<number>((resolve) => {
     child.on('error', () => resolve(-1))
-    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + (osSignal(signal) ?? 0) : 255)))
+    child.on('close', (code, sig) => resolve(code ?? (sig ? 128 + (osSignal(sig) ?? 0) : 255)))
   })
+  let killing: Promise<void> | undefined
+  const onAbort = (): void => { killing ??= killUntilGone(runtime, p.id, () => exited) }
+  signal?.addEventListener('abort', onAbort, { once: true })
+  if (signal?.aborted) onAbort()
   // The container's init pid appears in the pid file once the runtime has created it.
   void waitForFile(p.pidFile, () => exited).then(async (pid) => {
     if (pid && !exited) await onPid(Number(pid))
   })
   const code = await status
   exited = true
+  signal?.removeEventListener('abort', onAbort)
+  await killing
   outLines.end()
   errLines.end()
   if (io.stdin && child.stdin) io.stdin.unpipe(child.stdin)

@@ -18,6 +18,8 @@ mod layer;
 mod lock;
 mod mount;
 mod process;
+mod push;
+mod registry;
 mod tarheader;
 mod union;
 
