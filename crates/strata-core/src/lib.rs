@@ -27,6 +27,7 @@ pub mod mount;
 pub mod mountinfo;
 pub mod reaper;
 pub mod safefs;
+pub mod sparse;
 pub mod stream;
 pub mod tarsplit;
 pub mod union;
