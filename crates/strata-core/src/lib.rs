@@ -4,6 +4,7 @@
 //! digests, file locks, overlay mount plans and their execution, the upper-dir walker
 //! behind `commit`/`diff`, and a userspace union view. The napi crate only converts.
 pub mod archive;
+pub mod build_add;
 pub mod build_commit;
 pub mod build_ctx;
 pub mod changes;
