@@ -36,6 +36,9 @@
  *                                                 the layers they name stay alive after `rmi`
  * <root>/builder/statindex/<sha256 of path>.json  a build context's stat index (format in
  *                                                 ts/build/statindex.ts): lstat -> sha256 of contents
+ * <root>/builder/fromkeys/<hex>.json          what the sources of a `COPY --from` hash to in a stage's
+ *                                                 filesystem, by (its top ChainID, the sources): a
+ *                                                 memo of immutable content (format in ts/build/fromkey.ts)
  * <root>/builder/stub/                          the read-only bottom layer of build steps: empty
  *                                                 mount points (proc, sys, dev, etc/hosts, ...) so
  *                                                 the runtime never creates them in a step's layer
@@ -90,6 +93,7 @@ export class Layout {
   get buildCache(): string { return path.join(this.root, 'builder', 'cache') }
   get statIndex(): string { return path.join(this.root, 'builder', 'statindex') }
   get buildStub(): string { return path.join(this.root, 'builder', 'stub') }
+  get fromKeys(): string { return path.join(this.root, 'builder', 'fromkeys') }
   get writers(): string { return path.join(this.root, 'writers') }
 
   /** All directories a store needs, parents first; `writers` last, so it existing means all do. */
