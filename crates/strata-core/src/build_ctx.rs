@@ -121,6 +121,9 @@ pub struct ScanEntry {
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Extended attributes as (name, value) pairs.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Whether an xattr is overlayfs' own (never part of a file's content as a build sees it).
 fn is_overlay_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
@@ -128,7 +131,7 @@ fn is_overlay_xattr(name: &[u8]) -> bool {
 
 /// The xattrs of `name` in the directory `dir` (not following a symlink), sorted by name.
 /// Read through `/proc/self/fd/<dir>/<name>`: the `l*xattr` calls take paths only.
-pub fn xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
+pub fn xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Xattrs, Errno> {
     use std::os::fd::AsRawFd;
     let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     p.extend_from_slice(name);
@@ -165,7 +168,12 @@ pub fn xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u
 }
 
 /// Sets `xattrs` on the node `name` of `dir` (a file, directory or symlink; not following it).
-fn set_xattrs_at(dir: BorrowedFd<'_>, name: &[u8], xattrs: &[(Vec<u8>, Vec<u8>)], shown: &[u8]) -> Result<(), BuildCtxError> {
+fn set_xattrs_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+    shown: &[u8],
+) -> Result<(), BuildCtxError> {
     use std::os::fd::AsRawFd;
     if xattrs.is_empty() {
         return Ok(());
@@ -185,7 +193,8 @@ fn set_xattrs_at(dir: BorrowedFd<'_>, name: &[u8], xattrs: &[(Vec<u8>, Vec<u8>)]
 fn set_fd_xattrs(fd: BorrowedFd<'_>, xattrs: &[(Vec<u8>, Vec<u8>)], shown: &[u8]) -> Result<(), BuildCtxError> {
     for (k, v) in xattrs {
         let ck = std::ffi::CString::new(k.clone()).map_err(|_| io_err("setxattr", shown)(Errno::INVAL))?;
-        rustix::fs::fsetxattr(fd, ck.as_c_str(), v, rustix::fs::XattrFlags::empty()).map_err(io_err("setxattr", shown))?;
+        rustix::fs::fsetxattr(fd, ck.as_c_str(), v, rustix::fs::XattrFlags::empty())
+            .map_err(io_err("setxattr", shown))?;
     }
     Ok(())
 }
@@ -517,7 +526,11 @@ fn copy_file(
     let got = h.finish();
     if let Some(want) = expect {
         if *want != got {
-            return Err(BuildCtxError::Changed { path: lossy(from), expected: want.to_string(), found: got.to_string() });
+            return Err(BuildCtxError::Changed {
+                path: lossy(from),
+                expected: want.to_string(),
+                found: got.to_string(),
+            });
         }
     }
     rustix::fs::fchown(&writer, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
@@ -528,105 +541,49 @@ fn copy_file(
     Ok(bytes)
 }
 
-/// Workers that copy regular files while the caller's thread goes on with the ops in order.
-///
-/// Creating a file and writing its body costs tens of microseconds of kernel time each (more
-/// through an overlay mount); a COPY of a thousand small files spends most of its time there,
-/// so `copy_in` hands the files to these threads. It waits for them ([`CopyPool::settle`])
-/// before anything whose outcome could depend on a file still in flight: the same path again,
-/// a hard link (to a file that must be complete), a directory's final times, the end.
-struct CopyPool<'s> {
-    tx: Option<std::sync::mpsc::SyncSender<FileJob<'s>>>,
-    state: &'s PoolState,
-    /// Destinations handed out since the last `settle`.
-    window: std::collections::HashSet<&'s [u8]>,
-}
-
-/// One file for the workers: the op, and the destination's parent resolved by the caller.
+/// One file for the copy workers ([`crate::workpool`]): the op, and the destination's parent
+/// resolved by the caller.
 struct FileJob<'s> {
     op: &'s CopyOp,
     parent: std::sync::Arc<OwnedFd>,
     leaf: &'s [u8],
 }
 
-struct PoolState {
-    in_flight: Mutex<usize>,
-    idle: std::sync::Condvar,
-    failed: AtomicBool,
-    error: Mutex<Option<BuildCtxError>>,
+impl crate::workpool::PoolError for BuildCtxError {
+    fn aborted() -> Self {
+        BuildCtxError::Aborted
+    }
+    fn stopped(path: &[u8]) -> Self {
+        BuildCtxError::Io { op: "copy", path: lossy(path), source: io::Error::other("copy workers stopped") }
+    }
+}
+
+type CopyPool<'s> = crate::workpool::WorkPool<'s, FileJob<'s>, BuildCtxError>;
+
+/// What the copy made so far, counted by whichever thread copied.
+#[derive(Default)]
+struct Counts {
     files: AtomicU64,
     bytes: AtomicU64,
 }
 
-impl PoolState {
-    fn fail(&self, e: BuildCtxError) {
-        self.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-        self.failed.store(true, Ordering::SeqCst);
-    }
-    fn done_one(&self) {
-        let mut n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        *n -= 1;
-        if *n == 0 {
-            self.idle.notify_all();
-        }
+impl Counts {
+    fn add(&self, bytes: u64) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 
-impl<'s> CopyPool<'s> {
-    fn submit(&mut self, job: FileJob<'s>, dst: &'s [u8]) -> Result<(), BuildCtxError> {
-        if self.window.contains(dst) {
-            self.settle()?;
-        }
-        self.check()?;
-        *self.state.in_flight.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.window.insert(dst);
-        if !self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok()) {
-            self.state.done_one();
-            return Err(BuildCtxError::Io { op: "copy", path: lossy(dst), source: io::Error::other("copy workers stopped") });
-        }
-        Ok(())
+/// Copies the file of a [`FileJob`] (a worker's job; `buf` is its scratch buffer).
+fn copy_job(src: BorrowedFd<'_>, job: &FileJob<'_>, buf: &mut Vec<u8>, counts: &Counts) -> Result<(), BuildCtxError> {
+    let CopyOp::File { src: from, dst: path, mode, uid, gid, mtime_ns, expect, xattrs } = job.op else { return Ok(()) };
+    if buf.is_empty() {
+        buf.resize(256 << 10, 0);
     }
-
-    fn settle(&mut self) -> Result<(), BuildCtxError> {
-        let mut n = self.state.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        while *n > 0 {
-            n = self.state.idle.wait(n).unwrap_or_else(|p| p.into_inner());
-        }
-        drop(n);
-        self.window.clear();
-        self.check()
-    }
-
-    fn check(&self) -> Result<(), BuildCtxError> {
-        if self.state.failed.load(Ordering::SeqCst) {
-            return Err(self.state.error.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or(BuildCtxError::Aborted));
-        }
-        Ok(())
-    }
-}
-
-fn copy_worker(rx: &Mutex<std::sync::mpsc::Receiver<FileJob<'_>>>, src: BorrowedFd<'_>, state: &PoolState, cancel: &AtomicBool) {
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
-            Ok(job) => job,
-            Err(_) => return,
-        };
-        if !state.failed.load(Ordering::SeqCst) {
-            if cancel.load(Ordering::Relaxed) {
-                state.fail(BuildCtxError::Aborted);
-            } else if let CopyOp::File { src: from, dst: path, mode, uid, gid, mtime_ns, expect, xattrs } = job.op {
-                match copy_file(src, from, job.parent.as_fd(), job.leaf, path, (*mode, *uid, *gid, *mtime_ns), expect, xattrs, &mut buf) {
-                    Ok(n) => {
-                        state.files.fetch_add(1, Ordering::Relaxed);
-                        state.bytes.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Err(e) => state.fail(e),
-                }
-            }
-        }
-        state.done_one();
-    }
+    let n =
+        copy_file(src, from, job.parent.as_fd(), job.leaf, path, (*mode, *uid, *gid, *mtime_ns), expect, xattrs, buf)?;
+    counts.add(n);
+    Ok(())
 }
 
 /// Carries out `ops` in order, reading sources below `src_root` and writing below `dst_root`.
@@ -635,34 +592,20 @@ fn copy_worker(rx: &Mutex<std::sync::mpsc::Receiver<FileJob<'_>>>, src: Borrowed
 pub fn copy_in(src_root: &Path, dst_root: &Path, ops: &[CopyOp], cancel: &AtomicBool) -> Result<Copied, BuildCtxError> {
     let src = open_dir(src_root)?;
     let dst = open_dir(dst_root)?;
-    let state = PoolState {
-        in_flight: Mutex::new(0),
-        idle: std::sync::Condvar::new(),
-        failed: AtomicBool::new(false),
-        error: Mutex::new(None),
-        files: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-    };
+    let state = crate::workpool::PoolState::new();
+    let counts = Counts::default();
     let files = ops.iter().filter(|o| matches!(o, CopyOp::File { .. })).count();
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 4).min(files);
+    let run = |job: &FileJob<'_>, buf: &mut Vec<u8>| copy_job(src.as_fd(), job, buf, &counts);
     std::thread::scope(|scope| -> Result<(), BuildCtxError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<FileJob<'_>>(256);
-        let rx = std::sync::Arc::new(Mutex::new(rx));
-        for _ in 0..workers {
-            let (rx, src, state) = (rx.clone(), src.as_fd(), &state);
-            std::thread::Builder::new()
-                .name("strata-copy-w".into())
-                .spawn_scoped(scope, move || copy_worker(&rx, src, state, cancel))
-                .map_err(|source| BuildCtxError::Io { op: "spawn", path: "copy worker".into(), source })?;
-        }
-        let mut pool = CopyPool { tx: Some(tx), state: &state, window: std::collections::HashSet::new() };
-        let r = run_ops(&mut pool, src.as_fd(), dst.as_fd(), ops, cancel, workers > 0);
+        let mut pool = CopyPool::start(scope, workers, "strata-copy-w", &state, cancel, &run)
+            .map_err(|source| BuildCtxError::Io { op: "spawn", path: "copy worker".into(), source })?;
+        let r = run_ops(&mut pool, src.as_fd(), dst.as_fd(), ops, cancel, workers > 0, &counts);
         // Whatever happened, the workers finish what they hold before the scope joins them.
         let settled = pool.settle();
-        pool.tx = None;
         r.and(settled)
     })?;
-    Ok(Copied { files: state.files.load(Ordering::Relaxed), bytes: state.bytes.load(Ordering::Relaxed) })
+    Ok(Copied { files: counts.files.load(Ordering::Relaxed), bytes: counts.bytes.load(Ordering::Relaxed) })
 }
 
 fn run_ops<'s>(
@@ -672,6 +615,7 @@ fn run_ops<'s>(
     ops: &'s [CopyOp],
     cancel: &AtomicBool,
     parallel: bool,
+    counts: &Counts,
 ) -> Result<(), BuildCtxError> {
     // Destination directories resolved so far. A directory, once resolved, stays what it is
     // for the rest of the COPY: no op replaces a directory (a file, link or node over one is
@@ -685,7 +629,7 @@ fn run_ops<'s>(
         match op {
             CopyOp::Mkdirs { dst: path, mode, uid, gid } => mkdirs(dst, path, *mode, *uid, *gid)?,
             CopyOp::Dir { dst: path, mode, uid, gid, mtime_ns, xattrs } => {
-                if pool.window.contains(&path[..]) {
+                if pool.overlaps(path) {
                     pool.settle()?;
                 }
                 let (dir, leaf) = parent_of(dst, path)?;
@@ -701,7 +645,7 @@ fn run_ops<'s>(
                 set_fd_xattrs(fd.as_fd(), xattrs, path)?;
                 rustix::fs::futimens(&fd, &timestamps(*mtime_ns)).map_err(io_err("utimens", path))?;
             }
-            CopyOp::File { src: from, dst: path, mode, uid, gid, mtime_ns, expect, xattrs } => {
+            CopyOp::File { dst: path, .. } => {
                 let (parent, leaf) = split_parent(path);
                 let dir = match parents.get(parent) {
                     Some(fd) => fd.clone(),
@@ -713,19 +657,18 @@ fn run_ops<'s>(
                         fd
                     }
                 };
-                if parallel {
-                    pool.submit(FileJob { op, parent: dir, leaf }, path)?;
+                let job = FileJob { op, parent: dir, leaf };
+                if !parallel {
+                    copy_job(src, &job, &mut buf, counts)?;
                 } else {
-                    if buf.is_empty() {
-                        buf = vec![0u8; 256 << 10];
+                    if pool.overlaps(path) {
+                        pool.settle()?;
                     }
-                    let n = copy_file(src, from, dir.as_fd(), leaf, path, (*mode, *uid, *gid, *mtime_ns), expect, xattrs, &mut buf)?;
-                    pool.state.files.fetch_add(1, Ordering::Relaxed);
-                    pool.state.bytes.fetch_add(n, Ordering::Relaxed);
+                    pool.submit(path, job)?;
                 }
             }
             CopyOp::Symlink { dst: path, target, uid, gid, mtime_ns, xattrs } => {
-                if pool.window.contains(&path[..]) {
+                if pool.overlaps(path) {
                     pool.settle()?;
                 }
                 let (dir, leaf) = parent_of(dst, path)?;

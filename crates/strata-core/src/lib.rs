@@ -27,3 +27,4 @@ pub mod stream;
 pub mod tarsplit;
 pub mod union;
 pub mod upperwalk;
+mod workpool;

@@ -138,7 +138,11 @@ pub fn hash_files(
     files: Vec<Buffer>,
     cancel: Option<&NativeCancel>,
 ) -> AsyncTask<crate::error::Job<HashFiles>> {
-    crate::job(HashFiles { root: root.into(), files: files.into_iter().map(|b| b.to_vec()).collect(), cancel: flag(cancel) })
+    crate::job(HashFiles {
+        root: root.into(),
+        files: files.into_iter().map(|b| b.to_vec()).collect(),
+        cancel: flag(cancel),
+    })
 }
 
 /// One COPY step as ts/build/copy.ts writes it (JSON): `op` is `mkdirs` | `dir` | `file` |
@@ -170,7 +174,8 @@ fn convert(s: CopyStep) -> Outcome<CopyOp> {
     };
     let mut xattrs = Vec::new();
     for (k, v) in s.xattrs.clone().unwrap_or_default() {
-        let value = base64::engine::general_purpose::STANDARD.decode(v).map_err(|e| bad(format!("xattr value: {e}")))?;
+        let value =
+            base64::engine::general_purpose::STANDARD.decode(v).map_err(|e| bad(format!("xattr value: {e}")))?;
         xattrs.push((k.into_bytes()?, value));
     }
     let dst = s.dst.clone().into_bytes()?;
@@ -311,7 +316,12 @@ pub fn unpack_archive(
     tar_split: String,
     cancel: Option<&NativeCancel>,
 ) -> AsyncTask<crate::error::Job<UnpackArchive>> {
-    crate::job(UnpackArchive { path: path.into(), dest: dest.into(), tar_split: tar_split.into(), cancel: flag(cancel) })
+    crate::job(UnpackArchive {
+        path: path.into(),
+        dest: dest.into(),
+        tar_split: tar_split.into(),
+        cancel: flag(cancel),
+    })
 }
 
 /// What `sealLayer` found.
