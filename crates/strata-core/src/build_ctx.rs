@@ -133,17 +133,36 @@ fn is_overlay_xattr(name: &[u8]) -> bool {
 /// Read through `/proc/self/fd/<dir>/<name>`: the `l*xattr` calls take paths only.
 pub fn xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Xattrs, Errno> {
     use std::os::fd::AsRawFd;
-    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    p.extend_from_slice(name);
-    let path = std::ffi::CString::new(p).map_err(|_| Errno::INVAL)?;
+    let cname = std::ffi::CString::new(name).map_err(|_| Errno::INVAL)?;
     let mut names = vec![0u8; 1024];
-    let len = loop {
-        match rustix::fs::llistxattr(path.as_c_str(), &mut names[..]) {
-            Ok(n) => break n,
+    // listxattrat(2) (Linux 6.13) lists relative to the directory fd; a context scan calls
+    // this for every entry, and almost none has xattrs, so the common case is one cheap
+    // call (the `/proc/self/fd` path below costs a proc lookup per entry, ~8x the time).
+    let listed = loop {
+        match listxattrat(dir, &cname, &mut names) {
+            Ok(n) => break Some(n),
             Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(Errno::NOSYS) => break None,
             Err(Errno::NOTSUP) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         }
+    };
+    if listed == Some(0) {
+        return Ok(Vec::new());
+    }
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    let path = std::ffi::CString::new(p).map_err(|_| Errno::INVAL)?;
+    let len = match listed {
+        Some(n) => n,
+        None => loop {
+            match rustix::fs::llistxattr(path.as_c_str(), &mut names[..]) {
+                Ok(n) => break n,
+                Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
+                Err(Errno::NOTSUP) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            }
+        },
     };
     let mut out = Vec::new();
     for n in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty() && !is_overlay_xattr(n)) {
@@ -165,6 +184,29 @@ pub fn xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Xattrs, Errno> {
     }
     out.sort();
     Ok(out)
+}
+
+/// `listxattrat(dir, name, AT_SYMLINK_NOFOLLOW, buf)`: the xattr names of `name` in `dir`,
+/// NUL-separated, in `buf`; ENOSYS before Linux 6.13.
+fn listxattrat(dir: BorrowedFd<'_>, name: &std::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    use std::os::fd::AsRawFd;
+    /// The syscall's number, the same on every architecture (the unified table of 6.13).
+    const SYS_LISTXATTRAT: libc::c_long = 465;
+    // SAFETY: the pointers are valid for the given lengths for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            SYS_LISTXATTRAT,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if r < 0 {
+        return Err(Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)));
+    }
+    Ok(r as usize)
 }
 
 /// Sets `xattrs` on the node `name` of `dir` (a file, directory or symlink; not following it).
