@@ -167,8 +167,24 @@ test('kill -9 of a commit that paused a running container: the next store open r
   t.true((await again.info()).State.Running)
   t.is((await again.info()).PausedBy, undefined)
   const upper = (await again.layers()).upperDir
-  const n1 = Number(fs.readFileSync(path.join(upper, 'count'), 'utf8'))
-  await new Promise((r) => setTimeout(r, 400))
-  t.true(Number(fs.readFileSync(path.join(upper, 'count'), 'utf8')) > n1, 'it runs again')
+  // `echo $i > /count` truncates before it writes: a read can see the file empty, so only a
+  // number counts, and the loop must be seen to move on (a frozen one never does; a running one
+  // does within a bounded wait, however loaded the machine).
+  const count = (): number | undefined => {
+    const n = Number.parseInt(fs.readFileSync(path.join(upper, 'count'), 'utf8'), 10)
+    return Number.isNaN(n) ? undefined : n
+  }
+  let n1: number | undefined
+  for (let i = 0; i < 200 && n1 === undefined; i++) {
+    n1 = count()
+    if (n1 === undefined) await new Promise((r) => setTimeout(r, 10))
+  }
+  let moved = false
+  for (let i = 0; i < 300 && !moved; i++) {
+    await new Promise((r) => setTimeout(r, 50))
+    const n = count()
+    moved = n1 !== undefined && n !== undefined && n > n1
+  }
+  t.true(moved, 'it runs again')
   await again.stop({ timeout: 1 })
 })

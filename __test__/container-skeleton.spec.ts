@@ -20,6 +20,13 @@ function staged(root: string): { dirs: string[]; ids: string[] } {
   return { dirs, ids }
 }
 
+/** The `writers/` entry a process killed mid-change leaves: its pid names no live process. */
+function leaveDeadWriter(root: string): void {
+  const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '').slice(0, 8)
+  // Above the largest pid Linux hands out (pid_max is at most 2^22).
+  fs.writeFileSync(path.join(root, 'writers', `${boot}-${2 ** 22}-1`), '')
+}
+
 async function waitForSkeleton(root: string): Promise<string> {
   for (let i = 0; i < 500; i++) {
     const { ids } = staged(root)
@@ -130,4 +137,24 @@ test('a create cut short after its layers were placed but before its container d
   const s = await Store.open({ root })
   t.deepEqual((await s.containers.list({ all: true })).map((c) => c.id), [keep.id])
   t.is((await (await s.containers.get('keep')).run()).exitCode, 0)
+})
+
+test('a create whose renames were cut short by a crash before its final sync: a container without its layers is removed on open', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  const kept = await store.containers.create('bb', { name: 'kept' })
+  const torn = await store.containers.create('bb', { name: 'torn' })
+  const mountId = fs.readFileSync(path.join(root, 'image/overlay2/layerdb/mounts', torn.id, 'mount-id'), 'utf8')
+  // What a crash can leave of the renames when they never reached the disk in order: the
+  // container's dir and record are there, its writable layer's dir is not.
+  fs.rmSync(path.join(root, 'overlay2', mountId), { recursive: true })
+  await store.close()
+  // and, as every crash does, the entry of a writer that never unregistered (ts/writers.ts):
+  // what makes the next open run the full repair.
+  leaveDeadWriter(root)
+  const reopened = await Store.open({ root })
+  t.deepEqual((await reopened.containers.list({ all: true })).map((c) => c.names[0]), ['kept'])
+  t.false(fs.existsSync(path.join(root, 'containers', torn.id)))
+  t.false(fs.existsSync(path.join(root, 'overlay2', `${mountId}-init`)))
+  t.true(fs.existsSync(path.join(root, 'containers', kept.id)))
+  await checkConsistent(t, root)
 })

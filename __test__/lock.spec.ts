@@ -69,7 +69,6 @@ test('a wait for another process aborts with Aborted and leaves nothing that kee
     t.is(r.report.code, 'Aborted')
     t.true(r.report.holderStillHolds)
     t.log(`rejected ${r.report.msAfterAbort.toFixed(1)} ms after abort; the process exited by itself ${Math.round(r.ms)} ms after it started`)
-    t.true(r.report.msAfterAbort < 2000)
     t.false(fs.existsSync(f.marker('released')), 'the process exited while the other still held the lock')
   } finally {
     hold.kill()

@@ -11,9 +11,12 @@
 // at most 25 ms over `node -e 0`.
 //
 // Interleaved rounds: each round runs every contender once per command, in a rotated order, so
-// load from elsewhere on the machine falls on all alike; the figure quoted is the median wall
-// time over the rounds (spawn to exit, output discarded). The first --warmup rounds are not
-// counted (page cache, the V8 code cache beside the bundle).
+// load from elsewhere on the machine falls on all alike; the figures quoted are the median wall
+// time over the rounds (spawn to exit, output discarded) and the mean CPU time (user + system)
+// of the process, read from this process's children's accounting (/proc/self/stat cutime and
+// cstime, in clock ticks: the mean over the rounds is finer than one tick). On a busy machine
+// the CPU figures are the steadier ones: wall time then mostly measures waiting for a core.
+// The first --warmup rounds are not counted (page cache, the V8 code cache beside the bundle).
 //
 //   node bench/cli.js [--rounds 30] [--warmup 3] [--peers strata,node,docker]
 // Env: STRATA_PKG, STRATA_BENCH_WORK (scratch dir, default bench/.cache/work),
@@ -26,20 +29,34 @@ const c = require('./lib/common')
 const { ensureImages } = require('./lib/containers-image')
 const { DockerPeer } = require('./lib/containers-docker')
 
-/** Wall seconds of one process, spawn to exit; rejects on a non-zero exit. */
+const CLK_TCK = Number(require('node:child_process').spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+
+/** CPU seconds of the children this process has waited for (/proc/self/stat cutime + cstime). */
+function childrenCpu() {
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[13]) + Number(f[14])) / CLK_TCK
+}
+
+/** { wall, cpu } seconds of one process, spawn to exit; rejects on a non-zero exit. */
 function timeProcess(cmd, args, env) {
   return new Promise((resolve, reject) => {
+    const cpu0 = childrenCpu()
     const t0 = process.hrtime.bigint()
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] })
     let err = ''
     child.stderr.on('data', (d) => { err += d })
     child.on('error', reject)
     child.on('close', (code) => {
-      const s = Number(process.hrtime.bigint() - t0) / 1e9
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9
       if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err.trim()}`))
-      else resolve(s)
+      else resolve({ wall, cpu: childrenCpu() - cpu0 })
     })
   })
+}
+
+function mean(xs) {
+  return xs.reduce((a, b) => a + b, 0) / xs.length
 }
 
 function median(xs) {
@@ -85,7 +102,7 @@ async function run(argv) {
   if (peers.includes('strata')) contenders.push({ name: 'strata', cmd: process.execPath, args: (a) => [bin, '--root', root, ...a], env: strataEnv })
   if (docker) contenders.push({ name: 'docker', cmd: 'docker', args: (a) => (a[0] === '--help' ? ['--help'] : a), env: docker.env })
 
-  const samples = new Map() // `${command}\t${contender}` -> seconds[]
+  const samples = new Map() // `${command}\t${contender}` -> { wall, cpu }[]
   for (let r = 0; r < warmup + rounds; r++) {
     for (const [i, a] of commands.entries()) {
       const order = contenders.map((_, j) => contenders[(j + r + i) % contenders.length])
@@ -100,24 +117,26 @@ async function run(argv) {
   }
 
   const ms = (s) => (s * 1000).toFixed(1)
-  const rows = [['command', 'strata ms', 'node -e 0 ms', 'strata - node ms', 'docker ms', 'strata / docker']]
+  const rows = [['command', 'strata ms', 'node -e 0 ms', 'strata - node', 'docker ms', 'strata CPU ms', 'node CPU ms', 'strata - node CPU']]
   const results = []
-  const nodeMed = samples.has(`--version\tnode -e 0`) ? median(samples.get(`--version\tnode -e 0`)) : null
   for (const a of commands) {
-    const med = (name) => (samples.has(`${a[0]}\t${name}`) ? median(samples.get(`${a[0]}\t${name}`)) : null)
-    const s = med('strata')
-    const n = med('node -e 0') ?? nodeMed
-    const d = med('docker')
-    results.push({ command: a.join(' '), strata: s, node: n, docker: d })
+    const pick = (name, what) => {
+      const xs = samples.get(`${a[0]}\t${name}`)
+      return xs ? (what === 'wall' ? median(xs.map((x) => x.wall)) : mean(xs.map((x) => x.cpu))) : null
+    }
+    const [s, n, d] = ['strata', 'node -e 0', 'docker'].map((k) => pick(k, 'wall'))
+    const [sc, nc] = ['strata', 'node -e 0'].map((k) => pick(k, 'cpu'))
+    results.push({ command: a.join(' '), wall: { strata: s, node: n, docker: d }, cpu: { strata: sc, node: nc } })
+    const f = (x) => (x == null ? '-' : ms(x))
     rows.push([
       a[0] === 'inspect' || a[0] === 'history' ? `${a[0]} IMAGE` : a.join(' '),
-      s == null ? '-' : ms(s), n == null ? '-' : ms(n), s == null || n == null ? '-' : ms(s - n),
-      d == null ? '-' : ms(d), s == null || d == null ? '-' : `${(s / d).toFixed(2)}x`,
+      f(s), f(n), s == null || n == null ? '-' : ms(s - n), f(d), f(sc), f(nc), sc == null || nc == null ? '-' : ms(sc - nc),
     ])
   }
-  console.log(`\nCLI start-up: medians of ${rounds} interleaved rounds (${warmup} warm-up), wall time per process`)
+  console.log(`\nCLI start-up: ${rounds} interleaved rounds (${warmup} warm-up); wall: median per process, CPU: mean per process`)
   if (docker) console.log(`docker: ${docker.note}`)
-  console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r']))
+  console.log(`load average at the end: ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
+  console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']))
   console.log('\ngoal: strata - node <= 25 ms for every command')
   const file = c.saveResults('cli', { rounds, warmup, results })
   console.log(`results: ${file}`)

@@ -11,10 +11,17 @@
  *    for the outermost call only: not for a public method another one calls (`stop` calls
  *    `kill`, `view` asks `isMounted` under the shared lock), where the hook could ask for the
  *    exclusive lock inside a section. An AsyncLocalStorage marks the work of a call.
+ *  - the one exception to the conversion is what the caller's own callback threw (`CallerThrew`,
+ *    ./operation.ts): the call rejects with that, as it was.
  * Methods returning a promise reject (also for bad arguments); `sync` methods throw.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { toStrataError } from './errors'
+import { toStrataError, CallerThrew } from './errors'
+
+/** What leaves the API: a StrataError, or what the caller's own callback threw, as it was. */
+function outgoing(e: unknown): unknown {
+  return e instanceof CallerThrew ? e.value : toStrataError(e)
+}
 import { checkArgs, Signature } from './validate'
 
 const insideApi = new AsyncLocalStorage<true>()
@@ -43,7 +50,7 @@ function wrap(label: string, fn: (...a: unknown[]) => unknown, spec: MethodSpec,
         checkArgs(label, sig, args)
         return fn.apply(this, args)
       } catch (e) {
-        throw toStrataError(e)
+        throw outgoing(e)
       }
     }
   }
@@ -51,13 +58,13 @@ function wrap(label: string, fn: (...a: unknown[]) => unknown, spec: MethodSpec,
     try {
       checkArgs(label, sig, args)
     } catch (e) {
-      return Promise.reject(toStrataError(e))
+      return Promise.reject(outgoing(e))
     }
     const run = async (): Promise<unknown> => {
       if (before && !insideApi.getStore()) await insideApi.run(true, () => before(this as never))
       return await insideApi.run(true, () => fn.apply(this, args))
     }
-    return run().catch((e: unknown) => { throw toStrataError(e) })
+    return run().catch((e: unknown) => { throw outgoing(e) })
   }
 }
 

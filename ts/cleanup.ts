@@ -5,7 +5,8 @@
  * - `tmp/<name>` whose `tmp/<name>.lock` nobody holds (staging of a dead process, trash);
  * - `layerdb/tmp/*` (write-sets are only built under the exclusive lock we now hold);
  * - layer db entries whose overlay2 dir is missing or lacks `committed`;
- * - layers no image or container uses (a deletion that crashed half-way);
+ * - leases whose owner died, and layers no image, container or live lease uses (a deletion that
+ *   crashed half-way, a lease released by a crash; ./gc.ts);
  * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links.
  */
 import { fsp as fs } from './lazy'
@@ -17,6 +18,7 @@ import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
 import { COMMITTED_FILE, LINK_DIR } from './layout'
 import { runtimeFor } from './containers/supervisor'
+import { collectLayers } from './gc'
 
 export interface CleanupReport {
   removedStaging: number
@@ -97,8 +99,8 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
     }
   }
 
-  // Layers nobody uses (images, container parents, build cache records), and their parents.
-  const used = await ctx.usedLayers()
+  // Layers nobody uses (images, container parents, build cache records, leases), and their parents.
+  report.removedLayers += await collectLayers(ctx)
   const mountRefs = new Set<string>()
   for (const cid of await listDir(layout.layerdbMounts)) {
     const dir = layout.mountMeta(cid)
@@ -106,11 +108,6 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
       const v = await readIfExists(path.join(dir, f))
       if (v) mountRefs.add(v.trim())
     }
-  }
-  for (const chainId of await ctx.layers.list()) {
-    if (used.has(chainId)) continue
-    await fs.rm(layout.layerMeta(chainId), { recursive: true, force: true })
-    report.removedLayers++
   }
 
   // overlay2 dirs referenced by nothing.

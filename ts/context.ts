@@ -3,7 +3,7 @@
  * Internal; the public surface is `Store` (ts/store.ts).
  */
 import { fsp as fs } from './lazy'
-import { statSync } from 'node:fs'
+import { statSync, rmSync } from 'node:fs'
 import path = require('node:path')
 import { Layout } from './layout'
 import { LayerStore } from './layers'
@@ -16,6 +16,7 @@ import { Writers } from './writers'
 import { StoreLock, LockMode } from './lock'
 import { chainIdsOf } from './chain'
 import { BuildCache } from './build/cache'
+import { leasedLayers } from './leases'
 
 /** A staging dir under `<root>/tmp`, owned (locked) by this process until disposed. */
 export interface Staging {
@@ -56,7 +57,8 @@ export class StoreContext {
     this.writers.unregister()
   }
 
-  readonly #reclaiming = new Set<Promise<void>>()
+  /** Work that outlives the call that started it: deletions, operations unwinding after an abort. */
+  readonly #background = new Set<Promise<void>>()
 
   /**
    * Deletes trees already moved out of the store's namespace (under `tmp/`) in the background:
@@ -66,15 +68,19 @@ export class StoreContext {
    */
   reclaim(trees: string[]): void {
     if (trees.length === 0) return
-    const p: Promise<void> = call(() => fsBatch(trees.map((path) => ({ op: 'removeAll', path }))))
-      .catch((e: Error) => { process.emitWarning(`strata: removing ${trees.join(', ')}: ${e.message}`) })
-      .finally(() => { this.#reclaiming.delete(p) })
-    this.#reclaiming.add(p)
+    this.background(call(() => fsBatch(trees.map((path) => ({ op: 'removeAll', path }))))
+      .catch((e: Error) => { process.emitWarning(`strata: removing ${trees.join(', ')}: ${e.message}`) }))
   }
 
-  /** Waits for every `reclaim` under way. */
+  /** Tracks work that goes on after its caller got an answer (`drain` waits for it); `p` must not reject. */
+  background(p: Promise<void>): void {
+    const tracked: Promise<void> = p.finally(() => { this.#background.delete(tracked) })
+    this.#background.add(tracked)
+  }
+
+  /** Waits for every piece of background work under way (`reclaim`, unwinding operations). */
   async drain(): Promise<void> {
-    while (this.#reclaiming.size > 0) await Promise.all([...this.#reclaiming])
+    while (this.#background.size > 0) await Promise.all([...this.#background])
   }
 
   /** ChainIDs of the image layers containers sit on (`layerdb/mounts/<id>/parent`). */
@@ -88,12 +94,14 @@ export class StoreContext {
   }
 
   /**
-   * Every layer something still needs: the layers of each image (but `exceptImage`), and the
-   * layers below what containers sit on and what build cache records name, transitively.
-   * The one answer cleanup, `rmi` and container removal ask before deleting a layer.
+   * Every layer something still needs: the layers of each image (but `exceptImage`), the layers
+   * live leases pin (open views, saves under way: ./leases.ts), and the layers below what
+   * containers sit on and what build cache records name, transitively. The one answer cleanup,
+   * `rmi`, container removal and lease release (./gc.ts) ask before deleting a layer; the caller
+   * holds the exclusive lock.
    */
   async usedLayers(exceptImage?: string): Promise<Set<string>> {
-    const used = new Set<string>()
+    const used = leasedLayers(this)
     for (const img of await this.images.all()) {
       if (img.id === exceptImage) continue
       for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
@@ -158,8 +166,13 @@ export class StoreContext {
     }
   }
 
-  /** Creates a staging dir; its `.lock` is held so cleanup in other processes leaves it alone. */
-  async staging(kind: string): Promise<Staging> {
+  /**
+   * Creates a staging dir; its `.lock` is held so cleanup in other processes leaves it alone.
+   * When `op` (the operation it stages for) has failed by the time the dir is disposed of, it
+   * goes at once on this thread (by then it holds little: native tasks remove their own partial
+   * output), so a failed call answers promptly with nothing left, however busy the pool is.
+   */
+  async staging(kind: string, op?: { readonly failed: boolean }): Promise<Staging> {
     const name = `${kind}-${randomHex(8)}`
     const dir = path.join(this.layout.tmp, name)
     this.writers.register()
@@ -168,9 +181,14 @@ export class StoreContext {
     await fs.mkdir(dir, { mode: 0o700 })
     return {
       dir,
+      // One native task removes the tree and the lock file (fs.rm walks a tree in many pool trips).
       dispose: async () => {
-        await fs.rm(dir, { recursive: true, force: true })
-        await fs.rm(`${dir}.lock`, { force: true })
+        if (op?.failed) {
+          rmSync(dir, { recursive: true, force: true })
+          rmSync(`${dir}.lock`, { force: true })
+        } else {
+          await call(() => fsBatch([{ op: 'removeAll', path: dir }, { op: 'removeAll', path: `${dir}.lock` }]))
+        }
         lock.release()
       },
       disposeLater: async () => {
@@ -185,20 +203,12 @@ export class StoreContext {
   }
 }
 
+/** Throws `Aborted` if `signal` has fired (a check between steps of work not run as an Operation). */
+export function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new StrataError('Aborted', 'operation aborted')
+}
+
 /** A monotonic clock in ms (`performance.now()` would load perf_hooks into every CLI command). */
 function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6
-}
-
-/** Converts an AbortSignal into a NativeCancel (and throws at once if already aborted). */
-export function cancelFor(signal?: AbortSignal): InstanceType<typeof native.NativeCancel> | undefined {
-  if (!signal) return undefined
-  if (signal.aborted) throw new StrataError('Aborted', 'operation aborted')
-  const c = new native.NativeCancel()
-  signal.addEventListener('abort', () => c.cancel(), { once: true })
-  return c
-}
-
-export function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new StrataError('Aborted', 'operation aborted')
 }

@@ -124,6 +124,15 @@ export function toStrataError(err: unknown): StrataError {
   return new StrataError('Internal', `internal error: ${message}`, { cause: err })
 }
 
+/**
+ * What a caller's own callback (`onProgress`) threw, on its way back to that caller: the API
+ * boundary rejects with `value` as it is (the caller's error, not one of ours), where everything
+ * else becomes a StrataError.
+ */
+export class CallerThrew {
+  constructor(readonly value: unknown) {}
+}
+
 /** Runs `fn` (a native call, a file-system step), converting whatever it throws. */
 export async function call<T>(fn: () => Promise<T> | T): Promise<T> {
   try {

@@ -10,7 +10,8 @@ import { StoredImage, ContainerConfig } from './imagedb'
 import { refsIn } from './repositories'
 import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
-import { UnionView } from './view'
+import { leaseIfRoom } from './leases'
+import { UnionView, onViewClose } from './view'
 import { goPathMatch } from './gomatch'
 import { expose } from './boundary'
 import { writeAll } from './metawrites'
@@ -230,7 +231,10 @@ export class Images {
     return out
   }
 
-  /** The image's filesystem as a read-only userspace union view (no mount, no privileges needed). */
+  /**
+   * The image's filesystem as a read-only userspace union view (no mount, no privileges needed).
+   * The view pins the image's layers until `view.close()`: an rmi meanwhile does not take them away.
+   */
   view(name: string): Promise<UnionView> {
     return this.ctx.shared(() => this.#view(name))
   }
@@ -241,7 +245,11 @@ export class Images {
     if (!img) throw new StrataError('ImageNotFound', `No such image: ${name}`)
     const chain = chainIdsOf(img.config.rootfs.diff_ids)
     const lowers = chain.length ? (await this.ctx.layers.stack(chain[chain.length - 1])).map((l) => this.ctx.layout.diffDir(l.cacheId)) : []
-    return UnionView.open({ lowers })
+    const view = await UnionView.open({ lowers })
+    const lease = leaseIfRoom(this.ctx, [id], chain, view)
+    if (lease) onViewClose(view, () => lease.release())
+    else process.emitWarning(`strata: no room for a lease on the store's disk: an rmi of ${name} may take the files of this view away`)
+    return view
   }
 
   history(name: string): Promise<HistoryRow[]> {
@@ -397,11 +405,12 @@ export class Images {
     await this.#deleteImage(parent, events, await this.#conflict(parent, HARD | SOFT, [...tags, ...digests]), true, true)
   }
 
-  /** Layers of `img` (top first) that no other image, container or build cache record uses. */
+  /** Layers of `img` (top first) that no other image, container, build cache record or lease uses. */
   async #releasableLayers(img: StoredImage): Promise<string[]> {
     const used = await this.ctx.usedLayers(img.id)
     return chainIdsOf(img.config.rootfs.diff_ids).reverse().filter((c) => !used.has(c))
   }
+
 }
 
 const CONFIG_FIELDS: [string, unknown][] = [

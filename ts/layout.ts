@@ -31,12 +31,15 @@
  * <root>/image/overlay2/layerdb/tmp/                              layerdb entries being built
  * <root>/image/overlay2/repositories.json       {"Repositories": {repo: {"repo:tag" | "repo@digest": id}}}
  * <root>/containers/<id>/config.v2.json          container records
+ * <root>/leases/<pid>-<hex>                     {"images": [...], "layers": [ChainIDs]}: layers a reader
+ *                                                 still uses (an open image view, a save under way);
+ *                                                 flocked by its owner while alive (ts/leases.ts)
  * <root>/builder/cache/<key hex>.json          build cache records, one per filesystem step (format in
  *                                                 ts/build/cache.ts): step key -> resulting layer ChainID;
  *                                                 the layers they name stay alive after `rmi`
  * <root>/builder/statindex/<sha256 of path>.json  a build context's stat index (format in
  *                                                 ts/build/statindex.ts): lstat -> sha256 of contents
- * <root>/builder/fromkeys/<hex>.json          what the sources of a `COPY --from` hash to in a stage's
+ * <root>/builder/fromkeys/<hex>.json            what the sources of a `COPY --from` hash to in a stage's
  *                                                 filesystem, by (its top ChainID, the sources): a
  *                                                 memo of immutable content (format in ts/build/fromkey.ts)
  * <root>/builder/stub/                          the read-only bottom layer of build steps: empty
@@ -54,7 +57,8 @@
  *   complete and with `committed` inside, before that entry is renamed into place;
  * - an image exists iff its config is in `imagedb/content`, written after all its layers;
  * - tags are written last, by atomically replacing `repositories.json`;
- * - deletion runs the other way round: tags, image config, layerdb entry, then the files.
+ * - deletion runs the other way round: tags, image config, layerdb entry, then the files; a layer
+ *   that a live lease pins stays until the lease goes (ts/gc.ts says what is in use).
  * A cleanup pass on open removes overlay2 dirs nobody references, broken layerdb entries,
  * and staging dirs whose owner died; it runs when a writer died or staging is left over
  * (./writers.ts, ./store.ts), not on every open.
@@ -89,6 +93,7 @@ export class Layout {
   get layerdbTmp(): string { return path.join(this.imageRoot, 'layerdb', 'tmp') }
   get repositories(): string { return path.join(this.imageRoot, 'repositories.json') }
   get containers(): string { return path.join(this.root, 'containers') }
+  get leases(): string { return path.join(this.root, 'leases') }
   get builder(): string { return path.join(this.root, 'builder') }
   get buildCache(): string { return path.join(this.root, 'builder', 'cache') }
   get statIndex(): string { return path.join(this.root, 'builder', 'statindex') }
@@ -99,7 +104,7 @@ export class Layout {
   /** All directories a store needs, parents first; `writers` last, so it existing means all do. */
   get dirs(): string[] {
     return [this.root, this.overlay, this.links, this.tmp, this.imagedbContent, this.imagedbMetadata,
-      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.builder, this.buildCache, this.writers]
+      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.leases, this.builder, this.buildCache, this.writers]
   }
 
   layerDir(cacheId: string): string { return path.join(this.overlay, cacheId) }

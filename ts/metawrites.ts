@@ -31,10 +31,20 @@ export class MetaWrites {
 
   /** Renames every staged file into place, in the order they were put, then syncs their dirs. */
   async commit(): Promise<void> {
+    const dirs = await this.publish()
+    for (const dir of dirs) await fsyncDir(dir)
+  }
+
+  /**
+   * Renames every staged file into place, in the order they were put, and returns the dirs to
+   * sync: for a caller that holds the store lock for the renames only and syncs after it.
+   */
+  async publish(): Promise<string[]> {
     for (const { tmp, target } of this.#staged) await fs.rename(tmp, target)
-    for (const dir of new Set(this.#staged.map((s) => path.dirname(s.target)))) await fsyncDir(dir)
+    const dirs = [...new Set(this.#staged.map((s) => path.dirname(s.target)))]
     this.#staged.length = 0
     this.#madeDirs.length = 0
+    return dirs
   }
 
   /** Removes what `put` and `mkdir` made. */

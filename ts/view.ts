@@ -13,6 +13,11 @@
  * Like the kernel, a view caches lookups and assumes it is the only writer of the upper dir
  * while in use; call `invalidate()` after changing the layers some other way (e.g. through a
  * kernel mount).
+ *
+ * A view of a store image pins the image's layers while it is open (a lease, ./leases.ts): an
+ * `rmi` meanwhile removes the image but not the files the view reads. `close()` gives them back
+ * (a view that is garbage-collected unclosed gives them back then); after `close()` every call
+ * fails with `EBADF`.
  */
 import fs = require('node:fs')
 import type { Readable } from 'node:stream'
@@ -170,15 +175,25 @@ export interface ViewReadStreamOptions {
   highWaterMark?: number
 }
 
+/** What runs when a view is closed (what the store pinned for it), by view. */
+const closers = new WeakMap<UnionView, (() => void)[]>()
+
+/** @internal runs `fn` when `view` is closed (releases what the store pinned for it). */
+export function onViewClose(view: UnionView, fn: () => void): void {
+  const list = closers.get(view) ?? []
+  list.push(fn)
+  closers.set(view, list)
+}
+
 /** A union view of an image (read-only) or a container (read-write). */
 export class UnionView {
-  #native: NativeUnionView
+  #handle: NativeUnionView | undefined
   readonly lowers: readonly string[]
   readonly upper?: string
   readonly work?: string
 
   private constructor(n: NativeUnionView, opts: UnionViewOptions) {
-    this.#native = n
+    this.#handle = n
     this.lowers = Object.freeze([...opts.lowers])
     if (opts.upper !== undefined) this.upper = opts.upper
     if (opts.work !== undefined) this.work = opts.work
@@ -188,6 +203,18 @@ export class UnionView {
   static async open(opts: UnionViewOptions): Promise<UnionView> {
     const n = await call(() => native.NativeUnionView.open(opts.lowers, opts.upper, opts.work))
     return new UnionView(n, opts)
+  }
+
+  get #native(): NativeUnionView {
+    if (!this.#handle) throw new StrataError('EBADF', 'the view is closed', { syscode: 'EBADF' })
+    return this.#handle
+  }
+
+  /** Gives back what the view holds (pinned layers); later calls fail with `EBADF`. Idempotent. */
+  close(): void {
+    if (!this.#handle) return
+    this.#handle = undefined
+    for (const fn of closers.get(this)?.splice(0) ?? []) fn()
   }
 
   /** True when the view has an upper dir. */
@@ -348,6 +375,7 @@ const writeOptions = v.optional(v.options({ mode, encoding: v.optional(encoding)
 
 expose(UnionView, {
   invalidate: sync([]),
+  close: sync([]),
   stat: [['path', path]],
   lstat: [['path', path]],
   exists: [['path', path]],

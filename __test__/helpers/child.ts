@@ -25,12 +25,12 @@ export interface RunningChild {
   kill(): void
 }
 
-/** Starts `scenario` with `args`; `deadlineMs` bounds its whole life. */
-export function startScenario(scenario: string, args: unknown, deadlineMs: number, extraEnv: Record<string, string> = {}): RunningChild {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv }
+/** Starts `scenario` with `args` (and `nodeArgs` for node); `deadlineMs` bounds its whole life. */
+export function startScenario(scenario: string, args: unknown, deadlineMs: number, nodeArgs: string[] = []): RunningChild {
+  const env: NodeJS.ProcessEnv = { ...process.env }
   delete env.UV_THREADPOOL_SIZE
   const t0 = performance.now()
-  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), SCENARIOS, scenario, JSON.stringify(args)], {
+  const child = spawn(process.execPath, [...nodeArgs, '--require', require.resolve('tsx/cjs'), SCENARIOS, scenario, JSON.stringify(args)], {
     env, stdio: ['ignore', 'pipe', 'pipe'],
   })
   let stdout = ''
@@ -64,8 +64,8 @@ export function startScenario(scenario: string, args: unknown, deadlineMs: numbe
 }
 
 /** Runs a scenario to its end and returns what it reported; fails on a non-zero exit. */
-export async function runScenario(scenario: string, args: unknown, deadlineMs: number): Promise<ChildResult> {
-  const r = await startScenario(scenario, args, deadlineMs).done
+export async function runScenario(scenario: string, args: unknown, deadlineMs: number, nodeArgs: string[] = []): Promise<ChildResult> {
+  const r = await startScenario(scenario, args, deadlineMs, nodeArgs).done
   if (r.code !== 0) throw new Error(`scenario ${scenario} exited ${r.code ?? r.signal}\nstdout: ${r.stdout.slice(-3000)}\nstderr: ${r.stderr.slice(-3000)}`)
   return r
 }

@@ -114,6 +114,168 @@ const scenarios: Record<string, (a: Args) => Promise<unknown>> = {
     fs.writeFileSync(a.marker, '')
     return { done: true }
   },
+
+  /** Opens a view of `ref` and keeps it open (marker `ready`) until killed. */
+  async holdView(a) {
+    const s = await Store.open({ root: a.root })
+    const view = await s.images.view(a.ref)
+    await view.readFile('/etc/motd')
+    fs.writeFileSync(a.ready, '')
+    await sleep(600_000)
+    view.close()
+    return undefined
+  },
+
+  /** Opens a view of `ref`, drops it unclosed and collects garbage (run with --expose-gc). */
+  async forgetView(a) {
+    const s = await Store.open({ root: a.root })
+    const leases = () => fs.readdirSync(path.join(a.root, 'leases'))
+    await (async () => {
+      const view = await s.images.view(a.ref)
+      await view.readFile('/etc/motd')
+    })()
+    const leasedWhileOpen = leases().length === 1
+    for (let i = 0; i < 50 && leases().length > 0; i++) {
+      ;(global as { gc?: () => void }).gc!()
+      await sleep(20)
+    }
+    return { leasedWhileOpen, leasesAfterGc: leases() }
+  },
+
+  /**
+   * 64 operations at once over `stores` Stores of one root: loads, tags, saves, views, container
+   * lifecycles (runc), commits, history/inspect, imports (8 of each, interleaved).
+   */
+  async mixed(a) {
+    const stores = await Promise.all(Array.from({ length: a.stores as number }, () => Store.open({ root: a.root })))
+    const { images: [base] } = await stores[0].load(a.base)
+    const ops = Array.from({ length: 64 }, async (_, i): Promise<unknown[]> => {
+      const s = stores[i % stores.length]
+      switch (i % 8) {
+        case 0: {
+          const r = await s.load(a.loads[i >> 3])
+          return ['load', i, r.images[0].id, r.images[0].tags]
+        }
+        case 1:
+          await s.images.tag(base.id, `t:${i}`)
+          return ['tag', i]
+        case 2: {
+          const out = path.join(a.dir, `save-${i}.tar`)
+          await s.save(['app:1'], out)
+          return ['save', i, out]
+        }
+        case 3: {
+          const v = await s.images.view('app:1')
+          try {
+            return ['view', i, await v.readFile('/etc/motd', 'utf8')]
+          } finally {
+            v.close()
+          }
+        }
+        case 4: {
+          const c = await s.containers.create('app:1', { cmd: ['sh', '-c', `echo out-${i}`] })
+          const r = await c.run()
+          await c.remove()
+          return ['run', i, r.exitCode, r.stdout.toString()]
+        }
+        case 5: {
+          const c = await s.containers.create('app:1', { cmd: ['sh', '-c', `echo ${i} > /c`] })
+          const r = await c.run()
+          const id = await c.commit({ ref: `c:${i}` })
+          const v = await s.images.view(id)
+          const content = await v.readFile('/c', 'utf8').finally(() => v.close())
+          await c.remove()
+          return ['commit', i, r.exitCode, id, content]
+        }
+        case 6: {
+          const h = await s.images.history('app:1')
+          const ins = await s.images.inspect('app:1')
+          return ['history', i, h.length, ins.Id]
+        }
+        default:
+          return ['import', i, await s.import(a.rootfs, { ref: `imp:${i}` })]
+      }
+    })
+    const results = await Promise.all(ops)
+    const tags: Record<string, string> = {}
+    for (const row of await stores[0].images.list()) for (const t of row.repoTags) tags[t] = row.id
+    const containers = (await stores[0].containers.list({ all: true })).length
+    for (const s of stores) await s.close()
+    return { base: base.id, results, tags, containers }
+  },
+
+  /**
+   * Loads `archive`, keeps it `pauseMs`, removes `ref` again, until the reader is done (marker
+   * `done`): the writer of the two-process test.
+   */
+  async churn(a) {
+    const s = await Store.open({ root: a.root })
+    fs.writeFileSync(a.ready, '')
+    await waitForFile(a.go)
+    let rounds = 0
+    let removedLayers = 0
+    const end = Date.now() + 120_000
+    while (!fs.existsSync(a.done) && Date.now() < end) {
+      await s.load(a.archive)
+      await sleep(a.pauseMs)
+      const events = await s.images.remove(a.ref)
+      removedLayers += events.filter((e) => 'deleted' in e).length - 1
+      rounds++
+    }
+    await s.close()
+    return { rounds, removedLayers }
+  },
+
+  /**
+   * Reads `ref` while another process loads and removes it: saves (each archive then loaded into
+   * a scratch store, which checks every DiffID), views held across a pause, history — until it
+   * has seen the image `present` times (or `seconds` passed). A reader sees the image whole or
+   * not at all (ImageNotFound); anything else is an inconsistency.
+   */
+  async readers(a) {
+    const s = await Store.open({ root: a.root })
+    const scratch = await Store.open({ root: path.join(a.dir, 'scratch') })
+    fs.writeFileSync(a.go, '')
+    const seen = { saved: 0, viewed: 0, history: 0, absent: 0 }
+    const problems: string[] = []
+    const absent = (e: unknown): boolean => e instanceof StrataError && e.code === 'ImageNotFound'
+    const end = Date.now() + a.seconds * 1000
+    for (let i = 0; seen.saved + seen.viewed + seen.history < a.present && Date.now() < end; i++) {
+      if (i > 0) await sleep(10)
+      const out = path.join(a.dir, `r${i}.tar`)
+      try {
+        await s.save([a.ref], out)
+        const { images } = await scratch.load(out)
+        if (images[0].id !== a.id) problems.push(`save ${i}: image ${images[0].id}`)
+        else seen.saved++
+        await scratch.images.remove(images[0].id)
+      } catch (e) {
+        if (absent(e)) seen.absent++
+        else problems.push(`save ${i}: ${(e as StrataError).code} ${(e as Error).message}`)
+      }
+      try {
+        const v = await s.images.view(a.ref)
+        await sleep(a.pauseMs)
+        const text = await v.readFile(a.file, 'utf8').finally(() => v.close())
+        if (text !== a.content) problems.push(`view ${i}: ${JSON.stringify(text)}`)
+        else seen.viewed++
+      } catch (e) {
+        if (absent(e)) seen.absent++
+        else problems.push(`view ${i}: ${(e as StrataError).code} ${(e as Error).message}`)
+      }
+      try {
+        const h = await s.images.history(a.ref)
+        if (h.length !== a.historyRows) problems.push(`history ${i}: ${h.length} rows`)
+        else seen.history++
+      } catch (e) {
+        if (absent(e)) seen.absent++
+        else problems.push(`history ${i}: ${(e as StrataError).code} ${(e as Error).message}`)
+      }
+    }
+    fs.writeFileSync(a.done, '')
+    await s.close()
+    return { seen, problems }
+  },
 }
 
 async function main(): Promise<void> {

@@ -162,4 +162,4 @@ function ensureImages(dir, deepCounts) {
   return out
 }
 
-module.exports = { ensureImages, APPLETS }
+module.exports = { ensureImages, APPLETS, tar, detBytes, busyboxLayer, buildImage, writeArchive }

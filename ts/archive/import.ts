@@ -3,9 +3,10 @@
  * `docker import` makes it: history comment `Imported from <source>`, `-m` message, `-c` changes.
  */
 import path = require('node:path')
-import { createWriteStream } from 'node:fs'
 import type { Readable } from 'node:stream'
-import { StoreContext, cancelFor, throwIfAborted } from '../context'
+import { StoreContext } from '../context'
+import { Operation } from '../operation'
+import { spool } from '../streams'
 import { native } from '../native'
 import { call, ioError, StrataError } from '../errors'
 import { setTag } from '../tags'
@@ -14,7 +15,7 @@ import { applyChanges } from '../changes'
 import { ImageConfig, imageIdOf } from '../imagedb'
 import { goArch } from '../platform'
 import { parseReference } from '../reference'
-import { fsp as fs, streamPromises } from '../lazy'
+import { fsp as fs } from '../lazy'
 
 export interface ImportOptions {
   /** Tag for the new image. */
@@ -26,15 +27,23 @@ export interface ImportOptions {
   /** Name of the source as shown in the comment (default: the path, or `-` for streams). */
   sourceName?: string
   platform?: { os?: string; architecture?: string }
+  /** Bytes of the input read so far; what it throws rejects the import (nothing is imported). */
   onProgress?: (bytes: number, total: number) => void
+  /** Aborting rejects with `Aborted` at once and imports nothing (until the image is being registered). */
   signal?: AbortSignal
 }
 
-export async function importImage(ctx: StoreContext, input: string | Readable, opts: ImportOptions = {}): Promise<string> {
-  throwIfAborted(opts.signal)
+export function importImage(ctx: StoreContext, input: string | Readable, opts: ImportOptions = {}): Promise<string> {
+  return Operation.run(ctx, opts.signal, (op) => importIn(op, input, opts))
+}
+
+async function importIn(op: Operation, input: string | Readable, opts: ImportOptions): Promise<string> {
+  const ctx = op.ctx
+  if (typeof input !== 'string') op.source(input)
+  const report = op.callback(opts.onProgress)
   if (opts.ref !== undefined) parseReference(opts.ref) // a bad tag fails before anything is written
   applyChanges({}, opts.changes ?? [])
-  const staging = await ctx.staging('import')
+  const staging = await ctx.staging('import', op)
   try {
     let file: string
     if (typeof input === 'string') {
@@ -45,13 +54,23 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
       if (!st.isFile()) throw new StrataError('InvalidArgument', `${file} is not a file`)
     } else {
       file = path.join(staging.dir, 'input')
-      await streamPromises.pipeline(input, createWriteStream(file, { mode: 0o600 }))
+      await spool(op, input, file, 'import source')
     }
     const total = (await fs.stat(file)).size
     const dir = path.join(staging.dir, 'layer')
     await fs.mkdir(dir)
     const req = { blobPath: file, offset: 0, length: total, dest: path.join(dir, 'diff'), tarSplit: path.join(staging.dir, 'layer.tar-split.json.gz') }
-    const [res] = await call(() => native.applyLayers([req], opts.onProgress ? (_i: number, b: number) => opts.onProgress!(b, total) : undefined, cancelFor(opts.signal)))
+    // Reports only go forward (a late one from the native queue is dropped), and the last one
+    // (all bytes read) comes before the image is registered, so what the callback throws counts.
+    let reported = -1
+    const progress = report && ((bytes: number): void => {
+      if (bytes <= reported) return
+      reported = bytes
+      report(bytes, total)
+    })
+    const [res] = await call(() => native.applyLayers([req], progress ? (_i: number, b: number) => progress(b) : undefined, op.cancel))
+    progress?.(total)
+    op.check()
     const created = new Date().toISOString()
     const comment = opts.message ?? `Imported from ${opts.sourceName ?? (typeof input === 'string' ? input : '-')}`
     const config: ImageConfig = {
@@ -65,7 +84,7 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
     }
     const raw = Buffer.from(JSON.stringify(config))
     // All or nothing: a failure after the layer or the image appeared (a full disk) takes them back.
-    return await ctx.exclusive(() => allOrNothing(async (undo) => {
+    return await op.locked('exclusive', () => op.commit(() => allOrNothing(async (undo) => {
       const staged = { dir, tarSplit: req.tarSplit, diffId: res.diffId, size: res.size, ...(res.compression !== 'none' ? { compressedDigest: res.digest } : {}) }
       if (await ctx.layers.register(staged, res.diffId, undefined)) undo.add(`layer ${res.diffId}`, () => ctx.layers.remove(res.diffId))
       const id = imageIdOf(raw)
@@ -75,7 +94,7 @@ export async function importImage(ctx: StoreContext, input: string | Readable, o
       }
       if (opts.ref) await setTag(ctx, opts.ref, id)
       return id
-    }), opts.signal)
+    })))
   } finally {
     await staging.dispose()
   }

@@ -6,12 +6,15 @@
  * 3. extract the missing ones natively, all in parallel, each in one streaming pass into its own
  *    staging dir, with DiffIDs (and blob digests, where named) checked against the config;
  * 4. under the store lock, register layers bottom-up, then the image configs, then the tags.
- * Any failure before step 4 leaves the store untouched (the staging dir is removed).
+ * Any failure before step 4 leaves the store untouched (the staging dir is removed). An abort or a
+ * throwing `onProgress` before step 4 rejects at once (./operation.ts): a streamed source is
+ * destroyed, extraction stops, the staging dir goes in the background.
  */
 import path = require('node:path')
-import { createWriteStream } from 'node:fs'
 import type { Readable } from 'node:stream'
-import { StoreContext, cancelFor, throwIfAborted, Staging } from '../context'
+import { StoreContext, Staging } from '../context'
+import { Operation } from '../operation'
+import { spool } from '../streams'
 import { native } from '../native'
 import { call, ioError, StrataError } from '../errors'
 import { TarSource, DirSource, ArchiveSource } from './source'
@@ -21,7 +24,7 @@ import { chainIdsOf } from '../chain'
 import { LayerInfo } from '../layers'
 import { setTags } from '../tags'
 import { allOrNothing } from '../rollback'
-import { fsp as fs, streamPromises } from '../lazy'
+import { fsp as fs } from '../lazy'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */
@@ -35,7 +38,9 @@ export interface LoadProgress {
 }
 
 export interface LoadOptions {
+  /** Called as layers are read; what it throws rejects the load (nothing is loaded). */
   onProgress?: (p: LoadProgress) => void
+  /** Aborting rejects with `Aborted` at once and loads nothing (until the images are being registered). */
   signal?: AbortSignal
 }
 
@@ -69,7 +74,7 @@ async function magicOf(file: string): Promise<'gzip' | 'zstd' | 'none'> {
 }
 
 /** Opens the input as an archive source, spooling streams and decompressing into `staging`. */
-async function openSource(input: LoadInput, staging: Staging): Promise<ArchiveSource> {
+async function openSource(op: Operation, input: LoadInput, staging: Staging): Promise<ArchiveSource> {
   let file: string
   if (typeof input === 'string') {
     let st
@@ -82,11 +87,11 @@ async function openSource(input: LoadInput, staging: Staging): Promise<ArchiveSo
     file = input
   } else {
     file = path.join(staging.dir, 'input.tar')
-    await streamPromises.pipeline(input, createWriteStream(file, { mode: 0o600 }))
+    await spool(op, input, file, 'load source')
   }
   if ((await magicOf(file)) !== 'none') {
     const plain = path.join(staging.dir, 'input.decompressed.tar')
-    await call(() => native.decompressFile(file, plain))
+    await call(() => native.decompressFile(file, plain, op.cancel))
     file = plain
   }
   return TarSource.open(file)
@@ -100,11 +105,18 @@ interface PlannedLayer {
   staged?: { dir: string; tarSplit: string; size: number; compressedDigest?: string }
 }
 
-export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOptions = {}): Promise<LoadResult> {
-  throwIfAborted(opts.signal)
-  const staging = await ctx.staging('load')
+export function load(ctx: StoreContext, input: LoadInput, opts: LoadOptions = {}): Promise<LoadResult> {
+  return Operation.run(ctx, opts.signal, (op) => loadIn(op, input, opts))
+}
+
+async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promise<LoadResult> {
+  const ctx = op.ctx
+  if (typeof input !== 'string') op.source(input)
+  const report = op.callback(opts.onProgress)
+  const staging = await ctx.staging('load', op)
   try {
-    const src = await openSource(input, staging)
+    const src = await openSource(op, input, staging)
+    op.check()
     const archived = await readArchiveImages(src)
     if (archived.length === 0) throw new StrataError('CorruptArchive', `${src.description}: archive holds no image`)
 
@@ -148,21 +160,28 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
         }
       }))
       round++
-      const report = opts.onProgress
+      // Called on the JS thread by the native task's threadsafe function: `report` never throws.
+      // Reports only go forward, and none comes for a layer after its 'Loaded' (a late one from
+      // the native queue is dropped).
+      const reported = requests.map(() => -1)
       const onProgress = report
         ? (index: number, bytes: number) => {
-            const r = requests[index]
-            report({ layer: index, layers: todo.length, diffId: todo[index].diffId, current: bytes, total: r.total, status: 'Loading layer' })
+            if (bytes <= reported[index]) return
+            reported[index] = bytes
+            report({ layer: index, layers: todo.length, diffId: todo[index].diffId, current: bytes, total: requests[index].total, status: 'Loading layer' })
           }
         : undefined
-      const results = await call(() => native.applyLayers(requests.map(({ total: _t, ...r }) => r), onProgress, cancelFor(opts.signal)))
+      const results = await call(() => native.applyLayers(requests.map(({ total: _t, ...r }) => r), onProgress, op.cancel))
+      op.check()
       results.forEach((r, i) => {
         todo[i].staged = {
           dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,
           ...(r.compression !== 'none' ? { compressedDigest: r.digest } : {}),
         }
-        opts.onProgress?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
+        reported[i] = Infinity
+        report?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
       })
+      op.check()
     }
     const missing = async (): Promise<PlannedLayer[]> => {
       const out: PlannedLayer[] = []
@@ -171,10 +190,10 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
     }
     const first = await missing()
     for (const p of plan.values()) {
-      if (!first.includes(p)) opts.onProgress?.({ layer: -1, layers: first.length, diffId: p.diffId, current: 0, total: 0, status: 'Already exists' })
+      if (!first.includes(p)) report?.({ layer: -1, layers: first.length, diffId: p.diffId, current: 0, total: 0, status: 'Already exists' })
     }
+    op.check()
     if (first.length > 0) await extract(first)
-    throwIfAborted(opts.signal)
 
     // Make it visible: layers bottom-up, images, tags.
     const lines: string[] = []
@@ -182,15 +201,14 @@ export async function load(ctx: StoreContext, input: LoadInput, opts: LoadOption
     // Another process may have removed a layer we found present (an rmi racing this load):
     // then extract it too and try again. Nothing is registered until every layer is at hand.
     for (let attempt = 0; ; attempt++) {
-      const gone = await ctx.exclusive(async () => {
+      const gone = await op.locked('exclusive', async () => {
         const lacking = await missing()
-        if (lacking.length === 0) await commit()
+        if (lacking.length === 0) await op.commit(commit)
         return lacking
-      }, opts.signal)
+      })
       if (gone.length === 0) break
       if (attempt >= 5) throw new StrataError('LayerNotFound', `layers keep vanishing while loading: ${gone.map((p) => p.chainId).join(', ')}`)
       await extract(gone)
-      throwIfAborted(opts.signal)
     }
     return { images: loaded, lines }
 

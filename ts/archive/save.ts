@@ -3,11 +3,20 @@
  * both `docker load` and OCI tools read) or a pure OCI image layout (`format: 'oci'`), as a tar or
  * a directory. Layer tars are rebuilt from `diff/` + tar-split, bit for bit the tars that were
  * loaded, and checked against their DiffIDs while written. Output appears atomically.
+ *
+ * What to write is worked out under the shared store lock, which also takes a lease on the layers
+ * (../leases.ts); the archive is then written without the lock, so a long save holds up no writer,
+ * and an rmi meanwhile (of this process or another) leaves the layers until the save is done.
+ * When the store's disk has no room for the lease file, the archive is written under the shared
+ * lock instead (an rmi then waits for the save).
+ * Aborting rejects with `Aborted` at once; a partial output is removed.
  */
 import path = require('node:path')
-import { createReadStream } from 'node:fs'
 import type { Writable } from 'node:stream'
-import { StoreContext, cancelFor, throwIfAborted } from '../context'
+import { StoreContext } from '../context'
+import { Operation } from '../operation'
+import { copyToStream } from '../streams'
+import { leaseIfRoom } from '../leases'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
 import { resolveImage, refKey } from '../tags'
@@ -16,12 +25,13 @@ import { parseNormalizedNamed } from '../reference'
 import { refsIn } from '../repositories'
 import { hex } from '../layout'
 import { randomHex } from '../fsx'
-import { fsp as fs, crypto, streamPromises } from '../lazy'
+import { fsp as fs, crypto } from '../lazy'
 
 export type SaveFormat = 'docker' | 'oci'
 
 export interface SaveOptions {
   format?: SaveFormat
+  /** Aborting rejects with `Aborted` at once; a partial output file or directory is removed. */
   signal?: AbortSignal
 }
 
@@ -68,9 +78,16 @@ async function selectImages(ctx: StoreContext, names: string[]): Promise<Map<str
   return chosen
 }
 
+/** The members of the archive; the caller holds the store lock. */
 export async function buildMembers(ctx: StoreContext, names: string[], format: SaveFormat): Promise<Member[]> {
+  return (await planArchive(ctx, names, format)).members
+}
+
+/** The members of the archive, and the images and layers (ChainIDs) they come from. */
+async function planArchive(ctx: StoreContext, names: string[], format: SaveFormat): Promise<{ members: Member[]; images: string[]; layers: string[] }> {
   if (names.length === 0) throw new StrataError('InvalidArgument', 'save needs at least one image')
   const chosen = await selectImages(ctx, names)
+  const layers: string[] = []
   const blobs = new Map<string, Member>()
   const manifestJson: { Config: string; RepoTags: string[] | null; Layers: string[] }[] = []
   const index: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[] = []
@@ -83,6 +100,7 @@ export async function buildMembers(ctx: StoreContext, names: string[], format: S
     const layerNames: string[] = []
     const diffIds = img.config.rootfs.diff_ids
     const chain = chainIdsOf(diffIds)
+    layers.push(...chain)
     for (let i = 0; i < chain.length; i++) {
       const l = await ctx.layers.must(chain[i])
       const name = `blobs/sha256/${hex(l.diffId)}`
@@ -113,28 +131,42 @@ export async function buildMembers(ctx: StoreContext, names: string[], format: S
   members.push({ name: 'index.json', data: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT_INDEX, manifests: index })) })
   if (format === 'docker') members.push({ name: 'manifest.json', data: Buffer.from(JSON.stringify(manifestJson)) })
   members.push({ name: 'oci-layout', data: Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })) })
-  return members
+  return { members, images: [...chosen.keys()], layers: [...new Set(layers)] }
 }
 
 /** Writes the archive to `output`: a file path (tar), a directory path (OCI layout dir, `format: 'oci'`), or a stream. */
-export async function save(ctx: StoreContext, names: string[], output: string | Writable, opts: SaveOptions = {}): Promise<void> {
-  throwIfAborted(opts.signal)
-  // Shared: an rmi (of this or another process) waits until the layers are written.
-  await ctx.shared(() => saveLocked(ctx, names, output, opts), opts.signal)
+export function save(ctx: StoreContext, names: string[], output: string | Writable, opts: SaveOptions = {}): Promise<void> {
+  return Operation.run(ctx, opts.signal, (op) => saveIn(op, names, output, opts))
 }
 
-async function saveLocked(ctx: StoreContext, names: string[], output: string | Writable, opts: SaveOptions): Promise<void> {
+async function saveIn(op: Operation, names: string[], output: string | Writable, opts: SaveOptions): Promise<void> {
+  const ctx = op.ctx
   const format = opts.format ?? 'docker'
-  const members = await buildMembers(ctx, names, format)
-  const cancel = cancelFor(opts.signal)
+  const { members, lease } = await op.locked('shared', async () => {
+    const plan = await planArchive(ctx, names, format)
+    const pinned = leaseIfRoom(ctx, plan.images, plan.layers)
+    // No room for a lease (a full store disk; the output may be elsewhere): write under the lock.
+    if (!pinned) await write(op, plan.members, output)
+    return { members: plan.members, lease: pinned }
+  })
+  if (!lease) return
+  try {
+    await write(op, members, output)
+  } finally {
+    lease.release()
+  }
+}
+
+async function write(op: Operation, members: Member[], output: string | Writable): Promise<void> {
   if (typeof output === 'string' && (output.endsWith('/') || (await fs.stat(output).then((s) => s.isDirectory(), () => false)))) {
-    await saveDir(members, output, opts.signal)
+    await saveDir(op, members, output)
     return
   }
   if (typeof output === 'string') {
     const tmp = path.join(path.dirname(path.resolve(output)), `.${path.basename(output)}.${randomHex(4)}.tmp`)
     try {
-      await call(() => native.writeArchive(members, tmp, cancel))
+      await call(() => native.writeArchive(members, tmp, op.cancel))
+      op.check()
       await fs.rename(tmp, output)
     } catch (e) {
       await fs.rm(tmp, { force: true })
@@ -142,27 +174,29 @@ async function saveLocked(ctx: StoreContext, names: string[], output: string | W
     }
     return
   }
-  const staging = await ctx.staging('save')
+  const staging = await op.ctx.staging('save', op)
   try {
     const file = path.join(staging.dir, 'out.tar')
-    await call(() => native.writeArchive(members, file, cancel))
-    await streamPromises.pipeline(createReadStream(file), output, { end: false })
+    await call(() => native.writeArchive(members, file, op.cancel))
+    op.check()
+    await copyToStream(op, file, output, 'save destination')
   } finally {
     await staging.dispose()
   }
 }
 
-async function saveDir(members: Member[], dir: string, signal?: AbortSignal): Promise<void> {
+async function saveDir(op: Operation, members: Member[], dir: string): Promise<void> {
   const final = path.resolve(dir)
   const tmp = `${final.replace(/\/+$/, '')}.${randomHex(4)}.tmp`
   await fs.mkdir(path.join(tmp, 'blobs', 'sha256'), { recursive: true })
   try {
     for (const m of members) {
-      throwIfAborted(signal)
+      op.check()
       const p = path.join(tmp, m.name)
       if (m.data) await fs.writeFile(p, m.data)
-      else if (m.layer) await call(() => native.writeLayerFile(m.layer!.diffDir, m.layer!.tarSplit, p, m.layer!.diffId))
+      else if (m.layer) await call(() => native.writeLayerFile(m.layer!.diffDir, m.layer!.tarSplit, p, m.layer!.diffId, op.cancel))
     }
+    op.check()
     if (await fs.stat(final).then(() => true, () => false)) {
       const entries = await fs.readdir(final)
       if (entries.length > 0) throw new StrataError('InvalidArgument', `output directory ${dir} is not empty`)

@@ -854,7 +854,7 @@ export class Builder {
         const img = await this.#ctx.images.get(id)
         fromDiffIds = [...(img?.config.rootfs.diff_ids ?? [])]
       }
-      keyed = ['from', await this.#fromContent(fromDiffIds, fileSources, chmod === undefined, chown === '', c.line)]
+      keyed = ['from', fileSources, await this.#fromContent(fromDiffIds, fileSources, chmod === undefined, chown === '', c.line)]
       tree = dirTree('/') // replaced by the mounted rootfs in the step
     } else {
       const ctxTree = await this.#contextTree()

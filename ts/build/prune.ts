@@ -4,7 +4,8 @@
  * Without `all`, only records whose layer no image uses ("dangling" cache); with `all`, every
  * record. `keepStorage` keeps the most recently used records whose layers add up to at most
  * that many bytes (the least recently used go first). Layers go only when no image, container
- * or remaining record needs them (`StoreContext.usedLayers`), top first.
+ * or remaining record needs them (`StoreContext.usedLayers`), top first. A prune that removes
+ * a record also drops the `COPY --from` memos (`builder/fromkeys/`, recomputed when needed).
  *
  * `filter` takes what Docker 20.10's `docker builder prune --filter` takes (the engine turns
  * them into BuildKit prune filters; strata checks them as the engine does, with its messages):
@@ -21,6 +22,7 @@
  *   layer, `private` the opposite;
  * - anything else is refused (`Invalid filter 'x'`), and each key takes one value.
  */
+import * as fs from 'node:fs/promises'
 import { StoreContext } from '../context'
 import { chainIdsOf } from '../chain'
 import { StrataError } from '../errors'
@@ -142,6 +144,8 @@ export async function pruneBuildCache(ctx: StoreContext, opts: PruneOptions = {}
       candidates = chosen
     }
     for (const r of candidates) await ctx.buildCache.remove(r.key)
+    // The COPY --from memos (./fromkey.ts) are recomputable; they go with any pruned record.
+    if (candidates.length > 0) await fs.rm(ctx.layout.fromKeys, { recursive: true, force: true })
     // Layers of the removed records (and below) that nothing else needs now.
     const used = await ctx.usedLayers()
     let reclaimed = 0

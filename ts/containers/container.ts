@@ -4,11 +4,12 @@
  * `diff` its writable layer, `commit` it to a new image, `export` its merged filesystem.
  * Everything is promise-based; processes are spawned, native calls are async.
  */
-import { fsp as fs, childProcess, streamPromises, stream } from '../lazy'
+import { fsp as fs, childProcess, stream } from '../lazy'
 import path = require('node:path')
-import { createReadStream } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
-import { StoreContext, cancelFor } from '../context'
+import { StoreContext } from '../context'
+import { Operation } from '../operation'
+import { copyToStream } from '../streams'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
 import { readIfExists, readFileIfExists } from '../fsx'
@@ -288,7 +289,11 @@ export class Container {
    * docker commit: the writable layer becomes a new read-only layer on top of the image's
    * (shared, untouched) layers; the container keeps its own layer. Returns the new image ID.
    */
-  async commit(opts: CommitOptions = {}): Promise<string> {
+  commit(opts: CommitOptions = {}): Promise<string> {
+    return Operation.run(this.#ctx, opts.signal, (op) => this.#commit(op, opts))
+  }
+
+  async #commit(op: Operation, opts: CommitOptions): Promise<string> {
     const ctx = this.#ctx
     if (opts.ref !== undefined) {
       const ref = parseReference(opts.ref)
@@ -310,22 +315,23 @@ export class Container {
       }
       paused = true
     }
-    const staging = await ctx.staging('commit')
+    const staging = await ctx.staging('commit', op)
     try {
       const layerDir = path.join(staging.dir, 'layer')
       await fs.mkdir(layerDir)
       const tarSplit = path.join(staging.dir, 'tar-split.json.gz')
       let committed: { diffId: string; size: number }
       try {
-        committed = await call(() => native.commitLayer(ctx.layout.diffDir(mountId), path.join(layerDir, 'diff'), tarSplit, cancelFor(opts.signal)))
+        committed = await call(() => native.commitLayer(ctx.layout.diffDir(mountId), path.join(layerDir, 'diff'), tarSplit, op.cancel))
       } finally {
         if (paused) {
           await runtime.resume(this.id).catch(() => undefined)
           await updateRecord(ctx, this.paths, (r) => { delete r.PausedBy; delete r.PausedByStart }).catch(() => undefined)
         }
       }
+      op.check()
       // All or nothing: a failure after the layer or the image config appeared takes them back.
-      return await ctx.exclusive(() => allOrNothing(async (undo) => {
+      return await op.locked('exclusive', () => op.commit(() => allOrNothing(async (undo) => {
         const parentImg = await ctx.images.get(rec.Image)
         if (!parentImg) throw new StrataError('ImageNotFound', `No such image: ${rec.Image}`)
         const pc = parentImg.config
@@ -374,32 +380,37 @@ export class Container {
           if (repos) await ctx.repos.stage(w, repos)
         })
         return id
-      }), opts.signal)
+      })))
     } finally {
       await staging.dispose()
     }
   }
 
-  /** docker export: the merged filesystem as one tar, to a file or a stream. */
-  async export(output: string | Writable, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  /** docker export: the merged filesystem as one tar, to a file or a stream. Aborting rejects with `Aborted` at once. */
+  export(output: string | Writable, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    return Operation.run(this.#ctx, opts.signal, (op) => this.#export(op, output))
+  }
+
+  async #export(op: Operation, output: string | Writable): Promise<void> {
     const ctx = this.#ctx
     const mountId = await this.#mountId()
     const me = { kind: 'process' as const, pid: process.pid }
-    const merged = await ctx.exclusive(async () => {
+    const merged = await op.locked('exclusive', async () => {
       await this.info()
       return this.#all.mounts.acquire(this.paths, mountId, me)
     })
-    const staging = await ctx.staging('export')
+    const staging = await ctx.staging('export', op)
     try {
       const file = path.join(staging.dir, 'export.tar')
-      await call(() => native.writeDirTar(merged, 'plain', file, cancelFor(opts.signal)))
+      await call(() => native.writeDirTar(merged, 'plain', file, op.cancel))
+      op.check()
       if (typeof output === 'string') {
         await fs.rename(file, output).catch(async (e: NodeJS.ErrnoException) => {
           if (e.code !== 'EXDEV') throw e
           await fs.copyFile(file, output)
         })
       } else {
-        await streamPromises.pipeline(createReadStream(file), output, { end: false })
+        await copyToStream(op, file, output, 'export destination')
       }
     } finally {
       await staging.dispose()

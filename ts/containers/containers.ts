@@ -205,24 +205,32 @@ export class Containers {
     const hostHosts = network === 'host' ? await readIfExists('/etc/hosts') : undefined
     const resolvConf = (await readIfExists('/etc/resolv.conf')) ?? ''
 
-    const id = await this.ctx.exclusive(async () => {
+    const hostConfig: HostConfig = {
+      NetworkMode: network, AutoRemove: Boolean(opts.autoRemove), Runtime: opts.runtime ?? 'runc',
+      LogConfig: { Type: 'json-file', Config: {} },
+    }
+    const nameTaken = (records: ContainerRecord[], name: string): void => {
+      const taken = records.find((r) => r.Name === name)
+      if (taken) {
+        throw new StrataError('NameInUse', `Conflict. The container name "${name}" is already in use by container "${taken.ID}". You have to remove (or rename) that container to be able to reuse that name.`)
+      }
+    }
+
+    // Everything but the renames happens without the store lock: a skeleton (./skeleton.ts) is
+    // taken or built, filled in with what depends on the image and the options, and synced.
+    // Under the lock, what it was built on is checked again and its trees are renamed into
+    // place; one syncfs after that makes the renames durable before create returns (a crash in
+    // between leaves a part of them, which the repair pass removes: ./containers.ts repairOne).
+    for (let attempt = 0; ; attempt++) {
       const records = await this.#records()
       let name = wanted
-      if (name) {
-        const taken = records.find((r) => r.Name === name)
-        if (taken) {
-          throw new StrataError('NameInUse', `Conflict. The container name "${name}" is already in use by container "${taken.ID}". You have to remove (or rename) that container to be able to reuse that name.`)
-        }
-      } else {
+      if (name) nameTaken(records, name)
+      else {
         const names = new Set(records.map((r) => r.Name))
-        for (let retry = 0; !name || names.has(name); retry++) name = `/${randomName(retry)}`
+        for (let retry = attempt; !name || names.has(name); retry++) name = `/${randomName(retry)}`
       }
-      if (!(await this.ctx.images.has(imageId))) throw new StrataError('ImageNotFound', `No such image: ${image}`)
       const top = topChain ? await this.ctx.layers.must(topChain) : undefined
       const imageLower = await this.ctx.layers.lowerFor(top)
-
-      // One native batch: build a skeleton (./skeleton.ts) unless one is ready, fill in what
-      // depends on the image and the options, and put it in place.
       const ops: NativeFsOp[] = []
       const sk = this.#skeletons.take(withInit) ?? (await this.#skeletons.build(ops, withInit))
       const fill = (file: string, data: string | undefined): void => {
@@ -235,19 +243,14 @@ export class Containers {
         containerLower = lowerChain(sk.init.short, imageLower)
       }
       fill(path.join(sk.layer.dir, LOWER_FILE), containerLower)
-      const hostname = sk.id.slice(0, 12)
       const config: ContainerConfig = {
-        Hostname: hostname, Domainname: '', User: opts.user ?? cfg.User ?? '',
+        Hostname: sk.id.slice(0, 12), Domainname: '', User: opts.user ?? cfg.User ?? '',
         AttachStdin: Boolean(opts.openStdin), AttachStdout: true, AttachStderr: true,
         ...(cfg.ExposedPorts ? { ExposedPorts: cfg.ExposedPorts } : {}),
         Tty: false, OpenStdin: Boolean(opts.openStdin), StdinOnce: Boolean(opts.openStdin),
         Env: env, Cmd: cmd, Image: image, Volumes: cfg.Volumes ?? null, WorkingDir: workdir,
         Entrypoint: entrypoint, OnBuild: cfg.OnBuild ?? null, Labels: cfg.Labels ?? {},
         ...(cfg.StopSignal ? { StopSignal: cfg.StopSignal } : {}),
-      }
-      const hostConfig: HostConfig = {
-        NetworkMode: network, AutoRemove: Boolean(opts.autoRemove), Runtime: opts.runtime ?? 'runc',
-        LogConfig: { Type: 'json-file', Config: {} },
       }
       const p = this.paths(sk.id)
       const rec: ContainerRecord = {
@@ -260,19 +263,42 @@ export class Containers {
       fill(staged.resolvConf, resolvConf)
       fill(staged.hostConfig, JSON.stringify(hostConfig))
       fill(staged.config, JSON.stringify(rec))
-      this.#skeletons.placeOps(ops, sk)
+      ops.push({ op: 'syncfs', path: this.ctx.layout.root })
       try {
         await call(() => fsBatch(ops))
       } catch (e) {
-        // Whatever got in place goes again, and what is still staged.
-        await this.#destroy(sk.id).catch(() => undefined)
         await this.#skeletons.discard(sk).catch(() => undefined)
         throw e
       }
-      return sk.id
-    })
-    this.#skeletons.refill()
-    return new Container(this.ctx, this, id)
+
+      const placed = await this.ctx.exclusive(async () => {
+        const now = await this.#records()
+        if (wanted) nameTaken(now, wanted)
+        else if (now.some((r) => r.Name === name)) return false
+        if (!(await this.ctx.images.has(imageId))) throw new StrataError('ImageNotFound', `No such image: ${image}`)
+        // The image was removed and loaded again meanwhile: its layers have new dirs and links.
+        if (topChain && (await this.ctx.layers.get(topChain))?.cacheId !== top?.cacheId) return false
+        try {
+          await call(() => fsBatch(this.#skeletons.placeOps(sk)))
+        } catch (e) {
+          // Whatever got in place goes again; what is still staged goes below.
+          await this.#destroy(sk.id).catch(() => undefined)
+          throw e
+        }
+        return true
+      }).catch(async (e: unknown) => {
+        await this.#skeletons.discard(sk).catch(() => undefined)
+        throw e
+      })
+      if (!placed) {
+        await this.#skeletons.discard(sk).catch(() => undefined)
+        if (attempt >= 20) throw new StrataError('Locked', 'create: the store keeps changing under it')
+        continue
+      }
+      await call(() => fsBatch([{ op: 'syncfs', path: this.ctx.layout.root }]))
+      this.#skeletons.refill()
+      return new Container(this.ctx, this, sk.id)
+    }
   }
 
   /** `ps`: newest first; running only unless `all`. */
@@ -405,14 +431,14 @@ export class Containers {
 
   async #releaseImageLayers(parent: string): Promise<void> {
     const used = await this.ctx.usedLayers()
-    let cur: string | undefined = parent
-    while (cur && !used.has(cur)) {
+    for (let cur: string | undefined = parent; cur && !used.has(cur);) {
       const l = await this.ctx.layers.get(cur)
       if (!l) break
       await this.ctx.layers.remove(cur)
       cur = l.parent
     }
   }
+
 
   /**
    * The repair pass on store open (under the store lock): removes half-created or half-removed
@@ -479,12 +505,16 @@ export class Containers {
     // A commit died between `runc pause` and `runc resume`.
     await this.#thaw(p)
     const rec = await readRecord(p)
-    if (!rec) {
+    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
+    const initId = (await readIfExists(path.join(p.mountMeta, 'init-id')))?.trim()
+    // No record, or a record whose layers never all got in place (a create that crashed before
+    // its final sync, which it had not reported done): the container goes.
+    const layersMissing = !mountId || !(await exists(this.ctx.layout.layerDir(mountId))) || (initId !== undefined && !(await exists(this.ctx.layout.layerDir(initId))))
+    if (!rec || layersMissing) {
       await this.#destroy(id)
       report.removed++
       return
     }
-    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
     const runtime = await runtimeOf(this.ctx, p)
     if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) {
       const st = await runtime.state(id)

@@ -1,6 +1,6 @@
 /** The container record (`config.v2.json`, Docker's field names) and its atomic read/write. */
 import { ContainerConfig } from '../imagedb'
-import { readIfExists, writeAtomic } from '../fsx'
+import { readIfExists, readBytesIfExists, writeAtomic } from '../fsx'
 import { ContainerPaths } from './layout'
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead'
@@ -70,9 +70,14 @@ export function initialState(): ContainerState {
 }
 
 export async function readRecord(p: ContainerPaths): Promise<ContainerRecord | undefined> {
+  return parseRecord(await readBytesIfExists(p.config))
+}
+
+/** A record's bytes as a record; `undefined` for none or a torn one (a crash while it was written). */
+export function parseRecord(raw: Buffer | undefined): ContainerRecord | undefined {
+  if (raw === undefined) return undefined
   try {
-    const raw = await readIfExists(p.config)
-    return raw === undefined ? undefined : (JSON.parse(raw) as ContainerRecord)
+    return JSON.parse(raw.toString('utf8')) as ContainerRecord
   } catch (e) {
     if (e instanceof SyntaxError) return undefined
     throw e

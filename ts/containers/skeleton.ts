@@ -132,21 +132,21 @@ export class Skeletons {
   }
 
   /**
-   * The steps that put a filled skeleton in place: the layer record first (what keeps the layer
-   * dirs alive through cleanup and repair), the layer dirs and short links, one syncfs, then the
-   * container's dir (the moment the container exists) and a second syncfs. A crash in between
-   * leaves a layer record without a container, which the repair pass removes.
+   * The renames that put a filled (and synced) skeleton in place, under the store lock: the
+   * layer record first (what keeps the layer dirs alive through cleanup and repair), the layer
+   * dirs and short links, then the container's dir (the moment the container exists). The
+   * caller syncs after the lock: a crash before that may keep any part of them, and the repair
+   * pass removes a layer record without a container and a container without its layers.
    */
-  placeOps(ops: NativeFsOp[], sk: Skeleton): void {
+  placeOps(sk: Skeleton): NativeFsOp[] {
     const layout = this.ctx.layout
-    ops.push({ op: 'rename', path: sk.meta, target: layout.mountMeta(sk.id) })
+    const ops: NativeFsOp[] = [{ op: 'rename', path: sk.meta, target: layout.mountMeta(sk.id) }]
     for (const l of sk.init ? [sk.init, sk.layer] : [sk.layer]) {
       ops.push({ op: 'rename', path: l.dir, target: layout.layerDir(l.cacheId) })
       ops.push({ op: 'rename', path: l.link, target: layout.shortLink(l.short) })
     }
-    ops.push({ op: 'syncfs', path: layout.root })
     ops.push({ op: 'rename', path: sk.container, target: layout.containerDir(sk.id) })
-    ops.push({ op: 'syncfs', path: layout.root })
+    return ops
   }
 
   /**

@@ -11,9 +11,10 @@ import { createWriteStream } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
 import { StoreContext } from '../context'
 import { StrataError } from '../errors'
-import { readIfExists, readFileIfExists, writeAtomic } from '../fsx'
+import { readIfExists, readBytesIfExists, readFileIfExists } from '../fsx'
+import { MetaWrites, fsyncDir } from '../metawrites'
 import { ContainerPaths, runcRoot } from './layout'
-import { ContainerRecord, readRecord, writeRecord, readHostConfig } from './record'
+import { ContainerRecord, parseRecord, readHostConfig } from './record'
 import { MountManager } from './mounts'
 import { buildSpec, processEnv, resolveUser } from './spec'
 import { Runtime, DEFAULT_RUNTIME, runtimeMessage } from './runtime'
@@ -46,15 +47,42 @@ export async function mountIdOf(p: ContainerPaths): Promise<string> {
   return v.trim()
 }
 
-/** Applies `fn` to the record under the store lock and writes it back; returns the new record. */
-export async function updateRecord(ctx: StoreContext, p: ContainerPaths, fn: (r: ContainerRecord) => void | Promise<void>): Promise<ContainerRecord> {
-  return ctx.exclusive(async () => {
-    const r = await readRecord(p)
+/**
+ * Applies `fn` to the record and writes it back; returns the new record. Optimistic, so the store
+ * lock is held for a compare and a rename only: the record is read and the new one written and
+ * fsynced beside it without the lock; under the lock, if the record is still the one `fn` saw,
+ * `withLock` runs (what must change together with the record, say a mount) and the new record
+ * replaces it; if another writer came first, all of it runs again on the newer record. `fn` must
+ * only change the record (it may run more than once); what it throws is thrown.
+ */
+export async function updateRecord(
+  ctx: StoreContext,
+  p: ContainerPaths,
+  fn: (r: ContainerRecord) => void | Promise<void>,
+  withLock?: (r: ContainerRecord) => Promise<void>,
+): Promise<ContainerRecord> {
+  for (let attempt = 0; ; attempt++) {
+    const before = await readBytesIfExists(p.config)
+    const r = parseRecord(before)
     if (!r) throw new StrataError('ContainerNotFound', `No such container: ${p.id}`)
     await fn(r)
-    await writeRecord(p, r)
-    return r
-  })
+    const next = new MetaWrites()
+    let dirs: string[] | undefined
+    try {
+      await next.put(p.config, JSON.stringify(r))
+      dirs = await ctx.exclusive(async () => {
+        const now = await readBytesIfExists(p.config)
+        if (!now || !before!.equals(now)) return undefined
+        await withLock?.(r)
+        return next.publish()
+      })
+    } finally {
+      if (!dirs) await next.discard()
+    }
+    if (dirs) for (const d of dirs) await fsyncDir(d)
+    if (dirs) return r
+    if (attempt >= 100) throw new StrataError('Locked', `container ${p.id}: its record keeps changing`)
+  }
 }
 
 /** One json-file log line, as Docker's json-file driver writes it. */
@@ -126,42 +154,53 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   const hc = await readHostConfig(p)
   const runtime = await runtimeOf(ctx, p)
   const mountId = await mountIdOf(p)
-  let rec!: ContainerRecord
   const runtimeLog = path.join(p.bundle, 'runtime.log')
 
-  // Mount, bundle, state: one locked step, so two starts cannot both win.
-  await ctx.exclusive(async () => {
-    const r = await readRecord(p)
-    if (!r) throw new StrataError('ContainerNotFound', `No such container: ${p.id}`)
+  // Running, and mounted: one locked step (a compare, a mount, a rename), so two starts cannot
+  // both win. The record says running from here on; a crash before the runtime runs leaves a
+  // running record with a dead supervisor, which the repair pass turns into an exited one.
+  let before!: ContainerRecord['State']
+  let merged!: string
+  const rec = await updateRecord(ctx, p, (r) => {
     if (r.State.Running) throw new StrataError('Conflict', `container ${p.id} is already running`)
     if (r.State.Status === 'removing' || r.State.Dead) throw new StrataError('Conflict', `container ${p.id} is marked for removal and cannot be started`)
-    const merged = await mounts.acquire(p, mountId, me)
-    try {
-      const passwd = await readFileIfExists(path.join(merged, 'etc/passwd')).catch(() => undefined)
-      const group = await readFileIfExists(path.join(merged, 'etc/group')).catch(() => undefined)
-      const user = resolveUser(r.Config.User ?? '', passwd, group)
-      const hostname = r.Config.Hostname ?? p.id.slice(0, 12)
-      const spec = buildSpec({
-        args: [r.Path, ...r.Args], env: processEnv(r.Config.Env ?? [], hostname, user.home), cwd: r.Config.WorkingDir || '/',
-        user, hostname, rootPath: merged, network: hc.NetworkMode, hostsPath: p.hosts, hostnamePath: p.hostname,
-        resolvConfPath: p.resolvConf, cgroupsPath: `/strata/${p.id}`, openStdin: Boolean(r.OpenStdin),
-      })
-      await fs.mkdir(p.bundle, { recursive: true })
-      await writeAtomic(path.join(p.bundle, 'config.json'), JSON.stringify(spec, null, 2))
-      await fs.rm(p.pidFile, { force: true })
-      await fs.rm(runtimeLog, { force: true })
-      // A stale runtime entry (a crash) would make `run` fail with "container exists".
-      await runtime.delete(p.id, true)
-      r.State = { ...r.State, Status: 'running', Running: true, Paused: false, Dead: false, Pid: 0, ExitCode: 0, Error: '', StartedAt: new Date().toISOString(), FinishedAt: '0001-01-01T00:00:00Z' }
-      r.Supervisor = process.pid
-      await writeRecord(p, r)
-      rec = r
-    } catch (e) {
-      await mounts.release(p, mountId, me)
-      throw e
-    }
-  })
+    before = r.State
+    r.State = { ...r.State, Status: 'running', Running: true, Paused: false, Dead: false, Pid: 0, ExitCode: 0, Error: '', StartedAt: new Date().toISOString(), FinishedAt: '0001-01-01T00:00:00Z' }
+    r.Supervisor = process.pid
+  }, async () => { merged = await mounts.acquire(p, mountId, me, false) })
 
+  // The bundle, outside the lock: only this supervisor touches it while the record says running.
+  try {
+    const passwd = await readFileIfExists(path.join(merged, 'etc/passwd')).catch(() => undefined)
+    const group = await readFileIfExists(path.join(merged, 'etc/group')).catch(() => undefined)
+    const user = resolveUser(rec.Config.User ?? '', passwd, group)
+    const hostname = rec.Config.Hostname ?? p.id.slice(0, 12)
+    const spec = buildSpec({
+      args: [rec.Path, ...rec.Args], env: processEnv(rec.Config.Env ?? [], hostname, user.home), cwd: rec.Config.WorkingDir || '/',
+      user, hostname, rootPath: merged, network: hc.NetworkMode, hostsPath: p.hosts, hostnamePath: p.hostname,
+      resolvConfPath: p.resolvConf, cgroupsPath: `/strata/${p.id}`, openStdin: Boolean(rec.OpenStdin),
+    })
+    await fs.mkdir(p.bundle, { recursive: true })
+    // Not synced: the bundle is written anew by every start, and a crash stops the container.
+    await fs.writeFile(path.join(p.bundle, 'config.json'), JSON.stringify(spec, null, 2))
+    await fs.rm(p.pidFile, { force: true })
+    await fs.rm(runtimeLog, { force: true })
+    // A stale runtime entry (a crash) would make `run` fail with "container exists".
+    await runtime.delete(p.id, true)
+  } catch (e) {
+    await updateRecord(ctx, p, (r) => {
+      if (r.Supervisor !== process.pid) return
+      r.State = before
+      delete r.Supervisor
+    }, () => mounts.release(p, mountId, me).then(() => undefined)).catch(() => undefined)
+    throw e
+  }
+
+  // The caller's streams: while the container runs, an error on one of them (a reader that went
+  // away) must not reach the event loop as an uncaught 'error' event; the log still gets the output.
+  const ignore = (): void => undefined
+  const userStreams = [io.stdin, io.stdout, io.stderr].filter((s): s is Readable | Writable => s !== undefined)
+  for (const s of userStreams) s.on('error', ignore)
   const log = createWriteStream(p.log, { flags: 'a', mode: 0o640 })
   let exited = false
   const child = childProcess.spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', runtimeLog, '--log-format', 'json', 'run', '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], {
@@ -218,6 +257,7 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   outLines.end()
   errLines.end()
   if (io.stdin && child.stdin) io.stdin.unpipe(child.stdin)
+  for (const s of userStreams) s.off('error', ignore)
   await new Promise<void>((r) => log.end(r))
 
   // Errors the runtime itself reported (the process never ran): Docker's 127/126.
@@ -232,14 +272,15 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   if (code === -1) code = 127
 
   await runtime.delete(p.id, true).catch(() => undefined)
-  await ctx.exclusive(async () => {
-    const r = await readRecord(p)
-    if (r) {
-      r.State = { ...r.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: code, Error: error ?? '', FinishedAt: new Date().toISOString() }
-      delete r.Supervisor
-      await writeRecord(p, r)
-    }
-    await mounts.release(p, mountId, me).catch(() => undefined)
+  const markExited = (r: ContainerRecord): void => {
+    r.State = { ...r.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: code, Error: error ?? '', FinishedAt: new Date().toISOString() }
+    delete r.Supervisor
+  }
+  const release = async (): Promise<void> => { await mounts.release(p, mountId, me).catch(() => undefined) }
+  // A container removed meanwhile (rm -f) has no record left: then only the mount goes.
+  await updateRecord(ctx, p, markExited, release).catch((e: StrataError) => {
+    if (e.code !== 'ContainerNotFound') throw e
+    return ctx.exclusive(release)
   })
   return { exitCode: code, ...(error ? { error } : {}) }
 }

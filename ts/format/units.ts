@@ -111,6 +111,9 @@ const ZERO_WIDTH = /^[\p{Mn}\p{Me}\p{Cf}\p{Cc}]$/u
  * combining marks, format and control characters are 0, East Asian Wide/Fullwidth 2.
  */
 export function runeWidth(cp: number): number {
+  // Printable ASCII, most of any table: the Unicode-property regex below is compiled on first
+  // use, which costs a short CLI command a few milliseconds.
+  if (cp >= 0x20 && cp < 0x7f) return 1
   if (cp === 0) return 0
   if (ZERO_WIDTH.test(String.fromCodePoint(cp))) return 0
   for (const [lo, hi] of WIDE) {

@@ -160,14 +160,18 @@ pub fn index(path: &Path) -> Result<Vec<Member>, ArchiveError> {
 }
 
 /// Decompresses a gzip/zstd-compressed outer archive `src` into `dst` (created or
-/// truncated); a plain `src` is copied. Returns the detected compression.
-pub fn decompress_file(src: &Path, dst: &Path) -> Result<Compression, ArchiveError> {
+/// truncated); a plain `src` is copied. Returns the detected compression. `cancel` is polled
+/// between 1 MiB chunks; a cancelled run removes `dst`.
+pub fn decompress_file(src: &Path, dst: &Path, cancel: &AtomicBool) -> Result<Compression, ArchiveError> {
     let f = File::open(src).map_err(|source| ArchiveError::Io { op: "open", path: src.into(), source })?;
     let mut dec = Decompressor::new(BufReader::with_capacity(1 << 20, f))?;
     let out = File::create(dst).map_err(|source| ArchiveError::Io { op: "create", path: dst.into(), source })?;
     let mut w = BufWriter::with_capacity(1 << 20, out);
     let mut buf = vec![0u8; 1 << 20];
     let r = (|| loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ArchiveError::Aborted);
+        }
         let n = match dec.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
@@ -427,11 +431,12 @@ pub fn write_layer_file(
     tar_split: &Path,
     out: &Path,
     expected_diff_id: &DiffId,
+    cancel: &AtomicBool,
 ) -> Result<u64, ArchiveError> {
     let size = tarsplit::assembled_size(tar_split)?;
     let mut o = Output::create(out)?;
     let name = out.display().to_string();
-    match stream_layer(&mut o.file, &name, diff_dir, tar_split, expected_diff_id, size, None) {
+    match stream_layer(&mut o.file, &name, diff_dir, tar_split, expected_diff_id, size, Some(cancel)) {
         Ok(()) => o.commit().map(|()| size),
         Err(e) => {
             o.abandon();

@@ -90,7 +90,7 @@ fn save_index_and_load_round_trip() {
 
     // One layer file, as for an OCI blob.
     let blob = s.path().join("blob");
-    write_layer_file(&reqs[1].dest, &reqs[1].tar_split, &blob, &Digest::of(&tars[1])).unwrap();
+    write_layer_file(&reqs[1].dest, &reqs[1].tar_split, &blob, &Digest::of(&tars[1]), &AtomicBool::new(false)).unwrap();
     assert!(std::fs::read(&blob).unwrap() == tars[1]);
 }
 
@@ -115,7 +115,7 @@ fn streaming_verifies_the_diff_id() {
     std::fs::write(s.dest().join("etc/hostname"), b"BOX\n").unwrap();
     let m = vec![OutMember { name: "l.tar".into(), data: layer(Digest::of(&tar)) }];
     assert_eq!(write_archive(&m, &out, &AtomicBool::new(false)).unwrap_err().code(), "DigestMismatch");
-    let e = write_layer_file(&s.dest(), &s.tar_split(), &out, &Digest::of(&tar)).unwrap_err();
+    let e = write_layer_file(&s.dest(), &s.tar_split(), &out, &Digest::of(&tar), &AtomicBool::new(false)).unwrap_err();
     assert_eq!(e.code(), "DigestMismatch");
     // Different size: caught by the tar-split record, before anything is hashed.
     std::fs::write(s.dest().join("etc/hostname"), b"longer\n").unwrap();
@@ -184,7 +184,7 @@ fn decompressing_outer_archives() {
         let src = s.path().join("in");
         let dst = s.path().join("out.tar");
         std::fs::write(&src, &blob).unwrap();
-        assert_eq!(decompress_file(&src, &dst).unwrap(), comp);
+        assert_eq!(decompress_file(&src, &dst, &AtomicBool::new(false)).unwrap(), comp);
         assert!(std::fs::read(&dst).unwrap() == tar);
     }
     let src = s.path().join("bad");
@@ -193,6 +193,6 @@ fn decompressing_outer_archives() {
     bad.truncate(n / 2);
     std::fs::write(&src, &bad).unwrap();
     let dst = s.path().join("bad.tar");
-    assert_eq!(decompress_file(&src, &dst).unwrap_err().code(), "CorruptArchive");
+    assert_eq!(decompress_file(&src, &dst, &AtomicBool::new(false)).unwrap_err().code(), "CorruptArchive");
     assert!(!dst.exists());
 }

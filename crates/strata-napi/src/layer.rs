@@ -198,13 +198,14 @@ pub fn archive_index(path: String) -> AsyncTask<Job<ArchiveIndex>> {
 pub struct DecompressFile {
     src: String,
     dst: String,
+    cancel: Arc<AtomicBool>,
 }
 
 impl crate::NativeTask for DecompressFile {
     type Output = &'static str;
     type JsValue = String;
     fn compute(&mut self) -> Outcome<Self::Output> {
-        Ok(archive::decompress_file(self.src.as_ref(), self.dst.as_ref()).map(|c| c.as_str())?)
+        Ok(archive::decompress_file(self.src.as_ref(), self.dst.as_ref(), &self.cancel).map(|c| c.as_str())?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<String> {
         Ok(out.into())
@@ -213,9 +214,13 @@ impl crate::NativeTask for DecompressFile {
 
 /// Decompresses a gzip/zstd outer archive `src` into `dst` (a plain one is copied);
 /// resolves to the detected compression.
-#[napi(ts_return_type = "Promise<'none' | 'gzip' | 'zstd'>")]
-pub fn decompress_file(src: String, dst: String) -> AsyncTask<Job<DecompressFile>> {
-    crate::job(DecompressFile { src, dst })
+#[napi(
+    ts_args_type = "src: string, dst: string, cancel?: NativeCancel | undefined | null",
+    ts_return_type = "Promise<'none' | 'gzip' | 'zstd'>"
+)]
+pub fn decompress_file(src: String, dst: String, cancel: Option<&NativeCancel>) -> AsyncTask<Job<DecompressFile>> {
+    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+    crate::job(DecompressFile { src, dst, cancel })
 }
 
 /// A layer member of an archive being written: assembled from `diffDir` + `tarSplit`.
@@ -310,6 +315,7 @@ pub struct WriteLayerFile {
     tar_split: String,
     out: String,
     diff_id: String,
+    cancel: Arc<AtomicBool>,
 }
 
 impl crate::NativeTask for WriteLayerFile {
@@ -317,7 +323,13 @@ impl crate::NativeTask for WriteLayerFile {
     type JsValue = ();
     fn compute(&mut self) -> Outcome<()> {
         let id = Digest::parse(&self.diff_id)?;
-        archive::write_layer_file(self.diff_dir.as_ref(), self.tar_split.as_ref(), self.out.as_ref(), &id)?;
+        archive::write_layer_file(
+            self.diff_dir.as_ref(),
+            self.tar_split.as_ref(),
+            self.out.as_ref(),
+            &id,
+            &self.cancel,
+        )?;
         Ok(())
     }
     fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
@@ -327,14 +339,19 @@ impl crate::NativeTask for WriteLayerFile {
 
 /// Writes one layer tar (e.g. an OCI blob) assembled from `diffDir` + `tarSplit`,
 /// verifying `diffId`.
-#[napi(ts_return_type = "Promise<void>")]
+#[napi(
+    ts_args_type = "diffDir: string, tarSplit: string, out: string, diffId: string, cancel?: NativeCancel | undefined | null",
+    ts_return_type = "Promise<void>"
+)]
 pub fn write_layer_file(
     diff_dir: String,
     tar_split: String,
     out: String,
     diff_id: String,
+    cancel: Option<&NativeCancel>,
 ) -> AsyncTask<Job<WriteLayerFile>> {
-    crate::job(WriteLayerFile { diff_dir, tar_split, out, diff_id })
+    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+    crate::job(WriteLayerFile { diff_dir, tar_split, out, diff_id, cancel })
 }
 
 /// Length of the tar that a layer's tar-split assembles to (reads only the tar-split).
