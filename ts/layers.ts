@@ -114,22 +114,30 @@ export class LayerStore {
     // (each file written and fsynced at once, concurrently: the same guarantees as one after
     // another — every fsync is done before the next phase — at the latency of about one).
     const lower = await this.lowerFor(parent)
-    await allSettled([
-      writeDurable(path.join(staged.dir, LINK_FILE), short),
-      ...(lower ? [writeDurable(path.join(staged.dir, LOWER_FILE), lower)] : []),
-      writeDurable(path.join(staged.dir, COMMITTED_FILE), ''),
-    ])
-    await fsyncDir(staged.dir)
     const ws = path.join(this.layout.layerdbTmp, `write-set-${randomHex(8)}`)
-    await fs.mkdir(ws)
-    try {
+    // The staged dir's files and the write-set do not depend on each other: both at once.
+    const stagedFiles = async (): Promise<void> => {
+      await allSettled([
+        writeDurable(path.join(staged.dir, LINK_FILE), short),
+        ...(lower ? [writeDurable(path.join(staged.dir, LOWER_FILE), lower)] : []),
+        writeDurable(path.join(staged.dir, COMMITTED_FILE), ''),
+      ])
+      await fsyncDir(staged.dir)
+    }
+    const writeSet = async (): Promise<void> => {
+      await fs.mkdir(ws)
       const files: [string, string][] = [['diff', staged.diffId], ['size', String(staged.size)], ['cache-id', cacheId]]
       if (parent) files.push(['parent', parent.chainId])
       if (staged.compressedDigest) files.push(['compressed-digest', staged.compressedDigest])
       await allSettled(files.map(([name, data]) => writeDurable(path.join(ws, name), data)))
       await fs.rename(staged.tarSplit, path.join(ws, 'tar-split.json.gz'))
       await fsyncDir(ws)
+    }
+    try {
+      await allSettled([stagedFiles(), writeSet()])
     } catch (e) {
+      // The tar-split goes back where the caller left it (it may have been moved already).
+      await fs.rename(path.join(ws, 'tar-split.json.gz'), staged.tarSplit).catch(() => undefined)
       await fs.rm(ws, { recursive: true, force: true })
       throw e
     }
