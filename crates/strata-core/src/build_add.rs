@@ -169,9 +169,10 @@ pub fn unpack(path: &Path, dest: &Path, tar_split: &Path, cancel: &AtomicBool) -
     let (f, kind) = open(path)?;
     match crate::layer::apply_tar_stream(decoder(f, kind), dest, tar_split, cancel) {
         Ok(r) => Ok(r),
-        // The extractor sees a decoding failure as a failed read of its source (one without
-        // an errno: the file itself read fine).
+        // The extractor (or the drain of the stream after the tar's end) sees a decoding
+        // failure as a failed read of its source (one without an errno: the file read fine).
         Err(LayerError::Extract(ExtractError::Read { source }))
+        | Err(LayerError::Compress(crate::compress::CompressError::Io { source, .. }))
             if kind != AddCompression::None && source.raw_os_error().is_none() =>
         {
             Err(AddError::Corrupt { format: kind.name(), path: path.into(), source })
