@@ -9,6 +9,7 @@ import * as path from 'node:path'
 import { Store, StrataError, Container, UnionView } from '../ts'
 import { Images } from '../ts/images'
 import { Containers } from '../ts/containers/containers'
+import { DockerConfig } from '../ts/registry/credentials'
 import { EXPOSED } from '../ts/boundary'
 import { tmpDir, snapshot } from './helpers/fs'
 import { writeArchive } from './helpers/image'
@@ -23,6 +24,7 @@ const CLASSES: [{ prototype: object; name: string }, string[]][] = [
   [Containers, []],
   [Container, ['thawIfOrphaned']],
   [UnionView, []],
+  [DockerConfig, []],
 ]
 
 function ownMethods(proto: object): string[] {
@@ -69,7 +71,7 @@ async function invalid(t: import('ava').ExecutionContext, what: string, call: ()
 
 test('a value no check accepts, in first place or as an extra argument, is InvalidArgument for every method', async (t) => {
   const w = await world(t)
-  const instances: Record<string, object> = { Store: w.store, Images: w.store.images, Containers: w.store.containers, Container: w.c, UnionView: w.view }
+  const instances: Record<string, object> = { Store: w.store, Images: w.store.images, Containers: w.store.containers, Container: w.c, UnionView: w.view, DockerConfig: w.store.credentials() }
   const statics: Record<string, object> = { Store, UnionView }
   const before = snapshot(w.root, { mtimes: true })
   for (const rec of EXPOSED) {

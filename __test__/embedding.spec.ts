@@ -10,7 +10,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { getEventListeners } from 'node:events'
 import { randomBytes } from 'node:crypto'
-import { Readable, Writable } from 'node:stream'
+import { Readable, Writable, PassThrough } from 'node:stream'
 import { Store, StrataError } from '../ts'
 import { tmpDir } from './helpers/fs'
 import { tar } from './helpers/tar'
@@ -19,6 +19,7 @@ import { busyboxImage } from './helpers/fixtures'
 import { storeContent, leftovers } from './helpers/store-state'
 import { within } from './helpers/child'
 import { storeWith, appImage } from './helpers/container'
+import { checkConsistent } from './helpers/consistency'
 
 let big: ReturnType<typeof buildImage> | undefined
 // Built before any test runs: making it blocks the event loop, which would distort the timings
@@ -294,4 +295,49 @@ test('a run whose stdout stream fails goes on: the exit code comes back, the log
   const r = await within(60_000, c.run({ stdout, stderr }))
   t.is(r.exitCode, 0)
   t.deepEqual((await c.logs()).filter((l) => l.stream === 'stdout').map((l) => l.log), ['one\n', 'three\n'])
+})
+
+for (const autoRemove of [false, true]) {
+  test(`aborting a run${autoRemove ? ' of an autoRemove container' : ''} kills the container, destroys its stdin and rejects Aborted; it ends exited and unmounted${autoRemove ? ', then removed' : ''}`, async (t) => {
+    const { root, store } = await storeWith(t, [appImage(['app:1'])])
+    const name = `cat${autoRemove ? 'rm' : ''}`
+    // `cat` of a stdin that never ends: the container would run for good.
+    const c = await store.containers.create('app:1', { name, cmd: ['cat'], openStdin: true, autoRemove })
+    const stdin = neverEnding(Buffer.from('hello\n'))
+    const ac = new AbortController()
+    const stdout = new PassThrough()
+    stdout.once('data', () => ac.abort()) // the process runs and has read its stdin
+    const r = await within(60_000, timed(c.run({ stdin, stdout, signal: ac.signal })))
+    t.true(r.error instanceof StrataError && r.error.code === 'Aborted', String(r.error))
+    t.log(`run: rejected ${r.ms.toFixed(1)} ms after it started`)
+    t.true(stdin.destroyed, 'stdin destroyed')
+    t.deepEqual(getEventListeners(ac.signal, 'abort'), [])
+    await store.close() // waits for what the abort left to finish in the background
+    const s = await Store.open({ root })
+    if (autoRemove) {
+      t.deepEqual(await s.containers.list({ all: true }), [])
+    } else {
+      const info = await (await s.containers.get(name)).info()
+      t.false(info.State.Running)
+      t.is(info.State.ExitCode, 137)
+      t.false(await (await s.containers.get(name)).isMounted())
+    }
+    t.deepEqual(fs.readdirSync(path.join(root, 'runc')).filter((n) => n === c.id), [], 'the runtime has no state left for it')
+    await checkConsistent(t, root)
+  })
+}
+
+test('aborting a wait rejects Aborted and leaves the container running', async (t) => {
+  const { store } = await storeWith(t, [appImage(['app:1'])])
+  const c = await store.containers.create('app:1', { name: 'waited', cmd: ['sh', '-c', 'while true; do sleep 1; done'] })
+  await c.start()
+  const ac = new AbortController()
+  const waiting = c.wait({ signal: ac.signal })
+  setTimeout(() => ac.abort(), 200)
+  const e = await within(30_000, t.throwsAsync(waiting))
+  t.is((e as StrataError).code, 'Aborted')
+  t.deepEqual(getEventListeners(ac.signal, 'abort'), [])
+  t.true((await c.info()).State.Running, 'the container still runs')
+  await c.kill()
+  t.is(await within(30_000, c.wait()), 137)
 })

@@ -218,3 +218,18 @@ test('a missing file gives a typed error', async (t) => {
   t.is((err as StrataError).code, 'Io')
   t.is((err as StrataError).syscode, 'ENOENT')
 })
+
+test('kept compressed blobs go with the last layer anything needs: an image deleted under a container keeps them until the container goes', async (t) => {
+  const { root, img, store } = await loadRich(t)
+  const blobsDir = path.join(root, 'content/blobs/sha256')
+  const compressed = img.blobs.filter((_, i) => img.spec.compression![i] !== 'none').map((b) => sha256(b).slice(7)).sort()
+  t.deepEqual(fs.readdirSync(blobsDir).sort(), compressed, 'one kept blob per layer that came compressed')
+  const c = await store.containers.create('rich:latest', { cmd: ['true'] })
+  await store.images.remove(img.id, { force: true })
+  t.deepEqual(await store.images.list(), [])
+  t.deepEqual(fs.readdirSync(blobsDir).sort(), compressed, 'the container still needs the layers, so their blobs stay')
+  await store.containers.remove(c.id)
+  t.deepEqual(fs.readdirSync(path.join(root, 'image/overlay2/layerdb/sha256')), [])
+  t.deepEqual(fs.readdirSync(blobsDir), [], 'the blobs went with the layers')
+  await store.close()
+})

@@ -7,11 +7,14 @@
 // What it checks and reports:
 //   - no deadlock: a watchdog fails the run if no cycle completes for --stall seconds;
 //   - every result: exit code 0 and the container's output; the loaded image ID; rmi deleting it;
-//   - peak RSS: sampled every second, reported per tenth of the run (a plateau, not a climb);
+//   - peak RSS: sampled every second, reported per tenth of the run's wall time (a plateau, not
+//     a climb);
 //   - open fds (/proc/self/fd) and listeners (the shared AbortSignal given to every load, and
 //     every event of `process`) at the start, at most during the run, and at the end;
 //   - drift: mean cycle latency of the first 100 cycles against the last 100 (goal: the last
 //     no slower by more than 15%);
+//   - where the time goes: mean time of each step (create, run, remove, load, rmi) with 16
+//     callers and one at a time;
 //   - throughput against the same cycles run one at a time (goal: >= 1.6x on 2 cores). The run
 //     is cut into chunks (--chunk cycles each, the same mix); each concurrent chunk is followed
 //     by a chunk run one caller at a time on the same store, and the ratio is the median of the
@@ -92,30 +95,45 @@ async function run(argv = []) {
   await store.load(images.busybox.archive)
   const signal = new AbortController().signal
   const errors = []
+  /** Step durations (ms) by mode ('conc' | 'seq') and step name. */
+  const steps = { warm: {}, conc: {}, seq: {} }
+  let mode = 'warm'
+  const step = async (name, p) => {
+    const s = performance.now()
+    try {
+      return await p()
+    } finally {
+      (steps[mode][name] ??= []).push(performance.now() - s)
+    }
+  }
   let completed = 0
   let lastProgress = performance.now()
 
   const cycles = {
     async container(i) {
       const word = `soak-${i}`
-      const ct = await store.containers.create(images.busybox.tag, { cmd: ['sh', '-c', `echo ${word}`] })
-      const r = await ct.run()
+      const ct = await step('create', () => store.containers.create(images.busybox.tag, { cmd: ['sh', '-c', `echo ${word}`] }))
+      const r = await step('run', () => ct.run())
       if (r.exitCode !== 0 || r.stdout.toString() !== `${word}\n`) throw new Error(`container ${ct.id}: exit ${r.exitCode}, stdout ${JSON.stringify(r.stdout.toString())} ${r.error ?? ''}`)
-      await ct.remove()
+      await step('remove', () => ct.remove())
     },
     async load(i, caller) {
       const app = apps[caller % apps.length]
-      const { images: got } = await store.load(app.archive, { signal })
+      const { images: got } = await step('load', () => store.load(app.archive, { signal }))
       if (got.length !== 1 || got[0].id !== app.id) throw new Error(`load ${app.archive}: got ${JSON.stringify(got)}`)
-      const events = await store.images.remove(app.tag)
+      const events = await step('rmi', () => store.images.remove(app.tag))
       if (!events.some((e) => e.deleted === app.id)) throw new Error(`rmi ${app.tag}: ${JSON.stringify(events)}`)
     },
   }
 
-  /** Runs `plan` with `n` callers; returns { seconds, latencies (ms, by start order) }. */
+  /**
+   * Runs `plan` with `n` callers; returns { seconds, cpu (seconds of this process and its
+   * reaped children: runc and what it ran), latencies (ms, by start order) }.
+   */
   async function runPlan(plan, n, base) {
     let next = 0
     const latencies = new Array(plan.length)
+    const cpu0 = c.cpuSeconds()
     const t0 = performance.now()
     await Promise.all(Array.from({ length: n }, async (_, caller) => {
       while (next < plan.length) {
@@ -131,7 +149,7 @@ async function run(argv = []) {
         lastProgress = performance.now()
       }
     }))
-    return { seconds: (performance.now() - t0) / 1000, latencies }
+    return { seconds: (performance.now() - t0) / 1000, cpu: c.cpuSeconds() - cpu0, latencies }
   }
 
   // Warm-up (untimed): the first creates, a load, so both modes start from the same state.
@@ -142,8 +160,9 @@ async function run(argv = []) {
   const most = { fds: start.fds, signal: start.signal, process: start.process }
   const rssSamples = []
   let concurrentElapsed = 0
+  const soakStart = performance.now()
   const sampler = setInterval(() => {
-    rssSamples.push({ at: concurrentElapsed, rss: process.memoryUsage().rss })
+    rssSamples.push({ at: performance.now() - soakStart, rss: process.memoryUsage().rss })
     most.fds = Math.max(most.fds, openFds())
     most.signal = Math.max(most.signal, getEventListeners(signal, 'abort').length)
     most.process = Math.max(most.process, processListeners())
@@ -157,6 +176,9 @@ async function run(argv = []) {
 
   const conc = []
   const seq = []
+  const cpu = { conc: 0, seq: 0 }
+  /** CPU seconds per cycle of each concurrent chunk: drift that load from elsewhere barely moves. */
+  const cpuPerCycle = []
   const concLatencies = []
   let done = { containers: 0, loads: 0 }
   for (let k = 0; k < chunks; k++) {
@@ -165,15 +187,20 @@ async function run(argv = []) {
     done = { containers: done.containers + want.containers, loads: done.loads + want.loads }
     const plan = chunkPlan(want.containers, want.loads)
     const t = performance.now()
+    mode = 'conc'
     const r = await runPlan(plan, callers, k * 10_000)
     concurrentElapsed += performance.now() - t
     conc.push(r.seconds)
+    cpu.conc += r.cpu
+    cpuPerCycle.push(r.cpu / plan.length)
     concLatencies.push(...r.latencies)
     let line = `  chunk ${k + 1}/${chunks}: ${plan.length} cycles, ${callers} callers ${r.seconds.toFixed(1)} s`
     if (k < seqChunks) {
+      mode = 'seq'
       const s = await runPlan(plan, 1, k * 10_000 + 5000)
       seq.push(s.seconds)
-      line += `, one at a time ${s.seconds.toFixed(1)} s, ratio ${(s.seconds / r.seconds).toFixed(2)}x`
+      cpu.seq += s.cpu
+      line += `, one at a time ${s.seconds.toFixed(1)} s, ratio ${(s.seconds / r.seconds).toFixed(2)}x; CPU ${r.cpu.toFixed(1)} s / ${s.cpu.toFixed(1)} s`
     }
     console.log(`${line}; rss ${mib(process.memoryUsage().rss)} MiB, fds ${openFds()}, load ${os.loadavg()[0].toFixed(1)}`)
   }
@@ -182,10 +209,11 @@ async function run(argv = []) {
   clearInterval(sampler)
   const end = { rss: process.memoryUsage().rss, fds: openFds(), signal: getEventListeners(signal, 'abort').length, process: processListeners() }
 
-  // RSS per tenth of the concurrent time: the peak of each.
+  // RSS per tenth of the run's wall time: the peak of each.
+  const soakElapsed = performance.now() - soakStart
   const tenths = Array.from({ length: 10 }, () => 0)
   for (const s of rssSamples) {
-    const i = Math.min(9, Math.floor((s.at / Math.max(concurrentElapsed, 1)) * 10))
+    const i = Math.min(9, Math.floor((s.at / Math.max(soakElapsed, 1)) * 10))
     tenths[i] = Math.max(tenths[i], s.rss)
   }
   const first100 = mean(concLatencies.slice(0, 100))
@@ -200,18 +228,37 @@ async function run(argv = []) {
     rss: { startMiB: +mib(start.rss), peakPerTenthMiB: tenths.map((b) => +mib(b)), endMiB: +mib(end.rss) },
     fds: { start: start.fds, most: most.fds, end: end.fds },
     listeners: { signal: { start: start.signal, most: most.signal, end: end.signal }, process: { start: start.process, most: most.process, end: end.process } },
-    drift: { first100Ms: first100, last100Ms: last100, change: last100 / first100 - 1 },
+    drift: {
+      first100Ms: first100, last100Ms: last100, change: last100 / first100 - 1,
+      cpuPerCycleMs: cpuPerCycle.map((x) => x * 1000), cpuChange: cpuPerCycle[cpuPerCycle.length - 1] / cpuPerCycle[0] - 1,
+    },
+    cpu: {
+      concurrentSeconds: cpu.conc, sequentialSeconds: cpu.seq,
+      concurrentCores: cpu.conc / conc.reduce((a, b) => a + b, 0),
+      sequentialCores: seq.length ? cpu.seq / seq.reduce((a, b) => a + b, 0) : null,
+    },
+    stepsMeanMs: Object.fromEntries(Object.entries(steps).map(([m, byName]) => [m, Object.fromEntries(Object.entries(byName).map(([n, xs]) => [n, mean(xs)]))])),
+    load: os.loadavg(),
+    date: new Date().toISOString(),
   }
   console.log(c.table([
     ['what', 'figure', 'goal'],
     ['cycles (1 load per 5 container cycles)', `${cyclesDone} with ${callers} callers, ${errors.length} errors`, 'no deadlock, no error'],
     ['throughput, 16 callers', `${concRate.toFixed(1)} cycles/s`, ''],
     ['throughput vs one at a time', seq.length ? `${median(ratios).toFixed(2)}x (median of ${ratios.length}; ${ratios.map((r) => r.toFixed(2)).join(' ')})` : '-', '>= 1.6x on 2 cores'],
+    ['CPU used (process + children)', `${(cpu.conc / conc.reduce((a, b) => a + b, 0)).toFixed(2)} cores with ${callers} callers, ${seq.length ? (cpu.seq / seq.reduce((a, b) => a + b, 0)).toFixed(2) : '-'} one at a time; ${(cpu.conc / cyclesDone * 1000).toFixed(0)} ms per cycle`, ''],
     ['peak RSS per tenth of the run', `${tenths.map((b) => mib(b)).join(' ')} MiB (start ${mib(start.rss)})`, 'a plateau'],
     ['open fds start / most / end', `${start.fds} / ${most.fds} / ${end.fds}`, 'end = start'],
     ['signal listeners start / most / end', `${start.signal} / ${most.signal} / ${end.signal}`, '0 / <=1 / 0'],
     ['process listeners start / most / end', `${start.process} / ${most.process} / ${end.process}`, 'end = start'],
     ['cycle latency first 100 / last 100', `${first100.toFixed(0)} ms / ${last100.toFixed(0)} ms (${((last100 / first100 - 1) * 100).toFixed(1)}%)`, '<= +15%'],
+    ['CPU per cycle, each chunk', `${cpuPerCycle.map((x) => (x * 1000).toFixed(0)).join(' ')} ms (last vs first ${((cpuPerCycle[cpuPerCycle.length - 1] / cpuPerCycle[0] - 1) * 100).toFixed(1)}%)`, 'flat'],
+  ]))
+  const names = ['create', 'run', 'remove', 'load', 'rmi']
+  console.log(c.table([
+    ['step (mean)', ...names],
+    [`${callers} callers`, ...names.map((n) => (steps.conc[n] ? `${mean(steps.conc[n]).toFixed(0)} ms` : '-'))],
+    ['one at a time', ...names.map((n) => (steps.seq[n] ? `${mean(steps.seq[n]).toFixed(0)} ms` : '-'))],
   ]))
   for (const e of errors.slice(0, 10)) console.log(`  error: ${e}`)
   c.saveResults('soak', result)

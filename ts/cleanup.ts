@@ -7,7 +7,8 @@
  * - layer db entries whose overlay2 dir is missing or lacks `committed`;
  * - leases whose owner died, and layers no image, container or live lease uses (a deletion that
  *   crashed half-way, a lease released by a crash; ./gc.ts);
- * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links.
+ * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links;
+ * - content-store blobs no needed layer names, partial downloads untouched for a day (ts/content.ts).
  */
 import { fsp as fs } from './lazy'
 import fsSync = require('node:fs')
@@ -17,6 +18,7 @@ import { Layout } from './layout'
 import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
 import { COMMITTED_FILE, LINK_DIR } from './layout'
+import { cleanupContent } from './content'
 import { runtimeFor } from './containers/supervisor'
 import { collectLayers } from './gc'
 
@@ -24,6 +26,9 @@ export interface CleanupReport {
   removedStaging: number
   removedLayers: number
   removedDirs: number
+  /** Content-store blobs no layer names, and partial downloads older than a day. */
+  removedBlobs: number
+  removedPartials: number
 }
 
 /**
@@ -65,7 +70,7 @@ export function stagingLeftovers(layout: Layout): boolean {
 
 export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
   const { layout } = ctx
-  const report: CleanupReport = { removedStaging: 0, removedLayers: 0, removedDirs: 0 }
+  const report: CleanupReport = { removedStaging: 0, removedLayers: 0, removedDirs: 0, removedBlobs: 0, removedPartials: 0 }
 
   for (const name of await listDir(layout.tmp)) {
     if (name.endsWith('.lock')) continue
@@ -127,5 +132,6 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
       await fs.rm(p, { force: true })
     }
   }
+  Object.assign(report, await cleanupContent(ctx))
   return report
 }

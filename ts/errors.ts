@@ -45,6 +45,16 @@ export const ERROR_CODES = [
   'ContextTooLarge',
   'BuildFailed',
   'Io',
+  'Unauthorized',
+  'NotFound',
+  'RegistryError',
+  'RegistryUnreachable',
+  'ResponseTooLarge',
+  'ManifestInvalid',
+  'UnsupportedManifest',
+  'CredentialHelperFailed',
+  'ConfigInvalid',
+  'NoCredentials',
   'Internal',
 ] as const
 
@@ -66,6 +76,9 @@ export interface StrataErrorDetails {
   errno?: number
   syscode?: string
   path?: string
+  /** Registry errors: the HTTP status, and the registry's own code (`MANIFEST_UNKNOWN`). */
+  status?: number
+  registryCode?: string
   cause?: unknown
 }
 
@@ -77,6 +90,10 @@ export class StrataError extends Error {
   readonly errno?: number
   /** The path or layer entry the error is about. */
   readonly path?: string
+  /** For registry errors: the HTTP status the registry answered. */
+  readonly status?: number
+  /** For registry errors: the registry's own error code (`MANIFEST_UNKNOWN`, `DENIED`, ...). */
+  readonly registryCode?: string
 
   constructor(code: StrataErrorCode, message: string, extra: StrataErrorDetails = {}) {
     super(message, extra.cause === undefined ? undefined : { cause: extra.cause })
@@ -85,6 +102,8 @@ export class StrataError extends Error {
     if (extra.errno !== undefined) this.errno = extra.errno
     if (extra.syscode !== undefined) this.syscode = extra.syscode
     if (extra.path !== undefined) this.path = extra.path
+    if (extra.status !== undefined) this.status = extra.status
+    if (extra.registryCode !== undefined) this.registryCode = extra.registryCode
   }
 }
 
@@ -109,12 +128,14 @@ function isErrnoError(err: unknown): err is NodeJS.ErrnoException {
 export function toStrataError(err: unknown): StrataError {
   if (err instanceof StrataError) return err
   if (err instanceof Error) {
-    const e = err as Error & { code?: unknown; errno?: unknown; syscode?: unknown; path?: unknown }
+    const e = err as Error & { code?: unknown; errno?: unknown; syscode?: unknown; path?: unknown; status?: unknown; registryCode?: unknown }
     if (typeof e.code === 'string' && KNOWN_CODES.has(e.code)) {
       return new StrataError(e.code as ErrorCodeName, e.message, {
         errno: typeof e.errno === 'number' ? e.errno : undefined,
         syscode: typeof e.syscode === 'string' ? e.syscode : undefined,
         path: typeof e.path === 'string' ? e.path : undefined,
+        status: typeof e.status === 'number' ? e.status : undefined,
+        registryCode: typeof e.registryCode === 'string' ? e.registryCode : undefined,
       })
     }
     if (e.name === 'AbortError') return new StrataError('Aborted', 'operation aborted', { cause: err })

@@ -137,6 +137,20 @@ export class ImageDb {
     await w.put(path.join(this.layout.imageMeta(id), 'lastUpdated'), when.toISOString())
   }
 
+  /**
+   * The media type of the manifest the image came with (`media-type` in its metadata dir),
+   * written by pull and by the load of an OCI layout; push uses OCI manifests for OCI images.
+   */
+  async origin(id: string): Promise<string | undefined> {
+    return (await readIfExists(path.join(this.layout.imageMeta(id), 'media-type')))?.trim() || undefined
+  }
+
+  /** Records the manifest media type an image came with (caller holds the store lock). */
+  async setOrigin(id: string, mediaType: string): Promise<void> {
+    await fs.mkdir(this.layout.imageMeta(id), { recursive: true })
+    await writeAtomic(path.join(this.layout.imageMeta(id), 'media-type'), mediaType)
+  }
+
   /** Image IDs starting with `prefix` (hex, with or without `sha256:`). */
   async byPrefix(prefix: string): Promise<string[]> {
     const p = hex(prefix.toLowerCase())

@@ -12,6 +12,7 @@ import { parseNormalizedNamed, Reference } from './reference'
 import { hex } from './layout'
 import { leaseIfRoom } from './leases'
 import { UnionView, onViewClose } from './view'
+import { releaseBlobs } from './content'
 import { goPathMatch } from './gomatch'
 import { expose } from './boundary'
 import { writeAll } from './metawrites'
@@ -396,10 +397,14 @@ export class Images {
     const parent = await this.ctx.images.parent(id)
     await this.ctx.images.delete(id)
     events.push({ deleted: id })
+    const released: string[] = []
     for (const chainId of await this.#releasableLayers(img)) {
+      const blob = (await this.ctx.layers.get(chainId))?.compressedDigest
+      if (blob) released.push(blob)
       await this.ctx.layers.remove(chainId)
       events.push({ deleted: chainId })
     }
+    await releaseBlobs(this.ctx, released)
     if (!prune || !parent || !(await this.ctx.images.has(parent))) return
     const { tags, digests } = await this.ctx.repos.refsFor(parent)
     await this.#deleteImage(parent, events, await this.#conflict(parent, HARD | SOFT, [...tags, ...digests]), true, true)

@@ -5,7 +5,7 @@
 import { fsp as fs } from './lazy'
 import path = require('node:path')
 import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR } from './layout'
-import { exists, mustRead, readIfExists, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
+import { exists, mustRead, readIfExists, writeAtomic, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
 import { StrataError } from './errors'
 
 /** A read-only layer as the layer db records it. */
@@ -164,6 +164,14 @@ export class LayerStore {
       ...(parent ? { parent: parent.chainId } : {}),
       ...(staged.compressedDigest ? { compressedDigest: staged.compressedDigest } : {}),
     }
+  }
+
+  /**
+   * Names the compressed blob now kept for a layer (a push compressed it; the blob is in the
+   * content store). Caller holds the store lock.
+   */
+  async setCompressedDigest(chainId: string, digest: string): Promise<void> {
+    await writeAtomic(path.join(this.layout.layerMeta(chainId), 'compressed-digest'), digest)
   }
 
   /** Removes a layer: its layer db entry first, then its files. Caller holds the store lock. */

@@ -18,18 +18,34 @@
  *                                                 written inside the staging dir, before the rename
  * <root>/overlay2/l/<short>                     symlink -> ../<cache-id>/diff
  * <root>/image/overlay2/imagedb/content/sha256/<image id hex>     config JSON, bytes as received
- * <root>/image/overlay2/imagedb/metadata/sha256/<image id hex>/   parent, lastUpdated
+ * <root>/image/overlay2/imagedb/metadata/sha256/<image id hex>/   parent, lastUpdated, media-type (the
+ *                                               manifest media type it was pulled or loaded with)
  * <root>/image/overlay2/layerdb/sha256/<chain id hex>/            one read-only layer:
  *     diff                 its DiffID (sha256:...)
  *     size                 bytes of file content in it (decimal)
  *     cache-id             the overlay2/<cache-id> holding its files
  *     parent               ChainID of the layer below (absent for a base layer)
  *     tar-split.json.gz    tar headers and padding, to rebuild the original tar bit for bit
- *     compressed-digest    sha256 of the blob it was loaded from, when that blob was compressed
+ *     compressed-digest    sha256 of the compressed blob it was loaded or pulled from, or that a push
+ *                          compressed it to (kept in content/blobs when strata has the bytes)
  * <root>/image/overlay2/layerdb/mounts/<container id>/            a container's writable layers:
  *     mount-id, init-id, parent (ChainID of the image's top layer)
  * <root>/image/overlay2/layerdb/tmp/                              layerdb entries being built
  * <root>/image/overlay2/repositories.json       {"Repositories": {repo: {"repo:tag" | "repo@digest": id}}}
+ * <root>/image/overlay2/distribution/diffid-by-digest/sha256/<blob digest hex>      DiffID of a blob
+ * <root>/image/overlay2/distribution/v2metadata-by-diffid/sha256/<diff id hex>     JSON list of
+ *                                               {"Digest","SourceRepository","HMAC"}: where a layer's
+ *                                               blobs are known to be (Docker's format; ts/distribution.ts)
+ * <root>/content/blobs/sha256/<hex>             compressed layer blobs as pulled, by digest, kept to
+ *                                                 push them again unchanged; removed with the last layer
+ *                                                 whose compressed-digest names them (ts/content.ts)
+ * <root>/content/ingest/<hex>                   partial blob downloads, resumed by the next pull;
+ *                                                 flock-ed while a pull writes one; cleanup
+ *                                                 removes those untouched for a day
+ * <root>/daemon.json                            registry settings: Docker's `registry-mirrors`,
+ *                                                 `insecure-registries` (read by the registry client)
+ * <root>/certs.d/<host:port>/                   CA roots (*.crt) and client pairs (*.cert + *.key) of a
+ *                                                 registry, searched before /etc/docker/certs.d
  * <root>/containers/<id>/config.v2.json          container records
  * <root>/leases/<pid>-<hex>                     {"images": [...], "layers": [ChainIDs]}: layers a reader
  *                                                 still uses (an open image view, a save under way);
@@ -93,6 +109,15 @@ export class Layout {
   get layerdbTmp(): string { return path.join(this.imageRoot, 'layerdb', 'tmp') }
   get repositories(): string { return path.join(this.imageRoot, 'repositories.json') }
   get containers(): string { return path.join(this.root, 'containers') }
+  get distribution(): string { return path.join(this.imageRoot, 'distribution') }
+  get diffIdByDigest(): string { return path.join(this.distribution, 'diffid-by-digest', 'sha256') }
+  get v2MetadataByDiffId(): string { return path.join(this.distribution, 'v2metadata-by-diffid', 'sha256') }
+  get content(): string { return path.join(this.root, 'content') }
+  get blobs(): string { return path.join(this.content, 'blobs', 'sha256') }
+  get ingest(): string { return path.join(this.content, 'ingest') }
+  get daemonConfig(): string { return path.join(this.root, 'daemon.json') }
+  /** Certificate dirs searched for `<host:port>/`, in order. */
+  get certsDirs(): string[] { return [path.join(this.root, 'certs.d'), '/etc/docker/certs.d'] }
   get leases(): string { return path.join(this.root, 'leases') }
   get builder(): string { return path.join(this.root, 'builder') }
   get buildCache(): string { return path.join(this.root, 'builder', 'cache') }
@@ -104,7 +129,8 @@ export class Layout {
   /** All directories a store needs, parents first; `writers` last, so it existing means all do. */
   get dirs(): string[] {
     return [this.root, this.overlay, this.links, this.tmp, this.imagedbContent, this.imagedbMetadata,
-      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.leases, this.builder, this.buildCache, this.writers]
+      this.layerdb, this.layerdbMounts, this.layerdbTmp, this.containers, this.diffIdByDigest, this.v2MetadataByDiffId,
+      this.blobs, this.ingest, this.leases, this.builder, this.buildCache, this.writers]
   }
 
   layerDir(cacheId: string): string { return path.join(this.overlay, cacheId) }
@@ -117,6 +143,8 @@ export class Layout {
   layerMeta(chainId: string): string { return path.join(this.layerdb, hex(chainId)) }
   mountMeta(containerId: string): string { return path.join(this.layerdbMounts, containerId) }
   containerDir(id: string): string { return path.join(this.containers, id) }
+  blob(digest: string): string { return path.join(this.blobs, hex(digest)) }
+  partialBlob(digest: string): string { return path.join(this.ingest, hex(digest)) }
 }
 
 /** `sha256:abc` → `abc`. */

@@ -20,6 +20,16 @@ import { importImage, ImportOptions } from './archive/import'
 import { Images, ImageUsers } from './images'
 import { ioError } from './errors'
 import { Containers } from './containers/containers'
+import { pull, PullOptions, PullResult } from './registry/pull'
+import { cleanupPartials } from './content'
+import { DockerConfig, configDir, keyForRegistry } from './registry/credentials'
+import { RegistryAuth } from './registry/client'
+import { parseNormalizedNamed } from './reference'
+import { login, logout, search } from './registry/account'
+import { LoginOptions, LoginResult, LogoutResult } from './registry/login'
+import { SearchOptions, SearchResult } from './registry/search'
+import { PushOptions, PushResult } from './registry/push'
+import { pushImage, storePushDeps, registryAuth } from './registry/push-image'
 import { build, BuildOptions, BuildResult } from './build/builder'
 import { pruneBuildCache, PruneOptions, PruneResult } from './build/prune'
 import { expose } from './boundary'
@@ -30,6 +40,11 @@ export const DEFAULT_ROOT = '/var/lib/strata'
 export interface StoreOptions {
   /** Store root; default `$STRATA_ROOT` or `/var/lib/strata`. */
   root?: string
+  /**
+   * Docker's config dir, where registry credentials live (`config.json`, credential helpers);
+   * default `$DOCKER_CONFIG`, else `~/.docker` (read when a registry operation runs).
+   */
+  dockerConfig?: string
 }
 
 export class Store {
@@ -41,6 +56,7 @@ export class Store {
   readonly recovered: CleanupReport
   /** Hook the container layer sets so images know who uses them. */
   #users: ImageUsers = async () => []
+  #dockerConfig?: string
 
   private constructor(ctx: StoreContext, recovered: CleanupReport) {
     this.#ctx = ctx
@@ -72,6 +88,7 @@ export class Store {
     if (dead === undefined || dead.length > 0 || stagingLeftovers(layout)) {
       const recovered = await ctx.exclusive(() => cleanup(ctx))
       const store = new Store(ctx, recovered)
+      store.#dockerConfig = opts.dockerConfig
       // Stale mounts and states a crashed process left (after cleanup, which keeps container layers).
       await ctx.exclusive(() => store.containers.repair())
       // What the repair removed is gone before the store is handed out.
@@ -79,8 +96,10 @@ export class Store {
       ctx.writers.forget(dead ?? [])
       return store
     }
-    const store = new Store(ctx, { removedStaging: 0, removedLayers: 0, removedDirs: 0 })
+    // Partial downloads age out even when no writer died (a pull that lost its registry ends cleanly).
+    const store: Store = new Store(ctx, { removedStaging: 0, removedLayers: 0, removedDirs: 0, removedBlobs: 0, removedPartials: await cleanupPartials(ctx) })
     await store.containers.repairStale()
+    store.#dockerConfig = opts.dockerConfig
     await ctx.drain()
     return store
   }
@@ -92,6 +111,57 @@ export class Store {
   /** `docker load`: a docker-archive or OCI layout (path to tar/dir, or a stream). */
   load(input: LoadInput, opts?: LoadOptions): Promise<LoadResult> {
     return load(this.#ctx, input, opts)
+  }
+
+  /**
+   * `docker pull`: a reference (`busybox`, `localhost:5000/x:1`, `x@sha256:...`) from its registry,
+   * every layer streamed into the store at once; `platform` picks from a multi-platform index.
+   */
+  async pull(ref: string, opts: PullOptions = {}): Promise<PullResult> {
+    // Credentials as `docker pull` finds them, unless the caller gave some.
+    const auth = opts.auth ?? (await this.#storedAuth(parseNormalizedNamed(ref).domain))
+    return pull(this.#ctx, ref, { ...opts, ...(auth ? { auth } : {}) })
+  }
+
+  async #storedAuth(domain: string): Promise<RegistryAuth | undefined> {
+    const a = await this.credentials().get(keyForRegistry(domain))
+    return a && registryAuth(a)
+  }
+
+  /** Docker's credentials store as this store uses it (`config.json` and its helpers). */
+  credentials(): DockerConfig {
+    return new DockerConfig(this.#dockerConfig ?? configDir())
+  }
+
+  /**
+   * `docker login`: checks the credentials against the registry (`GET /v2/` through the auth
+   * flow), then stores them where Docker keeps them. `server` defaults to Docker Hub. With no
+   * username and password, the stored credentials are checked again.
+   */
+  login(server?: string, opts?: LoginOptions): Promise<LoginResult> {
+    return login(this.#ctx.layout, this.credentials(), server, opts)
+  }
+
+  /** `docker logout`: removes the stored credentials of `server` (default Docker Hub). */
+  logout(server?: string): Promise<LogoutResult> {
+    return logout(this.credentials(), server)
+  }
+
+  /**
+   * `docker search`: Docker Hub's search API where a registry has it, else the registry's
+   * catalog (`localhost:5000/foo` searches that registry for repositories containing `foo`).
+   */
+  search(term: string, opts?: SearchOptions): Promise<SearchResult[]> {
+    return search(this.#ctx.layout, this.credentials(), term, opts)
+  }
+
+  /**
+   * `docker push`: an image (`NAME[:TAG]`, `latest` by default) or with `allTags` every tag of
+   * NAME, to its registry; records the RepoDigest. Layers strata has a compressed blob for go
+   * as they are; others are compressed while they upload, and that blob is kept.
+   */
+  push(ref: string, opts?: PushOptions): Promise<PushResult> {
+    return pushImage(this.#ctx, storePushDeps(this.#ctx, this.credentials()), ref, opts)
   }
 
   /** `docker save`: images (one name or a list) to a tar file, an OCI layout directory, or a stream. */
@@ -155,6 +225,18 @@ expose(Store, {
       onProgress: v.optional(v.func), signal,
     }))],
   ],
+  pull: [['ref', v.nonEmptyString], ['opts', v.optional(v.options({
+    platform: v.optional(v.nonEmptyString), allTags: v.optional(v.boolean), onProgress: v.optional(v.func), signal,
+    auth: v.optional(v.options({ username: v.optional(v.string), password: v.optional(v.string), identityToken: v.optional(v.string), registryToken: v.optional(v.string) })),
+  }))]],
+  push: [['ref', v.nonEmptyString], ['opts', v.optional(v.options({ allTags: v.optional(v.boolean), onProgress: v.optional(v.func), signal }))]],
+  login: [['server', v.optional(v.string)], ['opts', v.optional(v.options({ username: v.optional(v.string), password: v.optional(v.string), signal }))]],
+  logout: [['server', v.optional(v.string)]],
+  search: [['term', v.nonEmptyString], ['opts', v.optional(v.options({
+    limit: v.optional(v.count), registry: v.optional(v.nonEmptyString), pageSize: v.optional(v.count), signal,
+    filters: v.optional(v.options({ stars: v.optional(v.nonNegative), isOfficial: v.optional(v.boolean), isAutomated: v.optional(v.boolean) })),
+  }))]],
+  credentials: { args: [], sync: true },
   build: [['opts', v.options({
     context: v.nonEmptyString, dockerfile: v.optional(v.nonEmptyString), dockerfileText: v.optional(v.string),
     tags: v.optional(v.arrayOf(v.nonEmptyString)), buildArgs: v.optional(v.recordOf(v.string)), target: v.optional(v.nonEmptyString),
@@ -168,5 +250,5 @@ expose(Store, {
   pruneBuildCache: [['opts', v.optional(v.options({ all: v.optional(v.boolean), keepStorage: v.optional(v.nonNegative), filter: v.optional(v.arrayOf(v.string)) }))]],
   close: [],
 }, {
-  open: [['opts', v.optional(v.options({ root: v.optional(v.nonEmptyString) }))]],
+  open: [['opts', v.optional(v.options({ root: v.optional(v.nonEmptyString), dockerConfig: v.optional(v.nonEmptyString) }))]],
 })

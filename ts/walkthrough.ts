@@ -12,6 +12,7 @@ import { main } from './cli/main'
 import { Store } from './store'
 import { walkContainers } from './walkthrough-containers'
 import { walkBuild } from './walkthrough-build'
+import { walkRegistry } from './walkthrough-registry'
 
 const root = process.env.STRATA_ROOT ?? '/var/lib/strata'
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-walkthrough-'))
@@ -89,7 +90,7 @@ function makeMultiLayerArchive(out: string): void {
 async function run(): Promise<void> {
   say(`strata walkthrough on ${root}: Docker's image principles (seeds 000-004), for real`)
   const store = await Store.open({ root })
-  for (const ref of ['demo/base:latest', 'demo/app:1.0', 'demo/app:latest', 'demo/app:committed']) {
+  for (const ref of ['demo/base:latest', 'demo/app:1.0', 'demo/app:latest', 'demo/app:committed', ...(await store.images.list()).flatMap((i) => i.repoTags).filter((t) => /^127\.0\.0\.1:\d+\/demo\/app:/.test(t))]) {
     await store.images.remove(ref, { force: true }).catch(() => undefined)
   }
   await walkContainers.cleanupBefore(store)
@@ -135,9 +136,12 @@ async function run(): Promise<void> {
   await walkContainers.run(store, strata, sh, say)
   await walkBuild.run(work, strata, sh, say)
 
-  say('10. rmi: untag, then delete the image and the layers no other image uses (seed 003)')
+  const { next, pulled } = await walkRegistry(strata, sh, say, work, 'demo/app:1.0', 10)
+
+  say(`${next}. rmi: untag, then delete the image and the layers no other image uses (seed 003)`)
+  await strata('tag', pulled, 'demo/app:latest')
   await strata('rmi', 'demo/app:latest')
-  await strata('rmi', 'demo/app:1.0')
+  await strata('rmi', pulled)
   await strata('images')
   fs.rmSync(work, { recursive: true, force: true })
   say('done')

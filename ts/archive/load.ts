@@ -5,12 +5,15 @@
  * 2. work out which layers (by ChainID) the store lacks — those already present are not extracted;
  * 3. extract the missing ones natively, all in parallel, each in one streaming pass into its own
  *    staging dir, with DiffIDs (and blob digests, where named) checked against the config;
- * 4. under the store lock, register layers bottom-up, then the image configs, then the tags.
+ * 4. under the store lock, register layers bottom-up (a compressed blob goes into the content store
+ *    with its layer, so the layer can be pushed again with its original digest), then the image
+ *    configs, then the tags.
  * Any failure before step 4 leaves the store untouched (the staging dir is removed). An abort or a
  * throwing `onProgress` before step 4 rejects at once (./operation.ts): a streamed source is
  * destroyed, extraction stops, the staging dir goes in the background.
  */
 import path = require('node:path')
+import { createWriteStream, createReadStream } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { StoreContext, Staging } from '../context'
 import { Operation } from '../operation'
@@ -21,10 +24,10 @@ import { TarSource, DirSource, ArchiveSource } from './source'
 import { readArchiveImages, ArchiveImage } from './manifest'
 import { parseConfig, imageIdOf } from '../imagedb'
 import { chainIdsOf } from '../chain'
-import { LayerInfo } from '../layers'
+import { LayerRegistrar, PlannedLayer as Planned } from '../register'
 import { setTags } from '../tags'
 import { allOrNothing } from '../rollback'
-import { fsp as fs } from '../lazy'
+import { fsp as fs, streamPromises } from '../lazy'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */
@@ -97,12 +100,8 @@ async function openSource(op: Operation, input: LoadInput, staging: Staging): Pr
   return TarSource.open(file)
 }
 
-interface PlannedLayer {
-  chainId: string
-  diffId: string
-  parentChainId?: string
+interface PlannedLayer extends Planned {
   source: ArchiveImage['layers'][number]
-  staged?: { dir: string; tarSplit: string; size: number; compressedDigest?: string }
 }
 
 export function load(ctx: StoreContext, input: LoadInput, opts: LoadOptions = {}): Promise<LoadResult> {
@@ -121,7 +120,7 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
     if (archived.length === 0) throw new StrataError('CorruptArchive', `${src.description}: archive holds no image`)
 
     // Configs, image IDs, the layer plan.
-    const images: { raw: Buffer; id: string; chainIds: string[]; tags: string[] }[] = []
+    const images: { raw: Buffer; id: string; chainIds: string[]; tags: string[]; mediaType?: string }[] = []
     const plan = new Map<string, PlannedLayer>()
     for (const a of archived) {
       const raw = await src.read(a.configName)
@@ -140,7 +139,7 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
           plan.set(chainId, { chainId, diffId: diffIds[i], parentChainId: chainIds[i - 1], source: a.layers[i] })
         }
       })
-      images.push({ raw, id, chainIds, tags: a.tags })
+      images.push({ raw, id, chainIds, tags: a.tags, ...(a.manifestMediaType ? { mediaType: a.manifestMediaType } : {}) })
     }
 
     // Extract what the store lacks, in parallel.
@@ -173,11 +172,22 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
         : undefined
       const results = await call(() => native.applyLayers(requests.map(({ total: _t, ...r }) => r), onProgress, op.cancel))
       op.check()
-      results.forEach((r, i) => {
+      await Promise.all(results.map(async (r, i) => {
+        // The compressed bytes, kept to push the layer again unchanged (ts/content.ts).
+        let blob: string | undefined
+        if (r.compression !== 'none') {
+          blob = path.join(staging.dir, `blob-${round}-${i}`)
+          const start = requests[i].offset ?? 0
+          await streamPromises.pipeline(createReadStream(requests[i].blobPath, { start, end: start + r.blobSize - 1 }), createWriteStream(blob, { mode: 0o600 }), { signal: op.signal })
+        }
         todo[i].staged = {
           dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,
           ...(r.compression !== 'none' ? { compressedDigest: r.digest } : {}),
+          ...(blob ? { blob } : {}),
         }
+      }))
+      op.check()
+      results.forEach((_r, i) => {
         reported[i] = Infinity
         report?.({ layer: i, layers: todo.length, diffId: todo[i].diffId, current: requests[i].total, total: requests[i].total, status: 'Loaded' })
       })
@@ -218,28 +228,14 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
      */
     async function commit(): Promise<void> {
       await allOrNothing(async (undo) => {
-        const byChain = new Map<string, LayerInfo>()
-        const layerOf = async (chainId: string): Promise<LayerInfo> => {
-          const have = byChain.get(chainId) ?? (await ctx.layers.get(chainId))
-          if (have) {
-            byChain.set(chainId, have)
-            return have
-          }
-          const p = plan.get(chainId)
-          if (!p?.staged) throw new StrataError('LayerNotFound', `layer ${chainId} vanished while loading`)
-          const parent = p.parentChainId ? await layerOf(p.parentChainId) : undefined
-          const reg = await ctx.layers.register({ ...p.staged, diffId: p.diffId }, chainId, parent)
-          if (reg) undo.add(`layer ${chainId}`, () => ctx.layers.remove(chainId))
-          const info = reg || (await ctx.layers.must(chainId))
-          byChain.set(chainId, info)
-          return info
-        }
+        const registrar = new LayerRegistrar(ctx, (c) => plan.get(c), 'loading', undo)
         for (const img of images) {
-          for (const c of img.chainIds) await layerOf(c)
+          for (const c of img.chainIds) await registrar.layer(c)
           if (!(await ctx.images.has(img.id))) {
             await ctx.images.put(img.raw)
             undo.add(`image ${img.id}`, () => ctx.images.delete(img.id))
           }
+          if (img.mediaType) await ctx.images.setOrigin(img.id, img.mediaType)
         }
         const tagged = await setTags(ctx, images.flatMap((img) => img.tags.map((target) => ({ target, id: img.id }))))
         let next = 0

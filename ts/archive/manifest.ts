@@ -20,6 +20,8 @@ export interface ArchiveImage {
   layers: ArchiveLayerRef[]
   /** References to tag, as written in the archive (familiar or full). */
   tags: string[]
+  /** The manifest media type of an image from an OCI layout (a docker-archive has none). */
+  manifestMediaType?: string
 }
 
 const MEDIA_INDEX = ['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']
@@ -103,6 +105,7 @@ async function ociLayout(src: ArchiveSource): Promise<ArchiveImage[]> {
         configDigest: doc.config.digest,
         layers: doc.layers.map((l) => ({ name: blobName(l.digest), digest: l.digest })),
         tags,
+        manifestMediaType: mediaType ?? 'application/vnd.oci.image.manifest.v1+json',
       })
     }
   }

@@ -28,6 +28,7 @@ import { chainIdsOf } from '../chain'
 import { StrataError } from '../errors'
 import { parseGoDuration } from './instructions'
 import type { CacheRecord } from './cache'
+import { releaseBlobs } from '../content'
 
 export interface PruneOptions {
   /** Every record, not only those no image uses. */
@@ -149,17 +150,20 @@ export async function pruneBuildCache(ctx: StoreContext, opts: PruneOptions = {}
     // Layers of the removed records (and below) that nothing else needs now.
     const used = await ctx.usedLayers()
     let reclaimed = 0
+    const blobs: (string | undefined)[] = []
     for (const r of candidates) {
       let cur: string | undefined = r.chainId
       while (cur && !used.has(cur)) {
         const l = await ctx.layers.get(cur)
         if (!l) break
         await ctx.layers.remove(cur)
+        blobs.push(l.compressedDigest)
         reclaimed += l.size
         used.add(cur)
         cur = l.parent
       }
     }
+    await releaseBlobs(ctx, blobs)
     return { deleted: candidates.map((r) => r.key), reclaimed }
   })
 }

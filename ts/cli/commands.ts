@@ -26,8 +26,8 @@ import type { Io } from './io'
 
 /** A command run against the store; returns the process's exit code. */
 export type Handler = (store: Store, argv: string[], io: Io) => Promise<number>
-/** A command that never opens the store (registry logins, searches). */
-export type StorelessHandler = (argv: string[], io: Io) => Promise<number>
+/** A command that never opens the store (registry logins, searches); `root` is `--root`'s value. */
+export type StorelessHandler = (argv: string[], io: Io, opts: { root?: string }) => Promise<number>
 
 /** The `--help` sections, in the order they are printed. */
 export const SECTIONS = ['Image', 'Container', 'Registry', 'Build', 'System'] as const
@@ -51,6 +51,12 @@ export const COMMANDS: Record<string, CommandEntry> = {
   rmi: { section: 'Image', summary: 'Remove one or more images (image rm)', load: () => import('./image-commands').then((m) => m.rmiCommand) },
   inspect: { section: 'Image', summary: 'Return low-level information on images and containers', load: () => import('./inspect-command').then((m) => m.inspectCommand) },
   history: { section: 'Image', summary: 'Show the history of an image', load: () => import('./image-commands').then((m) => m.historyCommand) },
+
+  pull: { section: 'Registry', summary: 'Download an image from a registry', load: () => import('./pull-command').then((m) => m.pullCommand) },
+  push: { section: 'Registry', summary: 'Push an image or a repository to a registry', load: () => import('./push-command').then((m) => m.pushCommand) },
+  login: { section: 'Registry', summary: 'Log in to a Docker registry', storeless: true, load: () => import('./registry-commands').then((m) => m.loginCommand) },
+  logout: { section: 'Registry', summary: 'Log out from a Docker registry', storeless: true, load: () => import('./registry-commands').then((m) => m.logoutCommand) },
+  search: { section: 'Registry', summary: "Search a registry for images (Docker Hub's search API, or any registry's catalog)", storeless: true, load: () => import('./registry-commands').then((m) => m.searchCommand) },
 
   create: { section: 'Container', summary: 'Create a new container (an init layer and a writable layer over an image)', load: () => import('./container-commands').then((m) => m.createCommand) },
   run: { section: 'Container', summary: 'Create and run a new container from an image (through runc)', load: () => import('./container-commands').then((m) => m.runCommand) },

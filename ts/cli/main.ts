@@ -37,7 +37,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const ownFlags = name === 'run' || name === 'create' ? args.slice(0, Math.max(0, args.findIndex((a) => !a.startsWith('-')))) : args
   if (ownFlags.includes('--help') || ownFlags.includes('-h')) { io.out(usage()); return 0 }
   try {
-    if (entry.storeless) return await (await entry.load())(args, io)
+    if (entry.storeless) return await (await entry.load())(args, io, root !== undefined ? { root } : {})
     const [handler, { Store }] = await Promise.all([entry.load(), import('../store')])
     const store = await Store.open(root ? { root } : {})
     try {

@@ -42,6 +42,11 @@ export interface RunOptions {
   /** Where stdout/stderr go as they come; when absent they are collected into the result. */
   stdout?: Writable
   stderr?: Writable
+  /**
+   * Aborting kills the container (SIGKILL), destroys `stdin` and rejects with `Aborted`; the
+   * container is then exited (137), unmounted, and removed if it was created with `autoRemove`.
+   */
+  signal?: AbortSignal
 }
 
 export interface RunResult {
@@ -175,7 +180,12 @@ export class Container {
    * Runs the container's process in the foreground (docker run / start -a) and resolves with
    * its exit code once it has exited; AutoRemove (`--rm`) containers are removed afterwards.
    */
-  async run(opts: RunOptions = {}): Promise<RunResult> {
+  run(opts: RunOptions = {}): Promise<RunResult> {
+    return Operation.run(this.#ctx, opts.signal, (op) => this.#run(op, opts))
+  }
+
+  async #run(op: Operation, opts: RunOptions): Promise<RunResult> {
+    if (opts.stdin) op.source(opts.stdin)
     const out: Buffer[] = []
     const err: Buffer[] = []
     const collect = (bufs: Buffer[]) => {
@@ -185,8 +195,9 @@ export class Container {
     }
     const res = await supervise(this.#ctx, this.paths, {
       stdin: opts.stdin, stdout: opts.stdout ?? collect(out), stderr: opts.stderr ?? collect(err),
-    })
+    }, undefined, op.signal)
     if ((await readHostConfig(this.paths)).AutoRemove) await this.#all.remove(this.id, { force: true }).catch(() => undefined)
+    op.check()
     return { exitCode: res.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err), ...(res.error ? { error: res.error } : {}) }
   }
 
@@ -212,10 +223,18 @@ export class Container {
     }
   }
 
-  /** Resolves with the exit code once the container is not running (docker wait). */
-  async wait(opts: { timeoutMs?: number } = {}): Promise<number> {
-    const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity
+  /**
+   * Resolves with the exit code once the container is not running (docker wait). Aborting
+   * `signal` stops the wait (not the container) and rejects with `Aborted`.
+   */
+  wait(opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<number> {
+    return Operation.run(this.#ctx, opts.signal, (op) => this.#wait(op, opts.timeoutMs))
+  }
+
+  async #wait(op: Operation, timeoutMs: number | undefined): Promise<number> {
+    const deadline = timeoutMs ? Date.now() + timeoutMs : Infinity
     for (let i = 0; ; i++) {
+      op.check()
       const r = await this.info()
       if (!r.State.Running) return r.State.ExitCode
       // Nobody supervises it any more (a crash): ask the runtime.
@@ -522,9 +541,9 @@ expose(Container, {
   unmount: [],
   view: [['opts', v.optional(v.options({ readOnly: v.optional(v.boolean) }))]],
   isMounted: [],
-  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable) }))]],
+  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable), signal }))]],
   start: [],
-  wait: [['opts', v.optional(v.options({ timeoutMs: v.optional(v.nonNegative) }))]],
+  wait: [['opts', v.optional(v.options({ timeoutMs: v.optional(v.nonNegative), signal }))]],
   kill: [['signal', v.optional(v.either(v.nonEmptyString, v.count))]],
   stop: [['opts', v.optional(v.options({ timeout: v.optional(v.nonNegative), signal: v.optional(v.nonEmptyString) }))]],
   diff: [],

@@ -31,6 +31,7 @@ import { runtimeOf } from './supervisor'
 import { Container } from './container'
 import { humanDuration } from '../format/units'
 import { expose, sync } from '../boundary'
+import { releaseBlobs } from '../content'
 import * as v from '../validate'
 
 export interface CreateOptions {
@@ -431,14 +432,16 @@ export class Containers {
 
   async #releaseImageLayers(parent: string): Promise<void> {
     const used = await this.ctx.usedLayers()
+    const blobs: (string | undefined)[] = []
     for (let cur: string | undefined = parent; cur && !used.has(cur);) {
       const l = await this.ctx.layers.get(cur)
       if (!l) break
       await this.ctx.layers.remove(cur)
+      blobs.push(l.compressedDigest)
       cur = l.parent
     }
+    await releaseBlobs(this.ctx, blobs)
   }
-
 
   /**
    * The repair pass on store open (under the store lock): removes half-created or half-removed

@@ -145,10 +145,24 @@ async function waitForFile(p: string, done: () => boolean): Promise<string | und
 }
 
 /**
+ * Kills the container until it is gone: `runc kill` fails while the runtime has not created it
+ * yet (just spawned), so it is asked again until `gone()` says the runtime has exited.
+ */
+async function killUntilGone(runtime: Runtime, id: string, gone: () => boolean): Promise<void> {
+  while (!gone()) {
+    const r = await runtime.kill(id, 'SIGKILL').catch(() => undefined)
+    if (r?.code === 0) return
+    await new Promise((res) => setTimeout(res, 20))
+  }
+}
+
+/**
  * Runs the container's process to completion. `onRunning` fires once the runtime has been
  * started and the state says running. Throws only for failures before the runtime runs.
+ * `signal` kills the container (SIGKILL) if it fires; the state is then recorded as for any
+ * exit (137), or, before the runtime ran, put back as it was.
  */
-export async function supervise(ctx: StoreContext, p: ContainerPaths, io: AttachStreams = {}, onRunning?: () => void): Promise<ExitInfo> {
+export async function supervise(ctx: StoreContext, p: ContainerPaths, io: AttachStreams = {}, onRunning?: () => void, signal?: AbortSignal): Promise<ExitInfo> {
   const mounts = new MountManager(ctx)
   const me = { kind: 'process' as const, pid: process.pid }
   const hc = await readHostConfig(p)
@@ -187,6 +201,7 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
     await fs.rm(runtimeLog, { force: true })
     // A stale runtime entry (a crash) would make `run` fail with "container exists".
     await runtime.delete(p.id, true)
+    if (signal?.aborted) throw new StrataError('Aborted', 'operation aborted')
   } catch (e) {
     await updateRecord(ctx, p, (r) => {
       if (r.Supervisor !== process.pid) return
@@ -242,8 +257,12 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   }
   const status = new Promise<number>((resolve) => {
     child.on('error', () => resolve(-1))
-    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + (osSignal(signal) ?? 0) : 255)))
+    child.on('close', (code, sig) => resolve(code ?? (sig ? 128 + (osSignal(sig) ?? 0) : 255)))
   })
+  let killing: Promise<void> | undefined
+  const onAbort = (): void => { killing ??= killUntilGone(runtime, p.id, () => exited) }
+  signal?.addEventListener('abort', onAbort, { once: true })
+  if (signal?.aborted) onAbort()
   // The container's init pid appears in the pid file once the runtime has created it.
   void waitForFile(p.pidFile, () => exited).then(async (pid) => {
     if (!pid || exited) return
@@ -254,6 +273,8 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   onRunning?.()
   let code = await status
   exited = true
+  signal?.removeEventListener('abort', onAbort)
+  await killing
   outLines.end()
   errLines.end()
   if (io.stdin && child.stdin) io.stdin.unpipe(child.stdin)

@@ -94,6 +94,26 @@ error_codes! {
     BuildFailed,
     /// An operating-system I/O failure; `syscode` names its errno.
     Io,
+    /// A registry refused the credentials (or asked for some): 401/403 after the auth flow.
+    Unauthorized,
+    /// A registry has no such repository, manifest or blob (404; `registryCode` says which).
+    NotFound,
+    /// A registry answered something unusable: an unexpected status, HTML, a garbage token.
+    RegistryError,
+    /// No endpoint of a registry could be reached (refused, TLS failure, timeouts).
+    RegistryUnreachable,
+    /// A registry's answer is larger than the caller accepts.
+    ResponseTooLarge,
+    /// A manifest or index that is not what it claims (bad JSON, sizes that lie, over 4 MiB).
+    ManifestInvalid,
+    /// A manifest format strata refuses (Docker image manifest schema 1).
+    UnsupportedManifest,
+    /// A `docker-credential-*` helper failed or could not be run.
+    CredentialHelperFailed,
+    /// Docker's config file (`config.json`) cannot be parsed, or names an invalid helper.
+    ConfigInvalid,
+    /// `login` without a username and password, and nothing stored for the server.
+    NoCredentials,
     /// A bug in strata: a failure that has no code of its own. Reports should include the stack.
     Internal,
 }
@@ -121,6 +141,14 @@ pub trait Coded: std::error::Error {
     }
     /// The path or entry name the error is about, if any.
     fn path(&self) -> Option<String> {
+        None
+    }
+    /// The HTTP status a registry answered, for registry errors.
+    fn http_status(&self) -> Option<u16> {
+        None
+    }
+    /// The registry's own error code (`MANIFEST_UNKNOWN`, `DENIED`, ...), for registry errors.
+    fn registry_code(&self) -> Option<String> {
         None
     }
 }

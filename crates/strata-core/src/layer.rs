@@ -288,22 +288,16 @@ fn verify(result: &ApplyResult, req: &ApplyRequest) -> Result<(), LayerError> {
             });
         }
     }
-    if let Some(exp) = &req.expected_digest {
-        if *exp != result.digest {
-            return Err(LayerError::DigestMismatch {
-                what: "digest",
-                expected: exp.clone(),
-                found: result.digest.clone(),
-            });
-        }
-    }
-    if let Some(exp) = &req.expected_diff_id {
-        if *exp != result.diff_id {
-            return Err(LayerError::DigestMismatch {
-                what: "diff_id",
-                expected: exp.clone(),
-                found: result.diff_id.clone(),
-            });
+    check_digests(result, req.expected_digest.as_ref(), req.expected_diff_id.as_ref())
+}
+
+/// The blob digest, then the DiffID, against what the caller expects.
+fn check_digests(result: &ApplyResult, digest: Option<&Digest>, diff_id: Option<&DiffId>) -> Result<(), LayerError> {
+    for (what, expected, found) in [("digest", digest, &result.digest), ("diff_id", diff_id, &result.diff_id)] {
+        if let Some(exp) = expected {
+            if exp != found {
+                return Err(LayerError::DigestMismatch { what, expected: exp.clone(), found: found.clone() });
+            }
         }
     }
     Ok(())
@@ -365,7 +359,7 @@ pub fn max_workers() -> usize {
 }
 
 /// One `syncfs` per file system holding any of `dirs`.
-fn sync_filesystems<'a>(dirs: impl Iterator<Item = &'a Path>) -> Result<(), LayerError> {
+pub fn sync_filesystems<'a>(dirs: impl Iterator<Item = &'a Path>) -> Result<(), LayerError> {
     let mut done = Vec::new();
     for d in dirs {
         let dev = std::fs::metadata(d).map_err(|source| LayerError::Io { op: "stat", path: d.into(), source })?.dev();
@@ -465,6 +459,48 @@ pub fn apply_tar_stream<R: Read>(
     cancel: &AtomicBool,
 ) -> Result<ApplyResult, LayerError> {
     apply_stream(r, dest, tar_split, cancel, TarHash::Here)
+}
+
+/// A layer blob read from any reader (a registry's response body, ...), as [`apply_layer`]
+/// does it for a file: one pass, digests checked (`expected_digest` against the bytes as read,
+/// `expected_diff_id` against the tar), `progress` every MiB, everything removed on failure.
+/// With `sync: false` the caller makes the batch durable ([`sync_filesystems`]); the extraction
+/// uses no writer threads of its own (a batch already runs one layer per thread).
+#[allow(clippy::too_many_arguments)]
+pub fn apply_reader<R: Read>(
+    r: R,
+    dest: &Path,
+    tar_split: &Path,
+    expected_digest: Option<&Digest>,
+    expected_diff_id: Option<&DiffId>,
+    progress: &(dyn Fn(u64) + Sync),
+    cancel: &AtomicBool,
+    sync: bool,
+) -> Result<ApplyResult, LayerError> {
+    let writer = create_outputs(dest, tar_split)?;
+    let c = Cancel { caller: cancel, batch: None };
+    let hashing = Cell::new(true);
+    let source = SourceReader {
+        inner: r,
+        remaining: None,
+        hasher: Hasher::new(),
+        hashing: &hashing,
+        read: 0,
+        progress,
+        reported: 0,
+        cancel: c,
+    };
+    let res = run(source, dest, tar_split, writer, c, TarHash::Here, 0).and_then(|result| {
+        check_digests(&result, expected_digest, expected_diff_id)?;
+        if sync {
+            sync_dir(dest)?;
+        }
+        Ok(result)
+    });
+    if res.is_err() {
+        cleanup(dest, tar_split);
+    }
+    res
 }
 
 /// What [`extract_tar_stream`] found: [`ApplyResult`] without the hashes.

@@ -17,6 +17,7 @@ pub mod extract;
 mod filepool;
 pub mod fsbatch;
 pub mod fsutil;
+pub mod gzlayer;
 pub mod layer;
 pub mod layertar;
 pub mod lock;

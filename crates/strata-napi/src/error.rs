@@ -16,18 +16,28 @@ pub struct Failure {
     pub message: String,
     pub errno: Option<i32>,
     pub path: Option<String>,
+    /// Registry errors: the HTTP status and the registry's error code.
+    pub status: Option<u16>,
+    pub registry_code: Option<String>,
 }
 
 impl<E: Coded> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure { code: e.code(), message: e.to_string(), errno: e.errno(), path: e.path() }
+        Failure {
+            code: e.code(),
+            message: e.to_string(),
+            errno: e.errno(),
+            path: e.path(),
+            status: e.http_status(),
+            registry_code: e.registry_code(),
+        }
     }
 }
 
 impl Failure {
     /// A failure with no errno or path.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into(), errno: None, path: None }
+        Failure { code, message: message.into(), errno: None, path: None, status: None, registry_code: None }
     }
 
     /// The JS error object, as a `napi::Error` that hands that very object to JS when thrown
@@ -51,6 +61,12 @@ impl Failure {
         }
         if let Some(p) = &self.path {
             obj.set_named_property("path", p.as_str())?;
+        }
+        if let Some(s) = self.status {
+            obj.set_named_property("status", s as u32)?;
+        }
+        if let Some(c) = &self.registry_code {
+            obj.set_named_property("registryCode", c.as_str())?;
         }
         Ok(Error::from(obj.to_unknown()))
     }

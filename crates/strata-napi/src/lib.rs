@@ -17,6 +17,8 @@ mod fsbatch;
 mod layer;
 mod lock;
 mod mount;
+mod push;
+mod registry;
 mod union;
 
 pub(crate) use error::{job, throw, Failure, NativeTask};
