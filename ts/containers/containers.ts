@@ -296,6 +296,7 @@ export class Containers {
         if (attempt >= 20) throw new StrataError('Locked', 'create: the store keeps changing under it')
         continue
       }
+      this.#skeletons.placed(sk)
       await call(() => fsBatch([{ op: 'syncfs', path: this.ctx.layout.root }]))
       this.#skeletons.refill()
       return new Container(this.ctx, this, sk.id)
