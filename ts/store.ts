@@ -270,7 +270,7 @@ expose(Store, {
     contextLimits: v.optional(v.options({ maxEntries: v.optional(v.count), maxBytes: v.optional(v.nonNegative) })),
     onProgress: v.optional(v.func), signal,
   })]],
-  pruneBuildCache: [['opts', v.optional(v.options({ all: v.optional(v.boolean), keepStorage: v.optional(v.nonNegative) }))]],
+  pruneBuildCache: [['opts', v.optional(v.options({ all: v.optional(v.boolean), keepStorage: v.optional(v.nonNegative), filter: v.optional(v.arrayOf(v.string)) }))]],
   close: [],
   diskUsage: [],
   prune: [['opts', v.optional(v.options({ all: v.optional(v.boolean), filters: v.optional(v.recordOf(v.arrayOf(v.string))) }))]],

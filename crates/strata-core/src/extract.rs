@@ -50,7 +50,7 @@
 //! the tar-split recorder.
 use crate::direct::{AlignedBuf, BodyWriter};
 use crate::error::ErrorCode;
-use crate::filepool::{FilePool, PoolState, SmallFile, SMALL_FILE};
+use crate::filepool::{self, FilePool, PoolState, SmallFile, SMALL_FILE};
 use crate::safefs::{self, RelPath};
 use crate::sparse::{self, Sparse, SparseRecords};
 use crate::stream::{clone_io, fault_of, Fault};
@@ -196,7 +196,7 @@ pub fn extract<R: Read>(
     std::thread::scope(|scope| {
         let pool = match writers {
             0 => None,
-            n => Some(FilePool::start(scope, n, &state, cancel).map_err(|source| ExtractError::Io {
+            n => Some(filepool::start(scope, n, &state, cancel).map_err(|source| ExtractError::Io {
                 op: "spawn",
                 entry: root_dir.display().to_string(),
                 source,

@@ -5,6 +5,7 @@
 //! behind `commit`/`diff`, a userspace union view, and the process plumbing of containers
 //! (console sockets for their terminals, a subreaper for what the runtime leaves behind). The napi crate only converts.
 pub mod archive;
+pub mod build_add;
 pub mod build_commit;
 pub mod build_ctx;
 pub mod changes;
@@ -32,3 +33,4 @@ pub mod stream;
 pub mod tarsplit;
 pub mod union;
 pub mod upperwalk;
+mod workpool;
