@@ -136,21 +136,30 @@ fn poll_in(fd: RawFd, wait: Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// A `msghdr` over `iov` with a control buffer with room for `fds` `SCM_RIGHTS` fds. The
+/// buffer comes back with it: keep it alive while the header is in use.
+fn fd_msghdr(iov: &mut libc::iovec, fds: usize) -> (Vec<u64>, libc::msghdr) {
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE((fds * std::mem::size_of::<RawFd>()) as u32) } as usize;
+    // u64s: the control buffer must be aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    // SAFETY: msghdr is plain data; its pointers go to `iov` (the caller's) and to the heap
+    // buffer of `control`, which moving the Vec out does not move.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    (control, msg)
+}
+
 /// One `recvmsg` with room for one `SCM_RIGHTS` fd (received `O_CLOEXEC`).
 fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
     let mut name = [0u8; 4096];
     let mut iov = libc::iovec { iov_base: name.as_mut_ptr().cast(), iov_len: name.len() };
     // Room for a few fds: if a peer sends more than one, the extras are closed, not leaked.
     const MAX_FDS: usize = 4;
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE((MAX_FDS * std::mem::size_of::<RawFd>()) as u32) } as usize;
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
-    // SAFETY: msghdr is plain data; every pointer set below outlives the recvmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space;
+    let (_control, mut msg) = fd_msghdr(&mut iov, MAX_FDS);
     let n = loop {
         // SAFETY: msg points at live buffers of the sizes it states.
         let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
@@ -264,13 +273,7 @@ mod tests {
     /// Sends `fd` the way runc's `utils.SendFd` does: the name as payload, one SCM_RIGHTS fd.
     fn send_fd(sock: &UnixStream, fd: RawFd, name: &[u8]) {
         let mut iov = libc::iovec { iov_base: name.as_ptr() as *mut _, iov_len: name.len() };
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-        let mut cbuf = vec![0u64; space.div_ceil(8)];
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
+        let (_control, msg) = fd_msghdr(&mut iov, 1);
         unsafe {
             let c = libc::CMSG_FIRSTHDR(&msg);
             (*c).cmsg_level = libc::SOL_SOCKET;

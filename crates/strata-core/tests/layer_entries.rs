@@ -214,11 +214,7 @@ fn entries_that_depend_on_files_in_flight() {
     let tar = t.finish();
     for workers in [false, true] {
         let s = Scratch::new();
-        if workers {
-            s.apply_stream(&tar).unwrap();
-        } else {
-            s.apply(&tar).unwrap();
-        }
+        s.apply_either(&tar, workers).unwrap();
         let d = s.dest();
         assert_eq!(std::fs::read(d.join("dup")).unwrap(), b"second", "workers: {workers}");
         assert!(md(&d.join("was-file")).is_dir());
@@ -310,11 +306,7 @@ fn hardlink_headers_rewrite_the_shared_inode() {
     let tar = t.finish();
     for workers in [false, true] {
         let s = Scratch::new();
-        if workers {
-            s.apply_stream(&tar).unwrap();
-        } else {
-            s.apply(&tar).unwrap();
-        }
+        s.apply_either(&tar, workers).unwrap();
         let d = s.dest();
         let su = md(&d.join("bin/su"));
         assert_eq!(su.ino(), md(&d.join("bin/su2")).ino());
@@ -418,7 +410,7 @@ fn pax_sparse_files_in_every_version() {
     let tar = t.finish();
     for workers in [false, true] {
         let s = Scratch::new();
-        let size = if workers { s.apply_stream(&tar).unwrap().size } else { s.apply(&tar).unwrap().size };
+        let size = s.apply_either(&tar, workers).unwrap();
         assert_eq!(size, SIZE * 2 + big + 3, "the layer size counts the real sizes");
         let d = s.dest();
         for name in ["v00", "v01"] {

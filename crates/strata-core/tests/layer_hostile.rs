@@ -171,7 +171,7 @@ fn hostile_layers_are_refused_and_nothing_leaks() {
         let before = snapshot(&canary);
         let before_root = snapshot(s.path()).len();
         let tar = (case.build)(canary.to_str().unwrap());
-        let applied = if workers { s.apply_stream(&tar).map(|_| ()) } else { s.apply(&tar).map(|_| ()) };
+        let applied = s.apply_either(&tar, workers).map(|_| ());
         let err = match applied {
             Ok(()) => panic!("{} (workers: {workers}): hostile layer was accepted", case.name),
             Err(e) => e,

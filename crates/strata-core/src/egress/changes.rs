@@ -442,13 +442,20 @@ mod tests {
         f.set_modified(m.modified().unwrap()).unwrap();
     }
 
+    /// A lower and an upper dir, the lower holding `files` (parents made as needed).
+    fn lower_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, tempfile::TempDir) {
+        let (lower, upper) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for (rel, body) in files {
+            let p = lower.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        (lower, upper)
+    }
+
     #[test]
     fn a_copy_up_that_changes_nothing_is_not_reported_and_every_ancestor_of_a_change_is() {
-        let lower = tempfile::tempdir().unwrap();
-        let upper = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(lower.path().join("a/b/c")).unwrap();
-        std::fs::write(lower.path().join("a/b/c/same"), b"same").unwrap();
-        std::fs::write(lower.path().join("a/b/c/grown"), b"x").unwrap();
+        let (lower, upper) = lower_with(&[("a/b/c/same", b"same"), ("a/b/c/grown", b"x")]);
         copy_up(lower.path(), upper.path(), "a/b/c/same");
         assert_eq!(lines(upper.path(), &[lower.path().to_path_buf()]), Vec::<String>::new());
         std::fs::write(upper.path().join("a/b/c/grown"), b"xx").unwrap();
@@ -460,12 +467,7 @@ mod tests {
 
     #[test]
     fn a_directory_removed_and_made_again_is_changed_with_its_old_children_deleted() {
-        let lower = tempfile::tempdir().unwrap();
-        let upper = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(lower.path().join("d/sub")).unwrap();
-        std::fs::write(lower.path().join("d/sub/deep"), b"").unwrap();
-        std::fs::write(lower.path().join("d/old"), b"").unwrap();
-        std::fs::write(lower.path().join("d/kept"), b"k").unwrap();
+        let (lower, upper) = lower_with(&[("d/sub/deep", b""), ("d/old", b""), ("d/kept", b"k")]);
         std::fs::create_dir(upper.path().join("d")).unwrap();
         rustix::fs::setxattr(upper.path().join("d"), "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
             .unwrap();

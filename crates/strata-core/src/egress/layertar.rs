@@ -356,13 +356,7 @@ impl TarWriter<'_> {
             uid: st.st_uid as u64,
             gid: st.st_gid as u64,
             mtime: st.st_mtime,
-            size: 0,
-            link: Vec::new(),
-            devmajor: 0,
-            devminor: 0,
-            xattrs: Vec::new(),
-            uname: Vec::new(),
-            gname: Vec::new(),
+            ..Entry::default()
         };
         let proc_path = || {
             let mut p = format!("/proc/self/fd/{}/", dirfd.as_raw_fd()).into_bytes();
@@ -710,21 +704,7 @@ fn encode(e: &Entry, out: &mut Vec<u8>) {
         let base = e.name.rsplit(|&b| b == b'/').find(|s| !s.is_empty()).unwrap_or(b"entry");
         let mut pname = b"PaxHeaders.0/".to_vec();
         pname.extend_from_slice(&base[..base.len().min(80)]);
-        let pe = Entry {
-            name: pname.clone(),
-            kind: b'x',
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            size: data.len() as u64,
-            link: Vec::new(),
-            devmajor: 0,
-            devminor: 0,
-            xattrs: Vec::new(),
-            uname: Vec::new(),
-            gname: Vec::new(),
-        };
+        let pe = Entry { name: pname.clone(), kind: b'x', mode: 0o644, size: data.len() as u64, ..Entry::default() };
         let mut ignored = Vec::new();
         out.extend_from_slice(&ustar_block(&pname, &[], &pe, b'x', data.len() as u64, &[], &mut ignored));
         out.extend_from_slice(&data);

@@ -159,6 +159,19 @@ struct SourceReader<'a, R> {
     cancel: Cancel<'a>,
 }
 
+impl<'a, R> SourceReader<'a, R> {
+    /// A reader of `remaining` bytes of `inner` (all of it with `None`), hashed while `hashing`.
+    fn new(
+        inner: R,
+        remaining: Option<u64>,
+        hashing: &'a Cell<bool>,
+        progress: &'a (dyn Fn(u64) + Sync),
+        cancel: Cancel<'a>,
+    ) -> Self {
+        SourceReader { inner, remaining, hasher: Hasher::new(), hashing, read: 0, progress, reported: 0, cancel }
+    }
+}
+
 impl<R: Read> Read for SourceReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.cancel.is_set() {
@@ -337,16 +350,7 @@ fn apply_one(
     })?;
     let writer = create_outputs(&req.dest, &req.tar_split)?;
     let hashing = Cell::new(true);
-    let source = SourceReader {
-        inner: file,
-        remaining: src.length,
-        hasher: Hasher::new(),
-        hashing: &hashing,
-        read: 0,
-        progress,
-        reported: 0,
-        cancel,
-    };
+    let source = SourceReader::new(file, src.length, &hashing, progress, cancel);
     let r = run(source, &req.dest, &req.tar_split, writer, cancel, TarHash::Here, 0).and_then(|result| {
         verify(&result, req)?;
         if sync {
@@ -495,16 +499,7 @@ pub fn apply_reader<R: Read>(
     let writer = create_outputs(dest, tar_split)?;
     let c = Cancel { caller: cancel, batch: None };
     let hashing = Cell::new(true);
-    let source = SourceReader {
-        inner: r,
-        remaining: None,
-        hasher: Hasher::new(),
-        hashing: &hashing,
-        read: 0,
-        progress,
-        reported: 0,
-        cancel: c,
-    };
+    let source = SourceReader::new(r, None, &hashing, progress, c);
     let res = run(source, dest, tar_split, writer, c, TarHash::Here, 0).and_then(|result| {
         check_digests(&result, expected_digest, expected_diff_id)?;
         if sync {
@@ -551,16 +546,7 @@ fn apply_stream<R: Read>(
     let writer = create_outputs(dest, tar_split)?;
     let c = Cancel { caller: cancel, batch: None };
     let hashing = Cell::new(tar_hash == TarHash::Here);
-    let source = SourceReader {
-        inner: r,
-        remaining: None,
-        hasher: Hasher::new(),
-        hashing: &hashing,
-        read: 0,
-        progress: &|_| {},
-        reported: 0,
-        cancel: c,
-    };
+    let source = SourceReader::new(r, None, &hashing, &|_| {}, c);
     let res = run(source, dest, tar_split, writer, c, tar_hash, WRITERS_ALONE).and_then(|r| {
         sync_dir(dest)?;
         Ok(r)

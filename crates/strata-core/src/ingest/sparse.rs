@@ -275,17 +275,22 @@ mod tests {
         assert!(validate(&[f(u64::MAX - 1, 4)], u64::MAX).is_err());
     }
 
-    #[test]
-    fn maps_in_the_body() {
-        let mut body = b"2\n0\n4096\n1048576\n0\n".to_vec();
-        body.resize(1024, 0);
+    /// The sparse map read from the first blocks of `body`.
+    fn map_of(body: &[u8]) -> (Vec<Fragment>, u64) {
         let mut at = 0;
-        let (map, taken) = read_map_1x0(|b| {
+        read_map_1x0(|b| {
             b.copy_from_slice(&body[at..at + BLOCK]);
             at += BLOCK;
             Ok(())
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn maps_in_the_body() {
+        let mut body = b"2\n0\n4096\n1048576\n0\n".to_vec();
+        body.resize(1024, 0);
+        let (map, taken) = map_of(&body);
         assert_eq!(map, vec![Fragment { offset: 0, length: 4096 }, Fragment { offset: 1048576, length: 0 }]);
         assert_eq!(taken, 512);
         // A map across two blocks.
@@ -293,13 +298,7 @@ mod tests {
         body.resize(510, b'0');
         body.extend_from_slice(b"\n1\n2\n3\n4\n5\n");
         body.resize(1024, 0);
-        let mut at = 0;
-        let (map, taken) = read_map_1x0(|b| {
-            b.copy_from_slice(&body[at..at + BLOCK]);
-            at += BLOCK;
-            Ok(())
-        })
-        .unwrap();
+        let (map, taken) = map_of(&body);
         assert_eq!(map.len(), 3);
         assert_eq!(taken, 1024);
         let short = read_map_1x0(|_| Err(io::ErrorKind::UnexpectedEof.into()));

@@ -233,6 +233,15 @@ impl Scratch {
     pub fn apply_stream(&self, tar: &[u8]) -> Result<strata_core::ingest::layer::ExtractedTar, LayerError> {
         strata_core::ingest::layer::extract_tar_stream(tar, &self.dest(), &self.tar_split(), &AtomicBool::new(false))
     }
+    /// A plain tar through [`Scratch::apply_stream`] (`workers`) or [`Scratch::apply`]: the
+    /// layer's size.
+    pub fn apply_either(&self, tar: &[u8], workers: bool) -> Result<u64, LayerError> {
+        if workers {
+            self.apply_stream(tar).map(|r| r.size)
+        } else {
+            self.apply(tar).map(|r| r.size)
+        }
+    }
 }
 
 /// A recursive snapshot of a tree (type, mode, owner, content/target, xattrs), for
