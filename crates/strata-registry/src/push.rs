@@ -194,11 +194,8 @@ pub fn upload(
             return Err(RegistryError::Aborted);
         }
         let loc = start_session(client, repo, cancel)?;
-        let r = if chunked {
-            upload_chunked(client, repo, &loc, src, &progress, cancel)
-        } else {
-            upload_whole(client, repo, &loc, src, &progress, cancel)
-        };
+        let up = Upload { client, repo, src, progress: &progress, cancel };
+        let r = if chunked { upload_chunked(up, &loc) } else { upload_whole(up, &loc) };
         match r {
             Ok(u) => return Ok(u),
             Err(Attempt::Chunked) if !chunked => {
@@ -246,14 +243,18 @@ fn finish(
     Ok(client.request(&req, cancel)?.status)
 }
 
-fn upload_whole(
-    client: &Client,
-    repo: &str,
-    loc: &str,
-    src: &BlobSource,
-    progress: &Progress,
-    cancel: &Arc<AtomicBool>,
-) -> Result<Uploaded, Attempt> {
+/// What every try of one upload works with (the session `location` changes per try).
+#[derive(Clone, Copy)]
+struct Upload<'a> {
+    client: &'a Client,
+    repo: &'a str,
+    src: &'a BlobSource,
+    progress: &'a Progress,
+    cancel: &'a Arc<AtomicBool>,
+}
+
+fn upload_whole(up: Upload<'_>, loc: &str) -> Result<Uploaded, Attempt> {
+    let Upload { client, repo, src, progress, cancel } = up;
     match src {
         BlobSource::Bytes { data, digest } => {
             let st = finish(client, repo, loc, digest, Body::Bytes(data.clone()), cancel)?;
@@ -445,14 +446,8 @@ fn on_disk(src: &BlobSource, cancel: &Arc<AtomicBool>) -> Result<(PathBuf, Diges
     })
 }
 
-fn upload_chunked(
-    client: &Client,
-    repo: &str,
-    loc: &str,
-    src: &BlobSource,
-    progress: &Progress,
-    cancel: &Arc<AtomicBool>,
-) -> Result<Uploaded, Attempt> {
+fn upload_chunked(up: Upload<'_>, loc: &str) -> Result<Uploaded, Attempt> {
+    let Upload { client, repo, src, progress, cancel } = up;
     let (path, digest, size, bytes) = on_disk(src, cancel)?;
     let mut loc = loc.to_owned();
     let mut offset = 0u64;
