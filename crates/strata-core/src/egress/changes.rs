@@ -145,6 +145,11 @@ fn is_dir(st: &Stat) -> bool {
     FileType::from_raw_mode(st.st_mode) == FileType::Directory
 }
 
+/// Where the `/`s of a relative path are (each ends a parent directory's prefix).
+fn slash_positions(rel: &[u8]) -> Vec<usize> {
+    rel.iter().enumerate().filter(|(_, &b)| b == b'/').map(|(i, _)| i).collect()
+}
+
 /// What one lower layer holds at one directory prefix.
 #[derive(Clone, Copy)]
 enum Prefix {
@@ -203,18 +208,28 @@ impl Lowers {
         Ok(n)
     }
 
+    /// What `layer` holds at the parent directories of `rel` (ending at `slashes`) taken
+    /// together: the first missing one or non-directory, else whether one of them is opaque.
+    fn parents(&mut self, layer: usize, rel: &[u8], slashes: &[usize]) -> Result<Prefix, ChangesError> {
+        let mut opaque = false;
+        for &s in slashes {
+            match self.prefix(layer, &rel[..s])? {
+                Prefix::Dir { opaque: o } => opaque |= o,
+                other => return Ok(other),
+            }
+        }
+        Ok(Prefix::Dir { opaque })
+    }
+
     /// What the old tree holds at `rel`: overlayfs' lookup, from the top layer down.
     fn lookup(&mut self, rel: &[u8]) -> Result<Option<Found>, ChangesError> {
-        let slashes: Vec<usize> = rel.iter().enumerate().filter(|(_, &b)| b == b'/').map(|(i, _)| i).collect();
-        'layers: for layer in 0..self.roots.len() {
-            let mut stop_after = false;
-            for &s in &slashes {
-                match self.prefix(layer, &rel[..s])? {
-                    Prefix::Missing => continue 'layers,
-                    Prefix::Blocks => return Ok(None),
-                    Prefix::Dir { opaque } => stop_after |= opaque,
-                }
-            }
+        let slashes = slash_positions(rel);
+        for layer in 0..self.roots.len() {
+            let stop_after = match self.parents(layer, rel, &slashes)? {
+                Prefix::Missing => continue,
+                Prefix::Blocks => return Ok(None),
+                Prefix::Dir { opaque } => opaque,
+            };
             match self.stat(layer, rel)? {
                 Some(st) if upperwalk::is_whiteout(&st) => return Ok(None),
                 Some(st) => return Ok(Some(Found { stat: st, layer })),
@@ -229,16 +244,13 @@ impl Lowers {
     fn children(&mut self, rel: &[u8]) -> Result<Vec<Vec<u8>>, ChangesError> {
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
         let mut out = Vec::new();
-        let slashes: Vec<usize> = rel.iter().enumerate().filter(|(_, &b)| b == b'/').map(|(i, _)| i).collect();
-        'layers: for layer in 0..self.roots.len() {
-            let mut stop_after = false;
-            for &s in &slashes {
-                match self.prefix(layer, &rel[..s])? {
-                    Prefix::Missing => continue 'layers,
-                    Prefix::Blocks => break 'layers,
-                    Prefix::Dir { opaque } => stop_after |= opaque,
-                }
-            }
+        let slashes = slash_positions(rel);
+        for layer in 0..self.roots.len() {
+            let stop_after = match self.parents(layer, rel, &slashes)? {
+                Prefix::Missing => continue,
+                Prefix::Blocks => break,
+                Prefix::Dir { opaque } => opaque,
+            };
             match if rel.is_empty() { Prefix::Dir { opaque: false } } else { self.prefix(layer, rel)? } {
                 Prefix::Missing if stop_after => break,
                 Prefix::Missing => continue,
