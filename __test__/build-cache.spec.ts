@@ -13,7 +13,7 @@ import { Store } from '../ts'
 import { CLI } from './helpers/fs'
 import { writeContext, strataTree, buildSuite, BUILD_BASE } from './helpers/build'
 import { checkConsistent } from './helpers/consistency'
-import { native } from '../ts/native'
+import { native } from '../ts/internal/native'
 
 const suite = buildSuite()
 const BB = BUILD_BASE

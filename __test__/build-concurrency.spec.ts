@@ -8,7 +8,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { writeContext, buildSuite, BUILD_BASE } from './helpers/build'
 import { checkConsistent } from './helpers/consistency'
-import { native } from '../ts/native'
+import { native } from '../ts/internal/native'
 
 const suite = buildSuite()
 const BB = BUILD_BASE

@@ -11,7 +11,7 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { BuildError } from '../ts/build/errors'
 import { writeContext, strataTree, tree, buildSuite, BUILD_BASE, timeless } from './helpers/build'
-import { native } from '../ts/native'
+import { native } from '../ts/internal/native'
 
 const suite = buildSuite('strata-test-build')
 const engine = suite.engine

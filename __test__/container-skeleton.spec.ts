@@ -148,7 +148,7 @@ test('a create whose renames were cut short by a crash before its final sync: a 
   // container's dir and record are there, its writable layer's dir is not.
   fs.rmSync(path.join(root, 'overlay2', mountId), { recursive: true })
   await store.close()
-  // and, as every crash does, the entry of a writer that never unregistered (ts/writers.ts):
+  // and, as every crash does, the entry of a writer that never unregistered (ts/internal/writers.ts):
   // what makes the next open run the full repair.
   leaveDeadWriter(root)
   const reopened = await Store.open({ root })

@@ -8,7 +8,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import * as util from 'node:util'
-import { native } from '../ts/native'
+import { native } from '../ts/internal/native'
 import { ERROR_CODES, StrataError, toStrataError, type StrataErrorCode } from '../ts/errors'
 import { tmpDir } from './helpers/fs'
 

@@ -2,7 +2,7 @@
 // apart (the `@ts-expect-error` lines are checked by `tsc -p tsconfig.test.json` in `npm test`).
 import test from 'ava'
 import { createHash } from 'node:crypto'
-import { asBlobDigest, asDiffId, chainIdOf, chainIdsOf, type ChainId, type DiffId } from '../ts/chain'
+import { asBlobDigest, asDiffId, chainIdOf, chainIdsOf, type ChainId, type DiffId } from '../ts/internal/chain'
 
 const sha = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`
 

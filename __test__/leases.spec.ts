@@ -1,5 +1,5 @@
 /**
- * Readers that outlive one locked section pin the layers they read (ts/leases.ts): an open image
+ * Readers that outlive one locked section pin the layers they read (ts/internal/leases.ts): an open image
  * view and a save under way keep their files through an rmi; the layers go once the reader is
  * done, or once a crashed reader's lease is found stale.
  */

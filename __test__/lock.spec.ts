@@ -1,5 +1,5 @@
 /**
- * The store lock (ts/lock.ts): many writers in one process with Node's default four pool threads
+ * The store lock (ts/internal/lock.ts): many writers in one process with Node's default four pool threads
  * (this used to hang for good from five writers on), two Stores of one root, waiting for another
  * process without taking pool threads, aborting such a wait, cross-process precedence, fairness
  * and re-entrancy. Whatever could hang runs in a child process killed at a deadline.

@@ -1,8 +1,8 @@
-/** Metadata write sets (ts/metawrites.ts): what a crash between `put` and `commit` leaves is swept. */
+/** Metadata write sets (ts/internal/metawrites.ts): what a crash between `put` and `commit` leaves is swept. */
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { sweepTemps, writeAll } from '../ts/metawrites'
+import { sweepTemps, writeAll } from '../ts/internal/metawrites'
 import { tmpDir } from './helpers/fs'
 
 test('temp files of dead writers are swept, a live one and other files stay', async (t) => {

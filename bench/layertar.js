@@ -38,7 +38,7 @@ function sh(cmd) {
 async function run(argv = []) {
   const opts = c.parseArgs(argv)
   const rounds = opts.rounds ?? 7
-  const strata = c.tryRequireStrata('dist/ts/native.js')
+  const strata = c.tryRequireStrata('dist/ts/internal/native.js')
   if (!strata.mod) throw new Error(`strata not available: ${strata.why}`)
   const { native } = strata.mod
   const work = path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work'))

@@ -62,13 +62,13 @@ function runSuite(title, benches) {
 async function run(argv = []) {
   const opts = c.parseArgs(argv)
   const maxTime = opts['max-time'] ?? 3
-  const strata = c.tryRequireStrata('dist/ts/native.js')
+  const strata = c.tryRequireStrata('dist/ts/internal/native.js')
   let native = null
   let why = strata.why
   if (!why) {
     native = strata.mod.native
     if (typeof native?.sha256Buffer !== 'function' || typeof native?.sha256File !== 'function') {
-      why = `${c.strataPkg()}/dist/ts/native.js exports no native.sha256Buffer / native.sha256File`
+      why = `${c.strataPkg()}/dist/ts/internal/native.js exports no native.sha256Buffer / native.sha256File`
       native = null
     }
   }

@@ -25,7 +25,7 @@ const os = require('node:os')
 const path = require('node:path')
 const Benchmark = require('benchmark')
 const { UnionView } = require('../ts/view')
-const { native } = require('../ts/native')
+const { native } = require('../ts/internal/native')
 const { testing } = require('../__test__/helpers/testing')
 
 const QUICK = process.argv.includes('--quick')

@@ -22,7 +22,7 @@ esbuild.buildSync({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  // The addon's loader is required by a computed path (ts/native.ts); keep it out of the bundle.
+  // The addon's loader is required by a computed path (ts/internal/native.ts); keep it out of the bundle.
   // tsx is only resolved when running from ts/ sources, never from the bundle.
   external: ['*.node', 'tsx'],
   logLevel: 'warning',

@@ -9,7 +9,7 @@
  * each other. Native errors arrive as JS errors whose `code`, `syscode`, `errno` and `path` are
  * properties set by the napi layer; `toStrataError` copies them over.
  */
-import { os } from './lazy'
+import { os } from './internal/lazy'
 
 /** Every code the API uses, in the core's order (checked against `native.errorCodes()` by a test). */
 export const ERROR_CODES = [

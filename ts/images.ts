@@ -2,21 +2,21 @@
  * `images`, `inspect`, `history`, `tag`, `rmi`: reading and changing what the image db and the
  * repositories file say, with Docker's rules (dangling/intermediate images, conflicts, pruning).
  */
-import { StoreContext } from './context'
+import { StoreContext } from './internal/context'
 import { StrataError } from './errors'
-import { resolveImage, setTag, refKey } from './tags'
-import { chainIdsOf, type ChainId } from './chain'
-import { StoredImage, ContainerConfig } from './imagedb'
-import { refsIn } from './repositories'
+import { resolveImage, setTag, refKey } from './internal/tags'
+import { chainIdsOf, type ChainId } from './internal/chain'
+import { StoredImage, ContainerConfig } from './internal/imagedb'
+import { refsIn } from './internal/repositories'
 import { parseNormalizedNamed, Reference } from './reference'
-import { hex } from './layout'
-import { leaseIfRoom } from './leases'
+import { hex } from './internal/layout'
+import { leaseIfRoom } from './internal/leases'
 import { UnionView, onViewClose } from './view'
-import { releaseBlobs } from './content'
-import { goPathMatch } from './gomatch'
-import { expose } from './boundary'
-import { writeAll } from './metawrites'
-import * as v from './validate'
+import { releaseBlobs } from './internal/content'
+import { goPathMatch } from './internal/gomatch'
+import { expose } from './internal/boundary'
+import { writeAll } from './internal/metawrites'
+import * as v from './internal/validate'
 import { pruneImages, ImagePruneOptions, ImagePruneResult } from './prune'
 
 /** A row of `images`. */

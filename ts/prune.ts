@@ -13,10 +13,10 @@
  * Filters: `until` (a duration, a date/time or a unix time, as Docker's GetTimestamp reads
  * it), `label` / `label!` (`KEY` or `KEY=VALUE`), for images also `dangling`.
  */
-import { StoreContext } from './context'
+import { StoreContext } from './internal/context'
 import { StrataError } from './errors'
-import { chainIdsOf } from './chain'
-import { hex } from './layout'
+import { chainIdsOf } from './internal/chain'
+import { hex } from './internal/layout'
 import type { Images, RemoveEvent } from './images'
 import type { Containers } from './containers/containers'
 import { matchKVList, validateFilterKeys } from './containers/filters'

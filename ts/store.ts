@@ -9,11 +9,11 @@
  * console.log(await store.images.list())
  * ```
  */
-import { fsp as fs } from './lazy'
+import { fsp as fs } from './internal/lazy'
 import type { Readable, Writable } from 'node:stream'
-import { Layout } from './layout'
-import { StoreContext } from './context'
-import { cleanup, CleanupReport, stagingLeftovers } from './cleanup'
+import { Layout } from './internal/layout'
+import { StoreContext } from './internal/context'
+import { cleanup, CleanupReport, stagingLeftovers } from './internal/cleanup'
 import { load, LoadInput, LoadOptions, LoadResult } from './archive/load'
 import { save, SaveOptions } from './archive/save'
 import { importImage, ImportOptions } from './archive/import'
@@ -21,7 +21,7 @@ import { Images } from './images'
 import { ioError } from './errors'
 import { Containers } from './containers/containers'
 import { pull, PullOptions, PullResult } from './registry/pull'
-import { cleanupPartials } from './content'
+import { cleanupPartials } from './internal/content'
 import { DockerConfig, configDir, keyForRegistry } from './registry/credentials'
 import { RegistryAuth } from './registry/client'
 import { parseNormalizedNamed } from './reference'
@@ -34,8 +34,8 @@ import { pushImage, storePushDeps, registryAuth } from './registry/push-image'
 // read-only CLI command would otherwise compile and evaluate it on every start (bench/cli.js).
 import type { BuildOptions, BuildResult } from './build/builder'
 import type { PruneOptions, PruneResult } from './build/prune'
-import { expose } from './boundary'
-import * as v from './validate'
+import { expose } from './internal/boundary'
+import * as v from './internal/validate'
 import { diskUsage, DiskUsage } from './system'
 import type { ImagePruneOptions, ImagePruneResult, ContainerPruneResult } from './prune'
 
@@ -71,7 +71,7 @@ export class Store {
   /**
    * Opens (creating if needed) the store at `root`. The cleanup pass and the full container
    * repair run only when something can have been left half-done: a writer that died
-   * (./writers.ts), staging no live process holds, or a store that has never recorded its
+   * (./internal/writers.ts), staging no live process holds, or a store that has never recorded its
    * writers. Otherwise an open is two or three readdirs, plus a look at each container's own
    * files for what only they can show (a supervisor gone, mounts that disagree with the kernel).
    */

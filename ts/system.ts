@@ -10,8 +10,8 @@
  * Volumes: none here. Build cache: the build's cache records (ts/build/cache.ts), each the size of
  * its layer; what images use too is "shared" and not counted again in the builder's size.
  */
-import { StoreContext } from './context'
-import { chainIdsOf } from './chain'
+import { StoreContext } from './internal/context'
+import { chainIdsOf } from './internal/chain'
 import type { Images } from './images'
 import type { Containers, ContainerSummary } from './containers/containers'
 

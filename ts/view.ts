@@ -14,17 +14,17 @@
  * while in use; call `invalidate()` after changing the layers some other way (e.g. through a
  * kernel mount).
  *
- * A view of a store image pins the image's layers while it is open (a lease, ./leases.ts): an
+ * A view of a store image pins the image's layers while it is open (a lease, ./internal/leases.ts): an
  * `rmi` meanwhile removes the image but not the files the view reads. `close()` gives them back
  * (a view that is garbage-collected unclosed gives them back then); after `close()` every call
  * fails with `EBADF`.
  */
 import fs = require('node:fs')
 import type { Readable } from 'node:stream'
-import { native } from './native'
+import { native } from './internal/native'
 import { StrataError, toStrataError, type ErrnoName } from './errors'
-import { expose, sync } from './boundary'
-import * as v from './validate'
+import { expose, sync } from './internal/boundary'
+import * as v from './internal/validate'
 import type { NativeUnionView, NativeUnionStat } from '../native/binding'
 
 /**

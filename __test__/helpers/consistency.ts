@@ -3,7 +3,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import type { ExecutionContext } from 'ava'
 import { Store } from '../../ts'
-import { native } from '../../ts/native'
+import { native } from '../../ts/internal/native'
 
 export async function checkConsistent(t: ExecutionContext, root: string): Promise<void> {
   await Store.open({ root })

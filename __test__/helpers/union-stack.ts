@@ -2,7 +2,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as os from 'node:os'
-import { native } from '../../ts/native'
+import { native } from '../../ts/internal/native'
 import { testing } from './testing'
 
 export type Spec = Record<string, string | { dir: true; opaque?: boolean } | { whiteout: true } | { symlink: string }>

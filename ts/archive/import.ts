@@ -4,20 +4,20 @@
  */
 import path = require('node:path')
 import type { Readable } from 'node:stream'
-import { StoreContext } from '../context'
-import { Operation } from '../operation'
-import { spool } from '../streams'
-import { native } from '../native'
+import { StoreContext } from '../internal/context'
+import { Operation } from '../internal/operation'
+import { spool } from '../internal/streams'
+import { native } from '../internal/native'
 import { call, ioError, StrataError } from '../errors'
-import { setTag } from '../tags'
-import { allOrNothing } from '../rollback'
-import { applyChanges } from '../changes'
-import { ImageConfig, imageIdOf } from '../imagedb'
-import { goArch } from '../platform'
+import { setTag } from '../internal/tags'
+import { allOrNothing } from '../internal/rollback'
+import { applyChanges } from '../internal/commit-changes'
+import { ImageConfig, imageIdOf } from '../internal/imagedb'
+import { goArch } from '../internal/platform'
 import { parseReference } from '../reference'
-import { DIFF_DIR } from '../layout'
-import { asBlobDigest, asDiffId, chainIdOf } from '../chain'
-import { fsp as fs } from '../lazy'
+import { DIFF_DIR } from '../internal/layout'
+import { asBlobDigest, asDiffId, chainIdOf } from '../internal/chain'
+import { fsp as fs } from '../internal/lazy'
 
 export interface ImportOptions {
   /** Tag for the new image. */

@@ -9,26 +9,26 @@
  *    with its layer, so the layer can be pushed again with its original digest), then the image
  *    configs, then the tags.
  * Any failure before step 4 leaves the store untouched (the staging dir is removed). An abort or a
- * throwing `onProgress` before step 4 rejects at once (./operation.ts): a streamed source is
+ * throwing `onProgress` before step 4 rejects at once (../internal/operation.ts): a streamed source is
  * destroyed, extraction stops, the staging dir goes in the background.
  */
 import path = require('node:path')
 import { createWriteStream, createReadStream } from 'node:fs'
 import type { Readable } from 'node:stream'
-import { StoreContext, Staging } from '../context'
-import { Operation } from '../operation'
-import { spool } from '../streams'
-import { native } from '../native'
+import { StoreContext, Staging } from '../internal/context'
+import { Operation } from '../internal/operation'
+import { spool } from '../internal/streams'
+import { native } from '../internal/native'
 import { call, ioError, StrataError } from '../errors'
 import { TarSource, DirSource, ArchiveSource } from './source'
 import { readArchiveImages, ArchiveImage } from './manifest'
-import { parseConfig, imageIdOf } from '../imagedb'
-import { asBlobDigest, chainIdsOf, type ChainId, type DiffId } from '../chain'
-import { LayerRegistrar, PlannedLayer as Planned } from '../register'
-import { setTags } from '../tags'
-import { allOrNothing } from '../rollback'
-import { DIFF_DIR } from '../layout'
-import { fsp as fs, streamPromises } from '../lazy'
+import { parseConfig, imageIdOf } from '../internal/imagedb'
+import { asBlobDigest, chainIdsOf, type ChainId, type DiffId } from '../internal/chain'
+import { LayerRegistrar, PlannedLayer as Planned } from '../internal/register'
+import { setTags } from '../internal/tags'
+import { allOrNothing } from '../internal/rollback'
+import { DIFF_DIR } from '../internal/layout'
+import { fsp as fs, streamPromises } from '../internal/lazy'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */
@@ -174,7 +174,7 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
       const results = await call(() => native.applyLayers(requests.map(({ total: _t, ...r }) => r), onProgress, op.cancel))
       op.check()
       await Promise.all(results.map(async (r, i) => {
-        // The compressed bytes, kept to push the layer again unchanged (ts/content.ts).
+        // The compressed bytes, kept to push the layer again unchanged (ts/internal/content.ts).
         let blob: string | undefined
         if (r.compression !== 'none') {
           blob = path.join(staging.dir, `blob-${round}-${i}`)

@@ -5,7 +5,7 @@
  */
 import { ArchiveSource } from './source'
 import { StrataError } from '../errors'
-import { crypto } from '../lazy'
+import { crypto } from '../internal/lazy'
 
 export interface ArchiveLayerRef {
   /** Member name of the layer blob. */

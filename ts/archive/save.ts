@@ -5,7 +5,7 @@
  * loaded, and checked against their DiffIDs while written. Output appears atomically.
  *
  * What to write is worked out under the shared store lock, which also takes a lease on the layers
- * (../leases.ts); the archive is then written without the lock, so a long save holds up no writer,
+ * (../internal/leases.ts); the archive is then written without the lock, so a long save holds up no writer,
  * and an rmi meanwhile (of this process or another) leaves the layers until the save is done.
  * When the store's disk has no room for the lease file, the archive is written under the shared
  * lock instead (an rmi then waits for the save).
@@ -13,18 +13,18 @@
  */
 import path = require('node:path')
 import type { Writable } from 'node:stream'
-import { StoreContext } from '../context'
-import { Operation } from '../operation'
-import { copyToStream } from '../streams'
-import { leaseIfRoom } from '../leases'
-import { native } from '../native'
+import { StoreContext } from '../internal/context'
+import { Operation } from '../internal/operation'
+import { copyToStream } from '../internal/streams'
+import { leaseIfRoom } from '../internal/leases'
+import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
-import { resolveImage, refKey } from '../tags'
-import { chainIdsOf, type ChainId } from '../chain'
+import { resolveImage, refKey } from '../internal/tags'
+import { chainIdsOf, type ChainId } from '../internal/chain'
 import { parseNormalizedNamed } from '../reference'
-import { hex } from '../layout'
-import { randomHex } from '../fsx'
-import { fsp as fs, crypto } from '../lazy'
+import { hex } from '../internal/layout'
+import { randomHex } from '../internal/fsx'
+import { fsp as fs, crypto } from '../internal/lazy'
 
 export type SaveFormat = 'docker' | 'oci'
 

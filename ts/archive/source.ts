@@ -4,9 +4,9 @@
  * normalised and must stay inside the archive: a manifest naming `../x` is a corrupt archive.
  */
 import path = require('node:path')
-import { native } from '../native'
+import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
-import { fsp as fs } from '../lazy'
+import { fsp as fs } from '../internal/lazy'
 
 /** Where a member's bytes are: a file and a byte range in it (layers are read in place). */
 export interface BlobLocation {

@@ -8,7 +8,7 @@
  * `FileInfoHeader` fills them. Bodies stream; nothing holds a whole file in memory.
  */
 import type { Readable, Writable } from 'node:stream'
-import { native } from '../native'
+import { native } from '../internal/native'
 import { StrataError } from '../errors'
 
 export type TarEntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo'

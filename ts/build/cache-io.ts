@@ -20,12 +20,12 @@
 import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
-import { StoreContext } from '../context'
-import { native } from '../native'
+import { StoreContext } from '../internal/context'
+import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
-import { DIFF_DIR, hex } from '../layout'
+import { DIFF_DIR, hex } from '../internal/layout'
 import { CacheRecord } from './cache'
-import { asDiffId, chainIdOf } from '../chain'
+import { asDiffId, chainIdOf } from '../internal/chain'
 
 export interface CacheSpec {
   type: 'local'

@@ -35,10 +35,10 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { crypto } from '../lazy'
-import { Layout, hex } from '../layout'
-import { listDir, readIfExists, writeAtomic } from '../fsx'
-import type { ChainId, DiffId } from '../chain'
+import { crypto } from '../internal/lazy'
+import { Layout, hex } from '../internal/layout'
+import { listDir, readIfExists, writeAtomic } from '../internal/fsx'
+import type { ChainId, DiffId } from '../internal/chain'
 
 export const CACHE_KEY_VERSION = 'strata-build-cache-v1'
 const RECORD_VERSION = 1

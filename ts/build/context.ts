@@ -3,7 +3,7 @@
  * `.dockerignore`), their `lstat` data, and the sha256 of their contents through the stat
  * index (./statindex.ts), which COPY/ADD cache keys are made of.
  *
- * Names are bytes; one that is not UTF-8 is a surrogate-escaped string here (../bytepath.ts),
+ * Names are bytes; one that is not UTF-8 is a surrogate-escaped string here (../internal/bytepath.ts),
  * and goes back to the native side as the same bytes. Each entry's xattrs come with it: a
  * COPY carries them over, as BuildKit does, and the cache key includes them.
  *
@@ -12,12 +12,12 @@
  * so an ignored tree (`.git`, `node_modules`) is never read.
  */
 import * as path from 'node:path'
-import { native } from '../native'
+import { native } from '../internal/native'
 import { call } from '../errors'
 import { PatternMatcher, verdict } from './dockerignore'
 import { StatIndex, StatKey } from './statindex'
 import type { SourceTree } from './copy'
-import { WirePath, fromWire, toBytes } from '../bytepath'
+import { WirePath, fromWire, toBytes } from '../internal/bytepath'
 
 export const S_IFMT = 0o170000
 export const S_IFDIR = 0o040000

@@ -16,21 +16,21 @@
  *   and /etc/group); files copied from another stage keep their owners unless `--chown`;
  * - hard links within one copy stay hard links; xattrs are copied with files, directories and
  *   symlinks (BuildKit copies every one: user.*, trusted.*, security.*); names that are not
- *   UTF-8 keep their bytes (../bytepath.ts);
+ *   UTF-8 keep their bytes (../internal/bytepath.ts);
  * - ADD unpacks a local tar (plain, gzip, bzip2 or xz: what Docker 20.10's builder unpacks;
  *   a zstd tar is copied as a file there, and here) into the destination directory, owners
  *   from the tar unless `--chown`; ADD of a URL is refused (`InvalidArgument`).
  */
 import * as path from 'node:path'
 import * as fs from 'node:fs/promises'
-import { native } from '../native'
+import { native } from '../internal/native'
 import { call, StrataErrorCode } from '../errors'
 import { BuildError } from './errors'
 import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, ScanRow, xattrsOf } from './context'
-import { toWire, toBytes, fromWire } from '../bytepath'
+import { toWire, toBytes, fromWire } from '../internal/bytepath'
 import { cleanPath } from './dockerignore'
 import { resolveUser } from '../containers/spec'
-import { goPathMatch } from '../gomatch'
+import { goPathMatch } from '../internal/gomatch'
 
 /** One entry of a source tree (the context, or a stage's rootfs). */
 export interface SourceEntry {
@@ -343,7 +343,7 @@ export function copySteps(opts: {
 /** Runs copy steps reading from `srcRoot`, writing into `rootfs`. */
 export async function runCopy(srcRoot: string, rootfs: string, steps: CopyStep[], cancel?: Parameters<typeof native.copyIn>[3]): Promise<void> {
   if (steps.length === 0) return
-  // Paths travel as strings, or as their bytes where they are not valid Unicode (../bytepath.ts).
+  // Paths travel as strings, or as their bytes where they are not valid Unicode (../internal/bytepath.ts).
   const wired = steps.map((st) => {
     const w: Record<string, unknown> = { ...st, dst: toWire(st.dst) }
     if ('src' in st) w.src = toWire(st.src)

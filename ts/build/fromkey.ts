@@ -23,10 +23,10 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
-import { native } from '../native'
+import { native } from '../internal/native'
 import { call } from '../errors'
-import { randomHex } from '../fsx'
-import { toBytes } from '../bytepath'
+import { randomHex } from '../internal/fsx'
+import { toBytes } from '../internal/bytepath'
 import { planSources, describeSource, filesOf, dirTree, PlannedSource } from './copy'
 
 const VERSION = 1

@@ -7,7 +7,7 @@
  * times with nanoseconds) and the exporter's rules for history `created` times.
  */
 import { goQuote } from './shell'
-import type { DiffId } from '../chain'
+import type { DiffId } from '../internal/chain'
 
 /** `config` of an image config, as BuildKit keeps it (field order is the JSON order). */
 export interface BkConfig {

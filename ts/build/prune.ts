@@ -23,12 +23,12 @@
  * - anything else is refused (`Invalid filter 'x'`), and each key takes one value.
  */
 import * as fs from 'node:fs/promises'
-import { StoreContext } from '../context'
-import { chainIdsOf, type ChainId } from '../chain'
+import { StoreContext } from '../internal/context'
+import { chainIdsOf, type ChainId } from '../internal/chain'
 import { StrataError } from '../errors'
 import { parseGoDuration } from './instructions'
 import type { CacheRecord } from './cache'
-import { releaseBlobs } from '../content'
+import { releaseBlobs } from '../internal/content'
 
 export interface PruneOptions {
   /** Every record, not only those no image uses. */

@@ -20,7 +20,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
-import { randomHex } from '../fsx'
+import { randomHex } from '../internal/fsx'
 
 /** The stat fields an entry is keyed on. */
 export interface StatKey {

@@ -26,13 +26,13 @@
  */
 import * as fs from 'node:fs/promises'
 import * as path from 'node:path'
-import { StoreContext } from '../context'
-import { native } from '../native'
+import { StoreContext } from '../internal/context'
+import { native } from '../internal/native'
 import { call } from '../errors'
-import { exists, randomHex } from '../fsx'
-import { DIFF_DIR, LAYER_FILE } from '../layout'
-import { LayerInfo } from '../layers'
-import { asDiffId, chainIdsOf, type DiffId } from '../chain'
+import { exists, randomHex } from '../internal/fsx'
+import { DIFF_DIR, LAYER_FILE } from '../internal/layout'
+import { LayerInfo } from '../internal/layers'
+import { asDiffId, chainIdsOf, type DiffId } from '../internal/chain'
 
 /** sha256 of an empty tar: a step that changed nothing. */
 export const EMPTY_LAYER = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'

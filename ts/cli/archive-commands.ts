@@ -5,7 +5,7 @@ import { parseArgs, flag, value, values } from './args'
 import { Io } from './io'
 import { LoadProgress } from '../archive/load'
 import { humanSize } from '../format/units'
-import { hex } from '../layout'
+import { hex } from '../internal/layout'
 
 /** Docker-like per-layer progress lines on a terminal: `abc123def456: Loading layer [==>   ]  1.2MB/3.4MB`. */
 export function progressPrinter(io: Io): ((p: LoadProgress) => void) | undefined {

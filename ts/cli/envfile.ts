@@ -1,5 +1,5 @@
 /** `--env-file` of `run`, `create` and `exec`. */
-import { fsp as fs } from '../lazy'
+import { fsp as fs } from '../internal/lazy'
 import { StrataError } from '../errors'
 
 /** Docker's `--env-file`: `K=V` lines (a bare `K` takes our value), `#` comments and blanks skipped. */

@@ -13,7 +13,7 @@ import { resolveFormat } from '../format/docker'
 import { parseSearchFilters, DEFAULT_LIMIT } from '../registry/search'
 import { DockerConfig, configDir, serverKey } from '../registry/credentials'
 import { login, logout, search } from '../registry/account'
-import { Layout } from '../layout'
+import { Layout } from '../internal/layout'
 
 /** The store root's layout (for its `daemon.json` and certs dirs), without opening the store. */
 function layoutOf(opts: { root?: string }): Layout {

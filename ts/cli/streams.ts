@@ -1,6 +1,6 @@
 /** Writables over the CLI's output: the real stdio (bytes as they are), or the Io of a test. */
 import type { Writable } from 'node:stream'
-import { stream } from '../lazy'
+import { stream } from '../internal/lazy'
 import { Io, processIo } from './io'
 
 /** A Writable over the CLI's Io (tests), or the real stdio (bytes as they are). */

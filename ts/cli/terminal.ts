@@ -12,7 +12,7 @@
  */
 import type * as tty from 'node:tty'
 import { ConsoleSize } from '../containers/console'
-import { native } from '../native'
+import { native } from '../internal/native'
 
 /** Docker's words when `-it` is asked for with a stdin that is not a terminal. */
 export const NOT_A_TTY = 'the input device is not a TTY'

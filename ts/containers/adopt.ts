@@ -13,8 +13,8 @@
  */
 import path = require('node:path')
 import { createWriteStream } from 'node:fs'
-import { childProcess } from '../lazy'
-import { StoreContext } from '../context'
+import { childProcess } from '../internal/lazy'
+import { StoreContext } from '../internal/context'
 import { StrataError } from '../errors'
 import { ContainerPaths } from './layout'
 import { readRecord, writeRecord, readHostConfig } from './record'

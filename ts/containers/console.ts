@@ -9,8 +9,8 @@ import * as fs from 'node:fs/promises'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import * as tty from 'node:tty'
-import { StoreContext, Staging } from '../context'
-import { native } from '../native'
+import { StoreContext, Staging } from '../internal/context'
+import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
 
 /** The size of a terminal, and its changes: `resize()` emits `'resize'`. */

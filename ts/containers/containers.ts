@@ -11,18 +11,18 @@
  * ```
  */
 import path = require('node:path')
-import { StoreContext } from '../context'
+import { StoreContext } from '../internal/context'
 import { StrataError } from '../errors'
-import { listDir, randomHex, readIfExists, exists } from '../fsx'
-import { resolveImage } from '../tags'
-import { asChainId, chainIdsOf, type ChainId } from '../chain'
-import { ContainerConfig } from '../imagedb'
+import { listDir, randomHex, readIfExists, exists } from '../internal/fsx'
+import { resolveImage } from '../internal/tags'
+import { asChainId, chainIdsOf, type ChainId } from '../internal/chain'
+import { ContainerConfig } from '../internal/imagedb'
 import { ImageUser } from '../images'
-import { LINK_FILE, LOWER_FILE, MOUNT_FILE } from '../layout'
+import { LINK_FILE, LOWER_FILE, MOUNT_FILE } from '../internal/layout'
 import { ContainerPaths } from './layout'
 import { Skeletons, stagedContainer } from './skeleton'
 import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode, readHostConfig } from './record'
-import { NativeFsOp, fsBatch, native } from '../native'
+import { NativeFsOp, fsBatch, native } from '../internal/native'
 import { selectContainers, PsFilters } from './filters'
 import { pruneContainers, PruneFilters, ContainerPruneResult } from '../prune'
 import { withUserEnv } from './spec'
@@ -33,9 +33,9 @@ import { MountManager, pidAlive, processLives, readRefs, liveRefs, mountedAt } f
 import { runtimeOf } from './supervisor'
 import { Container } from './container'
 import { humanDuration } from '../format/units'
-import { expose, sync } from '../boundary'
-import { releaseBlobs } from '../content'
-import * as v from '../validate'
+import { expose, sync } from '../internal/boundary'
+import { releaseBlobs } from '../internal/content'
+import * as v from '../internal/validate'
 
 export interface CreateOptions {
   /** `--name`; generated (`adjective_surname`) when absent. */

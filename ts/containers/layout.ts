@@ -33,7 +33,7 @@
  * open removes anything a crash left half-built and fixes stale mounts and states.
  */
 import path = require('node:path')
-import { Layout } from '../layout'
+import { Layout } from '../internal/layout'
 
 export const CONFIG_FILE = 'config.v2.json'
 export const HOSTCONFIG_FILE = 'hostconfig.json'

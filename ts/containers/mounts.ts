@@ -7,15 +7,15 @@
  * All changes happen under the store lock; the syscalls are the native core's.
  */
 import fs = require('node:fs')
-import { StoreContext } from '../context'
-import { native } from '../native'
+import { StoreContext } from '../internal/context'
+import { native } from '../internal/native'
 import { call } from '../errors'
-import { mustRead, readIfExists } from '../fsx'
+import { mustRead, readIfExists } from '../internal/fsx'
 import { ContainerPaths } from './layout'
 import { readRecord } from './record'
 import { containerMountPlan, MountPlan } from './plan'
 import path = require('node:path')
-import { Layout, LOWER_FILE } from '../layout'
+import { Layout, LOWER_FILE } from '../internal/layout'
 
 /** The overlay plan of writable layer `mountId`, from its `lower` file (what mount, view and diff use). */
 export async function readMountPlan(layout: Layout, mountId: string): Promise<MountPlan> {

@@ -3,7 +3,7 @@
  * leading `/`, unique in the store; generated `adjective_surname` names when none is given
  * (moby pkg/namesgenerator; a subset of its lists).
  */
-import { crypto } from '../lazy'
+import { crypto } from '../internal/lazy'
 import { StrataError } from '../errors'
 
 const VALID = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/

@@ -4,8 +4,8 @@
  * `lower` chains, and the init layer's entries.
  */
 import path = require('node:path')
-import { Layout, LINK_DIR } from '../layout'
-import { native } from '../native'
+import { Layout, LINK_DIR } from '../internal/layout'
+import { native } from '../internal/native'
 
 /** What `native.mountOverlay` executes. */
 export interface MountPlan {

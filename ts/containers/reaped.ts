@@ -6,7 +6,7 @@
  */
 import * as net from 'node:net'
 import * as os from 'node:os'
-import { native } from '../native'
+import { native } from '../internal/native'
 import { call } from '../errors'
 
 const EVENT_LEN = 12

@@ -1,6 +1,6 @@
 /** The container record (`config.v2.json`, Docker's field names) and its atomic read/write. */
-import { ContainerConfig } from '../imagedb'
-import { readIfExists, readBytesIfExists, writeAtomic } from '../fsx'
+import { ContainerConfig } from '../internal/imagedb'
+import { readIfExists, readBytesIfExists, writeAtomic } from '../internal/fsx'
 import { ContainerPaths } from './layout'
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead'

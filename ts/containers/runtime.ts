@@ -2,7 +2,7 @@
  * The OCI runtime (runc by default; `$STRATA_RUNTIME` or the container's HostConfig.Runtime),
  * driven as a child process — never blocking the event loop. State lives under `<root>/runc`.
  */
-import { childProcess } from '../lazy'
+import { childProcess } from '../internal/lazy'
 import { existsSync } from 'node:fs'
 import path = require('node:path')
 import { StrataError } from '../errors'

@@ -7,8 +7,8 @@
  * `shim.js adopt <root> <id> <pid>` follows a container's process, `shim.js drain <root> <id>
  * <pid>` an exec's, both from the pty master and event pipe inherited as fds 3 and 4.
  */
-import { Layout } from '../layout'
-import { StoreContext } from '../context'
+import { Layout } from '../internal/layout'
+import { StoreContext } from '../internal/context'
 import { ContainerPaths } from './layout'
 import { supervise, updateRecord } from './supervisor'
 import { readHostConfig } from './record'
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     await new Containers(ctx).remove(id, { force: true }).catch(() => undefined)
   }
   await ctx.drain()
-  // Done changing the store: no longer a writer (./writers.ts).
+  // Done changing the store: no longer a writer (../internal/writers.ts).
   ctx.release()
 }
 

@@ -30,11 +30,11 @@
  * `.l-init`, and no `init-id`; such skeletons are only ever built inline.
  */
 import path = require('node:path')
-import { StoreContext, Staging } from '../context'
-import { randomHex, randomBase32 } from '../fsx'
-import { NativeFsOp, fsBatch } from '../native'
+import { StoreContext, Staging } from '../internal/context'
+import { randomHex, randomBase32 } from '../internal/fsx'
+import { NativeFsOp, fsBatch } from '../internal/native'
 import { call } from '../errors'
-import { LINK_FILE, LOWER_FILE, DIFF_DIR, WORK_DIR, MERGED_DIR, SHORT_LINK_LENGTH, MOUNT_FILE } from '../layout'
+import { LINK_FILE, LOWER_FILE, DIFF_DIR, WORK_DIR, MERGED_DIR, SHORT_LINK_LENGTH, MOUNT_FILE } from '../internal/layout'
 import { ContainerPaths, INIT_SUFFIX } from './layout'
 import { INIT_ENTRIES } from './plan'
 import { emptyRefsFile } from './mounts'

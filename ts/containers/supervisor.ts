@@ -5,16 +5,16 @@
  * The CLI's `run` supervises in-process; a detached `start` runs the same code in a small
  * detached shim process (shim.ts), so the exit code is recorded however the caller goes away.
  */
-import { fsp as fs, childProcess, os } from '../lazy'
+import { fsp as fs, childProcess, os } from '../internal/lazy'
 import path = require('node:path')
 import { createWriteStream } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
-import { StoreContext } from '../context'
+import { StoreContext } from '../internal/context'
 import { StrataError } from '../errors'
-import { readIfExists, readBytesIfExists, readFileIfExists } from '../fsx'
-import { MetaWrites, fsyncDir } from '../metawrites'
+import { readIfExists, readBytesIfExists, readFileIfExists } from '../internal/fsx'
+import { MetaWrites, fsyncDir } from '../internal/metawrites'
 import { ContainerPaths, runcRoot } from './layout'
-import { MOUNT_FILE } from '../layout'
+import { MOUNT_FILE } from '../internal/layout'
 import { ContainerRecord, parseRecord, readHostConfig } from './record'
 import { MountManager, MountRef } from './mounts'
 import { buildSpec, processEnv, resolveUser } from './spec'

@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
-import { StoreContext } from '../context'
+import { StoreContext } from '../internal/context'
 import { StrataError } from '../errors'
 import { ConsoleSocket, ConsoleSize, PtyMaster } from './console'
 import { ReapedProcess } from './reaped'

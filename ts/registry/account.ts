@@ -2,7 +2,7 @@
  * login / logout / search against a store's registry settings (`daemon.json`, certs dirs) and
  * Docker's credentials: what `Store.login/logout/search` and the store-less CLI commands run.
  */
-import { Layout } from '../layout'
+import { Layout } from '../internal/layout'
 import { StrataError } from '../errors'
 import { DockerConfig, keyForRegistry } from './credentials'
 import { login as loginWith, logout as logoutWith, LoginOptions, LoginResult, LogoutResult } from './login'

@@ -23,9 +23,9 @@
  * each with `status` and the registry's `registryCode`; `RegistryUnreachable` when no endpoint
  * answers; `ResponseTooLarge` past `maxBody`; `Aborted` when `signal` fires.
  */
-import { native } from '../native'
+import { native } from '../internal/native'
 import { call, toStrataError } from '../errors'
-import { Layout } from '../layout'
+import { Layout } from '../internal/layout'
 
 /** Credentials for one registry (TS owns where they are stored). */
 export interface RegistryAuth {

@@ -31,11 +31,11 @@
  * keyed by `host[:port]` (a stored `https://host/` key still matches `host`, as in Docker).
  */
 import path = require('node:path')
-import { fsp as fs, os, childProcess, crypto } from '../lazy'
+import { fsp as fs, os, childProcess, crypto } from '../internal/lazy'
 import { StrataError } from '../errors'
 import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN } from '../reference'
-import { expose, sync } from '../boundary'
-import * as v from '../validate'
+import { expose, sync } from '../internal/boundary'
+import * as v from '../internal/validate'
 
 /** Docker Hub's name in credential stores (`registry.IndexServer`). */
 export const INDEX_SERVER = 'https://index.docker.io/v1/'

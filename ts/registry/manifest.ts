@@ -5,7 +5,7 @@
  * manifest that is not what it claims is `ManifestInvalid`.
  */
 import { StrataError } from '../errors'
-import { goArch } from '../platform'
+import { goArch } from '../internal/platform'
 
 export const MT_DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json'
 export const MT_DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json'

@@ -8,20 +8,20 @@
  * open removes it after a `kill -9`). Then, holding the store lock, the compressed blobs are
  * adopted, the distribution metadata recorded and the RepoDigest written (all atomic renames).
  */
-import { fsp as fs } from '../lazy'
+import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
-import { adoptBlob } from '../content'
-import { writeAll } from '../metawrites'
-import { Distribution } from '../distribution'
+import { adoptBlob } from '../internal/content'
+import { writeAll } from '../internal/metawrites'
+import { Distribution } from '../internal/distribution'
 import { AuthConfig, DockerConfig, keyForRegistry } from './credentials'
 import { RegistryAuth, RegistryClient } from './client'
 import { pushTransport } from './push-transport'
-import { StoreContext } from '../context'
+import { StoreContext } from '../internal/context'
 import { StrataError } from '../errors'
 import { parseNormalizedNamed, Reference } from '../reference'
-import { asBlobDigest, chainIdsOf } from '../chain'
-import { hex } from '../layout'
-import { LayerInfo } from '../layers'
+import { asBlobDigest, chainIdsOf } from '../internal/chain'
+import { hex } from '../internal/layout'
+import { LayerInfo } from '../internal/layers'
 import { ImageOrigin, LayerToPush, PushOptions, PushProgress, PushResult, PushTransport, SentBlob, pushTag } from './push'
 
 /** A compressed blob of a layer kept on disk. */

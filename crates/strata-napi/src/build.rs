@@ -20,7 +20,7 @@ fn flag(cancel: Option<&NativeCancel>) -> Arc<AtomicBool> {
     cancel.map(|c| c.flag.clone()).unwrap_or_default()
 }
 
-/// A file name for JSON: the string when it is UTF-8, else `{"b": base64}` (ts/bytepath.ts).
+/// A file name for JSON: the string when it is UTF-8, else `{"b": base64}` (ts/internal/bytepath.ts).
 fn wire(b: &[u8]) -> serde_json::Value {
     use base64::Engine;
     match std::str::from_utf8(b) {
@@ -97,7 +97,7 @@ impl crate::NativeTask for ScanDirs {
 /// Lists `dirs` (relative to `root` as bytes, empty = the root) one level each, sorted, as a
 /// JSON array of rows `[dirIndex, name, mode, uid, gid, size, dev, ino, nlink, mtimeNs, ctimeNs,
 /// linkTarget|null, [[xattrName, base64Value], ...]|null]`; names and link targets are strings,
-/// or `{"b": base64}` when they are not UTF-8 (ts/bytepath.ts).
+/// or `{"b": base64}` when they are not UTF-8 (ts/internal/bytepath.ts).
 #[napi(ts_return_type = "Promise<string>")]
 pub fn scan_dirs(root: String, dirs: Vec<Buffer>) -> AsyncTask<crate::error::Job<ScanDirs>> {
     crate::job(ScanDirs { root: root.into(), dirs: dirs.into_iter().map(|b| b.to_vec()).collect() })
@@ -148,7 +148,7 @@ pub fn hash_files(
 /// One COPY step as ts/build/copy.ts writes it (JSON): `op` is `mkdirs` | `dir` | `file` |
 /// `symlink` | `hardlink` | `dirTimes`; paths of the destination are absolute in its rootfs,
 /// `src` relative to the source root; `mtime` in ns as a decimal string.
-/// Paths are strings or `{"b": base64}` (ts/bytepath.ts); `xattrs` are `[name, base64 value]`
+/// Paths are strings or `{"b": base64}` (ts/internal/bytepath.ts); `xattrs` are `[name, base64 value]`
 /// pairs set on the new file, directory or symlink.
 #[derive(serde::Deserialize)]
 struct CopyStep {

@@ -3,7 +3,7 @@
 //! Nothing here ever blocks a libuv pool thread: `tryLock` is one non-blocking `flock` on the
 //! calling thread, and `waitLock` blocks on a thread of its own, so a process whose pool threads
 //! are all busy (or all waiting for the lock holder's I/O) can never deadlock on the store lock.
-//! The TS side (`ts/lock.ts`) queues in-process callers, so at most one such thread per store
+//! The TS side (`ts/internal/lock.ts`) queues in-process callers, so at most one such thread per store
 //! root waits at a time.
 use crate::Failure;
 use napi::bindgen_prelude::*;

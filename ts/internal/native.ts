@@ -5,15 +5,15 @@
 import path = require('node:path')
 import fs = require('node:fs')
 
-type Binding = typeof import('../native/binding')
+type Binding = typeof import('../../native/binding')
 
 /** The addon file this package builds (package.json `napi.targets`: x86_64-unknown-linux-gnu). */
 const ADDON = `strata.${process.platform}-${process.arch}-gnu.node`
 
 function load(): Binding {
-  // ts/ when run through tsx, dist/ts/ when compiled, dist/cli/ in the CLI's bundle: the addon
-  // lives in <pkg>/native/.
-  for (const up of ['..', '../..']) {
+  // ts/internal/ when run through tsx, dist/ts/internal/ when compiled, dist/cli/ in the CLI's
+  // bundle: the addon lives in <pkg>/native/.
+  for (const up of ['../..', '../../..']) {
     const dir = path.resolve(__dirname, up, 'native')
     // The built addon itself when it is there: napi's generated binding.js ends up requiring
     // the same file, but first tells glibc from musl by reading /usr/bin/ldd or a process
@@ -31,7 +31,7 @@ function load(): Binding {
 export const native: Binding = load()
 
 /** A step of `fsBatch` (crates/strata-napi/src/fsbatch.rs), told apart by `op`. */
-export type NativeFsOp = import('../native/binding').NativeFsOp
+export type NativeFsOp = import('../../native/binding').NativeFsOp
 
 /** Runs the steps in one native task, in order, stopping at the first failure. */
 export function fsBatch(ops: NativeFsOp[]): Promise<void> {

@@ -10,12 +10,12 @@ import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'
 import { Repositories } from './repositories'
 import { native, fsBatch } from './native'
-import { call, toStrataError, StrataError } from './errors'
+import { call, toStrataError, StrataError } from '../errors'
 import { randomHex, listDir, readIfExists } from './fsx'
 import { Writers } from './writers'
 import { StoreLock, LockMode } from './lock'
 import { asChainId, chainIdsOf, type ChainId } from './chain'
-import { BuildCache } from './build/cache'
+import { BuildCache } from '../build/cache'
 import { leasedLayers } from './leases'
 
 /** A staging dir under `<root>/tmp`, owned (locked) by this process until disposed. */
@@ -130,7 +130,7 @@ export class StoreContext {
 
   #lock?: StoreLock
 
-  /** The store lock (ts/lock.ts): one queue per root, shared by every Store of this process. */
+  /** The store lock (ts/internal/lock.ts): one queue per root, shared by every Store of this process. */
   get lock(): StoreLock {
     if (!this.#lock) {
       let st

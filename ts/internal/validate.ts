@@ -1,10 +1,10 @@
 /**
- * Argument checks for the public API boundary (ts/boundary.ts): small composable checks that
+ * Argument checks for the public API boundary (ts/internal/boundary.ts): small composable checks that
  * throw `InvalidArgument` with the argument's name, what it must be, and what it got, before any
  * work starts. Option objects are strict: an unknown key is a typo the caller wants to hear about
  * (`{ froce: true }` would otherwise remove nothing silently).
  */
-import { StrataError } from './errors'
+import { StrataError } from '../errors'
 
 /** Throws `InvalidArgument` unless `value` is acceptable as the argument or option `name`. */
 export type Check = (value: unknown, name: string) => void

@@ -24,7 +24,7 @@
  */
 import fs = require('node:fs')
 import path = require('node:path')
-import { processStartTime } from './containers/mounts'
+import { processStartTime } from '../containers/mounts'
 
 /** This process's entry name, computed once. */
 let self: string | undefined

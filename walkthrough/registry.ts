@@ -12,7 +12,7 @@ type Strata = (...args: string[]) => Promise<number>
 type Say = (text: string) => void
 type Sh = (cmd: string) => void
 
-const SCRIPT = path.resolve(__dirname, '..', '..', 'scripts', 'peers', 'registry.sh')
+const SCRIPT = path.resolve(__dirname, '..', 'scripts', 'peers', 'registry.sh')
 const USER = 'strata'
 const PASSWORD = 'walkthrough-secret'
 

@@ -18,7 +18,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { native } from './native'
-import { toStrataError, StrataError } from './errors'
+import { toStrataError, StrataError } from '../errors'
 import { randomHex } from './fsx'
 import { collectLayers } from './gc'
 import type { StoreContext } from './context'

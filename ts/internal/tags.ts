@@ -5,8 +5,8 @@
  * failing that, a hex string is tried as an ID prefix (ambiguous prefixes are an error).
  */
 import { StoreContext } from './context'
-import { StrataError } from './errors'
-import { parseNormalizedNamed, parseReference, isFullId, isIdPrefix, Reference, withDefaultTag } from './reference'
+import { StrataError } from '../errors'
+import { parseNormalizedNamed, parseReference, isFullId, isIdPrefix, Reference, withDefaultTag } from '../reference'
 import type { RepoMap } from './repositories'
 import { writeAll } from './metawrites'
 

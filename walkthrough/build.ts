@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { Store } from './store'
+import { Store } from '../ts/store'
 
 const IMAGE = 'demo/built:1'
 

@@ -28,7 +28,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { native } from './native'
-import { toStrataError, StrataError } from './errors'
+import { toStrataError, StrataError } from '../errors'
 
 export type LockMode = 'shared' | 'exclusive'
 

@@ -2,7 +2,7 @@
  * The public API boundary. Each public class lists its methods and their argument checks once,
  * next to the class (`expose(Images, { tag: [['source', v.string], ['target', v.string]], ... })`),
  * and `expose` wraps those methods so that
- *  - the arguments are checked before any work starts (ts/validate.ts): a wrong type or value is
+ *  - the arguments are checked before any work starts (ts/internal/validate.ts): a wrong type or value is
  *    an `InvalidArgument` StrataError, never a `TypeError` from deep inside;
  *  - whatever the method throws leaves as a StrataError (`toStrataError`): a native error with its
  *    code, a Node errno error (ENOSPC from a metadata write, ENOENT from a spawn) as `Io` with its
@@ -16,7 +16,7 @@
  * Methods returning a promise reject (also for bad arguments); `sync` methods throw.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { toStrataError, CallerThrew } from './errors'
+import { toStrataError, CallerThrew } from '../errors'
 
 /** What leaves the API: a StrataError, or what the caller's own callback threw, as it was. */
 function outgoing(e: unknown): unknown {

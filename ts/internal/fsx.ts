@@ -3,7 +3,7 @@ import { fsp as fs, crypto } from './lazy'
 import fsSync = require('node:fs')
 import path = require('node:path')
 import { native } from './native'
-import { call } from './errors'
+import { call } from '../errors'
 import { writeAll, writeFileSynced } from './metawrites'
 
 export { fsyncDir } from './metawrites'

@@ -7,7 +7,7 @@
 import { Layout } from './layout'
 import { readIfExists } from './fsx'
 import type { MetaWrites } from './metawrites'
-import { StrataError } from './errors'
+import { StrataError } from '../errors'
 
 /** repository (familiar name) → ref key (`repo:tag` / `repo@digest`) → image ID. */
 export type RepoMap = Record<string, Record<string, string>>

@@ -11,7 +11,7 @@
  * ```
  *
  * The project's own modules that load on first use are required the same way, in place:
- * `const { build } = require('./build/builder') as typeof import('./build/builder')`. Not with
+ * `const { build } = require('../build/builder') as typeof import('../build/builder')`. Not with
  * `import()`: the tests run the sources through tsx's CommonJS hook, under which `import()`
  * goes to Node's ESM loader, which finds no `.ts` file; tsc's output and the CLI's bundle make
  * the same lazy load of either.

@@ -3,7 +3,7 @@
  * there (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR),
  * applied to an image's `config`.
  */
-import { StrataError } from './errors'
+import { StrataError } from '../errors'
 import { ContainerConfig } from './imagedb'
 
 const ALLOWED = ['CMD', 'ENTRYPOINT', 'ENV', 'EXPOSE', 'LABEL', 'ONBUILD', 'STOPSIGNAL', 'USER', 'VOLUME', 'WORKDIR']

@@ -7,7 +7,7 @@ import path = require('node:path')
 import { Layout, hex, IMAGE_META_FILE } from './layout'
 import { exists, listDir, readBytesIfExists, readIfExists, writeAtomic } from './fsx'
 import type { MetaWrites } from './metawrites'
-import { StrataError } from './errors'
+import { StrataError } from '../errors'
 import type { DiffId } from './chain'
 
 /** The parts of an OCI/Docker image config strata reads. Unknown fields are kept in the raw bytes. */

@@ -9,7 +9,7 @@
 import { createReadStream, createWriteStream } from 'node:fs'
 import { streamPromises } from './lazy'
 import type { Readable, Writable } from 'node:stream'
-import { StrataError } from './errors'
+import { StrataError } from '../errors'
 import type { Operation } from './operation'
 
 /** A stream's error as a StrataError: `Io`, its errno name in `syscode`, the original as `cause`. */

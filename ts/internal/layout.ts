@@ -3,7 +3,7 @@
  *
  * ```
  * <root>/lock                                   flock: exclusive while metadata changes, shared while
- *                                                 it is read (ts/lock.ts)
+ *                                                 it is read (ts/internal/lock.ts)
  * <root>/lock.wait                              flock: shared by processes waiting for `lock` (so a
  *                                                 process about to re-take `lock` lets them go first)
  * <root>/overlay2/<cache-id>/diff/              the layer's files, in overlay format:
@@ -35,10 +35,10 @@
  * <root>/image/overlay2/distribution/diffid-by-digest/sha256/<blob digest hex>      DiffID of a blob
  * <root>/image/overlay2/distribution/v2metadata-by-diffid/sha256/<diff id hex>     JSON list of
  *                                               {"Digest","SourceRepository","HMAC"}: where a layer's
- *                                               blobs are known to be (Docker's format; ts/distribution.ts)
+ *                                               blobs are known to be (Docker's format; ts/internal/distribution.ts)
  * <root>/content/blobs/sha256/<hex>             compressed layer blobs as pulled, by digest, kept to
  *                                                 push them again unchanged; removed with the last layer
- *                                                 whose compressed-digest names them (ts/content.ts)
+ *                                                 whose compressed-digest names them (ts/internal/content.ts)
  * <root>/content/ingest/<hex>                   partial blob downloads, resumed by the next pull;
  *                                                 flock-ed while a pull writes one; cleanup
  *                                                 removes those untouched for a day
@@ -49,7 +49,7 @@
  * <root>/containers/<id>/config.v2.json          container records
  * <root>/leases/<pid>-<hex>                     {"images": [...], "layers": [ChainIDs]}: layers a reader
  *                                                 still uses (an open image view, a save under way);
- *                                                 flocked by its owner while alive (ts/leases.ts)
+ *                                                 flocked by its owner while alive (ts/internal/leases.ts)
  * <root>/builder/cache/<key hex>.json          build cache records, one per filesystem step (format in
  *                                                 ts/build/cache.ts): step key -> resulting layer ChainID;
  *                                                 the layers they name stay alive after `rmi`
@@ -74,10 +74,10 @@
  * - an image exists iff its config is in `imagedb/content`, written after all its layers;
  * - tags are written last, by atomically replacing `repositories.json`;
  * - deletion runs the other way round: tags, image config, layerdb entry, then the files; a layer
- *   that a live lease pins stays until the lease goes (ts/gc.ts says what is in use).
+ *   that a live lease pins stays until the lease goes (ts/internal/gc.ts says what is in use).
  * A cleanup pass on open removes overlay2 dirs nobody references, broken layerdb entries,
  * and staging dirs whose owner died; it runs when a writer died or staging is left over
- * (./writers.ts, ./store.ts), not on every open.
+ * (./writers.ts, ../store.ts), not on every open.
  */
 import path = require('node:path')
 

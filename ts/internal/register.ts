@@ -5,7 +5,7 @@
  */
 import { fsp as fs } from './lazy'
 import { StoreContext } from './context'
-import { StrataError } from './errors'
+import { StrataError } from '../errors'
 import { LayerInfo, StagedLayer } from './layers'
 import { adoptBlob } from './content'
 import { Rollback } from './rollback'
@@ -24,7 +24,7 @@ export interface PlannedLayer {
  * Registers `chainId` and whatever it stands on that the store lacks, from `planned`. Returns the
  * layer; `fresh` collects the ChainIDs registered now. A staged layer found present meanwhile is
  * left to the caller's staging clean-up; its blob is removed. With `undo`, each registration (and
- * its blob) is taken back if the caller's operation fails later (ts/rollback.ts).
+ * its blob) is taken back if the caller's operation fails later (ts/internal/rollback.ts).
  */
 export class LayerRegistrar {
   readonly #known = new Map<ChainId, LayerInfo>()

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { Store } from './store'
+import { Store } from '../ts/store'
 
 const NAME = 'demo-c1'
 const COMMITTED = 'demo/base:changed'

@@ -14,7 +14,7 @@
  */
 import type { Readable } from 'node:stream'
 import { native } from './native'
-import { StrataError, CallerThrew } from './errors'
+import { StrataError, CallerThrew } from '../errors'
 import { LockMode } from './lock'
 import type { StoreContext } from './context'
 

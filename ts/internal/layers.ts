@@ -6,7 +6,7 @@ import { fsp as fs } from './lazy'
 import path = require('node:path')
 import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR, LAYER_FILE } from './layout'
 import { exists, mustRead, readIfExists, writeAtomic, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
-import { StrataError } from './errors'
+import { StrataError } from '../errors'
 import { asBlobDigest, asChainId, asDiffId, type BlobDigest, type ChainId, type DiffId } from './chain'
 
 /** A read-only layer as the layer db records it. */

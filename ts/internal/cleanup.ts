@@ -9,7 +9,7 @@
  * - leases whose owner died, and layers no image, container or live lease uses (a deletion that
  *   crashed half-way, a lease released by a crash; ./gc.ts);
  * - overlay2 dirs no layer db entry or container mount references, and dangling `l/` links;
- * - content-store blobs no needed layer names, partial downloads untouched for a day (ts/content.ts).
+ * - content-store blobs no needed layer names, partial downloads untouched for a day (ts/internal/content.ts).
  */
 import { fsp as fs } from './lazy'
 import fsSync = require('node:fs')
@@ -20,7 +20,7 @@ import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
 import { COMMITTED_FILE, LINK_DIR, MOUNT_FILE } from './layout'
 import { cleanupContent } from './content'
-import { runtimeFor } from './containers/supervisor'
+import { runtimeFor } from '../containers/supervisor'
 import { sweepTemps } from './metawrites'
 import { collectLayers } from './gc'
 
@@ -96,7 +96,7 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
   for (const name of await listDir(layout.layerdbTmp)) {
     await fs.rm(path.join(layout.layerdbTmp, name), { recursive: true, force: true })
   }
-  // Temp files of metadata write sets (ts/metawrites.ts) a dead process left beside their
+  // Temp files of metadata write sets (ts/internal/metawrites.ts) a dead process left beside their
   // targets: repositories.json, image configs and metadata, container records and bundles.
   await sweepTemps([layout.imageRoot, layout.containers], [layout.layerdb])
 
