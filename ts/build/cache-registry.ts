@@ -34,6 +34,7 @@ import { BlobToSend, MT, SentBlob } from '../registry/push'
 import { MAX_MANIFEST_BYTES } from '../registry/manifest'
 import { pullIntoStaging } from '../registry/pull'
 import { CacheRecord } from './cache'
+import type { ChainId } from '../chain'
 import { CACHE_MEDIA, checkRecord } from './cache-io'
 
 /** The annotation naming each layer blob's DiffID. */
@@ -175,10 +176,10 @@ export async function importRegistryCache(ctx: StoreContext, config: DockerConfi
   const blobOf = new Map(manifest.layers.map((l) => [l.annotations![DIFFID_ANNOTATION], l]))
 
   // Which records apply here: parents first, each on a layer the store has or this pass brings.
-  const available = new Set<string>()
-  const have = async (chain: string): Promise<boolean> => available.has(chain) || (await ctx.layers.has(chain))
+  const available = new Set<ChainId>()
+  const have = async (chain: ChainId): Promise<boolean> => available.has(chain) || (await ctx.layers.has(chain))
   const wanted: CacheRecord[] = []
-  const plan = new Map<string, PlannedLayer & { desc: CacheManifest['layers'][number] }>()
+  const plan = new Map<ChainId, PlannedLayer & { desc: CacheManifest['layers'][number] }>()
   for (const r of records) {
     checkRecord(r, `cache ${ref.familiarString()}`)
     if (await ctx.buildCache.get(r.key)) continue

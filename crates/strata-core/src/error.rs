@@ -6,6 +6,8 @@
 //! `errno` and `path` properties through [`Coded`]. [`ErrorCode::ALL`] is the one list of codes
 //! the whole project uses: the TypeScript facade raises some of them itself (`ImageNotFound`,
 //! `NameInUse`, ...) and a test checks its `StrataErrorCode` union against this list.
+//!
+//! It must not know napi or JS types: the napi crate converts.
 
 macro_rules! error_codes {
     ($($(#[doc = $doc:literal])+ $name:ident,)+) => {
@@ -66,7 +68,7 @@ error_codes! {
     UnmountFailed,
     /// A mount plan the kernel would reject (no lowers, relative paths, reserved options).
     InvalidMountPlan,
-    /// More lower layers than overlayfs stacks ([`crate::mount::OVERLAY_MAX_STACK`]).
+    /// More lower layers than overlayfs stacks ([`crate::kernel::mount::OVERLAY_MAX_STACK`]).
     TooManyLayers,
     /// A legacy mount(2) option string longer than one page.
     MountOptionsTooLong,

@@ -12,10 +12,10 @@ use napi_derive::napi;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use strata_core::archive::{self, MemberData, OutMember};
-use strata_core::digest::Digest;
+use strata_core::digest::{BlobDigest, DiffId};
+use strata_core::egress::archive::{self, MemberData, OutMember};
 use strata_core::error::ErrorCode;
-use strata_core::layer::{self, ApplyRequest, BlobSource};
+use strata_core::ingest::layer::{self, ApplyRequest, BlobSource};
 
 /// One layer blob to apply.
 #[napi(object)]
@@ -53,8 +53,8 @@ pub struct NativeApplyResult {
     pub entries: i64,
 }
 
-impl From<&strata_core::layer::ApplyResult> for NativeApplyResult {
-    fn from(r: &strata_core::layer::ApplyResult) -> Self {
+impl From<&strata_core::ingest::layer::ApplyResult> for NativeApplyResult {
+    fn from(r: &strata_core::ingest::layer::ApplyResult) -> Self {
         NativeApplyResult {
             diff_id: r.diff_id.to_string(),
             digest: r.digest.to_string(),
@@ -85,8 +85,12 @@ fn non_negative(v: Option<i64>, what: &str) -> Outcome<Option<u64>> {
     }
 }
 
-fn digest(s: &Option<String>) -> Outcome<Option<Digest>> {
-    Ok(s.as_deref().map(Digest::parse).transpose()?)
+fn diff_id(s: &Option<String>) -> Outcome<Option<DiffId>> {
+    Ok(s.as_deref().map(DiffId::parse).transpose()?)
+}
+
+fn blob_digest(s: &Option<String>) -> Outcome<Option<BlobDigest>> {
+    Ok(s.as_deref().map(BlobDigest::parse).transpose()?)
 }
 
 fn convert(r: &NativeApplyRequest) -> Outcome<ApplyRequest> {
@@ -98,8 +102,8 @@ fn convert(r: &NativeApplyRequest) -> Outcome<ApplyRequest> {
         },
         dest: PathBuf::from(&r.dest),
         tar_split: PathBuf::from(&r.tar_split),
-        expected_diff_id: digest(&r.expected_diff_id)?,
-        expected_digest: digest(&r.expected_digest)?,
+        expected_diff_id: diff_id(&r.expected_diff_id)?,
+        expected_digest: blob_digest(&r.expected_digest)?,
     })
 }
 
@@ -271,7 +275,7 @@ impl crate::NativeTask for WriteArchive {
                 Pending::Layer { diff_dir, tar_split, diff_id } => MemberData::Layer {
                     diff_dir: diff_dir.into(),
                     tar_split: tar_split.into(),
-                    diff_id: Digest::parse(&diff_id)?,
+                    diff_id: DiffId::parse(&diff_id)?,
                 },
             };
             members.push(OutMember { name, data });
@@ -322,7 +326,7 @@ impl crate::NativeTask for WriteLayerFile {
     type Output = ();
     type JsValue = ();
     fn compute(&mut self) -> Outcome<()> {
-        let id = Digest::parse(&self.diff_id)?;
+        let id = DiffId::parse(&self.diff_id)?;
         archive::write_layer_file(
             self.diff_dir.as_ref(),
             self.tar_split.as_ref(),
@@ -357,5 +361,5 @@ pub fn write_layer_file(
 /// Length of the tar that a layer's tar-split assembles to (reads only the tar-split).
 #[napi]
 pub fn assembled_size(env: Env, tar_split: String) -> Result<i64> {
-    strata_core::tarsplit::assembled_size(tar_split.as_ref()).map(|n| n as i64).map_err(crate::throw(&env))
+    strata_core::ingest::tarsplit::assembled_size(tar_split.as_ref()).map(|n| n as i64).map_err(crate::throw(&env))
 }

@@ -13,7 +13,7 @@
 //! The DiffID of the assembled tar is checked against the layer's: a layer whose files changed
 //! since they were recorded never leaves as a blob under a digest that lies.
 use crate::digest::{DiffId, Digest, Hasher};
-use crate::tarsplit::{self, TarSplitError};
+use crate::ingest::tarsplit::{self, TarSplitError};
 use flate2::write::GzEncoder;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -223,7 +223,7 @@ pub fn compress_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::{apply_layer, ApplyRequest, BlobSource};
+    use crate::ingest::layer::{apply_layer, ApplyRequest, BlobSource};
     use std::io::Read;
 
     /// Builds a layer (diff dir + tar-split) from a tar made with the `tar` crate.
@@ -297,7 +297,7 @@ mod tests {
         // The tar-split's CRC of the file catches it before the DiffID would.
         assert_eq!(crate::error::Coded::code(&e), crate::error::ErrorCode::DigestMismatch, "{e}");
         std::fs::write(diff.join("x"), b"abc").unwrap();
-        let other = Digest::of(b"another layer");
+        let other = DiffId::of(b"another layer");
         let e = compress_layer(&diff, &ts, &other, &mut Vec::new(), 2, &AtomicBool::new(false)).unwrap_err();
         assert!(matches!(e, GzLayerError::DiffIdMismatch { .. }), "{e}");
         let e = compress_layer(&diff, &ts, &diff_id, &mut out, 2, &AtomicBool::new(true)).unwrap_err();
