@@ -46,8 +46,8 @@ test.serial('docker push → strata pull: Docker\'s image ID, identical layer di
   const dir = tmpDir(t)
   const ref = `${reg.host}/interop/rich`
   // gzip layers (Docker 20.10 loads no zstd): busybox and what layer 3's whiteouts and opaque
-  // dir act on. (The rich base layer's odd entries — a hardlink header whose mode differs from
-  // its target's, overlay xattrs on a file — are where the load extractor and Docker differ.)
+  // dir act on. (The rich base layer's overlay xattrs on a file are where strata and Docker differ
+  // on purpose; __test__/extract-docker.spec.ts compares the extractors entry by entry.)
   const base = [
     ...busyboxEntries(),
     { name: 'usr/', type: 'dir' as const }, { name: 'usr/share/', type: 'dir' as const }, { name: 'usr/share/doc/', type: 'dir' as const },

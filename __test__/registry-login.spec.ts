@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process'
 import { tmpDir, cli } from './helpers/fs'
 import { writeArchive } from './helpers/image'
 import { busyboxImage } from './helpers/fixtures'
-import { TestRegistry, PASSWORD, USER } from './helpers/registry'
+import { TestRegistry, PASSWORD, USER, TokenRequest } from './helpers/registry'
 import { makeCredentialHelper } from './helpers/credential-helper'
 import { Dockerd } from './helpers/dockerd'
 import { Store, StrataError } from '../ts'
@@ -19,14 +19,18 @@ import { Store, StrataError } from '../ts'
 const DOCKER_2010 = '/usr/bin/docker'
 const work = fs.mkdtempSync(path.join('/var/tmp', 'strata-login-'))
 let reg: TestRegistry
+let tokenReg: TestRegistry
+let rotating: TestRegistry
 const engine = new Dockerd('registry-login')
 
 test.before(() => {
   reg = TestRegistry.start(path.join(work, 'reg'), 'htpasswd')
+  tokenReg = TestRegistry.start(path.join(work, 'token'), 'token')
+  rotating = TestRegistry.start(path.join(work, 'rotating'), 'token', { rotateRefresh: true })
   engine.start()
 })
 test.after.always(() => {
-  reg?.stop()
+  for (const r of [reg, tokenReg, rotating]) r?.stop()
   engine.stop()
   fs.rmSync(work, { recursive: true, force: true })
 })
@@ -134,4 +138,107 @@ test('credsStore: docker and strata share credentials through the same docker-cr
   t.is(docker(cfg, ['pull', `${reg.host}/helper:1`], undefined, helper.binDir).code, 0)
   t.is((await cli(root, ['logout', reg.host], undefined, env)).code, 0)
   t.false(Object.hasOwn(helper.secrets(), reg.host))
+})
+
+/** The token requests an issuer saw since `from`, without what differs from run to run. */
+async function requestsSince(r: TestRegistry, from: number): Promise<TokenRequest[]> {
+  return (await r.tokenStats()).log.slice(from)
+}
+
+const configOf = (cfg: string) => JSON.parse(fs.readFileSync(path.join(cfg, 'config.json'), 'utf8'))
+
+test('identity tokens: login stores the issuer\'s refresh token as docker login does; docker\'s identitytoken works for strata, strata\'s for docker', async (t) => {
+  const { dir, root } = await storeWithImage(t)
+  const ours = path.join(dir, 'strata-cfg')
+  const theirs = path.join(dir, 'docker-cfg')
+  const host = tokenReg.host
+
+  // Both logins ask the issuer the same way: Basic credentials, offline_token=true, client_id=docker.
+  let seen = (await tokenReg.tokenStats()).log.length
+  const ok = await cli(root, ['login', '-u', USER, '--password-stdin', host], PASSWORD, { DOCKER_CONFIG: ours })
+  t.is(ok.code, 0, ok.stderr)
+  const mineAsked = await requestsSince(tokenReg, seen)
+  seen += mineAsked.length
+  const d = docker(theirs, ['login', '-u', USER, '--password-stdin', host], PASSWORD)
+  t.is(d.code, 0, d.stderr)
+  const theirsAsked = await requestsSince(tokenReg, seen)
+  t.deepEqual(mineAsked, theirsAsked)
+  t.like(mineAsked[0], { method: 'GET', grant: 'basic', clientId: 'docker', offline: true, account: USER, refreshIssued: true })
+  // The same lines (no "stored unencrypted" warning: a token, not the password, is stored) and
+  // the same file, but for the token itself.
+  t.is(ok.stdout, d.stdout)
+  t.is(ok.stderr, d.stderr)
+  const mineCfg = configOf(ours)
+  const theirCfg = configOf(theirs)
+  const token = mineCfg.auths[host].identitytoken as string
+  t.truthy(token)
+  t.not(token, theirCfg.auths[host].identitytoken)
+  t.deepEqual(mineCfg, { auths: { [host]: { auth: Buffer.from(`${USER}:`).toString('base64'), identitytoken: token } } })
+  t.is(fs.readFileSync(path.join(ours, 'config.json'), 'utf8'), fs.readFileSync(path.join(theirs, 'config.json'), 'utf8').replace(theirCfg.auths[host].identitytoken, token))
+  t.false(fs.readFileSync(path.join(ours, 'config.json'), 'utf8').includes(PASSWORD))
+
+  // strata pushes with docker's identity token: exchanged with the OAuth2 form, never a password.
+  await cli(root, ['tag', 'busybox', `${host}/ident:1`])
+  seen = (await tokenReg.tokenStats()).log.length
+  const pushed = await cli(root, ['push', `${host}/ident:1`], undefined, { DOCKER_CONFIG: theirs })
+  t.is(pushed.code, 0, pushed.stderr)
+  const pushAsked = await requestsSince(tokenReg, seen)
+  t.true(pushAsked.length >= 1)
+  for (const r of pushAsked) t.like(r, { method: 'POST', grant: 'refresh_token', clientId: 'docker', account: USER })
+  // docker pulls with strata's; so does strata, and `login` alone re-checks the stored token.
+  const pulled = docker(ours, ['pull', `${host}/ident:1`])
+  t.is(pulled.code, 0, pulled.stderr)
+  const p = await cli(path.join(dir, 'root2'), ['pull', `${host}/ident:1`], undefined, { DOCKER_CONFIG: ours })
+  t.is(p.code, 0, p.stderr)
+  // `login SERVER` alone does not re-check a stored identity token (docker's CLI drops it and
+  // asks for a password): the same refusal off a terminal from both, the file untouched.
+  const again = await cli(root, ['login', host], '', { DOCKER_CONFIG: ours })
+  const dAgain = docker(ours, ['login', host], '')
+  t.is(again.code, 1)
+  t.is(dAgain.code, 1)
+  t.is(again.stderr.replace(/^strata: /, ''), dAgain.stderr, 'docker\'s message, after the CLI\'s own prefix')
+  t.regex(again.stderr, /Cannot perform an interactive login from a non TTY device/)
+  t.is(configOf(ours).auths[host].identitytoken, token)
+
+  // A token the issuer does not know: Unauthorized, the store and the file untouched, no secret shown.
+  const bogus = path.join(dir, 'bogus-cfg')
+  fs.mkdirSync(bogus)
+  fs.writeFileSync(path.join(bogus, 'config.json'), JSON.stringify({ auths: { [host]: { auth: Buffer.from(`${USER}:`).toString('base64'), identitytoken: 'not-a-real-token-xyz' } } }))
+  const store = await Store.open({ root: path.join(dir, 'root3'), dockerConfig: bogus })
+  const e = await t.throwsAsync(store.pull(`${host}/ident:1`), { instanceOf: StrataError })
+  t.is(e.code, 'Unauthorized')
+  t.false(e.message.includes('not-a-real-token-xyz'))
+  t.deepEqual(await store.images.list(), [])
+  await store.close()
+  const refused = await cli(root, ['pull', `${host}/ident:1`], undefined, { DOCKER_CONFIG: bogus })
+  t.is(refused.code, 1)
+  t.false(refused.stderr.includes('not-a-real-token-xyz'))
+})
+
+test('identity tokens: an issuer that rotates them; store.login() with the stored token stores the new one', async (t) => {
+  const { dir, root } = await storeWithImage(t)
+  const cfg = path.join(dir, 'cfg')
+  const env = { DOCKER_CONFIG: cfg }
+  const ok = await cli(root, ['login', '-u', USER, '--password-stdin', rotating.host], PASSWORD, env)
+  t.is(ok.code, 0, ok.stderr)
+  const first = configOf(cfg).auths[rotating.host].identitytoken as string
+  t.truthy(first)
+  const store = await Store.open({ root, dockerConfig: cfg })
+  t.like(await store.login(rotating.host), { status: 'Login Succeeded', identityToken: true })
+  await store.close()
+  const second = configOf(cfg).auths[rotating.host].identitytoken as string
+  t.truthy(second)
+  t.not(second, first, 'the rotated token replaced the used one')
+  t.deepEqual(Object.keys(configOf(cfg).auths[rotating.host]).sort(), ['auth', 'identitytoken'])
+  // The used one is refused now; the new one works.
+  await cli(root, ['tag', 'busybox', `${rotating.host}/rot:1`])
+  const stale = path.join(dir, 'stale')
+  fs.mkdirSync(stale)
+  fs.writeFileSync(path.join(stale, 'config.json'), JSON.stringify({ auths: { [rotating.host]: { auth: Buffer.from(`${USER}:`).toString('base64'), identitytoken: first } } }))
+  const refused = await cli(root, ['push', `${rotating.host}/rot:1`], undefined, { DOCKER_CONFIG: stale })
+  t.is(refused.code, 1)
+  t.regex(refused.stderr, /unauthorized/i)
+  t.false(refused.stderr.includes(first))
+  const pushed = await cli(root, ['push', `${rotating.host}/rot:1`], undefined, env)
+  t.is(pushed.code, 0, pushed.stderr)
 })

@@ -153,6 +153,39 @@ test('htpasswd behind TLS: verified with the CA from certs.d; wrong password is 
   await store.close()
 })
 
+test('TLS client certificates from certs.d (*.cert + *.key, as docker reads them); a missing or foreign one is refused', async (t) => {
+  const mtls = TestRegistry.start(path.join(base, 'mtls'), 'tls', { host: '[::1]', clientCa: true })
+  t.teardown(() => mtls.stop())
+  await mtls.pushImage('bb', '1', bb)
+  const root = path.join(tmpDir(t), 'root')
+  const store = await Store.open({ root })
+  mtls.trustIn(root)
+  const ref = `${mtls.host}/bb:1`
+  const certsDir = path.join(root, 'certs.d', mtls.host)
+  const before = snapshot(root)
+  process.env.STRATA_REGISTRY_RETRY_BASE_MS = '10'
+  t.teardown(() => { delete process.env.STRATA_REGISTRY_RETRY_BASE_MS })
+  const none = await errOf(store.pull(ref))
+  t.is(none.code, 'RegistryUnreachable', none.message)
+  const pair = (from: string, stem: string): void => {
+    fs.copyFileSync(path.join(from, 'client.cert'), path.join(certsDir, `${stem}.cert`))
+    fs.copyFileSync(path.join(from, 'client.key'), path.join(certsDir, `${stem}.key`))
+  }
+  pair(mtls.wrongClientCerts!, 'client')
+  const foreign = await errOf(store.pull(ref))
+  t.is(foreign.code, 'RegistryUnreachable', foreign.message)
+  const storeOnly = (snap: ReturnType<typeof snapshot>) => Object.fromEntries(Object.entries(snap).filter(([k]) => !k.startsWith('certs.d')))
+  t.deepEqual(storeOnly(snapshot(root)), storeOnly(before), 'refused pulls leave the store as it was')
+  fs.rmSync(path.join(certsDir, 'client.key'))
+  const half = await errOf(store.pull(ref))
+  t.is(half.code, 'InvalidArgument', half.message)
+  t.regex(half.message, /missing key .*client\.key/)
+  pair(mtls.clientCerts!, 'client')
+  const res = await store.pull(ref)
+  t.is(res.images[0].id, bb.id)
+  await store.close()
+})
+
 test('token auth: one token request per scope set, refreshed when the registry refuses an expired one', async (t) => {
   const store = await Store.open({ root: path.join(tmpDir(t), 'root') })
   const auth = { username: USER, password: PASSWORD }
@@ -240,6 +273,37 @@ test.serial('faults: 500s and 429 with Retry-After are retried; a blob cut in ha
   t.is(bigGets[1].range, `bytes=${Math.floor(big.length / 2)}-`)
   const bytes = bigGets.reduce((a, e) => a + e.bytes, 0)
   t.true(bytes <= big.length * 1.1, `${bytes} bytes for a ${big.length}-byte blob`)
+})
+
+/** An HTTP date `secs` seconds ahead, in IMF-fixdate or the obsolete RFC 850 form. */
+function httpDate(secs: number, form: 'imf' | 'rfc850'): string {
+  const d = new Date(Date.now() + secs * 1000)
+  if (form === 'imf') return d.toUTCString()
+  const days = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday']
+  const p2 = (n: number): string => String(n).padStart(2, '0')
+  const mon = d.toUTCString().split(' ')[2]
+  return `${days[d.getUTCDay()]}, ${p2(d.getUTCDate())}-${mon}-${p2(d.getUTCFullYear() % 100)} ${p2(d.getUTCHours())}:${p2(d.getUTCMinutes())}:${p2(d.getUTCSeconds())} GMT`
+}
+
+test.serial('faults: Retry-After as an HTTP date (IMF-fixdate and RFC 850) is waited for', async (t) => {
+  const proxy = await new FaultProxy(plain.host).start()
+  t.teardown(() => proxy.stop())
+  const store = await Store.open({ root: path.join(tmpDir(t), 'root') })
+  let n = 0
+  proxy.faults = (req) => {
+    if (!req.url?.includes('/manifests/')) return undefined
+    n++
+    if (n === 1) return { kind: 'status', status: 429, headers: { 'Retry-After': httpDate(3, 'imf') } }
+    if (n === 2) return { kind: 'status', status: 429, headers: { 'Retry-After': httpDate(3, 'rfc850') } }
+    return undefined
+  }
+  const res = await store.pull(`${proxy.host}/bb:latest`)
+  t.is(res.images[0].id, bb.id)
+  const manifests = proxy.log.filter((e) => e.path.includes('/manifests/'))
+  t.deepEqual(manifests.slice(0, 3).map((e) => e.status), [429, 429, 200])
+  // Dates have whole seconds: 3 s ahead is at least 2 s of waiting (a plain backoff is ~0.2 s).
+  for (const i of [1, 2]) t.true(manifests[i].at - manifests[i - 1].at >= 1900, `wait ${i}: ${manifests[i].at - manifests[i - 1].at} ms`)
+  await store.close()
 })
 
 test.serial('faults: a server that ignores Range restarts the blob from zero and nothing is corrupted', async (t) => {

@@ -35,7 +35,8 @@ export interface Node {
   xattrs?: Record<string, string>
 }
 
-function typeOf(st: fs.Stats): string {
+/** The kind of a node, as snapshots name it. */
+export function typeOf(st: fs.Stats | fs.BigIntStats): string {
   if (st.isFile()) return 'file'
   if (st.isDirectory()) return 'dir'
   if (st.isSymbolicLink()) return 'symlink'

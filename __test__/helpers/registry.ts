@@ -16,7 +16,7 @@ import { BuiltImage, sha256 } from './image'
 
 const SCRIPT = path.join(REPO, 'scripts/peers/registry.sh')
 
-export type RegistryMode = 'plain' | 'htpasswd' | 'token'
+export type RegistryMode = 'plain' | 'htpasswd' | 'tls' | 'token'
 export const USER = 'strata'
 export const PASSWORD = 'strata-secret'
 
@@ -26,12 +26,31 @@ export interface RegistryOptions {
   expiresIn?: number
   expiredFirst?: number
   garbageTokens?: boolean
+  /** Token mode: a refresh token used is replaced by a new one (and stops working). */
+  rotateRefresh?: boolean
+  /** TLS modes: the registry demands a client certificate signed by a CA the script makes. */
+  clientCa?: boolean
+}
+
+/** One token request as the test issuer saw it (scripts/peers/token-issuer.js). */
+export interface TokenRequest {
+  method: 'GET' | 'POST'
+  grant: 'basic' | 'anonymous' | 'password' | 'refresh_token' | string
+  clientId: string
+  offline: boolean
+  account: string
+  scopes: string[]
+  refreshIssued: boolean
+  refused?: boolean
 }
 
 export class TestRegistry {
   host = ''
   certs?: string
   tokenUrl?: string
+  /** With `clientCa`: a dir with client.cert + client.key the registry accepts, and one it refuses. */
+  clientCerts?: string
+  wrongClientCerts?: string
   constructor(readonly dir: string, readonly mode: RegistryMode) {}
 
   static start(dir: string, mode: RegistryMode, opts: RegistryOptions = {}): TestRegistry {
@@ -42,9 +61,13 @@ export class TestRegistry {
     if (opts.expiresIn !== undefined) args.push('--expires-in', String(opts.expiresIn))
     if (opts.expiredFirst !== undefined) args.push('--expired-first', String(opts.expiredFirst))
     if (opts.garbageTokens) args.push('--garbage-tokens')
+    if (opts.rotateRefresh) args.push('--rotate-refresh')
+    if (opts.clientCa) args.push('--client-ca')
     const out = execFileSync('bash', [SCRIPT, ...args], { encoding: 'utf8' })
     r.host = /REGISTRY=(\S+)/.exec(out)![1]
-    r.certs = /CERTS=(\S+)/.exec(out)?.[1]
+    r.certs = /^CERTS=(\S+)/m.exec(out)?.[1]
+    r.clientCerts = /^CLIENT_CERTS=(\S+)/m.exec(out)?.[1]
+    r.wrongClientCerts = /^WRONG_CLIENT_CERTS=(\S+)/m.exec(out)?.[1]
     r.tokenUrl = /TOKEN_URL=(\S+)/.exec(out)?.[1]
     return r
   }
@@ -53,10 +76,10 @@ export class TestRegistry {
     try { execFileSync('bash', [SCRIPT, 'stop', this.dir], { stdio: 'ignore' }) } catch { /* stopped */ }
   }
 
-  get scheme(): string { return this.mode === 'htpasswd' ? 'https' : 'http' }
+  get scheme(): string { return this.mode === 'htpasswd' || this.mode === 'tls' ? 'https' : 'http' }
 
-  /** Token-issuer counters: requests and requests per scope set. */
-  async tokenStats(): Promise<{ requests: number; scopeSets: Record<string, number> }> {
+  /** Token-issuer counters: requests, requests per scope set, and each request. */
+  async tokenStats(): Promise<{ requests: number; scopeSets: Record<string, number>; log: TokenRequest[] }> {
     return JSON.parse((await get(`${this.tokenUrl}/stats`)).body.toString())
   }
 
@@ -69,7 +92,7 @@ export class TestRegistry {
 
   /** Authorization for the test's own pusher (never used by strata). */
   async authorization(repo: string): Promise<string | undefined> {
-    if (this.mode === 'plain') return undefined
+    if (this.mode === 'plain' || this.mode === 'tls') return undefined
     const basic = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`
     if (this.mode === 'htpasswd') return basic
     const r = await get(`${this.tokenUrl}/token?service=strata-test&scope=repository:${repo}:pull,push`, { authorization: basic })
@@ -78,7 +101,7 @@ export class TestRegistry {
 
   async request(method: string, target: string, body?: Buffer, headers: Record<string, string> = {}, repo?: string): Promise<Res> {
     const auth = repo ? await this.authorization(repo) : undefined
-    return send(method, `${this.scheme}://${this.host}${target}`, body, { ...headers, ...(auth ? { authorization: auth } : {}) }, this.certs)
+    return send(method, `${this.scheme}://${this.host}${target}`, body, { ...headers, ...(auth ? { authorization: auth } : {}) }, this.certs, this.clientCerts)
   }
 
   async pushBlob(repo: string, data: Buffer): Promise<string> {
@@ -129,7 +152,7 @@ export function ociManifest(img: BuiltImage): Buffer {
 
 export interface Res { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
 
-function send(method: string, url: string, body: Buffer | undefined, headers: Record<string, string>, certs?: string): Promise<Res> {
+function send(method: string, url: string, body: Buffer | undefined, headers: Record<string, string>, certs?: string, clientCerts?: string): Promise<Res> {
   return new Promise((resolve, reject) => {
     const u = new URL(url)
     const mod = u.protocol === 'https:' ? https : http
@@ -137,6 +160,7 @@ function send(method: string, url: string, body: Buffer | undefined, headers: Re
       method, hostname: u.hostname.replace(/^\[|\]$/g, ''), port: u.port, path: u.pathname + u.search,
       headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) },
       ...(certs ? { ca: fs.readFileSync(path.join(certs, 'ca.crt')) } : {}),
+      ...(clientCerts ? { cert: fs.readFileSync(path.join(clientCerts, 'client.cert')), key: fs.readFileSync(path.join(clientCerts, 'client.key')) } : {}),
     }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c) => chunks.push(c))
@@ -169,7 +193,8 @@ export type Fault =
 export class FaultProxy {
   readonly server: http.Server
   host = ''
-  log: { method: string; path: string; status: number; bytes: number; range?: string }[] = []
+  /** Each request: `at` is when it arrived (ms since the epoch). */
+  log: { method: string; path: string; status: number; bytes: number; range?: string; at: number }[] = []
   faults: (req: http.IncomingMessage) => Fault | undefined = () => undefined
 
   constructor(readonly upstream: string) {
@@ -197,7 +222,7 @@ export class FaultProxy {
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const fault = this.faults(req)
-    const entry = { method: req.method ?? '', path: req.url ?? '', status: 0, bytes: 0, ...(req.headers.range ? { range: req.headers.range } : {}) }
+    const entry = { method: req.method ?? '', path: req.url ?? '', status: 0, bytes: 0, at: Date.now(), ...(req.headers.range ? { range: req.headers.range } : {}) }
     this.log.push(entry)
     if (fault?.kind === 'status') {
       entry.status = fault.status

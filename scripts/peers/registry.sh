@@ -7,9 +7,16 @@
 #              here with openssl (DIR/certs/ca.crt; the server cert names 127.0.0.1, ::1, localhost)
 #   token      Bearer tokens from scripts/peers/token-issuer.js (ES256 JWTs; the registry's
 #              `auth: token:` trusts its certificate through rootcertbundle), plain HTTP
+#   tls        no auth, TLS with the test CA (as htpasswd)
+#
+#   --client-ca (htpasswd, tls): the registry demands a client certificate signed by a client CA
+#              made here (`http.tls.clientcas`). Prints CLIENT_CERTS=dir holding client.cert and
+#              client.key (Docker's names in certs.d) signed by it, and WRONG_CLIENT_CERTS=dir
+#              with a pair from another CA.
 #
 #   registry.sh start DIR MODE [--host 127.0.0.1|[::1]] [--user U --password P]
 #                              [--jwt-ttl S] [--expires-in S] [--expired-first N] [--garbage-tokens]
+#                              [--rotate-refresh] [--client-ca]
 #       prints KEY=VALUE lines: REGISTRY=host:port PID=... [CERTS=dir with ca.crt] [TOKEN_URL=...]
 #   registry.sh stop DIR
 #
@@ -38,7 +45,7 @@ stop() {
 
 start() {
   local dir=$1 mode=$2; shift 2
-  local host=127.0.0.1 user=strata password=strata-secret jwt_ttl=300 expires_in='' expired_first=0 garbage=''
+  local host=127.0.0.1 user=strata password=strata-secret jwt_ttl=300 expires_in='' expired_first=0 garbage='' rotate='' client_ca=''
   while [ $# -gt 0 ]; do
     case "$1" in
       --host) host=$2; shift 2 ;;
@@ -48,6 +55,8 @@ start() {
       --expires-in) expires_in=$2; shift 2 ;;
       --expired-first) expired_first=$2; shift 2 ;;
       --garbage-tokens) garbage=--garbage; shift ;;
+      --rotate-refresh) rotate=--rotate-refresh; shift ;;
+      --client-ca) client_ca=1; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -57,9 +66,7 @@ start() {
   local auth='' tls=''
   case "$mode" in
     plain) ;;
-    htpasswd)
-      command -v htpasswd >/dev/null || die "htpasswd missing (apache2-utils)"
-      htpasswd -Bbn "$user" "$password" >"$dir/htpasswd"
+    htpasswd|tls)
       mkdir -p "$dir/pki" "$dir/certs"
       openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=strata test CA" \
         -keyout "$dir/pki/ca.key" -out "$dir/pki/ca.crt" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
@@ -68,13 +75,34 @@ start() {
       openssl x509 -req -in "$dir/pki/server.csr" -CA "$dir/pki/ca.crt" -CAkey "$dir/pki/ca.key" -CAcreateserial -days 2 \
         -extfile "$dir/pki/server.ext" -out "$dir/pki/server.crt" 2>/dev/null
       cp "$dir/pki/ca.crt" "$dir/certs/ca.crt" # a certs dir as Docker/skopeo read it: the CA alone
-      auth="auth:
+      if [ "$mode" = htpasswd ]; then
+        command -v htpasswd >/dev/null || die "htpasswd missing (apache2-utils)"
+        htpasswd -Bbn "$user" "$password" >"$dir/htpasswd"
+        auth="auth:
   htpasswd:
     realm: strata-test
     path: $dir/htpasswd"
+      fi
       tls="  tls:
     certificate: $dir/pki/server.crt
     key: $dir/pki/server.key"
+      if [ -n "$client_ca" ]; then
+        client_pair() { # DIR CA-NAME: a CA of its own and client.cert/client.key signed by it
+          local out=$1 name=$2
+          mkdir -p "$out"
+          openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$name" -keyout "$dir/pki/$name.key" -out "$dir/pki/$name.crt" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+          openssl req -newkey rsa:2048 -nodes -subj "/CN=strata test client" -keyout "$out/client.key" -out "$dir/pki/$name.csr" 2>/dev/null
+          printf 'extendedKeyUsage=clientAuth\n' >"$dir/pki/client.ext"
+          openssl x509 -req -in "$dir/pki/$name.csr" -CA "$dir/pki/$name.crt" -CAkey "$dir/pki/$name.key" -CAcreateserial -days 2 \
+            -extfile "$dir/pki/client.ext" -out "$out/client.cert" 2>/dev/null
+        }
+        client_pair "$dir/client" client-ca
+        client_pair "$dir/client-wrong" other-client-ca
+        tls="$tls
+    clientcas:
+      - $dir/pki/client-ca.crt"
+      fi
       ;;
     token)
       openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=strata token issuer" \
@@ -82,7 +110,7 @@ start() {
       rm -f "$dir/issuer.port"
       setsid node "$HERE/token-issuer.js" --key "$dir/token.key" --cert "$dir/token.crt" --issuer strata-test-issuer \
         --service strata-test --port-file "$dir/issuer.port" --user "$user:$password" --jwt-ttl "$jwt_ttl" --expired-first "$expired_first" \
-        ${expires_in:+--expires-in "$expires_in"} $garbage </dev/null >"$dir/issuer.log" 2>&1 &
+        ${expires_in:+--expires-in "$expires_in"} $garbage $rotate </dev/null >"$dir/issuer.log" 2>&1 &
       echo $! >"$dir/issuer.pid"
       for _ in $(seq 1 100); do [ -s "$dir/issuer.port" ] && break; sleep 0.05; done
       [ -s "$dir/issuer.port" ] || die "token issuer did not start: $(cat "$dir/issuer.log")"
@@ -95,9 +123,12 @@ start() {
     rootcertbundle: $dir/token.crt"
       echo "TOKEN_URL=http://127.0.0.1:$tport"
       ;;
-    *) die "mode must be plain, htpasswd or token" ;;
+    *) die "mode must be plain, htpasswd, tls or token" ;;
   esac
+  [ -z "$client_ca" ] || [ -n "$tls" ] || die "--client-ca needs a TLS mode (htpasswd, tls)"
   local scheme=http; [ -n "$tls" ] && scheme=https
+  local probe=(-k)
+  [ -n "$client_ca" ] && probe+=(--cert "$dir/client/client.cert" --key "$dir/client/client.key")
   for _ in 1 2 3 4 5; do
     local port; port=$(free_port "$bind")
     cat >"$dir/config.yml" <<YAML
@@ -120,11 +151,12 @@ YAML
     setsid docker-registry serve "$dir/config.yml" </dev/null >"$dir/registry.log" 2>&1 &
     local pid=$!
     for _ in $(seq 1 100); do
-      if curl -s -o /dev/null -k "$scheme://$host:$port/v2/"; then
+      if curl -s -o /dev/null "${probe[@]}" "$scheme://$host:$port/v2/"; then
         echo "$pid" >"$dir/registry.pid"
         echo "REGISTRY=$host:$port"
         echo "PID=$pid"
-        [ "$mode" = htpasswd ] && echo "CERTS=$dir/certs"
+        [ -n "$tls" ] && echo "CERTS=$dir/certs"
+        [ -n "$client_ca" ] && echo "CLIENT_CERTS=$dir/client" && echo "WRONG_CLIENT_CERTS=$dir/client-wrong"
         return 0
       fi
       kill -0 "$pid" 2>/dev/null || break

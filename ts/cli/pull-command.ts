@@ -60,6 +60,15 @@ export function pullRenderer(write: (s: string) => void, isTerminal: boolean, co
   }
 }
 
+/**
+ * The renderer for a pull's or a push's events on `io`: Docker's terminal view when stdout is a
+ * terminal (as wide as it is: the bars need more than 110 columns), its plain lines otherwise.
+ */
+export function progressRenderer(io: Io): (e: PullEvent) => void {
+  const terminal = io.isTty && Boolean(process.stdout.isTTY)
+  return pullRenderer((s) => io.out(s), terminal, terminal ? process.stdout.columns ?? 80 : 80)
+}
+
 export async function pullCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [{ name: 'all-tags', short: 'a' }, { name: 'quiet', short: 'q' }, { name: 'platform', value: true }, { name: 'disable-content-trust' }])
   if (p.args.length !== 1) throw new StrataError('InvalidArgument', '"pull" requires exactly 1 argument.\nSee \'strata pull --help\'.\n\nUsage:  strata pull [OPTIONS] NAME[:TAG|@DIGEST]\n\nDownload an image from a registry')
@@ -72,7 +81,7 @@ export async function pullCommand(store: Store, argv: string[], io: Io): Promise
   const res = await store.pull(name, {
     allTags: all,
     ...(platform ? { platform } : {}),
-    ...(quiet ? {} : { onProgress: pullRenderer((s) => io.out(s), Boolean(process.stdout.isTTY) && io.isTty, process.stdout.columns ?? 80) }),
+    ...(quiet ? {} : { onProgress: progressRenderer(io) }),
   })
   io.out(`${res.reference}\n`)
   return 0

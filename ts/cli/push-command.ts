@@ -4,7 +4,7 @@ import { StrataError } from '../errors'
 import { parseArgs, flag } from './args'
 import { parseNormalizedNamed } from '../reference'
 import { Io } from './io'
-import { pullRenderer } from './pull-command'
+import { progressRenderer } from './pull-command'
 
 export async function pushCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [{ name: 'all-tags', short: 'a' }, { name: 'quiet', short: 'q' }, { name: 'disable-content-trust' }])
@@ -19,7 +19,7 @@ export async function pushCommand(store: Store, argv: string[], io: Io): Promise
     if (!quiet) io.out('Using default tag: latest\n')
     target = `${ref.familiarName}:latest`
   }
-  const render = pullRenderer((s) => io.out(s), io.isTty)
+  const render = progressRenderer(io)
   if (!quiet) io.out(`The push refers to repository [${ref.name}]\n`)
   try {
     await store.push(target, {

@@ -13,7 +13,8 @@ import { registryAuth } from './push-image'
 /** Verifies and stores credentials for `server` (default Docker Hub). */
 export function login(layout: Layout, config: DockerConfig, server: string | undefined, opts: LoginOptions = {}): Promise<LoginResult> {
   return loginWith(config, async (host, auth, signal) => {
-    const client = RegistryClient.open(layout, host, registryAuth(auth), { noMirrors: true })
+    // As docker login: a token issuer is asked for a refresh token, stored instead of the password.
+    const client = RegistryClient.open(layout, host, registryAuth(auth), { noMirrors: true, offlineToken: true })
     try {
       await client.request({ method: 'GET', target: '/v2/', signal })
     } catch (e) {
@@ -23,7 +24,8 @@ export function login(layout: Layout, config: DockerConfig, server: string | und
       }
       throw e
     }
-    return {}
+    const identityToken = client.identityToken()
+    return identityToken ? { identityToken } : {}
   }, server, opts)
 }
 

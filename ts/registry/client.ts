@@ -112,12 +112,15 @@ export class RegistryClient {
   /**
    * A client for `registry`, configured from the store's `daemon.json` and certs dirs.
    * `noMirrors`: talk to the registry itself (push, login; mirrors serve pulls only).
+   * `offlineToken`: ask token issuers for a refresh token as `docker login` does
+   * (`offline_token=true`, `client_id=docker`); read it with {@link identityToken}.
    */
-  static open(layout: Layout, registry: string, auth: RegistryAuth = {}, opts: { noMirrors?: boolean } = {}): RegistryClient {
+  static open(layout: Layout, registry: string, auth: RegistryAuth = {}, opts: { noMirrors?: boolean; offlineToken?: boolean } = {}): RegistryClient {
     // A bad registry name or daemon.json is a StrataError like any other native failure.
     const n = callSync(() => new native.NativeRegistryClient({
       registry,
       ...(opts.noMirrors ? { noMirrors: true } : {}),
+      ...(opts.offlineToken ? { offlineToken: true } : {}),
       daemonConfig: layout.daemonConfig,
       certsDirs: layout.certsDirs,
       ...(auth.username !== undefined ? { username: auth.username } : {}),
@@ -161,6 +164,15 @@ export class RegistryClient {
   /** The endpoints tried, in order (for diagnostics and tests). */
   endpoints(): { base: string; verify: boolean; mirror: boolean }[] {
     return this.#native.endpoints()
+  }
+
+  /**
+   * The refresh token a token issuer handed out (asked for with `offlineToken`, or rotated when
+   * the old one was used), else the identity token the client was given: what a login stores
+   * as Docker's `identitytoken`.
+   */
+  identityToken(): string | undefined {
+    return this.#native.identityToken() ?? undefined
   }
 
   /** Requests, token requests and retries so far. */

@@ -3,6 +3,13 @@
  * transport's auth flow, which fetches a token when the registry asks for one) before they are
  * stored where Docker keeps them (ts/registry/credentials.ts). The check itself is the
  * transport's (Rust); this module decides what to check and where the result goes.
+ *
+ * Identity tokens, as `docker login` (Engine 20.10) has them: the check asks a token issuer for
+ * an offline token (`offline_token=true&client_id=docker` beside the Basic credentials); when the
+ * answer carries a `refresh_token`, that is stored as `identitytoken` in place of the password
+ * (`auth` then holds `user:`, and Docker's "stored unencrypted" warning is not printed), and later
+ * requests exchange it at the issuer with the OAuth2 form `grant_type=refresh_token`. Logging in
+ * again with the stored identity token stores whatever the issuer answers (a rotated token too).
  */
 import { StrataError } from '../errors'
 import { AuthConfig, DockerConfig, StoredIn, serverKey, isIndexServer, convertToHostname } from './credentials'

@@ -164,6 +164,7 @@ export async function pushImage(ctx: StoreContext, deps: PushDeps, target: strin
           candidates: await deps.distribution.candidates(diffIds[i]),
           diffDir: ctx.layers.diffDir(info),
           tarSplit: ctx.layers.tarSplitPath(info.chainId),
+          contentSize: info.size,
           keep: path.join(staging!.dir, `${hex(diffIds[i])}.gz`),
         })
       }

@@ -54,7 +54,13 @@ export type PushProgress =
     status: 'Preparing' | 'Waiting' | 'Pushing' | 'Pushed' | 'Layer already exists' | 'Mounted from'
     /** The repository a mounted blob came from (`Mounted from` only). */
     from?: string
-    /** Bytes sent / blob size while `Pushing` (size unknown while a layer is being compressed). */
+    /**
+     * Bytes sent while `Pushing`, and the blob's size when the blob is kept; for a layer being
+     * compressed as it uploads the size is not known yet, and `total` is the layer's content size
+     * (Docker's `layer.Size()`, the total Docker's own bar counts against), so the terminal
+     * view draws a bar as docker does. (Docker counts the uncompressed bytes it has read; strata
+     * counts compressed bytes sent, so a compressible layer's bar ends short before `Pushed`.)
+     */
     current?: number
     total?: number
   }
@@ -119,6 +125,8 @@ export interface LayerToPush {
   candidates: { digest: string; repository: string }[]
   diffDir: string
   tarSplit: string
+  /** Bytes of file content in the layer (Docker's layer size). */
+  contentSize: number
   /** Where a blob compressed for this push is written (the caller adopts it afterwards). */
   keep: string
 }
@@ -207,10 +215,10 @@ export async function pushTag(
   if (blobs.length > 0) {
     const sent = await t.upload(blobs, (k, n, done) => {
       const l = layers[todo[k]]
-      const total = l.blob?.size
+      const total = l.blob?.size ?? l.contentSize
       emit(done
         ? { kind: 'layer', id: short(l.diffId), status: 'Pushed' }
-        : { kind: 'layer', id: short(l.diffId), status: 'Pushing', current: n, ...(total !== undefined ? { total } : {}) })
+        : { kind: 'layer', id: short(l.diffId), status: 'Pushing', current: n, total })
     })
     sent.forEach((b, k) => {
       results[todo[k]] = b

@@ -9,22 +9,39 @@
 //!   `RESOLVE_NO_SYMLINKS` never walks through one, so a symlink planted by an earlier
 //!   entry (including a directory swapped for a symlink) cannot redirect a later write.
 //! * Hard links: the target is resolved the same way inside the root, must exist and not
-//!   be a directory, and is linked with `linkat` without following. The link's own header
-//!   metadata is not applied (it would rewrite the shared inode).
+//!   be a directory, and is linked with `linkat` without following. Then, as Docker's
+//!   extractor does, the link header's metadata goes to the shared inode: owner (which also
+//!   clears setuid/setgid and `security.capability`), its xattrs, and — unless the target is
+//!   a symlink — its mode and times. (A tar whose link entry says 0644 for a 4755 target
+//!   leaves a 0644 file, in Docker and here.)
 //! * Symlinks are created verbatim (absolute targets stay absolute) and never followed.
-//! * Whiteouts become overlay whiteouts: `.wh.NAME` → char device 0/0 `NAME`,
+//! * Whiteouts become overlay whiteouts: `.wh.NAME` → char device 0/0 `NAME` (mode 0, the
+//!   header's owner, the time it was made: Docker's overlay converter sets no times on it),
 //!   `.wh..wh..opq` → `trusted.overlay.opaque=y` on its directory; other `.wh..wh.*` (aufs
 //!   metadata) and everything under them are skipped.
 //! * A path that already exists (a duplicate in the tar) is removed (recursively, never
 //!   following symlinks) and created anew, except directory over directory, which only
-//!   takes the new metadata.
+//!   takes the new metadata. (Docker 20.10 refuses such a layer outright — tar-split's
+//!   "duplicates of file paths not supported" — where strata reads it as Go's reader does.)
 //! * Metadata: uid/gid, then mode (chown clears setuid/setgid, so chmod comes after), then
 //!   xattrs from PAX `SCHILY.xattr.*` (after chown, which drops `security.capability`),
 //!   then times. Directory times are set at the end, deepest first, since creating
-//!   children changes them. `trusted.overlay.*` and `user.overlay.*` from a layer are
-//!   never applied: they would let a layer forge overlayfs metadata (redirects, opaque
-//!   dirs, metacopy).
-//! * Unsupported entry types (GNU sparse, volume headers, ...) are `UnsupportedArchive`;
+//!   children changes them.
+//! * `trusted.overlay.*` and `user.overlay.*` xattrs from a layer are dropped, deliberately
+//!   (Docker 20.10 applies them; `__test__/extract-docker.spec.ts` pins the difference). A
+//!   layer dir becomes an overlay lower dir, and the kernel acts on these names there: a
+//!   `redirect` makes a merged directory show another path's lower contents, `metacopy` makes a
+//!   file take its data from a lower file, `opaque` hides what lies below, `origin`/`upper`
+//!   feed the index's inode identity. A pulled layer is untrusted input, so it must not steer
+//!   the mount beyond the one channel the layer format has for it: `.wh.` entries, which
+//!   become whiteouts and `opaque=y` here. (`layertar` never writes them into a layer either.)
+//! * GNU sparse files in PAX form (0.0, 0.1, 1.0; see [`crate::sparse`]) are written as Go's
+//!   reader expands them — Docker's file, same name, size and bytes — with the holes left as
+//!   holes (Docker 20.10 writes the zeros out: same bytes, more disk). Their bodies stay in the
+//!   tar-split as raw bytes (the file on disk is not the body), so `save`/`push` reproduce the
+//!   layer (Docker 20.10 cannot: its tar-split records the expanded file and the layer fails
+//!   its DiffID check).
+//! * Unsupported entry types (old GNU sparse `S`, volume headers, ...) are `UnsupportedArchive`;
 //!   a broken header, a truncated stream or a PAX size that disagrees with the header is
 //!   `CorruptArchive`. Data after a single end-of-archive block is `CorruptArchive` too
 //!   (Go's `archive/tar`, which Docker uses, rejects it as well).
@@ -35,6 +52,7 @@ use crate::direct::{AlignedBuf, BodyWriter};
 use crate::error::ErrorCode;
 use crate::filepool::{FilePool, PoolState, SmallFile, SMALL_FILE};
 use crate::safefs::{self, RelPath};
+use crate::sparse::{self, Sparse, SparseRecords};
 use crate::stream::{clone_io, fault_of, Fault};
 use crate::tarsplit::Recorder;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -268,6 +286,20 @@ fn set_xattrs(fd: BorrowedFd<'_>, opath: bool, meta: &Meta, shown: &str) -> Resu
     Ok(())
 }
 
+/// Creates a regular file for an entry (never following or replacing anything), with the final
+/// permission bits (less the umask) right away, so `set_owner_mode` can usually skip its chmod;
+/// special bits come only after the owner is set.
+fn create_file(parent: BorrowedFd<'_>, path: &RelPath, meta: &Meta, shown: &str) -> Result<File, ExtractError> {
+    let fd = rustix::fs::openat(
+        parent,
+        safefs::os(path.leaf()),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(meta.mode & 0o777),
+    )
+    .map_err(io_at("create", shown))?;
+    Ok(File::from(fd))
+}
+
 /// Owner, mode, xattrs and times of a regular file just created and written.
 pub(crate) fn finish_open_file(f: &File, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
     set_owner_mode(f.as_fd(), meta, shown)?;
@@ -290,9 +322,12 @@ pub(crate) struct Meta {
 struct Pax {
     mtime: Option<Timespec>,
     atime: Option<Timespec>,
+    /// Owners too large for the header's octal fields (Go writes them as PAX records).
+    uid: Option<u32>,
+    gid: Option<u32>,
     size: Option<u64>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    sparse: bool,
+    sparse: SparseRecords,
 }
 
 /// Parses a PAX time `[-]secs[.frac]` into a timespec.
@@ -398,12 +433,12 @@ impl Extractor<'_, '_> {
 
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>, cancel: &AtomicBool) -> Result<(), ExtractError> {
         self.stats.entries += 1;
-        let raw_name = e.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw_name).into_owned();
+        let header_name = e.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&header_name).into_owned();
         let mut kind = e.header().entry_type();
         // Old (v7) tars mark directories as type '\0' with a trailing slash; Go's
         // archive/tar reads those as directories, and so do we.
-        if e.header().as_bytes()[156] == 0 && raw_name.ends_with(b"/") {
+        if e.header().as_bytes()[156] == 0 && header_name.ends_with(b"/") {
             kind = EntryType::Directory;
         }
         if kind.is_pax_global_extensions() {
@@ -411,12 +446,22 @@ impl Extractor<'_, '_> {
             return self.skip_data(e, &shown, cancel);
         }
         if kind.is_gnu_sparse() {
-            return Err(ExtractError::Unsupported { entry: shown, what: "GNU sparse file".into() });
+            // Go reads it, but Docker's extractor then fails: "unhandled tar header type 83".
+            return Err(ExtractError::Unsupported { entry: shown, what: "GNU sparse file (type S)".into() });
         }
         let pax = self.pax(e, &shown)?;
-        if pax.sparse {
-            return Err(ExtractError::Unsupported { entry: shown, what: "PAX sparse file".into() });
+        let sparse = pax.sparse.resolve().map_err(|reason| corrupt(&shown, reason))?;
+        if sparse.is_some() && is_header_only(kind) {
+            return Err(corrupt(&shown, format!("sparse records on a {kind:?} entry")));
         }
+        // A sparse file's real name is in its records (the header holds a placeholder).
+        let (raw_name, shown) = match sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(n) => {
+                let shown = String::from_utf8_lossy(&n).into_owned();
+                (n, shown)
+            }
+            None => (header_name, shown),
+        };
         let size = e.size();
         if let Some(psize) = pax.size {
             // A PAX size overrides the header's; a non-zero header size that disagrees is a
@@ -455,7 +500,10 @@ impl Extractor<'_, '_> {
         let meta = self.meta(e, &pax, &shown)?;
         self.settle_if_overlaps(&path)?;
         match kind {
-            EntryType::Regular | EntryType::Continuous => self.file(e, &path, &meta, &shown, cancel),
+            EntryType::Regular | EntryType::Continuous => match sparse {
+                Some(sp) => self.sparse_file(e, &path, &meta, &sp, &shown, cancel),
+                None => self.file(e, &path, &meta, &shown, cancel),
+            },
             EntryType::Directory => self.dir(&path, &meta, &shown),
             EntryType::Symlink => {
                 let target = e.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
@@ -463,7 +511,7 @@ impl Extractor<'_, '_> {
             }
             EntryType::Link => {
                 let target = e.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
-                self.hardlink(&path, &target, &shown)
+                self.hardlink(&path, &target, &meta, &shown)
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let hdr = e.header();
@@ -492,6 +540,14 @@ impl Extractor<'_, '_> {
         for ext in exts {
             let ext = ext.map_err(|err| corrupt(shown, format!("bad PAX record: {err}")))?;
             let (k, v) = (ext.key_bytes(), ext.value_bytes());
+            // 0.0 sparse maps repeat their offset/numbytes keys by design.
+            if pax.sparse.record(k, v).map_err(|reason| corrupt(shown, reason))? {
+                if !matches!(k, b"GNU.sparse.offset" | b"GNU.sparse.numbytes") && seen.iter().any(|s| s == k) {
+                    return Err(corrupt(shown, format!("duplicate PAX record {:?}", String::from_utf8_lossy(k))));
+                }
+                seen.push(k.to_vec());
+                continue;
+            }
             // Parsers disagree on which of two equal keys wins (tar-rs: first, Go: last);
             // a layer that relies on that is refused.
             if seen.iter().any(|s| s == k) {
@@ -505,8 +561,16 @@ impl Extractor<'_, '_> {
                     let s = std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok());
                     pax.size = Some(s.ok_or_else(|| corrupt(shown, "bad PAX size"))?);
                 }
+                b"uid" | b"gid" => {
+                    let id = std::str::from_utf8(v).ok().and_then(|s| s.parse::<u32>().ok());
+                    let id = Some(id.ok_or_else(|| corrupt(shown, "bad PAX uid/gid"))?);
+                    if k == b"uid" {
+                        pax.uid = id;
+                    } else {
+                        pax.gid = id;
+                    }
+                }
                 _ if k.starts_with(b"SCHILY.xattr.") => pax.xattrs.push((k[13..].to_vec(), v.to_vec())),
-                _ if k.starts_with(b"GNU.sparse.") => pax.sparse = true,
                 _ => {}
             }
         }
@@ -521,8 +585,14 @@ impl Extractor<'_, '_> {
             Err(_) if h.as_bytes()[field].iter().all(|&b| b == 0 || b == b' ') => Ok(0),
             Err(err) => Err(corrupt(shown, format!("bad {what}: {err}"))),
         };
-        let uid = u32::try_from(num("uid", h.uid(), 108..116)?).map_err(|_| corrupt(shown, "uid out of range"))?;
-        let gid = u32::try_from(num("gid", h.gid(), 116..124)?).map_err(|_| corrupt(shown, "gid out of range"))?;
+        let uid = match pax.uid {
+            Some(u) => u,
+            None => u32::try_from(num("uid", h.uid(), 108..116)?).map_err(|_| corrupt(shown, "uid out of range"))?,
+        };
+        let gid = match pax.gid {
+            Some(g) => g,
+            None => u32::try_from(num("gid", h.gid(), 116..124)?).map_err(|_| corrupt(shown, "gid out of range"))?,
+        };
         let mode = num("mode", h.mode().map(u64::from), 100..108)? as u32 & 0o7777;
         let mtime = match pax.mtime {
             Some(t) => t,
@@ -669,16 +739,7 @@ impl Extractor<'_, '_> {
                 SmallFile { parent, leaf: path.leaf().to_vec(), body, meta: meta.clone(), shown: shown.to_owned() };
             return pool.submit(path.as_bytes(), job);
         }
-        let fd = rustix::fs::openat(
-            parent.as_fd(),
-            safefs::os(path.leaf()),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            // The final permission bits (less the umask) right away, so set_owner_mode can
-            // usually skip its chmod; special bits come only after the owner is set.
-            Mode::from_raw_mode(meta.mode & 0o777),
-        )
-        .map_err(io_at("create", shown))?;
-        let f = File::from(fd);
+        let f = create_file(parent.as_fd(), path, meta, shown)?;
         let mut body = BodyWriter::new(&f, size);
         let mut left = size;
         while left > 0 {
@@ -692,6 +753,75 @@ impl Extractor<'_, '_> {
             })?;
             left -= want as u64;
         }
+        self.stats.size += size;
+        finish_open_file(&f, meta, shown)
+    }
+
+    /// A GNU sparse file (see [`crate::sparse`]): each fragment written at its offset, holes
+    /// left as holes, the file cut to its real size. Not announced to the tar-split recorder:
+    /// its body (map and fragments) is kept there as raw bytes.
+    fn sparse_file<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        path: &RelPath,
+        meta: &Meta,
+        sp: &Sparse,
+        shown: &str,
+        cancel: &AtomicBool,
+    ) -> Result<(), ExtractError> {
+        let mut left = e.size();
+        let (map, size) = match &sp.layout {
+            sparse::Layout::Records(map) => (map.clone(), sp.size.unwrap_or(left)),
+            sparse::Layout::InBody => {
+                // An error of the stream itself (cancel, a cut) is reported as it is.
+                let mut failed: Option<ExtractError> = None;
+                let read = sparse::read_map_1x0(|blk| {
+                    if left < blk.len() as u64 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cut short"));
+                    }
+                    if let Err(err) = read_body(e, blk, left, shown, cancel) {
+                        failed = Some(err);
+                        return Err(io::Error::other("stream failed"));
+                    }
+                    left -= blk.len() as u64;
+                    Ok(())
+                });
+                if let Some(err) = failed {
+                    return Err(err);
+                }
+                let (map, _) = read.map_err(|err| match err.kind() {
+                    io::ErrorKind::Unsupported => {
+                        ExtractError::Unsupported { entry: shown.into(), what: err.to_string() }
+                    }
+                    _ => corrupt(shown, format!("sparse map: {err}")),
+                })?;
+                self.flush_recorder()?;
+                (map, sp.size.unwrap_or(left))
+            }
+        };
+        sparse::validate(&map, size).map_err(|reason| corrupt(shown, reason))?;
+        let parent = self.parent(path, shown)?;
+        self.clear(parent.as_fd(), path, path.leaf(), false, shown)?;
+        let f = create_file(parent.as_fd(), path, meta, shown)?;
+        for frag in &map {
+            if frag.length > left {
+                return Err(corrupt(shown, "sparse file references non-existent data"));
+            }
+            let mut done = 0u64;
+            while done < frag.length {
+                let want = (frag.length - done).min(self.buf.len() as u64) as usize;
+                read_body(e, &mut self.buf[..want], left, shown, cancel)?;
+                std::os::unix::fs::FileExt::write_all_at(&f, &self.buf[..want], frag.offset + done)
+                    .map_err(|source| ExtractError::Io { op: "write", entry: shown.into(), source })?;
+                done += want as u64;
+                left -= want as u64;
+                self.flush_recorder()?;
+            }
+        }
+        if left > 0 {
+            return Err(corrupt(shown, "sparse file contains unreferenced data"));
+        }
+        f.set_len(size).map_err(|source| ExtractError::Io { op: "truncate", entry: shown.into(), source })?;
         self.stats.size += size;
         finish_open_file(&f, meta, shown)
     }
@@ -715,13 +845,27 @@ impl Extractor<'_, '_> {
         Ok(())
     }
 
-    /// Owner, mode (unless a symlink), xattrs and times of a node we just created that
+    /// Owner, xattrs, mode (unless a symlink) and times of a node we just created that
     /// cannot be opened for writing (symlink, fifo, device).
     fn finish_node(
         &self,
         dir: BorrowedFd<'_>,
         leaf: &[u8],
         is_symlink: bool,
+        meta: &Meta,
+        shown: &str,
+    ) -> Result<(), ExtractError> {
+        self.apply_meta(dir, leaf, !is_symlink, true, meta, shown)
+    }
+
+    /// The order of Docker's `createTarFile`: lchown (which makes the kernel drop setuid/setgid
+    /// and `security.capability`), the header's xattrs, then the mode and the times.
+    fn apply_meta(
+        &self,
+        dir: BorrowedFd<'_>,
+        leaf: &[u8],
+        chmod: bool,
+        times: bool,
         meta: &Meta,
         shown: &str,
     ) -> Result<(), ExtractError> {
@@ -734,19 +878,23 @@ impl Extractor<'_, '_> {
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(io_at("chown", shown))?;
-        if !is_symlink {
+        if !meta.xattrs.is_empty() {
+            let fd = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                .map_err(io_at("open", shown))?;
+            set_xattrs(fd.as_fd(), true, meta, shown)?;
+        }
+        if chmod {
             safefs::chmod_nofollow(dir, leaf, meta.mode).map_err(|source| ExtractError::Io {
                 op: "chmod",
                 entry: shown.into(),
                 source,
             })?;
         }
-        if !meta.xattrs.is_empty() {
-            let fd = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                .map_err(io_at("open", shown))?;
-            set_xattrs(fd.as_fd(), true, meta, shown)?;
+        if times {
+            rustix::fs::utimensat(dir, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(io_at("utimens", shown))?;
         }
-        rustix::fs::utimensat(dir, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW).map_err(io_at("utimens", shown))
+        Ok(())
     }
 
     fn symlink(&mut self, path: &RelPath, target: &[u8], meta: &Meta, shown: &str) -> Result<(), ExtractError> {
@@ -775,7 +923,7 @@ impl Extractor<'_, '_> {
         self.finish_node(parent.as_fd(), path.leaf(), false, meta, shown)
     }
 
-    fn hardlink(&mut self, path: &RelPath, target_raw: &[u8], shown: &str) -> Result<(), ExtractError> {
+    fn hardlink(&mut self, path: &RelPath, target_raw: &[u8], meta: &Meta, shown: &str) -> Result<(), ExtractError> {
         // The target may be a file still being written.
         self.settle()?;
         let target = match RelPath::parse(target_raw) {
@@ -800,19 +948,26 @@ impl Extractor<'_, '_> {
             return Err(unsafe_entry(shown, "hardlink to a directory"));
         }
         let parent = self.parent(path, shown)?;
-        if let Ok(st) = rustix::fs::statat(parent.as_fd(), safefs::os(path.leaf()), AtFlags::SYMLINK_NOFOLLOW) {
-            if st.st_ino == tst.st_ino && st.st_dev == tst.st_dev {
-                return Ok(()); // already that file (a link to itself, or a repeated link)
-            }
+        let same = rustix::fs::statat(parent.as_fd(), safefs::os(path.leaf()), AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| st.st_ino == tst.st_ino && st.st_dev == tst.st_dev);
+        // Already that file (a link to itself, or a repeated link): only the metadata below.
+        if !same {
+            self.clear(parent.as_fd(), path, path.leaf(), false, shown)?;
+            rustix::fs::linkat(&tparent, tleaf, parent.as_fd(), safefs::os(path.leaf()), AtFlags::empty()).map_err(
+                |err| {
+                    if err == Errno::NOENT {
+                        unsafe_entry(shown, "hardlink target vanished (replaced by this entry)")
+                    } else {
+                        io_at("link", shown)(err)
+                    }
+                },
+            )?;
         }
-        self.clear(parent.as_fd(), path, path.leaf(), false, shown)?;
-        rustix::fs::linkat(&tparent, tleaf, parent.as_fd(), safefs::os(path.leaf()), AtFlags::empty()).map_err(|err| {
-            if err == Errno::NOENT {
-                unsafe_entry(shown, "hardlink target vanished (replaced by this entry)")
-            } else {
-                io_at("link", shown)(err)
-            }
-        })
+        // The link header's metadata goes to the shared inode, as Docker's `createTarFile`
+        // applies it; through a link to a symlink only owner and xattrs (Go has no lchmod, and
+        // Docker's times go through the link).
+        let to_symlink = FileType::from_raw_mode(tst.st_mode) == FileType::Symlink;
+        self.apply_meta(parent.as_fd(), path.leaf(), !to_symlink, !to_symlink, meta, shown)
     }
 
     fn whiteout(&mut self, path: &RelPath, name: &[u8], meta: &Meta, shown: &str) -> Result<(), ExtractError> {
@@ -835,7 +990,8 @@ impl Extractor<'_, '_> {
             rustix::fs::makedev(0, 0),
         )
         .map_err(io_at("mknod", shown))?;
-        // Like Docker's overlay whiteout converter: owner from the header, mode 0.
+        // Like Docker's overlay whiteout converter: owner from the header, mode 0, and the
+        // time of the mknod (it sets no times).
         rustix::fs::chownat(
             parent.as_fd(),
             safefs::os(name),
@@ -843,9 +999,7 @@ impl Extractor<'_, '_> {
             Some(rustix::fs::Gid::from_raw(meta.gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(io_at("chown", shown))?;
-        rustix::fs::utimensat(parent.as_fd(), safefs::os(name), &meta.times, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(io_at("utimens", shown))
+        .map_err(io_at("chown", shown))
     }
 
     fn opaque(&mut self, path: &RelPath, shown: &str) -> Result<(), ExtractError> {

@@ -23,6 +23,7 @@ pub mod lock;
 pub mod mount;
 pub mod mountinfo;
 pub mod safefs;
+pub mod sparse;
 pub mod stream;
 pub mod tarsplit;
 pub mod union;

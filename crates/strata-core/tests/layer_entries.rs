@@ -33,8 +33,16 @@ pub fn full_layer() -> Vec<u8> {
         (b"mtime", b"1600000000.123456789"),
     ]);
     t.entry(H::new("usr/bin/ping", b'0').mode(0o755).owner(0, 0), b"ping-binary");
-    t.hardlink("usr/bin/ping6", "usr/bin/ping");
-    t.hardlink("./usr/bin/ping4", "./usr/bin/ping");
+    // As tar writers (Docker's, GNU tar) write hard links: the inode's metadata again, which
+    // the extractor applies to the shared inode (see hardlink_headers_rewrite_the_shared_inode).
+    for (link, target) in [("usr/bin/ping6", "usr/bin/ping"), ("./usr/bin/ping4", "./usr/bin/ping")] {
+        t.pax(&[
+            (b"SCHILY.xattr.security.capability", &[1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            (b"SCHILY.xattr.user.comment", b"hello"),
+            (b"mtime", b"1600000000.123456789"),
+        ]);
+        t.entry(H::new(link, b'1').link(target).mode(0o755), b"");
+    }
     t.symlink("usr/bin/abs", "/etc/passwd");
     t.symlink("usr/bin/rel", "../../etc/passwd");
     t.symlink("usr/bin/dangling", "/nonexistent/target");
@@ -279,4 +287,157 @@ fn tar_crate_built_layer_round_trips() {
     let mut out = Vec::new();
     assemble(&s.dest(), &s.tar_split(), &mut out).unwrap();
     assert_eq!(out, tar);
+}
+
+/// A hard link's own header goes to the inode it shares, as Docker 20.10's extractor does it
+/// (`createTarFile`: lchown, xattrs, then chmod and times unless the target is a symlink); the
+/// engine itself is the judge in `__test__/extract-docker.spec.ts`.
+#[test]
+fn hardlink_headers_rewrite_the_shared_inode() {
+    let mut t = Tar::new();
+    t.entry(H::new("bin/su", b'0').mode(0o4755).mtime(1_000_000_000), b"su\n");
+    t.pax(&[(b"SCHILY.xattr.user.linkx", b"from the link")]);
+    t.entry(H::new("bin/su2", b'1').link("bin/su").mode(0o644).owner(1000, 1001).mtime(1_100_000_000), b"");
+    t.pax(&[(b"SCHILY.xattr.security.capability", &[1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])]);
+    t.entry(H::new("caps", b'0').mode(0o755), b"cap");
+    t.entry(H::new("capslink", b'1').link("caps").mode(0o755), b"");
+    t.entry(H::new("sym", b'2').link("bin/su").mode(0o777).mtime(1_200_000_000), b"");
+    t.entry(H::new("symhard", b'1').link("sym").mode(0o600).owner(5, 6).mtime(1_300_000_000), b"");
+    t.entry(H::new("twice", b'0').mode(0o600), b"t");
+    t.entry(H::new("twice2", b'1').link("twice").mode(0o640), b"");
+    t.entry(H::new("twice2", b'1').link("twice").mode(0o604).owner(9, 9), b"");
+    let tar = t.finish();
+    for workers in [false, true] {
+        let s = Scratch::new();
+        if workers {
+            s.apply_stream(&tar).unwrap();
+        } else {
+            s.apply(&tar).unwrap();
+        }
+        let d = s.dest();
+        let su = md(&d.join("bin/su"));
+        assert_eq!(su.ino(), md(&d.join("bin/su2")).ino());
+        assert_eq!((su.mode() & 0o7777, su.uid(), su.gid(), su.mtime()), (0o644, 1000, 1001, 1_100_000_000));
+        assert_eq!(lgetxattr(&d.join("bin/su"), "user.linkx").as_deref(), Some(&b"from the link"[..]));
+        // The link's chown dropped the capability; its header carried none to put back.
+        assert_eq!(lgetxattr(&d.join("caps"), "security.capability"), None, "workers: {workers}");
+        // A link to a symlink: owner applied, mode and times not.
+        let sym = md(&d.join("sym"));
+        assert!(sym.file_type().is_symlink());
+        assert_eq!((sym.uid(), sym.gid(), sym.mtime(), sym.ino()), (5, 6, 1_200_000_000, md(&d.join("symhard")).ino()));
+        // A repeated link: the last header wins.
+        let tw = md(&d.join("twice"));
+        assert_eq!((tw.mode() & 0o7777, tw.uid(), tw.nlink()), (0o604, 9, 2));
+        let mut out = Vec::new();
+        assemble(&d, &s.tar_split(), &mut out).unwrap();
+        assert!(out == tar, "assembled tar differs");
+    }
+}
+
+/// Whiteouts carry the time they were made (Docker's converter sets none), not the header's.
+#[test]
+fn whiteouts_get_the_time_they_were_made() {
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mut t = Tar::new();
+    t.entry(H::new("d/", b'5').mtime(1_500_000_000), b"");
+    t.entry(H::new("d/.wh.gone", b'0').owner(7, 8).mtime(1_234_567_890), b"");
+    let s = Scratch::new();
+    s.apply(&t.finish()).unwrap();
+    let wh = md(&s.dest().join("d/gone"));
+    assert!(wh.file_type().is_char_device());
+    assert_eq!((wh.uid(), wh.gid(), wh.mode() & 0o7777), (7, 8, 0));
+    assert!(wh.mtime() >= before, "whiteout mtime {} is older than the extraction", wh.mtime());
+    assert_eq!(md(&s.dest().join("d")).mtime(), 1_500_000_000, "its directory keeps the header's time");
+}
+
+/// The data and hole ranges of a file (SEEK_DATA / SEEK_HOLE).
+fn data_ranges(p: &Path) -> Vec<(u64, u64)> {
+    use rustix::fs::{seek, SeekFrom};
+    let f = std::fs::File::open(p).unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    while at < len {
+        let Ok(start) = seek(&f, SeekFrom::Data(at)) else { break };
+        let end = seek(&f, SeekFrom::Hole(start)).unwrap();
+        out.push((start, end));
+        at = end;
+    }
+    out
+}
+
+/// GNU sparse files in PAX form (0.0, 0.1, 1.0), as GNU tar writes them: expanded to the file
+/// Go's reader (and so Docker) makes, holes left as holes, the tar reproduced by tar-split.
+#[test]
+fn pax_sparse_files_in_every_version() {
+    const SIZE: u64 = 3 << 20;
+    let mut data_a = vec![b'a'; 4096];
+    data_a[..5].copy_from_slice(b"start");
+    let data_b = vec![b'b'; 4096];
+    let frags = [(0u64, &data_a), (2u64 << 20, &data_b)];
+    let body: Vec<u8> = [data_a.clone(), data_b.clone()].concat();
+    let map01 = format!("0,4096,{},4096,{SIZE},0", 2u64 << 20);
+    let mut t = Tar::new();
+    // 0.0: offset/numbytes pairs, the name in the header.
+    t.pax(&[
+        (b"GNU.sparse.size", SIZE.to_string().as_bytes()),
+        (b"GNU.sparse.numblocks", b"3"),
+        (b"GNU.sparse.offset", b"0"),
+        (b"GNU.sparse.numbytes", b"4096"),
+        (b"GNU.sparse.offset", (2u64 << 20).to_string().as_bytes()),
+        (b"GNU.sparse.numbytes", b"4096"),
+        (b"GNU.sparse.offset", SIZE.to_string().as_bytes()),
+        (b"GNU.sparse.numbytes", b"0"),
+    ]);
+    t.entry(H::new("v00", b'0'), &body);
+    // 0.1: a map record, the real name in GNU.sparse.name.
+    t.pax(&[
+        (b"GNU.sparse.size", SIZE.to_string().as_bytes()),
+        (b"GNU.sparse.numblocks", b"3"),
+        (b"GNU.sparse.name", b"v01"),
+        (b"GNU.sparse.map", map01.as_bytes()),
+    ]);
+    t.entry(H::new("GNUSparseFile.1/v01", b'0'), &body);
+    // 1.0: the map opens the body; a large apparent size (past the 8 GiB of an octal field).
+    let big = 9u64 << 30;
+    let mut body10 = format!("2\n0\n4096\n{}\n4096\n", big - 4096).into_bytes();
+    body10.resize(512, 0);
+    body10.extend_from_slice(&data_a);
+    body10.extend_from_slice(&data_b);
+    t.pax(&[
+        (b"GNU.sparse.major", b"1"),
+        (b"GNU.sparse.minor", b"0"),
+        (b"GNU.sparse.name", b"dir/v10"),
+        (b"GNU.sparse.realsize", big.to_string().as_bytes()),
+    ]);
+    t.entry(H::new("GNUSparseFile.1/v10", b'0').mode(0o640).mtime(1_650_000_000), &body10);
+    // An unknown version is no sparse file: the raw body under the header's name.
+    t.pax(&[(b"GNU.sparse.major", b"2"), (b"GNU.sparse.minor", b"0"), (b"GNU.sparse.name", b"ignored")]);
+    t.entry(H::new("v20", b'0'), b"raw");
+    let tar = t.finish();
+    for workers in [false, true] {
+        let s = Scratch::new();
+        let size = if workers { s.apply_stream(&tar).unwrap().size } else { s.apply(&tar).unwrap().size };
+        assert_eq!(size, SIZE * 2 + big + 3, "the layer size counts the real sizes");
+        let d = s.dest();
+        for name in ["v00", "v01"] {
+            let p = d.join(name);
+            assert_eq!(md(&p).len(), SIZE);
+            let bytes = std::fs::read(&p).unwrap();
+            for (off, frag) in frags {
+                assert_eq!(&bytes[off as usize..off as usize + frag.len()], &frag[..], "{name} at {off}");
+            }
+            assert_eq!(bytes.iter().filter(|&&b| b != 0).count(), 8192, "{name}: the rest is zeros");
+            assert_eq!(data_ranges(&p), [(0, 4096), (2 << 20, (2 << 20) + 4096)], "{name}: holes stay holes");
+        }
+        let v10 = md(&d.join("dir/v10"));
+        assert_eq!((v10.len(), v10.mode() & 0o7777, v10.mtime()), (big, 0o640, 1_650_000_000));
+        assert!(v10.blocks() * 512 < 1 << 20, "9 GiB apparent, a few blocks on disk");
+        assert_eq!(data_ranges(&d.join("dir/v10")), [(0, 4096), (big - 4096, big)]);
+        assert!(!d.join("GNUSparseFile.1").exists());
+        assert_eq!(std::fs::read(d.join("v20")).unwrap(), b"raw");
+        let mut out = Vec::new();
+        assemble(&d, &s.tar_split(), &mut out).unwrap();
+        assert!(out == tar, "assembled tar differs (workers: {workers})");
+    }
 }

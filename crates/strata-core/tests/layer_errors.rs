@@ -93,9 +93,15 @@ fn unsupported_entries() {
     let mut t = Tar::new();
     t.entry(H::new("sparse", b'S'), b"");
     expect_code(&t.finish(), "CorruptArchive", "sparse type in a ustar header");
-    let pax_sparse =
-        Tar::new().pax(&[(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0")]).file("s", b"").finish();
-    expect_code(&pax_sparse, "UnsupportedArchive", "PAX sparse");
+    // A 1.0 sparse map over 16 MiB (Go would buffer it all).
+    let mut huge = Vec::new();
+    while huge.len() < (16 << 20) + 1024 {
+        huge.extend_from_slice(b"0\n");
+    }
+    let mut t = Tar::new();
+    t.pax(&[(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"), (b"GNU.sparse.realsize", b"1")]);
+    t.entry(H::new("s", b'0'), &[b"99999999\n".as_slice(), &huge].concat());
+    expect_code(&t.finish(), "UnsupportedArchive", "sparse map over 16 MiB");
     let mut t = Tar::new();
     t.entry(H::new("vol", b'V'), b"");
     expect_code(&t.finish(), "UnsupportedArchive", "volume header");
@@ -210,4 +216,58 @@ fn tar_stream_from_a_pipe() {
     let e = apply_tar_stream(&tar[..700], &s.dest(), &s.tar_split(), &AtomicBool::new(false)).unwrap_err();
     assert_eq!(e.code(), "CorruptArchive");
     assert!(!s.dest().exists() && !s.tar_split().exists());
+}
+
+/// Broken GNU sparse entries are refused as Go's reader refuses them (Docker fails on each).
+#[test]
+fn broken_pax_sparse_entries() {
+    let v01 = |map: &str, n: &str, size: &str, body: &[u8]| {
+        let mut t = Tar::new();
+        t.pax(&[
+            (b"GNU.sparse.numblocks", n.as_bytes()),
+            (b"GNU.sparse.map", map.as_bytes()),
+            (b"GNU.sparse.size", size.as_bytes()),
+        ]);
+        t.entry(H::new("s", b'0'), body);
+        t.finish()
+    };
+    let v10 = |body: &[u8]| {
+        let mut t = Tar::new();
+        t.pax(&[(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"), (b"GNU.sparse.realsize", b"8")]);
+        t.entry(H::new("s", b'0'), body);
+        t.finish()
+    };
+    let block = |text: &[u8]| {
+        let mut b = text.to_vec();
+        b.resize(512, 0);
+        b
+    };
+    for (tar, what) in [
+        (v01("0,4", "2", "8", b"1234"), "numblocks disagrees with the map"),
+        (v01("0,4,2,4", "2", "8", b"12345678"), "overlapping fragments"),
+        (v01("0,9", "1", "8", b"123456789"), "a fragment past the size"),
+        (v01("0,4", "1", "8", b"12"), "fewer bytes than the fragments"),
+        (v01("0,2", "1", "8", b"1234"), "more bytes than the fragments"),
+        (v01("0,x", "1", "8", b""), "a bad number in the map"),
+        (v01("0,2", "1", "big", b"12"), "a bad size"),
+        (v10(b""), "1.0 without its map"),
+        (v10(&block(b"1\nx\n1\n")), "1.0 with a bad number"),
+        (v10(&block(b"2\n0\n1\n")), "1.0 map cut short"),
+        (v10(&[block(b"1\n0\n4\n"), b"12".to_vec()].concat()), "1.0 body shorter than its fragments"),
+    ] {
+        expect_code(&tar, "CorruptArchive", what);
+    }
+    let mut t = Tar::new();
+    t.pax(&[(b"GNU.sparse.numbytes", b"4"), (b"GNU.sparse.offset", b"0")]);
+    t.file("s", b"1234");
+    expect_code(&t.finish(), "CorruptArchive", "0.0 pairs out of order");
+    let mut t = Tar::new();
+    t.pax(&[
+        (b"GNU.sparse.numblocks", b"0"),
+        (b"GNU.sparse.map", b""),
+        (b"GNU.sparse.major", b"0"),
+        (b"GNU.sparse.minor", b"1"),
+    ]);
+    t.dir("d");
+    expect_code(&t.finish(), "CorruptArchive", "sparse records on a directory");
 }

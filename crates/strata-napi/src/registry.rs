@@ -2,7 +2,8 @@
 //! operation) with `request` (buffered answers: manifests, JSON APIs, uploads from bytes or a
 //! file range) and `pullLayers` (blobs streamed into staging dirs). Conversion only; the work is
 //! in `strata_registry`. Credentials come in here and never go back out (not in errors, not in
-//! `endpoints()`).
+//! `endpoints()`); the one secret handed back is `identityToken()`, the refresh token a token
+//! issuer gave a login, which the TS side stores as Docker's `identitytoken`.
 #![cfg_attr(test, allow(dead_code))]
 use crate::cancel::NativeCancel;
 use crate::error::Job;
@@ -42,6 +43,8 @@ pub struct NativeRegistryOptions {
     /// Attempts per request (default 5) and the first backoff in ms (default 200).
     /// Talk to the registry itself, never to its mirrors (push, login: mirrors serve pulls only).
     pub no_mirrors: Option<bool>,
+    /// Ask token issuers for a refresh token (`offline_token=true`), as `docker login` does.
+    pub offline_token: Option<bool>,
     pub retry_attempts: Option<u32>,
     pub retry_base_ms: Option<u32>,
     /// Longest silence from a registry, in ms (default 60000).
@@ -201,6 +204,7 @@ impl NativeRegistryClient {
             o.user_agent = ua;
         }
         o.no_mirrors = opts.no_mirrors.unwrap_or(false);
+        o.offline_token = opts.offline_token.unwrap_or(false);
         if let Some(a) = opts.retry_attempts {
             o.retry.attempts = a.max(1);
         }
@@ -221,6 +225,13 @@ impl NativeRegistryClient {
             .into_iter()
             .map(|e| NativeEndpoint { base: e.base, verify: e.verify, mirror: e.mirror })
             .collect()
+    }
+
+    /// The refresh token a token issuer handed out (with `offlineToken`, or a rotated one), else
+    /// the identity token given; null for other credentials.
+    #[napi]
+    pub fn identity_token(&self) -> Option<String> {
+        self.client.identity_token()
     }
 
     #[napi]

@@ -143,28 +143,59 @@ pub fn canonical_scopes<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Vec<St
 pub struct Token {
     pub value: String,
     pub expires: Instant,
+    /// A refresh token (Docker's `identitytoken`) the answer carried: the issuer hands one out
+    /// for `offline_token=true` (GET) or `access_type=offline` (OAuth2 POST), and may rotate it
+    /// when one is used.
+    pub refresh: Option<String>,
 }
+
+/// The OAuth2 client id sent to token issuers: Docker's (`registry.AuthClientID`). Issuers may
+/// bind a refresh token to the client it was issued to (RFC 6749 §6), so strata presents
+/// itself as Docker does: an identity token `docker login` stored works for strata, and one
+/// `strata login` stored works for docker.
+pub const CLIENT_ID: &str = "docker";
 
 /// Tokens live at least this long (the distribution spec's default `expires_in`).
 pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// A token is refreshed this long before it expires, so it does not expire in flight.
 pub const TOKEN_SLACK: Duration = Duration::from_secs(5);
 
-/// Reads a token endpoint's answer: `token` or `access_token`, `expires_in` seconds.
+/// Reads a token endpoint's answer: `token` or `access_token`, `expires_in` seconds, and a
+/// `refresh_token` if there is one.
 pub fn parse_token_response(body: &[u8], now: Instant) -> Option<Token> {
     #[derive(serde::Deserialize)]
     struct T {
         token: Option<String>,
         access_token: Option<String>,
         expires_in: Option<u64>,
+        refresh_token: Option<String>,
     }
     let t: T = serde_json::from_slice(body).ok()?;
     let value = t.token.filter(|s| !s.is_empty()).or(t.access_token.filter(|s| !s.is_empty()))?;
-    if value.bytes().any(|c| c.is_ascii_control() || c == b' ') {
+    let clean = |s: &str| !s.bytes().any(|c| c.is_ascii_control() || c == b' ');
+    if !clean(&value) {
         return None;
     }
+    let refresh = match t.refresh_token.filter(|s| !s.is_empty()) {
+        Some(r) if !clean(&r) => return None,
+        r => r,
+    };
     let life = t.expires_in.map(Duration::from_secs).unwrap_or(MIN_TOKEN_LIFETIME);
-    Some(Token { value, expires: now + life })
+    Some(Token { value, expires: now + life, refresh })
+}
+
+/// Whether a token endpoint's refusal is an OAuth2 error about the grant or the client
+/// (RFC 6749 §5.2: `invalid_grant`, `invalid_client`, `unauthorized_client`): a refresh token
+/// or password the issuer does not accept, which is `Unauthorized` whatever the status (400).
+pub fn is_oauth_refusal(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct E {
+        error: Option<String>,
+    }
+    serde_json::from_slice::<E>(body)
+        .ok()
+        .and_then(|e| e.error)
+        .is_some_and(|e| matches!(e.as_str(), "invalid_grant" | "invalid_client" | "unauthorized_client"))
 }
 
 #[cfg(test)]
@@ -202,6 +233,13 @@ mod tests {
         assert_eq!(t.value, "abc");
         assert_eq!(t.expires, now + Duration::from_secs(300));
         assert_eq!(parse_token_response(br#"{"access_token":"x"}"#, now).unwrap().expires, now + MIN_TOKEN_LIFETIME);
+        assert_eq!(t.refresh, None);
+        let r = parse_token_response(br#"{"access_token":"x","refresh_token":"r-1"}"#, now).unwrap();
+        assert_eq!(r.refresh.as_deref(), Some("r-1"));
+        assert!(parse_token_response(br#"{"token":"x","refresh_token":"a b"}"#, now).is_none());
+        assert!(is_oauth_refusal(br#"{"error":"invalid_grant","error_description":"x"}"#));
+        assert!(!is_oauth_refusal(br#"{"error":"server_error"}"#));
+        assert!(!is_oauth_refusal(b"<html>"));
         assert!(parse_token_response(b"<html>", now).is_none());
         assert!(parse_token_response(br#"{"token":""}"#, now).is_none());
         assert!(parse_token_response(br#"{"token":"a\nb"}"#, now).is_none());

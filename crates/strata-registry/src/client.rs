@@ -48,6 +48,9 @@ pub struct ClientOptions {
     pub idle_timeout: Duration,
     /// Skip the registry's mirrors: they serve pulls only (a push or a login goes to the registry).
     pub no_mirrors: bool,
+    /// Ask token issuers for a refresh token along with each token (`offline_token=true`,
+    /// `client_id=docker`), as `docker login` does; see [`Client::identity_token`].
+    pub offline_token: bool,
 }
 
 impl ClientOptions {
@@ -60,6 +63,7 @@ impl ClientOptions {
             retry: RetryPolicy::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             no_mirrors: false,
+            offline_token: false,
         }
     }
 }
@@ -277,6 +281,10 @@ pub struct Client {
     registry: String,
     endpoints: Vec<EndpointState>,
     credentials: Credentials,
+    offline_token: bool,
+    /// The refresh token in use: the caller's identity token, replaced by one a token issuer
+    /// handed out (at login, or rotated when the old one was used).
+    identity_token: Mutex<Option<String>>,
     tokens: Mutex<HashMap<(usize, Vec<String>), Token>>,
     /// One token fetch at a time: parallel layers wanting the same scope set share one request.
     token_gate: Mutex<()>,
@@ -311,10 +319,16 @@ impl Client {
                 dead: AtomicBool::new(false),
             });
         }
+        let identity_token = match &opts.credentials {
+            Credentials::IdentityToken { token, .. } => Some(token.clone()),
+            _ => None,
+        };
         Ok(Client {
             registry: opts.registry,
             endpoints,
             credentials: opts.credentials,
+            offline_token: opts.offline_token,
+            identity_token: Mutex::new(identity_token),
             tokens: Mutex::new(HashMap::new()),
             token_gate: Mutex::new(()),
             retry: opts.retry,
@@ -322,6 +336,13 @@ impl Client {
             user_agent: opts.user_agent,
             stats: Stats::default(),
         })
+    }
+
+    /// The refresh token a token issuer handed out (with [`ClientOptions::offline_token`], or a
+    /// rotated one), else the caller's identity token: what `login` stores instead of the
+    /// password (Docker's `identitytoken`). None for other credentials.
+    pub fn identity_token(&self) -> Option<String> {
+        self.identity_token.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The registry this client talks to.
@@ -680,24 +701,23 @@ impl Client {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 rt::sleep(self.retry.backoff(attempt), cancel).map_err(|_| RegistryError::Aborted)?;
             }
-            let b = match &self.credentials {
-                Credentials::IdentityToken { token, .. } => {
+            let refresh = self.identity_token();
+            let b = match (&self.credentials, refresh) {
+                // An identity token is exchanged with the OAuth2 form Docker posts
+                // (distribution's `fetchTokenWithOAuth`: every field present, scope joined).
+                (Credentials::IdentityToken { .. }, Some(token)) => {
                     let mut form = url::form_urlencoded::Serializer::new(String::new());
+                    form.append_pair("scope", &scopes.join(" "));
+                    form.append_pair("service", service.as_deref().unwrap_or(""));
+                    form.append_pair("client_id", auth::CLIENT_ID);
                     form.append_pair("grant_type", "refresh_token");
-                    form.append_pair("refresh_token", token);
-                    form.append_pair("client_id", "strata");
-                    if let Some(s) = &service {
-                        form.append_pair("service", s);
-                    }
-                    if !scopes.is_empty() {
-                        form.append_pair("scope", &scopes.join(" "));
-                    }
+                    form.append_pair("refresh_token", &token);
                     st.http
                         .post(url.clone())
                         .header("Content-Type", "application/x-www-form-urlencoded")
                         .body(form.finish())
                 }
-                creds => {
+                (creds, _) => {
                     {
                         let mut q = url.query_pairs_mut();
                         q.clear();
@@ -706,6 +726,10 @@ impl Client {
                         }
                         for s in scopes {
                             q.append_pair("scope", s);
+                        }
+                        if self.offline_token {
+                            q.append_pair("offline_token", "true");
+                            q.append_pair("client_id", auth::CLIENT_ID);
                         }
                         if let Credentials::Basic { username, .. } = creds {
                             q.append_pair("account", username);
@@ -746,13 +770,14 @@ impl Client {
                 last = format!("token endpoint answered {status}");
                 continue;
             }
-            if status == 401 || status == 403 {
+            if status == 401 || status == 403 || (status == 400 && auth::is_oauth_refusal(&body)) {
                 let parsed = crate::error::registry_error_of(&body);
                 return Err(RegistryError::Unauthorized {
                     status,
                     registry_code: parsed.as_ref().map(|(c, _)| c.clone()).filter(|c| !c.is_empty()),
                     message: match &self.credentials {
                         Credentials::Anonymous => "unauthorized: authentication required".into(),
+                        Credentials::IdentityToken { .. } => "unauthorized: the identity token was refused".into(),
                         _ => "unauthorized: incorrect username or password".into(),
                     },
                 }
@@ -761,14 +786,19 @@ impl Client {
             if !(200..300).contains(&status) {
                 return Err(status_error(status, &url, &body).into());
             }
-            return auth::parse_token_response(&body, Instant::now()).ok_or_else(|| {
-                RegistryError::Status {
-                    status,
-                    registry_code: None,
-                    message: format!("token endpoint {} answered without a usable token", redact(&url)),
+            let token = auth::parse_token_response(&body, Instant::now()).ok_or_else(|| RegistryError::Status {
+                status,
+                registry_code: None,
+                message: format!("token endpoint {} answered without a usable token", redact(&url)),
+            })?;
+            // A refresh token is kept when one was asked for (login) or replaces the one in use
+            // (a rotating issuer); Docker's pulls ignore rotation, its login stores it.
+            if let Some(r) = &token.refresh {
+                if self.offline_token || matches!(self.credentials, Credentials::IdentityToken { .. }) {
+                    *self.identity_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
                 }
-                .into()
-            });
+            }
+            return Ok(token);
         }
         Err(RegistryError::Unreachable { host: url.host_str().unwrap_or("").into(), detail: last }.into())
     }

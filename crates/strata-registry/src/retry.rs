@@ -52,20 +52,31 @@ impl RetryPolicy {
     }
 }
 
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form HTTP servers send.
+/// Parses an HTTP date in the three forms HTTP/1.1 recipients must accept (RFC 9110 §5.6.7):
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, what servers send), the obsolete RFC 850 form
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`), as Go's
+/// `http.ParseTime` does.
 fn parse_http_date(s: &str) -> Option<SystemTime> {
     let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let day: u64 = parts[1].parse().ok()?;
+    let (day, month, year, time) = match parts.as_slice() {
+        [_, d, m, y, t, "GMT"] => (*d, *m, y.parse::<i64>().ok()?, *t),
+        [_, dmy, t, "GMT"] => {
+            let f: Vec<&str> = dmy.split('-').collect();
+            let [d, m, y] = f.as_slice() else { return None };
+            // Two-digit years: RFC 9110 says a year more than 50 years ahead is in the past.
+            let yy: i64 = y.parse().ok().filter(|_| y.len() == 2)?;
+            (*d, *m, if yy >= 70 { 1900 + yy } else { 2000 + yy }, *t)
+        }
+        [_, m, d, t, y] => (*d, *m, y.parse::<i64>().ok()?, *t),
+        _ => return None,
+    };
+    let day: u64 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
     let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         .iter()
-        .position(|m| *m == parts[2])? as u64
+        .position(|m| *m == month)? as u64
         + 1;
-    let year: i64 = parts[3].parse().ok()?;
-    let hms: Vec<u64> = parts[4].split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    if hms.len() != 3 {
+    let hms: Vec<u64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    if hms.len() != 3 || hms[0] > 23 || hms[1] > 59 || hms[2] > 60 {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
@@ -100,7 +111,13 @@ mod tests {
         assert_eq!(p.retry_after("99999", SystemTime::now()), None);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_770);
         assert_eq!(p.retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(Duration::from_secs(7)));
+        assert_eq!(p.retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now), Some(Duration::from_secs(7)));
+        assert_eq!(p.retry_after("Sun Nov  6 08:49:37 1994", now), Some(Duration::from_secs(7)));
+        // A date in the past: retry at once.
+        assert_eq!(p.retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(p.retry_after("tomorrow", now), None);
+        assert_eq!(p.retry_after("Sun, 06 Nov 1994 25:49:37 GMT", now), None);
+        assert_eq!(p.retry_after("Sun, 06 Foo 1994 08:49:37 GMT", now), None);
         assert!(retryable_status(429) && retryable_status(503) && retryable_status(408));
         assert!(!retryable_status(404) && !retryable_status(501));
     }
