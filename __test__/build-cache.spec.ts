@@ -209,3 +209,61 @@ test.serial('kill -9 during a build: the store is consistent and the next build 
   t.deepEqual(r.steps.map((x) => x.cached), [true, true, false])
   await s.close()
 })
+
+test.serial('builder prune --filter: until/unused-for, id, shared/private and the rest as the engine takes them; bad filters touch nothing', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nRUN echo old > /old\nRUN echo new > /new\n` })
+  // The image goes: its records are then used by no image (`shared=false`, `private=true`).
+  await store.images.remove((await store.build({ context: ctx })).imageId)
+  const cacheDir = path.join(root, 'builder', 'cache')
+  const records = (): { key: string; description: string; file: string }[] => fs.readdirSync(cacheDir).map((f) => ({ ...JSON.parse(fs.readFileSync(path.join(cacheDir, f), 'utf8')), file: path.join(cacheDir, f) }))
+  t.is(records().length, 2)
+  // The first step's record was last used two hours ago.
+  const old = records().find((r) => r.description.includes('echo old'))!
+  const twoHours = new Date(Date.now() - 2 * 3600e3)
+  fs.utimesSync(old.file, twoHours, twoHours)
+  for (const [filter, message] of [
+    [['foo=bar'], /Invalid filter 'foo'/], [['until=1d'], /"until" filter expects a duration \(e\.g\., '24h'\): time: unknown unit "d" in duration "1d"/],
+    [['until=1h', 'unused-for=2h'], /conflicting filters: "until" and "unused-for"/], [['until=1h', 'until=2h'], /filters expect only one value/],
+    [['mutable=true'], /Invalid filter 'mutable'/], [['inuse'], /bad format of filter \(expected name=value\)/],
+  ] as [string[], RegExp][]) {
+    const e = await t.throwsAsync(store.pruneBuildCache({ all: true, filter }), { message })
+    t.is((e as { code?: string }).code, 'InvalidArgument')
+  }
+  t.is(records().length, 2)
+  // Nothing matches: shared (no image uses these layers), inuse=true, another type, another id.
+  for (const filter of [['shared=true'], ['inuse=true'], ['type=exec.cachemount'], ['id=^0{64}$'], ['until=3h'], ['unused-for=3h']]) {
+    t.deepEqual((await store.pruneBuildCache({ all: true, filter })).deleted, [], filter.join())
+  }
+  t.deepEqual((await store.pruneBuildCache({ filter: ['until=90m', 'private=true', 'type=regular', 'inuse=false'] })).deleted, [old.key])
+  const left = records()
+  t.is(left.length, 1)
+  t.deepEqual((await store.pruneBuildCache({ filter: [`id=^${left[0].key.slice(7, 20)}`, `description=${left[0].description}`] })).deleted, [left[0].key])
+  t.is(records().length, 0)
+})
+
+test.serial('COPY --from keys follow the content of the selected files: a rebuilt source stage with the same files hits', async (t) => {
+  const { dir, store } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, {
+    Dockerfile: `FROM ${BB} AS gen\nARG NOISE=1\nARG DATA=data\nARG OWNER=0\nRUN mkdir -p /out/sub && echo $DATA > /out/f && echo sub > /out/sub/g && chown -R $OWNER /out && echo $NOISE > /noise\n` +
+      `FROM ${BB}\nCOPY --from=gen /out /out\nRUN cat /out/f /out/sub/g > /seen\n`,
+  })
+  const cached = (r: { steps: { name: string; cached: boolean }[] }): boolean[] => r.steps.filter((s) => !s.name.startsWith('[gen ')).map((s) => s.cached)
+  const first = await store.build({ context: ctx, buildArgs: { NOISE: '1' } })
+  // The source stage runs again (another layer: /noise and every mtime differ); the files it
+  // hands over are the same, so the COPY and the RUN after it hit.
+  const noisy = await store.build({ context: ctx, buildArgs: { NOISE: '2' } })
+  t.false(noisy.steps.find((s) => s.name.includes('gen'))!.cached)
+  t.deepEqual(cached(noisy), [true, true])
+  t.is(noisy.imageId, first.imageId)
+  // Another content, or another owner (COPY --from keeps owners): a miss.
+  t.deepEqual(cached(await store.build({ context: ctx, buildArgs: { NOISE: '3', DATA: 'other' } })), [false, false])
+  t.deepEqual(cached(await store.build({ context: ctx, buildArgs: { NOISE: '4', OWNER: '65534' } })), [false, false])
+  // ...and back: the first content hits again; the result is what a --no-cache build makes.
+  const back = await store.build({ context: ctx, buildArgs: { NOISE: '5' }, tags: ['from:cached'] })
+  t.deepEqual(cached(back), [true, true])
+  await store.build({ context: ctx, buildArgs: { NOISE: '5' }, noCache: true, tags: ['from:fresh'] })
+  t.deepEqual(await strataTree(store, 'from:cached', path.join(dir, 'a')), await strataTree(store, 'from:fresh', path.join(dir, 'b')))
+})

@@ -138,3 +138,76 @@ test.serial('CLI: BuildKit\'s plain progress, -q, --iidfile, and the error block
   const still = await cli(root, ['images', '-q', '--no-trunc', 'cli:1'])
   t.is(still.stdout.trim(), fs.readFileSync(iid, 'utf8'))
 })
+
+test.serial('ADD unpacks what the engine\'s builder unpacks: plain, gzip, bzip2 and xz tars; zstd and lzma tars are copied as files', async (t) => {
+  const { dir, store } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  const payload = path.join(dir, 'payload')
+  writeContext(payload, { 'p/x.txt': 'x\n', 'p/y/z.txt': 'z\n' })
+  fs.mkdirSync(ctx, { recursive: true })
+  const formats: [string, string[]][] = [['t.tar', []], ['t.tar.gz', ['-z']], ['t.tar.bz2', ['-j']], ['t.tar.xz', ['-J']], ['t.tar.zst', ['--zstd']], ['t.tar.lzma', ['--lzma']]]
+  for (const [name, flags] of formats) execFileSync('tar', ['-c', ...flags, '-f', path.join(ctx, name), '-C', payload, '--owner=1000', '--group=1000', 'p'])
+  // GNU tar's --lzma writes xz here (xz-utils' `lzma`): the lzma-alone format made explicitly.
+  execFileSync('sh', ['-c', `tar -c --owner=1000 --group=1000 -C ${payload} p | xz --format=lzma > ${ctx}/t.tar.lzma`])
+  // Two concatenated xz streams (moby runs `xz -d`, which reads them both).
+  execFileSync('sh', ['-c', `tar -c --owner=1000 --group=1000 -C ${payload} p/x.txt | xz > ${ctx}/two.xz && printf '' | xz >> ${ctx}/two.xz`])
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\n${[...formats.map(([n]) => n), 'two.xz'].map((n) => `ADD ${n} /fmt/${n.replace(/\./g, '_')}/`).join('\n')}\n` })
+  await store.build({ context: ctx, tags: ['addfmt:1'] })
+  engine.build(ctx, ['-t', 'addfmt-bk:1'])
+  engine.exportTo('addfmt-bk:1', path.join(dir, 'bk'))
+  const ours = await strataTree(store, 'addfmt:1', path.join(dir, 'ours'))
+  t.deepEqual(ours, tree(path.join(dir, 'bk')))
+  for (const n of ['t_tar', 't_tar_gz', 't_tar_bz2', 't_tar_xz', 'two_xz']) t.like(ours[`fmt/${n}/p/x.txt`], { type: 'file', uid: 1000 }, n)
+  t.like(ours['fmt/t_tar_zst/t.tar.zst'], { type: 'file' })
+  t.like(ours['fmt/t_tar_lzma/t.tar.lzma'], { type: 'file' })
+})
+
+/** A layer dir as comparable rows: (path bytes in hex, type, mode, owner, sha256, link bytes, xattrs), via python (bytes names). */
+function layerRows(dir: string): unknown {
+  const py = `
+import os, sys, json, hashlib, stat
+root = sys.argv[1].encode()
+rows = []
+for d, dirs, files in os.walk(root):
+    for n in sorted(dirs + files):
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        rel = os.path.relpath(p, root)
+        x = sorted((k, os.getxattr(p, k, follow_symlinks=False).hex()) for k in os.listxattr(p, follow_symlinks=False) if not k.startswith('trusted.overlay.'))
+        body = hashlib.sha256(open(p, 'rb').read()).hexdigest() if stat.S_ISREG(st.st_mode) else None
+        link = os.readlink(p).hex() if stat.S_ISLNK(st.st_mode) else None
+        rows.append([rel.hex(), stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, body, link, x])
+print(json.dumps(sorted(rows)))
+`
+  return JSON.parse(execFileSync('python3', ['-c', py, dir], { encoding: 'utf8' }))
+}
+
+test.serial('names that are not UTF-8 keep their bytes, and xattrs come along (user, trusted, security), as BuildKit copies them', async (t) => {
+  const { dir, store } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  fs.mkdirSync(ctx, { recursive: true })
+  const b = (s: string): Buffer => Buffer.concat([Buffer.from(`${ctx}/`), Buffer.from(s, 'latin1')])
+  fs.writeFileSync(b('caf\xe9.txt'), 'latin-1 name\n')
+  fs.mkdirSync(b('d\xff'))
+  fs.writeFileSync(b('d\xff/x'), 'x\n')
+  fs.symlinkSync(Buffer.from('caf\xe9.txt', 'latin1'), b('link\xfe'))
+  fs.writeFileSync(b('plain.txt'), 'plain\n')
+  execFileSync('setfattr', ['-n', 'user.one', '-v', '1', path.join(ctx, 'plain.txt')])
+  execFileSync('setfattr', ['-n', 'trusted.two', '-v', '2', path.join(ctx, 'plain.txt')])
+  execFileSync('setfattr', ['-n', 'security.three', '-v', '3', path.join(ctx, 'plain.txt')])
+  // (a path that is not UTF-8 cannot be an argument string: python gets its bytes in hex)
+  execFileSync('python3', ['-c', 'import os, sys; os.setxattr(bytes.fromhex(sys.argv[1]), "user.dir", b"d")', b('d\xff').toString('hex')])
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${BB}\nCOPY . /ctx/\n`)
+  const ours = await store.build({ context: ctx, tags: ['bytes:1'] })
+  const theirs = engine.build(ctx, ['-t', 'bytes-bk:1'])
+  const ourDir = (await store.images.inspect(ours.imageId)) as { GraphDriver: { Data: { UpperDir: string } } }
+  const theirDir = engine.cli(['image', 'inspect', '--format', '{{.GraphDriver.Data.UpperDir}}', theirs]).trim()
+  const mine = layerRows(ourDir.GraphDriver.Data.UpperDir)
+  t.deepEqual(mine, layerRows(theirDir))
+  const names = (mine as [string][]).map((r) => Buffer.from(r[0], 'hex').toString('latin1'))
+  t.true(names.includes('ctx/caf\xe9.txt') && names.includes('ctx/d\xff/x') && names.includes('ctx/link\xfe'))
+  // Unchanged: every step hits; an xattr changed (nothing else): the COPY runs again.
+  t.true((await store.build({ context: ctx })).steps.every((s) => s.cached))
+  execFileSync('setfattr', ['-n', 'user.one', '-v', 'changed', path.join(ctx, 'plain.txt')])
+  t.deepEqual((await store.build({ context: ctx })).steps.map((s) => s.cached), [false])
+})

@@ -78,7 +78,7 @@ for (const [name, text, line, msg] of [
   ['ONBUILD ONBUILD', 'FROM busybox\nONBUILD ONBUILD RUN x\n', 2, /Chaining ONBUILD/],
   ['HEALTHCHECK type', 'FROM busybox\nHEALTHCHECK FOO x\n', 2, /Unknown type "FOO"/],
   ['HEALTHCHECK interval', 'FROM busybox\nHEALTHCHECK --interval=1us CMD x\n', 2, /cannot be less than 1ms/],
-  ['RUN --mount', 'FROM busybox\nRUN --mount=type=cache,target=/x true\n', 2, /Unknown flag: mount/],
+  ['RUN --mount=... (an unknown flag of RUN)', 'FROM busybox\nRUN --mounts=type=cache true\n', 2, /Unknown flag: mounts/],
   ['bad chmod', 'FROM busybox\nCOPY --chmod=u+x a b\n', 2, /invalid chmod/],
   ['empty file', '# only a comment\n\n', 3, /file with no instructions/],
 ] as const) {
@@ -90,6 +90,13 @@ for (const [name, text, line, msg] of [
     t.regex(e.message, new RegExp(`line ${line}:`))
   })
 }
+
+test('what Docker 20.10 builds and strata does not: RUN --mount is InvalidArgument with its line, not an unknown flag', (t) => {
+  const e = t.throws(() => parse('FROM busybox\nRUN --mount=type=cache,target=/x true\n'), { instanceOf: BuildError }) as BuildError
+  t.is(e.code, 'InvalidArgument')
+  t.is(e.line, 2)
+  t.regex(e.message, /line 2: RUN --mount is not supported by strata/)
+})
 
 test('variable substitution: $V ${V} ${V:-w} ${V-w} ${V:+w} ${V+w} \\$ and quotes', (t) => {
   const env = envMap(['A=1', 'E=', 'SP=a b'])

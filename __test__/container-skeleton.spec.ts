@@ -158,3 +158,16 @@ test('a create whose renames were cut short by a crash before its final sync: a 
   t.true(fs.existsSync(path.join(root, 'containers', kept.id)))
   await checkConsistent(t, root)
 })
+
+test('a create that fails after building its skeleton (a name taken meanwhile) leaves the skeletons of concurrent creates alone', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  // Two creates want one name: both pass the first check and build, one fails under the lock.
+  // The other 14 are building or placing their skeletons in the same staging dir meanwhile.
+  const results = await Promise.allSettled(Array.from({ length: 16 }, (_, i) =>
+    store.containers.create('bb', i < 2 ? { name: 'dup' } : {})))
+  const failed = results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)
+  t.deepEqual(failed, ['NameInUse'])
+  t.is((await store.containers.list({ all: true })).length, 15)
+  await store.close()
+  await checkConsistent(t, root)
+})

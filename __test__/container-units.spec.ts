@@ -34,16 +34,16 @@ test('process env: PATH default, HOSTNAME, the container\'s Env overriding, HOME
   t.deepEqual(processEnv(['PATH=/x', 'HOME=/h', 'HOSTNAME=mine'], 'h', '/root'), ['PATH=/x', 'HOSTNAME=mine', 'HOME=/h'])
 })
 
-test('-u forms: name, uid, name:group, uid:gid; unknown names are errors', (t) => {
-  t.deepEqual(resolveUser('', PASSWD, GROUP), { uid: 0, gid: 0, additionalGids: [], home: '/root' })
-  t.deepEqual(resolveUser('nobody', PASSWD, GROUP), { uid: 65534, gid: 65534, additionalGids: [], home: '/nonexistent' })
-  t.deepEqual(resolveUser('app', PASSWD, GROUP), { uid: 1000, gid: 1000, additionalGids: [10], home: '/home/app' })
-  t.deepEqual(resolveUser('1000:10', PASSWD, GROUP), { uid: 1000, gid: 10, additionalGids: [], home: '/home/app' })
-  t.deepEqual(resolveUser('4242', PASSWD, GROUP), { uid: 4242, gid: 0, additionalGids: [], home: '/' })
+test('-u forms: name, uid, name:group, uid:gid; unknown names are errors; groups as the daemon sets them (primary first)', (t) => {
+  t.deepEqual(resolveUser('', PASSWD, GROUP), { uid: 0, gid: 0, additionalGids: [0], home: '/root' })
+  t.deepEqual(resolveUser('nobody', PASSWD, GROUP), { uid: 65534, gid: 65534, additionalGids: [65534], home: '/nonexistent' })
+  t.deepEqual(resolveUser('app', PASSWD, GROUP), { uid: 1000, gid: 1000, additionalGids: [1000, 10], home: '/home/app' })
+  t.deepEqual(resolveUser('1000:10', PASSWD, GROUP), { uid: 1000, gid: 10, additionalGids: [10], home: '/home/app' })
+  t.deepEqual(resolveUser('4242', PASSWD, GROUP), { uid: 4242, gid: 0, additionalGids: [0], home: '/' })
   t.deepEqual(resolveUser('app:nogroup', PASSWD, GROUP).gid, 65534)
   t.throws(() => resolveUser('ghost', PASSWD, GROUP), { code: 'InvalidArgument', message: 'unable to find user ghost: no matching entries in passwd file' })
   t.throws(() => resolveUser('app:ghosts', PASSWD, GROUP), { code: 'InvalidArgument' })
-  t.deepEqual(resolveUser('0', undefined, undefined), { uid: 0, gid: 0, additionalGids: [], home: '/' })
+  t.deepEqual(resolveUser('0', undefined, undefined), { uid: 0, gid: 0, additionalGids: [0], home: '/' })
 })
 
 test('names: Docker\'s charset, leading slash, generated adjective_surname', (t) => {

@@ -4,8 +4,8 @@
 // a command neither reads dozens of modules nor compiles the functions it runs.
 //
 // The build makes the cache (scripts/bundle-cli.js runs this file with STRATA_WARM_CODE_CACHE=1:
-// the read-only commands run in one process against an empty store in a temporary dir, so the
-// cache holds the code they run, then it is written). A run that finds it missing or rejected by
+// the read-only commands, and a tiny `build` twice, run in one process against an empty store in
+// a temporary dir, so the cache holds the code they run, then it is written). A run that finds it missing or rejected by
 // V8 (another Node version) writes it again after its own command; where the package dir is
 // read-only the CLI just runs without one.
 'use strict'
@@ -52,6 +52,14 @@ async function warmUp() {
   const quiet = { out() {}, err() {}, isTty: false }
   try {
     for (const argv of WARM_UP) await mod.exports.main(['--root', root, ...argv], quiet)
+    // A small build (a metadata step, a COPY, a cache hit on the second run), so `build`'s code
+    // — the Dockerfile parser included — is in the cache too. It mounts overlays, so it needs
+    // root; without, it fails quietly and the cache just holds less.
+    const ctx = path.join(root, 'warm-context')
+    fs.mkdirSync(ctx)
+    fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nENV A=1\nCOPY a /a\nCMD ["/a"]\n')
+    fs.writeFileSync(path.join(ctx, 'a'), 'a\n')
+    for (let i = 0; i < 2; i++) await mod.exports.main(['--root', root, 'build', '-q', '-t', 'warm:1', ctx], quiet).catch(() => 1)
   } finally {
     fs.rmSync(root, { recursive: true, force: true })
   }

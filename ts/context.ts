@@ -22,6 +22,11 @@ import { leasedLayers } from './leases'
 export interface Staging {
   dir: string
   dispose(): Promise<void>
+  /**
+   * Like `dispose`, but the files go in the background (`StoreContext.reclaim`): the dir is
+   * renamed aside at once and the lock released; `drain()` waits for the deletion.
+   */
+  disposeLater(): Promise<void>
 }
 
 export class StoreContext {
@@ -32,6 +37,12 @@ export class StoreContext {
   readonly buildCache: BuildCache
   /** This process's entry in `writers/`, made before the first change (./writers.ts). */
   readonly writers: Writers
+  /**
+   * Build steps this process is making now, by cache key: a concurrent build that needs the
+   * same step waits for it and takes its record instead of making the layer a second time (as
+   * BuildKit shares a vertex between the builds of one daemon), so both get the same image.
+   */
+  readonly buildStepsInFlight = new Map<string, Promise<void>>()
 
   constructor(readonly layout: Layout) {
     this.layers = new LayerStore(layout)
@@ -178,6 +189,14 @@ export class StoreContext {
         } else {
           await call(() => fsBatch([{ op: 'removeAll', path: dir }, { op: 'removeAll', path: `${dir}.lock` }]))
         }
+        lock.release()
+      },
+      disposeLater: async () => {
+        const aside = path.join(this.layout.tmp, `rm-${name}`)
+        await fs.rename(dir, aside).then(() => this.reclaim([aside]), (e: NodeJS.ErrnoException) => {
+          if (e.code !== 'ENOENT') throw e
+        })
+        await fs.rm(`${dir}.lock`, { force: true })
         lock.release()
       },
     }

@@ -12,7 +12,7 @@
  * (or, by the push side, a push) shows that a repository has a blob; the newest is last, as
  * Docker keeps them. Written under the store lock.
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from './lazy'
 import * as path from 'node:path'
 import { Layout, hex } from './layout'
 import { readIfExists, writeAtomic } from './fsx'

@@ -44,6 +44,8 @@ export const ERROR_CODES = [
   'ContextEscape',
   'ContextTooLarge',
   'BuildFailed',
+  'PathNotFound',
+  'NotADirectory',
   'Io',
   'Unauthorized',
   'NotFound',

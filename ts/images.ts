@@ -17,6 +17,7 @@ import { goPathMatch } from './gomatch'
 import { expose } from './boundary'
 import { writeAll } from './metawrites'
 import * as v from './validate'
+import { pruneImages, ImagePruneOptions, ImagePruneResult } from './prune'
 
 /** A row of `images`. */
 export interface ImageSummary {
@@ -365,6 +366,14 @@ export class Images {
     })
   }
 
+  /**
+   * `image prune [-a]`: dangling images (or, with `all`, every image no container uses), each
+   * reference removed as `rmi` would; see ts/prune.ts.
+   */
+  prune(opts: ImagePruneOptions = {}): Promise<ImagePruneResult> {
+    return pruneImages(this.ctx, this, opts)
+  }
+
   /** The first of moby's delete conflicts `mask` asks about, or undefined. */
   async #conflict(id: string, mask: number, refs: string[]): Promise<DeleteConflict | undefined> {
     const kids = ((await this.#children()).get(id) ?? []).length
@@ -464,4 +473,5 @@ expose(Images, {
   history: [['name', v.string]],
   tag: [['source', v.string], ['target', v.string]],
   remove: [['name', v.string], ['opts', v.optional(v.options({ force: v.optional(v.boolean), noPrune: v.optional(v.boolean) }))]],
+  prune: [['opts', v.optional(v.options({ all: v.optional(v.boolean), filters: v.optional(v.recordOf(v.arrayOf(v.string))) }))]],
 })

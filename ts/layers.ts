@@ -32,6 +32,15 @@ export interface StagedLayer {
   compressedDigest?: string
 }
 
+/**
+ * Waits for every one of `work` (none is left running behind a failure, so a clean-up after it
+ * never races a write) and then throws the first failure, if any.
+ */
+async function allSettled(work: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed) throw failed.reason
+}
+
 export class LayerStore {
   constructor(private readonly layout: Layout) {}
 
@@ -102,22 +111,33 @@ export class LayerStore {
     const cacheId = this.newCacheId()
     const short = randomBase32(SHORT_LINK_LENGTH)
     // First every write that needs disk space, in the staged dir and in a layerdb write-set...
-    await writeDurable(path.join(staged.dir, LINK_FILE), short)
+    // (each file written and fsynced at once, concurrently: the same guarantees as one after
+    // another — every fsync is done before the next phase — at the latency of about one).
     const lower = await this.lowerFor(parent)
-    if (lower) await writeDurable(path.join(staged.dir, LOWER_FILE), lower)
-    await writeDurable(path.join(staged.dir, COMMITTED_FILE), '')
-    await fsyncDir(staged.dir)
     const ws = path.join(this.layout.layerdbTmp, `write-set-${randomHex(8)}`)
-    await fs.mkdir(ws)
-    try {
-      await writeDurable(path.join(ws, 'diff'), staged.diffId)
-      await writeDurable(path.join(ws, 'size'), String(staged.size))
-      await writeDurable(path.join(ws, 'cache-id'), cacheId)
-      if (parent) await writeDurable(path.join(ws, 'parent'), parent.chainId)
-      if (staged.compressedDigest) await writeDurable(path.join(ws, 'compressed-digest'), staged.compressedDigest)
+    // The staged dir's files and the write-set do not depend on each other: both at once.
+    const stagedFiles = async (): Promise<void> => {
+      await allSettled([
+        writeDurable(path.join(staged.dir, LINK_FILE), short),
+        ...(lower ? [writeDurable(path.join(staged.dir, LOWER_FILE), lower)] : []),
+        writeDurable(path.join(staged.dir, COMMITTED_FILE), ''),
+      ])
+      await fsyncDir(staged.dir)
+    }
+    const writeSet = async (): Promise<void> => {
+      await fs.mkdir(ws)
+      const files: [string, string][] = [['diff', staged.diffId], ['size', String(staged.size)], ['cache-id', cacheId]]
+      if (parent) files.push(['parent', parent.chainId])
+      if (staged.compressedDigest) files.push(['compressed-digest', staged.compressedDigest])
+      await allSettled(files.map(([name, data]) => writeDurable(path.join(ws, name), data)))
       await fs.rename(staged.tarSplit, path.join(ws, 'tar-split.json.gz'))
       await fsyncDir(ws)
+    }
+    try {
+      await allSettled([stagedFiles(), writeSet()])
     } catch (e) {
+      // The tar-split goes back where the caller left it (it may have been moved already).
+      await fs.rename(path.join(ws, 'tar-split.json.gz'), staged.tarSplit).catch(() => undefined)
       await fs.rm(ws, { recursive: true, force: true })
       throw e
     }
@@ -130,8 +150,7 @@ export class LayerStore {
       await fs.rename(staged.dir, final)
       placed = true
       await fs.symlink(path.join('..', cacheId, DIFF_DIR), link)
-      await fsyncDir(this.layout.overlay)
-      await fsyncDir(this.layout.links)
+      await allSettled([fsyncDir(this.layout.overlay), fsyncDir(this.layout.links)])
       await fs.rename(ws, this.layout.layerMeta(chainId))
     } catch (e) {
       await fs.rm(link, { force: true })

@@ -9,6 +9,12 @@
  * await fs.mkdir(dir)                       // node:fs/promises is loaded by this call
  * crypto.createHash('sha256')
  * ```
+ *
+ * The project's own modules that load on first use are required the same way, in place:
+ * `const { build } = require('./build/builder') as typeof import('./build/builder')`. Not with
+ * `import()`: the tests run the sources through tsx's CommonJS hook, under which `import()`
+ * goes to Node's ESM loader, which finds no `.ts` file; tsc's output and the CLI's bundle make
+ * the same lazy load of either.
  */
 import type * as FsPromises from 'node:fs/promises'
 import type * as Crypto from 'node:crypto'

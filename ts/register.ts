@@ -3,7 +3,7 @@
  * (found in the store or registered first), and its compressed blob, when one was kept, moved into
  * the content store with it. Caller holds the store's exclusive lock.
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from './lazy'
 import { StoreContext } from './context'
 import { StrataError } from './errors'
 import { LayerInfo, StagedLayer } from './layers'

@@ -30,10 +30,14 @@ import { LoginOptions, LoginResult, LogoutResult } from './registry/login'
 import { SearchOptions, SearchResult } from './registry/search'
 import { PushOptions, PushResult } from './registry/push'
 import { pushImage, storePushDeps, registryAuth } from './registry/push-image'
-import { build, BuildOptions, BuildResult } from './build/builder'
-import { pruneBuildCache, PruneOptions, PruneResult } from './build/prune'
+// The builder (dockerfile-ast, child processes, crypto) loads when a build first runs: a
+// read-only CLI command would otherwise compile and evaluate it on every start (bench/cli.js).
+import type { BuildOptions, BuildResult } from './build/builder'
+import type { PruneOptions, PruneResult } from './build/prune'
 import { expose } from './boundary'
 import * as v from './validate'
+import { diskUsage, DiskUsage } from './system'
+import type { ImagePruneOptions, ImagePruneResult, ContainerPruneResult } from './prune'
 
 export const DEFAULT_ROOT = '/var/lib/strata'
 
@@ -178,13 +182,32 @@ export class Store {
    * `docker build`: a Dockerfile and its context to an image, with a content-addressed layer
    * cache (see ts/build/builder.ts). Resolves with the image ID; `tags` move only on success.
    */
-  build(opts: BuildOptions): Promise<BuildResult> {
+  async build(opts: BuildOptions): Promise<BuildResult> {
+    const { build } = require('./build/builder') as typeof import('./build/builder')
     return build(this.#ctx, opts)
   }
 
   /** `docker builder prune`: removes build cache records and the layers only they kept. */
-  pruneBuildCache(opts?: PruneOptions): Promise<PruneResult> {
+  async pruneBuildCache(opts?: PruneOptions): Promise<PruneResult> {
+    const { pruneBuildCache } = require('./build/prune') as typeof import('./build/prune')
     return pruneBuildCache(this.#ctx, opts)
+  }
+
+  /** `docker system df`: the images' layers (shared ones counted once), containers, caches. */
+  diskUsage(): Promise<DiskUsage> {
+    return diskUsage(this.#ctx, this.images, this.containers)
+  }
+
+  /**
+   * `docker system prune [-a]`: stopped containers, then dangling images (every image without a
+   * container with `all`), with the same filters, then the build cache (unused records, all with
+   * `all`).
+   */
+  async prune(opts: ImagePruneOptions = {}): Promise<{ containers: ContainerPruneResult; images: ImagePruneResult; buildCache: PruneResult; spaceReclaimed: number }> {
+    const containers = await this.containers.prune(opts.filters ?? {})
+    const images = await this.images.prune(opts)
+    const buildCache = await this.pruneBuildCache({ all: Boolean(opts.all) })
+    return { containers, images, buildCache, spaceReclaimed: containers.spaceReclaimed + images.spaceReclaimed + buildCache.reclaimed }
   }
 
   /** @internal used by the container layer. */
@@ -247,8 +270,10 @@ expose(Store, {
     contextLimits: v.optional(v.options({ maxEntries: v.optional(v.count), maxBytes: v.optional(v.nonNegative) })),
     onProgress: v.optional(v.func), signal,
   })]],
-  pruneBuildCache: [['opts', v.optional(v.options({ all: v.optional(v.boolean), keepStorage: v.optional(v.nonNegative) }))]],
+  pruneBuildCache: [['opts', v.optional(v.options({ all: v.optional(v.boolean), keepStorage: v.optional(v.nonNegative), filter: v.optional(v.arrayOf(v.string)) }))]],
   close: [],
+  diskUsage: [],
+  prune: [['opts', v.optional(v.options({ all: v.optional(v.boolean), filters: v.optional(v.recordOf(v.arrayOf(v.string))) }))]],
 }, {
   open: [['opts', v.optional(v.options({ root: v.optional(v.nonEmptyString), dockerConfig: v.optional(v.nonEmptyString) }))]],
 })

@@ -7,7 +7,7 @@
  * one, and the original error as `cause`.
  */
 import { createReadStream, createWriteStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
+import { streamPromises } from './lazy'
 import type { Readable, Writable } from 'node:stream'
 import { StrataError } from './errors'
 import type { Operation } from './operation'
@@ -27,7 +27,7 @@ export async function spool(op: Operation, source: Readable, file: string, what:
   op.source(source)
   const sink = createWriteStream(file, { mode: 0o600 })
   try {
-    await pipeline(source, sink, { signal: op.signal })
+    await streamPromises.pipeline(source, sink, { signal: op.signal })
   } catch (e) {
     op.check()
     const fromSource = source.errored === e || !sink.errored
@@ -39,7 +39,7 @@ export async function spool(op: Operation, source: Readable, file: string, what:
 export async function copyToStream(op: Operation, file: string, dest: Writable, what: string): Promise<void> {
   const src = createReadStream(file)
   try {
-    await pipeline(src, dest, { end: false, signal: op.signal })
+    await streamPromises.pipeline(src, dest, { end: false, signal: op.signal })
   } catch (e) {
     op.check()
     const fromFile = src.errored === e

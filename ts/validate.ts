@@ -92,6 +92,12 @@ export function options(shape: Record<string, Check>): Check {
   }, { expected: 'an options object' })
 }
 
+/** A terminal size: `{ rows, cols }` (a `ConsoleSize`, which may change later, is one). */
+export const consoleSize = check(
+  (v) => typeof v === 'object' && v !== null && [(v as { rows?: unknown }).rows, (v as { cols?: unknown }).cols].every((n) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0),
+  'a { rows, cols } terminal size',
+)
+
 /** A record of string keys whose values `c` accepts. */
 export function recordOf(c: Check): Check {
   return Object.assign((v: unknown, name: string) => {

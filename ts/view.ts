@@ -354,6 +354,11 @@ export class UnionView {
     await call(() => this.#native.mkfifo(path, mode))
   }
 
+  /** A character device (or a block device with `block`) `major:minor`. */
+  async mknod(path: string, block: boolean, mode: number, major: number, minor: number): Promise<void> {
+    await call(() => this.#native.mknod(path, block, mode, major, minor))
+  }
+
   async setxattr(path: string, name: string, value: string | Uint8Array): Promise<void> {
     await call(() => this.#native.setxattr(path, name, toBuffer(value)))
   }
@@ -399,6 +404,7 @@ expose(UnionView, {
   symlink: [['target', v.string], ['path', path]],
   link: [['existing', path], ['path', path]],
   mkfifo: [['path', path], ['mode', mode]],
+  mknod: [['path', path], ['block', v.boolean], ['mode', v.count], ['major', v.count], ['minor', v.count]],
   setxattr: [['path', path], ['name', v.nonEmptyString], ['value', v.bytes]],
   xattrs: [['path', path]],
 }, {

@@ -38,7 +38,7 @@ export const walkBuild = {
     fs.writeFileSync(path.join(ctx, 'hello.sh'), '#!/bin/sh\necho "$GREETING from $(cat /app/version.txt), $(cat /app/built.txt)"\n')
     fs.writeFileSync(path.join(ctx, 'version.txt'), 'version 1\n')
 
-    say('9. build: each filesystem step of a Dockerfile is one layer; the cache reuses unchanged ones (seed 004)')
+    say('10. build: each filesystem step of a Dockerfile is one layer; the cache reuses unchanged ones (seed 004)')
     sh(`cat ${ctx}/Dockerfile`)
     await strata('build', '--progress=plain', '-t', IMAGE, ctx)
     say('   history: one row per instruction; ENV, LABEL and CMD change only the config (0B)')

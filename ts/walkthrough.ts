@@ -134,9 +134,17 @@ async function run(): Promise<void> {
   sh(`tar -tvf ${path.join(work, 'saved.tar')}`)
 
   await walkContainers.run(store, strata, sh, say)
+
+  say('9. system df -v: each layer is stored once, however many images use it (seeds 000/001/003: the shared base image)')
+  say('   demo/base:changed sits on demo/base:latest\'s layer, and demo/app:1.0\'s first layer is the same rootfs tar (the same DiffID):\n' +
+    '   SHARED SIZE counts that one stored copy for each image, UNIQUE SIZE only what each adds')
+  await strata('system', 'df', '-v')
+  say('   system df: the totals count the shared layer once (Images SIZE = the layers on disk)')
+  await strata('system', 'df')
+
   await walkBuild.run(work, strata, sh, say)
 
-  const { next, pulled } = await walkRegistry(strata, sh, say, work, 'demo/app:1.0', 10)
+  const { next, pulled } = await walkRegistry(strata, sh, say, work, 'demo/app:1.0', 11)
 
   say(`${next}. rmi: untag, then delete the image and the layers no other image uses (seed 003)`)
   await strata('tag', pulled, 'demo/app:latest')

@@ -224,7 +224,8 @@ export class Builder {
       throw e
     } finally {
       this.#opts.signal?.removeEventListener('abort', onAbort)
-      await (await this.#staging?.catch(() => undefined))?.dispose().catch(() => undefined)
+      // The steps' leftovers (work dirs, bundles, an unpacked archive) go in the background.
+      await (await this.#staging?.catch(() => undefined))?.disposeLater().catch(() => undefined)
     }
   }
 
@@ -647,54 +648,84 @@ export class Builder {
     const parentChain = this.#parentChain(s)
     let cached = false
     let rec: CacheRecord | undefined
+    const inFlight = this.#ctx.buildStepsInFlight
     if (!node.ignoreCache) {
-      rec = await this.#ctx.buildCache.get(opts.key)
-      // A record whose layer is gone (removed by hand) is no hit.
-      if (rec && rec.diffId !== null && !(await this.#ctx.layers.has(rec.chainId))) rec = undefined
-      if (rec && rec.parent !== parentChain) rec = undefined
+      rec = await this.#probe(opts.key, parentChain)
+      // Another build in this process is making this very step: its record, once written, is
+      // the hit (if it fails, this build makes the step itself).
+      for (let other = inFlight.get(opts.key); !rec && other; other = inFlight.get(opts.key)) {
+        await other
+        throwIfAborted(this.#signal)
+        rec = await this.#probe(opts.key, parentChain)
+      }
     }
     if (rec) {
       cached = true
       this.#progress.emit({ type: 'cached', id: vertex })
     } else {
-      const space = await StepSpace.create(this.#ctx, await this.#stagingDir(), `step-${++this.#stepCounter}`)
+      let settle!: () => void
+      const mine = new Promise<void>((resolve) => { settle = resolve })
+      if (!inFlight.has(opts.key)) inFlight.set(opts.key, mine)
       try {
-        await space.mount(await this.#lowers(s.image.rootfs.diff_ids))
-        await opts.work(space, vertex)
-        const sealed = await space.seal(this.#cancel)
-        const created = nowRfc3339Nano()
-        rec = await this.#ctx.exclusive(async () => {
-          let chainId = parentChain
-          let diffId: string | null = null
-          if (!sealed.empty) {
-            const layer = await space.register(sealed, s.image.rootfs.diff_ids)
-            chainId = layer.chainId
-            diffId = sealed.diffId
-          }
-          const r: CacheRecord = { v: 1, key: opts.key, parent: parentChain, chainId, diffId, size: sealed.size, created, createdBy: opts.createdBy, description: opts.name }
-          await this.#ctx.buildCache.put(r)
-          return r
-        })
-      } catch (e) {
-        const message = e instanceof StrataError ? e.message : String(e)
-        this.#progress.emit({ type: 'error', id: vertex, message, at: performance.now() })
-        // Whatever failed inside a step (a user that is not in the rootfs, a source that
-        // changed under the copy, ...) says which step and line it was.
-        if (e instanceof StrataError && !(e instanceof BuildError) && e.code !== 'Aborted') {
-          throw new BuildError(e.code, e.message, { line: opts.line, step: opts.name, cause: e, ...(e.path !== undefined ? { path: e.path } : {}) })
-        }
-        throw e
+        rec = await this.#make(s, opts, vertex, parentChain)
       } finally {
-        await space.dispose()
+        if (inFlight.get(opts.key) === mine) inFlight.delete(opts.key)
+        settle()
       }
       this.#progress.emit({ type: 'done', id: vertex, at: performance.now() })
     }
-    const r = rec!
+    const r = rec
     if (r.diffId !== null) {
       s.image.rootfs.diff_ids.push(r.diffId)
       this.#history(s, opts.createdBy, true, r.created)
     } else this.#history(s, opts.createdBy, false)
     this.#steps.push({ name: opts.name, key: opts.key, cached, ...(r.diffId ? { diffId: r.diffId } : {}) })
+  }
+
+  /** The cache record of `key` if it is a hit here: its layer still there, on this parent. */
+  async #probe(key: string, parentChain: string): Promise<CacheRecord | undefined> {
+    const rec = await this.#ctx.buildCache.get(key)
+    // A record whose layer is gone (removed by hand) is no hit.
+    if (rec && rec.diffId !== null && !(await this.#ctx.layers.has(rec.chainId))) return undefined
+    if (rec && rec.parent !== parentChain) return undefined
+    return rec
+  }
+
+  /** Makes a step's layer in a fresh step space and records it. */
+  async #make(s: StageState, opts: { name: string; key: string; createdBy: string; line: number; work: (space: StepSpace, vertex: number) => Promise<void> }, vertex: number, parentChain: string): Promise<CacheRecord> {
+    let rec: CacheRecord
+    const space = await StepSpace.create(this.#ctx, await this.#stagingDir(), `step-${++this.#stepCounter}`)
+    try {
+      await space.mount(await this.#lowers(s.image.rootfs.diff_ids))
+      await opts.work(space, vertex)
+      const sealed = await space.seal(this.#cancel)
+      const created = nowRfc3339Nano()
+      rec = await this.#ctx.exclusive(async () => {
+        let chainId = parentChain
+        let diffId: string | null = null
+        if (!sealed.empty) {
+          const layer = await space.register(sealed, s.image.rootfs.diff_ids)
+          chainId = layer.chainId
+          diffId = sealed.diffId
+        }
+        const r: CacheRecord = { v: 1, key: opts.key, parent: parentChain, chainId, diffId, size: sealed.size, created, createdBy: opts.createdBy, description: opts.name }
+        await this.#ctx.buildCache.put(r)
+        return r
+      })
+    } catch (e) {
+      const message = e instanceof StrataError ? e.message : String(e)
+      this.#progress.emit({ type: 'error', id: vertex, message, at: performance.now() })
+      // Whatever failed inside a step (a user that is not in the rootfs, a source that
+      // changed under the copy, ...) says which step and line it was.
+      if (e instanceof StrataError && !(e instanceof BuildError) && e.code !== 'Aborted') {
+        throw new BuildError(e.code, e.message, { line: opts.line, step: opts.name, cause: e, ...(e.path !== undefined ? { path: e.path } : {}) })
+      }
+      throw e
+    } finally {
+      // Unmounted now; its files go with the build's staging dir at the end.
+      await space.unmount().catch(() => space.dispose())
+    }
+    return rec
   }
 
   async #workdir(node: StageNode, s: StageState, raw: string, line: number, c: Command): Promise<void> {
@@ -892,8 +923,7 @@ export class Builder {
     const file = path.join(tree.root, p.items[0].entry.rel)
     const dir = path.join(space.dir, `unpack-${i}`)
     await fs.mkdir(dir)
-    const size = (await fs.stat(file)).size
-    await call(() => native.applyLayers([{ blobPath: file, offset: 0, length: size, dest: path.join(dir, 'root'), tarSplit: path.join(dir, 'ts.json.gz') }], undefined, this.#cancel))
+    await call(() => native.unpackArchive(file, path.join(dir, 'root'), path.join(dir, 'ts.json.gz'), this.#cancel))
     const utree = dirTree(path.join(dir, 'root'))
     const planned = await planSources(utree, ['.'], 0)
     const d = dest.endsWith('/') ? dest : `${dest}/`

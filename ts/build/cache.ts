@@ -13,9 +13,9 @@
  * `--chmod`, and for each source file the sorted list of (path relative to the source, type,
  * mode — left out under `--chmod` —, symlink target, sha256 of the content) of what
  * `.dockerignore` lets through; never mtimes, never the source's uid/gid. A COPY `--from`
- * (another stage or an image) has the same rows for what it selects there, plus owners unless
- * `--chown` (./fromkey.ts), as BuildKit keys it by content: a source stage that is rebuilt with
- * the same files does not break the cache. Keys depend only on content, so a step that
+ * (another stage or an image) has the same rows for the files it selects there, plus their
+ * owners (it keeps them) unless `--chown` — the content, not the stage's ChainID, so a rebuilt
+ * stage with the same files hits (./fromkey.ts). Keys depend only on content, so a step that
  * reproduces a layer lets the steps after it hit again, and a key means the same on every
  * machine.
  *
@@ -35,7 +35,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { createHash } from 'node:crypto'
+import { crypto } from '../lazy'
 import { Layout, hex } from '../layout'
 import { listDir, readIfExists, writeAtomic } from '../fsx'
 
@@ -56,7 +56,7 @@ export interface CacheRecord {
 
 /** A step's cache key (see the module comment for what goes in). */
 export function stepKey(parentChain: string, platform: string, step: unknown): string {
-  return `sha256:${createHash('sha256').update(JSON.stringify([CACHE_KEY_VERSION, parentChain, platform, step])).digest('hex')}`
+  return `sha256:${crypto.createHash('sha256').update(JSON.stringify([CACHE_KEY_VERSION, parentChain, platform, step])).digest('hex')}`
 }
 
 export class BuildCache {

@@ -3,6 +3,10 @@
  * `.dockerignore`), their `lstat` data, and the sha256 of their contents through the stat
  * index (./statindex.ts), which COPY/ADD cache keys are made of.
  *
+ * Names are bytes; one that is not UTF-8 is a surrogate-escaped string here (../bytepath.ts),
+ * and goes back to the native side as the same bytes. Each entry's xattrs come with it: a
+ * COPY carries them over, as BuildKit does, and the cache key includes them.
+ *
  * The walk is breadth-first, one native call per level of the tree (`scanDirs`): each level's
  * entries are judged by the ignore rules (./dockerignore.ts) before the next level is listed,
  * so an ignored tree (`.git`, `node_modules`) is never read.
@@ -13,6 +17,7 @@ import { call } from '../errors'
 import { PatternMatcher, verdict } from './dockerignore'
 import { StatIndex, StatKey } from './statindex'
 import type { SourceTree } from './copy'
+import { WirePath, fromWire, toBytes } from '../bytepath'
 
 export const S_IFMT = 0o170000
 export const S_IFDIR = 0o040000
@@ -27,6 +32,8 @@ export interface ContextEntry extends StatKey {
   nlink: number
   /** A symlink's target. */
   link?: string
+  /** Extended attributes as `[name, base64 value]`, sorted (absent: none). */
+  xattrs?: [string, string][]
 }
 
 export function isDir(e: { mode: number }): boolean {
@@ -39,7 +46,13 @@ export function isSymlink(e: { mode: number }): boolean {
   return (e.mode & S_IFMT) === S_IFLNK
 }
 
-type ScanRow = [number, string, number, number, number, number, number, number, number, string, string, string | null]
+/** A row of `native.scanDirs` (crates/strata-napi/src/build.rs). */
+export type ScanRow = [number, WirePath, number, number, number, number, number, number, number, string, string, WirePath | null, [WirePath, string][] | null]
+
+/** A scan row's xattrs: sorted `[name, base64 value]` pairs, or undefined for none. */
+export function xattrsOf(r: ScanRow): [string, string][] | undefined {
+  return r[12] ? r[12].map(([k, v]) => [fromWire(k), v]) : undefined
+}
 
 export interface ContextLimits {
   /** Most entries a context may have (default 1,000,000). */
@@ -70,14 +83,16 @@ export class BuildContext {
     let bytes = 0
     let level = ['']
     while (level.length > 0) {
-      const rows = JSON.parse(await call(() => native.scanDirs(dir, level))) as ScanRow[]
+      const rows = JSON.parse(await call(() => native.scanDirs(dir, level.map(toBytes)))) as ScanRow[]
       const next: string[] = []
       for (const r of rows) {
         const parent = level[r[0]]
-        const rel = parent === '' ? r[1] : `${parent}/${r[1]}`
+        const name = fromWire(r[1])
+        const rel = parent === '' ? name : `${parent}/${name}`
+        const xattrs = xattrsOf(r)
         const e: ContextEntry = {
           rel, mode: r[2], uid: r[3], gid: r[4], size: r[5], dev: r[6], ino: r[7], nlink: r[8], mtimeNs: r[9], ctimeNs: r[10],
-          ...(r[11] !== null ? { link: r[11] } : {}),
+          ...(r[11] !== null ? { link: fromWire(r[11]) } : {}), ...(xattrs ? { xattrs } : {}),
         }
         const v = verdict(pm, rel, isDir(e))
         if (v === 'skip') continue
@@ -127,7 +142,7 @@ export class BuildContext {
     }
     if (todo.length > 0) {
       const stamp = this.index.stamp()
-      const res = await call(() => native.hashFiles(this.dir, todo.map((e) => e.rel), cancel))
+      const res = await call(() => native.hashFiles(this.dir, todo.map((e) => toBytes(e.rel)), cancel))
       this.bytesRead += res.bytesRead
       todo.forEach((e, i) => {
         const d = res.digests[i]

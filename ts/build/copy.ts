@@ -14,8 +14,11 @@
  * - files keep their mode (or take `--chmod`, directories too) and mtime; they are owned by
  *   root, or the `--chown` user and group (names resolved in the destination's /etc/passwd
  *   and /etc/group); files copied from another stage keep their owners unless `--chown`;
- * - hard links within one copy stay hard links;
- * - ADD unpacks a local tar (plain, gzip or zstd) into the destination directory, owners
+ * - hard links within one copy stay hard links; xattrs are copied with files, directories and
+ *   symlinks (BuildKit copies every one: user.*, trusted.*, security.*); names that are not
+ *   UTF-8 keep their bytes (../bytepath.ts);
+ * - ADD unpacks a local tar (plain, gzip, bzip2 or xz: what Docker 20.10's builder unpacks;
+ *   a zstd tar is copied as a file there, and here) into the destination directory, owners
  *   from the tar unless `--chown`; ADD of a URL is refused (`InvalidArgument`).
  */
 import * as path from 'node:path'
@@ -23,7 +26,8 @@ import * as fs from 'node:fs/promises'
 import { native } from '../native'
 import { call, StrataErrorCode } from '../errors'
 import { BuildError } from './errors'
-import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } from './context'
+import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, ScanRow, xattrsOf } from './context'
+import { toWire, toBytes, fromWire } from '../bytepath'
 import { cleanPath } from './dockerignore'
 import { resolveUser } from '../containers/spec'
 import { goPathMatch } from '../gomatch'
@@ -40,6 +44,8 @@ export interface SourceEntry {
   nlink: number
   mtimeNs: string
   link?: string
+  /** Extended attributes as `[name, base64 value]`, sorted (absent: none). */
+  xattrs?: [string, string][]
 }
 
 /** Where sources are read from. */
@@ -210,7 +216,9 @@ export function describeSource(p: PlannedSource, withMode: boolean, digests: Map
     const base = it.entry.rel
     const row = (e: SourceEntry, at: string): unknown[] => {
       const type = isDirE(e) ? 'dir' : isFileE(e) ? 'file' : isLinkE(e) ? 'symlink' : `other:${e.mode & S_IFMT}`
-      return [at, type, withMode ? e.mode & 0o7777 : null, e.link ?? null, isFileE(e) ? digests.get(e.rel) ?? null : null]
+      const r = [at, type, withMode ? e.mode & 0o7777 : null, e.link ?? null, isFileE(e) ? digests.get(e.rel) ?? null : null]
+      // xattrs (copied with the entry) count; rows of entries without any keep their old shape.
+      return e.xattrs ? [...r, e.xattrs] : r
     }
     rows.push([it.at, row(it.entry, '')])
     for (const c of it.children) rows.push([it.at, row(c, base === '' ? c.rel : c.rel.slice(base.length + 1))])
@@ -250,11 +258,12 @@ export function resolveChown(chown: string, rootfs: string, line: number): Owner
   }
 }
 
+type Xattrs = { xattrs?: [string, string][] }
 export type CopyStep =
   | { op: 'mkdirs'; dst: string; mode: number; uid: number; gid: number }
-  | { op: 'dir'; dst: string; mode: number; uid: number; gid: number; mtime: string }
-  | { op: 'file'; src: string; dst: string; mode: number; uid: number; gid: number; mtime: string; expect?: string }
-  | { op: 'symlink'; dst: string; target: string; uid: number; gid: number; mtime: string }
+  | ({ op: 'dir'; dst: string; mode: number; uid: number; gid: number; mtime: string } & Xattrs)
+  | ({ op: 'file'; src: string; dst: string; mode: number; uid: number; gid: number; mtime: string; expect?: string } & Xattrs)
+  | ({ op: 'symlink'; dst: string; target: string; uid: number; gid: number; mtime: string } & Xattrs)
   | { op: 'hardlink'; dst: string; target: string }
   | { op: 'dirTimes'; dst: string; mtime: string }
 
@@ -288,8 +297,9 @@ export function copySteps(opts: {
   }
   const emit = (e: SourceEntry, dst: string): void => {
     const o = ownerOf(e)
+    const x = e.xattrs ? { xattrs: e.xattrs } : {}
     if (isDirE(e)) {
-      steps.push({ op: 'dir', dst, mode: modeOf(e), uid: o.uid, gid: o.gid, mtime: e.mtimeNs })
+      steps.push({ op: 'dir', dst, mode: modeOf(e), uid: o.uid, gid: o.gid, mtime: e.mtimeNs, ...x })
       dirTimes.unshift({ op: 'dirTimes', dst, mtime: e.mtimeNs })
     } else if (isFileE(e)) {
       const key = `${e.dev}:${e.ino}`
@@ -300,9 +310,9 @@ export function copySteps(opts: {
       }
       if (e.nlink > 1) links.set(key, dst)
       const expect = tree.isContext ? digests.get(e.rel) : undefined
-      steps.push({ op: 'file', src: e.rel, dst, mode: modeOf(e), uid: o.uid, gid: o.gid, mtime: e.mtimeNs, ...(expect ? { expect } : {}) })
+      steps.push({ op: 'file', src: e.rel, dst, mode: modeOf(e), uid: o.uid, gid: o.gid, mtime: e.mtimeNs, ...(expect ? { expect } : {}), ...x })
     } else if (isLinkE(e)) {
-      steps.push({ op: 'symlink', dst, target: e.link ?? '', uid: o.uid, gid: o.gid, mtime: e.mtimeNs })
+      steps.push({ op: 'symlink', dst, target: e.link ?? '', uid: o.uid, gid: o.gid, mtime: e.mtimeNs, ...x })
     }
     // Sockets, fifos and devices of a context are not copied (BuildKit's context transfer skips them).
   }
@@ -333,7 +343,15 @@ export function copySteps(opts: {
 /** Runs copy steps reading from `srcRoot`, writing into `rootfs`. */
 export async function runCopy(srcRoot: string, rootfs: string, steps: CopyStep[], cancel?: Parameters<typeof native.copyIn>[3]): Promise<void> {
   if (steps.length === 0) return
-  await call(() => native.copyIn(srcRoot, rootfs, JSON.stringify(steps), cancel))
+  // Paths travel as strings, or as their bytes where they are not valid Unicode (../bytepath.ts).
+  const wired = steps.map((st) => {
+    const w: Record<string, unknown> = { ...st, dst: toWire(st.dst) }
+    if ('src' in st) w.src = toWire(st.src)
+    if ('target' in st) w.target = toWire(st.target)
+    if ('xattrs' in st && st.xattrs) w.xattrs = st.xattrs.map(([k, v]) => [toWire(k), v])
+    return w
+  })
+  await call(() => native.copyIn(srcRoot, rootfs, JSON.stringify(wired), cancel))
 }
 
 /** A tree of a few files written for heredoc sources (`COPY <<EOF /dest`). */
@@ -358,15 +376,17 @@ export async function heredocTree(dir: string, files: { name: string; content: s
 /** A source tree over a directory of the host (a stage's rootfs mount, an unpacked archive), scanned lazily. */
 export function dirTree(root: string): SourceTree {
   const cache = new Map<string, SourceEntry[]>()
-  type Row = [number, string, number, number, number, number, number, number, number, string, string, string | null]
   const list = async (rel: string): Promise<SourceEntry[]> => {
     const hit = cache.get(rel)
     if (hit) return hit
-    const rows = JSON.parse(await call(() => native.scanDirs(root, [rel]))) as Row[]
-    const out = rows.map((r): SourceEntry => ({
-      rel: rel === '' ? r[1] : `${rel}/${r[1]}`, mode: r[2], uid: r[3], gid: r[4], size: r[5], dev: r[6], ino: r[7], nlink: r[8], mtimeNs: r[9],
-      ...(r[11] !== null ? { link: r[11] } : {}),
-    }))
+    const rows = JSON.parse(await call(() => native.scanDirs(root, [toBytes(rel)]))) as ScanRow[]
+    const out = rows.map((r): SourceEntry => {
+      const xattrs = xattrsOf(r)
+      return {
+        rel: rel === '' ? fromWire(r[1]) : `${rel}/${fromWire(r[1])}`, mode: r[2], uid: r[3], gid: r[4], size: r[5], dev: r[6], ino: r[7], nlink: r[8], mtimeNs: r[9],
+        ...(r[11] !== null ? { link: fromWire(r[11]) } : {}), ...(xattrs ? { xattrs } : {}),
+      }
+    })
     cache.set(rel, out)
     return out
   }

@@ -14,24 +14,10 @@
  *   then it is descended (and sent) and each path below is matched on its own.
  */
 import * as path from 'node:path'
+import { clean } from '../archive/gopath'
 
-/** Go's `path.Clean` on a slash-separated path. */
-export function cleanPath(p: string): string {
-  if (p === '') return '.'
-  const rooted = p.startsWith('/')
-  const out: string[] = []
-  for (const part of p.split('/')) {
-    if (part === '' || part === '.') continue
-    if (part === '..') {
-      if (out.length > 0 && out[out.length - 1] !== '..') out.pop()
-      else if (!rooted) out.push('..')
-      continue
-    }
-    out.push(part)
-  }
-  const s = (rooted ? '/' : '') + out.join('/')
-  return s === '' ? '.' : s
-}
+/** Go's `path.Clean` on a slash-separated path (one implementation: ../archive/gopath.ts). */
+export const cleanPath = clean
 
 /** Patterns of a `.dockerignore` file's text (moby's ignorefile.ReadAll). */
 export function readIgnoreFile(text: string): string[] {

@@ -26,6 +26,7 @@ import { createHash } from 'node:crypto'
 import { native } from '../native'
 import { call } from '../errors'
 import { randomHex } from '../fsx'
+import { toBytes } from '../bytepath'
 import { planSources, describeSource, filesOf, dirTree, PlannedSource } from './copy'
 
 const VERSION = 1
@@ -83,7 +84,7 @@ export async function computeFromKey(req: FromKeyRequest, root: string, cancel?:
   const files = [...new Set(filesOf(planned))]
   const digests = new Map<string, string>()
   if (files.length > 0) {
-    const r = await call(() => native.hashFiles(root, files, cancel))
+    const r = await call(() => native.hashFiles(root, files.map(toBytes), cancel))
     files.forEach((f, i) => digests.set(f, r.digests[i]))
   }
   const digest = sha(JSON.stringify(describeFrom(planned, digests, req.withMode, req.withOwner)))

@@ -213,20 +213,21 @@ export class TtyPrinter {
     }
   }
 
-  #draw(): void {
+  #draw(finished = false): void {
     this.#last = performance.now()
     const now = this.#last
     const done = this.#order.filter((id) => this.#vertices.get(id)!.ended !== undefined).length
-    const out: string[] = [`[+] Building ${seconds(now - this.#started)}s (${done}/${this.#order.length})`]
+    const out: string[] = [`[+] Building ${seconds(now - this.#started)}s (${done}/${this.#order.length})${finished ? ' FINISHED' : ''}`]
     for (const id of this.#order) {
       const v = this.#vertices.get(id)!
-      const state = v.error ? ' ERROR' : v.cached ? ' CACHED' : ''
-      const time = v.cached ? '' : `${seconds((v.ended ?? now) - v.started)}s`
-      const head = `${v.ended === undefined ? ' =>' : ' =>'} ${v.name}`
-      const tail = `${state}${time ? ` ${time}` : ''}`
-      const width = Math.max(20, this.columns - tail.length - 1)
-      out.push(`${head.length > width ? `${head.slice(0, width - 3)}...` : head.padEnd(width)}${tail}`)
-      if (v.ended === undefined) for (const l of v.logs.slice(-6)) out.push(` => => # ${l}`.slice(0, this.columns))
+      // As BuildKit's progressui: ` => CACHED [2/3] COPY ...   0.0s`, ` => ERROR [3/3] RUN ...   0.3s`.
+      const head = ` => ${v.error ? 'ERROR ' : v.cached ? 'CACHED ' : ''}${v.name}`
+      const tail = `${seconds(v.cached ? 0 : (v.ended ?? now) - v.started)}s`
+      // One column short of the width: a line that fills it would wrap on some terminals and
+      // throw off the cursor-up count of the next redraw.
+      const width = Math.max(20, this.columns - tail.length - 2)
+      out.push(`${head.length > width ? `${head.slice(0, width - 3)}...` : head.padEnd(width)} ${tail}`)
+      if (v.ended === undefined) for (const l of v.logs.slice(-6)) out.push(` => => # ${l}`.slice(0, this.columns - 1))
     }
     // Up to the first line we drew last time, clear below, draw again.
     this.write(`${this.#lines > 0 ? `\x1b[${this.#lines}A\r` : ''}\x1b[J${out.join('\n')}\n`)
@@ -236,6 +237,6 @@ export class TtyPrinter {
   end(): void {
     clearTimeout(this.#timer)
     this.#timer = undefined
-    this.#draw()
+    this.#draw(true)
   }
 }

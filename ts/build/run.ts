@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process'
 import { StoreContext } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { readIfExists } from '../fsx'
+import { readIfExists, exists } from '../fsx'
 import { buildSpec, resolveUser } from '../containers/spec'
 import { runtimeFor } from '../containers/supervisor'
 import { runtimeMessage } from '../containers/runtime'
@@ -111,6 +111,9 @@ export async function runInStep(ctx: StoreContext, space: StepSpace, req: RunReq
   } finally {
     clearInterval(killer)
     req.signal?.removeEventListener('abort', onAbort)
-    await runtime.delete(req.id, true).catch(() => undefined)
+    // `runc run` removes its container when the process ends; only a runtime that was itself
+    // killed (an abort) or failed half-way leaves state behind to delete (a process spawn saved
+    // per RUN step otherwise).
+    if (await exists(path.join(runtime.stateRoot, req.id))) await runtime.delete(req.id, true).catch(() => undefined)
   }
 }

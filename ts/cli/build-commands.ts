@@ -21,6 +21,7 @@ import { BuildError } from '../build/errors'
 import { BuildEvent, PlainPrinter, TtyPrinter } from '../build/progress'
 import { goUnitsHumanSize } from '../format/units'
 import { parseCacheSpec } from '../build/cache-io'
+import { parsePruneFilters } from '../build/prune'
 
 const BUILD_FLAGS: FlagSpec[] = [
   { name: 'tag', short: 't', value: true, multi: true }, { name: 'file', short: 'f', value: true },
@@ -171,7 +172,10 @@ export async function buildCommand(store: Store, argv: string[], io: Io, stdin: 
 /** `strata builder prune` (argv after the two words). */
 export async function builderPruneCommand(store: Store, argv: string[], io: Io, stdin: Readable = process.stdin): Promise<number> {
   const p = parseArgs(argv, [{ name: 'all', short: 'a' }, { name: 'force', short: 'f' }, { name: 'keep-storage', value: true }, { name: 'filter', value: true, multi: true }])
-  if (values(p, 'filter').length > 0) throw new StrataError('InvalidArgument', 'builder prune --filter is not supported by strata')
+  // A filter that is not `name=value` fails before the question (docker's CLI parses the
+  // flag); the engine judges the rest, after it.
+  const filter = values(p, 'filter')
+  for (const f of filter) if (!f.includes('=')) parsePruneFilters([f])
   if (!flag(p, 'force')) {
     io.out(`WARNING! This will remove all ${flag(p, 'all') ? '' : 'dangling '}build cache. Are you sure you want to continue? [y/N] `)
     const answer = await new Promise<string>((resolve) => {
@@ -191,7 +195,7 @@ export async function builderPruneCommand(store: Store, argv: string[], io: Io, 
     if (!/^y(es)?$/i.test(answer)) return 0
   }
   const keep = value(p, 'keep-storage')
-  const r = await store.pruneBuildCache({ all: flag(p, 'all'), ...(keep !== undefined ? { keepStorage: parseSize(keep) } : {}) })
+  const r = await store.pruneBuildCache({ all: flag(p, 'all'), filter, ...(keep !== undefined ? { keepStorage: parseSize(keep) } : {}) })
   if (r.deleted.length > 0) io.out(`Deleted build cache objects:\n${r.deleted.map((k) => `${k.slice(7, 32)}\n`).join('')}\n`)
   io.out(`Total reclaimed space: ${goUnitsHumanSize(r.reclaimed)}\n`)
   return 0

@@ -74,6 +74,16 @@ export const COMMANDS: Record<string, CommandEntry> = {
   build: { section: 'Build', summary: 'Build an image from a Dockerfile (BuildKit\'s output, strata\'s content-addressed cache)', load: () => import('./build-commands').then((m) => m.buildCommand) },
   'builder prune': { section: 'Build', summary: 'Remove build cache records and the layers only they keep', load: () => import('./build-commands').then((m) => m.builderPruneCommand) },
   umount: { section: 'Container', summary: "Unmount a container's root filesystem", load: () => import('./container-commands').then((m) => m.umountCommand) },
+  exec: { section: 'Container', summary: 'Execute a command in a running container', load: () => import('./exec-command').then((m) => m.execCommand) },
+  cp: { section: 'Container', summary: 'Copy files/folders between a container and the local filesystem', load: () => import('./cp-command').then((m) => m.cpCommand) },
+  pause: { section: 'Container', summary: 'Pause all processes within one or more containers', load: () => import('./process-commands').then((m) => m.pauseCommand) },
+  unpause: { section: 'Container', summary: 'Unpause all processes within one or more containers', load: () => import('./process-commands').then((m) => m.unpauseCommand) },
+  top: { section: 'Container', summary: 'Display the running processes of a container', load: () => import('./process-commands').then((m) => m.topCommand) },
+  rename: { section: 'Container', summary: 'Rename a container', load: () => import('./process-commands').then((m) => m.renameCommand) },
+  'container prune': { section: 'Container', summary: 'Remove all stopped containers', load: () => import('./system-commands').then((m) => m.containerPruneCommand) },
+  'image prune': { section: 'Image', summary: 'Remove unused images', load: () => import('./system-commands').then((m) => m.imagePruneCommand) },
+  'system df': { section: 'System', summary: 'Show disk usage (-v: per image, with shared and unique sizes)', load: () => import('./system-commands').then((m) => m.systemDfCommand) },
+  'system prune': { section: 'System', summary: 'Remove unused data', load: () => import('./system-commands').then((m) => m.systemPruneCommand) },
 }
 
 /**

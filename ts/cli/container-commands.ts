@@ -2,17 +2,17 @@
  * CLI: `create`, `run`, `start`, `stop`, `kill`, `wait`, `logs`, `rm`, `ps`, `diff`, `commit`,
  * `export`, `mount`, `umount` — docker's flags and output. Listed in ./commands.ts.
  */
-import { stream } from '../lazy'
-import type { Writable } from 'node:stream'
 import type { Store } from '../store'
 import { StrataError } from '../errors'
 import { parseArgs, flag, value, values, FlagSpec, Parsed } from './args'
 import { Io, processIo } from './io'
 import { printFormatted } from './output'
-import { renderTable } from '../format/table'
-import { ago, truncateId, ellipsis } from '../format/units'
+import { sink } from './streams'
+import { readEnvFiles } from './envfile'
+import { ago, truncateId, ellipsis, humanSizeWithPrecision } from '../format/units'
+import { parseFilterArgs } from '../containers/filters'
 import { goQuote } from '../format/gofmt'
-import type { CreateOptions } from '../containers/containers'
+import type { CreateOptions, ContainerSummary } from '../containers/containers'
 import type { Container } from '../containers/container'
 import type { NetworkMode } from '../containers/record'
 
@@ -20,14 +20,26 @@ const CREATE_FLAGS: FlagSpec[] = [
   { name: 'name', value: true }, { name: 'env', short: 'e', value: true, multi: true }, { name: 'workdir', short: 'w', value: true },
   { name: 'user', short: 'u', value: true }, { name: 'entrypoint', value: true }, { name: 'network', value: true },
   { name: 'net', value: true }, { name: 'rm' }, { name: 'interactive', short: 'i' }, { name: 'runtime', value: true },
-  { name: 'tty', short: 't' },
+  { name: 'tty', short: 't' }, { name: 'label', short: 'l', value: true, multi: true }, { name: 'env-file', value: true, multi: true },
 ]
 
-function createOptions(p: Parsed): CreateOptions {
+/** `-l KEY=VALUE` (a bare `KEY` has the empty value), as docker's ConvertKVStringsToMap. */
+function labelsOf(p: Parsed): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const l of values(p, 'label')) {
+    const eq = l.indexOf('=')
+    if (eq < 0) out[l] = ''
+    else out[l.slice(0, eq)] = l.slice(eq + 1)
+  }
+  return out
+}
+
+async function createOptions(p: Parsed, attach = true): Promise<CreateOptions> {
   const network = (value(p, 'network') ?? value(p, 'net')) as NetworkMode | undefined
   const entrypoint = value(p, 'entrypoint')
   const o: CreateOptions = {
-    env: values(p, 'env'), autoRemove: flag(p, 'rm'), openStdin: flag(p, 'interactive'), cmd: p.args.slice(1),
+    env: [...(await readEnvFiles(values(p, 'env-file'))), ...values(p, 'env')], autoRemove: flag(p, 'rm'), openStdin: flag(p, 'interactive'),
+    cmd: p.args.slice(1), tty: flag(p, 'tty'), labels: labelsOf(p), attach,
   }
   const name = value(p, 'name')
   if (name !== undefined) o.name = name
@@ -40,21 +52,6 @@ function createOptions(p: Parsed): CreateOptions {
   const rt = value(p, 'runtime')
   if (rt !== undefined) o.runtime = rt
   return o
-}
-
-/** A Writable over the CLI's Io (tests), or the real stdio (bytes as they are). */
-function sink(io: Io, which: 'out' | 'err'): Writable {
-  if (io === processIo) {
-    const s = which === 'out' ? process.stdout : process.stderr
-    s.on('error', () => undefined) // EPIPE when the reader goes away; the process still runs to its end
-    return s
-  }
-  return new stream.Writable({
-    write(chunk: Buffer, _enc, cb) {
-      io[which](chunk.toString('utf8'))
-      cb()
-    },
-  })
 }
 
 /** Runs `fn` for each named container, printing docker's per-container errors; exit 1 if any failed. */
@@ -76,16 +73,10 @@ function need(p: Parsed, cmd: string, n: number, usage: string): void {
   if (p.args.length < n) throw new StrataError('InvalidArgument', `"${cmd}" requires at least ${n} argument${n > 1 ? 's' : ''}.\nSee 'strata ${cmd} --help'.\n\nUsage:  strata ${usage}`)
 }
 
-/** No pseudo-terminal support (runc's console socket is not wired up): say so and go on without one. */
-function warnTty(p: Parsed, io: Io): void {
-  if (flag(p, 'tty')) io.err('WARNING: strata does not allocate a pseudo-TTY (-t); running with plain stdio\n')
-}
-
 export async function createCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, CREATE_FLAGS, true)
-  warnTty(p, io)
   need(p, 'create', 1, 'create [OPTIONS] IMAGE [COMMAND] [ARG...]')
-  const c = await store.containers.create(p.args[0], createOptions(p))
+  const c = await store.containers.create(p.args[0], await createOptions(p))
   io.out(`${c.id}\n`)
   return 0
 }
@@ -97,26 +88,45 @@ function proxySignals(c: Container): () => void {
   return () => { for (const [s, h] of handlers) process.off(s, h) }
 }
 
-async function attachRun(c: Container, io: Io, stdin: boolean): Promise<number> {
-  const unproxy = io === processIo ? proxySignals(c) : () => undefined
+/**
+ * Runs the container's process attached to our stdio. With a terminal (created with `-t`) its
+ * output is one stream; with `-i` too our terminal goes raw and the keyboard reaches it
+ * (Ctrl-C as a byte: its line discipline signals its process group); with `-t` alone our own
+ * signals are proxied to it, as docker's sig-proxy does.
+ */
+async function attachRun(c: Container, io: Io, interactive: boolean, sigProxy = true, detachKeys = 'ctrl-p,ctrl-q'): Promise<number> {
+  const tty = Boolean((await c.info()).Config.Tty)
+  const real = io === processIo
+  const session = tty && real ? (await import('./terminal')).openTerminalSession(interactive) : undefined
+  const unproxy = real && sigProxy && !(tty && interactive) ? proxySignals(c) : () => undefined
   try {
-    const res = await c.run({ stdout: sink(io, 'out'), stderr: sink(io, 'err'), ...(stdin ? { stdin: process.stdin } : {}) })
+    const res = await c.run({
+      stdout: sink(io, 'out'), ...(tty ? {} : { stderr: sink(io, 'err') }), ...(interactive ? { stdin: process.stdin } : {}),
+      ...(session?.console ? { console: session.console } : {}), ...(tty && interactive ? { detachKeys } : {}),
+    })
+    // Detached with the keys: the container runs on, docker says nothing and exits 0.
+    if (res.detached) return 0
     if (res.error) io.err(`strata: Error response from daemon: failed to start container: ${res.error}\n`)
     return res.exitCode
   } finally {
+    session?.restore()
     unproxy()
     // The process is gone: stop reading our stdin, or the CLI would wait for its EOF.
-    if (stdin) process.stdin.destroy()
+    if (interactive && real) process.stdin.destroy()
   }
 }
 
 export async function runCommand(store: Store, argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, [...CREATE_FLAGS, { name: 'detach', short: 'd' }], true)
+  const p = parseArgs(argv, [...CREATE_FLAGS, { name: 'detach', short: 'd' }, { name: 'detach-keys', value: true }, { name: 'sig-proxy' }], true)
   need(p, 'run', 1, 'run [OPTIONS] IMAGE [COMMAND] [ARG...]')
-  warnTty(p, io)
+  // Docker refuses `-it` without a terminal before it creates anything.
+  if (!flag(p, 'detach') && io === processIo && flag(p, 'tty') && flag(p, 'interactive') && !process.stdin.isTTY) {
+    io.err(`${(await import('./terminal')).NOT_A_TTY}\n`)
+    return 1
+  }
   let c: Container
   try {
-    c = await store.containers.create(p.args[0], createOptions(p))
+    c = await store.containers.create(p.args[0], await createOptions(p, !flag(p, 'detach')))
   } catch (e) {
     // docker run: errors of the daemon (before the process) exit 125.
     if (e instanceof StrataError) {
@@ -136,15 +146,15 @@ export async function runCommand(store: Store, argv: string[], io: Io): Promise<
     io.out(`${c.id}\n`)
     return 0
   }
-  return attachRun(c, io, flag(p, 'interactive'))
+  return attachRun(c, io, flag(p, 'interactive'), p.flags.has('sig-proxy') ? flag(p, 'sig-proxy') : true, value(p, 'detach-keys'))
 }
 
 export async function startCommand(store: Store, argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, [{ name: 'attach', short: 'a' }, { name: 'interactive', short: 'i' }])
+  const p = parseArgs(argv, [{ name: 'attach', short: 'a' }, { name: 'interactive', short: 'i' }, { name: 'detach-keys', value: true }])
   need(p, 'start', 1, 'start [OPTIONS] CONTAINER [CONTAINER...]')
   if (flag(p, 'attach')) {
     if (p.args.length > 1) throw new StrataError('InvalidArgument', 'you cannot start and attach multiple containers at once')
-    return attachRun(await store.containers.get(p.args[0]), io, flag(p, 'interactive'))
+    return attachRun(await store.containers.get(p.args[0]), io, flag(p, 'interactive'), true, value(p, 'detach-keys'))
   }
   return each(p.args, io, async (n) => {
     await (await store.containers.get(n)).start()
@@ -205,48 +215,74 @@ export async function rmCommand(store: Store, argv: string[], io: Io): Promise<n
 const PS_HEADERS: Record<string, string> = {
   ID: 'CONTAINER ID', Names: 'NAMES', Image: 'IMAGE', Command: 'COMMAND', CreatedAt: 'CREATED AT', RunningFor: 'CREATED',
   Ports: 'PORTS', State: 'STATE', Status: 'STATUS', Size: 'SIZE', Labels: 'LABELS', Mounts: 'MOUNTS', Networks: 'NETWORKS',
+  LocalVolumes: 'LOCAL VOLUMES', Platform: 'PLATFORM',
+}
+
+const PS_TABLE = 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}'
+
+/**
+ * docker's ContainerContext for one row: its fields in the order `{{json .}}` prints them
+ * (sorted, as docker's MarshalJSON), `Label` a method (`{{.Label "k"}}`).
+ */
+export function psContext(r: ContainerSummary, trunc: boolean, now: number): Record<string, unknown> {
+  const labels = Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).sort()
+  const rw = humanSizeWithPrecision(r.sizeRw ?? 0, 3)
+  return {
+    Command: goQuote(trunc ? ellipsis(r.command, 20) : r.command),
+    CreatedAt: goTimeString(r.created),
+    ID: trunc ? truncateId(r.id) : r.id,
+    Image: r.image,
+    Labels: labels.join(','),
+    LocalVolumes: '0',
+    Mounts: '',
+    Names: r.names.join(','),
+    Networks: r.network,
+    Platform: null,
+    Ports: '',
+    RunningFor: ago(r.created, now),
+    Size: (r.sizeRootFs ?? 0) > 0 ? `${rw} (virtual ${humanSizeWithPrecision(r.sizeRootFs!, 3)})` : rw,
+    State: r.state,
+    Status: r.status,
+    Label: (name: string) => r.labels[name] ?? '',
+  }
+}
+
+/** Go's `time.Time.String()` of a whole-second time in UTC (`2026-11-30 14:13:36 +0000 UTC`). */
+function goTimeString(d: Date): string {
+  return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' +0000 UTC')
 }
 
 export async function psCommand(store: Store, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, [
     { name: 'all', short: 'a' }, { name: 'quiet', short: 'q' }, { name: 'no-trunc' }, { name: 'format', value: true },
     { name: 'latest', short: 'l' }, { name: 'last', short: 'n', value: true }, { name: 'size', short: 's' },
+    { name: 'filter', short: 'f', value: true, multi: true },
   ])
   if (p.args.length > 0) throw new StrataError('InvalidArgument', '"ps" accepts no arguments.')
-  let rows = await store.containers.list({ all: flag(p, 'all') || flag(p, 'latest') || value(p, 'last') !== undefined })
-  if (flag(p, 'latest')) rows = rows.slice(0, 1)
+  const quiet = flag(p, 'quiet')
+  const format = value(p, 'format') ?? ''
   const last = value(p, 'last')
-  if (last !== undefined && Number(last) >= 0) rows = rows.slice(0, Number(last))
+  if (last !== undefined && !/^-?\d+$/.test(last)) throw new StrataError('InvalidArgument', `invalid argument "${last}" for "-n, --last" flag: strconv.ParseInt: parsing ${goQuote(last)}: invalid syntax`)
+  const limit = flag(p, 'latest') ? 1 : last !== undefined ? Number(last) : -1
+  // docker asks for sizes with -s, or when a custom format uses .Size.
+  const size = flag(p, 'size') || (!quiet && /\.Size\b/.test(format))
+  let rows: ContainerSummary[]
+  try {
+    rows = await store.containers.list({ all: flag(p, 'all'), limit, size, filters: parseFilterArgs(values(p, 'filter')) })
+  } catch (e) {
+    if (!(e instanceof StrataError) || e.message.startsWith('bad format of filter')) throw e
+    io.err(`Error response from daemon: ${e.message}\n`)
+    return 1
+  }
   const trunc = !flag(p, 'no-trunc')
   const now = Date.now()
-  const data = rows.map((r) => ({
-    ID: trunc ? truncateId(r.id) : r.id,
-    Image: r.image,
-    Command: goQuote(trunc ? ellipsis(r.command, 20) : r.command),
-    CreatedAt: r.created.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' +0000 UTC'),
-    RunningFor: ago(r.created, now),
-    Ports: '',
-    State: r.state,
-    Status: r.status,
-    Size: '',
-    Names: r.names.join(','),
-    Labels: '',
-    Mounts: '',
-    Networks: '',
-  }))
-  if (flag(p, 'quiet')) {
+  const data = rows.map((r) => psContext(r, trunc, now))
+  if (quiet) {
     for (const d of data) io.out(`${d.ID}\n`)
     return 0
   }
-  const fmt = value(p, 'format')
-  if (fmt && fmt !== 'table') {
-    printFormatted(io, fmt, data, PS_HEADERS)
-    return 0
-  }
-  io.out(renderTable([
-    ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
-    ...data.map((d) => [d.ID, d.Image, d.Command, d.RunningFor, d.Status, d.Ports, d.Names]),
-  ]))
+  const tpl = format === '' || format === 'table' ? PS_TABLE + (flag(p, 'size') ? '\t{{.Size}}' : '') : format
+  printFormatted(io, tpl, data, PS_HEADERS)
   return 0
 }
 

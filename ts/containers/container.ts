@@ -22,7 +22,7 @@ import { parseReference } from '../reference'
 import { ImageConfig, ContainerConfig, imageIdOf } from '../imagedb'
 import { dockerConfig } from '../images'
 import { ContainerPaths } from './layout'
-import { ContainerRecord, readRecord, readHostConfig } from './record'
+import { ContainerRecord, readRecord, readHostConfig, writeRecord } from './record'
 import { INIT_PATHS } from './plan'
 import { pidAlive, processStartTime, readMountPlan } from './mounts'
 import { supervise, mountIdOf, runtimeOf, updateRecord } from './supervisor'
@@ -32,6 +32,12 @@ import type { Containers } from './containers'
 import { UnionView } from '../view'
 import { expose } from '../boundary'
 import * as v from '../validate'
+import type { ConsoleSize } from './console'
+// exec, top and cp load their modules on first use: read-only CLI commands never pay for them.
+import type { ExecOptions, ExecResult } from './exec'
+import type { TopResult } from './top'
+import type { CopyFromOptions, CopyToOptions, CopyResult } from './copy'
+import type { ContainerFiles, CopyHost, PathStat } from './archive-path'
 
 /** sha256 of an empty tar (1024 zero bytes): a commit with no changes adds no layer (Docker's rule). */
 export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
@@ -39,9 +45,19 @@ export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36b
 export interface RunOptions {
   /** Fed to the process when the container was created with `openStdin` (`-i`). */
   stdin?: Readable
-  /** Where stdout/stderr go as they come; when absent they are collected into the result. */
+  /**
+   * Where stdout/stderr go as they come; when absent they are collected into the result. With a
+   * terminal (created with `tty`) the process's output is one stream: `stdout`.
+   */
   stdout?: Writable
   stderr?: Writable
+  /** With a terminal: its window size, followed while the process runs (`ConsoleSize.follow`). */
+  console?: ConsoleSize | { rows: number; cols: number }
+  /**
+   * With a terminal and `stdin`: docker's detach keys (`ctrl-p,ctrl-q`): typed, they end the
+   * run with `detached` while the process goes on (a shim logs it and records its exit).
+   */
+  detachKeys?: string
   /**
    * Aborting kills the container (SIGKILL), destroys `stdin` and rejects with `Aborted`; the
    * container is then exited (137), unmounted, and removed if it was created with `autoRemove`.
@@ -56,6 +72,8 @@ export interface RunResult {
   stderr: Buffer
   /** What the runtime reported when the process could not be started (exit 126/127). */
   error?: string
+  /** The caller detached (`detachKeys`): the process runs on; `exitCode` is 0. */
+  detached?: boolean
 }
 
 export interface Change {
@@ -193,12 +211,30 @@ export class Container {
       s.on('data', (d: Buffer) => bufs.push(d))
       return s
     }
+    const detachKeys = opts.detachKeys ? (require('./detach-keys') as typeof import('./detach-keys')).parseDetachKeys(opts.detachKeys) : undefined
     const res = await supervise(this.#ctx, this.paths, {
-      stdin: opts.stdin, stdout: opts.stdout ?? collect(out), stderr: opts.stderr ?? collect(err),
+      stdin: opts.stdin, stdout: opts.stdout ?? collect(out), stderr: opts.stderr ?? collect(err), ...(opts.console ? { console: opts.console } : {}),
+      ...(detachKeys ? { detachKeys } : {}),
     }, undefined, op.signal)
+    if (res.detached) return { exitCode: 0, stdout: Buffer.concat(out), stderr: Buffer.concat(err), detached: true }
     if ((await readHostConfig(this.paths)).AutoRemove) await this.#all.remove(this.id, { force: true }).catch(() => undefined)
     op.check()
     return { exitCode: res.exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err), ...(res.error ? { error: res.error } : {}) }
+  }
+
+  /**
+   * docker exec: runs `cmd` in the running container and resolves with its exit code (126 and
+   * `error` when the runtime could not start it, as Docker). Not running → `NotRunning`;
+   * paused → `Conflict`.
+   */
+  async exec(cmd: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    const rec = await this.info()
+    const runtime = await runtimeOf(this.#ctx, this.paths)
+    const { execProcess } = require('./exec') as typeof import('./exec')
+    return execProcess(this.#ctx, runtime, this.paths, rec, async () => {
+      const l = await this.layers()
+      return [l.upperDir, ...l.lowerDirs]
+    }, cmd, opts)
   }
 
   /** Starts the process detached (a supervising shim records its exit); resolves once it runs. */
@@ -206,10 +242,8 @@ export class Container {
     const rec = await this.info()
     if (rec.State.Running) return
     await updateRecord(this.#ctx, this.paths, (r) => { r.State.Error = '' })
-    const ts = __filename.endsWith('.ts')
-    const shim = path.join(__dirname, `shim${ts ? '.ts' : '.js'}`)
-    const args = ts ? ['--require', require.resolve('tsx/cjs'), shim] : [shim]
-    const child = childProcess.spawn(process.execPath, [...args, this.#ctx.layout.root, this.id], { detached: true, stdio: 'ignore' })
+    const { command, args } = (require('./adopt') as typeof import('./adopt')).shimCommand()
+    const child = childProcess.spawn(command, [...args, this.#ctx.layout.root, this.id], { detached: true, stdio: 'ignore' })
     child.unref()
     for (let i = 0; ; i++) {
       const r = await this.info().catch(() => undefined)
@@ -276,6 +310,53 @@ export class Container {
       if (!again.State.Running) throw new StrataError('NotRunning', `cannot kill container: ${r.Name.slice(1)}: container ${this.id} is not running`)
       throw new StrataError('RuntimeFailed', `cannot kill container ${r.Name.slice(1)}: ${res.stderr.trim()}`)
     }
+    // A paused container gets the signal once it is thawed: the daemon resumes it after SIGKILL
+    // or its stop signal (any signal when it has no StopSignal of its own).
+    const sig = normalizeSignal(signal)
+    if (r.State.Paused && (sig === 'SIGKILL' || sig === '9' || !r.Config.StopSignal || normalizeSignal(r.Config.StopSignal) === sig)) {
+      await runtime.resume(this.id).catch(() => undefined)
+      await updateRecord(this.#ctx, this.paths, (x) => {
+        if (x.State.Paused) x.State = { ...x.State, Paused: false, Status: x.State.Running ? 'running' : x.State.Status }
+      }).catch(() => undefined)
+    }
+  }
+
+  /** docker pause: freezes every process of the container (the runtime's cgroup freezer). */
+  async pause(): Promise<void> {
+    const runtime = await runtimeOf(this.#ctx, this.paths)
+    await this.#ctx.exclusive(async () => {
+      const r = await this.info()
+      if (!r.State.Running) throw new StrataError('NotRunning', `Container ${r.ID} is not running`)
+      if (r.State.Paused) throw new StrataError('Conflict', `Container ${r.ID} is already paused`)
+      await runtime.pause(this.id).catch((e: StrataError) => {
+        throw new StrataError('RuntimeFailed', `Cannot pause container ${r.ID}: ${e.message}`, { cause: e })
+      })
+      r.State = { ...r.State, Paused: true, Status: 'paused' }
+      await writeRecord(this.paths, r)
+    })
+  }
+
+  /** docker unpause. */
+  async unpause(): Promise<void> {
+    const runtime = await runtimeOf(this.#ctx, this.paths)
+    await this.#ctx.exclusive(async () => {
+      const r = await this.info()
+      if (!r.State.Paused) throw new StrataError('Conflict', `Container ${r.ID} is not paused`)
+      await runtime.resume(this.id).catch((e: StrataError) => {
+        throw new StrataError('RuntimeFailed', `Cannot unpause container ${r.ID}: ${e.message}`, { cause: e })
+      })
+      r.State = { ...r.State, Paused: false, Status: r.State.Running ? 'running' : r.State.Status }
+      await writeRecord(this.paths, r)
+    })
+  }
+
+  /**
+   * docker top: `ps ARGS` (default `-ef`) on the host, rows kept for the container's processes
+   * (the runtime's list), columns split as the daemon splits them (the last takes the rest).
+   */
+  async top(psArgs: string[] = []): Promise<TopResult> {
+    const { containerTop } = require('./top') as typeof import('./top')
+    return containerTop(this, await runtimeOf(this.#ctx, this.paths), psArgs)
   }
 
   /** The image's StopSignal (default SIGTERM), then SIGKILL after `timeout` seconds (default 10). */
@@ -402,6 +483,70 @@ export class Container {
       })))
     } finally {
       await staging.dispose()
+    }
+  }
+
+  /**
+   * `docker cp CONTAINER:SRC DEST|-`: copies `srcPath` out of the container to a host path, or
+   * writes its tar archive (as docker produces it) to a stream. Works on a stopped container
+   * without mounting it, and on a running (or mounted) one through its mount.
+   */
+  async copyFrom(srcPath: string, dest: string | Writable, opts: CopyFromOptions = {}): Promise<CopyResult> {
+    const { copyFromContainer } = require('./copy') as typeof import('./copy')
+    return copyFromContainer(this.#copyHost(), srcPath, dest, opts)
+  }
+
+  /**
+   * `docker cp SRC|- CONTAINER:DEST`: copies a host path into the container, or extracts a tar
+   * archive read from a stream into a directory of it.
+   */
+  async copyTo(src: string | Readable, dstPath: string, opts: CopyToOptions = {}): Promise<CopyResult> {
+    const { copyToContainer } = require('./copy') as typeof import('./copy')
+    return copyToContainer(this.#copyHost(), src, dstPath, opts)
+  }
+
+  /** What `docker cp` sees of `path` in the container (the last element not followed). */
+  async statPath(p: string): Promise<PathStat> {
+    const { containerStatPath } = require('./archive-path') as typeof import('./archive-path')
+    return containerStatPath(this.#copyHost(), p)
+  }
+
+  #copyHost(): CopyHost {
+    return {
+      files: (write) => this.#copyFiles(write),
+      name: () => this.name(),
+      configUser: async () => (await this.info()).Config.User ?? '',
+    }
+  }
+
+  /**
+   * The container's files for a copy: through the kernel's mount, held by a reference, when it
+   * is mounted (running, or `strata mount`); else the union view over its layers.
+   */
+  async #copyFiles(write: boolean): Promise<ContainerFiles> {
+    const mountId = await this.#mountId()
+    const me = { kind: 'process' as const, pid: process.pid }
+    const merged = await this.#ctx.exclusive(async () => {
+      await this.info()
+      if (!(await this.#all.mounts.isMounted(mountId))) return undefined
+      return this.#all.mounts.acquire(this.paths, mountId, me)
+    })
+    if (merged === undefined) {
+      const view = write ? await this.view() : await this.view({ readOnly: true })
+      return { view, release: async () => undefined }
+    }
+    let released = false
+    const release = async () => {
+      if (released) return
+      released = true
+      await this.#ctx.exclusive(() => this.#all.mounts.release(this.paths, mountId, me))
+    }
+    try {
+      const view = write ? await UnionView.open({ lowers: [], upper: merged }) : await UnionView.open({ lowers: [merged] })
+      return { view, release }
+    } catch (e) {
+      await release()
+      throw e
     }
   }
 
@@ -541,7 +686,18 @@ expose(Container, {
   unmount: [],
   view: [['opts', v.optional(v.options({ readOnly: v.optional(v.boolean) }))]],
   isMounted: [],
-  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable), signal }))]],
+  run: [['opts', v.optional(v.options({ stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable), console: v.optional(v.consoleSize), detachKeys: v.optional(v.nonEmptyString), signal }))]],
+  exec: [['cmd', v.arrayOf(v.string)], ['opts', v.optional(v.options({
+    user: v.optional(v.string), workdir: v.optional(v.string), env: v.optional(v.arrayOf(v.string)), tty: v.optional(v.boolean),
+    console: v.optional(v.consoleSize), stdin: v.optional(v.readable), stdout: v.optional(v.writable), stderr: v.optional(v.writable),
+    detach: v.optional(v.boolean), detachKeys: v.optional(v.nonEmptyString),
+  }))]],
+  pause: [],
+  unpause: [],
+  top: [['psArgs', v.optional(v.arrayOf(v.string))]],
+  copyFrom: [['srcPath', v.nonEmptyString], ['dest', v.either(v.nonEmptyString, v.writable)], ['opts', v.optional(v.options({ followLink: v.optional(v.boolean), onProgress: v.optional(v.func) }))]],
+  copyTo: [['src', v.either(v.nonEmptyString, v.readable)], ['dstPath', v.nonEmptyString], ['opts', v.optional(v.options({ followLink: v.optional(v.boolean), copyUIDGID: v.optional(v.boolean), onProgress: v.optional(v.func) }))]],
+  statPath: [['path', v.nonEmptyString]],
   start: [],
   wait: [['opts', v.optional(v.options({ timeoutMs: v.optional(v.nonNegative), signal }))]],
   kill: [['signal', v.optional(v.either(v.nonEmptyString, v.count))]],

@@ -21,8 +21,11 @@ import { ImageUser } from '../images'
 import { LINK_FILE, LOWER_FILE } from '../layout'
 import { ContainerPaths } from './layout'
 import { Skeletons, stagedContainer } from './skeleton'
-import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode } from './record'
-import { NativeFsOp, fsBatch } from '../native'
+import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode, readHostConfig } from './record'
+import { NativeFsOp, fsBatch, native } from '../native'
+import { selectContainers, PsFilters } from './filters'
+import { pruneContainers, PruneFilters, ContainerPruneResult } from '../prune'
+import { withUserEnv } from './spec'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
 import { lowerChain, MAX_LOWER_DIRS } from './plan'
@@ -53,6 +56,12 @@ export interface CreateOptions {
   autoRemove?: boolean
   /** `-i`: keep stdin open to the process. */
   openStdin?: boolean
+  /** `-t`: the process gets a pseudo-terminal (stdout and stderr become one stream). */
+  tty?: boolean
+  /** `-l KEY=VALUE`: labels, added to (and overriding) the image's. */
+  labels?: Record<string, string>
+  /** Whether a caller attaches to the process's stdio (`run` without `-d`, `create`): recorded as Docker does. */
+  attach?: boolean
   /** The OCI runtime binary (default `$STRATA_RUNTIME` or `runc`). */
   runtime?: string
 }
@@ -73,11 +82,24 @@ export interface ContainerSummary {
   exitCode: number
   startedAt?: Date
   finishedAt?: Date
+  labels: Record<string, string>
+  /** The network it is on (`none` or `host`). */
+  network: string
+  /** With `size`: bytes in its writable layer (Docker's SizeRw). */
+  sizeRw?: number
+  /** With `size`: those plus the image's layers (Docker's SizeRootFs, the "virtual" size). */
+  sizeRootFs?: number
 }
 
 export interface ListContainersOptions {
   /** `-a`: stopped containers too. */
   all?: boolean
+  /** `-n N` / `-l` (1): the N newest containers, whatever their state. */
+  limit?: number
+  /** `--filter`: docker's ps filters (./filters.ts), validated as the daemon does. */
+  filters?: PsFilters
+  /** `-s`: compute sizes (a walk of each writable layer). */
+  size?: boolean
 }
 
 export interface RemoveContainerOptions {
@@ -175,21 +197,9 @@ export class Containers {
     if (opts.cmd && opts.cmd.length > 0) cmd = opts.cmd
     const args = [...(entrypoint ?? []), ...(cmd ?? [])]
     if (args.length === 0) throw new StrataError('InvalidArgument', 'No command specified')
-    const env = [...(cfg.Env ?? [])]
-    for (const e of opts.env ?? []) {
-      const eq = e.indexOf('=')
-      const k = eq < 0 ? e : e.slice(0, eq)
-      if (!k) throw new StrataError('InvalidArgument', `invalid environment variable: ${e}`)
-      let kv = e
-      if (eq < 0) {
-        if (process.env[k] === undefined) continue
-        kv = `${k}=${process.env[k]}`
-      }
-      const i = env.findIndex((x) => x.split('=')[0] === k)
-      if (i >= 0) env[i] = kv
-      else env.push(kv)
-    }
+    const env = withUserEnv(cfg.Env ?? [], opts.env ?? [])
     const network = opts.network ?? 'none'
+    const attach = opts.attach ?? true
     if (network !== 'none' && network !== 'host') {
       throw new StrataError('InvalidArgument', `network ${network} not found (strata supports none and host)`)
     }
@@ -246,11 +256,11 @@ export class Containers {
       fill(path.join(sk.layer.dir, LOWER_FILE), containerLower)
       const config: ContainerConfig = {
         Hostname: sk.id.slice(0, 12), Domainname: '', User: opts.user ?? cfg.User ?? '',
-        AttachStdin: Boolean(opts.openStdin), AttachStdout: true, AttachStderr: true,
+        AttachStdin: attach && Boolean(opts.openStdin), AttachStdout: attach, AttachStderr: attach,
         ...(cfg.ExposedPorts ? { ExposedPorts: cfg.ExposedPorts } : {}),
-        Tty: false, OpenStdin: Boolean(opts.openStdin), StdinOnce: Boolean(opts.openStdin),
+        Tty: Boolean(opts.tty), OpenStdin: Boolean(opts.openStdin), StdinOnce: attach && Boolean(opts.openStdin),
         Env: env, Cmd: cmd, Image: image, Volumes: cfg.Volumes ?? null, WorkingDir: workdir,
-        Entrypoint: entrypoint, OnBuild: cfg.OnBuild ?? null, Labels: cfg.Labels ?? {},
+        Entrypoint: entrypoint, OnBuild: cfg.OnBuild ?? null, Labels: { ...(cfg.Labels ?? {}), ...(opts.labels ?? {}) },
         ...(cfg.StopSignal ? { StopSignal: cfg.StopSignal } : {}),
       }
       const p = this.paths(sk.id)
@@ -296,6 +306,7 @@ export class Containers {
         if (attempt >= 20) throw new StrataError('Locked', 'create: the store keeps changing under it')
         continue
       }
+      this.#skeletons.placed(sk)
       await call(() => fsBatch([{ op: 'syncfs', path: this.ctx.layout.root }]))
       this.#skeletons.refill()
       return new Container(this.ctx, this, sk.id)
@@ -337,10 +348,26 @@ export class Containers {
   }
 
   async #list(opts: ListContainersOptions): Promise<ContainerSummary[]> {
-    const out: ContainerSummary[] = []
+    const records = await this.#records()
+    const networks = new Map<string, string>()
+    const network = async (r: ContainerRecord): Promise<string> => {
+      let n = networks.get(r.ID)
+      if (n === undefined) networks.set(r.ID, (n = (await readHostConfig(this.paths(r.ID))).NetworkMode))
+      return n
+    }
+    const selected = await selectContainers(records, opts, {
+      imageId: async (ref) => (await resolveImage(this.ctx, ref).catch(() => undefined))?.id,
+      children: async (id) => {
+        const out: string[] = []
+        for (const other of await this.ctx.images.ids()) if ((await this.ctx.images.parent(other)) === id) out.push(other)
+        return out
+      },
+      network,
+    })
+    const sizes = opts.size ? await this.#sizes(selected.map((r) => r.ID)) : undefined
     const now = Date.now()
-    for (const r of await this.#records()) {
-      if (!opts.all && !r.State.Running) continue
+    const out: ContainerSummary[] = []
+    for (const [i, r] of selected.entries()) {
       let image = String(r.Config.Image ?? '')
       try {
         if ((await resolveImage(this.ctx, image)).id !== r.Image) image = r.Image.slice(7, 19)
@@ -353,10 +380,72 @@ export class Containers {
         status: statusText(r, now), exitCode: r.State.ExitCode,
         ...(r.State.StartedAt.startsWith('0001') ? {} : { startedAt: new Date(r.State.StartedAt) }),
         ...(r.State.FinishedAt.startsWith('0001') ? {} : { finishedAt: new Date(r.State.FinishedAt) }),
+        labels: { ...(r.Config.Labels ?? {}) }, network: await network(r),
+        ...(sizes ? sizes[i] : {}),
       })
     }
-    out.sort((a, b) => b.created.getTime() - a.created.getTime())
     return out
+  }
+
+  /**
+   * Docker's SizeRw (the writable layer, as `pkg/directory.Size` counts it) and SizeRootFs
+   * (plus the image's layers) of each container (by full ID), the walks in one native task.
+   */
+  sizes(ids: string[]): Promise<{ sizeRw: number; sizeRootFs: number }[]> {
+    return this.ctx.shared(() => this.#sizes(ids))
+  }
+
+  async #sizes(ids: string[]): Promise<{ sizeRw: number; sizeRootFs: number }[]> {
+    const uppers = await Promise.all(ids.map(async (id) => {
+      const mountId = (await readIfExists(path.join(this.paths(id).mountMeta, 'mount-id')))?.trim()
+      return mountId ? this.ctx.layout.diffDir(mountId) : ''
+    }))
+    const rw = await call(() => native.treeSizes(uppers.map((u) => u || '/nonexistent-strata-layer')))
+    const out: { sizeRw: number; sizeRootFs: number }[] = []
+    for (const [i, id] of ids.entries()) {
+      const parent = (await readIfExists(path.join(this.paths(id).mountMeta, 'parent')))?.trim()
+      let image = 0
+      for (let cur = parent; cur;) {
+        const l = await this.ctx.layers.get(cur)
+        if (!l) break
+        image += l.size
+        cur = l.parent
+      }
+      out.push({ sizeRw: rw[i], sizeRootFs: image + rw[i] })
+    }
+    return out
+  }
+
+  /**
+   * docker rename. Errors as the daemon words them: the same name, a name in use
+   * (`NameInUse`), an invalid name (`InvalidArgument`).
+   */
+  async rename(nameOrId: string, newName: string): Promise<void> {
+    const id = await this.resolve(nameOrId)
+    if (!newName) throw new StrataError('InvalidArgument', 'Neither old nor new names may be empty')
+    const wanted = newName.startsWith('/') ? newName : `/${newName}`
+    await this.ctx.exclusive(async () => {
+      const p = this.paths(id)
+      const rec = await readRecord(p)
+      if (!rec) throw new StrataError('ContainerNotFound', `No such container: ${nameOrId}`)
+      if (rec.Name === wanted) throw new StrataError('InvalidArgument', 'Renaming a container with the same name as its current name')
+      try {
+        canonicalName(wanted)
+      } catch {
+        throw new StrataError('InvalidArgument', `Error when allocating new name: Invalid container name (${wanted}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`)
+      }
+      const taken = (await this.#records()).find((r) => r.Name === wanted)
+      if (taken) {
+        throw new StrataError('NameInUse', `Error when allocating new name: Conflict. The container name "${wanted}" is already in use by container "${taken.ID}". You have to remove (or rename) that container to be able to reuse that name.`)
+      }
+      rec.Name = wanted
+      await writeRecord(p, rec)
+    })
+  }
+
+  /** `container prune`: every stopped container the filters (`until`, `label`, `label!`) select; see ts/prune.ts. */
+  prune(filters: PruneFilters = {}): Promise<ContainerPruneResult> {
+    return pruneContainers(this.ctx, this, filters)
   }
 
   /** Containers using an image (the ImageUsers hook of `rmi`), under the caller's lock. */
@@ -563,8 +652,12 @@ export const CREATE_OPTIONS = v.options({
   name: v.optional(v.nonEmptyString), env: v.optional(v.arrayOf(v.string)), workdir: v.optional(v.string),
   user: v.optional(v.string), entrypoint: v.optional(v.either(v.string, v.arrayOf(v.string))),
   cmd: v.optional(v.arrayOf(v.string)), network: v.optional(v.string), autoRemove: v.optional(v.boolean),
-  openStdin: v.optional(v.boolean), runtime: v.optional(v.nonEmptyString),
+  openStdin: v.optional(v.boolean), runtime: v.optional(v.nonEmptyString), tty: v.optional(v.boolean),
+  labels: v.optional(v.recordOf(v.string)), attach: v.optional(v.boolean),
 })
+
+/** `--filter`-style maps: each key → its values. */
+export const FILTERS = v.recordOf(v.arrayOf(v.string))
 
 expose(Containers, {
   paths: sync([['id', v.nonEmptyString]]),
@@ -573,7 +666,10 @@ expose(Containers, {
   resolve: [['nameOrId', v.nonEmptyString]],
   get: [['nameOrId', v.nonEmptyString]],
   create: [['image', v.nonEmptyString], ['opts', v.optional(CREATE_OPTIONS)]],
-  list: [['opts', v.optional(v.options({ all: v.optional(v.boolean) }))]],
+  list: [['opts', v.optional(v.options({ all: v.optional(v.boolean), limit: v.optional(v.either(v.count, v.check((x) => x === -1, '-1'))), filters: v.optional(FILTERS), size: v.optional(v.boolean) }))]],
+  sizes: [['ids', v.arrayOf(v.nonEmptyString)]],
+  rename: [['nameOrId', v.nonEmptyString], ['newName', v.string]],
+  prune: [['filters', v.optional(FILTERS)]],
   users: [['imageId', v.nonEmptyString]],
   remove: [['nameOrId', v.nonEmptyString], ['opts', v.optional(v.options({ force: v.optional(v.boolean) }))]],
   repair: [],

@@ -2,6 +2,10 @@
  * The detached supervisor of a `start`ed container: `node shim.js <root> <container id>`.
  * Runs the process to completion (logs only), records the exit, honours AutoRemove, exits.
  * Started detached (own session, stdio ignored) so it outlives the CLI that started it.
+ *
+ * Also what takes a process with a terminal over when its caller detaches (./adopt.ts):
+ * `shim.js adopt <root> <id> <pid>` follows a container's process, `shim.js drain <root> <id>
+ * <pid>` an exec's, both from the pty master and event pipe inherited as fds 3 and 4.
  */
 import { Layout } from '../layout'
 import { StoreContext } from '../context'
@@ -10,7 +14,19 @@ import { supervise, updateRecord } from './supervisor'
 import { readHostConfig } from './record'
 
 async function main(): Promise<void> {
-  const [root, id] = process.argv.slice(2)
+  const argv = process.argv.slice(2)
+  if (argv[0] === 'adopt' || argv[0] === 'drain') {
+    const [mode, root, id, pid] = argv
+    if (!root || !id || !(Number(pid) > 0)) throw new Error(`usage: shim ${mode} ROOT ID PID`)
+    const { adoptContainer, drainExec } = require('./adopt') as typeof import('./adopt')
+    if (mode === 'drain') return drainExec(Number(pid))
+    const ctx = new StoreContext(new Layout(root))
+    await adoptContainer(ctx, new ContainerPaths(ctx.layout, id), Number(pid))
+    await ctx.drain()
+    ctx.release()
+    return
+  }
+  const [root, id] = argv
   if (!root || !id) throw new Error('usage: shim ROOT ID')
   const ctx = new StoreContext(new Layout(root))
   const p = new ContainerPaths(ctx.layout, id)
@@ -22,7 +38,7 @@ async function main(): Promise<void> {
     throw e
   }
   if ((await readHostConfig(p)).AutoRemove) {
-    const { Containers } = await import('./containers')
+    const { Containers } = require('./containers') as typeof import('./containers')
     await new Containers(ctx).remove(id, { force: true }).catch(() => undefined)
   }
   await ctx.drain()

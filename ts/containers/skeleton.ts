@@ -74,6 +74,12 @@ export class Skeletons {
   #building?: Promise<void>
   #creates = 0
   #timer?: NodeJS.Timeout
+  /**
+   * Skeletons built in the staging dir and neither placed nor discarded yet (spares and those of
+   * creates under way): the staging dir goes only when none is left, or a failed create would
+   * take the pieces of concurrent ones with it.
+   */
+  readonly #outstanding = new Set<string>()
 
   constructor(private readonly ctx: StoreContext) {}
 
@@ -94,6 +100,7 @@ export class Skeletons {
       id, meta: at('meta'), layer: staged(mountId, 'layer'), container: at('ct'),
       ...(withInit ? { init: staged(`${mountId}${INIT_SUFFIX}`, 'init') } : {}),
     }
+    this.#outstanding.add(id)
     ops.push({ op: 'mkdir', path: sk.meta, mode: 0o755 })
     ops.push({ op: 'writeNew', path: path.join(sk.meta, 'mount-id'), data: mountId })
     if (sk.init) ops.push({ op: 'writeNew', path: path.join(sk.meta, 'init-id'), data: sk.init.cacheId })
@@ -190,8 +197,17 @@ export class Skeletons {
    */
   async discard(sk: Skeleton): Promise<void> {
     const pieces = [sk.meta, sk.layer.dir, sk.layer.link, sk.container, ...(sk.init ? [sk.init.dir, sk.init.link] : [])]
-    await call(() => fsBatch(pieces.map((p) => ({ op: 'removeAll', path: p }))))
-    if (this.#ready.length === 0 && !this.#building) await this.dispose()
+    try {
+      await call(() => fsBatch(pieces.map((p) => ({ op: 'removeAll', path: p }))))
+    } finally {
+      this.#outstanding.delete(sk.id)
+    }
+    if (this.#outstanding.size === 0 && !this.#building) await this.dispose()
+  }
+
+  /** A skeleton's pieces are in place: it no longer holds the staging dir. */
+  placed(sk: Skeleton): void {
+    this.#outstanding.delete(sk.id)
   }
 
   /** Waits for a build under way and removes the staging dir (Store.close). */
@@ -202,6 +218,7 @@ export class Skeletons {
     const staging = this.#staging
     this.#staging = undefined
     this.#ready = []
+    this.#outstanding.clear()
     if (staging) await (await staging).dispose()
   }
 

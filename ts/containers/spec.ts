@@ -36,14 +36,18 @@ export interface SpecInput {
   resolvConfPath: string
   cgroupsPath: string
   openStdin: boolean
+  /** A terminal for the process (`-t`), of this size when known (runc applies it before the process starts). */
+  terminal?: boolean
+  consoleSize?: { rows: number; cols: number }
 }
 
 /**
  * The process env as the daemon builds it (CreateDaemonEnvironment): default PATH and HOSTNAME
- * first, the container's Env replacing or appending, then HOME from the user's passwd entry.
+ * first (and TERM=xterm with a terminal), the container's Env replacing or appending, then HOME
+ * from the user's passwd entry.
  */
-export function processEnv(configEnv: readonly string[], hostname: string, home: string): string[] {
-  const env: string[] = [DEFAULT_PATH, `HOSTNAME=${hostname}`]
+export function processEnv(configEnv: readonly string[], hostname: string, home: string, tty = false): string[] {
+  const env: string[] = [DEFAULT_PATH, `HOSTNAME=${hostname}`, ...(tty ? ['TERM=xterm'] : [])]
   const has = (k: string) => configEnv.some((e) => e.split('=')[0] === k)
   for (const e of configEnv) {
     const k = e.split('=')[0]
@@ -55,6 +59,28 @@ export function processEnv(configEnv: readonly string[], hostname: string, home:
   return env
 }
 
+/**
+ * `env` with the user's `-e` entries replacing or appending (`K=V`); a bare `K` takes this
+ * process's value, or is dropped when it has none — as the docker CLI does.
+ */
+export function withUserEnv(env: readonly string[], additions: readonly string[]): string[] {
+  const out = [...env]
+  for (const e of additions) {
+    const eq = e.indexOf('=')
+    const k = eq < 0 ? e : e.slice(0, eq)
+    if (!k) throw new StrataError('InvalidArgument', `invalid environment variable: ${e}`)
+    let kv = e
+    if (eq < 0) {
+      if (process.env[k] === undefined) continue
+      kv = `${k}=${process.env[k]}`
+    }
+    const i = out.findIndex((x) => x.split('=')[0] === k)
+    if (i >= 0) out[i] = kv
+    else out.push(kv)
+  }
+  return out
+}
+
 export function buildSpec(s: SpecInput): Record<string, unknown> {
   if (s.args.length === 0) throw new StrataError('InvalidArgument', 'no command specified')
   const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }]
@@ -63,7 +89,9 @@ export function buildSpec(s: SpecInput): Record<string, unknown> {
   return {
     ociVersion: '1.0.2',
     process: {
-      terminal: false,
+      terminal: Boolean(s.terminal),
+      ...(s.terminal && s.consoleSize && s.consoleSize.rows > 0 && s.consoleSize.cols > 0
+        ? { consoleSize: { height: s.consoleSize.rows, width: s.consoleSize.cols } } : {}),
       user: { uid: s.user.uid, gid: s.user.gid, ...(s.user.additionalGids.length ? { additionalGids: s.user.additionalGids } : {}) },
       args: s.args,
       env: s.env,
@@ -137,8 +165,8 @@ export function resolveUser(spec: string, passwd: string | undefined, group: str
       gid = Number(ge[2])
     }
   }
-  const additionalGids = name
-    ? groups.filter((f) => f[3]?.split(',').includes(name!) && Number(f[2]) !== gid).map((f) => Number(f[2]))
-    : []
-  return { uid, gid, additionalGids, home }
+  // The daemon's getUser: the primary gid first, then (only for a user named without an
+  // explicit group) every group whose member list names the user — duplicates and all.
+  const sgids = name && !g ? groups.filter((f) => f[3]?.split(',').includes(name!)).map((f) => Number(f[2])) : []
+  return { uid, gid, additionalGids: [gid, ...sgids], home }
 }

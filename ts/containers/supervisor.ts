@@ -15,18 +15,27 @@ import { readIfExists, readBytesIfExists, readFileIfExists } from '../fsx'
 import { MetaWrites, fsyncDir } from '../metawrites'
 import { ContainerPaths, runcRoot } from './layout'
 import { ContainerRecord, parseRecord, readHostConfig } from './record'
-import { MountManager } from './mounts'
+import { MountManager, MountRef } from './mounts'
 import { buildSpec, processEnv, resolveUser } from './spec'
 import { Runtime, DEFAULT_RUNTIME, runtimeMessage } from './runtime'
+import { LineSplitter, logLine } from './logfile'
+import type { ConsoleSize } from './console'
 
 export interface AttachStreams {
   stdin?: Readable
+  /** Output; with a terminal (Config.Tty) stdout and stderr are one stream, this one. */
   stdout?: Writable
   stderr?: Writable
+  /** With a terminal: keys that, typed on `stdin`, detach (the process runs on under a shim). */
+  detachKeys?: Buffer
+  /** With a terminal: its size, followed while the process runs. */
+  console?: ConsoleSize | { rows: number; cols: number }
 }
 
 export interface ExitInfo {
   exitCode: number
+  /** The caller detached (`detachKeys`): the process runs on, a shim records its exit. */
+  detached?: boolean
   /** Error the runtime reported before the process ran (exit 126/127 as Docker). */
   error?: string
 }
@@ -85,56 +94,6 @@ export async function updateRecord(
   }
 }
 
-/** One json-file log line, as Docker's json-file driver writes it. */
-function logLine(stream: 'stdout' | 'stderr', chunk: Buffer): string {
-  return `${JSON.stringify({ log: chunk.toString('utf8'), stream, time: new Date().toISOString() })}\n`
-}
-
-/**
- * Splits output into lines (Docker logs one record per line; a partial last line is flushed at
- * the end). `passPartial` may let a partial line through to `emitPartial` at once (prompts).
- */
-class LineSplitter {
-  #rest = Buffer.alloc(0)
-  /** Bytes of #rest already given to emitPartial. */
-  #passed = 0
-  constructor(
-    private readonly emit: (line: Buffer) => void,
-    private readonly passPartial?: (partial: Buffer) => boolean,
-    private readonly emitPartial?: (bytes: Buffer) => void,
-  ) {}
-  push(d: Buffer): void {
-    let buf = Buffer.concat([this.#rest, d])
-    let nl: number
-    while ((nl = buf.indexOf(0x0a)) >= 0) {
-      const line = buf.subarray(0, nl + 1)
-      if (this.#passed > 0) {
-        this.emitPartial?.(line.subarray(this.#passed))
-        this.emitLogOnly?.(line)
-      } else this.emit(line)
-      this.#passed = 0
-      buf = buf.subarray(nl + 1)
-    }
-    this.#rest = buf
-    if (buf.length > this.#passed && this.passPartial?.(buf)) {
-      this.emitPartial?.(buf.subarray(this.#passed))
-      this.#passed = buf.length
-    }
-  }
-  /** For lines partly passed through already: the log still gets the whole line. */
-  emitLogOnly?: (line: Buffer) => void
-  end(): void {
-    if (this.#rest.length) {
-      if (this.#passed > 0) {
-        this.emitPartial?.(this.#rest.subarray(this.#passed))
-        this.emitLogOnly?.(this.#rest)
-      } else this.emit(this.#rest)
-    }
-    this.#rest = Buffer.alloc(0)
-    this.#passed = 0
-  }
-}
-
 async function waitForFile(p: string, done: () => boolean): Promise<string | undefined> {
   for (let i = 0; i < 500 && !done(); i++) {
     const v = await readIfExists(p)
@@ -190,9 +149,10 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
     const user = resolveUser(rec.Config.User ?? '', passwd, group)
     const hostname = rec.Config.Hostname ?? p.id.slice(0, 12)
     const spec = buildSpec({
-      args: [rec.Path, ...rec.Args], env: processEnv(rec.Config.Env ?? [], hostname, user.home), cwd: rec.Config.WorkingDir || '/',
+      args: [rec.Path, ...rec.Args], env: processEnv(rec.Config.Env ?? [], hostname, user.home, Boolean(rec.Config.Tty)), cwd: rec.Config.WorkingDir || '/',
       user, hostname, rootPath: merged, network: hc.NetworkMode, hostsPath: p.hosts, hostnamePath: p.hostname,
       resolvConfPath: p.resolvConf, cgroupsPath: `/strata/${p.id}`, openStdin: Boolean(rec.OpenStdin),
+      terminal: Boolean(rec.Config.Tty), ...(io.console ? { consoleSize: { rows: io.console.rows, cols: io.console.cols } } : {}),
     })
     await fs.mkdir(p.bundle, { recursive: true })
     // Not synced: the bundle is written anew by every start, and a crash stops the container.
@@ -217,9 +177,85 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   const userStreams = [io.stdin, io.stdout, io.stderr].filter((s): s is Readable | Writable => s !== undefined)
   for (const s of userStreams) s.on('error', ignore)
   const log = createWriteStream(p.log, { flags: 'a', mode: 0o640 })
+  const recordPid = async (pid: number) => {
+    await updateRecord(ctx, p, (r) => {
+      if (r.State.Running && r.Supervisor === process.pid) r.State.Pid = pid
+    }).catch(() => undefined)
+  }
+  onRunning?.()
+  let code: number
+  if (rec.Config.Tty) {
+    const { runOnTerminal } = require('./terminal') as typeof import('./terminal')
+    const { exitCodeOf } = require('./reaped') as typeof import('./reaped')
+    const out = new LineSplitter((l) => log.write(logLine('stdout', l)))
+    // As in the piped run: an abort kills the container until the runtime is gone.
+    let ran = false
+    let killing: Promise<void> | undefined
+    const onAbort = (): void => { killing ??= killUntilGone(runtime, p.id, () => ran) }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted) onAbort()
+    const run = await runOnTerminal(ctx, runtime, (sock) => ['--log', runtimeLog, '--log-format', 'json', 'run', '-d', '--console-socket', sock, '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], p.pidFile, {
+      ...(rec.OpenStdin && io.stdin ? { stdin: io.stdin } : {}), ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.console ? { console: io.console } : {}),
+      onOutput: (d) => out.push(d),
+      ...(io.detachKeys ? { detachKeys: io.detachKeys, onDetach: async (h) => (require('./adopt') as typeof import('./adopt')).handOff(ctx, 'adopt', p.id, h) } : {}),
+    }, recordPid).finally(() => {
+      ran = true
+      signal?.removeEventListener('abort', onAbort)
+    })
+    await killing
+    out.end()
+    if (run.detached) {
+      // The shim holds the container now (its own mount reference, its pid as supervisor).
+      for (const s of userStreams) s.off('error', ignore)
+      await new Promise<void>((r) => log.end(r))
+      await ctx.exclusive(() => mounts.release(p, mountId, me)).catch(() => undefined)
+      return { exitCode: 0, detached: true }
+    }
+    code = run.status >= 0 ? exitCodeOf(run.status) : run.runtimeStatus === -1 ? -1 : 255
+  } else {
+    code = await runPiped(runtime, p, runtimeLog, Boolean(rec.OpenStdin), io, log, recordPid, signal)
+  }
+  for (const s of userStreams) s.off('error', ignore)
+  await new Promise<void>((r) => log.end(r))
+
+  // Errors the runtime itself reported (the process never ran): Docker's 127/126.
+  let error: string | undefined
+  const rlog = (await readFileIfExists(runtimeLog)) ?? ''
+  const errs = rlog.split('\n').filter((l) => /"level":"(error|fatal)"/.test(l))
+  if (code === -1) error = `cannot run ${runtime.binary}`
+  else if (errs.length > 0 && code !== 0) {
+    error = runtimeMessage(errs.join('\n'))
+    code = /executable file not found|no such file or directory/.test(error) ? 127 : 126
+  }
+  if (code === -1) code = 127
+
+  await recordExit(ctx, p, runtime, mountId, code, error, me)
+  return { exitCode: code, ...(error ? { error } : {}) }
+}
+
+/**
+ * The end of a container's run: the runtime's state removed, the record says exited (with the
+ * code and the runtime's error), the supervisor's mount reference dropped.
+ */
+export async function recordExit(ctx: StoreContext, p: ContainerPaths, runtime: Runtime, mountId: string, code: number, error: string | undefined, me: MountRef): Promise<void> {
+  await runtime.delete(p.id, true).catch(() => undefined)
+  const markExited = (r: ContainerRecord): void => {
+    r.State = { ...r.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: code, Error: error ?? '', FinishedAt: new Date().toISOString() }
+    delete r.Supervisor
+  }
+  const release = async (): Promise<void> => { await new MountManager(ctx).release(p, mountId, me).catch(() => undefined) }
+  // A container removed meanwhile (rm -f) has no record left: then only the mount goes.
+  await updateRecord(ctx, p, markExited, release).catch((e: StrataError) => {
+    if (e.code !== 'ContainerNotFound') throw e
+    return ctx.exclusive(release)
+  })
+}
+
+/** Without a terminal: `runc run` in the foreground, its stdio piped (stdout/stderr apart). */
+async function runPiped(runtime: Runtime, p: ContainerPaths, runtimeLog: string, openStdin: boolean, io: AttachStreams, log: Writable, onPid: (pid: number) => Promise<void>, signal?: AbortSignal): Promise<number> {
   let exited = false
   const child = childProcess.spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', runtimeLog, '--log-format', 'json', 'run', '--bundle', p.bundle, '--pid-file', p.pidFile, p.id], {
-    stdio: [rec.OpenStdin && io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    stdio: [openStdin && io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   })
   const outLines = new LineSplitter((l) => log.write(logLine('stdout', l)))
   // The runtime prints its own failure ("runc run failed: ...") on the stderr it shares with the
@@ -265,45 +301,16 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
   if (signal?.aborted) onAbort()
   // The container's init pid appears in the pid file once the runtime has created it.
   void waitForFile(p.pidFile, () => exited).then(async (pid) => {
-    if (!pid || exited) return
-    await updateRecord(ctx, p, (r) => {
-      if (r.State.Running && r.Supervisor === process.pid) r.State.Pid = Number(pid)
-    }).catch(() => undefined)
+    if (pid && !exited) await onPid(Number(pid))
   })
-  onRunning?.()
-  let code = await status
+  const code = await status
   exited = true
   signal?.removeEventListener('abort', onAbort)
   await killing
   outLines.end()
   errLines.end()
   if (io.stdin && child.stdin) io.stdin.unpipe(child.stdin)
-  for (const s of userStreams) s.off('error', ignore)
-  await new Promise<void>((r) => log.end(r))
-
-  // Errors the runtime itself reported (the process never ran): Docker's 127/126.
-  let error: string | undefined
-  const rlog = (await readFileIfExists(runtimeLog)) ?? ''
-  const errs = rlog.split('\n').filter((l) => /"level":"(error|fatal)"/.test(l))
-  if (code === -1) error = `cannot run ${runtime.binary}`
-  else if (errs.length > 0 && code !== 0) {
-    error = runtimeMessage(errs.join('\n'))
-    code = /executable file not found|no such file or directory/.test(error) ? 127 : 126
-  }
-  if (code === -1) code = 127
-
-  await runtime.delete(p.id, true).catch(() => undefined)
-  const markExited = (r: ContainerRecord): void => {
-    r.State = { ...r.State, Status: 'exited', Running: false, Paused: false, Pid: 0, ExitCode: code, Error: error ?? '', FinishedAt: new Date().toISOString() }
-    delete r.Supervisor
-  }
-  const release = async (): Promise<void> => { await mounts.release(p, mountId, me).catch(() => undefined) }
-  // A container removed meanwhile (rm -f) has no record left: then only the mount goes.
-  await updateRecord(ctx, p, markExited, release).catch((e: StrataError) => {
-    if (e.code !== 'ContainerNotFound') throw e
-    return ctx.exclusive(release)
-  })
-  return { exitCode: code, ...(error ? { error } : {}) }
+  return code
 }
 
 function osSignal(name: NodeJS.Signals): number | undefined {

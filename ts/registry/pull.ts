@@ -15,9 +15,8 @@
  * Progress events are Docker's JSON messages (`{ id, status, progress }`); `lines` are those a
  * `docker pull` prints when not on a terminal.
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs, crypto } from '../lazy'
 import * as path from 'node:path'
-import { createHash } from 'node:crypto'
 import { StoreContext, throwIfAborted } from '../context'
 import { call, StrataError } from '../errors'
 import { parseNormalizedNamed, Reference, withTag, trimNamed } from '../reference'
@@ -75,7 +74,7 @@ export interface PullResult {
 }
 
 function sha256(b: Buffer): string {
-  return `sha256:${createHash('sha256').update(b).digest('hex')}`
+  return `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`
 }
 
 const shortId = (digest: string): string => hex(digest).slice(0, 12)

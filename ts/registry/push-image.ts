@@ -8,7 +8,7 @@
  * open removes it after a `kill -9`). Then, holding the store lock, the compressed blobs are
  * adopted, the distribution metadata recorded and the RepoDigest written (all atomic renames).
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from '../lazy'
 import * as path from 'node:path'
 import { adoptBlob } from '../content'
 import { writeAll } from '../metawrites'

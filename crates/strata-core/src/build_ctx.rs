@@ -14,7 +14,6 @@
 //!   way, so the caller can check that what was copied is what the cache key was made of.
 //! * [`stat_in_root`] / [`read_in_root`]: what a path of a rootfs is (is the COPY destination
 //!   a directory?) and small files of it (`/etc/passwd` for `--chown=name`), confined likewise.
-//! * [`is_archive`]: whether ADD should unpack a local file (a tar, plain, gzip or zstd).
 use crate::digest::{Digest, Hasher};
 use crate::error::{Coded, ErrorCode};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -118,6 +117,128 @@ pub struct ScanEntry {
     pub ctime_ns: i64,
     /// A symlink's target.
     pub link: Option<Vec<u8>>,
+    /// Extended attributes (name, value), sorted by name; overlay's bookkeeping ones left out.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Extended attributes as (name, value) pairs.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Whether an xattr is overlayfs' own (never part of a file's content as a build sees it).
+fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
+
+/// The xattrs of `name` in the directory `dir` (not following a symlink), sorted by name.
+/// Read through `/proc/self/fd/<dir>/<name>`: the `l*xattr` calls take paths only.
+pub fn xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Xattrs, Errno> {
+    use std::os::fd::AsRawFd;
+    let cname = std::ffi::CString::new(name).map_err(|_| Errno::INVAL)?;
+    let mut names = vec![0u8; 1024];
+    // listxattrat(2) (Linux 6.13) lists relative to the directory fd; a context scan calls
+    // this for every entry, and almost none has xattrs, so the common case is one cheap
+    // call (the `/proc/self/fd` path below costs a proc lookup per entry, ~8x the time).
+    let listed = loop {
+        match listxattrat(dir, &cname, &mut names) {
+            Ok(n) => break Some(n),
+            Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(Errno::NOSYS) => break None,
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        }
+    };
+    if listed == Some(0) {
+        return Ok(Vec::new());
+    }
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    let path = std::ffi::CString::new(p).map_err(|_| Errno::INVAL)?;
+    let len = match listed {
+        Some(n) => n,
+        None => loop {
+            match rustix::fs::llistxattr(path.as_c_str(), &mut names[..]) {
+                Ok(n) => break n,
+                Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
+                Err(Errno::NOTSUP) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            }
+        },
+    };
+    let mut out = Vec::new();
+    for n in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty() && !is_overlay_xattr(n)) {
+        let cn = std::ffi::CString::new(n).map_err(|_| Errno::INVAL)?;
+        let mut val = vec![0u8; 256];
+        let vlen = loop {
+            match rustix::fs::lgetxattr(path.as_c_str(), cn.as_c_str(), &mut val[..]) {
+                Ok(k) => break Some(k),
+                Err(Errno::RANGE) => val.resize(val.len() * 8, 0),
+                // Removed between the list and the read.
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(k) = vlen {
+            val.truncate(k);
+            out.push((n.to_vec(), val));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `listxattrat(dir, name, AT_SYMLINK_NOFOLLOW, buf)`: the xattr names of `name` in `dir`,
+/// NUL-separated, in `buf`; ENOSYS before Linux 6.13.
+fn listxattrat(dir: BorrowedFd<'_>, name: &std::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    use std::os::fd::AsRawFd;
+    /// The syscall's number, the same on every architecture (the unified table of 6.13).
+    const SYS_LISTXATTRAT: libc::c_long = 465;
+    // SAFETY: the pointers are valid for the given lengths for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            SYS_LISTXATTRAT,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if r < 0 {
+        return Err(Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)));
+    }
+    Ok(r as usize)
+}
+
+/// Sets `xattrs` on the node `name` of `dir` (a file, directory or symlink; not following it).
+fn set_xattrs_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+    shown: &[u8],
+) -> Result<(), BuildCtxError> {
+    use std::os::fd::AsRawFd;
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    let path = std::ffi::CString::new(p).map_err(|_| io_err("setxattr", shown)(Errno::INVAL))?;
+    for (k, v) in xattrs {
+        let ck = std::ffi::CString::new(k.clone()).map_err(|_| io_err("setxattr", shown)(Errno::INVAL))?;
+        rustix::fs::lsetxattr(path.as_c_str(), ck.as_c_str(), v, rustix::fs::XattrFlags::empty())
+            .map_err(io_err("setxattr", shown))?;
+    }
+    Ok(())
+}
+
+/// Sets `xattrs` on an open file or directory.
+fn set_fd_xattrs(fd: BorrowedFd<'_>, xattrs: &[(Vec<u8>, Vec<u8>)], shown: &[u8]) -> Result<(), BuildCtxError> {
+    for (k, v) in xattrs {
+        let ck = std::ffi::CString::new(k.clone()).map_err(|_| io_err("setxattr", shown)(Errno::INVAL))?;
+        rustix::fs::fsetxattr(fd, ck.as_c_str(), v, rustix::fs::XattrFlags::empty())
+            .map_err(io_err("setxattr", shown))?;
+    }
+    Ok(())
 }
 
 /// Lists each of `dirs` (relative to `root`, `""` for the root; resolved inside it without
@@ -158,6 +279,7 @@ pub fn scan_dirs(root: &Path, dirs: &[Vec<u8>]) -> Result<Vec<ScanEntry>, BuildC
             } else {
                 None
             };
+            let xattrs = xattrs_at(fd.as_fd(), &name).map_err(io_err("listxattr", &name))?;
             out.push(ScanEntry {
                 dir: i as u32,
                 name,
@@ -171,6 +293,7 @@ pub fn scan_dirs(root: &Path, dirs: &[Vec<u8>]) -> Result<Vec<ScanEntry>, BuildC
                 mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
                 ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
                 link,
+                xattrs,
             });
         }
     }
@@ -301,39 +424,6 @@ pub fn read_in_root(root: &Path, path: &[u8], limit: u64) -> Result<Option<Vec<u
     Ok(Some(out))
 }
 
-/// Whether `path` is a tar archive ADD unpacks: plain, gzip or zstd, with a valid first header.
-pub fn is_archive(path: &Path) -> Result<bool, BuildCtxError> {
-    let f = std::fs::File::open(path).map_err(|source| BuildCtxError::Io {
-        op: "open",
-        path: path.display().to_string(),
-        source,
-    })?;
-    let mut r = match crate::compress::Decompressor::new(io::BufReader::new(f)) {
-        Ok(r) => r,
-        Err(_) => return Ok(false),
-    };
-    let mut block = [0u8; 512];
-    let mut got = 0;
-    while got < 512 {
-        match r.read(&mut block[got..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Ok(false),
-        }
-    }
-    if block.iter().all(|&b| b == 0) {
-        return Ok(false);
-    }
-    // The header checksum: the sum of all bytes with the checksum field read as spaces.
-    let field = &block[148..156];
-    let digits: Vec<u8> = field.iter().copied().filter(|b| (b'0'..=b'7').contains(b)).collect();
-    let Ok(text) = std::str::from_utf8(&digits) else { return Ok(false) };
-    let Ok(want) = u64::from_str_radix(text, 8) else { return Ok(false) };
-    let sum: u64 = block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u64 }).sum();
-    Ok(sum == want)
-}
-
 /// One step of a COPY. Destination paths are absolute paths of the destination rootfs.
 #[derive(Clone, Debug)]
 pub enum CopyOp {
@@ -351,6 +441,7 @@ pub enum CopyOp {
         uid: u32,
         gid: u32,
         mtime_ns: i64,
+        xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     },
     /// A regular file copied from `src` (relative to the source root), replacing what is at
     /// `dst`; with `expect`, its content must hash to it.
@@ -362,6 +453,7 @@ pub enum CopyOp {
         gid: u32,
         mtime_ns: i64,
         expect: Option<Digest>,
+        xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     },
     Symlink {
         dst: Vec<u8>,
@@ -369,6 +461,7 @@ pub enum CopyOp {
         uid: u32,
         gid: u32,
         mtime_ns: i64,
+        xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     },
     /// A hard link to an entry this COPY made earlier.
     Hardlink {
@@ -432,20 +525,156 @@ fn chown_at(dir: BorrowedFd<'_>, leaf: &[u8], uid: u32, gid: u32, dst: &[u8]) ->
     .map_err(io_err("chown", dst))
 }
 
+/// Copies one regular file: `from` (below the source root) to `leaf` in `dir`, replacing what
+/// is there, hashing the bytes on the way (checked against `expect`), then owner, mode, xattrs
+/// and times. Returns the bytes copied.
+#[allow(clippy::too_many_arguments)]
+fn copy_file(
+    src: BorrowedFd<'_>,
+    from: &[u8],
+    dir: BorrowedFd<'_>,
+    leaf: &[u8],
+    path: &[u8],
+    meta: (u32, u32, u32, i64),
+    expect: &Option<Digest>,
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+    buf: &mut [u8],
+) -> Result<u64, BuildCtxError> {
+    let (mode, uid, gid, mtime_ns) = meta;
+    let input = open_in(src, from, OFlags::RDONLY).map_err(io_err("open", from))?;
+    clear_leaf(dir, leaf, path)?;
+    let out = rustix::fs::openat(
+        dir,
+        os(leaf),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(io_err("create", path))?;
+    let mut reader = std::fs::File::from(input);
+    let mut writer = std::fs::File::from(out);
+    let mut h = Hasher::new();
+    let mut bytes = 0u64;
+    loop {
+        let n = match reader.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(BuildCtxError::Io { op: "read", path: lossy(from), source }),
+        };
+        h.update(&buf[..n]);
+        writer.write_all(&buf[..n]).map_err(|source| BuildCtxError::Io { op: "write", path: lossy(path), source })?;
+        bytes += n as u64;
+    }
+    let got = h.finish();
+    if let Some(want) = expect {
+        if *want != got {
+            return Err(BuildCtxError::Changed {
+                path: lossy(from),
+                expected: want.to_string(),
+                found: got.to_string(),
+            });
+        }
+    }
+    rustix::fs::fchown(&writer, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
+        .map_err(io_err("chown", path))?;
+    rustix::fs::fchmod(&writer, Mode::from_raw_mode(mode & 0o7777)).map_err(io_err("chmod", path))?;
+    set_fd_xattrs(writer.as_fd(), xattrs, path)?;
+    rustix::fs::futimens(&writer, &timestamps(mtime_ns)).map_err(io_err("utimens", path))?;
+    Ok(bytes)
+}
+
+/// One file for the copy workers ([`crate::workpool`]): the op, and the destination's parent
+/// resolved by the caller.
+struct FileJob<'s> {
+    op: &'s CopyOp,
+    parent: std::sync::Arc<OwnedFd>,
+    leaf: &'s [u8],
+}
+
+impl crate::workpool::PoolError for BuildCtxError {
+    fn aborted() -> Self {
+        BuildCtxError::Aborted
+    }
+    fn stopped(path: &[u8]) -> Self {
+        BuildCtxError::Io { op: "copy", path: lossy(path), source: io::Error::other("copy workers stopped") }
+    }
+}
+
+type CopyPool<'s> = crate::workpool::WorkPool<'s, FileJob<'s>, BuildCtxError>;
+
+/// What the copy made so far, counted by whichever thread copied.
+#[derive(Default)]
+struct Counts {
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counts {
+    fn add(&self, bytes: u64) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Copies the file of a [`FileJob`] (a worker's job; `buf` is its scratch buffer).
+fn copy_job(src: BorrowedFd<'_>, job: &FileJob<'_>, buf: &mut Vec<u8>, counts: &Counts) -> Result<(), BuildCtxError> {
+    let CopyOp::File { src: from, dst: path, mode, uid, gid, mtime_ns, expect, xattrs } = job.op else { return Ok(()) };
+    if buf.is_empty() {
+        buf.resize(256 << 10, 0);
+    }
+    let n =
+        copy_file(src, from, job.parent.as_fd(), job.leaf, path, (*mode, *uid, *gid, *mtime_ns), expect, xattrs, buf)?;
+    counts.add(n);
+    Ok(())
+}
+
 /// Carries out `ops` in order, reading sources below `src_root` and writing below `dst_root`.
+/// Regular files are copied by a few worker threads (see [`CopyPool`]); everything else, and
+/// the resolution of each file's destination directory, happens in order on this thread.
 pub fn copy_in(src_root: &Path, dst_root: &Path, ops: &[CopyOp], cancel: &AtomicBool) -> Result<Copied, BuildCtxError> {
     let src = open_dir(src_root)?;
     let dst = open_dir(dst_root)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = Copied::default();
+    let state = crate::workpool::PoolState::new();
+    let counts = Counts::default();
+    let files = ops.iter().filter(|o| matches!(o, CopyOp::File { .. })).count();
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 4).min(files);
+    let run = |job: &FileJob<'_>, buf: &mut Vec<u8>| copy_job(src.as_fd(), job, buf, &counts);
+    std::thread::scope(|scope| -> Result<(), BuildCtxError> {
+        let mut pool = CopyPool::start(scope, workers, "strata-copy-w", &state, cancel, &run)
+            .map_err(|source| BuildCtxError::Io { op: "spawn", path: "copy worker".into(), source })?;
+        let r = run_ops(&mut pool, src.as_fd(), dst.as_fd(), ops, cancel, workers > 0, &counts);
+        // Whatever happened, the workers finish what they hold before the scope joins them.
+        let settled = pool.settle();
+        r.and(settled)
+    })?;
+    Ok(Copied { files: counts.files.load(Ordering::Relaxed), bytes: counts.bytes.load(Ordering::Relaxed) })
+}
+
+fn run_ops<'s>(
+    pool: &mut CopyPool<'s>,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    ops: &'s [CopyOp],
+    cancel: &AtomicBool,
+    parallel: bool,
+    counts: &Counts,
+) -> Result<(), BuildCtxError> {
+    // Destination directories resolved so far. A directory, once resolved, stays what it is
+    // for the rest of the COPY: no op replaces a directory (a file, link or node over one is
+    // EISDIR), so its fd can serve every file that lands in it.
+    let mut parents: std::collections::HashMap<&[u8], std::sync::Arc<OwnedFd>> = std::collections::HashMap::new();
+    let mut buf = Vec::new();
     for op in ops {
         if cancel.load(Ordering::Relaxed) {
             return Err(BuildCtxError::Aborted);
         }
         match op {
-            CopyOp::Mkdirs { dst: path, mode, uid, gid } => mkdirs(dst.as_fd(), path, *mode, *uid, *gid)?,
-            CopyOp::Dir { dst: path, mode, uid, gid, mtime_ns } => {
-                let (dir, leaf) = parent_of(dst.as_fd(), path)?;
+            CopyOp::Mkdirs { dst: path, mode, uid, gid } => mkdirs(dst, path, *mode, *uid, *gid)?,
+            CopyOp::Dir { dst: path, mode, uid, gid, mtime_ns, xattrs } => {
+                if pool.overlaps(path) {
+                    pool.settle()?;
+                }
+                let (dir, leaf) = parent_of(dst, path)?;
                 match rustix::fs::mkdirat(&dir, os(leaf), Mode::from_raw_mode(*mode & 0o7777)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(io_err("mkdir", path)(e)),
@@ -455,79 +684,58 @@ pub fn copy_in(src_root: &Path, dst_root: &Path, ops: &[CopyOp], cancel: &Atomic
                 rustix::fs::fchown(&fd, Some(rustix::fs::Uid::from_raw(*uid)), Some(rustix::fs::Gid::from_raw(*gid)))
                     .map_err(io_err("chown", path))?;
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(*mode & 0o7777)).map_err(io_err("chmod", path))?;
+                set_fd_xattrs(fd.as_fd(), xattrs, path)?;
                 rustix::fs::futimens(&fd, &timestamps(*mtime_ns)).map_err(io_err("utimens", path))?;
             }
-            CopyOp::File { src: from, dst: path, mode, uid, gid, mtime_ns, expect } => {
-                let input = open_in(src.as_fd(), from, OFlags::RDONLY).map_err(io_err("open", from))?;
-                let (dir, leaf) = parent_of(dst.as_fd(), path)?;
-                clear_leaf(dir.as_fd(), leaf, path)?;
-                let out = rustix::fs::openat(
-                    &dir,
-                    os(leaf),
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(io_err("create", path))?;
-                let mut reader = std::fs::File::from(input);
-                let mut writer = std::fs::File::from(out);
-                let mut h = Hasher::new();
-                loop {
-                    let n = match reader.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(source) => return Err(BuildCtxError::Io { op: "read", path: lossy(from), source }),
-                    };
-                    h.update(&buf[..n]);
-                    writer.write_all(&buf[..n]).map_err(|source| BuildCtxError::Io {
-                        op: "write",
-                        path: lossy(path),
-                        source,
-                    })?;
-                    done.bytes += n as u64;
-                }
-                let got = h.finish();
-                if let Some(want) = expect {
-                    if *want != got {
-                        return Err(BuildCtxError::Changed {
-                            path: lossy(from),
-                            expected: want.to_string(),
-                            found: got.to_string(),
-                        });
+            CopyOp::File { dst: path, .. } => {
+                let (parent, leaf) = split_parent(path);
+                let dir = match parents.get(parent) {
+                    Some(fd) => fd.clone(),
+                    None => {
+                        let fd = std::sync::Arc::new(
+                            open_in(dst, parent, OFlags::RDONLY | OFlags::DIRECTORY).map_err(io_err("open", parent))?,
+                        );
+                        parents.insert(parent, fd.clone());
+                        fd
                     }
+                };
+                let job = FileJob { op, parent: dir, leaf };
+                if !parallel {
+                    copy_job(src, &job, &mut buf, counts)?;
+                } else {
+                    if pool.overlaps(path) {
+                        pool.settle()?;
+                    }
+                    pool.submit(path, job)?;
                 }
-                rustix::fs::fchown(
-                    &writer,
-                    Some(rustix::fs::Uid::from_raw(*uid)),
-                    Some(rustix::fs::Gid::from_raw(*gid)),
-                )
-                .map_err(io_err("chown", path))?;
-                rustix::fs::fchmod(&writer, Mode::from_raw_mode(*mode & 0o7777)).map_err(io_err("chmod", path))?;
-                rustix::fs::futimens(&writer, &timestamps(*mtime_ns)).map_err(io_err("utimens", path))?;
-                done.files += 1;
             }
-            CopyOp::Symlink { dst: path, target, uid, gid, mtime_ns } => {
-                let (dir, leaf) = parent_of(dst.as_fd(), path)?;
+            CopyOp::Symlink { dst: path, target, uid, gid, mtime_ns, xattrs } => {
+                if pool.overlaps(path) {
+                    pool.settle()?;
+                }
+                let (dir, leaf) = parent_of(dst, path)?;
                 clear_leaf(dir.as_fd(), leaf, path)?;
                 rustix::fs::symlinkat(os(target), &dir, os(leaf)).map_err(io_err("symlink", path))?;
                 chown_at(dir.as_fd(), leaf, *uid, *gid, path)?;
+                set_xattrs_at(dir.as_fd(), leaf, xattrs, path)?;
                 rustix::fs::utimensat(&dir, os(leaf), &timestamps(*mtime_ns), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(io_err("utimens", path))?;
             }
             CopyOp::Hardlink { dst: path, to } => {
-                let (dir, leaf) = parent_of(dst.as_fd(), path)?;
-                let (tdir, tleaf) = parent_of(dst.as_fd(), to)?;
+                pool.settle()?;
+                let (dir, leaf) = parent_of(dst, path)?;
+                let (tdir, tleaf) = parent_of(dst, to)?;
                 clear_leaf(dir.as_fd(), leaf, path)?;
                 rustix::fs::linkat(&tdir, os(tleaf), &dir, os(leaf), AtFlags::empty()).map_err(io_err("link", path))?;
             }
             CopyOp::DirTimes { dst: path, mtime_ns } => {
-                let fd =
-                    open_in(dst.as_fd(), path, OFlags::RDONLY | OFlags::DIRECTORY).map_err(io_err("open", path))?;
+                pool.settle()?;
+                let fd = open_in(dst, path, OFlags::RDONLY | OFlags::DIRECTORY).map_err(io_err("open", path))?;
                 rustix::fs::futimens(&fd, &timestamps(*mtime_ns)).map_err(io_err("utimens", path))?;
             }
         }
     }
-    Ok(done)
+    Ok(())
 }
 
 /// Makes each missing directory of `path` (inside the root) with `mode` and owner.
@@ -582,6 +790,7 @@ mod tests {
                 gid: 0,
                 mtime_ns: 0,
                 expect: Some(want),
+                xattrs: Vec::new(),
             },
         ];
         let r = copy_in(&src, &dst, &ops, &cancel);
@@ -597,6 +806,7 @@ mod tests {
             gid: 0,
             mtime_ns: 0,
             expect: Some(Digest::of(b"other")),
+            xattrs: Vec::new(),
         }];
         assert!(matches!(copy_in(&src, &dst, &bad, &cancel), Err(BuildCtxError::Changed { .. })));
     }

@@ -92,6 +92,10 @@ error_codes! {
     ContextTooLarge,
     /// A build step's command exited non-zero.
     BuildFailed,
+    /// A path in a container that does not exist (`cp`, `container stat`).
+    PathNotFound,
+    /// A path that must be a directory is something else (`cp`'s extraction point).
+    NotADirectory,
     /// An operating-system I/O failure; `syscode` names its errno.
     Io,
     /// A registry refused the credentials (or asked for some): 401/403 after the auth flow.

@@ -50,7 +50,7 @@
 //! the tar-split recorder.
 use crate::direct::{AlignedBuf, BodyWriter};
 use crate::error::ErrorCode;
-use crate::filepool::{FilePool, PoolState, SmallFile, SMALL_FILE};
+use crate::filepool::{self, FilePool, PoolState, SmallFile, SMALL_FILE};
 use crate::safefs::{self, RelPath};
 use crate::sparse::{self, Sparse, SparseRecords};
 use crate::stream::{clone_io, fault_of, Fault};
@@ -148,7 +148,8 @@ impl ExtractError {
 pub struct ExtractStats {
     /// Tar entries seen (extension headers not counted).
     pub entries: u64,
-    /// Sum of the sizes of regular files written (Docker's layer size).
+    /// Sum of the sizes of regular files written and of symlink targets (Docker's layer size:
+    /// overlay2 reports `pkg/directory.Size` of the extracted tree).
     pub size: u64,
 }
 
@@ -195,7 +196,7 @@ pub fn extract<R: Read>(
     std::thread::scope(|scope| {
         let pool = match writers {
             0 => None,
-            n => Some(FilePool::start(scope, n, &state, cancel).map_err(|source| ExtractError::Io {
+            n => Some(filepool::start(scope, n, &state, cancel).map_err(|source| ExtractError::Io {
                 op: "spawn",
                 entry: root_dir.display().to_string(),
                 source,
@@ -507,6 +508,9 @@ impl Extractor<'_, '_> {
             EntryType::Directory => self.dir(&path, &meta, &shown),
             EntryType::Symlink => {
                 let target = e.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                // Docker's layer size is overlay2's `directory.Size` of the extracted tree:
+                // a symlink counts the length of its target.
+                self.stats.size += target.len() as u64;
                 self.symlink(&path, &target, &meta, &shown)
             }
             EntryType::Link => {

@@ -294,19 +294,33 @@ struct TarWriter<'a> {
     xbuf: Vec<u8>,
 }
 
-/// The metadata of one entry, ready to encode.
-struct Entry {
-    name: Vec<u8>,
-    kind: u8,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    mtime: i64,
-    size: u64,
-    link: Vec<u8>,
-    devmajor: u32,
-    devminor: u32,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+/// The metadata of one entry, ready to encode (see [`encode_header`]).
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    pub name: Vec<u8>,
+    /// Typeflag: `b'0'` file, `b'1'` hard link, `b'2'` symlink, `b'3'`/`b'4'` char/block, `b'5'` dir, `b'6'` fifo.
+    pub kind: u8,
+    /// The mode field as is (permission bits; callers that want Go's file-type bits add them).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    pub size: u64,
+    pub link: Vec<u8>,
+    pub devmajor: u32,
+    pub devminor: u32,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Owner names (empty in layers: no NSS lookups here).
+    pub uname: Vec<u8>,
+    pub gname: Vec<u8>,
+}
+
+/// The header block(s) of one entry as Go's `archive/tar` writes them (USTAR, with a PAX
+/// header first when USTAR cannot hold a field). The data and its padding follow.
+pub fn encode_header(e: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    encode(e, &mut out);
+    out
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -386,6 +400,8 @@ impl TarWriter<'_> {
             devmajor: 0,
             devminor: 0,
             xattrs: Vec::new(),
+            uname: Vec::new(),
+            gname: Vec::new(),
         };
         let proc_path = || {
             let mut p = format!("/proc/self/fd/{}/", dirfd.as_raw_fd()).into_bytes();
@@ -689,6 +705,13 @@ fn ustar_block(
     h[157..157 + link.len().min(100)].copy_from_slice(&link[..link.len().min(100)]);
     h[257..263].copy_from_slice(b"ustar\0");
     h[263..265].copy_from_slice(b"00");
+    for (field, name, key) in [(265..297, &e.uname, &b"uname"[..]), (297..329, &e.gname, &b"gname"[..])] {
+        if name.len() <= 32 && name.is_ascii() {
+            h[field.start..field.start + name.len()].copy_from_slice(name);
+        } else {
+            pax.push((key.to_vec(), name.clone()));
+        }
+    }
     // Go fills these for every entry (zero unless a device); some readers insist on digits.
     octal(&mut h[329..337], e.devmajor as u64);
     octal(&mut h[337..345], e.devminor as u64);
@@ -742,6 +765,8 @@ fn encode(e: &Entry, out: &mut Vec<u8>) {
             devmajor: 0,
             devminor: 0,
             xattrs: Vec::new(),
+            uname: Vec::new(),
+            gname: Vec::new(),
         };
         let mut ignored = Vec::new();
         out.extend_from_slice(&ustar_block(&pname, &[], &pe, b'x', data.len() as u64, &[], &mut ignored));

@@ -2,15 +2,19 @@
 //!
 //! Layer archives (decompress → sha256 → safe extract, tar-split to reproduce tars),
 //! digests, file locks, overlay mount plans and their execution, the upper-dir walker
-//! behind `commit`/`diff`, and a userspace union view. The napi crate only converts.
+//! behind `commit`/`diff`, a userspace union view, and the process plumbing of containers
+//! (console sockets for their terminals, a subreaper for what the runtime leaves behind). The napi crate only converts.
 pub mod archive;
+pub mod build_add;
 pub mod build_commit;
 pub mod build_ctx;
 pub mod changes;
 pub mod commit;
 pub mod compress;
+pub mod console;
 pub mod digest;
 pub mod direct;
+pub mod du;
 pub mod error;
 pub mod extract;
 mod filepool;
@@ -22,9 +26,11 @@ pub mod layertar;
 pub mod lock;
 pub mod mount;
 pub mod mountinfo;
+pub mod reaper;
 pub mod safefs;
 pub mod sparse;
 pub mod stream;
 pub mod tarsplit;
 pub mod union;
 pub mod upperwalk;
+mod workpool;

@@ -8,6 +8,7 @@ use napi_derive::napi;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use strata_core::build_add;
 use strata_core::build_commit;
 use strata_core::build_ctx::{self, CopyOp};
 use strata_core::digest::Digest;
@@ -19,8 +20,33 @@ fn flag(cancel: Option<&NativeCancel>) -> Arc<AtomicBool> {
     cancel.map(|c| c.flag.clone()).unwrap_or_default()
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// A file name for JSON: the string when it is UTF-8, else `{"b": base64}` (ts/bytepath.ts).
+fn wire(b: &[u8]) -> serde_json::Value {
+    use base64::Engine;
+    match std::str::from_utf8(b) {
+        Ok(s) => serde_json::Value::String(s.to_owned()),
+        Err(_) => serde_json::json!({ "b": base64::engine::general_purpose::STANDARD.encode(b) }),
+    }
+}
+
+/// A file name from JSON (see [`wire`]).
+#[derive(serde::Deserialize, Clone)]
+#[serde(untagged)]
+enum WirePath {
+    Text(String),
+    Bytes { b: String },
+}
+
+impl WirePath {
+    fn into_bytes(self) -> Outcome<Vec<u8>> {
+        use base64::Engine;
+        match self {
+            WirePath::Text(s) => Ok(s.into_bytes()),
+            WirePath::Bytes { b } => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_err(|e| crate::Failure::new(ErrorCode::InvalidArgument, format!("bad path bytes: {e}"))),
+        }
+    }
 }
 
 pub struct ScanDirs {
@@ -36,9 +62,17 @@ impl crate::NativeTask for ScanDirs {
         let rows: Vec<serde_json::Value> = entries
             .into_iter()
             .map(|e| {
+                let xattrs: Vec<serde_json::Value> = e
+                    .xattrs
+                    .iter()
+                    .map(|(k, v)| {
+                        use base64::Engine;
+                        serde_json::json!([wire(k), base64::engine::general_purpose::STANDARD.encode(v)])
+                    })
+                    .collect();
                 serde_json::json!([
                     e.dir,
-                    lossy(&e.name),
+                    wire(&e.name),
                     e.mode,
                     e.uid,
                     e.gid,
@@ -48,7 +82,8 @@ impl crate::NativeTask for ScanDirs {
                     e.nlink,
                     e.mtime_ns.to_string(),
                     e.ctime_ns.to_string(),
-                    e.link.map(|l| lossy(&l)),
+                    e.link.map(|l| wire(&l)),
+                    if xattrs.is_empty() { serde_json::Value::Null } else { serde_json::Value::Array(xattrs) },
                 ])
             })
             .collect();
@@ -59,11 +94,13 @@ impl crate::NativeTask for ScanDirs {
     }
 }
 
-/// Lists `dirs` (relative to `root`, `''` = the root) one level each, sorted, as a JSON array of
-/// rows `[dirIndex, name, mode, uid, gid, size, dev, ino, nlink, mtimeNs, ctimeNs, linkTarget|null]`.
+/// Lists `dirs` (relative to `root` as bytes, empty = the root) one level each, sorted, as a
+/// JSON array of rows `[dirIndex, name, mode, uid, gid, size, dev, ino, nlink, mtimeNs, ctimeNs,
+/// linkTarget|null, [[xattrName, base64Value], ...]|null]`; names and link targets are strings,
+/// or `{"b": base64}` when they are not UTF-8 (ts/bytepath.ts).
 #[napi(ts_return_type = "Promise<string>")]
-pub fn scan_dirs(root: String, dirs: Vec<String>) -> AsyncTask<crate::error::Job<ScanDirs>> {
-    crate::job(ScanDirs { root: root.into(), dirs: dirs.into_iter().map(String::into_bytes).collect() })
+pub fn scan_dirs(root: String, dirs: Vec<Buffer>) -> AsyncTask<crate::error::Job<ScanDirs>> {
+    crate::job(ScanDirs { root: root.into(), dirs: dirs.into_iter().map(|b| b.to_vec()).collect() })
 }
 
 /// What `hashFiles` found.
@@ -94,16 +131,16 @@ impl crate::NativeTask for HashFiles {
     }
 }
 
-/// sha256 of files below `root` (relative paths, never through a symlink), on a few threads.
+/// sha256 of files below `root` (relative paths as bytes, never through a symlink), on a few threads.
 #[napi(ts_return_type = "Promise<NativeHashed>")]
 pub fn hash_files(
     root: String,
-    files: Vec<String>,
+    files: Vec<Buffer>,
     cancel: Option<&NativeCancel>,
 ) -> AsyncTask<crate::error::Job<HashFiles>> {
     crate::job(HashFiles {
         root: root.into(),
-        files: files.into_iter().map(String::into_bytes).collect(),
+        files: files.into_iter().map(|b| b.to_vec()).collect(),
         cancel: flag(cancel),
     })
 }
@@ -111,45 +148,53 @@ pub fn hash_files(
 /// One COPY step as ts/build/copy.ts writes it (JSON): `op` is `mkdirs` | `dir` | `file` |
 /// `symlink` | `hardlink` | `dirTimes`; paths of the destination are absolute in its rootfs,
 /// `src` relative to the source root; `mtime` in ns as a decimal string.
+/// Paths are strings or `{"b": base64}` (ts/bytepath.ts); `xattrs` are `[name, base64 value]`
+/// pairs set on the new file, directory or symlink.
 #[derive(serde::Deserialize)]
 struct CopyStep {
     op: String,
-    dst: String,
-    src: Option<String>,
-    target: Option<String>,
+    dst: WirePath,
+    src: Option<WirePath>,
+    target: Option<WirePath>,
     mode: Option<u32>,
     uid: Option<u32>,
     gid: Option<u32>,
     mtime: Option<String>,
     expect: Option<String>,
+    xattrs: Option<Vec<(WirePath, String)>>,
 }
 
 fn convert(s: CopyStep) -> Outcome<CopyOp> {
+    use base64::Engine;
     let bad = |m: String| crate::Failure::new(ErrorCode::InvalidArgument, format!("copyIn: {m}"));
     let mtime_ns = s.mtime.as_deref().unwrap_or("0").parse::<i64>().map_err(|e| bad(format!("mtime: {e}")))?;
     let (mode, uid, gid) = (s.mode.unwrap_or(0o755), s.uid.unwrap_or(0), s.gid.unwrap_or(0));
-    let need = |v: Option<String>, what: &str| v.ok_or_else(|| bad(format!("{} needs {what}", s.op)));
+    let need = |v: Option<WirePath>, what: &str| -> Outcome<Vec<u8>> {
+        v.ok_or_else(|| bad(format!("{} needs {what}", s.op)))?.into_bytes()
+    };
+    let mut xattrs = Vec::new();
+    for (k, v) in s.xattrs.clone().unwrap_or_default() {
+        let value =
+            base64::engine::general_purpose::STANDARD.decode(v).map_err(|e| bad(format!("xattr value: {e}")))?;
+        xattrs.push((k.into_bytes()?, value));
+    }
+    let dst = s.dst.clone().into_bytes()?;
     Ok(match s.op.as_str() {
-        "mkdirs" => CopyOp::Mkdirs { dst: s.dst.into_bytes(), mode, uid, gid },
-        "dir" => CopyOp::Dir { dst: s.dst.into_bytes(), mode, uid, gid, mtime_ns },
+        "mkdirs" => CopyOp::Mkdirs { dst, mode, uid, gid },
+        "dir" => CopyOp::Dir { dst, mode, uid, gid, mtime_ns, xattrs },
         "file" => CopyOp::File {
-            src: need(s.src.clone(), "src")?.into_bytes(),
-            dst: s.dst.into_bytes(),
+            src: need(s.src.clone(), "src")?,
+            dst,
             mode,
             uid,
             gid,
             mtime_ns,
             expect: s.expect.as_deref().map(Digest::parse).transpose()?,
+            xattrs,
         },
-        "symlink" => CopyOp::Symlink {
-            dst: s.dst.into_bytes(),
-            target: need(s.target.clone(), "target")?.into_bytes(),
-            uid,
-            gid,
-            mtime_ns,
-        },
-        "hardlink" => CopyOp::Hardlink { dst: s.dst.into_bytes(), to: need(s.target.clone(), "target")?.into_bytes() },
-        "dirTimes" => CopyOp::DirTimes { dst: s.dst.into_bytes(), mtime_ns },
+        "symlink" => CopyOp::Symlink { dst, target: need(s.target.clone(), "target")?, uid, gid, mtime_ns, xattrs },
+        "hardlink" => CopyOp::Hardlink { dst, to: need(s.target.clone(), "target")? },
+        "dirTimes" => CopyOp::DirTimes { dst, mtime_ns },
         other => return Err(bad(format!("unknown step {other:?}"))),
     })
 }
@@ -229,17 +274,54 @@ impl crate::NativeTask for IsArchive {
     type Output = bool;
     type JsValue = bool;
     fn compute(&mut self) -> Outcome<bool> {
-        Ok(build_ctx::is_archive(&self.path)?)
+        Ok(build_add::is_archive(&self.path)?)
     }
     fn resolve(&mut self, _: Env, out: bool) -> Result<bool> {
         Ok(out)
     }
 }
 
-/// Whether ADD unpacks the file at `path` (a tar: plain, gzip or zstd).
+/// Whether ADD unpacks the file at `path` (a tar: plain, gzip, bzip2 or xz — what Docker
+/// 20.10's builder unpacks).
 #[napi(ts_return_type = "Promise<boolean>")]
 pub fn is_archive(path: String) -> AsyncTask<crate::error::Job<IsArchive>> {
     crate::job(IsArchive { path: path.into() })
+}
+
+pub struct UnpackArchive {
+    path: PathBuf,
+    dest: PathBuf,
+    tar_split: PathBuf,
+    cancel: Arc<AtomicBool>,
+}
+
+impl crate::NativeTask for UnpackArchive {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> Outcome<()> {
+        build_add::unpack(&self.path, &self.dest, &self.tar_split, &self.cancel)?;
+        Ok(())
+    }
+    fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// ADD of a local archive: unpacks the tar at `path` (plain, gzip, bzip2 or xz) into `dest`
+/// (made; must not exist), its tar-split to `tarSplit`.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn unpack_archive(
+    path: String,
+    dest: String,
+    tar_split: String,
+    cancel: Option<&NativeCancel>,
+) -> AsyncTask<crate::error::Job<UnpackArchive>> {
+    crate::job(UnpackArchive {
+        path: path.into(),
+        dest: dest.into(),
+        tar_split: tar_split.into(),
+        cancel: flag(cancel),
+    })
 }
 
 /// What `sealLayer` found.

@@ -17,8 +17,10 @@ mod fsbatch;
 mod layer;
 mod lock;
 mod mount;
+mod process;
 mod push;
 mod registry;
+mod tarheader;
 mod union;
 
 pub(crate) use error::{job, throw, Failure, NativeTask};

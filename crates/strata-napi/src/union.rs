@@ -225,6 +225,13 @@ impl NativeUnionView {
         job(move || v.create(&path, &CreateKind::Fifo { mode }))
     }
 
+    /// A character (`block` false) or block device.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn mknod(&self, path: String, block: bool, mode: u32, major: u32, minor: u32) -> ViewTask<()> {
+        let v = self.inner.clone();
+        job(move || v.create(&path, &CreateKind::Device { mode, block, major, minor }))
+    }
+
     #[napi(ts_return_type = "Promise<void>")]
     pub fn link(&self, existing: String, path: String) -> ViewTask<()> {
         let v = self.inner.clone();

@@ -24,9 +24,22 @@ use super::{rel_of, Entry, Resolved, Result, UnionError, UnionView, OPAQUE_XATTR
 /// What [`UnionView::create`] makes.
 #[derive(Debug, Clone)]
 pub enum CreateKind {
-    Dir { mode: u32 },
-    Symlink { target: String },
-    Fifo { mode: u32 },
+    Dir {
+        mode: u32,
+    },
+    Symlink {
+        target: String,
+    },
+    Fifo {
+        mode: u32,
+    },
+    /// A character (`block: false`) or block device `major:minor`.
+    Device {
+        mode: u32,
+        block: bool,
+        major: u32,
+        minor: u32,
+    },
 }
 
 const UPPER: usize = 0;
@@ -250,12 +263,12 @@ impl UnionView {
         Ok(())
     }
 
-    /// Creates a directory, symlink or fifo (`mkdir`, `symlink`, `mknod`). EEXIST if the name exists.
+    /// Creates a directory, symlink, fifo or device (`mkdir`, `symlink`, `mknod`). EEXIST if the name exists.
     pub fn create(&self, path: &str, kind: &CreateKind) -> Result<()> {
         let op = match kind {
             CreateKind::Dir { .. } => "mkdir",
             CreateKind::Symlink { .. } => "symlink",
-            CreateKind::Fifo { .. } => "mknod",
+            CreateKind::Fifo { .. } | CreateKind::Device { .. } => "mknod",
         };
         let _g = self.write_guard(op, path)?;
         self.create_locked(op, path, kind)
@@ -271,6 +284,10 @@ impl UnionView {
             CreateKind::Dir { mode } => sys::mkdirat(fd, name, *mode),
             CreateKind::Symlink { target } => sys::symlinkat(target, fd, name),
             CreateKind::Fifo { mode } => sys::mknodat(fd, name, libc::S_IFIFO | (mode & 0o7777), 0),
+            CreateKind::Device { mode, block, major, minor } => {
+                let fmt = if *block { libc::S_IFBLK } else { libc::S_IFCHR };
+                sys::mknodat(fd, name, fmt | (mode & 0o7777), libc::makedev(*major, *minor))
+            }
         })
     }
 

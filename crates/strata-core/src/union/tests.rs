@@ -234,6 +234,10 @@ fn link_symlink_fifo_setxattr_chown_utimes() {
     assert_eq!(v.read_file("sl").unwrap(), b"S");
     v.create("fifo", &CreateKind::Fifo { mode: 0o640 }).unwrap();
     assert!(fs::symlink_metadata(f.p("up/fifo")).unwrap().file_type().is_fifo());
+    v.create("null", &CreateKind::Device { mode: 0o666, block: false, major: 1, minor: 3 }).unwrap();
+    let n = fs::symlink_metadata(f.p("up/null")).unwrap();
+    assert!(n.file_type().is_char_device());
+    assert_eq!(n.rdev(), libc::makedev(1, 3));
     f.file("l2/x", "x");
     v.setxattr("x", "user.a", b"1").unwrap();
     assert!(f.p("up/x").exists());

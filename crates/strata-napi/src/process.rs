@@ -1,0 +1,141 @@
+//! Container process plumbing (see `strata_core::console` and `strata_core::reaper`): the
+//! console socket a runtime sends a pty master to, window sizes, and spawning under a reaper.
+//! Waiting for the runtime to connect happens on a thread of its own (not the libuv pool: a
+//! runtime can take a while, and the pool belongs to the store's work).
+#![cfg_attr(test, allow(dead_code))]
+use std::os::fd::IntoRawFd;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use strata_core::console::{self, ConsoleSocket};
+use strata_core::reaper::{spawn_reaped, ReapedCommand};
+
+use crate::cancel::NativeCancel;
+use crate::Failure;
+use strata_core::error::ErrorCode;
+
+/// A listening console socket; `receive()` resolves with the pty master's fd (owned by JS).
+#[napi]
+pub struct NativeConsoleSocket {
+    inner: Arc<Mutex<Option<ConsoleSocket>>>,
+}
+
+#[napi]
+impl NativeConsoleSocket {
+    /// Listens on `path` (its directory must exist and be private to the caller).
+    #[napi(factory)]
+    pub fn bind(env: Env, path: String) -> Result<Self> {
+        let s = ConsoleSocket::bind(std::path::Path::new(&path)).map_err(crate::throw(&env))?;
+        Ok(NativeConsoleSocket { inner: Arc::new(Mutex::new(Some(s))) })
+    }
+
+    /// Waits (on a thread of its own) for the runtime to send the terminal; the socket is
+    /// closed and its file removed once this settles. `cancel` ends the wait early.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn receive<'env>(
+        &self,
+        env: &'env Env,
+        timeout_ms: u32,
+        cancel: Option<&NativeCancel>,
+    ) -> Result<Object<'env>> {
+        let (deferred, promise) = env.create_deferred()?;
+        let inner = self.inner.clone();
+        let flag = cancel.map(|c| c.flag.clone()).unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
+        std::thread::Builder::new()
+            .name("strata-console".into())
+            .spawn(move || {
+                let sock = inner.lock().ok().and_then(|mut g| g.take());
+                let outcome: std::result::Result<i32, Failure> = match sock {
+                    None => Err(Failure::new(ErrorCode::InvalidArgument, "console socket already used")),
+                    Some(sock) => sock
+                        .receive(Duration::from_millis(timeout_ms.into()), &flag)
+                        .map(|fd| fd.into_raw_fd())
+                        .map_err(Failure::from),
+                };
+                // The error object is made on the JS thread, where the promise settles.
+                deferred.resolve(move |env| outcome.map_err(|f| f.into_js(&env)))
+            })
+            .map_err(|e| Error::new(Status::GenericFailure, format!("cannot start a thread: {e}")))?;
+        Ok(promise)
+    }
+
+    /// Closes the socket without waiting (removes its file).
+    #[napi]
+    pub fn close(&self) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.take();
+        }
+    }
+}
+
+/// Sets the window size of the terminal `fd` (TIOCSWINSZ; the kernel signals SIGWINCH).
+#[napi]
+pub fn set_window_size(env: Env, fd: i32, rows: u32, cols: u32) -> Result<()> {
+    let clamp = |v: u32| v.min(u16::MAX.into()) as u16;
+    console::set_window_size(fd, clamp(rows), clamp(cols)).map_err(crate::throw(&env))
+}
+
+/// The window size of the terminal `fd`.
+#[napi(object)]
+pub struct NativeWindowSize {
+    pub rows: u32,
+    pub cols: u32,
+}
+
+#[napi]
+pub fn window_size(env: Env, fd: i32) -> Result<NativeWindowSize> {
+    let (rows, cols) = console::window_size(fd).map_err(crate::throw(&env))?;
+    Ok(NativeWindowSize { rows: rows.into(), cols: cols.into() })
+}
+
+/// Puts the terminal `fd` in raw mode (cfmakeraw, as docker's CLI); returns the settings to
+/// restore with `restoreTerminal`.
+#[napi]
+pub fn make_terminal_raw(env: Env, fd: i32) -> Result<Buffer> {
+    Ok(console::make_raw(fd).map_err(crate::throw(&env))?.to_bytes().into())
+}
+
+/// Puts back the settings `makeTerminalRaw` returned.
+#[napi]
+pub fn restore_terminal(env: Env, fd: i32, saved: Buffer) -> Result<()> {
+    let s = console::SavedTerminal::from_bytes(&saved)
+        .ok_or_else(|| Failure::new(ErrorCode::InvalidArgument, "not a saved terminal state").into_js(&env))?;
+    console::restore_terminal(fd, &s).map_err(crate::throw(&env))
+}
+
+pub struct SpawnReaped {
+    program: String,
+    args: Vec<String>,
+    env: Vec<String>,
+    stdio: [Option<i32>; 3],
+}
+
+impl crate::NativeTask for SpawnReaped {
+    type Output = i32;
+    type JsValue = i32;
+    fn compute(&mut self) -> std::result::Result<i32, Failure> {
+        let cmd = ReapedCommand { program: &self.program, args: &self.args, env: &self.env, stdio: self.stdio };
+        Ok(spawn_reaped(&cmd)?.into_raw_fd())
+    }
+    fn resolve(&mut self, _: Env, fd: i32) -> Result<i32> {
+        Ok(fd)
+    }
+}
+
+/// Starts `program` under a subreaper (fork on the pool: a large heap makes fork slow). Resolves
+/// with the read end of the reaper's event pipe (12-byte events; see `strata_core::reaper`),
+/// owned by JS. `stdio` fds (or null for /dev/null) are given to the program.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn spawn_reaped_process(
+    program: String,
+    args: Vec<String>,
+    env: Vec<String>,
+    stdin: Option<i32>,
+    stdout: Option<i32>,
+    stderr: Option<i32>,
+) -> AsyncTask<crate::error::Job<SpawnReaped>> {
+    crate::job(SpawnReaped { program, args, env, stdio: [stdin, stdout, stderr] })
+}
