@@ -13,7 +13,7 @@
 use crate::compress::{Compression, Decompressor};
 use crate::digest::{DiffId, Digest, Hasher, HashingReader};
 use crate::error::ErrorCode;
-use crate::extract::{self, ExtractError};
+use crate::extract::{self, ExtractError, Paths};
 use crate::stream::Fault;
 use crate::tarsplit::{Recorder, TarSplitWriter};
 use std::cell::Cell;
@@ -237,7 +237,10 @@ enum TarHash {
 const WRITERS_ALONE: usize = 2;
 
 /// Runs decompress → DiffID → record → extract over `source` into the (created) dest. With
-/// `TarHash::Elsewhere` the returned `diff_id` and `digest` are those of empty input.
+/// `TarHash::Elsewhere` the returned `diff_id` and `digest` are those of empty input. `paths`:
+/// a layer (load, pull, import) refuses a repeated path as Docker does; a plain archive
+/// (build `ADD`, commit's own walk) lets the later entry win.
+#[allow(clippy::too_many_arguments)]
 fn run<R: Read>(
     source: SourceReader<'_, R>,
     dest: &Path,
@@ -246,6 +249,7 @@ fn run<R: Read>(
     cancel: Cancel<'_>,
     tar_hash: TarHash,
     writers: usize,
+    paths: Paths,
 ) -> Result<ApplyResult, LayerError> {
     let hashing = source.hashing;
     let mut dec = Decompressor::new(BufReader::with_capacity(1 << 20, source)).map_err(LayerError::Compress)?;
@@ -259,7 +263,7 @@ fn run<R: Read>(
         let mut recording = recorder.reader(hashed);
         // extract() polls the caller's flag; the batch flag is seen by the source reader.
         let stats =
-            extract::extract(&mut recording, dest, Some(&recorder), cancel.caller, writers).map_err(|e| match e {
+            extract::extract(&mut recording, dest, Some(&recorder), cancel.caller, writers, paths).map_err(|e| match e {
                 ExtractError::Aborted => LayerError::Aborted,
                 e => LayerError::Extract(e),
             })?;
@@ -332,7 +336,7 @@ fn apply_one(
         reported: 0,
         cancel,
     };
-    let r = run(source, &req.dest, &req.tar_split, writer, cancel, TarHash::Here, 0).and_then(|result| {
+    let r = run(source, &req.dest, &req.tar_split, writer, cancel, TarHash::Here, 0, Paths::Unique).and_then(|result| {
         verify(&result, req)?;
         if sync {
             sync_dir(&req.dest)?;
@@ -451,7 +455,8 @@ pub fn apply_layers(
 }
 
 /// Applies an uncompressed (or auto-detected compressed) tar read from `r`. `digest` of the
-/// result is the sha256 of the bytes as read.
+/// result is the sha256 of the bytes as read. An archive, not an image layer: a path named
+/// twice is taken from its later entry ([`Paths::Repeatable`], as Docker's untar for `ADD`).
 pub fn apply_tar_stream<R: Read>(
     r: R,
     dest: &Path,
@@ -490,7 +495,7 @@ pub fn apply_reader<R: Read>(
         reported: 0,
         cancel: c,
     };
-    let res = run(source, dest, tar_split, writer, c, TarHash::Here, 0).and_then(|result| {
+    let res = run(source, dest, tar_split, writer, c, TarHash::Here, 0, Paths::Unique).and_then(|result| {
         check_digests(&result, expected_digest, expected_diff_id)?;
         if sync {
             sync_dir(dest)?;
@@ -546,7 +551,7 @@ fn apply_stream<R: Read>(
         reported: 0,
         cancel: c,
     };
-    let res = run(source, dest, tar_split, writer, c, tar_hash, WRITERS_ALONE).and_then(|r| {
+    let res = run(source, dest, tar_split, writer, c, tar_hash, WRITERS_ALONE, Paths::Repeatable).and_then(|r| {
         sync_dir(dest)?;
         Ok(r)
     });
