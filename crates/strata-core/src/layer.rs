@@ -469,8 +469,10 @@ pub fn apply_tar_stream<R: Read>(
 /// A layer blob read from any reader (a registry's response body, ...), as [`apply_layer`]
 /// does it for a file: one pass, digests checked (`expected_digest` against the bytes as read,
 /// `expected_diff_id` against the tar), `progress` every MiB, everything removed on failure.
-/// With `sync: false` the caller makes the batch durable ([`sync_filesystems`]); the extraction
-/// uses no writer threads of its own (a batch already runs one layer per thread).
+/// With `sync: false` the caller makes the batch durable ([`sync_filesystems`]). `writers`
+/// threads create the layer's small files ([`crate::filepool`]) while this one decompresses,
+/// hashes and parses: a layer of many small files is the critical path of a pull, and its
+/// thread would otherwise wait in the file system for every one of them.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_reader<R: Read>(
     r: R,
@@ -481,6 +483,7 @@ pub fn apply_reader<R: Read>(
     progress: &(dyn Fn(u64) + Sync),
     cancel: &AtomicBool,
     sync: bool,
+    writers: usize,
 ) -> Result<ApplyResult, LayerError> {
     let writer = create_outputs(dest, tar_split)?;
     let c = Cancel { caller: cancel, batch: None };
@@ -495,7 +498,7 @@ pub fn apply_reader<R: Read>(
         reported: 0,
         cancel: c,
     };
-    let res = run(source, dest, tar_split, writer, c, TarHash::Here, 0, Paths::Unique).and_then(|result| {
+    let res = run(source, dest, tar_split, writer, c, TarHash::Here, writers, Paths::Unique).and_then(|result| {
         check_digests(&result, expected_digest, expected_diff_id)?;
         if sync {
             sync_dir(dest)?;
