@@ -28,7 +28,7 @@ import { Operation } from '../operation'
 import { call, StrataError } from '../errors'
 import { parseNormalizedNamed, Reference, withTag, trimNamed } from '../reference'
 import { parseConfig } from '../imagedb'
-import { chainIdsOf } from '../chain'
+import { asBlobDigest, chainIdsOf, type DiffId } from '../chain'
 import { tagIn } from '../tags'
 import { writeAll } from '../metawrites'
 import { allOrNothing } from '../rollback'
@@ -306,7 +306,7 @@ async function pullOne(
       results.forEach((r, i) => {
         todo[i].staged = {
           dir: path.dirname(reqs[i].dest), tarSplit: reqs[i].tarSplit, size: r.size,
-          ...(r.compression !== 'none' ? { compressedDigest: r.digest } : {}),
+          ...(r.compression !== 'none' ? { compressedDigest: asBlobDigest(r.digest) } : {}),
           blob: r.blob,
         }
       })
@@ -355,7 +355,7 @@ async function pullOne(
   }
 }
 
-async function allPresent(ctx: StoreContext, diffIds: string[]): Promise<boolean> {
+async function allPresent(ctx: StoreContext, diffIds: DiffId[]): Promise<boolean> {
   for (const c of chainIdsOf(diffIds)) if (!(await ctx.layers.has(c))) return false
   return true
 }

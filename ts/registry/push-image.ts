@@ -28,7 +28,7 @@ import { Operation } from '../operation'
 import { leaseIfRoom, Lease } from '../leases'
 import { StrataError } from '../errors'
 import { parseNormalizedNamed, Reference } from '../reference'
-import { chainIdsOf } from '../chain'
+import { asBlobDigest, chainIdsOf } from '../chain'
 import { hex } from '../layout'
 import { LayerInfo } from '../layers'
 import { ImageOrigin, LayerToPush, PushOptions, PushProgress, PushResult, PushTransport, SentBlob, TagPushed, pushTag } from './push'
@@ -96,7 +96,7 @@ export function storePushDeps(ctx: StoreContext, config: DockerConfig): PushDeps
       },
       async adopt(layer, file, blob) {
         await adoptBlob(ctx, blob.digest, file)
-        await ctx.layers.setCompressedDigest(layer.chainId, blob.digest)
+        await ctx.layers.setCompressedDigest(layer.chainId, asBlobDigest(blob.digest))
       },
     },
     distribution: {
