@@ -35,7 +35,7 @@ import { allOrNothing } from '../rollback'
 import { hex } from '../layout'
 import { LayerRegistrar, PlannedLayer } from '../register'
 import { Distribution } from '../distribution'
-import { RegistryClient, RegistryAuth, pullScope } from './client'
+import { RegistryClient, RegistryAuth, pullScope, cancelWhile } from './client'
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, parseManifest, hostPlatform, parsePlatform, selectPlatform, ImageManifest, Platform, Descriptor } from './manifest'
 
 /** Layers in flight per registry (the native side enforces it process-wide). */
@@ -265,15 +265,7 @@ async function pullOne(
     let round = 0
     const fetchLayers = async (todo: Planned[]): Promise<void> => {
       if (todo.length === 0) return
-      const reqs = await Promise.all(todo.map(async (p, i) => {
-        const dir = path.join(staging.dir, `layer-${round}-${i}`)
-        await fs.mkdir(dir)
-        return {
-          repository: repo, digest: p.desc.digest, size: p.desc.size, diffId: p.diffId,
-          dest: path.join(dir, 'diff'), tarSplit: path.join(staging.dir, `layer-${round}-${i}.tar-split.json.gz`),
-          partial: ctx.layout.partialBlob(p.desc.digest),
-        }
-      }))
+      const prefix = `layer-${round}`
       round++
       // Called on the JS thread by the native task's threadsafe function. Per layer, progress
       // only goes forward: bytes never go back, and nothing follows its 'Download complete'.
@@ -301,15 +293,8 @@ async function pullOne(
           emit({ id: idOf, status: 'Extracting', current: total, total })
         }
       }
-      const results = await call(() => client.native.pullLayers(reqs, PULL_CONCURRENCY, onProgress, op.cancel))
+      await pullIntoStaging(ctx, client, repo, todo, staging.dir, prefix, onProgress, op.cancel)
       op.check()
-      results.forEach((r, i) => {
-        todo[i].staged = {
-          dir: path.dirname(reqs[i].dest), tarSplit: reqs[i].tarSplit, size: r.size,
-          ...(r.compression !== 'none' ? { compressedDigest: asBlobDigest(r.digest) } : {}),
-          blob: r.blob,
-        }
-      })
     }
     await fetchLayers(first)
     op.check()
@@ -353,6 +338,39 @@ async function pullOne(
     for (const p of plan) if (p.staged?.blob) await fs.rm(p.staged.blob, { force: true })
     await staging.dispose()
   }
+}
+
+/**
+ * Streams each layer of `todo` from `repo` into `<dir>/<prefix>-<i>/diff` (its tar-split beside
+ * it), PULL_CONCURRENCY at a time, and sets its `staged` (the compressed blob kept, for the
+ * content store). Partial downloads stay under content/ingest for a later pull to resume.
+ */
+export async function pullIntoStaging(
+  ctx: StoreContext,
+  client: RegistryClient,
+  repo: string,
+  todo: (PlannedLayer & { desc: Descriptor })[],
+  dir: string,
+  prefix: string,
+  onProgress: (i: number, event: string, bytes: number) => void,
+  cancel: ReturnType<typeof cancelWhile>['cancel'],
+): Promise<void> {
+  const reqs = await Promise.all(todo.map(async (p, i) => {
+    await fs.mkdir(path.join(dir, `${prefix}-${i}`))
+    return {
+      repository: repo, digest: p.desc.digest, size: p.desc.size, diffId: p.diffId,
+      dest: path.join(dir, `${prefix}-${i}`, 'diff'), tarSplit: path.join(dir, `${prefix}-${i}.tar-split.json.gz`),
+      partial: ctx.layout.partialBlob(p.desc.digest),
+    }
+  }))
+  const results = await call(() => client.native.pullLayers(reqs, PULL_CONCURRENCY, onProgress, cancel))
+  results.forEach((r, i) => {
+    todo[i].staged = {
+      dir: path.dirname(reqs[i].dest), tarSplit: reqs[i].tarSplit, size: r.size,
+      ...(r.compression !== 'none' ? { compressedDigest: asBlobDigest(r.digest) } : {}),
+      blob: r.blob,
+    }
+  })
 }
 
 async function allPresent(ctx: StoreContext, diffIds: DiffId[]): Promise<boolean> {
