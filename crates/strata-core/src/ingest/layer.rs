@@ -278,11 +278,12 @@ fn run<R: Read>(
             if tar_hash == TarHash::Here { HashingReader::new(&mut dec) } else { HashingReader::passthrough(&mut dec) };
         let mut recording = recorder.reader(hashed);
         // extract() polls the caller's flag; the batch flag is seen by the source reader.
-        let stats =
-            extract::extract(&mut recording, dest, Some(&recorder), cancel.caller, writers, paths).map_err(|e| match e {
+        let stats = extract::extract(&mut recording, dest, Some(&recorder), cancel.caller, writers, paths).map_err(
+            |e| match e {
                 ExtractError::Aborted => LayerError::Aborted,
                 e => LayerError::Extract(e),
-            })?;
+            },
+        )?;
         let tar_size =
             recorder.finish().map_err(|source| LayerError::Io { op: "write", path: tar_split.into(), source })?;
         let (_, h) = recording.into_inner().into_parts();
@@ -355,13 +356,14 @@ fn apply_one(
     let writer = create_outputs(&req.dest, &req.tar_split)?;
     let hashing = Cell::new(true);
     let source = SourceReader::new(file, src.length, &hashing, progress, cancel);
-    let r = run(source, &req.dest, &req.tar_split, writer, cancel, TarHash::Here, 0, Paths::Unique).and_then(|result| {
-        verify(&result, req)?;
-        if sync {
-            sync_dir(&req.dest)?;
-        }
-        Ok(result)
-    });
+    let r =
+        run(source, &req.dest, &req.tar_split, writer, cancel, TarHash::Here, 0, Paths::Unique).and_then(|result| {
+            verify(&result, req)?;
+            if sync {
+                sync_dir(&req.dest)?;
+            }
+            Ok(result)
+        });
     if r.is_err() {
         cleanup(&req.dest, &req.tar_split);
     }
