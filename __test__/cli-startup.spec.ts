@@ -3,14 +3,18 @@
  * the Node built-ins that only writing, building or running needs (crypto, child processes,
  * streams, fs/promises and what they pull in). Each costs milliseconds of every command's
  * start-up (bench/cli.js measures that; this test keeps a static import from bringing one back).
+ * They run from the CLI's small read-only bundle (dist/cli/read.js) and never read the full one;
+ * every other command runs from the full one. And the CLI's `main` runs from the sources too
+ * (under tsx, as the tests load them), where commands load with `require`, not `import()`.
  */
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { CLI, tmpDir } from './helpers/fs'
 import { busyboxImage } from './helpers/fixtures'
 import { storeWith } from './helpers/container'
+import { main } from '../ts/cli/main'
 
 /** Built-ins a read-only command has no use for (public names, as `process.moduleLoadList` shows them). */
 const HEAVY = ['crypto', 'child_process', 'stream', 'stream/promises', 'fs/promises', 'net', 'zlib', 'readline', 'http', 'https', 'worker_threads']
@@ -41,4 +45,66 @@ test('read-only commands load no built-in that only writes, builds or runs need'
     t.true(loaded.length > 0 || cmd[0] === '--version', `${cmd.join(' ')}: the preload saw the CLI load its modules`)
     t.deepEqual(loaded.filter((m) => HEAVY.includes(m)), [], `strata ${cmd.join(' ')} loaded: ${loaded.join(', ')}`)
   }
+})
+
+/** Preloaded into the CLI's process: writes the dist/cli bundles it read, at exit, to $STRATA_TEST_READ. */
+const BUNDLES = `
+const fs = require('fs')
+const read = []
+const readFileSync = fs.readFileSync
+fs.readFileSync = function (p, ...rest) {
+  if (typeof p === 'string' && /dist\\/cli\\/[a-z]+\\.js$/.test(p)) read.push(p.slice(p.lastIndexOf('/') + 1))
+  return readFileSync.call(this, p, ...rest)
+}
+process.on('exit', () => fs.writeFileSync(process.env.STRATA_TEST_READ, read.join('\\n')))
+`
+
+test('read-only commands run from the small bundle alone; others from the full one', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  await store.containers.create('bb', { name: 'bundle-probe', cmd: ['true'] })
+  await store.close()
+  const dir = tmpDir(t, 'strata-bundles-')
+  const preload = path.join(dir, 'preload.js')
+  fs.writeFileSync(preload, BUNDLES)
+  const out = path.join(dir, 'read.txt')
+  const bundlesOf = (cmd: string[]): { read: string[]; status: number | null; stdout: string } => {
+    fs.rmSync(out, { force: true })
+    const r = spawnSync(process.execPath, ['-r', preload, CLI, '--root', root, ...cmd], {
+      env: { ...process.env, STRATA_TEST_READ: out }, encoding: 'utf8', timeout: 60_000,
+    })
+    return { read: fs.readFileSync(out, 'utf8').split('\n').filter(Boolean), status: r.status, stdout: r.stdout }
+  }
+  for (const cmd of [['images'], ['image', 'ls'], ['ps', '-a'], ['container', 'ls'], ['inspect', 'bb:latest'], ['inspect', 'bundle-probe'],
+    ['image', 'inspect', 'bb'], ['container', 'inspect', 'bundle-probe'], ['history', 'bb:latest'], ['--version'], ['--help'], ['inspect', 'nothing-here']]) {
+    const r = bundlesOf(cmd)
+    t.deepEqual(r.read, ['read.js'], `strata ${cmd.join(' ')}`)
+    t.is(r.status, cmd[1] === 'nothing-here' ? 1 : 0, `strata ${cmd.join(' ')}`)
+  }
+  for (const cmd of [['tag', 'bb:latest', 'bb:two'], ['diff', 'bundle-probe'], ['rmi', 'bb:two'], ['system', 'df'], ['no-such-command']]) {
+    const r = bundlesOf(cmd)
+    t.deepEqual(r.read, ['read.js', 'strata.js'], `strata ${cmd.join(' ')}`)
+    t.is(r.status, cmd[0] === 'no-such-command' ? 1 : 0, `strata ${cmd.join(' ')}`)
+  }
+  t.regex(bundlesOf(['images']).stdout, /^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\nbb +latest /)
+})
+
+test('the CLI runs from its sources (commands load with require, not import())', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  await store.containers.create('bb', { name: 'source-probe', cmd: ['true'] })
+  await store.close()
+  const run = async (...argv: string[]): Promise<{ code: number; out: string; err: string }> => {
+    let out = ''
+    let err = ''
+    const code = await main(['--root', root, ...argv], { out: (s) => { out += s }, err: (s) => { err += s }, isTty: false })
+    return { code, out, err }
+  }
+  const images = await run('images')
+  t.is(images.code, 0, images.err)
+  t.regex(images.out, /^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\nbb +latest /)
+  const ps = await run('ps', '-a', '--format', '{{.Names}}')
+  t.deepEqual([ps.code, ps.out], [0, 'source-probe\n'], ps.err)
+  const tag = await run('tag', 'bb:latest', 'bb:two')
+  t.is(tag.code, 0, tag.err)
+  const listed = await run('images', '--format', '{{.Repository}}:{{.Tag}}')
+  t.deepEqual(listed.out.split('\n').filter(Boolean).sort(), ['bb:latest', 'bb:two'])
 })
