@@ -6,6 +6,8 @@
  * They run from the CLI's small read-only bundle (dist/cli/read.js) and never read the full one;
  * every other command runs from the full one. And the CLI's `main` runs from the sources too
  * (under tsx, as the tests load them), where commands load with `require`, not `import()`.
+ * Read-only commands read the store without the native addon while no writer may be mid-change
+ * (the write generation, ts/lock.ts).
  */
 import test from 'ava'
 import * as fs from 'node:fs'
@@ -107,4 +109,49 @@ test('the CLI runs from its sources (commands load with require, not import())',
   t.is(tag.code, 0, tag.err)
   const listed = await run('images', '--format', '{{.Repository}}:{{.Tag}}')
   t.deepEqual(listed.out.split('\n').filter(Boolean).sort(), ['bb:latest', 'bb:two'])
+})
+
+/** Preloaded: writes whether the process loaded the native addon, at exit, to $STRATA_TEST_ADDON. */
+const ADDON = `
+const Module = require('module')
+let loaded = false
+const load = Module._extensions['.node']
+Module._extensions['.node'] = function (...a) { loaded = true; return load.apply(this, a) }
+process.on('exit', () => require('fs').writeFileSync(process.env.STRATA_TEST_ADDON, String(loaded)))
+`
+
+test('read-only commands read without the native addon, unless a writer may be mid-change', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  await store.containers.create('bb', { name: 'addon-probe', cmd: ['true'] })
+  await store.close()
+  const dir = tmpDir(t, 'strata-addon-')
+  const preload = path.join(dir, 'preload.js')
+  fs.writeFileSync(preload, ADDON)
+  const out = path.join(dir, 'addon.txt')
+  const run = (cmd: string[]): { addon: boolean; status: number | null; stdout: string } => {
+    fs.rmSync(out, { force: true })
+    const r = spawnSync(process.execPath, ['-r', preload, CLI, '--root', root, ...cmd], {
+      env: { ...process.env, STRATA_TEST_ADDON: out }, encoding: 'utf8', timeout: 60_000,
+    })
+    return { addon: fs.readFileSync(out, 'utf8') === 'true', status: r.status, stdout: r.stdout }
+  }
+  const cmds = [['images'], ['ps', '-a'], ['inspect', 'bb:latest'], ['inspect', 'addon-probe'], ['history', 'bb:latest']]
+  const seen = cmds.map((c) => run(c))
+  for (const [i, r] of seen.entries()) {
+    t.false(r.addon, `strata ${cmds[i].join(' ')}`)
+    t.is(r.status, 0, `strata ${cmds[i].join(' ')}`)
+  }
+  // A write loads it (and counts the generation on).
+  t.true(run(['tag', 'bb:latest', 'bb:two']).addon)
+  // An odd generation: a writer holds the lock or died mid-change. Readers take the flock, and
+  // print the same as before (but the new tag).
+  const gen = path.join(root, 'lock.gen')
+  fs.writeFileSync(gen, String(BigInt(fs.readFileSync(gen, 'utf8')) + 1n))
+  for (const [i, c] of cmds.entries()) {
+    const r = run(c)
+    t.true(r.addon, `strata ${c.join(' ')} with an odd generation`)
+    // (The image has a new tag and tag time, and `ps` says how many seconds ago the container was made.)
+    if (c[0] === 'history' || c[1] === 'addon-probe') t.is(r.stdout, seen[i].stdout, `strata ${c.join(' ')}`)
+  }
+  t.regex(run(['images']).stdout, /^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\nbb +latest +(\S+) .*\nbb +two +\1 /)
 })

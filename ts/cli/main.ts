@@ -58,6 +58,9 @@ async function run(argv: string[], io: Io, readOnlyOnly: boolean): Promise<numbe
     // not with import(): see ./commands.ts.
     const { Store } = require('../store') as typeof import('../store')
     const store = await Store.open(root ? { root } : {})
+    // A read-only command's store sections only read: they may run without the flock, checked
+    // against the write generation (ts/lock.ts), so the native addon need not load for them.
+    if (entry.readOnly) store.context.optimisticReads = true
     try {
       return await handler(store, args, io)
     } finally {
