@@ -146,7 +146,8 @@ test('read-only commands read without the native addon, unless a writer may be m
   // An odd generation: a writer holds the lock or died mid-change. Readers take the flock, and
   // print the same as before (but the new tag).
   const gen = path.join(root, 'lock.gen')
-  fs.writeFileSync(gen, String(BigInt(fs.readFileSync(gen, 'utf8')) + 1n))
+  const odd = (BigInt(fs.readFileSync(gen, 'latin1').slice(0, 20)) + 1n).toString().padStart(20, '0')
+  fs.writeFileSync(gen, `${odd} ${odd}\n`)
   for (const [i, c] of cmds.entries()) {
     const r = run(c)
     t.true(r.addon, `strata ${c.join(' ')} with an odd generation`)

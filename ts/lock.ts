@@ -29,8 +29,7 @@
  * Readers without the `flock` (`StoreLock.optimistic`, set by the CLI's read-only commands,
  * whose shared sections only read): a writer counts `<root>/lock.gen` up to an odd number once
  * it holds the `flock` exclusive, before its first change, and to the next even number after its
- * last, before it lets the `flock` go (each a small file renamed into place; if one cannot be
- * written the file is removed instead). A reader reads the number, runs its section without the
+ * last, before it lets the `flock` go (if it cannot be written the file is removed instead). A reader reads the number, runs its section without the
  * `flock`, and reads it again: the same even number both times means no writer held the lock at
  * any moment in between, so what the section read is what a shared `flock` would have shown.
  * Otherwise (odd, missing, changed) the section runs again under the shared `flock`, as every
@@ -39,7 +38,6 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import fs = require('node:fs')
-import path = require('node:path')
 import { native } from './native'
 import { toStrataError, StrataError } from './errors'
 
@@ -65,7 +63,20 @@ interface Hold {
 
 const sections = new AsyncLocalStorage<Hold>()
 
-/** The write generation in `file`, or undefined when it is missing or not a number. */
+/**
+ * `lock.gen` holds the number twice, each 20 decimal digits, then a newline: always the same
+ * 42 bytes, overwritten in place, so a writer never needs a new block (a full disk must not stop
+ * a writer that would free space), and a reader that reads while a writer writes sees two halves
+ * that differ (a torn read) and takes it for no number at all.
+ */
+const GEN_DIGITS = 20
+
+function encodeGeneration(value: bigint): Buffer {
+  const n = value.toString().padStart(GEN_DIGITS, '0')
+  return Buffer.from(`${n} ${n}\n`, 'latin1')
+}
+
+/** The write generation in `file`, or undefined when it is missing, torn or not one. */
 function readGeneration(file: string): bigint | undefined {
   let text: string
   try {
@@ -73,22 +84,27 @@ function readGeneration(file: string): bigint | undefined {
   } catch {
     return undefined
   }
-  return /^\d{1,30}$/.test(text) ? BigInt(text) : undefined
+  const m = /^(\d{20}) (\d{20})\n$/.exec(text)
+  return m && m[1] === m[2] ? BigInt(m[1]) : undefined
 }
 
 /**
- * Replaces the generation in `file` by `value` (temp file and rename, so a reader sees the old
- * number or the new one); if that fails, removes the file, so readers take the `flock`.
- * Returns false if neither worked (the file may still hold an even number).
+ * Overwrites the generation in `file` with `value`; if that fails, removes the file, so readers
+ * take the `flock`. Returns false if neither worked (the file may still hold an even number).
  */
 function writeGeneration(file: string, value: bigint): boolean {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`)
   try {
-    fs.writeFileSync(tmp, value.toString())
-    fs.renameSync(tmp, file)
+    const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o644)
+    try {
+      const buf = encodeGeneration(value)
+      if (fs.writeSync(fd, buf, 0, buf.length, 0) !== buf.length) throw new Error(`short write to ${file}`)
+      // Whatever longer thing was there before (shrinking needs no space).
+      fs.ftruncateSync(fd, buf.length)
+    } finally {
+      fs.closeSync(fd)
+    }
     return true
   } catch {
-    try { fs.rmSync(tmp, { force: true }) } catch { /* nothing more to do */ }
     try {
       fs.rmSync(file, { force: true })
       return true
@@ -100,12 +116,12 @@ function writeGeneration(file: string, value: bigint): boolean {
 
 /**
  * A writer's start: the generation becomes odd (the next odd number; from a clock-derived even
- * number when there is none, so a re-made file does not repeat a number a reader may hold).
+ * number when there is none, so that a re-made file does not repeat a number a reader may hold).
  * Throws when the readers cannot be told (the file can be neither written nor removed): then
  * no change may start.
  */
 function beginWrites(file: string): bigint {
-  const now = readGeneration(file) ?? BigInt(Date.now()) * 2n
+  const now = readGeneration(file) ?? BigInt(Date.now()) * 2000n
   const odd = now % 2n === 0n ? now + 1n : now + 2n
   if (!writeGeneration(file, odd)) throw new StrataError('Io', `cannot write ${file}`)
   return odd
