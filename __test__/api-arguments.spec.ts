@@ -19,7 +19,7 @@ const BAD = Symbol('not an argument')
 
 /** The public classes and the members that are not API (internal hooks, getters). */
 const CLASSES: [{ prototype: object; name: string }, string[]][] = [
-  [Store, ['setImageUsers']],
+  [Store, []],
   [Images, []],
   [Containers, []],
   [Container, ['thawIfOrphaned']],

@@ -8,7 +8,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { UnionView } from '../ts/view'
 import { StrataError } from '../ts/errors'
-import { native } from '../ts/native'
+import { testing } from './helpers/testing'
 import { makeStack, mount, umount, type Stack } from './helpers/union-stack'
 
 const stacks: Stack[] = []
@@ -145,7 +145,7 @@ test('writes copy up into the upper dir as overlayfs does', async (t) => {
   t.true(isWhiteout(path.join(s.upper, 'dir')))
   await v.mkdir('dir')
   t.deepEqual(await v.readdir('dir'), [])
-  t.deepEqual((await native.unionSnapshot(path.join(s.upper, 'dir')))[0].xattrs, ['trusted.overlay.opaque=79'])
+  t.deepEqual((await testing.unionSnapshot(path.join(s.upper, 'dir')))[0].xattrs, ['trusted.overlay.opaque=79'])
   await v.rename('big', 'big2')
   t.true(isWhiteout(path.join(s.upper, 'big')))
   t.is((await v.stat('big2')).size, 300_000)

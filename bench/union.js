@@ -26,6 +26,7 @@ const path = require('node:path')
 const Benchmark = require('benchmark')
 const { UnionView } = require('../ts/view')
 const { native } = require('../ts/native')
+const { testing } = require('../__test__/helpers/testing')
 
 const QUICK = process.argv.includes('--quick')
 const root = fs.mkdtempSync(path.join(process.env.STRATA_BENCH_DIR || os.tmpdir(), 'strata-ubench-'))
@@ -36,17 +37,17 @@ function mount(lowers, upper, work, mnt) {
   fs.mkdirSync(mnt, { recursive: true })
   // A container rootfs's options (index=off,redirect_dir=off,metacopy=off): the native core's plan.
   const opts = native.containerMountPlan(lowers, upper ?? path.join(root, 'u'), work ?? path.join(root, 'w'), mnt).options
-  native.unionMountOverlay(lowers, upper, work, opts, mnt)
+  testing.unionMountOverlay(lowers, upper, work, opts, mnt)
   mounts.add(mnt)
 }
 function umount(mnt) {
-  native.unionUmount(mnt, false)
+  testing.unionUmount(mnt, false)
   mounts.delete(mnt)
 }
 function cleanup() {
   for (const m of mounts) {
     try {
-      native.unionUmount(m, true)
+      testing.unionUmount(m, true)
     } catch {}
   }
   fs.rmSync(root, { recursive: true, force: true })

@@ -12,7 +12,10 @@ cd "$(dirname "$0")/.."
 NICE=${STRATA_BENCH_NICE:--15}
 if [ "$(id -u)" != 0 ]; then
   echo "bench-run: not root; running at normal priority" >&2
+  npm run --silent build:testing
   exec node bench/benchmark.js "$@"
 fi
 [ -f bench/.cache/image.json ] || bash scripts/bench-image.sh
+# bench/union.js mounts its stacks with the test addon (native/testing/).
+npm run --silent build:testing
 exec nice -n "$NICE" ionice -c 2 -n 0 node bench/benchmark.js "$@"

@@ -20,6 +20,14 @@ else
   echo "clippy: FAILED"; failed=$((failed + 1)); rc=1
 fi
 
+echo "== test addon (crates/strata-testing -> native/testing/)"
+start=$(date +%s)
+if npm run --silent build:testing 2>&1 | tee "$log/testing.txt"; [ "${PIPESTATUS[0]}" = 0 ]; then
+  echo "test addon: built in $(($(date +%s) - start)) s"
+else
+  echo "test addon: FAILED"; failed=$((failed + 1)); rc=1
+fi
+
 echo "== tsc --noEmit"
 if npx tsc -p tsconfig.test.json 2>&1 | tee "$log/tsc.txt"; [ "${PIPESTATUS[0]}" = 0 ]; then
   passed=$((passed + 1))

@@ -4,6 +4,7 @@
  *
  * - `tmp/<name>` whose `tmp/<name>.lock` nobody holds (staging of a dead process, trash);
  * - `layerdb/tmp/*` (write-sets are only built under the exclusive lock we now hold);
+ * - temp files of metadata writes (`.<name>.<pid>.<hex>.tmp`) whose process died;
  * - layer db entries whose overlay2 dir is missing or lacks `committed`;
  * - leases whose owner died, and layers no image, container or live lease uses (a deletion that
  *   crashed half-way, a lease released by a crash; ./gc.ts);
@@ -17,9 +18,10 @@ import { StoreContext } from './context'
 import { Layout } from './layout'
 import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
-import { COMMITTED_FILE, LINK_DIR } from './layout'
+import { COMMITTED_FILE, LINK_DIR, MOUNT_FILE } from './layout'
 import { cleanupContent } from './content'
 import { runtimeFor } from './containers/supervisor'
+import { sweepTemps } from './metawrites'
 import { collectLayers } from './gc'
 
 export interface CleanupReport {
@@ -94,6 +96,9 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
   for (const name of await listDir(layout.layerdbTmp)) {
     await fs.rm(path.join(layout.layerdbTmp, name), { recursive: true, force: true })
   }
+  // Temp files of metadata write sets (ts/metawrites.ts) a dead process left beside their
+  // targets: repositories.json, image configs and metadata, container records and bundles.
+  await sweepTemps([layout.imageRoot, layout.containers], [layout.layerdb])
 
   // Layer db entries must point at complete overlay2 dirs.
   for (const chainId of await ctx.layers.list()) {
@@ -109,7 +114,7 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
   const mountRefs = new Set<string>()
   for (const cid of await listDir(layout.layerdbMounts)) {
     const dir = layout.mountMeta(cid)
-    for (const f of ['mount-id', 'init-id']) {
+    for (const f of [MOUNT_FILE.mountId, MOUNT_FILE.initId]) {
       const v = await readIfExists(path.join(dir, f))
       if (v) mountRefs.add(v.trim())
     }

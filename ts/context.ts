@@ -5,7 +5,7 @@
 import { fsp as fs } from './lazy'
 import { statSync, rmSync } from 'node:fs'
 import path = require('node:path')
-import { Layout } from './layout'
+import { Layout, MOUNT_FILE } from './layout'
 import { LayerStore } from './layers'
 import { ImageDb } from './imagedb'
 import { Repositories } from './repositories'
@@ -14,7 +14,7 @@ import { call, toStrataError, StrataError } from './errors'
 import { randomHex, listDir, readIfExists } from './fsx'
 import { Writers } from './writers'
 import { StoreLock, LockMode } from './lock'
-import { chainIdsOf } from './chain'
+import { asChainId, chainIdsOf, type ChainId } from './chain'
 import { BuildCache } from './build/cache'
 import { leasedLayers } from './leases'
 
@@ -84,11 +84,11 @@ export class StoreContext {
   }
 
   /** ChainIDs of the image layers containers sit on (`layerdb/mounts/<id>/parent`). */
-  async containerLayerParents(): Promise<string[]> {
-    const out: string[] = []
+  async containerLayerParents(): Promise<ChainId[]> {
+    const out: ChainId[] = []
     for (const cid of await listDir(this.layout.layerdbMounts)) {
-      const p = await readIfExists(path.join(this.layout.mountMeta(cid), 'parent'))
-      if (p?.trim()) out.push(p.trim())
+      const p = await readIfExists(path.join(this.layout.mountMeta(cid), MOUNT_FILE.parent))
+      if (p?.trim()) out.push(asChainId(p.trim()))
     }
     return out
   }
@@ -100,14 +100,14 @@ export class StoreContext {
    * `rmi`, container removal and lease release (./gc.ts) ask before deleting a layer; the caller
    * holds the exclusive lock.
    */
-  async usedLayers(exceptImage?: string): Promise<Set<string>> {
+  async usedLayers(exceptImage?: string): Promise<Set<ChainId>> {
     const used = leasedLayers(this)
     for (const img of await this.images.all()) {
       if (img.id === exceptImage) continue
       for (const c of chainIdsOf(img.config.rootfs.diff_ids)) used.add(c)
     }
     for (const top of [...(await this.containerLayerParents()), ...(await this.buildCache.chainIds())]) {
-      let cur: string | undefined = top
+      let cur: ChainId | undefined = top
       while (cur && !used.has(cur)) {
         used.add(cur)
         cur = (await this.layers.get(cur))?.parent

@@ -4,10 +4,11 @@
  */
 import { fsp as fs, crypto } from './lazy'
 import path = require('node:path')
-import { Layout, hex } from './layout'
+import { Layout, hex, IMAGE_META_FILE } from './layout'
 import { exists, listDir, readBytesIfExists, readIfExists, writeAtomic } from './fsx'
 import type { MetaWrites } from './metawrites'
 import { StrataError } from './errors'
+import type { DiffId } from './chain'
 
 /** The parts of an OCI/Docker image config strata reads. Unknown fields are kept in the raw bytes. */
 export interface ImageConfig {
@@ -21,7 +22,7 @@ export interface ImageConfig {
   docker_version?: string
   config?: ContainerConfig | null
   container_config?: ContainerConfig | null
-  rootfs: { type: string; diff_ids: string[] }
+  rootfs: { type: string; diff_ids: DiffId[] }
   history?: HistoryEntry[]
   [k: string]: unknown
 }
@@ -118,23 +119,23 @@ export class ImageDb {
   }
 
   async parent(id: string): Promise<string | undefined> {
-    return (await readIfExists(path.join(this.layout.imageMeta(id), 'parent')))?.trim() || undefined
+    return (await readIfExists(path.join(this.layout.imageMeta(id), IMAGE_META_FILE.parent)))?.trim() || undefined
   }
 
   /** Stages the image's parent (commit's image: the container's image) into `w`. */
   async setParent(w: MetaWrites, id: string, parent: string): Promise<void> {
     await w.mkdir(this.layout.imageMeta(id))
-    await w.put(path.join(this.layout.imageMeta(id), 'parent'), parent)
+    await w.put(path.join(this.layout.imageMeta(id), IMAGE_META_FILE.parent), parent)
   }
 
   async lastUpdated(id: string): Promise<string | undefined> {
-    return (await readIfExists(path.join(this.layout.imageMeta(id), 'lastUpdated')))?.trim() || undefined
+    return (await readIfExists(path.join(this.layout.imageMeta(id), IMAGE_META_FILE.lastUpdated)))?.trim() || undefined
   }
 
   /** Stages the image's `lastUpdated` (Docker's LastTagTime) into `w`. */
   async touch(w: MetaWrites, id: string, when = new Date()): Promise<void> {
     await w.mkdir(this.layout.imageMeta(id))
-    await w.put(path.join(this.layout.imageMeta(id), 'lastUpdated'), when.toISOString())
+    await w.put(path.join(this.layout.imageMeta(id), IMAGE_META_FILE.lastUpdated), when.toISOString())
   }
 
   /**

@@ -5,7 +5,7 @@
 import { StoreContext } from './context'
 import { StrataError } from './errors'
 import { resolveImage, setTag, refKey } from './tags'
-import { chainIdsOf } from './chain'
+import { chainIdsOf, type ChainId } from './chain'
 import { StoredImage, ContainerConfig } from './imagedb'
 import { refsIn } from './repositories'
 import { parseNormalizedNamed, Reference } from './reference'
@@ -420,7 +420,7 @@ export class Images {
   }
 
   /** Layers of `img` (top first) that no other image, container, build cache record or lease uses. */
-  async #releasableLayers(img: StoredImage): Promise<string[]> {
+  async #releasableLayers(img: StoredImage): Promise<ChainId[]> {
     const used = await this.ctx.usedLayers(img.id)
     return chainIdsOf(img.config.rootfs.diff_ids).reverse().filter((c) => !used.has(c))
   }

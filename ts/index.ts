@@ -2,6 +2,7 @@
 export { Store, DEFAULT_ROOT } from './store'
 export type { StoreOptions } from './store'
 export { StrataError, ERROR_CODES } from './errors'
+export type { DiffId, ChainId, BlobDigest } from './chain'
 export type { StrataErrorCode, ErrorCodeName, ErrnoName } from './errors'
 export type { LoadOptions, LoadProgress, LoadResult, LoadedImage } from './archive/load'
 export type { SaveOptions, SaveFormat } from './archive/save'

@@ -4,21 +4,22 @@
  */
 import { fsp as fs } from './lazy'
 import path = require('node:path')
-import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR } from './layout'
+import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR, LAYER_FILE } from './layout'
 import { exists, mustRead, readIfExists, writeAtomic, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
 import { StrataError } from './errors'
+import { asBlobDigest, asChainId, asDiffId, type BlobDigest, type ChainId, type DiffId } from './chain'
 
 /** A read-only layer as the layer db records it. */
 export interface LayerInfo {
-  chainId: string
-  diffId: string
+  chainId: ChainId
+  diffId: DiffId
   /** Bytes of file content in the layer (Docker's layer size). */
   size: number
   cacheId: string
   /** ChainID of the layer below, if any. */
-  parent?: string
+  parent?: ChainId
   /** sha256 of the compressed blob it came from, if it came compressed. */
-  compressedDigest?: string
+  compressedDigest?: BlobDigest
 }
 
 /** A layer built in a staging directory, ready to be registered. */
@@ -27,9 +28,9 @@ export interface StagedLayer {
   dir: string
   /** The tar-split file (moved into the layer db entry). */
   tarSplit: string
-  diffId: string
+  diffId: DiffId
   size: number
-  compressedDigest?: string
+  compressedDigest?: BlobDigest
 }
 
 /**
@@ -44,40 +45,40 @@ async function allSettled(work: Promise<unknown>[]): Promise<void> {
 export class LayerStore {
   constructor(private readonly layout: Layout) {}
 
-  async get(chainId: string): Promise<LayerInfo | undefined> {
+  async get(chainId: ChainId): Promise<LayerInfo | undefined> {
     const dir = this.layout.layerMeta(chainId)
-    const diffId = await readIfExists(path.join(dir, 'diff'))
+    const diffId = await readIfExists(path.join(dir, LAYER_FILE.diffId))
     if (diffId === undefined) return undefined
     const [size, cacheId, parent, compressed] = await Promise.all(
-      ['size', 'cache-id', 'parent', 'compressed-digest'].map((f) => readIfExists(path.join(dir, f))),
+      [LAYER_FILE.size, LAYER_FILE.cacheId, LAYER_FILE.parent, LAYER_FILE.compressedDigest].map((f) => readIfExists(path.join(dir, f))),
     )
     if (cacheId === undefined) return undefined
     return {
-      chainId, diffId: diffId.trim(), size: Number(size ?? 0), cacheId: cacheId.trim(),
-      ...(parent ? { parent: parent.trim() } : {}),
-      ...(compressed ? { compressedDigest: compressed.trim() } : {}),
+      chainId, diffId: asDiffId(diffId.trim()), size: Number(size ?? 0), cacheId: cacheId.trim(),
+      ...(parent ? { parent: asChainId(parent.trim()) } : {}),
+      ...(compressed ? { compressedDigest: asBlobDigest(compressed.trim()) } : {}),
     }
   }
 
-  async must(chainId: string): Promise<LayerInfo> {
+  async must(chainId: ChainId): Promise<LayerInfo> {
     const l = await this.get(chainId)
     if (!l) throw new StrataError('LayerNotFound', `layer ${chainId} does not exist`)
     return l
   }
 
-  async has(chainId: string): Promise<boolean> {
-    return exists(path.join(this.layout.layerMeta(chainId), 'diff'))
+  async has(chainId: ChainId): Promise<boolean> {
+    return exists(path.join(this.layout.layerMeta(chainId), LAYER_FILE.diffId))
   }
 
   /** ChainIDs of every registered layer. */
-  async list(): Promise<string[]> {
-    return (await listDir(this.layout.layerdb)).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => `sha256:${n}`)
+  async list(): Promise<ChainId[]> {
+    return (await listDir(this.layout.layerdb)).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => asChainId(`sha256:${n}`))
   }
 
   /** The layer and every layer below it, top first. */
-  async stack(chainId: string): Promise<LayerInfo[]> {
+  async stack(chainId: ChainId): Promise<LayerInfo[]> {
     const out: LayerInfo[] = []
-    let cur: string | undefined = chainId
+    let cur: ChainId | undefined = chainId
     while (cur) {
       const l = await this.must(cur)
       out.push(l)
@@ -106,7 +107,7 @@ export class LayerStore {
    * Makes a staged layer visible as `chainId` on top of `parent`. Caller holds the store lock.
    * Returns false (and leaves the staged files for the caller to discard) when the layer exists already.
    */
-  async register(staged: StagedLayer, chainId: string, parent: LayerInfo | undefined): Promise<LayerInfo | false> {
+  async register(staged: StagedLayer, chainId: ChainId, parent: LayerInfo | undefined): Promise<LayerInfo | false> {
     if (await this.has(chainId)) return false
     const cacheId = this.newCacheId()
     const short = randomBase32(SHORT_LINK_LENGTH)
@@ -126,18 +127,18 @@ export class LayerStore {
     }
     const writeSet = async (): Promise<void> => {
       await fs.mkdir(ws)
-      const files: [string, string][] = [['diff', staged.diffId], ['size', String(staged.size)], ['cache-id', cacheId]]
-      if (parent) files.push(['parent', parent.chainId])
-      if (staged.compressedDigest) files.push(['compressed-digest', staged.compressedDigest])
+      const files: [string, string][] = [[LAYER_FILE.diffId, staged.diffId], [LAYER_FILE.size, String(staged.size)], [LAYER_FILE.cacheId, cacheId]]
+      if (parent) files.push([LAYER_FILE.parent, parent.chainId])
+      if (staged.compressedDigest) files.push([LAYER_FILE.compressedDigest, staged.compressedDigest])
       await allSettled(files.map(([name, data]) => writeDurable(path.join(ws, name), data)))
-      await fs.rename(staged.tarSplit, path.join(ws, 'tar-split.json.gz'))
+      await fs.rename(staged.tarSplit, path.join(ws, LAYER_FILE.tarSplit))
       await fsyncDir(ws)
     }
     try {
       await allSettled([stagedFiles(), writeSet()])
     } catch (e) {
       // The tar-split goes back where the caller left it (it may have been moved already).
-      await fs.rename(path.join(ws, 'tar-split.json.gz'), staged.tarSplit).catch(() => undefined)
+      await fs.rename(path.join(ws, LAYER_FILE.tarSplit), staged.tarSplit).catch(() => undefined)
       await fs.rm(ws, { recursive: true, force: true })
       throw e
     }
@@ -170,12 +171,12 @@ export class LayerStore {
    * Names the compressed blob now kept for a layer (a push compressed it; the blob is in the
    * content store). Caller holds the store lock.
    */
-  async setCompressedDigest(chainId: string, digest: string): Promise<void> {
-    await writeAtomic(path.join(this.layout.layerMeta(chainId), 'compressed-digest'), digest)
+  async setCompressedDigest(chainId: ChainId, digest: BlobDigest): Promise<void> {
+    await writeAtomic(path.join(this.layout.layerMeta(chainId), LAYER_FILE.compressedDigest), digest)
   }
 
   /** Removes a layer: its layer db entry first, then its files. Caller holds the store lock. */
-  async remove(chainId: string): Promise<void> {
+  async remove(chainId: ChainId): Promise<void> {
     const l = await this.get(chainId)
     if (!l) return
     await removeTree(this.layout.layerMeta(chainId), this.layout.tmp)
@@ -189,8 +190,8 @@ export class LayerStore {
     await removeTree(this.layout.layerDir(cacheId), this.layout.tmp)
   }
 
-  tarSplitPath(chainId: string): string {
-    return path.join(this.layout.layerMeta(chainId), 'tar-split.json.gz')
+  tarSplitPath(chainId: ChainId): string {
+    return path.join(this.layout.layerMeta(chainId), LAYER_FILE.tarSplit)
   }
 
   diffDir(l: LayerInfo): string {

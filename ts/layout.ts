@@ -96,6 +96,22 @@ export const COMMITTED_FILE = 'committed'
 export const IMAGE_DIR = path.join('image', 'overlay2')
 export const SHORT_LINK_LENGTH = 26
 
+/** The files of a `layerdb/sha256/<chain id>/` entry (Docker's names; see above). */
+export const LAYER_FILE = {
+  diffId: 'diff',
+  size: 'size',
+  cacheId: 'cache-id',
+  parent: 'parent',
+  tarSplit: 'tar-split.json.gz',
+  compressedDigest: 'compressed-digest',
+} as const
+
+/** The files of a container's `layerdb/mounts/<container id>/` record. */
+export const MOUNT_FILE = { mountId: 'mount-id', initId: 'init-id', parent: 'parent' } as const
+
+/** The files of an image's `imagedb/metadata/sha256/<image id hex>/`. */
+export const IMAGE_META_FILE = { parent: 'parent', lastUpdated: 'lastUpdated' } as const
+
 /** Every path of a store, derived from its root. */
 export class Layout {
   constructor(readonly root: string) {}

@@ -22,12 +22,13 @@ import { toStrataError, StrataError } from './errors'
 import { randomHex } from './fsx'
 import { collectLayers } from './gc'
 import type { StoreContext } from './context'
+import type { ChainId } from './chain'
 
 type NativeLock = InstanceType<typeof native.NativeLock>
 
 interface LeaseFile {
   images: string[]
-  layers: string[]
+  layers: ChainId[]
 }
 
 /** Releases leases whose holder was garbage-collected without `release()` (a view never closed). */
@@ -83,7 +84,7 @@ export class Lease {
  * Pins `layers` (ChainIDs) of `images`; the caller holds the store lock. `owner` (a view), when
  * given, releases the lease if it is garbage-collected without `release()`.
  */
-export function takeLease(ctx: StoreContext, images: string[], layers: string[], owner?: object): Lease {
+export function takeLease(ctx: StoreContext, images: string[], layers: ChainId[], owner?: object): Lease {
   const file = path.join(ctx.layout.leases, `${process.pid}-${randomHex(8)}`)
   let lock: NativeLock | null
   try {
@@ -107,7 +108,7 @@ export function takeLease(ctx: StoreContext, images: string[], layers: string[],
  * `takeLease`, or `undefined` when the store's file system has no room for the lease file (a
  * full disk): the caller then reads under the store lock instead, as readers did before leases.
  */
-export function leaseIfRoom(ctx: StoreContext, images: string[], layers: string[], owner?: object): Lease | undefined {
+export function leaseIfRoom(ctx: StoreContext, images: string[], layers: ChainId[], owner?: object): Lease | undefined {
   try {
     return takeLease(ctx, images, layers, owner)
   } catch (e) {
@@ -120,8 +121,8 @@ export function leaseIfRoom(ctx: StoreContext, images: string[], layers: string[
  * ChainIDs pinned by live leases (this process's and others'); drops leases whose owner died.
  * The caller holds the exclusive store lock.
  */
-export function leasedLayers(ctx: StoreContext): Set<string> {
-  const out = new Set<string>()
+export function leasedLayers(ctx: StoreContext): Set<ChainId> {
+  const out = new Set<ChainId>()
   for (const name of listDirSync(ctx.layout.leases)) {
     const file = path.join(ctx.layout.leases, name)
     let probe: NativeLock | null

@@ -9,6 +9,13 @@ import fsSync = require('node:fs')
 import path = require('node:path')
 import { fsp as fs, crypto } from './lazy'
 
+/** A temp file `put` writes beside its target: `.<target name>.<pid>.<8 hex digits>.tmp`. */
+const TEMP_NAME = /^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$/
+
+function tempFor(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`)
+}
+
 export class MetaWrites {
   readonly #staged: { tmp: string; target: string }[] = []
   readonly #madeDirs: string[] = []
@@ -24,7 +31,7 @@ export class MetaWrites {
 
   /** Writes `data` for `target` to a synced temp file beside it. */
   async put(target: string, data: string | Uint8Array): Promise<void> {
-    const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`)
+    const tmp = tempFor(target)
     this.#staged.push({ tmp, target })
     await writeFileSynced(tmp, data, 'wx')
   }
@@ -86,4 +93,48 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh.close()
   }
+}
+
+/** Whether process `pid` exists (a pid we may not signal exists too). */
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Removes the temp files that write sets of dead processes left beside their targets (a crash
+ * between `put` and `commit`), in `dirs` and below them, not descending into `skip`. A live
+ * process's temp files stay: it may be between its puts and its commit. Returns how many went.
+ */
+export async function sweepTemps(dirs: string[], skip: string[] = []): Promise<number> {
+  let removed = 0
+  const visit = async (dir: string): Promise<void> => {
+    if (skip.includes(dir)) return
+    let entries: fsSync.Dirent[]
+    try {
+      entries = await fs.readdir(dir, { withFileTypes: true })
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return
+      throw e
+    }
+    for (const ent of entries) {
+      const p = path.join(dir, ent.name)
+      if (ent.isDirectory()) {
+        await visit(p)
+        continue
+      }
+      const m = TEMP_NAME.exec(ent.name)
+      if (m && ent.isFile() && !alive(Number(m[1]))) {
+        await fs.rm(p, { force: true })
+        removed++
+      }
+    }
+  }
+  for (const d of dirs) await visit(d)
+  return removed
 }

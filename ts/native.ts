@@ -42,19 +42,10 @@ export function nativeLoaded(): boolean {
   return binding !== undefined
 }
 
-/**
- * A step of `fsBatch` (crates/strata-napi/src/fsbatch.rs): `target` is a symlink's target or a
- * rename's destination, `data` a file's contents, `mode` applies to mkdir/write/writeNew.
- */
-export interface NativeFsOp {
-  op: 'mkdir' | 'write' | 'writeNew' | 'symlink' | 'rename' | 'renameIfExists' | 'unlink' | 'removeAll' | 'syncfs'
-  path: string
-  target?: string
-  data?: string
-  mode?: number
-}
+/** A step of `fsBatch` (crates/strata-napi/src/fsbatch.rs), told apart by `op`. */
+export type NativeFsOp = import('../native/binding').NativeFsOp
 
 /** Runs the steps in one native task, in order, stopping at the first failure. */
 export function fsBatch(ops: NativeFsOp[]): Promise<void> {
-  return native.fsBatch(JSON.stringify(ops))
+  return native.fsBatch(ops)
 }

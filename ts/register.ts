@@ -9,12 +9,13 @@ import { StrataError } from './errors'
 import { LayerInfo, StagedLayer } from './layers'
 import { adoptBlob } from './content'
 import { Rollback } from './rollback'
+import type { ChainId, DiffId } from './chain'
 
 /** A layer an operation prepared: where it sits in its stack, and its staged files if extracted. */
 export interface PlannedLayer {
-  chainId: string
-  diffId: string
-  parentChainId?: string
+  chainId: ChainId
+  diffId: DiffId
+  parentChainId?: ChainId
   /** `blob`: the compressed bytes it came from, kept for the content store. */
   staged?: Omit<StagedLayer, 'diffId'> & { blob?: string }
 }
@@ -26,17 +27,17 @@ export interface PlannedLayer {
  * its blob) is taken back if the caller's operation fails later (ts/rollback.ts).
  */
 export class LayerRegistrar {
-  readonly #known = new Map<string, LayerInfo>()
-  readonly fresh: string[] = []
+  readonly #known = new Map<ChainId, LayerInfo>()
+  readonly fresh: ChainId[] = []
 
   constructor(
     private readonly ctx: StoreContext,
-    private readonly planned: (chainId: string) => PlannedLayer | undefined,
+    private readonly planned: (chainId: ChainId) => PlannedLayer | undefined,
     private readonly doing: string,
     private readonly undo?: Rollback,
   ) {}
 
-  async layer(chainId: string): Promise<LayerInfo> {
+  async layer(chainId: ChainId): Promise<LayerInfo> {
     const have = this.#known.get(chainId) ?? (await this.ctx.layers.get(chainId))
     if (have) {
       this.#known.set(chainId, have)

@@ -17,7 +17,7 @@ import { cleanup, CleanupReport, stagingLeftovers } from './cleanup'
 import type { LoadInput, LoadOptions, LoadResult } from './archive/load'
 import type { SaveOptions } from './archive/save'
 import type { ImportOptions } from './archive/import'
-import { Images, ImageUsers } from './images'
+import { Images } from './images'
 import { ioError } from './errors'
 import { Containers } from './containers/containers'
 import type { PullOptions, PullResult } from './registry/pull'
@@ -58,16 +58,14 @@ export class Store {
   readonly containers: Containers
   /** What the cleanup pass on open removed. */
   readonly recovered: CleanupReport
-  /** Hook the container layer sets so images know who uses them. */
-  #users: ImageUsers = async () => []
   #dockerConfig?: string
 
   private constructor(ctx: StoreContext, recovered: CleanupReport) {
     this.#ctx = ctx
     this.recovered = recovered
-    this.images = new Images(ctx, (id) => this.#users(id))
     this.containers = new Containers(ctx)
-    this.#users = (id) => this.containers.users(id)
+    // Images ask the containers who uses an image (rmi's conflict rules).
+    this.images = new Images(ctx, (id) => this.containers.users(id))
   }
 
   /**
@@ -219,11 +217,6 @@ export class Store {
     const images = await this.images.prune(opts)
     const buildCache = await this.pruneBuildCache({ all: Boolean(opts.all) })
     return { containers, images, buildCache, spaceReclaimed: containers.spaceReclaimed + images.spaceReclaimed + buildCache.reclaimed }
-  }
-
-  /** @internal used by the container layer. */
-  setImageUsers(users: ImageUsers): void {
-    this.#users = users
   }
 
   /** @internal */

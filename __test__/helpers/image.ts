@@ -14,13 +14,17 @@ export const sha256 = (b: Buffer | string): string => `sha256:${createHash('sha2
 
 const APPLETS = ['sh', 'ls', 'cat', 'echo', 'mkdir', 'rm', 'touch', 'true', 'false', 'sleep', 'id', 'stat', 'env', 'pwd', 'hostname', 'cp', 'mv', 'ln', 'chmod', 'readlink', 'wc', 'find', 'sync']
 
-export function busyboxEntries(): TarEntry[] {
+/**
+ * A busybox rootfs: the host's `/bin/busybox` with a hard link per applet, the mount points and
+ * a minimal /etc (also the base of bench/lib/containers-image.js, with its own applets).
+ */
+export function busyboxEntries(applets: string[] = APPLETS): TarEntry[] {
   const bin = fs.readFileSync('/bin/busybox')
   return [
     { name: 'bin/', type: 'dir' },
     { name: 'bin/busybox', data: bin, mode: 0o755 },
     // A hardlink header carries the inode's mode too (Docker applies it): keep it executable.
-    ...APPLETS.map((a): TarEntry => ({ name: `bin/${a}`, type: 'hardlink', linkname: 'bin/busybox', mode: 0o755 })),
+    ...applets.map((a): TarEntry => ({ name: `bin/${a}`, type: 'hardlink', linkname: 'bin/busybox', mode: 0o755 })),
     { name: 'dev/', type: 'dir' }, { name: 'proc/', type: 'dir' }, { name: 'sys/', type: 'dir' },
     { name: 'etc/', type: 'dir' },
     { name: 'etc/passwd', data: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' },

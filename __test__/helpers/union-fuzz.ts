@@ -30,22 +30,14 @@ import * as path from 'node:path'
 import * as os from 'node:os'
 import { createHash } from 'node:crypto'
 import { native } from '../../ts/native'
+import { testing } from './testing'
+import { rng } from './rng'
 import { UnionView } from '../../ts/view'
 
 export const EPOCH = 1_000_000_000
 const NORMALISED_XATTRS = ['trusted.overlay.origin', 'trusted.overlay.impure', 'trusted.overlay.uuid']
 
-/** mulberry32: small, seedable, good enough to pick operations. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { rng }
 
 /**
  * Mounts kernel overlayfs (`lowers` top first) as a container's rootfs is mounted: with the
@@ -54,7 +46,7 @@ export function rng(seed: number): () => number {
  */
 export function mountOverlay(lowers: string[], upper: string, work: string, mnt: string): void {
   const plan = native.containerMountPlan(lowers, upper, work, mnt)
-  native.unionMountOverlay(plan.lowerdirs, plan.upperdir, plan.workdir, plan.options ?? [], plan.target)
+  testing.unionMountOverlay(plan.lowerdirs, plan.upperdir, plan.workdir, plan.options ?? [], plan.target)
 }
 
 /**
@@ -63,7 +55,7 @@ export function mountOverlay(lowers: string[], upper: string, work: string, mnt:
  * afterwards, only the upper dir, whose writes are already complete.
  */
 export function umount(mnt: string, lazy = false): void {
-  native.unionUmount(mnt, lazy)
+  testing.unionUmount(mnt, lazy)
 }
 
 const NAMES = ['a', 'b', 'c', 'd']
@@ -130,9 +122,9 @@ function buildLayer(r: () => number, dir: string, below: string[]): string[] {
       fs.chmodSync(abs, pick(r, MODES))
     } else if (k < 0.6) {
       fs.mkdirSync(abs, { mode: pick(r, DIR_MODES) })
-      if (r() < 0.3) native.unionSetOpaque(abs)
+      if (r() < 0.3) testing.unionSetOpaque(abs)
     } else if (k < 0.75) {
-      native.unionMakeWhiteout(abs)
+      testing.unionMakeWhiteout(abs)
     } else if (k < 0.88) {
       fs.symlinkSync(relTarget(r, rel), abs)
     } else {
@@ -355,7 +347,7 @@ export async function walkMerged(f: FsLike): Promise<string[]> {
 
 /** Snapshot of a real upper dir into comparable lines (see the normalisations above). */
 export async function walkUpper(dir: string): Promise<string[]> {
-  const ents = await native.unionSnapshot(dir)
+  const ents = await testing.unionSnapshot(dir)
   return ents.map((e) => {
     const fmt = e.mode & 0o170000
     const type = fmt === 0o040000 ? 'd' : fmt === 0o100000 ? 'f' : fmt === 0o120000 ? 'l' : fmt === 0o020000 ? (e.rdev === 0 ? 'WH' : 'c') : `x${fmt.toString(8)}`

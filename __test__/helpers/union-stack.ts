@@ -3,6 +3,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as os from 'node:os'
 import { native } from '../../ts/native'
+import { testing } from './testing'
 
 export type Spec = Record<string, string | { dir: true; opaque?: boolean } | { whiteout: true } | { symlink: string }>
 
@@ -28,8 +29,8 @@ export function makeStack(layers: Spec[], base = os.tmpdir()): Stack {
       if (typeof v === 'string') fs.writeFileSync(p, v)
       else if ('dir' in v) {
         fs.mkdirSync(p, { recursive: true })
-        if (v.opaque) native.unionSetOpaque(p)
-      } else if ('whiteout' in v) native.unionMakeWhiteout(p)
+        if (v.opaque) testing.unionSetOpaque(p)
+      } else if ('whiteout' in v) testing.unionMakeWhiteout(p)
       else fs.symlinkSync(v.symlink, p)
     }
     return dir
@@ -44,7 +45,7 @@ export function makeStack(layers: Spec[], base = os.tmpdir()): Stack {
     mnt,
     cleanup() {
       try {
-        native.unionUmount(mnt, true)
+        testing.unionUmount(mnt, true)
       } catch {
         /* not mounted */
       }
@@ -56,9 +57,9 @@ export function makeStack(layers: Spec[], base = os.tmpdir()): Stack {
 /** Mounts the stack with the options of a container's rootfs (the native core's plan); read-only without the upper. */
 export function mount(s: Stack, withUpper = true): void {
   const options = native.containerMountPlan(s.lowers, s.upper, s.work, s.mnt).options ?? []
-  native.unionMountOverlay(s.lowers, withUpper ? s.upper : undefined, withUpper ? s.work : undefined, options, s.mnt)
+  testing.unionMountOverlay(s.lowers, withUpper ? s.upper : undefined, withUpper ? s.work : undefined, options, s.mnt)
 }
 
 export function umount(s: Stack): void {
-  native.unionUmount(s.mnt, false)
+  testing.unionUmount(s.mnt, false)
 }

@@ -19,38 +19,14 @@ const APPLETS = ['sh', 'true', 'false', 'echo', 'printf', 'cat', 'ls', 'mkdir', 
 
 const sha256 = (b) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`
 
-function octal(n, width) { return n.toString(8).padStart(width - 1, '0') + '\0' }
+// The tests' tar writer and busybox rootfs, so both build the same layer from the same recipe.
+require('tsx/cjs')
+const { tar: tarOf } = require('../../__test__/helpers/tar')
+const { busyboxEntries } = require('../../__test__/helpers/image')
 
-/** One ustar entry (names < 100 bytes only: all names here are short). */
-function tarEntry({ name, type = 'file', data, mode, linkname = '' }) {
-  const flag = { file: '0', hardlink: '1', symlink: '2', dir: '5' }[type]
-  const body = type === 'file' ? Buffer.from(data ?? '') : Buffer.alloc(0)
-  if (Buffer.byteLength(name) >= 100 || Buffer.byteLength(linkname) >= 100) throw new Error(`tar name too long: ${name}`)
-  const h = Buffer.alloc(512)
-  h.write(name, 0)
-  h.write(octal(mode ?? (type === 'dir' ? 0o755 : 0o644), 8), 100)
-  h.write(octal(0, 8), 108)
-  h.write(octal(0, 8), 116)
-  h.write(octal(body.length, 12), 124)
-  h.write(octal(MTIME, 12), 136)
-  h.write('        ', 148)
-  h.write(flag, 156)
-  h.write(linkname, 157)
-  h.write('ustar\0', 257)
-  h.write('00', 263)
-  h.write('root', 265)
-  h.write('root', 297)
-  h.write(octal(0, 8), 329)
-  h.write(octal(0, 8), 337)
-  let sum = 0
-  for (const b of h) sum += b
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148)
-  const pad = body.length % 512 ? Buffer.alloc(512 - (body.length % 512)) : Buffer.alloc(0)
-  return Buffer.concat([h, body, pad])
-}
-
+/** A tar of `entries`, every one with the fixed mtime (the same bytes on every build). */
 function tar(entries) {
-  return Buffer.concat([...entries.map(tarEntry), Buffer.alloc(1024)])
+  return tarOf(entries.map((e) => ({ ...e, mtime: MTIME })))
 }
 
 /** Bytes from a fixed-key AES-CTR keystream: incompressible, the same on every build. */
@@ -64,20 +40,7 @@ function detBytes(size, seed) {
  * commit benchmark deletes (so the committed layer carries a whiteout).
  */
 function busyboxLayer() {
-  const bin = fs.readFileSync('/bin/busybox')
-  const entries = [
-    { name: 'bin/', type: 'dir' },
-    { name: 'bin/busybox', data: bin, mode: 0o755 },
-    ...APPLETS.map((a) => ({ name: `bin/${a}`, type: 'hardlink', linkname: 'bin/busybox', mode: 0o755 })),
-    { name: 'dev/', type: 'dir' }, { name: 'proc/', type: 'dir' }, { name: 'sys/', type: 'dir' },
-    { name: 'etc/', type: 'dir' },
-    { name: 'etc/passwd', data: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' },
-    { name: 'etc/group', data: 'root:x:0:\nnogroup:x:65534:\n' },
-    { name: 'root/', type: 'dir', mode: 0o700 },
-    { name: 'tmp/', type: 'dir', mode: 0o1777 },
-    { name: 'srv/', type: 'dir' },
-    { name: 'srv/old/', type: 'dir' },
-  ]
+  const entries = [...busyboxEntries(APPLETS), { name: 'srv/', type: 'dir' }, { name: 'srv/old/', type: 'dir' }]
   for (let d = 0; d < 8; d++) {
     entries.push({ name: `srv/old/d${d}/`, type: 'dir' })
     for (let f = 0; f < 8; f++) entries.push({ name: `srv/old/d${d}/f${f}`, data: detBytes(4096, `old-${d}-${f}`) })

@@ -21,17 +21,9 @@ const crypto = require('node:crypto')
 const IMAGE_TAG = 'bench/debian:latest'
 const CREATED = '2024-01-01T00:00:00Z'
 
-// xorshift128+ over BigInt is slow; a 32-bit mulberry32 is plenty for content.
-function prng(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+// The tests' seedable PRNG (mulberry32): plenty for content.
+require('tsx/cjs')
+const { rng: prng } = require('../../__test__/helpers/rng')
 
 // Incompressible bytes, deterministic: AES-CTR keystream of a fixed key.
 function randomBytes(size, seed) {

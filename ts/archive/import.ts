@@ -15,6 +15,8 @@ import { applyChanges } from '../changes'
 import { ImageConfig, imageIdOf } from '../imagedb'
 import { goArch } from '../platform'
 import { parseReference } from '../reference'
+import { DIFF_DIR } from '../layout'
+import { asBlobDigest, asDiffId, chainIdOf } from '../chain'
 import { fsp as fs } from '../lazy'
 
 export interface ImportOptions {
@@ -59,7 +61,7 @@ async function importIn(op: Operation, input: string | Readable, opts: ImportOpt
     const total = (await fs.stat(file)).size
     const dir = path.join(staging.dir, 'layer')
     await fs.mkdir(dir)
-    const req = { blobPath: file, offset: 0, length: total, dest: path.join(dir, 'diff'), tarSplit: path.join(staging.dir, 'layer.tar-split.json.gz') }
+    const req = { blobPath: file, offset: 0, length: total, dest: path.join(dir, DIFF_DIR), tarSplit: path.join(staging.dir, 'layer.tar-split.json.gz') }
     // Reports only go forward (a late one from the native queue is dropped), and the last one
     // (all bytes read) comes before the image is registered, so what the callback throws counts.
     let reported = -1
@@ -71,6 +73,8 @@ async function importIn(op: Operation, input: string | Readable, opts: ImportOpt
     const [res] = await call(() => native.applyLayers([req], progress ? (_i: number, b: number) => progress(b) : undefined, op.cancel))
     progress?.(total)
     op.check()
+    const diffId = asDiffId(res.diffId)
+    const chainId = chainIdOf(undefined, diffId)
     const created = new Date().toISOString()
     const comment = opts.message ?? `Imported from ${opts.sourceName ?? (typeof input === 'string' ? input : '-')}`
     const config: ImageConfig = {
@@ -80,13 +84,13 @@ async function importIn(op: Operation, input: string | Readable, opts: ImportOpt
       created,
       history: [{ created, comment }],
       os: opts.platform?.os ?? 'linux',
-      rootfs: { type: 'layers', diff_ids: [res.diffId] },
+      rootfs: { type: 'layers', diff_ids: [diffId] },
     }
     const raw = Buffer.from(JSON.stringify(config))
     // All or nothing: a failure after the layer or the image appeared (a full disk) takes them back.
     return await op.locked('exclusive', () => op.commit(() => allOrNothing(async (undo) => {
-      const staged = { dir, tarSplit: req.tarSplit, diffId: res.diffId, size: res.size, ...(res.compression !== 'none' ? { compressedDigest: res.digest } : {}) }
-      if (await ctx.layers.register(staged, res.diffId, undefined)) undo.add(`layer ${res.diffId}`, () => ctx.layers.remove(res.diffId))
+      const staged = { dir, tarSplit: req.tarSplit, diffId, size: res.size, ...(res.compression !== 'none' ? { compressedDigest: asBlobDigest(res.digest) } : {}) }
+      if (await ctx.layers.register(staged, chainId, undefined)) undo.add(`layer ${chainId}`, () => ctx.layers.remove(chainId))
       const id = imageIdOf(raw)
       if (!(await ctx.images.has(id))) {
         await ctx.images.put(raw)

@@ -23,17 +23,18 @@ import { call, ioError, StrataError } from '../errors'
 import { TarSource, DirSource, ArchiveSource } from './source'
 import { readArchiveImages, ArchiveImage } from './manifest'
 import { parseConfig, imageIdOf } from '../imagedb'
-import { chainIdsOf } from '../chain'
+import { asBlobDigest, chainIdsOf, type ChainId, type DiffId } from '../chain'
 import { LayerRegistrar, PlannedLayer as Planned } from '../register'
 import { setTags } from '../tags'
 import { allOrNothing } from '../rollback'
+import { DIFF_DIR } from '../layout'
 import { fsp as fs, streamPromises } from '../lazy'
 
 export interface LoadProgress {
   /** Index of the layer among those being extracted. */
   layer: number
   layers: number
-  diffId: string
+  diffId: DiffId
   /** Bytes of the layer blob read so far, and its total size. */
   current: number
   total: number
@@ -120,8 +121,8 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
     if (archived.length === 0) throw new StrataError('CorruptArchive', `${src.description}: archive holds no image`)
 
     // Configs, image IDs, the layer plan.
-    const images: { raw: Buffer; id: string; chainIds: string[]; tags: string[]; mediaType?: string }[] = []
-    const plan = new Map<string, PlannedLayer>()
+    const images: { raw: Buffer; id: string; chainIds: ChainId[]; tags: string[]; mediaType?: string }[] = []
+    const plan = new Map<ChainId, PlannedLayer>()
     for (const a of archived) {
       const raw = await src.read(a.configName)
       const id = imageIdOf(raw)
@@ -151,7 +152,7 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
         await fs.mkdir(dir)
         return {
           blobPath: loc.path, offset: loc.offset, length: loc.length,
-          dest: path.join(dir, 'diff'),
+          dest: path.join(dir, DIFF_DIR),
           tarSplit: path.join(staging.dir, `layer-${round}-${i}.tar-split.json.gz`),
           expectedDiffId: p.diffId,
           ...(p.source.digest ? { expectedDigest: p.source.digest } : {}),
@@ -182,7 +183,7 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
         }
         todo[i].staged = {
           dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,
-          ...(r.compression !== 'none' ? { compressedDigest: r.digest } : {}),
+          ...(r.compression !== 'none' ? { compressedDigest: asBlobDigest(r.digest) } : {}),
           ...(blob ? { blob } : {}),
         }
       }))

@@ -20,9 +20,8 @@ import { leaseIfRoom } from '../leases'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
 import { resolveImage, refKey } from '../tags'
-import { chainIdsOf } from '../chain'
+import { chainIdsOf, type ChainId } from '../chain'
 import { parseNormalizedNamed } from '../reference'
-import { refsIn } from '../repositories'
 import { hex } from '../layout'
 import { randomHex } from '../fsx'
 import { fsp as fs, crypto } from '../lazy'
@@ -74,7 +73,6 @@ async function selectImages(ctx: StoreContext, names: string[]): Promise<Map<str
     if (ref && ref.digest === undefined) tags.push(refKey(ref))
     chosen.set(id, [...new Set(tags)])
   }
-  void refsIn
   return chosen
 }
 
@@ -84,10 +82,10 @@ export async function buildMembers(ctx: StoreContext, names: string[], format: S
 }
 
 /** The members of the archive, and the images and layers (ChainIDs) they come from. */
-async function planArchive(ctx: StoreContext, names: string[], format: SaveFormat): Promise<{ members: Member[]; images: string[]; layers: string[] }> {
+async function planArchive(ctx: StoreContext, names: string[], format: SaveFormat): Promise<{ members: Member[]; images: string[]; layers: ChainId[] }> {
   if (names.length === 0) throw new StrataError('InvalidArgument', 'save needs at least one image')
   const chosen = await selectImages(ctx, names)
-  const layers: string[] = []
+  const layers: ChainId[] = []
   const blobs = new Map<string, Member>()
   const manifestJson: { Config: string; RepoTags: string[] | null; Layers: string[] }[] = []
   const index: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[] = []

@@ -26,7 +26,7 @@ import { call, StrataError } from '../errors'
 import { resolveImage, setTags, refKey } from '../tags'
 import { writeAll } from '../metawrites'
 import { parseReference, parseNormalizedNamed, withDefaultTag } from '../reference'
-import { chainIdsOf } from '../chain'
+import { chainIdsOf, type ChainId, type DiffId } from '../chain'
 import { goArch } from '../platform'
 import { readIfExists } from '../fsx'
 import { imageIdOf } from '../imagedb'
@@ -624,14 +624,14 @@ export class Builder {
   // ---- filesystem steps ------------------------------------------------------------------
 
   /** Diff dirs of a stage's layers, top first (the lowers of a step mount). */
-  async #lowers(diffIds: string[]): Promise<string[]> {
+  async #lowers(diffIds: DiffId[]): Promise<string[]> {
     if (diffIds.length === 0) return []
     const chain = chainIdsOf(diffIds)
     const stack = await this.#ctx.layers.stack(chain[chain.length - 1])
     return stack.map((l) => this.#ctx.layout.diffDir(l.cacheId))
   }
 
-  #parentChain(s: StageState): string {
+  #parentChain(s: StageState): ChainId | '' {
     const chain = chainIdsOf(s.image.rootfs.diff_ids)
     return chain[chain.length - 1] ?? ''
   }
@@ -692,7 +692,7 @@ export class Builder {
   }
 
   /** Makes a step's layer in a fresh step space and records it. */
-  async #make(s: StageState, opts: { name: string; key: string; createdBy: string; line: number; work: (space: StepSpace, vertex: number) => Promise<void> }, vertex: number, parentChain: string): Promise<CacheRecord> {
+  async #make(s: StageState, opts: { name: string; key: string; createdBy: string; line: number; work: (space: StepSpace, vertex: number) => Promise<void> }, vertex: number, parentChain: ChainId | ''): Promise<CacheRecord> {
     let rec: CacheRecord
     const space = await StepSpace.create(this.#ctx, await this.#stagingDir(), `step-${++this.#stepCounter}`)
     try {
@@ -701,14 +701,10 @@ export class Builder {
       const sealed = await space.seal(this.#cancel)
       const created = nowRfc3339Nano()
       rec = await this.#ctx.exclusive(async () => {
-        let chainId = parentChain
-        let diffId: string | null = null
-        if (!sealed.empty) {
-          const layer = await space.register(sealed, s.image.rootfs.diff_ids)
-          chainId = layer.chainId
-          diffId = sealed.diffId
-        }
-        const r: CacheRecord = { v: 1, key: opts.key, parent: parentChain, chainId, diffId, size: sealed.size, created, createdBy: opts.createdBy, description: opts.name }
+        const made = sealed.empty
+          ? { chainId: parentChain, diffId: null }
+          : { chainId: (await space.register(sealed, s.image.rootfs.diff_ids)).chainId, diffId: sealed.diffId }
+        const r: CacheRecord = { v: 1, key: opts.key, parent: parentChain, ...made, size: sealed.size, created, createdBy: opts.createdBy, description: opts.name }
         await this.#ctx.buildCache.put(r)
         return r
       })
@@ -834,7 +830,7 @@ export class Builder {
     let keyed: unknown
     let planned: PlannedSource[] = []
     let digests = new Map<string, string>()
-    let fromDiffIds: string[] | undefined
+    let fromDiffIds: DiffId[] | undefined
     if (heredocSources.length > 0) {
       const files = heredocSources.map((w) => {
         const h = c.heredocs.find((x) => w.includes(x.name))!
@@ -905,7 +901,7 @@ export class Builder {
    * What the sources of a `COPY --from` hold (./fromkey.ts): from the memo of the source's
    * top ChainID, else hashed through a read-only mount of its layers.
    */
-  async #fromContent(diffIds: string[], sources: string[], withMode: boolean, withOwner: boolean, line: number): Promise<string> {
+  async #fromContent(diffIds: DiffId[], sources: string[], withMode: boolean, withOwner: boolean, line: number): Promise<string> {
     const chain = chainIdsOf(diffIds)
     const req = { dir: this.#ctx.layout.fromKeys, chainId: chain[chain.length - 1] ?? '', sources, withMode, withOwner, line }
     const memo = cachedFromKey(req)
@@ -932,7 +928,7 @@ export class Builder {
   }
 
   /** A stage's (or image's) filesystem, read-only, for COPY --from. */
-  async #mountReadOnly(diffIds: string[], at: string): Promise<{ root: string; unmount: () => Promise<void> }> {
+  async #mountReadOnly(diffIds: DiffId[], at: string): Promise<{ root: string; unmount: () => Promise<void> }> {
     const lowers = await this.#lowers(diffIds)
     await fs.mkdir(at, { recursive: true })
     if (lowers.length === 0) return { root: at, unmount: async () => undefined }

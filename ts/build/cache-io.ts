@@ -23,8 +23,9 @@ import { createHash } from 'node:crypto'
 import { StoreContext } from '../context'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
-import { hex } from '../layout'
+import { DIFF_DIR, hex } from '../layout'
 import { CacheRecord } from './cache'
+import { asDiffId, chainIdOf } from '../chain'
 
 export interface CacheSpec {
   type: 'local'
@@ -110,7 +111,7 @@ export async function exportCache(ctx: StoreContext, keys: string[], spec: Cache
     const have = await fs.stat(blob).catch(() => undefined)
     if (!have) {
       const l = await ctx.layers.must(r.chainId)
-      await call(() => native.writeLayerFile(ctx.layers.diffDir(l), ctx.layers.tarSplitPath(r.chainId), `${blob}.tmp`, r.diffId!))
+      await call(() => native.writeLayerFile(ctx.layers.diffDir(l), ctx.layers.tarSplitPath(r.chainId), `${blob}.tmp`, r.diffId))
       await fs.rename(`${blob}.tmp`, blob)
       written++
     }
@@ -145,7 +146,7 @@ export async function importCache(ctx: StoreContext, spec: CacheSpec): Promise<{
       if (await ctx.buildCache.get(r.key)) continue
       if (r.diffId !== null) {
         // The record's layer: its ChainID must follow from its parent and DiffID.
-        const expected = r.parent ? `sha256:${createHash('sha256').update(`${r.parent} ${r.diffId}`).digest('hex')}` : r.diffId
+        const expected = chainIdOf(r.parent || undefined, r.diffId)
         if (r.chainId !== expected) throw new StrataError('CorruptArchive', `cache record ${r.key}: chain ${r.chainId} does not follow from ${r.parent} + ${r.diffId}`)
         if (r.parent && !(await ctx.layers.has(r.parent))) continue
         if (!(await ctx.layers.has(r.chainId))) {
@@ -155,10 +156,10 @@ export async function importCache(ctx: StoreContext, spec: CacheSpec): Promise<{
           const size = (await fs.stat(blob)).size
           // The tar-split lies beside the layer dir: registering renames the dir away first.
           const tarSplit = `${dir}.tar-split.json.gz`
-          const [res] = await call(() => native.applyLayers([{ blobPath: blob, offset: 0, length: size, dest: path.join(dir, 'diff'), tarSplit, expectedDiffId: r.diffId! }]))
+          const [res] = await call(() => native.applyLayers([{ blobPath: blob, offset: 0, length: size, dest: path.join(dir, DIFF_DIR), tarSplit, expectedDiffId: r.diffId }]))
           await ctx.exclusive(async () => {
             const parent = r.parent ? await ctx.layers.must(r.parent) : undefined
-            await ctx.layers.register({ dir, tarSplit, diffId: res.diffId, size: res.size }, r.chainId, parent)
+            await ctx.layers.register({ dir, tarSplit, diffId: asDiffId(res.diffId), size: res.size }, r.chainId, parent)
           })
           layers++
         }

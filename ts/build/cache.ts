@@ -38,21 +38,26 @@ import * as path from 'node:path'
 import { crypto } from '../lazy'
 import { Layout, hex } from '../layout'
 import { listDir, readIfExists, writeAtomic } from '../fsx'
+import type { ChainId, DiffId } from '../chain'
 
 export const CACHE_KEY_VERSION = 'strata-build-cache-v1'
 const RECORD_VERSION = 1
 
-export interface CacheRecord {
+export type CacheRecord = {
   v: number
   key: string
-  parent: string
-  chainId: string
-  diffId: string | null
+  /** ChainID of the layers the step ran on; '' for none (FROM scratch). */
+  parent: ChainId | ''
   size: number
   created: string
   createdBy: string
   description: string
-}
+} & (
+  /** The step made a layer. */
+  | { chainId: ChainId; diffId: DiffId }
+  /** The step changed nothing: `chainId` is the parent's. */
+  | { chainId: ChainId | ''; diffId: null }
+)
 
 /** A step's cache key (see the module comment for what goes in). */
 export function stepKey(parentChain: string, platform: string, step: unknown): string {
@@ -109,7 +114,7 @@ export class BuildCache {
   }
 
   /** ChainIDs the records name (their layers, and so every layer below, stay alive). */
-  async chainIds(): Promise<string[]> {
-    return [...new Set((await this.all()).map((r) => r.chainId).filter(Boolean))]
+  async chainIds(): Promise<ChainId[]> {
+    return [...new Set((await this.all()).flatMap((r) => (r.chainId ? [r.chainId] : [])))]
   }
 }

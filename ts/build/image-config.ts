@@ -7,6 +7,7 @@
  * times with nanoseconds) and the exporter's rules for history `created` times.
  */
 import { goQuote } from './shell'
+import type { DiffId } from '../chain'
 
 /** `config` of an image config, as BuildKit keeps it (field order is the JSON order). */
 export interface BkConfig {
@@ -40,7 +41,7 @@ export interface BkImage {
   os: string
   variant?: string
   config: BkConfig
-  rootfs: { type: string; diff_ids: string[] }
+  rootfs: { type: string; diff_ids: DiffId[] }
   history: BkHistory[]
 }
 
@@ -59,7 +60,7 @@ export function fromBaseConfig(raw: Record<string, unknown>): BkImage {
   }
   for (const k of ['User', 'ExposedPorts', 'Env', 'Entrypoint', 'Cmd', 'Volumes', 'WorkingDir', 'Labels', 'StopSignal', 'Healthcheck', 'ArgsEscaped', 'StopTimeout', 'Shell'] as const) copy(k)
   if (Array.isArray(c.OnBuild) && c.OnBuild.length > 0) cfg.OnBuild = [...(c.OnBuild as string[])]
-  const rootfs = (raw.rootfs ?? { type: 'layers', diff_ids: [] }) as { type: string; diff_ids: string[] }
+  const rootfs = (raw.rootfs ?? { type: 'layers', diff_ids: [] }) as { type: string; diff_ids: DiffId[] }
   return {
     ...(typeof raw.author === 'string' && raw.author ? { author: raw.author } : {}),
     architecture: String(raw.architecture ?? ''),

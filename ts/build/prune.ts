@@ -24,7 +24,7 @@
  */
 import * as fs from 'node:fs/promises'
 import { StoreContext } from '../context'
-import { chainIdsOf } from '../chain'
+import { chainIdsOf, type ChainId } from '../chain'
 import { StrataError } from '../errors'
 import { parseGoDuration } from './instructions'
 import type { CacheRecord } from './cache'
@@ -152,7 +152,7 @@ export async function pruneBuildCache(ctx: StoreContext, opts: PruneOptions = {}
     let reclaimed = 0
     const blobs: (string | undefined)[] = []
     for (const r of candidates) {
-      let cur: string | undefined = r.chainId
+      let cur: ChainId | '' | undefined = r.chainId
       while (cur && !used.has(cur)) {
         const l = await ctx.layers.get(cur)
         if (!l) break

@@ -30,9 +30,9 @@ import { StoreContext } from '../context'
 import { native } from '../native'
 import { call } from '../errors'
 import { exists, randomHex } from '../fsx'
-import { DIFF_DIR } from '../layout'
+import { DIFF_DIR, LAYER_FILE } from '../layout'
 import { LayerInfo } from '../layers'
-import { chainIdsOf } from '../chain'
+import { asDiffId, chainIdsOf, type DiffId } from '../chain'
 
 /** sha256 of an empty tar: a step that changed nothing. */
 export const EMPTY_LAYER = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
@@ -57,7 +57,7 @@ export async function ensureStub(ctx: StoreContext): Promise<string> {
 }
 
 export interface Sealed {
-  diffId: string
+  diffId: DiffId
   size: number
   empty: boolean
 }
@@ -75,7 +75,7 @@ export class StepSpace {
     this.diff = path.join(this.layerDir, DIFF_DIR)
     this.work = path.join(dir, 'work')
     this.merged = path.join(dir, 'merged')
-    this.tarSplit = path.join(dir, 'tar-split.json.gz')
+    this.tarSplit = path.join(dir, LAYER_FILE.tarSplit)
   }
 
   static async create(ctx: StoreContext, staging: string, name: string): Promise<StepSpace> {
@@ -105,7 +105,7 @@ export class StepSpace {
   async seal(cancel?: InstanceType<typeof native.NativeCancel>): Promise<Sealed> {
     await this.unmount()
     const r = await call(() => native.sealLayer(this.diff, this.tarSplit, cancel))
-    return { diffId: r.diffId, size: r.size, empty: r.entries === 0 }
+    return { diffId: asDiffId(r.diffId), size: r.size, empty: r.entries === 0 }
   }
 
   /**
@@ -113,7 +113,7 @@ export class StepSpace {
    * returns the layer (an existing one when the same ChainID is already in the store). Caller
    * holds the store lock.
    */
-  async register(sealed: Sealed, parentDiffIds: string[]): Promise<LayerInfo> {
+  async register(sealed: Sealed, parentDiffIds: DiffId[]): Promise<LayerInfo> {
     const chain = chainIdsOf([...parentDiffIds, sealed.diffId])
     const chainId = chain[chain.length - 1]
     const parentChain = chain.length > 1 ? chain[chain.length - 2] : undefined

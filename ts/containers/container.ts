@@ -13,7 +13,7 @@ import { copyToStream } from '../streams'
 import { native } from '../native'
 import { call, StrataError } from '../errors'
 import { readIfExists, readFileIfExists } from '../fsx'
-import { chainIdsOf } from '../chain'
+import { asChainId, asDiffId, chainIdsOf, type DiffId } from '../chain'
 import { applyChanges } from '../changes'
 import { tagIn } from '../tags'
 import { allOrNothing } from '../rollback'
@@ -22,6 +22,7 @@ import { parseReference } from '../reference'
 import { ImageConfig, ContainerConfig, imageIdOf } from '../imagedb'
 import { dockerConfig } from '../images'
 import { ContainerPaths } from './layout'
+import { DIFF_DIR, LAYER_FILE, MOUNT_FILE } from '../layout'
 import { ContainerRecord, readRecord, readHostConfig, writeRecord } from './record'
 import { INIT_PATHS } from './plan'
 import { pidAlive, processStartTime, readMountPlan } from './mounts'
@@ -40,7 +41,7 @@ import type { CopyFromOptions, CopyToOptions, CopyResult } from './copy'
 import type { ContainerFiles, CopyHost, PathStat } from './archive-path'
 
 /** sha256 of an empty tar (1024 zero bytes): a commit with no changes adds no layer (Docker's rule). */
-export const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef'
+export const EMPTY_TAR_DIFF_ID = asDiffId('sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef')
 
 export interface RunOptions {
   /** Fed to the process when the container was created with `openStdin` (`-i`). */
@@ -147,9 +148,9 @@ export class Container {
     const mountId = await this.#mountId()
     const layout = this.#ctx.layout
     // No init-id: a container of an image as deep as the kernel allows has no init layer.
-    const initId = (await readIfExists(path.join(this.paths.mountMeta, 'init-id')))?.trim()
-    const parent = (await readIfExists(path.join(this.paths.mountMeta, 'parent')))?.trim()
-    const below = parent ? (await this.#ctx.layers.stack(parent)).map((l) => layout.diffDir(l.cacheId)) : []
+    const initId = (await readIfExists(path.join(this.paths.mountMeta, MOUNT_FILE.initId)))?.trim()
+    const parent = (await readIfExists(path.join(this.paths.mountMeta, MOUNT_FILE.parent)))?.trim()
+    const below = parent ? (await this.#ctx.layers.stack(asChainId(parent))).map((l) => layout.diffDir(l.cacheId)) : []
     return {
       lowerDirs: initId ? [layout.diffDir(initId), ...below] : below, upperDir: layout.diffDir(mountId), workDir: layout.workDir(mountId),
       mergedDir: layout.mergedDir(mountId), ...(initId ? { initDir: layout.diffDir(initId) } : {}),
@@ -419,10 +420,11 @@ export class Container {
     try {
       const layerDir = path.join(staging.dir, 'layer')
       await fs.mkdir(layerDir)
-      const tarSplit = path.join(staging.dir, 'tar-split.json.gz')
-      let committed: { diffId: string; size: number }
+      const tarSplit = path.join(staging.dir, LAYER_FILE.tarSplit)
+      let committed: { diffId: DiffId; size: number }
       try {
-        committed = await call(() => native.commitLayer(ctx.layout.diffDir(mountId), path.join(layerDir, 'diff'), tarSplit, op.cancel))
+        const made = await call(() => native.commitLayer(ctx.layout.diffDir(mountId), path.join(layerDir, DIFF_DIR), tarSplit, op.cancel))
+        committed = { diffId: asDiffId(made.diffId), size: made.size }
       } finally {
         if (paused) {
           await runtime.resume(this.id).catch(() => undefined)

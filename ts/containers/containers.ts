@@ -15,10 +15,10 @@ import { StoreContext } from '../context'
 import { StrataError } from '../errors'
 import { listDir, randomHex, readIfExists, exists } from '../fsx'
 import { resolveImage } from '../tags'
-import { chainIdsOf } from '../chain'
+import { asChainId, chainIdsOf, type ChainId } from '../chain'
 import { ContainerConfig } from '../imagedb'
 import { ImageUser } from '../images'
-import { LINK_FILE, LOWER_FILE } from '../layout'
+import { LINK_FILE, LOWER_FILE, MOUNT_FILE } from '../layout'
 import { ContainerPaths } from './layout'
 import { Skeletons, stagedContainer } from './skeleton'
 import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, NetworkMode, readHostConfig } from './record'
@@ -247,7 +247,7 @@ export class Containers {
       const fill = (file: string, data: string | undefined): void => {
         ops.push(data === undefined ? { op: 'unlink', path: file } : { op: 'write', path: file, data })
       }
-      fill(path.join(sk.meta, 'parent'), top?.chainId)
+      fill(path.join(sk.meta, MOUNT_FILE.parent), top?.chainId)
       let containerLower = imageLower
       if (sk.init) {
         fill(path.join(sk.init.dir, LOWER_FILE), imageLower)
@@ -397,15 +397,15 @@ export class Containers {
 
   async #sizes(ids: string[]): Promise<{ sizeRw: number; sizeRootFs: number }[]> {
     const uppers = await Promise.all(ids.map(async (id) => {
-      const mountId = (await readIfExists(path.join(this.paths(id).mountMeta, 'mount-id')))?.trim()
+      const mountId = (await readIfExists(path.join(this.paths(id).mountMeta, MOUNT_FILE.mountId)))?.trim()
       return mountId ? this.ctx.layout.diffDir(mountId) : ''
     }))
     const rw = await call(() => native.treeSizes(uppers.map((u) => u || '/nonexistent-strata-layer')))
     const out: { sizeRw: number; sizeRootFs: number }[] = []
     for (const [i, id] of ids.entries()) {
-      const parent = (await readIfExists(path.join(this.paths(id).mountMeta, 'parent')))?.trim()
+      const parent = (await readIfExists(path.join(this.paths(id).mountMeta, MOUNT_FILE.parent)))?.trim()
       let image = 0
-      for (let cur = parent; cur;) {
+      for (let cur = parent ? asChainId(parent) : undefined; cur;) {
         const l = await this.ctx.layers.get(cur)
         if (!l) break
         image += l.size
@@ -492,7 +492,7 @@ export class Containers {
   async #destroy(id: string, imageId?: string): Promise<void> {
     const p = this.paths(id)
     const layout = this.ctx.layout
-    const [mountId, initId, parent] = await Promise.all(['mount-id', 'init-id', 'parent'].map(async (f) => (await readIfExists(path.join(p.mountMeta, f)))?.trim()))
+    const [mountId, initId, parent] = await Promise.all([MOUNT_FILE.mountId, MOUNT_FILE.initId, MOUNT_FILE.parent].map(async (f) => (await readIfExists(path.join(p.mountMeta, f)))?.trim()))
     if (mountId) await this.#mounts.releaseAll(mountId)
     await (await runtimeOf(this.ctx, p)).delete(id, true).catch(() => undefined)
     // Every tree leaves the store's namespace with one rename: the container's dir first (the
@@ -516,13 +516,13 @@ export class Containers {
     await call(() => fsBatch(ops))
     this.ctx.reclaim(trash)
     // The image's own chain keeps every layer below this container alive while the image exists.
-    if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.#releaseImageLayers(parent)
+    if (parent && !(imageId && (await this.ctx.images.has(imageId)))) await this.#releaseImageLayers(asChainId(parent))
   }
 
-  async #releaseImageLayers(parent: string): Promise<void> {
+  async #releaseImageLayers(parent: ChainId): Promise<void> {
     const used = await this.ctx.usedLayers()
     const blobs: (string | undefined)[] = []
-    for (let cur: string | undefined = parent; cur && !used.has(cur);) {
+    for (let cur: ChainId | undefined = parent; cur && !used.has(cur);) {
       const l = await this.ctx.layers.get(cur)
       if (!l) break
       await this.ctx.layers.remove(cur)
@@ -584,7 +584,7 @@ export class Containers {
     if (!rec) return true
     if (pauserDied(rec)) return true
     if (rec.State.Running && !(rec.Supervisor && pidAlive(rec.Supervisor))) return true
-    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
+    const mountId = (await readIfExists(path.join(p.mountMeta, MOUNT_FILE.mountId)))?.trim()
     if (!mountId) return false
     const refs = await readRefs(p)
     const live = liveRefs(refs, rec.State.Running)
@@ -597,8 +597,8 @@ export class Containers {
     // A commit died between `runc pause` and `runc resume`.
     await this.#thaw(p)
     const rec = await readRecord(p)
-    const mountId = (await readIfExists(path.join(p.mountMeta, 'mount-id')))?.trim()
-    const initId = (await readIfExists(path.join(p.mountMeta, 'init-id')))?.trim()
+    const mountId = (await readIfExists(path.join(p.mountMeta, MOUNT_FILE.mountId)))?.trim()
+    const initId = (await readIfExists(path.join(p.mountMeta, MOUNT_FILE.initId)))?.trim()
     // No record, or a record whose layers never all got in place (a create that crashed before
     // its final sync, which it had not reported done): the container goes.
     const layersMissing = !mountId || !(await exists(this.ctx.layout.layerDir(mountId))) || (initId !== undefined && !(await exists(this.ctx.layout.layerDir(initId))))

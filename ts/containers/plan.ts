@@ -47,7 +47,10 @@ export function containerMountPlan(layout: Layout, mountId: string, lower: strin
   return native.containerMountPlan(lowerDirs(layout, lower), layout.diffDir(mountId), layout.workDir(mountId), layout.mergedDir(mountId))
 }
 
-export type InitEntry = { path: string; type: 'dir' | 'file'; target?: undefined } | { path: string; type: 'symlink'; target: string }
+export type InitEntry =
+  | { path: string; type: 'dir'; target?: undefined }
+  | { path: string; type: 'file'; target?: undefined }
+  | { path: string; type: 'symlink'; target: string }
 
 /** Docker's init layer (daemon/initlayer): mount points and placeholders every container gets. */
 export const INIT_ENTRIES: readonly InitEntry[] = [

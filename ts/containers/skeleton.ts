@@ -34,7 +34,7 @@ import { StoreContext, Staging } from '../context'
 import { randomHex, randomBase32 } from '../fsx'
 import { NativeFsOp, fsBatch } from '../native'
 import { call } from '../errors'
-import { LINK_FILE, LOWER_FILE, DIFF_DIR, WORK_DIR, MERGED_DIR, SHORT_LINK_LENGTH } from '../layout'
+import { LINK_FILE, LOWER_FILE, DIFF_DIR, WORK_DIR, MERGED_DIR, SHORT_LINK_LENGTH, MOUNT_FILE } from '../layout'
 import { ContainerPaths, INIT_SUFFIX } from './layout'
 import { INIT_ENTRIES } from './plan'
 import { emptyRefsFile } from './mounts'
@@ -102,9 +102,9 @@ export class Skeletons {
     }
     this.#outstanding.add(id)
     ops.push({ op: 'mkdir', path: sk.meta, mode: 0o755 })
-    ops.push({ op: 'writeNew', path: path.join(sk.meta, 'mount-id'), data: mountId })
-    if (sk.init) ops.push({ op: 'writeNew', path: path.join(sk.meta, 'init-id'), data: sk.init.cacheId })
-    ops.push({ op: 'writeNew', path: path.join(sk.meta, 'parent'), data: '' })
+    ops.push({ op: 'writeNew', path: path.join(sk.meta, MOUNT_FILE.mountId), data: mountId })
+    if (sk.init) ops.push({ op: 'writeNew', path: path.join(sk.meta, MOUNT_FILE.initId), data: sk.init.cacheId })
+    ops.push({ op: 'writeNew', path: path.join(sk.meta, MOUNT_FILE.parent), data: '' })
 
     if (sk.init) {
       layerDirOps(ops, sk.init)

@@ -14,6 +14,7 @@ import { StrataError } from '../errors'
 import { readIfExists, readBytesIfExists, readFileIfExists } from '../fsx'
 import { MetaWrites, fsyncDir } from '../metawrites'
 import { ContainerPaths, runcRoot } from './layout'
+import { MOUNT_FILE } from '../layout'
 import { ContainerRecord, parseRecord, readHostConfig } from './record'
 import { MountManager, MountRef } from './mounts'
 import { buildSpec, processEnv, resolveUser } from './spec'
@@ -51,7 +52,7 @@ export async function runtimeOf(ctx: StoreContext, p: ContainerPaths): Promise<R
 }
 
 export async function mountIdOf(p: ContainerPaths): Promise<string> {
-  const v = await readIfExists(path.join(p.mountMeta, 'mount-id'))
+  const v = await readIfExists(path.join(p.mountMeta, MOUNT_FILE.mountId))
   if (!v?.trim()) throw new StrataError('ContainerNotFound', `container ${p.id} has no writable layer`)
   return v.trim()
 }

@@ -21,7 +21,7 @@ import { StoreContext, throwIfAborted } from '../context'
 import { call, StrataError } from '../errors'
 import { parseNormalizedNamed, Reference, withTag, trimNamed } from '../reference'
 import { parseConfig } from '../imagedb'
-import { chainIdsOf } from '../chain'
+import { asBlobDigest, chainIdsOf, type DiffId } from '../chain'
 import { tagIn } from '../tags'
 import { writeAll } from '../metawrites'
 import { allOrNothing } from '../rollback'
@@ -290,7 +290,7 @@ async function pullOne(
         results.forEach((r, i) => {
           todo[i].staged = {
             dir: path.dirname(reqs[i].dest), tarSplit: reqs[i].tarSplit, size: r.size,
-            ...(r.compression !== 'none' ? { compressedDigest: r.digest } : {}),
+            ...(r.compression !== 'none' ? { compressedDigest: asBlobDigest(r.digest) } : {}),
             blob: r.blob,
           }
         })
@@ -344,7 +344,7 @@ async function pullOne(
   }
 }
 
-async function allPresent(ctx: StoreContext, diffIds: string[]): Promise<boolean> {
+async function allPresent(ctx: StoreContext, diffIds: DiffId[]): Promise<boolean> {
   for (const c of chainIdsOf(diffIds)) if (!(await ctx.layers.has(c))) return false
   return true
 }

@@ -19,7 +19,7 @@ import { pushTransport } from './push-transport'
 import { StoreContext } from '../context'
 import { StrataError } from '../errors'
 import { parseNormalizedNamed, Reference } from '../reference'
-import { chainIdsOf } from '../chain'
+import { asBlobDigest, chainIdsOf } from '../chain'
 import { hex } from '../layout'
 import { LayerInfo } from '../layers'
 import { ImageOrigin, LayerToPush, PushOptions, PushProgress, PushResult, PushTransport, SentBlob, pushTag } from './push'
@@ -87,7 +87,7 @@ export function storePushDeps(ctx: StoreContext, config: DockerConfig): PushDeps
       },
       async adopt(layer, file, blob) {
         await adoptBlob(ctx, blob.digest, file)
-        await ctx.layers.setCompressedDigest(layer.chainId, blob.digest)
+        await ctx.layers.setCompressedDigest(layer.chainId, asBlobDigest(blob.digest))
       },
     },
     distribution: {

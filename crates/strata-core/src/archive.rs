@@ -11,6 +11,9 @@
 //!   (for OCI directories). Output is deterministic: ustar headers (PAX for long or
 //!   non-ASCII names and sizes ≥ 8 GiB), mtime 0, uid/gid 0, files 0644, directories 0755.
 //!   Regular output files are written under a temporary name and renamed into place.
+//!
+//! It must not extract layers (that is `layer`/`extract`: here a layer is only read back and its
+//! DiffID checked), nor choose which images, names or tags go in (TypeScript does).
 use crate::compress::{Compression, Decompressor};
 use crate::digest::DiffId;
 use crate::error::ErrorCode;

@@ -12,6 +12,9 @@
 //!
 //! The upper dir must come from a mount with `index=off,redirect_dir=off,metacopy=off`: a
 //! redirected directory or a metacopy-only file would not be a self-contained layer.
+//!
+//! It must not copy files nor touch the store's metadata: the caller renames the upper dir into
+//! place and registers the layer.
 use crate::digest::DiffId;
 use crate::error::ErrorCode;
 use crate::layertar::{write_sealing_tar, LayerTarError};

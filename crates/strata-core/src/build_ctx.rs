@@ -14,6 +14,9 @@
 //!   way, so the caller can check that what was copied is what the cache key was made of.
 //! * [`stat_in_root`] / [`read_in_root`]: what a path of a rootfs is (is the COPY destination
 //!   a directory?) and small files of it (`/etc/passwd` for `--chown=name`), confined likewise.
+//!
+//! It must not read `.dockerignore` nor compute cache keys (TypeScript does), nor decide what
+//! ADD unpacks (`crate::build_add`), and never writes outside the destination root.
 use crate::digest::{Digest, Hasher};
 use crate::error::{Coded, ErrorCode};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};

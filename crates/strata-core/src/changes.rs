@@ -26,6 +26,8 @@
 //! Output order: by path, component-wise (`/a`, `/a/b`, `/a b`): every directory before its
 //! contents, as the walk goes. (The engine builds its list from Go maps, so its order varies
 //! from call to call; strata's is the sorted one.)
+//!
+//! It must not walk the tree itself ([`crate::upperwalk`] does) nor change it.
 use crate::error::ErrorCode;
 use crate::upperwalk::{self, Descend, Entry, Node, Visitor, WalkError};
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, Stat};

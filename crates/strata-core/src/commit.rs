@@ -5,6 +5,9 @@
 //! a pipe into the layer extractor (`layer::extract_tar_stream`), which records its tar-split
 //! and extracts it into the new layer's `diff/`. The tar never touches the disk. The extractor
 //! (10,000 file creates for 10,000 files) is the slower side, so the hash goes to the walker's.
+//!
+//! It must not register the layer (the TypeScript layer store does, under the store lock) nor
+//! change the container's upper dir.
 use crate::digest::DiffId;
 use crate::error::ErrorCode;
 use crate::layer::{extract_tar_stream, LayerError};

@@ -6,6 +6,8 @@
 //! Multi-member gzip and multi-frame zstd streams are decoded to their end, and bytes
 //! after the last member are an error (as Go's `compress/gzip`, which Docker uses), so
 //! the compressed digest and the DiffID always cover the whole blob.
+//!
+//! It must not guess a format from a file name, nor stop reading before the end of the stream.
 use crate::error::ErrorCode;
 use crate::stream::{fault_of, Fault};
 use std::io::{self, BufReader, Read};

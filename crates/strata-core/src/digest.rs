@@ -1,9 +1,19 @@
 //! Content digests and the three layer identities that must never be confused.
 //!
-//! * [`DiffId`]   — sha256 of a layer's *uncompressed* tar stream (what `rootfs.diff_ids` lists).
-//! * compressed digest — sha256 of the blob as stored/transferred (gzip/zstd bytes), a plain [`Digest`].
-//! * [`ChainId`]  — identity of a layer *stack*: `ChainID(L0) = DiffID(L0)`,
+//! * [`DiffId`]     — sha256 of a layer's *uncompressed* tar stream (what `rootfs.diff_ids` lists).
+//! * [`BlobDigest`] — sha256 of the blob as stored/transferred (gzip/zstd bytes): a manifest's
+//!   layer digest. For an uncompressed blob it has the DiffID's value, still not its meaning.
+//! * [`ChainId`]    — identity of a layer *stack*: `ChainID(L0) = DiffID(L0)`,
 //!   `ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))`. The layer store is keyed by it.
+//!
+//! Each is a newtype over [`Digest`], so the compiler refuses one where another is meant; a
+//! value changes kind only by saying so ([`DiffId::from_digest`], [`chain_ids`]). This module
+//! owns the ChainID rule; it must not know where identities are stored.
+//!
+//! ```compile_fail
+//! use strata_core::digest::{ChainId, DiffId};
+//! let bottom: ChainId = DiffId::of(b""); // equal in value, but a DiffID is no ChainID
+//! ```
 use crate::error::ErrorCode;
 use sha2::{Digest as _, Sha256};
 use std::fmt;
@@ -59,18 +69,81 @@ impl fmt::Debug for Digest {
     }
 }
 
-/// sha256 of an uncompressed layer tar.
-pub type DiffId = Digest;
-/// Identity of a stack of layers, see the module docs.
-pub type ChainId = Digest;
+/// Declares a layer identity: a [`Digest`] that only converts to another kind explicitly.
+macro_rules! layer_identity {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Digest);
+
+        impl $name {
+            /// Parses and validates `sha256:<64 lowercase hex>`.
+            pub fn parse(s: &str) -> Result<Self, DigestError> {
+                Digest::parse(s).map(Self)
+            }
+            /// Names `d` as this identity: the caller knows what was hashed.
+            pub fn from_digest(d: Digest) -> Self {
+                Self(d)
+            }
+            pub fn digest(&self) -> &Digest {
+                &self.0
+            }
+            /// The 64 hex characters after `sha256:`.
+            pub fn hex(&self) -> &str {
+                self.0.hex()
+            }
+            pub fn as_str(&self) -> &str {
+                self.0.as_str()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+layer_identity!(
+    /// sha256 of an uncompressed layer tar.
+    DiffId
+);
+layer_identity!(
+    /// Identity of a stack of layers, see the module docs.
+    ChainId
+);
+layer_identity!(
+    /// sha256 of a layer blob as stored or sent (compressed or not).
+    BlobDigest
+);
+
+impl DiffId {
+    /// The DiffID of the uncompressed layer tar `tar`.
+    pub fn of(tar: &[u8]) -> Self {
+        Self(Digest::of(tar))
+    }
+}
+
+impl BlobDigest {
+    /// The digest of the blob `blob`.
+    pub fn of(blob: &[u8]) -> Self {
+        Self(Digest::of(blob))
+    }
+}
 
 /// ChainIDs of each prefix of `diff_ids` (bottom layer first).
 pub fn chain_ids(diff_ids: &[DiffId]) -> Vec<ChainId> {
     let mut out: Vec<ChainId> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {
         let next = match out.last() {
-            None => d.clone(),
-            Some(parent) => Digest::of(format!("{parent} {d}").as_bytes()),
+            None => ChainId(d.0.clone()),
+            Some(parent) => ChainId(Digest::of(format!("{parent} {d}").as_bytes())),
         };
         out.push(next);
     }
@@ -181,11 +254,11 @@ mod tests {
 
     #[test]
     fn chain_ids_follow_the_spec() {
-        let a = Digest::of(b"a");
-        let b = Digest::of(b"b");
+        let a = DiffId::from_digest(Digest::of(b"a"));
+        let b = DiffId::from_digest(Digest::of(b"b"));
         let ids = chain_ids(&[a.clone(), b.clone()]);
-        assert_eq!(ids[0], a);
-        assert_eq!(ids[1], Digest::of(format!("{a} {b}").as_bytes()));
+        assert_eq!(ids[0].digest(), a.digest());
+        assert_eq!(ids[1].digest(), &Digest::of(format!("{a} {b}").as_bytes()));
     }
 
     #[test]

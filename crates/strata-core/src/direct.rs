@@ -13,14 +13,15 @@
 //! clearing `O_DIRECT`. Any `EINVAL` from a direct write (an alignment the device does not
 //! accept) drops to buffered writes for the rest of the file. Durability is unchanged:
 //! the layer's `syncfs` still follows, and covers both kinds of write.
+//!
+//! It must not make a write fail that a buffered write would have done: where direct I/O is
+//! refused, the file simply stays buffered.
 use rustix::fd::AsFd;
 use rustix::fs::OFlags;
 use rustix::io::Errno;
-use std::alloc::{self, Layout};
 use std::fs::File;
 use std::io::{self, Write};
 use std::ops::{Deref, DerefMut};
-use std::ptr::NonNull;
 
 /// Bodies at least this large are written with `O_DIRECT`. Below it the synchronous
 /// device round trip costs more than the page-cache copy it saves.
@@ -30,8 +31,12 @@ pub const DIRECT_MIN: u64 = 256 * 1024;
 pub const ALIGN: usize = 4096;
 
 /// A zeroed heap buffer whose start is [`ALIGN`]-aligned; its length is a multiple of it.
+///
+/// A plain `Vec` one [`ALIGN`] longer than needed, used from its first aligned byte: no
+/// allocator calls of our own, and the block never moves (the `Vec` is never resized).
 pub struct AlignedBuf {
-    ptr: NonNull<u8>,
+    storage: Vec<u8>,
+    start: usize,
     len: usize,
 }
 
@@ -39,38 +44,25 @@ impl AlignedBuf {
     /// A buffer of `len` bytes rounded up to a multiple of [`ALIGN`].
     pub fn new(len: usize) -> Self {
         let len = len.max(1).div_ceil(ALIGN) * ALIGN;
-        let layout = Layout::from_size_align(len, ALIGN).expect("buffer layout");
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        AlignedBuf { ptr, len }
+        let storage = vec![0u8; len + ALIGN];
+        let addr = storage.as_ptr() as usize;
+        let start = addr.next_multiple_of(ALIGN) - addr;
+        AlignedBuf { storage, start, len }
     }
 }
 
 impl Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: ptr points to len initialised (zeroed, then written) bytes we own.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        &self.storage[self.start..self.start + self.len]
     }
 }
 
 impl DerefMut for AlignedBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and &mut self gives exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        &mut self.storage[self.start..self.start + self.len]
     }
 }
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in new() with exactly this layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.len, ALIGN)) }
-    }
-}
-
-// SAFETY: AlignedBuf owns its allocation like a Vec<u8> does.
-unsafe impl Send for AlignedBuf {}
 
 /// Writes one file body, sequentially from offset 0, direct where it can.
 pub struct BodyWriter<'f> {
@@ -156,8 +148,8 @@ mod tests {
 
     #[test]
     fn bodies_round_trip_at_every_awkward_size() {
-        // The store's own file system (ext4 on these machines) takes O_DIRECT; tmpfs may not.
-        let t = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        // The system temp dir: ext4 on these machines; tmpfs takes O_DIRECT too (Linux >= 6.6).
+        let t = tempfile::tempdir().unwrap();
         let big = DIRECT_MIN as usize;
         for len in [0, 1, 4095, 4096, 4097, big - 1, big, big + 1, big + 4096, 3 * big + 123, (1 << 20) + 7] {
             let data = pattern(len);
@@ -172,7 +164,7 @@ mod tests {
 
     #[test]
     fn an_unaligned_chunk_drops_to_buffered_and_keeps_the_bytes() {
-        let t = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let t = tempfile::tempdir().unwrap();
         let data = pattern(DIRECT_MIN as usize * 2);
         let f = File::create(t.path().join("f")).unwrap();
         let mut w = BodyWriter::new(&f, data.len() as u64);

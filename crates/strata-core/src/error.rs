@@ -6,6 +6,8 @@
 //! `errno` and `path` properties through [`Coded`]. [`ErrorCode::ALL`] is the one list of codes
 //! the whole project uses: the TypeScript facade raises some of them itself (`ImageNotFound`,
 //! `NameInUse`, ...) and a test checks its `StrataErrorCode` union against this list.
+//!
+//! It must not know napi or JS types: the napi crate converts.
 
 macro_rules! error_codes {
     ($($(#[doc = $doc:literal])+ $name:ident,)+) => {

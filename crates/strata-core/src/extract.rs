@@ -48,6 +48,9 @@
 //!
 //! The stream is read to its very end, so trailing bytes reach the caller's hashers and
 //! the tar-split recorder.
+//!
+//! It must not follow a symlink, build a host path from an entry's name, or write outside
+//! `dest`; removing a failed layer is the pipeline's job (`crate::layer`).
 use crate::direct::{AlignedBuf, BodyWriter};
 use crate::error::ErrorCode;
 use crate::filepool::{self, FilePool, PoolState, SmallFile, SMALL_FILE};

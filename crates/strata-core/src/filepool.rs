@@ -4,6 +4,8 @@
 //! create-write-finish part to the pool; it waits for the workers before anything whose
 //! outcome could depend on a file still in flight: a path equal to, or below, a file handed
 //! out since the last wait; removing an existing node; a hard link; directory times at the end.
+//!
+//! It must not resolve paths: the extractor hands over the parent directory it resolved.
 use crate::extract::{finish_open_file, ExtractError, Meta};
 use crate::safefs;
 use crate::workpool::{PoolError, PoolState as State, WorkPool};

@@ -9,6 +9,8 @@
 //! Paths are the caller's, built from the store layout (never from layer contents), so they
 //! are used as given. `Mkdir`, `Write` (with `exclusive`) and `Symlink` refuse to replace
 //! anything; `RemoveAll`/`Remove` accept a path that is already gone.
+//!
+//! It must not take a path from layer contents or from a user.
 use crate::error::ErrorCode;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
@@ -157,8 +159,9 @@ mod tests {
         assert_eq!(fs::read_link(p("short")).unwrap(), Path::new("../a/diff"));
         assert_eq!(fs::read(p("rec")).unwrap(), b"{}");
         assert!(!p("rec.tmp").exists() && !p("never").exists());
-        let umask = unsafe { libc::umask(0o022) };
-        unsafe { libc::umask(umask) };
+        let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        rustix::process::umask(umask);
+        let umask = umask.as_raw_mode();
         assert_eq!(fs::metadata(p("a")).unwrap().permissions().mode() & 0o777, 0o710 & !umask);
     }
 

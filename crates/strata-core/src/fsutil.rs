@@ -1,4 +1,6 @@
 //! Small filesystem primitives for making things visible atomically and durably.
+//!
+//! It must not know the store's layout.
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;

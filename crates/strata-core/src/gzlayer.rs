@@ -297,7 +297,7 @@ mod tests {
         // The tar-split's CRC of the file catches it before the DiffID would.
         assert_eq!(crate::error::Coded::code(&e), crate::error::ErrorCode::DigestMismatch, "{e}");
         std::fs::write(diff.join("x"), b"abc").unwrap();
-        let other = Digest::of(b"another layer");
+        let other = DiffId::of(b"another layer");
         let e = compress_layer(&diff, &ts, &other, &mut Vec::new(), 2, &AtomicBool::new(false)).unwrap_err();
         assert!(matches!(e, GzLayerError::DiffIdMismatch { .. }), "{e}");
         let e = compress_layer(&diff, &ts, &diff_id, &mut out, 2, &AtomicBool::new(true)).unwrap_err();

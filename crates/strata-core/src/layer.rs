@@ -10,8 +10,11 @@
 //! The stream is read to its very end (trailing bytes count in both digests). Expected
 //! digests are verified before success is reported; on *any* error the destination and
 //! the tar-split file are removed completely, so no half-extracted layer is left behind.
+//!
+//! It must not register layers nor write layer-db metadata (TypeScript does), and leaves
+//! nothing behind when it fails.
 use crate::compress::{Compression, Decompressor};
-use crate::digest::{DiffId, Digest, Hasher, HashingReader};
+use crate::digest::{BlobDigest, DiffId, Digest, Hasher, HashingReader};
 use crate::error::ErrorCode;
 use crate::extract::{self, ExtractError};
 use crate::stream::Fault;
@@ -108,7 +111,7 @@ pub struct ApplyRequest {
     pub tar_split: PathBuf,
     pub expected_diff_id: Option<DiffId>,
     /// Expected sha256 of the blob as stored (the compressed digest).
-    pub expected_digest: Option<Digest>,
+    pub expected_digest: Option<BlobDigest>,
 }
 
 /// What applying a layer found.
@@ -117,7 +120,7 @@ pub struct ApplyResult {
     /// sha256 of the uncompressed tar.
     pub diff_id: DiffId,
     /// sha256 of the blob as read.
-    pub digest: Digest,
+    pub digest: BlobDigest,
     pub compression: Compression,
     /// Sum of regular file sizes (Docker's layer `size`).
     pub size: u64,
@@ -266,7 +269,7 @@ fn run<R: Read>(
         let tar_size =
             recorder.finish().map_err(|source| LayerError::Io { op: "write", path: tar_split.into(), source })?;
         let (_, h) = recording.into_inner().into_parts();
-        (h.finish(), tar_size, stats)
+        (DiffId::from_digest(h.finish()), tar_size, stats)
     };
     dec.drain_source().map_err(|e| match crate::stream::fault_of(&e) {
         Some(Fault::Aborted) => LayerError::Aborted,
@@ -274,7 +277,11 @@ fn run<R: Read>(
     })?;
     let source = dec.into_source().into_inner();
     let blob_size = source.read;
-    let digest = if compression == Compression::None { diff_id.clone() } else { source.hasher.finish() };
+    let digest = BlobDigest::from_digest(if compression == Compression::None {
+        diff_id.digest().clone()
+    } else {
+        source.hasher.finish()
+    });
     Ok(ApplyResult { diff_id, digest, compression, size: stats.size, tar_size, blob_size, entries: stats.entries })
 }
 
@@ -292,8 +299,16 @@ fn verify(result: &ApplyResult, req: &ApplyRequest) -> Result<(), LayerError> {
 }
 
 /// The blob digest, then the DiffID, against what the caller expects.
-fn check_digests(result: &ApplyResult, digest: Option<&Digest>, diff_id: Option<&DiffId>) -> Result<(), LayerError> {
-    for (what, expected, found) in [("digest", digest, &result.digest), ("diff_id", diff_id, &result.diff_id)] {
+fn check_digests(
+    result: &ApplyResult,
+    digest: Option<&BlobDigest>,
+    diff_id: Option<&DiffId>,
+) -> Result<(), LayerError> {
+    let pairs = [
+        ("digest", digest.map(BlobDigest::digest), result.digest.digest()),
+        ("diff_id", diff_id.map(DiffId::digest), result.diff_id.digest()),
+    ];
+    for (what, expected, found) in pairs {
         if let Some(exp) = expected {
             if exp != found {
                 return Err(LayerError::DigestMismatch { what, expected: exp.clone(), found: found.clone() });
@@ -471,7 +486,7 @@ pub fn apply_reader<R: Read>(
     r: R,
     dest: &Path,
     tar_split: &Path,
-    expected_digest: Option<&Digest>,
+    expected_digest: Option<&BlobDigest>,
     expected_diff_id: Option<&DiffId>,
     progress: &(dyn Fn(u64) + Sync),
     cancel: &AtomicBool,

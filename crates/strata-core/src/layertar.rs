@@ -22,13 +22,18 @@
 //! seconds; uname/gname are left empty (no NSS lookups inside the addon, and the output
 //! does not depend on the host's /etc/passwd).
 //!
-//! The walk is fd-relative (`openat`/`fstatat`/`readlinkat` with `O_NOFOLLOW` /
-//! `AT_SYMLINK_NOFOLLOW`); no symlink is ever followed. Xattrs of files we have open are read
-//! through the fd; those of symlinks, devices and fifos (which must not be opened) through
+//! The walk is [`crate::upperwalk`]'s (fd-relative, no symlink ever followed); this module
+//! only turns each entry into tar bytes (`openat`/`readlinkat` with `O_NOFOLLOW` on the
+//! entry's parent fd). Xattrs of files we have open are read through the fd; those of
+//! symlinks, devices and fifos (which must not be opened) through
 //! `/proc/self/fd/<dirfd>/<name>` with the `l*xattr` calls.
+//!
+//! It must not walk the tree itself nor change it, except that a sealing walk drops overlay's
+//! bookkeeping xattrs ([`write_sealing_tar`]).
 use crate::digest::{DiffId, Hasher};
 use crate::error::ErrorCode;
-use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags};
+use crate::upperwalk::{self, Descend, Node, Visitor, WalkError};
+use rustix::fs::{openat, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::HashMap;
 use std::io::Write;
@@ -97,6 +102,14 @@ pub enum LayerTarError {
     Aborted,
 }
 
+impl From<WalkError> for LayerTarError {
+    fn from(e: WalkError) -> Self {
+        match e {
+            WalkError::Io { op, path, source } => LayerTarError::Read { op, path: path.display().to_string(), source },
+        }
+    }
+}
+
 impl crate::error::Coded for LayerTarError {
     fn code(&self) -> ErrorCode {
         match self {
@@ -133,7 +146,7 @@ pub fn write_dir_tar<W: Write + Send>(
     cancel: &AtomicBool,
 ) -> Result<TarStats, LayerTarError> {
     let (hasher, bytes, entries) = write_tar(dir, mode, out, false, cancel)?;
-    Ok(TarStats { diff_id: hasher.finish(), bytes, entries })
+    Ok(TarStats { diff_id: DiffId::from_digest(hasher.finish()), bytes, entries })
 }
 
 /// [`write_dir_tar`] of an overlay upper dir that becomes a layer in place (a build step's):
@@ -142,7 +155,7 @@ pub fn write_dir_tar<W: Write + Send>(
 /// serve as a lower layer without pointing at the layers it was copied up from.
 pub fn write_sealing_tar<W: Write + Send>(dir: &Path, out: W, cancel: &AtomicBool) -> Result<TarStats, LayerTarError> {
     let (hasher, bytes, entries) = write_tar(dir, TarMode::Layer, out, true, cancel)?;
-    Ok(TarStats { diff_id: hasher.finish(), bytes, entries })
+    Ok(TarStats { diff_id: DiffId::from_digest(hasher.finish()), bytes, entries })
 }
 
 /// Xattrs overlayfs sets on an upper dir's entries for its own bookkeeping: the file handle
@@ -160,8 +173,6 @@ fn write_tar<W: Write + Send>(
     strip_bookkeeping: bool,
     cancel: &AtomicBool,
 ) -> Result<(Hasher, u64, u64), LayerTarError> {
-    let root = openat(rustix::fs::CWD, dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| LayerTarError::Read { op: "open", path: dir.display().to_string(), source: e.into() })?;
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Box<[u8]>, usize)>(BUFFERS);
         let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Box<[u8]>>();
@@ -194,8 +205,7 @@ fn write_tar<W: Write + Send>(
             entries: 0,
             xbuf: Vec::new(),
         };
-        let walked = tw
-            .walk(root)
+        let walked = upperwalk::walk(dir, &mut tw)
             // End of archive: two zero blocks.
             .and_then(|()| tw.out.put(&[0u8; 1024]).map_err(|source| LayerTarError::Write { source }))
             .and_then(|()| tw.out.flush_buf().map_err(|source| LayerTarError::Write { source }));
@@ -274,14 +284,6 @@ impl Out {
     }
 }
 
-struct Frame {
-    fd: OwnedFd,
-    /// Path of this directory inside the archive, with a trailing `/` (empty for the root).
-    prefix: Vec<u8>,
-    names: Vec<Vec<u8>>,
-    next: usize,
-}
-
 struct TarWriter<'a> {
     out: Out,
     mode: TarMode,
@@ -327,21 +329,6 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn read_dir_sorted(fd: &OwnedFd, path: &[u8]) -> Result<Vec<Vec<u8>>, LayerTarError> {
-    let rerr = |e: Errno| LayerTarError::Read { op: "readdir", path: lossy(path), source: e.into() };
-    let mut dir = rustix::fs::Dir::read_from(fd).map_err(rerr)?;
-    let mut names = Vec::new();
-    while let Some(ent) = dir.read() {
-        let ent = ent.map_err(rerr)?;
-        let n = ent.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(n.to_vec());
-        }
-    }
-    names.sort_unstable();
-    Ok(names)
-}
-
 fn is_overlay_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
 }
@@ -355,41 +342,15 @@ impl TarWriter<'_> {
         }
     }
 
-    fn walk(&mut self, root: OwnedFd) -> Result<(), LayerTarError> {
-        let names = read_dir_sorted(&root, b".")?;
-        let mut stack = vec![Frame { fd: root, prefix: Vec::new(), names, next: 0 }];
-        while let Some(top) = stack.last_mut() {
-            if top.next == top.names.len() {
-                stack.pop();
-                continue;
-            }
-            let name = std::mem::take(&mut top.names[top.next]);
-            top.next += 1;
-            self.check_cancel()?;
-            let mut rel = top.prefix.clone();
-            rel.extend_from_slice(&name);
-            let dirfd = top.fd.as_fd();
-            if let Some(child) = self.entry(dirfd, &name, rel)? {
-                stack.push(child);
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes one entry; returns the frame to descend into for directories.
-    fn entry(
-        &mut self,
-        dirfd: std::os::fd::BorrowedFd<'_>,
-        name: &[u8],
-        rel: Vec<u8>,
-    ) -> Result<Option<Frame>, LayerTarError> {
+    /// Writes one entry of the walk; walks into directories.
+    fn write_entry(&mut self, w: &upperwalk::Entry<'_>) -> Result<Descend, LayerTarError> {
+        let (dirfd, name, st) = (w.parent, w.name, w.stat);
         let rerr =
             |op: &'static str, path: &[u8], e: Errno| LayerTarError::Read { op, path: lossy(path), source: e.into() };
-        let cname = std::ffi::CString::new(name).map_err(|_| rerr("name", &rel, Errno::INVAL))?;
-        let st = statat(dirfd, cname.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| rerr("lstat", &rel, e))?;
+        let cname = std::ffi::CString::new(name).map_err(|_| rerr("name", w.rel, Errno::INVAL))?;
         let ft = FileType::from_raw_mode(st.st_mode);
         let mut e = Entry {
-            name: rel,
+            name: w.rel.to_vec(),
             kind: b'0',
             mode: st.st_mode & 0o7777,
             uid: st.st_uid as u64,
@@ -410,20 +371,14 @@ impl TarWriter<'_> {
         };
         match ft {
             FileType::Directory => {
-                let fd = openat(
-                    dirfd,
-                    cname.as_c_str(),
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|err| rerr("open", &e.name, err))?;
+                let fd = w.dir.ok_or_else(|| rerr("open", &e.name, Errno::NOTDIR))?;
                 e.kind = b'5';
-                let opaque = self.read_xattrs(XattrSource::Fd(fd.as_fd()), &mut e)?;
+                self.read_xattrs(XattrSource::Fd(fd), &mut e)?;
                 let mut prefix = e.name.clone();
                 prefix.push(b'/');
                 e.name = prefix.clone();
                 self.emit(&e)?;
-                if opaque && self.mode == TarMode::Layer {
+                if w.node == (Node::Dir { opaque: true }) && self.mode == TarMode::Layer {
                     let mut marker = prefix.clone();
                     marker.extend_from_slice(WHITEOUT_OPAQUE.as_bytes());
                     let m = Entry {
@@ -437,10 +392,9 @@ impl TarWriter<'_> {
                     };
                     self.emit(&m)?;
                 }
-                let names = read_dir_sorted(&fd, &prefix)?;
-                return Ok(Some(Frame { fd, prefix, names, next: 0 }));
+                return Ok(Descend::Yes);
             }
-            FileType::CharacterDevice if self.mode == TarMode::Layer && st.st_rdev == 0 => {
+            FileType::CharacterDevice if self.mode == TarMode::Layer && w.node == Node::Whiteout => {
                 // Overlay whiteout → `.wh.NAME`. Overlayfs may hardlink all whiteouts to one
                 // inode (kernel ≥ 5.8), so whiteouts never take part in hardlink detection.
                 let cut = e.name.len() - name.len();
@@ -450,9 +404,9 @@ impl TarWriter<'_> {
                 e.name = wh;
                 e.mode = 0o600;
                 self.emit(&e)?;
-                return Ok(None);
+                return Ok(Descend::No);
             }
-            FileType::Socket | FileType::Unknown => return Ok(None),
+            FileType::Socket | FileType::Unknown => return Ok(Descend::No),
             _ => {}
         }
         // Non-directories: hardlink detection first (moby does the same before converting).
@@ -463,7 +417,7 @@ impl TarWriter<'_> {
                 // Xattrs belong to the inode already written with the first name.
                 e.link = first.clone();
                 self.emit(&e)?;
-                return Ok(None);
+                return Ok(Descend::No);
             }
             self.links.insert(key, e.name.clone());
         }
@@ -515,12 +469,11 @@ impl TarWriter<'_> {
             }
             _ => {}
         }
-        Ok(None)
+        Ok(Descend::No)
     }
 
-    /// Collects the entry's xattrs (minus overlay ones), sorted by name; returns whether an
-    /// opaque marker was among them.
-    fn read_xattrs(&mut self, src: XattrSource<'_>, e: &mut Entry) -> Result<bool, LayerTarError> {
+    /// Collects the entry's xattrs (minus overlay ones), sorted by name.
+    fn read_xattrs(&mut self, src: XattrSource<'_>, e: &mut Entry) -> Result<(), LayerTarError> {
         let path = lossy(&e.name);
         let rerr = |op: &'static str, err: Errno| LayerTarError::Read { op, path: path.clone(), source: err.into() };
         let list = |buf: &mut Vec<u8>| -> Result<usize, Errno> {
@@ -538,11 +491,10 @@ impl TarWriter<'_> {
             Err(err) => return Err(rerr("listxattr", err)),
         };
         if n == 0 {
-            return Ok(false);
+            return Ok(());
         }
         let names: Vec<Vec<u8>> =
             self.xbuf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()).map(<[u8]>::to_vec).collect();
-        let mut opaque = false;
         let mut val = vec![0u8; 65536];
         for xn in names {
             let cn = std::ffi::CString::new(xn.clone()).map_err(|_| rerr("getxattr", Errno::INVAL))?;
@@ -556,9 +508,6 @@ impl TarWriter<'_> {
                 Err(Errno::NODATA) => continue,
                 Err(err) => return Err(rerr("getxattr", err)),
             };
-            if OPAQUE_XATTRS.iter().any(|o| o.as_bytes() == xn.as_slice()) && v == b"y" {
-                opaque = true;
-            }
             if self.strip_bookkeeping && BOOKKEEPING_XATTRS.iter().any(|b| b.as_bytes() == xn.as_slice()) {
                 let r = match src {
                     XattrSource::Fd(fd) => rustix::fs::fremovexattr(fd, cn.as_c_str()),
@@ -575,7 +524,7 @@ impl TarWriter<'_> {
             }
         }
         e.xattrs.sort();
-        Ok(opaque)
+        Ok(())
     }
 
     fn copy_data(&mut self, fd: &OwnedFd, e: &Entry) -> Result<(), LayerTarError> {
@@ -614,6 +563,14 @@ impl TarWriter<'_> {
         self.out.put(&hdr).map_err(|source| LayerTarError::Write { source })?;
         self.entries += 1;
         Ok(())
+    }
+}
+
+impl Visitor for TarWriter<'_> {
+    type Error = LayerTarError;
+    fn entry(&mut self, w: &upperwalk::Entry<'_>) -> Result<Descend, LayerTarError> {
+        self.check_cancel()?;
+        self.write_entry(w)
     }
 }
 

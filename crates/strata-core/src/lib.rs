@@ -3,7 +3,21 @@
 //! Layer archives (decompress → sha256 → safe extract, tar-split to reproduce tars),
 //! digests, file locks, overlay mount plans and their execution, the upper-dir walker
 //! behind `commit`/`diff`, a userspace union view, and the process plumbing of containers
-//! (console sockets for their terminals, a subreaper for what the runtime leaves behind). The napi crate only converts.
+//! (console sockets for their terminals, a subreaper for what the runtime leaves behind). The
+//! napi crate only converts.
+//!
+//! * ingest (a blob becomes a layer's `diff/`): [`layer`], [`compress`], [`stream`],
+//!   [`tarsplit`], [`extract`] (with its worker pool), [`sparse`], [`safefs`], [`direct`];
+//! * egress (a tree becomes a tar): [`archive`], [`upperwalk`], [`layertar`], [`commit`],
+//!   [`build_commit`], [`changes`], [`gzlayer`];
+//! * kernel and store primitives: [`mount`], [`mountinfo`], [`lock`], [`fsbatch`], [`fsutil`],
+//!   [`du`];
+//! * processes: [`console`], [`reaper`];
+//! * [`union`] (the view), [`build_ctx`] and [`build_add`] (a build's context, COPY and ADD),
+//!   [`digest`], [`error`].
+//!
+//! Nothing here decides what a store holds (which layers an image needs, names, records):
+//! TypeScript does, and calls in for the bytes and syscalls.
 pub mod archive;
 pub mod build_add;
 pub mod build_commit;

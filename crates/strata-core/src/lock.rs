@@ -2,6 +2,9 @@
 //!
 //! The lock is tied to an open file description, so it is released when the holder
 //! exits for any reason, `kill -9` included: a crashed process never leaves the store locked.
+//!
+//! It must not be waited on from the JS thread or a libuv pool thread (the napi side gives a
+//! waiting caller a thread of its own).
 use crate::error::ErrorCode;
 use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};

@@ -18,6 +18,8 @@
 //! no longer caps the stack: the kernel's own limit (`OVL_MAX_STACK` = 500) is the only one.
 //! On failure the kernel's error text is read back from the fs-context fd and kept in
 //! [`MountError::MountFailed`].
+//!
+//! It must not decide which layers make a stack (the store does) nor read the store's metadata.
 use crate::error::ErrorCode;
 use rustix::io::Errno;
 use rustix::mount::{

@@ -10,6 +10,8 @@
 //! backslash as octal `\ooo`; overlayfs additionally escapes `,` `:` and `=`-free chars it
 //! uses as separators in its own options (`seq_escape`), so super options are split on
 //! `,` (and `lowerdir` on `:`) *before* unescaping.
+//!
+//! It only reads: it must not mount or unmount.
 use crate::error::ErrorCode;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};

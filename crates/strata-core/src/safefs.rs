@@ -6,6 +6,8 @@
 //! symlink anywhere on the way (planted by an earlier entry of the same layer, or swapped
 //! in for a directory) makes the lookup fail with `ELOOP` instead of leading outside.
 //! Leaf operations use `*at` syscalls on the parent fd with a single path component.
+//!
+//! It must not offer an operation that takes a host path below the root.
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -112,22 +114,27 @@ pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
 /// and with `O_NOFOLLOW` a trailing one would be opened (`O_PATH`) instead of refused.
 pub fn open_in_root(root: BorrowedFd<'_>, rel: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
     let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
-    loop {
-        match rustix::fs::openat2(root, os(rel), flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE) {
-            // openat2 asks callers to retry when a concurrent rename raced the lookup.
-            Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
-            r => return Ok(r?),
-        }
-    }
+    openat2(root, os(rel), flags, Mode::empty(), RESOLVE)
 }
 
 /// Opens one component `name` below `dir` as a directory, never following a symlink.
 pub fn open_child_dir(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
     let resolve =
         ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
+    openat2(dir, os(name), flags | OFlags::DIRECTORY, Mode::empty(), resolve)
+}
+
+/// `openat2(2)` (`O_CLOEXEC` added), retried while the kernel asks for it: `EAGAIN` when a
+/// concurrent rename raced a `RESOLVE_BENEATH`/`IN_ROOT` lookup, and `EINTR`.
+pub fn openat2<P: rustix::path::Arg + Copy>(
+    dir: BorrowedFd<'_>,
+    path: P,
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> io::Result<OwnedFd> {
     loop {
-        let oflags = flags | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        match rustix::fs::openat2(dir, os(name), oflags, Mode::empty(), resolve) {
+        match rustix::fs::openat2(dir, path, flags | OFlags::CLOEXEC, mode, resolve) {
             Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
             r => return Ok(r?),
         }

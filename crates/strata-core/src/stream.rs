@@ -4,6 +4,8 @@
 //! failure typed across them (the blob file could not be read, the gzip stream is corrupt,
 //! the caller cancelled), our own readers wrap it in a [`Fault`] and whoever receives the
 //! error digs it back out with [`fault_of`], however deeply the tar crate re-wrapped it.
+//!
+//! It must not decide what a fault means to the caller: the modules that receive it do.
 use std::error::Error;
 use std::io;
 

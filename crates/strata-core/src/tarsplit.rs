@@ -30,6 +30,9 @@
 //! caller checks the DiffID.
 //! A body whose file was later replaced by a duplicate entry of the same layer cannot be
 //! reproduced (the file on disk holds the last copy); the DiffID check catches that.
+//!
+//! It must not trust a tar-split file: names are checked as the extractor checks them, and the
+//! bodies must match their recorded sizes and CRC-64s.
 use crate::digest::{DiffId, Hasher};
 use crate::error::ErrorCode;
 use crate::safefs::{self, RelPath};
@@ -467,7 +470,7 @@ pub fn assemble_cancellable(
     }
     out.flush().map_err(|source| TarSplitError::Write { source })?;
     let len = h.len();
-    Ok((h.finish(), len))
+    Ok((DiffId::from_digest(h.finish()), len))
 }
 
 #[cfg(test)]
@@ -535,7 +538,7 @@ mod tests {
         let mut out = Vec::new();
         let (id, n) = assemble(&diff, &ts, &mut out).unwrap();
         assert_eq!(out, stream);
-        assert_eq!((id, n), (crate::digest::Digest::of(&stream), stream.len() as u64));
+        assert_eq!((id.digest(), n), (&crate::digest::Digest::of(&stream), stream.len() as u64));
         std::fs::write(diff.join("f"), b"BOD").unwrap();
         assert!(matches!(assemble(&diff, &ts, io::sink()), Err(TarSplitError::Mismatch { .. })));
     }

@@ -1,5 +1,7 @@
-//! One walk over an overlay upper dir (or any tree), for the modules that read one:
-//! `docker diff` ([`crate::changes`]) today, the layer tar writer ([`crate::layertar`]) next.
+//! The one walk over an overlay upper dir (or any tree), for every module that reads one:
+//! `docker diff` ([`crate::changes`]) and the layer tar writer ([`crate::layertar`], behind
+//! commit, export and a build step's layer). It owns the order, the fd-relative opening and the
+//! overlay meaning of an entry; it must not decide what an entry becomes (the visitors do).
 //!
 //! Order is depth first, each directory's names sorted byte-wise, a directory before its
 //! contents: Go's `filepath.WalkDir` order, which is also `docker diff`'s component-wise path
@@ -9,9 +11,9 @@
 //!
 //! For each entry the visitor gets its path relative to the root (no leading `/`), its
 //! `lstat`, its overlay meaning ([`Node`]: a whiteout is a character device 0/0; a directory
-//! is opaque when `trusted.overlay.opaque=y` or `user.overlay.opaque=y`), and the fd of its
-//! parent directory (for `*at` calls); it decides whether to descend into a directory, and
-//! hears when the walk leaves one.
+//! is opaque when `trusted.overlay.opaque=y` or `user.overlay.opaque=y`), the fd of its
+//! parent directory (for `*at` calls) and, for a directory, its own open fd; it decides
+//! whether to descend into a directory, and hears when the walk leaves one.
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use std::ffi::CString;
@@ -65,6 +67,8 @@ pub struct Entry<'a> {
     pub parent: BorrowedFd<'a>,
     pub stat: &'a Stat,
     pub node: Node,
+    /// A directory's own fd (`O_RDONLY`, not following a symlink); `None` for the others.
+    pub dir: Option<BorrowedFd<'a>>,
 }
 
 /// What the walk does with a directory the visitor has seen.
@@ -166,7 +170,8 @@ pub fn walk<V: Visitor>(root: &Path, v: &mut V) -> Result<(), V::Error> {
         } else {
             Node::Other
         };
-        let descend = v.entry(&Entry { rel: &rel, name: &name, parent, stat: &stat, node })?;
+        let dir = child.as_ref().map(|fd| fd.as_fd());
+        let descend = v.entry(&Entry { rel: &rel, name: &name, parent, stat: &stat, node, dir })?;
         if let (Some(fd), Descend::Yes) = (child, descend) {
             let names = read_names(&fd, &lossy_join(root, &rel))?;
             rel.push(b'/');

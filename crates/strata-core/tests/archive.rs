@@ -9,7 +9,7 @@ use strata_core::archive::{
     decompress_file, index, write_archive, write_layer_file, MemberData, MemberKind, OutMember,
 };
 use strata_core::compress::Compression;
-use strata_core::digest::Digest;
+use strata_core::digest::{BlobDigest, DiffId};
 use strata_core::error::Coded;
 use strata_core::layer::{apply_layers, ApplyRequest, BlobSource};
 use strata_core::tarsplit::TarSplitError;
@@ -73,15 +73,15 @@ fn save_index_and_load_round_trip() {
     // Layers are the exact original tars; load them straight out of the archive, in parallel.
     let mut reqs = Vec::new();
     for (i, t) in tars.iter().enumerate() {
-        let m = idx.iter().find(|m| m.name_str() == Some(&format!("blobs/sha256/{}", Digest::of(t).hex()))).unwrap();
+        let m = idx.iter().find(|m| m.name_str() == Some(&format!("blobs/sha256/{}", DiffId::of(t).hex()))).unwrap();
         assert_eq!(m.kind, MemberKind::File);
         assert!(read(m) == *t);
         reqs.push(ApplyRequest {
             source: BlobSource { path: out.clone(), offset: m.offset, length: Some(m.size) },
             dest: s.path().join(format!("loaded{i}")),
             tar_split: s.path().join(format!("loaded{i}.json.gz")),
-            expected_diff_id: Some(Digest::of(t)),
-            expected_digest: Some(Digest::of(t)),
+            expected_diff_id: Some(DiffId::of(t)),
+            expected_digest: Some(BlobDigest::of(t)),
         });
     }
     let res = apply_layers(&reqs, &|_, _| {}, &AtomicBool::new(false)).unwrap();
@@ -90,7 +90,7 @@ fn save_index_and_load_round_trip() {
 
     // One layer file, as for an OCI blob.
     let blob = s.path().join("blob");
-    write_layer_file(&reqs[1].dest, &reqs[1].tar_split, &blob, &Digest::of(&tars[1]), &AtomicBool::new(false)).unwrap();
+    write_layer_file(&reqs[1].dest, &reqs[1].tar_split, &blob, &DiffId::of(&tars[1]), &AtomicBool::new(false)).unwrap();
     assert!(std::fs::read(&blob).unwrap() == tars[1]);
 }
 
@@ -99,9 +99,9 @@ fn streaming_verifies_the_diff_id() {
     let s = Scratch::new();
     let tar = layers().remove(0);
     s.apply(&tar).unwrap();
-    let layer = |id: Digest| MemberData::Layer { diff_dir: s.dest(), tar_split: s.tar_split(), diff_id: id };
+    let layer = |id: DiffId| MemberData::Layer { diff_dir: s.dest(), tar_split: s.tar_split(), diff_id: id };
     let out = s.path().join("out.tar");
-    let m = vec![OutMember { name: "l.tar".into(), data: layer(Digest::of(b"wrong")) }];
+    let m = vec![OutMember { name: "l.tar".into(), data: layer(DiffId::of(b"wrong")) }];
     let e = write_archive(&m, &out, &AtomicBool::new(false)).unwrap_err();
     assert_eq!(e.code(), "DigestMismatch");
     assert!(!out.exists());
@@ -113,9 +113,9 @@ fn streaming_verifies_the_diff_id() {
 
     // Same size, different content: caught by the body CRC-64 (and the DiffID behind it).
     std::fs::write(s.dest().join("etc/hostname"), b"BOX\n").unwrap();
-    let m = vec![OutMember { name: "l.tar".into(), data: layer(Digest::of(&tar)) }];
+    let m = vec![OutMember { name: "l.tar".into(), data: layer(DiffId::of(&tar)) }];
     assert_eq!(write_archive(&m, &out, &AtomicBool::new(false)).unwrap_err().code(), "DigestMismatch");
-    let e = write_layer_file(&s.dest(), &s.tar_split(), &out, &Digest::of(&tar), &AtomicBool::new(false)).unwrap_err();
+    let e = write_layer_file(&s.dest(), &s.tar_split(), &out, &DiffId::of(&tar), &AtomicBool::new(false)).unwrap_err();
     assert_eq!(e.code(), "DigestMismatch");
     // Different size: caught by the tar-split record, before anything is hashed.
     std::fs::write(s.dest().join("etc/hostname"), b"longer\n").unwrap();

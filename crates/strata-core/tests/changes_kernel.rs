@@ -1,15 +1,14 @@
 //! `docker diff` semantics, as the Docker Engine prints them, against real overlay upper dirs.
 //! Needs root (mknod, trusted.* xattrs, mounts); on strata's machines it runs, never skips.
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use strata_core::changes::{changes, format_changes};
 use strata_core::mount::{mount_overlay, unmount, MountPlan};
 
 fn mknod_whiteout(p: &Path) {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, 0) }, 0);
+    let mode = rustix::fs::Mode::from_raw_mode(0o600);
+    rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::CharacterDevice, mode, 0).unwrap();
 }
 
 fn files(root: &Path, list: &[&str]) {
@@ -40,9 +39,9 @@ fn filetime_fixed() -> i64 {
 }
 
 fn set_mtime(p: &Path, secs: i64) {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let ts = [libc::timespec { tv_sec: secs, tv_nsec: 0 }, libc::timespec { tv_sec: secs, tv_nsec: 0 }];
-    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW,) }, 0);
+    let t = rustix::fs::Timespec { tv_sec: secs, tv_nsec: 0 };
+    let times = rustix::fs::Timestamps { last_access: t, last_modification: t };
+    rustix::fs::utimensat(rustix::fs::CWD, p, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
 }
 
 fn walk(root: &Path) -> Vec<std::path::PathBuf> {

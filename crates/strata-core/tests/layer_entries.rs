@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use strata_core::compress::Compression;
-use strata_core::digest::Digest;
+use strata_core::digest::{BlobDigest, DiffId};
 use strata_core::tarsplit::{assemble, assembled_size};
 
 fn long_name(prefix: &str) -> String {
@@ -161,8 +161,8 @@ fn full_layer_extracts_and_round_trips_in_every_compression() {
         let s = Scratch::new();
         let r = s.apply(&blob).unwrap();
         assert_eq!(r.compression, comp);
-        assert_eq!(r.diff_id, Digest::of(&tar));
-        assert_eq!(r.digest, Digest::of(&blob));
+        assert_eq!(r.diff_id, DiffId::of(&tar));
+        assert_eq!(r.digest, BlobDigest::of(&blob));
         assert_eq!(r.tar_size, tar.len() as u64);
         assert_eq!(r.blob_size, blob.len() as u64);
         check_full_layer(&s.dest());
@@ -171,7 +171,7 @@ fn full_layer_extracts_and_round_trips_in_every_compression() {
         let mut out = Vec::new();
         let (id, n) = assemble(&s.dest(), &s.tar_split(), &mut out).unwrap();
         assert!(out == tar, "assembled tar differs");
-        assert_eq!((id, n), (Digest::of(&tar), tar.len() as u64));
+        assert_eq!((id, n), (DiffId::of(&tar), tar.len() as u64));
     }
 }
 
@@ -248,7 +248,7 @@ fn empty_layers() {
     for tar in [vec![0u8; 1024], vec![], vec![0u8; 10240]] {
         let s = Scratch::new();
         let r = s.apply(&tar).unwrap();
-        assert_eq!(r.diff_id, Digest::of(&tar));
+        assert_eq!(r.diff_id, DiffId::of(&tar));
         assert_eq!(std::fs::read_dir(s.dest()).unwrap().count(), 0);
         let mut out = Vec::new();
         assemble(&s.dest(), &s.tar_split(), &mut out).unwrap();
@@ -263,7 +263,7 @@ fn trailing_bytes_count_in_the_diff_id_and_round_trip() {
     tar.extend_from_slice(b"trailing garbage after the end blocks");
     let s = Scratch::new();
     let r = s.apply(&gzip(&tar)).unwrap();
-    assert_eq!(r.diff_id, Digest::of(&tar));
+    assert_eq!(r.diff_id, DiffId::of(&tar));
     let mut out = Vec::new();
     assemble(&s.dest(), &s.tar_split(), &mut out).unwrap();
     assert_eq!(out, tar);
@@ -283,7 +283,7 @@ fn tar_crate_built_layer_round_trips() {
     let tar = b.into_inner().unwrap();
     let s = Scratch::new();
     let r = s.apply(&zstd(&tar)).unwrap();
-    assert_eq!(r.diff_id, Digest::of(&tar));
+    assert_eq!(r.diff_id, DiffId::of(&tar));
     assert_eq!(md(&s.dest().join("some/dir/file.txt")).mode() & 0o7777, 0o640);
     let mut out = Vec::new();
     assemble(&s.dest(), &s.tar_split(), &mut out).unwrap();

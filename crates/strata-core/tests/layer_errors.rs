@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
-use strata_core::digest::Digest;
+use strata_core::digest::{BlobDigest, DiffId, Digest};
 use strata_core::error::Coded;
 use strata_core::layer::{apply_layer, apply_tar_stream, ApplyRequest, BlobSource, LayerError};
 
@@ -113,13 +113,13 @@ fn expected_digests_are_verified() {
     let blob = gzip(&tar);
     let s = Scratch::new();
     let mut req = s.request(&blob);
-    req.expected_diff_id = Some(Digest::of(&tar));
-    req.expected_digest = Some(Digest::of(&blob));
+    req.expected_diff_id = Some(DiffId::of(&tar));
+    req.expected_digest = Some(BlobDigest::of(&blob));
     apply_layer(&req, &|_| {}, &AtomicBool::new(false)).unwrap();
 
     for (diff_id, digest, what) in [
-        (Some(Digest::of(b"other")), None, "diff_id"),
-        (None, Some(Digest::of(&tar)), "digest"), // the DiffID is not the compressed digest
+        (Some(DiffId::of(b"other")), None, "diff_id"),
+        (None, Some(BlobDigest::of(&tar)), "digest"), // the DiffID is not the compressed digest
     ] {
         let s = Scratch::new();
         let mut req = s.request(&blob);
@@ -128,7 +128,8 @@ fn expected_digests_are_verified() {
         match apply_layer(&req, &|_| {}, &AtomicBool::new(false)) {
             Err(LayerError::DigestMismatch { what: w, expected, found }) => {
                 assert_eq!(w, what);
-                assert_eq!(Some(expected), diff_id.or(digest));
+                let want = diff_id.map(|d| d.digest().clone()).or(digest.map(|d| d.digest().clone()));
+                assert_eq!(Some(expected), want);
                 assert_eq!(found, if what == "diff_id" { Digest::of(&tar) } else { Digest::of(&blob) });
             }
             other => panic!("{what}: {other:?}"),
@@ -188,8 +189,8 @@ fn blobs_inside_a_bigger_file() {
         source: BlobSource { path: p, offset: 1000, length: Some(blob.len() as u64) },
         dest: s.dest(),
         tar_split: s.tar_split(),
-        expected_diff_id: Some(Digest::of(&tar)),
-        expected_digest: Some(Digest::of(&blob)),
+        expected_diff_id: Some(DiffId::of(&tar)),
+        expected_digest: Some(BlobDigest::of(&blob)),
     };
     let progress = std::sync::Mutex::new(Vec::new());
     let r = apply_layer(&req, &|n| progress.lock().unwrap().push(n), &AtomicBool::new(false)).unwrap();
@@ -210,7 +211,7 @@ fn tar_stream_from_a_pipe() {
     let tar = sample();
     let s = Scratch::new();
     let r = apply_tar_stream(&tar[..], &s.dest(), &s.tar_split(), &AtomicBool::new(false)).unwrap();
-    assert_eq!((r.diff_id.clone(), r.digest.clone()), (Digest::of(&tar), Digest::of(&tar)));
+    assert_eq!((r.diff_id.clone(), r.digest.clone()), (DiffId::of(&tar), BlobDigest::of(&tar)));
     assert_eq!(std::fs::read(s.dest().join("d/a")).unwrap(), b"hello");
     let s = Scratch::new();
     let e = apply_tar_stream(&tar[..700], &s.dest(), &s.tar_split(), &AtomicBool::new(false)).unwrap_err();

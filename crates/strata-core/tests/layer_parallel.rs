@@ -5,7 +5,7 @@ use common::*;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
-use strata_core::digest::Digest;
+use strata_core::digest::{BlobDigest, DiffId};
 use strata_core::error::Coded;
 use strata_core::layer::{apply_layers, ApplyRequest, BlobSource};
 use strata_core::tarsplit::assemble;
@@ -45,13 +45,13 @@ fn layers_apply_in_parallel() {
     let s = Scratch::new();
     let mut reqs = setup(&blobs, &s);
     for (r, t) in reqs.iter_mut().zip(&tars) {
-        r.expected_diff_id = Some(Digest::of(t));
+        r.expected_diff_id = Some(DiffId::of(t));
     }
     let seen = Mutex::new(HashMap::new());
     let results = apply_layers(&reqs, &|i, n| _ = seen.lock().unwrap().insert(i, n), &AtomicBool::new(false)).unwrap();
     for (i, r) in results.iter().enumerate() {
-        assert_eq!(r.diff_id, Digest::of(&tars[i]));
-        assert_eq!(r.digest, Digest::of(&blobs[i]));
+        assert_eq!(r.diff_id, DiffId::of(&tars[i]));
+        assert_eq!(r.digest, BlobDigest::of(&blobs[i]));
         assert_eq!(seen.lock().unwrap()[&i], blobs[i].len() as u64);
         let mut out = Vec::new();
         assemble(&reqs[i].dest, &reqs[i].tar_split, &mut out).unwrap();

@@ -7,13 +7,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use strata_core::digest::Digest;
+use strata_core::digest::DiffId;
 use strata_core::layertar::{write_dir_tar, TarMode};
 
 fn mknod(p: &Path, kind: u32, major: u32, minor: u32) {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let r = unsafe { libc::mknod(c.as_ptr(), kind | 0o644, libc::makedev(major, minor)) };
-    assert_eq!(r, 0, "mknod {}: {}", p.display(), std::io::Error::last_os_error());
+    let (ty, mode) = (rustix::fs::FileType::from_raw_mode(kind), rustix::fs::Mode::from_raw_mode(0o644));
+    let r = rustix::fs::mknodat(rustix::fs::CWD, p, ty, mode, rustix::fs::makedev(major, minor));
+    assert!(r.is_ok(), "mknod {}: {:?}", p.display(), r);
 }
 
 fn setx(p: &Path, k: &str, v: &[u8]) {
@@ -119,7 +119,7 @@ fn layer_mode_converts_and_preserves_everything() {
     let mut bytes = Vec::new();
     let stats = write_dir_tar(&up, TarMode::Layer, &mut bytes, &no).unwrap();
     assert_eq!(stats.bytes, bytes.len() as u64);
-    assert_eq!(stats.diff_id, Digest::of(&bytes));
+    assert_eq!(stats.diff_id, DiffId::of(&bytes));
     assert_eq!(bytes.len() % 512, 0);
 
     let entries = parse(&bytes);

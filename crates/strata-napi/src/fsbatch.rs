@@ -3,47 +3,78 @@
 use crate::Failure;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use strata_core::error::ErrorCode;
 use strata_core::fsbatch::{self, FsOp};
 
-/// One step, as ts/native.ts's `NativeFsOp` serializes it: `op` is `mkdir` | `write` | `writeNew` |
-/// `symlink` | `rename` | `renameIfExists` | `unlink` | `removeAll` | `syncfs`. `target` is the
-/// symlink target or the rename destination; `data` the file contents (UTF-8); `mode` applies to
-/// `mkdir`/`write`/`writeNew`.
-#[derive(serde::Deserialize)]
-pub struct NativeFsOp {
-    pub op: String,
-    pub path: String,
-    pub target: Option<String>,
-    pub data: Option<String>,
-    pub mode: Option<u32>,
+/// One step, as the TS facade builds it (`op` names the step; TS sees a union of object types).
+/// `target` is the symlink's target or the rename's destination, `data` the file's contents
+/// (UTF-8); `mode` defaults to 0755 for `mkdir`, 0644 for `write`/`writeNew`.
+#[napi(discriminant = "op", discriminant_case = "camelCase")]
+pub enum NativeFsOp {
+    Mkdir {
+        path: String,
+        mode: Option<u32>,
+    },
+    /// Creates or truncates the file.
+    Write {
+        path: String,
+        data: String,
+        mode: Option<u32>,
+    },
+    /// Creates the file; fails if the name exists.
+    WriteNew {
+        path: String,
+        data: String,
+        mode: Option<u32>,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    Rename {
+        path: String,
+        target: String,
+    },
+    /// A rename that does nothing when `path` is gone.
+    RenameIfExists {
+        path: String,
+        target: String,
+    },
+    Unlink {
+        path: String,
+    },
+    RemoveAll {
+        path: String,
+    },
+    Syncfs {
+        path: String,
+    },
 }
 
-/// A malformed step: ts/native.ts built it, so this is a bug in strata.
-fn bad_step(msg: String) -> Failure {
-    Failure::new(ErrorCode::Internal, format!("fsBatch: {msg}"))
-}
-
-fn convert(o: NativeFsOp) -> std::result::Result<FsOp, Failure> {
-    let path = o.path.into();
-    let target = || o.target.clone().ok_or_else(|| bad_step(format!("{} needs a target", o.op)));
-    Ok(match o.op.as_str() {
-        "mkdir" => FsOp::Mkdir { path, mode: o.mode.unwrap_or(0o755) },
-        "write" | "writeNew" => FsOp::Write {
-            path,
-            data: o.data.clone().unwrap_or_default().into_bytes(),
-            mode: o.mode.unwrap_or(0o644),
-            exclusive: o.op == "writeNew",
-        },
-        "symlink" => FsOp::Symlink { target: target()?.into(), path },
-        "rename" | "renameIfExists" => {
-            FsOp::Rename { from: path, to: target()?.into(), missing_ok: o.op == "renameIfExists" }
+impl From<NativeFsOp> for FsOp {
+    fn from(o: NativeFsOp) -> FsOp {
+        let write = |path: String, data: String, mode: Option<u32>, exclusive| FsOp::Write {
+            path: path.into(),
+            data: data.into_bytes(),
+            mode: mode.unwrap_or(0o644),
+            exclusive,
+        };
+        let rename = |path: String, target: String, missing_ok| FsOp::Rename {
+            from: path.into(),
+            to: target.into(),
+            missing_ok,
+        };
+        match o {
+            NativeFsOp::Mkdir { path, mode } => FsOp::Mkdir { path: path.into(), mode: mode.unwrap_or(0o755) },
+            NativeFsOp::Write { path, data, mode } => write(path, data, mode, false),
+            NativeFsOp::WriteNew { path, data, mode } => write(path, data, mode, true),
+            NativeFsOp::Symlink { path, target } => FsOp::Symlink { target: target.into(), path: path.into() },
+            NativeFsOp::Rename { path, target } => rename(path, target, false),
+            NativeFsOp::RenameIfExists { path, target } => rename(path, target, true),
+            NativeFsOp::Unlink { path } => FsOp::Remove { path: path.into() },
+            NativeFsOp::RemoveAll { path } => FsOp::RemoveAll { path: path.into() },
+            NativeFsOp::Syncfs { path } => FsOp::SyncFs { path: path.into() },
         }
-        "unlink" => FsOp::Remove { path },
-        "removeAll" => FsOp::RemoveAll { path },
-        "syncfs" => FsOp::SyncFs { path },
-        other => return Err(bad_step(format!("unknown step {other:?}"))),
-    })
+    }
 }
 
 pub struct FsBatch {
@@ -61,15 +92,11 @@ impl crate::NativeTask for FsBatch {
     }
 }
 
-/// Runs the steps (a JSON array of `NativeFsOp`) in order off the JS thread, stopping at the
-/// first failure (an `Io` StrataError naming the step's path). One string crosses the boundary:
-/// converting dozens of JS objects field by field costs more than the steps' own syscalls.
+/// Runs the steps in order off the JS thread, stopping at the first failure (an `Io`
+/// StrataError naming the step's path).
 #[napi(ts_return_type = "Promise<void>")]
-pub fn fs_batch(env: Env, ops_json: String) -> Result<AsyncTask<crate::error::Job<FsBatch>>> {
-    let ops: Vec<NativeFsOp> =
-        serde_json::from_str(&ops_json).map_err(|e| bad_step(format!("bad steps: {e}")).into_js(&env))?;
-    let ops = ops.into_iter().map(convert).collect::<std::result::Result<Vec<_>, _>>().map_err(crate::throw(&env))?;
-    Ok(crate::job(FsBatch { ops }))
+pub fn fs_batch(ops: Vec<NativeFsOp>) -> AsyncTask<crate::error::Job<FsBatch>> {
+    crate::job(FsBatch { ops: ops.into_iter().map(FsOp::from).collect() })
 }
 
 /// The bytes of `path`, or None when it does not exist; other errors are `Io` StrataErrors.

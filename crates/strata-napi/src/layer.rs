@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use strata_core::archive::{self, MemberData, OutMember};
-use strata_core::digest::Digest;
+use strata_core::digest::{BlobDigest, DiffId};
 use strata_core::error::ErrorCode;
 use strata_core::layer::{self, ApplyRequest, BlobSource};
 
@@ -85,8 +85,12 @@ fn non_negative(v: Option<i64>, what: &str) -> Outcome<Option<u64>> {
     }
 }
 
-fn digest(s: &Option<String>) -> Outcome<Option<Digest>> {
-    Ok(s.as_deref().map(Digest::parse).transpose()?)
+fn diff_id(s: &Option<String>) -> Outcome<Option<DiffId>> {
+    Ok(s.as_deref().map(DiffId::parse).transpose()?)
+}
+
+fn blob_digest(s: &Option<String>) -> Outcome<Option<BlobDigest>> {
+    Ok(s.as_deref().map(BlobDigest::parse).transpose()?)
 }
 
 fn convert(r: &NativeApplyRequest) -> Outcome<ApplyRequest> {
@@ -98,8 +102,8 @@ fn convert(r: &NativeApplyRequest) -> Outcome<ApplyRequest> {
         },
         dest: PathBuf::from(&r.dest),
         tar_split: PathBuf::from(&r.tar_split),
-        expected_diff_id: digest(&r.expected_diff_id)?,
-        expected_digest: digest(&r.expected_digest)?,
+        expected_diff_id: diff_id(&r.expected_diff_id)?,
+        expected_digest: blob_digest(&r.expected_digest)?,
     })
 }
 
@@ -271,7 +275,7 @@ impl crate::NativeTask for WriteArchive {
                 Pending::Layer { diff_dir, tar_split, diff_id } => MemberData::Layer {
                     diff_dir: diff_dir.into(),
                     tar_split: tar_split.into(),
-                    diff_id: Digest::parse(&diff_id)?,
+                    diff_id: DiffId::parse(&diff_id)?,
                 },
             };
             members.push(OutMember { name, data });
@@ -322,7 +326,7 @@ impl crate::NativeTask for WriteLayerFile {
     type Output = ();
     type JsValue = ();
     fn compute(&mut self) -> Outcome<()> {
-        let id = Digest::parse(&self.diff_id)?;
+        let id = DiffId::parse(&self.diff_id)?;
         archive::write_layer_file(
             self.diff_dir.as_ref(),
             self.tar_split.as_ref(),

@@ -12,7 +12,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use strata_core::digest::Digest;
+use strata_core::digest::{DiffId, Digest};
 use strata_registry::push::{self, BlobSource, Uploaded};
 use strata_registry::{Client, RegistryError};
 
@@ -74,13 +74,13 @@ fn source_of(b: &NativeBlobToSend) -> Outcome<BlobSource> {
         (None, None, Some(diff_dir)) if b.uncompressed == Some(true) => Ok(BlobSource::Tar {
             diff_dir: diff_dir.into(),
             tar_split: b.tar_split.as_deref().ok_or_else(|| invalid("a layer needs its tar-split"))?.into(),
-            diff_id: digest(b.diff_id.as_deref(), "layer")?,
+            diff_id: DiffId::from_digest(digest(b.diff_id.as_deref(), "layer")?),
             scratch: b.keep.as_deref().ok_or_else(|| invalid("a layer needs a scratch file"))?.into(),
         }),
         (None, None, Some(diff_dir)) => Ok(BlobSource::Layer {
             diff_dir: diff_dir.into(),
             tar_split: b.tar_split.as_deref().ok_or_else(|| invalid("a layer needs its tar-split"))?.into(),
-            diff_id: digest(b.diff_id.as_deref(), "layer")?,
+            diff_id: DiffId::from_digest(digest(b.diff_id.as_deref(), "layer")?),
             keep: b.keep.as_deref().ok_or_else(|| invalid("a layer needs a keep file"))?.into(),
             workers: strata_core::layer::max_workers(),
         }),

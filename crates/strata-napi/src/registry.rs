@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use strata_core::digest::Digest;
+use strata_core::digest::{BlobDigest, DiffId};
 use strata_registry::auth::Credentials;
 use strata_registry::client::{Body, Request};
 use strata_registry::pull::{self, LayerEvent, LayerPull, PulledLayer};
@@ -314,9 +314,9 @@ impl NativeRegistryClient {
         for l in layers {
             reqs.push(LayerPull {
                 repository: l.repository,
-                digest: Digest::parse(&l.digest)?,
+                digest: BlobDigest::parse(&l.digest)?,
                 size: u64::try_from(l.size).map_err(|_| invalid("size must be >= 0"))?,
-                diff_id: Digest::parse(&l.diff_id)?,
+                diff_id: DiffId::parse(&l.diff_id)?,
                 dest: l.dest.into(),
                 tar_split: l.tar_split.into(),
                 partial: l.partial.into(),

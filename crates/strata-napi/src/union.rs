@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::error::Job;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use strata_core::union::{inspect, CreateKind, Stat, UnionError, UnionView};
+use strata_core::union::{CreateKind, Stat, UnionError, UnionView};
 
 type Work<T> = Box<dyn FnOnce() -> std::result::Result<T, UnionError> + Send>;
 
@@ -102,30 +102,9 @@ pub struct NativeUnionXattr {
     pub value: Buffer,
 }
 
-/// An object of a snapshotted real directory tree (see `unionSnapshot`).
-#[napi(object)]
-pub struct NativeUnionSnapEntry {
-    pub path: String,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: f64,
-    pub nlink: f64,
-    pub rdev: f64,
-    pub mtime_ns: BigInt,
-    pub hash: Option<String>,
-    pub target: Option<String>,
-    /// `name=hex(value)` per xattr, sorted.
-    pub xattrs: Vec<String>,
-}
-
 #[napi]
 pub struct NativeUnionView {
     inner: Arc<UnionView>,
-}
-
-fn hex(v: &[u8]) -> String {
-    v.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn ms_to_ns(ms: f64) -> i128 {
@@ -296,72 +275,4 @@ impl NativeUnionView {
                 .map(|xs| xs.into_iter().map(|(name, value)| NativeUnionXattr { name, value: value.into() }).collect())
         })
     }
-}
-
-/// Creates an overlay whiteout (char 0/0) at a real path (building layers, tests).
-#[napi]
-pub fn union_make_whiteout(env: Env, path: String) -> Result<()> {
-    inspect::make_whiteout(Path::new(&path)).map_err(crate::throw(&env))
-}
-
-/// Marks a real directory opaque (`trusted.overlay.opaque=y`).
-#[napi]
-pub fn union_set_opaque(env: Env, path: String) -> Result<()> {
-    inspect::set_opaque(Path::new(&path)).map_err(crate::throw(&env))
-}
-
-/// Describes every object under a real directory (uppers, layers, mounts), sorted by path.
-#[napi(ts_return_type = "Promise<NativeUnionSnapEntry[]>")]
-pub fn union_snapshot(root: String) -> ViewTask<Vec<NativeUnionSnapEntry>> {
-    job(move || {
-        inspect::snapshot(Path::new(&root)).map(|es| {
-            es.into_iter()
-                .map(|e| NativeUnionSnapEntry {
-                    path: e.path,
-                    mode: e.mode,
-                    uid: e.uid,
-                    gid: e.gid,
-                    size: e.size as f64,
-                    nlink: e.nlink as f64,
-                    rdev: e.rdev as f64,
-                    mtime_ns: big(e.mtime_ns),
-                    hash: e.hash,
-                    target: e.target,
-                    xattrs: e.xattrs.iter().map(|(n, v)| format!("{n}={}", hex(v))).collect(),
-                })
-                .collect()
-        })
-    })
-}
-
-/// Mounts kernel overlayfs (`lowers` top first, one `lowerdir+` each) at `target`, for
-/// differential tests and benchmarks against the view. `options`: e.g. `["redirect_dir=off"]`.
-/// Synchronous on purpose (test set-up); the store uses `mountOverlay` (strata_core::mount).
-#[napi]
-pub fn union_mount_overlay(
-    env: Env,
-    lowers: Vec<String>,
-    upper: Option<String>,
-    work: Option<String>,
-    options: Vec<String>,
-    target: String,
-) -> Result<()> {
-    let (upperdir, workdir) = match (upper, work) {
-        (Some(u), Some(w)) => (Some(PathBuf::from(u)), Some(PathBuf::from(w))),
-        _ => (None, None),
-    };
-    let plan = strata_core::mount::MountPlan {
-        lowerdirs: lowers.into_iter().map(PathBuf::from).collect(),
-        upperdir,
-        workdir,
-        target: PathBuf::from(target),
-        options,
-    };
-    strata_core::mount::mount_overlay(&plan).map(|_| ()).map_err(crate::throw(&env))
-}
-
-/// Unmounts `target` (`lazy`: MNT_DETACH).
-#[napi]
-pub fn union_umount(env: Env, target: String, lazy: bool) -> Result<()> {
-    strata_core::mount::unmount(Path::new(&target), lazy).map(|_| ()).map_err(crate::throw(&env))
 }

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
-use strata_core::digest::{DiffId, Digest};
+use strata_core::digest::{BlobDigest, DiffId};
 use strata_core::layer::{self, ApplyResult, LayerError};
 
 /// Default layers in flight per registry (Docker's default is 3; streamed extraction makes
@@ -46,7 +46,7 @@ pub struct LayerPull {
     /// Repository path on the registry (`library/busybox`).
     pub repository: String,
     /// The compressed digest (the manifest's layer descriptor).
-    pub digest: Digest,
+    pub digest: BlobDigest,
     /// The descriptor's size.
     pub size: u64,
     pub diff_id: DiffId,

@@ -293,11 +293,11 @@ fn upload_whole(
                 }),
                 length: Some(size),
             };
-            let st = finish(client, repo, loc, diff_id, body, cancel)?;
+            let st = finish(client, repo, loc, diff_id.digest(), body, cancel)?;
             if REFUSES_BODY.contains(&st) {
                 return Err(Attempt::Chunked);
             }
-            Ok(Uploaded { digest: diff_id.clone(), size })
+            Ok(Uploaded { digest: diff_id.digest().clone(), size })
         }
         BlobSource::Layer { diff_dir, tar_split, diff_id, keep, workers } => {
             let outcome: Arc<Mutex<Option<Result<GzBlob, GzLayerError>>>> = Arc::new(Mutex::new(None));
@@ -436,7 +436,7 @@ fn on_disk(src: &BlobSource, cancel: &Arc<AtomicBool>) -> Result<(PathBuf, Diges
                     found: found.to_string(),
                 })));
             }
-            (tmp, diff_id.clone(), size, None)
+            (tmp, diff_id.digest().clone(), size, None)
         }
     })
 }

@@ -3,6 +3,10 @@
 use std::io;
 use std::path::Path;
 
+use std::os::fd::AsFd;
+
+use rustix::fs::{FileType, Mode, OFlags, CWD};
+
 use super::sys;
 use super::{UnionError, OPAQUE_XATTR};
 
@@ -32,18 +36,13 @@ fn err(op: &'static str, p: &Path, e: io::Error) -> UnionError {
 
 /// Creates an overlay whiteout (char device 0/0, mode 0) at `path`.
 pub fn make_whiteout(path: &Path) -> Result<(), UnionError> {
-    let c = sys::cstr(&path.to_string_lossy()).map_err(|e| err("mknod", path, e))?;
-    // SAFETY: c is a valid path.
-    if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) } != 0 {
-        return Err(err("mknod", path, io::Error::last_os_error()));
-    }
-    Ok(())
+    rustix::fs::mknodat(CWD, path, FileType::CharacterDevice, Mode::empty(), 0)
+        .map_err(|e| err("mknod", path, e.into()))
 }
 
 /// Marks a directory opaque (`trusted.overlay.opaque=y`).
 pub fn set_opaque(path: &Path) -> Result<(), UnionError> {
-    let c = sys::cstr(&path.to_string_lossy()).map_err(|e| err("setxattr", path, e))?;
-    sys::lsetxattr(&c, &sys::cstr(OPAQUE_XATTR).expect("static"), b"y").map_err(|e| err("setxattr", path, e))
+    sys::lsetxattr(&path.to_string_lossy(), OPAQUE_XATTR, b"y").map_err(|e| err("setxattr", path, e))
 }
 
 /// Walks `root` (not following symlinks) and describes every object, sorted by path.
@@ -56,12 +55,8 @@ pub fn snapshot(root: &Path) -> Result<Vec<SnapEntry>, UnionError> {
 
 fn walk(root: &Path, rel: &str, out: &mut Vec<SnapEntry>) -> Result<(), UnionError> {
     let p = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
-    let c = sys::cstr(&p.to_string_lossy()).map_err(|e| err("lstat", &p, e))?;
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: c and st valid.
-    if unsafe { libc::lstat(c.as_ptr(), &mut st) } != 0 {
-        return Err(err("lstat", &p, io::Error::last_os_error()));
-    }
+    let c = p.to_string_lossy();
+    let st = rustix::fs::lstat(&p).map_err(|e| err("lstat", &p, e.into()))?;
     let fmt = st.st_mode & libc::S_IFMT;
     let mut xattrs = Vec::new();
     for n in sys::llistxattr(&c).map_err(|e| err("listxattr", &p, e))? {
@@ -94,15 +89,9 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<SnapEntry>) -> Result<(), UnionErr
         xattrs,
     });
     if fmt == libc::S_IFDIR {
-        // SAFETY: c valid.
-        let raw =
-            unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
-        if raw < 0 {
-            return Err(err("opendir", &p, io::Error::last_os_error()));
-        }
-        // SAFETY: fresh descriptor.
-        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-        for (name, _) in sys::read_dir_fd(fd).map_err(|e| err("readdir", &p, e))? {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&p, flags, Mode::empty()).map_err(|e| err("opendir", &p, e.into()))?;
+        for (name, _) in sys::read_dir(fd.as_fd()).map_err(|e| err("readdir", &p, e))? {
             let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
             walk(root, &child, out)?;
         }

@@ -25,7 +25,9 @@
 use crate::error::ErrorCode;
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{FileType, OFlags};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
@@ -164,8 +166,8 @@ pub struct Stat {
 }
 
 impl Stat {
-    fn from_raw(st: &libc::stat, merged: bool, layer: usize) -> Self {
-        let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+    fn from_raw(st: &sys::Stat, merged: bool, layer: usize) -> Self {
+        let ns = |s: i64, n: u64| s as i128 * 1_000_000_000 + n as i128;
         Stat {
             mode: st.st_mode,
             uid: st.st_uid,
@@ -199,16 +201,16 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    fn from_dtype(t: u8) -> Self {
+    fn from_type(t: FileType) -> Self {
         match t {
-            libc::DT_REG => FileKind::File,
-            libc::DT_DIR => FileKind::Dir,
-            libc::DT_LNK => FileKind::Symlink,
-            libc::DT_FIFO => FileKind::Fifo,
-            libc::DT_SOCK => FileKind::Socket,
-            libc::DT_CHR => FileKind::CharDevice,
-            libc::DT_BLK => FileKind::BlockDevice,
-            _ => FileKind::Unknown,
+            FileType::RegularFile => FileKind::File,
+            FileType::Directory => FileKind::Dir,
+            FileType::Symlink => FileKind::Symlink,
+            FileType::Fifo => FileKind::Fifo,
+            FileType::Socket => FileKind::Socket,
+            FileType::CharacterDevice => FileKind::CharDevice,
+            FileType::BlockDevice => FileKind::BlockDevice,
+            FileType::Unknown => FileKind::Unknown,
         }
     }
     /// Lower-case name (`file`, `dir`, ...), used by the binding.
@@ -253,16 +255,7 @@ impl UnionView {
     /// Opens a view. `lowers` are layer directories, top first; `upper` makes the view writable.
     pub fn open(lowers: &[PathBuf], upper: Option<&Path>, work: Option<&Path>) -> Result<Self> {
         let mut layers = Vec::new();
-        let open = |p: &Path| -> Result<OwnedFd> {
-            let c = sys::cstr(&p.to_string_lossy()).map_err(|e| UnionError::Open(p.display().to_string(), e))?;
-            // SAFETY: c is a valid path; the result is checked.
-            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-            if fd < 0 {
-                return Err(UnionError::Open(p.display().to_string(), io::Error::last_os_error()));
-            }
-            // SAFETY: fresh descriptor.
-            Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-        };
+        let open = |p: &Path| sys::open_dir_path(p).map_err(|e| UnionError::Open(p.display().to_string(), e));
         if let Some(u) = upper {
             layers.push(open(u)?);
         }
@@ -305,8 +298,8 @@ impl UnionView {
         self.layers.len()
     }
 
-    pub(crate) fn fd(&self, layer: usize) -> RawFd {
-        self.layers[layer].as_raw_fd()
+    pub(crate) fn fd(&self, layer: usize) -> BorrowedFd<'_> {
+        self.layers[layer].as_fd()
     }
 
     /// Forgets every cached lookup (after layers were changed behind the view's back).
@@ -384,8 +377,7 @@ impl UnionView {
             Ok(fd) => fd,
             Err(e) => return Err(UnionError::io("lookup", rel, e)),
         };
-        let name = sys::cstr(OPAQUE_XATTR).expect("static");
-        match sys::fgetxattr(fd.as_raw_fd(), &name) {
+        match sys::fgetxattr(fd.as_fd(), OPAQUE_XATTR) {
             Ok(v) => Ok(v.as_deref() == Some(b"y")),
             Err(e) => Err(UnionError::io("lookup", rel, e)),
         }
@@ -460,7 +452,7 @@ impl UnionView {
     fn readlink_entry(&self, e: &Entry, rel: &str) -> io::Result<String> {
         let (dir, name) = split_rel(rel);
         let dfd = sys::open_dir(self.fd(e.top()), dir)?;
-        sys::readlinkat(dfd.as_raw_fd(), name)
+        sys::readlinkat(dfd.as_fd(), name)
     }
 
     pub(crate) fn stat_entry(&self, e: &Entry, rel: &str) -> io::Result<Stat> {
@@ -522,31 +514,29 @@ impl UnionView {
 
     /// The merge itself (ovl_dir_read_merged): topmost entry wins, whiteouts hide lower names.
     fn list_entries(&self, e: &Entry, rel: &str, show_whiteouts: bool) -> io::Result<Vec<DirEntry>> {
-        let mut seen: HashMap<String, Option<u8>> = HashMap::new();
+        let mut seen: HashMap<String, Option<FileType>> = HashMap::new();
         for &l in &e.layers {
             let dfd = sys::open_dir(self.fd(l as usize), rel)?;
-            let raw = dfd.as_raw_fd();
-            let dup = dfd.try_clone()?;
-            let ents = sys::read_dir_fd(dup)?;
+            let ents = sys::read_dir(dfd.as_fd())?;
             seen.reserve(ents.len());
             for (name, mut ty) in ents {
                 if seen.contains_key(&name) {
                     continue;
                 }
-                if ty == libc::DT_CHR || ty == libc::DT_UNKNOWN {
-                    let st = sys::lstat_at(raw, &name)?;
+                if ty == FileType::CharacterDevice || ty == FileType::Unknown {
+                    let st = sys::lstat_at(dfd.as_fd(), &name)?;
                     if sys::is_whiteout(&st) && !show_whiteouts {
                         seen.insert(name, None);
                         continue;
                     }
-                    ty = sys::dtype_of_mode(st.st_mode);
+                    ty = sys::file_type(&st);
                 }
                 seen.insert(name, Some(ty));
             }
         }
         let mut out: Vec<DirEntry> = seen
             .into_iter()
-            .filter_map(|(name, t)| t.map(|t| DirEntry { name, kind: FileKind::from_dtype(t) }))
+            .filter_map(|(name, t)| t.map(|t| DirEntry { name, kind: FileKind::from_type(t) }))
             .collect();
         out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -560,14 +550,14 @@ impl UnionView {
         if e.is_dir() {
             return Err(UnionError::at("open", path, libc::EISDIR));
         }
-        sys::open_beneath(self.fd(e.top()), &r.rel(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0)
+        sys::open_beneath(self.fd(e.top()), &r.rel(), OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK, 0)
             .map_err(|err| UnionError::io("open", path, err))
     }
 
     /// Reads a whole file.
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>> {
         let fd = self.open_read(path)?;
-        let st = sys::fstat(fd.as_raw_fd()).map_err(|e| UnionError::io("read", path, e))?;
+        let st = sys::fstat(fd.as_fd()).map_err(|e| UnionError::io("read", path, e))?;
         let mut buf = Vec::with_capacity(st.st_size as usize + 1);
         let mut f = std::fs::File::from(fd);
         io::Read::read_to_end(&mut f, &mut buf).map_err(|e| UnionError::io("read", path, e))?;
@@ -582,7 +572,7 @@ impl UnionView {
         let io = |err| UnionError::io("listxattr", path, err);
         let (dir, name) = split_rel_owned(&r.rel());
         let dfd = sys::open_dir(self.fd(e.top()), &dir).map_err(io)?;
-        let p = sys::proc_path(dfd.as_raw_fd(), &name).map_err(io)?;
+        let p = sys::proc_path(dfd.as_fd(), &name);
         let mut out = Vec::new();
         for n in sys::llistxattr(&p).map_err(io)? {
             if let Some(v) = sys::lgetxattr(&p, &n).map_err(io)? {

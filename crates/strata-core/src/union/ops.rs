@@ -14,9 +14,11 @@
 //! - rename (`ovl_rename`): directories that exist in a lower layer fail with EXDEV (no
 //!   redirect_dir); files are copied up first; a lower-positive source leaves a whiteout; a
 //!   pure-upper directory moved into a merged directory is made opaque.
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::RwLockWriteGuard;
+
+use rustix::fs::{FileType, OFlags, RenameFlags, Timestamps};
 
 use super::sys;
 use super::{rel_of, Entry, Resolved, Result, UnionError, UnionView, OPAQUE_XATTR, OVERLAY_XATTR_PREFIX};
@@ -90,10 +92,10 @@ impl UnionView {
         let prel = rel_of(&canon[..canon.len() - 1]);
         let name = canon.last().expect("non-root").as_str();
         let up = self.upper_dir(&prel)?;
-        let upfd = up.as_raw_fd();
+        let upfd = up.as_fd();
         let pst = sys::fstat(upfd)?;
         let lo = sys::open_dir(self.fd(e.top()), &prel)?;
-        let lofd = lo.as_raw_fd();
+        let lofd = lo.as_fd();
         let st = sys::lstat_at(lofd, name)?;
         let fmt = st.st_mode & libc::S_IFMT;
         if fmt == libc::S_IFREG {
@@ -110,17 +112,17 @@ impl UnionView {
             match fmt {
                 libc::S_IFDIR => sys::mkdirat(upfd, &tmp, 0o700)?,
                 libc::S_IFREG => {
-                    let src = sys::open_beneath(lofd, name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
+                    let src = sys::open_beneath(lofd, name, OFlags::RDONLY | OFlags::NOFOLLOW, 0)?;
                     let dst = sys::open_beneath(
                         upfd,
                         &tmp,
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
                         0o600,
                     )?;
-                    sys::copy_data(src.as_raw_fd(), dst.as_raw_fd(), st.st_size as u64)?;
+                    sys::copy_data(src.as_fd(), dst.as_fd(), st.st_size as u64)?;
                     // overlayfs fsyncs copied-up data before renaming it into place (unless
                     // mounted `volatile`), so a crash never leaves a short file in the upper.
-                    sys::fsync(dst.as_raw_fd())?;
+                    sys::fsync(dst.as_fd())?;
                 }
                 libc::S_IFLNK => sys::symlinkat(&sys::readlinkat(lofd, name)?, upfd, &tmp)?,
                 _ => sys::mknodat(upfd, &tmp, st.st_mode, st.st_rdev)?,
@@ -132,7 +134,7 @@ impl UnionView {
                 sys::fchmodat(upfd, &tmp, st.st_mode & 0o7777)?;
             }
             sys::utimensat(upfd, &tmp, &sys::times_of(&st))?;
-            sys::renameat2(upfd, &tmp, upfd, name, libc::RENAME_NOREPLACE)
+            sys::renameat2(upfd, &tmp, upfd, name, RenameFlags::NOREPLACE)
         };
         let res = build();
         if res.is_err() {
@@ -147,28 +149,33 @@ impl UnionView {
     /// (`ovl_copy_up_tmpfile`): data, fsync, owner, xattrs, mode, times on the anonymous inode,
     /// then one `linkat` publishes it. The fsync of an unlinked inode does not drag the parent
     /// directory into the journal commit, and a crash leaves nothing behind.
-    fn copy_up_file_tmpfile(&self, lofd: RawFd, name: &str, upfd: RawFd, st: &libc::stat) -> std::io::Result<()> {
-        let src = sys::open_beneath(lofd, name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
-        let dst = sys::open_beneath(upfd, ".", libc::O_WRONLY | libc::O_TMPFILE, 0o600)?;
-        let d = dst.as_raw_fd();
-        sys::copy_data(src.as_raw_fd(), d, st.st_size as u64)?;
+    fn copy_up_file_tmpfile(
+        &self,
+        lofd: BorrowedFd<'_>,
+        name: &str,
+        upfd: BorrowedFd<'_>,
+        st: &sys::Stat,
+    ) -> std::io::Result<()> {
+        let src = sys::open_beneath(lofd, name, OFlags::RDONLY | OFlags::NOFOLLOW, 0)?;
+        let dst = sys::open_beneath(upfd, ".", OFlags::WRONLY | OFlags::TMPFILE, 0o600)?;
+        let d = dst.as_fd();
+        sys::copy_data(src.as_fd(), d, st.st_size as u64)?;
         // overlayfs fsyncs copied-up data (unless mounted `volatile`): no short file after a crash.
         sys::fsync(d)?;
         // Owner before mode: chown(2) clears set-id bits, the mode set afterwards keeps them.
         sys::fchown(d, st.st_uid, st.st_gid)?;
-        let fdpath = sys::cstr(&format!("/proc/self/fd/{d}"))?;
-        copy_xattrs_to(lofd, name, &fdpath)?;
+        copy_xattrs_to(lofd, name, &sys::fd_path(d))?;
         sys::fchmod(d, st.st_mode & 0o7777)?;
         sys::futimens(d, &sys::times_of(st))?;
-        sys::link_fd(&fdpath, upfd, name)
+        sys::link_fd(d, upfd, name)
     }
 
     /// Creates a whiteout at `name`. Like overlayfs (`ovl_whiteout`), whiteouts are hard links
     /// of one shared whiteout inode kept in the workdir when there is one: a link is ~30× cheaper
     /// than allocating an inode on ext4. Falls back to `mknod` (no workdir, EMLINK, EXDEV).
-    fn whiteout_at(&self, dirfd: RawFd, name: &str) -> std::io::Result<()> {
+    fn whiteout_at(&self, dirfd: BorrowedFd<'_>, name: &str) -> std::io::Result<()> {
         if let Some(w) = self.shared_whiteout() {
-            if sys::linkat(w.as_raw_fd(), SHARED_WHITEOUT, dirfd, name).is_ok() {
+            if sys::linkat(w.as_fd(), SHARED_WHITEOUT, dirfd, name).is_ok() {
                 return Ok(());
             }
         }
@@ -179,24 +186,16 @@ impl UnionView {
     fn shared_whiteout(&self) -> Option<&OwnedFd> {
         self.whiteout_dir
             .get_or_init(|| {
-                let work = self.work.as_ref()?;
-                let c = sys::cstr(&work.to_string_lossy()).ok()?;
-                // SAFETY: c valid; result checked.
-                let wfd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-                if wfd < 0 {
-                    return None;
-                }
-                // SAFETY: fresh descriptor.
-                let wfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(wfd) };
-                let _ = sys::mkdirat(wfd.as_raw_fd(), "work", 0o700);
-                let dir = sys::open_dir(wfd.as_raw_fd(), "work").ok()?;
-                match sys::lstat_at(dir.as_raw_fd(), SHARED_WHITEOUT) {
+                let wfd = sys::open_dir_path(self.work.as_ref()?).ok()?;
+                let _ = sys::mkdirat(wfd.as_fd(), "work", 0o700);
+                let dir = sys::open_dir(wfd.as_fd(), "work").ok()?;
+                match sys::lstat_at(dir.as_fd(), SHARED_WHITEOUT) {
                     Ok(st) if sys::is_whiteout(&st) => {}
                     Ok(_) => return None,
-                    Err(_) => sys::mknodat(dir.as_raw_fd(), SHARED_WHITEOUT, libc::S_IFCHR, 0).ok()?,
+                    Err(_) => sys::mknodat(dir.as_fd(), SHARED_WHITEOUT, libc::S_IFCHR, 0).ok()?,
                 }
                 // Same filesystem as the upper, or links cannot work.
-                let a = sys::fstat(dir.as_raw_fd()).ok()?;
+                let a = sys::fstat(dir.as_fd()).ok()?;
                 let b = sys::fstat(self.fd(UPPER)).ok()?;
                 (a.st_dev == b.st_dev).then_some(dir)
             })
@@ -231,13 +230,13 @@ impl UnionView {
         path: &str,
         r: &Resolved,
         is_dir: bool,
-        make: &mut dyn FnMut(RawFd, &str) -> std::io::Result<()>,
+        make: &mut dyn FnMut(BorrowedFd<'_>, &str) -> std::io::Result<()>,
     ) -> Result<()> {
         let parent_canon = &r.canon[..r.canon.len() - 1];
         self.copy_up(op, path, parent_canon)?;
         let io = |e| UnionError::io(op, path, e);
         let up = self.upper_dir(&r.parent_rel()).map_err(io)?;
-        let upfd = up.as_raw_fd();
+        let upfd = up.as_fd();
         let name = r.name();
         let over_whiteout = matches!(sys::lstat_at(upfd, name), Ok(st) if sys::is_whiteout(&st));
         if over_whiteout {
@@ -246,10 +245,10 @@ impl UnionView {
             let res = (|| {
                 if is_dir {
                     set_opaque(upfd, &tmp)?;
-                    sys::renameat2(upfd, &tmp, upfd, name, libc::RENAME_EXCHANGE)?;
+                    sys::renameat2(upfd, &tmp, upfd, name, RenameFlags::EXCHANGE)?;
                     sys::unlinkat(upfd, &tmp, false)
                 } else {
-                    sys::renameat2(upfd, &tmp, upfd, name, 0)
+                    sys::renameat2(upfd, &tmp, upfd, name, RenameFlags::empty())
                 }
             })();
             if res.is_err() {
@@ -326,7 +325,7 @@ impl UnionView {
                     out = Some(sys::open_beneath(
                         dfd,
                         name,
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
                         mode,
                     )?);
                     Ok(())
@@ -337,11 +336,11 @@ impl UnionView {
             Some(e) if e.fmt != libc::S_IFREG => return Err(UnionError::at(op, path, libc::EINVAL)),
             Some(_) => {
                 self.copy_up(op, path, &r.canon)?;
-                let flags = libc::O_WRONLY | libc::O_NOFOLLOW | if append { libc::O_APPEND } else { libc::O_TRUNC };
+                let flags = OFlags::WRONLY | OFlags::NOFOLLOW | if append { OFlags::APPEND } else { OFlags::TRUNC };
                 sys::open_beneath(self.fd(UPPER), &r.rel(), flags, 0).map_err(io)?
             }
         };
-        sys::write_all(fd.as_raw_fd(), data).map_err(io)?;
+        sys::write_all(fd.as_fd(), data).map_err(io)?;
         self.forget(&r.canon, false);
         Ok(())
     }
@@ -358,8 +357,8 @@ impl UnionView {
         }
         self.copy_up("truncate", path, &r.canon)?;
         let io = |e| UnionError::io("truncate", path, e);
-        let fd = sys::open_beneath(self.fd(UPPER), &r.rel(), libc::O_WRONLY | libc::O_NOFOLLOW, 0).map_err(io)?;
-        sys::ftruncate(fd.as_raw_fd(), len).map_err(io)?;
+        let fd = sys::open_beneath(self.fd(UPPER), &r.rel(), OFlags::WRONLY | OFlags::NOFOLLOW, 0).map_err(io)?;
+        sys::ftruncate(fd.as_fd(), len).map_err(io)?;
         self.forget(&r.canon, false);
         Ok(())
     }
@@ -370,7 +369,7 @@ impl UnionView {
         op: &'static str,
         path: &str,
         follow: bool,
-        f: &dyn Fn(RawFd, &str) -> std::io::Result<()>,
+        f: &dyn Fn(BorrowedFd<'_>, &str) -> std::io::Result<()>,
     ) -> Result<()> {
         let _g = self.write_guard(op, path)?;
         let r = self.resolve(op, path, follow)?;
@@ -383,7 +382,7 @@ impl UnionView {
             f(self.fd(UPPER), ".").map_err(io)?;
         } else {
             let up = self.upper_dir(&r.parent_rel()).map_err(io)?;
-            f(up.as_raw_fd(), r.name()).map_err(io)?;
+            f(up.as_fd(), r.name()).map_err(io)?;
         }
         self.forget(&r.canon, false);
         Ok(())
@@ -401,11 +400,8 @@ impl UnionView {
 
     /// `utimensat(2)` with explicit times in nanoseconds (follows symlinks when `follow`).
     pub fn utimes(&self, path: &str, atime_ns: i128, mtime_ns: i128, follow: bool) -> Result<()> {
-        let ts = |ns: i128| libc::timespec {
-            tv_sec: ns.div_euclid(1_000_000_000) as i64,
-            tv_nsec: ns.rem_euclid(1_000_000_000) as i64,
-        };
-        let times = [ts(atime_ns), ts(mtime_ns)];
+        let times =
+            Timestamps { last_access: sys::timespec_ns(atime_ns), last_modification: sys::timespec_ns(mtime_ns) };
         self.setattr("utimes", path, follow, &|d, n| sys::utimensat(d, n, &times))
     }
 
@@ -414,8 +410,7 @@ impl UnionView {
         if name.starts_with(OVERLAY_XATTR_PREFIX) {
             return Err(UnionError::at("setxattr", path, libc::EOPNOTSUPP));
         }
-        let cname = sys::cstr(name).map_err(|e| UnionError::io("setxattr", path, e))?;
-        self.setattr("setxattr", path, false, &|d, n| sys::lsetxattr(&sys::proc_path(d, n)?, &cname, value))
+        self.setattr("setxattr", path, false, &|d, n| sys::lsetxattr(&sys::proc_path(d, n), name, value))
     }
 
     /// `unlink(2)`.
@@ -493,7 +488,7 @@ impl UnionView {
         let prel = r.parent_rel();
         let name = r.name();
         let up = self.upper_dir(&prel).map_err(io)?;
-        let upfd = up.as_raw_fd();
+        let upfd = up.as_fd();
         let lp = self.lower_positive(&r.parent, &prel, name).map_err(io)?;
         let in_upper = r.entry.as_ref().expect("exists").top() == UPPER;
         let res = (|| {
@@ -507,10 +502,10 @@ impl UnionView {
                 let tmp = self.tmp_name();
                 self.whiteout_at(upfd, &tmp)?;
                 let r = if in_upper && is_dir {
-                    sys::renameat2(upfd, &tmp, upfd, name, libc::RENAME_EXCHANGE)
+                    sys::renameat2(upfd, &tmp, upfd, name, RenameFlags::EXCHANGE)
                         .and_then(|_| sys::unlinkat(upfd, &tmp, true))
                 } else {
-                    sys::renameat2(upfd, &tmp, upfd, name, 0)
+                    sys::renameat2(upfd, &tmp, upfd, name, RenameFlags::empty())
                 };
                 if r.is_err() {
                     let _ = sys::unlinkat(upfd, &tmp, false);
@@ -542,7 +537,7 @@ impl UnionView {
         let oname = o.name().to_string();
         // The new name's parent may have been copied up above; resolve it afresh.
         let n = self.resolve("link", new, false)?;
-        self.create_at("link", new, &n, false, &mut |fd, name| sys::linkat(src.as_raw_fd(), &oname, fd, name))?;
+        self.create_at("link", new, &n, false, &mut |fd, name| sys::linkat(src.as_fd(), &oname, fd, name))?;
         self.forget(&o.canon, false);
         Ok(())
     }
@@ -602,7 +597,7 @@ impl UnionView {
         let new_parent_merged = n.parent.layers.iter().any(|&l| l as usize != UPPER);
         let oup = self.upper_dir(&oprel).map_err(ioe)?;
         let nup = self.upper_dir(&nprel).map_err(ioe)?;
-        let (ofd, nfd) = (oup.as_raw_fd(), nup.as_raw_fd());
+        let (ofd, nfd) = (oup.as_fd(), nup.as_fd());
         let (oname, nname) = (o.name(), n.name());
         let res = (|| -> std::io::Result<()> {
             if o_dir && new_parent_merged && !self.is_opaque(UPPER, &o.rel()).map_err(to_io)? {
@@ -610,20 +605,20 @@ impl UnionView {
             }
             let target = sys::lstat_at(nfd, nname).ok();
             let target_whiteout = target.as_ref().is_some_and(sys::is_whiteout);
-            if target.as_ref().is_some_and(|st| sys::is_dir(st.st_mode)) {
+            if target.as_ref().is_some_and(sys::is_dir) {
                 clear_whiteouts(nfd, nname)?;
             }
             if target_whiteout {
                 // Swap the whiteout into the source's place, then drop it if not needed there.
-                sys::renameat2(ofd, oname, nfd, nname, libc::RENAME_EXCHANGE)?;
+                sys::renameat2(ofd, oname, nfd, nname, RenameFlags::EXCHANGE)?;
                 if !lp_old {
                     sys::unlinkat(ofd, oname, false)?;
                 }
                 Ok(())
             } else if lp_old {
-                sys::renameat2(ofd, oname, nfd, nname, libc::RENAME_WHITEOUT)
+                sys::renameat2(ofd, oname, nfd, nname, RenameFlags::WHITEOUT)
             } else {
-                sys::renameat2(ofd, oname, nfd, nname, 0)
+                sys::renameat2(ofd, oname, nfd, nname, RenameFlags::empty())
             }
         })();
         self.forget(&o.canon, true);
@@ -635,19 +630,18 @@ fn to_io(e: UnionError) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.raw_errno())
 }
 
-fn set_opaque(dirfd: RawFd, name: &str) -> std::io::Result<()> {
-    let n = sys::cstr(OPAQUE_XATTR)?;
-    sys::lsetxattr(&sys::proc_path(dirfd, name)?, &n, b"y")
+fn set_opaque(dirfd: BorrowedFd<'_>, name: &str) -> std::io::Result<()> {
+    sys::lsetxattr(&sys::proc_path(dirfd, name), OPAQUE_XATTR, b"y")
 }
 
 /// Copies every xattr except overlayfs' private ones (`ovl_copy_xattr`).
-fn copy_xattrs(srcdir: RawFd, src: &str, dstdir: RawFd, dst: &str) -> std::io::Result<()> {
-    let sp = sys::proc_path(srcdir, src)?;
+fn copy_xattrs(srcdir: BorrowedFd<'_>, src: &str, dstdir: BorrowedFd<'_>, dst: &str) -> std::io::Result<()> {
+    let sp = sys::proc_path(srcdir, src);
     let names = sys::llistxattr(&sp)?;
     if names.is_empty() {
         return Ok(());
     }
-    let dp = sys::proc_path(dstdir, dst)?;
+    let dp = sys::proc_path(dstdir, dst);
     for n in names {
         if n.to_bytes().starts_with(OVERLAY_XATTR_PREFIX.as_bytes()) {
             continue;
@@ -660,8 +654,8 @@ fn copy_xattrs(srcdir: RawFd, src: &str, dstdir: RawFd, dst: &str) -> std::io::R
 }
 
 /// Like [`copy_xattrs`], onto an already-open file named by its `/proc/self/fd` path.
-fn copy_xattrs_to(srcdir: RawFd, src: &str, dst: &std::ffi::CStr) -> std::io::Result<()> {
-    let sp = sys::proc_path(srcdir, src)?;
+fn copy_xattrs_to(srcdir: BorrowedFd<'_>, src: &str, dst: &str) -> std::io::Result<()> {
+    let sp = sys::proc_path(srcdir, src);
     for n in sys::llistxattr(&sp)? {
         if n.to_bytes().starts_with(OVERLAY_XATTR_PREFIX.as_bytes()) {
             continue;
@@ -675,14 +669,13 @@ fn copy_xattrs_to(srcdir: RawFd, src: &str, dst: &std::ffi::CStr) -> std::io::Re
 
 /// Removes whiteouts left inside an upper directory that is about to be removed/replaced
 /// (the merged directory is empty, so whiteouts are all it can hold).
-fn clear_whiteouts(dirfd: RawFd, name: &str) -> std::io::Result<()> {
+fn clear_whiteouts(dirfd: BorrowedFd<'_>, name: &str) -> std::io::Result<()> {
     let d = sys::open_dir(dirfd, name)?;
-    let ents = sys::read_dir_fd(d.try_clone()?)?;
-    for (n, t) in ents {
-        if t == libc::DT_CHR || t == libc::DT_UNKNOWN {
-            let st = sys::lstat_at(d.as_raw_fd(), &n)?;
+    for (n, t) in sys::read_dir(d.as_fd())? {
+        if t == FileType::CharacterDevice || t == FileType::Unknown {
+            let st = sys::lstat_at(d.as_fd(), &n)?;
             if sys::is_whiteout(&st) {
-                sys::unlinkat(d.as_raw_fd(), &n, false)?;
+                sys::unlinkat(d.as_fd(), &n, false)?;
             }
         }
     }

@@ -1,419 +1,320 @@
-//! Thin, fd-relative syscall wrappers used by the union view.
+//! The union view's syscalls: fd-relative, each a thin rustix call that converts its error
+//! to `io::Error`. No `unsafe` here: rustix covers every call the view makes.
 //!
 //! Every open inside a layer goes through `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 //! RESOLVE_NO_MAGICLINKS)`: the view resolves symlinks itself (within the view's root), so a
 //! path handed to a layer is a chain of real directories and must never follow a link or
-//! climb out of the layer.
-use std::ffi::{CStr, CString};
+//! climb out of the layer. xattrs of a name inside an open directory go through
+//! `/proc/self/fd/<dir>/<name>` (there is no `l*xattrat` before Linux 6.13); the final
+//! component is a real name, not a magic link, so the `l*` calls act on it, symlinks included.
+use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-/// `ioctl(FICLONE)`; not exported by every libc version.
-const FICLONE: libc::c_ulong = 0x4004_9409;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, RenameFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{Gid, Uid, XattrFlags, CWD};
+use rustix::io::Errno;
+use rustix::path::Arg;
 
-pub(crate) fn cstr(s: &str) -> io::Result<CString> {
-    CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
+pub(crate) use rustix::fs::Stat;
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
+/// How the view resolves a path inside one layer (see the module comment).
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
+/// Bytes of directory entries fetched per `getdents64`, as glibc's `readdir` buffers them.
+const DIRENT_BUF: usize = 32 * 1024;
 
-/// Opens `rel` beneath `dirfd` without following any symlink (`O_CLOEXEC` always added).
-pub(crate) fn open_beneath(dirfd: RawFd, rel: &str, flags: i32, mode: u32) -> io::Result<OwnedFd> {
-    let path = cstr(rel)?;
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 { mode as u64 } else { 0 };
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    loop {
-        // SAFETY: `how` and `path` outlive the call; the size is the struct's.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd,
-                path.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if r >= 0 {
-            // SAFETY: the kernel just gave us this descriptor.
-            return Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) });
-        }
-        let e = io::Error::last_os_error();
-        // openat2 returns EAGAIN when a concurrent rename races RESOLVE_BENEATH; retry.
-        if e.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(e);
-        }
-    }
+/// Opens `rel` beneath `dir` without following any symlink (`O_CLOEXEC` always added).
+/// `mode` only counts with `O_CREAT`/`O_TMPFILE`.
+pub(crate) fn open_beneath(dir: BorrowedFd<'_>, rel: &str, flags: OFlags, mode: u32) -> io::Result<OwnedFd> {
+    crate::safefs::openat2(dir, rel, flags, Mode::from_raw_mode(mode), BENEATH)
 }
 
 /// Opens a directory for reading entries / as a dirfd.
-pub(crate) fn open_dir(dirfd: RawFd, rel: &str) -> io::Result<OwnedFd> {
-    open_beneath(dirfd, rel, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
+pub(crate) fn open_dir(dir: BorrowedFd<'_>, rel: &str) -> io::Result<OwnedFd> {
+    open_beneath(dir, rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW, 0)
 }
 
-pub(crate) fn fstat(fd: RawFd) -> io::Result<libc::stat> {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: st is a valid out-pointer.
-    cvt(unsafe { libc::fstat(fd, &mut st) })?;
-    Ok(st)
+/// Opens a host directory (a layer root, a workdir) by its path.
+pub(crate) fn open_dir_path(path: &std::path::Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    Ok(rustix::fs::fstat(fd)?)
 }
 
 /// `lstat` of a single name inside an already-open directory.
-pub(crate) fn lstat_at(dirfd: RawFd, name: &str) -> io::Result<libc::stat> {
-    let c = cstr(name)?;
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: c and st are valid for the call.
-    cvt(unsafe { libc::fstatat(dirfd, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
-    Ok(st)
+pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<Stat> {
+    Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
 }
 
 /// `lstat` of a path beneath a layer root, never following a link on the way.
-pub(crate) fn lstat_beneath(root: RawFd, rel: &str) -> io::Result<libc::stat> {
+pub(crate) fn lstat_beneath(root: BorrowedFd<'_>, rel: &str) -> io::Result<Stat> {
     if !rel.contains('/') {
         return lstat_at(root, rel);
     }
-    let fd = open_beneath(root, rel, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
-    fstat(fd.as_raw_fd())
+    let fd = open_beneath(root, rel, OFlags::PATH | OFlags::NOFOLLOW, 0)?;
+    fstat(fd.as_fd())
 }
 
-pub(crate) fn is_whiteout(st: &libc::stat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+pub(crate) fn file_type(st: &Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
 }
 
-pub(crate) fn is_dir(mode: u32) -> bool {
-    mode & libc::S_IFMT == libc::S_IFDIR
+pub(crate) fn is_whiteout(st: &Stat) -> bool {
+    file_type(st) == FileType::CharacterDevice && st.st_rdev == 0
 }
 
-/// `/proc/self/fd/<dirfd>/<name>`: a path naming `name` inside an open directory, for the
-/// `l*xattr` calls that have no fd-relative form on older libcs. The final component is a
-/// real name (not a magic link) so `l*` variants act on it, symlinks included.
-pub(crate) fn proc_path(dirfd: RawFd, name: &str) -> io::Result<CString> {
-    cstr(&format!("/proc/self/fd/{dirfd}/{name}"))
+pub(crate) fn is_dir(st: &Stat) -> bool {
+    file_type(st) == FileType::Directory
 }
 
-pub(crate) fn llistxattr(p: &CStr) -> io::Result<Vec<CString>> {
-    let mut buf = vec![0u8; 1024];
+/// `/proc/self/fd/<dir>/<name>`: the path of `name` inside an open directory, for the xattr
+/// calls (see the module comment).
+pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &str) -> String {
+    format!("/proc/self/fd/{}/{name}", dir.as_raw_fd())
+}
+
+/// `/proc/self/fd/<fd>`: a magic link to an open file, for calls that follow it.
+pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Calls `get` with a growing buffer until the value fits (`ERANGE` means "larger").
+fn with_growing_buf(start: usize, get: impl Fn(&mut [u8]) -> rustix::io::Result<usize>) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; start];
     loop {
-        // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(buf
-                .split(|b| *b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| CString::new(s).expect("no interior nul"))
-                .collect());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::ENOTSUP) => return Ok(Vec::new()),
-            _ => return Err(e),
-        }
-    }
-}
-
-pub(crate) fn lgetxattr(p: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::lgetxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(Some(buf));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
-            _ => return Err(e),
-        }
-    }
-}
-
-pub(crate) fn lsetxattr(p: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
-    // SAFETY: pointers valid for the call.
-    cvt(unsafe { libc::lsetxattr(p.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) })?;
-    Ok(())
-}
-
-pub(crate) fn fgetxattr(fd: RawFd, name: &CStr) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; 64];
-    // SAFETY: buf valid for its length.
-    let n = unsafe { libc::fgetxattr(fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n >= 0 {
-        buf.truncate(n as usize);
-        return Ok(Some(buf));
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::ENODATA) | Some(libc::ENOTSUP) | Some(libc::ERANGE) => Ok(None),
-        _ => Err(e),
-    }
-}
-
-pub(crate) fn mkdirat(dirfd: RawFd, name: &str, mode: u32) -> io::Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: c valid.
-    cvt(unsafe { libc::mkdirat(dirfd, c.as_ptr(), mode) })?;
-    Ok(())
-}
-
-pub(crate) fn mknodat(dirfd: RawFd, name: &str, mode: u32, dev: u64) -> io::Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: c valid.
-    cvt(unsafe { libc::mknodat(dirfd, c.as_ptr(), mode, dev) })?;
-    Ok(())
-}
-
-pub(crate) fn symlinkat(target: &str, dirfd: RawFd, name: &str) -> io::Result<()> {
-    let t = cstr(target)?;
-    let c = cstr(name)?;
-    // SAFETY: t and c valid.
-    cvt(unsafe { libc::symlinkat(t.as_ptr(), dirfd, c.as_ptr()) })?;
-    Ok(())
-}
-
-pub(crate) fn readlinkat(dirfd: RawFd, name: &str) -> io::Result<String> {
-    let c = cstr(name)?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: buf valid for its length.
-    let n = unsafe { libc::readlinkat(dirfd, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
-pub(crate) fn unlinkat(dirfd: RawFd, name: &str, dir: bool) -> io::Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: c valid.
-    cvt(unsafe { libc::unlinkat(dirfd, c.as_ptr(), if dir { libc::AT_REMOVEDIR } else { 0 }) })?;
-    Ok(())
-}
-
-pub(crate) fn renameat2(olddir: RawFd, old: &str, newdir: RawFd, new: &str, flags: u32) -> io::Result<()> {
-    let o = cstr(old)?;
-    let n = cstr(new)?;
-    // SAFETY: o and n valid.
-    cvt(unsafe { libc::renameat2(olddir, o.as_ptr(), newdir, n.as_ptr(), flags) })?;
-    Ok(())
-}
-
-pub(crate) fn linkat(olddir: RawFd, old: &str, newdir: RawFd, new: &str) -> io::Result<()> {
-    let o = cstr(old)?;
-    let n = cstr(new)?;
-    // SAFETY: o and n valid.
-    cvt(unsafe { libc::linkat(olddir, o.as_ptr(), newdir, n.as_ptr(), 0) })?;
-    Ok(())
-}
-
-pub(crate) fn fchownat(dirfd: RawFd, name: &str, uid: u32, gid: u32) -> io::Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: c valid.
-    cvt(unsafe { libc::fchownat(dirfd, c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })?;
-    Ok(())
-}
-
-pub(crate) fn fchmodat(dirfd: RawFd, name: &str, mode: u32) -> io::Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: c valid.
-    cvt(unsafe { libc::fchmodat(dirfd, c.as_ptr(), mode, 0) })?;
-    Ok(())
-}
-
-pub(crate) fn utimensat(dirfd: RawFd, name: &str, times: &[libc::timespec; 2]) -> io::Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: c and times valid.
-    cvt(unsafe { libc::utimensat(dirfd, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })?;
-    Ok(())
-}
-
-pub(crate) fn futimens(fd: RawFd, times: &[libc::timespec; 2]) -> io::Result<()> {
-    // SAFETY: times valid.
-    cvt(unsafe { libc::futimens(fd, times.as_ptr()) })?;
-    Ok(())
-}
-
-pub(crate) fn times_of(st: &libc::stat) -> [libc::timespec; 2] {
-    [
-        libc::timespec { tv_sec: st.st_atime, tv_nsec: st.st_atime_nsec },
-        libc::timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec },
-    ]
-}
-
-/// Copies all data: a FICLONE reflink where the filesystem offers one (btrfs, xfs),
-/// otherwise `copy_file_range` (in-kernel, no userspace buffer), as overlayfs copy-up does.
-pub(crate) fn copy_data(src: RawFd, dst: RawFd, len: u64) -> io::Result<()> {
-    if len == 0 {
-        return Ok(());
-    }
-    // SAFETY: plain ioctl on two valid fds.
-    if unsafe { libc::ioctl(dst, FICLONE as _, src) } == 0 {
-        return Ok(());
-    }
-    let mut off_in: i64 = 0;
-    let mut off_out: i64 = 0;
-    while (off_in as u64) < len {
-        let chunk = ((len - off_in as u64) as usize).min(1 << 30);
-        // SAFETY: offsets are valid out-pointers.
-        let n = unsafe { libc::copy_file_range(src, &mut off_in, dst, &mut off_out, chunk, 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EXDEV) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)
-            ) {
-                return copy_fallback(src, dst, off_in, len);
+        match get(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
             }
-            return Err(e);
-        }
-        if n == 0 {
-            break;
+            Err(Errno::RANGE) => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
 }
 
-fn copy_fallback(src: RawFd, dst: RawFd, mut off: i64, len: u64) -> io::Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    while (off as u64) < len {
-        // SAFETY: buf valid for its length.
-        let n = unsafe { libc::pread(src, buf.as_mut_ptr().cast(), buf.len(), off) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n == 0 {
-            break;
-        }
-        write_all_at(dst, &buf[..n as usize], off)?;
-        off += n as i64;
+/// The xattr names of `p` (not following a final symlink); none where xattrs are unsupported.
+pub(crate) fn llistxattr(p: &str) -> io::Result<Vec<CString>> {
+    let buf = match with_growing_buf(1024, |b| rustix::fs::llistxattr(p, b)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        r => r?,
+    };
+    Ok(buf.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| CString::new(s).expect("split at NUL")).collect())
+}
+
+/// One xattr of `p` (not following a final symlink); `None` when absent or unsupported.
+pub(crate) fn lgetxattr<N: Arg + Copy>(p: &str, name: N) -> io::Result<Option<Vec<u8>>> {
+    match with_growing_buf(256, |b| rustix::fs::lgetxattr(p, name, b)) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA) | Some(libc::ENOTSUP)) => Ok(None),
+        r => r.map(Some),
     }
-    Ok(())
 }
 
-pub(crate) fn write_all_at(fd: RawFd, mut data: &[u8], mut off: i64) -> io::Result<()> {
-    while !data.is_empty() {
-        // SAFETY: data valid for its length.
-        let n = unsafe { libc::pwrite(fd, data.as_ptr().cast(), data.len(), off) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e);
-        }
-        data = &data[n as usize..];
-        off += n as i64;
+pub(crate) fn lsetxattr(p: &str, name: impl Arg, value: &[u8]) -> io::Result<()> {
+    Ok(rustix::fs::lsetxattr(p, name, value, XattrFlags::empty())?)
+}
+
+/// `setxattr` following the final link: for [`fd_path`]s of open files.
+pub(crate) fn setxattr_follow(p: &str, name: impl Arg, value: &[u8]) -> io::Result<()> {
+    Ok(rustix::fs::setxattr(p, name, value, XattrFlags::empty())?)
+}
+
+/// A short xattr of an open file (the opaque marker); `None` when absent, unsupported or
+/// longer than a marker can be.
+pub(crate) fn fgetxattr(fd: BorrowedFd<'_>, name: &str) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = [0u8; 64];
+    match rustix::fs::fgetxattr(fd, name, &mut buf) {
+        Ok(n) => Ok(Some(buf[..n].to_vec())),
+        Err(Errno::NODATA) | Err(Errno::NOTSUP) | Err(Errno::RANGE) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
-pub(crate) fn write_all(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        // SAFETY: data valid for its length.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e);
-        }
-        data = &data[n as usize..];
-    }
-    Ok(())
+pub(crate) fn mkdirat(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode))?)
 }
 
-pub(crate) fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: plain syscall.
-    cvt(unsafe { libc::fchown(fd, uid, gid) })?;
-    Ok(())
+/// `mknodat` with the type bits and permissions of `mode` (`S_IFCHR | 0o644`, ...).
+pub(crate) fn mknodat(dir: BorrowedFd<'_>, name: &str, mode: u32, dev: u64) -> io::Result<()> {
+    Ok(rustix::fs::mknodat(dir, name, FileType::from_raw_mode(mode), Mode::from_raw_mode(mode), dev)?)
 }
 
-pub(crate) fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
-    // SAFETY: plain syscall.
-    cvt(unsafe { libc::fchmod(fd, mode) })?;
-    Ok(())
+pub(crate) fn symlinkat(target: &str, dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    Ok(rustix::fs::symlinkat(target, dir, name)?)
 }
 
-/// `setxattr` following the final link: for `/proc/self/fd/N` paths of open files.
-pub(crate) fn setxattr_follow(p: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
-    // SAFETY: pointers valid for the call.
-    cvt(unsafe { libc::setxattr(p.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) })?;
-    Ok(())
+pub(crate) fn readlinkat(dir: BorrowedFd<'_>, name: &str) -> io::Result<String> {
+    let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
+    Ok(String::from_utf8_lossy(target.as_bytes()).into_owned())
+}
+
+pub(crate) fn unlinkat(dir: BorrowedFd<'_>, name: &str, is_dir: bool) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(dir, name, if is_dir { AtFlags::REMOVEDIR } else { AtFlags::empty() })?)
+}
+
+pub(crate) fn renameat2(
+    olddir: BorrowedFd<'_>,
+    old: &str,
+    newdir: BorrowedFd<'_>,
+    new: &str,
+    flags: RenameFlags,
+) -> io::Result<()> {
+    Ok(rustix::fs::renameat_with(olddir, old, newdir, new, flags)?)
+}
+
+pub(crate) fn linkat(olddir: BorrowedFd<'_>, old: &str, newdir: BorrowedFd<'_>, new: &str) -> io::Result<()> {
+    Ok(rustix::fs::linkat(olddir, old, newdir, new, AtFlags::empty())?)
 }
 
 /// Gives an `O_TMPFILE` inode a name: `linkat(/proc/self/fd/N, AT_SYMLINK_FOLLOW)` (needs no
 /// CAP_DAC_READ_SEARCH, unlike `AT_EMPTY_PATH`). Fails with EEXIST rather than replacing.
-pub(crate) fn link_fd(fdpath: &CStr, dirfd: RawFd, name: &str) -> io::Result<()> {
-    let n = cstr(name)?;
-    // SAFETY: pointers valid for the call.
-    cvt(unsafe { libc::linkat(libc::AT_FDCWD, fdpath.as_ptr(), dirfd, n.as_ptr(), libc::AT_SYMLINK_FOLLOW) })?;
-    Ok(())
+pub(crate) fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    Ok(rustix::fs::linkat(CWD, fd_path(fd).as_str(), dir, name, AtFlags::SYMLINK_FOLLOW)?)
 }
 
-pub(crate) fn fsync(fd: RawFd) -> io::Result<()> {
-    // SAFETY: plain syscall.
-    cvt(unsafe { libc::fsync(fd) })?;
-    Ok(())
+/// An owner for `chown`: `u32::MAX` (`-1`) leaves it unchanged, as the syscall's `-1` does.
+fn uid(id: u32) -> Option<Uid> {
+    (id != u32::MAX).then(|| Uid::from_raw(id))
 }
 
-pub(crate) fn ftruncate(fd: RawFd, len: u64) -> io::Result<()> {
-    // SAFETY: plain syscall.
-    cvt(unsafe { libc::ftruncate(fd, len as i64) })?;
-    Ok(())
+fn gid(id: u32) -> Option<Gid> {
+    (id != u32::MAX).then(|| Gid::from_raw(id))
 }
 
-/// Reads a directory's entries: (name, d_type). `.` and `..` are skipped.
-pub(crate) fn read_dir_fd(fd: OwnedFd) -> io::Result<Vec<(String, u8)>> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: fdopendir takes ownership of the descriptor on success.
-    let dir = unsafe { libc::fdopendir(raw) };
-    if dir.is_null() {
-        return Err(io::Error::last_os_error());
+pub(crate) fn fchownat(dir: BorrowedFd<'_>, name: &str, owner: u32, group: u32) -> io::Result<()> {
+    Ok(rustix::fs::chownat(dir, name, uid(owner), gid(group), AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+pub(crate) fn fchown(fd: BorrowedFd<'_>, owner: u32, group: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchown(fd, uid(owner), gid(group))?)
+}
+
+/// `chmod` of a name (follows a final symlink, as `chmod(2)` does).
+pub(crate) fn fchmodat(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())?)
+}
+
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?)
+}
+
+pub(crate) fn utimensat(dir: BorrowedFd<'_>, name: &str, times: &Timestamps) -> io::Result<()> {
+    Ok(rustix::fs::utimensat(dir, name, times, AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+pub(crate) fn futimens(fd: BorrowedFd<'_>, times: &Timestamps) -> io::Result<()> {
+    Ok(rustix::fs::futimens(fd, times)?)
+}
+
+/// A timestamp from nanoseconds since the epoch (negative ones before it).
+pub(crate) fn timespec_ns(ns: i128) -> Timespec {
+    Timespec { tv_sec: ns.div_euclid(1_000_000_000) as i64, tv_nsec: ns.rem_euclid(1_000_000_000) as i64 }
+}
+
+/// atime and mtime of `st`, to give them to a copy.
+pub(crate) fn times_of(st: &Stat) -> Timestamps {
+    Timestamps {
+        last_access: Timespec { tv_sec: st.st_atime, tv_nsec: st.st_atime_nsec as i64 },
+        last_modification: Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as i64 },
     }
-    std::mem::forget(fd);
-    let mut out = Vec::new();
-    let res = loop {
-        // SAFETY: errno reset before readdir to distinguish end from error.
-        unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: dir is a valid DIR*.
-        let ent = unsafe { libc::readdir64(dir) };
-        if ent.is_null() {
-            let errno = unsafe { *libc::__errno_location() };
-            break if errno != 0 { Err(io::Error::from_raw_os_error(errno)) } else { Ok(()) };
+}
+
+pub(crate) fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::fs::fsync(fd)?)
+}
+
+pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// Copies all data: a FICLONE reflink where the filesystem offers one (btrfs, xfs),
+/// otherwise `copy_file_range` (in-kernel, no userspace buffer), as overlayfs copy-up does;
+/// `pread`/`pwrite` where neither works across these two files.
+pub(crate) fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    if len == 0 || rustix::fs::ioctl_ficlone(dst, src).is_ok() {
+        return Ok(());
+    }
+    let mut off_in = 0u64;
+    let mut off_out = 0u64;
+    while off_in < len {
+        let chunk = (len - off_in).min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(Errno::INTR) => {}
+            Err(Errno::XDEV) | Err(Errno::NOSYS) | Err(Errno::OPNOTSUPP) | Err(Errno::INVAL) => {
+                return copy_fallback(src, dst, off_in, len)
+            }
+            Err(e) => return Err(e.into()),
         }
-        // SAFETY: readdir returned a valid entry with a nul-terminated name.
-        let (name, ty) = unsafe { (CStr::from_ptr((*ent).d_name.as_ptr()), (*ent).d_type) };
-        let b = name.to_bytes();
-        if b == b"." || b == b".." {
+    }
+    Ok(())
+}
+
+fn copy_fallback(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, mut off: u64, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    while off < len {
+        let n = match rustix::io::pread(src, &mut buf, off) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        write_all_at(dst, &buf[..n], off)?;
+        off += n as u64;
+    }
+    Ok(())
+}
+
+/// Writes all of `data` through `write` (which writes a prefix and says how much),
+/// retrying on EINTR: the one write loop of the view.
+fn write_loop(mut data: &[u8], mut write: impl FnMut(&[u8]) -> rustix::io::Result<usize>) -> io::Result<()> {
+    while !data.is_empty() {
+        match write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// `pwrite` of all of `data` at `off`.
+pub(crate) fn write_all_at(fd: BorrowedFd<'_>, data: &[u8], mut off: u64) -> io::Result<()> {
+    write_loop(data, |rest| {
+        let n = rustix::io::pwrite(fd, rest, off)?;
+        off += n as u64;
+        Ok(n)
+    })
+}
+
+/// `write` of all of `data` at the file position.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
+    write_loop(data, |rest| rustix::io::write(fd, rest))
+}
+
+/// Reads a directory's entries from `dir`'s current position (a fresh fd starts at the
+/// beginning): (name, type from `d_type`), `.` and `..` skipped.
+pub(crate) fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(String, FileType)>> {
+    let mut buf = vec![MaybeUninit::<u8>::uninit(); DIRENT_BUF];
+    let mut entries = RawDir::new(dir, &mut buf);
+    let mut out = Vec::new();
+    while let Some(ent) = entries.next() {
+        let ent = match ent {
+            Ok(ent) => ent,
+            // A directory removed while it is read ends the listing, as glibc's readdir has it.
+            Err(Errno::NOENT) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let name = ent.file_name().to_bytes();
+        if name == b"." || name == b".." {
             continue;
         }
-        out.push((String::from_utf8_lossy(b).into_owned(), ty));
-    };
-    // SAFETY: dir valid, closed once.
-    unsafe { libc::closedir(dir) };
-    res.map(|_| out)
-}
-
-pub(crate) fn dtype_of_mode(mode: u32) -> u8 {
-    match mode & libc::S_IFMT {
-        libc::S_IFREG => libc::DT_REG,
-        libc::S_IFDIR => libc::DT_DIR,
-        libc::S_IFLNK => libc::DT_LNK,
-        libc::S_IFCHR => libc::DT_CHR,
-        libc::S_IFBLK => libc::DT_BLK,
-        libc::S_IFIFO => libc::DT_FIFO,
-        libc::S_IFSOCK => libc::DT_SOCK,
-        _ => libc::DT_UNKNOWN,
+        out.push((String::from_utf8_lossy(name).into_owned(), ent.file_type()));
     }
+    Ok(out)
 }

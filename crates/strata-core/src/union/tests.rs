@@ -30,12 +30,10 @@ impl Fx {
         fs::create_dir_all(self.p(rel)).unwrap();
     }
     fn whiteout(&self, rel: &str) {
-        let c = sys::cstr(&self.p(rel).to_string_lossy()).unwrap();
-        assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) }, 0);
+        inspect::make_whiteout(&self.p(rel)).unwrap();
     }
     fn opaque(&self, rel: &str) {
-        let c = sys::cstr(&self.p(rel).to_string_lossy()).unwrap();
-        sys::lsetxattr(&c, &sys::cstr(OPAQUE_XATTR).unwrap(), b"y").unwrap();
+        sys::lsetxattr(&self.p(rel).to_string_lossy(), OPAQUE_XATTR, b"y").unwrap();
     }
     fn view(&self) -> UnionView {
         UnionView::open(&[self.p("l0"), self.p("l1"), self.p("l2")], Some(&self.p("up")), None).unwrap()
@@ -44,8 +42,7 @@ impl Fx {
         fs::symlink_metadata(self.p(rel)).map(|m| m.file_type().is_char_device() && m.rdev() == 0).unwrap_or(false)
     }
     fn is_opaque(&self, rel: &str) -> bool {
-        let c = sys::cstr(&self.p(rel).to_string_lossy()).unwrap();
-        sys::lgetxattr(&c, &sys::cstr(OPAQUE_XATTR).unwrap()).unwrap().as_deref() == Some(b"y")
+        sys::lgetxattr(&self.p(rel).to_string_lossy(), OPAQUE_XATTR).unwrap().as_deref() == Some(b"y")
     }
     fn upper_names(&self, rel: &str) -> Vec<String> {
         let mut v: Vec<String> =
@@ -112,9 +109,9 @@ fn write_copies_up_with_metadata_and_parents() {
     fs::set_permissions(f.p("l1/d/e/f"), fs::Permissions::from_mode(0o4751)).unwrap();
     std::os::unix::fs::chown(f.p("l1/d/e/f"), Some(1234), Some(5678)).unwrap();
     std::os::unix::fs::chown(f.p("l1/d"), Some(42), Some(43)).unwrap();
-    let c = sys::cstr(&f.p("l1/d/e/f").to_string_lossy()).unwrap();
-    sys::lsetxattr(&c, &sys::cstr("user.k").unwrap(), b"v").unwrap();
-    sys::lsetxattr(&c, &sys::cstr("trusted.overlay.origin").unwrap(), b"junk").unwrap();
+    let c = f.p("l1/d/e/f").to_string_lossy().into_owned();
+    sys::lsetxattr(&c, "user.k", b"v").unwrap();
+    sys::lsetxattr(&c, "trusted.overlay.origin", b"junk").unwrap();
     let v = f.view();
     v.chmod("d/e/f", 0o4755).unwrap();
     let m = fs::symlink_metadata(f.p("up/d/e/f")).unwrap();
@@ -122,9 +119,9 @@ fn write_copies_up_with_metadata_and_parents() {
     assert_eq!((m.uid(), m.gid()), (1234, 5678));
     assert_eq!(fs::read(f.p("up/d/e/f")).unwrap(), b"lower");
     assert_eq!(m.mtime(), fs::metadata(f.p("l1/d/e/f")).unwrap().mtime(), "chmod keeps times");
-    let up = sys::cstr(&f.p("up/d/e/f").to_string_lossy()).unwrap();
-    assert_eq!(sys::lgetxattr(&up, &sys::cstr("user.k").unwrap()).unwrap().as_deref(), Some(&b"v"[..]));
-    assert_eq!(sys::lgetxattr(&up, &sys::cstr("trusted.overlay.origin").unwrap()).unwrap(), None);
+    let up = f.p("up/d/e/f").to_string_lossy().into_owned();
+    assert_eq!(sys::lgetxattr(&up, "user.k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(sys::lgetxattr(&up, "trusted.overlay.origin").unwrap(), None);
     let dm = fs::metadata(f.p("up/d")).unwrap();
     assert_eq!((dm.uid(), dm.gid()), (42, 43));
     v.write_file("d/e/f", b"new", true, 0o666).unwrap();
@@ -265,12 +262,12 @@ fn read_only_view_refuses_writes() {
 fn copy_up_restores_parent_times() {
     let f = Fx::new();
     f.file("l1/d/f", "x");
-    let t = libc::timespec { tv_sec: 1_000_000_000, tv_nsec: 0 };
-    let d = sys::open_dir(libc::AT_FDCWD, &f.p("l1/d").to_string_lossy());
+    let t = rustix::fs::Timespec { tv_sec: 1_000_000_000, tv_nsec: 0 };
+    let d = sys::open_dir(rustix::fs::CWD, &f.p("l1/d").to_string_lossy());
     // open_dir is beneath-only; use a plain utimensat instead.
     drop(d);
-    let c = sys::cstr(&f.p("l1/d").to_string_lossy()).unwrap();
-    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) }, 0);
+    let times = rustix::fs::Timestamps { last_access: t, last_modification: t };
+    rustix::fs::utimensat(rustix::fs::CWD, f.p("l1/d"), &times, rustix::fs::AtFlags::empty()).unwrap();
     let v = f.view();
     v.chmod("d/f", 0o600).unwrap();
     assert_eq!(fs::metadata(f.p("up/d")).unwrap().mtime(), 1_000_000_000);
