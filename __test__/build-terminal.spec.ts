@@ -7,25 +7,16 @@
  */
 import test from 'ava'
 import * as path from 'node:path'
-import { execFile } from 'node:child_process'
 import { REPO } from './helpers/fs'
+import { driveInPty, PtyDriven } from './helpers/pty'
 import { writeContext, buildSuite, BUILD_BASE } from './helpers/build'
 
 const suite = buildSuite()
 const BB = BUILD_BASE
-const DRIVER = path.join(REPO, '__test__/helpers/pty-driver.py')
 const CLI = path.join(REPO, 'bin/strata.js')
 
-interface PtyResult { output: string; exitCode: number | null; timedOut: boolean; failedStep: number | null }
-
-function onTerminal(root: string, args: string[], cols: number, expect: string): Promise<PtyResult> {
-  const script = JSON.stringify({ rows: 40, cols, timeout: 90, steps: [{ expect }] })
-  return new Promise((resolve, reject) => {
-    execFile('python3', [DRIVER, script, '--', process.execPath, CLI, '--root', root, ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
-      if (err && !stdout) return reject(new Error(`${err.message}\n${stderr}`))
-      resolve(JSON.parse(stdout) as PtyResult)
-    })
-  })
+function onTerminal(root: string, args: string[], cols: number, expect: string): Promise<PtyDriven> {
+  return driveInPty([process.execPath, CLI, '--root', root, ...args], [{ expect }], { rows: 40, cols, timeoutS: 90 })
 }
 
 /** The frames of a live view: the text between redraws (cursor-up + clear-below). */

@@ -7,34 +7,16 @@
  */
 import test from 'ava'
 import * as path from 'node:path'
-import { execFile } from 'node:child_process'
 import { storeWith } from './helpers/container'
 import { busyboxImage } from './helpers/fixtures'
 import { cli, REPO } from './helpers/fs'
+import { driveInPty, PtyDriven, PtyStep } from './helpers/pty'
 
-const DRIVER = path.join(REPO, '__test__/helpers/pty-driver.py')
 const CLI = path.join(REPO, 'bin/strata.js')
 
-interface Step { expect?: string; send?: string; resize?: [number, number]; sleep?: number; signal?: string; timeout?: number }
-interface PtyResult {
-  output: string
-  exitCode: number | null
-  signal: number | null
-  timedOut: boolean
-  failedStep: number | null
-  termiosBefore: number[]
-  termiosAfter: number[] | null
-}
-
 /** Runs `strata ARGS` on a fresh terminal of `rows`×`cols`, typing `steps`. */
-function onTerminal(root: string, args: string[], steps: Step[], rows = 33, cols = 101): Promise<PtyResult> {
-  const script = JSON.stringify({ rows, cols, timeout: 40, steps })
-  return new Promise((resolve, reject) => {
-    execFile('python3', [DRIVER, script, '--', process.execPath, CLI, '--root', root, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-      if (err && !stdout) return reject(new Error(`${err.message}\n${stderr}`))
-      resolve(JSON.parse(stdout) as PtyResult)
-    })
-  })
+function onTerminal(root: string, args: string[], steps: PtyStep[], rows = 33, cols = 101): Promise<PtyDriven> {
+  return driveInPty([process.execPath, CLI, '--root', root, ...args], steps, { rows, cols, timeoutS: 40 })
 }
 
 const PROMPT = '/ # '

@@ -10,7 +10,7 @@
  *
  * Where strata differs on purpose it is asserted, not hidden: a layer's own `trusted.overlay.*`
  * xattrs, which Docker applies and strata drops, and the holes of sparse files, which strata
- * keeps and Docker fills (see crates/strata-core/src/extract.rs).
+ * keeps and Docker fills (see crates/strata-core/src/ingest/extract/mod.rs).
  */
 import test from 'ava'
 import * as fs from 'node:fs'

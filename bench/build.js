@@ -22,7 +22,8 @@
 //
 //   node bench/build.js [--rounds 5] [--sections cold,nochange,onefile,touch,stale] [--settle S]
 // Env: STRATA_PKG, STRATA_BENCH_WORK (scratch dir, default bench/.cache/work-build),
-//      STRATA_BENCH_DOCKER_HOST (use this daemon instead of starting one).
+//      STRATA_BENCH_DOCKER_HOST (use this daemon instead of starting one),
+//      STRATA_DOCKERD_NAME (the name of the engine it starts, default strata-bench-build).
 
 const fs = require('node:fs')
 const path = require('node:path')
@@ -42,17 +43,19 @@ function now() {
 }
 
 let dockerHost = process.env.STRATA_BENCH_DOCKER_HOST
+// The engine's name (shared between checkouts): STRATA_DOCKERD_NAME when set.
+const ENGINE_NAME = process.env.STRATA_DOCKERD_NAME || 'strata-bench-build'
 function startEngine() {
   if (dockerHost) return
   const r = spawnSync('bash', [path.join(c.REPO, 'scripts/peers/dockerd.sh'), 'start'], {
-    env: { ...process.env, STRATA_DOCKERD_NAME: 'strata-bench-build' }, encoding: 'utf8',
+    env: { ...process.env, STRATA_DOCKERD_NAME: ENGINE_NAME }, encoding: 'utf8',
   })
   if (r.status !== 0) throw new Error(`dockerd.sh start: ${r.stderr}`)
   dockerHost = /DOCKER_HOST=(\S+)/.exec(r.stdout)[1]
 }
 function stopEngine() {
   if (process.env.STRATA_BENCH_DOCKER_HOST) return
-  spawnSync('bash', [path.join(c.REPO, 'scripts/peers/dockerd.sh'), 'stop'], { env: { ...process.env, STRATA_DOCKERD_NAME: 'strata-bench-build' }, stdio: 'ignore' })
+  spawnSync('bash', [path.join(c.REPO, 'scripts/peers/dockerd.sh'), 'stop'], { env: { ...process.env, STRATA_DOCKERD_NAME: ENGINE_NAME }, stdio: 'ignore' })
 }
 
 function docker(argv, { buildkit = true, allowFail = false } = {}) {

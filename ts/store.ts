@@ -11,6 +11,7 @@
  */
 import { fsp as fs } from './lazy'
 import type { Readable, Writable } from 'node:stream'
+import * as path from 'node:path'
 import { Layout } from './layout'
 import { StoreContext } from './context'
 import { cleanup, CleanupReport, stagingLeftovers } from './cleanup'
@@ -77,7 +78,8 @@ export class Store {
    */
   static async open(opts: StoreOptions = {}): Promise<Store> {
     const root = opts.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT
-    const layout = new Layout(root)
+    // Absolute: mount plans (overlay lowerdirs) and runc bundles need absolute paths.
+    const layout = new Layout(path.resolve(root))
     const ctx = new StoreContext(layout)
     const dead = ctx.writers.dead()
     if (dead === undefined) {
@@ -193,7 +195,8 @@ export class Store {
    */
   async build(opts: BuildOptions): Promise<BuildResult> {
     const { build } = require('./build/builder') as typeof import('./build/builder')
-    return build(this.#ctx, opts)
+    // Registries (a missing base image, a registry cache) are reached with the stored credentials.
+    return build(this.#ctx, opts, this.credentials())
   }
 
   /** `docker builder prune`: removes build cache records and the layers only they kept. */
@@ -269,8 +272,8 @@ expose(Store, {
     tags: v.optional(v.arrayOf(v.nonEmptyString)), buildArgs: v.optional(v.recordOf(v.string)), target: v.optional(v.nonEmptyString),
     noCache: v.optional(v.boolean), noCacheFilter: v.optional(v.arrayOf(v.nonEmptyString)), network: v.optional(v.oneOf('host', 'none')),
     labels: v.optional(v.recordOf(v.string)),
-    cacheFrom: v.optional(v.arrayOf(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString }))),
-    cacheTo: v.optional(v.arrayOf(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString }))),
+    cacheFrom: v.optional(v.arrayOf(v.either(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString }), v.options({ type: v.oneOf('registry'), ref: v.nonEmptyString })))),
+    cacheTo: v.optional(v.arrayOf(v.either(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString }), v.options({ type: v.oneOf('registry'), ref: v.nonEmptyString })))),
     contextLimits: v.optional(v.options({ maxEntries: v.optional(v.count), maxBytes: v.optional(v.nonNegative) })),
     onProgress: v.optional(v.func), signal,
   })]],

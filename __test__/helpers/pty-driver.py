@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Runs a command on a real pseudo-terminal and drives it like a person at a keyboard.
+"""Runs a command on a real pseudo-terminal and drives it like a person at a keyboard (the one
+pty driver of the tests; helpers/pty.ts wraps it).
 
     pty-driver.py SCRIPT_JSON -- CMD [ARG...]
 

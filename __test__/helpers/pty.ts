@@ -1,29 +1,61 @@
 /**
- * Commands on a pseudo-terminal (`pty-run.py`, Python's pty module), and a tiny terminal that
- * replays what they drew: enough of VT100 for Docker's progress view (CR, LF, cursor up/down,
- * erase line), so a test can compare final screens and see every line ever drawn.
+ * Commands on a real pseudo-terminal, through one driver (`pty-driver.py`, Python's pty and
+ * termios): {@link driveInPty} types a script of keys, resizes and signals into it as a person
+ * at a keyboard would; {@link runInPty} just runs a command on a terminal of a given size and
+ * returns what it drew. {@link replay} is a tiny terminal that replays that output: enough of
+ * VT100 for Docker's progress views (CR, LF, cursor up/down, erase line), so a test can compare
+ * final screens and see every line ever drawn.
  */
 import * as path from 'node:path'
-import { spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 
-const HELPER = path.join(__dirname, 'pty-run.py')
+const DRIVER = path.join(__dirname, 'pty-driver.py')
+
+/** One step of a terminal script (see pty-driver.py). */
+export interface PtyStep { expect?: string; send?: string; resize?: [number, number]; sleep?: number; signal?: string; timeout?: number }
+
+export interface PtyDriven {
+  /** Everything the command drew (the terminal turned each LF into CR LF). */
+  output: string
+  exitCode: number | null
+  signal: number | null
+  timedOut: boolean
+  /** The index of the `expect` step that was never met, if any. */
+  failedStep: number | null
+  /** The terminal's modes ([iflag, oflag, cflag, lflag]) before the command and after it. */
+  termiosBefore: number[]
+  termiosAfter: number[] | null
+}
+
+/** Runs `argv` as the session leader of a fresh `rows` × `cols` terminal, playing `steps`; bounded by `timeoutS`. */
+export function driveInPty(argv: string[], steps: PtyStep[], opts: { rows?: number; cols?: number; timeoutS?: number; env?: NodeJS.ProcessEnv } = {}): Promise<PtyDriven> {
+  const { rows = 24, cols = 80, timeoutS = 40 } = opts
+  const script = JSON.stringify({ rows, cols, timeout: timeoutS, steps })
+  return new Promise((resolve, reject) => {
+    execFile('python3', [DRIVER, script, '--', ...argv], { timeout: (timeoutS + 20) * 1000, maxBuffer: 1 << 26, env: { ...process.env, ...opts.env } }, (err, stdout, stderr) => {
+      if (err && !stdout) return reject(new Error(`${err.message}\n${stderr}`))
+      try {
+        resolve(JSON.parse(stdout) as PtyDriven)
+      } catch (e) {
+        reject(new Error(`pty-driver.py: ${(e as Error).message}\n${stdout}\n${stderr}`))
+      }
+    })
+  })
+}
 
 export interface PtyResult {
+  /** The exit code (128+N for signal N; 124 when it ran past the time limit and was killed). */
   code: number
   /** The bytes drawn, as sent (the terminal turned each LF into CR LF). */
   raw: string
 }
 
 /** Runs `argv` on a `cols` × `rows` terminal; killed after `timeoutMs` (code 124). */
-export function runInPty(argv: string[], opts: { cols?: number; rows?: number; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<PtyResult> {
+export async function runInPty(argv: string[], opts: { cols?: number; rows?: number; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<PtyResult> {
   const { cols = 160, rows = 50, timeoutMs = 120_000 } = opts
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', [HELPER, String(cols), String(rows), String(timeoutMs / 1000), '--', ...argv], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'inherit'] })
-    const out: Buffer[] = []
-    child.stdout.on('data', (d: Buffer) => out.push(d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code: code ?? -1, raw: Buffer.concat(out).toString() }))
-  })
+  const r = await driveInPty(argv, [], { rows, cols, timeoutS: timeoutMs / 1000, ...(opts.env ? { env: opts.env } : {}) })
+  const code = r.timedOut ? 124 : r.exitCode ?? 128 + (r.signal ?? 0)
+  return { code, raw: r.output }
 }
 
 export interface Screen {

@@ -49,6 +49,10 @@ import {
 } from './copy'
 import { Progress, BuildEvent } from './progress'
 import { CacheSpec, importCache, exportCache } from './cache-io'
+import { cacheRef, exportRegistryCache, importRegistryCache } from './cache-registry'
+import { DockerConfig, keyForRegistry } from '../registry/credentials'
+import { registryAuth } from '../registry/push-image'
+import { pull } from '../registry/pull'
 import { cachedFromKey, computeFromKey } from './fromkey'
 
 export type { BuildEvent } from './progress'
@@ -74,9 +78,9 @@ export interface BuildOptions {
   network?: 'host' | 'none'
   /** `--label K=V` on the image. */
   labels?: Record<string, string>
-  /** `--cache-from`: layouts whose records (and layers) are imported before the build. */
+  /** `--cache-from`: layouts or registry refs whose records (and layers) are imported before the build. */
   cacheFrom?: CacheSpec[]
-  /** `--cache-to`: layouts the build's records (and layers) are exported to after it. */
+  /** `--cache-to`: layouts or registry refs the build's records (and layers) are exported to after it. */
   cacheTo?: CacheSpec[]
   /** Limits on the context's size (`ContextTooLarge` past them). */
   contextLimits?: ContextLimits
@@ -199,10 +203,13 @@ export class Builder {
   readonly #cancel = new native.NativeCancel()
   /** Base images already shown as a FROM step. */
   readonly #fromShown = new Set<string>()
+  /** Docker's credentials store: registries are reached as `docker pull` / `push` reach them. */
+  readonly #credentials: DockerConfig
 
-  constructor(ctx: StoreContext, opts: BuildOptions) {
+  constructor(ctx: StoreContext, opts: BuildOptions, credentials: DockerConfig) {
     this.#ctx = ctx
     this.#opts = opts
+    this.#credentials = credentials
     this.#progress = new Progress(opts.onProgress)
   }
 
@@ -239,6 +246,9 @@ export class Builder {
       if (ref.digest !== undefined) throw new BuildError('InvalidReference', `invalid reference format: ${t} (a tag cannot hold a digest)`)
     }
     if (opts.network && opts.network !== 'host' && opts.network !== 'none') throw new BuildError('InvalidArgument', `network mode ${opts.network} not supported (host or none)`)
+    // Cache refs are checked before anything runs.
+    for (const spec of opts.cacheFrom ?? []) if (spec.type === 'registry') cacheRef(spec.ref, 'from')
+    for (const spec of opts.cacheTo ?? []) if (spec.type === 'registry') cacheRef(spec.ref, 'to')
 
     // The Dockerfile and .dockerignore.
     const dfId = this.#progress.start('[internal] load build definition from Dockerfile', sha('dockerfile'))
@@ -271,20 +281,33 @@ export class Builder {
     const target = this.#plan(ins.stages)
     this.#progress.check()
 
+    // Base images resolve up front (missing ones are pulled, or fail before any step runs); a
+    // cache is imported on top of them (its records name the base layers as parents).
+    await this.#loadMetadata(target)
     for (const spec of opts.cacheFrom ?? []) {
-      const id = this.#progress.start(`importing cache manifest from ${spec.dir}`, sha(`cache-from ${spec.dir}`))
-      await importCache(this.#ctx, spec)
+      const where = spec.type === 'local' ? spec.dir : cacheRef(spec.ref, 'from').string()
+      const id = this.#progress.start(`importing cache manifest from ${where}`, sha(`cache-from ${where}`))
+      if (spec.type === 'local') await importCache(this.#ctx, spec)
+      else {
+        try {
+          await importRegistryCache(this.#ctx, this.#credentials, cacheRef(spec.ref, 'from'), this.#signal)
+        } catch (e) {
+          // No cache there yet (a first build) is no error, as in BuildKit: the build goes on without.
+          if (!(e instanceof StrataError && e.code === 'NotFound')) throw e
+          this.#progress.emit({ type: 'status', id, text: `${e.message}; building without it` })
+        }
+      }
       this.#progress.emit({ type: 'done', id, at: performance.now() })
     }
-    // Base images resolve up front (missing ones fail before any step runs).
-    await this.#loadMetadata(target)
     const result = await this.#runStage(target)
     this.#progress.check()
     this.#context?.saveIndex()
     const done = await this.#export(result)
     for (const spec of opts.cacheTo ?? []) {
-      const id = this.#progress.start('exporting cache', sha(`cache-to ${spec.dir}`))
-      await exportCache(this.#ctx, this.#steps.map((s) => s.key), spec)
+      const where = spec.type === 'local' ? spec.dir : cacheRef(spec.ref, 'to').string()
+      const id = this.#progress.start(spec.type === 'local' ? 'exporting cache' : `exporting cache to ${where}`, sha(`cache-to ${where}`))
+      if (spec.type === 'local') await exportCache(this.#ctx, this.#steps.map((s) => s.key), spec)
+      else await exportRegistryCache(this.#ctx, this.#credentials, this.#steps.map((s) => s.key), cacheRef(spec.ref, 'to'), this.#signal)
       this.#progress.emit({ type: 'done', id, at: performance.now() })
     }
     return done
@@ -422,14 +445,39 @@ export class Builder {
       const id = this.#progress.start(`[internal] load metadata for ${full}`, sha(`metadata ${full}`))
       seen.set(full, id)
       try {
-        await resolveImage(this.#ctx, node.stage.baseName)
+        await this.#resolveOrPull(node.stage.baseName, full, id)
       } catch (e) {
         const msg = `failed to resolve source metadata for ${full}: ${(e as Error).message}`
         this.#progress.emit({ type: 'error', id, message: msg, at: performance.now() })
-        throw new BuildError((e as StrataError).code === 'ImageNotFound' ? 'ImageNotFound' : 'InvalidReference', msg, { line: node.stage.line, cause: e })
+        // The store's or the registry's own code (ImageNotFound, RegistryUnreachable, ...).
+        throw new BuildError(e instanceof StrataError ? e.code : 'InvalidReference', msg, { line: node.stage.line, cause: e })
       }
       this.#progress.emit({ type: 'done', id, at: performance.now() })
     }
+  }
+
+  /**
+   * A base image from the store, else pulled from its registry as `docker build` does (BuildKit
+   * in Docker's engine prefers a local image and pulls only what is missing).
+   */
+  async #resolveOrPull(name: string, full: string, vertex: number): Promise<void> {
+    try {
+      await resolveImage(this.#ctx, name)
+      return
+    } catch (e) {
+      if (!(e instanceof StrataError && e.code === 'ImageNotFound')) throw e
+    }
+    const domain = parseNormalizedNamed(name).domain
+    const stored = await this.#credentials.get(keyForRegistry(domain))
+    this.#progress.emit({ type: 'status', id: vertex, text: `pulling ${full}` })
+    try {
+      await pull(this.#ctx, full, { ...(stored ? { auth: registryAuth(stored) } : {}), signal: this.#signal })
+    } catch (e) {
+      // A name the registry does not have is a missing base image, as Docker reports it.
+      if (e instanceof StrataError && (e.code === 'NotFound' || e.code === 'Unauthorized')) throw new StrataError('ImageNotFound', `${full}: not found: ${e.message}`, { cause: e })
+      throw e
+    }
+    await resolveImage(this.#ctx, name)
   }
 
   // ---- stages --------------------------------------------------------------------------
@@ -989,8 +1037,8 @@ export class Builder {
 }
 
 /** Builds an image; see `BuildOptions`. */
-export function build(ctx: StoreContext, opts: BuildOptions): Promise<BuildResult> {
-  return new Builder(ctx, opts).run()
+export function build(ctx: StoreContext, opts: BuildOptions, credentials: DockerConfig): Promise<BuildResult> {
+  return new Builder(ctx, opts, credentials).run()
 }
 
 export type { BkHistory }

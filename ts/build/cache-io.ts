@@ -27,29 +27,37 @@ import { DIFF_DIR, hex } from '../layout'
 import { CacheRecord } from './cache'
 import { asDiffId, chainIdOf } from '../chain'
 
-export interface CacheSpec {
-  type: 'local'
-  /** The layout directory. */
-  dir: string
-}
+/** Where a cache goes to or comes from: an OCI layout directory, or a registry (./cache-registry.ts). */
+export type CacheSpec =
+  | { type: 'local'; /** The layout directory. */ dir: string }
+  | { type: 'registry'; /** `host/name:tag` of the cache manifest. */ ref: string }
 
-const CACHE_MEDIA = 'application/vnd.strata.build.cache.v1+json'
+export const CACHE_MEDIA = 'application/vnd.strata.build.cache.v1+json'
 const LAYER_MEDIA = 'application/vnd.oci.image.layer.v1.tar'
 const REF_NAME = 'strata-build-cache'
 
-/** `type=local,dest=DIR` / `type=local,src=DIR` (docker's `--cache-to` / `--cache-from` syntax). */
+/**
+ * `type=local,dest=DIR` / `type=local,src=DIR`, `type=registry,ref=REF` (docker's `--cache-to` /
+ * `--cache-from` syntax; a bare `REF` for `--cache-from` is a registry ref, as in BuildKit).
+ */
 export function parseCacheSpec(s: string, direction: 'from' | 'to'): CacheSpec {
   const fields = new Map<string, string>()
+  if (direction === 'from' && !s.includes('=') && s.trim() !== '') return { type: 'registry', ref: s.trim() }
   for (const part of s.split(',')) {
     const eq = part.indexOf('=')
-    if (eq < 0) throw new StrataError('InvalidArgument', `invalid cache ${direction === 'to' ? 'export' : 'import'} spec ${JSON.stringify(s)}: want type=local,${direction === 'to' ? 'dest' : 'src'}=DIR`)
+    if (eq < 0) throw new StrataError('InvalidArgument', `invalid cache ${direction === 'to' ? 'export' : 'import'} spec ${JSON.stringify(s)}: want type=local,${direction === 'to' ? 'dest' : 'src'}=DIR or type=registry,ref=REF`)
     fields.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim())
   }
   const type = fields.get('type') ?? 'local'
   if (type === 'registry') {
-    throw new StrataError('InvalidArgument', 'cache type=registry needs the registry client, which strata does not have yet')
+    const ref = fields.get('ref')
+    if (!ref) throw new StrataError('InvalidArgument', `cache spec ${JSON.stringify(s)} needs ref=NAME:TAG`)
+    // The only export mode strata has is BuildKit's mode=max (every step of every stage built).
+    const mode = fields.get('mode')
+    if (mode !== undefined && mode !== 'max') throw new StrataError('InvalidArgument', `cache spec ${JSON.stringify(s)}: mode=${mode} is not supported (max)`)
+    return { type: 'registry', ref }
   }
-  if (type !== 'local') throw new StrataError('InvalidArgument', `unsupported cache type ${JSON.stringify(type)} (local)`)
+  if (type !== 'local') throw new StrataError('InvalidArgument', `unsupported cache type ${JSON.stringify(type)} (local, registry)`)
   const dir = fields.get(direction === 'to' ? 'dest' : 'src')
   if (!dir) throw new StrataError('InvalidArgument', `cache spec ${JSON.stringify(s)} needs ${direction === 'to' ? 'dest' : 'src'}=DIR`)
   return { type: 'local', dir: path.resolve(dir) }
@@ -88,8 +96,21 @@ async function writeBlob(dir: string, data: Buffer): Promise<{ digest: string; s
   return { digest, size: data.length }
 }
 
+/**
+ * A record read from elsewhere: a well-formed key, and a ChainID that follows from its parent and
+ * DiffID (so a record can never attach a layer under a name it does not have).
+ */
+export function checkRecord(r: CacheRecord, where: string): void {
+  if (typeof r?.key !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(r.key)) throw new StrataError('CorruptArchive', `${where}: bad record key`)
+  if (typeof r.parent !== 'string' || typeof r.chainId !== 'string' || (r.diffId !== null && typeof r.diffId !== 'string')) throw new StrataError('CorruptArchive', `${where}: record ${r.key} is malformed`)
+  if (r.diffId !== null) {
+    const expected = chainIdOf(r.parent || undefined, r.diffId)
+    if (r.chainId !== expected) throw new StrataError('CorruptArchive', `cache record ${r.key}: chain ${r.chainId} does not follow from ${r.parent} + ${r.diffId}`)
+  }
+}
+
 /** Writes the records `keys` (and their layers) into the layout at `spec.dir`. */
-export async function exportCache(ctx: StoreContext, keys: string[], spec: CacheSpec): Promise<{ records: number; layers: number }> {
+export async function exportCache(ctx: StoreContext, keys: string[], spec: { dir: string }): Promise<{ records: number; layers: number }> {
   await fs.mkdir(path.join(spec.dir, 'blobs', 'sha256'), { recursive: true })
   const existing = await readLayout(spec.dir)
   const byKey = new Map(existing.records.map((r) => [r.key, r]))
@@ -133,7 +154,7 @@ export async function exportCache(ctx: StoreContext, keys: string[], spec: Cache
 }
 
 /** Brings the layout's records (and the layers they need) into the store. */
-export async function importCache(ctx: StoreContext, spec: CacheSpec): Promise<{ records: number; layers: number }> {
+export async function importCache(ctx: StoreContext, spec: { dir: string }): Promise<{ records: number; layers: number }> {
   const st = await fs.stat(spec.dir).catch(() => undefined)
   if (!st?.isDirectory()) throw new StrataError('InvalidArgument', `cache import: ${spec.dir} is not a directory`)
   const { records } = await readLayout(spec.dir)
@@ -142,12 +163,9 @@ export async function importCache(ctx: StoreContext, spec: CacheSpec): Promise<{
   const staging = await ctx.staging('cache-import')
   try {
     for (const r of records) {
-      if (typeof r.key !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(r.key)) throw new StrataError('CorruptArchive', `cache layout ${spec.dir}: bad record key`)
+      checkRecord(r, `cache layout ${spec.dir}`)
       if (await ctx.buildCache.get(r.key)) continue
       if (r.diffId !== null) {
-        // The record's layer: its ChainID must follow from its parent and DiffID.
-        const expected = chainIdOf(r.parent || undefined, r.diffId)
-        if (r.chainId !== expected) throw new StrataError('CorruptArchive', `cache record ${r.key}: chain ${r.chainId} does not follow from ${r.parent} + ${r.diffId}`)
         if (r.parent && !(await ctx.layers.has(r.parent))) continue
         if (!(await ctx.layers.has(r.chainId))) {
           const blob = path.join(spec.dir, 'blobs', 'sha256', hex(r.diffId))

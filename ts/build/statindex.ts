@@ -34,6 +34,16 @@ export interface StatKey {
 
 type Row = [number, number, number, string, string, number, string, string]
 
+/**
+ * `a >= b` for nanosecond times written as decimal strings. Non-negative ones (no leading
+ * zeros) compare by length, then as text: a rebuild looks up every file of the context, and
+ * parsing each time into a BigInt was most of a no-change build's hashing step.
+ */
+function nsAtLeast(a: string, b: string): boolean {
+  if (a.startsWith('-') || b.startsWith('-')) return BigInt(a) >= BigInt(b)
+  return a.length !== b.length ? a.length > b.length : a >= b
+}
+
 const VERSION = 1
 
 export class StatIndex {
@@ -60,8 +70,7 @@ export class StatIndex {
     const r = this.#entries.get(rel)
     if (!r) return undefined
     if (r[0] !== st.dev || r[1] !== st.ino || r[2] !== st.size || r[3] !== st.mtimeNs || r[4] !== st.ctimeNs || r[5] !== st.mode) return undefined
-    const stamp = BigInt(r[7])
-    if (BigInt(st.mtimeNs) >= stamp || BigInt(st.ctimeNs) >= stamp) return undefined
+    if (nsAtLeast(st.mtimeNs, r[7]) || nsAtLeast(st.ctimeNs, r[7])) return undefined
     return r[6]
   }
 

@@ -259,15 +259,7 @@ async function pullOne(
     let round = 0
     const fetchLayers = async (todo: Planned[]): Promise<void> => {
       if (todo.length === 0) return
-      const reqs = await Promise.all(todo.map(async (p, i) => {
-        const dir = path.join(staging.dir, `layer-${round}-${i}`)
-        await fs.mkdir(dir)
-        return {
-          repository: repo, digest: p.desc.digest, size: p.desc.size, diffId: p.diffId,
-          dest: path.join(dir, 'diff'), tarSplit: path.join(staging.dir, `layer-${round}-${i}.tar-split.json.gz`),
-          partial: ctx.layout.partialBlob(p.desc.digest),
-        }
-      }))
+      const prefix = `layer-${round}`
       round++
       const { cancel, done } = cancelWhile(signal)
       const verifying = new Set<number>()
@@ -286,14 +278,7 @@ async function pullOne(
         if (callbackError() !== undefined) cancel?.cancel()
       }
       try {
-        const results = await call(() => client.native.pullLayers(reqs, PULL_CONCURRENCY, onProgress, cancel))
-        results.forEach((r, i) => {
-          todo[i].staged = {
-            dir: path.dirname(reqs[i].dest), tarSplit: reqs[i].tarSplit, size: r.size,
-            ...(r.compression !== 'none' ? { compressedDigest: asBlobDigest(r.digest) } : {}),
-            blob: r.blob,
-          }
-        })
+        await pullIntoStaging(ctx, client, repo, todo, staging.dir, prefix, onProgress, cancel)
       } finally {
         done()
       }
@@ -342,6 +327,39 @@ async function pullOne(
     for (const p of plan) if (p.staged?.blob) await fs.rm(p.staged.blob, { force: true })
     await staging.dispose()
   }
+}
+
+/**
+ * Streams each layer of `todo` from `repo` into `<dir>/<prefix>-<i>/diff` (its tar-split beside
+ * it), PULL_CONCURRENCY at a time, and sets its `staged` (the compressed blob kept, for the
+ * content store). Partial downloads stay under content/ingest for a later pull to resume.
+ */
+export async function pullIntoStaging(
+  ctx: StoreContext,
+  client: RegistryClient,
+  repo: string,
+  todo: (PlannedLayer & { desc: Descriptor })[],
+  dir: string,
+  prefix: string,
+  onProgress: (i: number, event: string, bytes: number) => void,
+  cancel: ReturnType<typeof cancelWhile>['cancel'],
+): Promise<void> {
+  const reqs = await Promise.all(todo.map(async (p, i) => {
+    await fs.mkdir(path.join(dir, `${prefix}-${i}`))
+    return {
+      repository: repo, digest: p.desc.digest, size: p.desc.size, diffId: p.diffId,
+      dest: path.join(dir, `${prefix}-${i}`, 'diff'), tarSplit: path.join(dir, `${prefix}-${i}.tar-split.json.gz`),
+      partial: ctx.layout.partialBlob(p.desc.digest),
+    }
+  }))
+  const results = await call(() => client.native.pullLayers(reqs, PULL_CONCURRENCY, onProgress, cancel))
+  results.forEach((r, i) => {
+    todo[i].staged = {
+      dir: path.dirname(reqs[i].dest), tarSplit: reqs[i].tarSplit, size: r.size,
+      ...(r.compression !== 'none' ? { compressedDigest: asBlobDigest(r.digest) } : {}),
+      blob: r.blob,
+    }
+  })
 }
 
 async function allPresent(ctx: StoreContext, diffIds: DiffId[]): Promise<boolean> {

@@ -7,13 +7,13 @@
 //! same, checked against the engine in the tests. Concatenated streams are read to their end
 //! (Go's gzip and bzip2 readers do; moby runs `xz -d` for xz, which does).
 //!
-//! The archive is unpacked with the layer extractor (`crate::layer::apply_tar_stream`): safe
+//! The archive is unpacked with the layer extractor (`crate::ingest::layer::apply_tar_stream`): safe
 //! fd-relative extraction, owners and modes from the tar. The caller copies the result into
 //! the step's rootfs.
 use crate::error::{Coded, ErrorCode};
-use crate::extract::ExtractError;
-use crate::layer::{ApplyResult, LayerError};
-use crate::stream::Fault;
+use crate::ingest::extract::ExtractError;
+use crate::ingest::layer::{ApplyResult, LayerError};
+use crate::ingest::stream::Fault;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -167,12 +167,12 @@ pub fn is_archive(path: &Path) -> Result<bool, AddError> {
 /// `tar_split`. A decoding failure is `CorruptArchive`; nothing is left on failure.
 pub fn unpack(path: &Path, dest: &Path, tar_split: &Path, cancel: &AtomicBool) -> Result<ApplyResult, AddError> {
     let (f, kind) = open(path)?;
-    match crate::layer::apply_tar_stream(decoder(f, kind), dest, tar_split, cancel) {
+    match crate::ingest::layer::apply_tar_stream(decoder(f, kind), dest, tar_split, cancel) {
         Ok(r) => Ok(r),
         // The extractor (or the drain of the stream after the tar's end) sees a decoding
         // failure as a failed read of its source (one without an errno: the file read fine).
         Err(LayerError::Extract(ExtractError::Read { source }))
-        | Err(LayerError::Compress(crate::compress::CompressError::Io { source, .. }))
+        | Err(LayerError::Compress(crate::ingest::compress::CompressError::Io { source, .. }))
             if kind != AddCompression::None && source.raw_os_error().is_none() =>
         {
             Err(AddError::Corrupt { format: kind.name(), path: path.into(), source })

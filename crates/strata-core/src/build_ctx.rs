@@ -247,14 +247,14 @@ fn set_fd_xattrs(fd: BorrowedFd<'_>, xattrs: &[(Vec<u8>, Vec<u8>)], shown: &[u8]
 /// Lists each of `dirs` (relative to `root`, `""` for the root; resolved inside it without
 /// following symlinks), names sorted byte-wise. A directory that vanished lists as empty.
 pub fn scan_dirs(root: &Path, dirs: &[Vec<u8>]) -> Result<Vec<ScanEntry>, BuildCtxError> {
-    let rootfd = crate::safefs::open_root(root).map_err(|source| BuildCtxError::Io {
+    let rootfd = crate::ingest::safefs::open_root(root).map_err(|source| BuildCtxError::Io {
         op: "open",
         path: root.display().to_string(),
         source,
     })?;
     let mut out = Vec::new();
     for (i, rel) in dirs.iter().enumerate() {
-        let fd = match crate::safefs::open_in_root(rootfd.as_fd(), rel, OFlags::RDONLY | OFlags::DIRECTORY) {
+        let fd = match crate::ingest::safefs::open_in_root(rootfd.as_fd(), rel, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(fd) => fd,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => continue,
             Err(source) => return Err(BuildCtxError::Io { op: "open", path: lossy(rel), source }),
@@ -317,8 +317,8 @@ fn hash_one(
     buf: &mut [u8],
     cancel: &AtomicBool,
 ) -> Result<(Digest, u64), BuildCtxError> {
-    let fd = crate::safefs::open_in_root(root, rel, OFlags::RDONLY | OFlags::NOATIME)
-        .or_else(|_| crate::safefs::open_in_root(root, rel, OFlags::RDONLY))
+    let fd = crate::ingest::safefs::open_in_root(root, rel, OFlags::RDONLY | OFlags::NOATIME)
+        .or_else(|_| crate::ingest::safefs::open_in_root(root, rel, OFlags::RDONLY))
         .map_err(|source| BuildCtxError::Io { op: "open", path: lossy(rel), source })?;
     let mut f = std::fs::File::from(fd);
     let mut h = Hasher::new();
@@ -342,7 +342,7 @@ fn hash_one(
 
 /// sha256 of each of `files` (relative to `root`, never through a symlink), in order.
 pub fn hash_files(root: &Path, files: &[Vec<u8>], cancel: &AtomicBool) -> Result<Hashed, BuildCtxError> {
-    let rootfd = crate::safefs::open_root(root).map_err(|source| BuildCtxError::Io {
+    let rootfd = crate::ingest::safefs::open_root(root).map_err(|source| BuildCtxError::Io {
         op: "open",
         path: root.display().to_string(),
         source,
@@ -682,7 +682,7 @@ fn run_ops<'s>(
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(io_err("mkdir", path)(e)),
                 }
-                let fd = crate::safefs::open_child_dir(dir.as_fd(), leaf, OFlags::RDONLY)
+                let fd = crate::ingest::safefs::open_child_dir(dir.as_fd(), leaf, OFlags::RDONLY)
                     .map_err(|source| BuildCtxError::Io { op: "open", path: lossy(path), source })?;
                 rustix::fs::fchown(&fd, Some(rustix::fs::Uid::from_raw(*uid)), Some(rustix::fs::Gid::from_raw(*gid)))
                     .map_err(io_err("chown", path))?;
@@ -753,7 +753,7 @@ fn mkdirs(root: BorrowedFd<'_>, path: &[u8], mode: u32, uid: u32, gid: u32) -> R
         prefix.extend_from_slice(comp);
         match rustix::fs::mkdirat(&parent, os(comp), Mode::from_raw_mode(mode & 0o7777)) {
             Ok(()) => {
-                let fd = crate::safefs::open_child_dir(parent.as_fd(), comp, OFlags::RDONLY)
+                let fd = crate::ingest::safefs::open_child_dir(parent.as_fd(), comp, OFlags::RDONLY)
                     .map_err(|source| BuildCtxError::Io { op: "open", path: lossy(&prefix), source })?;
                 rustix::fs::fchown(&fd, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
                     .map_err(io_err("chown", &prefix))?;

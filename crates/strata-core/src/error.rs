@@ -68,7 +68,7 @@ error_codes! {
     UnmountFailed,
     /// A mount plan the kernel would reject (no lowers, relative paths, reserved options).
     InvalidMountPlan,
-    /// More lower layers than overlayfs stacks ([`crate::mount::OVERLAY_MAX_STACK`]).
+    /// More lower layers than overlayfs stacks ([`crate::kernel::mount::OVERLAY_MAX_STACK`]).
     TooManyLayers,
     /// A legacy mount(2) option string longer than one page.
     MountOptionsTooLong,

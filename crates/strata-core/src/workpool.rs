@@ -2,7 +2,7 @@
 //!
 //! Creating a file (inode, directory entry, body, owner/mode/times) costs tens of
 //! microseconds of kernel time; a layer or a COPY of thousands of small files spends most of
-//! its time there, on one thread. The producer (the extractor, `crate::extract`; the COPY of
+//! its time there, on one thread. The producer (the extractor, `crate::ingest::extract`; the COPY of
 //! a build, `crate::build_ctx`) keeps parsing, resolving parents and deciding on its own
 //! thread and hands the create-and-write part to these workers. It waits for them
 //! ([`WorkPool::settle`]) before anything whose outcome could depend on a job still in

@@ -5,14 +5,14 @@ mod common;
 use common::*;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::AtomicBool;
-use strata_core::archive::{
+use strata_core::digest::{BlobDigest, DiffId};
+use strata_core::egress::archive::{
     decompress_file, index, write_archive, write_layer_file, MemberData, MemberKind, OutMember,
 };
-use strata_core::compress::Compression;
-use strata_core::digest::{BlobDigest, DiffId};
 use strata_core::error::Coded;
-use strata_core::layer::{apply_layers, ApplyRequest, BlobSource};
-use strata_core::tarsplit::TarSplitError;
+use strata_core::ingest::compress::Compression;
+use strata_core::ingest::layer::{apply_layers, ApplyRequest, BlobSource};
+use strata_core::ingest::tarsplit::TarSplitError;
 
 fn layers() -> Vec<Vec<u8>> {
     let big: Vec<u8> = (0..1_234_567u32).map(|i| (i % 239) as u8).collect();
@@ -63,7 +63,7 @@ fn save_index_and_load_round_trip() {
     assert_eq!(idx[0].kind, MemberKind::Dir);
     assert_eq!(names[names.len() - 1], long_name);
     let f = std::fs::File::open(&out).unwrap();
-    let read = |m: &strata_core::archive::Member| {
+    let read = |m: &strata_core::egress::archive::Member| {
         let mut b = vec![0u8; m.size as usize];
         f.read_exact_at(&mut b, m.offset).unwrap();
         b
@@ -120,7 +120,7 @@ fn streaming_verifies_the_diff_id() {
     // Different size: caught by the tar-split record, before anything is hashed.
     std::fs::write(s.dest().join("etc/hostname"), b"longer\n").unwrap();
     let e = write_archive(&m, &out, &AtomicBool::new(false)).unwrap_err();
-    assert!(matches!(e, strata_core::archive::ArchiveError::TarSplit(TarSplitError::Mismatch { .. })), "{e}");
+    assert!(matches!(e, strata_core::egress::archive::ArchiveError::TarSplit(TarSplitError::Mismatch { .. })), "{e}");
     assert_eq!(e.code(), "DigestMismatch");
     // A file replaced by a symlink is never followed.
     std::fs::remove_file(s.dest().join("etc/hostname")).unwrap();

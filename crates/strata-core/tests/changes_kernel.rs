@@ -3,8 +3,8 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use strata_core::changes::{changes, format_changes};
-use strata_core::mount::{mount_overlay, unmount, MountPlan};
+use strata_core::egress::changes::{changes, format_changes};
+use strata_core::kernel::mount::{mount_overlay, unmount, MountPlan};
 
 fn mknod_whiteout(p: &Path) {
     let mode = rustix::fs::Mode::from_raw_mode(0o600);
@@ -59,7 +59,7 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn lines(v: &[strata_core::changes::Change]) -> Vec<String> {
+fn lines(v: &[strata_core::egress::changes::Change]) -> Vec<String> {
     format_changes(v).lines().map(str::to_string).collect()
 }
 

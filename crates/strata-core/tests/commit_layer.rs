@@ -4,8 +4,8 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use strata_core::commit::commit_layer;
-use strata_core::layertar::{write_dir_tar, TarMode};
+use strata_core::egress::commit::commit_layer;
+use strata_core::egress::layertar::{write_dir_tar, TarMode};
 
 fn mknod_whiteout(p: &Path) {
     rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::empty(), 0)

@@ -6,9 +6,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-use strata_core::compress::Compression;
 use strata_core::digest::{BlobDigest, DiffId};
-use strata_core::tarsplit::{assemble, assembled_size};
+use strata_core::ingest::compress::Compression;
+use strata_core::ingest::tarsplit::{assemble, assembled_size};
 
 fn long_name(prefix: &str) -> String {
     format!("{prefix}/{}/{}", "d".repeat(120), "f".repeat(150))

@@ -6,7 +6,7 @@ use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use strata_core::digest::{BlobDigest, DiffId, Digest};
 use strata_core::error::Coded;
-use strata_core::layer::{apply_layer, apply_tar_stream, ApplyRequest, BlobSource, LayerError};
+use strata_core::ingest::layer::{apply_layer, apply_tar_stream, ApplyRequest, BlobSource, LayerError};
 
 fn sample() -> Vec<u8> {
     let big: Vec<u8> = (0..400_000u32).map(|i| (i * 31 % 253) as u8).collect();

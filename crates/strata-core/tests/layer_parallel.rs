@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use strata_core::digest::{BlobDigest, DiffId};
 use strata_core::error::Coded;
-use strata_core::layer::{apply_layers, ApplyRequest, BlobSource};
-use strata_core::tarsplit::assemble;
+use strata_core::ingest::layer::{apply_layers, ApplyRequest, BlobSource};
+use strata_core::ingest::tarsplit::assemble;
 
 fn layer(i: usize) -> Vec<u8> {
     let data: Vec<u8> = (0..(500_000 + i * 100_000)).map(|j| ((j * (i + 3)) % 241) as u8).collect();

@@ -8,7 +8,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use strata_core::digest::DiffId;
-use strata_core::layertar::{write_dir_tar, TarMode};
+use strata_core::egress::layertar::{write_dir_tar, TarMode};
 
 fn mknod(p: &Path, kind: u32, major: u32, minor: u32) {
     let (ty, mode) = (rustix::fs::FileType::from_raw_mode(kind), rustix::fs::Mode::from_raw_mode(0o644));
@@ -241,7 +241,7 @@ fn cancel_stops_with_typed_error() {
 
 #[test]
 fn upper_of_a_real_overlay_mount() {
-    use strata_core::mount::{mount_overlay, unmount, MountPlan};
+    use strata_core::kernel::mount::{mount_overlay, unmount, MountPlan};
     let t = tempfile::tempdir().unwrap();
     let mk = |n: &str| {
         let p = t.path().join(n);

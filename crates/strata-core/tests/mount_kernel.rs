@@ -4,8 +4,8 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use strata_core::error::Coded;
-use strata_core::mount::{self, ApiChoice, MountApi, MountPlan};
-use strata_core::mountinfo;
+use strata_core::kernel::mount::{self, ApiChoice, MountApi, MountPlan};
+use strata_core::kernel::mountinfo;
 
 /// Unmounts on drop so a failing assertion does not leave mounts behind.
 struct Mounted(PathBuf);

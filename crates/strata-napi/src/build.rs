@@ -1,4 +1,4 @@
-//! `strata build`'s native pieces (see `strata_core::build_ctx`, `strata_core::build_commit`):
+//! `strata build`'s native pieces (see `strata_core::build_ctx`, `strata_core::egress::build_commit`):
 //! conversion only. Large results cross as one JSON string (a context of thousands of entries
 //! converts field by field far slower than `JSON.parse` reads it); 64-bit times as decimal strings.
 #![cfg_attr(test, allow(dead_code))]
@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use strata_core::build_add;
-use strata_core::build_commit;
 use strata_core::build_ctx::{self, CopyOp};
 use strata_core::digest::Digest;
+use strata_core::egress::build_commit;
 use strata_core::error::ErrorCode;
 
 type Outcome<T> = std::result::Result<T, crate::Failure>;

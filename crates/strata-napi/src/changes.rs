@@ -4,7 +4,7 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::path::PathBuf;
-use strata_core::changes;
+use strata_core::egress::changes;
 
 /// One `docker diff` line.
 #[napi(object)]

@@ -1,4 +1,4 @@
-//! `commitLayer`: a container's upper dir → a new read-only layer (see `strata_core::commit`).
+//! `commitLayer`: a container's upper dir → a new read-only layer (see `strata_core::egress::commit`).
 #![cfg_attr(test, allow(dead_code))]
 use crate::cancel::NativeCancel;
 use napi::bindgen_prelude::*;
@@ -26,10 +26,10 @@ pub struct CommitLayer {
 }
 
 impl crate::NativeTask for CommitLayer {
-    type Output = strata_core::commit::Committed;
+    type Output = strata_core::egress::commit::Committed;
     type JsValue = NativeCommitResult;
     fn compute(&mut self) -> std::result::Result<Self::Output, crate::Failure> {
-        Ok(strata_core::commit::commit_layer(&self.upper, &self.dest, &self.tar_split, &self.cancel)?)
+        Ok(strata_core::egress::commit::commit_layer(&self.upper, &self.dest, &self.tar_split, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
         Ok(NativeCommitResult {

@@ -1,9 +1,9 @@
-//! `fsBatch`: a list of file-system steps in one task (see `strata_core::fsbatch`).
+//! `fsBatch`: a list of file-system steps in one task (see `strata_core::kernel::fsbatch`).
 #![cfg_attr(test, allow(dead_code))]
 use crate::Failure;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use strata_core::fsbatch::{self, FsOp};
+use strata_core::kernel::fsbatch::{self, FsOp};
 
 /// One step, as the TS facade builds it (`op` names the step; TS sees a union of object types).
 /// `target` is the symlink's target or the rename's destination, `data` the file's contents

@@ -12,10 +12,10 @@ use napi_derive::napi;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use strata_core::archive::{self, MemberData, OutMember};
 use strata_core::digest::{BlobDigest, DiffId};
+use strata_core::egress::archive::{self, MemberData, OutMember};
 use strata_core::error::ErrorCode;
-use strata_core::layer::{self, ApplyRequest, BlobSource};
+use strata_core::ingest::layer::{self, ApplyRequest, BlobSource};
 
 /// One layer blob to apply.
 #[napi(object)]
@@ -53,8 +53,8 @@ pub struct NativeApplyResult {
     pub entries: i64,
 }
 
-impl From<&strata_core::layer::ApplyResult> for NativeApplyResult {
-    fn from(r: &strata_core::layer::ApplyResult) -> Self {
+impl From<&strata_core::ingest::layer::ApplyResult> for NativeApplyResult {
+    fn from(r: &strata_core::ingest::layer::ApplyResult) -> Self {
         NativeApplyResult {
             diff_id: r.diff_id.to_string(),
             digest: r.digest.to_string(),
@@ -361,5 +361,5 @@ pub fn write_layer_file(
 /// Length of the tar that a layer's tar-split assembles to (reads only the tar-split).
 #[napi]
 pub fn assembled_size(env: Env, tar_split: String) -> Result<i64> {
-    strata_core::tarsplit::assembled_size(tar_split.as_ref()).map(|n| n as i64).map_err(crate::throw(&env))
+    strata_core::ingest::tarsplit::assembled_size(tar_split.as_ref()).map(|n| n as i64).map_err(crate::throw(&env))
 }

@@ -1,4 +1,4 @@
-//! File locks for the TS store (see `strata_core::lock`).
+//! File locks for the TS store (see `strata_core::kernel::lock`).
 //!
 //! Nothing here ever blocks a libuv pool thread: `tryLock` is one non-blocking `flock` on the
 //! calling thread, and `waitLock` blocks on a thread of its own, so a process whose pool threads
@@ -11,7 +11,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::sync::Mutex;
 use strata_core::error::ErrorCode;
-use strata_core::lock::{FileLock, LockMode};
+use strata_core::kernel::lock::{FileLock, LockMode};
 
 /// A held `flock`; `release()` (or process exit) unlocks.
 #[napi]

@@ -8,14 +8,14 @@ use napi_derive::napi;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use strata_core::layertar::{self, TarMode};
-use strata_core::mount::{self, MountPlan};
-use strata_core::mountinfo;
+use strata_core::egress::layertar::{self, TarMode};
+use strata_core::kernel::mount::{self, MountPlan};
+use strata_core::kernel::mountinfo;
 
 /// The kernel's limit on lower dirs in one overlay mount (`OVL_MAX_STACK`): an image deeper
 /// than this cannot be mounted, and one exactly this deep leaves no room for an init layer.
 #[napi]
-pub const OVERLAY_MAX_STACK: u32 = strata_core::mount::OVERLAY_MAX_STACK as u32;
+pub const OVERLAY_MAX_STACK: u32 = strata_core::kernel::mount::OVERLAY_MAX_STACK as u32;
 
 /// A mount plan as JS passes it. `lowerdirs` are top first.
 #[napi(object)]
@@ -70,7 +70,7 @@ impl From<MountPlan> for NativeMountPlan {
     }
 }
 
-/// The overlay mount of a container's rootfs (`strata_core::mount::MountPlan::container`, the
+/// The overlay mount of a container's rootfs (`strata_core::kernel::mount::MountPlan::container`, the
 /// one owner of its options): `lowerdirs` top first (the init layer, then the image's), the
 /// writable layer's `upperdir`/`workdir`, mounted at `target`. Checked as the kernel would
 /// (`TooManyLayers`, `InvalidMountPlan`) before anything is mounted.

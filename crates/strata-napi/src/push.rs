@@ -82,7 +82,7 @@ fn source_of(b: &NativeBlobToSend) -> Outcome<BlobSource> {
             tar_split: b.tar_split.as_deref().ok_or_else(|| invalid("a layer needs its tar-split"))?.into(),
             diff_id: DiffId::from_digest(digest(b.diff_id.as_deref(), "layer")?),
             keep: b.keep.as_deref().ok_or_else(|| invalid("a layer needs a keep file"))?.into(),
-            workers: strata_core::layer::max_workers(),
+            workers: strata_core::ingest::layer::max_workers(),
         }),
         _ => Err(invalid("a blob is exactly one of file, bytes, diffDir")),
     }

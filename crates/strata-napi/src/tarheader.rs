@@ -1,9 +1,9 @@
-//! Tar headers as Go's `archive/tar` writes them (`strata_core::layertar::encode_header`), for
+//! Tar headers as Go's `archive/tar` writes them (`strata_core::egress::layertar::encode_header`), for
 //! tar streams the TS side assembles itself (`docker cp` archives).
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use strata_core::egress::layertar::{encode_header, Entry};
 use strata_core::error::ErrorCode;
-use strata_core::layertar::{encode_header, Entry};
 
 /// One entry's metadata; `kind` is the typeflag character (`"0"`, `"2"`, `"5"`, ...).
 #[napi(object)]

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use strata_core::digest::{Digest, Hasher};
-use strata_core::stream::Fault;
+use strata_core::ingest::stream::Fault;
 
 /// Longest wait for a response's headers, and for each chunk of a body.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -375,7 +375,7 @@ impl Client {
                 }
                 match (&mut reader).take(limit + 1).read_to_end(&mut body) {
                     Ok(_) => {}
-                    Err(e) if matches!(strata_core::stream::fault_of(&e), Some(Fault::Aborted)) => {
+                    Err(e) if matches!(strata_core::ingest::stream::fault_of(&e), Some(Fault::Aborted)) => {
                         return Err(RegistryError::Aborted)
                     }
                     Err(e) => {
@@ -760,7 +760,7 @@ impl Client {
                 BodyReader { resp: Some(resp), buf: Bytes::new(), cancel: cancel.clone(), idle: self.idle };
             let mut body = Vec::new();
             if let Err(e) = (&mut reader).take(MAX_TOKEN_RESPONSE + 1).read_to_end(&mut body) {
-                if matches!(strata_core::stream::fault_of(&e), Some(Fault::Aborted)) {
+                if matches!(strata_core::ingest::stream::fault_of(&e), Some(Fault::Aborted)) {
                     return Err(RegistryError::Aborted.into());
                 }
                 last = e.to_string();

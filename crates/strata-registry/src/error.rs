@@ -3,7 +3,7 @@
 //! Messages never carry credentials or tokens: URLs are printed without userinfo or query
 //! (a token can ride in a query string), and the registry's error text is cut short.
 use strata_core::error::{Coded, ErrorCode};
-use strata_core::layer::LayerError;
+use strata_core::ingest::layer::LayerError;
 
 /// Errors of the registry client and of streamed pulls.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub enum RegistryError {
     Layer(#[from] LayerError),
     /// Compressing a layer for push failed (a layer file that changed, I/O).
     #[error(transparent)]
-    Compress(#[from] strata_core::gzlayer::GzLayerError),
+    Compress(#[from] strata_core::egress::gzlayer::GzLayerError),
     #[error("operation aborted")]
     Aborted,
 }

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 use strata_core::digest::{BlobDigest, DiffId};
-use strata_core::layer::{self, ApplyResult, LayerError};
+use strata_core::ingest::layer::{self, ApplyResult, LayerError};
 
 /// Default layers in flight per registry (Docker's default is 3; streamed extraction makes
 /// more worthwhile).
@@ -223,7 +223,12 @@ impl Read for BlobSource<'_> {
                     self.fetched += n as u64;
                     return Ok(n);
                 }
-                Err(e) if matches!(strata_core::stream::fault_of(&e), Some(strata_core::stream::Fault::Aborted)) => {
+                Err(e)
+                    if matches!(
+                        strata_core::ingest::stream::fault_of(&e),
+                        Some(strata_core::ingest::stream::Fault::Aborted)
+                    ) =>
+                {
                     return Err(e)
                 }
                 Err(e) => {
@@ -252,7 +257,7 @@ impl BlobSource<'_> {
         // The first reconnect is immediate: a cut connection is the common case.
         if self.reconnects > 1 {
             rt::sleep(policy.backoff(self.reconnects - 1), self.stop)
-                .map_err(|_| strata_core::stream::Fault::Aborted.into_io())?;
+                .map_err(|_| strata_core::ingest::stream::Fault::Aborted.into_io())?;
         }
         Ok(true)
     }

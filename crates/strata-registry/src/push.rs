@@ -30,8 +30,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use strata_core::digest::{DiffId, Digest};
-use strata_core::gzlayer::{self, GzBlob, GzLayerError};
-use strata_core::stream::Fault;
+use strata_core::egress::gzlayer::{self, GzBlob, GzLayerError};
+use strata_core::ingest::stream::Fault;
 
 /// Times an upload is started afresh after a failure (the client already retried each request).
 pub const UPLOAD_ATTEMPTS: u32 = 3;
@@ -279,7 +279,7 @@ fn upload_whole(
             Ok(Uploaded { digest: digest.clone(), size: *size })
         }
         BlobSource::Tar { diff_dir, tar_split, diff_id, .. } => {
-            let size = strata_core::tarsplit::assembled_size(tar_split)
+            let size = strata_core::ingest::tarsplit::assembled_size(tar_split)
                 .map_err(|e| Attempt::Fatal(RegistryError::Compress(GzLayerError::Assemble(e))))?;
             let (d, t, id, p, c) =
                 (diff_dir.clone(), tar_split.clone(), diff_id.clone(), progress.clone(), cancel.clone());
@@ -369,7 +369,7 @@ fn tar_reader(diff_dir: PathBuf, tar_split: PathBuf, diff_id: DiffId, cancel: Ar
     let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
     std::thread::spawn(move || {
         let mut out = ChannelWriter { tx: tx.clone() };
-        let r = strata_core::tarsplit::assemble_cancellable(
+        let r = strata_core::ingest::tarsplit::assemble_cancellable(
             &diff_dir,
             &tar_split,
             io::BufWriter::with_capacity(1 << 20, &mut out),
@@ -427,9 +427,13 @@ fn on_disk(src: &BlobSource, cancel: &Arc<AtomicBool>) -> Result<(PathBuf, Diges
             // Chunks need the bytes at hand: the tar is assembled into the scratch file first.
             let tmp = scratch.clone();
             let f = File::create(&tmp).map_err(|e| Attempt::Fatal(RegistryError::io("create", &tmp, e)))?;
-            let (found, size) =
-                strata_core::tarsplit::assemble_cancellable(diff_dir, tar_split, io::BufWriter::new(f), Some(cancel))
-                    .map_err(|e| Attempt::Fatal(RegistryError::Compress(GzLayerError::Assemble(e))))?;
+            let (found, size) = strata_core::ingest::tarsplit::assemble_cancellable(
+                diff_dir,
+                tar_split,
+                io::BufWriter::new(f),
+                Some(cancel),
+            )
+            .map_err(|e| Attempt::Fatal(RegistryError::Compress(GzLayerError::Assemble(e))))?;
             if &found != diff_id {
                 return Err(Attempt::Fatal(RegistryError::Compress(GzLayerError::DiffIdMismatch {
                     expected: diff_id.to_string(),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use strata_core::mount::{mount_overlay, unmount, MountPlan};
+use strata_core::kernel::mount::{mount_overlay, unmount, MountPlan};
 use strata_core::union::inspect;
 
 fn failed(e: impl std::fmt::Display) -> Error {

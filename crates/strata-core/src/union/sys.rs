@@ -27,7 +27,7 @@ const DIRENT_BUF: usize = 32 * 1024;
 /// Opens `rel` beneath `dir` without following any symlink (`O_CLOEXEC` always added).
 /// `mode` only counts with `O_CREAT`/`O_TMPFILE`.
 pub(crate) fn open_beneath(dir: BorrowedFd<'_>, rel: &str, flags: OFlags, mode: u32) -> io::Result<OwnedFd> {
-    crate::safefs::openat2(dir, rel, flags, Mode::from_raw_mode(mode), BENEATH)
+    crate::ingest::safefs::openat2(dir, rel, flags, Mode::from_raw_mode(mode), BENEATH)
 }
 
 /// Opens a directory for reading entries / as a dirfd.

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use strata_core::layer::{apply_layer, ApplyRequest, ApplyResult, BlobSource, LayerError};
+use strata_core::ingest::layer::{apply_layer, ApplyRequest, ApplyResult, BlobSource, LayerError};
 
 /// Header fields of one raw entry.
 #[derive(Clone)]
@@ -229,9 +229,9 @@ impl Scratch {
         apply_layer(&self.request(blob), &|_| {}, &AtomicBool::new(false))
     }
     /// The same tar through `extract_tar_stream`, whose small files are written by worker
-    /// threads (crate::filepool), as commit writes them.
-    pub fn apply_stream(&self, tar: &[u8]) -> Result<strata_core::layer::ExtractedTar, LayerError> {
-        strata_core::layer::extract_tar_stream(tar, &self.dest(), &self.tar_split(), &AtomicBool::new(false))
+    /// threads (crate::ingest::extract::filepool), as commit writes them.
+    pub fn apply_stream(&self, tar: &[u8]) -> Result<strata_core::ingest::layer::ExtractedTar, LayerError> {
+        strata_core::ingest::layer::extract_tar_stream(tar, &self.dest(), &self.tar_split(), &AtomicBool::new(false))
     }
 }
 

@@ -22,7 +22,7 @@
 //! seconds; uname/gname are left empty (no NSS lookups inside the addon, and the output
 //! does not depend on the host's /etc/passwd).
 //!
-//! The walk is [`crate::upperwalk`]'s (fd-relative, no symlink ever followed); this module
+//! The walk is [`crate::egress::upperwalk`]'s (fd-relative, no symlink ever followed); this module
 //! only turns each entry into tar bytes (`openat`/`readlinkat` with `O_NOFOLLOW` on the
 //! entry's parent fd). Xattrs of files we have open are read through the fd; those of
 //! symlinks, devices and fifos (which must not be opened) through
@@ -31,8 +31,8 @@
 //! It must not walk the tree itself nor change it, except that a sealing walk drops overlay's
 //! bookkeeping xattrs ([`write_sealing_tar`]).
 use crate::digest::{DiffId, Hasher};
+use crate::egress::upperwalk::{self, Descend, Node, Visitor, WalkError};
 use crate::error::ErrorCode;
-use crate::upperwalk::{self, Descend, Node, Visitor, WalkError};
 use rustix::fs::{openat, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::HashMap;
@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 /// Entry marking its directory opaque in an OCI/AUFS layer.
 pub const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
-pub use crate::upperwalk::OPAQUE_XATTRS;
+pub use crate::egress::upperwalk::OPAQUE_XATTRS;
 
 /// Size of the staging buffer between the files read and the output.
 const CHUNK: usize = 1 << 20;

@@ -1,9 +1,9 @@
 //! Commit by rename: a build step's overlay upper dir *becomes* the new layer's `diff/`.
 //!
-//! `commit` (crate::commit) copies a container's upper dir into a new layer (walk → tar →
+//! `commit` (crate::egress::commit) copies a container's upper dir into a new layer (walk → tar →
 //! extract). A build step needs no copy: its container is gone once the step ends, so its
 //! upper dir is renamed to be the layer's `diff/` and only has to be *described*: one walk of
-//! the tree ([`crate::layertar::write_sealing_tar`]) produces the layer tar's bytes — hashed
+//! the tree ([`crate::egress::layertar::write_sealing_tar`]) produces the layer tar's bytes — hashed
 //! there into the DiffID — while, on this thread, the same bytes stream through a tar parser
 //! that records the tar-split (headers and padding as segments, each regular file body as a
 //! reference to its file in `diff/` with its CRC-64), skipping the bodies. No second copy of
@@ -16,10 +16,10 @@
 //! It must not copy files nor touch the store's metadata: the caller renames the upper dir into
 //! place and registers the layer.
 use crate::digest::DiffId;
+use crate::egress::layertar::{write_sealing_tar, LayerTarError};
 use crate::error::ErrorCode;
-use crate::layertar::{write_sealing_tar, LayerTarError};
-use crate::safefs::RelPath;
-use crate::tarsplit::{Recorder, TarSplitWriter};
+use crate::ingest::safefs::RelPath;
+use crate::ingest::tarsplit::{Recorder, TarSplitWriter};
 use std::fs::File;
 use std::io::{self, BufWriter, Read};
 use std::path::{Path, PathBuf};
@@ -162,7 +162,7 @@ fn record(reader: File, writer: TarSplitWriter, stop: &AtomicBool) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tarsplit::assemble;
+    use crate::ingest::tarsplit::assemble;
 
     #[test]
     fn sealed_layer_reassembles_to_its_diff_id() {
@@ -184,9 +184,13 @@ mod tests {
         assert_eq!((id, len), (sealed.diff_id.clone(), sealed.tar_size));
         // Exactly what the commit walker writes for the same tree.
         let mut plain = Vec::new();
-        let st =
-            crate::layertar::write_dir_tar(&diff, crate::layertar::TarMode::Layer, &mut plain, &AtomicBool::new(false))
-                .unwrap();
+        let st = crate::egress::layertar::write_dir_tar(
+            &diff,
+            crate::egress::layertar::TarMode::Layer,
+            &mut plain,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         assert_eq!(st.diff_id, sealed.diff_id);
         assert_eq!(plain, out);
     }

@@ -13,12 +13,12 @@
 //!
 //! It must not register layers nor write layer-db metadata (TypeScript does), and leaves
 //! nothing behind when it fails.
-use crate::compress::{Compression, Decompressor};
 use crate::digest::{BlobDigest, DiffId, Digest, Hasher, HashingReader};
 use crate::error::ErrorCode;
-use crate::extract::{self, ExtractError};
-use crate::stream::Fault;
-use crate::tarsplit::{Recorder, TarSplitWriter};
+use crate::ingest::compress::{Compression, Decompressor};
+use crate::ingest::extract::{self, ExtractError};
+use crate::ingest::stream::Fault;
+use crate::ingest::tarsplit::{Recorder, TarSplitWriter};
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -36,7 +36,7 @@ pub enum LayerError {
     #[error(transparent)]
     Extract(#[from] ExtractError),
     #[error(transparent)]
-    Compress(#[from] crate::compress::CompressError),
+    Compress(#[from] crate::ingest::compress::CompressError),
     /// A digest did not match what the caller expected.
     #[error("{what} mismatch: expected {expected}, found {found}")]
     DigestMismatch { what: &'static str, expected: Digest, found: Digest },
@@ -234,7 +234,7 @@ enum TarHash {
     Elsewhere,
 }
 
-/// Threads creating small files for one extraction (`crate::filepool`) when it runs alone
+/// Threads creating small files for one extraction (the extractor's file pool) when it runs alone
 /// (commit); a batch of layers (`apply_layers`) already keeps the CPUs busy with one
 /// extraction per layer.
 const WRITERS_ALONE: usize = 2;
@@ -271,9 +271,9 @@ fn run<R: Read>(
         let (_, h) = recording.into_inner().into_parts();
         (DiffId::from_digest(h.finish()), tar_size, stats)
     };
-    dec.drain_source().map_err(|e| match crate::stream::fault_of(&e) {
+    dec.drain_source().map_err(|e| match crate::ingest::stream::fault_of(&e) {
         Some(Fault::Aborted) => LayerError::Aborted,
-        _ => LayerError::Compress(crate::compress::stream_error(e, "blob")),
+        _ => LayerError::Compress(crate::ingest::compress::stream_error(e, "blob")),
     })?;
     let source = dec.into_source().into_inner();
     let blob_size = source.read;

@@ -1,13 +1,13 @@
 //! The extractor's small regular files, created by worker threads ([`crate::workpool`]).
 //!
-//! The extractor (`crate::extract`) reads each small body into memory and hands the
+//! The extractor (`crate::ingest::extract`) reads each small body into memory and hands the
 //! create-write-finish part to the pool; it waits for the workers before anything whose
 //! outcome could depend on a file still in flight: a path equal to, or below, a file handed
 //! out since the last wait; removing an existing node; a hard link; directory times at the end.
 //!
 //! It must not resolve paths: the extractor hands over the parent directory it resolved.
-use crate::extract::{finish_open_file, ExtractError, Meta};
-use crate::safefs;
+use super::{finish_open_file, ExtractError, Meta};
+use crate::ingest::safefs;
 use crate::workpool::{PoolError, PoolState as State, WorkPool};
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Bodies up to this size go to the workers; larger ones are written inline (and with
-/// `O_DIRECT` from 256 KiB, see `crate::direct`).
+/// `O_DIRECT` from 256 KiB, see `crate::ingest::direct`).
 pub(crate) const SMALL_FILE: u64 = 128 << 10;
 
 /// One file to create: `leaf` in the directory `parent`, which the extractor resolved.

@@ -1,5 +1,5 @@
 //! The one walk over an overlay upper dir (or any tree), for every module that reads one:
-//! `docker diff` ([`crate::changes`]) and the layer tar writer ([`crate::layertar`], behind
+//! `docker diff` ([`crate::egress::changes`]) and the layer tar writer ([`crate::egress::layertar`], behind
 //! commit, export and a build step's layer). It owns the order, the fd-relative opening and the
 //! overlay meaning of an entry; it must not decide what an entry becomes (the visitors do).
 //!

@@ -9,7 +9,7 @@
 //!
 //! It must not guess a format from a file name, nor stop reading before the end of the stream.
 use crate::error::ErrorCode;
-use crate::stream::{fault_of, Fault};
+use crate::ingest::stream::{fault_of, Fault};
 use std::io::{self, BufReader, Read};
 
 /// Errors of this module.
@@ -211,7 +211,9 @@ impl<R: Read> Read for Decompressor<R> {
 pub fn stream_error(e: io::Error, what: &str) -> CompressError {
     match fault_of(&e) {
         Some(Fault::Corrupt { format, detail }) => CompressError::Corrupt { format, detail: detail.clone() },
-        Some(Fault::Source(src)) => CompressError::Io { what: what.into(), source: crate::stream::clone_io(src) },
+        Some(Fault::Source(src)) => {
+            CompressError::Io { what: what.into(), source: crate::ingest::stream::clone_io(src) }
+        }
         Some(Fault::Aborted) => CompressError::Aborted { what: what.into() },
         None => CompressError::Io { what: what.into(), source: e },
     }

@@ -1,7 +1,7 @@
 //! Safe extraction of a layer tar stream into a new, empty directory (a layer's `diff/`).
 //!
 //! The tar crate parses (headers, PAX, GNU long names); every write is ours, fd-relative
-//! below the root (see [`crate::safefs`]):
+//! below the root (see [`crate::ingest::safefs`]):
 //!
 //! * Names: leading `./` stripped; absolute names, `..` components, empty names and NUL
 //!   bytes are refused with `UnsafeLayerEntry`. Missing parents are created `0755`. A parent
@@ -35,7 +35,7 @@
 //!   feed the index's inode identity. A pulled layer is untrusted input, so it must not steer
 //!   the mount beyond the one channel the layer format has for it: `.wh.` entries, which
 //!   become whiteouts and `opaque=y` here. (`layertar` never writes them into a layer either.)
-//! * GNU sparse files in PAX form (0.0, 0.1, 1.0; see [`crate::sparse`]) are written as Go's
+//! * GNU sparse files in PAX form (0.0, 0.1, 1.0; see [`crate::ingest::sparse`]) are written as Go's
 //!   reader expands them — Docker's file, same name, size and bytes — with the holes left as
 //!   holes (Docker 20.10 writes the zeros out: same bytes, more disk). Their bodies stay in the
 //!   tar-split as raw bytes (the file on disk is not the body), so `save`/`push` reproduce the
@@ -50,14 +50,14 @@
 //! the tar-split recorder.
 //!
 //! It must not follow a symlink, build a host path from an entry's name, or write outside
-//! `dest`; removing a failed layer is the pipeline's job (`crate::layer`).
-use crate::direct::{AlignedBuf, BodyWriter};
+//! `dest`; removing a failed layer is the pipeline's job (`crate::ingest::layer`).
 use crate::error::ErrorCode;
-use crate::filepool::{self, FilePool, PoolState, SmallFile, SMALL_FILE};
-use crate::safefs::{self, RelPath};
-use crate::sparse::{self, Sparse, SparseRecords};
-use crate::stream::{clone_io, fault_of, Fault};
-use crate::tarsplit::Recorder;
+use crate::ingest::direct::{AlignedBuf, BodyWriter};
+use crate::ingest::safefs::{self, RelPath};
+use crate::ingest::sparse::{self, Sparse, SparseRecords};
+use crate::ingest::stream::{clone_io, fault_of, Fault};
+use crate::ingest::tarsplit::Recorder;
+use filepool::{FilePool, PoolState, SmallFile, SMALL_FILE};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::Timespec;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
@@ -69,6 +69,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tar::EntryType;
+
+mod filepool;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
@@ -179,10 +181,10 @@ fn cancelled(cancel: &AtomicBool) -> Result<(), ExtractError> {
 /// Extracts the tar stream `reader` into the existing, empty directory `root_dir`.
 ///
 /// With a `recorder`, `reader` must be (or sit above) that recorder's
-/// [`RecordingReader`](crate::tarsplit::RecordingReader): file bodies are announced to it
+/// [`RecordingReader`](crate::ingest::tarsplit::RecordingReader): file bodies are announced to it
 /// and everything else lands in tar-split segments. `cancel` is polled between entries and
 /// between body chunks. With `writers` > 0, that many threads create the small files
-/// ([`crate::filepool`]) while this one goes on parsing.
+/// ([`filepool`]) while this one goes on parsing.
 pub fn extract<R: Read>(
     reader: R,
     root_dir: &Path,
@@ -412,7 +414,7 @@ struct Extractor<'r, 'p> {
 }
 
 impl Extractor<'_, '_> {
-    /// Waits for every file handed to the workers (see `crate::filepool`).
+    /// Waits for every file handed to the workers (see `filepool`).
     fn settle(&mut self) -> Result<(), ExtractError> {
         match &mut self.pool {
             Some(p) => p.settle(),
@@ -764,7 +766,7 @@ impl Extractor<'_, '_> {
         finish_open_file(&f, meta, shown)
     }
 
-    /// A GNU sparse file (see [`crate::sparse`]): each fragment written at its offset, holes
+    /// A GNU sparse file (see [`crate::ingest::sparse`]): each fragment written at its offset, holes
     /// left as holes, the file cut to its real size. Not announced to the tar-split recorder:
     /// its body (map and fragments) is kept there as raw bytes.
     fn sparse_file<R: Read>(

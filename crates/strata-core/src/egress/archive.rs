@@ -14,10 +14,10 @@
 //!
 //! It must not extract layers (that is `layer`/`extract`: here a layer is only read back and its
 //! DiffID checked), nor choose which images, names or tags go in (TypeScript does).
-use crate::compress::{Compression, Decompressor};
 use crate::digest::DiffId;
 use crate::error::ErrorCode;
-use crate::tarsplit::{self, TarSplitError};
+use crate::ingest::compress::{Compression, Decompressor};
+use crate::ingest::tarsplit::{self, TarSplitError};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ pub enum ArchiveError {
     #[error("corrupt archive {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error(transparent)]
-    Compress(#[from] crate::compress::CompressError),
+    Compress(#[from] crate::ingest::compress::CompressError),
     #[error(transparent)]
     TarSplit(#[from] TarSplitError),
     /// A layer assembled to something other than its DiffID.
@@ -179,7 +179,12 @@ pub fn decompress_file(src: &Path, dst: &Path, cancel: &AtomicBool) -> Result<Co
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ArchiveError::Compress(crate::compress::stream_error(e, &src.display().to_string()))),
+            Err(e) => {
+                return Err(ArchiveError::Compress(crate::ingest::compress::stream_error(
+                    e,
+                    &src.display().to_string(),
+                )))
+            }
         };
         w.write_all(&buf[..n]).map_err(|source| ArchiveError::Io { op: "write", path: dst.into(), source })?;
     })()

@@ -13,7 +13,7 @@
 //! The DiffID of the assembled tar is checked against the layer's: a layer whose files changed
 //! since they were recorded never leaves as a blob under a digest that lies.
 use crate::digest::{DiffId, Digest, Hasher};
-use crate::tarsplit::{self, TarSplitError};
+use crate::ingest::tarsplit::{self, TarSplitError};
 use flate2::write::GzEncoder;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -223,7 +223,7 @@ pub fn compress_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::{apply_layer, ApplyRequest, BlobSource};
+    use crate::ingest::layer::{apply_layer, ApplyRequest, BlobSource};
     use std::io::Read;
 
     /// Builds a layer (diff dir + tar-split) from a tar made with the `tar` crate.

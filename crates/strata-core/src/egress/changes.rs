@@ -18,7 +18,7 @@
 //! Here the same comparison is made without mounting: the old tree is the layers below the
 //! writable layer (`lowers`, top first: the init layer, then the image's), the new tree is the
 //! writable layer over them. Only paths the writable layer holds can differ between the two,
-//! so the walk ([`crate::upperwalk`]) covers the upper dir alone and looks each of its paths up
+//! so the walk ([`crate::egress::upperwalk`]) covers the upper dir alone and looks each of its paths up
 //! in the lowers as overlayfs would (top-down; a whiteout, a non-directory or an opaque
 //! directory ends the search). Below a directory that hides the lowers in the new tree (opaque,
 //! or over a lower non-directory), the old tree's children are listed too, to find what is gone.
@@ -27,9 +27,9 @@
 //! contents, as the walk goes. (The engine builds its list from Go maps, so its order varies
 //! from call to call; strata's is the sorted one.)
 //!
-//! It must not walk the tree itself ([`crate::upperwalk`] does) nor change it.
+//! It must not walk the tree itself ([`crate::egress::upperwalk`] does) nor change it.
+use crate::egress::upperwalk::{self, Descend, Entry, Node, Visitor, WalkError};
 use crate::error::ErrorCode;
-use crate::upperwalk::{self, Descend, Entry, Node, Visitor, WalkError};
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};

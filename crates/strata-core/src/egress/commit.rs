@@ -9,9 +9,9 @@
 //! It must not register the layer (the TypeScript layer store does, under the store lock) nor
 //! change the container's upper dir.
 use crate::digest::DiffId;
+use crate::egress::layertar::{write_dir_tar, LayerTarError, TarMode};
 use crate::error::ErrorCode;
-use crate::layer::{extract_tar_stream, LayerError};
-use crate::layertar::{write_dir_tar, LayerTarError, TarMode};
+use crate::ingest::layer::{extract_tar_stream, LayerError};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
@@ -96,14 +96,14 @@ pub fn commit_layer(
             }
             // Cannot happen short of a bug: the hash would not describe what was extracted.
             (Ok(walked), Ok(res)) => {
-                crate::layer::cleanup(dest, tar_split);
+                crate::ingest::layer::cleanup(dest, tar_split);
                 Err(CommitError::Pipe(std::io::Error::other(format!(
                     "walker wrote {} bytes, extractor read {}",
                     walked.bytes, res.tar_size
                 ))))
             }
             (w, a) if (w.is_err() || a.is_err()) && cancel.load(Ordering::SeqCst) => {
-                crate::layer::cleanup(dest, tar_split);
+                crate::ingest::layer::cleanup(dest, tar_split);
                 Err(LayerError::Aborted.into())
             }
             // Whichever side stopped first is the cause: a walker that only saw the extractor
@@ -114,7 +114,7 @@ pub fn commit_layer(
             (Err(w), Err(_)) => Err(w.into()),
             (Ok(_), Err(a)) => Err(a.into()),
             (Err(w), Ok(_)) => {
-                crate::layer::cleanup(dest, tar_split);
+                crate::ingest::layer::cleanup(dest, tar_split);
                 Err(w.into())
             }
         }

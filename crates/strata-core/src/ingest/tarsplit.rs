@@ -35,7 +35,7 @@
 //! bodies must match their recorded sizes and CRC-64s.
 use crate::digest::{DiffId, Hasher};
 use crate::error::ErrorCode;
-use crate::safefs::{self, RelPath};
+use crate::ingest::safefs::{self, RelPath};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use rustix::fd::AsFd;
