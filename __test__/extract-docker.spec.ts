@@ -5,8 +5,9 @@
  * xattrs, hard-link groups). The layers hold what extractors get wrong: hard links whose header
  * differs from their target (to a setuid file, a file with a capability, a symlink, PAX times),
  * whiteouts and an opaque dir, and GNU sparse files in the three PAX forms GNU tar writes.
- * (Docker 20.10 refuses a layer that names a path twice — tar-split's "duplicates of file paths
- * not supported" — so repeated entries are not part of this comparison.)
+ * A layer that names a path twice (a file, a directory, `a` and `./a`, ...) is refused by both:
+ * Docker 20.10 with tar-split's "duplicates of file paths not supported", strata with
+ * `UnsupportedArchive`, the store left as it was.
  *
  * Where strata differs on purpose it is asserted, not hidden: a layer's own `trusted.overlay.*`
  * xattrs, which Docker applies and strata drops, and the holes of sparse files, which strata
@@ -16,8 +17,8 @@ import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { Store } from '../ts'
-import { tmpDir } from './helpers/fs'
+import { Store, StrataError } from '../ts'
+import { tmpDir, snapshot } from './helpers/fs'
 import { Dockerd } from './helpers/dockerd'
 import { buildImage, writeArchive } from './helpers/image'
 import { tar, TarEntry } from './helpers/tar'
@@ -144,4 +145,36 @@ test('loaded layers: strata\'s layer dirs are Docker\'s, entry by entry (hard li
     t.true(allocated(path.join(mineDirs[i], 'data/holey')) < 1 << 20, `holey is sparse (layer ${i})`)
     t.true(allocated(path.join(mineDirs[i], 'data/empty')) < 64 << 10, `empty is sparse (layer ${i})`)
   }
+})
+
+test('a layer that names a path twice: refused by Docker and by strata, in each form', async (t) => {
+  const dir = tmpDir(t)
+  const store = await Store.open({ root: path.join(dir, 'root') })
+  t.teardown(() => store.close())
+  const before = snapshot(path.join(dir, 'root'), { xattrs: false })
+  const forms: [string, TarEntry[]][] = [
+    ['file', [{ name: 'twice', data: 'a' }, { name: 'twice', data: 'b' }]],
+    ['dir', [{ name: 'd/', type: 'dir' }, { name: 'd/x', data: 'x' }, { name: 'd/', type: 'dir' }]],
+    ['dot-slash', [{ name: 'a', data: 'a' }, { name: './a', data: 'b' }]],
+    ['root', [{ name: './', type: 'dir' }, { name: 'a', data: 'a' }, { name: '.', type: 'dir' }]],
+    ['link', [{ name: 'b', data: 'b' }, { name: 'l', type: 'hardlink', linkname: 'b' }, { name: 'l', type: 'hardlink', linkname: 'b' }]],
+  ]
+  for (const [form, entries] of forms) {
+    const tag = `strata-extract-dup-${form}:${process.pid}`
+    const archive = path.join(dir, `${form}.tar`)
+    writeArchive(archive, [buildImage({ layers: [tar(entries)], tags: [tag] })], 'legacy')
+    const docker = t.throws(() => engine.docker('load', '-i', archive), undefined, `docker refuses ${form}`) as Error & { stderr?: string }
+    t.regex(String(docker.stderr ?? docker.message), /duplicates of file paths not supported/, form)
+    const mine = await t.throwsAsync(store.load(archive), { instanceOf: StrataError }, `strata refuses ${form}`)
+    t.is(mine.code, 'UnsupportedArchive', form)
+    t.regex(mine.message, /duplicates of file paths not supported/, form)
+  }
+  t.deepEqual(snapshot(path.join(dir, 'root'), { xattrs: false }), before, 'the store is as it was')
+  // The same entries without the repeat load in both.
+  const tag = `strata-extract-dup-none:${process.pid}`
+  const archive = path.join(dir, 'none.tar')
+  writeArchive(archive, [buildImage({ layers: [tar([{ name: 'd/', type: 'dir' }, { name: 'd/x', data: 'x' }, { name: 'a', data: 'a' }])], tags: [tag] })], 'legacy')
+  engine.docker('load', '-i', archive)
+  t.teardown(() => { try { engine.docker('rmi', tag) } catch { /* gone */ } })
+  t.is((await store.load(archive)).images[0].tags[0], tag)
 })

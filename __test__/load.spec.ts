@@ -20,12 +20,21 @@ async function loadRich(t: Parameters<typeof tmpDir>[0], form: ArchiveForm = 'do
 
 for (const form of ['legacy', 'docker25', 'oci-tar', 'oci-dir'] as ArchiveForm[]) {
   test(`load ${form}: same image ID, tags and DiffIDs`, async (t) => {
-    const { img, store, res } = await loadRich(t, form)
+    const { root, img, store, res } = await loadRich(t, form)
     t.deepEqual(res.images, [{ id: img.id, tags: ['rich:latest'] }])
     t.deepEqual(res.lines, ['Loaded image: rich:latest'])
     const info = await store.images.inspect('rich')
     t.is(info.Id, img.id)
     t.deepEqual((info.RootFS as { Layers: string[] }).Layers, img.diffIds)
+    // Compressed layers are kept byte for byte (a whole blob file of an OCI dir is copied by the
+    // kernel, a blob inside a tar is cut out of its range), private to the store.
+    const blobsDir = path.join(root, 'content/blobs/sha256')
+    const compressed = img.blobs.filter((_, i) => img.spec.compression![i] !== 'none').map((b) => sha256(b).slice(7)).sort()
+    t.deepEqual(fs.readdirSync(blobsDir).sort(), compressed)
+    for (const name of compressed) {
+      t.is(sha256(fs.readFileSync(path.join(blobsDir, name))).slice(7), name)
+      t.is(fs.statSync(path.join(blobsDir, name)).mode & 0o777, 0o600)
+    }
   })
 }
 

@@ -7,7 +7,7 @@ import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as os from 'node:os'
-import { Store, StrataError } from '../ts'
+import { Store, StrataError, PullEvent } from '../ts'
 import { RegistryClient } from '../ts/registry/client'
 import { tmpDir, snapshot, cli, spawnCli } from './helpers/fs'
 import { checkConsistent } from './helpers/consistency'
@@ -348,7 +348,7 @@ test.serial('faults: a registry failing for good gives RegistryError with its st
   await store.close()
 })
 
-test.serial('abort stops the transfer and leaves the store as it was', async (t) => {
+test.serial('abort (mid-transfer, or while a blob hangs) and a throwing onProgress: each rejects, the store as it was', async (t) => {
   const proxy = await new FaultProxy(plain.host).start()
   t.teardown(() => proxy.stop())
   const root = path.join(tmpDir(t), 'root')
@@ -362,7 +362,54 @@ test.serial('abort stops the transfer and leaves the store as it was', async (t)
   const e = await errOf(store.pull(`${proxy.host}/rich:1`, { signal: ac.signal }))
   t.is(e.code, 'Aborted')
   t.deepEqual(snapshot(root), before)
+
+  // The registry never answers for one blob: the abort, not the registry, ends the pull.
+  const hung = new AbortController()
+  const big = rich.blobs.reduce((a, b) => (b.length > a.length ? b : a))
+  proxy.faults = (req) => {
+    if (!req.url?.endsWith(sha256(big))) return undefined
+    setImmediate(() => hung.abort())
+    return { kind: 'hang' }
+  }
+  const aborted = await errOf(store.pull(`${proxy.host}/rich:1`, { signal: hung.signal }))
+  t.is(aborted.code, 'Aborted')
+
+  // A callback that throws on the first bytes: the pull rejects with what it threw (as every
+  // operation does), and the callback is not called again.
+  proxy.faults = () => undefined
+  const seen: PullEvent[] = []
+  const boom = new Error('callback failed')
+  t.is(await errOf(store.pull(`${proxy.host}/rich:1`, {
+    onProgress: (ev) => {
+      seen.push(ev)
+      if (ev.status === 'Downloading') throw boom
+    },
+  })), boom as unknown as StrataError)
+  t.is(seen.filter((ev) => ev.status === 'Downloading').length, 1, 'no call after the throw')
+  t.is(seen[seen.length - 1].status, 'Downloading')
+  // Once the unwinding in the background is done too (close() waits for it), the store is as
+  // it was, but for this process's writer mark, which close() removes.
   await store.close()
+  const open = (snap: ReturnType<typeof snapshot>) => Object.fromEntries(Object.entries(snap).filter(([k]) => !k.startsWith('writers/')))
+  t.deepEqual(snapshot(root), open(before))
+})
+
+test('progress only goes forward: per layer Downloading bytes rise, then Verifying Checksum, Download complete, a full Extracting bar, Pull complete', async (t) => {
+  const root = path.join(tmpDir(t), 'root')
+  const store = await Store.open({ root })
+  t.teardown(() => store.close())
+  const events: PullEvent[] = []
+  await store.pull(`${plain.host}/rich:1`, { onProgress: (e) => events.push(e) })
+  for (const b of rich.blobs) {
+    const id = sha256(b).slice(7, 19)
+    const mine = events.filter((e) => e.id === id)
+    const bytes = mine.filter((e) => e.status === 'Downloading').map((e) => e.current!)
+    t.deepEqual(bytes, [...bytes].sort((x, y) => x - y), id)
+    t.is(new Set(bytes).size, bytes.length, `${id}: no repeats`)
+    const after = mine.slice(mine.findIndex((e) => e.status === 'Verifying Checksum'))
+    t.deepEqual(after.map((e) => e.status), ['Verifying Checksum', 'Download complete', 'Extracting', 'Pull complete'], id)
+    t.like(after[2], { current: b.length, total: b.length })
+  }
 })
 
 test.serial('kill -9 in the middle of a pull: the store is consistent, and the next pull resumes the blob', async (t) => {

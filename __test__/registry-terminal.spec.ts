@@ -1,7 +1,7 @@
 /**
  * pull and push on a terminal (a real pseudo-terminal, `helpers/pty.ts`), judged by Docker
  * 20.10's CLI on the same kind of terminal: per-layer lines redrawn in place, with Docker's bar
- * and byte counts while bytes move, and the same final screen.
+ * and byte counts while bytes move (Downloading, then Extracting), and the same final screen.
  */
 import test from 'ava'
 import * as fs from 'node:fs'
@@ -57,6 +57,9 @@ test.serial('pull on a terminal: Docker\'s bars with bytes while downloading, Do
   t.true(docker.drawn.some((l) => BAR('Downloading').test(l)), 'the judge draws such bars')
   const bars = ours.drawn.filter((l) => BAR('Downloading').test(l))
   t.true(bars.length >= 1, ours.drawn.join('\n'))
+  // Then Docker's Extracting bar (full: strata extracted while it downloaded) until Pull complete.
+  t.true(docker.drawn.some((l) => /^[0-9a-f]{12}: Extracting \[/.test(l)), 'the judge draws Extracting bars')
+  t.true(ours.drawn.some((l) => BAR('Extracting').test(l) && l.includes('[' + '='.repeat(50) + '>]')), ours.drawn.join('\n'))
   // Each layer's line is redrawn in place: the cursor goes up to it and the line is erased.
   t.regex(mine.raw, /\x1b\[\d+A\r?\x1b\[2K[0-9a-f]{12}: Downloading \[/)
 

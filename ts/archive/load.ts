@@ -101,6 +101,26 @@ async function openSource(op: Operation, input: LoadInput, staging: Staging): Pr
   return TarSource.open(file)
 }
 
+/**
+ * Copies a layer's compressed bytes to `dest`, for the content store (../content.ts) to keep so
+ * the layer can be pushed again unchanged. A blob that is a whole file (an OCI layout dir) is
+ * copied by the kernel (`fs.copyFile`: no trip through user space, about a quarter of a
+ * stream's CPU); a blob inside an archive is streamed out of its byte range.
+ */
+async function keepBlob(op: Operation, file: string, start: number, size: number, dest: string): Promise<void> {
+  try {
+    if (start === 0 && (await fs.stat(file)).size === size) {
+      await fs.copyFile(file, dest)
+      await fs.chmod(dest, 0o600)
+    } else {
+      await streamPromises.pipeline(createReadStream(file, { start, end: start + size - 1 }), createWriteStream(dest, { mode: 0o600 }), { signal: op.signal })
+    }
+  } catch (e) {
+    op.check()
+    throw e instanceof StrataError ? e : ioError(e as NodeJS.ErrnoException, `keeping the compressed blob of ${file}: ${(e as Error).message}`)
+  }
+}
+
 interface PlannedLayer extends Planned {
   source: ArchiveImage['layers'][number]
 }
@@ -178,8 +198,7 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
         let blob: string | undefined
         if (r.compression !== 'none') {
           blob = path.join(staging.dir, `blob-${round}-${i}`)
-          const start = requests[i].offset ?? 0
-          await streamPromises.pipeline(createReadStream(requests[i].blobPath, { start, end: start + r.blobSize - 1 }), createWriteStream(blob, { mode: 0o600 }), { signal: op.signal })
+          await keepBlob(op, requests[i].blobPath, requests[i].offset ?? 0, r.blobSize, blob)
         }
         todo[i].staged = {
           dir: path.dirname(requests[i].dest), tarSplit: requests[i].tarSplit, size: r.size,

@@ -12,12 +12,19 @@
  * Any failure before step 4 leaves the store as it was (partial blobs of a broken connection
  * stay under content/ingest for the next pull to resume).
  *
+ * A pull is one operation (../operation.ts): an abort or a throwing `onProgress` before step 4
+ * rejects at once (with `Aborted`, or with what the callback threw); the transfers stop at
+ * their next chunk and the staging dir goes in the background. Progress only goes forward: a
+ * layer's `Downloading` bytes never go back (a blob restarted from zero is not shown twice),
+ * and after its `Download complete` only `Extracting` (the full bar) and `Pull complete` come.
+ *
  * Progress events are Docker's JSON messages (`{ id, status, progress }`); `lines` are those a
  * `docker pull` prints when not on a terminal.
  */
 import { fsp as fs, crypto } from '../lazy'
 import * as path from 'node:path'
-import { StoreContext, throwIfAborted } from '../context'
+import { StoreContext } from '../context'
+import { Operation } from '../operation'
 import { call, StrataError } from '../errors'
 import { parseNormalizedNamed, Reference, withTag, trimNamed } from '../reference'
 import { parseConfig } from '../imagedb'
@@ -87,41 +94,40 @@ function notFound(ref: Reference, e: StrataError): StrataError {
   return new StrataError('NotFound', `manifest for ${shown} not found: ${e.message}`, { status: e.status, registryCode: e.registryCode, cause: e })
 }
 
-export async function pull(ctx: StoreContext, name: string, opts: PullOptions = {}): Promise<PullResult> {
-  throwIfAborted(opts.signal)
+export function pull(ctx: StoreContext, name: string, opts: PullOptions = {}): Promise<PullResult> {
+  return Operation.run(ctx, opts.signal, (op) => pullIn(op, name, opts))
+}
+
+async function pullIn(op: Operation, name: string, opts: PullOptions): Promise<PullResult> {
+  const ctx = op.ctx
   const named = parseNormalizedNamed(name)
   if (opts.allTags && (named.tag !== undefined || named.digest !== undefined)) {
     throw new StrataError('InvalidArgument', 'tag can\'t be used with --all-tags/-a')
   }
   const platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform()
   const lines: string[] = []
-  let callbackError: unknown
+  // What the caller's callback throws fails the operation (it is called inside `try`).
+  const report = op.callback(opts.onProgress)
   const emit = (e: PullEvent): void => {
     if (e.current === undefined) lines.push(e.id ? `${e.id}: ${e.status}` : e.status)
-    if (!opts.onProgress || callbackError !== undefined) return
-    try {
-      opts.onProgress(e)
-    } catch (err) {
-      callbackError = err
-    }
+    report?.(e)
   }
   const client = RegistryClient.open(ctx.layout, named.domain, opts.auth)
   const images: PulledImage[] = []
   let refs: Reference[]
   if (opts.allTags) {
-    refs = (await listTags(client, named.path, opts.signal)).map((t) => withTag(trimNamed(named), t))
+    refs = (await listTags(client, named.path, op.signal)).map((t) => withTag(trimNamed(named), t))
   } else {
     refs = [named.tag === undefined && named.digest === undefined ? withTag(named, 'latest') : named]
   }
   let downloaded = false
   for (const ref of refs) {
-    const img = await pullOne(ctx, client, ref, platform, emit, opts.signal, () => callbackError)
+    const img = await pullOne(op, client, ref, platform, emit)
     downloaded ||= !img.upToDate
     images.push(img)
   }
   const shown = opts.allTags ? trimNamed(named) : refs[0]
   emit({ status: downloaded ? `Status: Downloaded newer image for ${shown.familiarString()}` : `Status: Image is up to date for ${shown.familiarString()}` })
-  if (callbackError !== undefined) throw callbackError
   return { images, lines, reference: shown.string() }
 }
 
@@ -204,14 +210,14 @@ interface Planned extends PlannedLayer {
 }
 
 async function pullOne(
-  ctx: StoreContext,
+  op: Operation,
   client: RegistryClient,
   ref: Reference,
   platform: Platform,
   emit: (e: PullEvent) => void,
-  signal: AbortSignal | undefined,
-  callbackError: () => unknown,
 ): Promise<PulledImage> {
+  const ctx = op.ctx
+  const signal = op.signal
   const repo = ref.path
   const tagOrDigest = ref.digest ?? ref.tag ?? 'latest'
   const { manifest, digest } = await fetchManifest(client, ref, platform, signal)
@@ -221,10 +227,10 @@ async function pullOne(
   const present = known ? await allPresent(ctx, known.config.rootfs.diff_ids) : false
   if (known && present) {
     emit({ status: `Digest: ${digest}` })
-    await ctx.exclusive(async () => {
+    await op.locked('exclusive', async () => {
       if (!(await ctx.images.has(id))) throw new StrataError('ImageNotFound', `image ${id} was removed while pulling`)
-      await recordRefs(ctx, ref, digest, id)
-    }, signal)
+      await op.commit(() => recordRefs(ctx, ref, digest, id))
+    })
     return { id, reference: ref.familiarString(), digest, upToDate: true }
   }
 
@@ -254,51 +260,56 @@ async function pullOne(
   const first = await missing()
   for (const p of plan) emit({ id: shortId(p.desc.digest), status: first.includes(p) ? 'Pulling fs layer' : 'Already exists' })
 
-  const staging = await ctx.staging('pull')
+  const staging = await ctx.staging('pull', op)
   try {
     let round = 0
     const fetchLayers = async (todo: Planned[]): Promise<void> => {
       if (todo.length === 0) return
       const prefix = `layer-${round}`
       round++
-      const { cancel, done } = cancelWhile(signal)
-      const verifying = new Set<number>()
+      // Called on the JS thread by the native task's threadsafe function. Per layer, progress
+      // only goes forward: bytes never go back, and nothing follows its 'Download complete'.
+      const shown = todo.map(() => ({ bytes: -1, verifying: false, complete: false }))
       const onProgress = (i: number, event: string, bytes: number): void => {
+        const s = shown[i]
+        if (s.complete) return
         const idOf = shortId(todo[i].desc.digest)
-        if (event === 'waiting') emit({ id: idOf, status: 'Waiting' })
-        else if (event === 'bytes') emit({ id: idOf, status: 'Downloading', current: bytes, total: todo[i].desc.size })
-        else if (event === 'verifying' && !verifying.has(i)) {
-          verifying.add(i)
+        const total = todo[i].desc.size
+        if (event === 'waiting') {
+          if (s.bytes < 0) emit({ id: idOf, status: 'Waiting' })
+        } else if (event === 'bytes') {
+          if (bytes <= s.bytes || s.verifying) return
+          s.bytes = bytes
+          emit({ id: idOf, status: 'Downloading', current: bytes, total })
+        } else if (event === 'verifying' && !s.verifying) {
+          s.verifying = true
           emit({ id: idOf, status: 'Verifying Checksum' })
         } else if (event === 'done') {
-          if (!verifying.has(i)) emit({ id: idOf, status: 'Verifying Checksum' })
-          verifying.add(i)
+          if (!s.verifying) emit({ id: idOf, status: 'Verifying Checksum' })
+          s.verifying = s.complete = true
           emit({ id: idOf, status: 'Download complete' })
+          // Docker extracts after the download; here both ran in the one pass that just ended,
+          // so the terminal's Extracting bar is full at once (until 'Pull complete').
+          emit({ id: idOf, status: 'Extracting', current: total, total })
         }
-        if (callbackError() !== undefined) cancel?.cancel()
       }
-      try {
-        await pullIntoStaging(ctx, client, repo, todo, staging.dir, prefix, onProgress, cancel)
-      } finally {
-        done()
-      }
-      const cbErr = callbackError()
-      if (cbErr !== undefined) throw cbErr
+      await pullIntoStaging(ctx, client, repo, todo, staging.dir, prefix, onProgress, op.cancel)
+      op.check()
     }
     await fetchLayers(first)
-    throwIfAborted(signal)
+    op.check()
 
     const fresh: Planned[] = []
     for (let attempt = 0; ; attempt++) {
-      const gone = await ctx.exclusive(async () => {
+      const gone = await op.locked('exclusive', async () => {
         const lacking = await missing()
-        if (lacking.length === 0) await commit()
+        if (lacking.length === 0) await op.commit(commit)
         return lacking
-      }, signal)
+      })
       if (gone.length === 0) break
       if (attempt >= 5) throw new StrataError('LayerNotFound', `layers keep vanishing while pulling: ${gone.map((p) => p.chainId).join(', ')}`)
       await fetchLayers(gone)
-      throwIfAborted(signal)
+      op.check()
     }
     for (const p of fresh) emit({ id: shortId(p.desc.digest), status: 'Pull complete' })
     emit({ status: `Digest: ${digest}` })

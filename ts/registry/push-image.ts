@@ -7,6 +7,13 @@
  * blobs compressed meanwhile sit in a locked staging dir under `tmp/` (the cleanup pass on
  * open removes it after a `kill -9`). Then, holding the store lock, the compressed blobs are
  * adopted, the distribution metadata recorded and the RepoDigest written (all atomic renames).
+ *
+ * A push is one operation (../operation.ts): an abort or a throwing `onProgress` rejects at once
+ * (with `Aborted`, or with what the callback threw) and the uploads stop at their next chunk;
+ * nothing is written into the store. While a tag's layers are read for the upload they are held
+ * by a lease (../leases.ts), so an `rmi` meanwhile does not delete them under the push. Progress
+ * only goes forward: a layer's bytes never go back (an upload retried from zero is not shown
+ * twice), and nothing comes for a layer after its `Pushed`.
  */
 import { fsp as fs } from '../lazy'
 import * as path from 'node:path'
@@ -17,12 +24,14 @@ import { AuthConfig, DockerConfig, keyForRegistry } from './credentials'
 import { RegistryAuth, RegistryClient } from './client'
 import { pushTransport } from './push-transport'
 import { StoreContext } from '../context'
+import { Operation } from '../operation'
+import { leaseIfRoom, Lease } from '../leases'
 import { StrataError } from '../errors'
 import { parseNormalizedNamed, Reference } from '../reference'
 import { asBlobDigest, chainIdsOf } from '../chain'
 import { hex } from '../layout'
 import { LayerInfo } from '../layers'
-import { ImageOrigin, LayerToPush, PushOptions, PushProgress, PushResult, PushTransport, SentBlob, pushTag } from './push'
+import { ImageOrigin, LayerToPush, PushOptions, PushProgress, PushResult, PushTransport, SentBlob, TagPushed, pushTag } from './push'
 
 /** A compressed blob of a layer kept on disk. */
 export interface KeptBlob {
@@ -125,70 +134,124 @@ export async function pushImage(ctx: StoreContext, deps: PushDeps, target: strin
   const ref = parseNormalizedNamed(target)
   if (ref.digest !== undefined) throw new StrataError('InvalidReference', 'cannot push a digest reference')
   if (opts.allTags && ref.tag !== undefined) throw new StrataError('InvalidArgument', "tag can't be used with --all-tags/-a")
-  if (opts.signal?.aborted) throw new StrataError('Aborted', 'push aborted')
-  // One signal for the transport: the caller's abort, or a progress callback that threw.
-  const ac = new AbortController()
-  const signal = ac.signal
-  const onAbort = () => ac.abort()
-  opts.signal?.addEventListener('abort', onAbort, { once: true })
-  let callbackError: unknown
-  const emit = (e: PushProgress) => {
-    if (!opts.onProgress || callbackError !== undefined) return
-    try {
-      opts.onProgress(e)
-    } catch (err) {
-      callbackError = err
-      ac.abort()
-    }
-  }
-  const result: PushResult = { repository: ref.name, tags: [] }
-  let staging: Awaited<ReturnType<StoreContext['staging']>> | undefined
-  try {
-    const tags = await tagsToPush(ctx, ref, Boolean(opts.allTags))
-    const transport = await deps.transport(ref, signal)
-    staging = await ctx.staging('push')
-    for (const [tag, id] of tags) {
-      const img = await ctx.images.get(id)
-      if (!img) throw new StrataError('ImageNotFound', `No such image: ${ref.familiarName}:${tag}`)
-      const diffIds = img.config.rootfs.diff_ids
-      const chainIds = chainIdsOf(diffIds)
-      const infos: LayerInfo[] = []
-      const layers: LayerToPush[] = []
-      for (let i = 0; i < diffIds.length; i++) {
-        const info = await ctx.layers.must(chainIds[i])
-        infos.push(info)
-        const blob = await deps.blobs.find(info)
-        layers.push({
-          diffId: diffIds[i],
-          ...(blob ? { blob } : {}),
-          candidates: await deps.distribution.candidates(diffIds[i]),
-          diffDir: ctx.layers.diffDir(info),
-          tarSplit: ctx.layers.tarSplitPath(info.chainId),
-          contentSize: info.size,
-          keep: path.join(staging!.dir, `${hex(diffIds[i])}.gz`),
-        })
+  return Operation.run(ctx, opts.signal, (op) => pushIn(op, deps, ref, opts))
+}
+
+/**
+ * Progress as the caller sees it: the callback inside `try` (what it throws fails the push), and
+ * per layer only forward — `Pushing` bytes never go back, nothing after `Pushed` or `Layer
+ * already exists`; the last `Pushing` before `Pushed` shows the whole layer (a layer compressed
+ * while it uploads counts compressed bytes against its content size, and would end short).
+ */
+function forwardOnly(op: Operation, onProgress: PushOptions['onProgress']): (e: PushProgress) => void {
+  const report = op.callback(onProgress)
+  if (!report) return () => undefined
+  const sent = new Map<string, number>()
+  const finished = new Set<string>()
+  let lastTotal = new Map<string, number>()
+  return (e) => {
+    if (e.kind === 'tag') {
+      sent.clear()
+      finished.clear()
+      lastTotal = new Map()
+    } else if (e.kind === 'layer') {
+      if (finished.has(e.id)) return
+      if (e.status === 'Pushing') {
+        const n = e.current ?? 0
+        if (n <= (sent.get(e.id) ?? -1)) return
+        sent.set(e.id, n)
+        if (e.total !== undefined) lastTotal.set(e.id, e.total)
+      } else if (e.status === 'Pushed' || e.status === 'Layer already exists' || e.status === 'Mounted from') {
+        finished.add(e.id)
+        const total = lastTotal.get(e.id)
+        if (e.status === 'Pushed' && total !== undefined && (sent.get(e.id) ?? 0) < total) {
+          report({ kind: 'layer', id: e.id, status: 'Pushing', current: total, total })
+        }
       }
-      const pushed = await pushTag(transport, ref, tag, { raw: img.raw, id }, layers, await deps.origin(id), emit, signal)
-      if (callbackError !== undefined) throw callbackError
-      await ctx.exclusive(async () => {
-        for (const [i, blob] of pushed.compressed) {
+    }
+    report(e)
+  }
+}
+
+/** One tag's layers as read from the store, and what pushing them did. */
+interface Sending {
+  diffIds: string[]
+  infos: LayerInfo[]
+  layers: LayerToPush[]
+  sent: TagPushed
+}
+
+async function pushIn(op: Operation, deps: PushDeps, ref: Reference, opts: PushOptions): Promise<PushResult> {
+  const ctx = op.ctx
+  const signal = op.signal
+  const emit = forwardOnly(op, opts.onProgress)
+  const result: PushResult = { repository: ref.name, tags: [] }
+  const tags = await op.locked('shared', () => tagsToPush(ctx, ref, Boolean(opts.allTags)))
+  const transport = await deps.transport(ref, signal)
+  const staging = await ctx.staging('push', op)
+  try {
+    for (const [tag, id] of tags) {
+      // The image and its layers, read and leased under the lock: an rmi meanwhile leaves the
+      // layers until the upload is done. (No room for a lease on a full disk: the upload then
+      // runs under the shared lock, as a save does.)
+      const pushed: { sending?: Promise<Sending>; send?: () => Promise<Sending>; lease?: Lease } = await op.locked('shared', async () => {
+        const img = await ctx.images.get(id)
+        if (!img) throw new StrataError('ImageNotFound', `No such image: ${ref.familiarName}:${tag}`)
+        const diffIds = img.config.rootfs.diff_ids
+        const chainIds = chainIdsOf(diffIds)
+        const infos: LayerInfo[] = []
+        const layers: LayerToPush[] = []
+        for (let i = 0; i < diffIds.length; i++) {
+          const info = await ctx.layers.must(chainIds[i])
+          infos.push(info)
+          const blob = await deps.blobs.find(info)
+          layers.push({
+            diffId: diffIds[i],
+            ...(blob ? { blob } : {}),
+            candidates: await deps.distribution.candidates(diffIds[i]),
+            diffDir: ctx.layers.diffDir(info),
+            tarSplit: ctx.layers.tarSplitPath(info.chainId),
+            contentSize: info.size,
+            keep: path.join(staging.dir, `${hex(diffIds[i])}.gz`),
+          })
+        }
+        const send = async (): Promise<Sending> => ({ diffIds, infos, layers, sent: await pushTag(transport, ref, tag, { raw: img.raw, id }, layers, await deps.origin(id), emit, signal) })
+        const lease = leaseIfRoom(ctx, [id], chainIds)
+        if (!lease) {
+          const sending = send()
+          await sending
+          return { sending }
+        }
+        return { send, lease }
+      })
+      let done: Sending
+      if (pushed.sending) {
+        done = await pushed.sending
+      } else {
+        try {
+          done = await pushed.send!()
+        } finally {
+          pushed.lease!.release()
+        }
+      }
+      op.check()
+      const { diffIds, infos, layers, sent } = done
+      await op.locked('exclusive', () => op.commit(async () => {
+        for (const [i, blob] of sent.compressed) {
           if (await ctx.layers.has(infos[i].chainId)) await deps.blobs.adopt(infos[i], layers[i].keep, blob)
         }
-        for (let i = 0; i < diffIds.length; i++) await deps.distribution.record(diffIds[i], pushed.layerDigests[i].digest, ref.name)
+        for (let i = 0; i < diffIds.length; i++) await deps.distribution.record(diffIds[i], sent.layerDigests[i].digest, ref.name)
         // The RepoDigest, when the image is still there (an rmi may have raced the push).
         if (await ctx.images.has(id)) {
           const repos = await ctx.repos.read()
-          ;(repos[ref.familiarName] ??= {})[`${ref.familiarName}@${pushed.digest}`] = id
+          ;(repos[ref.familiarName] ??= {})[`${ref.familiarName}@${sent.digest}`] = id
           await writeAll((w) => ctx.repos.stage(w, repos))
         }
-      })
-      result.tags.push({ tag: pushed.tag, digest: pushed.digest, size: pushed.size })
+      }))
+      result.tags.push({ tag: sent.tag, digest: sent.digest, size: sent.size })
     }
-  } catch (e) {
-    throw callbackError ?? e
   } finally {
-    opts.signal?.removeEventListener('abort', onAbort)
-    await staging?.dispose()
+    await staging.dispose()
   }
   return result
 }

@@ -59,7 +59,8 @@ export type PushProgress =
      * compressed as it uploads the size is not known yet, and `total` is the layer's content size
      * (Docker's `layer.Size()`, the total Docker's own bar counts against), so the terminal
      * view draws a bar as docker does. (Docker counts the uncompressed bytes it has read; strata
-     * counts compressed bytes sent, so a compressible layer's bar ends short before `Pushed`.)
+     * counts compressed bytes sent, and shows the whole layer once it is in the registry: the
+     * last `Pushing` before `Pushed` has `current` = `total`, see ./push-image.ts.)
      */
     current?: number
     total?: number

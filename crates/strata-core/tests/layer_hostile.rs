@@ -156,6 +156,9 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Cases whose tar names a path twice (a directory swapped for a symlink).
+const NAME_A_PATH_TWICE: &[&str] = &["dir swapped for a symlink", "hardlink through a dir swapped for a symlink"];
+
 #[test]
 fn hostile_layers_are_refused_and_nothing_leaks() {
     let cases = cases();
@@ -176,9 +179,16 @@ fn hostile_layers_are_refused_and_nothing_leaks() {
             Ok(()) => panic!("{} (workers: {workers}): hostile layer was accepted", case.name),
             Err(e) => e,
         };
-        assert_eq!(err.code(), "UnsafeLayerEntry", "{} (workers: {workers}): {err}", case.name);
-        let named = err.path().unwrap_or_default();
-        assert!(named.contains(case.entry), "{}: error names {named:?}, expected {:?}", case.name, case.entry);
+        if !workers && NAME_A_PATH_TWICE.contains(&case.name) {
+            // As an image layer, the swap is refused at the repeated name, as Docker refuses it
+            // (the archive path, with workers, meets the symlink itself).
+            assert_eq!(err.code(), "UnsupportedArchive", "{}: {err}", case.name);
+            assert!(err.to_string().contains("duplicates of file paths"), "{}: {err}", case.name);
+        } else {
+            assert_eq!(err.code(), "UnsafeLayerEntry", "{} (workers: {workers}): {err}", case.name);
+            let named = err.path().unwrap_or_default();
+            assert!(named.contains(case.entry), "{}: error names {named:?}, expected {:?}", case.name, case.entry);
+        }
         assert_eq!(snapshot(&canary), before, "{}: canary changed", case.name);
         assert!(!s.dest().exists(), "{}: dest left behind", case.name);
         assert!(!s.tar_split().exists(), "{}: tar-split left behind", case.name);

@@ -37,6 +37,12 @@ use strata_core::ingest::layer::{self, ApplyResult, LayerError};
 /// Default layers in flight per registry (Docker's default is 3; streamed extraction makes
 /// more worthwhile).
 pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Threads creating a layer's small files beside its pipeline thread (see
+/// `layer::apply_reader`). The bench image's base layer (6,651 files) is the last to finish;
+/// with 2 its thread finished in ~3.0 s instead of ~3.9 s of a ~4.5 s pull (load 17, median of
+/// 3 interleaved rounds), with less CPU in all (2.2 s instead of 2.4 s).
+const EXTRACT_WRITERS: usize = 2;
+
 /// Restarts of one blob from zero (Range ignored, a resumed blob failing its digest).
 const MAX_RESTARTS: u32 = 2;
 
@@ -401,6 +407,7 @@ fn pull_one(
             &report,
             stop,
             false,
+            EXTRACT_WRITERS,
         );
         fetched_total += src.fetched;
         let pos = src.pos;

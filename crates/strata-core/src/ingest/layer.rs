@@ -16,7 +16,7 @@
 use crate::digest::{BlobDigest, DiffId, Digest, Hasher, HashingReader};
 use crate::error::ErrorCode;
 use crate::ingest::compress::{Compression, Decompressor};
-use crate::ingest::extract::{self, ExtractError};
+use crate::ingest::extract::{self, ExtractError, Paths};
 use crate::ingest::stream::Fault;
 use crate::ingest::tarsplit::{Recorder, TarSplitWriter};
 use std::cell::Cell;
@@ -240,7 +240,10 @@ enum TarHash {
 const WRITERS_ALONE: usize = 2;
 
 /// Runs decompress → DiffID → record → extract over `source` into the (created) dest. With
-/// `TarHash::Elsewhere` the returned `diff_id` and `digest` are those of empty input.
+/// `TarHash::Elsewhere` the returned `diff_id` and `digest` are those of empty input. `paths`:
+/// a layer (load, pull, import) refuses a repeated path as Docker does; a plain archive
+/// (build `ADD`, commit's own walk) lets the later entry win.
+#[allow(clippy::too_many_arguments)]
 fn run<R: Read>(
     source: SourceReader<'_, R>,
     dest: &Path,
@@ -249,6 +252,7 @@ fn run<R: Read>(
     cancel: Cancel<'_>,
     tar_hash: TarHash,
     writers: usize,
+    paths: Paths,
 ) -> Result<ApplyResult, LayerError> {
     let hashing = source.hashing;
     let mut dec = Decompressor::new(BufReader::with_capacity(1 << 20, source)).map_err(LayerError::Compress)?;
@@ -262,7 +266,7 @@ fn run<R: Read>(
         let mut recording = recorder.reader(hashed);
         // extract() polls the caller's flag; the batch flag is seen by the source reader.
         let stats =
-            extract::extract(&mut recording, dest, Some(&recorder), cancel.caller, writers).map_err(|e| match e {
+            extract::extract(&mut recording, dest, Some(&recorder), cancel.caller, writers, paths).map_err(|e| match e {
                 ExtractError::Aborted => LayerError::Aborted,
                 e => LayerError::Extract(e),
             })?;
@@ -347,7 +351,7 @@ fn apply_one(
         reported: 0,
         cancel,
     };
-    let r = run(source, &req.dest, &req.tar_split, writer, cancel, TarHash::Here, 0).and_then(|result| {
+    let r = run(source, &req.dest, &req.tar_split, writer, cancel, TarHash::Here, 0, Paths::Unique).and_then(|result| {
         verify(&result, req)?;
         if sync {
             sync_dir(&req.dest)?;
@@ -466,7 +470,8 @@ pub fn apply_layers(
 }
 
 /// Applies an uncompressed (or auto-detected compressed) tar read from `r`. `digest` of the
-/// result is the sha256 of the bytes as read.
+/// result is the sha256 of the bytes as read. An archive, not an image layer: a path named
+/// twice is taken from its later entry ([`Paths::Repeatable`], as Docker's untar for `ADD`).
 pub fn apply_tar_stream<R: Read>(
     r: R,
     dest: &Path,
@@ -479,8 +484,10 @@ pub fn apply_tar_stream<R: Read>(
 /// A layer blob read from any reader (a registry's response body, ...), as [`apply_layer`]
 /// does it for a file: one pass, digests checked (`expected_digest` against the bytes as read,
 /// `expected_diff_id` against the tar), `progress` every MiB, everything removed on failure.
-/// With `sync: false` the caller makes the batch durable ([`sync_filesystems`]); the extraction
-/// uses no writer threads of its own (a batch already runs one layer per thread).
+/// With `sync: false` the caller makes the batch durable ([`sync_filesystems`]). `writers`
+/// threads create the layer's small files ([`crate::ingest::extract::filepool`]) while this
+/// one decompresses, hashes and parses: a layer of many small files is the critical path of a
+/// pull, and its thread would otherwise wait in the file system for every one of them.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_reader<R: Read>(
     r: R,
@@ -491,6 +498,7 @@ pub fn apply_reader<R: Read>(
     progress: &(dyn Fn(u64) + Sync),
     cancel: &AtomicBool,
     sync: bool,
+    writers: usize,
 ) -> Result<ApplyResult, LayerError> {
     let writer = create_outputs(dest, tar_split)?;
     let c = Cancel { caller: cancel, batch: None };
@@ -505,7 +513,7 @@ pub fn apply_reader<R: Read>(
         reported: 0,
         cancel: c,
     };
-    let res = run(source, dest, tar_split, writer, c, TarHash::Here, 0).and_then(|result| {
+    let res = run(source, dest, tar_split, writer, c, TarHash::Here, writers, Paths::Unique).and_then(|result| {
         check_digests(&result, expected_digest, expected_diff_id)?;
         if sync {
             sync_dir(dest)?;
@@ -561,7 +569,7 @@ fn apply_stream<R: Read>(
         reported: 0,
         cancel: c,
     };
-    let res = run(source, dest, tar_split, writer, c, tar_hash, WRITERS_ALONE).and_then(|r| {
+    let res = run(source, dest, tar_split, writer, c, tar_hash, WRITERS_ALONE, Paths::Repeatable).and_then(|r| {
         sync_dir(dest)?;
         Ok(r)
     });

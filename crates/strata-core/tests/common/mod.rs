@@ -228,6 +228,10 @@ impl Scratch {
     pub fn apply(&self, blob: &[u8]) -> Result<ApplyResult, LayerError> {
         apply_layer(&self.request(blob), &|_| {}, &AtomicBool::new(false))
     }
+    /// As an archive rather than a layer (`apply_tar_stream`): a path named twice is allowed.
+    pub fn apply_archive(&self, blob: &[u8]) -> Result<ApplyResult, LayerError> {
+        strata_core::ingest::layer::apply_tar_stream(blob, &self.dest(), &self.tar_split(), &AtomicBool::new(false))
+    }
     /// The same tar through `extract_tar_stream`, whose small files are written by worker
     /// threads (crate::ingest::extract::filepool), as commit writes them.
     pub fn apply_stream(&self, tar: &[u8]) -> Result<strata_core::ingest::layer::ExtractedTar, LayerError> {

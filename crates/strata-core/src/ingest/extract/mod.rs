@@ -19,10 +19,14 @@
 //!   header's owner, the time it was made: Docker's overlay converter sets no times on it),
 //!   `.wh..wh..opq` → `trusted.overlay.opaque=y` on its directory; other `.wh..wh.*` (aufs
 //!   metadata) and everything under them are skipped.
-//! * A path that already exists (a duplicate in the tar) is removed (recursively, never
-//!   following symlinks) and created anew, except directory over directory, which only
-//!   takes the new metadata. (Docker 20.10 refuses such a layer outright — tar-split's
-//!   "duplicates of file paths not supported" — where strata reads it as Go's reader does.)
+//! * A layer that names a path twice is refused ([`Paths::Unique`], what load, pull and import
+//!   ask for), as Docker 20.10 refuses it: its tar-split packer keeps every header's name,
+//!   Go-`path.Clean`ed (`a`, `./a` and `d/../a` are one name; directories and the root `./`
+//!   count too), and fails with "duplicates of file paths not supported". Where repeats are
+//!   allowed ([`Paths::Repeatable`]: `ADD` of a local archive in a build, as Docker's untar
+//!   allows them), a path that already exists is removed (recursively, never following
+//!   symlinks) and created anew, except directory over directory, which only takes the new
+//!   metadata.
 //! * Metadata: uid/gid, then mode (chown clears setuid/setgid, so chmod comes after), then
 //!   xattrs from PAX `SCHILY.xattr.*` (after chown, which drops `security.capability`),
 //!   then times. Directory times are set at the end, deepest first, since creating
@@ -62,7 +66,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::Timespec;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
@@ -178,6 +182,38 @@ fn cancelled(cancel: &AtomicBool) -> Result<(), ExtractError> {
     }
 }
 
+/// Whether a tar may name a path more than once (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paths {
+    /// An image layer: a repeated path is refused, as Docker refuses it.
+    Unique,
+    /// A plain archive (build `ADD`): the later entry replaces the earlier one.
+    Repeatable,
+}
+
+/// Go's `path.Clean`, lexically: the key under which Docker's tar-split notices a repeated
+/// path (`a`, `./a`, `a/`, `x/../a` are one; `""` is `.`).
+fn go_clean(p: &[u8]) -> Vec<u8> {
+    let rooted = p.first() == Some(&b'/');
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for seg in p.split(|&c| c == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." if parts.last().is_some_and(|s| *s != b"..") => {
+                parts.pop();
+            }
+            b".." if rooted => {}
+            s => parts.push(s),
+        }
+    }
+    let mut out = if rooted { b"/".to_vec() } else { Vec::new() };
+    out.extend(parts.join(&b'/'));
+    if out.is_empty() {
+        out.push(b'.');
+    }
+    out
+}
+
 /// Extracts the tar stream `reader` into the existing, empty directory `root_dir`.
 ///
 /// With a `recorder`, `reader` must be (or sit above) that recorder's
@@ -191,6 +227,7 @@ pub fn extract<R: Read>(
     recorder: Option<&Recorder>,
     cancel: &AtomicBool,
     writers: usize,
+    paths: Paths,
 ) -> Result<ExtractStats, ExtractError> {
     let root = safefs::open_root(root_dir).map_err(|source| ExtractError::Io {
         op: "open",
@@ -215,6 +252,7 @@ pub fn extract<R: Read>(
             stats: ExtractStats::default(),
             buf: AlignedBuf::new(COPY_BUF),
             pool,
+            seen: (paths == Paths::Unique).then(HashSet::new),
         };
         let mut archive = tar::Archive::new(reader);
         for entry in archive.entries().map_err(|e| ExtractError::from_stream(e, None))? {
@@ -411,6 +449,8 @@ struct Extractor<'r, 'p> {
     buf: AlignedBuf,
     /// Workers for small files, when asked for.
     pool: Option<FilePool<'p>>,
+    /// Cleaned names of the entries so far, when a repeated path is refused ([`Paths::Unique`]).
+    seen: Option<HashSet<Vec<u8>>>,
 }
 
 impl Extractor<'_, '_> {
@@ -428,6 +468,19 @@ impl Extractor<'_, '_> {
             Some(p) if p.overlaps(path.as_bytes()) => p.settle(),
             _ => Ok(()),
         }
+    }
+
+    /// Refuses a name seen before, as Docker's tar-split packer does (every header counts,
+    /// global PAX headers and the root included).
+    fn first_time(&mut self, name: &[u8], shown: &str) -> Result<(), ExtractError> {
+        let Some(seen) = &mut self.seen else { return Ok(()) };
+        if seen.insert(go_clean(name)) {
+            return Ok(());
+        }
+        Err(ExtractError::Unsupported {
+            entry: shown.into(),
+            what: "duplicates of file paths not supported (the layer names this path twice)".into(),
+        })
     }
 
     fn flush_recorder(&self) -> Result<(), ExtractError> {
@@ -449,6 +502,7 @@ impl Extractor<'_, '_> {
         }
         if kind.is_pax_global_extensions() {
             // Docker ignores global PAX headers; the bytes still go to the tar-split.
+            self.first_time(&header_name, &shown)?;
             return self.skip_data(e, &shown, cancel);
         }
         if kind.is_gnu_sparse() {
@@ -468,6 +522,7 @@ impl Extractor<'_, '_> {
             }
             None => (header_name, shown),
         };
+        self.first_time(&raw_name, &shown)?;
         let size = e.size();
         if let Some(psize) = pax.size {
             // A PAX size overrides the header's; a non-zero header size that disagrees is a
@@ -1080,6 +1135,27 @@ impl Extractor<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_clean_matches_go() {
+        for (input, want) in [
+            ("", "."),
+            (".", "."),
+            ("./", "."),
+            ("a", "a"),
+            ("./a", "a"),
+            ("a/", "a"),
+            ("d//e", "d/e"),
+            ("d/./e", "d/e"),
+            ("x/../d/e", "d/e"),
+            ("../a", "../a"),
+            ("a/../..", ".."),
+            ("/a/../..", "/"),
+            ("/", "/"),
+        ] {
+            assert_eq!(go_clean(input.as_bytes()), want.as_bytes(), "{input}");
+        }
+    }
 
     #[test]
     fn pax_times_parse_with_fractions_and_signs() {
