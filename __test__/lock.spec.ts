@@ -2,7 +2,8 @@
  * The store lock (ts/internal/lock.ts): many writers in one process with Node's default four pool threads
  * (this used to hang for good from five writers on), two Stores of one root, waiting for another
  * process without taking pool threads, aborting such a wait, cross-process precedence, fairness
- * and re-entrancy. Whatever could hang runs in a child process killed at a deadline.
+ * and re-entrancy; the write generation and the readers that check it instead of taking the
+ * flock. Whatever could hang runs in a child process killed at a deadline.
  */
 import test from 'ava'
 import * as fs from 'node:fs'
@@ -12,6 +13,8 @@ import { tmpDir } from './helpers/fs'
 import { writeArchive, busyboxLayer } from './helpers/image'
 import { busyboxImage } from './helpers/fixtures'
 import { runScenario, startScenario, within } from './helpers/child'
+import { native } from '../ts/internal/native'
+import { detached } from '../ts/internal/lock'
 
 function fixture(t: Parameters<typeof tmpDir>[0]) {
   const dir = tmpDir(t, 'strata-lock-')
@@ -149,4 +152,103 @@ test('two Stores of one root share one queue (same root named two ways)', async 
   t.is(other.context.lock.key, store.context.lock.key)
   await within(30_000, Promise.all(Array.from({ length: 24 }, (_, i) => (i % 2 ? store : other).images.tag(id, `both:${i}`))))
   t.is((await store.images.list())[0].repoTags.length, 25)
+})
+
+/** Whether this process could take the store's flock exclusive now (a reader holding it shared says no). */
+function flockFree(root: string): boolean {
+  const l = native.tryLock(path.join(root, 'lock'), true)
+  l?.release()
+  return l !== null
+}
+
+/** The write generation (twice the same 20 digits: ts/internal/lock.ts). */
+const generation = (root: string): bigint => {
+  const m = /^(\d{20}) \1\n$/.exec(fs.readFileSync(path.join(root, 'lock.gen'), 'latin1'))
+  if (!m) throw new Error('lock.gen is not a generation')
+  return BigInt(m[1])
+}
+const setGeneration = (root: string, n: bigint): void => {
+  const d = n.toString().padStart(20, '0')
+  fs.writeFileSync(path.join(root, 'lock.gen'), `${d} ${d}\n`)
+}
+
+test('writers count the write generation: odd while they hold the lock exclusive, even after', async (t) => {
+  const { store, root, id } = await loaded(t)
+  const before = generation(root)
+  t.is(before % 2n, 0n)
+  const inside = await store.context.exclusive(async () => generation(root))
+  t.is(inside % 2n, 1n)
+  t.true(inside > before)
+  await store.images.tag(id, 'gen:1')
+  const after = generation(root)
+  t.is(after % 2n, 0n)
+  t.true(after > inside)
+  // Readers under the flock leave it alone.
+  await store.images.list()
+  t.is(generation(root), after)
+  // Something that is not a number (a torn disk): the next writer starts a new one.
+  fs.writeFileSync(path.join(root, 'lock.gen'), 'garbage, longer than a generation is: '.repeat(3))
+  await store.images.tag(id, 'gen:2')
+  t.is(generation(root) % 2n, 0n)
+  // A torn read (two different halves) is no generation: readers take the flock (below).
+  t.is(fs.statSync(path.join(root, 'lock.gen')).size, 42)
+})
+
+test('optimistic readers: without the flock while no writer runs; again under it when one ran or may be running', async (t) => {
+  const { store, root, id } = await loaded(t)
+  const ctx = store.context
+  ctx.optimisticReads = true
+  // No writer since the generation was written: the section runs once, the flock untouched.
+  let runs: boolean[] = []
+  t.is(await ctx.shared(async () => { runs.push(flockFree(root)); return 'read' }), 'read')
+  t.deepEqual(runs, [true])
+  // Public reads take the same way and see the same store.
+  t.deepEqual((await store.images.list()).map((i) => i.repoTags), [['busybox:latest']])
+
+  // A writer (another caller, outside this section) ran while the section read: it runs again,
+  // under the flock, and that answer counts.
+  runs = []
+  const answer = await ctx.shared(async () => {
+    runs.push(flockFree(root))
+    if (runs.length === 1) await detached(() => ctx.exclusive(async () => undefined))
+    return runs.length
+  })
+  t.deepEqual(runs, [true, false])
+  t.is(answer, 2)
+
+  // An odd generation (a writer holds the lock, or died mid-change): under the flock at once.
+  const even = generation(root)
+  setGeneration(root, even + 1n)
+  runs = []
+  await ctx.shared(async () => { runs.push(flockFree(root)) })
+  t.deepEqual(runs, [false])
+  // A torn read (a writer overwrote it while it was read): the same.
+  fs.writeFileSync(path.join(root, 'lock.gen'), `${String(even).padStart(20, '0')} ${String(even + 2n).padStart(20, '0')}\n`)
+  runs = []
+  await ctx.shared(async () => { runs.push(flockFree(root)) })
+  t.deepEqual(runs, [false])
+  // No generation at all (a store that no writer of this version touched): the same.
+  fs.rmSync(path.join(root, 'lock.gen'))
+  runs = []
+  await ctx.shared(async () => { runs.push(flockFree(root)) })
+  t.deepEqual(runs, [false])
+
+  // A failure while nothing changed is the answer: no second run.
+  await store.images.tag(id, 'gen:3')
+  runs = []
+  const e = await ctx.shared(async () => { runs.push(flockFree(root)); throw new StrataError('ImageNotFound', 'gone') }).catch((x: StrataError) => x)
+  t.is((e as StrataError).code, 'ImageNotFound')
+  t.deepEqual(runs, [true])
+  // A failure while a writer ran (say, a file it removed under the read): read again under the flock.
+  runs = []
+  const after = await ctx.shared(async () => {
+    runs.push(flockFree(root))
+    if (runs.length === 1) {
+      await detached(() => ctx.exclusive(async () => undefined))
+      throw new StrataError('Io', 'a file went away')
+    }
+    return 'second'
+  })
+  t.is(after, 'second')
+  t.deepEqual(runs, [true, false])
 })

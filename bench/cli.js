@@ -72,7 +72,9 @@ async function run(argv) {
   const peers = typeof opts.peers === 'string' ? opts.peers.split(',') : ['strata', 'node', 'docker']
   const pkg = c.strataPkg()
   const bin = path.join(pkg, 'bin', 'strata.js')
-  if (!fs.existsSync(path.join(pkg, 'dist', 'cli', 'strata.js'))) throw new Error(`${pkg}/dist/cli/strata.js missing: run npm run build`)
+  for (const bundle of ['read.js', 'strata.js']) {
+    if (!fs.existsSync(path.join(pkg, 'dist', 'cli', bundle))) throw new Error(`${pkg}/dist/cli/${bundle} missing: run npm run build`)
+  }
   const work = process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work')
   fs.mkdirSync(work, { recursive: true })
   const dir = fs.mkdtempSync(path.join(work, 'cli-'))

@@ -8,7 +8,7 @@ for b in busybox runc umoci skopeo debootstrap zstd dockerd htpasswd openssl cur
 [ -d node_modules ] || need=1
 [ -f native/strata.linux-x64-gnu.node ] || need=1
 [ -f dist/ts/index.js ] || need=1
-[ -f dist/cli/strata.js ] || need=1
+[ -f dist/cli/strata.js ] && [ -f dist/cli/read.js ] || need=1
 [ -f .setup-done ] || need=1
 # Rebuild when sources changed since the last set-up.
 if [ "$need" = 0 ] && [ -n "$(find crates ts scripts/bundle-cli.js Cargo.toml package.json -newer .setup-done -type f 2>/dev/null | head -1)" ]; then need=1; fi

@@ -15,24 +15,24 @@ import * as path from 'node:path'
 import { Layout } from './internal/layout'
 import { StoreContext } from './internal/context'
 import { cleanup, CleanupReport, stagingLeftovers } from './internal/cleanup'
-import { load, LoadInput, LoadOptions, LoadResult } from './archive/load'
-import { save, SaveOptions } from './archive/save'
-import { importImage, ImportOptions } from './archive/import'
+import type { LoadInput, LoadOptions, LoadResult } from './archive/load'
+import type { SaveOptions } from './archive/save'
+import type { ImportOptions } from './archive/import'
 import { Images } from './images'
 import { ioError } from './errors'
 import { Containers } from './containers/containers'
-import { pull, PullOptions, PullResult } from './registry/pull'
+import type { PullOptions, PullResult } from './registry/pull'
 import { cleanupPartials } from './internal/content'
-import { DockerConfig, configDir, keyForRegistry } from './registry/credentials'
-import { RegistryAuth } from './registry/client'
+import type { DockerConfig } from './registry/credentials'
+import type { RegistryAuth } from './registry/client'
 import { parseNormalizedNamed } from './reference'
-import { login, logout, search } from './registry/account'
-import { LoginOptions, LoginResult, LogoutResult } from './registry/login'
-import { SearchOptions, SearchResult } from './registry/search'
-import { PushOptions, PushResult } from './registry/push'
-import { pushImage, storePushDeps, registryAuth } from './registry/push-image'
-// The builder (dockerfile-ast, child processes, crypto) loads when a build first runs: a
-// read-only CLI command would otherwise compile and evaluate it on every start (bench/cli.js).
+import type { LoginOptions, LoginResult, LogoutResult } from './registry/login'
+import type { SearchOptions, SearchResult } from './registry/search'
+import type { PushOptions, PushResult } from './registry/push'
+// What only writing, pulling, pushing or building needs loads when it first runs (required in
+// place, as the builder with dockerfile-ast, child processes and crypto): a read-only CLI command
+// would otherwise compile and evaluate it on every start (bench/cli.js), and the CLI's read-only
+// bundle (scripts/bundle-cli.js) leaves it out.
 import type { BuildOptions, BuildResult } from './build/builder'
 import type { PruneOptions, PruneResult } from './build/prune'
 import { expose } from './internal/boundary'
@@ -114,6 +114,7 @@ export class Store {
 
   /** `docker load`: a docker-archive or OCI layout (path to tar/dir, or a stream). */
   load(input: LoadInput, opts?: LoadOptions): Promise<LoadResult> {
+    const { load } = require('./archive/load') as typeof import('./archive/load')
     return load(this.#ctx, input, opts)
   }
 
@@ -124,16 +125,20 @@ export class Store {
   async pull(ref: string, opts: PullOptions = {}): Promise<PullResult> {
     // Credentials as `docker pull` finds them, unless the caller gave some.
     const auth = opts.auth ?? (await this.#storedAuth(parseNormalizedNamed(ref).domain))
+    const { pull } = require('./registry/pull') as typeof import('./registry/pull')
     return pull(this.#ctx, ref, { ...opts, ...(auth ? { auth } : {}) })
   }
 
   async #storedAuth(domain: string): Promise<RegistryAuth | undefined> {
+    const { keyForRegistry } = require('./registry/credentials') as typeof import('./registry/credentials')
+    const { registryAuth } = require('./registry/push-image') as typeof import('./registry/push-image')
     const a = await this.credentials().get(keyForRegistry(domain))
     return a && registryAuth(a)
   }
 
   /** Docker's credentials store as this store uses it (`config.json` and its helpers). */
   credentials(): DockerConfig {
+    const { DockerConfig, configDir } = require('./registry/credentials') as typeof import('./registry/credentials')
     return new DockerConfig(this.#dockerConfig ?? configDir())
   }
 
@@ -143,11 +148,13 @@ export class Store {
    * username and password, the stored credentials are checked again.
    */
   login(server?: string, opts?: LoginOptions): Promise<LoginResult> {
+    const { login } = require('./registry/account') as typeof import('./registry/account')
     return login(this.#ctx.layout, this.credentials(), server, opts)
   }
 
   /** `docker logout`: removes the stored credentials of `server` (default Docker Hub). */
   logout(server?: string): Promise<LogoutResult> {
+    const { logout } = require('./registry/account') as typeof import('./registry/account')
     return logout(this.credentials(), server)
   }
 
@@ -156,6 +163,7 @@ export class Store {
    * catalog (`localhost:5000/foo` searches that registry for repositories containing `foo`).
    */
   search(term: string, opts?: SearchOptions): Promise<SearchResult[]> {
+    const { search } = require('./registry/account') as typeof import('./registry/account')
     return search(this.#ctx.layout, this.credentials(), term, opts)
   }
 
@@ -165,16 +173,19 @@ export class Store {
    * as they are; others are compressed while they upload, and that blob is kept.
    */
   push(ref: string, opts?: PushOptions): Promise<PushResult> {
+    const { pushImage, storePushDeps } = require('./registry/push-image') as typeof import('./registry/push-image')
     return pushImage(this.#ctx, storePushDeps(this.#ctx, this.credentials()), ref, opts)
   }
 
   /** `docker save`: images (one name or a list) to a tar file, an OCI layout directory, or a stream. */
   save(images: string | string[], output: string | Writable, opts?: SaveOptions): Promise<void> {
+    const { save } = require('./archive/save') as typeof import('./archive/save')
     return save(this.#ctx, typeof images === 'string' ? [images] : images, output, opts)
   }
 
   /** `docker import`: a rootfs tarball to a one-layer image; returns the image ID. */
   import(input: string | Readable, opts?: ImportOptions): Promise<string> {
+    const { importImage } = require('./archive/import') as typeof import('./archive/import')
     return importImage(this.#ctx, input, opts)
   }
 

@@ -68,13 +68,18 @@ export function xattrsUnder(dir: string): Map<string, Record<string, string>> {
   return out
 }
 
-/** Every entry under `dir` (relative paths, latin1 so non-UTF-8 names survive), with content hashes and xattrs. */
+/**
+ * Every entry under `dir` (relative paths, latin1 so non-UTF-8 names survive), with content hashes
+ * and xattrs; but a store's write generation (`lock.gen` at the top, ts/internal/lock.ts), which counts
+ * the writers that held the lock, failed ones too, and is no part of what the store holds.
+ */
 export function snapshot(dir: string, opts: { mtimes?: boolean; xattrs?: boolean } = {}): Record<string, Node> {
   const out: Record<string, Node> = {}
   const xa = opts.xattrs === false ? new Map() : xattrsUnder(dir)
   const walk = (rel: Buffer) => {
     const abs = Buffer.concat([Buffer.from(dir + '/'), rel])
     for (const name of fs.readdirSync(abs, { encoding: 'buffer' })) {
+      if (!rel.length && name.toString('latin1') === 'lock.gen') continue
       const r = rel.length ? Buffer.concat([rel, Buffer.from('/'), name]) : name
       const p = Buffer.concat([Buffer.from(dir + '/'), r])
       const st = fs.lstatSync(p)

@@ -4,7 +4,7 @@ import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import type { Store } from '../../ts'
 
-const NOT_CONTENT = new Set(['lock', 'lock.wait', 'tmp', 'leases'])
+const NOT_CONTENT = new Set(['lock', 'lock.wait', 'lock.gen', 'tmp', 'leases'])
 
 /**
  * Every entry of the store (type, mode, owner, content hash, link target) but the lock files,

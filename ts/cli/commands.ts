@@ -10,13 +10,19 @@
  * // ts/cli/frob-command.ts
  * export async function frobCommand(store: Store, argv: string[], io: Io): Promise<number> { ... }
  * // below, in COMMANDS:
- * frob: { section: 'Image', summary: 'Frob an image', load: () => import('./frob-command').then((m) => m.frobCommand) },
+ * frob: { section: 'Image', summary: 'Frob an image', load: () => (require('./frob-command') as typeof import('./frob-command')).frobCommand },
  * ```
  *
- * - `import()` must stay inside `load` (a top-level import would make every command pay for it).
- *   Import the store's types with `import type` or plain imports used only as types.
+ * - The `require` must stay inside `load` (a top-level import would make every command pay for
+ *   it). Not `import()`: run from the sources under tsx's CommonJS hook, `import()` goes to
+ *   Node's ESM loader, which finds no `.ts` file (see ../lazy.ts). Import the store's types with
+ *   `import type` or plain imports used only as types.
  * - A command that needs no store (`login`, `logout`, `search`) sets `storeless: true`; its
  *   handler is a `StorelessHandler` and the store is never opened.
+ * - A command that only reads the store and prints (`images`, `ps`, `inspect`, `history`) sets
+ *   `readOnly: true`: it runs from the CLI's small read-only bundle (bin/strata.js,
+ *   scripts/bundle-cli.js), which holds only the modules such commands load. Its module must be
+ *   one of the bundle's READ_ONLY_MODULES there; a command that writes must not set it.
  * - Two-word commands (`system df`, `image prune`) are keys with a space; main.ts tries the two
  *   words first. Docker's other spellings of a command go in ALIASES (`image ls` → `images`),
  *   with any flags they imply (`container inspect` → `inspect --type container`).
@@ -39,51 +45,51 @@ interface EntryBase {
   summary: string
 }
 export type CommandEntry =
-  | (EntryBase & { storeless?: false; load: () => Promise<Handler> })
-  | (EntryBase & { storeless: true; load: () => Promise<StorelessHandler> })
+  | (EntryBase & { storeless?: false; readOnly?: boolean; load: () => Handler })
+  | (EntryBase & { storeless: true; readOnly?: false; load: () => StorelessHandler })
 
 export const COMMANDS: Record<string, CommandEntry> = {
-  images: { section: 'Image', summary: 'List images (image ls)', load: () => import('./image-commands').then((m) => m.imagesCommand) },
-  load: { section: 'Image', summary: 'Load an image from a tar archive or STDIN', load: () => import('./archive-commands').then((m) => m.loadCommand) },
-  save: { section: 'Image', summary: 'Save one or more images to a tar archive (streamed to STDOUT by default)', load: () => import('./archive-commands').then((m) => m.saveCommand) },
-  import: { section: 'Image', summary: 'Import the contents from a tarball to create a filesystem image', load: () => import('./archive-commands').then((m) => m.importCommand) },
-  tag: { section: 'Image', summary: 'Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE', load: () => import('./image-commands').then((m) => m.tagCommand) },
-  rmi: { section: 'Image', summary: 'Remove one or more images (image rm)', load: () => import('./image-commands').then((m) => m.rmiCommand) },
-  inspect: { section: 'Image', summary: 'Return low-level information on images and containers', load: () => import('./inspect-command').then((m) => m.inspectCommand) },
-  history: { section: 'Image', summary: 'Show the history of an image', load: () => import('./image-commands').then((m) => m.historyCommand) },
+  images: { section: 'Image', readOnly: true, summary: 'List images (image ls)', load: () => (require('./image-commands') as typeof import('./image-commands')).imagesCommand },
+  load: { section: 'Image', summary: 'Load an image from a tar archive or STDIN', load: () => (require('./archive-commands') as typeof import('./archive-commands')).loadCommand },
+  save: { section: 'Image', summary: 'Save one or more images to a tar archive (streamed to STDOUT by default)', load: () => (require('./archive-commands') as typeof import('./archive-commands')).saveCommand },
+  import: { section: 'Image', summary: 'Import the contents from a tarball to create a filesystem image', load: () => (require('./archive-commands') as typeof import('./archive-commands')).importCommand },
+  tag: { section: 'Image', summary: 'Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE', load: () => (require('./image-commands') as typeof import('./image-commands')).tagCommand },
+  rmi: { section: 'Image', summary: 'Remove one or more images (image rm)', load: () => (require('./image-commands') as typeof import('./image-commands')).rmiCommand },
+  inspect: { section: 'Image', readOnly: true, summary: 'Return low-level information on images and containers', load: () => (require('./inspect-command') as typeof import('./inspect-command')).inspectCommand },
+  history: { section: 'Image', readOnly: true, summary: 'Show the history of an image', load: () => (require('./image-commands') as typeof import('./image-commands')).historyCommand },
 
-  pull: { section: 'Registry', summary: 'Download an image from a registry', load: () => import('./pull-command').then((m) => m.pullCommand) },
-  push: { section: 'Registry', summary: 'Push an image or a repository to a registry', load: () => import('./push-command').then((m) => m.pushCommand) },
-  login: { section: 'Registry', summary: 'Log in to a Docker registry', storeless: true, load: () => import('./registry-commands').then((m) => m.loginCommand) },
-  logout: { section: 'Registry', summary: 'Log out from a Docker registry', storeless: true, load: () => import('./registry-commands').then((m) => m.logoutCommand) },
-  search: { section: 'Registry', summary: "Search a registry for images (Docker Hub's search API, or any registry's catalog)", storeless: true, load: () => import('./registry-commands').then((m) => m.searchCommand) },
+  pull: { section: 'Registry', summary: 'Download an image from a registry', load: () => (require('./pull-command') as typeof import('./pull-command')).pullCommand },
+  push: { section: 'Registry', summary: 'Push an image or a repository to a registry', load: () => (require('./push-command') as typeof import('./push-command')).pushCommand },
+  login: { section: 'Registry', summary: 'Log in to a Docker registry', storeless: true, load: () => (require('./registry-commands') as typeof import('./registry-commands')).loginCommand },
+  logout: { section: 'Registry', summary: 'Log out from a Docker registry', storeless: true, load: () => (require('./registry-commands') as typeof import('./registry-commands')).logoutCommand },
+  search: { section: 'Registry', summary: "Search a registry for images (Docker Hub's search API, or any registry's catalog)", storeless: true, load: () => (require('./registry-commands') as typeof import('./registry-commands')).searchCommand },
 
-  create: { section: 'Container', summary: 'Create a new container (an init layer and a writable layer over an image)', load: () => import('./container-commands').then((m) => m.createCommand) },
-  run: { section: 'Container', summary: 'Create and run a new container from an image (through runc)', load: () => import('./container-commands').then((m) => m.runCommand) },
-  start: { section: 'Container', summary: 'Start one or more stopped containers', load: () => import('./container-commands').then((m) => m.startCommand) },
-  stop: { section: 'Container', summary: 'Stop one or more running containers', load: () => import('./container-commands').then((m) => m.stopCommand) },
-  kill: { section: 'Container', summary: 'Kill one or more running containers', load: () => import('./container-commands').then((m) => m.killCommand) },
-  wait: { section: 'Container', summary: 'Block until one or more containers stop, then print their exit codes', load: () => import('./container-commands').then((m) => m.waitCommand) },
-  logs: { section: 'Container', summary: 'Fetch the logs of a container', load: () => import('./container-commands').then((m) => m.logsCommand) },
-  rm: { section: 'Container', summary: 'Remove one or more containers', load: () => import('./container-commands').then((m) => m.rmCommand) },
-  ps: { section: 'Container', summary: 'List containers', load: () => import('./container-commands').then((m) => m.psCommand) },
-  diff: { section: 'Container', summary: "Inspect changes to files or directories on a container's filesystem", load: () => import('./container-commands').then((m) => m.diffCommand) },
-  commit: { section: 'Container', summary: "Create a new image from a container's changes", load: () => import('./container-commands').then((m) => m.commitCommand) },
-  export: { section: 'Container', summary: "Export a container's filesystem as a tar archive", load: () => import('./container-commands').then((m) => m.exportCommand) },
-  mount: { section: 'Container', summary: "Mount a container's root filesystem (kernel overlayfs) and print its path", load: () => import('./container-commands').then((m) => m.mountCommand) },
-  build: { section: 'Build', summary: 'Build an image from a Dockerfile (BuildKit\'s output, strata\'s content-addressed cache)', load: () => import('./build-commands').then((m) => m.buildCommand) },
-  'builder prune': { section: 'Build', summary: 'Remove build cache records and the layers only they keep', load: () => import('./build-commands').then((m) => m.builderPruneCommand) },
-  umount: { section: 'Container', summary: "Unmount a container's root filesystem", load: () => import('./container-commands').then((m) => m.umountCommand) },
-  exec: { section: 'Container', summary: 'Execute a command in a running container', load: () => import('./exec-command').then((m) => m.execCommand) },
-  cp: { section: 'Container', summary: 'Copy files/folders between a container and the local filesystem', load: () => import('./cp-command').then((m) => m.cpCommand) },
-  pause: { section: 'Container', summary: 'Pause all processes within one or more containers', load: () => import('./process-commands').then((m) => m.pauseCommand) },
-  unpause: { section: 'Container', summary: 'Unpause all processes within one or more containers', load: () => import('./process-commands').then((m) => m.unpauseCommand) },
-  top: { section: 'Container', summary: 'Display the running processes of a container', load: () => import('./process-commands').then((m) => m.topCommand) },
-  rename: { section: 'Container', summary: 'Rename a container', load: () => import('./process-commands').then((m) => m.renameCommand) },
-  'container prune': { section: 'Container', summary: 'Remove all stopped containers', load: () => import('./system-commands').then((m) => m.containerPruneCommand) },
-  'image prune': { section: 'Image', summary: 'Remove unused images', load: () => import('./system-commands').then((m) => m.imagePruneCommand) },
-  'system df': { section: 'System', summary: 'Show disk usage (-v: per image, with shared and unique sizes)', load: () => import('./system-commands').then((m) => m.systemDfCommand) },
-  'system prune': { section: 'System', summary: 'Remove unused data', load: () => import('./system-commands').then((m) => m.systemPruneCommand) },
+  create: { section: 'Container', summary: 'Create a new container (an init layer and a writable layer over an image)', load: () => (require('./container-commands') as typeof import('./container-commands')).createCommand },
+  run: { section: 'Container', summary: 'Create and run a new container from an image (through runc)', load: () => (require('./container-commands') as typeof import('./container-commands')).runCommand },
+  start: { section: 'Container', summary: 'Start one or more stopped containers', load: () => (require('./container-commands') as typeof import('./container-commands')).startCommand },
+  stop: { section: 'Container', summary: 'Stop one or more running containers', load: () => (require('./container-commands') as typeof import('./container-commands')).stopCommand },
+  kill: { section: 'Container', summary: 'Kill one or more running containers', load: () => (require('./container-commands') as typeof import('./container-commands')).killCommand },
+  wait: { section: 'Container', summary: 'Block until one or more containers stop, then print their exit codes', load: () => (require('./container-commands') as typeof import('./container-commands')).waitCommand },
+  logs: { section: 'Container', summary: 'Fetch the logs of a container', load: () => (require('./container-commands') as typeof import('./container-commands')).logsCommand },
+  rm: { section: 'Container', summary: 'Remove one or more containers', load: () => (require('./container-commands') as typeof import('./container-commands')).rmCommand },
+  ps: { section: 'Container', readOnly: true, summary: 'List containers', load: () => (require('./container-commands') as typeof import('./container-commands')).psCommand },
+  diff: { section: 'Container', summary: "Inspect changes to files or directories on a container's filesystem", load: () => (require('./container-commands') as typeof import('./container-commands')).diffCommand },
+  commit: { section: 'Container', summary: "Create a new image from a container's changes", load: () => (require('./container-commands') as typeof import('./container-commands')).commitCommand },
+  export: { section: 'Container', summary: "Export a container's filesystem as a tar archive", load: () => (require('./container-commands') as typeof import('./container-commands')).exportCommand },
+  mount: { section: 'Container', summary: "Mount a container's root filesystem (kernel overlayfs) and print its path", load: () => (require('./container-commands') as typeof import('./container-commands')).mountCommand },
+  build: { section: 'Build', summary: 'Build an image from a Dockerfile (BuildKit\'s output, strata\'s content-addressed cache)', load: () => (require('./build-commands') as typeof import('./build-commands')).buildCommand },
+  'builder prune': { section: 'Build', summary: 'Remove build cache records and the layers only they keep', load: () => (require('./build-commands') as typeof import('./build-commands')).builderPruneCommand },
+  umount: { section: 'Container', summary: "Unmount a container's root filesystem", load: () => (require('./container-commands') as typeof import('./container-commands')).umountCommand },
+  exec: { section: 'Container', summary: 'Execute a command in a running container', load: () => (require('./exec-command') as typeof import('./exec-command')).execCommand },
+  cp: { section: 'Container', summary: 'Copy files/folders between a container and the local filesystem', load: () => (require('./cp-command') as typeof import('./cp-command')).cpCommand },
+  pause: { section: 'Container', summary: 'Pause all processes within one or more containers', load: () => (require('./process-commands') as typeof import('./process-commands')).pauseCommand },
+  unpause: { section: 'Container', summary: 'Unpause all processes within one or more containers', load: () => (require('./process-commands') as typeof import('./process-commands')).unpauseCommand },
+  top: { section: 'Container', summary: 'Display the running processes of a container', load: () => (require('./process-commands') as typeof import('./process-commands')).topCommand },
+  rename: { section: 'Container', summary: 'Rename a container', load: () => (require('./process-commands') as typeof import('./process-commands')).renameCommand },
+  'container prune': { section: 'Container', summary: 'Remove all stopped containers', load: () => (require('./system-commands') as typeof import('./system-commands')).containerPruneCommand },
+  'image prune': { section: 'Image', summary: 'Remove unused images', load: () => (require('./system-commands') as typeof import('./system-commands')).imagePruneCommand },
+  'system df': { section: 'System', summary: 'Show disk usage (-v: per image, with shared and unique sizes)', load: () => (require('./system-commands') as typeof import('./system-commands')).systemDfCommand },
+  'system prune': { section: 'System', summary: 'Remove unused data', load: () => (require('./system-commands') as typeof import('./system-commands')).systemPruneCommand },
 }
 
 /**

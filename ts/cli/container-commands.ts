@@ -97,7 +97,7 @@ function proxySignals(c: Container): () => void {
 async function attachRun(c: Container, io: Io, interactive: boolean, sigProxy = true, detachKeys = 'ctrl-p,ctrl-q'): Promise<number> {
   const tty = Boolean((await c.info()).Config.Tty)
   const real = io === processIo
-  const session = tty && real ? (await import('./terminal')).openTerminalSession(interactive) : undefined
+  const session = tty && real ? (require('./terminal') as typeof import('./terminal')).openTerminalSession(interactive) : undefined
   const unproxy = real && sigProxy && !(tty && interactive) ? proxySignals(c) : () => undefined
   try {
     const res = await c.run({
@@ -121,7 +121,7 @@ export async function runCommand(store: Store, argv: string[], io: Io): Promise<
   need(p, 'run', 1, 'run [OPTIONS] IMAGE [COMMAND] [ARG...]')
   // Docker refuses `-it` without a terminal before it creates anything.
   if (!flag(p, 'detach') && io === processIo && flag(p, 'tty') && flag(p, 'interactive') && !process.stdin.isTTY) {
-    io.err(`${(await import('./terminal')).NOT_A_TTY}\n`)
+    io.err(`${(require('./terminal') as typeof import('./terminal')).NOT_A_TTY}\n`)
     return 1
   }
   let c: Container

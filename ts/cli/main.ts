@@ -5,7 +5,8 @@
  *
  * This module stays small on purpose: the commands live in ./commands.ts, a table whose
  * entries load their modules on first use, and the store (with the native addon) is loaded
- * only once a command that needs it runs.
+ * only once a command that needs it runs. The CLI's read-only bundle starts at ./read-main.ts
+ * (`readOnlyMain` below); the full bundle at `main`.
  */
 import fs = require('node:fs')
 import path = require('node:path')
@@ -14,7 +15,20 @@ import { FlagError } from './args'
 import { Io, processIo } from './io'
 import { resolveCommand, usage } from './commands'
 
-export async function main(argv: string[], io: Io = processIo): Promise<number> {
+export function main(argv: string[], io: Io = processIo): Promise<number> {
+  return run(argv, io, false) as Promise<number>
+}
+
+/**
+ * `main` for the CLI's read-only bundle (bin/strata.js): runs `--version`, `--help`, a usage
+ * error, or a `readOnly` command (./commands.ts), and resolves `undefined` without doing anything
+ * for every other command line, which the full bundle then runs.
+ */
+export function readOnlyMain(argv: string[], io: Io = processIo): Promise<number | undefined> {
+  return run(argv, io, true)
+}
+
+async function run(argv: string[], io: Io, readOnlyOnly: boolean): Promise<number | undefined> {
   let root: string | undefined
   let i = 0
   for (; i < argv.length; i++) {
@@ -28,6 +42,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const words = argv.slice(i)
   if (words.length === 0) { io.err(usage()); return 1 }
   const cmd = resolveCommand(words)
+  if (readOnlyOnly && !cmd?.entry.readOnly) return undefined
   if (!cmd) {
     io.err(`strata: '${words[0]}${words[1] !== undefined && ['image', 'container', 'system', 'builder'].includes(words[0]) ? ` ${words[1]}` : ''}' is not a strata command.\nSee 'strata --help'\n`)
     return 1
@@ -37,9 +52,15 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const ownFlags = name === 'run' || name === 'create' ? args.slice(0, Math.max(0, args.findIndex((a) => !a.startsWith('-')))) : args
   if (ownFlags.includes('--help') || ownFlags.includes('-h')) { io.out(usage()); return 0 }
   try {
-    if (entry.storeless) return await (await entry.load())(args, io, root !== undefined ? { root } : {})
-    const [handler, { Store }] = await Promise.all([entry.load(), import('../store')])
+    if (entry.storeless) return await entry.load()(args, io, root !== undefined ? { root } : {})
+    const handler = entry.load()
+    // The store (and with it the native addon) loads only for a command that uses it. In place,
+    // not with import(): see ./commands.ts.
+    const { Store } = require('../store') as typeof import('../store')
     const store = await Store.open(root ? { root } : {})
+    // A read-only command's store sections only read: they may run without the flock, checked
+    // against the write generation (ts/lock.ts), so the native addon need not load for them.
+    if (entry.readOnly) store.context.optimisticReads = true
     try {
       return await handler(store, args, io)
     } finally {

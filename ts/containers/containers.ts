@@ -28,7 +28,7 @@ import { pruneContainers, PruneFilters, ContainerPruneResult } from '../prune'
 import { withUserEnv } from './spec'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
-import { lowerChain, MAX_LOWER_DIRS } from './plan'
+import { lowerChain, maxLowerDirs } from './plan'
 import { MountManager, pidAlive, processLives, readRefs, liveRefs, mountedAt } from './mounts'
 import { runtimeOf } from './supervisor'
 import { Container } from './container'
@@ -212,7 +212,7 @@ export class Containers {
     // An image as deep as the kernel's limit of lower dirs leaves no room for an init layer:
     // the container then sits right on the image, and runc makes whatever mount points the
     // image lacks in the writable layer (diff leaves those paths out, as it does the init files).
-    const withInit = diffIds.length < MAX_LOWER_DIRS
+    const withInit = diffIds.length < maxLowerDirs()
     const hostHosts = network === 'host' ? await readIfExists('/etc/hosts') : undefined
     const resolvConf = (await readIfExists('/etc/resolv.conf')) ?? ''
 

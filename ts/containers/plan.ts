@@ -17,8 +17,14 @@ export interface MountPlan {
   options?: string[]
 }
 
-/** The kernel's limit on lower dirs in one overlay mount (`OVL_MAX_STACK`), as the native core has it. */
-export const MAX_LOWER_DIRS: number = native.OVERLAY_MAX_STACK
+/**
+ * The kernel's limit on lower dirs in one overlay mount (`OVL_MAX_STACK`), as the native core has
+ * it. A function, not a constant: reading it loads the addon, which a read-only CLI command never
+ * needs (./index.ts exports it as the constant `MAX_LOWER_DIRS`).
+ */
+export function maxLowerDirs(): number {
+  return native.OVERLAY_MAX_STACK
+}
 
 /** The `lower` value of a layer on top of a layer with short link `short` and lower chain `belowLower`. */
 export function lowerChain(short: string, belowLower: string | undefined): string {

@@ -139,9 +139,18 @@ export class StoreContext {
       } catch (e) {
         throw toStrataError(e)
       }
-      this.#lock = new StoreLock(`${st.dev}:${st.ino}`, this.layout.lockFile, this.layout.lockWaitFile)
+      this.#lock = new StoreLock(`${st.dev}:${st.ino}`, this.layout.lockFile, this.layout.lockWaitFile, this.layout.lockGenFile)
     }
     return this.#lock
+  }
+
+  /**
+   * Shared sections run first without the `flock`, checked against the write generation
+   * (`StoreLock.optimistic`, ./lock.ts): for the CLI's read-only commands, whose sections only
+   * read, so that they need not load the native addon the `flock` takes.
+   */
+  set optimisticReads(on: boolean) {
+    this.lock.optimistic = on
   }
 
   /** Runs `fn` holding the store's exclusive lock (all metadata changes do). */

@@ -2,7 +2,7 @@
 import { fsp as fs, crypto } from './lazy'
 import fsSync = require('node:fs')
 import path = require('node:path')
-import { native } from './native'
+import { native, nativeLoaded } from './native'
 import { call } from '../errors'
 import { writeAll, writeFileSynced } from './metawrites'
 
@@ -24,9 +24,19 @@ export async function readIfExists(p: string): Promise<string | undefined> {
   return readBytesIfExists(p).then((b) => b?.toString('utf8'))
 }
 
-/** The bytes of a metadata file, or `undefined` if it does not exist (see `readIfExists`). */
+/**
+ * The bytes of a metadata file, or `undefined` if it does not exist (see `readIfExists`). Through
+ * the addon once it is loaded (a missing file is no exception there); before, Node's own read,
+ * so a read-only CLI command need not load the addon for it (./native.ts).
+ */
 export async function readBytesIfExists(p: string): Promise<Buffer | undefined> {
-  return (await call(() => native.readSmallFileSync(p))) ?? undefined
+  if (nativeLoaded()) return (await call(() => native.readSmallFileSync(p))) ?? undefined
+  try {
+    return fsSync.readFileSync(p)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw e
+  }
 }
 
 /** Reads any file off the JS thread (one native task), or `undefined` if it does not exist. */

@@ -6,6 +6,10 @@
  *                                                 it is read (ts/internal/lock.ts)
  * <root>/lock.wait                              flock: shared by processes waiting for `lock` (so a
  *                                                 process about to re-take `lock` lets them go first)
+ * <root>/lock.gen                               the write generation, odd while a writer holds `lock`
+ *                                                 exclusive: 20 decimal digits, a space, the same 20
+ *                                                 again, a newline; overwritten in place (readers
+ *                                                 that read without `lock`, ts/lock.ts)
  * <root>/overlay2/<cache-id>/diff/              the layer's files, in overlay format:
  *                                                 whiteout     = char device 0/0 named NAME
  *                                                 opaque dir   = xattr trusted.overlay.opaque=y
@@ -114,6 +118,7 @@ export class Layout {
 
   get lockFile(): string { return path.join(this.root, 'lock') }
   get lockWaitFile(): string { return path.join(this.root, 'lock.wait') }
+  get lockGenFile(): string { return path.join(this.root, 'lock.gen') }
   get overlay(): string { return path.join(this.root, OVERLAY_DIR) }
   get links(): string { return path.join(this.overlay, LINK_DIR) }
   get tmp(): string { return path.join(this.root, 'tmp') }

@@ -25,8 +25,19 @@
  * inside a section of the same root runs at once when the section covers it (anything inside an
  * exclusive section, shared inside shared), instead of queueing behind itself. Asking for the
  * exclusive lock inside a shared section cannot be granted without a deadlock and throws.
+ *
+ * Readers without the `flock` (`StoreLock.optimistic`, set by the CLI's read-only commands,
+ * whose shared sections only read): a writer counts `<root>/lock.gen` up to an odd number once
+ * it holds the `flock` exclusive, before its first change, and to the next even number after its
+ * last, before it lets the `flock` go (if it cannot be written the file is removed instead). A reader reads the number, runs its section without the
+ * `flock`, and reads it again: the same even number both times means no writer held the lock at
+ * any moment in between, so what the section read is what a shared `flock` would have shown.
+ * Otherwise (odd, missing, changed) the section runs again under the shared `flock`, as every
+ * reader does without `optimistic`. The point is the native addon: the `flock` needs it, and
+ * loading it is a good part of a read-only command's start-up (bench/cli.js).
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
+import fs = require('node:fs')
 import { native } from './native'
 import { toStrataError, StrataError } from '../errors'
 
@@ -52,6 +63,70 @@ interface Hold {
 
 const sections = new AsyncLocalStorage<Hold>()
 
+/**
+ * `lock.gen` holds the number twice, each 20 decimal digits, then a newline: always the same
+ * 42 bytes, overwritten in place, so a writer never needs a new block (a full disk must not stop
+ * a writer that would free space), and a reader that reads while a writer writes sees two halves
+ * that differ (a torn read) and takes it for no number at all.
+ */
+const GEN_DIGITS = 20
+
+function encodeGeneration(value: bigint): Buffer {
+  const n = value.toString().padStart(GEN_DIGITS, '0')
+  return Buffer.from(`${n} ${n}\n`, 'latin1')
+}
+
+/** The write generation in `file`, or undefined when it is missing, torn or not one. */
+function readGeneration(file: string): bigint | undefined {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'latin1')
+  } catch {
+    return undefined
+  }
+  const m = /^(\d{20}) (\d{20})\n$/.exec(text)
+  return m && m[1] === m[2] ? BigInt(m[1]) : undefined
+}
+
+/**
+ * Overwrites the generation in `file` with `value`; if that fails, removes the file, so readers
+ * take the `flock`. Returns false if neither worked (the file may still hold an even number).
+ */
+function writeGeneration(file: string, value: bigint): boolean {
+  try {
+    const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o644)
+    try {
+      const buf = encodeGeneration(value)
+      if (fs.writeSync(fd, buf, 0, buf.length, 0) !== buf.length) throw new Error(`short write to ${file}`)
+      // Whatever longer thing was there before (shrinking needs no space).
+      fs.ftruncateSync(fd, buf.length)
+    } finally {
+      fs.closeSync(fd)
+    }
+    return true
+  } catch {
+    try {
+      fs.rmSync(file, { force: true })
+      return true
+    } catch {
+      return false
+    }
+  }
+}
+
+/**
+ * A writer's start: the generation becomes odd (the next odd number; from a clock-derived even
+ * number when there is none, so that a re-made file does not repeat a number a reader may hold).
+ * Throws when the readers cannot be told (the file can be neither written nor removed): then
+ * no change may start.
+ */
+function beginWrites(file: string): bigint {
+  const now = readGeneration(file) ?? BigInt(Date.now()) * 2000n
+  const odd = now % 2n === 0n ? now + 1n : now + 2n
+  if (!writeGeneration(file, odd)) throw new StrataError('Io', `cannot write ${file}`)
+  return odd
+}
+
 function aborted(): StrataError {
   return new StrataError('Aborted', 'operation aborted')
 }
@@ -67,9 +142,13 @@ class RootLock {
   /** Keeps the event loop alive while a caller waits for another process (the wait thread does not). */
   #keepAlive?: NodeJS.Timeout
 
+  /** The odd generation written when this process took the `flock` exclusive (see the top). */
+  #writing?: bigint
+
   constructor(
     readonly file: string,
     readonly markFile: string,
+    readonly genFile: string,
     private readonly idle: () => void,
   ) {}
 
@@ -119,6 +198,11 @@ class RootLock {
   /** One holder leaves; the last one releases the `flock` and the next group is served. */
   leave(): void {
     if (--this.#holders > 0) return
+    if (this.#writing !== undefined) {
+      // Best effort: a failure leaves the number odd (or the file gone), and readers take the flock.
+      writeGeneration(this.genFile, this.#writing + 1n)
+      this.#writing = undefined
+    }
     this.#flock?.release()
     this.#flock = undefined
     this.#mode = undefined
@@ -126,6 +210,14 @@ class RootLock {
   }
 
   #hold(lock: NativeLock, mode: LockMode): void {
+    if (mode === 'exclusive') {
+      try {
+        this.#writing = beginWrites(this.genFile)
+      } catch (e) {
+        lock.release()
+        throw e
+      }
+    }
     this.#flock = lock
     this.#mode = mode
   }
@@ -173,7 +265,13 @@ class RootLock {
         this.#wait(head.mode)
         break
       }
-      this.#hold(lock, head.mode)
+      try {
+        this.#hold(lock, head.mode)
+      } catch (e) {
+        this.#queue.shift()
+        head.fail(e as Error)
+        continue
+      }
       this.#grantHead()
     }
     this.#settleKeepAlive()
@@ -205,8 +303,13 @@ class RootLock {
         // An exclusive flock covers readers too; a shared one does not cover a writer that got
         // to the head while we waited (the writer it was taken for gave up): wait again.
         if (head && (mode === 'exclusive' || head.mode === 'shared')) {
-          this.#hold(lock, head.mode)
-          this.#grantHead()
+          try {
+            this.#hold(lock, head.mode)
+            this.#grantHead()
+          } catch (e) {
+            this.#queue.shift()
+            head.fail(e as Error)
+          }
         } else {
           lock.release()
         }
@@ -227,7 +330,7 @@ class RootLock {
 }
 
 /** Every root's queue in this process; an idle queue is dropped and made again when needed. */
-const REGISTRY = Symbol.for('strata.rootLocks.v1')
+const REGISTRY = Symbol.for('strata.rootLocks.v2')
 type Registry = Map<string, RootLock>
 const registry: Registry = ((globalThis as Record<symbol, unknown>)[REGISTRY] as Registry | undefined) ?? new Map()
 ;(globalThis as Record<symbol, unknown>)[REGISTRY] = registry
@@ -242,12 +345,20 @@ export class StoreLock {
     readonly key: string,
     readonly file: string,
     readonly markFile: string,
+    readonly genFile: string,
   ) {}
+
+  /**
+   * Shared sections first run without the `flock`, checked against the write generation (see
+   * the top of this file). Only for callers whose shared sections only read — nothing they do
+   * may need undoing when the section runs again under the `flock` (the CLI's read-only commands).
+   */
+  optimistic = false
 
   #queue(): RootLock {
     let q = registry.get(this.key)
     if (!q) {
-      const made: RootLock = new RootLock(this.file, this.markFile, () => {
+      const made: RootLock = new RootLock(this.file, this.markFile, this.genFile, () => {
         if (registry.get(this.key) === made) registry.delete(this.key)
       })
       q = made
@@ -264,6 +375,25 @@ export class StoreLock {
       throw new StrataError('Locked', 'strata: the exclusive store lock was asked for inside a shared section (it would wait for itself)')
     }
     if (signal?.aborted) throw aborted()
+    if (mode === 'shared' && this.optimistic) {
+      const before = readGeneration(this.genFile)
+      if (before !== undefined && before % 2n === 0n) {
+        const hold: Hold = { key: this.key, mode, active: true, parent: sections.getStore() }
+        let out: { value: T } | { error: unknown }
+        try {
+          out = { value: await sections.run(hold, fn) }
+        } catch (error) {
+          // What a writer was changing under the read can fail it (a file gone): decided below.
+          out = { error }
+        } finally {
+          hold.active = false
+        }
+        if (readGeneration(this.genFile) === before) {
+          if ('error' in out) throw out.error
+          return out.value
+        }
+      }
+    }
     const q = this.#queue()
     if (!q.tryEnter(mode)) await q.enter(mode, signal)
     const hold: Hold = { key: this.key, mode, active: true, parent: sections.getStore() }

@@ -28,7 +28,19 @@ function load(): Binding {
   throw new Error('strata: native addon not built; run `npm run setup`')
 }
 
-export const native: Binding = load()
+let binding: Binding | undefined
+
+/**
+ * The addon, loaded on first use (a property read): loading it costs a few ms of every CLI
+ * command, and the read-only commands can do without it (the store lock's readers, ./lock.ts,
+ * and `readBytesIfExists`, ./fsx.ts, have paths for when it is not loaded yet).
+ */
+export const native: Binding = new Proxy({} as Binding, { get: (_target, key) => Reflect.get((binding ??= load()), key) })
+
+/** Whether the addon is loaded yet (something used it). */
+export function nativeLoaded(): boolean {
+  return binding !== undefined
+}
 
 /** A step of `fsBatch` (crates/strata-napi/src/fsbatch.rs), told apart by `op`. */
 export type NativeFsOp = import('../../native/binding').NativeFsOp
