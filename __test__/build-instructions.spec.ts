@@ -8,6 +8,7 @@ import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { execFileSync } from 'node:child_process'
+import { gzipSync } from 'node:zlib'
 import { cli } from './helpers/fs'
 import { writeContext, strataTree, tree, buildSuite, BUILD_BASE, timeless } from './helpers/build'
 
@@ -137,6 +138,26 @@ test.serial('CLI: BuildKit\'s plain progress, -q, --iidfile, and the error block
   // The tag did not move.
   const still = await cli(root, ['images', '-q', '--no-trunc', 'cli:1'])
   t.is(still.stdout.trim(), fs.readFileSync(iid, 'utf8'))
+})
+
+test.serial('CLI: a gzip context tar on stdin that names a path twice builds as the engine builds it (the later entry wins)', async (t) => {
+  const { dir, root, store } = await freshStore(t)
+  await store.close()
+  const one = path.join(dir, 'one')
+  const two = path.join(dir, 'two')
+  writeContext(one, { Dockerfile: `FROM ${BB}\nCOPY a /a\n`, a: 'first\n' })
+  writeContext(two, { a: 'second\n' })
+  const tarFile = path.join(dir, 'ctx.tar')
+  execFileSync('tar', ['-cf', tarFile, '-C', one, 'Dockerfile', 'a'])
+  execFileSync('tar', ['-rf', tarFile, '-C', two, 'a'])
+  const gz = gzipSync(fs.readFileSync(tarFile))
+  const theirs = engine.cli(['build', '-q', '-'], { input: gz }).trim()
+  engine.exportTo(theirs, path.join(dir, 'bk'))
+  const ours = await cli(root, ['build', '-q', '-t', 'stdin:1', '-'], gz)
+  t.is(ours.code, 0, ours.stderr)
+  const out = await cli(root, ['run', '--rm', 'stdin:1', 'cat', '/a'])
+  t.is(out.stdout, fs.readFileSync(path.join(dir, 'bk', 'a'), 'utf8'))
+  t.is(out.stdout, 'second\n')
 })
 
 test.serial('ADD unpacks what the engine\'s builder unpacks: plain, gzip, bzip2 and xz tars; zstd and lzma tars are copied as files', async (t) => {

@@ -54,15 +54,23 @@ export function parseSize(s: string): number {
   return Math.floor(Number(m[1]) * mult)
 }
 
-/** A context tar on stdin, unpacked into a temp dir. */
+/**
+ * A context tar on stdin (plain, gzip, bzip2 or xz), unpacked into a temp dir. It is an archive,
+ * not an image layer: like both of the engine's builders, a path named twice takes its later
+ * entry (an image layer that does so is refused), so it goes through ADD's unpacker.
+ */
 async function contextFromStdin(stdin: Readable): Promise<{ dir: string; dispose: () => Promise<void> }> {
   const base = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-build-ctx-'))
-  const tar = path.join(base, 'context.tar')
-  await pipeline(stdin, fs.createWriteStream(tar))
-  const size = (await fsp.stat(tar)).size
-  const dir = path.join(base, 'ctx')
-  await call(() => native.applyLayers([{ blobPath: tar, offset: 0, length: size, dest: dir, tarSplit: path.join(base, 'ts.json.gz') }]))
-  return { dir, dispose: () => fsp.rm(base, { recursive: true, force: true }) }
+  try {
+    const tar = path.join(base, 'context.tar')
+    await pipeline(stdin, fs.createWriteStream(tar))
+    const dir = path.join(base, 'ctx')
+    await call(() => native.unpackArchive(tar, dir, path.join(base, 'ts.json.gz')))
+    return { dir, dispose: () => fsp.rm(base, { recursive: true, force: true }) }
+  } catch (e) {
+    await fsp.rm(base, { recursive: true, force: true })
+    throw e
+  }
 }
 
 async function readAll(stdin: Readable): Promise<string> {
