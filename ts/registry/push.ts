@@ -25,16 +25,17 @@
  */
 import { StrataError } from '../errors'
 import { Reference } from '../reference'
+import { MT_DOCKER_MANIFEST, MT_OCI_MANIFEST } from './manifest'
 
 /** Docker's `max-concurrent-uploads` default. */
 export const UPLOAD_CONCURRENCY = 5
 
 export const MT = {
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerManifest: MT_DOCKER_MANIFEST,
   dockerConfig: 'application/vnd.docker.container.image.v1+json',
   dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
   dockerLayerTar: 'application/vnd.docker.image.rootfs.diff.tar',
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociManifest: MT_OCI_MANIFEST,
   ociConfig: 'application/vnd.oci.image.config.v1+json',
   ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
   ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
