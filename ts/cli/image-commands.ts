@@ -1,6 +1,7 @@
 /** CLI: `images`, `tag`, `rmi`, `history` — Docker's flags and output. */
 import type { Store } from '../store'
 import { StrataError } from '../errors'
+import { splitFilter } from '../internal/filter-arg'
 import { parseArgs, flag, value, values } from './args'
 import { humanSize, goUnitsHumanSize, ago, truncateId, historyCreatedBy } from '../format/units'
 import { renderTable } from '../format/table'
@@ -11,10 +12,7 @@ import { Io } from './io'
 function parseFilters(list: string[]): ImageFilters {
   const f: ImageFilters = {}
   for (const item of list) {
-    const eq = item.indexOf('=')
-    if (eq < 0) throw new StrataError('InvalidArgument', `bad format of filter (expected name=value)`)
-    const k = item.slice(0, eq).toLowerCase()
-    const v = item.slice(eq + 1)
+    const [k, v] = splitFilter(item)
     switch (k) {
       case 'dangling':
         if (!['true', 'false', '1', '0'].includes(v.toLowerCase())) throw new StrataError('InvalidArgument', `Invalid filter 'dangling=[${v}]'`)

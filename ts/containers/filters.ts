@@ -8,6 +8,7 @@
  * is an image and every image built on it, `exited` a code of a container that ran and stopped.
  */
 import { StrataError } from '../errors'
+import { splitFilter } from '../internal/filter-arg'
 import type { ContainerRecord } from './record'
 
 /** The filters the daemon accepts (`docker ps --filter KEY=VALUE`). */
@@ -23,11 +24,8 @@ const HEALTH = new Set(['starting', 'healthy', 'unhealthy', 'none'])
 export function parseFilterArgs(args: readonly string[]): Record<string, string[]> {
   const out: Record<string, string[]> = {}
   for (const a of args) {
-    const eq = a.indexOf('=')
-    if (eq < 0) throw new StrataError('InvalidArgument', `bad format of filter (expected name=value)`)
-    const k = a.slice(0, eq).trim().toLowerCase()
-    const v = a.slice(eq + 1).trim()
-    ;(out[k] ??= []).push(v)
+    const [k, v] = splitFilter(a)
+    ;(out[k.trim()] ??= []).push(v.trim())
   }
   return out
 }

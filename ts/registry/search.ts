@@ -16,6 +16,7 @@
  * `opts.registry`). HTTP is the transport's (Rust); this module decides what to ask.
  */
 import { StrataError } from '../errors'
+import { splitFilter } from '../internal/filter-arg'
 import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN } from '../reference'
 
 /** Docker Hub's search API host (`IndexServer`). */
@@ -87,10 +88,7 @@ export function parseSearchFilters(list: readonly string[]): SearchFilters {
     throw new StrataError('InvalidArgument', `Invalid filter '${k}=${v}'`)
   }
   for (const item of list) {
-    const eq = item.indexOf('=')
-    if (eq < 0) throw new StrataError('InvalidArgument', `bad format of filter (expected name=value)`)
-    const k = item.slice(0, eq).toLowerCase()
-    const v = item.slice(eq + 1)
+    const [k, v] = splitFilter(item)
     switch (k) {
       case 'stars': {
         if (!/^-?\d+$/.test(v)) throw new StrataError('InvalidArgument', `Invalid filter 'stars=${v}'`)
