@@ -4,18 +4,12 @@
  * file's data, so two engines' archives can be compared entry by entry.
  */
 import { createHash } from 'node:crypto'
+import type { TarEntry } from '../../ts/archive/tarstream'
 
-export interface ListedEntry {
-  name: string
+/** A header as written: the typeflag character and the mode with Go's file-type bits. */
+export interface ListedEntry extends Pick<TarEntry, 'name' | 'uid' | 'gid' | 'uname' | 'gname' | 'size' | 'mtime' | 'linkname'> {
   type: string
   mode: number
-  uid: number
-  gid: number
-  uname: string
-  gname: string
-  size: number
-  mtime: number
-  linkname: string
   sha?: string
   /** PAX record keys other than path/linkpath/size (xattrs and the like). */
   pax: string[]
