@@ -21,6 +21,19 @@ function onTerminal(root: string, args: string[], steps: PtyStep[], rows = 33, c
 
 const PROMPT = '/ # '
 
+/**
+ * Ctrl-C as a byte: the container's line discipline sends SIGINT to its foreground job (a
+ * `sleep 30`), the shell comes back and says the job ended by SIGINT (130).
+ */
+const CTRL_C_ENDS_SLEEP: PtyStep[] = [
+  { send: 'sleep 30\r' },
+  { sleep: 0.5 },
+  { send: '\u0003' },
+  { expect: PROMPT, timeout: 10 },
+  { send: 'echo after=$?\r' },
+  { expect: 'after=130' },
+]
+
 async function fixture(t: Parameters<typeof storeWith>[0]) {
   const f = await storeWith(t, [busyboxImage(['tty:1'])])
   await f.store.close()
@@ -36,13 +49,7 @@ test.serial('run -it: a tty of the user\'s window size, resized on SIGWINCH; Ctr
     { resize: [40, 120] },
     { send: 'busybox stty size\r' },
     { expect: '40 120\\r\\n' },
-    // Ctrl-C as a byte: the container's line discipline sends SIGINT to its foreground job.
-    { send: 'sleep 30\r' },
-    { sleep: 0.5 },
-    { send: '\u0003' },
-    { expect: PROMPT, timeout: 10 },
-    { send: 'echo after=$?\r' },
-    { expect: 'after=130' },
+    ...CTRL_C_ENDS_SLEEP,
     { send: "trap 'echo trapped-INT' INT; sleep 30\r" },
     { sleep: 0.5 },
     { send: '\u0003' },
@@ -69,12 +76,7 @@ test.serial('exec -it: the exec gets a terminal of its own, sized and resized; C
     { resize: [50, 132] },
     { send: 'busybox stty size\r' },
     { expect: '50 132\\r\\n' },
-    { send: 'sleep 30\r' },
-    { sleep: 0.5 },
-    { send: '\u0003' },
-    { expect: PROMPT, timeout: 10 },
-    { send: 'echo after=$?\r' },
-    { expect: 'after=130' },
+    ...CTRL_C_ENDS_SLEEP,
     { send: 'exit 3\r' },
   ], 21, 77)
   t.is(r.failedStep, null, r.output)
