@@ -216,11 +216,7 @@ fn entries_that_depend_on_files_in_flight() {
     let tar = t.finish();
     for workers in [false, true] {
         let s = Scratch::new();
-        if workers {
-            s.apply_stream(&tar).unwrap();
-        } else {
-            s.apply_archive(&tar).unwrap();
-        }
+        s.apply_archive_either(&tar, workers);
         let d = s.dest();
         assert_eq!(std::fs::read(d.join("dup")).unwrap(), b"second", "workers: {workers}");
         assert!(md(&d.join("was-file")).is_dir());
@@ -339,11 +335,7 @@ fn hardlink_headers_rewrite_the_shared_inode() {
     let tar = t.finish();
     for workers in [false, true] {
         let s = Scratch::new();
-        if workers {
-            s.apply_stream(&tar).unwrap();
-        } else {
-            s.apply_archive(&tar).unwrap();
-        }
+        s.apply_archive_either(&tar, workers);
         let d = s.dest();
         let su = md(&d.join("bin/su"));
         assert_eq!(su.ino(), md(&d.join("bin/su2")).ino());

@@ -246,6 +246,15 @@ impl Scratch {
             self.apply(tar).map(|r| r.size)
         }
     }
+    /// A tar that may name a path twice (an archive, not a layer: the later entry wins) through
+    /// [`Scratch::apply_stream`] (`workers`) or [`Scratch::apply_archive`].
+    pub fn apply_archive_either(&self, tar: &[u8], workers: bool) {
+        if workers {
+            self.apply_stream(tar).unwrap();
+        } else {
+            self.apply_archive(tar).unwrap();
+        }
+    }
 }
 
 /// A recursive snapshot of a tree (type, mode, owner, content/target, xattrs), for
