@@ -9,11 +9,12 @@ import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { spawn } from 'node:child_process'
-import { Store } from '../ts'
+import { Store, StrataError } from '../ts'
 import { CLI } from './helpers/fs'
 import { writeContext, strataTree, buildSuite, BUILD_BASE } from './helpers/build'
 import { checkConsistent } from './helpers/consistency'
 import { native } from '../ts/internal/native'
+import { parseCacheSpec } from '../ts/build/cache-io'
 
 const suite = buildSuite()
 const BB = BUILD_BASE
@@ -147,6 +148,36 @@ test.serial('cache export and import between two stores: 100% hits, the same ima
   t.true(imported.steps.every((s) => s.cached))
   t.is(imported.imageId, built.imageId)
   t.deepEqual(await strataTree(b.store, imported.imageId, path.join(b.dir, 't')), await strataTree(a.store, built.imageId, path.join(a.dir, 't')))
+})
+
+test.serial('--cache-to mode=min (the default) exports the image\'s stages only; mode=max every stage', async (t) => {
+  const a = await freshStore(t, 'a')
+  const ctx = path.join(a.dir, 'ctx')
+  // `final` stands on `base` (FROM base: its layers are the image's) and reads `gen` (COPY --from: not).
+  writeContext(ctx, {
+    Dockerfile: `FROM ${BB} AS gen\nRUN echo gen > /g\nFROM ${BB} AS base\nRUN echo base > /b\nFROM base AS final\nCOPY a.txt /a.txt\nCOPY --from=gen /g /g\nRUN cat /g /a.txt /b > /all\n`,
+    'a.txt': 'a',
+  })
+  const stageOf = (name: string): string => /^\[(\w+) /.exec(name)?.[1] ?? ''
+  const hits = (r: { steps: { name: string; cached: boolean }[] }): Record<string, boolean[]> => {
+    const out: Record<string, boolean[]> = {}
+    for (const s of r.steps) (out[stageOf(s.name)] ??= []).push(s.cached)
+    return out
+  }
+  const built = await a.store.build({ context: ctx, cacheTo: [{ type: 'local', dir: path.join(a.dir, 'min') }, { type: 'local', dir: path.join(a.dir, 'max'), mode: 'max' }] })
+  // The CLI's spelling: mode=min when not given, as BuildKit; an unknown mode is refused before anything runs.
+  t.deepEqual(parseCacheSpec(`type=local,dest=${a.dir}/d`, 'to'), { type: 'local', dir: `${a.dir}/d`, mode: 'min' })
+  t.deepEqual(parseCacheSpec('type=registry,ref=localhost:5000/c:1,mode=max', 'to'), { type: 'registry', ref: 'localhost:5000/c:1', mode: 'max' })
+  t.is((t.throws(() => parseCacheSpec(`type=local,dest=${a.dir}/d,mode=all`, 'to')) as StrataError | undefined)?.code, 'InvalidArgument')
+
+  const b = await freshStore(t, 'b')
+  const fromMin = await b.store.build({ context: ctx, cacheFrom: [{ type: 'local', dir: path.join(a.dir, 'min') }] })
+  // gen's RUN is built again; it makes the same /g, so the COPY --from after it still hits.
+  t.deepEqual(hits(fromMin), { gen: [false], base: [true], final: [true, true, true] })
+  t.is(fromMin.imageId, built.imageId)
+  const c = await freshStore(t, 'c')
+  const fromMax = await c.store.build({ context: ctx, cacheFrom: [{ type: 'local', dir: path.join(a.dir, 'max') }] })
+  t.deepEqual(hits(fromMax), { gen: [true], base: [true], final: [true, true, true] })
 })
 
 test.serial('records keep their layers through rmi and cleanup; builder prune removes them', async (t) => {

@@ -48,7 +48,7 @@ import {
   SourceTree, PlannedSource,
 } from './copy'
 import { Progress, BuildEvent } from './progress'
-import { CacheSpec, importCache, exportCache } from './cache-io'
+import { CacheSpec, CacheMode, importCache, exportCache } from './cache-io'
 import { cacheRef, exportRegistryCache, importRegistryCache } from './cache-registry'
 import { DockerConfig, keyForRegistry } from '../registry/credentials'
 import { registryAuth } from '../registry/push-image'
@@ -195,6 +195,8 @@ export class Builder {
   #ignore: string[] = []
   #escape = '\\'
   #steps: StepReport[] = []
+  /** The stage of each entry of #steps (what a `--cache-to` of mode=min selects by). */
+  #stepStages: StageNode[] = []
   #stepCounter = 0
   #metaArgs = new Map<string, string | undefined>()
   #nodes: StageNode[] = []
@@ -306,11 +308,24 @@ export class Builder {
     for (const spec of opts.cacheTo ?? []) {
       const where = spec.type === 'local' ? spec.dir : cacheRef(spec.ref, 'to').string()
       const id = this.#progress.start(spec.type === 'local' ? 'exporting cache' : `exporting cache to ${where}`, sha(`cache-to ${where}`))
-      if (spec.type === 'local') await exportCache(this.#ctx, this.#steps.map((s) => s.key), spec)
-      else await exportRegistryCache(this.#ctx, this.#credentials, this.#steps.map((s) => s.key), cacheRef(spec.ref, 'to'), this.#signal)
+      const keys = this.#exportedKeys(target, spec.mode ?? 'min')
+      if (spec.type === 'local') await exportCache(this.#ctx, keys, spec)
+      else await exportRegistryCache(this.#ctx, this.#credentials, keys, cacheRef(spec.ref, 'to'), this.#signal)
       this.#progress.emit({ type: 'done', id, at: performance.now() })
     }
     return done
+  }
+
+  /**
+   * The step keys a `--cache-to` exports: with mode=max every step's; with mode=min (BuildKit's
+   * default) those whose layers the image has — the target stage's and its `FROM <stage>`
+   * chain's —, not those of stages only `COPY --from` reads.
+   */
+  #exportedKeys(target: StageNode, mode: CacheMode): string[] {
+    if (mode === 'max') return this.#steps.map((s) => s.key)
+    const inImage = new Set<StageNode>()
+    for (let n: StageNode | undefined = target; n; n = n.baseStage) inImage.add(n)
+    return this.#steps.filter((_, i) => inImage.has(this.#stepStages[i])).map((s) => s.key)
   }
 
   /** The build's staging dir, made when a step first needs one (a fully cached build never does). */
@@ -728,6 +743,7 @@ export class Builder {
       this.#history(s, opts.createdBy, true, r.created)
     } else this.#history(s, opts.createdBy, false)
     this.#steps.push({ name: opts.name, key: opts.key, cached, ...(r.diffId ? { diffId: r.diffId } : {}) })
+    this.#stepStages.push(node)
   }
 
   /** The cache record of `key` if it is a hit here: its layer still there, on this parent. */
@@ -821,7 +837,8 @@ export class Builder {
     await this.#step(node, s, {
       name, key, createdBy, line: c.line,
       work: async (space, vertex) => {
-        const id = `${path.basename(await this.#stagingDir())}-${this.#stepCounter}`
+        // The step space's own number: #stepCounter may have moved on (stages run concurrently).
+        const id = `${path.basename(await this.#stagingDir())}-${path.basename(space.dir)}`
         const code = await runInStep(this.#ctx, space, {
           id, args, env, user: s.user, cwd: s.workdir, network, ...(script ? { script } : {}), signal: this.#signal,
           onOutput: (stream, data) => this.#progress.emit({ type: 'log', id: vertex, stream, data, at: performance.now() }),
