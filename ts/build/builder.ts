@@ -45,8 +45,9 @@ import {
 } from './image-config'
 import {
   planSources, describeSource, filesOf, copySteps, runCopy, resolveChown, destinationPath, heredocTree, dirTree,
-  SourceTree, PlannedSource,
+  SourceTree, PlannedSource, CopyStep,
 } from './copy'
+import { copyLineage, readLastCopy, writeLastCopy, lastCopyOf, splitReuse, LastCopy } from './reuse'
 import { Progress, BuildEvent } from './progress'
 import { CacheSpec, CacheMode, importCache, exportCache } from './cache-io'
 import { cacheRef, exportRegistryCache, importRegistryCache } from './cache-registry'
@@ -706,6 +707,8 @@ export class Builder {
   async #step(node: StageNode, s: StageState, opts: {
     name: string; key: string; createdBy: string; line: number
     work: (space: StepSpace, vertex: number) => Promise<void>
+    /** After `work` made (and recorded) a layer. */
+    made?: (rec: CacheRecord) => void
   }): Promise<void> {
     const vertex = this.#progress.start(opts.name, opts.key)
     const parentChain = this.#parentChain(s)
@@ -731,6 +734,7 @@ export class Builder {
       if (!inFlight.has(opts.key)) inFlight.set(opts.key, mine)
       try {
         rec = await this.#make(s, opts, vertex, parentChain)
+        opts.made?.(rec)
       } finally {
         if (inFlight.get(opts.key) === mine) inFlight.delete(opts.key)
         settle()
@@ -926,8 +930,16 @@ export class Builder {
     }
     const key = stepKey(this.#parentChain(s), this.#platform, [c.kind, keyed, dest, chown, chmod ?? null])
     const name = this.#vertexName(node, s, c)
+    // A copy of context files links what it copies unchanged from the last layer this instruction made (./reuse.ts).
+    const lineage = heredocSources.length === 0 && fromDiffIds === undefined
+      ? copyLineage({ platform: this.#platform, kind: c.kind, sources, dest, chown, chmod: chmod ?? null })
+      : undefined
+    let copied: CopyStep[] = []
     await this.#step(node, s, {
       name, key, createdBy, line: c.line,
+      made: (rec) => {
+        if (lineage && rec.diffId !== null) writeLastCopy(this.#ctx.layout.lastCopies, lineage, lastCopyOf(rec.chainId, copied))
+      },
       work: async (space) => {
         const owner = resolveChown(chown, space.merged, c.line)
         let unmount: (() => Promise<void>) | undefined
@@ -953,13 +965,28 @@ export class Builder {
           }
           if (planned.length > 0) {
             const steps = copySteps({ planned, tree, dest, rootfs: space.merged, ...(owner ? { owner } : {}), ...(chmod !== undefined ? { chmod } : {}), digests, line: c.line })
-            await runCopy(tree.root, space.merged, steps, cancel)
+            copied = steps
+            const reuse = lineage && !node.ignoreCache ? await this.#lastCopyLayer(lineage) : undefined
+            const split = reuse ? splitReuse(steps, reuse.last, (d) => native.statInRoot(space.merged, d) === null) : { mounted: steps, after: [] }
+            await runCopy(tree.root, space.merged, split.mounted, cancel)
+            if (reuse && split.after.length > 0) {
+              // The links go into the upper dir itself, which only an unmounted overlay allows.
+              await space.unmount()
+              await runCopy(tree.root, space.diff, split.after, cancel, reuse.diff)
+            }
           }
         } finally {
           await unmount?.()
         }
       },
     })
+  }
+
+  /** The last layer an instruction made, if it is still there, and its diff dir (./reuse.ts). */
+  async #lastCopyLayer(lineage: string): Promise<{ last: LastCopy; diff: string } | undefined> {
+    const last = readLastCopy(this.#ctx.layout.lastCopies, lineage)
+    const layer = last ? await this.#ctx.layers.get(last.chainId) : undefined
+    return last && layer ? { last, diff: this.#ctx.layout.diffDir(layer.cacheId) } : undefined
   }
 
   /**
