@@ -17,7 +17,8 @@
  * 3. The target stage's config (./image-config.ts) is written with BuildKit's history and
  *    created times; the tags move last, only when everything else succeeded.
  */
-import * as fs from 'node:fs/promises'
+import { statSync } from 'node:fs'
+import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { StoreContext, Staging, throwIfAborted } from '../internal/context'
@@ -242,7 +243,8 @@ export class Builder {
   async #run(): Promise<BuildResult> {
     const { opts } = { opts: this.#opts }
     const contextDir = path.resolve(opts.context)
-    const st = await fs.stat(contextDir).catch(() => undefined)
+    // On the calling thread, as the store's metadata reads (../internal/fsx.ts): one stat.
+    const st = (() => { try { return statSync(contextDir, { throwIfNoEntry: false }) } catch { return undefined } })()
     if (!st?.isDirectory()) throw new BuildError('InvalidArgument', `unable to prepare context: path "${opts.context}" not found`)
     for (const t of opts.tags ?? []) {
       const ref = parseReference(t)

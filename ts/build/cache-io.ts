@@ -17,7 +17,7 @@
  * layers must be there already; cached layers arrive parents first) and writes the record;
  * a record whose parent is missing is skipped. Exporting merges into an existing layout.
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { StoreContext } from '../internal/context'

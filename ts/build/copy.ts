@@ -22,7 +22,7 @@
  *   from the tar unless `--chown`; ADD of a URL is refused (`InvalidArgument`).
  */
 import * as path from 'node:path'
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from '../internal/lazy'
 import { native } from '../internal/native'
 import { call, StrataErrorCode } from '../errors'
 import { BuildError } from './errors'

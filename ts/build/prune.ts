@@ -22,7 +22,7 @@
  *   layer, `private` the opposite;
  * - anything else is refused (`Invalid filter 'x'`), and each key takes one value.
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from '../internal/lazy'
 import { StoreContext } from '../internal/context'
 import { chainIdsOf, type ChainId } from '../internal/chain'
 import { StrataError } from '../errors'
