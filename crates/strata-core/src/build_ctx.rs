@@ -919,7 +919,7 @@ mod tests {
         assert_eq!(std::fs::read(dst.join("other")).unwrap(), b"two");
         assert_eq!(std::fs::read(dst.join("gone")).unwrap(), b"three");
         // The old file whose inode did not match is untouched.
-        assert_eq!(rustix::fs::stat(&old.join("other")).unwrap().st_mtime, 5);
+        assert_eq!(rustix::fs::stat(old.join("other")).unwrap().st_mtime, 5);
     }
 
     #[test]
