@@ -203,6 +203,32 @@ test.serial('incremental COPY: a changed file is copied, the others linked from 
   await checkConsistent(t, root)
 })
 
+test.serial('incremental COPY: hints that cannot be written or read never fail a build', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nCOPY tree/ /\n`, 'tree/d/a.txt': 'a', 'tree/d/b.txt': 'b' })
+  // Where the hints go is a file: none can be written.
+  fs.mkdirSync(path.join(root, 'builder'), { recursive: true })
+  fs.writeFileSync(path.join(root, 'builder', 'copies'), 'not a directory')
+  const first = await store.build({ context: ctx })
+  fs.writeFileSync(path.join(ctx, 'tree/d/a.txt'), 'a2')
+  const second = await store.build({ context: ctx })
+  t.deepEqual(second.steps.map((s) => s.cached), [false])
+  // A torn hint is no hint: the next miss copies everything, to the same result as --no-cache.
+  fs.rmSync(path.join(root, 'builder', 'copies'))
+  fs.writeFileSync(path.join(ctx, 'tree/d/a.txt'), 'a3')
+  await store.build({ context: ctx })
+  const hints = fs.readdirSync(path.join(root, 'builder', 'copies'))
+  t.is(hints.length, 1)
+  fs.writeFileSync(path.join(root, 'builder', 'copies', hints[0]), '{"v":1,"chainId":')
+  fs.writeFileSync(path.join(ctx, 'tree/d/b.txt'), 'b2')
+  const torn = await store.build({ context: ctx, tags: ['torn:1'] })
+  const fresh = await store.build({ context: ctx, noCache: true, tags: ['torn:fresh'] })
+  t.not(first.imageId, second.imageId)
+  t.deepEqual(await strataTree(store, 'torn:1', path.join(dir, 't1')), await strataTree(store, 'torn:fresh', path.join(dir, 'tf')))
+  t.is((await store.context.images.get(torn.imageId))!.config.rootfs.diff_ids.at(-1), (await store.context.images.get(fresh.imageId))!.config.rootfs.diff_ids.at(-1))
+})
+
 test.serial('--cache-to mode=min (the default) exports the image\'s stages only; mode=max every stage', async (t) => {
   const a = await freshStore(t, 'a')
   const ctx = path.join(a.dir, 'ctx')

@@ -91,11 +91,19 @@ export function lastCopyOf(chainId: ChainId, steps: CopyStep[]): LastCopy {
   return { chainId, files }
 }
 
+/**
+ * Writes an instruction's record. A hint: a write that fails (a full disk) leaves none — the
+ * next miss copies everything — and never fails the build whose step it describes.
+ */
 export function writeLastCopy(dir: string, lineage: string, rec: LastCopy): void {
-  fs.mkdirSync(dir, { recursive: true })
   const tmp = path.join(dir, `.${lineage}.${randomHex(4)}.tmp`)
-  fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, ...rec }))
-  fs.renameSync(tmp, path.join(dir, `${lineage}.json`))
+  try {
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, ...rec }))
+    fs.renameSync(tmp, path.join(dir, `${lineage}.json`))
+  } catch {
+    try { fs.rmSync(tmp, { force: true }) } catch { /* the dir itself is unusable: nothing was written */ }
+  }
 }
 
 /**
