@@ -11,7 +11,7 @@
  */
 import { fsp as fs } from './internal/lazy'
 import type { Readable, Writable } from 'node:stream'
-import * as path from 'node:path'
+import path = require('node:path')
 import { Layout } from './internal/layout'
 import { StoreContext } from './internal/context'
 import { cleanup, CleanupReport, stagingLeftovers } from './internal/cleanup'

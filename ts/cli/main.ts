@@ -88,8 +88,15 @@ function report(err: unknown, io: Io): number {
   return e instanceof FlagError ? 125 : 1
 }
 
-/** The package's version (package.json sits above dist/ts/cli/ and above the bundle's dist/cli/). */
+/**
+ * The CLI bundles (scripts/bundle-cli.js) have the package's version written in at build time,
+ * so `--version` reads no file; tsc's output and the sources read it from package.json.
+ */
+declare const STRATA_BUNDLED_VERSION: string | undefined
+
+/** The package's version (package.json sits above dist/ts/cli/ and above ts/cli/). */
 function version(): string {
+  if (typeof STRATA_BUNDLED_VERSION === 'string') return STRATA_BUNDLED_VERSION
   for (const up of ['../..', '../../..']) {
     try {
       return (JSON.parse(fs.readFileSync(path.resolve(__dirname, up, 'package.json'), 'utf8')) as { version: string }).version
