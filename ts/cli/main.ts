@@ -57,10 +57,11 @@ async function run(argv: string[], io: Io, readOnlyOnly: boolean): Promise<numbe
     // The store (and with it the native addon) loads only for a command that uses it. In place,
     // not with import(): see ./commands.ts.
     const { Store } = require('../store') as typeof import('../store')
-    const store = await Store.open(root ? { root } : {})
     // A read-only command's store sections only read: they may run without the flock, checked
-    // against the write generation (ts/lock.ts), so the native addon need not load for them.
-    if (entry.readOnly) store.context.optimisticReads = true
+    // against the write generation (ts/internal/lock.ts), so the native addon need not load for
+    // them, and the store opens without the passes that only writers need (Store.openReader).
+    const opts = root ? { root } : {}
+    const store = entry.readOnly ? await Store.openReader(opts, { containers: !entry.imagesOnly }) : await Store.open(opts)
     try {
       return await handler(store, args, io)
     } finally {
