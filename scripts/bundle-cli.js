@@ -81,7 +81,7 @@ built.then(() => {
     if (ascii !== src) fs.writeFileSync(file, ascii)
   }
   // A new bundle invalidates the code cache made for the old one; make the new ones.
-  for (const name of ['strata.js.cache', 'read.js.cache']) fs.rmSync(path.join(outdir, name), { force: true })
+  for (const name of fs.readdirSync(outdir)) if (name.endsWith('.cache')) fs.rmSync(path.join(outdir, name), { force: true })
   const warm = require('node:child_process').spawnSync(process.execPath, [path.join(root, 'bin', 'strata.js')], {
     env: { ...process.env, STRATA_WARM_CODE_CACHE: '1' }, stdio: 'inherit',
   })
