@@ -26,18 +26,18 @@ const Module = require('node:module')
 const dist = path.join(__dirname, '..', 'dist', 'cli')
 
 /** Each read-only command's cache (its spellings → its name), as read.js.<name>.cache. */
-const READ_CACHES = {
+const READ_CACHES = new Map(Object.entries({
   images: 'images', 'image-ls': 'images', 'image-list': 'images',
   ps: 'ps', 'container-ls': 'ps', 'container-list': 'ps',
   inspect: 'inspect', 'image-inspect': 'inspect', 'container-inspect': 'inspect',
   history: 'history', 'image-history': 'history',
-}
+}))
 
 /** The read-only bundle's cache for `argv`: its command's, else the general one. */
 function readCache(argv) {
   let i = 0
   while (argv[i] === '--root' || argv[i]?.startsWith('--root=')) i += argv[i] === '--root' ? 2 : 1
-  const name = READ_CACHES[`${argv[i]}-${argv[i + 1]}`] ?? READ_CACHES[argv[i]]
+  const name = READ_CACHES.get(`${argv[i]}-${argv[i + 1]}`) ?? READ_CACHES.get(argv[i])
   return name ? `read.js.${name}.cache` : 'read.js.cache'
 }
 
