@@ -111,6 +111,11 @@ test('the CLI runs from its sources (commands load with require, not import())',
   t.is(tag.code, 0, tag.err)
   const listed = await run('images', '--format', '{{.Repository}}:{{.Tag}}')
   t.deepEqual(listed.out.split('\n').filter(Boolean).sort(), ['bb:latest', 'bb:two'])
+  // A word that names a member of every object is no command either.
+  for (const word of ['constructor', 'toString', '__proto__']) {
+    const r = await run(word)
+    t.deepEqual([r.code, r.err], [1, `strata: '${word}' is not a strata command.\nSee 'strata --help'\n`])
+  }
 })
 
 /** Preloaded: writes whether the process loaded the native addon, at exit, to $STRATA_TEST_ADDON. */

@@ -120,14 +120,19 @@ export function resolveCommand(argv: string[]): { name: string; entry: CommandEn
   const [first, second] = argv
   if (second !== undefined) {
     const two = `${first} ${second}`
-    if (COMMANDS[two]) return { name: two, entry: COMMANDS[two], args: argv.slice(2) }
-    if (ALIASES[two]) return at(ALIASES[two], argv.slice(2))
-    const section = PREFIXES[first]
-    if (section && COMMANDS[second]?.section === section && second !== 'inspect') return { name: second, entry: COMMANDS[second], args: argv.slice(2) }
+    if (own(COMMANDS, two)) return { name: two, entry: COMMANDS[two], args: argv.slice(2) }
+    if (own(ALIASES, two)) return at(ALIASES[two], argv.slice(2))
+    const section = own(PREFIXES, first) ? PREFIXES[first] : undefined
+    if (section && own(COMMANDS, second) && COMMANDS[second].section === section && second !== 'inspect') return { name: second, entry: COMMANDS[second], args: argv.slice(2) }
   }
-  if (COMMANDS[first]) return { name: first, entry: COMMANDS[first], args: argv.slice(1) }
-  if (ALIASES[first]) return at(ALIASES[first], argv.slice(1))
+  if (own(COMMANDS, first)) return { name: first, entry: COMMANDS[first], args: argv.slice(1) }
+  if (own(ALIASES, first)) return at(ALIASES[first], argv.slice(1))
   return undefined
+}
+
+/** Whether `table` has `key` of its own (`strata constructor` names no command). */
+function own(table: object, key: string | undefined): key is string {
+  return key !== undefined && Object.prototype.hasOwnProperty.call(table, key)
 }
 
 function at([name, ...implied]: string[], args: string[]): { name: string; entry: CommandEntry; args: string[] } {
