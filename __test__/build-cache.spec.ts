@@ -8,12 +8,14 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { spawn } from 'node:child_process'
-import { Store } from '../ts'
+import { spawn, execFileSync } from 'node:child_process'
+import { Store, StrataError } from '../ts'
 import { CLI } from './helpers/fs'
 import { writeContext, strataTree, buildSuite, BUILD_BASE } from './helpers/build'
 import { checkConsistent } from './helpers/consistency'
 import { native } from '../ts/internal/native'
+import { parseCacheSpec } from '../ts/build/cache-io'
+import { chainIdsOf, type DiffId } from '../ts/internal/chain'
 
 const suite = buildSuite()
 const BB = BUILD_BASE
@@ -147,6 +149,88 @@ test.serial('cache export and import between two stores: 100% hits, the same ima
   t.true(imported.steps.every((s) => s.cached))
   t.is(imported.imageId, built.imageId)
   t.deepEqual(await strataTree(b.store, imported.imageId, path.join(b.dir, 't')), await strataTree(a.store, built.imageId, path.join(a.dir, 't')))
+})
+
+test.serial('incremental COPY: a changed file is copied, the others linked from the last layer of the same COPY; the layer equals a --no-cache build\'s (same DiffID) and outlives the old one', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, {
+    Dockerfile: `FROM ${BB}\nCOPY tree/ /\nCOPY --chown=7:8 --chmod=640 tree/ /app/owned/\nRUN cat /d1/a.txt /app/owned/d2/sub/c.txt > /seen\n`,
+    'tree/d1/a.txt': 'a1', 'tree/d1/b.txt': { content: 'b', mode: 0o600 }, 'tree/d1/x.sh': { content: '#!/bin/sh\n', mode: 0o755 },
+    'tree/d2/sub/c.txt': 'c', 'tree/d2/l': { link: '../d1/a.txt' }, 'tree/d2/keep': 'k',
+  })
+  execFileSync('setfattr', ['-n', 'user.note', '-v', 'kept', path.join(ctx, 'tree/d1/b.txt')])
+  // Two names of one file: made as a pair, never linked from the old layer.
+  fs.linkSync(path.join(ctx, 'tree/d2/keep'), path.join(ctx, 'tree/d2/keep2'))
+  const layerFile = async (diffIds: string[], i: number, rel: string): Promise<string> => {
+    const l = await store.context.layers.get(chainIdsOf(diffIds.slice(0, i + 1) as DiffId[])[i])
+    return path.join(store.context.layout.diffDir(l!.cacheId), rel)
+  }
+  const diffIdsOf = async (id: string): Promise<string[]> => (await store.context.images.get(id))!.config.rootfs.diff_ids
+  const first = await store.build({ context: ctx, tags: ['inc:1'] })
+  const before = await diffIdsOf(first.imageId)
+  fs.writeFileSync(path.join(ctx, 'tree/d1/a.txt'), 'a2, longer')
+  fs.chmodSync(path.join(ctx, 'tree/d1/x.sh'), 0o700)
+  const inc = await store.build({ context: ctx, tags: ['inc:2'] })
+  t.deepEqual(inc.steps.map((x) => x.cached), [false, false, false])
+  const after = await diffIdsOf(inc.imageId)
+  const base = before.length - 3
+  // Unchanged files of both COPYs are the old layers' inodes; the changed ones are new files.
+  for (const [i, rel] of [[base, 'd1/b.txt'], [base, 'd2/sub/c.txt'], [base + 1, 'app/owned/d2/sub/c.txt']] as [number, string][]) {
+    t.is(fs.statSync(await layerFile(after, i, rel)).ino, fs.statSync(await layerFile(before, i, rel)).ino, rel)
+  }
+  for (const [i, rel] of [[base, 'd1/a.txt'], [base, 'd1/x.sh'], [base, 'd2/keep'], [base + 1, 'app/owned/d1/a.txt']] as [number, string][]) {
+    t.not(fs.statSync(await layerFile(after, i, rel)).ino, fs.statSync(await layerFile(before, i, rel)).ino, rel)
+  }
+  const fresh = await store.build({ context: ctx, noCache: true, tags: ['inc:fresh'] })
+  // `COPY tree/ /` makes only directories of the source (their times kept): its layer is
+  // reproducible, and the incremental one is the same tar.
+  t.is(after[base], (await diffIdsOf(fresh.imageId))[base])
+  const expected = await strataTree(store, 'inc:fresh', path.join(dir, 'fresh'))
+  t.deepEqual(await strataTree(store, 'inc:2', path.join(dir, 'inc')), expected)
+  t.is(execFileSync('getfattr', ['--only-values', '-n', 'user.note', await layerFile(after, base, 'd1/b.txt')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(), 'kept')
+  // The old layers go (their image and records removed): the new layers keep their files.
+  await store.images.remove('inc:1')
+  await store.images.remove('inc:fresh')
+  t.true((await store.pruneBuildCache()).deleted.length > 0)
+  t.false(fs.existsSync(await layerFile(before, base, 'd1/b.txt').catch(() => '/nonexistent')))
+  t.deepEqual(await strataTree(store, 'inc:2', path.join(dir, 'inc-after-prune')), expected)
+  // And a build after the prune (no hint left) copies everything again, to the same image.
+  fs.writeFileSync(path.join(ctx, 'tree/d2/keep'), 'k2')
+  const again = await store.build({ context: ctx, tags: ['inc:3'] })
+  t.deepEqual(again.steps.map((x) => x.cached), [false, false, false])
+  await store.close()
+  await checkConsistent(t, root)
+})
+
+test.serial('--cache-to mode=min (the default) exports the image\'s stages only; mode=max every stage', async (t) => {
+  const a = await freshStore(t, 'a')
+  const ctx = path.join(a.dir, 'ctx')
+  // `final` stands on `base` (FROM base: its layers are the image's) and reads `gen` (COPY --from: not).
+  writeContext(ctx, {
+    Dockerfile: `FROM ${BB} AS gen\nRUN echo gen > /g\nFROM ${BB} AS base\nRUN echo base > /b\nFROM base AS final\nCOPY a.txt /a.txt\nCOPY --from=gen /g /g\nRUN cat /g /a.txt /b > /all\n`,
+    'a.txt': 'a',
+  })
+  const stageOf = (name: string): string => /^\[(\w+) /.exec(name)?.[1] ?? ''
+  const hits = (r: { steps: { name: string; cached: boolean }[] }): Record<string, boolean[]> => {
+    const out: Record<string, boolean[]> = {}
+    for (const s of r.steps) (out[stageOf(s.name)] ??= []).push(s.cached)
+    return out
+  }
+  const built = await a.store.build({ context: ctx, cacheTo: [{ type: 'local', dir: path.join(a.dir, 'min') }, { type: 'local', dir: path.join(a.dir, 'max'), mode: 'max' }] })
+  // The CLI's spelling: mode=min when not given, as BuildKit; an unknown mode is refused before anything runs.
+  t.deepEqual(parseCacheSpec(`type=local,dest=${a.dir}/d`, 'to'), { type: 'local', dir: `${a.dir}/d`, mode: 'min' })
+  t.deepEqual(parseCacheSpec('type=registry,ref=localhost:5000/c:1,mode=max', 'to'), { type: 'registry', ref: 'localhost:5000/c:1', mode: 'max' })
+  t.is((t.throws(() => parseCacheSpec(`type=local,dest=${a.dir}/d,mode=all`, 'to')) as StrataError | undefined)?.code, 'InvalidArgument')
+
+  const b = await freshStore(t, 'b')
+  const fromMin = await b.store.build({ context: ctx, cacheFrom: [{ type: 'local', dir: path.join(a.dir, 'min') }] })
+  // gen's RUN is built again; it makes the same /g, so the COPY --from after it still hits.
+  t.deepEqual(hits(fromMin), { gen: [false], base: [true], final: [true, true, true] })
+  t.is(fromMin.imageId, built.imageId)
+  const c = await freshStore(t, 'c')
+  const fromMax = await c.store.build({ context: ctx, cacheFrom: [{ type: 'local', dir: path.join(a.dir, 'max') }] })
+  t.deepEqual(hits(fromMax), { gen: [true], base: [true], final: [true, true, true] })
 })
 
 test.serial('records keep their layers through rmi and cleanup; builder prune removes them', async (t) => {

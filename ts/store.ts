@@ -301,7 +301,7 @@ expose(Store, {
     noCache: v.optional(v.boolean), noCacheFilter: v.optional(v.arrayOf(v.nonEmptyString)), network: v.optional(v.oneOf('host', 'none')),
     labels: v.optional(v.recordOf(v.string)),
     cacheFrom: v.optional(v.arrayOf(v.either(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString }), v.options({ type: v.oneOf('registry'), ref: v.nonEmptyString })))),
-    cacheTo: v.optional(v.arrayOf(v.either(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString }), v.options({ type: v.oneOf('registry'), ref: v.nonEmptyString })))),
+    cacheTo: v.optional(v.arrayOf(v.either(v.options({ type: v.oneOf('local'), dir: v.nonEmptyString, mode: v.optional(v.oneOf('min', 'max')) }), v.options({ type: v.oneOf('registry'), ref: v.nonEmptyString, mode: v.optional(v.oneOf('min', 'max')) })))),
     contextLimits: v.optional(v.options({ maxEntries: v.optional(v.count), maxBytes: v.optional(v.nonNegative) })),
     onProgress: v.optional(v.func), signal,
   })]],

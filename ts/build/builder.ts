@@ -17,7 +17,8 @@
  * 3. The target stage's config (./image-config.ts) is written with BuildKit's history and
  *    created times; the tags move last, only when everything else succeeded.
  */
-import * as fs from 'node:fs/promises'
+import { statSync } from 'node:fs'
+import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { StoreContext, Staging, throwIfAborted } from '../internal/context'
@@ -45,10 +46,11 @@ import {
 } from './image-config'
 import {
   planSources, describeSource, filesOf, copySteps, runCopy, resolveChown, destinationPath, heredocTree, dirTree,
-  SourceTree, PlannedSource,
+  SourceTree, PlannedSource, CopyStep,
 } from './copy'
+import { copyLineage, readLastCopy, writeLastCopy, lastCopyOf, splitReuse, LastCopy } from './reuse'
 import { Progress, BuildEvent } from './progress'
-import { CacheSpec, importCache, exportCache } from './cache-io'
+import { CacheSpec, CacheMode, importCache, exportCache } from './cache-io'
 import { cacheRef, exportRegistryCache, importRegistryCache } from './cache-registry'
 import { DockerConfig, keyForRegistry } from '../registry/credentials'
 import { registryAuth } from '../registry/push-image'
@@ -195,6 +197,8 @@ export class Builder {
   #ignore: string[] = []
   #escape = '\\'
   #steps: StepReport[] = []
+  /** The stage of each entry of #steps (what a `--cache-to` of mode=min selects by). */
+  #stepStages: StageNode[] = []
   #stepCounter = 0
   #metaArgs = new Map<string, string | undefined>()
   #nodes: StageNode[] = []
@@ -239,7 +243,8 @@ export class Builder {
   async #run(): Promise<BuildResult> {
     const { opts } = { opts: this.#opts }
     const contextDir = path.resolve(opts.context)
-    const st = await fs.stat(contextDir).catch(() => undefined)
+    // On the calling thread, as the store's metadata reads (../internal/fsx.ts): one stat.
+    const st = (() => { try { return statSync(contextDir, { throwIfNoEntry: false }) } catch { return undefined } })()
     if (!st?.isDirectory()) throw new BuildError('InvalidArgument', `unable to prepare context: path "${opts.context}" not found`)
     for (const t of opts.tags ?? []) {
       const ref = parseReference(t)
@@ -306,11 +311,24 @@ export class Builder {
     for (const spec of opts.cacheTo ?? []) {
       const where = spec.type === 'local' ? spec.dir : cacheRef(spec.ref, 'to').string()
       const id = this.#progress.start(spec.type === 'local' ? 'exporting cache' : `exporting cache to ${where}`, sha(`cache-to ${where}`))
-      if (spec.type === 'local') await exportCache(this.#ctx, this.#steps.map((s) => s.key), spec)
-      else await exportRegistryCache(this.#ctx, this.#credentials, this.#steps.map((s) => s.key), cacheRef(spec.ref, 'to'), this.#signal)
+      const keys = this.#exportedKeys(target, spec.mode ?? 'min')
+      if (spec.type === 'local') await exportCache(this.#ctx, keys, spec)
+      else await exportRegistryCache(this.#ctx, this.#credentials, keys, cacheRef(spec.ref, 'to'), this.#signal)
       this.#progress.emit({ type: 'done', id, at: performance.now() })
     }
     return done
+  }
+
+  /**
+   * The step keys a `--cache-to` exports: with mode=max every step's; with mode=min (BuildKit's
+   * default) those whose layers the image has — the target stage's and its `FROM <stage>`
+   * chain's —, not those of stages only `COPY --from` reads.
+   */
+  #exportedKeys(target: StageNode, mode: CacheMode): string[] {
+    if (mode === 'max') return this.#steps.map((s) => s.key)
+    const inImage = new Set<StageNode>()
+    for (let n: StageNode | undefined = target; n; n = n.baseStage) inImage.add(n)
+    return this.#steps.filter((_, i) => inImage.has(this.#stepStages[i])).map((s) => s.key)
   }
 
   /** The build's staging dir, made when a step first needs one (a fully cached build never does). */
@@ -691,6 +709,8 @@ export class Builder {
   async #step(node: StageNode, s: StageState, opts: {
     name: string; key: string; createdBy: string; line: number
     work: (space: StepSpace, vertex: number) => Promise<void>
+    /** After `work` made (and recorded) a layer. */
+    made?: (rec: CacheRecord) => void
   }): Promise<void> {
     const vertex = this.#progress.start(opts.name, opts.key)
     const parentChain = this.#parentChain(s)
@@ -716,6 +736,7 @@ export class Builder {
       if (!inFlight.has(opts.key)) inFlight.set(opts.key, mine)
       try {
         rec = await this.#make(s, opts, vertex, parentChain)
+        opts.made?.(rec)
       } finally {
         if (inFlight.get(opts.key) === mine) inFlight.delete(opts.key)
         settle()
@@ -728,6 +749,7 @@ export class Builder {
       this.#history(s, opts.createdBy, true, r.created)
     } else this.#history(s, opts.createdBy, false)
     this.#steps.push({ name: opts.name, key: opts.key, cached, ...(r.diffId ? { diffId: r.diffId } : {}) })
+    this.#stepStages.push(node)
   }
 
   /** The cache record of `key` if it is a hit here: its layer still there, on this parent. */
@@ -821,7 +843,8 @@ export class Builder {
     await this.#step(node, s, {
       name, key, createdBy, line: c.line,
       work: async (space, vertex) => {
-        const id = `${path.basename(await this.#stagingDir())}-${this.#stepCounter}`
+        // The step space's own number: #stepCounter may have moved on (stages run concurrently).
+        const id = `${path.basename(await this.#stagingDir())}-${path.basename(space.dir)}`
         const code = await runInStep(this.#ctx, space, {
           id, args, env, user: s.user, cwd: s.workdir, network, ...(script ? { script } : {}), signal: this.#signal,
           onOutput: (stream, data) => this.#progress.emit({ type: 'log', id: vertex, stream, data, at: performance.now() }),
@@ -909,8 +932,16 @@ export class Builder {
     }
     const key = stepKey(this.#parentChain(s), this.#platform, [c.kind, keyed, dest, chown, chmod ?? null])
     const name = this.#vertexName(node, s, c)
+    // A copy of context files links what it copies unchanged from the last layer this instruction made (./reuse.ts).
+    const lineage = heredocSources.length === 0 && fromDiffIds === undefined
+      ? copyLineage({ platform: this.#platform, kind: c.kind, sources, dest, chown, chmod: chmod ?? null })
+      : undefined
+    let copied: CopyStep[] = []
     await this.#step(node, s, {
       name, key, createdBy, line: c.line,
+      made: (rec) => {
+        if (lineage && rec.diffId !== null) writeLastCopy(this.#ctx.layout.lastCopies, lineage, lastCopyOf(rec.chainId, copied))
+      },
       work: async (space) => {
         const owner = resolveChown(chown, space.merged, c.line)
         let unmount: (() => Promise<void>) | undefined
@@ -936,13 +967,28 @@ export class Builder {
           }
           if (planned.length > 0) {
             const steps = copySteps({ planned, tree, dest, rootfs: space.merged, ...(owner ? { owner } : {}), ...(chmod !== undefined ? { chmod } : {}), digests, line: c.line })
-            await runCopy(tree.root, space.merged, steps, cancel)
+            copied = steps
+            const reuse = lineage && !node.ignoreCache ? await this.#lastCopyLayer(lineage) : undefined
+            const split = reuse ? splitReuse(steps, reuse.last, (d) => native.statInRoot(space.merged, d) === null) : { mounted: steps, after: [] }
+            await runCopy(tree.root, space.merged, split.mounted, cancel)
+            if (reuse && split.after.length > 0) {
+              // The links go into the upper dir itself, which only an unmounted overlay allows.
+              await space.unmount()
+              await runCopy(tree.root, space.diff, split.after, cancel, reuse.diff)
+            }
           }
         } finally {
           await unmount?.()
         }
       },
     })
+  }
+
+  /** The last layer an instruction made, if it is still there, and its diff dir (./reuse.ts). */
+  async #lastCopyLayer(lineage: string): Promise<{ last: LastCopy; diff: string } | undefined> {
+    const last = readLastCopy(this.#ctx.layout.lastCopies, lineage)
+    const layer = last ? await this.#ctx.layers.get(last.chainId) : undefined
+    return last && layer ? { last, diff: this.#ctx.layout.diffDir(layer.cacheId) } : undefined
   }
 
   /**

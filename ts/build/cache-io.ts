@@ -17,7 +17,7 @@
  * layers must be there already; cached layers arrive parents first) and writes the record;
  * a record whose parent is missing is skipped. Exporting merges into an existing layout.
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { StoreContext } from '../internal/context'
@@ -27,10 +27,18 @@ import { DIFF_DIR, hex } from '../internal/layout'
 import { CacheRecord } from './cache'
 import { asDiffId, chainIdOf } from '../internal/chain'
 
+/**
+ * What a `--cache-to` exports (BuildKit's `mode`): `min` (its default), the records of the
+ * steps whose layers are in the built image — the target stage and the stages it stands on
+ * through `FROM <stage>` —; `max`, the records of every step the build ran or hit, the other
+ * stages' (`COPY --from` sources) too. Ignored on import.
+ */
+export type CacheMode = 'min' | 'max'
+
 /** Where a cache goes to or comes from: an OCI layout directory, or a registry (./cache-registry.ts). */
 export type CacheSpec =
-  | { type: 'local'; /** The layout directory. */ dir: string }
-  | { type: 'registry'; /** `host/name:tag` of the cache manifest. */ ref: string }
+  | { type: 'local'; /** The layout directory. */ dir: string; mode?: CacheMode }
+  | { type: 'registry'; /** `host/name:tag` of the cache manifest. */ ref: string; mode?: CacheMode }
 
 export const CACHE_MEDIA = 'application/vnd.strata.build.cache.v1+json'
 const LAYER_MEDIA = 'application/vnd.oci.image.layer.v1.tar'
@@ -49,18 +57,21 @@ export function parseCacheSpec(s: string, direction: 'from' | 'to'): CacheSpec {
     fields.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim())
   }
   const type = fields.get('type') ?? 'local'
+  // BuildKit's export modes, min when not given (its default); an import ignores the field, as BuildKit's importers do.
+  const mode = fields.get('mode')
+  if (direction === 'to' && mode !== undefined && mode !== 'min' && mode !== 'max') {
+    throw new StrataError('InvalidArgument', `cache spec ${JSON.stringify(s)}: invalid cache mode: ${mode} (min, max)`)
+  }
+  const exportMode = direction === 'to' ? { mode: (mode ?? 'min') as CacheMode } : {}
   if (type === 'registry') {
     const ref = fields.get('ref')
     if (!ref) throw new StrataError('InvalidArgument', `cache spec ${JSON.stringify(s)} needs ref=NAME:TAG`)
-    // The only export mode strata has is BuildKit's mode=max (every step of every stage built).
-    const mode = fields.get('mode')
-    if (mode !== undefined && mode !== 'max') throw new StrataError('InvalidArgument', `cache spec ${JSON.stringify(s)}: mode=${mode} is not supported (max)`)
-    return { type: 'registry', ref }
+    return { type: 'registry', ref, ...exportMode }
   }
   if (type !== 'local') throw new StrataError('InvalidArgument', `unsupported cache type ${JSON.stringify(type)} (local, registry)`)
   const dir = fields.get(direction === 'to' ? 'dest' : 'src')
   if (!dir) throw new StrataError('InvalidArgument', `cache spec ${JSON.stringify(s)} needs ${direction === 'to' ? 'dest' : 'src'}=DIR`)
-  return { type: 'local', dir: path.resolve(dir) }
+  return { type: 'local', dir: path.resolve(dir), ...exportMode }
 }
 
 function sha(b: Buffer | string): string {

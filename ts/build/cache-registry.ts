@@ -18,7 +18,7 @@
  * image built from the cache skips them. Exporting does what a push does: HEAD the blobs the
  * repository is known to hold, upload the rest (compressing each layer once, then keeping it).
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { StoreContext } from '../internal/context'

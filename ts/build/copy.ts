@@ -22,7 +22,7 @@
  *   from the tar unless `--chown`; ADD of a URL is refused (`InvalidArgument`).
  */
 import * as path from 'node:path'
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from '../internal/lazy'
 import { native } from '../internal/native'
 import { call, StrataErrorCode } from '../errors'
 import { BuildError } from './errors'
@@ -262,7 +262,7 @@ type Xattrs = { xattrs?: [string, string][] }
 export type CopyStep =
   | { op: 'mkdirs'; dst: string; mode: number; uid: number; gid: number }
   | ({ op: 'dir'; dst: string; mode: number; uid: number; gid: number; mtime: string } & Xattrs)
-  | ({ op: 'file'; src: string; dst: string; mode: number; uid: number; gid: number; mtime: string; expect?: string } & Xattrs)
+  | ({ op: 'file'; src: string; dst: string; mode: number; uid: number; gid: number; mtime: string; expect?: string; /** Link from the reuse root if it has it (./reuse.ts). */ reuse?: boolean } & Xattrs)
   | ({ op: 'symlink'; dst: string; target: string; uid: number; gid: number; mtime: string } & Xattrs)
   | { op: 'hardlink'; dst: string; target: string }
   | { op: 'dirTimes'; dst: string; mtime: string }
@@ -340,8 +340,8 @@ export function copySteps(opts: {
   return [...steps, ...dirTimes]
 }
 
-/** Runs copy steps reading from `srcRoot`, writing into `rootfs`. */
-export async function runCopy(srcRoot: string, rootfs: string, steps: CopyStep[], cancel?: Parameters<typeof native.copyIn>[3]): Promise<void> {
+/** Runs copy steps reading from `srcRoot` (files marked `reuse`: linked from `reuseRoot` where it can), writing into `rootfs`. */
+export async function runCopy(srcRoot: string, rootfs: string, steps: CopyStep[], cancel?: Parameters<typeof native.copyIn>[3], reuseRoot?: string): Promise<void> {
   if (steps.length === 0) return
   // Paths travel as strings, or as their bytes where they are not valid Unicode (../internal/bytepath.ts).
   const wired = steps.map((st) => {
@@ -351,7 +351,7 @@ export async function runCopy(srcRoot: string, rootfs: string, steps: CopyStep[]
     if ('xattrs' in st && st.xattrs) w.xattrs = st.xattrs.map(([k, v]) => [toWire(k), v])
     return w
   })
-  await call(() => native.copyIn(srcRoot, rootfs, JSON.stringify(wired), cancel))
+  await call(() => native.copyIn(srcRoot, rootfs, JSON.stringify(wired), cancel, reuseRoot))
 }
 
 /** A tree of a few files written for heredoc sources (`COPY <<EOF /dest`). */

@@ -22,7 +22,7 @@
  *   layer, `private` the opposite;
  * - anything else is refused (`Invalid filter 'x'`), and each key takes one value.
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from '../internal/lazy'
 import { StoreContext } from '../internal/context'
 import { chainIdsOf, type ChainId } from '../internal/chain'
 import { StrataError } from '../errors'
@@ -147,6 +147,8 @@ export async function pruneBuildCache(ctx: StoreContext, opts: PruneOptions = {}
     for (const r of candidates) await ctx.buildCache.remove(r.key)
     // The COPY --from memos (./fromkey.ts) are recomputable; they go with any pruned record.
     if (candidates.length > 0) await fs.rm(ctx.layout.fromKeys, { recursive: true, force: true })
+    // So do the incremental COPY hints (./reuse.ts), which may name a layer about to go.
+    if (candidates.length > 0) await fs.rm(ctx.layout.lastCopies, { recursive: true, force: true })
     // Layers of the removed records (and below) that nothing else needs now.
     const used = await ctx.usedLayers()
     let reclaimed = 0

@@ -8,9 +8,8 @@
  * files beside the bundle (so they never land in the layer). Network: the host's (strata has
  * no bridge) or none (a namespace with loopback only).
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs, childProcess } from '../internal/lazy'
 import * as path from 'node:path'
-import { spawn } from 'node:child_process'
 import { StoreContext } from '../internal/context'
 import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
@@ -77,7 +76,7 @@ export async function runInStep(ctx: StoreContext, space: StepSpace, req: RunReq
   await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec))
   const runtime = runtimeFor(ctx)
   const log = path.join(bundle, 'runtime.log')
-  const child = spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, req.id], {
+  const child = childProcess.spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, req.id], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   child.stdout.on('data', (d: Buffer) => req.onOutput('stdout', d))

@@ -24,7 +24,7 @@
  * DiffID, tar-split, overlay bookkeeping xattrs dropped) and `layer/` is renamed into
  * `overlay2/<cache-id>` by the layer store. Nothing is copied.
  */
-import * as fs from 'node:fs/promises'
+import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
 import { StoreContext } from '../internal/context'
 import { native } from '../internal/native'

@@ -5,11 +5,10 @@
  * writes it; a failed step prints BuildKit's error block with the Dockerfile excerpt.
  */
 import * as fs from 'node:fs'
-import * as fsp from 'node:fs/promises'
-import * as os from 'node:os'
 import * as path from 'node:path'
-import { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+import type { Readable } from 'node:stream'
+// Loaded when used (a context tar on stdin, --iidfile): a cached build never needs them.
+import { fsp, os, streamPromises } from '../internal/lazy'
 import { Store } from '../store'
 import { StrataError } from '../errors'
 import { native } from '../internal/native'
@@ -63,7 +62,7 @@ async function contextFromStdin(stdin: Readable): Promise<{ dir: string; dispose
   const base = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-build-ctx-'))
   try {
     const tar = path.join(base, 'context.tar')
-    await pipeline(stdin, fs.createWriteStream(tar))
+    await streamPromises.pipeline(stdin, fs.createWriteStream(tar))
     const dir = path.join(base, 'ctx')
     await call(() => native.unpackArchive(tar, dir, path.join(base, 'ts.json.gz')))
     return { dir, dispose: () => fsp.rm(base, { recursive: true, force: true }) }
@@ -99,7 +98,8 @@ function errorBlock(e: BuildError, logs: string[], dockerfile: { name: string; t
   return out
 }
 
-export async function buildCommand(store: Store, argv: string[], io: Io, stdin: Readable = process.stdin): Promise<number> {
+/** `strata build`. `stdin` is process.stdin unless given, touched only for `-` (reading it sets up the stream machinery). */
+export async function buildCommand(store: Store, argv: string[], io: Io, stdin?: Readable): Promise<number> {
   const p = parseArgs(argv, BUILD_FLAGS)
   if (p.args.length !== 1) {
     io.err('"strata build" requires exactly 1 argument.\nUsage:  strata build [OPTIONS] PATH | -\n')
@@ -114,11 +114,11 @@ export async function buildCommand(store: Store, argv: string[], io: Io, stdin: 
   const file = value(p, 'file')
   if (ctxDir === '-') {
     if (file === '-') throw new StrataError('InvalidArgument', 'invalid argument: can\'t use stdin for both build context and dockerfile')
-    const c = await contextFromStdin(stdin)
+    const c = await contextFromStdin(stdin ?? process.stdin)
     ctxDir = c.dir
     disposeCtx = c.dispose
   } else if (file === '-') {
-    dockerfileText = await readAll(stdin)
+    dockerfileText = await readAll(stdin ?? process.stdin)
   }
   const dfName = file && file !== '-' ? path.basename(file) : 'Dockerfile'
   const dfText = dockerfileText ?? (() => {

@@ -62,6 +62,9 @@
  * <root>/builder/fromkeys/<hex>.json            what the sources of a `COPY --from` hash to in a stage's
  *                                                 filesystem, by (its top ChainID, the sources): a
  *                                                 memo of immutable content (format in ts/build/fromkey.ts)
+ * <root>/builder/copies/<hex>.json             the last layer each COPY instruction made and the files
+ *                                                 it copied, so its next miss links the unchanged ones
+ *                                                 (a hint; format in ts/build/reuse.ts)
  * <root>/builder/stub/                          the read-only bottom layer of build steps: empty
  *                                                 mount points (proc, sys, dev, etc/hosts, ...) so
  *                                                 the runtime never creates them in a step's layer
@@ -145,6 +148,7 @@ export class Layout {
   get statIndex(): string { return path.join(this.root, 'builder', 'statindex') }
   get buildStub(): string { return path.join(this.root, 'builder', 'stub') }
   get fromKeys(): string { return path.join(this.root, 'builder', 'fromkeys') }
+  get lastCopies(): string { return path.join(this.root, 'builder', 'copies') }
   get writers(): string { return path.join(this.root, 'writers') }
 
   /** All directories a store needs, parents first; `writers` last, so it existing means all do. */

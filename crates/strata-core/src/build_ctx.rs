@@ -447,7 +447,9 @@ pub enum CopyOp {
         xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     },
     /// A regular file copied from `src` (relative to the source root), replacing what is at
-    /// `dst`; with `expect`, its content must hash to it.
+    /// `dst`; with `expect`, its content must hash to it. With `reuse` and a reuse root given to
+    /// [`copy_in_reusing`], the file at the same path there is hard-linked instead when it has
+    /// the same type, mode, owner and mtime (see there); else it is copied.
     File {
         src: Vec<u8>,
         dst: Vec<u8>,
@@ -457,6 +459,7 @@ pub enum CopyOp {
         mtime_ns: i64,
         expect: Option<Digest>,
         xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+        reuse: bool,
     },
     Symlink {
         dst: Vec<u8>,
@@ -621,7 +624,9 @@ impl Counts {
 
 /// Copies the file of a [`FileJob`] (a worker's job; `buf` is its scratch buffer).
 fn copy_job(src: BorrowedFd<'_>, job: &FileJob<'_>, buf: &mut Vec<u8>, counts: &Counts) -> Result<(), BuildCtxError> {
-    let CopyOp::File { src: from, dst: path, mode, uid, gid, mtime_ns, expect, xattrs } = job.op else { return Ok(()) };
+    let CopyOp::File { src: from, dst: path, mode, uid, gid, mtime_ns, expect, xattrs, .. } = job.op else {
+        return Ok(());
+    };
     if buf.is_empty() {
         buf.resize(256 << 10, 0);
     }
@@ -635,8 +640,29 @@ fn copy_job(src: BorrowedFd<'_>, job: &FileJob<'_>, buf: &mut Vec<u8>, counts: &
 /// Regular files are copied by a few worker threads (see [`CopyPool`]); everything else, and
 /// the resolution of each file's destination directory, happens in order on this thread.
 pub fn copy_in(src_root: &Path, dst_root: &Path, ops: &[CopyOp], cancel: &AtomicBool) -> Result<Copied, BuildCtxError> {
+    copy_in_reusing(src_root, dst_root, None, ops, cancel)
+}
+
+/// [`copy_in`], where a file op marked `reuse` is first tried as a hard link of the file at the
+/// same path below `reuse_root` (the layer an earlier build of the same COPY made): the link
+/// stands when the linked inode is a regular file with the op's mode, owner and mtime — its
+/// content is the caller's to vouch for (a layer's files never change) —, else it is removed
+/// and the file copied as any other. Both roots must be on one filesystem for a link; a link
+/// that fails (another filesystem, the layer removed meanwhile) falls back to the copy.
+///
+/// Why a link is safe: layers are read-only (overlayfs copies a file up before any write), a
+/// layer's removal unlinks its names only (the inode lives on under the other), and the layer
+/// walk ([`crate::egress::layertar`]) pairs hard links by inode within one layer only.
+pub fn copy_in_reusing(
+    src_root: &Path,
+    dst_root: &Path,
+    reuse_root: Option<&Path>,
+    ops: &[CopyOp],
+    cancel: &AtomicBool,
+) -> Result<Copied, BuildCtxError> {
     let src = open_dir(src_root)?;
     let dst = open_dir(dst_root)?;
+    let reuse = reuse_root.map(open_dir).transpose()?;
     let state = crate::workpool::PoolState::new();
     let counts = Counts::default();
     let files = ops.iter().filter(|o| matches!(o, CopyOp::File { .. })).count();
@@ -645,7 +671,8 @@ pub fn copy_in(src_root: &Path, dst_root: &Path, ops: &[CopyOp], cancel: &Atomic
     std::thread::scope(|scope| -> Result<(), BuildCtxError> {
         let mut pool = CopyPool::start(scope, workers, "strata-copy-w", &state, cancel, &run)
             .map_err(|source| BuildCtxError::Io { op: "spawn", path: "copy worker".into(), source })?;
-        let r = run_ops(&mut pool, src.as_fd(), dst.as_fd(), ops, cancel, workers > 0, &counts);
+        let roots = Roots { src: src.as_fd(), dst: dst.as_fd(), reuse: reuse.as_ref().map(|r| r.as_fd()) };
+        let r = run_ops(&mut pool, roots, ops, cancel, workers > 0, &counts);
         // Whatever happened, the workers finish what they hold before the scope joins them.
         let settled = pool.settle();
         r.and(settled)
@@ -653,15 +680,46 @@ pub fn copy_in(src_root: &Path, dst_root: &Path, ops: &[CopyOp], cancel: &Atomic
     Ok(Copied { files: counts.files.load(Ordering::Relaxed), bytes: counts.bytes.load(Ordering::Relaxed) })
 }
 
+/// The directories a copy works between.
+#[derive(Clone, Copy)]
+struct Roots<'a> {
+    src: BorrowedFd<'a>,
+    dst: BorrowedFd<'a>,
+    /// Where files marked `reuse` are linked from (see [`copy_in_reusing`]).
+    reuse: Option<BorrowedFd<'a>>,
+}
+
+/// Links the file `path` of the reuse root to `leaf` in `dir` if it is what `op` would make
+/// (regular, same mode, owner, mtime); returns whether the link stands.
+fn link_reused(reuse: BorrowedFd<'_>, dir: BorrowedFd<'_>, leaf: &[u8], op: &CopyOp) -> Result<bool, BuildCtxError> {
+    let CopyOp::File { dst: path, mode, uid, gid, mtime_ns, .. } = op else { return Ok(false) };
+    let (rparent, rleaf) = split_parent(path);
+    let Ok(rdir) = open_in(reuse, rparent, OFlags::RDONLY | OFlags::DIRECTORY) else { return Ok(false) };
+    clear_leaf(dir, leaf, path)?;
+    if rustix::fs::linkat(&rdir, os(rleaf), dir, os(leaf), AtFlags::empty()).is_err() {
+        return Ok(false);
+    }
+    let st = rustix::fs::statat(dir, os(leaf), AtFlags::SYMLINK_NOFOLLOW).map_err(io_err("lstat", path))?;
+    let same = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+        && st.st_mode & 0o7777 == *mode & 0o7777
+        && st.st_uid == *uid
+        && st.st_gid == *gid
+        && st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64 == *mtime_ns;
+    if !same {
+        rustix::fs::unlinkat(dir, os(leaf), AtFlags::empty()).map_err(io_err("unlink", path))?;
+    }
+    Ok(same)
+}
+
 fn run_ops<'s>(
     pool: &mut CopyPool<'s>,
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
+    roots: Roots<'_>,
     ops: &'s [CopyOp],
     cancel: &AtomicBool,
     parallel: bool,
     counts: &Counts,
 ) -> Result<(), BuildCtxError> {
+    let (src, dst) = (roots.src, roots.dst);
     // Destination directories resolved so far. A directory, once resolved, stays what it is
     // for the rest of the COPY: no op replaces a directory (a file, link or node over one is
     // EISDIR), so its fd can serve every file that lands in it.
@@ -690,7 +748,7 @@ fn run_ops<'s>(
                 set_fd_xattrs(fd.as_fd(), xattrs, path)?;
                 rustix::fs::futimens(&fd, &timestamps(*mtime_ns)).map_err(io_err("utimens", path))?;
             }
-            CopyOp::File { dst: path, .. } => {
+            CopyOp::File { dst: path, reuse, .. } => {
                 let (parent, leaf) = split_parent(path);
                 let dir = match parents.get(parent) {
                     Some(fd) => fd.clone(),
@@ -702,6 +760,15 @@ fn run_ops<'s>(
                         fd
                     }
                 };
+                if let (true, Some(from)) = (*reuse, roots.reuse) {
+                    if pool.overlaps(path) {
+                        pool.settle()?;
+                    }
+                    if link_reused(from, dir.as_fd(), leaf, op)? {
+                        counts.add(0);
+                        continue;
+                    }
+                }
                 let job = FileJob { op, parent: dir, leaf };
                 if !parallel {
                     copy_job(src, &job, &mut buf, counts)?;
@@ -786,6 +853,7 @@ mod tests {
         let ops = vec![
             CopyOp::Mkdirs { dst: b"/app".to_vec(), mode: 0o755, uid: 0, gid: 0 },
             CopyOp::File {
+                reuse: false,
                 src: b"f".to_vec(),
                 dst: b"/app/f".to_vec(),
                 mode: 0o640,
@@ -802,6 +870,7 @@ mod tests {
         assert!(r.is_ok() || matches!(r, Err(BuildCtxError::Io { .. })), "{r:?}");
         assert!(!outside.join("f").exists());
         let bad = vec![CopyOp::File {
+            reuse: false,
             src: b"f".to_vec(),
             dst: b"/g".to_vec(),
             mode: 0o644,
@@ -812,6 +881,45 @@ mod tests {
             xattrs: Vec::new(),
         }];
         assert!(matches!(copy_in(&src, &dst, &bad, &cancel), Err(BuildCtxError::Changed { .. })));
+    }
+
+    #[test]
+    fn reused_files_are_linked_only_when_their_inode_matches() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, old, dst) = (t.path().join("src"), t.path().join("old"), t.path().join("dst"));
+        for d in [&src, &old, &dst] {
+            std::fs::create_dir(d).unwrap();
+        }
+        for (name, data) in [("same", &b"one"[..]), ("other", b"two")] {
+            std::fs::write(src.join(name), data).unwrap();
+            std::fs::write(old.join(name), data).unwrap();
+            let f = std::fs::File::open(old.join(name)).unwrap();
+            rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644)).unwrap();
+            rustix::fs::futimens(&f, &timestamps(5_000_000_007)).unwrap();
+        }
+        let file = |name: &[u8], mtime_ns: i64| CopyOp::File {
+            reuse: true,
+            src: name.to_vec(),
+            dst: [b"/", name].concat(),
+            mode: 0o644,
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            mtime_ns,
+            expect: None,
+            xattrs: Vec::new(),
+        };
+        // `same` matches the old inode; `other` has another mtime; `gone` is not there at all.
+        std::fs::write(src.join("gone"), b"three").unwrap();
+        let ops = vec![file(b"same", 5_000_000_007), file(b"other", 9), file(b"gone", 9)];
+        let r = copy_in_reusing(&src, &dst, Some(&old), &ops, &AtomicBool::new(false)).unwrap();
+        assert_eq!((r.files, r.bytes), (3, 8));
+        let ino = |p: &Path| rustix::fs::stat(p).unwrap().st_ino;
+        assert_eq!(ino(&dst.join("same")), ino(&old.join("same")));
+        assert_ne!(ino(&dst.join("other")), ino(&old.join("other")));
+        assert_eq!(std::fs::read(dst.join("other")).unwrap(), b"two");
+        assert_eq!(std::fs::read(dst.join("gone")).unwrap(), b"three");
+        // The old file whose inode did not match is untouched.
+        assert_eq!(rustix::fs::stat(old.join("other")).unwrap().st_mtime, 5);
     }
 
     #[test]

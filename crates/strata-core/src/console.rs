@@ -10,12 +10,22 @@
 //! The window size of a pty lives on the master: `TIOCSWINSZ` sets it, and the kernel sends
 //! `SIGWINCH` to the foreground process group of the terminal when it changes — which is how
 //! `stty size` in the container sees a resize of the user's terminal.
+//!
+//! Every call goes through rustix (`net` for the `SCM_RIGHTS` message, `termios` for window
+//! sizes and raw mode, `event` for poll): this module has no `unsafe`. Fds arrive as
+//! `BorrowedFd`s; turning a number JS holds into one is the napi crate's business.
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+use rustix::termios::{OptionalActions, SpecialCodeIndex, Termios, Winsize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -99,15 +109,14 @@ impl ConsoleSocket {
                 return Err(ConsoleError::TimedOut { path: self.path.clone(), ms: timeout.as_millis() as u64 });
             }
             // Short polls: a cancel (the runtime exited without connecting) is seen quickly.
-            poll_in(self.listener.as_raw_fd(), left.min(Duration::from_millis(20))).map_err(err)?;
+            poll_in(self.listener.as_fd(), left.min(Duration::from_millis(20))).map_err(err)?;
         };
         conn.set_nonblocking(false).map_err(err)?;
         conn.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100))))
             .map_err(err)?;
-        let fd = recv_fd(conn.as_raw_fd()).map_err(err)?;
+        let fd = recv_fd(conn.as_fd()).map_err(err)?;
         let fd = fd.ok_or(ConsoleError::NoTerminal { path: self.path.clone(), what: "no file descriptor attached" })?;
-        // SAFETY: isatty only inspects the fd we own.
-        if unsafe { libc::isatty(fd.as_raw_fd()) } != 1 {
+        if !rustix::termios::isatty(&fd) {
             return Err(ConsoleError::NoTerminal {
                 path: self.path.clone(),
                 what: "the file descriptor is not a terminal",
@@ -123,174 +132,108 @@ impl Drop for ConsoleSocket {
     }
 }
 
-fn poll_in(fd: RawFd, wait: Duration) -> io::Result<()> {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd for the duration of the call.
-    let r = unsafe { libc::poll(&mut p, 1, wait.as_millis().max(1) as libc::c_int) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+fn poll_in(fd: BorrowedFd<'_>, wait: Duration) -> io::Result<()> {
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    // A wait too long for a timespec cannot happen (callers wait at most 20 ms); a second is
+    // as good as any bound there.
+    let wait = Timespec::try_from(wait.max(Duration::from_millis(1))).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
+    match rustix::event::poll(&mut fds, Some(&wait)) {
+        Ok(_) | Err(Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
-/// A `msghdr` over `iov` with a control buffer with room for `fds` `SCM_RIGHTS` fds. The
-/// buffer comes back with it: keep it alive while the header is in use.
-fn fd_msghdr(iov: &mut libc::iovec, fds: usize) -> (Vec<u64>, libc::msghdr) {
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE((fds * std::mem::size_of::<RawFd>()) as u32) } as usize;
-    // u64s: the control buffer must be aligned for cmsghdr.
-    let mut control = vec![0u64; space.div_ceil(8)];
-    // SAFETY: msghdr is plain data; its pointers go to `iov` (the caller's) and to the heap
-    // buffer of `control`, which moving the Vec out does not move.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space;
-    (control, msg)
-}
+/// Room for a few fds: if a peer sends more than one, the extras are closed (when the
+/// ancillary buffer is dropped), not leaked.
+const MAX_FDS: usize = 4;
 
-/// One `recvmsg` with room for one `SCM_RIGHTS` fd (received `O_CLOEXEC`).
-fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
+/// One `recvmsg` with room for [`MAX_FDS`] `SCM_RIGHTS` fds (received `O_CLOEXEC`); the first.
+fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
     let mut name = [0u8; 4096];
-    let mut iov = libc::iovec { iov_base: name.as_mut_ptr().cast(), iov_len: name.len() };
-    // Room for a few fds: if a peer sends more than one, the extras are closed, not leaked.
-    const MAX_FDS: usize = 4;
-    let (_control, mut msg) = fd_msghdr(&mut iov, MAX_FDS);
-    let n = loop {
-        // SAFETY: msg points at live buffers of the sizes it states.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = loop {
+        let mut iov = [io::IoSliceMut::new(&mut name)];
+        match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(m) => break m,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     };
-    let mut got: Vec<OwnedFd> = Vec::new();
-    // SAFETY: the CMSG_* walk stays within msg_controllen as the kernel filled it in.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c).cast::<RawFd>();
-                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
-                for i in 0..count {
-                    got.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = msg {
+            fds.extend(received);
         }
     }
-    if n == 0 && got.is_empty() {
+    if got.bytes == 0 && fds.is_empty() {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed without sending a terminal"));
     }
-    Ok(got.into_iter().next())
+    Ok(fds.into_iter().next())
 }
 
 /// Sets the window size of the terminal whose master (or slave) is `fd` (`TIOCSWINSZ`).
-pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> Result<(), ConsoleError> {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
-    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
-        return Err(ConsoleError::Resize { source: io::Error::last_os_error() });
-    }
-    Ok(())
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), ConsoleError> {
+    let ws = Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    rustix::termios::tcsetwinsize(fd, ws).map_err(|e| ConsoleError::Resize { source: e.into() })
 }
 
 /// The window size of the terminal `fd` (`TIOCGWINSZ`) as `(rows, cols)`.
-pub fn window_size(fd: RawFd) -> Result<(u16, u16), ConsoleError> {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ writes one winsize to the pointer.
-    if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } != 0 {
-        return Err(ConsoleError::Resize { source: io::Error::last_os_error() });
-    }
+pub fn window_size(fd: BorrowedFd<'_>) -> Result<(u16, u16), ConsoleError> {
+    let ws = rustix::termios::tcgetwinsize(fd).map_err(|e| ConsoleError::Resize { source: e.into() })?;
     Ok((ws.ws_row, ws.ws_col))
 }
 
 /// A terminal's settings as they were, to put back with [`restore_terminal`].
-#[derive(Clone)]
-pub struct SavedTerminal(libc::termios);
-
-impl SavedTerminal {
-    /// The raw bytes of the saved `termios` (to hand to JS and back).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let p = (&self.0 as *const libc::termios).cast::<u8>();
-        // SAFETY: termios is plain old data of this size.
-        unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<libc::termios>()) }.to_vec()
-    }
-
-    pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() != std::mem::size_of::<libc::termios>() {
-            return None;
-        }
-        // SAFETY: any bit pattern of the right size is a termios; read unaligned from the bytes.
-        Some(SavedTerminal(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<libc::termios>()) }))
-    }
-}
+#[derive(Clone, Debug)]
+pub struct SavedTerminal(Termios);
 
 /// Puts the terminal `fd` in raw mode as docker's CLI does (moby/term `MakeRaw` = cfmakeraw:
 /// no echo, no line editing, no signals from keys, and no output processing — Node's own raw
 /// mode keeps `ONLCR`, which would turn the container's `\r\n` into `\r\r\n`). Returns what to
 /// restore.
-pub fn make_raw(fd: RawFd) -> Result<SavedTerminal, ConsoleError> {
-    // SAFETY: a zeroed termios is filled in by tcgetattr.
-    let mut t: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: t is a valid termios to fill.
-    if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
-        return Err(ConsoleError::Resize { source: io::Error::last_os_error() });
-    }
-    let saved = SavedTerminal(t);
-    // SAFETY: cfmakeraw edits the struct in place.
-    unsafe { libc::cfmakeraw(&mut t) };
-    t.c_cc[libc::VMIN] = 1;
-    t.c_cc[libc::VTIME] = 0;
-    // SAFETY: t is a valid termios.
-    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) } != 0 {
-        return Err(ConsoleError::Resize { source: io::Error::last_os_error() });
-    }
-    Ok(saved)
+pub fn make_raw(fd: BorrowedFd<'_>) -> Result<SavedTerminal, ConsoleError> {
+    let resize = |e: Errno| ConsoleError::Resize { source: e.into() };
+    let saved = rustix::termios::tcgetattr(fd).map_err(resize)?;
+    let mut t = saved.clone();
+    t.make_raw();
+    t.special_codes[SpecialCodeIndex::VMIN] = 1;
+    t.special_codes[SpecialCodeIndex::VTIME] = 0;
+    rustix::termios::tcsetattr(fd, OptionalActions::Now, &t).map_err(resize)?;
+    Ok(SavedTerminal(saved))
 }
 
 /// Puts back what [`make_raw`] saved.
-pub fn restore_terminal(fd: RawFd, saved: &SavedTerminal) -> Result<(), ConsoleError> {
-    // SAFETY: saved.0 is a termios read from a terminal.
-    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved.0) } != 0 {
-        return Err(ConsoleError::Resize { source: io::Error::last_os_error() });
-    }
-    Ok(())
+pub fn restore_terminal(fd: BorrowedFd<'_>, saved: &SavedTerminal) -> Result<(), ConsoleError> {
+    rustix::termios::tcsetattr(fd, OptionalActions::Now, &saved.0)
+        .map_err(|e| ConsoleError::Resize { source: e.into() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use rustix::pty::OpenptFlags;
+    use rustix::termios::{LocalModes, OutputModes};
     use std::os::unix::net::UnixStream;
 
     /// Sends `fd` the way runc's `utils.SendFd` does: the name as payload, one SCM_RIGHTS fd.
-    fn send_fd(sock: &UnixStream, fd: RawFd, name: &[u8]) {
-        let mut iov = libc::iovec { iov_base: name.as_ptr() as *mut _, iov_len: name.len() };
-        let (_control, msg) = fd_msghdr(&mut iov, 1);
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
-            assert!(libc::sendmsg(sock.as_raw_fd(), &msg, 0) >= 0);
-        }
+    fn send_fd(sock: &UnixStream, fd: BorrowedFd<'_>, name: &[u8]) {
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let fds = [fd];
+        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+        rustix::net::sendmsg(sock, &[io::IoSlice::new(name)], &mut control, SendFlags::empty()).unwrap();
     }
 
+    /// A new pty: (master, slave).
     fn openpty() -> (OwnedFd, OwnedFd) {
-        let (mut m, mut s) = (0, 0);
-        assert_eq!(
-            unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) },
-            0
-        );
-        unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) }
+        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+        let master = rustix::pty::openpt(flags).unwrap();
+        rustix::pty::grantpt(&master).unwrap();
+        rustix::pty::unlockpt(&master).unwrap();
+        let slave = rustix::pty::ioctl_tiocgptpeer(&master, flags).unwrap();
+        (master, slave)
     }
 
     #[test]
@@ -302,12 +245,12 @@ mod tests {
         let p = path.clone();
         let sender = std::thread::spawn(move || {
             let s = UnixStream::connect(&p).unwrap();
-            send_fd(&s, master.as_raw_fd(), b"/dev/ptmx");
+            send_fd(&s, master.as_fd(), b"/dev/ptmx");
         });
         let got = sock.receive(Duration::from_secs(5), &AtomicBool::new(false)).unwrap();
         sender.join().unwrap();
-        set_window_size(got.as_raw_fd(), 33, 101).unwrap();
-        assert_eq!(window_size(slave.as_raw_fd()).unwrap(), (33, 101));
+        set_window_size(got.as_fd(), 33, 101).unwrap();
+        assert_eq!(window_size(slave.as_fd()).unwrap(), (33, 101));
         drop(sock);
         assert!(!path.exists(), "the socket file goes with the listener");
     }
@@ -319,10 +262,9 @@ mod tests {
         let sock = ConsoleSocket::bind(&path).unwrap();
         let file = std::fs::File::open("/dev/null").unwrap();
         let p = path.clone();
-        let fd = file.as_raw_fd();
         let sender = std::thread::spawn(move || {
             let s = UnixStream::connect(&p).unwrap();
-            send_fd(&s, fd, b"null");
+            send_fd(&s, file.as_fd(), b"null");
         });
         let e = sock.receive(Duration::from_secs(5), &AtomicBool::new(false)).unwrap_err();
         sender.join().unwrap();
@@ -337,16 +279,15 @@ mod tests {
     #[test]
     fn raw_mode_and_back() {
         let (_master, slave) = openpty();
-        let fd = slave.as_raw_fd();
+        let fd = slave.as_fd();
         let saved = make_raw(fd).unwrap();
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        unsafe { libc::tcgetattr(fd, &mut t) };
-        assert_eq!(t.c_lflag & (libc::ECHO | libc::ICANON | libc::ISIG), 0);
-        assert_eq!(t.c_oflag & libc::OPOST, 0);
-        let again = SavedTerminal::from_bytes(&saved.to_bytes()).unwrap();
+        let t = rustix::termios::tcgetattr(fd).unwrap();
+        assert!(!t.local_modes.intersects(LocalModes::ECHO | LocalModes::ICANON | LocalModes::ISIG));
+        assert!(!t.output_modes.contains(OutputModes::OPOST));
+        let again = saved.clone();
         restore_terminal(fd, &again).unwrap();
-        unsafe { libc::tcgetattr(fd, &mut t) };
-        assert_ne!(t.c_lflag & libc::ICANON, 0);
+        let t = rustix::termios::tcgetattr(fd).unwrap();
+        assert!(t.local_modes.contains(LocalModes::ICANON));
     }
 
     #[test]

@@ -22,11 +22,18 @@
 //! `kind: u32, pid: i32, value: i32` with kind 1 = runtime started (`pid`), 2 = a child ended
 //! (`pid`, `value` = its raw wait status), 3 = exec of the runtime failed (`value` = errno).
 //! EOF means the reaper is gone (it has no children left).
-use std::ffi::{CString, OsStr};
+//!
+//! Syscalls go through rustix (pipe, access, setsid, the subreaper prctl, dup2 onto stdio,
+//! wait, write) except where it has no safe form: `fork`, `execve`, `_exit`, signal
+//! dispositions and `close_range`, each an `unsafe` block below with the reason it is sound.
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, WaitOptions};
 
 pub const EVENT_LEN: usize = 12;
 pub const EVENT_STARTED: u32 = 1;
@@ -74,7 +81,7 @@ pub struct ReapedCommand<'a> {
     /// `KEY=VALUE` entries: the whole environment of the program.
     pub env: &'a [String],
     /// The program's stdin/stdout/stderr; `None` is /dev/null.
-    pub stdio: [Option<RawFd>; 3],
+    pub stdio: [Option<BorrowedFd<'a>>; 3],
 }
 
 fn cstr(program: &str, what: &'static str, s: &[u8]) -> Result<CString, ReaperError> {
@@ -94,13 +101,27 @@ pub fn resolve_program(program: &str, env: &[String]) -> Result<PathBuf, ReaperE
         .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let cand = Path::new(dir).join(program);
-        let c = CString::new(cand.as_os_str().as_bytes()).ok();
-        // SAFETY: access(2) reads a NUL-terminated path.
-        if c.is_some_and(|c| unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0) && cand.is_file() {
+        if rustix::fs::access(&cand, rustix::fs::Access::EXEC_OK).is_ok() && cand.is_file() {
             return Ok(cand);
         }
     }
     Err(ReaperError::NotFound { program: program.into() })
+}
+
+/// NUL-terminated strings and the NULL-terminated array of pointers to them that `execve`
+/// takes. The pointers point into `strings`' heap buffers, which never move or change while
+/// this lives (neither field is ever touched again after [`CStrArray::new`]).
+struct CStrArray {
+    _strings: Vec<CString>,
+    ptrs: Vec<*const libc::c_char>,
+}
+
+impl CStrArray {
+    fn new(strings: Vec<CString>) -> Self {
+        let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|c| c.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        CStrArray { _strings: strings, ptrs }
+    }
 }
 
 /// Starts `cmd` under a new reaper; returns the read end of its event pipe (`O_CLOEXEC`).
@@ -114,162 +135,175 @@ pub fn spawn_reaped(cmd: &ReapedCommand) -> Result<OwnedFd, ReaperError> {
     }
     let envp: Vec<CString> =
         cmd.env.iter().map(|e| cstr(cmd.program, "an environment entry", e.as_bytes())).collect::<Result<_, _>>()?;
-    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
-    envp_p.push(std::ptr::null());
+    let (argv, envp) = (CStrArray::new(argv), CStrArray::new(envp));
 
     let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(spawn_err)?;
-    let stdio: [RawFd; 3] = [0, 1, 2].map(|i| cmd.stdio[i].unwrap_or(null.as_raw_fd()));
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 fills two fds.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(spawn_err(io::Error::last_os_error()));
-    }
-    // SAFETY: both fds were just created and are owned here.
-    let (events_r, events_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let stdio: [BorrowedFd; 3] = [0, 1, 2].map(|i| cmd.stdio[i].unwrap_or(null.as_fd()));
+    let (events_r, events_w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| spawn_err(e.into()))?;
 
-    let plan = ChildPlan {
-        events: events_w.as_raw_fd(),
-        stdio,
-        path: path.as_ptr(),
-        argv: argv_p.as_ptr(),
-        envp: envp_p.as_ptr(),
-    };
-    // SAFETY: the child only makes async-signal-safe calls (see `reaper_child`) and never returns.
+    let plan = ChildPlan { events: events_w.as_fd(), stdio, path: &path, argv: &argv, envp: &envp };
+    // SAFETY: the child runs only `middle_child` (then `reaper_child`), which allocate nothing,
+    // take no lock and make async-signal-safe calls only on what `plan` prepared before the
+    // fork, and never return (they exec or exit) — what a fork of a threaded process allows.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(spawn_err(io::Error::last_os_error()));
     }
     if pid == 0 {
-        // SAFETY: in the forked child; all pointers were prepared before the fork.
-        unsafe { middle_child(&plan) }
+        middle_child(&plan)
     }
     drop(events_w);
     // The middle process exits as soon as it has forked the reaper.
-    let mut status = 0;
+    let pid = Pid::from_raw(pid);
     loop {
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r >= 0 {
-            break;
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
+        match rustix::process::waitpid(pid, WaitOptions::empty()) {
+            Ok(Some((_, status))) if status.exit_status() == Some(0) => return Ok(events_r),
+            Ok(Some(_)) => return Err(spawn_err(io::Error::other("the reaper could not be forked"))),
+            Ok(None) | Err(Errno::INTR) => continue,
             // SIGCHLD ignored by the host: the kernel reaped it already.
-            Some(libc::ECHILD) => return Ok(events_r),
-            _ => return Err(spawn_err(e)),
+            Err(Errno::CHILD) => return Ok(events_r),
+            Err(e) => return Err(spawn_err(e.into())),
         }
     }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(spawn_err(io::Error::other("the reaper could not be forked")));
-    }
-    Ok(events_r)
 }
 
 /// Writes one event; a reader that went away is not the reaper's problem (SIGPIPE is ignored).
-unsafe fn event(fd: RawFd, kind: u32, pid: i32, value: i32) {
+fn event(fd: BorrowedFd<'_>, kind: u32, pid: i32, value: i32) {
     let mut b = [0u8; EVENT_LEN];
     b[0..4].copy_from_slice(&kind.to_le_bytes());
     b[4..8].copy_from_slice(&pid.to_le_bytes());
     b[8..12].copy_from_slice(&value.to_le_bytes());
     // 12 bytes < PIPE_BUF: atomic.
-    // SAFETY: b is a live buffer of EVENT_LEN bytes.
-    unsafe { libc::write(fd, b.as_ptr().cast(), EVENT_LEN) };
+    let _ = rustix::io::write(fd, &b);
 }
 
-unsafe fn errno() -> i32 {
-    // SAFETY: reading this thread's errno.
-    unsafe { *libc::__errno_location() }
+/// `_exit(code)`: ends a forked child at once (no atexit handlers, no stdio flush of the
+/// caller's buffers).
+fn exit_now(code: libc::c_int) -> ! {
+    // SAFETY: _exit is async-signal-safe, takes an integer and runs none of our code.
+    unsafe { libc::_exit(code) }
 }
 
-unsafe fn set_all_signals(disposition: libc::sighandler_t) {
+/// This thread's errno, after a libc call that failed.
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Every catchable signal back to its default action (the caller's handlers mean nothing in
+/// a forked process) and none blocked, then SIGPIPE ignored (see [`event`]).
+fn reset_signals() {
     for sig in 1..libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: a zeroed sigaction with a plain disposition is valid.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = disposition;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            set_default_action(sig, libc::SIG_DFL);
         }
     }
-    // SAFETY: an empty mask unblocks everything the parent had blocked.
+    set_default_action(libc::SIGPIPE, libc::SIG_IGN);
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given; sigprocmask only reads it. Both are
+    // async-signal-safe.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
     }
+}
+
+/// `sigaction(sig, {SIG_DFL or SIG_IGN})`.
+fn set_default_action(sig: libc::c_int, action: libc::sighandler_t) {
+    debug_assert!(action == libc::SIG_DFL || action == libc::SIG_IGN);
+    // SAFETY: a zeroed sigaction is valid; with SIG_DFL or SIG_IGN (never a handler address)
+    // no code of ours runs on a signal. sigaction is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = action;
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
+/// `close_range(first, last, flags)` (rustix has no wrapper; libc's needs glibc 2.34).
+///
+/// # Safety
+/// Closes (or marks close-on-exec) fds other code may own: call only in a forked child that
+/// is about to exec, or that uses none of them again.
+unsafe fn close_range(first: u32, last: u32, flags: libc::c_int) {
+    // SAFETY: integer arguments only; what it closes is the caller's contract (above).
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
 }
 
 /// Everything the forked processes need, prepared before the fork (they must not allocate).
 #[derive(Clone, Copy)]
-struct ChildPlan {
-    events: RawFd,
-    stdio: [RawFd; 3],
-    path: *const libc::c_char,
-    argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
+struct ChildPlan<'a> {
+    events: BorrowedFd<'a>,
+    stdio: [BorrowedFd<'a>; 3],
+    path: &'a CStr,
+    argv: &'a CStrArray,
+    envp: &'a CStrArray,
 }
 
-/// The middle process: new session, fork the reaper, exit.
-unsafe fn middle_child(plan: &ChildPlan) -> ! {
-    // SAFETY: async-signal-safe calls only.
-    unsafe {
-        libc::setsid();
-        match libc::fork() {
-            0 => reaper_child(plan),
-            p if p < 0 => libc::_exit(1),
-            _ => libc::_exit(0),
-        }
+/// The middle process: new session, fork the reaper, exit. Runs in a forked child.
+fn middle_child(plan: &ChildPlan) -> ! {
+    let _ = rustix::process::setsid();
+    // SAFETY: as in `spawn_reaped`: the child runs `reaper_child` only.
+    match unsafe { libc::fork() } {
+        0 => reaper_child(plan),
+        p if p < 0 => exit_now(1),
+        _ => exit_now(0),
     }
 }
 
-unsafe fn reaper_child(plan: &ChildPlan) -> ! {
+/// The reaper: see the module docs. Runs in a forked child, async-signal-safe calls only.
+fn reaper_child(plan: &ChildPlan) -> ! {
     let ChildPlan { events, stdio, path, argv, envp } = *plan;
-    // SAFETY: async-signal-safe calls only, on fds and pointers prepared before the fork.
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    reset_signals();
+    // SAFETY: as in `spawn_reaped`: the child only dups fds, execs or exits.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // The runtime: stdio in place (dups first, so a source that is itself 0..2 survives).
+        let high = stdio.map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 10));
+        let [stdin, stdout, stderr] = &high;
+        if let Ok(fd) = stdin {
+            let _ = rustix::stdio::dup2_stdin(fd);
+        }
+        if let Ok(fd) = stdout {
+            let _ = rustix::stdio::dup2_stdout(fd);
+        }
+        if let Ok(fd) = stderr {
+            let _ = rustix::stdio::dup2_stderr(fd);
+        }
+        // Whatever else the caller had open (without O_CLOEXEC) is not the runtime's; the
+        // event pipe stays open until the exec, to report a failed one.
+        // SAFETY: marks fds close-on-exec just before the exec; closes none.
+        unsafe { close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) };
+        set_default_action(libc::SIGPIPE, libc::SIG_DFL);
+        // SAFETY: `path` is NUL-terminated and `argv`/`envp` are NULL-terminated arrays of
+        // NUL-terminated strings (CStrArray), all alive in this copy of the caller's memory.
+        unsafe { libc::execve(path.as_ptr(), argv.ptrs.as_ptr(), envp.ptrs.as_ptr()) };
+        event(events, EVENT_EXEC_FAILED, 0, errno());
+        exit_now(127);
+    }
+    if child < 0 {
+        event(events, EVENT_EXEC_FAILED, 0, errno());
+        exit_now(1);
+    }
+    event(events, EVENT_STARTED, child, 0);
+    // Keep only the event pipe: see the module docs.
+    let keep = {
+        use std::os::fd::AsRawFd;
+        events.as_raw_fd() as u32
+    };
+    // SAFETY: this process only writes to `events` from here on.
     unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        set_all_signals(libc::SIG_DFL);
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        let child = libc::fork();
-        if child == 0 {
-            // The runtime: stdio in place (dups first, so a source that is itself 0..2 survives).
-            let mut high = [0; 3];
-            for (i, fd) in stdio.iter().enumerate() {
-                high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
-            }
-            for (i, fd) in high.iter().enumerate() {
-                libc::dup2(*fd, i as RawFd);
-            }
-            // Whatever else the caller had open (without O_CLOEXEC) is not the runtime's; the
-            // event pipe stays open until the exec, to report a failed one.
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            libc::execve(path, argv, envp);
-            event(events, EVENT_EXEC_FAILED, 0, errno());
-            libc::_exit(127);
+        if keep > 0 {
+            close_range(0, keep - 1, 0);
         }
-        if child < 0 {
-            event(events, EVENT_EXEC_FAILED, 0, errno());
-            libc::_exit(1);
-        }
-        event(events, EVENT_STARTED, child, 0);
-        // Keep only the event pipe: see the module docs.
-        if events > 0 {
-            libc::syscall(libc::SYS_close_range, 0u32, (events - 1) as u32, 0u32);
-        }
-        libc::syscall(libc::SYS_close_range, (events + 1) as u32, u32::MAX, 0u32);
-        loop {
-            let mut status = 0;
-            let pid = libc::waitpid(-1, &mut status, 0);
-            if pid > 0 {
-                event(events, EVENT_EXITED, pid, status);
-            } else if errno() != libc::EINTR {
-                libc::_exit(0);
-            }
+        close_range(keep + 1, u32::MAX, 0);
+    }
+    loop {
+        match rustix::process::wait(WaitOptions::empty()) {
+            Ok(Some((pid, status))) => event(events, EVENT_EXITED, pid.as_raw_nonzero().get(), status.as_raw()),
+            Err(Errno::INTR) => continue,
+            Ok(None) | Err(_) => exit_now(0),
         }
     }
 }
@@ -334,15 +368,13 @@ mod tests {
     fn stdio_reaches_the_program_and_inherited_fds_do_not_stay_open() {
         // A pipe whose write end only the caller should hold: if the reaper kept a copy, the
         // reader below would never see EOF.
-        let mut p = [0; 2];
-        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), 0) }, 0);
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        let (r, w) = rustix::pipe::pipe().unwrap();
         let args = vec!["-c".to_string(), "echo hello; sleep 0.3".to_string()];
         let fd = spawn_reaped(&ReapedCommand {
             program: "sh",
             args: &args,
             env: &env(),
-            stdio: [None, Some(w.as_raw_fd()), None],
+            stdio: [None, Some(w.as_fd()), None],
         })
         .unwrap();
         drop(w);

@@ -162,6 +162,9 @@ struct CopyStep {
     mtime: Option<String>,
     expect: Option<String>,
     xattrs: Option<Vec<(WirePath, String)>>,
+    /// `file`: try a hard link from the reuse root first (see `copyIn`).
+    #[serde(default)]
+    reuse: bool,
 }
 
 fn convert(s: CopyStep) -> Outcome<CopyOp> {
@@ -191,6 +194,7 @@ fn convert(s: CopyStep) -> Outcome<CopyOp> {
             mtime_ns,
             expect: s.expect.as_deref().map(Digest::parse).transpose()?,
             xattrs,
+            reuse: s.reuse,
         },
         "symlink" => CopyOp::Symlink { dst, target: need(s.target.clone(), "target")?, uid, gid, mtime_ns, xattrs },
         "hardlink" => CopyOp::Hardlink { dst, to: need(s.target.clone(), "target")? },
@@ -209,6 +213,7 @@ pub struct NativeCopied {
 pub struct CopyIn {
     src: PathBuf,
     dst: PathBuf,
+    reuse: Option<PathBuf>,
     ops: Vec<CopyOp>,
     cancel: Arc<AtomicBool>,
 }
@@ -217,14 +222,16 @@ impl crate::NativeTask for CopyIn {
     type Output = build_ctx::Copied;
     type JsValue = NativeCopied;
     fn compute(&mut self) -> Outcome<Self::Output> {
-        Ok(build_ctx::copy_in(&self.src, &self.dst, &self.ops, &self.cancel)?)
+        Ok(build_ctx::copy_in_reusing(&self.src, &self.dst, self.reuse.as_deref(), &self.ops, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<NativeCopied> {
         Ok(NativeCopied { files: out.files as f64, bytes: out.bytes as f64 })
     }
 }
 
-/// Carries out a COPY's steps (a JSON array) from `srcRoot` into the rootfs at `dstRoot`.
+/// Carries out a COPY's steps (a JSON array) from `srcRoot` into the rootfs at `dstRoot`; `file`
+/// steps marked `reuse` are hard-linked from the same path below `reuseRoot` when what is there
+/// has their mode, owner and mtime (strata_core::build_ctx::copy_in_reusing).
 #[napi(ts_return_type = "Promise<NativeCopied>")]
 pub fn copy_in(
     env: Env,
@@ -232,12 +239,19 @@ pub fn copy_in(
     dst_root: String,
     steps_json: String,
     cancel: Option<&NativeCancel>,
+    reuse_root: Option<String>,
 ) -> Result<AsyncTask<crate::error::Job<CopyIn>>> {
     let steps: Vec<CopyStep> = serde_json::from_str(&steps_json).map_err(|e| {
         crate::Failure::new(ErrorCode::InvalidArgument, format!("copyIn: bad steps: {e}")).into_js(&env)
     })?;
     let ops = steps.into_iter().map(convert).collect::<Outcome<Vec<_>>>().map_err(|e| e.into_js(&env))?;
-    Ok(crate::job(CopyIn { src: src_root.into(), dst: dst_root.into(), ops, cancel: flag(cancel) }))
+    Ok(crate::job(CopyIn {
+        src: src_root.into(),
+        dst: dst_root.into(),
+        reuse: reuse_root.map(PathBuf::from),
+        ops,
+        cancel: flag(cancel),
+    }))
 }
 
 /// A path of a rootfs, as `statInRoot` found it.

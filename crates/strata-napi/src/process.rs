@@ -2,8 +2,11 @@
 //! console socket a runtime sends a pty master to, window sizes, and spawning under a reaper.
 //! Waiting for the runtime to connect happens on a thread of its own (not the libuv pool: a
 //! runtime can take a while, and the pool belongs to the store's work).
+//!
+//! Fds cross from JS as numbers; [`js_fd`] is the one place that turns such a number into a
+//! `BorrowedFd` for the duration of a call.
 #![cfg_attr(test, allow(dead_code))]
-use std::os::fd::IntoRawFd;
+use std::os::fd::{BorrowedFd, IntoRawFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,10 +74,22 @@ impl NativeConsoleSocket {
     }
 }
 
+/// An fd number JS passed in, borrowed for the call it was passed to.
+fn js_fd<'a>(fd: i32) -> std::result::Result<BorrowedFd<'a>, Failure> {
+    if fd < 0 {
+        return Err(Failure::new(ErrorCode::InvalidArgument, format!("not a file descriptor: {fd}")));
+    }
+    // SAFETY: JS keeps the fd it passes open until the call returns (a tty stream, a pipe or a
+    // socket it owns), and the borrow does not outlive the call; a number that is not an open
+    // fd only makes the syscalls fail with EBADF.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
 /// Sets the window size of the terminal `fd` (TIOCSWINSZ; the kernel signals SIGWINCH).
 #[napi]
 pub fn set_window_size(env: Env, fd: i32, rows: u32, cols: u32) -> Result<()> {
     let clamp = |v: u32| v.min(u16::MAX.into()) as u16;
+    let fd = js_fd(fd).map_err(|f| f.into_js(&env))?;
     console::set_window_size(fd, clamp(rows), clamp(cols)).map_err(crate::throw(&env))
 }
 
@@ -87,23 +102,30 @@ pub struct NativeWindowSize {
 
 #[napi]
 pub fn window_size(env: Env, fd: i32) -> Result<NativeWindowSize> {
+    let fd = js_fd(fd).map_err(|f| f.into_js(&env))?;
     let (rows, cols) = console::window_size(fd).map_err(crate::throw(&env))?;
     Ok(NativeWindowSize { rows: rows.into(), cols: cols.into() })
+}
+
+/// A terminal's settings as `makeTerminalRaw` found them (opaque to JS).
+#[napi]
+pub struct NativeSavedTerminal {
+    saved: console::SavedTerminal,
 }
 
 /// Puts the terminal `fd` in raw mode (cfmakeraw, as docker's CLI); returns the settings to
 /// restore with `restoreTerminal`.
 #[napi]
-pub fn make_terminal_raw(env: Env, fd: i32) -> Result<Buffer> {
-    Ok(console::make_raw(fd).map_err(crate::throw(&env))?.to_bytes().into())
+pub fn make_terminal_raw(env: Env, fd: i32) -> Result<NativeSavedTerminal> {
+    let fd = js_fd(fd).map_err(|f| f.into_js(&env))?;
+    Ok(NativeSavedTerminal { saved: console::make_raw(fd).map_err(crate::throw(&env))? })
 }
 
 /// Puts back the settings `makeTerminalRaw` returned.
 #[napi]
-pub fn restore_terminal(env: Env, fd: i32, saved: Buffer) -> Result<()> {
-    let s = console::SavedTerminal::from_bytes(&saved)
-        .ok_or_else(|| Failure::new(ErrorCode::InvalidArgument, "not a saved terminal state").into_js(&env))?;
-    console::restore_terminal(fd, &s).map_err(crate::throw(&env))
+pub fn restore_terminal(env: Env, fd: i32, saved: &NativeSavedTerminal) -> Result<()> {
+    let fd = js_fd(fd).map_err(|f| f.into_js(&env))?;
+    console::restore_terminal(fd, &saved.saved).map_err(crate::throw(&env))
 }
 
 pub struct SpawnReaped {
@@ -117,7 +139,11 @@ impl crate::NativeTask for SpawnReaped {
     type Output = i32;
     type JsValue = i32;
     fn compute(&mut self) -> std::result::Result<i32, Failure> {
-        let cmd = ReapedCommand { program: &self.program, args: &self.args, env: &self.env, stdio: self.stdio };
+        let mut stdio = [None; 3];
+        for (slot, fd) in stdio.iter_mut().zip(self.stdio) {
+            *slot = fd.map(js_fd).transpose()?;
+        }
+        let cmd = ReapedCommand { program: &self.program, args: &self.args, env: &self.env, stdio };
         Ok(spawn_reaped(&cmd)?.into_raw_fd())
     }
     fn resolve(&mut self, _: Env, fd: i32) -> Result<i32> {

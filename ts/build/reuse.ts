@@ -1,0 +1,125 @@
+/**
+ * Incremental COPY: a COPY (or ADD) of context files that misses the cache links the files
+ * it would copy unchanged from the layer the last build of the same instruction made, and
+ * copies only the others.
+ *
+ * "The same instruction" is the same platform, kind, sources as written (after substitution),
+ * destination, `--chown` and `--chmod`, whatever the sources hold now and on whatever parent
+ * (a COPY after a changed step reuses too: what it links is checked file by file, and only into
+ * directories the parent layers lack). For each, `<root>/builder/copies/<hex>.json` (`<hex>` the
+ * sha256 of `[version, platform, kind, sources, destination, chown, chmod]`) names the last
+ * layer such a step made and every regular file it copied from the context:
+ *
+ * ```
+ * {"v":1,"chainId":"sha256:…","files":{"/app/src/a.txt":["sha256:<content>",<mode>,<uid>,<gid>,"<mtime ns>",<xattrs>|null],…}}
+ * ```
+ *
+ * A file of the new step is linked (`native.copyIn`'s reuse root) when its row is the same:
+ * the content digest comes from the context's stat index, so nothing is re-read, and the
+ * layer's file under that path has those bytes (layers never change). The native side checks
+ * the linked inode's type, mode, owner and mtime and copies instead when they differ or the
+ * link fails. Linking is limited to files whose directory this COPY creates (one absent from
+ * the parent layers), so the new layer holds exactly what the copy through the overlay mount
+ * would have put there; the times of the source's directories are set again after the links
+ * (a directory the COPY makes for its destination gets the time of the build, as with a full
+ * copy). The result is the layer a full copy makes, byte for byte (same DiffID).
+ *
+ * The file is a hint, written atomically after the layer is registered and never locked: torn,
+ * missing or naming a removed layer means no reuse. `builder prune` removes them with the
+ * records.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { createHash } from 'node:crypto'
+import { randomHex } from '../internal/fsx'
+import type { ChainId } from '../internal/chain'
+import type { CopyStep } from './copy'
+
+const VERSION = 1
+
+type FileRow = [string, number, number, number, string, [string, string][] | null]
+
+export interface LastCopy {
+  chainId: ChainId
+  files: Record<string, FileRow>
+}
+
+/** The name of an instruction's record (see the module comment). */
+export function copyLineage(parts: { platform: string; kind: string; sources: string[]; dest: string; chown: string; chmod: number | null }): string {
+  const { platform, kind, sources, dest, chown, chmod } = parts
+  return createHash('sha256').update(JSON.stringify([VERSION, platform, kind, sources, dest, chown, chmod])).digest('hex')
+}
+
+export function readLastCopy(dir: string, lineage: string): LastCopy | undefined {
+  try {
+    const r = JSON.parse(fs.readFileSync(path.join(dir, `${lineage}.json`), 'utf8')) as { v?: number } & LastCopy
+    return r.v === VERSION && typeof r.chainId === 'string' && r.files && typeof r.files === 'object' ? r : undefined
+  } catch {
+    return undefined
+  }
+}
+
+type FileStep = Extract<CopyStep, { op: 'file' }>
+
+const rowOf = (st: FileStep): FileRow | undefined => (st.expect ? [st.expect, st.mode, st.uid, st.gid, st.mtime, st.xattrs ?? null] : undefined)
+
+/**
+ * Paths never reused nor recorded: both names of a hard link within the copy (made as a pair),
+ * and a path written twice (two sources into one place: the order of the writes decides).
+ */
+function unsafePaths(steps: CopyStep[]): Set<string> {
+  const out = new Set<string>()
+  const seen = new Set<string>()
+  for (const st of steps) {
+    if (st.op === 'dirTimes' || st.op === 'mkdirs') continue
+    if (st.op === 'hardlink') out.add(st.target).add(st.dst)
+    if (seen.has(st.dst)) out.add(st.dst)
+    seen.add(st.dst)
+  }
+  return out
+}
+
+/** What the last layer's record of this copy should say (files copied from the context). */
+export function lastCopyOf(chainId: ChainId, steps: CopyStep[]): LastCopy {
+  const linked = unsafePaths(steps)
+  const files: Record<string, FileRow> = {}
+  for (const st of steps) {
+    if (st.op !== 'file' || linked.has(st.dst)) continue
+    const row = rowOf(st)
+    if (row) files[st.dst] = row
+  }
+  return { chainId, files }
+}
+
+export function writeLastCopy(dir: string, lineage: string, rec: LastCopy): void {
+  fs.mkdirSync(dir, { recursive: true })
+  const tmp = path.join(dir, `.${lineage}.${randomHex(4)}.tmp`)
+  fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, ...rec }))
+  fs.renameSync(tmp, path.join(dir, `${lineage}.json`))
+}
+
+/**
+ * Splits a copy's steps: those to run through the overlay mount, and those to run afterwards
+ * on the unmounted upper dir with the last layer as reuse root (the reusable files, then the
+ * directories' times again). `isNewDir(dst)`: the directory is absent from the parent layers.
+ */
+export function splitReuse(steps: CopyStep[], last: LastCopy, isNewDir: (dst: string) => boolean): { mounted: CopyStep[]; after: CopyStep[] } {
+  const linked = unsafePaths(steps)
+  const newDirs = new Set<string>()
+  for (const st of steps) if ((st.op === 'dir' || st.op === 'mkdirs') && !newDirs.has(st.dst) && isNewDir(st.dst)) newDirs.add(st.dst)
+  const mounted: CopyStep[] = []
+  const reused: CopyStep[] = []
+  for (const st of steps) {
+    if (st.op === 'file' && !linked.has(st.dst) && newDirs.has(path.posix.dirname(st.dst))) {
+      const row = rowOf(st)
+      const was = last.files[st.dst]
+      if (row && was && JSON.stringify(row) === JSON.stringify(was)) {
+        reused.push({ ...st, reuse: true })
+        continue
+      }
+    }
+    mounted.push(st)
+  }
+  if (reused.length === 0) return { mounted: steps, after: [] }
+  return { mounted, after: [...reused, ...steps.filter((st) => st.op === 'dirTimes')] }
+}
