@@ -9,11 +9,13 @@
  * Read-only commands read the store without the native addon while no writer may be mid-change
  * (the write generation, ts/internal/lock.ts).
  */
-import test from 'ava'
+import test, { ExecutionContext } from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFile, execFileSync, spawnSync } from 'node:child_process'
+import { promisify } from 'node:util'
 import { CLI, tmpDir } from './helpers/fs'
+import { startScenario, within } from './helpers/child'
 import { busyboxImage } from './helpers/fixtures'
 import { storeWith } from './helpers/container'
 import { main } from '../ts/cli/main'
@@ -109,6 +111,11 @@ test('the CLI runs from its sources (commands load with require, not import())',
   t.is(tag.code, 0, tag.err)
   const listed = await run('images', '--format', '{{.Repository}}:{{.Tag}}')
   t.deepEqual(listed.out.split('\n').filter(Boolean).sort(), ['bb:latest', 'bb:two'])
+  // A word that names a member of every object is no command either.
+  for (const word of ['constructor', 'toString', '__proto__']) {
+    const r = await run(word)
+    t.deepEqual([r.code, r.err], [1, `strata: '${word}' is not a strata command.\nSee 'strata --help'\n`])
+  }
 })
 
 /** Preloaded: writes whether the process loaded the native addon, at exit, to $STRATA_TEST_ADDON. */
@@ -120,21 +127,31 @@ Module._extensions['.node'] = function (...a) { loaded = true; return load.apply
 process.on('exit', () => require('fs').writeFileSync(process.env.STRATA_TEST_ADDON, String(loaded)))
 `
 
-test('read-only commands read without the native addon, unless a writer may be mid-change', async (t) => {
-  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
-  await store.containers.create('bb', { name: 'addon-probe', cmd: ['true'] })
-  await store.close()
+/** Runs the CLI against `root` with ADDON preloaded: its exit status, its stdout and whether it loaded the addon. */
+function addonProbe(t: ExecutionContext, root: string): (cmd: string[]) => { addon: boolean; status: number | null; stdout: string } {
   const dir = tmpDir(t, 'strata-addon-')
   const preload = path.join(dir, 'preload.js')
   fs.writeFileSync(preload, ADDON)
   const out = path.join(dir, 'addon.txt')
-  const run = (cmd: string[]): { addon: boolean; status: number | null; stdout: string } => {
+  return (cmd) => {
     fs.rmSync(out, { force: true })
     const r = spawnSync(process.execPath, ['-r', preload, CLI, '--root', root, ...cmd], {
       env: { ...process.env, STRATA_TEST_ADDON: out }, encoding: 'utf8', timeout: 60_000,
     })
     return { addon: fs.readFileSync(out, 'utf8') === 'true', status: r.status, stdout: r.stdout }
   }
+}
+
+/** The write generation in `<root>/lock.gen` (ts/internal/lock.ts). */
+function generation(root: string): bigint {
+  return BigInt(fs.readFileSync(path.join(root, 'lock.gen'), 'latin1').slice(0, 20))
+}
+
+test('read-only commands read without the native addon, unless a writer may be mid-change', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  await store.containers.create('bb', { name: 'addon-probe', cmd: ['true'] })
+  await store.close()
+  const run = addonProbe(t, root)
   const cmds = [['images'], ['ps', '-a'], ['inspect', 'bb:latest'], ['inspect', 'addon-probe'], ['history', 'bb:latest']]
   const seen = cmds.map((c) => run(c))
   for (const [i, r] of seen.entries()) {
@@ -146,7 +163,7 @@ test('read-only commands read without the native addon, unless a writer may be m
   // An odd generation: a writer holds the lock or died mid-change. Readers take the flock, and
   // print the same as before (but the new tag).
   const gen = path.join(root, 'lock.gen')
-  const odd = (BigInt(fs.readFileSync(gen, 'latin1').slice(0, 20)) + 1n).toString().padStart(20, '0')
+  const odd = (generation(root) + 1n).toString().padStart(20, '0')
   fs.writeFileSync(gen, `${odd} ${odd}\n`)
   for (const [i, c] of cmds.entries()) {
     const r = run(c)
@@ -155,4 +172,81 @@ test('read-only commands read without the native addon, unless a writer may be m
     if (c[0] === 'history' || c[1] === 'addon-probe') t.is(r.stdout, seen[i].stdout, `strata ${c.join(' ')}`)
   }
   t.regex(run(['images']).stdout, /^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\nbb +latest +(\S+) .*\nbb +two +\1 /)
+})
+
+test('a writer killed mid-change: the next read-only command repairs the store as any open does; later ones read without the addon', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  const id = (await store.images.list())[0].id
+  await store.close()
+  const ready = path.join(tmpDir(t, 'strata-killed-'), 'ready')
+  const writer = startScenario('diesMidChange', { root, id, tag: 'half:1', ready }, 120_000)
+  await within(60_000, (async () => {
+    while (!fs.existsSync(ready)) await new Promise((r) => setTimeout(r, 10))
+  })(), 'the writer getting mid-change')
+  writer.kill()
+  t.is((await writer.done).signal, 'SIGKILL')
+  // What it left: an odd generation, its entry in writers/, its staging dir.
+  t.is(generation(root) % 2n, 1n)
+  t.is(fs.readdirSync(path.join(root, 'writers')).length, 1)
+  t.true(fs.readdirSync(path.join(root, 'tmp')).some((n) => n.startsWith('dies-mid-change-')))
+
+  const run = addonProbe(t, root)
+  const tags = ['images', '--format', '{{.Repository}}:{{.Tag}}']
+  const first = run(tags)
+  t.is(first.status, 0)
+  // The full open: the flock (so the addon), the cleanup pass, the dead writer forgotten.
+  t.true(first.addon)
+  t.deepEqual(first.stdout.split('\n').filter(Boolean).sort(), ['bb:latest', 'half:1'])
+  t.is(generation(root) % 2n, 0n)
+  t.deepEqual(fs.readdirSync(path.join(root, 'writers')), [])
+  t.deepEqual(fs.readdirSync(path.join(root, 'tmp')).filter((n) => n.includes('dies-mid-change')), [])
+  // Repaired: the reader's open again, the same answer.
+  for (const cmd of [tags, ['history', 'half:1']]) {
+    const r = run(cmd)
+    t.is(r.status, 0, cmd.join(' '))
+    t.false(r.addon, cmd.join(' '))
+  }
+  t.is(run(tags).stdout, first.stdout)
+})
+
+test('read-only commands print no half-made change of a writer running meanwhile', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  const id = (await store.images.list())[0].id
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+  // The writer: two tags in one exclusive section, a pause between them; both go in the next.
+  let stop = false
+  let rounds = 0
+  const writer = (async () => {
+    while (!stop) {
+      await store.context.exclusive(async () => {
+        await store.images.tag(id, 'pair:a')
+        await sleep(15)
+        await store.images.tag(id, 'pair:b')
+      })
+      await sleep(3)
+      await store.context.exclusive(async () => {
+        await store.images.remove('pair:a')
+        await sleep(15)
+        await store.images.remove('pair:b')
+      })
+      await sleep(3)
+      rounds++
+    }
+  })()
+  const cmds = [['images', '--format', '{{.Repository}}:{{.Tag}}'], ['inspect', '--format', '{{range .RepoTags}}{{println .}}{{end}}', 'bb:latest']]
+  const seen: string[][] = []
+  try {
+    for (let i = 0; i < 16; i++) {
+      const cmd = cmds[i % cmds.length]
+      // Asynchronous: the writer runs in this process meanwhile.
+      const r = await promisify(execFile)(process.execPath, [CLI, '--root', root, ...cmd], { encoding: 'utf8', timeout: 60_000 })
+      seen.push(r.stdout.split('\n').filter((l) => l.startsWith('pair:')).sort())
+    }
+  } finally {
+    stop = true
+    await writer
+  }
+  t.true(rounds > 0)
+  for (const pairs of seen) t.true(pairs.length === 0 || (pairs[0] === 'pair:a' && pairs[1] === 'pair:b'), `printed ${pairs.join(', ')}`)
+  await store.close()
 })

@@ -34,6 +34,12 @@ const common = {
   external: ['*.node', 'tsx'],
   logLevel: 'warning',
   legalComments: 'none',
+  // `strata --version` without reading package.json (ts/cli/main.ts).
+  define: { STRATA_BUNDLED_VERSION: JSON.stringify(require('../package.json').version) },
+  // Less source to read and hash on every command (the code cache stands in for parsing it).
+  // Names are kept: a bug's stack trace (`Internal` errors print one) stays readable.
+  minifyWhitespace: true,
+  minifySyntax: true,
 }
 
 /** The modules loaded on first use that the read-only commands need (relative to the root). */
@@ -75,7 +81,7 @@ built.then(() => {
     if (ascii !== src) fs.writeFileSync(file, ascii)
   }
   // A new bundle invalidates the code cache made for the old one; make the new ones.
-  for (const name of ['strata.js.cache', 'read.js.cache']) fs.rmSync(path.join(outdir, name), { force: true })
+  for (const name of fs.readdirSync(outdir)) if (name.endsWith('.cache')) fs.rmSync(path.join(outdir, name), { force: true })
   const warm = require('node:child_process').spawnSync(process.execPath, [path.join(root, 'bin', 'strata.js')], {
     env: { ...process.env, STRATA_WARM_CODE_CACHE: '1' }, stdio: 'inherit',
   })

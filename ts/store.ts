@@ -11,7 +11,7 @@
  */
 import { fsp as fs } from './internal/lazy'
 import type { Readable, Writable } from 'node:stream'
-import * as path from 'node:path'
+import path = require('node:path')
 import { Layout } from './internal/layout'
 import { StoreContext } from './internal/context'
 import { cleanup, CleanupReport, stagingLeftovers } from './internal/cleanup'
@@ -36,6 +36,7 @@ import type { PushOptions, PushResult } from './registry/push'
 import type { BuildOptions, BuildResult } from './build/builder'
 import type { PruneOptions, PruneResult } from './build/prune'
 import { expose } from './internal/boundary'
+import { noWriterMidChange } from './internal/lock'
 import * as v from './internal/validate'
 import { diskUsage, DiskUsage } from './system'
 import type { ImagePruneOptions, ImagePruneResult, ContainerPruneResult } from './prune'
@@ -105,6 +106,33 @@ export class Store {
     await store.containers.repairStale()
     store.#dockerConfig = opts.dockerConfig
     await ctx.drain()
+    return store
+  }
+
+  /**
+   * @internal For the CLI's read-only commands, whose sections only read: opens the store with
+   * those sections run without the flock, checked against the write generation
+   * (`StoreContext.optimisticReads`, ./internal/lock.ts). While the generation is even, no writer
+   * died mid-change since the last one ended its changes, so nothing a read can see needs
+   * repair: what `open`'s passes clear up (staging dirs, orphaned layers, old partial downloads,
+   * records of writers that died between changes) is invisible to readers and is left to the
+   * next writer's open. Only containers are looked at, with `containers` (a supervisor that
+   * died changes what `ps` and `inspect` print: ./containers/containers.ts `repairStale`).
+   * Otherwise (an odd, torn or missing generation) this is `open`.
+   */
+  static async openReader(opts: StoreOptions, { containers }: { containers: boolean }): Promise<Store> {
+    const root = opts.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT
+    const layout = new Layout(path.resolve(root))
+    if (!noWriterMidChange(layout.lockGenFile)) {
+      const store = await Store.open(opts)
+      store.#ctx.optimisticReads = true
+      return store
+    }
+    const ctx = new StoreContext(layout)
+    ctx.optimisticReads = true
+    const store = new Store(ctx, { removedStaging: 0, removedLayers: 0, removedDirs: 0, removedBlobs: 0, removedPartials: 0 })
+    store.#dockerConfig = opts.dockerConfig
+    if (containers) await store.containers.repairStale()
     return store
   }
 

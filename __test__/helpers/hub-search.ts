@@ -5,7 +5,7 @@
  * (Docker's daemon pings a non-Hub index before searching it). Everything else is 404.
  */
 import * as http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { LocalServer } from './local-server'
 
 export interface HubEntry {
   name: string
@@ -15,40 +15,32 @@ export interface HubEntry {
   is_automated: boolean
 }
 
-export class HubSearchServer {
-  #server?: http.Server
+export class HubSearchServer extends LocalServer {
   /** Every request path seen, in order. */
   readonly requests: string[] = []
-  host = ''
 
-  constructor(readonly entries: HubEntry[]) {}
-
-  async start(): Promise<void> {
-    this.#server = http.createServer((req, res) => {
-      this.requests.push(req.url ?? '')
-      const url = new URL(req.url ?? '/', 'http://x')
-      if (url.pathname === '/v1/_ping') {
-        res.writeHead(200, { 'Content-Type': 'application/json', 'X-Docker-Registry-Version': '0.6.0', 'X-Docker-Registry-Standalone': 'true' })
-        res.end('true')
-        return
-      }
-      if (url.pathname === '/v1/search') {
-        const q = url.searchParams.get('q') ?? ''
-        const n = Number(url.searchParams.get('n') ?? 25)
-        const hits = this.entries.filter((e) => e.name.includes(q))
-        const results = hits.slice(0, n)
-        res.writeHead(200, { 'Content-Type': 'application/json' })
-        res.end(JSON.stringify({ num_pages: 1, num_results: hits.length, page_size: n, query: q, page: 1, results }))
-        return
-      }
-      res.writeHead(404, { 'Content-Type': 'text/plain' })
-      res.end('404 page not found\n')
-    })
-    await new Promise<void>((resolve) => this.#server!.listen(0, '127.0.0.1', resolve))
-    this.host = `127.0.0.1:${(this.#server!.address() as AddressInfo).port}`
+  constructor(readonly entries: HubEntry[]) {
+    super()
   }
 
-  async stop(): Promise<void> {
-    await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()))
+  protected handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.requests.push(req.url ?? '')
+    const url = new URL(req.url ?? '/', 'http://x')
+    if (url.pathname === '/v1/_ping') {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'X-Docker-Registry-Version': '0.6.0', 'X-Docker-Registry-Standalone': 'true' })
+      res.end('true')
+      return
+    }
+    if (url.pathname === '/v1/search') {
+      const q = url.searchParams.get('q') ?? ''
+      const n = Number(url.searchParams.get('n') ?? 25)
+      const hits = this.entries.filter((e) => e.name.includes(q))
+      const results = hits.slice(0, n)
+      res.writeHead(200, { 'Content-Type': 'application/json' })
+      res.end(JSON.stringify({ num_pages: 1, num_results: hits.length, page_size: n, query: q, page: 1, results }))
+      return
+    }
+    res.writeHead(404, { 'Content-Type': 'text/plain' })
+    res.end('404 page not found\n')
   }
 }

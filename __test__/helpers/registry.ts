@@ -9,10 +9,10 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as http from 'node:http'
 import * as https from 'node:https'
-import * as net from 'node:net'
 import { execFileSync } from 'node:child_process'
 import { REPO } from './fs'
 import { BuiltImage, sha256 } from './image'
+import { LocalServer } from './local-server'
 
 const SCRIPT = path.join(REPO, 'scripts/peers/registry.sh')
 
@@ -190,26 +190,13 @@ export type Fault =
  * A fault-injecting HTTP proxy in front of a plain registry: `faults(req)` picks what happens to
  * each request (undefined: forwarded unchanged). Counts requests by kind and body bytes sent.
  */
-export class FaultProxy {
-  readonly server: http.Server
-  host = ''
+export class FaultProxy extends LocalServer {
   /** Each request: `at` is when it arrived (ms since the epoch). */
   log: { method: string; path: string; status: number; bytes: number; range?: string; at: number }[] = []
   faults: (req: http.IncomingMessage) => Fault | undefined = () => undefined
 
   constructor(readonly upstream: string) {
-    this.server = http.createServer((req, res) => this.handle(req, res))
-  }
-
-  async start(): Promise<this> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r))
-    this.host = `127.0.0.1:${(this.server.address() as net.AddressInfo).port}`
-    return this
-  }
-
-  stop(): Promise<void> {
-    this.server.closeAllConnections()
-    return new Promise((r) => this.server.close(() => r()))
+    super()
   }
 
   count(pred: (e: FaultProxy['log'][number]) => boolean): number {
@@ -220,7 +207,7 @@ export class FaultProxy {
     return this.log.filter((e) => e.path.includes('/blobs/')).reduce((a, e) => a + e.bytes, 0)
   }
 
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+  protected handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const fault = this.faults(req)
     const entry = { method: req.method ?? '', path: req.url ?? '', status: 0, bytes: 0, at: Date.now(), ...(req.headers.range ? { range: req.headers.range } : {}) }
     this.log.push(entry)
@@ -263,35 +250,21 @@ export interface Canned { status?: number; headers?: Record<string, string>; bod
  * A registry that answers from a table (`routes[path]`); `/v2/` answers 200, anything else 404
  * with a registry error body. Used for content a real registry would refuse to store.
  */
-export class HostileRegistry {
-  readonly server: http.Server
-  host = ''
+export class HostileRegistry extends LocalServer {
   routes = new Map<string, Canned | ((req: http.IncomingMessage) => Canned)>()
-  constructor() {
-    this.server = http.createServer((req, res) => {
-      const p = (req.url ?? '').split('?')[0]
-      const route = p === '/v2/' ? { body: '{}', headers: { 'content-type': 'application/json' } } : this.routes.get(p)
-      const c = typeof route === 'function' ? route(req) : route
-      if (!c) {
-        res.writeHead(404, { 'content-type': 'application/json' })
-        res.end(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] }))
-        return
-      }
-      const body = typeof c.body === 'string' ? Buffer.from(c.body) : c.body
-      res.writeHead(c.status ?? 200, { 'content-length': String(body.length), ...(c.headers ?? {}) })
-      res.end(req.method === 'HEAD' ? undefined : body)
-    })
-  }
 
-  async start(): Promise<this> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r))
-    this.host = `127.0.0.1:${(this.server.address() as net.AddressInfo).port}`
-    return this
-  }
-
-  stop(): Promise<void> {
-    this.server.closeAllConnections()
-    return new Promise((r) => this.server.close(() => r()))
+  protected handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const p = (req.url ?? '').split('?')[0]
+    const route = p === '/v2/' ? { body: '{}', headers: { 'content-type': 'application/json' } } : this.routes.get(p)
+    const c = typeof route === 'function' ? route(req) : route
+    if (!c) {
+      res.writeHead(404, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] }))
+      return
+    }
+    const body = typeof c.body === 'string' ? Buffer.from(c.body) : c.body
+    res.writeHead(c.status ?? 200, { 'content-length': String(body.length), ...(c.headers ?? {}) })
+    res.end(req.method === 'HEAD' ? undefined : body)
   }
 
   /** Serves an image as `repo:tag` (blobs as given, so they may lie). */

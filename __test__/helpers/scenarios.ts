@@ -19,6 +19,21 @@ async function waitForFile(p: string, deadlineMs = 30_000): Promise<void> {
 }
 
 const scenarios: Record<string, (a: Args) => Promise<unknown>> = {
+  /**
+   * A writer that is killed mid-change: inside one exclusive section it tags `id` as `tag` and
+   * makes a staging dir, then writes `ready` and waits there (the test kills it with -9): the write
+   * generation stays odd, its `writers/` entry and the staging dir stay behind.
+   */
+  async diesMidChange(a) {
+    const s = await Store.open({ root: a.root })
+    await s.context.exclusive(async () => {
+      await s.images.tag(a.id, a.tag)
+      await s.context.staging('dies-mid-change')
+      fs.writeFileSync(a.ready, '')
+      await sleep(600_000)
+    })
+  },
+
   /** `n` writers at once (tags, imports, container create+remove) over `stores` Stores of one root. */
   async writers(a) {
     const stores = await Promise.all(Array.from({ length: a.stores as number }, () => Store.open({ root: a.root })))

@@ -228,18 +228,7 @@ async function loadIn(op: Operation, input: LoadInput, opts: LoadOptions): Promi
     // Make it visible: layers bottom-up, images, tags.
     const lines: string[] = []
     const loaded: LoadedImage[] = []
-    // Another process may have removed a layer we found present (an rmi racing this load):
-    // then extract it too and try again. Nothing is registered until every layer is at hand.
-    for (let attempt = 0; ; attempt++) {
-      const gone = await op.locked('exclusive', async () => {
-        const lacking = await missing()
-        if (lacking.length === 0) await op.commit(commit)
-        return lacking
-      })
-      if (gone.length === 0) break
-      if (attempt >= 5) throw new StrataError('LayerNotFound', `layers keep vanishing while loading: ${gone.map((p) => p.chainId).join(', ')}`)
-      await extract(gone)
-    }
+    await op.commitWhenComplete('loading', missing, extract, commit)
     return { images: loaded, lines }
 
     /**

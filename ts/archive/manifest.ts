@@ -6,6 +6,7 @@
 import { ArchiveSource } from './source'
 import { StrataError } from '../errors'
 import { crypto } from '../internal/lazy'
+import { MT, INDEX_TYPES } from '../internal/media-types'
 
 export interface ArchiveLayerRef {
   /** Member name of the layer blob. */
@@ -23,8 +24,6 @@ export interface ArchiveImage {
   /** The manifest media type of an image from an OCI layout (a docker-archive has none). */
   manifestMediaType?: string
 }
-
-const MEDIA_INDEX = ['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']
 
 function digestOfBlobName(name: string): string | undefined {
   const m = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name.replace(/^\.\//, ''))
@@ -95,7 +94,7 @@ async function ociLayout(src: ArchiveSource): Promise<ArchiveImage[]> {
         mediaType?: string; manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[]
       }
       const mediaType = d.mediaType ?? doc.mediaType
-      if ((mediaType && MEDIA_INDEX.includes(mediaType)) || Array.isArray(doc.manifests)) {
+      if ((mediaType && INDEX_TYPES.includes(mediaType)) || Array.isArray(doc.manifests)) {
         await walk(doc.manifests ?? [], depth + 1, tags)
         continue
       }
@@ -105,7 +104,7 @@ async function ociLayout(src: ArchiveSource): Promise<ArchiveImage[]> {
         configDigest: doc.config.digest,
         layers: doc.layers.map((l) => ({ name: blobName(l.digest), digest: l.digest })),
         tags,
-        manifestMediaType: mediaType ?? 'application/vnd.oci.image.manifest.v1+json',
+        manifestMediaType: mediaType ?? MT.ociManifest,
       })
     }
   }

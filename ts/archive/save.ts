@@ -23,6 +23,7 @@ import { resolveImage, refKey } from '../internal/tags'
 import { chainIdsOf, type ChainId } from '../internal/chain'
 import { parseNormalizedNamed } from '../reference'
 import { hex } from '../internal/layout'
+import { MT } from '../internal/media-types'
 import { randomHex } from '../internal/fsx'
 import { fsp as fs, crypto } from '../internal/lazy'
 
@@ -34,10 +35,6 @@ export interface SaveOptions {
   signal?: AbortSignal
 }
 
-const MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
-const MT_INDEX = 'application/vnd.oci.image.index.v1+json'
-const MT_CONFIG = 'application/vnd.oci.image.config.v1+json'
-const MT_LAYER = 'application/vnd.oci.image.layer.v1.tar'
 
 interface Member {
   name: string
@@ -105,28 +102,28 @@ async function planArchive(ctx: StoreContext, names: string[], format: SaveForma
       const tarSplit = ctx.layers.tarSplitPath(l.chainId)
       const size = await call(() => native.assembledSize(tarSplit))
       if (!blobs.has(name)) blobs.set(name, { name, layer: { diffDir: ctx.layout.diffDir(l.cacheId), tarSplit, diffId: l.diffId } })
-      layerDescs.push({ mediaType: MT_LAYER, digest: l.diffId, size })
+      layerDescs.push({ mediaType: MT.ociLayerTar, digest: l.diffId, size })
       layerNames.push(name)
     }
     const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: MT_MANIFEST,
-      config: { mediaType: MT_CONFIG, digest: id, size: img.raw.length },
+      schemaVersion: 2, mediaType: MT.ociManifest,
+      config: { mediaType: MT.ociConfig, digest: id, size: img.raw.length },
       layers: layerDescs,
     }))
     const mDigest = sha(manifest)
     blobs.set(`blobs/sha256/${hex(mDigest)}`, { name: `blobs/sha256/${hex(mDigest)}`, data: manifest })
-    if (tags.length === 0) index.push({ mediaType: MT_MANIFEST, digest: mDigest, size: manifest.length })
+    if (tags.length === 0) index.push({ mediaType: MT.ociManifest, digest: mDigest, size: manifest.length })
     for (const t of tags) {
       const r = parseNormalizedNamed(t)
       index.push({
-        mediaType: MT_MANIFEST, digest: mDigest, size: manifest.length,
+        mediaType: MT.ociManifest, digest: mDigest, size: manifest.length,
         annotations: { 'io.containerd.image.name': r.string(), 'org.opencontainers.image.ref.name': r.tag ?? 'latest' },
       })
     }
     manifestJson.push({ Config: configName, RepoTags: tags.length ? tags : null, Layers: layerNames })
   }
   const members: Member[] = [...blobs.values()]
-  members.push({ name: 'index.json', data: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT_INDEX, manifests: index })) })
+  members.push({ name: 'index.json', data: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: index })) })
   if (format === 'docker') members.push({ name: 'manifest.json', data: Buffer.from(JSON.stringify(manifestJson)) })
   members.push({ name: 'oci-layout', data: Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })) })
   return { members, images: [...chosen.keys()], layers: [...new Set(layers)] }

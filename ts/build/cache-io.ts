@@ -24,6 +24,7 @@ import { StoreContext } from '../internal/context'
 import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
 import { DIFF_DIR, hex } from '../internal/layout'
+import { MT } from '../internal/media-types'
 import { CacheRecord } from './cache'
 import { asDiffId, chainIdOf } from '../internal/chain'
 
@@ -40,8 +41,8 @@ export type CacheSpec =
   | { type: 'local'; /** The layout directory. */ dir: string; mode?: CacheMode }
   | { type: 'registry'; /** `host/name:tag` of the cache manifest. */ ref: string; mode?: CacheMode }
 
-export const CACHE_MEDIA = 'application/vnd.strata.build.cache.v1+json'
-const LAYER_MEDIA = 'application/vnd.oci.image.layer.v1.tar'
+export const CACHE_MEDIA = MT.buildCache
+const LAYER_MEDIA = MT.ociLayerTar
 const REF_NAME = 'strata-build-cache'
 
 /**
@@ -151,12 +152,12 @@ export async function exportCache(ctx: StoreContext, keys: string[], spec: { dir
   }
   const config = await writeBlob(spec.dir, Buffer.from(JSON.stringify({ records })))
   const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    schemaVersion: 2, mediaType: MT.ociManifest,
     config: { mediaType: CACHE_MEDIA, digest: config.digest, size: config.size }, layers,
   }))
   const m = await writeBlob(spec.dir, manifest)
   await fs.writeFile(path.join(spec.dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}')
-  const index = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: m.digest, size: m.size, annotations: { 'org.opencontainers.image.ref.name': REF_NAME } }] }
+  const index = { schemaVersion: 2, mediaType: MT.ociIndex, manifests: [{ mediaType: MT.ociManifest, digest: m.digest, size: m.size, annotations: { 'org.opencontainers.image.ref.name': REF_NAME } }] }
   await fs.writeFile(path.join(spec.dir, 'index.json.tmp'), JSON.stringify(index))
   await fs.rename(path.join(spec.dir, 'index.json.tmp'), path.join(spec.dir, 'index.json'))
   // Blobs of an older manifest nothing names any more.

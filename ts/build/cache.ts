@@ -33,8 +33,8 @@
  * layers they name alive: cleanup and `rmi` never remove a layer a record names, or any
  * layer below it; `builder prune` removes records and then the layers nothing uses.
  */
-import * as fs from 'node:fs'
-import * as path from 'node:path'
+import fs = require('node:fs')
+import path = require('node:path')
 import { crypto } from '../internal/lazy'
 import { Layout, hex } from '../internal/layout'
 import { listDir, readIfExists, writeAtomic } from '../internal/fsx'

@@ -82,10 +82,26 @@ function continuation(escape: string): RegExp {
   return new RegExp(`([^${e}])${e}[ \\t]*$|^${e}[ \\t]*$`)
 }
 
-/** Words of a line, quotes kept (Docker's parseWords). */
-export function parseWords(rest: string, escape: string): string[] {
+/** How [[scanWords]] reads a line: Docker's two word splitters differ only in these. */
+interface WordRules {
+  escape: string
+  /** Keep quotes and escapes in the words (parseWords), or drop them (extractBuilderFlags). */
+  keepQuoting: boolean
+  /** Whether the escape character works inside single quotes too. */
+  escapeInSingleQuotes: boolean
+  /** Before each word: false ends the scan there (what follows is not a word of this kind). */
+  startsWord?: (chars: string[], pos: number) => boolean
+  /** After each word: true ends the scan, the word not taken (a `--` ending the flags). */
+  endsScan?: (word: string) => boolean
+}
+
+/**
+ * Splits `chars` into words: white space separates them, quotes group, the escape takes the
+ * next character as it is. `stop` is where a rule ended the scan (absent: at the end).
+ */
+function scanWords(chars: string[], rules: WordRules): { words: string[]; stop?: number } {
+  const { escape, keepQuoting } = rules
   const words: string[] = []
-  const chars = [...rest]
   let phase: 'spaces' | 'word' | 'quote' = 'spaces'
   let word = ''
   let quote = ''
@@ -96,15 +112,17 @@ export function parseWords(rest: string, escape: string): string[] {
     if (phase === 'spaces') {
       if (end) break
       if (isSpace(ch)) continue
+      if (rules.startsWord && !rules.startsWord(chars, pos)) return { words, stop: pos }
       phase = 'word'
     }
     if ((phase === 'word' || phase === 'quote') && end) {
-      if (blankOK || word.length > 0) words.push(word)
+      if (!rules.endsScan?.(word) && (blankOK || word.length > 0)) words.push(word)
       break
     }
     if (phase === 'word') {
       if (isSpace(ch)) {
         phase = 'spaces'
+        if (rules.endsScan?.(word)) return { words, stop: pos }
         if (blankOK || word.length > 0) words.push(word)
         word = ''
         blankOK = false
@@ -114,75 +132,13 @@ export function parseWords(rest: string, escape: string): string[] {
         quote = ch
         blankOK = true
         phase = 'quote'
+        if (!keepQuoting) continue
       }
       if (ch === escape) {
         if (pos + 1 === chars.length) continue
-        word += ch
+        if (keepQuoting) word += ch
         pos++
         ch = chars[pos]
-      }
-      word += ch
-      continue
-    }
-    if (phase === 'quote') {
-      if (ch === quote) phase = 'word'
-      if (ch === escape && quote !== "'") {
-        if (pos + 1 === chars.length) {
-          phase = 'word'
-          continue
-        }
-        pos++
-        word += ch
-        ch = chars[pos]
-      }
-      word += ch
-    }
-  }
-  return words
-}
-
-/**
- * Splits leading `--flag` words off an instruction's arguments (Docker's extractBuilderFlags:
- * quotes and `\` work inside flag words; a bare `--` ends the flags).
- */
-export function extractFlags(line: string): { rest: string; flags: string[] } {
-  const words: string[] = []
-  let phase: 'spaces' | 'word' | 'quote' = 'spaces'
-  let word = ''
-  let quote = ''
-  let blankOK = false
-  for (let pos = 0; pos <= line.length; pos++) {
-    const end = pos === line.length
-    let ch = end ? '' : line[pos]
-    if (phase === 'spaces') {
-      if (end) break
-      if (isSpace(ch)) continue
-      if (ch !== '-' || pos + 1 === line.length || line[pos + 1] !== '-') return { rest: line.slice(pos), flags: words }
-      phase = 'word'
-    }
-    if ((phase === 'word' || phase === 'quote') && end) {
-      if (word !== '--' && (blankOK || word.length > 0)) words.push(word)
-      break
-    }
-    if (phase === 'word') {
-      if (isSpace(ch)) {
-        phase = 'spaces'
-        if (word === '--') return { rest: line.slice(pos), flags: words }
-        if (blankOK || word.length > 0) words.push(word)
-        word = ''
-        blankOK = false
-        continue
-      }
-      if (ch === "'" || ch === '"') {
-        quote = ch
-        blankOK = true
-        phase = 'quote'
-        continue
-      }
-      if (ch === '\\') {
-        if (pos + 1 === line.length) continue
-        pos++
-        ch = line[pos]
       }
       word += ch
       continue
@@ -190,20 +146,42 @@ export function extractFlags(line: string): { rest: string; flags: string[] } {
     if (phase === 'quote') {
       if (ch === quote) {
         phase = 'word'
-        continue
+        if (!keepQuoting) continue
       }
-      if (ch === '\\') {
-        if (pos + 1 === line.length) {
+      if (ch === escape && (quote !== "'" || rules.escapeInSingleQuotes)) {
+        if (pos + 1 === chars.length) {
           phase = 'word'
           continue
         }
+        if (keepQuoting) word += ch
         pos++
-        ch = line[pos]
+        ch = chars[pos]
       }
       word += ch
     }
   }
-  return { rest: '', flags: words }
+  return { words }
+}
+
+/** Words of a line, quotes kept (Docker's parseWords). */
+export function parseWords(rest: string, escape: string): string[] {
+  return scanWords([...rest], { escape, keepQuoting: true, escapeInSingleQuotes: false }).words
+}
+
+/**
+ * Splits leading `--flag` words off an instruction's arguments (Docker's extractBuilderFlags:
+ * quotes and `\` work inside flag words; a bare `--` ends the flags).
+ */
+export function extractFlags(line: string): { rest: string; flags: string[] } {
+  const chars = [...line]
+  const { words, stop } = scanWords(chars, {
+    escape: '\\',
+    keepQuoting: false,
+    escapeInSingleQuotes: true,
+    startsWord: (c, pos) => c[pos] === '-' && c[pos + 1] === '-',
+    endsScan: (word) => word === '--',
+  })
+  return { rest: stop === undefined ? '' : chars.slice(stop).join(''), flags: words }
 }
 
 class NotStringArray extends Error {}

@@ -22,7 +22,9 @@
  * - A command that only reads the store and prints (`images`, `ps`, `inspect`, `history`) sets
  *   `readOnly: true`: it runs from the CLI's small read-only bundle (bin/strata.js,
  *   scripts/bundle-cli.js), which holds only the modules such commands load. Its module must be
- *   one of the bundle's READ_ONLY_MODULES there; a command that writes must not set it.
+ *   one of the bundle's READ_ONLY_MODULES there; a command that writes must not set it. One that
+ *   reads no container either (`images`, `history`) also sets `imagesOnly: true`: its store
+ *   opens without looking for containers whose supervisor died (Store.openReader).
  * - Two-word commands (`system df`, `image prune`) are keys with a space; main.ts tries the two
  *   words first. Docker's other spellings of a command go in ALIASES (`image ls` → `images`),
  *   with any flags they imply (`container inspect` → `inspect --type container`).
@@ -45,18 +47,18 @@ interface EntryBase {
   summary: string
 }
 export type CommandEntry =
-  | (EntryBase & { storeless?: false; readOnly?: boolean; load: () => Handler })
+  | (EntryBase & { storeless?: false; readOnly?: boolean; imagesOnly?: boolean; load: () => Handler })
   | (EntryBase & { storeless: true; readOnly?: false; load: () => StorelessHandler })
 
 export const COMMANDS: Record<string, CommandEntry> = {
-  images: { section: 'Image', readOnly: true, summary: 'List images (image ls)', load: () => (require('./image-commands') as typeof import('./image-commands')).imagesCommand },
+  images: { section: 'Image', readOnly: true, imagesOnly: true, summary: 'List images (image ls)', load: () => (require('./image-commands') as typeof import('./image-commands')).imagesCommand },
   load: { section: 'Image', summary: 'Load an image from a tar archive or STDIN', load: () => (require('./archive-commands') as typeof import('./archive-commands')).loadCommand },
   save: { section: 'Image', summary: 'Save one or more images to a tar archive (streamed to STDOUT by default)', load: () => (require('./archive-commands') as typeof import('./archive-commands')).saveCommand },
   import: { section: 'Image', summary: 'Import the contents from a tarball to create a filesystem image', load: () => (require('./archive-commands') as typeof import('./archive-commands')).importCommand },
   tag: { section: 'Image', summary: 'Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE', load: () => (require('./image-commands') as typeof import('./image-commands')).tagCommand },
   rmi: { section: 'Image', summary: 'Remove one or more images (image rm)', load: () => (require('./image-commands') as typeof import('./image-commands')).rmiCommand },
   inspect: { section: 'Image', readOnly: true, summary: 'Return low-level information on images and containers', load: () => (require('./inspect-command') as typeof import('./inspect-command')).inspectCommand },
-  history: { section: 'Image', readOnly: true, summary: 'Show the history of an image', load: () => (require('./image-commands') as typeof import('./image-commands')).historyCommand },
+  history: { section: 'Image', readOnly: true, imagesOnly: true, summary: 'Show the history of an image', load: () => (require('./image-commands') as typeof import('./image-commands')).historyCommand },
 
   pull: { section: 'Registry', summary: 'Download an image from a registry', load: () => (require('./pull-command') as typeof import('./pull-command')).pullCommand },
   push: { section: 'Registry', summary: 'Push an image or a repository to a registry', load: () => (require('./push-command') as typeof import('./push-command')).pushCommand },
@@ -118,14 +120,19 @@ export function resolveCommand(argv: string[]): { name: string; entry: CommandEn
   const [first, second] = argv
   if (second !== undefined) {
     const two = `${first} ${second}`
-    if (COMMANDS[two]) return { name: two, entry: COMMANDS[two], args: argv.slice(2) }
-    if (ALIASES[two]) return at(ALIASES[two], argv.slice(2))
-    const section = PREFIXES[first]
-    if (section && COMMANDS[second]?.section === section && second !== 'inspect') return { name: second, entry: COMMANDS[second], args: argv.slice(2) }
+    if (own(COMMANDS, two)) return { name: two, entry: COMMANDS[two], args: argv.slice(2) }
+    if (own(ALIASES, two)) return at(ALIASES[two], argv.slice(2))
+    const section = own(PREFIXES, first) ? PREFIXES[first] : undefined
+    if (section && own(COMMANDS, second) && COMMANDS[second].section === section && second !== 'inspect') return { name: second, entry: COMMANDS[second], args: argv.slice(2) }
   }
-  if (COMMANDS[first]) return { name: first, entry: COMMANDS[first], args: argv.slice(1) }
-  if (ALIASES[first]) return at(ALIASES[first], argv.slice(1))
+  if (own(COMMANDS, first)) return { name: first, entry: COMMANDS[first], args: argv.slice(1) }
+  if (own(ALIASES, first)) return at(ALIASES[first], argv.slice(1))
   return undefined
+}
+
+/** Whether `table` has `key` of its own (`strata constructor` names no command). */
+function own(table: object, key: string | undefined): key is string {
+  return key !== undefined && Object.prototype.hasOwnProperty.call(table, key)
 }
 
 function at([name, ...implied]: string[], args: string[]): { name: string; entry: CommandEntry; args: string[] } {

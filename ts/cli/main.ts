@@ -57,10 +57,11 @@ async function run(argv: string[], io: Io, readOnlyOnly: boolean): Promise<numbe
     // The store (and with it the native addon) loads only for a command that uses it. In place,
     // not with import(): see ./commands.ts.
     const { Store } = require('../store') as typeof import('../store')
-    const store = await Store.open(root ? { root } : {})
     // A read-only command's store sections only read: they may run without the flock, checked
-    // against the write generation (ts/lock.ts), so the native addon need not load for them.
-    if (entry.readOnly) store.context.optimisticReads = true
+    // against the write generation (ts/internal/lock.ts), so the native addon need not load for
+    // them, and the store opens without the passes that only writers need (Store.openReader).
+    const opts = root ? { root } : {}
+    const store = entry.readOnly ? await Store.openReader(opts, { containers: !entry.imagesOnly }) : await Store.open(opts)
     try {
       return await handler(store, args, io)
     } finally {
@@ -88,8 +89,15 @@ function report(err: unknown, io: Io): number {
   return e instanceof FlagError ? 125 : 1
 }
 
-/** The package's version (package.json sits above dist/ts/cli/ and above the bundle's dist/cli/). */
+/**
+ * The CLI bundles (scripts/bundle-cli.js) have the package's version written in at build time,
+ * so `--version` reads no file; tsc's output and the sources read it from package.json.
+ */
+declare const STRATA_BUNDLED_VERSION: string | undefined
+
+/** The package's version (package.json sits above dist/ts/cli/ and above ts/cli/). */
 function version(): string {
+  if (typeof STRATA_BUNDLED_VERSION === 'string') return STRATA_BUNDLED_VERSION
   for (const up of ['../..', '../../..']) {
     try {
       return (JSON.parse(fs.readFileSync(path.resolve(__dirname, up, 'package.json'), 'utf8')) as { version: string }).version

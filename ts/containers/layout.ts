@@ -35,32 +35,28 @@
 import path = require('node:path')
 import { Layout } from '../internal/layout'
 
-export const CONFIG_FILE = 'config.v2.json'
-export const HOSTCONFIG_FILE = 'hostconfig.json'
-export const MOUNT_REFS_FILE = 'mount.json'
-export const BUNDLE_DIR = 'bundle'
-export const RUNC_DIR = 'runc'
+/** What the init layer's overlay2 dir adds to the container's mount id. */
 export const INIT_SUFFIX = '-init'
 
-/** Paths of one container. */
+/** Paths of one container: the one place its file names (the layout above) are written. */
 export class ContainerPaths {
   /** `staged`: where the container's dir is while it is not yet in its place (a skeleton's). */
   constructor(readonly layout: Layout, readonly id: string, private readonly staged?: string) {}
 
   get dir(): string { return this.staged ?? this.layout.containerDir(this.id) }
-  get config(): string { return path.join(this.dir, CONFIG_FILE) }
-  get hostConfig(): string { return path.join(this.dir, HOSTCONFIG_FILE) }
+  get config(): string { return path.join(this.dir, 'config.v2.json') }
+  get hostConfig(): string { return path.join(this.dir, 'hostconfig.json') }
   get hostname(): string { return path.join(this.dir, 'hostname') }
   get hosts(): string { return path.join(this.dir, 'hosts') }
   get resolvConf(): string { return path.join(this.dir, 'resolv.conf') }
   get log(): string { return path.join(this.dir, `${this.id}-json.log`) }
-  get mountRefs(): string { return path.join(this.dir, MOUNT_REFS_FILE) }
+  get mountRefs(): string { return path.join(this.dir, 'mount.json') }
   get mounts(): string { return path.join(this.dir, 'mounts') }
-  get bundle(): string { return path.join(this.dir, BUNDLE_DIR) }
-  get pidFile(): string { return path.join(this.dir, BUNDLE_DIR, 'pid') }
+  get bundle(): string { return path.join(this.dir, 'bundle') }
+  get pidFile(): string { return path.join(this.bundle, 'pid') }
   get mountMeta(): string { return this.layout.mountMeta(this.id) }
 }
 
 export function runcRoot(layout: Layout): string {
-  return path.join(layout.root, RUNC_DIR)
+  return path.join(layout.root, 'runc')
 }

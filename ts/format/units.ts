@@ -104,7 +104,11 @@ const WIDE: Array<[number, number]> = [
   [0x20000, 0x2fffd], [0x30000, 0x3fffd],
 ]
 
-const ZERO_WIDTH = /^[\p{Mn}\p{Me}\p{Cf}\p{Cc}]$/u
+/**
+ * Made on first use: V8 parses a regex literal with Unicode property classes when the literal
+ * is evaluated, some 0.2 ms that every CLI command would pay when this module loads.
+ */
+let zeroWidth: RegExp | undefined
 
 /**
  * Terminal columns of one code point, as go-runewidth's `RuneWidth` (non-East-Asian locale):
@@ -115,7 +119,8 @@ export function runeWidth(cp: number): number {
   // use, which costs a short CLI command a few milliseconds.
   if (cp >= 0x20 && cp < 0x7f) return 1
   if (cp === 0) return 0
-  if (ZERO_WIDTH.test(String.fromCodePoint(cp))) return 0
+  zeroWidth ??= /^[\p{Mn}\p{Me}\p{Cf}\p{Cc}]$/u
+  if (zeroWidth.test(String.fromCodePoint(cp))) return 0
   for (const [lo, hi] of WIDE) {
     if (cp < lo) break
     if (cp <= hi) return 2

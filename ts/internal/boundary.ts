@@ -10,7 +10,9 @@
  *  - a class's `before` hook runs first (a container thaws if a dead commit left it frozen) —
  *    for the outermost call only: not for a public method another one calls (`stop` calls
  *    `kill`, `view` asks `isMounted` under the shared lock), where the hook could ask for the
- *    exclusive lock inside a section. An AsyncLocalStorage marks the work of a call.
+ *    exclusive lock inside a section. An AsyncLocalStorage marks the work of a call; in a
+ *    process that declared itself the API's sole caller (`declareSoleCaller`), a count of the
+ *    calls under way does.
  *  - the one exception to the conversion is what the caller's own callback threw (`CallerThrew`,
  *    ./operation.ts): the call rejects with that, as it was.
  * Methods returning a promise reject (also for bad arguments); `sync` methods throw.
@@ -25,6 +27,23 @@ function outgoing(e: unknown): unknown {
 import { checkArgs, Signature } from './validate'
 
 const insideApi = new AsyncLocalStorage<true>()
+
+/**
+ * Calls under way, counted once the process declared itself the sole caller (else undefined):
+ * the outermost call is then the one that finds none.
+ */
+let callsUnderWay: number | undefined
+
+/**
+ * For a process that makes one API call at a time and leaves nothing running when it returns
+ * (the CLI's read-only commands, from their bundle: ts/cli/read-main.ts): calls are then
+ * told apart from the calls they make by a count, not by the AsyncLocalStorage, whose first
+ * `run` turns on Node's promise hooks, which then slow every promise of the process (a good part
+ * of a short command's run, bench/cli.js). Irrevocable; never for a library's host process.
+ */
+export function declareSoleCaller(): void {
+  callsUnderWay ??= 0
+}
 
 /** A method's argument checks; `sync` for methods that return a value rather than a promise. */
 export type MethodSpec = Signature | { args: Signature; sync: true }
@@ -60,10 +79,21 @@ function wrap(label: string, fn: (...a: unknown[]) => unknown, spec: MethodSpec,
     } catch (e) {
       return Promise.reject(outgoing(e))
     }
-    const run = async (): Promise<unknown> => {
-      if (before && !insideApi.getStore()) await insideApi.run(true, () => before(this as never))
-      return await insideApi.run(true, () => fn.apply(this, args))
-    }
+    const run = callsUnderWay !== undefined
+      ? async (): Promise<unknown> => {
+        const outermost = callsUnderWay === 0
+        callsUnderWay!++
+        try {
+          if (before && outermost) await before(this as never)
+          return await fn.apply(this, args)
+        } finally {
+          callsUnderWay!--
+        }
+      }
+      : async (): Promise<unknown> => {
+        if (before && !insideApi.getStore()) await insideApi.run(true, () => before(this as never))
+        return await insideApi.run(true, () => fn.apply(this, args))
+      }
     return run().catch((e: unknown) => { throw outgoing(e) })
   }
 }

@@ -15,8 +15,8 @@
  * the leases next. A lease is taken under the store lock (shared is enough: readers take them),
  * and leases are read under the exclusive lock, so reading never races a lease being written.
  */
-import * as fs from 'node:fs'
-import * as path from 'node:path'
+import fs = require('node:fs')
+import path = require('node:path')
 import { native } from './native'
 import { toStrataError, StrataError } from '../errors'
 import { randomHex } from './fsx'

@@ -33,7 +33,8 @@
  * `flock`, and reads it again: the same even number both times means no writer held the lock at
  * any moment in between, so what the section read is what a shared `flock` would have shown.
  * Otherwise (odd, missing, changed) the section runs again under the shared `flock`, as every
- * reader does without `optimistic`. The point is the native addon: the `flock` needs it, and
+ * reader does without `optimistic`. An optimistic section is not a section in the sense of
+ * re-entrancy above: it holds nothing, so what runs inside it asks for the lock afresh. The point is the native addon: the `flock` needs it, and
  * loading it is a good part of a read-only command's start-up (bench/cli.js).
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
@@ -86,6 +87,15 @@ function readGeneration(file: string): bigint | undefined {
   }
   const m = /^(\d{20}) (\d{20})\n$/.exec(text)
   return m && m[1] === m[2] ? BigInt(m[1]) : undefined
+}
+
+/**
+ * Whether the write generation in `file` is even: no writer holds the lock now, and none died
+ * holding it since the last one let it go (a missing or torn file says neither).
+ */
+export function noWriterMidChange(file: string): boolean {
+  const gen = readGeneration(file)
+  return gen !== undefined && gen % 2n === 0n
 }
 
 /**
@@ -378,15 +388,16 @@ export class StoreLock {
     if (mode === 'shared' && this.optimistic) {
       const before = readGeneration(this.genFile)
       if (before !== undefined && before % 2n === 0n) {
-        const hold: Hold = { key: this.key, mode, active: true, parent: sections.getStore() }
+        // Not marked as a section (no AsyncLocalStorage, whose promise hooks would slow the
+        // whole read): a shared section inside it checks the generation around itself in turn,
+        // and one that falls back to the flock holds it for itself; this one holds nothing a
+        // section inside could wait for.
         let out: { value: T } | { error: unknown }
         try {
-          out = { value: await sections.run(hold, fn) }
+          out = { value: await fn() }
         } catch (error) {
           // What a writer was changing under the read can fail it (a file gone): decided below.
           out = { error }
-        } finally {
-          hold.active = false
         }
         if (readGeneration(this.genFile) === before) {
           if ('error' in out) throw out.error

@@ -184,4 +184,29 @@ export class Operation {
     this.#interruptible = false
     return fn()
   }
+
+  /**
+   * Makes a load or pull visible once every layer it needs is at hand: under the exclusive
+   * lock, `missing` lists what is lacking; when nothing is, `commit` runs (past the point of no return, as `commit`).
+   * Another process may have removed a layer found present before (an rmi racing this
+   * operation): then `fetch` brings it again and the check is repeated, five times at most.
+   * Nothing is registered until every layer is at hand.
+   */
+  async commitWhenComplete<L extends { chainId: string }>(
+    doing: string,
+    missing: () => Promise<L[]>,
+    fetch: (gone: L[]) => Promise<void>,
+    commit: () => Promise<void>,
+  ): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const gone = await this.locked('exclusive', async () => {
+        const lacking = await missing()
+        if (lacking.length === 0) await this.commit(commit)
+        return lacking
+      })
+      if (gone.length === 0) return
+      if (attempt >= 5) throw new StrataError('LayerNotFound', `layers keep vanishing while ${doing}: ${gone.map((p) => p.chainId).join(', ')}`)
+      await fetch(gone)
+    }
+  }
 }

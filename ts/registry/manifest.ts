@@ -6,30 +6,13 @@
  */
 import { StrataError } from '../errors'
 import { goArch } from '../internal/platform'
-
-export const MT_DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json'
-export const MT_DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json'
-export const MT_OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
-export const MT_OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
-export const MT_SCHEMA1 = 'application/vnd.docker.distribution.manifest.v1+json'
-export const MT_SCHEMA1_SIGNED = 'application/vnd.docker.distribution.manifest.v1+prettyjws'
+import { MT, LAYER_TYPES } from '../internal/media-types'
 
 /** What a pull asks for, most wanted first (schema 1 only to recognise and refuse it). */
-export const MANIFEST_ACCEPT = [MT_DOCKER_MANIFEST, MT_DOCKER_LIST, MT_OCI_INDEX, MT_OCI_MANIFEST, MT_SCHEMA1_SIGNED, MT_SCHEMA1].join(', ')
+export const MANIFEST_ACCEPT = [MT.dockerManifest, MT.dockerList, MT.ociIndex, MT.ociManifest, MT.schema1Signed, MT.schema1].join(', ')
 
 /** Manifests larger than this are refused (Docker's and containerd's limit). */
 export const MAX_MANIFEST_BYTES = 4 << 20
-
-const LAYER_TYPES = [
-  'application/vnd.docker.image.rootfs.diff.tar.gzip',
-  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
-  'application/vnd.oci.image.layer.v1.tar',
-  'application/vnd.oci.image.layer.v1.tar+gzip',
-  'application/vnd.oci.image.layer.v1.tar+zstd',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
-]
 
 export interface Descriptor {
   mediaType: string
@@ -95,22 +78,22 @@ export function parseManifest(body: Buffer, contentType: string | undefined, ref
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) invalid(`manifest for ${ref} is not a JSON object`)
   const ct = (contentType ?? '').split(';')[0].trim()
   const mediaType = typeof doc.mediaType === 'string' ? doc.mediaType : ct
-  if (doc.schemaVersion === 1 || mediaType === MT_SCHEMA1 || mediaType === MT_SCHEMA1_SIGNED) {
+  if (doc.schemaVersion === 1 || mediaType === MT.schema1 || mediaType === MT.schema1Signed) {
     throw new StrataError('UnsupportedManifest', schema1Message(ref))
   }
   if (doc.schemaVersion !== 2) invalid(`manifest for ${ref} has unsupported schemaVersion ${JSON.stringify(doc.schemaVersion)}`)
-  if (Array.isArray(doc.manifests) || mediaType === MT_DOCKER_LIST || mediaType === MT_OCI_INDEX) {
+  if (Array.isArray(doc.manifests) || mediaType === MT.dockerList || mediaType === MT.ociIndex) {
     if (!Array.isArray(doc.manifests)) invalid(`index for ${ref} has no manifests`)
     return { kind: 'index', mediaType, manifests: doc.manifests.map((m, i) => descriptor(m, `index entry ${i}`)) }
   }
-  if (mediaType && mediaType !== MT_DOCKER_MANIFEST && mediaType !== MT_OCI_MANIFEST) invalid(`manifest for ${ref} has unsupported media type ${mediaType}`)
+  if (mediaType && mediaType !== MT.dockerManifest && mediaType !== MT.ociManifest) invalid(`manifest for ${ref} has unsupported media type ${mediaType}`)
   if (!Array.isArray(doc.layers)) invalid(`manifest for ${ref} has no layers`)
   const config = descriptor(doc.config, 'config')
   const layers = doc.layers.map((l, i) => descriptor(l, `layer ${i}`))
   for (const [i, l] of layers.entries()) {
     if (l.mediaType && !LAYER_TYPES.includes(l.mediaType)) invalid(`layer ${i} of ${ref} has unsupported media type ${l.mediaType}`)
   }
-  return { kind: 'manifest', mediaType: mediaType || MT_DOCKER_MANIFEST, config, layers }
+  return { kind: 'manifest', mediaType: mediaType || MT.dockerManifest, config, layers }
 }
 
 /** The host's platform as images name it (`linux/amd64`, `linux/arm64/v8`, `linux/arm/v7`). */

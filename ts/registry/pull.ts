@@ -300,17 +300,10 @@ async function pullOne(
     op.check()
 
     const fresh: Planned[] = []
-    for (let attempt = 0; ; attempt++) {
-      const gone = await op.locked('exclusive', async () => {
-        const lacking = await missing()
-        if (lacking.length === 0) await op.commit(commit)
-        return lacking
-      })
-      if (gone.length === 0) break
-      if (attempt >= 5) throw new StrataError('LayerNotFound', `layers keep vanishing while pulling: ${gone.map((p) => p.chainId).join(', ')}`)
+    await op.commitWhenComplete('pulling', missing, async (gone) => {
       await fetchLayers(gone)
       op.check()
-    }
+    }, commit)
     for (const p of fresh) emit({ id: shortId(p.desc.digest), status: 'Pull complete' })
     emit({ status: `Digest: ${digest}` })
     return { id, reference: ref.familiarString(), digest, upToDate: false }

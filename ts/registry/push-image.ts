@@ -30,6 +30,7 @@ import { StrataError } from '../errors'
 import { parseNormalizedNamed, Reference } from '../reference'
 import { asBlobDigest, chainIdsOf } from '../internal/chain'
 import { hex } from '../internal/layout'
+import { OCI_PREFIX } from '../internal/media-types'
 import { LayerInfo } from '../internal/layers'
 import { ImageOrigin, LayerToPush, PushOptions, PushProgress, PushResult, PushTransport, SentBlob, TagPushed, pushTag } from './push'
 
@@ -103,7 +104,7 @@ export function storePushDeps(ctx: StoreContext, config: DockerConfig): PushDeps
       candidates: async (diffId) => (await dist.metadataOf(diffId)).map((m) => ({ digest: m.Digest, repository: m.SourceRepository })),
       record: (diffId, digest, repository) => dist.add(diffId, digest, repository),
     },
-    origin: async (id) => ((await ctx.images.origin(id)) ?? '').startsWith('application/vnd.oci.') ? 'oci' : 'docker',
+    origin: async (id) => ((await ctx.images.origin(id)) ?? '').startsWith(OCI_PREFIX) ? 'oci' : 'docker',
   }
 }
 

@@ -25,22 +25,10 @@
  */
 import { StrataError } from '../errors'
 import { Reference } from '../reference'
-import { MT_DOCKER_MANIFEST, MT_OCI_MANIFEST } from './manifest'
+import { MT } from '../internal/media-types'
 
 /** Docker's `max-concurrent-uploads` default. */
 export const UPLOAD_CONCURRENCY = 5
-
-export const MT = {
-  dockerManifest: MT_DOCKER_MANIFEST,
-  dockerConfig: 'application/vnd.docker.container.image.v1+json',
-  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
-  dockerLayerTar: 'application/vnd.docker.image.rootfs.diff.tar',
-  ociManifest: MT_OCI_MANIFEST,
-  ociConfig: 'application/vnd.oci.image.config.v1+json',
-  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
-  ociLayerTar: 'application/vnd.oci.image.layer.v1.tar',
-} as const
 
 /** How an image came into the store: decides the manifest kind a push uses. */
 export type ImageOrigin = 'docker' | 'oci'

@@ -226,6 +226,15 @@ mod tests {
         rustix::net::sendmsg(sock, &[io::IoSlice::new(name)], &mut control, SendFlags::empty()).unwrap();
     }
 
+    /// What `sock` receives when a peer thread connects and sends `fd` named `name`.
+    fn receive_from_peer(sock: &ConsoleSocket, fd: OwnedFd, name: &'static [u8]) -> Result<OwnedFd, ConsoleError> {
+        let path = sock.path().to_path_buf();
+        let sender = std::thread::spawn(move || send_fd(&UnixStream::connect(&path).unwrap(), fd.as_fd(), name));
+        let got = sock.receive(Duration::from_secs(5), &AtomicBool::new(false));
+        sender.join().unwrap();
+        got
+    }
+
     /// A new pty: (master, slave).
     fn openpty() -> (OwnedFd, OwnedFd) {
         let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
@@ -242,13 +251,7 @@ mod tests {
         let path = dir.path().join("c.sock");
         let sock = ConsoleSocket::bind(&path).unwrap();
         let (master, slave) = openpty();
-        let p = path.clone();
-        let sender = std::thread::spawn(move || {
-            let s = UnixStream::connect(&p).unwrap();
-            send_fd(&s, master.as_fd(), b"/dev/ptmx");
-        });
-        let got = sock.receive(Duration::from_secs(5), &AtomicBool::new(false)).unwrap();
-        sender.join().unwrap();
+        let got = receive_from_peer(&sock, master, b"/dev/ptmx").unwrap();
         set_window_size(got.as_fd(), 33, 101).unwrap();
         assert_eq!(window_size(slave.as_fd()).unwrap(), (33, 101));
         drop(sock);
@@ -261,13 +264,7 @@ mod tests {
         let path = dir.path().join("c.sock");
         let sock = ConsoleSocket::bind(&path).unwrap();
         let file = std::fs::File::open("/dev/null").unwrap();
-        let p = path.clone();
-        let sender = std::thread::spawn(move || {
-            let s = UnixStream::connect(&p).unwrap();
-            send_fd(&s, file.as_fd(), b"null");
-        });
-        let e = sock.receive(Duration::from_secs(5), &AtomicBool::new(false)).unwrap_err();
-        sender.join().unwrap();
+        let e = receive_from_peer(&sock, file.into(), b"null").unwrap_err();
         assert!(matches!(e, ConsoleError::NoTerminal { .. }), "{e}");
         // A peer that connects and closes without an fd is an error too, not a hang.
         let p = path.clone();

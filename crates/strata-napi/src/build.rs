@@ -3,9 +3,10 @@
 //! converts field by field far slower than `JSON.parse` reads it); 64-bit times as decimal strings.
 #![cfg_attr(test, allow(dead_code))]
 use crate::cancel::NativeCancel;
+use crate::BlockingTask;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use strata_core::build_add;
@@ -17,7 +18,7 @@ use strata_core::error::ErrorCode;
 type Outcome<T> = std::result::Result<T, crate::Failure>;
 
 fn flag(cancel: Option<&NativeCancel>) -> Arc<AtomicBool> {
-    cancel.map(|c| c.flag.clone()).unwrap_or_default()
+    NativeCancel::flag_of(cancel)
 }
 
 /// A file name for JSON: the string when it is UTF-8, else `{"b": base64}` (ts/internal/bytepath.ts).
@@ -111,23 +112,9 @@ pub struct NativeHashed {
     pub bytes_read: f64,
 }
 
-pub struct HashFiles {
-    root: PathBuf,
-    files: Vec<Vec<u8>>,
-    cancel: Arc<AtomicBool>,
-}
-
-impl crate::NativeTask for HashFiles {
-    type Output = build_ctx::Hashed;
-    type JsValue = NativeHashed;
-    fn compute(&mut self) -> Outcome<Self::Output> {
-        Ok(build_ctx::hash_files(&self.root, &self.files, &self.cancel)?)
-    }
-    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<NativeHashed> {
-        Ok(NativeHashed {
-            digests: out.digests.iter().map(|d| d.to_string()).collect(),
-            bytes_read: out.bytes_read as f64,
-        })
+impl From<build_ctx::Hashed> for NativeHashed {
+    fn from(out: build_ctx::Hashed) -> Self {
+        NativeHashed { digests: out.digests.iter().map(|d| d.to_string()).collect(), bytes_read: out.bytes_read as f64 }
     }
 }
 
@@ -137,12 +124,10 @@ pub fn hash_files(
     root: String,
     files: Vec<Buffer>,
     cancel: Option<&NativeCancel>,
-) -> AsyncTask<crate::error::Job<HashFiles>> {
-    crate::job(HashFiles {
-        root: root.into(),
-        files: files.into_iter().map(|b| b.to_vec()).collect(),
-        cancel: flag(cancel),
-    })
+) -> BlockingTask<build_ctx::Hashed, NativeHashed> {
+    let files: Vec<Vec<u8>> = files.into_iter().map(|b| b.to_vec()).collect();
+    let cancel = flag(cancel);
+    crate::blocking(move || build_ctx::hash_files(Path::new(&root), &files, &cancel))
 }
 
 /// One COPY step as ts/build/copy.ts writes it (JSON): `op` is `mkdirs` | `dir` | `file` |
@@ -280,45 +265,11 @@ pub fn read_in_root(env: Env, root: String, path: String, limit: u32) -> Result<
         .map(Buffer::from))
 }
 
-pub struct IsArchive {
-    path: PathBuf,
-}
-
-impl crate::NativeTask for IsArchive {
-    type Output = bool;
-    type JsValue = bool;
-    fn compute(&mut self) -> Outcome<bool> {
-        Ok(build_add::is_archive(&self.path)?)
-    }
-    fn resolve(&mut self, _: Env, out: bool) -> Result<bool> {
-        Ok(out)
-    }
-}
-
 /// Whether ADD unpacks the file at `path` (a tar: plain, gzip, bzip2 or xz — what Docker
 /// 20.10's builder unpacks).
 #[napi(ts_return_type = "Promise<boolean>")]
-pub fn is_archive(path: String) -> AsyncTask<crate::error::Job<IsArchive>> {
-    crate::job(IsArchive { path: path.into() })
-}
-
-pub struct UnpackArchive {
-    path: PathBuf,
-    dest: PathBuf,
-    tar_split: PathBuf,
-    cancel: Arc<AtomicBool>,
-}
-
-impl crate::NativeTask for UnpackArchive {
-    type Output = ();
-    type JsValue = ();
-    fn compute(&mut self) -> Outcome<()> {
-        build_add::unpack(&self.path, &self.dest, &self.tar_split, &self.cancel)?;
-        Ok(())
-    }
-    fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
-        Ok(())
-    }
+pub fn is_archive(path: String) -> BlockingTask<bool> {
+    crate::blocking(move || build_add::is_archive(Path::new(&path)))
 }
 
 /// ADD of a local archive: unpacks the tar at `path` (plain, gzip, bzip2 or xz) into `dest`
@@ -329,12 +280,10 @@ pub fn unpack_archive(
     dest: String,
     tar_split: String,
     cancel: Option<&NativeCancel>,
-) -> AsyncTask<crate::error::Job<UnpackArchive>> {
-    crate::job(UnpackArchive {
-        path: path.into(),
-        dest: dest.into(),
-        tar_split: tar_split.into(),
-        cancel: flag(cancel),
+) -> BlockingTask<()> {
+    let cancel = flag(cancel);
+    crate::blocking(move || {
+        build_add::unpack(Path::new(&path), Path::new(&dest), Path::new(&tar_split), &cancel).map(|_| ())
     })
 }
 
@@ -347,25 +296,14 @@ pub struct NativeSealed {
     pub entries: f64,
 }
 
-pub struct SealLayer {
-    diff: PathBuf,
-    tar_split: PathBuf,
-    cancel: Arc<AtomicBool>,
-}
-
-impl crate::NativeTask for SealLayer {
-    type Output = build_commit::Sealed;
-    type JsValue = NativeSealed;
-    fn compute(&mut self) -> Outcome<Self::Output> {
-        Ok(build_commit::seal_layer(&self.diff, &self.tar_split, &self.cancel)?)
-    }
-    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<NativeSealed> {
-        Ok(NativeSealed {
+impl From<build_commit::Sealed> for NativeSealed {
+    fn from(out: build_commit::Sealed) -> Self {
+        NativeSealed {
             diff_id: out.diff_id.to_string(),
             size: out.size as f64,
             tar_size: out.tar_size as f64,
             entries: out.entries as f64,
-        })
+        }
     }
 }
 
@@ -377,6 +315,7 @@ pub fn seal_layer(
     diff: String,
     tar_split: String,
     cancel: Option<&NativeCancel>,
-) -> AsyncTask<crate::error::Job<SealLayer>> {
-    crate::job(SealLayer { diff: diff.into(), tar_split: tar_split.into(), cancel: flag(cancel) })
+) -> BlockingTask<build_commit::Sealed, NativeSealed> {
+    let cancel = flag(cancel);
+    crate::blocking(move || build_commit::seal_layer(Path::new(&diff), Path::new(&tar_split), &cancel))
 }

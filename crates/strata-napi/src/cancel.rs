@@ -10,6 +10,13 @@ pub struct NativeCancel {
     pub(crate) flag: Arc<AtomicBool>,
 }
 
+impl NativeCancel {
+    /// The flag a task polls: `cancel`'s, or one nobody sets.
+    pub(crate) fn flag_of(cancel: Option<&NativeCancel>) -> Arc<AtomicBool> {
+        cancel.map(|c| c.flag.clone()).unwrap_or_default()
+    }
+}
+
 #[napi]
 impl NativeCancel {
     #[napi(constructor)]

@@ -1,11 +1,7 @@
 //! `commitLayer`: a container's upper dir → a new read-only layer (see `strata_core::egress::commit`).
 #![cfg_attr(test, allow(dead_code))]
 use crate::cancel::NativeCancel;
-use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 /// What `commitLayer` made.
 #[napi(object)]
@@ -18,25 +14,9 @@ pub struct NativeCommitResult {
     pub tar_size: i64,
 }
 
-pub struct CommitLayer {
-    upper: PathBuf,
-    dest: PathBuf,
-    tar_split: PathBuf,
-    cancel: Arc<AtomicBool>,
-}
-
-impl crate::NativeTask for CommitLayer {
-    type Output = strata_core::egress::commit::Committed;
-    type JsValue = NativeCommitResult;
-    fn compute(&mut self) -> std::result::Result<Self::Output, crate::Failure> {
-        Ok(strata_core::egress::commit::commit_layer(&self.upper, &self.dest, &self.tar_split, &self.cancel)?)
-    }
-    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<Self::JsValue> {
-        Ok(NativeCommitResult {
-            diff_id: out.diff_id.to_string(),
-            size: out.size as i64,
-            tar_size: out.tar_size as i64,
-        })
+impl From<strata_core::egress::commit::Committed> for NativeCommitResult {
+    fn from(out: strata_core::egress::commit::Committed) -> Self {
+        NativeCommitResult { diff_id: out.diff_id.to_string(), size: out.size as i64, tar_size: out.tar_size as i64 }
     }
 }
 
@@ -48,11 +28,9 @@ pub fn commit_layer(
     dest: String,
     tar_split: String,
     cancel: Option<&NativeCancel>,
-) -> AsyncTask<crate::error::Job<CommitLayer>> {
-    crate::job(CommitLayer {
-        upper: upper_dir.into(),
-        dest: dest.into(),
-        tar_split: tar_split.into(),
-        cancel: cancel.map(|c| c.flag.clone()).unwrap_or_default(),
+) -> crate::BlockingTask<strata_core::egress::commit::Committed, NativeCommitResult> {
+    let cancel = NativeCancel::flag_of(cancel);
+    crate::blocking(move || {
+        strata_core::egress::commit::commit_layer(upper_dir.as_ref(), dest.as_ref(), tar_split.as_ref(), &cancel)
     })
 }

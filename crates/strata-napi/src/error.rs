@@ -5,6 +5,9 @@
 //! name), `errno` (positive) and `path`. Synchronous functions build it at once with the caller's
 //! `Env`; an `AsyncTask` cannot (its `compute` runs on a pool thread), so [`Job`] keeps the
 //! failure until `reject`, which runs on the JS thread and builds the object there.
+//! [`blocking`] is the common task: one closure on the pool, its result turned into the JS value
+//! with `From`; a task with its own state (progress callbacks, several steps) implements
+//! [`NativeTask`] itself.
 use napi::bindgen_prelude::*;
 use napi::{Env, Task};
 use strata_core::error::{errno_name, Coded, ErrorCode};
@@ -126,6 +129,40 @@ impl<T: NativeTask> Task for Job<T> {
 /// `AsyncTask` of a [`NativeTask`].
 pub fn job<T: NativeTask>(task: T) -> AsyncTask<Job<T>> {
     AsyncTask::new(Job { task, failure: None })
+}
+
+type Work<O> = Box<dyn FnOnce() -> std::result::Result<O, Failure> + Send>;
+
+/// The common [`NativeTask`]: one blocking call on the pool, its result converted to the JS
+/// value with `From` (the identity where the core already returns a napi value).
+pub struct Blocking<O, J> {
+    work: Option<Work<O>>,
+    js: std::marker::PhantomData<fn() -> J>,
+}
+
+impl<O: Send + 'static, J: From<O> + ToNapiValue + TypeName> NativeTask for Blocking<O, J> {
+    type Output = O;
+    type JsValue = J;
+    fn compute(&mut self) -> std::result::Result<O, Failure> {
+        let work = self.work.take().expect("computed once");
+        work()
+    }
+    fn resolve(&mut self, _: Env, out: O) -> Result<J> {
+        Ok(J::from(out))
+    }
+}
+
+/// The `AsyncTask` of a [`Blocking`] call: resolves with `J` made from the call's `O`.
+pub type BlockingTask<O, J = O> = AsyncTask<Job<Blocking<O, J>>>;
+
+/// Runs `work` off the JS thread; its error reaches JS as a [`Failure`].
+pub fn blocking<O, J, E>(work: impl FnOnce() -> std::result::Result<O, E> + Send + 'static) -> BlockingTask<O, J>
+where
+    O: Send + 'static,
+    J: From<O> + ToNapiValue + TypeName,
+    E: Into<Failure>,
+{
+    job(Blocking { work: Some(Box::new(move || work().map_err(Into::into))), js: std::marker::PhantomData })
 }
 
 /// Every error code, in the core's order: the one list the TS `StrataErrorCode` union is

@@ -77,26 +77,12 @@ impl From<NativeFsOp> for FsOp {
     }
 }
 
-pub struct FsBatch {
-    ops: Vec<FsOp>,
-}
-
-impl crate::NativeTask for FsBatch {
-    type Output = ();
-    type JsValue = ();
-    fn compute(&mut self) -> std::result::Result<(), Failure> {
-        Ok(fsbatch::run(&self.ops)?)
-    }
-    fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs the steps in order off the JS thread, stopping at the first failure (an `Io`
 /// StrataError naming the step's path).
 #[napi(ts_return_type = "Promise<void>")]
-pub fn fs_batch(ops: Vec<NativeFsOp>) -> AsyncTask<crate::error::Job<FsBatch>> {
-    crate::job(FsBatch { ops: ops.into_iter().map(FsOp::from).collect() })
+pub fn fs_batch(ops: Vec<NativeFsOp>) -> crate::BlockingTask<()> {
+    let ops: Vec<FsOp> = ops.into_iter().map(FsOp::from).collect();
+    crate::blocking(move || fsbatch::run(&ops))
 }
 
 /// The bytes of `path`, or None when it does not exist; other errors are `Io` StrataErrors.
@@ -140,27 +126,14 @@ pub fn read_small_file_sync(env: Env, path: String) -> Result<Option<Buffer>> {
     Ok(read_if_exists(std::path::Path::new(&path)).map_err(crate::throw(&env))?.map(Buffer::from))
 }
 
-pub struct TreeSizes {
-    paths: Vec<String>,
-}
-
-impl crate::NativeTask for TreeSizes {
-    type Output = Vec<f64>;
-    type JsValue = Vec<f64>;
-    fn compute(&mut self) -> std::result::Result<Vec<f64>, Failure> {
-        self.paths
-            .iter()
-            .map(|p| strata_core::du::tree_size(std::path::Path::new(p)).map(|n| n as f64).map_err(Failure::from))
-            .collect()
-    }
-    fn resolve(&mut self, _: Env, out: Vec<f64>) -> Result<Vec<f64>> {
-        Ok(out)
-    }
-}
-
 /// Docker's size of each tree (`pkg/directory.Size`: non-directories' `st_size`, hard links
 /// once), for many trees in one task.
 #[napi(ts_return_type = "Promise<number[]>")]
-pub fn tree_sizes(paths: Vec<String>) -> AsyncTask<crate::error::Job<TreeSizes>> {
-    crate::job(TreeSizes { paths })
+pub fn tree_sizes(paths: Vec<String>) -> crate::BlockingTask<Vec<f64>> {
+    crate::blocking(move || {
+        paths
+            .iter()
+            .map(|p| strata_core::du::tree_size(std::path::Path::new(p)).map(|n| n as f64))
+            .collect::<std::result::Result<Vec<f64>, _>>()
+    })
 }

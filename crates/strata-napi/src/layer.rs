@@ -145,7 +145,7 @@ pub fn apply_layers(
     on_progress: Option<ProgressFn>,
     cancel: Option<&NativeCancel>,
 ) -> AsyncTask<Job<ApplyLayers>> {
-    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+    let cancel = NativeCancel::flag_of(cancel);
     crate::job(ApplyLayers { requests, progress: on_progress, cancel })
 }
 
@@ -199,32 +199,17 @@ pub fn archive_index(path: String) -> AsyncTask<Job<ArchiveIndex>> {
     crate::job(ArchiveIndex { path })
 }
 
-pub struct DecompressFile {
-    src: String,
-    dst: String,
-    cancel: Arc<AtomicBool>,
-}
-
-impl crate::NativeTask for DecompressFile {
-    type Output = &'static str;
-    type JsValue = String;
-    fn compute(&mut self) -> Outcome<Self::Output> {
-        Ok(archive::decompress_file(self.src.as_ref(), self.dst.as_ref(), &self.cancel).map(|c| c.as_str())?)
-    }
-    fn resolve(&mut self, _: Env, out: Self::Output) -> Result<String> {
-        Ok(out.into())
-    }
-}
-
 /// Decompresses a gzip/zstd outer archive `src` into `dst` (a plain one is copied);
 /// resolves to the detected compression.
 #[napi(
     ts_args_type = "src: string, dst: string, cancel?: NativeCancel | undefined | null",
     ts_return_type = "Promise<'none' | 'gzip' | 'zstd'>"
 )]
-pub fn decompress_file(src: String, dst: String, cancel: Option<&NativeCancel>) -> AsyncTask<Job<DecompressFile>> {
-    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-    crate::job(DecompressFile { src, dst, cancel })
+pub fn decompress_file(src: String, dst: String, cancel: Option<&NativeCancel>) -> crate::BlockingTask<String> {
+    let cancel = NativeCancel::flag_of(cancel);
+    crate::blocking(move || {
+        archive::decompress_file(src.as_ref(), dst.as_ref(), &cancel).map(|c| c.as_str().to_string())
+    })
 }
 
 /// A layer member of an archive being written: assembled from `diffDir` + `tarSplit`.
@@ -310,35 +295,8 @@ pub fn write_archive(
         };
         pending.push((m.name, p));
     }
-    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+    let cancel = NativeCancel::flag_of(cancel);
     crate::job(WriteArchive { members: pending, out, cancel })
-}
-
-pub struct WriteLayerFile {
-    diff_dir: String,
-    tar_split: String,
-    out: String,
-    diff_id: String,
-    cancel: Arc<AtomicBool>,
-}
-
-impl crate::NativeTask for WriteLayerFile {
-    type Output = ();
-    type JsValue = ();
-    fn compute(&mut self) -> Outcome<()> {
-        let id = DiffId::parse(&self.diff_id)?;
-        archive::write_layer_file(
-            self.diff_dir.as_ref(),
-            self.tar_split.as_ref(),
-            self.out.as_ref(),
-            &id,
-            &self.cancel,
-        )?;
-        Ok(())
-    }
-    fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// Writes one layer tar (e.g. an OCI blob) assembled from `diffDir` + `tarSplit`,
@@ -353,9 +311,13 @@ pub fn write_layer_file(
     out: String,
     diff_id: String,
     cancel: Option<&NativeCancel>,
-) -> AsyncTask<Job<WriteLayerFile>> {
-    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-    crate::job(WriteLayerFile { diff_dir, tar_split, out, diff_id, cancel })
+) -> crate::BlockingTask<()> {
+    let cancel = NativeCancel::flag_of(cancel);
+    crate::blocking(move || -> Outcome<()> {
+        let id = DiffId::parse(&diff_id)?;
+        archive::write_layer_file(diff_dir.as_ref(), tar_split.as_ref(), out.as_ref(), &id, &cancel)?;
+        Ok(())
+    })
 }
 
 /// Length of the tar that a layer's tar-split assembles to (reads only the tar-split).

@@ -23,7 +23,7 @@ mod registry;
 mod tarheader;
 mod union;
 
-pub(crate) use error::{job, throw, Failure, NativeTask};
+pub(crate) use error::{blocking, job, throw, BlockingTask, Failure, NativeTask};
 
 /// Version of the native core, for diagnostics.
 #[napi]

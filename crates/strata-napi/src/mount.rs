@@ -1,13 +1,11 @@
 //! Overlay mounts, mountinfo and layer tars: conversion only; blocking calls run as `AsyncTask`s.
 // Under `cargo test` napi-derive emits no registrations, so the exported items look unused.
 #![cfg_attr(test, allow(dead_code))]
-use crate::error::Job;
-use crate::Failure;
+use crate::cancel::NativeCancel;
+use crate::BlockingTask;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use strata_core::egress::layertar::{self, TarMode};
 use strata_core::kernel::mount::{self, MountPlan};
 use strata_core::kernel::mountinfo;
@@ -92,55 +90,29 @@ pub fn container_mount_plan(
     Ok(plan.into())
 }
 
-pub struct MountTask {
-    plan: MountPlan,
-}
-
-impl crate::NativeTask for MountTask {
-    type Output = mount::MountApi;
-    type JsValue = NativeMountResult;
-    fn compute(&mut self) -> std::result::Result<mount::MountApi, Failure> {
-        Ok(mount::mount_overlay(&self.plan)?)
-    }
-    fn resolve(&mut self, _: Env, api: mount::MountApi) -> Result<NativeMountResult> {
-        Ok(NativeMountResult { api: api.as_str().to_string() })
+impl From<mount::MountApi> for NativeMountResult {
+    fn from(api: mount::MountApi) -> Self {
+        NativeMountResult { api: api.as_str().to_string() }
     }
 }
 
 /// Mounts an overlay (new mount API with `lowerdir+` where available, else mount(2)).
 #[napi(ts_return_type = "Promise<NativeMountResult>")]
-pub fn mount_overlay(plan: NativeMountPlan) -> AsyncTask<Job<MountTask>> {
-    crate::job(MountTask {
-        plan: MountPlan {
-            lowerdirs: plan.lowerdirs.into_iter().map(PathBuf::from).collect(),
-            upperdir: plan.upperdir.map(PathBuf::from),
-            workdir: plan.workdir.map(PathBuf::from),
-            target: PathBuf::from(plan.target),
-            options: plan.options.unwrap_or_default(),
-        },
-    })
-}
-
-pub struct UnmountTask {
-    target: PathBuf,
-    detach: bool,
-}
-
-impl crate::NativeTask for UnmountTask {
-    type Output = bool;
-    type JsValue = bool;
-    fn compute(&mut self) -> std::result::Result<bool, Failure> {
-        Ok(mount::unmount(&self.target, self.detach)?)
-    }
-    fn resolve(&mut self, _: Env, was_mounted: bool) -> Result<bool> {
-        Ok(was_mounted)
-    }
+pub fn mount_overlay(plan: NativeMountPlan) -> BlockingTask<mount::MountApi, NativeMountResult> {
+    let plan = MountPlan {
+        lowerdirs: plan.lowerdirs.into_iter().map(PathBuf::from).collect(),
+        upperdir: plan.upperdir.map(PathBuf::from),
+        workdir: plan.workdir.map(PathBuf::from),
+        target: PathBuf::from(plan.target),
+        options: plan.options.unwrap_or_default(),
+    };
+    crate::blocking(move || mount::mount_overlay(&plan))
 }
 
 /// Unmounts `target`; resolves `false` if nothing was mounted there. `detach` = lazy unmount.
 #[napi(ts_return_type = "Promise<boolean>")]
-pub fn unmount(target: String, detach: Option<bool>) -> AsyncTask<Job<UnmountTask>> {
-    crate::job(UnmountTask { target: PathBuf::from(target), detach: detach.unwrap_or(false) })
+pub fn unmount(target: String, detach: Option<bool>) -> BlockingTask<bool> {
+    crate::blocking(move || mount::unmount(Path::new(&target), detach.unwrap_or(false)))
 }
 
 /// Overlay mounts at or below `under`, deepest first (the order to unmount them in).
@@ -163,21 +135,9 @@ pub fn is_mount_point(env: Env, path: String) -> Result<bool> {
     mountinfo::is_mount_point(Path::new(&path)).map_err(crate::throw(&env))
 }
 
-pub struct WriteDirTarTask {
-    dir: PathBuf,
-    mode: TarMode,
-    out: PathBuf,
-    cancel: Arc<AtomicBool>,
-}
-
-impl crate::NativeTask for WriteDirTarTask {
-    type Output = layertar::TarStats;
-    type JsValue = NativeTarStats;
-    fn compute(&mut self) -> std::result::Result<layertar::TarStats, Failure> {
-        Ok(layertar::write_dir_tar_to_file(&self.dir, self.mode, &self.out, &self.cancel)?)
-    }
-    fn resolve(&mut self, _: Env, st: layertar::TarStats) -> Result<NativeTarStats> {
-        Ok(NativeTarStats { diff_id: st.diff_id.to_string(), bytes: st.bytes as f64, entries: st.entries as f64 })
+impl From<layertar::TarStats> for NativeTarStats {
+    fn from(st: layertar::TarStats) -> Self {
+        NativeTarStats { diff_id: st.diff_id.to_string(), bytes: st.bytes as f64, entries: st.entries as f64 }
     }
 }
 
@@ -192,9 +152,9 @@ pub fn write_dir_tar(
     dir: String,
     mode: String,
     out: String,
-    cancel: Option<&crate::cancel::NativeCancel>,
-) -> Result<AsyncTask<Job<WriteDirTarTask>>> {
+    cancel: Option<&NativeCancel>,
+) -> Result<BlockingTask<layertar::TarStats, NativeTarStats>> {
     let mode = TarMode::parse(&mode).map_err(crate::throw(&env))?;
-    let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
-    Ok(crate::job(WriteDirTarTask { dir: dir.into(), mode, out: out.into(), cancel }))
+    let cancel = NativeCancel::flag_of(cancel);
+    Ok(crate::blocking(move || layertar::write_dir_tar_to_file(Path::new(&dir), mode, Path::new(&out), &cancel)))
 }

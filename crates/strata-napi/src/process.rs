@@ -128,29 +128,6 @@ pub fn restore_terminal(env: Env, fd: i32, saved: &NativeSavedTerminal) -> Resul
     console::restore_terminal(fd, &saved.saved).map_err(crate::throw(&env))
 }
 
-pub struct SpawnReaped {
-    program: String,
-    args: Vec<String>,
-    env: Vec<String>,
-    stdio: [Option<i32>; 3],
-}
-
-impl crate::NativeTask for SpawnReaped {
-    type Output = i32;
-    type JsValue = i32;
-    fn compute(&mut self) -> std::result::Result<i32, Failure> {
-        let mut stdio = [None; 3];
-        for (slot, fd) in stdio.iter_mut().zip(self.stdio) {
-            *slot = fd.map(js_fd).transpose()?;
-        }
-        let cmd = ReapedCommand { program: &self.program, args: &self.args, env: &self.env, stdio };
-        Ok(spawn_reaped(&cmd)?.into_raw_fd())
-    }
-    fn resolve(&mut self, _: Env, fd: i32) -> Result<i32> {
-        Ok(fd)
-    }
-}
-
 /// Starts `program` under a subreaper (fork on the pool: a large heap makes fork slow). Resolves
 /// with the read end of the reaper's event pipe (12-byte events; see `strata_core::reaper`),
 /// owned by JS. `stdio` fds (or null for /dev/null) are given to the program.
@@ -162,6 +139,13 @@ pub fn spawn_reaped_process(
     stdin: Option<i32>,
     stdout: Option<i32>,
     stderr: Option<i32>,
-) -> AsyncTask<crate::error::Job<SpawnReaped>> {
-    crate::job(SpawnReaped { program, args, env, stdio: [stdin, stdout, stderr] })
+) -> crate::BlockingTask<i32> {
+    crate::blocking(move || -> std::result::Result<i32, Failure> {
+        let mut stdio = [None; 3];
+        for (slot, fd) in stdio.iter_mut().zip([stdin, stdout, stderr]) {
+            *slot = fd.map(js_fd).transpose()?;
+        }
+        let cmd = ReapedCommand { program: &program, args: &args, env: &env, stdio };
+        Ok(spawn_reaped(&cmd)?.into_raw_fd())
+    })
 }

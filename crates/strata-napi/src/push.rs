@@ -211,7 +211,7 @@ impl NativeRegistryClient {
         cancel: Option<&NativeCancel>,
     ) -> Result<AsyncTask<Job<PushBlobs>>> {
         let blobs = blobs.iter().map(source_of).collect::<Outcome<Vec<_>>>().map_err(|f| f.into_js(&env))?;
-        let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+        let cancel = NativeCancel::flag_of(cancel);
         Ok(crate::job(PushBlobs {
             client: self.client.clone(),
             repo: repository,

@@ -282,7 +282,7 @@ impl NativeRegistryClient {
             },
             (None, None) => Body::Empty,
         };
-        let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+        let cancel = NativeCancel::flag_of(cancel);
         Ok(crate::job(RegistryRequest { client: self.client.clone(), req: r, cancel }))
     }
 
@@ -322,7 +322,7 @@ impl NativeRegistryClient {
                 partial: l.partial.into(),
             });
         }
-        let cancel = cancel.map(|c| c.flag.clone()).unwrap_or_default();
+        let cancel = NativeCancel::flag_of(cancel);
         Ok(crate::job(PullLayers {
             client: self.client.clone(),
             layers: reqs,

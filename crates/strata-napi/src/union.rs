@@ -5,37 +5,17 @@ use std::os::fd::IntoRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::Job;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use strata_core::union::{CreateKind, Stat, UnionError, UnionView};
 
-type Work<T> = Box<dyn FnOnce() -> std::result::Result<T, UnionError> + Send>;
-
-/// One blocking view operation run off the JS thread.
-pub struct ViewJob<T: Send + 'static> {
-    work: Option<Work<T>>,
-}
-
-impl<T: Send + ToNapiValue + TypeName + 'static> crate::NativeTask for ViewJob<T> {
-    type Output = T;
-    type JsValue = T;
-    fn compute(&mut self) -> std::result::Result<T, crate::Failure> {
-        let work = self.work.take().expect("computed once");
-        Ok(work()?)
-    }
-    fn resolve(&mut self, _: Env, out: T) -> Result<T> {
-        Ok(out)
-    }
-}
-
 /// The `AsyncTask` of a view operation.
-pub type ViewTask<T> = AsyncTask<Job<ViewJob<T>>>;
+pub type ViewTask<T> = crate::BlockingTask<T>;
 
 fn job<T: Send + ToNapiValue + TypeName + 'static>(
     f: impl FnOnce() -> std::result::Result<T, UnionError> + Send + 'static,
 ) -> ViewTask<T> {
-    crate::job(ViewJob { work: Some(Box::new(f)) })
+    crate::blocking(f)
 }
 
 /// Metadata of a view object (numbers as Node's `fs.Stats` has them; exact ns as bigint).
