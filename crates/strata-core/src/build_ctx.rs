@@ -838,13 +838,40 @@ fn mkdirs(root: BorrowedFd<'_>, path: &[u8], mode: u32, uid: u32, gid: u32) -> R
 mod tests {
     use super::*;
 
+    /// A `CopyOp::File` without xattrs.
+    fn file_op(
+        reuse: bool,
+        src: &[u8],
+        dst: &[u8],
+        mode: u32,
+        (uid, gid): (u32, u32),
+        mtime_ns: i64,
+        expect: Option<Digest>,
+    ) -> CopyOp {
+        CopyOp::File {
+            reuse,
+            src: src.to_vec(),
+            dst: dst.to_vec(),
+            mode,
+            uid,
+            gid,
+            mtime_ns,
+            expect,
+            xattrs: Vec::new(),
+        }
+    }
+
+    /// A temp dir holding the named, empty directories.
+    fn temp_dirs<const N: usize>(names: [&str; N]) -> (tempfile::TempDir, [std::path::PathBuf; N]) {
+        let t = tempfile::tempdir().unwrap();
+        let dirs = names.map(|n| t.path().join(n));
+        dirs.iter().for_each(|d| std::fs::create_dir(d).unwrap());
+        (t, dirs)
+    }
+
     #[test]
     fn copy_stays_inside_the_destination_root() {
-        let t = tempfile::tempdir().unwrap();
-        let (src, dst, outside) = (t.path().join("src"), t.path().join("dst"), t.path().join("outside"));
-        for d in [&src, &dst, &outside] {
-            std::fs::create_dir(d).unwrap();
-        }
+        let (_t, [src, dst, outside]) = temp_dirs(["src", "dst", "outside"]);
         std::fs::write(src.join("f"), b"hello").unwrap();
         // An absolute symlink in the rootfs resolves inside it, as in a chroot.
         std::os::unix::fs::symlink(&outside, dst.join("app")).unwrap();
@@ -852,44 +879,20 @@ mod tests {
         let want = Digest::of(b"hello");
         let ops = vec![
             CopyOp::Mkdirs { dst: b"/app".to_vec(), mode: 0o755, uid: 0, gid: 0 },
-            CopyOp::File {
-                reuse: false,
-                src: b"f".to_vec(),
-                dst: b"/app/f".to_vec(),
-                mode: 0o640,
-                uid: 0,
-                gid: 0,
-                mtime_ns: 0,
-                expect: Some(want),
-                xattrs: Vec::new(),
-            },
+            file_op(false, b"f", b"/app/f", 0o640, (0, 0), 0, Some(want)),
         ];
         let r = copy_in(&src, &dst, &ops, &cancel);
         // `app` points at a host path: inside the root that path does not exist, so MkdirAll
         // makes it there, never in the host's `outside`.
         assert!(r.is_ok() || matches!(r, Err(BuildCtxError::Io { .. })), "{r:?}");
         assert!(!outside.join("f").exists());
-        let bad = vec![CopyOp::File {
-            reuse: false,
-            src: b"f".to_vec(),
-            dst: b"/g".to_vec(),
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime_ns: 0,
-            expect: Some(Digest::of(b"other")),
-            xattrs: Vec::new(),
-        }];
+        let bad = vec![file_op(false, b"f", b"/g", 0o644, (0, 0), 0, Some(Digest::of(b"other")))];
         assert!(matches!(copy_in(&src, &dst, &bad, &cancel), Err(BuildCtxError::Changed { .. })));
     }
 
     #[test]
     fn reused_files_are_linked_only_when_their_inode_matches() {
-        let t = tempfile::tempdir().unwrap();
-        let (src, old, dst) = (t.path().join("src"), t.path().join("old"), t.path().join("dst"));
-        for d in [&src, &old, &dst] {
-            std::fs::create_dir(d).unwrap();
-        }
+        let (_t, [src, old, dst]) = temp_dirs(["src", "old", "dst"]);
         for (name, data) in [("same", &b"one"[..]), ("other", b"two")] {
             std::fs::write(src.join(name), data).unwrap();
             std::fs::write(old.join(name), data).unwrap();
@@ -897,17 +900,8 @@ mod tests {
             rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644)).unwrap();
             rustix::fs::futimens(&f, &timestamps(5_000_000_007)).unwrap();
         }
-        let file = |name: &[u8], mtime_ns: i64| CopyOp::File {
-            reuse: true,
-            src: name.to_vec(),
-            dst: [b"/", name].concat(),
-            mode: 0o644,
-            uid: rustix::process::geteuid().as_raw(),
-            gid: rustix::process::getegid().as_raw(),
-            mtime_ns,
-            expect: None,
-            xattrs: Vec::new(),
-        };
+        let me = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+        let file = |name: &[u8], mtime_ns: i64| file_op(true, name, &[b"/", name].concat(), 0o644, me, mtime_ns, None);
         // `same` matches the old inode; `other` has another mtime; `gone` is not there at all.
         std::fs::write(src.join("gone"), b"three").unwrap();
         let ops = vec![file(b"same", 5_000_000_007), file(b"other", 9), file(b"gone", 9)];
