@@ -16,6 +16,9 @@
 // of the process, read from this process's children's accounting (/proc/self/stat cutime and
 // cstime, in clock ticks: the mean over the rounds is finer than one tick). On a busy machine
 // the CPU figures are the steadier ones: wall time then mostly measures waiting for a core.
+// "strata - node" is the median of the per-round differences (strata's run minus the `node -e 0`
+// run of the same round and command), not the difference of two medians; the raw samples are
+// saved with the results.
 // The first --warmup rounds are not counted (page cache, the V8 code cache beside the bundle).
 //
 //   node bench/cli.js [--rounds 30] [--warmup 3] [--peers strata,node,docker]
@@ -128,14 +131,21 @@ async function run(argv) {
     }
     const [s, n, d] = ['strata', 'node -e 0', 'docker'].map((k) => pick(k, 'wall'))
     const [sc, nc] = ['strata', 'node -e 0'].map((k) => pick(k, 'cpu'))
-    results.push({ command: a.join(' '), wall: { strata: s, node: n, docker: d }, cpu: { strata: sc, node: nc } })
+    // strata - node: the median over the rounds of (strata's wall - node's wall in the same
+    // round), so a slow spell of the machine falls on both sides of each difference.
+    const st = samples.get(`${a[0]}\tstrata`)
+    const nd = samples.get(`${a[0]}\tnode -e 0`)
+    const diff = st && nd ? median(st.map((x, r) => x.wall - nd[r].wall)) : null
+    const raw = Object.fromEntries(['strata', 'node -e 0', 'docker'].map((k) => [k, samples.get(`${a[0]}\t${k}`) ?? null]))
+    results.push({ command: a.join(' '), wall: { strata: s, node: n, docker: d, strataMinusNode: diff }, cpu: { strata: sc, node: nc }, samples: raw })
     const f = (x) => (x == null ? '-' : ms(x))
     rows.push([
       a[0] === 'inspect' || a[0] === 'history' ? `${a[0]} IMAGE` : a.join(' '),
-      f(s), f(n), s == null || n == null ? '-' : ms(s - n), f(d), f(sc), f(nc), sc == null || nc == null ? '-' : ms(sc - nc),
+      f(s), f(n), f(diff), f(d), f(sc), f(nc), sc == null || nc == null ? '-' : ms(sc - nc),
     ])
   }
-  console.log(`\nCLI start-up: ${rounds} interleaved rounds (${warmup} warm-up); wall: median per process, CPU: mean per process`)
+  console.log(`\nCLI start-up: ${rounds} interleaved rounds (${warmup} warm-up); wall: median per process, CPU: mean per process;\n` +
+    'strata - node: median of the per-round differences (strata and node -e 0 run side by side in each round)')
   if (docker) console.log(`docker: ${docker.note}`)
   console.log(`load average at the end: ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
   console.log(c.table(rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']))
