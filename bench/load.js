@@ -15,8 +15,9 @@
 // Every contender reads the same inputs, which are read once beforehand so they
 // sit in the page cache for all alike. Each iteration starts from an empty target
 // after an untimed `sync`, so one contender's writeback does not land on the next; targets
-// are removed at the end of each round, and on ext4 without a journal the next round
-// waits 61 s (--settle; see settleDefault() in lib/common.js).
+// live in a directory of the run's own (never used before) and are removed when the run ends;
+// the engine's rmi runs at the end of each round, and on ext4 without a journal the next round
+// waits 61 s after it (--settle; see settleDefault() in lib/common.js).
 // Timing is plain repeated wall-clock timing (process.hrtime), round-robin over the
 // contenders, with untimed set-up and
 // tear-down per iteration: benchmark.js has no untimed per-iteration tear-down for
@@ -225,8 +226,14 @@ async function run(argv = []) {
   const only = opts.peers ? String(opts.peers).split(',') : null
   const settleSeconds = opts.settle ?? c.settleDefault(path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work')))
   const img = c.ensureImage()
-  const work = path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work'))
-  fs.mkdirSync(work, { recursive: true })
+  const workRoot = path.resolve(process.env.STRATA_BENCH_WORK || path.join(c.CACHE, 'work'))
+  fs.mkdirSync(workRoot, { recursive: true })
+  // A directory of this run's own, never used before: every round's targets go in it and stay
+  // until the run ends. A target dir reused from a run that just deleted its ~9k files sits
+  // in the ext4 group those frees left behind, and creates there cost several times the
+  // system time (measured: the same Store.load took 2.0-3.2 s of system time in a just-emptied
+  // bench/.cache/work/strata, 0.5 s in a new dir beside it).
+  const work = fs.mkdtempSync(path.join(workRoot, 'load-'))
 
   const inputs = [img.dockerArchive, ...img.layers.map((l) => l.path),
     ...fs.readdirSync(path.join(img.ociLayout, 'blobs/sha256')).map((f) => path.join(img.ociLayout, 'blobs/sha256', f))]
@@ -281,17 +288,18 @@ async function run(argv = []) {
           process.stderr.write(`  ${ct.key}: FAILED: ${e.message}\n`)
         }
       }
-      // Tear-downs wait for the round's end, then the file system settles (see settle()),
-      // so no contender's deletions land in another's (or its own next) timed run.
+      // Tear-downs (the engine's rmi: docker must forget the image to load it again) wait
+      // for the round's end, then the file system settles (see settle()), so no contender's
+      // deletions land in another's (or its own next) timed run. The targets themselves stay
+      // until the run ends.
       for (const ct of order) {
         try { if (ct.after) await ct.after() } catch (e) { process.stderr.write(`  ${ct.key}: clean-up failed: ${e.message}\n`) }
-        if (!opts.keep) await c.run('rm', ['-rf', path.join(work, ct.key, `round${round}`)])
       }
       if (round + 1 < warmup + iterations) await c.settle(settleSeconds)
     }
   } finally {
     for (const ct of active) if (ct.finish) await ct.finish()
-    if (!opts.keep) for (const ct of active) fs.rmSync(path.join(work, ct.key), { recursive: true, force: true })
+    if (!opts.keep) fs.rmSync(work, { recursive: true, force: true })
   }
   for (const r of results) {
     if (r.unavailable) continue
