@@ -77,10 +77,19 @@ export class Store {
    * writers. Otherwise an open is two or three readdirs, plus a look at each container's own
    * files for what only they can show (a supervisor gone, mounts that disagree with the kernel).
    */
+  /** The store root `opts` name, as spelled there (else `STRATA_ROOT`, else the default). */
+  static #rootOf(opts: StoreOptions): string {
+    return opts.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT
+  }
+
+  /** The layout of that root, made absolute: mount plans (overlay lowerdirs) and runc bundles need absolute paths. */
+  static #layoutOf(opts: StoreOptions): Layout {
+    return new Layout(path.resolve(Store.#rootOf(opts)))
+  }
+
   static async open(opts: StoreOptions = {}): Promise<Store> {
-    const root = opts.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT
-    // Absolute: mount plans (overlay lowerdirs) and runc bundles need absolute paths.
-    const layout = new Layout(path.resolve(root))
+    const root = Store.#rootOf(opts)
+    const layout = Store.#layoutOf(opts)
     const ctx = new StoreContext(layout)
     const dead = ctx.writers.dead()
     if (dead === undefined) {
@@ -121,8 +130,7 @@ export class Store {
    * Otherwise (an odd, torn or missing generation) this is `open`.
    */
   static async openReader(opts: StoreOptions, { containers }: { containers: boolean }): Promise<Store> {
-    const root = opts.root ?? process.env.STRATA_ROOT ?? DEFAULT_ROOT
-    const layout = new Layout(path.resolve(root))
+    const layout = Store.#layoutOf(opts)
     if (!noWriterMidChange(layout.lockGenFile)) {
       const store = await Store.open(opts)
       store.#ctx.optimisticReads = true

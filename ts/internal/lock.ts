@@ -94,7 +94,11 @@ function readGeneration(file: string): bigint | undefined {
  * holding it since the last one let it go (a missing or torn file says neither).
  */
 export function noWriterMidChange(file: string): boolean {
-  const gen = readGeneration(file)
+  return isEven(readGeneration(file))
+}
+
+/** Whether a generation read was whole and even (no writer inside its exclusive section). */
+function isEven(gen: bigint | undefined): gen is bigint {
   return gen !== undefined && gen % 2n === 0n
 }
 
@@ -387,7 +391,7 @@ export class StoreLock {
     if (signal?.aborted) throw aborted()
     if (mode === 'shared' && this.optimistic) {
       const before = readGeneration(this.genFile)
-      if (before !== undefined && before % 2n === 0n) {
+      if (isEven(before)) {
         // Not marked as a section (no AsyncLocalStorage, whose promise hooks would slow the
         // whole read): a shared section inside it checks the generation around itself in turn,
         // and one that falls back to the flock holds it for itself; this one holds nothing a
