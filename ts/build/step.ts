@@ -26,6 +26,7 @@
  */
 import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
+import { mkdirSync } from 'node:fs'
 import { StoreContext } from '../internal/context'
 import { native } from '../internal/native'
 import { call } from '../errors'
@@ -80,8 +81,10 @@ export class StepSpace {
 
   static async create(ctx: StoreContext, staging: string, name: string): Promise<StepSpace> {
     const s = new StepSpace(ctx, path.join(staging, name))
-    for (const d of [s.dir, s.layerDir, s.work, s.merged]) await fs.mkdir(d, { mode: 0o755 })
-    await fs.mkdir(s.diff, { mode: 0o755 })
+    // Five mkdirs in a dir of this process's own, on the calling thread: a few microseconds,
+    // where five trips through the libuv pool (busy with the build's native tasks) took
+    // milliseconds each on a rebuild.
+    for (const d of [s.dir, s.layerDir, s.work, s.merged, s.diff]) mkdirSync(d, { mode: 0o755 })
     return s
   }
 
