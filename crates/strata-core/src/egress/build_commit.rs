@@ -3,11 +3,11 @@
 //! `commit` (crate::egress::commit) copies a container's upper dir into a new layer (walk → tar →
 //! extract). A build step needs no copy: its container is gone once the step ends, so its
 //! upper dir is renamed to be the layer's `diff/` and only has to be *described*: one walk of
-//! the tree ([`crate::egress::layertar::write_sealing_tar`]) produces the layer tar's bytes — hashed
-//! there into the DiffID — while, on this thread, the same bytes stream through a tar parser
-//! that records the tar-split (headers and padding as segments, each regular file body as a
-//! reference to its file in `diff/` with its CRC-64), skipping the bodies. No second copy of
-//! the files, no temporary tar. The walk also drops overlay's bookkeeping xattrs
+//! the tree ([`crate::egress::layertar::write_sealing_tar`]) produces the layer tar's bytes; its
+//! helper thread hashes them into the DiffID and records the tar-split from them (headers and
+//! padding as segments, each regular file body as a reference to its file in `diff/` with its
+//! CRC-64), the walker announcing where each body starts, so the stream is never parsed back.
+//! No second copy of the files, no temporary tar, no pipe. The walk also drops overlay's bookkeeping xattrs
 //! (`trusted.overlay.origin`, `impure`, ...) from copied-up entries.
 //!
 //! The upper dir must come from a mount with `index=off,redirect_dir=off,metacopy=off`: a
@@ -16,12 +16,12 @@
 //! It must not copy files nor touch the store's metadata: the caller renames the upper dir into
 //! place and registers the layer.
 use crate::digest::DiffId;
-use crate::egress::layertar::{write_sealing_tar, LayerTarError};
+use crate::egress::layertar::{write_sealing_tar, LayerTarError, TarSink};
 use crate::error::ErrorCode;
 use crate::ingest::safefs::RelPath;
 use crate::ingest::tarsplit::{Recorder, TarSplitWriter};
-use std::fs::File;
-use std::io::{self, BufWriter, Read};
+use std::collections::VecDeque;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -87,76 +87,88 @@ pub fn seal_layer(diff: &Path, tar_split: &Path, cancel: &AtomicBool) -> Result<
 }
 
 fn seal_with(diff: &Path, tar_split: &Path, writer: TarSplitWriter, cancel: &AtomicBool) -> Result<Sealed, SealError> {
-    let (rd, wr) = rustix::pipe::pipe().map_err(|e| SealError::Pipe(e.into()))?;
-    let _ = rustix::pipe::fcntl_setpipe_size(&wr, 1 << 20);
-    let reader = File::from(rd);
-    let pipe_in = File::from(wr);
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let walker = s.spawn(|| {
-            let r = write_sealing_tar(diff, BufWriter::with_capacity(1 << 20, pipe_in), cancel);
-            if r.is_err() {
-                stop.store(true, Ordering::SeqCst);
-            }
-            r
-        });
-        let recorded =
-            record(reader, writer, &stop).map_err(|source| SealError::TarSplit { path: tar_split.into(), source });
-        let walked = walker.join().unwrap_or(Err(LayerTarError::Aborted));
-        if cancel.load(Ordering::SeqCst) {
-            return Err(SealError::Aborted);
+    let made = write_sealing_tar(diff, move || SealSink::new(writer), cancel);
+    if cancel.load(Ordering::SeqCst) {
+        return Err(SealError::Aborted);
+    }
+    match made {
+        Ok((w, (tar_size, size))) if w.bytes == tar_size => {
+            Ok(Sealed { diff_id: w.diff_id, size, tar_size, entries: w.entries })
         }
-        match (walked, recorded) {
-            (Ok(w), Ok((tar_size, size))) if w.bytes == tar_size => {
-                Ok(Sealed { diff_id: w.diff_id, size, tar_size, entries: w.entries })
-            }
-            (Ok(w), Ok((tar_size, _))) => Err(SealError::Pipe(io::Error::other(format!(
-                "walker wrote {} bytes, the recorder read {tar_size}",
-                w.bytes
-            )))),
-            (Err(e), _) => Err(e.into()),
-            (Ok(_), Err(e)) => Err(e),
-        }
-    })
+        Ok((w, (tar_size, _))) => Err(SealError::Pipe(io::Error::other(format!(
+            "walker wrote {} bytes, the recorder saw {tar_size}",
+            w.bytes
+        )))),
+        // The sink only writes the tar-split: a write error is the tar-split's.
+        Err(LayerTarError::Write { source }) => Err(SealError::TarSplit { path: tar_split.into(), source }),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// Reads the tar stream to its end, recording its tar-split; returns (tar length, file bytes).
-fn record(reader: File, writer: TarSplitWriter, stop: &AtomicBool) -> io::Result<(u64, u64)> {
-    let rec = Recorder::new(writer);
-    let mut size = 0u64;
-    let mut archive = tar::Archive::new(rec.reader(reader));
-    for entry in archive.entries()? {
-        if stop.load(Ordering::Relaxed) {
-            return Err(io::Error::other("walker failed"));
-        }
-        let mut e = entry?;
-        let kind = e.header().entry_type();
-        if kind.is_file() || kind.is_contiguous() {
-            let len = e.size();
-            size += len;
-            let raw = e.path_bytes().into_owned();
-            let name = RelPath::parse(&raw).map_err(io::Error::other)?;
-            // Whiteout markers have no file in diff/ (there they are 0/0 char devices).
-            if let Some(name) = name.filter(|n| !n.leaf().starts_with(b".wh.")) {
-                rec.file(name.as_bytes(), e.raw_file_position(), len)?;
+/// Records the tar-split of the stream the walk produces, on the walk's helper thread: every
+/// byte goes to the [`Recorder`], and each regular file body the walker announces becomes a
+/// file record (a whiteout marker's, which has no file in `diff/`, stays in the segments).
+struct SealSink {
+    rec: Recorder,
+    /// Announced bodies whose first byte has not arrived yet: (name, offset, size).
+    ahead: VecDeque<(Vec<u8>, u64, u64)>,
+    /// Sum of regular file sizes.
+    size: u64,
+}
+
+/// Bytes fed to the recorder between checks of its segment size.
+const FEED: usize = 64 << 10;
+
+impl SealSink {
+    fn new(writer: TarSplitWriter) -> Self {
+        SealSink { rec: Recorder::new(writer), ahead: VecDeque::new(), size: 0 }
+    }
+    /// Starts the file records whose bodies begin at the current position.
+    fn start_due(&mut self) -> io::Result<()> {
+        while let Some((_, offset, _)) = self.ahead.front() {
+            if *offset > self.rec.position() {
+                break;
             }
-            io::copy(&mut e, &mut io::sink())?;
+            let (name, offset, size) = self.ahead.pop_front().unwrap_or_default();
+            self.rec.file(&name, offset, size)?;
         }
-        rec.flush_if_large()?;
+        Ok(())
     }
-    // The end-of-archive blocks and anything after them are segments too.
-    let mut rest = archive.into_inner();
-    let mut buf = [0u8; 8192];
-    loop {
-        match rest.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => rec.flush_if_large()?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+}
+
+impl TarSink for SealSink {
+    type Done = (u64, u64);
+    fn data(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        loop {
+            self.start_due()?;
+            if bytes.is_empty() {
+                return Ok(());
+            }
+            let pos = self.rec.position();
+            let until = self.ahead.front().map_or(u64::MAX, |(_, offset, _)| offset - pos);
+            let k = bytes.len().min(FEED).min(usize::try_from(until).unwrap_or(usize::MAX));
+            self.rec.feed(&bytes[..k]);
+            self.rec.flush_if_large()?;
+            bytes = &bytes[k..];
         }
     }
-    let tar_size = rec.finish()?;
-    Ok((tar_size, size))
+    fn file(&mut self, name: Vec<u8>, offset: u64, size: u64) -> io::Result<()> {
+        self.size += size;
+        let name = RelPath::parse(&name).map_err(io::Error::other)?;
+        // Whiteout markers have no file in diff/ (there they are 0/0 char devices).
+        if let Some(name) = name.filter(|n| !n.leaf().starts_with(b".wh.")) {
+            self.ahead.push_back((name.as_bytes().to_vec(), offset, size));
+            self.start_due()?;
+        }
+        Ok(())
+    }
+    fn finish(mut self) -> io::Result<(u64, u64)> {
+        self.start_due()?;
+        if !self.ahead.is_empty() {
+            return Err(io::Error::other("tar-split: a file body announced past the end of the stream"));
+        }
+        Ok((self.rec.finish()?, self.size))
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +205,63 @@ mod tests {
         .unwrap();
         assert_eq!(st.diff_id, sealed.diff_id);
         assert_eq!(plain, out);
+    }
+
+    /// Hundreds of bodies of varied sizes, so headers and bodies straddle the walker's 1 MiB
+    /// buffers at every kind of offset; whiteouts (a 0/0 device, an opaque dir, a regular file
+    /// named like a marker) and empty files among them. Every regular file body is a file
+    /// record (not segment bytes), and the tar-split reassembles to the DiffID.
+    #[test]
+    fn announced_bodies_at_every_buffer_offset_are_recorded_as_files() {
+        use std::io::BufRead;
+        let t = tempfile::tempdir().unwrap();
+        let diff = t.path().join("diff");
+        std::fs::create_dir_all(diff.join("gone")).unwrap();
+        let mut want_files = 0;
+        let mut want_size = 0u64;
+        let mut seed = 7u64;
+        for d in 0..6 {
+            let dir = diff.join(format!("d{d}"));
+            std::fs::create_dir(&dir).unwrap();
+            for f in 0..80 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let len = if f % 17 == 0 { 0 } else { (seed >> 33) as usize % 40_000 };
+                std::fs::write(dir.join(format!("f{f}")), vec![(f % 251) as u8; len]).unwrap();
+                want_files += 1;
+                want_size += len as u64;
+            }
+        }
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            diff.join("d0/deleted"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        rustix::fs::setxattr(diff.join("gone"), "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
+            .unwrap();
+        std::fs::write(diff.join("d1/.wh.odd"), b"a body kept in the segments").unwrap();
+        want_size += 27;
+        let ts = t.path().join("ts.json.gz");
+        let sealed = seal_layer(&diff, &ts, &AtomicBool::new(false)).unwrap();
+        assert_eq!(sealed.size, want_size);
+        let lines = std::io::BufReader::new(flate2::read::GzDecoder::new(std::fs::File::open(&ts).unwrap()));
+        let files = lines.lines().filter(|l| l.as_ref().unwrap().contains("\"type\":1")).count();
+        assert_eq!(files, want_files);
+        let mut out = Vec::new();
+        let (id, len) = assemble(&diff, &ts, &mut out).unwrap();
+        assert_eq!((id, len), (sealed.diff_id.clone(), sealed.tar_size));
+        let mut plain = Vec::new();
+        let st = crate::egress::layertar::write_dir_tar(
+            &diff,
+            crate::egress::layertar::TarMode::Layer,
+            &mut plain,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(plain, out);
+        assert_eq!(st.diff_id, sealed.diff_id);
     }
 
     #[test]

@@ -145,7 +145,7 @@ pub fn write_dir_tar<W: Write + Send>(
     out: W,
     cancel: &AtomicBool,
 ) -> Result<TarStats, LayerTarError> {
-    let (hasher, bytes, entries) = write_tar(dir, mode, out, false, cancel)?;
+    let (hasher, bytes, entries, ()) = write_tar(dir, mode, || WriteSink(out), false, cancel)?;
     Ok(TarStats { diff_id: DiffId::from_digest(hasher.finish()), bytes, entries })
 }
 
@@ -153,9 +153,48 @@ pub fn write_dir_tar<W: Write + Send>(
 /// [`TarMode::Layer`], and the overlay bookkeeping xattrs of copied-up entries
 /// ([`BOOKKEEPING_XATTRS`]) are removed from the tree as the walk meets them, so the dir can
 /// serve as a lower layer without pointing at the layers it was copied up from.
-pub fn write_sealing_tar<W: Write + Send>(dir: &Path, out: W, cancel: &AtomicBool) -> Result<TarStats, LayerTarError> {
-    let (hasher, bytes, entries) = write_tar(dir, TarMode::Layer, out, true, cancel)?;
-    Ok(TarStats { diff_id: DiffId::from_digest(hasher.finish()), bytes, entries })
+///
+/// The bytes go to the sink `make` creates on the helper thread (which hashes them too), and
+/// the walker announces each regular file's body to it ([`TarSink::file`]), so the sink can
+/// record the tar-split without parsing the stream back.
+pub fn write_sealing_tar<S: TarSink>(
+    dir: &Path,
+    make: impl FnOnce() -> S + Send,
+    cancel: &AtomicBool,
+) -> Result<(TarStats, S::Done), LayerTarError> {
+    let (hasher, bytes, entries, done) = write_tar(dir, TarMode::Layer, make, true, cancel)?;
+    Ok((TarStats { diff_id: DiffId::from_digest(hasher.finish()), bytes, entries }, done))
+}
+
+/// Where the helper thread of a tar walk puts the stream (after hashing it).
+pub trait TarSink {
+    /// What the sink gives back at the end.
+    type Done: Send;
+    /// The next bytes of the stream.
+    fn data(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// A regular file entry's body: `size` bytes from stream offset `offset`, the file
+    /// `name` (the entry's name) of the walked dir. Announced, in stream order, before any
+    /// byte of the body reaches [`TarSink::data`] (but possibly after its header). Only a
+    /// sealing walk announces files.
+    fn file(&mut self, name: Vec<u8>, offset: u64, size: u64) -> std::io::Result<()>;
+    /// The stream has ended.
+    fn finish(self) -> std::io::Result<Self::Done>;
+}
+
+/// A [`TarSink`] that writes the stream to `W`.
+struct WriteSink<W>(W);
+
+impl<W: Write> TarSink for WriteSink<W> {
+    type Done = ();
+    fn data(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(bytes)
+    }
+    fn file(&mut self, _: Vec<u8>, _: u64, _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn finish(mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Xattrs overlayfs sets on an upper dir's entries for its own bookkeeping: the file handle
@@ -165,39 +204,45 @@ pub fn write_sealing_tar<W: Write + Send>(dir: &Path, out: W, cancel: &AtomicBoo
 pub const BOOKKEEPING_XATTRS: [&str; 4] =
     ["trusted.overlay.origin", "trusted.overlay.impure", "trusted.overlay.nlink", "trusted.overlay.upper"];
 
-/// The walk behind `write_dir_tar`: the hasher, the bytes and the entries written.
-fn write_tar<W: Write + Send>(
+/// The walk behind `write_dir_tar`: the hasher, the bytes and the entries written, and what
+/// the sink made. `strip_bookkeeping` (a sealing walk) also announces file bodies to the sink.
+fn write_tar<S: TarSink>(
     dir: &Path,
     mode: TarMode,
-    out: W,
+    make: impl FnOnce() -> S + Send,
     strip_bookkeeping: bool,
     cancel: &AtomicBool,
-) -> Result<(Hasher, u64, u64), LayerTarError> {
+) -> Result<(Hasher, u64, u64, S::Done), LayerTarError> {
     std::thread::scope(|scope| {
-        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Box<[u8]>, usize)>(BUFFERS);
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Msg>(BUFFERS);
         let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Box<[u8]>>();
         for _ in 1..BUFFERS {
             let _ = empty_tx.send(vec![0u8; CHUNK].into_boxed_slice());
         }
-        let mut w = out;
         let sink = std::thread::Builder::new()
             .name("strata-tar-hash".into())
-            .spawn_scoped(scope, move || -> std::io::Result<(Hasher, u64)> {
+            .spawn_scoped(scope, move || -> std::io::Result<(Hasher, u64, S::Done)> {
+                let mut w = make();
                 let mut hasher = Hasher::new();
                 let mut bytes = 0u64;
-                for (buf, n) in full_rx {
-                    hasher.update(&buf[..n]);
-                    bytes += n as u64;
-                    w.write_all(&buf[..n])?;
-                    // The walker may already be done and gone; then the buffer is just freed.
-                    let _ = empty_tx.send(buf);
+                for msg in full_rx {
+                    match msg {
+                        Msg::Chunk(buf, n) => {
+                            hasher.update(&buf[..n]);
+                            bytes += n as u64;
+                            w.data(&buf[..n])?;
+                            // The walker may already be done and gone; then the buffer is just freed.
+                            let _ = empty_tx.send(buf);
+                        }
+                        Msg::File { name, offset, size } => w.file(name, offset, size)?,
+                    }
                 }
-                w.flush()?;
-                Ok((hasher, bytes))
+                let done = w.finish()?;
+                Ok((hasher, bytes, done))
             })
             .map_err(|source| LayerTarError::Write { source })?;
         let mut tw = TarWriter {
-            out: Out { buf: vec![0u8; CHUNK].into_boxed_slice(), len: 0, full: full_tx, empty: empty_rx },
+            out: Out { buf: vec![0u8; CHUNK].into_boxed_slice(), len: 0, sent: 0, full: full_tx, empty: empty_rx },
             mode,
             strip_bookkeeping,
             cancel,
@@ -218,7 +263,7 @@ fn write_tar<W: Write + Send>(
                 Err(LayerTarError::Write { source })
             }
             (Err(e), _) => Err(e),
-            (Ok(()), Ok((hasher, bytes))) => Ok((hasher, bytes, entries)),
+            (Ok(()), Ok((hasher, bytes, done))) => Ok((hasher, bytes, entries, done)),
         }
     })
 }
@@ -244,8 +289,18 @@ const BUFFERS: usize = 4;
 struct Out {
     buf: Box<[u8]>,
     len: usize,
-    full: std::sync::mpsc::SyncSender<(Box<[u8]>, usize)>,
+    /// Bytes in the buffers already sent (the stream offset of `buf[0]`).
+    sent: u64,
+    full: std::sync::mpsc::SyncSender<Msg>,
     empty: std::sync::mpsc::Receiver<Box<[u8]>>,
+}
+
+/// What the walker sends the helper thread, in stream order.
+enum Msg {
+    /// The next `.1` bytes of the stream, in a buffer to send back.
+    Chunk(Box<[u8]>, usize),
+    /// A regular file's body starts at `offset` (see [`TarSink::file`]).
+    File { name: Vec<u8>, offset: u64, size: u64 },
 }
 
 fn helper_gone() -> std::io::Error {
@@ -257,7 +312,8 @@ impl Out {
         if self.len > 0 {
             let next = self.empty.recv().map_err(|_| helper_gone())?;
             let full = std::mem::replace(&mut self.buf, next);
-            self.full.send((full, self.len)).map_err(|_| helper_gone())?;
+            self.full.send(Msg::Chunk(full, self.len)).map_err(|_| helper_gone())?;
+            self.sent += self.len as u64;
             self.len = 0;
         }
         Ok(())
@@ -436,6 +492,11 @@ impl TarWriter<'_> {
                 self.read_xattrs(XattrSource::Fd(fd.as_fd()), &mut e)?;
                 e.size = st.st_size as u64;
                 self.emit(&e)?;
+                if self.strip_bookkeeping {
+                    let offset = self.out.sent + self.out.len as u64;
+                    let msg = Msg::File { name: e.name.clone(), offset, size: e.size };
+                    self.out.full.send(msg).map_err(|_| LayerTarError::Write { source: helper_gone() })?;
+                }
                 self.copy_data(&fd, &e)?;
             }
             FileType::Symlink => {

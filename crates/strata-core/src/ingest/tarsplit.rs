@@ -281,18 +281,26 @@ impl<R> RecordingReader<R> {
 impl<R: Read> Read for RecordingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut st = self.rec.0.borrow_mut();
+        self.rec.feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Recorder {
+    /// Takes the next bytes of the stream (what [`RecordingReader`] does with each read, for a
+    /// writer that produces the stream itself and announces its file bodies with [`Recorder::file`]).
+    pub fn feed(&self, data: &[u8]) {
+        let mut st = self.0.borrow_mut();
         let start = st.pos;
-        let end = start + n as u64;
+        let end = start + data.len() as u64;
         let keep_from = (st.skip_to.clamp(start, end) - start) as usize;
         if keep_from > 0 {
             if let Some(p) = st.pending.as_mut() {
-                p.crc.update(&buf[..keep_from]);
+                p.crc.update(&data[..keep_from]);
             }
         }
-        st.seg.extend_from_slice(&buf[keep_from..n]);
+        st.seg.extend_from_slice(&data[keep_from..]);
         st.pos = end;
-        Ok(n)
     }
 }
 
