@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto'
 import { BuildError } from '../ts/build/errors'
 import { writeContext, strataTree, tree, buildSuite, BUILD_BASE, timeless } from './helpers/build'
 import { native } from '../ts/internal/native'
+import { checkConsistent } from './helpers/consistency'
 
 const suite = buildSuite('strata-test-build')
 const engine = suite.engine
@@ -207,6 +208,30 @@ test.serial('an abort during a RUN rejects with Aborted at once; the step is kil
   t.deepEqual(processesWith(marker), [], 'the step\'s processes are gone when the build rejects')
   await nothingLeft(t, root, 1)
 })
+
+for (const [name, failing] of [['exits 1', 'RUN sleep 2; exit 1'], ['runs a missing binary', 'RUN sleep 2\nRUN ["/no/such/binary"]']] as const) {
+  test.serial(`a RUN that ${name} while another stage's RUN runs: the build rejects once that step is stopped; no mount, container or staging left`, async (t) => {
+    const { dir, store, root } = await freshStore(t)
+    const ctx = path.join(dir, 'ctx')
+    const marker = `strata-par-${randomBytes(6).toString('hex')}`
+    // Stages a and b build concurrently (the last stage copies from both); a fails while b's
+    // step is mounted and running.
+    writeContext(ctx, {
+      Dockerfile: `FROM ${BB} AS a\n${failing}\nFROM ${BB} AS b\nRUN echo started; sh -c 'sleep 30; true' ${marker}\nFROM ${BB}\nCOPY --from=a /etc/hostname /a\nCOPY --from=b /etc/hostname /b\n`,
+    })
+    const layers = layerCount(root)
+    let started = false
+    const e = await t.throwsAsync(store.build({
+      context: ctx, tags: ['par:1'], onProgress: (ev) => { if (ev.type === 'log' && ev.data.toString().includes('started')) started = true },
+    }), { instanceOf: BuildError }) as BuildError
+    t.is(e.code, 'BuildFailed')
+    t.true(started, 'the other stage\'s RUN was running')
+    t.deepEqual(processesWith(marker), [], 'the other step\'s processes are gone when the build rejects')
+    await nothingLeft(t, root, layers)
+    await store.close()
+    await checkConsistent(t, root)
+  })
+}
 
 test.serial('an onProgress listener that throws rejects the build (its error as the cause); nothing tagged', async (t) => {
   const { dir, store, root } = await freshStore(t)

@@ -230,6 +230,10 @@ export class Builder {
       return await this.#run()
     } catch (e) {
       this.#abort.abort()
+      // A failing stage rejects the build while concurrent stages may be mid-step (mounted, a
+      // RUN running): the abort stops them; their steps unwind (kill, unmount, runtime state
+      // deleted) before the staging dir under them goes, or a mount would outlive the build.
+      await Promise.allSettled(this.#nodes.flatMap((n) => (n.result ? [n.result] : [])))
       if (e instanceof ShellSyntaxError) throw new BuildError('DockerfileParse', e.message)
       if (this.#opts.signal?.aborted && !(e instanceof StrataError && e.code === 'BuildFailed')) throw new StrataError('Aborted', 'build aborted', { cause: e })
       throw e
