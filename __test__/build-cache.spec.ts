@@ -290,6 +290,48 @@ test.serial('records keep their layers through rmi and cleanup; builder prune re
   await reopened.close()
 })
 
+test.serial('builder hints: temp files a dead process left between write and rename are swept when the store next opens; a live one stays', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB} AS gen\nRUN echo g > /g\nFROM ${BB}\nCOPY src/ /src/\nCOPY --from=gen /g /g\n`, 'src/a.txt': 'a' })
+  // Every temp file a hint writer renames into place is named as the cleanup pass expects.
+  const renamed: string[] = []
+  const nodeFs = require('node:fs') as typeof fs
+  const rename = nodeFs.renameSync
+  nodeFs.renameSync = (from: fs.PathLike, to: fs.PathLike) => {
+    renamed.push(String(from))
+    rename(from, to)
+  }
+  try {
+    await store.build({ context: ctx })
+  } finally {
+    nodeFs.renameSync = rename
+  }
+  await store.close()
+  const hintDirs = ['copies', 'fromkeys', 'statindex'].map((d) => path.join(root, 'builder', d))
+  const temps = renamed.filter((p) => hintDirs.includes(path.dirname(p)))
+  t.is(new Set(temps.map((p) => path.dirname(p))).size, 3)
+  for (const p of temps) t.regex(path.basename(p), new RegExp(`^\\..+\\.${process.pid}\\.[0-9a-f]{8}\\.tmp$`))
+  const hints = hintDirs.map((d) => fs.readdirSync(d))
+  for (const h of hints) t.true(h.length > 0)
+  // The names the hint writers give their temp files (pid 99999999 cannot be running).
+  const dead = (name: string): string => `.${name}.99999999.0badf00d.tmp`
+  const live = (name: string): string => `.${name}.${process.pid}.00c0ffee.tmp`
+  for (const [i, d] of hintDirs.entries()) {
+    fs.writeFileSync(path.join(d, dead(hints[i][0])), '{"v":1,')
+    fs.writeFileSync(path.join(d, dead('stamp')), 'x')
+    fs.writeFileSync(path.join(d, live(hints[i][0])), '{"v":1,')
+  }
+  // A dead process's staging dir: the next open runs the cleanup pass.
+  fs.mkdirSync(path.join(root, 'tmp', 'build-00000000deadbeef'))
+  const reopened = await Store.open({ root })
+  t.true(reopened.recovered.removedStaging > 0)
+  for (const [i, d] of hintDirs.entries()) t.deepEqual(fs.readdirSync(d).sort(), [...hints[i], live(hints[i][0])].sort())
+  // The hints still serve: an unchanged rebuild hits every step.
+  t.true((await reopened.build({ context: ctx })).steps.every((s) => s.cached))
+  await reopened.close()
+})
+
 test.serial('kill -9 during a build: the store is consistent and the next build reuses the finished steps', async (t) => {
   const { dir, store, root } = await freshStore(t)
   await store.close()

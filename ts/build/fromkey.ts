@@ -25,7 +25,7 @@ import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { native } from '../internal/native'
 import { call } from '../errors'
-import { randomHex } from '../internal/fsx'
+import { tempFor } from '../internal/metawrites'
 import { toBytes } from '../internal/bytepath'
 import { planSources, describeSource, filesOf, dirTree, PlannedSource } from './copy'
 
@@ -91,7 +91,7 @@ export async function computeFromKey(req: FromKeyRequest, root: string, cancel?:
   try {
     fs.mkdirSync(req.dir, { recursive: true })
     const file = memoFile(req)
-    const tmp = `${file}.${process.pid}.${randomHex(4)}.tmp`
+    const tmp = tempFor(file)
     fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, digest }))
     fs.renameSync(tmp, file)
   } catch { /* a memo that cannot be written is recomputed next time */ }

@@ -24,14 +24,15 @@
  * (a directory the COPY makes for its destination gets the time of the build, as with a full
  * copy). The result is the layer a full copy makes, byte for byte (same DiffID).
  *
- * The file is a hint, written atomically after the layer is registered and never locked: torn,
+ * The file is a hint, written atomically (a temp file beside it, `.<name>.<pid>.<hex>.tmp`, that
+ * the cleanup pass removes when its process died) after the layer is registered and never locked: torn,
  * missing or naming a removed layer means no reuse. `builder prune` removes them with the
  * records.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
-import { randomHex } from '../internal/fsx'
+import { tempFor } from '../internal/metawrites'
 import type { ChainId } from '../internal/chain'
 import type { CopyStep } from './copy'
 
@@ -96,7 +97,9 @@ export function lastCopyOf(chainId: ChainId, steps: CopyStep[]): LastCopy {
  * next miss copies everything — and never fails the build whose step it describes.
  */
 export function writeLastCopy(dir: string, lineage: string, rec: LastCopy): void {
-  const tmp = path.join(dir, `.${lineage}.${randomHex(4)}.tmp`)
+  // Named as the store's metadata temp files, so the cleanup pass after a crash between the
+  // write and the rename removes it (../internal/cleanup.ts).
+  const tmp = tempFor(path.join(dir, `${lineage}.json`))
   try {
     fs.mkdirSync(dir, { recursive: true })
     fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, ...rec }))

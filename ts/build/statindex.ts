@@ -20,7 +20,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
-import { randomHex } from '../internal/fsx'
+import { tempFor } from '../internal/metawrites'
 
 /** The stat fields an entry is keyed on. */
 export interface StatKey {
@@ -95,7 +95,7 @@ export class StatIndex {
    */
   stamp(): bigint {
     fs.mkdirSync(path.dirname(this.file), { recursive: true })
-    const f = path.join(path.dirname(this.file), `.stamp-${process.pid}-${randomHex(4)}`)
+    const f = tempFor(path.join(path.dirname(this.file), 'stamp'))
     const fd = fs.openSync(f, 'w', 0o600)
     try {
       fs.writeSync(fd, 'x')
@@ -110,7 +110,7 @@ export class StatIndex {
   save(): void {
     if (!this.#dirty) return
     fs.mkdirSync(path.dirname(this.file), { recursive: true })
-    const tmp = `${this.file}.${process.pid}.${randomHex(4)}.tmp`
+    const tmp = tempFor(this.file)
     const entries: Record<string, Row> = {}
     for (const [k, v] of this.#entries) entries[k] = v
     fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, context: this.context, entries }))

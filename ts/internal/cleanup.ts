@@ -4,7 +4,7 @@
  *
  * - `tmp/<name>` whose `tmp/<name>.lock` nobody holds (staging of a dead process, trash);
  * - `layerdb/tmp/*` (write-sets are only built under the exclusive lock we now hold);
- * - temp files of metadata writes (`.<name>.<pid>.<hex>.tmp`) whose process died;
+ * - temp files of metadata writes and builder hints (`.<name>.<pid>.<hex>.tmp`) whose process died;
  * - layer db entries whose overlay2 dir is missing or lacks `committed`;
  * - leases whose owner died, and layers no image, container or live lease uses (a deletion that
  *   crashed half-way, a lease released by a crash; ./gc.ts);
@@ -97,8 +97,9 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
     await fs.rm(path.join(layout.layerdbTmp, name), { recursive: true, force: true })
   }
   // Temp files of metadata write sets (ts/internal/metawrites.ts) a dead process left beside their
-  // targets: repositories.json, image configs and metadata, container records and bundles.
-  await sweepTemps([layout.imageRoot, layout.containers], [layout.layerdb])
+  // targets: repositories.json, image configs and metadata, container records and bundles; and
+  // the builder's hints (stat indexes, COPY --from keys, incremental COPY records).
+  await sweepTemps([layout.imageRoot, layout.containers, layout.statIndex, layout.fromKeys, layout.lastCopies], [layout.layerdb])
 
   // Layer db entries must point at complete overlay2 dirs.
   for (const chainId of await ctx.layers.list()) {
