@@ -146,6 +146,24 @@ test.serial('a failing RUN: BuildFailed with the step, line and exit code in Doc
   await nothingLeft(t, root, layers + 1)
 })
 
+test.serial('a stage runs its steps before a COPY --from while the source stage still builds; the source\'s failure kills them and is the error', async (t) => {
+  t.timeout(60_000)
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  // The target's RUN would take a minute: it starts while `gen` still runs (as in BuildKit),
+  // and `gen`'s failure kills it rather than waiting for it.
+  writeContext(ctx, { Dockerfile: `FROM ${BB} AS gen\nRUN sleep 3; exit 4\nFROM ${BB}\nRUN sleep 60\nCOPY --from=gen /etc/hostname /x\n` })
+  const layers = layerCount(root)
+  const started: string[] = []
+  const e = await t.throwsAsync(store.build({ context: ctx, tags: ['conc:1'], onProgress: (ev) => { if (ev.type === 'vertex') started.push(ev.name) } }), { instanceOf: BuildError }) as BuildError
+  t.is(e.code, 'BuildFailed')
+  t.is(e.exitCode, 4)
+  t.is(e.line, 2)
+  t.true(started.includes('[stage-1 2/3] RUN sleep 60'), started.join('\n'))
+  await t.throwsAsync(store.images.inspect('conc:1'), { code: 'ImageNotFound' })
+  await nothingLeft(t, root, layers)
+})
+
 for (const [name, files, code, line] of [
   ['a Dockerfile syntax error', { Dockerfile: `FROM ${BB}\nRUN true\nNOPE x\n` }, 'DockerfileParse', 3],
   ['an unknown flag', { Dockerfile: `FROM ${BB}\nCOPY --frm=x a /\n` }, 'DockerfileParse', 2],

@@ -90,6 +90,18 @@ test('read-only commands run from the small bundle alone; others from the full o
     t.is(r.status, cmd[0] === 'no-such-command' ? 1 : 0, `strata ${cmd.join(' ')}`)
   }
   t.regex(bundlesOf(['images']).stdout, /^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\nbb +latest /)
+  // `build` goes straight to the full bundle (the small one would only hand it on), its output
+  // and exit codes as ever: the image ID with -q, docker's usage error for a missing context.
+  const ctx = path.join(dir, 'ctx')
+  fs.mkdirSync(ctx)
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY a /a\n')
+  fs.writeFileSync(path.join(ctx, 'a'), 'a\n')
+  for (const cmd of [['build', '-q', '-t', 'built:1', ctx], ['build', '-q', '-t', 'built:1', ctx], ['build']]) {
+    const r = bundlesOf(cmd)
+    t.deepEqual(r.read, ['strata.js'], `strata ${cmd.join(' ')}`)
+    t.is(r.status, cmd.length === 1 ? 1 : 0, `strata ${cmd.join(' ')}`)
+    if (cmd.length > 1) t.regex(r.stdout, /^sha256:[0-9a-f]{64}\n$/)
+  }
 })
 
 test('the CLI runs from its sources (commands load with require, not import())', async (t) => {

@@ -11,6 +11,9 @@
 // inspect, history), each holding only the code that command ran, and read.js.cache for every
 // other command line (--version, --help, and the commands it hands on): V8 deserializes the
 // whole cache it is given, and a cache of every command's code costs each command some 2 ms.
+// `build` goes straight to the full bundle (the read-only one would only hand it on), with a
+// cache of its own, strata.js.build.cache, holding the code a build runs; strata.js.cache
+// serves every other command.
 //
 // The build makes the caches (scripts/bundle-cli.js runs this file with STRATA_WARM_CODE_CACHE=1):
 // in a temporary store holding a one-file image and a container, each cache's commands run in a
@@ -33,12 +36,23 @@ const READ_CACHES = new Map(Object.entries({
   history: 'history', 'image-history': 'history',
 }))
 
-/** The read-only bundle's cache for `argv`: its command's, else the general one. */
-function readCache(argv) {
+/** Where the command words of `argv` start (after the global `--root`). */
+function commandAt(argv) {
   let i = 0
   while (argv[i] === '--root' || argv[i]?.startsWith('--root=')) i += argv[i] === '--root' ? 2 : 1
+  return i
+}
+
+/** The read-only bundle's cache for `argv`: its command's, else the general one. */
+function readCache(argv) {
+  const i = commandAt(argv)
   const name = READ_CACHES.get(`${argv[i]}-${argv[i + 1]}`) ?? READ_CACHES.get(argv[i])
   return name ? `read.js.${name}.cache` : 'read.js.cache'
+}
+
+/** The full bundle's cache for `argv`: `build`'s own, else the general one. */
+function fullCache(argv) {
+  return argv[commandAt(argv)] === 'build' ? 'strata.js.build.cache' : 'strata.js.cache'
 }
 
 /** One bundle, compiled with its code cache: `{ exports, saveCache }`, or null when not built. */
@@ -81,7 +95,8 @@ function notBuilt() {
 
 /** Runs `argv` through the read-only bundle, else the full one; resolves the exit code. */
 async function run(argv) {
-  const read = loadBundle('read.js', readCache(argv))
+  const cache = fullCache(argv)
+  const read = cache === 'strata.js.cache' ? loadBundle('read.js', readCache(argv)) : null
   if (read) {
     const code = await read.exports.main(argv)
     read.saveCache()
@@ -90,7 +105,7 @@ async function run(argv) {
     // still do first: a young-generation GC it queued as a task (some 2.5 ms; bench/cli.js).
     if (code !== undefined) process.exit(code)
   }
-  const full = loadBundle('strata.js') ?? notBuilt()
+  const full = loadBundle('strata.js', cache) ?? notBuilt()
   const code = await full.exports.main(argv)
   full.saveCache()
   return code
@@ -106,11 +121,25 @@ const WARM_UP_READ = {
   'read.js.inspect.cache': [['inspect', WARM_IMAGE], ['inspect', WARM_CONTAINER]],
   'read.js.history.cache': [['history', WARM_IMAGE]],
 }
-/** And the full bundle's. */
+/** And the full bundle's general cache. */
 const WARM_UP_FULL = [['diff', WARM_CONTAINER], ['rmi', 'x'], ['tag', WARM_IMAGE, 'warm:3'], ['system', 'df']]
+/**
+ * And `build`'s (strata.js.build.cache), in the context WARM_CONTEXT: two stages, a COPY --from,
+ * WORKDIR, ARG, ENV, LABEL, CMD, a .dockerignore; built, then built again all cached, which is
+ * the path a rebuild takes. It mounts overlays, so it needs root; without, it fails quietly and
+ * the cache just holds less. No RUN: the store holds no image with a shell.
+ */
+const WARM_UP_BUILD = [['build', '-q', '-t', 'warm:1', 'CONTEXT'], ['build', '-q', '-t', 'warm:1', 'CONTEXT']]
+const WARM_CONTEXT = {
+  Dockerfile: 'ARG BASE=scratch\nFROM ${BASE} AS gen\nCOPY a /gen/a\nFROM scratch\nENV APP=/app\nWORKDIR /app\nLABEL warm=1\nCOPY dir/ /app/dir/\nCOPY --from=gen /gen /app/gen\nCMD ["/a"]\n',
+  '.dockerignore': '*.tmp\n',
+  a: 'a\n',
+  'dir/b': 'b\n',
+  'dir/c.tmp': 'c\n',
+}
 const quiet = { out() {}, err() {}, isTty: false }
 
-/** Makes every cache: the full bundle's here, each of the read-only bundle's in a process of its own. */
+/** Makes every cache: the full bundle's general one here, build's and each of the read-only bundle's in a process of its own. */
 async function warmUp() {
   const os = require('node:os')
   const { spawnSync } = require('node:child_process')
@@ -126,16 +155,13 @@ async function warmUp() {
     if (tar.status === 0) await full.exports.main(['--root', root, 'import', `${rootfs}.tar`, WARM_IMAGE], quiet).catch(() => 1)
     await full.exports.main(['--root', root, 'create', '--name', WARM_CONTAINER, WARM_IMAGE, 'true'], quiet).catch(() => 1)
     for (const argv of WARM_UP_FULL) await full.exports.main(['--root', root, ...argv], quiet)
-    // A small build (a metadata step, a COPY, a cache hit on the second run), so `build`'s code
-    // — the Dockerfile parser included — is in the cache too. It mounts overlays, so it needs
-    // root; without, it fails quietly and the cache just holds less.
-    const ctx = path.join(root, 'warm-context')
-    fs.mkdirSync(ctx)
-    fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nENV A=1\nCOPY a /a\nCMD ["/a"]\n')
-    fs.writeFileSync(path.join(ctx, 'a'), 'a\n')
-    for (let i = 0; i < 2; i++) await full.exports.main(['--root', root, 'build', '-q', '-t', 'warm:1', ctx], quiet).catch(() => 1)
     full.saveCache(true)
-    for (const cache of Object.keys(WARM_UP_READ)) {
+    const ctx = path.join(root, 'warm-context')
+    for (const [name, text] of Object.entries(WARM_CONTEXT)) {
+      fs.mkdirSync(path.dirname(path.join(ctx, name)), { recursive: true })
+      fs.writeFileSync(path.join(ctx, name), text)
+    }
+    for (const cache of [...Object.keys(WARM_UP_READ), 'strata.js.build.cache']) {
       const r = spawnSync(process.execPath, [__filename], { env: { ...process.env, STRATA_WARM_CODE_CACHE: cache, STRATA_WARM_ROOT: root }, stdio: 'inherit' })
       if (r.status !== 0) throw new Error(`warming ${cache} failed`)
     }
@@ -145,15 +171,22 @@ async function warmUp() {
   }
 }
 
-/** Makes one cache of the read-only bundle (`cache`, a key of WARM_UP_READ) in this fresh process. */
-async function warmUpRead(cache, root) {
+/** Makes one cache (a key of WARM_UP_READ, or `build`'s) in this fresh process. */
+async function warmUpOne(cache, root) {
+  if (cache === 'strata.js.build.cache') {
+    const full = loadBundle('strata.js', cache) ?? notBuilt()
+    const ctx = path.join(root, 'warm-context')
+    for (const argv of WARM_UP_BUILD) await full.exports.main(['--root', root, ...argv.map((a) => (a === 'CONTEXT' ? ctx : a))], quiet).catch(() => 1)
+    full.saveCache(true)
+    return
+  }
   const read = loadBundle('read.js', cache) ?? notBuilt()
   for (const argv of WARM_UP_READ[cache]) await read.exports.main(['--root', root, ...argv], quiet)
   read.saveCache(true)
 }
 
 const warm = process.env.STRATA_WARM_CODE_CACHE
-;(warm ? (warm === '1' ? warmUp() : warmUpRead(warm, process.env.STRATA_WARM_ROOT)).then(() => 0) : run(process.argv.slice(2)))
+;(warm ? (warm === '1' ? warmUp() : warmUpOne(warm, process.env.STRATA_WARM_ROOT)).then(() => 0) : run(process.argv.slice(2)))
   .then((code) => {
     process.exitCode = code
   })

@@ -512,9 +512,27 @@ export class Builder {
   }
 
   async #buildStage(node: StageNode): Promise<StageState> {
-    // Independent stages this one needs run concurrently; a failure stops the others.
-    const deps = [...node.fromStages].map((d) => this.#runStage(d))
-    const [s] = await Promise.all([this.#baseState(node), ...deps])
+    // The stages this one copies from (COPY --from) run concurrently with it, as in BuildKit:
+    // each COPY --from waits for its own source stage, the steps before it do not. The first
+    // failure of any of them aborts the others (a RUN is killed, a copy cancelled) and is the
+    // build's error, once they have all stopped: none is left working in the staging dir
+    // that the build's end removes.
+    const parts = [this.#stageSteps(node), ...[...node.fromStages].map((d) => this.#runStage(d))]
+    let failure: { error: unknown } | undefined
+    for (const p of parts) {
+      p.catch((error: unknown) => {
+        failure ??= { error }
+        this.#abort.abort()
+      })
+    }
+    const [own] = await Promise.allSettled(parts)
+    if (failure) throw failure.error
+    return (own as PromiseFulfilledResult<StageState>).value
+  }
+
+  /** A stage's own steps, from its base. */
+  async #stageSteps(node: StageNode): Promise<StageState> {
+    const s = await this.#baseState(node)
     if (s.image.config.OnBuild && s.image.config.OnBuild.length > 0) {
       const triggers = s.image.config.OnBuild
       s.image.config.OnBuild = undefined
