@@ -32,8 +32,6 @@ pub enum SealError {
     Walk(#[from] LayerTarError),
     #[error("recording tar-split {path}: {source}")]
     TarSplit { path: PathBuf, source: io::Error },
-    #[error("seal pipe: {0}")]
-    Pipe(io::Error),
     #[error("sealing the layer was cancelled")]
     Aborted,
 }
@@ -42,14 +40,14 @@ impl crate::error::Coded for SealError {
     fn code(&self) -> ErrorCode {
         match self {
             SealError::Walk(e) => e.code(),
-            SealError::TarSplit { .. } | SealError::Pipe(_) => ErrorCode::Io,
+            SealError::TarSplit { .. } => ErrorCode::Io,
             SealError::Aborted => ErrorCode::Aborted,
         }
     }
     fn errno(&self) -> Option<i32> {
         match self {
             SealError::Walk(e) => e.errno(),
-            SealError::TarSplit { source, .. } | SealError::Pipe(source) => source.raw_os_error(),
+            SealError::TarSplit { source, .. } => source.raw_os_error(),
             SealError::Aborted => None,
         }
     }
@@ -95,10 +93,10 @@ fn seal_with(diff: &Path, tar_split: &Path, writer: TarSplitWriter, cancel: &Ato
         Ok((w, (tar_size, size))) if w.bytes == tar_size => {
             Ok(Sealed { diff_id: w.diff_id, size, tar_size, entries: w.entries })
         }
-        Ok((w, (tar_size, _))) => Err(SealError::Pipe(io::Error::other(format!(
-            "walker wrote {} bytes, the recorder saw {tar_size}",
-            w.bytes
-        )))),
+        Ok((w, (tar_size, _))) => Err(SealError::TarSplit {
+            path: tar_split.into(),
+            source: io::Error::other(format!("walker wrote {} bytes, the recorder saw {tar_size}", w.bytes)),
+        }),
         // The sink only writes the tar-split: a write error is the tar-split's.
         Err(LayerTarError::Write { source }) => Err(SealError::TarSplit { path: tar_split.into(), source }),
         Err(e) => Err(e.into()),
