@@ -791,15 +791,16 @@ export class Builder {
       await space.mount(await this.#lowers(s.image.rootfs.diff_ids))
       await opts.work(space, vertex)
       const sealed = await space.seal(this.#cancel)
-      const created = nowRfc3339Nano()
-      rec = await this.#ctx.exclusive(async () => {
-        const made = sealed.empty
-          ? { chainId: parentChain, diffId: null }
-          : { chainId: (await space.register(sealed, s.image.rootfs.diff_ids)).chainId, diffId: sealed.diffId }
-        const r: CacheRecord = { v: 1, key: opts.key, parent: parentChain, ...made, size: sealed.size, created, createdBy: opts.createdBy, description: opts.name }
-        await this.#ctx.buildCache.put(r)
-        return r
-      })
+      // The record is known before the layer is registered (its ChainID follows from the DiffIDs),
+      // so it is written alongside the registration and renamed into place only after it.
+      const made = sealed.empty
+        ? { chainId: parentChain, diffId: null }
+        : { chainId: chainIdsOf([...s.image.rootfs.diff_ids, sealed.diffId]).pop()!, diffId: sealed.diffId }
+      const r: CacheRecord = { v: 1, key: opts.key, parent: parentChain, ...made, size: sealed.size, created: nowRfc3339Nano(), createdBy: opts.createdBy, description: opts.name }
+      await this.#ctx.exclusive(() => this.#ctx.buildCache.put(r, async () => {
+        if (!sealed.empty) await space.register(sealed, s.image.rootfs.diff_ids)
+      }))
+      rec = r
     } catch (e) {
       const message = e instanceof StrataError ? e.message : String(e)
       this.#progress.emit({ type: 'error', id: vertex, message, at: performance.now() })
