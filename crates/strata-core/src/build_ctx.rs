@@ -909,26 +909,38 @@ mod tests {
         assert!(matches!(copy_in(&src, &dst, &bad, &cancel), Err(BuildCtxError::Changed { .. })));
     }
 
+    /// A file of an old layer: `data`, mode 0644, mtime 5.000000007 s.
+    fn old_file(path: &Path, data: &[u8]) {
+        std::fs::write(path, data).unwrap();
+        let f = std::fs::File::open(path).unwrap();
+        rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644)).unwrap();
+        rustix::fs::futimens(&f, &timestamps(5_000_000_007)).unwrap();
+    }
+
+    /// A copy of `name` to `/name` marked for reuse, owned by this process's user.
+    fn reuse_op(name: &[u8], mtime_ns: i64) -> CopyOp {
+        let me = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+        file_op(true, name, &[b"/", name].concat(), 0o644, me, mtime_ns, None)
+    }
+
+    fn inode(p: &Path) -> u64 {
+        rustix::fs::stat(p).unwrap().st_ino
+    }
+
     #[test]
     fn reused_files_are_linked_only_when_their_inode_matches() {
         let (_t, [src, old, dst]) = temp_dirs(["src", "old", "dst"]);
         for (name, data) in [("same", &b"one"[..]), ("other", b"two")] {
             std::fs::write(src.join(name), data).unwrap();
-            std::fs::write(old.join(name), data).unwrap();
-            let f = std::fs::File::open(old.join(name)).unwrap();
-            rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644)).unwrap();
-            rustix::fs::futimens(&f, &timestamps(5_000_000_007)).unwrap();
+            old_file(&old.join(name), data);
         }
-        let me = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
-        let file = |name: &[u8], mtime_ns: i64| file_op(true, name, &[b"/", name].concat(), 0o644, me, mtime_ns, None);
         // `same` matches the old inode; `other` has another mtime; `gone` is not there at all.
         std::fs::write(src.join("gone"), b"three").unwrap();
-        let ops = vec![file(b"same", 5_000_000_007), file(b"other", 9), file(b"gone", 9)];
+        let ops = vec![reuse_op(b"same", 5_000_000_007), reuse_op(b"other", 9), reuse_op(b"gone", 9)];
         let r = copy_in_reusing(&src, &dst, Some(&old), &ops, &AtomicBool::new(false)).unwrap();
         assert_eq!((r.files, r.bytes), (3, 8));
-        let ino = |p: &Path| rustix::fs::stat(p).unwrap().st_ino;
-        assert_eq!(ino(&dst.join("same")), ino(&old.join("same")));
-        assert_ne!(ino(&dst.join("other")), ino(&old.join("other")));
+        assert_eq!(inode(&dst.join("same")), inode(&old.join("same")));
+        assert_ne!(inode(&dst.join("other")), inode(&old.join("other")));
         assert_eq!(std::fs::read(dst.join("other")).unwrap(), b"two");
         assert_eq!(std::fs::read(dst.join("gone")).unwrap(), b"three");
         // The old file whose inode did not match is untouched.
@@ -946,23 +958,18 @@ mod tests {
         for (name, data) in [("d/a", &b"one"[..]), ("d/b", b"two"), ("new/c", b"three")] {
             std::fs::write(src.join(name), data).unwrap();
             if !name.starts_with("new/") {
-                std::fs::write(old.join(name), data).unwrap();
-                let f = std::fs::File::open(old.join(name)).unwrap();
-                rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644)).unwrap();
-                rustix::fs::futimens(&f, &timestamps(5_000_000_007)).unwrap();
+                old_file(&old.join(name), data);
             }
         }
         // The upper dir already has a `d/b`: the link replaces it.
         std::fs::write(dst.join("d/b"), b"in the way").unwrap();
-        let me = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
-        let file = |name: &[u8]| file_op(true, name, &[b"/", name].concat(), 0o644, me, 5_000_000_007, None);
         // Two files linked from one old directory; `new/` is not in the old layer at all.
-        let ops = vec![file(b"d/a"), file(b"d/b"), file(b"new/c")];
+        let ops =
+            vec![reuse_op(b"d/a", 5_000_000_007), reuse_op(b"d/b", 5_000_000_007), reuse_op(b"new/c", 5_000_000_007)];
         let r = copy_in_reusing(&src, &dst, Some(&old), &ops, &AtomicBool::new(false)).unwrap();
         assert_eq!((r.files, r.bytes), (3, 5));
-        let ino = |p: &Path| rustix::fs::stat(p).unwrap().st_ino;
-        assert_eq!(ino(&dst.join("d/a")), ino(&old.join("d/a")));
-        assert_eq!(ino(&dst.join("d/b")), ino(&old.join("d/b")));
+        assert_eq!(inode(&dst.join("d/a")), inode(&old.join("d/a")));
+        assert_eq!(inode(&dst.join("d/b")), inode(&old.join("d/b")));
         assert_eq!(std::fs::read(dst.join("d/b")).unwrap(), b"two");
         assert_eq!(std::fs::read(dst.join("new/c")).unwrap(), b"three");
         assert_eq!(rustix::fs::stat(dst.join("new/c")).unwrap().st_mtime, 5);
