@@ -17,7 +17,7 @@
  * 3. The target stage's config (./image-config.ts) is written with BuildKit's history and
  *    created times; the tags move last, only when everything else succeeded.
  */
-import { statSync } from 'node:fs'
+import { statSync, mkdirSync } from 'node:fs'
 import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
@@ -1047,7 +1047,8 @@ export class Builder {
   /** A stage's (or image's) filesystem, read-only, for COPY --from. */
   async #mountReadOnly(diffIds: DiffId[], at: string): Promise<{ root: string; unmount: () => Promise<void> }> {
     const lowers = await this.#lowers(diffIds)
-    await fs.mkdir(at, { recursive: true })
+    // In the build's own staging dir: on the calling thread, not through the busy libuv pool.
+    mkdirSync(at, { recursive: true })
     if (lowers.length === 0) return { root: at, unmount: async () => undefined }
     if (lowers.length === 1) return { root: lowers[0], unmount: async () => undefined }
     await call(() => native.mountOverlay({ lowerdirs: lowers, target: at, options: ['ro'] }))
