@@ -98,7 +98,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Whether process `pid` exists (a pid we may not signal exists too). */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   if (pid === process.pid) return true
   try {
     process.kill(pid, 0)
