@@ -32,7 +32,7 @@ import { chainIdsOf, type ChainId, type DiffId } from '../internal/chain'
 import { goArch } from '../internal/platform'
 import { readIfExists } from '../internal/fsx'
 import { imageIdOf } from '../internal/imagedb'
-import { parseDockerfile } from './dockerfile'
+import { parseDockerfileMemo } from './parse-memo'
 import { toInstructions, parseTrigger, Command, Stage, ArgCommand, CopyCommand, RunCommand } from './instructions'
 import { processWord, processWords, envMap, ShellSyntaxError } from './shell'
 import { readIgnoreFile, BadPatternError } from './dockerignore'
@@ -283,7 +283,7 @@ export class Builder {
     }
     this.#progress.emit({ type: 'done', id: igId, at: now() })
 
-    const parsed = parseDockerfile(text)
+    const parsed = parseDockerfileMemo(text, this.#ctx.layout.parsedDockerfiles)
     const ins = toInstructions(parsed)
     this.#escape = ins.escape
     if (ins.stages.length === 0) throw new BuildError('DockerfileParse', 'dockerfile parse error: no FROM instruction')

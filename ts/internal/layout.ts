@@ -65,6 +65,8 @@
  * <root>/builder/copies/<hex>.json             the last layer each COPY instruction made and the files
  *                                                 it copied, so its next miss links the unchanged ones
  *                                                 (a hint; format in ts/build/reuse.ts)
+ * <root>/builder/dockerfiles/<hex>.json        Dockerfiles the CLI parsed, by (its bundle, the text): a
+ *                                                 memo (format in ts/build/parse-memo.ts)
  * <root>/builder/stub/                          the read-only bottom layer of build steps: empty
  *                                                 mount points (proc, sys, dev, etc/hosts, ...) so
  *                                                 the runtime never creates them in a step's layer
@@ -156,6 +158,7 @@ export class Layout {
   buildStubTemp(hex: string): string { return path.join(this.root, 'builder', `.stub-${process.pid}-${hex}`) }
   get fromKeys(): string { return path.join(this.root, 'builder', 'fromkeys') }
   get lastCopies(): string { return path.join(this.root, 'builder', 'copies') }
+  get parsedDockerfiles(): string { return path.join(this.root, 'builder', 'dockerfiles') }
   get writers(): string { return path.join(this.root, 'writers') }
 
   /** All directories a store needs, parents first; `writers` last, so it existing means all do. */
