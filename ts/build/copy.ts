@@ -295,7 +295,8 @@ export function copySteps(opts: {
   const dirTimes: CopyStep[] = []
   const mkOwner = owner ?? { uid: 0, gid: 0 }
   const links = new Map<string, string>()
-  const ownerOf = (e: SourceEntry): Owner => owner ?? (tree.isContext ? { uid: 0, gid: 0 } : { uid: e.uid, gid: e.gid })
+  const root: Owner = { uid: 0, gid: 0 }
+  const ownerOf = (e: SourceEntry): Owner => owner ?? (tree.isContext ? root : e)
   const modeOf = (e: SourceEntry): number => (chmod !== undefined ? chmod : e.mode & 0o7777)
   const statDest = (p: string) => native.statInRoot(rootfs, p)
   const count = planned.reduce((n, p) => n + p.items.length, 0)
@@ -303,26 +304,35 @@ export function copySteps(opts: {
   if ((count > 1 || planned.length > 1) && !dest.endsWith('/')) {
     fail('InvalidArgument', 'When using COPY with more than one source file, the destination must be a directory and end with a /', opts.line)
   }
+  // One step per entry, built field by field (no spread per entry: a COPY may hold thousands).
   const emit = (e: SourceEntry, dst: string): void => {
-    const o = ownerOf(e)
-    const x = e.xattrs ? { xattrs: e.xattrs } : {}
+    const { uid, gid } = ownerOf(e)
+    let st: Exclude<CopyStep, { op: 'mkdirs' | 'hardlink' | 'dirTimes' }>
     if (isDirE(e)) {
-      steps.push({ op: 'dir', dst, mode: modeOf(e), uid: o.uid, gid: o.gid, mtime: e.mtimeNs, ...x })
+      st = { op: 'dir', dst, mode: modeOf(e), uid, gid, mtime: e.mtimeNs }
       dirTimes.unshift({ op: 'dirTimes', dst, mtime: e.mtimeNs })
     } else if (isFileE(e)) {
-      const key = `${e.dev}:${e.ino}`
-      const first = e.nlink > 1 ? links.get(key) : undefined
-      if (first) {
-        steps.push({ op: 'hardlink', dst, target: first })
-        return
+      if (e.nlink > 1) {
+        const key = `${e.dev}:${e.ino}`
+        const first = links.get(key)
+        if (first) {
+          steps.push({ op: 'hardlink', dst, target: first })
+          return
+        }
+        links.set(key, dst)
       }
-      if (e.nlink > 1) links.set(key, dst)
+      const file: Extract<CopyStep, { op: 'file' }> = { op: 'file', src: e.rel, dst, mode: modeOf(e), uid, gid, mtime: e.mtimeNs }
       const expect = tree.isContext ? digests.get(e.rel) : undefined
-      steps.push({ op: 'file', src: e.rel, dst, mode: modeOf(e), uid: o.uid, gid: o.gid, mtime: e.mtimeNs, ...(expect ? { expect } : {}), ...x })
+      if (expect) file.expect = expect
+      st = file
     } else if (isLinkE(e)) {
-      steps.push({ op: 'symlink', dst, target: e.link ?? '', uid: o.uid, gid: o.gid, mtime: e.mtimeNs, ...x })
+      st = { op: 'symlink', dst, target: e.link ?? '', uid, gid, mtime: e.mtimeNs }
+    } else {
+      // Sockets, fifos and devices of a context are not copied (BuildKit's context transfer skips them).
+      return
     }
-    // Sockets, fifos and devices of a context are not copied (BuildKit's context transfer skips them).
+    if (e.xattrs) st.xattrs = e.xattrs
+    steps.push(st)
   }
   for (const p of planned) {
     for (const it of p.items) {
