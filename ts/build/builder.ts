@@ -230,11 +230,9 @@ export class Builder {
     try {
       return await this.#run()
     } catch (e) {
+      // Every stage this build started has settled by now (#buildStage rejects only once its
+      // own steps and its COPY --from stages have unwound), so the staging dir can go.
       this.#abort.abort()
-      // A failing stage rejects the build while concurrent stages may be mid-step (mounted, a
-      // RUN running): the abort stops them; their steps unwind (kill, unmount, runtime state
-      // deleted) before the staging dir under them goes, or a mount would outlive the build.
-      await Promise.allSettled(this.#nodes.flatMap((n) => (n.result ? [n.result] : [])))
       if (e instanceof ShellSyntaxError) throw new BuildError('DockerfileParse', e.message)
       if (this.#opts.signal?.aborted && !(e instanceof StrataError && e.code === 'BuildFailed')) throw new StrataError('Aborted', 'build aborted', { cause: e })
       throw e
@@ -516,8 +514,10 @@ export class Builder {
     // The stages this one copies from (COPY --from) run concurrently with it, as in BuildKit:
     // each COPY --from waits for its own source stage, the steps before it do not. The first
     // failure of any of them aborts the others (a RUN is killed, a copy cancelled) and is the
-    // build's error, once they have all stopped: none is left working in the staging dir
-    // that the build's end removes.
+    // build's error, once they have all stopped: none is left working (mounted, a RUN running)
+    // in the staging dir that the build's end removes. This is the one guard for that: every
+    // stage a build starts is one of these parts, or the base of one (awaited before its
+    // steps), or the source of an ONBUILD trigger's COPY --from (awaited inside the step).
     const parts = [this.#stageSteps(node), ...[...node.fromStages].map((d) => this.#runStage(d))]
     let failure: { error: unknown } | undefined
     for (const p of parts) {

@@ -4,7 +4,7 @@
 //! extract). A build step needs no copy: its container is gone once the step ends, so its
 //! upper dir is renamed to be the layer's `diff/` and only has to be *described*: one walk of
 //! the tree ([`crate::egress::layertar::write_sealing_tar`]) produces the layer tar's bytes; its
-//! helper thread hashes them into the DiffID and records the tar-split from them (headers and
+//! helper threads hash them into the DiffID and record the tar-split from them (headers and
 //! padding as segments, each regular file body as a reference to its file in `diff/` with its
 //! CRC-64), the walker announcing where each body starts, so the stream is never parsed back.
 //! No second copy of the files, no temporary tar, no pipe. The walk also drops overlay's bookkeeping xattrs
@@ -103,7 +103,7 @@ fn seal_with(diff: &Path, tar_split: &Path, writer: TarSplitWriter, cancel: &Ato
     }
 }
 
-/// Records the tar-split of the stream the walk produces, on the walk's helper thread: every
+/// Records the tar-split of the stream the walk produces, on the walk's sink thread: every
 /// byte goes to the [`Recorder`], and each regular file body the walker announces becomes a
 /// file record (a whiteout marker's, which has no file in `diff/`, stays in the segments).
 struct SealSink {

@@ -136,9 +136,10 @@ impl crate::error::Coded for LayerTarError {
 /// Writes `dir` as a tar into `out` and returns its digest and size. `out` receives large
 /// writes (1 MiB); wrap nothing around it. Polls `cancel` between entries and chunks.
 ///
-/// Two threads: this one walks the tree and fills 1 MiB buffers (headers and file data
-/// read straight into them); a scoped helper hashes each full buffer and writes it to
-/// `out`. Hashing (≈1.5 GB/s with SHA-NI) thus overlaps reading instead of adding to it.
+/// Three threads: this one walks the tree and fills 1 MiB buffers (headers and file data
+/// read straight into them); a scoped helper hashes each full buffer and passes it to a
+/// second one, which writes it to `out`. Hashing (≈1.2 GB/s with SHA-NI) thus overlaps
+/// reading and writing instead of adding to them.
 pub fn write_dir_tar<W: Write + Send>(
     dir: &Path,
     mode: TarMode,
@@ -154,7 +155,7 @@ pub fn write_dir_tar<W: Write + Send>(
 /// ([`BOOKKEEPING_XATTRS`]) are removed from the tree as the walk meets them, so the dir can
 /// serve as a lower layer without pointing at the layers it was copied up from.
 ///
-/// The bytes go to the sink `make` creates on the helper thread (which hashes them too), and
+/// The bytes go, once hashed, to the sink `make` creates on its own helper thread, and
 /// the walker announces each regular file's body to it ([`TarSink::file`]), so the sink can
 /// record the tar-split without parsing the stream back.
 pub fn write_sealing_tar<S: TarSink>(
@@ -166,7 +167,7 @@ pub fn write_sealing_tar<S: TarSink>(
     Ok((TarStats { diff_id: DiffId::from_digest(hasher.finish()), bytes, entries }, done))
 }
 
-/// Where the helper thread of a tar walk puts the stream (after hashing it).
+/// Where the sink thread of a tar walk puts the stream (after the hashing thread hashed it).
 pub trait TarSink {
     /// What the sink gives back at the end.
     type Done: Send;
@@ -214,35 +215,57 @@ fn write_tar<S: TarSink>(
     cancel: &AtomicBool,
 ) -> Result<(Hasher, u64, u64, S::Done), LayerTarError> {
     std::thread::scope(|scope| {
-        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Msg>(BUFFERS);
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Chunk>(BUFFERS);
+        let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<Chunk>(BUFFERS);
         let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Box<[u8]>>();
         for _ in 1..BUFFERS {
             let _ = empty_tx.send(vec![0u8; CHUNK].into_boxed_slice());
         }
-        let sink = std::thread::Builder::new()
+        // sha256 is most of the helpers' work (the sink's — a tar-split's CRC-64s, base64 and
+        // gzip, or a writer's writes — is the rest): each on its own thread, so the DiffID is
+        // ready when the hashing is, not when hashing plus recording would be.
+        let hash = std::thread::Builder::new()
             .name("strata-tar-hash".into())
-            .spawn_scoped(scope, move || -> std::io::Result<(Hasher, u64, S::Done)> {
-                let mut w = make();
+            .spawn_scoped(scope, move || -> (Hasher, u64) {
                 let mut hasher = Hasher::new();
                 let mut bytes = 0u64;
-                for msg in full_rx {
-                    match msg {
-                        Msg::Chunk(buf, n) => {
-                            hasher.update(&buf[..n]);
-                            bytes += n as u64;
-                            w.data(&buf[..n])?;
-                            // The walker may already be done and gone; then the buffer is just freed.
-                            let _ = empty_tx.send(buf);
-                        }
-                        Msg::File { name, offset, size } => w.file(name, offset, size)?,
+                for chunk in full_rx {
+                    hasher.update(&chunk.buf[..chunk.len]);
+                    bytes += chunk.len as u64;
+                    if hashed_tx.send(chunk).is_err() {
+                        // The sink failed (its error is the walk's); the walker stops at its next send.
+                        break;
                     }
                 }
-                let done = w.finish()?;
-                Ok((hasher, bytes, done))
+                (hasher, bytes)
+            })
+            .map_err(|source| LayerTarError::Write { source })?;
+        let sink = std::thread::Builder::new()
+            .name("strata-tar-sink".into())
+            .spawn_scoped(scope, move || -> std::io::Result<S::Done> {
+                let mut w = make();
+                for Chunk { buf, len, files } in hashed_rx {
+                    // Announced before any byte of their bodies (which start in this buffer
+                    // or, for one announced at its very end, in the next).
+                    for (name, offset, size) in files {
+                        w.file(name, offset, size)?;
+                    }
+                    w.data(&buf[..len])?;
+                    // The walker may already be done and gone; then the buffer is just freed.
+                    let _ = empty_tx.send(buf);
+                }
+                w.finish()
             })
             .map_err(|source| LayerTarError::Write { source })?;
         let mut tw = TarWriter {
-            out: Out { buf: vec![0u8; CHUNK].into_boxed_slice(), len: 0, sent: 0, full: full_tx, empty: empty_rx },
+            out: Out {
+                buf: vec![0u8; CHUNK].into_boxed_slice(),
+                len: 0,
+                sent: 0,
+                files: Vec::new(),
+                full: full_tx,
+                empty: empty_rx,
+            },
             mode,
             strip_bookkeeping,
             cancel,
@@ -255,15 +278,16 @@ fn write_tar<S: TarSink>(
             .and_then(|()| tw.out.put(&[0u8; 1024]).map_err(|source| LayerTarError::Write { source }))
             .and_then(|()| tw.out.flush_buf().map_err(|source| LayerTarError::Write { source }));
         let entries = tw.entries;
-        drop(tw); // closes the channel: the helper finishes its queue and returns
-        let hashed = sink.join().unwrap_or_else(|_| Err(std::io::Error::other("tar hashing thread panicked")));
-        match (walked, hashed) {
+        drop(tw); // closes the channel: the helpers finish their queues and return
+        let (hasher, bytes) = hash.join().map_err(|_| LayerTarError::Write { source: panicked("hashing") })?;
+        let written = sink.join().unwrap_or_else(|_| Err(panicked("sink")));
+        match (walked, written) {
             // The helper's own error explains a closed channel better than the channel does.
             (Err(LayerTarError::Write { .. }), Err(source)) | (Ok(()), Err(source)) => {
                 Err(LayerTarError::Write { source })
             }
             (Err(e), _) => Err(e),
-            (Ok(()), Ok((hasher, bytes, done))) => Ok((hasher, bytes, entries, done)),
+            (Ok(()), Ok(done)) => Ok((hasher, bytes, entries, done)),
         }
     })
 }
@@ -280,27 +304,37 @@ pub fn write_dir_tar_to_file(
     Ok(stats)
 }
 
-/// Buffers in flight between the walker and the hashing/writing helper.
-const BUFFERS: usize = 4;
+/// Buffers in flight between the walker and the helpers (one being filled, one being hashed,
+/// one being recorded or written, and slack).
+const BUFFERS: usize = 6;
 
 /// The walker's side of the output: one buffer being filled, the others queued for (or
-/// coming back from) the helper thread. Headers and small files are gathered into the
+/// coming back from) the helper threads. Headers and small files are gathered into the
 /// buffer; file data is read straight into it, so each byte is copied once on the way.
 struct Out {
     buf: Box<[u8]>,
     len: usize,
     /// Bytes in the buffers already sent (the stream offset of `buf[0]`).
     sent: u64,
-    full: std::sync::mpsc::SyncSender<Msg>,
+    /// Bodies announced since the last buffer was sent: (name, stream offset, size).
+    files: Vec<(Vec<u8>, u64, u64)>,
+    full: std::sync::mpsc::SyncSender<Chunk>,
     empty: std::sync::mpsc::Receiver<Box<[u8]>>,
 }
 
-/// What the walker sends the helper thread, in stream order.
-enum Msg {
-    /// The next `.1` bytes of the stream, in a buffer to send back.
-    Chunk(Box<[u8]>, usize),
-    /// A regular file's body starts at `offset` (see [`TarSink::file`]).
-    File { name: Vec<u8>, offset: u64, size: u64 },
+/// What the walker sends the helper threads, in stream order: the next `len` bytes of the
+/// stream, in a buffer to send back, with the regular file bodies announced while it was
+/// filled (see [`TarSink::file`]). One message per buffer: a message per file woke the
+/// helper once per file (a thousand futex wake-ups and context switches for a thousand files:
+/// a seal of 1,000 files / 26 MB took 49 ms, 35 with the announcements batched).
+struct Chunk {
+    buf: Box<[u8]>,
+    len: usize,
+    files: Vec<(Vec<u8>, u64, u64)>,
+}
+
+fn panicked(which: &str) -> std::io::Error {
+    std::io::Error::other(format!("tar {which} thread panicked"))
 }
 
 fn helper_gone() -> std::io::Error {
@@ -309,10 +343,11 @@ fn helper_gone() -> std::io::Error {
 
 impl Out {
     fn flush_buf(&mut self) -> std::io::Result<()> {
-        if self.len > 0 {
+        if self.len > 0 || !self.files.is_empty() {
             let next = self.empty.recv().map_err(|_| helper_gone())?;
-            let full = std::mem::replace(&mut self.buf, next);
-            self.full.send(Msg::Chunk(full, self.len)).map_err(|_| helper_gone())?;
+            let buf = std::mem::replace(&mut self.buf, next);
+            let files = std::mem::take(&mut self.files);
+            self.full.send(Chunk { buf, len: self.len, files }).map_err(|_| helper_gone())?;
             self.sent += self.len as u64;
             self.len = 0;
         }
@@ -494,8 +529,7 @@ impl TarWriter<'_> {
                 self.emit(&e)?;
                 if self.strip_bookkeeping {
                     let offset = self.out.sent + self.out.len as u64;
-                    let msg = Msg::File { name: e.name.clone(), offset, size: e.size };
-                    self.out.full.send(msg).map_err(|_| LayerTarError::Write { source: helper_gone() })?;
+                    self.out.files.push((e.name.clone(), offset, e.size));
                 }
                 self.copy_data(&fd, &e)?;
             }
@@ -811,5 +845,76 @@ mod tests {
         assert!(octal(&mut f, 0o644));
         assert_eq!(&f, b"0000644\0");
         assert!(!octal(&mut f, 1 << 21));
+    }
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+
+    /// A sink that records what it is given and fails once it has taken `fail_after` bytes.
+    struct Probe {
+        taken: u64,
+        fail_after: u64,
+        files: Vec<(Vec<u8>, u64, u64)>,
+    }
+
+    impl TarSink for Probe {
+        type Done = (u64, Vec<(Vec<u8>, u64, u64)>);
+        fn data(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+            self.taken += bytes.len() as u64;
+            if self.taken > self.fail_after {
+                return Err(std::io::Error::other("probe sink full"));
+            }
+            Ok(())
+        }
+        fn file(&mut self, name: Vec<u8>, offset: u64, size: u64) -> std::io::Result<()> {
+            // Announced in stream order, never after a byte of the body was delivered.
+            assert!(offset >= self.taken, "{name:?} at {offset} announced after {} bytes", self.taken);
+            assert!(self.files.last().is_none_or(|f| f.1 <= offset));
+            self.files.push((name, offset, size));
+            Ok(())
+        }
+        fn finish(self) -> std::io::Result<Self::Done> {
+            Ok((self.taken, self.files))
+        }
+    }
+
+    /// More data than the buffers in flight hold, so every thread of the pipeline blocks on
+    /// another at some point.
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            std::fs::write(t.path().join(format!("f{i:02}")), vec![i as u8; 300_000 + i * 777]).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn every_byte_reaches_the_sink_hashed_and_every_body_is_announced() {
+        let t = tree();
+        let sink = || Probe { taken: 0, fail_after: u64::MAX, files: Vec::new() };
+        let (st, (taken, files)) = write_sealing_tar(t.path(), sink, &AtomicBool::new(false)).unwrap();
+        assert_eq!(taken, st.bytes);
+        assert_eq!(files.len(), 40);
+        let mut plain = Vec::new();
+        let plain_st = write_dir_tar(t.path(), TarMode::Layer, &mut plain, &AtomicBool::new(false)).unwrap();
+        assert_eq!(plain_st, st);
+        for (name, offset, size) in files {
+            let body = &plain[offset as usize..(offset + size) as usize];
+            assert_eq!(body, std::fs::read(t.path().join(std::str::from_utf8(&name).unwrap())).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_failing_sink_fails_the_walk_without_hanging_it() {
+        let t = tree();
+        for fail_after in [0, 1 << 20, 5 << 20] {
+            let sink = move || Probe { taken: 0, fail_after, files: Vec::new() };
+            match write_sealing_tar(t.path(), sink, &AtomicBool::new(false)) {
+                Err(LayerTarError::Write { source }) => assert_eq!(source.to_string(), "probe sink full"),
+                other => panic!("expected the sink's error, got {other:?}"),
+            }
+        }
     }
 }
