@@ -332,6 +332,49 @@ test.serial('builder hints: temp files a dead process left between write and ren
   await reopened.close()
 })
 
+test.serial('build stubs a dead process left in the making are swept when the store next opens; a live one stays', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nRUN true\n` })
+  // The stub is made under a name carrying its maker's pid, then renamed into place.
+  const renamed: string[] = []
+  const fsp = require('node:fs/promises') as typeof import('node:fs/promises')
+  const rename = fsp.rename
+  fsp.rename = async (from: fs.PathLike, to: fs.PathLike) => {
+    renamed.push(String(from))
+    return rename(from, to)
+  }
+  try {
+    await store.build({ context: ctx })
+  } finally {
+    fsp.rename = rename
+  }
+  await store.close()
+  const builder = path.join(root, 'builder')
+  const made = renamed.filter((p) => path.dirname(p) === builder && path.basename(p).startsWith('.stub-'))
+  t.is(made.length, 1)
+  t.regex(path.basename(made[0]), new RegExp(`^\\.stub-${process.pid}-[0-9a-f]+$`))
+  // Left by a crash: a dead process's (pid 99999999 cannot be running), this live process's, and
+  // two of the older form without a pid, one untouched for two hours, one just made.
+  const stub = (name: string, age = 0): void => {
+    fs.mkdirSync(path.join(builder, name, 'etc'), { recursive: true })
+    fs.writeFileSync(path.join(builder, name, 'etc', 'hosts'), '')
+    const when = new Date(Date.now() - age)
+    fs.utimesSync(path.join(builder, name), when, when)
+  }
+  stub('.stub-99999999-0badf00d0bad')
+  stub(`.stub-${process.pid}-00c0ffee00c0`)
+  stub('.stub-0123456789ab', 2 * 3600_000)
+  stub('.stub-ba9876543210')
+  fs.mkdirSync(path.join(root, 'tmp', 'build-00000000deadbeef'))
+  const reopened = await Store.open({ root })
+  t.true(reopened.recovered.removedStaging > 0)
+  t.deepEqual(fs.readdirSync(builder).filter((n) => n.startsWith('.stub-')).sort(), [`.stub-${process.pid}-00c0ffee00c0`, '.stub-ba9876543210'].sort())
+  t.true(fs.existsSync(path.join(builder, 'stub', 'etc', 'resolv.conf')))
+  t.true((await reopened.build({ context: ctx })).steps.every((s) => s.cached))
+  await reopened.close()
+})
+
 test.serial('kill -9 during a build: the store is consistent and the next build reuses the finished steps', async (t) => {
   const { dir, store, root } = await freshStore(t)
   await store.close()

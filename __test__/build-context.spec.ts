@@ -7,8 +7,11 @@ import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createHash } from 'node:crypto'
+import { execFileSync } from 'node:child_process'
 import { BuildContext } from '../ts/build/context'
-import { StatIndex } from '../ts/build/statindex'
+import { StatIndex, StatKey } from '../ts/build/statindex'
+import { PatternMatcher } from '../ts/build/dockerignore'
+import { toBytes } from '../ts/internal/bytepath'
 import { tmpDir } from './helpers/fs'
 
 const sha = (s: string | Buffer): string => `sha256:${createHash('sha256').update(s).digest('hex')}`
@@ -22,6 +25,11 @@ function makeContext(dir: string): void {
   fs.writeFileSync(path.join(dir, 'notes.md'), 'notes')
   fs.symlinkSync('a.txt', path.join(dir, 'src/link'))
 }
+
+/** A file's stat key as the scan makes it (`dev:ino:size:mtimeNs:ctimeNs:mode`, ts/build/statindex.ts). */
+const statKeyOf = (st: fs.BigIntStats): StatKey => ({
+  statKey: `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.mode}`, mtimeNs: st.mtimeNs.toString(), ctimeNs: st.ctimeNs.toString(),
+})
 
 const files = (c: BuildContext): string[] => [...c.entries.values()].filter((e) => (e.mode & 0o170000) === 0o100000).map((e) => e.rel).sort()
 
@@ -79,7 +87,9 @@ test('racily clean entries are hashed again: a rewrite in the same clock tick is
   fs.writeFileSync(f, 'two')
   const after = fs.statSync(f, { bigint: true })
   const index = StatIndex.load(idx, ctx)
-  const key = { dev: Number(before.dev), ino: Number(before.ino), size: Number(before.size), mtimeNs: before.mtimeNs.toString(), ctimeNs: before.ctimeNs.toString(), mode: Number(before.mode) }
+  const key = statKeyOf(before)
+  // The scan's key is the same string, made of the same fields.
+  t.is(c1.entries.get('f')?.statKey, key.statKey)
   if (after.mtimeNs === before.mtimeNs && after.ctimeNs === before.ctimeNs) {
     // Same tick: the index must not trust its entry.
     t.is(index.lookup('f', key), undefined)
@@ -106,4 +116,79 @@ test('touching every file keeps every digest', async (t) => {
   for (const f of files(c1)) fs.utimesSync(path.join(ctx, f), now, now)
   const c2 = await BuildContext.scan(ctx, ['.git'], idx)
   t.deepEqual([...(await c2.digests(files(c2)))], [...d1])
+})
+
+/** Every entry below `dir` as python's lstat sees it (names as bytes in hex), with xattrs. */
+function pythonWalk(dir: string): Record<string, unknown> {
+  const py = `
+import os, sys, json, stat
+root = sys.argv[1].encode()
+out = {}
+for d, dirs, files in os.walk(root):
+    for n in dirs + files:
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        x = sorted([k, os.getxattr(p, k, follow_symlinks=False).hex()] for k in os.listxattr(p, follow_symlinks=False))
+        link = os.readlink(p).hex() if stat.S_ISLNK(st.st_mode) else None
+        key = '%d:%d:%d:%d:%d:%d' % (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+        out[os.path.relpath(p, root).hex()] = [st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_nlink, str(st.st_mtime_ns), str(st.st_ctime_ns), key, link, x or None]
+print(json.dumps(out))
+`
+  return JSON.parse(execFileSync('python3', ['-c', py, dir], { encoding: 'utf8' })) as Record<string, unknown>
+}
+
+test('the scan gives every entry with its lstat, link target, xattrs and stat key, names as their bytes', async (t) => {
+  const dir = tmpDir(t)
+  const ctx = path.join(dir, 'ctx')
+  makeContext(ctx)
+  const b = (s: string): Buffer => Buffer.concat([Buffer.from(`${ctx}/`), Buffer.from(s, 'latin1')])
+  fs.mkdirSync(b('d\xff/sub\xfe'), { recursive: true })
+  fs.writeFileSync(b('d\xff/sub\xfe/caf\xe9.txt'), 'latin-1 name\n')
+  fs.symlinkSync(Buffer.from('caf\xe9.txt', 'latin1'), b('d\xff/link\xfe'))
+  fs.linkSync(path.join(ctx, 'notes.md'), path.join(ctx, 'hard.md'))
+  fs.writeFileSync(path.join(ctx, 'quote"back\\slash'), 'q')
+  execFileSync('setfattr', ['-n', 'user.one', '-v', '1', path.join(ctx, 'src/a.txt')])
+  execFileSync('python3', ['-c', 'import os, sys; os.setxattr(bytes.fromhex(sys.argv[1]), "user.dir", b"\\xff")', b('d\xff').toString('hex')])
+  const c = await BuildContext.scan(ctx, [], path.join(dir, 'idx'))
+  const ours: Record<string, unknown> = {}
+  for (const e of c.entries.values()) {
+    const x = e.xattrs?.map(([k, v]) => [k, Buffer.from(v, 'base64').toString('hex')])
+    ours[toBytes(e.rel).toString('hex')] = [e.mode, e.uid, e.gid, e.size, e.nlink, e.mtimeNs, e.ctimeNs, e.statKey, e.link !== undefined ? toBytes(e.link).toString('hex') : null, x ?? null]
+  }
+  t.deepEqual(ours, pythonWalk(ctx))
+  // Children in name order (byte order for these names), each listed under its parent.
+  t.deepEqual(c.children('d\xff'.replace('\xff', '\udcff')).map((e) => e.rel), ['d\udcff/link\udcfe', 'd\udcff/sub\udcfe'])
+})
+
+/** The walk as the full rule makes it: every kept path judged by `matches` (parent paths included). */
+function referenceWalk(root: string, pm: PatternMatcher): string[] {
+  const kept: string[] = []
+  const walk = (rel: string): void => {
+    for (const name of fs.readdirSync(rel === '' ? root : path.join(root, rel)).sort()) {
+      const r = rel === '' ? name : `${rel}/${name}`
+      const isDir = fs.lstatSync(path.join(root, r)).isDirectory()
+      if (pm.matches(r) && !(isDir && pm.descendExcludedDir(r))) continue
+      kept.push(r)
+      if (isDir) walk(r)
+    }
+  }
+  walk('')
+  return kept.sort()
+}
+
+test('the walk keeps exactly what the full matching rule keeps, with and without exception patterns', async (t) => {
+  const dir = tmpDir(t)
+  const ctx = path.join(dir, 'ctx')
+  for (const f of ['a/b/c.txt', 'a/b/d.md', 'a/x.txt', 'ab/a/b', 'b/a/c.txt', 'b/b/b', 'c.txt', 'd.md', '.x/a', 'x/.x/b']) {
+    fs.mkdirSync(path.join(ctx, path.dirname(f)), { recursive: true })
+    fs.writeFileSync(path.join(ctx, f), f)
+  }
+  const sets = [
+    ['*.txt'], ['a'], ['a/b'], ['*/b'], ['**/b'], ['a/**'], ['**/*.md', 'b/*'], ['?'], ['[ab]/*/c.txt'], ['**/.x'], ['*/a'],
+    ['a', '!a/b'], ['**', '!**/*.txt'], ['*/b', '!b/b/b'],
+  ]
+  for (const set of sets) {
+    const c = await BuildContext.scan(ctx, set, path.join(dir, 'idx'))
+    t.deepEqual([...c.entries.keys()].sort(), referenceWalk(ctx, new PatternMatcher(set)), JSON.stringify(set))
+  }
 })

@@ -19,6 +19,7 @@ import { startScenario, within } from './helpers/child'
 import { busyboxImage } from './helpers/fixtures'
 import { storeWith } from './helpers/container'
 import { main } from '../ts/cli/main'
+import { Store } from '../ts/store'
 
 /** Built-ins a read-only command has no use for (public names, as `process.moduleLoadList` shows them). */
 const HEAVY = ['crypto', 'child_process', 'stream', 'stream/promises', 'fs/promises', 'net', 'zlib', 'readline', 'http', 'https', 'worker_threads']
@@ -49,6 +50,56 @@ test('read-only commands load no built-in that only writes, builds or runs need'
     t.true(loaded.length > 0 || cmd[0] === '--version', `${cmd.join(' ')}: the preload saw the CLI load its modules`)
     t.deepEqual(loaded.filter((m) => HEAVY.includes(m)), [], `strata ${cmd.join(' ')} loaded: ${loaded.join(', ')}`)
   }
+})
+
+test('a build whose steps all hit loads no built-in it has no use for; the CLI remembers parsed Dockerfiles, for its own bundle only', async (t) => {
+  const dir = tmpDir(t, 'strata-build-startup-')
+  const root = path.join(dir, 'root')
+  const ctx = path.join(dir, 'ctx')
+  fs.mkdirSync(ctx)
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY a /a\nLABEL x=1\n')
+  fs.writeFileSync(path.join(ctx, 'a'), 'a\n')
+  const preload = path.join(dir, 'preload.js')
+  fs.writeFileSync(preload, PRELOAD)
+  const out = path.join(dir, 'loaded.txt')
+  const build = (): { id: string; loaded: string[]; status: number | null } => {
+    fs.rmSync(out, { force: true })
+    const r = spawnSync(process.execPath, ['-r', preload, CLI, '--root', root, 'build', '-q', ctx], {
+      env: { ...process.env, STRATA_TEST_LOADED: out }, encoding: 'utf8', timeout: 60_000,
+    })
+    return { id: r.stdout.trim(), loaded: fs.readFileSync(out, 'utf8').split('\n').filter(Boolean), status: r.status }
+  }
+  const memos = (): string[] => {
+    const d = path.join(root, 'builder', 'dockerfiles')
+    return fs.existsSync(d) ? fs.readdirSync(d).sort() : []
+  }
+  const first = build()
+  t.regex(first.id, /^sha256:[0-9a-f]{64}$/)
+  t.is(memos().length, 1)
+  // All cached: no crypto, perf_hooks (the performance global), streams, child processes, v8.
+  const again = build()
+  t.is(again.id, first.id)
+  const unneeded = [...HEAVY, 'perf_hooks', 'v8']
+  t.deepEqual(again.loaded.filter((m) => unneeded.includes(m)), [], `loaded: ${again.loaded.join(', ')}`)
+  // A torn memo is parsed again (and written anew); another text is another memo.
+  const memo = path.join(root, 'builder', 'dockerfiles', memos()[0])
+  fs.writeFileSync(memo, '{"v":1,"parsed":')
+  t.is(build().id, first.id)
+  t.notThrows(() => JSON.parse(fs.readFileSync(memo, 'utf8')))
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY a /a\nLABEL x=2\n')
+  const other = build()
+  t.not(other.id, first.id)
+  t.is(memos().length, 2)
+  // A Dockerfile that does not parse leaves none.
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY <<EOF /f\nnever closed\n')
+  t.is(build().status, 1)
+  t.is(memos().length, 2)
+  // Code not run from the bundle (the API, here from the sources) keeps none, and builds the same.
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY a /a\nLABEL x=1\n')
+  const store = await Store.open({ root })
+  t.is((await store.build({ context: ctx })).imageId, first.id)
+  await store.close()
+  t.is(memos().length, 2)
 })
 
 /** Preloaded into the CLI's process: writes the dist/cli bundles it read, at exit, to $STRATA_TEST_READ. */

@@ -24,6 +24,9 @@ const esbuild = require('esbuild')
 const root = path.resolve(__dirname, '..')
 const outdir = path.join(root, 'dist', 'cli')
 
+/** Stands for the bundle's id until it is known (the sha256 of the bundle holding this). */
+const BUNDLE_ID_PLACEHOLDER = 'strata-bundle-id-placeholder-0000000000000000000000000000000000000'
+
 const common = {
   bundle: true,
   platform: 'node',
@@ -35,7 +38,8 @@ const common = {
   logLevel: 'warning',
   legalComments: 'none',
   // `strata --version` without reading package.json (ts/cli/main.ts).
-  define: { STRATA_BUNDLED_VERSION: JSON.stringify(require('../package.json').version) },
+  // And the bundle's own id (ts/build/parse-memo.ts): written in after the build (`bundleIds`).
+  define: { STRATA_BUNDLED_VERSION: JSON.stringify(require('../package.json').version), STRATA_BUNDLE_ID: JSON.stringify(BUNDLE_ID_PLACEHOLDER) },
   // Less source to read and hash on every command (the code cache stands in for parsing it).
   // Names are kept: a bug's stack trace (`Internal` errors print one) stays readable.
   minifyWhitespace: true,
@@ -62,6 +66,39 @@ const readOnlyModules = {
   },
 }
 
+/**
+ * `import * as path from 'node:path'` comes out of esbuild as `path = __toESM(require("node:path"))`:
+ * a copy of the module object with a getter for each of its exports, made again in every module
+ * that imports it (some 30 times in the full bundle, 100 getters for node:fs) — a few ms of a
+ * build's start-up, and every later `path.join` goes through a getter. A namespace import of a
+ * built-in is only ever read member by member (no default import of one exists in ts/: checked
+ * here), for which the module object itself is the same: it is used as it is.
+ */
+function nodeNamespaces(src, name) {
+  const names = []
+  const out = src.replace(/([A-Za-z_$][\w$]*)=__toESM\(require\("(node:[a-z_/]+)"\)\)/g, (_m, v, mod) => {
+    names.push(v)
+    return `${v}=require(${JSON.stringify(mod)})`
+  })
+  for (const v of names) {
+    if (new RegExp(`(?<![\\w$])${v.replace(/\$/g, '\\$')}\\.default(?![\\w$])`).test(out)) {
+      throw new Error(`${name}: ${v}.default is read: a default import of a built-in needs esbuild's namespace copy`)
+    }
+  }
+  return out
+}
+
+/**
+ * The bundle with its id written in: the sha256 of its text (with the placeholder), so code
+ * that keeps results of its own computations across processes (parsed Dockerfiles) knows they
+ * were made by exactly this code.
+ */
+function bundleId(src) {
+  if (!src.includes(BUNDLE_ID_PLACEHOLDER)) return src
+  const id = require('node:crypto').createHash('sha256').update(src).digest('hex')
+  return src.replaceAll(BUNDLE_ID_PLACEHOLDER, id)
+}
+
 const built = Promise.all([
   esbuild.build({ ...common, entryPoints: { strata: path.join(root, 'ts', 'cli', 'main.ts'), shim: path.join(root, 'ts', 'containers', 'shim.ts') }, outdir }),
   esbuild.build({ ...common, entryPoints: { read: path.join(root, 'ts', 'cli', 'read-main.ts') }, outdir, plugins: [readOnlyModules] }),
@@ -77,7 +114,7 @@ built.then(() => {
   for (const name of ['strata.js', 'read.js', 'shim.js']) {
     const file = path.join(outdir, name)
     const src = fs.readFileSync(file, 'utf8')
-    const ascii = src.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+    const ascii = bundleId(nodeNamespaces(src, name).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`))
     if (ascii !== src) fs.writeFileSync(file, ascii)
   }
   // A new bundle invalidates the code cache made for the old one; make the new ones.

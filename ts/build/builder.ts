@@ -20,7 +20,8 @@
 import { statSync, mkdirSync } from 'node:fs'
 import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
-import { createHash } from 'node:crypto'
+import { sha256 } from '../internal/sha256'
+import { now } from '../internal/clock'
 import { StoreContext, Staging, throwIfAborted } from '../internal/context'
 import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
@@ -31,7 +32,7 @@ import { chainIdsOf, type ChainId, type DiffId } from '../internal/chain'
 import { goArch } from '../internal/platform'
 import { readIfExists } from '../internal/fsx'
 import { imageIdOf } from '../internal/imagedb'
-import { parseDockerfile } from './dockerfile'
+import { parseDockerfileMemo } from './parse-memo'
 import { toInstructions, parseTrigger, Command, Stage, ArgCommand, CopyCommand, RunCommand } from './instructions'
 import { processWord, processWords, envMap, ShellSyntaxError } from './shell'
 import { readIgnoreFile, BadPatternError } from './dockerignore'
@@ -136,7 +137,7 @@ interface StageNode {
 }
 
 function sha(s: string): string {
-  return `sha256:${createHash('sha256').update(s).digest('hex')}`
+  return sha256(s)
 }
 
 function addEnv(env: string[], k: string, v: string): string[] {
@@ -271,16 +272,16 @@ export class Builder {
       if (own !== undefined) this.#ignore = readIgnoreFile(own)
     }
     this.#progress.emit({ type: 'status', id: dfId, text: `transferring dockerfile: ${Buffer.byteLength(text)}B done` })
-    this.#progress.emit({ type: 'done', id: dfId, at: performance.now() })
+    this.#progress.emit({ type: 'done', id: dfId, at: now() })
     const igId = this.#progress.start('[internal] load .dockerignore', sha('dockerignore'))
     if (this.#ignore.length === 0) {
       const di = await readIfExists(path.join(contextDir, '.dockerignore'))
       if (di !== undefined) this.#ignore = readIgnoreFile(di)
       this.#progress.emit({ type: 'status', id: igId, text: `transferring context: ${Buffer.byteLength(di ?? '')}B done` })
     }
-    this.#progress.emit({ type: 'done', id: igId, at: performance.now() })
+    this.#progress.emit({ type: 'done', id: igId, at: now() })
 
-    const parsed = parseDockerfile(text)
+    const parsed = parseDockerfileMemo(text, this.#ctx.layout.parsedDockerfiles)
     const ins = toInstructions(parsed)
     this.#escape = ins.escape
     if (ins.stages.length === 0) throw new BuildError('DockerfileParse', 'dockerfile parse error: no FROM instruction')
@@ -304,7 +305,7 @@ export class Builder {
           this.#progress.emit({ type: 'status', id, text: `${e.message}; building without it` })
         }
       }
-      this.#progress.emit({ type: 'done', id, at: performance.now() })
+      this.#progress.emit({ type: 'done', id, at: now() })
     }
     const result = await this.#runStage(target)
     this.#progress.check()
@@ -316,7 +317,7 @@ export class Builder {
       const keys = this.#exportedKeys(target, spec.mode ?? 'min')
       if (spec.type === 'local') await exportCache(this.#ctx, keys, spec)
       else await exportRegistryCache(this.#ctx, this.#credentials, keys, cacheRef(spec.ref, 'to'), this.#signal)
-      this.#progress.emit({ type: 'done', id, at: performance.now() })
+      this.#progress.emit({ type: 'done', id, at: now() })
     }
     return done
   }
@@ -468,11 +469,11 @@ export class Builder {
         await this.#resolveOrPull(node.stage.baseName, full, id)
       } catch (e) {
         const msg = `failed to resolve source metadata for ${full}: ${(e as Error).message}`
-        this.#progress.emit({ type: 'error', id, message: msg, at: performance.now() })
+        this.#progress.emit({ type: 'error', id, message: msg, at: now() })
         // The store's or the registry's own code (ImageNotFound, RegistryUnreachable, ...).
         throw new BuildError(e instanceof StrataError ? e.code : 'InvalidReference', msg, { line: node.stage.line, cause: e })
       }
-      this.#progress.emit({ type: 'done', id, at: performance.now() })
+      this.#progress.emit({ type: 'done', id, at: now() })
     }
   }
 
@@ -563,7 +564,7 @@ export class Builder {
       if (!this.#fromShown.has(id)) {
         this.#fromShown.add(id)
         const vid = this.#progress.start(name, sha(`from ${id}`))
-        this.#progress.emit({ type: 'done', id: vid, at: performance.now() })
+        this.#progress.emit({ type: 'done', id: vid, at: now() })
       }
     }
     if (!image.config.Env?.some((e) => e.startsWith('PATH='))) image.config.Env = [...(image.config.Env ?? []), DEFAULT_PATH_ENV]
@@ -763,7 +764,7 @@ export class Builder {
         if (inFlight.get(opts.key) === mine) inFlight.delete(opts.key)
         settle()
       }
-      this.#progress.emit({ type: 'done', id: vertex, at: performance.now() })
+      this.#progress.emit({ type: 'done', id: vertex, at: now() })
     }
     const r = rec
     if (r.diffId !== null) {
@@ -803,7 +804,7 @@ export class Builder {
       rec = r
     } catch (e) {
       const message = e instanceof StrataError ? e.message : String(e)
-      this.#progress.emit({ type: 'error', id: vertex, message, at: performance.now() })
+      this.#progress.emit({ type: 'error', id: vertex, message, at: now() })
       // Whatever failed inside a step (a user that is not in the rootfs, a source that
       // changed under the copy, ...) says which step and line it was.
       if (e instanceof StrataError && !(e instanceof BuildError) && e.code !== 'Aborted') {
@@ -870,7 +871,7 @@ export class Builder {
         const id = `${path.basename(await this.#stagingDir())}-${path.basename(space.dir)}`
         const code = await runInStep(this.#ctx, space, {
           id, args, env, user: s.user, cwd: s.workdir, network, ...(script ? { script } : {}), signal: this.#signal,
-          onOutput: (stream, data) => this.#progress.emit({ type: 'log', id: vertex, stream, data, at: performance.now() }),
+          onOutput: (stream, data) => this.#progress.emit({ type: 'log', id: vertex, stream, data, at: now() }),
         })
         if (code !== 0) {
           const cmd = args.join(' ')
@@ -892,12 +893,12 @@ export class Builder {
         this.#progress.emit({ type: 'status', id, text: `transferring context: ${c.bytesRead}B done` })
         return c
       } catch (e) {
-        this.#progress.emit({ type: 'error', id, message: (e as Error).message, at: performance.now() })
+        this.#progress.emit({ type: 'error', id, message: (e as Error).message, at: now() })
         if (e instanceof ContextTooLarge) throw new BuildError('ContextTooLarge', e.message)
         if (e instanceof BadPatternError) throw new BuildError('InvalidArgument', `invalid .dockerignore pattern: ${e.message}`)
         throw e
       } finally {
-        this.#progress.emit({ type: 'done', id, at: performance.now() })
+        this.#progress.emit({ type: 'done', id, at: now() })
       }
     })()
     return this.#contextLoaded
@@ -1082,7 +1083,7 @@ export class Builder {
     if (await this.#unchanged(imageId, tags)) {
       this.#progress.emit({ type: 'status', id: vid, text: `writing image ${imageId} done` })
       for (const t of tags) this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
-      this.#progress.emit({ type: 'done', id: vid, at: performance.now() })
+      this.#progress.emit({ type: 'done', id: vid, at: now() })
       this.#progress.check()
       return { imageId, steps: this.#steps, contextBytesRead: this.#context?.bytesRead ?? 0 }
     }
@@ -1100,7 +1101,7 @@ export class Builder {
       for (const t of tags) this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
       return imageId
     })
-    this.#progress.emit({ type: 'done', id: vid, at: performance.now() })
+    this.#progress.emit({ type: 'done', id: vid, at: now() })
     this.#progress.check()
     return { imageId: id, steps: this.#steps, contextBytesRead: this.#context?.bytesRead ?? 0 }
   }

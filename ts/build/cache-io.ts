@@ -19,7 +19,7 @@
  */
 import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
-import { createHash } from 'node:crypto'
+import { sha256 } from '../internal/sha256'
 import { StoreContext } from '../internal/context'
 import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
@@ -76,7 +76,7 @@ export function parseCacheSpec(s: string, direction: 'from' | 'to'): CacheSpec {
 }
 
 function sha(b: Buffer | string): string {
-  return `sha256:${createHash('sha256').update(b).digest('hex')}`
+  return sha256(b)
 }
 
 async function readJson<T>(p: string): Promise<T | undefined> {

@@ -20,7 +20,7 @@
  */
 import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
-import { createHash } from 'node:crypto'
+import { sha256 } from '../internal/sha256'
 import { StoreContext } from '../internal/context'
 import { StrataError } from '../errors'
 import { hex } from '../internal/layout'
@@ -44,7 +44,7 @@ const DIFFID_ANNOTATION = 'io.strata.build.diffid'
 const MAX_RECORDS_BYTES = 16 << 20
 
 function sha(b: Buffer): string {
-  return `sha256:${createHash('sha256').update(b).digest('hex')}`
+  return sha256(b)
 }
 
 /** `ref=` of a registry cache spec: a tagged name (`:latest` by default), never a digest for export. */

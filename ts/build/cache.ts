@@ -35,7 +35,7 @@
  */
 import fs = require('node:fs')
 import path = require('node:path')
-import { crypto } from '../internal/lazy'
+import { sha256 } from '../internal/sha256'
 import { Layout, hex } from '../internal/layout'
 import { listDir, readIfExists } from '../internal/fsx'
 import { writeAll } from '../internal/metawrites'
@@ -62,7 +62,7 @@ export type CacheRecord = {
 
 /** A step's cache key (see the module comment for what goes in). */
 export function stepKey(parentChain: string, platform: string, step: unknown): string {
-  return `sha256:${crypto.createHash('sha256').update(JSON.stringify([CACHE_KEY_VERSION, parentChain, platform, step])).digest('hex')}`
+  return sha256(JSON.stringify([CACHE_KEY_VERSION, parentChain, platform, step]))
 }
 
 export class BuildCache {

@@ -9,7 +9,9 @@
  *
  * The walk is breadth-first, one native call per level of the tree (`scanDirs`): each level's
  * entries are judged by the ignore rules (./dockerignore.ts) before the next level is listed,
- * so an ignored tree (`.git`, `node_modules`) is never read.
+ * so an ignored tree (`.git`, `node_modules`) is never read. The native side sends each level
+ * as JSON objects already shaped as entries (path, stat fields, the stat index's key), so
+ * `JSON.parse` makes the entries and the JS side only judges and files them.
  */
 import * as path from 'node:path'
 import { native } from '../internal/native'
@@ -27,8 +29,13 @@ export const S_IFLNK = 0o120000
 export interface ContextEntry extends StatKey {
   /** Path relative to the context root, `/`-separated. */
   rel: string
+  /** Full `st_mode` (type and permission bits). */
+  mode: number
   uid: number
   gid: number
+  size: number
+  dev: number
+  ino: number
   nlink: number
   /** A symlink's target. */
   link?: string
@@ -46,12 +53,28 @@ export function isSymlink(e: { mode: number }): boolean {
   return (e.mode & S_IFMT) === S_IFLNK
 }
 
-/** A row of `native.scanDirs` (crates/strata-napi/src/build.rs). */
-export type ScanRow = [number, WirePath, number, number, number, number, number, number, number, string, string, WirePath | null, [WirePath, string][] | null]
+/** An entry as `native.scanDirs` sends it (crates/strata-napi/src/build.rs): paths in wire form. */
+export interface ScannedEntry extends Omit<ContextEntry, 'rel' | 'link' | 'xattrs'> {
+  rel: WirePath
+  link?: WirePath
+  xattrs?: [WirePath, string][]
+}
 
-/** A scan row's xattrs: sorted `[name, base64 value]` pairs, or undefined for none. */
-export function xattrsOf(r: ScanRow): [string, string][] | undefined {
-  return r[12] ? r[12].map(([k, v]) => [fromWire(k), v]) : undefined
+/**
+ * Lists the directories `dirs` of the tree at `root` (one level each): for each, its entries
+ * in name order (byte-wise), with names that are not UTF-8 decoded (../internal/bytepath.ts).
+ */
+export async function scanDirs(root: string, dirs: readonly string[]): Promise<ContextEntry[][]> {
+  const levels = JSON.parse(await call(() => native.scanDirs(root, dirs.map(toBytes)))) as ScannedEntry[][]
+  for (const level of levels) {
+    for (const e of level) {
+      // Almost every name is a string already; the rest come as bytes.
+      if (typeof e.rel !== 'string') e.rel = fromWire(e.rel)
+      if (e.link !== undefined && typeof e.link !== 'string') e.link = fromWire(e.link)
+      if (e.xattrs) e.xattrs = e.xattrs.map(([k, v]) => [fromWire(k), v])
+    }
+  }
+  return levels as ContextEntry[][]
 }
 
 export interface ContextLimits {
@@ -83,29 +106,22 @@ export class BuildContext {
     let bytes = 0
     let level = ['']
     while (level.length > 0) {
-      const rows = JSON.parse(await call(() => native.scanDirs(dir, level.map(toBytes)))) as ScanRow[]
+      const listed = await scanDirs(dir, level)
       const next: string[] = []
-      for (const r of rows) {
-        const parent = level[r[0]]
-        const name = fromWire(r[1])
-        const rel = parent === '' ? name : `${parent}/${name}`
-        const xattrs = xattrsOf(r)
-        const e: ContextEntry = {
-          rel, mode: r[2], uid: r[3], gid: r[4], size: r[5], dev: r[6], ino: r[7], nlink: r[8], mtimeNs: r[9], ctimeNs: r[10],
-          ...(r[11] !== null ? { link: fromWire(r[11]) } : {}), ...(xattrs ? { xattrs } : {}),
+      for (let i = 0; i < listed.length; i++) {
+        const kept: ContextEntry[] = []
+        for (const e of listed[i]) {
+          const isDirectory = isDir(e)
+          if (verdict(pm, e.rel, isDirectory) !== 'keep') continue
+          ctx.entries.set(e.rel, e)
+          kept.push(e)
+          if (isDirectory) next.push(e.rel)
+          else if (isFile(e)) bytes += e.size
+          if (ctx.entries.size > maxEntries || bytes > maxBytes) {
+            throw new ContextTooLarge(`build context ${dir} is too large: more than ${ctx.entries.size > maxEntries ? `${maxEntries} entries` : `${maxBytes} bytes`}`)
+          }
         }
-        const v = verdict(pm, rel, isDir(e))
-        if (v === 'skip') continue
-        if (v === 'skipDir') continue
-        ctx.entries.set(rel, e)
-        const siblings = ctx.#children.get(parent)
-        if (siblings) siblings.push(e)
-        else ctx.#children.set(parent, [e])
-        if (isDir(e)) next.push(rel)
-        if (isFile(e)) bytes += e.size
-        if (ctx.entries.size > maxEntries || bytes > maxBytes) {
-          throw new ContextTooLarge(`build context ${dir} is too large: more than ${ctx.entries.size > maxEntries ? `${maxEntries} entries` : `${maxBytes} bytes`}`)
-        }
+        if (kept.length > 0) ctx.#children.set(level[i], kept)
       }
       level = next
     }

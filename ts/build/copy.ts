@@ -26,8 +26,8 @@ import { fsp as fs } from '../internal/lazy'
 import { native } from '../internal/native'
 import { call, StrataErrorCode } from '../errors'
 import { BuildError } from './errors'
-import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, ScanRow, xattrsOf } from './context'
-import { toWire, toBytes, fromWire } from '../internal/bytepath'
+import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, scanDirs } from './context'
+import { toWire } from '../internal/bytepath'
 import { cleanPath } from './dockerignore'
 import { resolveUser } from '../containers/spec'
 import { goPathMatch } from '../internal/gomatch'
@@ -171,11 +171,19 @@ async function expandGlob(tree: SourceTree, pattern: string, line: number, shown
   return found.filter((f) => f !== '')
 }
 
+const byRel = (a: SourceEntry, b: SourceEntry): number => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0)
+
+/** `entries` in string order of their paths: as they are when listed natively (byte order), which string order differs from only for some names outside ASCII. */
+function sortedByRel(entries: SourceEntry[]): SourceEntry[] {
+  for (let i = 1; i < entries.length; i++) if (entries[i - 1].rel > entries[i].rel) return [...entries].sort(byRel)
+  return entries
+}
+
 /** Every entry below a directory item, parents first, names sorted. */
 async function walkBelow(tree: SourceTree, rel: string): Promise<SourceEntry[]> {
   const out: SourceEntry[] = []
   const walk = async (dir: string): Promise<void> => {
-    const kids = (await tree.children(dir)).sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))
+    const kids = sortedByRel(await tree.children(dir))
     for (const k of kids) {
       out.push(k)
       if (isDirE(k)) await walk(k.rel)
@@ -287,7 +295,8 @@ export function copySteps(opts: {
   const dirTimes: CopyStep[] = []
   const mkOwner = owner ?? { uid: 0, gid: 0 }
   const links = new Map<string, string>()
-  const ownerOf = (e: SourceEntry): Owner => owner ?? (tree.isContext ? { uid: 0, gid: 0 } : { uid: e.uid, gid: e.gid })
+  const root: Owner = { uid: 0, gid: 0 }
+  const ownerOf = (e: SourceEntry): Owner => owner ?? (tree.isContext ? root : e)
   const modeOf = (e: SourceEntry): number => (chmod !== undefined ? chmod : e.mode & 0o7777)
   const statDest = (p: string) => native.statInRoot(rootfs, p)
   const count = planned.reduce((n, p) => n + p.items.length, 0)
@@ -295,26 +304,35 @@ export function copySteps(opts: {
   if ((count > 1 || planned.length > 1) && !dest.endsWith('/')) {
     fail('InvalidArgument', 'When using COPY with more than one source file, the destination must be a directory and end with a /', opts.line)
   }
+  // One step per entry, built field by field (no spread per entry: a COPY may hold thousands).
   const emit = (e: SourceEntry, dst: string): void => {
-    const o = ownerOf(e)
-    const x = e.xattrs ? { xattrs: e.xattrs } : {}
+    const { uid, gid } = ownerOf(e)
+    let st: Exclude<CopyStep, { op: 'mkdirs' | 'hardlink' | 'dirTimes' }>
     if (isDirE(e)) {
-      steps.push({ op: 'dir', dst, mode: modeOf(e), uid: o.uid, gid: o.gid, mtime: e.mtimeNs, ...x })
+      st = { op: 'dir', dst, mode: modeOf(e), uid, gid, mtime: e.mtimeNs }
       dirTimes.unshift({ op: 'dirTimes', dst, mtime: e.mtimeNs })
     } else if (isFileE(e)) {
-      const key = `${e.dev}:${e.ino}`
-      const first = e.nlink > 1 ? links.get(key) : undefined
-      if (first) {
-        steps.push({ op: 'hardlink', dst, target: first })
-        return
+      if (e.nlink > 1) {
+        const key = `${e.dev}:${e.ino}`
+        const first = links.get(key)
+        if (first) {
+          steps.push({ op: 'hardlink', dst, target: first })
+          return
+        }
+        links.set(key, dst)
       }
-      if (e.nlink > 1) links.set(key, dst)
+      const file: Extract<CopyStep, { op: 'file' }> = { op: 'file', src: e.rel, dst, mode: modeOf(e), uid, gid, mtime: e.mtimeNs }
       const expect = tree.isContext ? digests.get(e.rel) : undefined
-      steps.push({ op: 'file', src: e.rel, dst, mode: modeOf(e), uid: o.uid, gid: o.gid, mtime: e.mtimeNs, ...(expect ? { expect } : {}), ...x })
+      if (expect) file.expect = expect
+      st = file
     } else if (isLinkE(e)) {
-      steps.push({ op: 'symlink', dst, target: e.link ?? '', uid: o.uid, gid: o.gid, mtime: e.mtimeNs, ...x })
+      st = { op: 'symlink', dst, target: e.link ?? '', uid, gid, mtime: e.mtimeNs }
+    } else {
+      // Sockets, fifos and devices of a context are not copied (BuildKit's context transfer skips them).
+      return
     }
-    // Sockets, fifos and devices of a context are not copied (BuildKit's context transfer skips them).
+    if (e.xattrs) st.xattrs = e.xattrs
+    steps.push(st)
   }
   for (const p of planned) {
     for (const it of p.items) {
@@ -333,7 +351,10 @@ export function copySteps(opts: {
       if (srcIsDir) {
         if (fiDest === undefined) steps.push({ op: 'mkdirs', dst, mode: 0o755, ...mkOwner })
         const base = it.entry.rel
-        for (const c of it.children) emit(c, path.posix.join(dst, base === '' ? c.rel : c.rel.slice(base.length + 1)))
+        // `path.posix.join(dst, below)` for a clean `dst` and the clean relative path of an entry
+        // below the item, without normalising a thousand paths again.
+        const under = dst === '/' ? '/' : `${dst}/`
+        for (const c of it.children) emit(c, under + (base === '' ? c.rel : c.rel.slice(base.length + 1)))
       } else emit(it.entry, dst)
     }
   }
@@ -344,14 +365,19 @@ export function copySteps(opts: {
 export async function runCopy(srcRoot: string, rootfs: string, steps: CopyStep[], cancel?: Parameters<typeof native.copyIn>[3], reuseRoot?: string): Promise<void> {
   if (steps.length === 0) return
   // Paths travel as strings, or as their bytes where they are not valid Unicode (../internal/bytepath.ts).
-  const wired = steps.map((st) => {
-    const w: Record<string, unknown> = { ...st, dst: toWire(st.dst) }
-    if ('src' in st) w.src = toWire(st.src)
-    if ('target' in st) w.target = toWire(st.target)
-    if ('xattrs' in st && st.xattrs) w.xattrs = st.xattrs.map(([k, v]) => [toWire(k), v])
-    return w
-  })
-  await call(() => native.copyIn(srcRoot, rootfs, JSON.stringify(wired), cancel, reuseRoot))
+  // A path that is not (a lone surrogate) comes out of JSON.stringify as a `\udXXX` escape: without
+  // one anywhere, the steps go as they are (a name holding that text only takes the long way).
+  let json = JSON.stringify(steps)
+  if (/\\ud[89a-f]/i.test(json)) {
+    json = JSON.stringify(steps.map((st) => {
+      const w: Record<string, unknown> = { ...st, dst: toWire(st.dst) }
+      if ('src' in st) w.src = toWire(st.src)
+      if ('target' in st) w.target = toWire(st.target)
+      if ('xattrs' in st && st.xattrs) w.xattrs = st.xattrs.map(([k, v]) => [toWire(k), v])
+      return w
+    }))
+  }
+  await call(() => native.copyIn(srcRoot, rootfs, json, cancel, reuseRoot))
 }
 
 /** A tree of a few files written for heredoc sources (`COPY <<EOF /dest`). */
@@ -379,14 +405,7 @@ export function dirTree(root: string): SourceTree {
   const list = async (rel: string): Promise<SourceEntry[]> => {
     const hit = cache.get(rel)
     if (hit) return hit
-    const rows = JSON.parse(await call(() => native.scanDirs(root, [toBytes(rel)]))) as ScanRow[]
-    const out = rows.map((r): SourceEntry => {
-      const xattrs = xattrsOf(r)
-      return {
-        rel: rel === '' ? fromWire(r[1]) : `${rel}/${fromWire(r[1])}`, mode: r[2], uid: r[3], gid: r[4], size: r[5], dev: r[6], ino: r[7], nlink: r[8], mtimeNs: r[9],
-        ...(r[11] !== null ? { link: fromWire(r[11]) } : {}), ...(xattrs ? { xattrs } : {}),
-      }
-    })
+    const [out] = await scanDirs(root, [rel])
     cache.set(rel, out)
     return out
   }

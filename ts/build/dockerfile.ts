@@ -12,7 +12,7 @@
  * `JSON.parse` (exec form), `K=V` pairs, whitespace-separated words, or the rest as one string.
  * Heredoc bodies (`<<EOF`, `<<-EOF`, `<<"EOF"`) follow their instruction's line.
  */
-import { DockerfileParser } from 'dockerfile-ast'
+import type * as DockerfileAst from 'dockerfile-ast'
 import { isSpace } from './shell'
 import { BuildError } from './errors'
 
@@ -343,6 +343,10 @@ export function heredocMarkers(line: string, escape: string): { name: string; ch
 /** Parses a Dockerfile. Throws `BuildError('DockerfileParse')` with the line of the problem. */
 export function parseDockerfile(text: string): ParsedDockerfile {
   if (text.startsWith('\ufeff')) text = text.slice(1)
+  // Loaded when first used: a CLI build whose Dockerfile was parsed before (./parse-memo.ts)
+  // never needs the library, whose set-up is some ms of its own.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { DockerfileParser } = require('dockerfile-ast') as typeof DockerfileAst
   const df = DockerfileParser.parse(text)
   const escape = df.getEscapeCharacter()
   const lines = text.split(/\r?\n/)

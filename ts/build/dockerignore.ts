@@ -107,6 +107,7 @@ export class Pattern {
   readonly dirs: string[]
   #type?: MatchType
   #re?: RegExp
+  #affix = ''
 
   constructor(cleaned: string, exclusion: boolean) {
     this.cleaned = cleaned
@@ -166,6 +167,8 @@ export class Pattern {
       }
     }
     this.#type = type
+    // What a `prefix` pattern (`dir/**`) starts with, or a `suffix` one (`**/x`) ends with.
+    this.#affix = type === 'prefix' ? this.cleaned.slice(0, -2) : type === 'suffix' ? this.cleaned.slice(2) : ''
   }
 
   match(p: string): boolean {
@@ -174,11 +177,10 @@ export class Pattern {
       case 'exact':
         return p === this.cleaned
       case 'prefix':
-        return p.startsWith(this.cleaned.slice(0, -2))
+        return p.startsWith(this.#affix)
       case 'suffix': {
-        const suffix = this.cleaned.slice(2)
-        if (p.endsWith(suffix)) return true
-        return suffix[0] === '/' && p === suffix.slice(1)
+        if (p.endsWith(this.#affix)) return true
+        return this.#affix[0] === '/' && p === this.#affix.slice(1)
       }
       default:
         return this.#re!.test(p)
@@ -226,6 +228,19 @@ export class PatternMatcher {
   }
 
   /**
+   * `matches` for a path the context walk reached, which is only through directories it kept.
+   * Without exception patterns a kept directory is one that matched no pattern (an excluded one
+   * is never descended into), so no pattern can match a parent path of `file` cut to its depth
+   * — those parent paths are kept directories — and only `file` itself need be tried. With
+   * exceptions, a kept directory may have matched: the full rule.
+   */
+  matchesWalked(file: string): boolean {
+    if (this.exclusions) return this.matches(file)
+    for (const p of this.patterns) if (p.match(file)) return true
+    return false
+  }
+
+  /**
    * What the context walker does with an entry that `matches`: a file is left out; a
    * directory is skipped unless an exception pattern lies below it, in which case it is walked
    * (and kept) with every path below matched on its own.
@@ -238,12 +253,13 @@ export class PatternMatcher {
 }
 
 /**
- * The walker's verdict on one entry: `keep` (sent to the build), `skip` (a file left out),
+ * The walker's verdict on one entry (reached through directories it kept, see `matchesWalked`):
+ * `keep` (sent to the build), `skip` (a file left out),
  * `skipDir` (a directory not descended into), `descend` (an excluded directory that is kept
  * and walked because an exception lies below).
  */
 export function verdict(pm: PatternMatcher | undefined, rel: string, isDir: boolean): 'keep' | 'skip' | 'skipDir' {
-  if (!pm || !pm.matches(rel)) return 'keep'
+  if (!pm || !pm.matchesWalked(rel)) return 'keep'
   if (!isDir) return 'skip'
   return pm.descendExcludedDir(rel) ? 'keep' : 'skipDir'
 }

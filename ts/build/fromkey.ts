@@ -22,7 +22,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { createHash } from 'node:crypto'
+import { sha256 as sha } from '../internal/sha256'
 import { native } from '../internal/native'
 import { call } from '../errors'
 import { tempFor } from '../internal/metawrites'
@@ -30,10 +30,6 @@ import { toBytes } from '../internal/bytepath'
 import { planSources, describeSource, filesOf, dirTree, PlannedSource } from './copy'
 
 const VERSION = 1
-
-function sha(s: string): string {
-  return `sha256:${createHash('sha256').update(s).digest('hex')}`
-}
 
 export interface FromKeyRequest {
   /** Where memos live (`layout.fromKeys`). */

@@ -13,6 +13,7 @@
  * (`CACHED` for a cache hit, `ERROR: ...` for a failure) — and, on a terminal, a live view
  * redrawn in place: `[+] Building 1.2s (5/10)` over one line per step with its time.
  */
+import { now } from '../internal/clock'
 
 /** One thing a build reports. Vertices are numbered in the order they start (`#1`, `#2`, ...). */
 export type BuildEvent =
@@ -45,7 +46,7 @@ export class Progress {
 
   start(name: string, digest: string): number {
     const id = this.#next++
-    this.emit({ type: 'vertex', id, name, digest, at: performance.now() })
+    this.emit({ type: 'vertex', id, name, digest, at: now() })
     return id
   }
 }
@@ -157,7 +158,7 @@ export class PlainPrinter {
 export class TtyPrinter {
   readonly #vertices = new Map<number, VertexView>()
   readonly #order: number[] = []
-  readonly #started = performance.now()
+  readonly #started = now()
   #lines = 0
   #timer?: NodeJS.Timeout
   #last = 0
@@ -199,8 +200,7 @@ export class TtyPrinter {
   }
 
   #schedule(): void {
-    const now = performance.now()
-    if (now - this.#last >= 100) {
+    if (now() - this.#last >= 100) {
       this.#draw()
       return
     }
@@ -214,15 +214,15 @@ export class TtyPrinter {
   }
 
   #draw(finished = false): void {
-    this.#last = performance.now()
-    const now = this.#last
+    this.#last = now()
+    const at = this.#last
     const done = this.#order.filter((id) => this.#vertices.get(id)!.ended !== undefined).length
-    const out: string[] = [`[+] Building ${seconds(now - this.#started)}s (${done}/${this.#order.length})${finished ? ' FINISHED' : ''}`]
+    const out: string[] = [`[+] Building ${seconds(at - this.#started)}s (${done}/${this.#order.length})${finished ? ' FINISHED' : ''}`]
     for (const id of this.#order) {
       const v = this.#vertices.get(id)!
       // As BuildKit's progressui: ` => CACHED [2/3] COPY ...   0.0s`, ` => ERROR [3/3] RUN ...   0.3s`.
       const head = ` => ${v.error ? 'ERROR ' : v.cached ? 'CACHED ' : ''}${v.name}`
-      const tail = `${seconds(v.cached ? 0 : (v.ended ?? now) - v.started)}s`
+      const tail = `${seconds(v.cached ? 0 : (v.ended ?? at) - v.started)}s`
       // One column short of the width: a line that fills it would wrap on some terminals and
       // throw off the cursor-up count of the next redraw.
       const width = Math.max(20, this.columns - tail.length - 2)

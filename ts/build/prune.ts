@@ -149,6 +149,8 @@ export async function pruneBuildCache(ctx: StoreContext, opts: PruneOptions = {}
     if (candidates.length > 0) await fs.rm(ctx.layout.fromKeys, { recursive: true, force: true })
     // So do the incremental COPY hints (./reuse.ts), which may name a layer about to go.
     if (candidates.length > 0) await fs.rm(ctx.layout.lastCopies, { recursive: true, force: true })
+    // And the parsed Dockerfiles (./parse-memo.ts).
+    if (candidates.length > 0) await fs.rm(ctx.layout.parsedDockerfiles, { recursive: true, force: true })
     // Layers of the removed records (and below) that nothing else needs now.
     const used = await ctx.usedLayers()
     let reclaimed = 0

@@ -31,7 +31,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { createHash } from 'node:crypto'
+import { sha256Hex } from '../internal/sha256'
 import { tempFor } from '../internal/metawrites'
 import type { ChainId } from '../internal/chain'
 import type { CopyStep } from './copy'
@@ -48,7 +48,7 @@ export interface LastCopy {
 /** The name of an instruction's record (see the module comment). */
 export function copyLineage(parts: { platform: string; kind: string; sources: string[]; dest: string; chown: string; chmod: number | null }): string {
   const { platform, kind, sources, dest, chown, chmod } = parts
-  return createHash('sha256').update(JSON.stringify([VERSION, platform, kind, sources, dest, chown, chmod])).digest('hex')
+  return sha256Hex(JSON.stringify([VERSION, platform, kind, sources, dest, chown, chmod]))
 }
 
 export function readLastCopy(dir: string, lineage: string): LastCopy | undefined {
@@ -63,6 +63,23 @@ export function readLastCopy(dir: string, lineage: string): LastCopy | undefined
 type FileStep = Extract<CopyStep, { op: 'file' }>
 
 const rowOf = (st: FileStep): FileRow | undefined => (st.expect ? [st.expect, st.mode, st.uid, st.gid, st.mtime, st.xattrs ?? null] : undefined)
+
+/**
+ * Whether a record's row (`was`, as read: anything) is `row`, as their JSON texts would be equal:
+ * compared field by field, xattrs (rarely there) as JSON. A COPY of a thousand files compares a
+ * thousand rows, and two `JSON.stringify` a row were most of its planning.
+ */
+function sameRow(row: FileRow, was: unknown): boolean {
+  if (!Array.isArray(was) || was.length !== 6) return false
+  for (let i = 0; i < 5; i++) if (row[i] !== was[i]) return false
+  return row[5] === null ? was[5] === null : JSON.stringify(row[5]) === JSON.stringify(was[5])
+}
+
+/** `path.posix.dirname` of a clean absolute path (what copy steps' destinations are). */
+function parentOf(p: string): string {
+  const i = p.lastIndexOf('/')
+  return i > 0 ? p.slice(0, i) : '/'
+}
 
 /**
  * Paths never reused nor recorded: both names of a hard link within the copy (made as a pair),
@@ -121,10 +138,9 @@ export function splitReuse(steps: CopyStep[], last: LastCopy, isNewDir: (dst: st
   const mounted: CopyStep[] = []
   const reused: CopyStep[] = []
   for (const st of steps) {
-    if (st.op === 'file' && !linked.has(st.dst) && newDirs.has(path.posix.dirname(st.dst))) {
+    if (st.op === 'file' && !linked.has(st.dst) && newDirs.has(parentOf(st.dst))) {
       const row = rowOf(st)
-      const was = last.files[st.dst]
-      if (row && was && JSON.stringify(row) === JSON.stringify(was)) {
+      if (row && sameRow(row, last.files[st.dst])) {
         reused.push({ ...st, reuse: true })
         continue
       }

@@ -3,79 +3,93 @@
  * so a rebuild reads no file whose inode is unchanged.
  *
  * On disk: `<root>/builder/statindex/<sha256 of the context's real path>.json`, replaced
- * atomically (a torn or unreadable file is an empty index):
+ * atomically (a torn or unreadable file, or one of another version, is an empty index):
  *
  * ```
- * {"v":1,"context":"/abs/path","entries":{"<rel path>":[dev,ino,size,"mtimeNs","ctimeNs",mode,"sha256:…","stampNs"],…}}
+ * {"v":2,"context":"/abs/path","entries":["<rel path>","<stat key>","sha256:…",…]}
  * ```
  *
- * `stampNs` is the file system's clock when the hashing that produced the entry began (read
- * off a file written just then, so it is the clock file times come from). An entry is used
- * only if all six stat fields are equal *and* the file's mtime and ctime are both older than
- * its stamp — git's "racily clean" rule: a file changed in the same clock tick as it was
- * hashed can keep its size, mtime and ctime, so such entries are hashed again (and, once the
- * clock has moved on, recorded with a stamp they are older than). Any later write changes
- * ctime to at least the stamp, so a trusted entry can never describe an older content.
+ * flat, three strings an entry (one array to parse, no object per entry). The stat key is the
+ * scan's `statKey` (crates/strata-napi/src/build.rs `scanDirs`): `dev:ino:size:mtimeNs:ctimeNs:mode`.
+ * An entry is used only if the file's stat key now is the recorded one, and it is recorded
+ * only if the file's mtime and ctime were both older than the stamp taken when its hashing
+ * began — git's "racily clean" rule: `stamp` is the file system's clock then (read off a file
+ * written just then, so it is the clock file times come from); a file changed in the same clock
+ * tick as it was hashed can keep its size, mtime and ctime, so such a file is not recorded and
+ * is hashed again next time (and, once the clock has moved on, recorded). Any later write
+ * changes ctime to at least the stamp, so a recorded entry can never describe an older
+ * content. (Whether a recorded entry may be trusted depends only on its own stat key and
+ * stamp, so it is decided once, when it is recorded; version 1 kept the stamp and decided on
+ * every lookup.)
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { createHash } from 'node:crypto'
+import { sha256Hex } from '../internal/sha256'
 import { tempFor } from '../internal/metawrites'
 
-/** The stat fields an entry is keyed on. */
+/** What an entry is keyed on: the scan's stat key, and the two times in it. */
 export interface StatKey {
-  dev: number
-  ino: number
-  size: number
+  /** `dev:ino:size:mtimeNs:ctimeNs:mode` as the scan saw the file. */
+  statKey: string
   mtimeNs: string
   ctimeNs: string
-  mode: number
 }
-
-type Row = [number, number, number, string, string, number, string, string]
 
 /**
  * `a >= b` for nanosecond times written as decimal strings. Non-negative ones (no leading
- * zeros) compare by length, then as text: a rebuild looks up every file of the context, and
- * parsing each time into a BigInt was most of a no-change build's hashing step.
+ * zeros) compare by length, then as text, without parsing each into a BigInt.
  */
 function nsAtLeast(a: string, b: string): boolean {
   if (a.startsWith('-') || b.startsWith('-')) return BigInt(a) >= BigInt(b)
   return a.length !== b.length ? a.length > b.length : a >= b
 }
 
-const VERSION = 1
+const VERSION = 2
 
 export class StatIndex {
-  #entries = new Map<string, Row>()
+  /** rel → [stat key, sha256]. */
+  #entries = new Map<string, [string, string]>()
   #dirty = false
 
   private constructor(private readonly file: string, private readonly context: string) {}
 
   /** The index of `context` (a real path) kept under `dir`; empty when there is none yet. */
   static load(dir: string, context: string): StatIndex {
-    const file = path.join(dir, `${createHash('sha256').update(context).digest('hex')}.json`)
+    const file = path.join(dir, `${sha256Hex(context)}.json`)
     const idx = new StatIndex(file, context)
     try {
-      const v = JSON.parse(fs.readFileSync(file, 'utf8')) as { v?: number; context?: string; entries?: Record<string, Row> }
-      if (v.v === VERSION && v.context === context && v.entries && typeof v.entries === 'object') {
-        for (const [k, row] of Object.entries(v.entries)) if (Array.isArray(row) && row.length === 8) idx.#entries.set(k, row)
+      const v = JSON.parse(fs.readFileSync(file, 'utf8')) as { v?: number; context?: string; entries?: unknown }
+      if (v.v === VERSION && v.context === context && Array.isArray(v.entries)) {
+        const a = v.entries as unknown[]
+        for (let i = 0; i + 2 < a.length; i += 3) {
+          const rel = a[i]
+          const key = a[i + 1]
+          const sha = a[i + 2]
+          if (typeof rel === 'string' && typeof key === 'string' && typeof sha === 'string') idx.#entries.set(rel, [key, sha])
+        }
       }
     } catch { /* none yet, or unreadable: start empty */ }
     return idx
   }
 
-  /** The recorded sha256 of `rel` if its stat is unchanged and it was not racily clean. */
+  /** The recorded sha256 of `rel` if its stat is unchanged. */
   lookup(rel: string, st: StatKey): string | undefined {
     const r = this.#entries.get(rel)
-    if (!r) return undefined
-    if (r[0] !== st.dev || r[1] !== st.ino || r[2] !== st.size || r[3] !== st.mtimeNs || r[4] !== st.ctimeNs || r[5] !== st.mode) return undefined
-    if (nsAtLeast(st.mtimeNs, r[7]) || nsAtLeast(st.ctimeNs, r[7])) return undefined
-    return r[6]
+    return r !== undefined && r[0] === st.statKey ? r[1] : undefined
   }
 
+  /**
+   * Records that `rel`, as `st` describes it, hashed to `sha256` in a hashing that began at
+   * `stampNs` — unless it was racily clean then (see the module comment), when any entry of
+   * `rel` is dropped instead.
+   */
   put(rel: string, st: StatKey, sha256: string, stampNs: bigint): void {
-    this.#entries.set(rel, [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs, st.mode, sha256, stampNs.toString()])
+    const stamp = stampNs.toString()
+    if (nsAtLeast(st.mtimeNs, stamp) || nsAtLeast(st.ctimeNs, stamp)) {
+      if (this.#entries.delete(rel)) this.#dirty = true
+      return
+    }
+    this.#entries.set(rel, [st.statKey, sha256])
     this.#dirty = true
   }
 
@@ -111,8 +125,8 @@ export class StatIndex {
     if (!this.#dirty) return
     fs.mkdirSync(path.dirname(this.file), { recursive: true })
     const tmp = tempFor(this.file)
-    const entries: Record<string, Row> = {}
-    for (const [k, v] of this.#entries) entries[k] = v
+    const entries: string[] = []
+    for (const [rel, [key, sha]] of this.#entries) entries.push(rel, key, sha)
     fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, context: this.context, entries }))
     fs.renameSync(tmp, this.file)
     this.#dirty = false

@@ -45,7 +45,7 @@ const STUB_FILES = ['etc/hosts', 'etc/hostname', 'etc/resolv.conf']
 export async function ensureStub(ctx: StoreContext): Promise<string> {
   const stub = ctx.layout.buildStub
   if (await exists(path.join(stub, 'etc', 'resolv.conf'))) return stub
-  const tmp = path.join(ctx.layout.builder, `.stub-${randomHex(6)}`)
+  const tmp = ctx.layout.buildStubTemp(randomHex(6))
   await fs.mkdir(tmp, { recursive: true, mode: 0o755 })
   for (const d of STUB_DIRS) await fs.mkdir(path.join(tmp, d), { mode: 0o755 })
   for (const f of STUB_FILES) await fs.writeFile(path.join(tmp, f), '', { mode: 0o644 })

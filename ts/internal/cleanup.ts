@@ -5,6 +5,8 @@
  * - `tmp/<name>` whose `tmp/<name>.lock` nobody holds (staging of a dead process, trash);
  * - `layerdb/tmp/*` (write-sets are only built under the exclusive lock we now hold);
  * - temp files of metadata writes and builder hints (`.<name>.<pid>.<hex>.tmp`) whose process died;
+ * - build stubs in the making (`builder/.stub-<pid>-<hex>`) whose process died, and those of the
+ *   older form without a pid (`.stub-<hex>`) untouched for an hour;
  * - layer db entries whose overlay2 dir is missing or lacks `committed`;
  * - leases whose owner died, and layers no image, container or live lease uses (a deletion that
  *   crashed half-way, a lease released by a crash; ./gc.ts);
@@ -18,10 +20,10 @@ import { StoreContext } from './context'
 import { Layout } from './layout'
 import { native } from './native'
 import { exists, listDir, readIfExists } from './fsx'
-import { COMMITTED_FILE, LINK_DIR, MOUNT_FILE } from './layout'
+import { COMMITTED_FILE, LINK_DIR, MOUNT_FILE, STUB_TEMP_NAME } from './layout'
 import { cleanupContent } from './content'
 import { runtimeFor } from '../containers/supervisor'
-import { sweepTemps } from './metawrites'
+import { sweepTemps, alive } from './metawrites'
 import { collectLayers } from './gc'
 
 export interface CleanupReport {
@@ -70,6 +72,29 @@ export function stagingLeftovers(layout: Layout): boolean {
   return fsSync.readdirSync(layout.layerdbTmp).length > 0
 }
 
+/** An hour: nothing takes that long to make the stub (a few directories and empty files). */
+const OLD_STUB_AGE_MS = 3600_000
+
+/**
+ * Removes the build stubs a crash left in the making (ts/build/step.ts `ensureStub`):
+ * `builder/.stub-<pid>-<hex>` of a dead process, and `.stub-<hex>` (made before the name
+ * carried the pid) untouched for an hour.
+ */
+async function sweepStubTemps(layout: Layout): Promise<void> {
+  for (const name of await listDir(layout.builder)) {
+    if (!name.startsWith('.stub-')) continue
+    const p = path.join(layout.builder, name)
+    const m = STUB_TEMP_NAME.exec(name)
+    if (m) {
+      if (alive(Number(m[1]))) continue
+    } else {
+      const st = await fs.lstat(p).catch(() => undefined)
+      if (!st || Date.now() - st.mtimeMs < OLD_STUB_AGE_MS) continue
+    }
+    await fs.rm(p, { recursive: true, force: true })
+  }
+}
+
 export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
   const { layout } = ctx
   const report: CleanupReport = { removedStaging: 0, removedLayers: 0, removedDirs: 0, removedBlobs: 0, removedPartials: 0 }
@@ -98,8 +123,9 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
   }
   // Temp files of metadata write sets (ts/internal/metawrites.ts) a dead process left beside their
   // targets: repositories.json, image configs and metadata, container records and bundles; and
-  // the builder's hints (stat indexes, COPY --from keys, incremental COPY records).
-  await sweepTemps([layout.imageRoot, layout.containers, layout.statIndex, layout.fromKeys, layout.lastCopies], [layout.layerdb])
+  // the builder's hints (stat indexes, COPY --from keys, incremental COPY records, parsed Dockerfiles).
+  await sweepTemps([layout.imageRoot, layout.containers, layout.statIndex, layout.fromKeys, layout.lastCopies, layout.parsedDockerfiles], [layout.layerdb])
+  await sweepStubTemps(layout)
 
   // Layer db entries must point at complete overlay2 dirs.
   for (const chainId of await ctx.layers.list()) {

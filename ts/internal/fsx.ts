@@ -1,5 +1,6 @@
 /** Small async filesystem helpers shared by the store modules. */
-import { fsp as fs, crypto } from './lazy'
+import { fsp as fs } from './lazy'
+import { randomBytes } from './random'
 import fsSync = require('node:fs')
 import path = require('node:path')
 import { native, nativeLoaded } from './native'
@@ -76,14 +77,14 @@ export async function listDir(dir: string): Promise<string[]> {
 
 /** Random lowercase hex of `bytes` bytes. */
 export function randomHex(bytes: number): string {
-  return crypto.randomBytes(bytes).toString('hex')
+  return randomBytes(bytes).toString('hex')
 }
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
 
 /** Random uppercase base32 string, as Docker's overlay2 short link names. */
 export function randomBase32(length: number): string {
-  const bytes = crypto.randomBytes(length)
+  const bytes = randomBytes(length)
   let s = ''
   for (let i = 0; i < length; i++) s += BASE32[bytes[i] & 31]
   return s

@@ -2,7 +2,8 @@
  * The image db: image configs by ID (`imagedb/content/sha256/<id>`, bytes as received, so the ID —
  * the sha256 of those bytes — stays verifiable) and per-image metadata (`parent`, `lastUpdated`).
  */
-import { fsp as fs, crypto } from './lazy'
+import { fsp as fs } from './lazy'
+import { sha256 } from './sha256'
 import path = require('node:path')
 import { Layout, hex, IMAGE_META_FILE } from './layout'
 import { exists, listDir, readBytesIfExists, readIfExists, writeAtomic } from './fsx'
@@ -58,7 +59,7 @@ export interface StoredImage {
 }
 
 export function imageIdOf(configBytes: Uint8Array): string {
-  return `sha256:${crypto.createHash('sha256').update(configBytes).digest('hex')}`
+  return sha256(configBytes)
 }
 
 /** Parses and checks a config: it must have `rootfs.diff_ids` of valid digests. */

@@ -65,9 +65,14 @@
  * <root>/builder/copies/<hex>.json             the last layer each COPY instruction made and the files
  *                                                 it copied, so its next miss links the unchanged ones
  *                                                 (a hint; format in ts/build/reuse.ts)
+ * <root>/builder/dockerfiles/<hex>.json        Dockerfiles the CLI parsed, by (its bundle, the text): a
+ *                                                 memo (format in ts/build/parse-memo.ts)
  * <root>/builder/stub/                          the read-only bottom layer of build steps: empty
  *                                                 mount points (proc, sys, dev, etc/hosts, ...) so
  *                                                 the runtime never creates them in a step's layer
+ * <root>/builder/.stub-<pid>-<hex>/             the stub while its maker (process <pid>) builds it,
+ *                                                 then renamed to stub/; the cleanup pass removes
+ *                                                 those of dead processes
  * <root>/tmp/<staging>/  +  <root>/tmp/<staging>.lock
  *                                               work in progress; the lock is held by the process
  *                                               that owns it, so cleanup removes only dead ones
@@ -98,6 +103,8 @@ export const LOWER_FILE = 'lower'
 export const COMMITTED_FILE = 'committed'
 export const IMAGE_DIR = path.join('image', 'overlay2')
 export const SHORT_LINK_LENGTH = 26
+/** `builder/.stub-<pid>-<hex>`: the build stub in the making (the pid of its maker). */
+export const STUB_TEMP_NAME = /^\.stub-(\d+)-[0-9a-f]+$/
 
 /** The files of a `layerdb/sha256/<chain id>/` entry (Docker's names; see above). */
 export const LAYER_FILE = {
@@ -147,8 +154,11 @@ export class Layout {
   get buildCache(): string { return path.join(this.root, 'builder', 'cache') }
   get statIndex(): string { return path.join(this.root, 'builder', 'statindex') }
   get buildStub(): string { return path.join(this.root, 'builder', 'stub') }
+  /** Where this process builds the stub before renaming it to `buildStub` (see STUB_TEMP_NAME). */
+  buildStubTemp(hex: string): string { return path.join(this.root, 'builder', `.stub-${process.pid}-${hex}`) }
   get fromKeys(): string { return path.join(this.root, 'builder', 'fromkeys') }
   get lastCopies(): string { return path.join(this.root, 'builder', 'copies') }
+  get parsedDockerfiles(): string { return path.join(this.root, 'builder', 'dockerfiles') }
   get writers(): string { return path.join(this.root, 'writers') }
 
   /** All directories a store needs, parents first; `writers` last, so it existing means all do. */

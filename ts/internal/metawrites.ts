@@ -7,14 +7,15 @@
  */
 import fsSync = require('node:fs')
 import path = require('node:path')
-import { fsp as fs, crypto } from './lazy'
+import { fsp as fs } from './lazy'
+import { randomBytes } from './random'
 
 /** A temp file `put` writes beside its target: `.<target name>.<pid>.<8 hex digits>.tmp`. */
 const TEMP_NAME = /^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$/
 
 /** A temp file's name for `target` (the cleanup pass removes those of dead processes: `sweepTemps`). */
 export function tempFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`)
+  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
 }
 
 export class MetaWrites {
@@ -97,7 +98,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Whether process `pid` exists (a pid we may not signal exists too). */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   if (pid === process.pid) return true
   try {
     process.kill(pid, 0)

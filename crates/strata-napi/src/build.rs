@@ -21,16 +21,7 @@ fn flag(cancel: Option<&NativeCancel>) -> Arc<AtomicBool> {
     NativeCancel::flag_of(cancel)
 }
 
-/// A file name for JSON: the string when it is UTF-8, else `{"b": base64}` (ts/internal/bytepath.ts).
-fn wire(b: &[u8]) -> serde_json::Value {
-    use base64::Engine;
-    match std::str::from_utf8(b) {
-        Ok(s) => serde_json::Value::String(s.to_owned()),
-        Err(_) => serde_json::json!({ "b": base64::engine::general_purpose::STANDARD.encode(b) }),
-    }
-}
-
-/// A file name from JSON (see [`wire`]).
+/// A file name from JSON: a string when it is UTF-8, else `{"b": base64}` (ts/internal/bytepath.ts).
 #[derive(serde::Deserialize, Clone)]
 #[serde(untagged)]
 enum WirePath {
@@ -55,50 +46,95 @@ pub struct ScanDirs {
     dirs: Vec<Vec<u8>>,
 }
 
+/// Appends `b` to `out` as a JSON value: a string when it is UTF-8, else `{"b": base64}` (see [`WirePath`]).
+fn push_wire(out: &mut String, b: &[u8]) {
+    use base64::Engine;
+    match std::str::from_utf8(b) {
+        // A `str` always serializes.
+        Ok(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
+        Err(_) => {
+            out.push_str("{\"b\":\"");
+            out.push_str(&base64::engine::general_purpose::STANDARD.encode(b));
+            out.push_str("\"}");
+        }
+    }
+}
+
+/// The JSON `scanDirs` returns for `entries` of the directories `dirs` (see there). Written by
+/// hand: building a `serde_json::Value` per entry cost more than the walk itself.
+fn scan_json(dirs: &[Vec<u8>], entries: &[build_ctx::ScanEntry]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64 + entries.len() * 200);
+    out.push('[');
+    let mut at = 0;
+    for (i, dir) in dirs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        let mut first = true;
+        while at < entries.len() && entries[at].dir as usize == i {
+            let e = &entries[at];
+            at += 1;
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            let rel = if dir.is_empty() { e.name.clone() } else { [&dir[..], b"/", &e.name[..]].concat() };
+            out.push_str("{\"rel\":");
+            push_wire(&mut out, &rel);
+            let (mtime, ctime) = (e.mtime_ns, e.ctime_ns);
+            // Writing to a String cannot fail.
+            let _ = write!(
+                out,
+                ",\"mode\":{},\"uid\":{},\"gid\":{},\"size\":{},\"dev\":{},\"ino\":{},\"nlink\":{},\"mtimeNs\":\"{mtime}\",\"ctimeNs\":\"{ctime}\",\"statKey\":\"{}:{}:{}:{mtime}:{ctime}:{}\"",
+                e.mode, e.uid, e.gid, e.size, e.dev, e.ino, e.nlink, e.dev, e.ino, e.size, e.mode
+            );
+            if let Some(link) = &e.link {
+                out.push_str(",\"link\":");
+                push_wire(&mut out, link);
+            }
+            if !e.xattrs.is_empty() {
+                use base64::Engine;
+                out.push_str(",\"xattrs\":[");
+                for (j, (k, v)) in e.xattrs.iter().enumerate() {
+                    out.push_str(if j > 0 { ",[" } else { "[" });
+                    push_wire(&mut out, k);
+                    out.push_str(",\"");
+                    out.push_str(&base64::engine::general_purpose::STANDARD.encode(v));
+                    out.push_str("\"]");
+                }
+                out.push(']');
+            }
+            out.push('}');
+        }
+        out.push(']');
+    }
+    out.push(']');
+    out
+}
+
 impl crate::NativeTask for ScanDirs {
     type Output = String;
     type JsValue = String;
     fn compute(&mut self) -> Outcome<String> {
         let entries = build_ctx::scan_dirs(&self.root, &self.dirs)?;
-        let rows: Vec<serde_json::Value> = entries
-            .into_iter()
-            .map(|e| {
-                let xattrs: Vec<serde_json::Value> = e
-                    .xattrs
-                    .iter()
-                    .map(|(k, v)| {
-                        use base64::Engine;
-                        serde_json::json!([wire(k), base64::engine::general_purpose::STANDARD.encode(v)])
-                    })
-                    .collect();
-                serde_json::json!([
-                    e.dir,
-                    wire(&e.name),
-                    e.mode,
-                    e.uid,
-                    e.gid,
-                    e.size,
-                    e.dev,
-                    e.ino,
-                    e.nlink,
-                    e.mtime_ns.to_string(),
-                    e.ctime_ns.to_string(),
-                    e.link.map(|l| wire(&l)),
-                    if xattrs.is_empty() { serde_json::Value::Null } else { serde_json::Value::Array(xattrs) },
-                ])
-            })
-            .collect();
-        Ok(serde_json::Value::Array(rows).to_string())
+        Ok(scan_json(&self.dirs, &entries))
     }
     fn resolve(&mut self, _: Env, out: String) -> Result<Self::JsValue> {
         Ok(out)
     }
 }
 
-/// Lists `dirs` (relative to `root` as bytes, empty = the root) one level each, sorted, as a
-/// JSON array of rows `[dirIndex, name, mode, uid, gid, size, dev, ino, nlink, mtimeNs, ctimeNs,
-/// linkTarget|null, [[xattrName, base64Value], ...]|null]`; names and link targets are strings,
-/// or `{"b": base64}` when they are not UTF-8 (ts/internal/bytepath.ts).
+/// Lists `dirs` (relative to `root` as bytes, empty = the root) one level each, as a JSON array
+/// holding, for each of `dirs` in order, the array of its entries sorted by name (byte-wise):
+/// `{"rel", "mode", "uid", "gid", "size", "dev", "ino", "nlink", "mtimeNs", "ctimeNs", "statKey",
+/// "link"?, "xattrs"?}`. `rel` is the entry's path below `root` (`dir/name`), `link` a symlink's
+/// target — each a string, or `{"b": base64}` when its bytes are not UTF-8
+/// (ts/internal/bytepath.ts) —, times in ns as decimal strings, `statKey` the fields the stat
+/// index keys on as one string, `"dev:ino:size:mtimeNs:ctimeNs:mode"` (ts/build/statindex.ts),
+/// `xattrs` (absent: none) sorted `[name, base64 value]` pairs. A directory that vanished lists
+/// as empty.
 #[napi(ts_return_type = "Promise<string>")]
 pub fn scan_dirs(root: String, dirs: Vec<Buffer>) -> AsyncTask<crate::error::Job<ScanDirs>> {
     crate::job(ScanDirs { root: root.into(), dirs: dirs.into_iter().map(|b| b.to_vec()).collect() })
