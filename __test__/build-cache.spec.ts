@@ -426,6 +426,26 @@ test.serial('a step whose layer cannot be registered leaves no record and no tem
   await checkConsistent(t, root)
 })
 
+test.serial('a cache record a dead process left under its temp name (killed between write and rename) is swept when the store next opens; a live one stays', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nRUN echo one > /one\n` })
+  await store.build({ context: ctx })
+  await store.close()
+  const cacheDir = path.join(root, 'builder', 'cache')
+  const [record] = fs.readdirSync(cacheDir)
+  // The names a record's writer gives its temp file (pid 99999999 cannot be running).
+  const dead = `.${record}.99999999.0badf00d.tmp`
+  const live = `.${record}.${process.pid}.00c0ffee.tmp`
+  for (const n of [dead, live]) fs.writeFileSync(path.join(cacheDir, n), '{"v":1,')
+  // A dead process's staging dir: the next open runs the cleanup pass.
+  fs.mkdirSync(path.join(root, 'tmp', 'build-00000000deadbeef'))
+  const reopened = await Store.open({ root })
+  t.deepEqual(fs.readdirSync(cacheDir).sort(), [record, live].sort())
+  t.true((await reopened.build({ context: ctx })).steps.every((s) => s.cached))
+  await reopened.close()
+})
+
 test.serial('builder prune --filter: until/unused-for, id, shared/private and the rest as the engine takes them; bad filters touch nothing', async (t) => {
   const { dir, store, root } = await freshStore(t)
   const ctx = path.join(dir, 'ctx')

@@ -123,8 +123,9 @@ export async function cleanup(ctx: StoreContext): Promise<CleanupReport> {
   }
   // Temp files of metadata write sets (ts/internal/metawrites.ts) a dead process left beside their
   // targets: repositories.json, image configs and metadata, container records and bundles; and
-  // the builder's hints (stat indexes, COPY --from keys, incremental COPY records, parsed Dockerfiles).
-  await sweepTemps([layout.imageRoot, layout.containers, layout.statIndex, layout.fromKeys, layout.lastCopies, layout.parsedDockerfiles], [layout.layerdb])
+  // the builder's hints (stat indexes, COPY --from keys, incremental COPY records, parsed Dockerfiles)
+  // and its cache records (one is written while its step's layer is registered, renamed after it).
+  await sweepTemps([layout.imageRoot, layout.containers, layout.statIndex, layout.fromKeys, layout.lastCopies, layout.parsedDockerfiles, layout.buildCache], [layout.layerdb])
   await sweepStubTemps(layout)
 
   // Layer db entries must point at complete overlay2 dirs.
