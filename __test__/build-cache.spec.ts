@@ -405,6 +405,27 @@ test.serial('kill -9 during a build: the store is consistent and the next build 
   await s.close()
 })
 
+test.serial('a step whose layer cannot be registered leaves no record and no temp file; the next build makes the step', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nRUN echo one > /one\n` })
+  // A file where the layer db's write-sets go: registering the step's layer fails (ENOTDIR)
+  // while its cache record is being written beside it.
+  const writeSets = store.context.layout.layerdbTmp
+  fs.rmSync(writeSets, { recursive: true, force: true })
+  fs.writeFileSync(writeSets, 'in the way')
+  await t.throwsAsync(store.build({ context: ctx }))
+  const cacheDir = path.join(root, 'builder', 'cache')
+  t.deepEqual(fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : [], [])
+  fs.rmSync(writeSets)
+  fs.mkdirSync(writeSets)
+  const r = await store.build({ context: ctx })
+  t.deepEqual(r.steps.map((s) => s.cached), [false])
+  t.is(fs.readdirSync(cacheDir).length, 1)
+  t.true((await store.build({ context: ctx })).steps.every((s) => s.cached))
+  await checkConsistent(t, root)
+})
+
 test.serial('builder prune --filter: until/unused-for, id, shared/private and the rest as the engine takes them; bad filters touch nothing', async (t) => {
   const { dir, store, root } = await freshStore(t)
   const ctx = path.join(dir, 'ctx')

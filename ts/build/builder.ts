@@ -17,7 +17,7 @@
  * 3. The target stage's config (./image-config.ts) is written with BuildKit's history and
  *    created times; the tags move last, only when everything else succeeded.
  */
-import { statSync } from 'node:fs'
+import { statSync, mkdirSync } from 'node:fs'
 import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
 import { sha256 } from '../internal/sha256'
@@ -792,15 +792,16 @@ export class Builder {
       await space.mount(await this.#lowers(s.image.rootfs.diff_ids))
       await opts.work(space, vertex)
       const sealed = await space.seal(this.#cancel)
-      const created = nowRfc3339Nano()
-      rec = await this.#ctx.exclusive(async () => {
-        const made = sealed.empty
-          ? { chainId: parentChain, diffId: null }
-          : { chainId: (await space.register(sealed, s.image.rootfs.diff_ids)).chainId, diffId: sealed.diffId }
-        const r: CacheRecord = { v: 1, key: opts.key, parent: parentChain, ...made, size: sealed.size, created, createdBy: opts.createdBy, description: opts.name }
-        await this.#ctx.buildCache.put(r)
-        return r
-      })
+      // The record is known before the layer is registered (its ChainID follows from the DiffIDs),
+      // so it is written alongside the registration and renamed into place only after it.
+      const made = sealed.empty
+        ? { chainId: parentChain, diffId: null }
+        : { chainId: chainIdsOf([...s.image.rootfs.diff_ids, sealed.diffId]).pop()!, diffId: sealed.diffId }
+      const r: CacheRecord = { v: 1, key: opts.key, parent: parentChain, ...made, size: sealed.size, created: nowRfc3339Nano(), createdBy: opts.createdBy, description: opts.name }
+      await this.#ctx.exclusive(() => this.#ctx.buildCache.put(r, async () => {
+        if (!sealed.empty) await space.register(sealed, s.image.rootfs.diff_ids)
+      }))
+      rec = r
     } catch (e) {
       const message = e instanceof StrataError ? e.message : String(e)
       this.#progress.emit({ type: 'error', id: vertex, message, at: now() })
@@ -1047,7 +1048,8 @@ export class Builder {
   /** A stage's (or image's) filesystem, read-only, for COPY --from. */
   async #mountReadOnly(diffIds: DiffId[], at: string): Promise<{ root: string; unmount: () => Promise<void> }> {
     const lowers = await this.#lowers(diffIds)
-    await fs.mkdir(at, { recursive: true })
+    // In the build's own staging dir: on the calling thread, not through the busy libuv pool.
+    mkdirSync(at, { recursive: true })
     if (lowers.length === 0) return { root: at, unmount: async () => undefined }
     if (lowers.length === 1) return { root: lowers[0], unmount: async () => undefined }
     await call(() => native.mountOverlay({ lowerdirs: lowers, target: at, options: ['ro'] }))

@@ -37,7 +37,8 @@ import fs = require('node:fs')
 import path = require('node:path')
 import { sha256 } from '../internal/sha256'
 import { Layout, hex } from '../internal/layout'
-import { listDir, readIfExists, writeAtomic } from '../internal/fsx'
+import { listDir, readIfExists } from '../internal/fsx'
+import { writeAll } from '../internal/metawrites'
 import type { ChainId, DiffId } from '../internal/chain'
 
 export const CACHE_KEY_VERSION = 'strata-build-cache-v1'
@@ -86,10 +87,19 @@ export class BuildCache {
     }
   }
 
-  /** Writes a record (caller holds the store lock; the layer it names exists). */
-  async put(r: Omit<CacheRecord, 'v'>): Promise<void> {
+  /**
+   * Writes a record (caller holds the store lock). The layer it names exists, or `makeLayer`
+   * makes it: the record's file is written and synced under a temp name meanwhile, and renamed
+   * into place only once the layer is there (a record never names a layer that is not yet).
+   */
+  async put(r: Omit<CacheRecord, 'v'>, makeLayer?: () => Promise<void>): Promise<void> {
     fs.mkdirSync(this.layout.buildCache, { recursive: true })
-    await writeAtomic(this.file(r.key), JSON.stringify({ v: RECORD_VERSION, ...r }))
+    await writeAll(async (w) => {
+      // Both settle before either failure is thrown: the temp file is then there to discard.
+      const settled = await Promise.allSettled([makeLayer?.(), w.put(this.file(r.key), JSON.stringify({ v: RECORD_VERSION, ...r }))])
+      const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected')
+      if (failed) throw failed.reason
+    })
   }
 
   async remove(key: string): Promise<void> {

@@ -3,7 +3,7 @@
  * Internal; the public surface is `Store` (ts/store.ts).
  */
 import { fsp as fs } from './lazy'
-import { statSync, rmSync } from 'node:fs'
+import { statSync, rmSync, mkdirSync } from 'node:fs'
 import path = require('node:path')
 import { Layout, MOUNT_FILE } from './layout'
 import { LayerStore } from './layers'
@@ -187,7 +187,9 @@ export class StoreContext {
     this.writers.register()
     const lock = native.tryLock(`${dir}.lock`, true)
     if (!lock) throw new StrataError('Locked', `staging ${name} is locked`)
-    await fs.mkdir(dir, { mode: 0o700 })
+    // One mkdir in the store's own tmp dir, on the calling thread (a few microseconds; a trip
+    // through the libuv pool, busy with a build's native tasks, took milliseconds).
+    mkdirSync(dir, { mode: 0o700 })
     return {
       dir,
       // One native task removes the tree and the lock file (fs.rm walks a tree in many pool trips).

@@ -106,6 +106,14 @@ export class LayerStore {
   /**
    * Makes a staged layer visible as `chainId` on top of `parent`. Caller holds the store lock.
    * Returns false (and leaves the staged files for the caller to discard) when the layer exists already.
+   *
+   * Why each fsync (they order what a power loss can leave behind; a kill -9 needs none of them,
+   * the page cache outlives the process): the staged dir's `link`, `lower`, `committed` and the
+   * dir itself — the overlay2 dir is complete on disk before anything names it; the write-set's
+   * files (and the tar-split, synced when sealed) and the write-set dir — the layer db entry is
+   * complete before its rename makes the layer exist; `overlay2/` and `l/` — the renamed dir and
+   * its short link are on disk before that entry points at them; `layerdb/` — the entry itself
+   * is, before a cache record or an image names the layer.
    */
   async register(staged: StagedLayer, chainId: ChainId, parent: LayerInfo | undefined): Promise<LayerInfo | false> {
     if (await this.has(chainId)) return false

@@ -729,14 +729,32 @@ struct Roots<'a> {
 }
 
 /// Links the file `path` of the reuse root to `leaf` in `dir` if it is what `op` would make
-/// (regular, same mode, owner, mtime); returns whether the link stands.
-fn link_reused(reuse: BorrowedFd<'_>, dir: BorrowedFd<'_>, leaf: &[u8], op: &CopyOp) -> Result<bool, BuildCtxError> {
+/// (regular, same mode, owner, mtime); returns whether the link stands. `rdirs` holds the reuse
+/// root's directories opened so far (None: not there), for the rest of the copy: a layer's
+/// directories never change, and a COPY links hundreds of files from each.
+fn link_reused<'o>(
+    reuse: BorrowedFd<'_>,
+    rdirs: &mut std::collections::HashMap<&'o [u8], Option<OwnedFd>>,
+    dir: BorrowedFd<'_>,
+    leaf: &[u8],
+    op: &'o CopyOp,
+) -> Result<bool, BuildCtxError> {
     let CopyOp::File { dst: path, mode, uid, gid, mtime_ns, .. } = op else { return Ok(false) };
     let (rparent, rleaf) = split_parent(path);
-    let Ok(rdir) = open_in(reuse, rparent, OFlags::RDONLY | OFlags::DIRECTORY) else { return Ok(false) };
-    clear_leaf(dir, leaf, path)?;
-    if rustix::fs::linkat(&rdir, os(rleaf), dir, os(leaf), AtFlags::empty()).is_err() {
-        return Ok(false);
+    let rdir = rdirs.entry(rparent).or_insert_with(|| open_in(reuse, rparent, OFlags::RDONLY | OFlags::DIRECTORY).ok());
+    let Some(rdir) = rdir.as_ref() else { return Ok(false) };
+    let link = || rustix::fs::linkat(rdir, os(rleaf), dir, os(leaf), AtFlags::empty());
+    // The name is new in the upper dir but for the odd one: linked first, cleared only when taken.
+    // (A link that fails otherwise leaves the name to the copy, which clears it itself.)
+    match link() {
+        Ok(()) => {}
+        Err(Errno::EXIST) => {
+            clear_leaf(dir, leaf, path)?;
+            if link().is_err() {
+                return Ok(false);
+            }
+        }
+        Err(_) => return Ok(false),
     }
     let st = rustix::fs::statat(dir, os(leaf), AtFlags::SYMLINK_NOFOLLOW).map_err(io_err("lstat", path))?;
     let same = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
@@ -763,6 +781,7 @@ fn run_ops<'s>(
     // for the rest of the COPY: no op replaces a directory (a file, link or node over one is
     // EISDIR), so its fd can serve every file that lands in it.
     let mut parents: std::collections::HashMap<&[u8], std::sync::Arc<OwnedFd>> = std::collections::HashMap::new();
+    let mut reuse_dirs = std::collections::HashMap::new();
     let mut buf = Vec::new();
     for op in ops {
         if cancel.load(Ordering::Relaxed) {
@@ -803,7 +822,7 @@ fn run_ops<'s>(
                     if pool.overlaps(path) {
                         pool.settle()?;
                     }
-                    if link_reused(from, dir.as_fd(), leaf, op)? {
+                    if link_reused(from, &mut reuse_dirs, dir.as_fd(), leaf, op)? {
                         counts.add(0);
                         continue;
                     }
@@ -929,26 +948,38 @@ mod tests {
         assert!(matches!(copy_in(&src, &dst, &bad, &cancel), Err(BuildCtxError::Changed { .. })));
     }
 
+    /// A file of an old layer: `data`, mode 0644, mtime 5.000000007 s.
+    fn old_file(path: &Path, data: &[u8]) {
+        std::fs::write(path, data).unwrap();
+        let f = std::fs::File::open(path).unwrap();
+        rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644)).unwrap();
+        rustix::fs::futimens(&f, &timestamps(5_000_000_007)).unwrap();
+    }
+
+    /// A copy of `name` to `/name` marked for reuse, owned by this process's user.
+    fn reuse_op(name: &[u8], mtime_ns: i64) -> CopyOp {
+        let me = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+        file_op(true, name, &[b"/", name].concat(), 0o644, me, mtime_ns, None)
+    }
+
+    fn inode(p: &Path) -> u64 {
+        rustix::fs::stat(p).unwrap().st_ino
+    }
+
     #[test]
     fn reused_files_are_linked_only_when_their_inode_matches() {
         let (_t, [src, old, dst]) = temp_dirs(["src", "old", "dst"]);
         for (name, data) in [("same", &b"one"[..]), ("other", b"two")] {
             std::fs::write(src.join(name), data).unwrap();
-            std::fs::write(old.join(name), data).unwrap();
-            let f = std::fs::File::open(old.join(name)).unwrap();
-            rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644)).unwrap();
-            rustix::fs::futimens(&f, &timestamps(5_000_000_007)).unwrap();
+            old_file(&old.join(name), data);
         }
-        let me = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
-        let file = |name: &[u8], mtime_ns: i64| file_op(true, name, &[b"/", name].concat(), 0o644, me, mtime_ns, None);
         // `same` matches the old inode; `other` has another mtime; `gone` is not there at all.
         std::fs::write(src.join("gone"), b"three").unwrap();
-        let ops = vec![file(b"same", 5_000_000_007), file(b"other", 9), file(b"gone", 9)];
+        let ops = vec![reuse_op(b"same", 5_000_000_007), reuse_op(b"other", 9), reuse_op(b"gone", 9)];
         let r = copy_in_reusing(&src, &dst, Some(&old), &ops, &AtomicBool::new(false)).unwrap();
         assert_eq!((r.files, r.bytes), (3, 8));
-        let ino = |p: &Path| rustix::fs::stat(p).unwrap().st_ino;
-        assert_eq!(ino(&dst.join("same")), ino(&old.join("same")));
-        assert_ne!(ino(&dst.join("other")), ino(&old.join("other")));
+        assert_eq!(inode(&dst.join("same")), inode(&old.join("same")));
+        assert_ne!(inode(&dst.join("other")), inode(&old.join("other")));
         assert_eq!(std::fs::read(dst.join("other")).unwrap(), b"two");
         assert_eq!(std::fs::read(dst.join("gone")).unwrap(), b"three");
         // The old file whose inode did not match is untouched.
@@ -979,6 +1010,34 @@ mod tests {
             .collect();
         assert_eq!(all.iter().map(|e| (e.dir, e.name.clone())).collect::<Vec<_>>(), one_by_one);
         assert_eq!(all.iter().filter(|e| e.dir == 0).count(), 20);
+    }
+
+    #[test]
+    fn reused_links_replace_a_name_in_the_way_and_fall_back_where_the_old_dir_is_missing() {
+        let (_t, [src, old, dst]) = temp_dirs(["src", "old", "dst"]);
+        for d in ["d", "new"] {
+            std::fs::create_dir(src.join(d)).unwrap();
+            std::fs::create_dir(dst.join(d)).unwrap();
+        }
+        std::fs::create_dir(old.join("d")).unwrap();
+        for (name, data) in [("d/a", &b"one"[..]), ("d/b", b"two"), ("new/c", b"three")] {
+            std::fs::write(src.join(name), data).unwrap();
+            if !name.starts_with("new/") {
+                old_file(&old.join(name), data);
+            }
+        }
+        // The upper dir already has a `d/b`: the link replaces it.
+        std::fs::write(dst.join("d/b"), b"in the way").unwrap();
+        // Two files linked from one old directory; `new/` is not in the old layer at all.
+        let ops =
+            vec![reuse_op(b"d/a", 5_000_000_007), reuse_op(b"d/b", 5_000_000_007), reuse_op(b"new/c", 5_000_000_007)];
+        let r = copy_in_reusing(&src, &dst, Some(&old), &ops, &AtomicBool::new(false)).unwrap();
+        assert_eq!((r.files, r.bytes), (3, 5));
+        assert_eq!(inode(&dst.join("d/a")), inode(&old.join("d/a")));
+        assert_eq!(inode(&dst.join("d/b")), inode(&old.join("d/b")));
+        assert_eq!(std::fs::read(dst.join("d/b")).unwrap(), b"two");
+        assert_eq!(std::fs::read(dst.join("new/c")).unwrap(), b"three");
+        assert_eq!(rustix::fs::stat(dst.join("new/c")).unwrap().st_mtime, 5);
     }
 
     #[test]
