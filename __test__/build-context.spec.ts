@@ -179,13 +179,16 @@ function referenceWalk(root: string, pm: PatternMatcher): string[] {
 test('the walk keeps exactly what the full matching rule keeps, with and without exception patterns', async (t) => {
   const dir = tmpDir(t)
   const ctx = path.join(dir, 'ctx')
-  for (const f of ['a/b/c.txt', 'a/b/d.md', 'a/x.txt', 'ab/a/b', 'b/a/c.txt', 'b/b/b', 'c.txt', 'd.md', '.x/a', 'x/.x/b']) {
+  for (const f of ['a/b/c.txt', 'a/b/d.md', 'a/x.txt', 'ab/a/b', 'b/a/c.txt', 'b/b/b', 'c.txt', 'd.md', '.x/a', 'x/.x/b', 'axtxt', '(a)/b', 'c/a/b']) {
     fs.mkdirSync(path.join(ctx, path.dirname(f)), { recursive: true })
     fs.writeFileSync(path.join(ctx, f), f)
   }
   const sets = [
     ['*.txt'], ['a'], ['a/b'], ['*/b'], ['**/b'], ['a/**'], ['**/*.md', 'b/*'], ['?'], ['[ab]/*/c.txt'], ['**/.x'], ['*/a'],
     ['a', '!a/b'], ['**', '!**/*.txt'], ['*/b', '!b/b/b'],
+    // Each kind of pattern (exact, prefix `x/**`, suffix `**/x`, regexp), with characters special
+    // in a regular expression, several at once, and none that is not blank.
+    ['a/b/c.txt', 'x/.x/**', '**/d.md', 'b/?/c.txt'], ['a.x.txt', '**/a/b', '(a)/**', 'c.txt'], ['   '],
   ]
   for (const set of sets) {
     const c = await BuildContext.scan(ctx, set, path.join(dir, 'idx'))

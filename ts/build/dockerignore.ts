@@ -101,6 +101,11 @@ type MatchType = 'exact' | 'prefix' | 'suffix' | 'regexp'
 
 const ESCAPED = new Set('.+()|{}$'.split(''))
 
+/** `s` as a regular expression that matches exactly it. */
+function escapeRegExp(s: string): string {
+  return s.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&')
+}
+
 export class Pattern {
   readonly exclusion: boolean
   readonly cleaned: string
@@ -171,6 +176,24 @@ export class Pattern {
     this.#affix = type === 'prefix' ? this.cleaned.slice(0, -2) : type === 'suffix' ? this.cleaned.slice(2) : ''
   }
 
+  /**
+   * A regular expression source matching what `match` matches (anchored), for the walker's one
+   * test of a path against every pattern at once.
+   */
+  source(): string {
+    if (this.#type === undefined) this.#compile()
+    switch (this.#type) {
+      case 'exact':
+        return `^${escapeRegExp(this.cleaned)}$`
+      case 'prefix':
+        return `^${escapeRegExp(this.#affix)}`
+      case 'suffix':
+        return this.#affix[0] === '/' ? `${escapeRegExp(this.#affix)}$|^${escapeRegExp(this.#affix.slice(1))}$` : `${escapeRegExp(this.#affix)}$`
+      default:
+        return this.#re!.source
+    }
+  }
+
   match(p: string): boolean {
     if (this.#type === undefined) this.#compile()
     switch (this.#type) {
@@ -191,6 +214,7 @@ export class Pattern {
 export class PatternMatcher {
   readonly patterns: Pattern[] = []
   readonly exclusions: boolean
+  #any?: RegExp
 
   constructor(patterns: readonly string[]) {
     let exclusions = false
@@ -236,8 +260,10 @@ export class PatternMatcher {
    */
   matchesWalked(file: string): boolean {
     if (this.exclusions) return this.matches(file)
-    for (const p of this.patterns) if (p.match(file)) return true
-    return false
+    if (this.patterns.length === 0) return false
+    // Every pattern at once: one regular expression, made on first use (a context has thousands of paths).
+    this.#any ??= new RegExp(this.patterns.map((p) => `(?:${p.source()})`).join('|'))
+    return this.#any.test(file)
   }
 
   /**

@@ -65,14 +65,15 @@ type FileStep = Extract<CopyStep, { op: 'file' }>
 const rowOf = (st: FileStep): FileRow | undefined => (st.expect ? [st.expect, st.mode, st.uid, st.gid, st.mtime, st.xattrs ?? null] : undefined)
 
 /**
- * Whether a record's row (`was`, as read: anything) is `row`, as their JSON texts would be equal:
- * compared field by field, xattrs (rarely there) as JSON. A COPY of a thousand files compares a
- * thousand rows, and two `JSON.stringify` a row were most of its planning.
+ * Whether a record's row (`was`, as read: anything) is the row of `st` (`rowOf`), as their JSON
+ * texts would be equal: compared field by field, xattrs (rarely there) as JSON. A COPY of a
+ * thousand files compares a thousand rows; two `JSON.stringify` a row were most of its planning.
  */
-function sameRow(row: FileRow, was: unknown): boolean {
-  if (!Array.isArray(was) || was.length !== 6) return false
-  for (let i = 0; i < 5; i++) if (row[i] !== was[i]) return false
-  return row[5] === null ? was[5] === null : JSON.stringify(row[5]) === JSON.stringify(was[5])
+function sameRow(st: FileStep, was: unknown): boolean {
+  if (!st.expect || !Array.isArray(was) || was.length !== 6) return false
+  if (was[0] !== st.expect || was[1] !== st.mode || was[2] !== st.uid || was[3] !== st.gid || was[4] !== st.mtime) return false
+  const x = st.xattrs ?? null
+  return x === null ? was[5] === null : JSON.stringify(x) === JSON.stringify(was[5])
 }
 
 /** `path.posix.dirname` of a clean absolute path (what copy steps' destinations are). */
@@ -128,8 +129,9 @@ export function writeLastCopy(dir: string, lineage: string, rec: LastCopy): void
 
 /**
  * Splits a copy's steps: those to run through the overlay mount, and those to run afterwards
- * on the unmounted upper dir with the last layer as reuse root (the reusable files, then the
- * directories' times again). `isNewDir(dst)`: the directory is absent from the parent layers.
+ * on the unmounted upper dir with the last layer as reuse root (the reusable files, marked
+ * `reuse` in place, then the directories' times again). `isNewDir(dst)`: the directory is absent
+ * from the parent layers.
  */
 export function splitReuse(steps: CopyStep[], last: LastCopy, isNewDir: (dst: string) => boolean): { mounted: CopyStep[]; after: CopyStep[] } {
   const linked = unsafePaths(steps)
@@ -139,9 +141,9 @@ export function splitReuse(steps: CopyStep[], last: LastCopy, isNewDir: (dst: st
   const reused: CopyStep[] = []
   for (const st of steps) {
     if (st.op === 'file' && !linked.has(st.dst) && newDirs.has(parentOf(st.dst))) {
-      const row = rowOf(st)
-      if (row && sameRow(row, last.files[st.dst])) {
-        reused.push({ ...st, reuse: true })
+      if (sameRow(st, last.files[st.dst])) {
+        st.reuse = true
+        reused.push(st)
         continue
       }
     }

@@ -47,8 +47,10 @@ function nsAtLeast(a: string, b: string): boolean {
 const VERSION = 2
 
 export class StatIndex {
-  /** rel → [stat key, sha256]. */
-  #entries = new Map<string, [string, string]>()
+  /** The entries as on disk: `[rel, stat key, sha256, …]` (dropped ones stay until saved). */
+  #rows: string[] = []
+  /** Where each present path's entry starts in #rows. */
+  #at = new Map<string, number>()
   #dirty = false
 
   private constructor(private readonly file: string, private readonly context: string) {}
@@ -59,14 +61,10 @@ export class StatIndex {
     const idx = new StatIndex(file, context)
     try {
       const v = JSON.parse(fs.readFileSync(file, 'utf8')) as { v?: number; context?: string; entries?: unknown }
-      if (v.v === VERSION && v.context === context && Array.isArray(v.entries)) {
-        const a = v.entries as unknown[]
-        for (let i = 0; i + 2 < a.length; i += 3) {
-          const rel = a[i]
-          const key = a[i + 1]
-          const sha = a[i + 2]
-          if (typeof rel === 'string' && typeof key === 'string' && typeof sha === 'string') idx.#entries.set(rel, [key, sha])
-        }
+      if (v.v === VERSION && v.context === context && Array.isArray(v.entries) && v.entries.length % 3 === 0 && v.entries.every((x) => typeof x === 'string')) {
+        // Read as they are: one Map entry a path, no object per entry.
+        idx.#rows = v.entries as string[]
+        for (let i = 0; i < idx.#rows.length; i += 3) idx.#at.set(idx.#rows[i], i)
       }
     } catch { /* none yet, or unreadable: start empty */ }
     return idx
@@ -74,8 +72,8 @@ export class StatIndex {
 
   /** The recorded sha256 of `rel` if its stat is unchanged. */
   lookup(rel: string, st: StatKey): string | undefined {
-    const r = this.#entries.get(rel)
-    return r !== undefined && r[0] === st.statKey ? r[1] : undefined
+    const i = this.#at.get(rel)
+    return i !== undefined && this.#rows[i + 1] === st.statKey ? this.#rows[i + 2] : undefined
   }
 
   /**
@@ -86,21 +84,28 @@ export class StatIndex {
   put(rel: string, st: StatKey, sha256: string, stampNs: bigint): void {
     const stamp = stampNs.toString()
     if (nsAtLeast(st.mtimeNs, stamp) || nsAtLeast(st.ctimeNs, stamp)) {
-      if (this.#entries.delete(rel)) this.#dirty = true
+      this.#drop(rel)
       return
     }
-    this.#entries.set(rel, [st.statKey, sha256])
+    const i = this.#at.get(rel)
+    if (i !== undefined) {
+      this.#rows[i + 1] = st.statKey
+      this.#rows[i + 2] = sha256
+    } else {
+      this.#at.set(rel, this.#rows.length)
+      this.#rows.push(rel, st.statKey, sha256)
+    }
     this.#dirty = true
+  }
+
+  #drop(rel: string): void {
+    if (this.#at.delete(rel)) this.#dirty = true
   }
 
   /** Drops entries of paths no longer in the context. */
   retain(present: (rel: string) => boolean): void {
-    for (const k of this.#entries.keys()) {
-      if (!present(k)) {
-        this.#entries.delete(k)
-        this.#dirty = true
-      }
-    }
+    // (A Map's iteration goes on past a deletion of the current key.)
+    for (const k of this.#at.keys()) if (!present(k)) this.#drop(k)
   }
 
   /**
@@ -126,7 +131,7 @@ export class StatIndex {
     fs.mkdirSync(path.dirname(this.file), { recursive: true })
     const tmp = tempFor(this.file)
     const entries: string[] = []
-    for (const [rel, [key, sha]] of this.#entries) entries.push(rel, key, sha)
+    for (const i of this.#at.values()) entries.push(this.#rows[i], this.#rows[i + 1], this.#rows[i + 2])
     fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, context: this.context, entries }))
     fs.renameSync(tmp, this.file)
     this.#dirty = false

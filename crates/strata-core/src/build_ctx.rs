@@ -245,60 +245,99 @@ fn set_fd_xattrs(fd: BorrowedFd<'_>, xattrs: &[(Vec<u8>, Vec<u8>)], shown: &[u8]
 }
 
 /// Lists each of `dirs` (relative to `root`, `""` for the root; resolved inside it without
-/// following symlinks), names sorted byte-wise. A directory that vanished lists as empty.
+/// following symlinks), names sorted byte-wise, in the order of `dirs`. A directory that vanished
+/// lists as empty. Many directories are listed by a few threads (an `lstat` and a `listxattr`
+/// per entry: a level of a context's tree holds thousands); the result is the same.
 pub fn scan_dirs(root: &Path, dirs: &[Vec<u8>]) -> Result<Vec<ScanEntry>, BuildCtxError> {
     let rootfd = crate::ingest::safefs::open_root(root).map_err(|source| BuildCtxError::Io {
         op: "open",
         path: root.display().to_string(),
         source,
     })?;
-    let mut out = Vec::new();
-    for (i, rel) in dirs.iter().enumerate() {
-        let fd = match crate::ingest::safefs::open_in_root(rootfd.as_fd(), rel, OFlags::RDONLY | OFlags::DIRECTORY) {
-            Ok(fd) => fd,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => continue,
-            Err(source) => return Err(BuildCtxError::Io { op: "open", path: lossy(rel), source }),
-        };
-        let mut names = Vec::new();
-        let mut dir = rustix::fs::Dir::read_from(&fd).map_err(io_err("readdir", rel))?;
-        while let Some(ent) = dir.read() {
-            let ent = ent.map_err(io_err("readdir", rel))?;
-            let n = ent.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                names.push(n.to_vec());
-            }
+    /// Below this many directories one thread lists them (a thread costs more than it saves).
+    const PARALLEL_FROM: usize = 8;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
+    if dirs.len() < PARALLEL_FROM || threads == 1 {
+        let mut out = Vec::new();
+        for (i, rel) in dirs.iter().enumerate() {
+            out.extend(scan_dir(rootfd.as_fd(), i, rel)?);
         }
-        names.sort_unstable();
-        for name in names {
-            let st = match rustix::fs::statat(&fd, os(&name), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(io_err("lstat", &name)(e)),
-            };
-            let link = if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
-                Some(
-                    rustix::fs::readlinkat(&fd, os(&name), Vec::new()).map_err(io_err("readlink", &name))?.into_bytes(),
-                )
-            } else {
-                None
-            };
-            let xattrs = xattrs_at(fd.as_fd(), &name).map_err(io_err("listxattr", &name))?;
-            out.push(ScanEntry {
-                dir: i as u32,
-                name,
-                mode: st.st_mode,
-                uid: st.st_uid,
-                gid: st.st_gid,
-                size: st.st_size as u64,
-                dev: st.st_dev,
-                ino: st.st_ino,
-                nlink: st.st_nlink,
-                mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
-                ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
-                link,
-                xattrs,
+        return Ok(out);
+    }
+    let next = AtomicUsize::new(0);
+    /// A directory's listing, once a thread has made it.
+    type Listing = Option<Result<Vec<ScanEntry>, BuildCtxError>>;
+    let listed: Mutex<Vec<Listing>> = Mutex::new((0..dirs.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(dirs.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= dirs.len() {
+                    return;
+                }
+                let r = scan_dir(rootfd.as_fd(), i, &dirs[i]);
+                let failed = r.is_err();
+                listed.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+                if failed {
+                    // The others stop taking directories; the first failure in order is the answer.
+                    next.store(dirs.len(), Ordering::Relaxed);
+                    return;
+                }
             });
         }
+    });
+    let mut out = Vec::new();
+    for r in listed.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().flatten() {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// The entries of one directory (`dirs[index]` of [`scan_dirs`]), names sorted byte-wise.
+fn scan_dir(rootfd: BorrowedFd<'_>, index: usize, rel: &[u8]) -> Result<Vec<ScanEntry>, BuildCtxError> {
+    let fd = match crate::ingest::safefs::open_in_root(rootfd, rel, OFlags::RDONLY | OFlags::DIRECTORY) {
+        Ok(fd) => fd,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => return Ok(Vec::new()),
+        Err(source) => return Err(BuildCtxError::Io { op: "open", path: lossy(rel), source }),
+    };
+    let mut names = Vec::new();
+    let mut dir = rustix::fs::Dir::read_from(&fd).map_err(io_err("readdir", rel))?;
+    while let Some(ent) = dir.read() {
+        let ent = ent.map_err(io_err("readdir", rel))?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    names.sort_unstable();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let st = match rustix::fs::statat(&fd, os(&name), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(io_err("lstat", &name)(e)),
+        };
+        let link = if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+            Some(rustix::fs::readlinkat(&fd, os(&name), Vec::new()).map_err(io_err("readlink", &name))?.into_bytes())
+        } else {
+            None
+        };
+        let xattrs = xattrs_at(fd.as_fd(), &name).map_err(io_err("listxattr", &name))?;
+        out.push(ScanEntry {
+            dir: index as u32,
+            name,
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            nlink: st.st_nlink,
+            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+            link,
+            xattrs,
+        });
     }
     Ok(out)
 }
@@ -945,6 +984,32 @@ mod tests {
         assert_eq!(std::fs::read(dst.join("gone")).unwrap(), b"three");
         // The old file whose inode did not match is untouched.
         assert_eq!(rustix::fs::stat(old.join("other")).unwrap().st_mtime, 5);
+    }
+
+    #[test]
+    fn many_directories_list_as_one_at_a_time_would() {
+        let t = tempfile::tempdir().unwrap();
+        let mut dirs = vec![b"".to_vec()];
+        for d in 0..20 {
+            let dir = format!("d{d:02}");
+            std::fs::create_dir(t.path().join(&dir)).unwrap();
+            for f in 0..(d % 4) {
+                std::fs::write(t.path().join(&dir).join(format!("f{f}")), b"x").unwrap();
+            }
+            dirs.push(dir.into_bytes());
+        }
+        // A directory that is not there lists as empty, wherever it falls.
+        dirs.insert(7, b"gone".to_vec());
+        let all = scan_dirs(t.path(), &dirs).unwrap();
+        let one_by_one: Vec<(u32, Vec<u8>)> = dirs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| {
+                scan_dirs(t.path(), std::slice::from_ref(d)).unwrap().into_iter().map(move |e| (i as u32, e.name))
+            })
+            .collect();
+        assert_eq!(all.iter().map(|e| (e.dir, e.name.clone())).collect::<Vec<_>>(), one_by_one);
+        assert_eq!(all.iter().filter(|e| e.dir == 0).count(), 20);
     }
 
     #[test]
