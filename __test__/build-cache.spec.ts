@@ -11,7 +11,7 @@ import * as path from 'node:path'
 import { spawn, execFileSync } from 'node:child_process'
 import { Store, StrataError } from '../ts'
 import { CLI } from './helpers/fs'
-import { writeContext, strataTree, buildSuite, BUILD_BASE } from './helpers/build'
+import { writeContext, clockPast, strataTree, buildSuite, BUILD_BASE } from './helpers/build'
 import { checkConsistent } from './helpers/consistency'
 import { native } from '../ts/internal/native'
 import { parseCacheSpec } from '../ts/build/cache-io'
@@ -294,6 +294,9 @@ test.serial('builder hints: temp files a dead process left between write and ren
   const { dir, store, root } = await freshStore(t)
   const ctx = path.join(dir, 'ctx')
   writeContext(ctx, { Dockerfile: `FROM ${BB} AS gen\nRUN echo g > /g\nFROM ${BB}\nCOPY src/ /src/\nCOPY --from=gen /g /g\n`, 'src/a.txt': 'a' })
+  // The COPY hashes the context at once (it runs beside the gen stage): files written in that
+  // clock tick are racily clean and would leave the stat index with nothing to record.
+  await clockPast(ctx)
   // Every temp file a hint writer renames into place is named as the cleanup pass expects.
   const renamed: string[] = []
   const nodeFs = require('node:fs') as typeof fs

@@ -25,6 +25,34 @@ export function writeContext(dir: string, files: Record<string, string | { conte
   }
 }
 
+/**
+ * Waits until the file system's clock has moved past the change time of everything under `dir`
+ * (a file written beside it gets a later mtime), so a build's stat index records those files:
+ * an entry changed in the same clock tick as its hashing began is "racily clean" and is not
+ * recorded (ts/build/statindex.ts). File times come from a coarse clock (a tick of a few ms).
+ */
+export async function clockPast(dir: string): Promise<void> {
+  let newest = 0n
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name)
+      const ct = fs.lstatSync(p, { bigint: true }).ctimeNs
+      if (ct > newest) newest = ct
+      if (e.isDirectory()) walk(p)
+    }
+  }
+  walk(dir)
+  const probe = path.join(path.dirname(dir), `.clock-${process.pid}`)
+  for (let i = 0; i < 1000; i++) {
+    fs.writeFileSync(probe, 'x')
+    const m = fs.statSync(probe, { bigint: true }).mtimeNs
+    fs.rmSync(probe)
+    if (m > newest) return
+    await new Promise((r) => setTimeout(r, 2))
+  }
+  throw new Error(`the clock did not move past ${newest} in 2 s`)
+}
+
 /** Paths every container has for the runtime's sake; not part of what a build made. */
 const RUNTIME_PATHS = /^(proc|sys|dev)(\/|$)|^\.dockerenv$|^etc\/(hosts|hostname|resolv\.conf|mtab)$/
 
