@@ -25,7 +25,7 @@ import * as path from 'node:path'
 import { sha256 as sha } from '../internal/sha256'
 import { native } from '../internal/native'
 import { call } from '../errors'
-import { tempFor } from '../internal/metawrites'
+import { writeHint } from '../internal/metawrites'
 import { toBytes } from '../internal/bytepath'
 import { planSources, describeSource, filesOf, dirTree, PlannedSource } from './copy'
 
@@ -84,12 +84,7 @@ export async function computeFromKey(req: FromKeyRequest, root: string, cancel?:
     files.forEach((f, i) => digests.set(f, r.digests[i]))
   }
   const digest = sha(JSON.stringify(describeFrom(planned, digests, req.withMode, req.withOwner)))
-  try {
-    fs.mkdirSync(req.dir, { recursive: true })
-    const file = memoFile(req)
-    const tmp = tempFor(file)
-    fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, digest }))
-    fs.renameSync(tmp, file)
-  } catch { /* a memo that cannot be written is recomputed next time */ }
+  // A memo that cannot be written is recomputed next time.
+  writeHint(memoFile(req), JSON.stringify({ v: VERSION, digest }))
   return digest
 }

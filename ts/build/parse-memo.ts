@@ -19,7 +19,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { sha256Hex } from '../internal/sha256'
-import { tempFor } from '../internal/metawrites'
+import { writeHint } from '../internal/metawrites'
 import { parseDockerfile, ParsedDockerfile } from './dockerfile'
 
 /** Written into the CLI bundle by scripts/bundle-cli.js; undefined elsewhere. */
@@ -42,14 +42,7 @@ export function parseDockerfileMemo(text: string, dir: string): ParsedDockerfile
     if (v.v === VERSION && v.parsed && Array.isArray(v.parsed.nodes) && Array.isArray(v.parsed.warnings) && typeof v.parsed.escape === 'string') return v.parsed
   } catch { /* none yet, or unreadable */ }
   const parsed = parseDockerfile(text)
-  const tmp = tempFor(file)
-  try {
-    fs.mkdirSync(dir, { recursive: true })
-    fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, parsed }))
-    fs.renameSync(tmp, file)
-  } catch {
-    // A memo that cannot be written is parsed again next time.
-    try { fs.rmSync(tmp, { force: true }) } catch { /* the dir itself is unusable */ }
-  }
+  // A memo that cannot be written is parsed again next time.
+  writeHint(file, JSON.stringify({ v: VERSION, parsed }))
   return parsed
 }

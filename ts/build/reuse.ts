@@ -32,7 +32,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { sha256Hex } from '../internal/sha256'
-import { tempFor } from '../internal/metawrites'
+import { writeHint } from '../internal/metawrites'
 import type { ChainId } from '../internal/chain'
 import type { CopyStep } from './copy'
 
@@ -115,16 +115,7 @@ export function lastCopyOf(chainId: ChainId, steps: CopyStep[]): LastCopy {
  * next miss copies everything — and never fails the build whose step it describes.
  */
 export function writeLastCopy(dir: string, lineage: string, rec: LastCopy): void {
-  // Named as the store's metadata temp files, so the cleanup pass after a crash between the
-  // write and the rename removes it (../internal/cleanup.ts).
-  const tmp = tempFor(path.join(dir, `${lineage}.json`))
-  try {
-    fs.mkdirSync(dir, { recursive: true })
-    fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, ...rec }))
-    fs.renameSync(tmp, path.join(dir, `${lineage}.json`))
-  } catch {
-    try { fs.rmSync(tmp, { force: true }) } catch { /* the dir itself is unusable: nothing was written */ }
-  }
+  writeHint(path.join(dir, `${lineage}.json`), JSON.stringify({ v: VERSION, ...rec }))
 }
 
 /**

@@ -18,6 +18,24 @@ export function tempFor(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
 }
 
+/**
+ * Writes a hint file of the builder (a stat index, a COPY record, a COPY --from key, a parsed
+ * Dockerfile): its dir made, `text` written to a temp file beside it (`tempFor`, so the cleanup
+ * pass removes it after a crash) and renamed into place, on the calling thread, unsynced (a hint
+ * lost to a power cut is made again). Never throws: a write that fails (a full disk) leaves no
+ * file, and the hint is made again next time.
+ */
+export function writeHint(file: string, text: string): void {
+  const tmp = tempFor(file)
+  try {
+    fsSync.mkdirSync(path.dirname(file), { recursive: true })
+    fsSync.writeFileSync(tmp, text)
+    fsSync.renameSync(tmp, file)
+  } catch {
+    try { fsSync.rmSync(tmp, { force: true }) } catch { /* the dir itself is unusable: nothing was written */ }
+  }
+}
+
 export class MetaWrites {
   readonly #staged: { tmp: string; target: string }[] = []
   readonly #madeDirs: string[] = []
