@@ -143,9 +143,9 @@ same('ps --format', ['ps', '-a', '--format', '{{.Names}} {{.Image}} {{.Command}}
 same('ps --format', ['ps', '-a', '--no-trunc', '--format', '{{.ID}} {{.Names}} {{.Command}}'])
 same('ps -q', ['ps', '-aq'])
 
-/** A table's rows as cells, with relative times made `<ago>`. */
+/** A table's rows as cells, with relative times made `<ago>` (go-units' HumanDuration: `Less than a second`, `1 second`, `N seconds`, `About a minute`, `N minutes`). */
 function cells(s: string): string[][] {
-  return normalise(s).split('\n').filter(Boolean).map((l) => l.split(/ {2,}/).map((c) => c.replace(/^(Less than a second|About a minute|\d+ (seconds|minutes)) ago$/, '<ago>')))
+  return normalise(s).split('\n').filter(Boolean).map((l) => l.split(/ {2,}/).map((c) => c.replace(/^(Less than a second|1 second|About a minute|\d+ (seconds|minutes)) ago$/, '<ago>')))
 }
 
 test.serial('ps -a table, cell by cell (relative times normalised)', async (t) => {
