@@ -5,7 +5,9 @@
 import { fsp as fs } from './lazy'
 import path = require('node:path')
 import { Layout, hex, SHORT_LINK_LENGTH, LINK_DIR, COMMITTED_FILE, LINK_FILE, LOWER_FILE, DIFF_DIR, LAYER_FILE } from './layout'
-import { exists, mustRead, readIfExists, writeAtomic, writeDurable, fsyncDir, listDir, randomHex, randomBase32, removeTree } from './fsx'
+import { exists, mustRead, readIfExists, writeAtomic, listDir, randomHex, randomBase32, removeTree } from './fsx'
+import { fsBatch, type NativeFsOp } from './native'
+import { call } from '../errors'
 import { StrataError } from '../errors'
 import { asBlobDigest, asChainId, asDiffId, type BlobDigest, type ChainId, type DiffId } from './chain'
 
@@ -31,15 +33,6 @@ export interface StagedLayer {
   diffId: DiffId
   size: number
   compressedDigest?: BlobDigest
-}
-
-/**
- * Waits for every one of `work` (none is left running behind a failure, so a clean-up after it
- * never races a write) and then throws the first failure, if any.
- */
-async function allSettled(work: Promise<unknown>[]): Promise<void> {
-  const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected')
-  if (failed) throw failed.reason
 }
 
 export class LayerStore {
@@ -107,46 +100,48 @@ export class LayerStore {
    * Makes a staged layer visible as `chainId` on top of `parent`. Caller holds the store lock.
    * Returns false (and leaves the staged files for the caller to discard) when the layer exists already.
    *
+   * Two native tasks (`fsBatch`), not a trip through libuv's pool per open, write, fsync and close:
+   * first every write that needs disk space (the staged dir's `link`, `lower`, `committed`; a
+   * layerdb write-set with the tar-split moved in), then the renames that make the layer visible.
+   *
    * Why each fsync (they order what a power loss can leave behind; a kill -9 needs none of them,
    * the page cache outlives the process): the staged dir's `link`, `lower`, `committed` and the
    * dir itself — the overlay2 dir is complete on disk before anything names it; the write-set's
    * files (and the tar-split, synced when sealed) and the write-set dir — the layer db entry is
    * complete before its rename makes the layer exist; `overlay2/` and `l/` — the renamed dir and
    * its short link are on disk before that entry points at them; `layerdb/` — the entry itself
-   * is, before a cache record or an image names the layer.
+   * is, before a cache record or an image names the layer. The fsyncs of one ordering point run
+   * concurrently in the batch (a run of `fsync` steps is one barrier), as they did in parallel
+   * through the pool.
    */
   async register(staged: StagedLayer, chainId: ChainId, parent: LayerInfo | undefined): Promise<LayerInfo | false> {
     if (await this.has(chainId)) return false
     const cacheId = this.newCacheId()
     const short = randomBase32(SHORT_LINK_LENGTH)
-    // First every write that needs disk space, in the staged dir and in a layerdb write-set...
-    // (each file written and fsynced at once, concurrently: the same guarantees as one after
-    // another — every fsync is done before the next phase — at the latency of about one).
     const lower = await this.lowerFor(parent)
     const ws = path.join(this.layout.layerdbTmp, `write-set-${randomHex(8)}`)
-    // The staged dir's files and the write-set do not depend on each other: both at once.
-    const stagedFiles = async (): Promise<void> => {
-      await allSettled([
-        writeDurable(path.join(staged.dir, LINK_FILE), short),
-        ...(lower ? [writeDurable(path.join(staged.dir, LOWER_FILE), lower)] : []),
-        writeDurable(path.join(staged.dir, COMMITTED_FILE), ''),
-      ])
-      await fsyncDir(staged.dir)
-    }
-    const writeSet = async (): Promise<void> => {
-      await fs.mkdir(ws)
-      const files: [string, string][] = [[LAYER_FILE.diffId, staged.diffId], [LAYER_FILE.size, String(staged.size)], [LAYER_FILE.cacheId, cacheId]]
-      if (parent) files.push([LAYER_FILE.parent, parent.chainId])
-      if (staged.compressedDigest) files.push([LAYER_FILE.compressedDigest, staged.compressedDigest])
-      await allSettled(files.map(([name, data]) => writeDurable(path.join(ws, name), data)))
-      await fs.rename(staged.tarSplit, path.join(ws, LAYER_FILE.tarSplit))
-      await fsyncDir(ws)
-    }
+    const stagedFiles: [string, string][] = [[LINK_FILE, short], ...(lower ? [[LOWER_FILE, lower] as [string, string]] : []), [COMMITTED_FILE, '']]
+    const wsFiles: [string, string][] = [[LAYER_FILE.diffId, staged.diffId], [LAYER_FILE.size, String(staged.size)], [LAYER_FILE.cacheId, cacheId]]
+    if (parent) wsFiles.push([LAYER_FILE.parent, parent.chainId])
+    if (staged.compressedDigest) wsFiles.push([LAYER_FILE.compressedDigest, staged.compressedDigest])
+    const movedSplit = path.join(ws, LAYER_FILE.tarSplit)
+    // First every write that needs disk space, in the staged dir and in the write-set, then their
+    // fsyncs (one barrier)...
+    const writes: NativeFsOp[] = [
+      ...stagedFiles.map(([name, data]): NativeFsOp => ({ op: 'write', path: path.join(staged.dir, name), data })),
+      { op: 'mkdir', path: ws, mode: 0o755 },
+      ...wsFiles.map(([name, data]): NativeFsOp => ({ op: 'writeNew', path: path.join(ws, name), data })),
+      { op: 'rename', path: staged.tarSplit, target: movedSplit },
+      ...stagedFiles.map(([name]): NativeFsOp => ({ op: 'fsync', path: path.join(staged.dir, name) })),
+      ...wsFiles.map(([name]): NativeFsOp => ({ op: 'fsync', path: path.join(ws, name) })),
+      { op: 'fsync', path: staged.dir },
+      { op: 'fsync', path: ws },
+    ]
     try {
-      await allSettled([stagedFiles(), writeSet()])
+      await call(() => fsBatch(writes))
     } catch (e) {
       // The tar-split goes back where the caller left it (it may have been moved already).
-      await fs.rename(path.join(ws, LAYER_FILE.tarSplit), staged.tarSplit).catch(() => undefined)
+      await fs.rename(movedSplit, staged.tarSplit).catch(() => undefined)
       await fs.rm(ws, { recursive: true, force: true })
       throw e
     }
@@ -154,20 +149,25 @@ export class LayerStore {
     // layerdb entry (the moment the layer exists). A failure there takes the earlier ones back.
     const final = this.layout.layerDir(cacheId)
     const link = this.layout.shortLink(short)
-    let placed = false
+    const meta = this.layout.layerMeta(chainId)
     try {
-      await fs.rename(staged.dir, final)
-      placed = true
-      await fs.symlink(path.join('..', cacheId, DIFF_DIR), link)
-      await allSettled([fsyncDir(this.layout.overlay), fsyncDir(this.layout.links)])
-      await fs.rename(ws, this.layout.layerMeta(chainId))
+      await call(() => fsBatch([
+        { op: 'rename', path: staged.dir, target: final },
+        { op: 'symlink', path: link, target: path.join('..', cacheId, DIFF_DIR) },
+        { op: 'fsync', path: this.layout.overlay },
+        { op: 'fsync', path: this.layout.links },
+        { op: 'rename', path: ws, target: meta },
+        { op: 'fsync', path: this.layout.layerdb },
+      ]))
     } catch (e) {
+      // Past the entry's rename only its dir's fsync failed: the layer exists (as before, when
+      // that fsync came after the renames' clean-up could still run).
+      if (!(await exists(ws)) && (await exists(path.join(meta, LAYER_FILE.diffId)))) throw e
       await fs.rm(link, { force: true })
-      if (placed) await fs.rename(final, staged.dir).catch(() => removeTree(final, this.layout.tmp))
+      if (await exists(final)) await fs.rename(final, staged.dir).catch(() => removeTree(final, this.layout.tmp))
       await fs.rm(ws, { recursive: true, force: true })
       throw e
     }
-    await fsyncDir(this.layout.layerdb)
     return {
       chainId, diffId: staged.diffId, size: staged.size, cacheId,
       ...(parent ? { parent: parent.chainId } : {}),

@@ -48,6 +48,11 @@ pub enum NativeFsOp {
     Syncfs {
         path: String,
     },
+    /// `fsync` of a file or dir (not through a symlink); consecutive ones run concurrently, all
+    /// done before the next step.
+    Fsync {
+        path: String,
+    },
 }
 
 impl From<NativeFsOp> for FsOp {
@@ -73,6 +78,7 @@ impl From<NativeFsOp> for FsOp {
             NativeFsOp::Unlink { path } => FsOp::Remove { path: path.into() },
             NativeFsOp::RemoveAll { path } => FsOp::RemoveAll { path: path.into() },
             NativeFsOp::Syncfs { path } => FsOp::SyncFs { path: path.into() },
+            NativeFsOp::Fsync { path } => FsOp::Fsync { path: path.into() },
         }
     }
 }

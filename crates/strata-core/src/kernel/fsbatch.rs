@@ -4,7 +4,10 @@
 //! files and `l/` short links, the init layer's placeholders, the container's own dir and
 //! records), removing one a handful of recursive deletes. From Node each step is a round trip
 //! through libuv's thread pool and each durable write its own `fsync`; here the whole list is
-//! one task, and durability is one `syncfs` where the caller asks for it ([`FsOp::SyncFs`]).
+//! one task, and durability is one `syncfs` where the caller asks for it ([`FsOp::SyncFs`]),
+//! or the `fsync` of the files and dirs that need it ([`FsOp::Fsync`]; a run of them in a row is
+//! one barrier: they run concurrently, and the batch goes on once all are done, so registering a
+//! layer waits for about one `fsync` per ordering point rather than one per file).
 //!
 //! Paths are the caller's, built from the store layout (never from layer contents), so they
 //! are used as given. `Mkdir`, `Write` (with `exclusive`) and `Symlink` refuse to replace
@@ -35,6 +38,9 @@ pub enum FsOp {
     RemoveAll { path: PathBuf },
     /// `syncfs` of the file system holding `path`: everything written so far is durable.
     SyncFs { path: PathBuf },
+    /// `fsync` of a file or dir. Consecutive `Fsync`s run concurrently and all complete before
+    /// the next step starts (the first failure in their order is the batch's).
+    Fsync { path: PathBuf },
 }
 
 impl FsOp {
@@ -47,6 +53,7 @@ impl FsOp {
             FsOp::Remove { .. } => "unlink",
             FsOp::RemoveAll { .. } => "remove",
             FsOp::SyncFs { .. } => "syncfs",
+            FsOp::Fsync { .. } => "fsync",
         }
     }
     fn path(&self) -> &Path {
@@ -56,7 +63,8 @@ impl FsOp {
             | FsOp::Symlink { path, .. }
             | FsOp::Remove { path }
             | FsOp::RemoveAll { path }
-            | FsOp::SyncFs { path } => path,
+            | FsOp::SyncFs { path }
+            | FsOp::Fsync { path } => path,
             FsOp::Rename { from, .. } => from,
         }
     }
@@ -88,15 +96,49 @@ impl crate::error::Coded for FsBatchError {
 
 /// Runs `ops` in order; stops at the first failure (the steps before it stay done).
 pub fn run(ops: &[FsOp]) -> Result<(), FsBatchError> {
-    for (done, op) in ops.iter().enumerate() {
-        step(op).map_err(|source| FsBatchError {
-            op: op.name(),
-            path: op.path().display().to_string(),
-            done,
-            source,
-        })?;
+    let fail = |done: usize, source: io::Error| FsBatchError {
+        op: ops[done].name(),
+        path: ops[done].path().display().to_string(),
+        done,
+        source,
+    };
+    let mut done = 0;
+    while done < ops.len() {
+        let syncs = ops[done..].iter().take_while(|op| matches!(op, FsOp::Fsync { .. })).count();
+        if syncs > 1 {
+            if let Some((i, source)) = fsync_all(&ops[done..done + syncs]) {
+                return Err(fail(done + i, source));
+            }
+            done += syncs;
+            continue;
+        }
+        step(&ops[done]).map_err(|source| fail(done, source))?;
+        done += 1;
     }
     Ok(())
+}
+
+/// The `fsync`s of a run of [`FsOp::Fsync`] steps, one thread each: on a journalling file system
+/// concurrent fsyncs share a journal commit, so the run takes about as long as one. Returns the
+/// first failure in the run's order (its index in `syncs`).
+fn fsync_all(syncs: &[FsOp]) -> Option<(usize, io::Error)> {
+    std::thread::scope(|scope| {
+        // A helper that cannot be started (no threads left) leaves its fsync to this thread.
+        let helpers: Vec<_> = syncs[1..]
+            .iter()
+            .map(|op| {
+                std::thread::Builder::new().name("strata-fsync".into()).spawn_scoped(scope, move || step(op)).ok()
+            })
+            .collect();
+        let mut results = vec![step(&syncs[0])];
+        for (h, op) in helpers.into_iter().zip(&syncs[1..]) {
+            results.push(match h {
+                Some(h) => h.join().unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked"))),
+                None => step(op),
+            });
+        }
+        results.into_iter().enumerate().find_map(|(i, r)| r.err().map(|e| (i, e)))
+    })
 }
 
 fn step(op: &FsOp) -> io::Result<()> {
@@ -124,6 +166,10 @@ fn step(op: &FsOp) -> io::Result<()> {
         FsOp::SyncFs { path } => {
             let f = fs::File::open(path)?;
             rustix::fs::syncfs(&f).map_err(io::Error::from)
+        }
+        // Read-only and without following a last symlink: a dir or a regular file of the store.
+        FsOp::Fsync { path } => {
+            OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)?.sync_all()
         }
     }
 }
@@ -181,6 +227,38 @@ mod tests {
         assert!(e.path.ends_with("/taken"));
         assert_eq!(fs::read(p("taken")).unwrap(), b"keep");
         assert!(p("one").is_dir() && !p("never").exists());
+    }
+
+    #[test]
+    fn a_run_of_fsyncs_is_one_barrier_and_its_first_failure_in_order_is_the_batchs() {
+        let t = tempfile::tempdir().unwrap();
+        let p = |s: &str| t.path().join(s);
+        run(&[
+            FsOp::Write { path: p("a"), data: b"A".to_vec(), mode: 0o644, exclusive: true },
+            FsOp::Write { path: p("b"), data: b"B".to_vec(), mode: 0o644, exclusive: true },
+            FsOp::Fsync { path: p("a") },
+            FsOp::Fsync { path: p("b") },
+            FsOp::Fsync { path: t.path().into() },
+            FsOp::Rename { from: p("a"), to: p("c"), missing_ok: false },
+            FsOp::Fsync { path: t.path().into() },
+        ])
+        .unwrap();
+        assert_eq!(fs::read(p("c")).unwrap(), b"A");
+        let e = run(&[
+            FsOp::Fsync { path: p("b") },
+            FsOp::Fsync { path: p("gone-1") },
+            FsOp::Fsync { path: p("gone-2") },
+            FsOp::Mkdir { path: p("never"), mode: 0o755 },
+        ])
+        .unwrap_err();
+        assert_eq!((e.op, e.done), ("fsync", 1));
+        assert!(e.path.ends_with("/gone-1"), "{}", e.path);
+        assert_eq!(e.source.kind(), io::ErrorKind::NotFound);
+        assert!(!p("never").exists());
+        // Not through a symlink.
+        std::os::unix::fs::symlink(p("b"), p("sym")).unwrap();
+        let e = run(&[FsOp::Fsync { path: p("sym") }]).unwrap_err();
+        assert_eq!((e.op, e.done), ("fsync", 0));
     }
 
     #[test]
