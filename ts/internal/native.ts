@@ -45,7 +45,17 @@ export function nativeLoaded(): boolean {
 /** A step of `fsBatch` (crates/strata-napi/src/fsbatch.rs), told apart by `op`. */
 export type NativeFsOp = import('../../native/binding').NativeFsOp
 
-/** Runs the steps in one native task, in order, stopping at the first failure. */
-export function fsBatch(ops: NativeFsOp[]): Promise<void> {
-  return native.fsBatch(ops)
+/**
+ * Runs the steps in one native task, in order, stopping at the first failure. A failure's
+ * message starts with its errno's name (`ENOSPC: write <path>: No space left on device ...`),
+ * as Node's file-system errors do, so a CLI user sees the same error either way.
+ */
+export async function fsBatch(ops: NativeFsOp[]): Promise<void> {
+  try {
+    await native.fsBatch(ops)
+  } catch (e) {
+    const syscode = (e as { syscode?: unknown }).syscode
+    if (e instanceof Error && typeof syscode === 'string' && !e.message.startsWith(`${syscode}: `)) e.message = `${syscode}: ${e.message}`
+    throw e
+  }
 }
