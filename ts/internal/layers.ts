@@ -107,7 +107,8 @@ export class LayerStore {
    * Why each fsync (they order what a power loss can leave behind; a kill -9 needs none of them,
    * the page cache outlives the process): the staged dir's `link`, `lower`, `committed` and the
    * dir itself — the overlay2 dir is complete on disk before anything names it; the write-set's
-   * files (and the tar-split, synced when sealed) and the write-set dir — the layer db entry is
+   * files, the tar-split (a build step's seal leaves it unsynced for this barrier; the other
+   * makers synced it already) and the write-set dir — the layer db entry is
    * complete before its rename makes the layer exist; `overlay2/` and `l/` — the renamed dir and
    * its short link are on disk before that entry points at them; `layerdb/` — the entry itself
    * is, before a cache record or an image names the layer. The fsyncs of one ordering point run
@@ -134,6 +135,7 @@ export class LayerStore {
       { op: 'rename', path: staged.tarSplit, target: movedSplit },
       ...stagedFiles.map(([name]): NativeFsOp => ({ op: 'fsync', path: path.join(staged.dir, name) })),
       ...wsFiles.map(([name]): NativeFsOp => ({ op: 'fsync', path: path.join(ws, name) })),
+      { op: 'fsync', path: movedSplit },
       { op: 'fsync', path: staged.dir },
       { op: 'fsync', path: ws },
     ]

@@ -344,8 +344,8 @@ impl From<build_commit::Sealed> for NativeSealed {
 }
 
 /// Commit by rename: describes the layer whose files are in `diff` (a build step's unmounted
-/// upper dir, already in its final place) — DiffID, size, tar-split written to `tarSplit` — in
-/// one walk that also drops overlay's bookkeeping xattrs.
+/// upper dir, already in its final place) — DiffID, size, tar-split written to `tarSplit` (not
+/// fsynced: registering the layer does) — in one walk that also drops overlay's bookkeeping xattrs.
 #[napi(ts_return_type = "Promise<NativeSealed>")]
 pub fn seal_layer(
     diff: String,

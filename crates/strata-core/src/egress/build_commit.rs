@@ -74,9 +74,11 @@ pub struct Sealed {
 
 /// Describes the layer whose files are in `diff` (an upper dir, unmounted): its DiffID and
 /// size, with its tar-split written to `tar_split` (which must not exist; removed on failure).
+/// The tar-split is not fsynced here: registering the layer fsyncs it, with the layer db
+/// entry's other files, before the entry is renamed into place (one barrier for all of them).
 pub fn seal_layer(diff: &Path, tar_split: &Path, cancel: &AtomicBool) -> Result<Sealed, SealError> {
-    let writer =
-        TarSplitWriter::create(tar_split).map_err(|source| SealError::TarSplit { path: tar_split.into(), source })?;
+    let writer = TarSplitWriter::create_unsynced(tar_split)
+        .map_err(|source| SealError::TarSplit { path: tar_split.into(), source })?;
     let r = seal_with(diff, tar_split, writer, cancel);
     if r.is_err() {
         let _ = std::fs::remove_file(tar_split);

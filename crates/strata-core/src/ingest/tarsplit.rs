@@ -138,14 +138,25 @@ struct Record {
 pub struct TarSplitWriter {
     enc: flate2::write::GzEncoder<BufWriter<File>>,
     position: u64,
+    /// Whether `finish` fsyncs the file.
+    sync: bool,
 }
 
 impl TarSplitWriter {
-    /// Creates `path` (which must not exist).
+    /// Creates `path` (which must not exist); `finish` fsyncs it.
     pub fn create(path: &Path) -> io::Result<Self> {
+        Self::open(path, true)
+    }
+    /// Creates `path` (which must not exist) for a caller that makes it durable itself, with
+    /// other files in one barrier (a build step's seal: the layer store's register fsyncs the
+    /// tar-split with the rest of the layer db entry before the entry is renamed into place).
+    pub fn create_unsynced(path: &Path) -> io::Result<Self> {
+        Self::open(path, false)
+    }
+    fn open(path: &Path, sync: bool) -> io::Result<Self> {
         let f = File::options().write(true).create_new(true).open(path)?;
         let enc = flate2::write::GzEncoder::new(BufWriter::with_capacity(256 << 10, f), flate2::Compression::fast());
-        Ok(TarSplitWriter { enc, position: 0 })
+        Ok(TarSplitWriter { enc, position: 0, sync })
     }
     fn segment(&mut self, bytes: &[u8]) -> io::Result<()> {
         if bytes.is_empty() {
@@ -173,11 +184,14 @@ impl TarSplitWriter {
         self.position += 1;
         Ok(())
     }
-    /// Finishes the gzip stream and fsyncs the file.
+    /// Finishes the gzip stream and, unless made by `create_unsynced`, fsyncs the file.
     pub fn finish(self) -> io::Result<()> {
         let buf = self.enc.finish()?;
         let f = buf.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()
+        if self.sync {
+            f.sync_all()?;
+        }
+        Ok(())
     }
 }
 
