@@ -2,7 +2,7 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { sweepTemps, writeAll } from '../ts/internal/metawrites'
+import { MetaWrites, sweepTemps, writeAll } from '../ts/internal/metawrites'
 import { tmpDir } from './helpers/fs'
 
 test('temp files of dead writers are swept, a live one and other files stay', async (t) => {
@@ -34,4 +34,28 @@ test('a committed write set leaves no temp file to sweep', async (t) => {
   })
   t.deepEqual(fs.readdirSync(dir).sort(), ['a', 'b'])
   t.is(await sweepTemps([dir]), 0)
+})
+
+test('a barrier: publish renames every group, syncs the earlier groups\' dirs itself and leaves the last group\'s to the caller; bytes that are not UTF-8 are written as they are', async (t) => {
+  const dir = tmpDir(t)
+  for (const d of ['config', 'tags']) fs.mkdirSync(path.join(dir, d))
+  const w = new MetaWrites()
+  const bytes = Buffer.from([0x7b, 0xff, 0xfe, 0x7d])
+  await w.put(path.join(dir, 'config', 'c'), bytes)
+  w.barrier()
+  w.barrier() // an empty group is no group
+  await w.put(path.join(dir, 'tags', 'r'), 'R')
+  await w.put(path.join(dir, 'tags', 'l'), 'L')
+  t.deepEqual(await w.publish(), [path.join(dir, 'tags')])
+  t.deepEqual(fs.readFileSync(path.join(dir, 'config', 'c')), bytes)
+  t.deepEqual([fs.readdirSync(path.join(dir, 'config')), fs.readdirSync(path.join(dir, 'tags')).sort()], [['c'], ['l', 'r']])
+  // A set that fails leaves no temp file and nothing in place: it discards what it staged.
+  fs.rmSync(path.join(dir, 'tags'), { recursive: true })
+  const e = await t.throwsAsync(writeAll(async (x) => {
+    await x.put(path.join(dir, 'config', 'd'), 'D')
+    x.barrier()
+    await x.put(path.join(dir, 'tags', 'r'), 'R')
+  }))
+  t.is((e as { code?: string }).code, 'Io')
+  t.deepEqual(fs.readdirSync(path.join(dir, 'config')).sort(), ['c'])
 })

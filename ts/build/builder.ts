@@ -25,7 +25,7 @@ import { now } from '../internal/clock'
 import { StoreContext, Staging, throwIfAborted } from '../internal/context'
 import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
-import { resolveImage, setTags, refKey } from '../internal/tags'
+import { resolveImage, stageTags, refKey } from '../internal/tags'
 import { writeAll } from '../internal/metawrites'
 import { parseReference, parseNormalizedNamed, withDefaultTag } from '../reference'
 import { chainIdsOf, type ChainId, type DiffId } from '../internal/chain'
@@ -1093,11 +1093,15 @@ export class Builder {
       if (chain.length > 0 && !(await this.#ctx.layers.has(chain[chain.length - 1]))) {
         throw new StrataError('LayerNotFound', 'a cached layer was removed during the build; build again')
       }
-      const imageId = await this.#ctx.images.put(raw)
+      // The config and every tag in one all-or-nothing write of the store's metadata, one native
+      // task to commit it: the config renamed into place and its dir synced first (a barrier),
+      // then the tags that name it.
+      await writeAll(async (w) => {
+        await this.#ctx.images.stage(w, raw)
+        if (tags.length > 0) await stageTags(this.#ctx, w, tags.map((target) => ({ target, id: imageId })))
+        else await this.#ctx.images.touch(w, imageId)
+      })
       this.#progress.emit({ type: 'status', id: vid, text: `writing image ${imageId} done` })
-      // Every tag in one all-or-nothing write of the store's metadata.
-      if (tags.length > 0) await setTags(this.#ctx, tags.map((target) => ({ target, id: imageId })))
-      else await writeAll((w) => this.#ctx.images.touch(w, imageId))
       for (const t of tags) this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
       return imageId
     })

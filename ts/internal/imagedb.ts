@@ -113,6 +113,20 @@ export class ImageDb {
     return id
   }
 
+  /**
+   * Stages config bytes into `w` when the store lacks them, then a barrier: what `w` stages
+   * after (tags naming the image) is renamed into place only once the config is on disk.
+   * Caller holds the store lock; returns the image ID.
+   */
+  async stage(w: MetaWrites, raw: Uint8Array): Promise<string> {
+    const id = imageIdOf(raw)
+    if (await this.has(id)) return id
+    const written = w.put(this.layout.imageConfig(id), raw)
+    w.barrier()
+    await written
+    return id
+  }
+
   /** Deletes the config first (the image is gone), then its metadata. */
   async delete(id: string): Promise<void> {
     await fs.rm(this.layout.imageConfig(id), { force: true })

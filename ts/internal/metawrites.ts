@@ -39,8 +39,18 @@ export function writeHint(file: string, text: string): void {
 }
 
 export class MetaWrites {
-  readonly #staged: { tmp: string; target: string }[] = []
+  /** Staged files in the order they were put, each with the barrier group it was put in. */
+  readonly #staged: { tmp: string; target: string; group: number }[] = []
   readonly #madeDirs: string[] = []
+  #group = 0
+
+  /**
+   * Orders the commit: the files put so far are renamed into place and their dirs synced before
+   * any file put after this is renamed (an image's config is on disk before a tag names it).
+   */
+  barrier(): void {
+    if (this.#staged.some((s) => s.group === this.#group)) this.#group++
+  }
 
   /** Makes `dir` (and missing parents) if needed; removed again if the writes are discarded. */
   async mkdir(dir: string): Promise<void> {
@@ -57,7 +67,7 @@ export class MetaWrites {
    */
   async put(target: string, data: string | Uint8Array): Promise<void> {
     const tmp = tempFor(target)
-    this.#staged.push({ tmp, target })
+    this.#staged.push({ tmp, target, group: this.#group })
     const text = asText(data)
     if (text === undefined) await writeFileSynced(tmp, data, 'wx')
     else await call(() => fsBatch([{ op: 'writeNew', path: tmp, data: text }, { op: 'fsync', path: tmp }]))
@@ -68,8 +78,8 @@ export class MetaWrites {
    * (concurrently: one barrier), in one native task.
    */
   async commit(): Promise<void> {
-    const dirs = this.#dirs()
-    await call(() => fsBatch([...this.#renames(), ...dirs.map((d): NativeFsOp => ({ op: 'fsync', path: d }))]))
+    const { ops, dirs } = this.#renames()
+    await call(() => fsBatch([...ops, ...dirs.map((d): NativeFsOp => ({ op: 'fsync', path: d }))]))
     this.#published()
   }
 
@@ -78,29 +88,39 @@ export class MetaWrites {
    * sync: for a caller that holds the store lock for the renames only and syncs after it.
    */
   async publish(): Promise<string[]> {
-    const dirs = this.#dirs()
-    await call(() => fsBatch(this.#renames()))
+    const { ops, dirs } = this.#renames()
+    await call(() => fsBatch(ops))
     this.#published()
     return dirs
   }
 
-  /** The dirs of the staged targets. */
-  #dirs(): string[] {
-    return [...new Set(this.#staged.map((s) => path.dirname(s.target)))]
-  }
-
   /**
-   * The renames of the staged files. Until they are done the set still discards its temp files
-   * (one already renamed is gone: removing it is a no-op) and the dirs it made (only if empty).
+   * The renames of the staged files, each barrier group's followed by the fsyncs of its dirs
+   * (but the last group's, returned to sync). Until they are done the set still discards its
+   * temp files (one already renamed is gone: removing it is a no-op) and the dirs it made (only
+   * if empty).
    */
-  #renames(): NativeFsOp[] {
-    return this.#staged.map(({ tmp, target }): NativeFsOp => ({ op: 'rename', path: tmp, target }))
+  #renames(): { ops: NativeFsOp[]; dirs: string[] } {
+    const ops: NativeFsOp[] = []
+    let dirs: string[] = []
+    for (let i = 0; i < this.#staged.length; i++) {
+      const { tmp, target, group } = this.#staged[i]
+      ops.push({ op: 'rename', path: tmp, target })
+      if (!dirs.includes(path.dirname(target))) dirs.push(path.dirname(target))
+      const next = this.#staged[i + 1]
+      if (next && next.group !== group) {
+        for (const d of dirs) ops.push({ op: 'fsync', path: d })
+        dirs = []
+      }
+    }
+    return { ops, dirs }
   }
 
   /** After the renames: nothing is left to discard. */
   #published(): void {
     this.#staged.length = 0
     this.#madeDirs.length = 0
+    this.#group = 0
   }
 
   /** Removes what `put` and `mkdir` made. */

@@ -8,7 +8,7 @@ import { StoreContext } from './context'
 import { StrataError } from '../errors'
 import { parseNormalizedNamed, parseReference, isFullId, isIdPrefix, Reference, withDefaultTag } from '../reference'
 import type { RepoMap } from './repositories'
-import { writeAll } from './metawrites'
+import { writeAll, type MetaWrites } from './metawrites'
 
 /** Key of a reference in repositories.json: `repo:tag` or `repo@digest` (familiar). */
 export function refKey(ref: Reference): string {
@@ -68,12 +68,17 @@ export function tagIn(repos: RepoMap, target: string, id: string): TagResult {
  */
 export async function setTags(ctx: StoreContext, tags: readonly { target: string; id: string }[]): Promise<TagResult[]> {
   if (tags.length === 0) return []
+  let results: TagResult[] = []
+  await writeAll(async (w) => { results = await stageTags(ctx, w, tags) })
+  return results
+}
+
+/** `setTags`'s writes, staged into `w` (with other writes of the caller's). Caller holds the store lock. */
+export async function stageTags(ctx: StoreContext, w: MetaWrites, tags: readonly { target: string; id: string }[]): Promise<TagResult[]> {
   const repos = await ctx.repos.read()
   const results = tags.map((t) => tagIn(repos, t.target, t.id))
-  await writeAll(async (w) => {
-    await ctx.repos.stage(w, repos)
-    for (const id of new Set(tags.map((t) => t.id))) await ctx.images.touch(w, id)
-  })
+  await ctx.repos.stage(w, repos)
+  for (const id of new Set(tags.map((t) => t.id))) await ctx.images.touch(w, id)
   return results
 }
 
