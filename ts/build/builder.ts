@@ -18,7 +18,7 @@
  *    created times; the tags move last, only when everything else succeeded.
  */
 import { statSync, mkdirSync } from 'node:fs'
-import { fsp as fs } from '../internal/lazy'
+import { fsp as fs, childProcess } from '../internal/lazy'
 import * as path from 'node:path'
 import { sha256 } from '../internal/sha256'
 import { now } from '../internal/clock'
@@ -201,6 +201,8 @@ export class Builder {
   /** The stage of each entry of #steps (what a `--cache-to` of mode=min selects by). */
   #stepStages: StageNode[] = []
   #stepCounter = 0
+  /** Whether #warmRuntime ran. */
+  #runtimeWarm = false
   #metaArgs = new Map<string, string | undefined>()
   #nodes: StageNode[] = []
   #abort = new AbortController()
@@ -775,6 +777,18 @@ export class Builder {
     this.#stepStages.push(node)
   }
 
+  /**
+   * Once a step misses and the Dockerfile has a RUN: loads node:child_process (through which
+   * ./run.ts starts the runtime) in a moment when the main thread only waits for this step's
+   * native work, not when the RUN starts (a few ms of a CLI rebuild's critical path). A build
+   * that hits every step never loads it.
+   */
+  #warmRuntime(): void {
+    if (this.#runtimeWarm) return
+    this.#runtimeWarm = true
+    if (this.#nodes.some((n) => n.stage.commands.some((c) => c.kind === 'run'))) setImmediate(() => void childProcess.spawn)
+  }
+
   /** The cache record of `key` if it is a hit here: its layer still there, on this parent. */
   async #probe(key: string, parentChain: string): Promise<CacheRecord | undefined> {
     const rec = await this.#ctx.buildCache.get(key)
@@ -787,6 +801,7 @@ export class Builder {
   /** Makes a step's layer in a fresh step space and records it. */
   async #make(s: StageState, opts: { name: string; key: string; createdBy: string; line: number; work: (space: StepSpace, vertex: number) => Promise<void> }, vertex: number, parentChain: ChainId | ''): Promise<CacheRecord> {
     let rec: CacheRecord
+    this.#warmRuntime()
     const space = await StepSpace.create(this.#ctx, await this.#stagingDir(), `step-${++this.#stepCounter}`)
     try {
       await space.mount(await this.#lowers(s.image.rootfs.diff_ids))
