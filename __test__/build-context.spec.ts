@@ -13,6 +13,7 @@ import { StatIndex, StatKey } from '../ts/build/statindex'
 import { PatternMatcher } from '../ts/build/dockerignore'
 import { toBytes } from '../ts/internal/bytepath'
 import { tmpDir } from './helpers/fs'
+import { clockPast } from './helpers/build'
 
 const sha = (s: string | Buffer): string => `sha256:${createHash('sha256').update(s).digest('hex')}`
 
@@ -33,6 +34,19 @@ const statKeyOf = (st: fs.BigIntStats): StatKey => ({
 
 const files = (c: BuildContext): string[] => [...c.entries.values()].filter((e) => (e.mode & 0o170000) === 0o100000).map((e) => e.rel).sort()
 
+/** A context (makeContext) whose `files` are older than any hashing from now on: recorded when hashed. */
+async function settledContext(t: Parameters<typeof tmpDir>[0], files: string[], more?: (ctx: string) => void): Promise<{ dir: string; ctx: string; idx: string }> {
+  const dir = tmpDir(t)
+  const ctx = path.join(dir, 'ctx')
+  makeContext(ctx)
+  more?.(ctx)
+  const old = new Date(Date.now() - 60_000)
+  for (const f of files) fs.utimesSync(Buffer.concat([Buffer.from(`${ctx}/`), toBytes(f)]), old, old)
+  // Recorded only once the file system's clock is past their change times (racily clean otherwise).
+  await clockPast(ctx)
+  return { dir, ctx, idx: path.join(dir, 'idx') }
+}
+
 test('the walk keeps what .dockerignore lets through and never lists ignored trees', async (t) => {
   const dir = tmpDir(t)
   const ctx = path.join(dir, 'ctx')
@@ -44,14 +58,8 @@ test('the walk keeps what .dockerignore lets through and never lists ignored tre
 })
 
 test('digests come from the stat index on a rebuild: no bytes read; a changed file is read again', async (t) => {
-  const dir = tmpDir(t)
-  const ctx = path.join(dir, 'ctx')
-  const idx = path.join(dir, 'idx')
-  makeContext(ctx)
   // Files older than the hashing: trusted on the next scan.
-  const old = new Date(Date.now() - 60_000)
-  for (const f of ['src/a.txt', 'src/sub/b.txt']) fs.utimesSync(path.join(ctx, f), old, old)
-  await new Promise((r) => setTimeout(r, 20))
+  const { ctx, idx } = await settledContext(t, ['src/a.txt', 'src/sub/b.txt'])
   const c1 = await BuildContext.scan(ctx, [], idx)
   const d1 = await c1.digests(['src/a.txt', 'src/sub/b.txt'])
   t.is(d1.get('src/a.txt'), sha('alpha'))
@@ -68,6 +76,9 @@ test('digests come from the stat index on a rebuild: no bytes read; a changed fi
   fs.writeFileSync(path.join(ctx, 'src/a.txt'), 'ALPHA')
   fs.utimesSync(path.join(ctx, 'src/a.txt'), st.atime, st.mtime)
   const c3 = await BuildContext.scan(ctx, [], idx)
+  // The scan gives its stat key, not the recorded digest.
+  t.is(c3.entries.get('src/a.txt')?.sha256, undefined)
+  t.truthy(c3.entries.get('src/a.txt')?.statKey)
   t.is((await c3.digests(['src/a.txt'])).get('src/a.txt'), sha('ALPHA'))
   t.is(c3.bytesRead, 5)
 })
@@ -194,4 +205,69 @@ test('the walk keeps exactly what the full matching rule keeps, with and without
     const c = await BuildContext.scan(ctx, set, path.join(dir, 'idx'))
     t.deepEqual([...c.entries.keys()].sort(), referenceWalk(ctx, new PatternMatcher(set)), JSON.stringify(set))
   }
+})
+
+test('the scan hands over the stat index\'s digests (names as their bytes too), for regular files only', async (t) => {
+  const names = ['src/a.txt', 'src/sub/b.txt', 'notes.md', 'src/caf\udce9.txt']
+  // One name that is not UTF-8.
+  const { ctx, idx } = await settledContext(t, names, (ctx) => fs.writeFileSync(Buffer.concat([Buffer.from(`${ctx}/src/`), Buffer.from('caf\xe9.txt', 'latin1')]), 'latin-1 name\n'))
+  const c1 = await BuildContext.scan(ctx, ['.git'], idx)
+  t.true(files(c1).every((f) => c1.entries.get(f)?.sha256 === undefined && c1.entries.get(f)?.statKey !== undefined))
+  await c1.hashAll()
+  c1.saveIndex()
+
+  const c2 = await BuildContext.scan(ctx, ['.git'], idx)
+  t.deepEqual(files(c2).sort(), [...names].sort())
+  for (const f of names) {
+    t.is(c2.entries.get(f)?.sha256, c1.entries.get(f)?.sha256, f)
+    t.is(c2.entries.get(f)?.statKey, undefined, f)
+  }
+  t.is(c2.entries.get('src/caf\udce9.txt')?.sha256, sha('latin-1 name\n'))
+  // Directories and symlinks keep their stat keys (the index holds regular files only).
+  t.truthy(c2.entries.get('src')?.statKey)
+  t.truthy(c2.entries.get('src/link')?.statKey)
+  await c2.hashAll()
+  t.is(c2.bytesRead, 0)
+})
+
+test('saving the index rewrites it only when a row is to be recorded or dropped (a deleted or newly ignored file)', async (t) => {
+  const { ctx, idx } = await settledContext(t, ['src/a.txt', 'src/sub/b.txt', 'notes.md'])
+  const build = async (ignore: string[]): Promise<void> => {
+    const c = await BuildContext.scan(ctx, ignore, idx)
+    await c.hashAll()
+    c.saveIndex()
+  }
+  const file = StatIndex.fileFor(idx, ctx)
+  const rows = (): string[] => {
+    const v = JSON.parse(fs.readFileSync(file, 'utf8')) as { entries: string[] }
+    return v.entries.filter((_, i) => i % 3 === 0).sort()
+  }
+  await build(['.git'])
+  t.deepEqual(rows(), ['notes.md', 'src/a.txt', 'src/sub/b.txt'])
+  const ino = fs.statSync(file).ino
+  await build(['.git'])
+  t.is(fs.statSync(file).ino, ino, 'nothing changed: not written again')
+  await build(['.git', '*.md'])
+  t.deepEqual(rows(), ['src/a.txt', 'src/sub/b.txt'])
+  fs.rmSync(path.join(ctx, 'src/sub/b.txt'))
+  await build(['.git', '*.md'])
+  t.deepEqual(rows(), ['src/a.txt'])
+})
+
+test('an index of version 2 (paths as strings only) is no index: its files are hashed again and it is written anew', async (t) => {
+  const dir = tmpDir(t)
+  const ctx = path.join(dir, 'ctx')
+  const idx = path.join(dir, 'idx')
+  fs.mkdirSync(ctx)
+  fs.writeFileSync(path.join(ctx, 'f'), 'one')
+  await clockPast(ctx)
+  const st = fs.statSync(path.join(ctx, 'f'), { bigint: true })
+  fs.mkdirSync(idx)
+  // A digest that is not the file's: used, it would show.
+  fs.writeFileSync(StatIndex.fileFor(idx, ctx), JSON.stringify({ v: 2, context: ctx, entries: ['f', statKeyOf(st).statKey, sha('two')] }))
+  const c = await BuildContext.scan(ctx, [], idx)
+  t.is(c.entries.get('f')?.sha256, undefined)
+  t.is((await c.digests(['f'])).get('f'), sha('one'))
+  c.saveIndex()
+  t.is((JSON.parse(fs.readFileSync(StatIndex.fileFor(idx, ctx), 'utf8')) as { v: number }).v, 3)
 })

@@ -33,15 +33,16 @@ export function writeContext(dir: string, files: Record<string, string | { conte
  */
 export async function clockPast(dir: string): Promise<void> {
   let newest = 0n
-  const walk = (d: string): void => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name)
+  // Names as bytes: some are not UTF-8.
+  const walk = (d: Buffer): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true, encoding: 'buffer' })) {
+      const p = Buffer.concat([d, Buffer.from('/'), e.name])
       const ct = fs.lstatSync(p, { bigint: true }).ctimeNs
       if (ct > newest) newest = ct
       if (e.isDirectory()) walk(p)
     }
   }
-  walk(dir)
+  walk(Buffer.from(dir))
   const probe = path.join(path.dirname(dir), `.clock-${process.pid}`)
   for (let i = 0; i < 1000; i++) {
     fs.writeFileSync(probe, 'x')

@@ -36,7 +36,7 @@ import { parseDockerfileMemo } from './parse-memo'
 import { toInstructions, parseTrigger, Command, Stage, ArgCommand, CopyCommand, RunCommand } from './instructions'
 import { processWord, processWords, envMap, ShellSyntaxError } from './shell'
 import { readIgnoreFile, BadPatternError } from './dockerignore'
-import { BuildContext, ContextTooLarge, ContextLimits, isFile } from './context'
+import { BuildContext, ContextTooLarge, ContextLimits } from './context'
 import { BuildError } from './errors'
 import { stepKey, CacheRecord } from './cache'
 import { StepSpace } from './step'
@@ -46,7 +46,7 @@ import {
   HISTORY_COMMENT, DEFAULT_PATH_ENV, goQuoteSlice, goSlice, goDuration, goQuoteRune,
 } from './image-config'
 import {
-  planSources, describeSource, filesOf, copySteps, runCopy, resolveChown, destinationPath, heredocTree, dirTree,
+  planSources, describeSource, copySteps, runCopy, resolveChown, destinationPath, heredocTree, dirTree,
   SourceTree, PlannedSource, CopyStep,
 } from './copy'
 import { copyLineage, readLastCopy, writeLastCopy, lastCopyOf, splitReuse, LastCopy } from './reuse'
@@ -904,7 +904,7 @@ export class Builder {
         this.#context = c
         // The whole context is hashed up front (from the stat index where it can be), as
         // BuildKit transfers it before the steps that use it.
-        await c.digests([...c.entries.values()].filter((e) => isFile(e)).map((e) => e.rel), this.#cancel)
+        await c.hashAll(this.#cancel)
         this.#progress.emit({ type: 'status', id, text: `transferring context: ${c.bytesRead}B done` })
         return c
       } catch (e) {
@@ -939,7 +939,8 @@ export class Builder {
     let tree: SourceTree
     let keyed: unknown
     let planned: PlannedSource[] = []
-    let digests = new Map<string, string>()
+    // Digests of files are on their entries (the context's) or not part of the copy (heredocs, --from).
+    const digests = new Map<string, string>()
     let fromDiffIds: DiffId[] | undefined
     if (heredocSources.length > 0) {
       const files = heredocSources.map((w) => {
@@ -965,8 +966,8 @@ export class Builder {
     } else {
       const ctxTree = await this.#contextTree()
       tree = ctxTree.tree()
+      // Every file of the context has its digest on its entry already (#contextTree).
       planned = await planSources(tree, fileSources, c.line)
-      digests = await ctxTree.digests(filesOf(planned), this.#cancel)
       keyed = ['context', planned.map((p) => [p.src, describeSource(p, chmod === undefined, digests)])]
     }
     const key = stepKey(this.#parentChain(s), this.#platform, [c.kind, keyed, dest, chown, chmod ?? null])

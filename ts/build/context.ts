@@ -10,8 +10,11 @@
  * The walk is breadth-first, one native call per level of the tree (`scanDirs`): each level's
  * entries are judged by the ignore rules (./dockerignore.ts) before the next level is listed,
  * so an ignored tree (`.git`, `node_modules`) is never read. The native side sends each level
- * as JSON objects already shaped as entries (path, stat fields, the stat index's key), so
- * `JSON.parse` makes the entries and the JS side only judges and files them.
+ * as JSON objects already shaped as entries (path, stat fields), so `JSON.parse` makes the
+ * entries and the JS side only judges and files them. It also looks each file up in the stat
+ * index file: a file whose stat key is the recorded one comes with its recorded `sha256`, so a
+ * rebuild where nothing changed neither loads the index here nor looks anything up; the index
+ * is read here only when a file is to be recorded or a path dropped.
  */
 import * as path from 'node:path'
 import { native } from '../internal/native'
@@ -26,7 +29,14 @@ export const S_IFDIR = 0o040000
 export const S_IFREG = 0o100000
 export const S_IFLNK = 0o120000
 
-export interface ContextEntry extends StatKey {
+export interface ContextEntry extends Omit<StatKey, 'statKey'> {
+  /**
+   * `dev:ino:size:mtimeNs:ctimeNs:mode` as the scan saw the entry (./statindex.ts); absent
+   * when the scan found the file in the stat index under this key and gave `sha256` instead.
+   */
+  statKey?: string
+  /** A regular file's content digest, once known (from the stat index, or hashed). */
+  sha256?: string
   /** Path relative to the context root, `/`-separated. */
   rel: string
   /** Full `st_mode` (type and permission bits). */
@@ -63,9 +73,11 @@ export interface ScannedEntry extends Omit<ContextEntry, 'rel' | 'link' | 'xattr
 /**
  * Lists the directories `dirs` of the tree at `root` (one level each): for each, its entries
  * in name order (byte-wise), with names that are not UTF-8 decoded (../internal/bytepath.ts).
+ * With `index` (the stat index file of the context `root`), files it records unchanged come
+ * with their `sha256`.
  */
-export async function scanDirs(root: string, dirs: readonly string[]): Promise<ContextEntry[][]> {
-  const levels = JSON.parse(await call(() => native.scanDirs(root, dirs.map(toBytes)))) as ScannedEntry[][]
+export async function scanDirs(root: string, dirs: readonly string[], index?: string): Promise<ContextEntry[][]> {
+  const levels = JSON.parse(await call(() => native.scanDirs(root, dirs.map(toBytes), index))) as ScannedEntry[][]
   for (const level of levels) {
     for (const e of level) {
       // Almost every name is a string already; the rest come as bytes.
@@ -93,20 +105,24 @@ export class BuildContext {
   readonly #children = new Map<string, ContextEntry[]>()
   /** Bytes of file content read to compute digests (0 on a rebuild where nothing changed). */
   bytesRead = 0
-  readonly #digests = new Map<string, string>()
+  /** Kept files the scan gave a digest from the stat index for. */
+  #indexHits = 0
+  /** The stat index, once something is to be recorded in it or dropped from it. */
+  #index: StatIndex | undefined
 
-  private constructor(readonly dir: string, readonly ignore: PatternMatcher | undefined, private readonly index: StatIndex) {}
+  private constructor(readonly dir: string, readonly ignore: PatternMatcher | undefined, private readonly indexDir: string) {}
 
   /** Walks `dir` with the ignore patterns; the stat index lives under `indexDir`. */
   static async scan(dir: string, patterns: readonly string[], indexDir: string, limits: ContextLimits = {}): Promise<BuildContext> {
     const pm = patterns.length > 0 ? new PatternMatcher(patterns) : undefined
-    const ctx = new BuildContext(dir, pm, StatIndex.load(indexDir, dir))
+    const ctx = new BuildContext(dir, pm, indexDir)
+    const indexFile = StatIndex.fileFor(indexDir, dir)
     const maxEntries = limits.maxEntries ?? 1_000_000
     const maxBytes = limits.maxBytes ?? 64 * 2 ** 30
     let bytes = 0
     let level = ['']
     while (level.length > 0) {
-      const listed = await scanDirs(dir, level)
+      const listed = await scanDirs(dir, level, indexFile)
       const next: string[] = []
       for (let i = 0; i < listed.length; i++) {
         const kept: ContextEntry[] = []
@@ -116,7 +132,10 @@ export class BuildContext {
           ctx.entries.set(e.rel, e)
           kept.push(e)
           if (isDirectory) next.push(e.rel)
-          else if (isFile(e)) bytes += e.size
+          else if (isFile(e)) {
+            bytes += e.size
+            if (e.sha256 !== undefined) ctx.#indexHits++
+          }
           if (ctx.entries.size > maxEntries || bytes > maxBytes) {
             throw new ContextTooLarge(`build context ${dir} is too large: more than ${ctx.entries.size > maxEntries ? `${maxEntries} entries` : `${maxBytes} bytes`}`)
           }
@@ -135,45 +154,58 @@ export class BuildContext {
     return n
   }
 
+  #loadedIndex(): StatIndex {
+    return (this.#index ??= StatIndex.load(this.indexDir, this.dir))
+  }
+
+  /**
+   * Hashes the regular files of `todo` that have no digest yet (natively, on a few threads),
+   * recording them in the stat index, and sets each one's `sha256`.
+   */
+  async #hash(todo: ContextEntry[], cancel?: InstanceType<typeof native.NativeCancel>): Promise<void> {
+    if (todo.length === 0) return
+    const index = this.#loadedIndex()
+    const stamp = index.stamp()
+    const res = await call(() => native.hashFiles(this.dir, todo.map((e) => toBytes(e.rel)), cancel))
+    this.bytesRead += res.bytesRead
+    todo.forEach((e, i) => {
+      const d = res.digests[i]
+      // A file without a digest from the scan came with its stat key.
+      index.put(e.rel, e as StatKey, d, stamp)
+      e.sha256 = d
+    })
+  }
+
+  /** Gives every regular file of the context its `sha256` (hashing those the stat index does not know). */
+  async hashAll(cancel?: InstanceType<typeof native.NativeCancel>): Promise<void> {
+    const todo: ContextEntry[] = []
+    for (const e of this.entries.values()) if (e.sha256 === undefined && isFile(e)) todo.push(e)
+    await this.#hash(todo, cancel)
+  }
+
   /**
    * The sha256 of each of `rels` (regular files of the context): from the stat index where
    * it may be trusted, else read and hashed (natively, on a few threads).
    */
   async digests(rels: readonly string[], cancel?: InstanceType<typeof native.NativeCancel>): Promise<Map<string, string>> {
-    const out = new Map<string, string>()
     const todo: ContextEntry[] = []
     for (const rel of rels) {
-      const known = this.#digests.get(rel)
-      if (known) {
-        out.set(rel, known)
-        continue
-      }
       const e = this.entries.get(rel)
       if (!e || !isFile(e)) throw new Error(`${rel} is not a regular file of the build context`)
-      const hit = this.index.lookup(rel, e)
-      if (hit) {
-        this.#digests.set(rel, hit)
-        out.set(rel, hit)
-      } else todo.push(e)
+      if (e.sha256 === undefined) todo.push(e)
     }
-    if (todo.length > 0) {
-      const stamp = this.index.stamp()
-      const res = await call(() => native.hashFiles(this.dir, todo.map((e) => toBytes(e.rel)), cancel))
-      this.bytesRead += res.bytesRead
-      todo.forEach((e, i) => {
-        const d = res.digests[i]
-        this.index.put(e.rel, e, d, stamp)
-        this.#digests.set(e.rel, d)
-        out.set(e.rel, d)
-      })
-    }
-    return out
+    await this.#hash(todo, cancel)
+    return new Map(rels.map((rel) => [rel, this.entries.get(rel)!.sha256!]))
   }
 
   /** Saves the stat index (dropping paths no longer present). */
   saveIndex(): void {
-    this.index.retain((rel) => this.entries.has(rel))
-    this.index.save()
+    // Nothing hashed, and every path the index has a row for was a kept file with its digest
+    // from it: nothing to record, nothing to drop.
+    if (!this.#index && native.statIndexRows(this.dir, StatIndex.fileFor(this.indexDir, this.dir)) === this.#indexHits) return
+    const index = this.#loadedIndex()
+    index.retain((rel) => this.entries.has(rel))
+    index.save()
   }
 
   /** Children of a directory entry (`''` = the root), in order. */

@@ -46,6 +46,8 @@ export interface SourceEntry {
   link?: string
   /** Extended attributes as `[name, base64 value]`, sorted (absent: none). */
   xattrs?: [string, string][]
+  /** A regular file's content digest where the tree knows it (the context's, ./context.ts). */
+  sha256?: string
 }
 
 /** Where sources are read from. */
@@ -217,14 +219,17 @@ export async function planSources(tree: SourceTree, sources: string[], line: num
   return out
 }
 
-/** `[path, type, mode, link target]` rows of a planned source for the cache key (no times, no owners). */
-export function describeSource(p: PlannedSource, withMode: boolean, digests: Map<string, string>): unknown[] {
+/**
+ * `[path, type, mode, link target, sha256]` rows of a planned source for the cache key (no
+ * times, no owners); a file's digest is its entry's own, else the one `digests` has.
+ */
+export function describeSource(p: PlannedSource, withMode: boolean, digests: ReadonlyMap<string, string>): unknown[] {
   const rows: unknown[] = []
   for (const it of p.items) {
     const base = it.entry.rel
     const row = (e: SourceEntry, at: string): unknown[] => {
       const type = isDirE(e) ? 'dir' : isFileE(e) ? 'file' : isLinkE(e) ? 'symlink' : `other:${e.mode & S_IFMT}`
-      const r = [at, type, withMode ? e.mode & 0o7777 : null, e.link ?? null, isFileE(e) ? digests.get(e.rel) ?? null : null]
+      const r = [at, type, withMode ? e.mode & 0o7777 : null, e.link ?? null, isFileE(e) ? e.sha256 ?? digests.get(e.rel) ?? null : null]
       // xattrs (copied with the entry) count; rows of entries without any keep their old shape.
       return e.xattrs ? [...r, e.xattrs] : r
     }
@@ -322,7 +327,7 @@ export function copySteps(opts: {
         links.set(key, dst)
       }
       const file: Extract<CopyStep, { op: 'file' }> = { op: 'file', src: e.rel, dst, mode: modeOf(e), uid, gid, mtime: e.mtimeNs }
-      const expect = tree.isContext ? digests.get(e.rel) : undefined
+      const expect = tree.isContext ? e.sha256 ?? digests.get(e.rel) : undefined
       if (expect) file.expect = expect
       st = file
     } else if (isLinkE(e)) {

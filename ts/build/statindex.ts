@@ -6,11 +6,19 @@
  * atomically (a torn or unreadable file, or one of another version, is an empty index):
  *
  * ```
- * {"v":2,"context":"/abs/path","entries":["<rel path>","<stat key>","sha256:…",…]}
+ * {"v":3,"context":"/abs/path","entries":[<rel path>,"<stat key>","sha256:…",…]}
  * ```
  *
- * flat, three strings an entry (one array to parse, no object per entry). The stat key is the
- * scan's `statKey` (crates/strata-napi/src/build.rs `scanDirs`): `dev:ino:size:mtimeNs:ctimeNs:mode`.
+ * flat, three values an entry (one array to parse, no object per entry); the path is a string,
+ * or `{"b": base64}` of its bytes when they are not UTF-8 (../internal/bytepath.ts `toWire`:
+ * the native side reads the file too). The stat key is the scan's `statKey`
+ * (crates/strata-napi/src/build.rs `scanDirs`): `dev:ino:size:mtimeNs:ctimeNs:mode`.
+ *
+ * The context scan looks every file up in this file natively
+ * (crates/strata-core/src/build_statindex.rs) and hands over the recorded digest with the
+ * entry when the file's stat key now is the recorded one; this class only reads the file when
+ * something is to be recorded or dropped (./context.ts).
+ *
  * An entry is used only if the file's stat key now is the recorded one, and it is recorded
  * only if the file's mtime and ctime were both older than the stamp taken when its hashing
  * began — git's "racily clean" rule: `stamp` is the file system's clock then (read off a file
@@ -20,12 +28,13 @@
  * changes ctime to at least the stamp, so a recorded entry can never describe an older
  * content. (Whether a recorded entry may be trusted depends only on its own stat key and
  * stamp, so it is decided once, when it is recorded; version 1 kept the stamp and decided on
- * every lookup.)
+ * every lookup; version 2 wrote paths as strings only.)
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { sha256Hex } from '../internal/sha256'
 import { tempFor } from '../internal/metawrites'
+import { WirePath, fromWire, toWire } from '../internal/bytepath'
 
 /** What an entry is keyed on: the scan's stat key, and the two times in it. */
 export interface StatKey {
@@ -44,7 +53,8 @@ function nsAtLeast(a: string, b: string): boolean {
   return a.length !== b.length ? a.length > b.length : a >= b
 }
 
-const VERSION = 2
+/** Also crates/strata-core/src/build_statindex.rs `VERSION`. */
+const VERSION = 3
 
 export class StatIndex {
   /** The entries as on disk: `[rel, stat key, sha256, …]` (dropped ones stay until saved). */
@@ -55,15 +65,23 @@ export class StatIndex {
 
   private constructor(private readonly file: string, private readonly context: string) {}
 
+  /** Where the index of `context` (a real path) is kept under `dir`. */
+  static fileFor(dir: string, context: string): string {
+    return path.join(dir, `${sha256Hex(context)}.json`)
+  }
+
   /** The index of `context` (a real path) kept under `dir`; empty when there is none yet. */
   static load(dir: string, context: string): StatIndex {
-    const file = path.join(dir, `${sha256Hex(context)}.json`)
+    const file = StatIndex.fileFor(dir, context)
     const idx = new StatIndex(file, context)
     try {
       const v = JSON.parse(fs.readFileSync(file, 'utf8')) as { v?: number; context?: string; entries?: unknown }
-      if (v.v === VERSION && v.context === context && Array.isArray(v.entries) && v.entries.length % 3 === 0 && v.entries.every((x) => typeof x === 'string')) {
+      const ok = (x: unknown, i: number): boolean => typeof x === 'string' || (i % 3 === 0 && typeof (x as { b?: unknown } | null)?.b === 'string')
+      if (v.v === VERSION && v.context === context && Array.isArray(v.entries) && v.entries.length % 3 === 0 && v.entries.every(ok)) {
         // Read as they are: one Map entry a path, no object per entry.
-        idx.#rows = v.entries as string[]
+        const rows = v.entries as (string | WirePath)[]
+        for (let i = 0; i < rows.length; i += 3) if (typeof rows[i] !== 'string') rows[i] = fromWire(rows[i] as WirePath)
+        idx.#rows = rows as string[]
         for (let i = 0; i < idx.#rows.length; i += 3) idx.#at.set(idx.#rows[i], i)
       }
     } catch { /* none yet, or unreadable: start empty */ }
@@ -130,8 +148,8 @@ export class StatIndex {
     if (!this.#dirty) return
     fs.mkdirSync(path.dirname(this.file), { recursive: true })
     const tmp = tempFor(this.file)
-    const entries: string[] = []
-    for (const i of this.#at.values()) entries.push(this.#rows[i], this.#rows[i + 1], this.#rows[i + 2])
+    const entries: WirePath[] = []
+    for (const i of this.#at.values()) entries.push(toWire(this.#rows[i]), this.#rows[i + 1], this.#rows[i + 2])
     fs.writeFileSync(tmp, JSON.stringify({ v: VERSION, context: this.context, entries }))
     fs.renameSync(tmp, this.file)
     this.#dirty = false

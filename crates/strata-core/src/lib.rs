@@ -13,13 +13,14 @@
 //! * [`kernel`] (mounts, locks, metadata files): mount, mountinfo, lock, fsbatch;
 //! * store primitives: [`fsutil`], [`du`], [`workpool`] (the threads of extract and COPY);
 //! * processes: [`console`], [`reaper`];
-//! * [`union`] (the view), [`build_ctx`] and [`build_add`] (a build's context, COPY and ADD),
+//! * [`union`] (the view), [`build_ctx`], [`build_statindex`] and [`build_add`] (a build's context, its stat index, COPY and ADD),
 //!   [`digest`], [`error`].
 //!
 //! Nothing here decides what a store holds (which layers an image needs, names, records):
 //! TypeScript does, and calls in for the bytes and syscalls.
 pub mod build_add;
 pub mod build_ctx;
+pub mod build_statindex;
 pub mod console;
 pub mod digest;
 pub mod du;

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use strata_core::build_add;
 use strata_core::build_ctx::{self, CopyOp};
+use strata_core::build_statindex::{self, StatIndexRows, WirePath};
 use strata_core::digest::Digest;
 use strata_core::egress::build_commit;
 use strata_core::error::ErrorCode;
@@ -21,29 +22,16 @@ fn flag(cancel: Option<&NativeCancel>) -> Arc<AtomicBool> {
     NativeCancel::flag_of(cancel)
 }
 
-/// A file name from JSON: a string when it is UTF-8, else `{"b": base64}` (ts/internal/bytepath.ts).
-#[derive(serde::Deserialize, Clone)]
-#[serde(untagged)]
-enum WirePath {
-    Text(String),
-    Bytes { b: String },
-}
-
-impl WirePath {
-    fn into_bytes(self) -> Outcome<Vec<u8>> {
-        use base64::Engine;
-        match self {
-            WirePath::Text(s) => Ok(s.into_bytes()),
-            WirePath::Bytes { b } => base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .map_err(|e| crate::Failure::new(ErrorCode::InvalidArgument, format!("bad path bytes: {e}"))),
-        }
-    }
+/// A file name from JSON as bytes (see [`WirePath`]).
+fn wire(p: WirePath) -> Outcome<Vec<u8>> {
+    p.into_bytes().map_err(|e| crate::Failure::new(ErrorCode::InvalidArgument, format!("bad path bytes: {e}")))
 }
 
 pub struct ScanDirs {
     root: PathBuf,
     dirs: Vec<Vec<u8>>,
+    /// The stat index file the files' digests are looked up in.
+    index: Option<PathBuf>,
 }
 
 /// Appends `b` to `out` as a JSON value: a string when it is UTF-8, else `{"b": base64}` (see [`WirePath`]).
@@ -62,9 +50,10 @@ fn push_wire(out: &mut String, b: &[u8]) {
 
 /// The JSON `scanDirs` returns for `entries` of the directories `dirs` (see there). Written by
 /// hand: building a `serde_json::Value` per entry cost more than the walk itself.
-fn scan_json(dirs: &[Vec<u8>], entries: &[build_ctx::ScanEntry]) -> String {
+fn scan_json(dirs: &[Vec<u8>], entries: &[build_ctx::ScanEntry], index: &StatIndexRows) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(64 + entries.len() * 200);
+    let mut key = String::new();
     out.push('[');
     let mut at = 0;
     for (i, dir) in dirs.iter().enumerate() {
@@ -87,9 +76,25 @@ fn scan_json(dirs: &[Vec<u8>], entries: &[build_ctx::ScanEntry]) -> String {
             // Writing to a String cannot fail.
             let _ = write!(
                 out,
-                ",\"mode\":{},\"uid\":{},\"gid\":{},\"size\":{},\"dev\":{},\"ino\":{},\"nlink\":{},\"mtimeNs\":\"{mtime}\",\"ctimeNs\":\"{ctime}\",\"statKey\":\"{}:{}:{}:{mtime}:{ctime}:{}\"",
-                e.mode, e.uid, e.gid, e.size, e.dev, e.ino, e.nlink, e.dev, e.ino, e.size, e.mode
+                ",\"mode\":{},\"uid\":{},\"gid\":{},\"size\":{},\"dev\":{},\"ino\":{},\"nlink\":{},\"mtimeNs\":\"{mtime}\",\"ctimeNs\":\"{ctime}\"",
+                e.mode, e.uid, e.gid, e.size, e.dev, e.ino, e.nlink
             );
+            key.clear();
+            let _ = write!(key, "{}:{}:{}:{mtime}:{ctime}:{}", e.dev, e.ino, e.size, e.mode);
+            // A regular file the index has a digest for under this very stat key: the digest
+            // instead of the key (nothing on the JS side then needs the one or the index).
+            match index.lookup(&rel, &key).filter(|_| e.mode & 0o170000 == 0o100000) {
+                Some(sha) => {
+                    out.push_str(",\"sha256\":\"");
+                    out.push_str(sha);
+                    out.push('"');
+                }
+                None => {
+                    out.push_str(",\"statKey\":\"");
+                    out.push_str(&key);
+                    out.push('"');
+                }
+            }
             if let Some(link) = &e.link {
                 out.push_str(",\"link\":");
                 push_wire(&mut out, link);
@@ -119,7 +124,11 @@ impl crate::NativeTask for ScanDirs {
     type JsValue = String;
     fn compute(&mut self) -> Outcome<String> {
         let entries = build_ctx::scan_dirs(&self.root, &self.dirs)?;
-        Ok(scan_json(&self.dirs, &entries))
+        let index = match &self.index {
+            Some(file) => build_statindex::load(file, &self.root.to_string_lossy()),
+            None => Default::default(),
+        };
+        Ok(scan_json(&self.dirs, &entries, &index))
     }
     fn resolve(&mut self, _: Env, out: String) -> Result<Self::JsValue> {
         Ok(out)
@@ -128,16 +137,29 @@ impl crate::NativeTask for ScanDirs {
 
 /// Lists `dirs` (relative to `root` as bytes, empty = the root) one level each, as a JSON array
 /// holding, for each of `dirs` in order, the array of its entries sorted by name (byte-wise):
-/// `{"rel", "mode", "uid", "gid", "size", "dev", "ino", "nlink", "mtimeNs", "ctimeNs", "statKey",
-/// "link"?, "xattrs"?}`. `rel` is the entry's path below `root` (`dir/name`), `link` a symlink's
-/// target — each a string, or `{"b": base64}` when its bytes are not UTF-8
+/// `{"rel", "mode", "uid", "gid", "size", "dev", "ino", "nlink", "mtimeNs", "ctimeNs", "statKey"
+/// | "sha256", "link"?, "xattrs"?}`. `rel` is the entry's path below `root` (`dir/name`), `link` a
+/// symlink's target — each a string, or `{"b": base64}` when its bytes are not UTF-8
 /// (ts/internal/bytepath.ts) —, times in ns as decimal strings, `statKey` the fields the stat
 /// index keys on as one string, `"dev:ino:size:mtimeNs:ctimeNs:mode"` (ts/build/statindex.ts),
-/// `xattrs` (absent: none) sorted `[name, base64 value]` pairs. A directory that vanished lists
-/// as empty.
+/// `xattrs` (absent: none) sorted `[name, base64 value]` pairs. With `index` (a stat index file
+/// of the context `root`, `strata_core::build_statindex`), a regular file that it records under
+/// its stat key now has `sha256` (the recorded digest) in place of `statKey`. A directory that
+/// vanished lists as empty.
 #[napi(ts_return_type = "Promise<string>")]
-pub fn scan_dirs(root: String, dirs: Vec<Buffer>) -> AsyncTask<crate::error::Job<ScanDirs>> {
-    crate::job(ScanDirs { root: root.into(), dirs: dirs.into_iter().map(|b| b.to_vec()).collect() })
+pub fn scan_dirs(root: String, dirs: Vec<Buffer>, index: Option<String>) -> AsyncTask<crate::error::Job<ScanDirs>> {
+    crate::job(ScanDirs {
+        root: root.into(),
+        dirs: dirs.into_iter().map(|b| b.to_vec()).collect(),
+        index: index.map(PathBuf::from),
+    })
+}
+
+/// How many paths the stat index file `index` of the context `root` has a row for (0: none, or
+/// not one this version reads); `scanDirs` handed out the digests of those it found unchanged.
+#[napi]
+pub fn stat_index_rows(root: String, index: String) -> u32 {
+    build_statindex::load(Path::new(&index), &root).len() as u32
 }
 
 /// What `hashFiles` found.
@@ -194,15 +216,15 @@ fn convert(s: CopyStep) -> Outcome<CopyOp> {
     let mtime_ns = s.mtime.as_deref().unwrap_or("0").parse::<i64>().map_err(|e| bad(format!("mtime: {e}")))?;
     let (mode, uid, gid) = (s.mode.unwrap_or(0o755), s.uid.unwrap_or(0), s.gid.unwrap_or(0));
     let need = |v: Option<WirePath>, what: &str| -> Outcome<Vec<u8>> {
-        v.ok_or_else(|| bad(format!("{} needs {what}", s.op)))?.into_bytes()
+        wire(v.ok_or_else(|| bad(format!("{} needs {what}", s.op)))?)
     };
     let mut xattrs = Vec::new();
     for (k, v) in s.xattrs.clone().unwrap_or_default() {
         let value =
             base64::engine::general_purpose::STANDARD.decode(v).map_err(|e| bad(format!("xattr value: {e}")))?;
-        xattrs.push((k.into_bytes()?, value));
+        xattrs.push((wire(k)?, value));
     }
-    let dst = s.dst.clone().into_bytes()?;
+    let dst = wire(s.dst.clone())?;
     Ok(match s.op.as_str() {
         "mkdirs" => CopyOp::Mkdirs { dst, mode, uid, gid },
         "dir" => CopyOp::Dir { dst, mode, uid, gid, mtime_ns, xattrs },
