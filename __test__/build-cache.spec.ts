@@ -203,6 +203,30 @@ test.serial('incremental COPY: a changed file is copied, the others linked from 
   await checkConsistent(t, root)
 })
 
+test.serial('incremental COPY: the links it makes in the unmounted layer dir are synced before the layer is registered (strace of a CLI rebuild)', async (t) => {
+  // An overlay's unmount syncs what was written through the mount; the links go into the upper
+  // dir after it, so the copy syncs them itself. Seen from outside: after the COPY's last
+  // linkat comes a syncfs, and only then the rename that makes a layerdb entry visible.
+  const { dir, store, root } = await freshStore(t)
+  await store.close()
+  const ctx = path.join(dir, 'ctx')
+  const files: Record<string, string> = { Dockerfile: `FROM ${BB}\nCOPY tree/ /app/\n` }
+  for (let i = 0; i < 20; i++) files[`tree/d${i % 4}/f${i}.txt`] = `file ${i}`
+  writeContext(ctx, files)
+  execFileSync(process.execPath, [CLI, '--root', root, 'build', '-q', ctx])
+  fs.writeFileSync(path.join(ctx, 'tree/d0/f0.txt'), 'changed')
+  const trace = path.join(dir, 'strace.txt')
+  execFileSync('strace', ['-f', '-qq', '-o', trace, '-e', 'trace=linkat,syncfs,rename,renameat,renameat2', process.execPath, CLI, '--root', root, 'build', '-q', ctx])
+  const calls = fs.readFileSync(trace, 'utf8').split('\n').filter((l) => !l.includes('resumed>'))
+  const links = calls.flatMap((l, i) => (/\blinkat\(/.test(l) && !/= -1/.test(l) ? [i] : []))
+  t.true(links.length >= 19, `the unchanged files are linked (${links.length} linkat)`)
+  const lastLink = links[links.length - 1]
+  const sync = calls.findIndex((l, i) => i > lastLink && /\bsyncfs\(/.test(l))
+  t.true(sync > lastLink, 'a syncfs follows the last link')
+  const visible = calls.findIndex((l, i) => i > lastLink && /\brename(at2?)?\(.*layerdb/.test(l))
+  t.true(visible > sync, 'the layer becomes visible after the sync')
+})
+
 test.serial('incremental COPY: hints that cannot be written or read never fail a build', async (t) => {
   const { dir, store, root } = await freshStore(t)
   const ctx = path.join(dir, 'ctx')

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=0
-for b in busybox runc umoci skopeo debootstrap zstd dockerd htpasswd openssl curl; do command -v "$b" >/dev/null || need=1; done
+for b in busybox runc umoci skopeo debootstrap zstd dockerd htpasswd openssl curl strace; do command -v "$b" >/dev/null || need=1; done
 [ -x /usr/bin/docker-registry ] || need=1
 [ -d node_modules ] || need=1
 [ -f native/strata.linux-x64-gnu.node ] || need=1

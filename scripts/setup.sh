@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the project drives for real (see README "What runs for real").
-APT_PACKAGES=(busybox-static runc docker-registry umoci skopeo debootstrap zstd attr docker.io apache2-utils openssl curl)
+APT_PACKAGES=(busybox-static runc docker-registry umoci skopeo debootstrap zstd attr docker.io apache2-utils openssl curl strace)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -692,6 +692,14 @@ pub fn copy_in(src_root: &Path, dst_root: &Path, ops: &[CopyOp], cancel: &Atomic
 /// Why a link is safe: layers are read-only (overlayfs copies a file up before any write), a
 /// layer's removal unlinks its names only (the inode lives on under the other), and the layer
 /// walk ([`crate::egress::layertar`]) pairs hard links by inode within one layer only.
+///
+/// Durability: links can only go into a layer's own dir (an overlay's upper dir while it is not
+/// mounted), where no unmount will sync what the copy wrote (that sync is what makes a step's
+/// mounted writes durable before its layer is registered). So with a reuse root, the copy ends
+/// with one `syncfs` of the destination's file system: the new names, and the files copied
+/// where a link did not stand, are on disk before anything can name the layer. (On ext4 the
+/// register's later fsyncs would commit the names with the journal, but not the data of a
+/// delayed-allocation copy, and other file systems promise neither.)
 pub fn copy_in_reusing(
     src_root: &Path,
     dst_root: &Path,
@@ -716,6 +724,13 @@ pub fn copy_in_reusing(
         let settled = pool.settle();
         r.and(settled)
     })?;
+    if reuse.is_some() {
+        // `dst` is an O_PATH handle, which syncfs refuses.
+        let at = dst_root.as_os_str().as_bytes();
+        let fs = rustix::fs::open(dst_root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_err("open", at))?;
+        rustix::fs::syncfs(&fs).map_err(io_err("syncfs", at))?;
+    }
     Ok(Copied { files: counts.files.load(Ordering::Relaxed), bytes: counts.bytes.load(Ordering::Relaxed) })
 }
 
