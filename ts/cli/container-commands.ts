@@ -2,8 +2,8 @@
  * CLI: `create`, `run`, `start`, `stop`, `kill`, `wait`, `logs`, `rm`, `ps`, `diff`, `commit`,
  * `export`, `mount`, `umount` — docker's flags and output. Listed in ./commands.ts.
  */
-import { readFile } from 'node:fs/promises'
 import type { Store } from '../store'
+import { fsp } from '../internal/lazy'
 import { StrataError } from '../errors'
 import { parseArgs, flag, value, values, FlagSpec, Parsed } from './args'
 import { Io, processIo } from './io'
@@ -39,15 +39,15 @@ async function securityOpts(p: Parsed): Promise<string[]> {
     }
     let text: string
     try {
-      text = await readFile(m[1], 'utf8')
+      text = await fsp.readFile(m[1], 'utf8')
     } catch (e) {
-      throw new StrataError('InvalidArgument', `opening seccomp profile (${m[1]}) failed: ${(e as Error).message}`)
+      throw new StrataError('InvalidArgument', `opening seccomp profile (${m[1]}) failed: ${(e as Error).message}`, { cause: e })
     }
     let json: unknown
     try {
       json = JSON.parse(text)
     } catch (e) {
-      throw new StrataError('InvalidArgument', `compacting json for seccomp profile (${m[1]}) failed: ${(e as Error).message}`)
+      throw new StrataError('InvalidArgument', `compacting json for seccomp profile (${m[1]}) failed: ${(e as Error).message}`, { cause: e })
     }
     out.push(`seccomp=${JSON.stringify(json)}`)
   }
