@@ -305,10 +305,19 @@ test.serial('builder hints: temp files a dead process left between write and ren
     renamed.push(String(from))
     rename(from, to)
   }
+  // The stat index is renamed into place natively, from the temp name JS gives it.
+  const binding = Object.values(require.cache).find((m) => typeof m?.exports?.statIndexUpdate === 'function')!.exports as typeof native
+  const update = binding.statIndexUpdate
+  binding.statIndexUpdate = (...a: Parameters<typeof update>) => {
+    const r = update(...a)
+    if (r === 'written') renamed.push(a[2])
+    return r
+  }
   try {
     await store.build({ context: ctx })
   } finally {
     nodeFs.renameSync = rename
+    binding.statIndexUpdate = update
   }
   await store.close()
   const hintDirs = ['copies', 'fromkeys', 'statindex'].map((d) => path.join(root, 'builder', d))

@@ -271,3 +271,48 @@ test('an index of version 2 (paths as strings only) is no index: its files are h
   c.saveIndex()
   t.is((JSON.parse(fs.readFileSync(StatIndex.fileFor(idx, ctx), 'utf8')) as { v: number }).v, 3)
 })
+
+test.serial('a file changed since the last build is recorded without the index being read in JS; with a path gone too, that row is dropped as well', async (t) => {
+  const { ctx, idx } = await settledContext(t, ['src/a.txt', 'src/sub/b.txt', 'notes.md', 'src/caf\udce9.txt'], (ctx) => fs.writeFileSync(Buffer.concat([Buffer.from(`${ctx}/src/`), Buffer.from('caf\xe9.txt', 'latin1')]), 'latin-1 name\n'))
+  let loads = 0
+  const load = StatIndex.load
+  StatIndex.load = (dir: string, context: string): StatIndex => {
+    loads++
+    return load(dir, context)
+  }
+  t.teardown(() => { StatIndex.load = load })
+  const build = async (): Promise<BuildContext> => {
+    const c = await BuildContext.scan(ctx, ['.git'], idx)
+    await c.hashAll()
+    c.saveIndex()
+    return c
+  }
+  const rows = (): string[] => {
+    const v = JSON.parse(fs.readFileSync(StatIndex.fileFor(idx, ctx), 'utf8')) as { entries: unknown[] }
+    return v.entries.filter((_, i) => i % 3 === 0).map((p) => (typeof p === 'string' ? p : JSON.stringify(p))).sort()
+  }
+  await build()
+  t.is(loads, 0, 'a first index is written natively')
+  t.deepEqual(rows(), ['notes.md', 'src/a.txt', 'src/sub/b.txt', `{"b":"${Buffer.from('src/caf\xe9.txt', 'latin1').toString('base64')}"}`])
+  // One file changed (recordable once the clock has moved on).
+  fs.appendFileSync(path.join(ctx, 'src/a.txt'), ' and more')
+  await clockPast(ctx)
+  const c2 = await build()
+  t.is(c2.bytesRead, 'alpha and more'.length)
+  t.is(loads, 0, 'recorded natively')
+  const c3 = await build()
+  t.is(c3.bytesRead, 0)
+  t.is(c3.entries.get('src/a.txt')?.sha256, sha('alpha and more'))
+  t.is(c3.entries.get('src/caf\udce9.txt')?.sha256, sha('latin-1 name\n'))
+  // One changed and one deleted: the native update declines (a row it was not told of), JS drops it.
+  fs.appendFileSync(path.join(ctx, 'src/a.txt'), '!')
+  fs.rmSync(path.join(ctx, 'notes.md'))
+  await clockPast(ctx)
+  await build()
+  t.is(loads, 1)
+  t.is(rows().length, 3)
+  t.false(rows().includes('notes.md'))
+  const c5 = await build()
+  t.is(c5.bytesRead, 0)
+  t.is(c5.entries.get('src/a.txt')?.sha256, sha('alpha and more!'))
+})

@@ -13,14 +13,16 @@
  * as JSON objects already shaped as entries (path, stat fields), so `JSON.parse` makes the
  * entries and the JS side only judges and files them. It also looks each file up in the stat
  * index file: a file whose stat key is the recorded one comes with its recorded `sha256`, so a
- * rebuild where nothing changed neither loads the index here nor looks anything up; the index
- * is read here only when a file is to be recorded or a path dropped.
+ * rebuild where nothing changed neither loads the index here nor looks anything up; the files
+ * hashed are recorded natively too (`saveIndex`), and the index is read here only when a path
+ * is to be dropped.
  */
 import * as path from 'node:path'
 import { native } from '../internal/native'
 import { call } from '../errors'
 import { PatternMatcher, verdict } from './dockerignore'
-import { StatIndex, StatKey } from './statindex'
+import { StatIndex, StatKey, recordable } from './statindex'
+import { tempFor } from '../internal/metawrites'
 import type { SourceTree } from './copy'
 import { WirePath, fromWire, toBytes } from '../internal/bytepath'
 
@@ -107,8 +109,8 @@ export class BuildContext {
   bytesRead = 0
   /** Kept files the scan gave a digest from the stat index for. */
   #indexHits = 0
-  /** The stat index, once something is to be recorded in it or dropped from it. */
-  #index: StatIndex | undefined
+  /** Files hashed in this build, with the stamp their hashing began at, for the stat index. */
+  readonly #hashed: { e: ContextEntry; stamp: bigint }[] = []
 
   private constructor(readonly dir: string, readonly ignore: PatternMatcher | undefined, private readonly indexDir: string) {}
 
@@ -154,25 +156,18 @@ export class BuildContext {
     return n
   }
 
-  #loadedIndex(): StatIndex {
-    return (this.#index ??= StatIndex.load(this.indexDir, this.dir))
-  }
-
   /**
    * Hashes the regular files of `todo` that have no digest yet (natively, on a few threads),
-   * recording them in the stat index, and sets each one's `sha256`.
+   * to be recorded in the stat index (`saveIndex`), and sets each one's `sha256`.
    */
   async #hash(todo: ContextEntry[], cancel?: InstanceType<typeof native.NativeCancel>): Promise<void> {
     if (todo.length === 0) return
-    const index = this.#loadedIndex()
-    const stamp = index.stamp()
+    const stamp = StatIndex.stamp(this.indexDir)
     const res = await call(() => native.hashFiles(this.dir, todo.map((e) => toBytes(e.rel)), cancel))
     this.bytesRead += res.bytesRead
     todo.forEach((e, i) => {
-      const d = res.digests[i]
-      // A file without a digest from the scan came with its stat key.
-      index.put(e.rel, e as StatKey, d, stamp)
-      e.sha256 = d
+      e.sha256 = res.digests[i]
+      this.#hashed.push({ e, stamp })
     })
   }
 
@@ -198,12 +193,26 @@ export class BuildContext {
     return new Map(rels.map((rel) => [rel, this.entries.get(rel)!.sha256!]))
   }
 
-  /** Saves the stat index (dropping paths no longer present). */
+  /** Saves the stat index: the files hashed recorded (or dropped: racily clean), paths no longer present dropped. */
   saveIndex(): void {
-    // Nothing hashed, and every path the index has a row for was a kept file with its digest
-    // from it: nothing to record, nothing to drop.
-    if (!this.#index && native.statIndexRows(this.dir, StatIndex.fileFor(this.indexDir, this.dir)) === this.#indexHits) return
-    const index = this.#loadedIndex()
+    const file = StatIndex.fileFor(this.indexDir, this.dir)
+    const rels: Buffer[] = []
+    const keys: string[] = []
+    const shas: string[] = []
+    let recorded = 0
+    for (const { e, stamp } of this.#hashed) {
+      // A file without a digest from the scan came with its stat key.
+      const ok = recordable(e as StatKey, stamp)
+      rels.push(toBytes(e.rel))
+      keys.push(ok ? e.statKey! : '')
+      shas.push(ok ? e.sha256! : '')
+      if (ok) recorded++
+    }
+    // Natively, from the rows the scan parsed, when every row left is a kept file's (the scan's
+    // hits and the rows recorded now); else rows of paths gone or ignored since are dropped here.
+    if (native.statIndexUpdate(this.dir, file, tempFor(file), rels, keys, shas, this.#indexHits + recorded) !== 'declined') return
+    const index = StatIndex.load(this.indexDir, this.dir)
+    for (const { e, stamp } of this.#hashed) index.put(e.rel, e as StatKey, e.sha256!, stamp)
     index.retain((rel) => this.entries.has(rel))
     index.save()
   }

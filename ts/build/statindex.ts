@@ -16,8 +16,10 @@
  *
  * The context scan looks every file up in this file natively
  * (crates/strata-core/src/build_statindex.rs) and hands over the recorded digest with the
- * entry when the file's stat key now is the recorded one; this class only reads the file when
- * something is to be recorded or dropped (./context.ts).
+ * entry when the file's stat key now is the recorded one. The rows a build hashed are written
+ * natively too (`native.statIndexUpdate`, from the rows parsed for the scan); this class only
+ * reads and writes the file when rows of paths no longer in the context are to be dropped
+ * (./context.ts).
  *
  * An entry is used only if the file's stat key now is the recorded one, and it is recorded
  * only if the file's mtime and ctime were both older than the stamp taken when its hashing
@@ -51,6 +53,15 @@ export interface StatKey {
 function nsAtLeast(a: string, b: string): boolean {
   if (a.startsWith('-') || b.startsWith('-')) return BigInt(a) >= BigInt(b)
   return a.length !== b.length ? a.length > b.length : a >= b
+}
+
+/**
+ * Whether a file `st` describes may be recorded as hashed in a hashing that began at `stampNs`:
+ * not when it was racily clean then (see the module comment).
+ */
+export function recordable(st: StatKey, stampNs: bigint): boolean {
+  const stamp = stampNs.toString()
+  return !nsAtLeast(st.mtimeNs, stamp) && !nsAtLeast(st.ctimeNs, stamp)
 }
 
 /** Also crates/strata-core/src/build_statindex.rs `VERSION`. */
@@ -100,8 +111,7 @@ export class StatIndex {
    * `rel` is dropped instead.
    */
   put(rel: string, st: StatKey, sha256: string, stampNs: bigint): void {
-    const stamp = stampNs.toString()
-    if (nsAtLeast(st.mtimeNs, stamp) || nsAtLeast(st.ctimeNs, stamp)) {
+    if (!recordable(st, stampNs)) {
       this.#drop(rel)
       return
     }
@@ -127,12 +137,12 @@ export class StatIndex {
   }
 
   /**
-   * The file system's current time as file times record it: a stamp file is written and its
-   * mtime read back. Taken before hashing begins.
+   * The file system's current time as file times record it: a stamp file is written in `dir`
+   * (where indexes are kept) and its mtime read back. Taken before hashing begins.
    */
-  stamp(): bigint {
-    fs.mkdirSync(path.dirname(this.file), { recursive: true })
-    const f = tempFor(path.join(path.dirname(this.file), 'stamp'))
+  static stamp(dir: string): bigint {
+    fs.mkdirSync(dir, { recursive: true })
+    const f = tempFor(path.join(dir, 'stamp'))
     const fd = fs.openSync(f, 'w', 0o600)
     try {
       fs.writeSync(fd, 'x')

@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use strata_core::build_add;
 use strata_core::build_ctx::{self, CopyOp};
-use strata_core::build_statindex::{self, StatIndexRows, WirePath};
+use strata_core::build_statindex::{self, push_wire, StatIndexRows, WirePath};
 use strata_core::digest::Digest;
 use strata_core::egress::build_commit;
 use strata_core::error::ErrorCode;
@@ -32,20 +32,6 @@ pub struct ScanDirs {
     dirs: Vec<Vec<u8>>,
     /// The stat index file the files' digests are looked up in.
     index: Option<PathBuf>,
-}
-
-/// Appends `b` to `out` as a JSON value: a string when it is UTF-8, else `{"b": base64}` (see [`WirePath`]).
-fn push_wire(out: &mut String, b: &[u8]) {
-    use base64::Engine;
-    match std::str::from_utf8(b) {
-        // A `str` always serializes.
-        Ok(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
-        Err(_) => {
-            out.push_str("{\"b\":\"");
-            out.push_str(&base64::engine::general_purpose::STANDARD.encode(b));
-            out.push_str("\"}");
-        }
-    }
 }
 
 /// The JSON `scanDirs` returns for `entries` of the directories `dirs` (see there). Written by
@@ -155,11 +141,40 @@ pub fn scan_dirs(root: String, dirs: Vec<Buffer>, index: Option<String>) -> Asyn
     })
 }
 
-/// How many paths the stat index file `index` of the context `root` has a row for (0: none, or
-/// not one this version reads); `scanDirs` handed out the digests of those it found unchanged.
-#[napi]
-pub fn stat_index_rows(root: String, index: String) -> u32 {
-    build_statindex::load(Path::new(&index), &root).len() as u32
+/// Records the rows a build hashed in the stat index file `index` of the context `root`
+/// (`strata_core::build_statindex::update`): `rels[i]` gets `keys[i]`, `shas[i]` (its stat key
+/// and digest), or loses its row when `keys[i]` is empty. Written through `tmp` when the result
+/// has `expectRows` rows ("written"), left alone when nothing changed ("same"); "declined"
+/// (nothing written) when the count differs: the index has rows the caller did not account for.
+#[napi(ts_return_type = "'same' | 'written' | 'declined'")]
+#[allow(clippy::too_many_arguments)]
+pub fn stat_index_update(
+    env: Env,
+    root: String,
+    index: String,
+    tmp: String,
+    rels: Vec<Buffer>,
+    keys: Vec<String>,
+    shas: Vec<String>,
+    expect_rows: u32,
+) -> Result<&'static str> {
+    if rels.len() != keys.len() || rels.len() != shas.len() {
+        let f =
+            crate::Failure::new(ErrorCode::InvalidArgument, "statIndexUpdate: rels, keys and shas differ in length");
+        return Err(f.into_js(&env));
+    }
+    let changes = rels
+        .into_iter()
+        .zip(keys.into_iter().zip(shas))
+        .map(|(rel, (key, sha))| (rel.to_vec(), if key.is_empty() { None } else { Some((key, sha)) }))
+        .collect();
+    let updated = build_statindex::update(Path::new(&index), &root, Path::new(&tmp), changes, expect_rows as usize)
+        .map_err(crate::throw(&env))?;
+    Ok(match updated {
+        build_statindex::Updated::Same => "same",
+        build_statindex::Updated::Written => "written",
+        build_statindex::Updated::Declined => "declined",
+    })
 }
 
 /// What `hashFiles` found.
