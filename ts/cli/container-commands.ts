@@ -3,6 +3,7 @@
  * `export`, `mount`, `umount` — docker's flags and output. Listed in ./commands.ts.
  */
 import type { Store } from '../store'
+import { fsp } from '../internal/lazy'
 import { StrataError } from '../errors'
 import { parseArgs, flag, value, values, FlagSpec, Parsed } from './args'
 import { Io, processIo } from './io'
@@ -21,7 +22,37 @@ const CREATE_FLAGS: FlagSpec[] = [
   { name: 'user', short: 'u', value: true }, { name: 'entrypoint', value: true }, { name: 'network', value: true },
   { name: 'net', value: true }, { name: 'rm' }, { name: 'interactive', short: 'i' }, { name: 'runtime', value: true },
   { name: 'tty', short: 't' }, { name: 'label', short: 'l', value: true, multi: true }, { name: 'env-file', value: true, multi: true },
+  { name: 'security-opt', value: true, multi: true },
 ]
+
+/**
+ * `--security-opt` as the docker CLI sends it: `seccomp=FILE` becomes `seccomp=` and the file's
+ * JSON (compacted); `seccomp=unconfined` and anything else pass as given (create checks them).
+ */
+async function securityOpts(p: Parsed): Promise<string[]> {
+  const out: string[] = []
+  for (const o of values(p, 'security-opt')) {
+    const m = /^seccomp[=:]([\s\S]+)$/.exec(o)
+    if (!m || m[1] === 'unconfined') {
+      out.push(o)
+      continue
+    }
+    let text: string
+    try {
+      text = await fsp.readFile(m[1], 'utf8')
+    } catch (e) {
+      throw new StrataError('InvalidArgument', `opening seccomp profile (${m[1]}) failed: ${(e as Error).message}`, { cause: e })
+    }
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch (e) {
+      throw new StrataError('InvalidArgument', `compacting json for seccomp profile (${m[1]}) failed: ${(e as Error).message}`, { cause: e })
+    }
+    out.push(`seccomp=${JSON.stringify(json)}`)
+  }
+  return out
+}
 
 /** `-l KEY=VALUE` (a bare `KEY` has the empty value), as docker's ConvertKVStringsToMap. */
 function labelsOf(p: Parsed): Record<string, string> {
@@ -51,6 +82,8 @@ async function createOptions(p: Parsed, attach = true): Promise<CreateOptions> {
   if (network !== undefined) o.network = network
   const rt = value(p, 'runtime')
   if (rt !== undefined) o.runtime = rt
+  const so = await securityOpts(p)
+  if (so.length) o.securityOpt = so
   return o
 }
 

@@ -25,7 +25,8 @@ import { ContainerRecord, HostConfig, readRecord, writeRecord, initialState, Net
 import { NativeFsOp, fsBatch, native } from '../internal/native'
 import { selectContainers, PsFilters } from './filters'
 import { pruneContainers, PruneFilters, ContainerPruneResult } from '../prune'
-import { withUserEnv } from './spec'
+import { CAPS, withUserEnv } from './spec'
+import { seccompFor } from './seccomp'
 import { call } from '../errors'
 import { canonicalName, randomName } from './names'
 import { lowerChain, maxLowerDirs } from './plan'
@@ -64,6 +65,12 @@ export interface CreateOptions {
   attach?: boolean
   /** The OCI runtime binary (default `$STRATA_RUNTIME` or `runc`). */
   runtime?: string
+  /**
+   * `--security-opt`, in the form Docker's API takes: `seccomp=unconfined` (no seccomp filter),
+   * or `seccomp=` followed by a profile's JSON text (Docker's format; the CLI reads the file).
+   * Default: Docker's default seccomp profile.
+   */
+  securityOpt?: string[]
 }
 
 /** A row of `ps`. */
@@ -216,9 +223,12 @@ export class Containers {
     const hostHosts = network === 'host' ? await readIfExists('/etc/hosts') : undefined
     const resolvConf = (await readIfExists('/etc/resolv.conf')) ?? ''
 
+    const securityOpt = [...(opts.securityOpt ?? [])]
+    // A bad profile fails here, with InvalidArgument, rather than at every start.
+    seccompFor(securityOpt, CAPS)
     const hostConfig: HostConfig = {
       NetworkMode: network, AutoRemove: Boolean(opts.autoRemove), Runtime: opts.runtime ?? 'runc',
-      LogConfig: { Type: 'json-file', Config: {} },
+      LogConfig: { Type: 'json-file', Config: {} }, ...(securityOpt.length ? { SecurityOpt: securityOpt } : {}),
     }
     const nameTaken = (records: ContainerRecord[], name: string): void => {
       const taken = records.find((r) => r.Name === name)
@@ -653,7 +663,7 @@ export const CREATE_OPTIONS = v.options({
   user: v.optional(v.string), entrypoint: v.optional(v.either(v.string, v.arrayOf(v.string))),
   cmd: v.optional(v.arrayOf(v.string)), network: v.optional(v.string), autoRemove: v.optional(v.boolean),
   openStdin: v.optional(v.boolean), runtime: v.optional(v.nonEmptyString), tty: v.optional(v.boolean),
-  labels: v.optional(v.recordOf(v.string)), attach: v.optional(v.boolean),
+  labels: v.optional(v.recordOf(v.string)), attach: v.optional(v.boolean), securityOpt: v.optional(v.arrayOf(v.string)),
 })
 
 /** `--filter`-style maps: each key → its values. */

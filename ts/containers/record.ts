@@ -27,6 +27,8 @@ export interface HostConfig {
   AutoRemove: boolean
   Runtime: string
   LogConfig: { Type: 'json-file'; Config: Record<string, string> }
+  /** `--security-opt` as Docker stores it: `seccomp=unconfined`, or `seccomp=` and a profile's JSON. */
+  SecurityOpt?: string[]
 }
 
 export interface ContainerRecord {

@@ -5,10 +5,12 @@
  */
 import { StrataError } from '../errors'
 import { NetworkMode } from './record'
+import { defaultSeccomp, LinuxSeccomp } from './seccomp'
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
-const CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
+/** Docker's default capability set (also the bounding set the seccomp profile is resolved for). */
+export const CAPS: readonly string[] = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
   'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE']
 
 export const MASKED_PATHS = ['/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats',
@@ -39,6 +41,8 @@ export interface SpecInput {
   /** A terminal for the process (`-t`), of this size when known (runc applies it before the process starts). */
   terminal?: boolean
   consoleSize?: { rows: number; cols: number }
+  /** `linux.seccomp`: Docker's default profile when absent, none (`unconfined`) when null. */
+  seccomp?: LinuxSeccomp | null
 }
 
 /**
@@ -85,6 +89,7 @@ export function buildSpec(s: SpecInput): Record<string, unknown> {
   if (s.args.length === 0) throw new StrataError('InvalidArgument', 'no command specified')
   const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }]
   if (s.network !== 'host') namespaces.push({ type: 'network' })
+  const seccomp = s.seccomp === undefined ? defaultSeccomp(CAPS) : s.seccomp
   const bind = (src: string, dst: string) => ({ destination: dst, type: 'bind', source: src, options: ['rbind', 'rprivate'] })
   return {
     ociVersion: '1.0.2',
@@ -119,6 +124,7 @@ export function buildSpec(s: SpecInput): Record<string, unknown> {
       maskedPaths: MASKED_PATHS,
       readonlyPaths: READONLY_PATHS,
       resources: { devices: [{ allow: false, access: 'rwm' }, ...DEFAULT_DEVICE_RULES] },
+      ...(seccomp ? { seccomp } : {}),
     },
   }
 }

@@ -17,7 +17,8 @@ import { ContainerPaths, runcRoot } from './layout'
 import { MOUNT_FILE } from '../internal/layout'
 import { ContainerRecord, parseRecord, readHostConfig } from './record'
 import { MountManager, MountRef } from './mounts'
-import { buildSpec, processEnv, resolveUser } from './spec'
+import { buildSpec, CAPS, processEnv, resolveUser } from './spec'
+import { seccompFor } from './seccomp'
 import { Runtime, DEFAULT_RUNTIME, runtimeMessage } from './runtime'
 import { LineSplitter, logLine } from './logfile'
 import type { ConsoleSize } from './console'
@@ -154,6 +155,7 @@ export async function supervise(ctx: StoreContext, p: ContainerPaths, io: Attach
       user, hostname, rootPath: merged, network: hc.NetworkMode, hostsPath: p.hosts, hostnamePath: p.hostname,
       resolvConfPath: p.resolvConf, cgroupsPath: `/strata/${p.id}`, openStdin: Boolean(rec.OpenStdin),
       terminal: Boolean(rec.Config.Tty), ...(io.console ? { consoleSize: { rows: io.console.rows, cols: io.console.cols } } : {}),
+      seccomp: seccompFor(hc.SecurityOpt ?? [], CAPS) ?? null,
     })
     await fs.mkdir(p.bundle, { recursive: true })
     // Not synced: the bundle is written anew by every start, and a crash stops the container.
