@@ -75,9 +75,14 @@ test.serial('docker push → strata pull: Docker\'s image ID, identical layer di
   for (const [id, seq] of theirs.layers) {
     t.deepEqual(mine.layers.get(id), full, id)
     // Docker's transfer manager hands watchers only the latest status, so for a quick layer it may
-    // drop `Verifying Checksum`; it waits for 3 download slots where strata has 8 (`Waiting`).
-    const core = seq.filter((s) => s !== 'Waiting' && s !== 'Verifying Checksum')
-    t.deepEqual(core, ['Pulling fs layer', 'Download complete', 'Pull complete'], `docker: ${id}`)
+    // drop `Verifying Checksum` and even `Download complete` (seen in CI); it waits for 3 download
+    // slots where strata has 8 (`Waiting`). What Docker printed is strata's sequence with some of
+    // the middle left out: it starts and ends as strata's does, in the same order.
+    const core = seq.filter((s) => s !== 'Waiting')
+    t.is(core[0], 'Pulling fs layer', `docker: ${id}`)
+    t.is(core[core.length - 1], 'Pull complete', `docker: ${id}`)
+    const inOrder = core.every((s, i) => full.includes(s) && (i === 0 || full.indexOf(s) > full.indexOf(core[i - 1])))
+    t.true(inOrder, `docker: ${id}: ${core.join(', ')}`)
   }
 
   const store = await Store.open({ root })
