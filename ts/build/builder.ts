@@ -939,8 +939,6 @@ export class Builder {
     let tree: SourceTree
     let keyed: unknown
     let planned: PlannedSource[] = []
-    // Digests of files are on their entries (the context's) or not part of the copy (heredocs, --from).
-    const digests = new Map<string, string>()
     let fromDiffIds: DiffId[] | undefined
     if (heredocSources.length > 0) {
       const files = heredocSources.map((w) => {
@@ -968,7 +966,7 @@ export class Builder {
       tree = ctxTree.tree()
       // Every file of the context has its digest on its entry already (#contextTree).
       planned = await planSources(tree, fileSources, c.line)
-      keyed = ['context', planned.map((p) => [p.src, describeSource(p, chmod === undefined, digests)])]
+      keyed = ['context', planned.map((p) => [p.src, describeSource(p, chmod === undefined)])]
     }
     const key = stepKey(this.#parentChain(s), this.#platform, [c.kind, keyed, dest, chown, chmod ?? null])
     const name = this.#vertexName(node, s, c)
@@ -1006,7 +1004,7 @@ export class Builder {
             planned = plain
           }
           if (planned.length > 0) {
-            const steps = copySteps({ planned, tree, dest, rootfs: space.merged, ...(owner ? { owner } : {}), ...(chmod !== undefined ? { chmod } : {}), digests, line: c.line })
+            const steps = copySteps({ planned, tree, dest, rootfs: space.merged, ...(owner ? { owner } : {}), ...(chmod !== undefined ? { chmod } : {}), line: c.line })
             copied = steps
             const reuse = lineage && !node.ignoreCache ? await this.#lastCopyLayer(lineage) : undefined
             const split = reuse ? splitReuse(steps, reuse.last, (d) => native.statInRoot(space.merged, d) === null) : { mounted: steps, after: [] }
@@ -1057,7 +1055,7 @@ export class Builder {
     const utree = dirTree(path.join(dir, 'root'))
     const planned = await planSources(utree, ['.'], 0)
     const d = dest.endsWith('/') ? dest : `${dest}/`
-    const steps = copySteps({ planned, tree: utree, dest: d, rootfs: space.merged, ...(owner ? { owner } : {}), digests: new Map(), line: 0 })
+    const steps = copySteps({ planned, tree: utree, dest: d, rootfs: space.merged, ...(owner ? { owner } : {}), line: 0 })
     await runCopy(utree.root, space.merged, steps, this.#cancel)
   }
 

@@ -221,9 +221,10 @@ export async function planSources(tree: SourceTree, sources: string[], line: num
 
 /**
  * `[path, type, mode, link target, sha256]` rows of a planned source for the cache key (no
- * times, no owners); a file's digest is its entry's own, else the one `digests` has.
+ * times, no owners); a file's digest is its entry's own (a context file's: ./context.ts), else
+ * the one `digests` has (a COPY --from source's, ./fromkey.ts).
  */
-export function describeSource(p: PlannedSource, withMode: boolean, digests: ReadonlyMap<string, string>): unknown[] {
+export function describeSource(p: PlannedSource, withMode: boolean, digests: ReadonlyMap<string, string> = new Map()): unknown[] {
   const rows: unknown[] = []
   for (const it of p.items) {
     const base = it.entry.rel
@@ -290,12 +291,12 @@ export function destinationPath(dest: string, workdir: string): string {
 
 /**
  * The native steps copying `planned` (read from `srcRoot` of `tree`) into the rootfs mounted
- * at `rootfs`. `digests` gives the expected content of context files.
+ * at `rootfs`. A context file's expected content is its entry's `sha256`.
  */
 export function copySteps(opts: {
-  planned: PlannedSource[]; tree: SourceTree; dest: string; rootfs: string; owner?: Owner; chmod?: number; digests: Map<string, string>; line: number
+  planned: PlannedSource[]; tree: SourceTree; dest: string; rootfs: string; owner?: Owner; chmod?: number; line: number
 }): CopyStep[] {
-  const { planned, tree, rootfs, owner, chmod, digests } = opts
+  const { planned, tree, rootfs, owner, chmod } = opts
   const steps: CopyStep[] = []
   const dirTimes: CopyStep[] = []
   const mkOwner = owner ?? { uid: 0, gid: 0 }
@@ -327,7 +328,7 @@ export function copySteps(opts: {
         links.set(key, dst)
       }
       const file: Extract<CopyStep, { op: 'file' }> = { op: 'file', src: e.rel, dst, mode: modeOf(e), uid, gid, mtime: e.mtimeNs }
-      const expect = tree.isContext ? e.sha256 ?? digests.get(e.rel) : undefined
+      const expect = tree.isContext ? e.sha256 : undefined
       if (expect) file.expect = expect
       st = file
     } else if (isLinkE(e)) {

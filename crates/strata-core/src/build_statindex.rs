@@ -222,9 +222,8 @@ pub fn update(
     }
     // The next scan in this process reads these rows without parsing the file again.
     if let Ok(meta) = std::fs::metadata(file) {
-        let version =
-            (meta.dev(), meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec());
         let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        let version = version_of(&meta);
         *last = Some(Parsed { file: file.to_path_buf(), context: context.to_string(), version, rows: Arc::new(rows) });
     }
     Ok(Updated::Written)
@@ -232,6 +231,10 @@ pub fn update(
 
 /// What tells one version of an index file from the next: device, inode, size, mtime and ctime.
 type FileVersion = (u64, u64, u64, i64, i64, i64, i64);
+
+fn version_of(meta: &std::fs::Metadata) -> FileVersion {
+    (meta.dev(), meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec())
+}
 
 /// An index as parsed: its file, context and version, and its rows.
 struct Parsed {
@@ -249,8 +252,7 @@ static LAST: Mutex<Option<Parsed>> = Mutex::new(None);
 /// written again).
 pub fn load(file: &Path, context: &str) -> Arc<StatIndexRows> {
     let Ok(meta) = std::fs::metadata(file) else { return Arc::default() };
-    let version =
-        (meta.dev(), meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec());
+    let version = version_of(&meta);
     let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(p) = last.as_ref() {
         if p.file == file && p.context == context && p.version == version {
