@@ -7,7 +7,13 @@ import { existsSync } from 'node:fs'
 import path = require('node:path')
 import { StrataError } from '../errors'
 
-export const DEFAULT_RUNTIME = process.env.STRATA_RUNTIME || 'runc'
+/**
+ * The runtime for containers created without one (and for build steps): `$STRATA_RUNTIME` as it
+ * is at each use, else `runc` — not as it was when this module loaded.
+ */
+export function defaultRuntime(): string {
+  return process.env.STRATA_RUNTIME || 'runc'
+}
 
 export interface RuntimeResult {
   code: number
