@@ -9,6 +9,9 @@ import * as path from 'node:path'
 import { createHash } from 'node:crypto'
 import { execFileSync } from 'node:child_process'
 import { BuildContext } from '../ts/build/context'
+import { copySteps, planSources } from '../ts/build/copy'
+import { native } from '../ts/internal/native'
+import { call } from '../ts/errors'
 import { StatIndex, StatKey } from '../ts/build/statindex'
 import { PatternMatcher } from '../ts/build/dockerignore'
 import { toBytes } from '../ts/internal/bytepath'
@@ -315,4 +318,42 @@ test.serial('a file changed since the last build is recorded without the index b
   const c5 = await build()
   t.is(c5.bytesRead, 0)
   t.is(c5.entries.get('src/a.txt')?.sha256, sha('alpha and more!'))
+})
+
+test('a COPY trusts the stat key of a file this build hashed, as the stat index would: not hashed again unless racily clean or changed since', async (t) => {
+  const { dir, ctx, idx } = await settledContext(t, ['src/a.txt', 'src/sub/b.txt'])
+  // Racily clean when hashed: its mtime is not older than the hashing's stamp (as a file written in the same clock tick).
+  fs.writeFileSync(path.join(ctx, 'src/new.txt'), 'fresh')
+  const later = new Date(Date.now() + 3_600_000)
+  fs.utimesSync(path.join(ctx, 'src/new.txt'), later, later)
+  const c = await BuildContext.scan(ctx, ['.git', '*.md'], idx)
+  await c.hashAll()
+  const a = c.entries.get('src/a.txt')!
+  t.is(a.verifiedKey, a.statKey)
+  t.truthy(a.verifiedKey)
+  t.is(c.entries.get('src/new.txt')!.verifiedKey, undefined)
+  // Digests the stat index gave (a rebuild) carry no key: the copy hashes those, as before.
+  c.saveIndex()
+  const again = await BuildContext.scan(ctx, ['.git', '*.md'], idx)
+  await again.hashAll()
+  t.is(again.entries.get('src/a.txt')!.sha256, a.sha256)
+  t.is(again.entries.get('src/a.txt')!.verifiedKey, undefined)
+
+  const tree = c.tree()
+  const rootfs = path.join(dir, 'rootfs')
+  fs.mkdirSync(rootfs)
+  const planned = await planSources(tree, ['src'], 1)
+  const steps = copySteps({ planned, tree, dest: '/app/', rootfs, line: 1 })
+  const fileSteps = steps.filter((s) => s.op === 'file')
+  t.deepEqual(fileSteps.map((s) => [s.dst, 'verified' in s && s.verified !== undefined]).sort(), [['/app/a.txt', true], ['/app/new.txt', false], ['/app/sub/b.txt', true]])
+  // b.txt rewritten with other bytes of the same size after it was hashed: its key no longer vouches, the hash catches it.
+  fs.writeFileSync(path.join(ctx, 'src/sub/b.txt'), 'BETA')
+  const copyIn = (s: typeof steps) => call(() => native.copyIn(ctx, rootfs, JSON.stringify(s), undefined, undefined))
+  const ok = await copyIn(steps.filter((s) => !('src' in s) || s.src !== 'src/sub/b.txt'))
+  t.is(ok.files, 2)
+  t.is(ok.verified, 1, 'a.txt not hashed again; new.txt (racily clean) hashed')
+  t.is(fs.readFileSync(path.join(rootfs, 'app/a.txt'), 'utf8'), 'alpha')
+  t.is(fs.readFileSync(path.join(rootfs, 'app/new.txt'), 'utf8'), 'fresh')
+  const err = await t.throwsAsync(copyIn(steps.filter((s) => 'src' in s && s.src === 'src/sub/b.txt')))
+  t.is((err as { code?: string }).code, 'FileChangedDuringArchive')
 })

@@ -39,6 +39,8 @@ export interface ContextEntry extends Omit<StatKey, 'statKey'> {
   statKey?: string
   /** A regular file's content digest, once known (from the stat index, or hashed). */
   sha256?: string
+  /** `statKey`, once this build hashed the file and it was not racily clean then (../build/copy.ts SourceEntry). */
+  verifiedKey?: string
   /** Path relative to the context root, `/`-separated. */
   rel: string
   /** Full `st_mode` (type and permission bits). */
@@ -168,6 +170,8 @@ export class BuildContext {
     todo.forEach((e, i) => {
       e.sha256 = res.digests[i]
       this.#hashed.push({ e, stamp })
+      // What the stat index will trust from the next build on, a copy in this one trusts too.
+      if (recordable(e as StatKey, stamp)) e.verifiedKey = e.statKey
     })
   }
 

@@ -48,6 +48,12 @@ export interface SourceEntry {
   xattrs?: [string, string][]
   /** A regular file's content digest where the tree knows it (the context's, ./context.ts). */
   sha256?: string
+  /**
+   * The stat key under which `sha256` is known to be the content (a context file hashed in this
+   * build and not racily clean then, ./context.ts): the copy does not hash it again while the
+   * file still has this key (crates/strata-core/src/build_ctx.rs `CopyOp::File`).
+   */
+  verifiedKey?: string
 }
 
 /** Where sources are read from. */
@@ -276,7 +282,7 @@ type Xattrs = { xattrs?: [string, string][] }
 export type CopyStep =
   | { op: 'mkdirs'; dst: string; mode: number; uid: number; gid: number }
   | ({ op: 'dir'; dst: string; mode: number; uid: number; gid: number; mtime: string } & Xattrs)
-  | ({ op: 'file'; src: string; dst: string; mode: number; uid: number; gid: number; mtime: string; expect?: string; /** Link from the reuse root if it has it (./reuse.ts). */ reuse?: boolean } & Xattrs)
+  | ({ op: 'file'; src: string; dst: string; mode: number; uid: number; gid: number; mtime: string; expect?: string; /** The stat key vouching for `expect` (SourceEntry.verifiedKey). */ verified?: string; /** Link from the reuse root if it has it (./reuse.ts). */ reuse?: boolean } & Xattrs)
   | ({ op: 'symlink'; dst: string; target: string; uid: number; gid: number; mtime: string } & Xattrs)
   | { op: 'hardlink'; dst: string; target: string }
   | { op: 'dirTimes'; dst: string; mtime: string }
@@ -329,7 +335,10 @@ export function copySteps(opts: {
       }
       const file: Extract<CopyStep, { op: 'file' }> = { op: 'file', src: e.rel, dst, mode: modeOf(e), uid, gid, mtime: e.mtimeNs }
       const expect = tree.isContext ? e.sha256 : undefined
-      if (expect) file.expect = expect
+      if (expect) {
+        file.expect = expect
+        if (e.verifiedKey) file.verified = e.verifiedKey
+      }
       st = file
     } else if (isLinkE(e)) {
       st = { op: 'symlink', dst, target: e.link ?? '', uid, gid, mtime: e.mtimeNs }

@@ -22,7 +22,7 @@ use crate::error::{Coded, ErrorCode};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -122,6 +122,22 @@ pub struct ScanEntry {
     pub link: Option<Vec<u8>>,
     /// Extended attributes (name, value), sorted by name; overlay's bookkeeping ones left out.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Writes the stat index's key of a file (ts/build/statindex.ts): `dev:ino:size:mtimeNs:ctimeNs:mode`.
+pub fn write_stat_key(out: &mut String, dev: u64, ino: u64, size: u64, mtime_ns: i64, ctime_ns: i64, mode: u32) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{dev}:{ino}:{size}:{mtime_ns}:{ctime_ns}:{mode}");
+}
+
+/// [`write_stat_key`] of what `fstat` says of `fd`.
+fn stat_key_of(fd: BorrowedFd<'_>) -> Result<String, Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    let mut key = String::with_capacity(64);
+    let (mtime, ctime) = (ns(st.st_mtime, st.st_mtime_nsec), ns(st.st_ctime, st.st_ctime_nsec));
+    write_stat_key(&mut key, st.st_dev, st.st_ino, st.st_size as u64, mtime, ctime, st.st_mode);
+    Ok(key)
 }
 
 /// Extended attributes as (name, value) pairs.
@@ -489,6 +505,12 @@ pub enum CopyOp {
     /// `dst`; with `expect`, its content must hash to it. With `reuse` and a reuse root given to
     /// [`copy_in_reusing`], the file at the same path there is hard-linked instead when it has
     /// the same type, mode, owner and mtime (see there); else it is copied.
+    ///
+    /// `verified` is the stat key ([`write_stat_key`]) under which the caller knows `expect` is
+    /// the content: the key the context scan saw, for a file hashed after it in this build and
+    /// not racily clean then (the stat index's rule, ts/build/statindex.ts: any write since
+    /// changes the ctime). When the source still has that key once copied, its bytes are not
+    /// hashed again; otherwise what was written is hashed and checked against `expect`.
     File {
         src: Vec<u8>,
         dst: Vec<u8>,
@@ -497,6 +519,7 @@ pub enum CopyOp {
         gid: u32,
         mtime_ns: i64,
         expect: Option<Digest>,
+        verified: Option<String>,
         xattrs: Vec<(Vec<u8>, Vec<u8>)>,
         reuse: bool,
     },
@@ -525,6 +548,8 @@ pub enum CopyOp {
 pub struct Copied {
     pub files: u64,
     pub bytes: u64,
+    /// Files whose content was vouched for by their unchanged stat key, not hashed again.
+    pub verified: u64,
 }
 
 fn split_parent(p: &[u8]) -> (&[u8], &[u8]) {
@@ -571,8 +596,11 @@ fn chown_at(dir: BorrowedFd<'_>, leaf: &[u8], uid: u32, gid: u32, dst: &[u8]) ->
 }
 
 /// Copies one regular file: `from` (below the source root) to `leaf` in `dir`, replacing what
-/// is there, hashing the bytes on the way (checked against `expect`), then owner, mode, xattrs
-/// and times. Returns the bytes copied.
+/// is there, then owner, mode, xattrs and times. With `expect`, the bytes copied must hash to
+/// it: they are hashed on the way, or — with `verified` (see [`CopyOp::File`]) — copied in the
+/// kernel (`sendfile`) and not hashed when the source's stat key after the copy is `verified`
+/// (else what was written is read back and hashed). Returns the bytes copied and whether the
+/// stat key vouched for them.
 #[allow(clippy::too_many_arguments)]
 fn copy_file(
     src: BorrowedFd<'_>,
@@ -581,22 +609,96 @@ fn copy_file(
     leaf: &[u8],
     path: &[u8],
     meta: (u32, u32, u32, i64),
-    expect: &Option<Digest>,
+    check: (&Option<Digest>, &Option<String>),
     xattrs: &[(Vec<u8>, Vec<u8>)],
     buf: &mut [u8],
-) -> Result<u64, BuildCtxError> {
+) -> Result<(u64, bool), BuildCtxError> {
     let (mode, uid, gid, mtime_ns) = meta;
+    let (expect, verified) = check;
+    let trust = expect.is_some() && verified.is_some();
     let input = open_in(src, from, OFlags::RDONLY).map_err(io_err("open", from))?;
-    clear_leaf(dir, leaf, path)?;
-    let out = rustix::fs::openat(
-        dir,
-        os(leaf),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
+    // Created with its permission bits (less the umask) so that the owner and mode usually
+    // need no call after (`fsutil::set_owner_mode`); special bits only after the owner.
+    // Readable too when it may have to be read back.
+    let access = if trust { OFlags::RDWR } else { OFlags::WRONLY };
+    let create = || {
+        rustix::fs::openat(
+            dir,
+            os(leaf),
+            access | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode & 0o777),
+        )
+    };
+    // The name is new but for the odd one (a COPY over an earlier file): cleared only when taken.
+    let out = match create() {
+        Err(Errno::EXIST) => {
+            clear_leaf(dir, leaf, path)?;
+            create()
+        }
+        r => r,
+    }
     .map_err(io_err("create", path))?;
     let mut reader = std::fs::File::from(input);
     let mut writer = std::fs::File::from(out);
+    let (bytes, got, vouched) = match verified {
+        Some(key) if trust => {
+            let bytes = match send_all(&reader, &writer) {
+                Ok(n) => n,
+                // Nothing sent: a source or destination sendfile cannot serve.
+                Err((0, Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::XDEV)) => {
+                    copy_through(&mut reader, &mut writer, buf, from, path)?.0
+                }
+                Err((_, e)) => return Err(io_err("sendfile", path)(e)),
+            };
+            if stat_key_of(reader.as_fd()).map_err(io_err("stat", from))? == *key {
+                (bytes, None, true)
+            } else {
+                // Changed (or only touched) since it was hashed: what was written decides.
+                writer.rewind().map_err(|source| BuildCtxError::Io { op: "seek", path: lossy(path), source })?;
+                let mut h = Hasher::new();
+                loop {
+                    match writer.read(buf) {
+                        Ok(0) => break,
+                        Ok(n) => h.update(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(source) => return Err(BuildCtxError::Io { op: "read", path: lossy(path), source }),
+                    }
+                }
+                (bytes, Some(h.finish()), false)
+            }
+        }
+        _ => {
+            let (bytes, got) = copy_through(&mut reader, &mut writer, buf, from, path)?;
+            (bytes, Some(got), false)
+        }
+    };
+    if let (Some(want), Some(got)) = (expect, got) {
+        if *want != got {
+            return Err(BuildCtxError::Changed {
+                path: lossy(from),
+                expected: want.to_string(),
+                found: got.to_string(),
+            });
+        }
+    }
+    crate::fsutil::set_owner_mode(writer.as_fd(), uid, gid, mode).map_err(|(op, source)| BuildCtxError::Io {
+        op,
+        path: lossy(path),
+        source,
+    })?;
+    set_fd_xattrs(writer.as_fd(), xattrs, path)?;
+    rustix::fs::futimens(&writer, &timestamps(mtime_ns)).map_err(io_err("utimens", path))?;
+    Ok((bytes, vouched))
+}
+
+/// Copies `reader` to `writer` through `buf`, hashing the bytes; returns their count and digest.
+fn copy_through(
+    reader: &mut std::fs::File,
+    writer: &mut std::fs::File,
+    buf: &mut [u8],
+    from: &[u8],
+    path: &[u8],
+) -> Result<(u64, Digest), BuildCtxError> {
     let mut h = Hasher::new();
     let mut bytes = 0u64;
     loop {
@@ -610,22 +712,20 @@ fn copy_file(
         writer.write_all(&buf[..n]).map_err(|source| BuildCtxError::Io { op: "write", path: lossy(path), source })?;
         bytes += n as u64;
     }
-    let got = h.finish();
-    if let Some(want) = expect {
-        if *want != got {
-            return Err(BuildCtxError::Changed {
-                path: lossy(from),
-                expected: want.to_string(),
-                found: got.to_string(),
-            });
+    Ok((bytes, h.finish()))
+}
+
+/// `sendfile` from `reader`'s offset to its end; on failure, the bytes sent before and the error.
+fn send_all(reader: &std::fs::File, writer: &std::fs::File) -> Result<u64, (u64, Errno)> {
+    let mut sent = 0u64;
+    loop {
+        match rustix::fs::sendfile(writer, reader, None, 1 << 30) {
+            Ok(0) => return Ok(sent),
+            Ok(n) => sent += n as u64,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err((sent, e)),
         }
     }
-    rustix::fs::fchown(&writer, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
-        .map_err(io_err("chown", path))?;
-    rustix::fs::fchmod(&writer, Mode::from_raw_mode(mode & 0o7777)).map_err(io_err("chmod", path))?;
-    set_fd_xattrs(writer.as_fd(), xattrs, path)?;
-    rustix::fs::futimens(&writer, &timestamps(mtime_ns)).map_err(io_err("utimens", path))?;
-    Ok(bytes)
 }
 
 /// One file for the copy workers ([`crate::workpool`]): the op, and the destination's parent
@@ -652,6 +752,7 @@ type CopyPool<'s> = crate::workpool::WorkPool<'s, FileJob<'s>, BuildCtxError>;
 struct Counts {
     files: AtomicU64,
     bytes: AtomicU64,
+    verified: AtomicU64,
 }
 
 impl Counts {
@@ -663,15 +764,18 @@ impl Counts {
 
 /// Copies the file of a [`FileJob`] (a worker's job; `buf` is its scratch buffer).
 fn copy_job(src: BorrowedFd<'_>, job: &FileJob<'_>, buf: &mut Vec<u8>, counts: &Counts) -> Result<(), BuildCtxError> {
-    let CopyOp::File { src: from, dst: path, mode, uid, gid, mtime_ns, expect, xattrs, .. } = job.op else {
+    let CopyOp::File { src: from, dst: path, mode, uid, gid, mtime_ns, expect, verified, xattrs, .. } = job.op else {
         return Ok(());
     };
     if buf.is_empty() {
         buf.resize(256 << 10, 0);
     }
-    let n =
-        copy_file(src, from, job.parent.as_fd(), job.leaf, path, (*mode, *uid, *gid, *mtime_ns), expect, xattrs, buf)?;
+    let meta = (*mode, *uid, *gid, *mtime_ns);
+    let (n, vouched) = copy_file(src, from, job.parent.as_fd(), job.leaf, path, meta, (expect, verified), xattrs, buf)?;
     counts.add(n);
+    if vouched {
+        counts.verified.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(())
 }
 
@@ -731,7 +835,11 @@ pub fn copy_in_reusing(
             .map_err(io_err("open", at))?;
         rustix::fs::syncfs(&fs).map_err(io_err("syncfs", at))?;
     }
-    Ok(Copied { files: counts.files.load(Ordering::Relaxed), bytes: counts.bytes.load(Ordering::Relaxed) })
+    Ok(Copied {
+        files: counts.files.load(Ordering::Relaxed),
+        bytes: counts.bytes.load(Ordering::Relaxed),
+        verified: counts.verified.load(Ordering::Relaxed),
+    })
 }
 
 /// The directories a copy works between.
@@ -930,11 +1038,62 @@ mod tests {
             gid,
             mtime_ns,
             expect,
+            verified: None,
             xattrs: Vec::new(),
         }
     }
 
     /// A temp dir holding the named, empty directories.
+    /// A file op vouched for by `key` (see `CopyOp::File`'s `verified`).
+    fn verified_op(src: &[u8], dst: &[u8], mode: u32, expect: Digest, key: &str) -> CopyOp {
+        let mut op = file_op(false, src, dst, mode, (0, 0), 1_000_000_000, Some(expect));
+        if let CopyOp::File { verified, .. } = &mut op {
+            *verified = Some(key.to_string());
+        }
+        op
+    }
+
+    fn key_of(p: &Path) -> String {
+        stat_key_of(std::fs::File::open(p).unwrap().as_fd()).unwrap()
+    }
+
+    #[test]
+    fn a_file_whose_stat_key_vouches_for_it_is_not_hashed_and_a_changed_one_is_still_caught() {
+        let (_t, [src, dst]) = temp_dirs(["src", "dst"]);
+        let cancel = AtomicBool::new(false);
+        let body = vec![7u8; 300_000];
+        std::fs::write(src.join("same"), &body).unwrap();
+        std::fs::write(src.join("touched"), &body).unwrap();
+        std::fs::write(src.join("changed"), &body).unwrap();
+        let keys = ["same", "touched", "changed"].map(|n| key_of(&src.join(n)));
+        // Since hashed: one only touched (same bytes), one rewritten with other bytes of the same size.
+        let f = std::fs::File::options().write(true).open(src.join("touched")).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(5)).unwrap();
+        std::fs::write(src.join("changed"), vec![8u8; 300_000]).unwrap();
+        let want = Digest::of(&body);
+        let ops = vec![
+            verified_op(b"same", b"/same", 0o640, want.clone(), &keys[0]),
+            verified_op(b"touched", b"/touched", 0o4755, want.clone(), &keys[1]),
+        ];
+        let r = copy_in(&src, &dst, &ops, &cancel).unwrap();
+        // The unchanged key vouched for one file; the touched one was hashed (read back) and passes.
+        assert_eq!((r.files, r.bytes, r.verified), (2, 600_000, 1));
+        for n in ["same", "touched"] {
+            assert_eq!(std::fs::read(dst.join(n)).unwrap(), body, "{n}");
+        }
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(dst.join("same")).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.mtime(), m.uid(), m.gid()), (0o640, 1, 0, 0));
+        // Special bits survive (set after the owner).
+        assert_eq!(std::fs::metadata(dst.join("touched")).unwrap().mode() & 0o7777, 0o4755);
+        let bad = vec![verified_op(b"changed", b"/changed", 0o644, want, &keys[2])];
+        assert!(matches!(copy_in(&src, &dst, &bad, &cancel), Err(BuildCtxError::Changed { .. })));
+        // A name already taken (a COPY over an earlier file) is replaced.
+        let again = vec![verified_op(b"same", b"/touched", 0o600, Digest::of(&body), &keys[0])];
+        assert_eq!(copy_in(&src, &dst, &again, &cancel).unwrap().verified, 1);
+        assert_eq!(std::fs::metadata(dst.join("touched")).unwrap().mode() & 0o7777, 0o600);
+    }
+
     fn temp_dirs<const N: usize>(names: [&str; N]) -> (tempfile::TempDir, [std::path::PathBuf; N]) {
         let t = tempfile::tempdir().unwrap();
         let dirs = names.map(|n| t.path().join(n));

@@ -1,10 +1,31 @@
 //! Small filesystem primitives for making things visible atomically and durably.
 //!
 //! It must not know the store's layout.
+use rustix::fd::BorrowedFd;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+/// Gives the file open at `fd` the owner `uid`:`gid` and the mode `mode` (permission and special
+/// bits), skipping a `chown` or `chmod` whose result `fstat` shows already (a file root just
+/// created in a directory without setgid is root's; one created with its permission bits, less
+/// a umask that took none of them, has them). Each saved call is a metadata update of the inode
+/// (through overlayfs: a setattr of the upper inode too). On failure, the call that failed
+/// (`"stat"`, `"chown"`, `"chmod"`) and its error.
+pub fn set_owner_mode(fd: BorrowedFd<'_>, uid: u32, gid: u32, mode: u32) -> Result<(), (&'static str, io::Error)> {
+    let st = rustix::fs::fstat(fd).map_err(|e| ("stat", e.into()))?;
+    let chown = st.st_uid != uid || st.st_gid != gid;
+    if chown {
+        rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
+            .map_err(|e| ("chown", e.into()))?;
+    }
+    // chown clears setuid/setgid, so after one the mode is always set again.
+    if chown || st.st_mode & 0o7777 != mode & 0o7777 {
+        rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode & 0o7777)).map_err(|e| ("chmod", e.into()))?;
+    }
+    Ok(())
+}
 
 /// fsync a directory so that renames/creates inside it survive a crash.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -35,6 +56,25 @@ fn nanos() -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_owner_mode_sets_what_differs_and_special_bits_after_the_owner() {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let f = File::create(&p).unwrap();
+        f.set_permissions(fs::Permissions::from_mode(0o600)).unwrap();
+        set_owner_mode(f.as_fd(), 0, 0, 0o600).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o600);
+        // A new owner (root may give one) and setuid: chown would clear the bit, so it comes after.
+        set_owner_mode(f.as_fd(), 1234, 5678, 0o4750).unwrap();
+        let m = fs::metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1234, 5678, 0o4750));
+        set_owner_mode(f.as_fd(), 0, 0, 0o644).unwrap();
+        let m = fs::metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 0, 0o644));
+    }
 
     #[test]
     fn write_atomic_replaces_and_leaves_no_temp() {

@@ -66,7 +66,7 @@ fn scan_json(dirs: &[Vec<u8>], entries: &[build_ctx::ScanEntry], index: &StatInd
                 e.mode, e.uid, e.gid, e.size, e.dev, e.ino, e.nlink
             );
             key.clear();
-            let _ = write!(key, "{}:{}:{}:{mtime}:{ctime}:{}", e.dev, e.ino, e.size, e.mode);
+            build_ctx::write_stat_key(&mut key, e.dev, e.ino, e.size, mtime, ctime, e.mode);
             // A regular file the index has a digest for under this very stat key: the digest
             // instead of the key (nothing on the JS side then needs the one or the index).
             match index.lookup(&rel, &key).filter(|_| e.mode & 0o170000 == 0o100000) {
@@ -219,6 +219,8 @@ struct CopyStep {
     gid: Option<u32>,
     mtime: Option<String>,
     expect: Option<String>,
+    /// `file`: the stat key under which `expect` is known to be the content (`CopyOp::File`).
+    verified: Option<String>,
     xattrs: Option<Vec<(WirePath, String)>>,
     /// `file`: try a hard link from the reuse root first (see `copyIn`).
     #[serde(default)]
@@ -251,6 +253,7 @@ fn convert(s: CopyStep) -> Outcome<CopyOp> {
             gid,
             mtime_ns,
             expect: s.expect.as_deref().map(Digest::parse).transpose()?,
+            verified: s.verified.clone(),
             xattrs,
             reuse: s.reuse,
         },
@@ -266,6 +269,8 @@ fn convert(s: CopyStep) -> Outcome<CopyOp> {
 pub struct NativeCopied {
     pub files: f64,
     pub bytes: f64,
+    /// Files whose unchanged stat key vouched for their content (not hashed again).
+    pub verified: f64,
 }
 
 pub struct CopyIn {
@@ -283,7 +288,7 @@ impl crate::NativeTask for CopyIn {
         Ok(build_ctx::copy_in_reusing(&self.src, &self.dst, self.reuse.as_deref(), &self.ops, &self.cancel)?)
     }
     fn resolve(&mut self, _: Env, out: Self::Output) -> Result<NativeCopied> {
-        Ok(NativeCopied { files: out.files as f64, bytes: out.bytes as f64 })
+        Ok(NativeCopied { files: out.files as f64, bytes: out.bytes as f64, verified: out.verified as f64 })
     }
 }
 

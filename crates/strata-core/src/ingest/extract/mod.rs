@@ -298,17 +298,11 @@ fn read_body<R: Read>(
 /// node already has (one fstat instead of two inode updates per file: a layer of small
 /// files created by root mostly needs neither).
 fn set_owner_mode(fd: BorrowedFd<'_>, meta: &Meta, shown: &str) -> Result<(), ExtractError> {
-    let st = rustix::fs::fstat(fd).map_err(io_at("stat", shown))?;
-    let chown = st.st_uid != meta.uid || st.st_gid != meta.gid;
-    if chown {
-        rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw(meta.uid)), Some(rustix::fs::Gid::from_raw(meta.gid)))
-            .map_err(io_at("chown", shown))?;
-    }
-    // chown clears setuid/setgid, so after one the mode is always set again.
-    if chown || st.st_mode & 0o7777 != meta.mode & 0o7777 {
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode)).map_err(io_at("chmod", shown))?;
-    }
-    Ok(())
+    crate::fsutil::set_owner_mode(fd, meta.uid, meta.gid, meta.mode).map_err(|(op, source)| ExtractError::Io {
+        op,
+        entry: shown.into(),
+        source,
+    })
 }
 
 /// Applies xattrs to an open fd, or (for `O_PATH` fds of symlinks and device nodes)
