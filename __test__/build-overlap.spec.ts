@@ -57,20 +57,22 @@ test.serial('a step that misses but makes the same layer: the next COPY (copied 
   const { dir, store, root } = await suite.freshStore(t)
   const ctx = path.join(dir, 'ctx')
   const { port, hits } = await counter(t)
-  writeContext(ctx, { 'a.txt': 'the same file\n', ...manyFiles('big', 400, 16 << 10) })
+  // `COPY one/ /` makes d/ with the times of the context's one/d (a directory the copy made
+  // itself would have the time of the build, to the second): the same layer every time.
+  writeContext(ctx, { 'one/d/a.txt': 'the same file\n', ...manyFiles('big', 400, 16 << 10) })
   const tail = `COPY big/ /big/\nRUN /bin/busybox wget -q -O /dev/null http://127.0.0.1:${port}/ran && echo ran > /ran\nENV DONE=1\n`
-  const first = await store.build({ context: ctx, dockerfileText: `FROM ${BB}\nCOPY a.txt /d/\n${tail}`, tags: ['ov:1'] })
+  const first = await store.build({ context: ctx, dockerfileText: `FROM ${BB}\nCOPY one/ /\n${tail}`, tags: ['ov:1'] })
   t.is(hits(), 1, 'the first build ran the RUN')
   t.deepEqual(first.steps.map((s) => s.cached), [false, false, false])
   const dirs = layerDirs(root)
-  // `./a.txt` is another instruction (its key misses) with the very same layer: the steps after it hit.
-  const second = await store.build({ context: ctx, dockerfileText: `FROM ${BB}\nCOPY ./a.txt /d/\n${tail}`, tags: ['ov:2'] })
+  // `./one/` is another instruction (its key misses) with the very same layer: the steps after it hit.
+  const second = await store.build({ context: ctx, dockerfileText: `FROM ${BB}\nCOPY ./one/ /\n${tail}`, tags: ['ov:2'] })
   t.deepEqual(second.steps.map((s) => s.cached), [false, true, true])
   t.deepEqual(second.steps.map((s) => s.diffId), first.steps.map((s) => s.diffId))
   t.is(hits(), 1, 'a RUN served from the cache never runs')
   nothingLeft(t, root, dirs)
   // The same inputs, the same image; the layers are the first build's.
-  const again = await store.build({ context: ctx, dockerfileText: `FROM ${BB}\nCOPY ./a.txt /d/\n${tail}` })
+  const again = await store.build({ context: ctx, dockerfileText: `FROM ${BB}\nCOPY ./one/ /\n${tail}` })
   t.is(again.imageId, second.imageId)
   t.true(again.steps.every((s) => s.cached))
   const view = await store.images.view(second.imageId)
@@ -85,18 +87,18 @@ test.serial('after a step that misses with a new layer, the next COPY and RUN ar
   const { dir, store, root } = await suite.freshStore(t)
   const ctx = path.join(dir, 'ctx')
   const { port, hits } = await counter(t)
-  const df = `FROM ${BB}\nCOPY src/ /app/src/\nCOPY big/ /app/big/\nRUN /bin/busybox wget -q -O /dev/null http://127.0.0.1:${port}/ran && ls -R /app > /app/count && cat /app/src/f0.txt > /app/first\nWORKDIR /app/w\nCOPY src/f1.txt /app/w/\n`
-  writeContext(ctx, { Dockerfile: df, ...manyFiles('src', 300, 30 << 10), ...manyFiles('big', 50, 1000) })
+  const df = `FROM ${BB}\nCOPY tree/ /\nCOPY big/ /app/big/\nRUN /bin/busybox wget -q -O /dev/null http://127.0.0.1:${port}/ran && ls -R /app > /app/count && cat /app/src/f0.txt > /app/first\nWORKDIR /app/w\nCOPY tree/app/src/f1.txt /app/w/\n`
+  writeContext(ctx, { Dockerfile: df, ...manyFiles('tree/app/src', 300, 30 << 10), ...manyFiles('big', 50, 1000) })
   await store.build({ context: ctx, tags: ['ov:1'] })
   t.is(hits(), 1)
-  fs.appendFileSync(path.join(ctx, 'src/f0.txt'), 'changed\n')
+  fs.appendFileSync(path.join(ctx, 'tree/app/src/f0.txt'), 'changed\n')
   const r = await store.build({ context: ctx, tags: ['ov:1'] })
   t.deepEqual(r.steps.map((s) => s.cached), [false, false, false, false, false])
   t.is(hits(), 2, 'the RUN ran once its probe missed')
   const view = await store.images.view(r.imageId)
   t.true((await view.readFile('/app/first')).toString().endsWith('changed\n'))
   t.is((await view.readFile('/app/w/f1.txt')).length, 30 << 10)
-  // The files are those a --no-cache build makes (the first layer too; the later ones hold
+  // The files are those a --no-cache build makes, the first layer too (the later ones hold
   // directories whose times are those of the build).
   const fresh = await store.build({ context: ctx, noCache: true })
   t.is(hits(), 3)
@@ -172,9 +174,9 @@ test('concurrent builds that make and hit the same steps while seals overlap: on
   const { dir, store, root } = await suite.freshStore(t)
   const { port, hits } = await counter(t)
   const ctx = path.join(dir, 'ctx')
-  writeContext(ctx, { ...manyFiles('src', 200, 20 << 10), ...manyFiles('big', 100, 1000) })
+  writeContext(ctx, { ...manyFiles('tree/app/src', 200, 20 << 10), ...manyFiles('big', 100, 1000) })
   // The first COPY differs by its spelling only (the same layer): the steps after it are shared.
-  const dockerfiles = [0, 1].map((i) => `FROM ${BB}\nCOPY ${i === 0 ? '' : './'}src/ /app/src/\nCOPY big/ /app/big/\nRUN /bin/busybox wget -q -O /dev/null http://127.0.0.1:${port}/ran && ls -R /app | wc -l > /app/count\n`)
+  const dockerfiles = [0, 1].map((i) => `FROM ${BB}\nCOPY ${i === 0 ? '' : './'}tree/ /\nCOPY big/ /app/big/\nRUN /bin/busybox wget -q -O /dev/null http://127.0.0.1:${port}/ran && ls -R /app | wc -l > /app/count\n`)
   const results = await Promise.all([0, 1, 0, 1].map((i) => store.build({ context: ctx, dockerfileText: dockerfiles[i] })))
   t.is(results[0].imageId, results[2].imageId)
   t.is(results[1].imageId, results[3].imageId)

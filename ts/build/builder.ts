@@ -17,7 +17,7 @@
  * 3. The target stage's config (./image-config.ts) is written with BuildKit's history and
  *    created times; the tags move last, only when everything else succeeded.
  */
-import { statSync, mkdirSync } from 'node:fs'
+import { statSync, mkdirSync, openSync, closeSync, constants as fsConstants } from 'node:fs'
 import { fsp as fs, childProcess } from '../internal/lazy'
 import * as path from 'node:path'
 import { sha256 } from '../internal/sha256'
@@ -123,6 +123,8 @@ interface StageState {
   sealing?: Promise<void>
   /** The stage's steps whose layer or cache record is still being written (#make). */
   unsettled?: Unsettled
+  /** The descriptors behind `unsettled.tops` (and earlier ones), closed when the stage settles. */
+  fds?: number[]
 }
 
 /**
@@ -132,20 +134,18 @@ interface StageState {
  */
 interface Unsettled {
   /**
-   * The top layer's files in the step's staging dir, while its registration waits for `release`
-   * (it renames them into `overlay2/`): the next step mounts them from there.
+   * The layers made since the stage's last hit, top first, as the next step mounts them:
+   * `/proc/self/fd/<n>`, a descriptor of each one's diff dir (opened when its seal began), so a
+   * registration that renames the dir from the staging dir into `overlay2/` meanwhile neither
+   * waits for a mount nor moves one (the kernel resolves the path to the dir when mounting).
    */
-  top?: string
-  /** The DiffIDs of the layers below `top`. */
-  belowIds: DiffId[]
-  /** Every layer of the stage's rootfs but `top` is in the store. */
-  below: Promise<void>
+  tops: string[]
+  /** The layers below `tops`: in the store. */
+  baseIds: DiffId[]
   /** Every layer of the stage's rootfs is in the store. */
   layers: Promise<void>
   /** Every layer and cache record of the stage's steps so far is in the store. */
   done: Promise<void>
-  /** Lets the top layer's registration go on (the next step has mounted it, or will not). */
-  release(): void
 }
 
 const SETTLED: Promise<void> = Promise.resolve()
@@ -612,8 +612,11 @@ export class Builder {
     const sealFailure = await sealing?.then(() => undefined, (error: unknown) => ({ error }))
     const u = s.unsettled
     s.unsettled = undefined
-    u?.release()
-    await u?.done.catch((error: unknown) => { throw sealFailure ? sealFailure.error : error })
+    try {
+      await u?.done.catch((error: unknown) => { throw sealFailure ? sealFailure.error : error })
+    } finally {
+      for (const fd of s.fds?.splice(0) ?? []) closeSync(fd)
+    }
     if (sealFailure) throw sealFailure.error
   }
 
@@ -839,7 +842,6 @@ export class Builder {
           // The layer below goes into the store meanwhile (that build may wait for it).
           if (prepared) await this.#discard(prepared)
           prepared = undefined
-          s.unsettled?.release()
           await other
           throwIfAborted(this.#signal)
           rec = await this.#probe(key, parentChain)
@@ -851,14 +853,11 @@ export class Builder {
     }
     if (rec) {
       if (prepared) await this.#discard(prepared)
-      const u = s.unsettled
-      if (u) {
-        // The step below need not stay put for this one: its layers go into the store.
-        u.release()
-        s.unsettled = { belowIds: [], below: u.layers, layers: u.layers, done: u.done, release: () => undefined }
-      }
       this.#progress.emit({ type: 'cached', id: vertex })
       if (rec.diffId !== null) {
+        const u = s.unsettled
+        // A cached layer is in the store, and so is every layer below it: the next step mounts them from there.
+        if (u) s.unsettled = { tops: [], baseIds: [...s.image.rootfs.diff_ids, rec.diffId], layers: u.layers, done: u.done }
         s.image.rootfs.diff_ids.push(rec.diffId)
         this.#history(s, opts.createdBy, true, rec.created)
       } else this.#history(s, opts.createdBy, false)
@@ -927,16 +926,10 @@ export class Builder {
     const onAbort = (): void => cancel.cancel()
     if (this.#signal.aborted) cancel.cancel()
     else this.#signal.addEventListener('abort', onAbort, { once: true })
-    const prev = s.unsettled
     const space = quiet((async () => StepSpace.create(this.#ctx, await this.#stagingDir(), `step-${++this.#stepCounter}`))())
     const mounted = quiet((async () => {
-      try {
-        const sp = await space
-        await sp.mount(await this.#stepLowers(s))
-      } finally {
-        // Mounted (or not at all): the layer below may move into the store now.
-        prev?.release()
-      }
+      const sp = await space
+      await sp.mount(await this.#stepLowers(s))
     })())
     const worked = speculative && opts.speculate ? quiet(mounted.then(async () => opts.work(await space, undefined, cancel))) : undefined
     return { space, cancel, mounted, ...(worked ? { worked } : {}), unlink: () => this.#signal.removeEventListener('abort', onAbort) }
@@ -953,19 +946,14 @@ export class Builder {
   /** The lower dirs of a step on the stage's rootfs (`s`): the diff dirs of its layers, top first. */
   async #stepLowers(s: StageState): Promise<string[]> {
     const u = s.unsettled
-    if (!u?.top) {
-      await u?.layers
-      return this.#lowers(s.image.rootfs.diff_ids)
-    }
-    await u.below
-    return [u.top, ...(await this.#lowers(u.belowIds))]
+    return u ? [...u.tops, ...(await this.#lowers(u.baseIds))] : this.#lowers(s.image.rootfs.diff_ids)
   }
 
   /**
    * Makes a step's layer in its prepared space; answers once its work is done and its seal
    * started, with `sealed` (the record, once the DiffID is known) and `recorded` (the layer and
-   * record registered: that waits for the layers below, and for the next step to mount this one
-   * from the staging dir: s.unsettled, set here).
+   * record registered, after the layers below; the next steps mount it meanwhile through a
+   * descriptor of its diff dir: s.unsettled, set here).
    */
   async #make(
     s: StageState, opts: { name: string; key: string; createdBy: string; line: number; work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>; made?: (rec: CacheRecord) => void },
@@ -984,12 +972,16 @@ export class Builder {
     this.#warmRuntime()
     const prev = s.unsettled
     let space: StepSpace | undefined
+    let fd: number
     try {
       space = await prepared.space
       await prepared.mounted
       if (prepared.worked) await prepared.worked
       else await opts.work(space, vertex, prepared.cancel)
       await space.unmount()
+      // Where the next steps find these files, wherever registering moves them (Unsettled.tops).
+      fd = openSync(space.diff, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY)
+      ;(s.fds ??= []).push(fd)
     } catch (e) {
       prepared.unlink()
       // Its files go with the build's staging dir at the end.
@@ -1007,15 +999,12 @@ export class Builder {
       const rec: CacheRecord = { v: 1, key: opts.key, parent: parentChain, ...made, size: sealed.size, created: nowRfc3339Nano(), createdBy: opts.createdBy, description: opts.name }
       return { sealed, rec }
     }, (e: unknown) => { throw failed(e) }).finally(() => prepared.unlink()))
-    let open!: () => void
-    const released = new Promise<void>((resolve) => { open = resolve })
     const below = prev?.layers ?? SETTLED
     const recorded = quiet((async () => {
       const { sealed, rec } = await sealing
       // The layer below must be in the store first (register links to it; a record names a
-      // layer only once it is there); this one stays put while the next step mounts it.
+      // layer only once it is there).
       await below
-      if (!sealed.empty) await released
       try {
         await this.#ctx.exclusive(() => this.#ctx.buildCache.put(rec, async () => {
           if (!sealed.empty) await sp.register(sealed, parentDiffIds)
@@ -1025,19 +1014,16 @@ export class Builder {
         throw failed(e)
       }
     })())
+    const top = `/proc/self/fd/${fd}`
     const u: Unsettled = {
-      top: sp.diff,
-      belowIds: parentDiffIds,
-      below,
+      tops: [top, ...(prev?.tops ?? [])],
+      baseIds: prev?.baseIds ?? parentDiffIds,
       // An empty layer is none: the stage's layers are those below.
       layers: quiet(sealing.then(({ sealed }) => (sealed.empty ? below : recorded))),
       done: quiet(Promise.all([prev?.done, recorded]).then(() => undefined)),
-      release: () => {
-        // From now on the top layer may be renamed: a step that has not mounted it yet takes it from the store.
-        delete u.top
-        open()
-      },
     }
+    // An empty layer adds nothing to the mounts of the steps that start after its seal.
+    void sealing.then(({ sealed }) => { if (sealed.empty) u.tops = u.tops.filter((t) => t !== top) }, () => undefined)
     s.unsettled = u
     return { sealed: quiet(sealing.then(({ rec }) => rec)), recorded }
   }
