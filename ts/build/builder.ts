@@ -40,7 +40,7 @@ import { BuildContext, ContextTooLarge, ContextLimits } from './context'
 import { BuildError } from './errors'
 import { stepKey, CacheRecord } from './cache'
 import { StepSpace } from './step'
-import { runInStep } from './run'
+import { prepareRun, type PreparedRun } from './run'
 import {
   BkImage, BkHistory, emptyImage, fromBaseConfig, cloneImage, normalizeHistory, imageConfigBytes, nowRfc3339Nano,
   HISTORY_COMMENT, DEFAULT_PATH_ENV, goQuoteSlice, goSlice, goDuration, goQuoteRune,
@@ -156,8 +156,10 @@ interface Prepared {
   /** The step's own (work, seal), set when the build is aborted too. */
   cancel: InstanceType<typeof native.NativeCancel>
   mounted: Promise<void>
-  /** The work, when it ran speculatively. */
+  /** The work (and the unmount after it), when it ran speculatively. */
   worked?: Promise<void>
+  /** The step's `prepare`, when it ran. */
+  readied?: Promise<unknown>
   /** Stops following the build's abort. */
   unlink(): void
 }
@@ -815,6 +817,8 @@ export class Builder {
     work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>
     /** `work` has no effect outside its step space, and may run before the probe. */
     speculate?: boolean
+    /** What may run before the probe where `work` may not (it has no effect outside the step space). */
+    prepare?: (space: StepSpace) => Promise<unknown>
     /** After `work` made (and recorded) a layer. */
     made?: (rec: CacheRecord) => void
   }): Promise<void> {
@@ -921,7 +925,7 @@ export class Builder {
    * The space of a step on the stage's rootfs (`s`), made and mounted now; with `speculative` and
    * a step that allows it (`speculate`), its work done there too, before the probe (#step).
    */
-  #prepare(s: StageState, opts: { work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>; speculate?: boolean }, speculative = true): Prepared {
+  #prepare(s: StageState, opts: { work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>; speculate?: boolean; prepare?: (space: StepSpace) => Promise<unknown> }, speculative = true): Prepared {
     const cancel = new native.NativeCancel()
     const onAbort = (): void => cancel.cancel()
     if (this.#signal.aborted) cancel.cancel()
@@ -931,14 +935,22 @@ export class Builder {
       const sp = await space
       await sp.mount(await this.#stepLowers(s))
     })())
-    const worked = speculative && opts.speculate ? quiet(mounted.then(async () => opts.work(await space, undefined, cancel))) : undefined
-    return { space, cancel, mounted, ...(worked ? { worked } : {}), unlink: () => this.#signal.removeEventListener('abort', onAbort) }
+    const worked = speculative && opts.speculate
+      ? quiet(mounted.then(async () => {
+        const sp = await space
+        await opts.work(sp, undefined, cancel)
+        // The unmount syncs the upper file system: that too while the step below is sealed.
+        await sp.unmount()
+      }))
+      : undefined
+    const readied = speculative && opts.prepare ? quiet(mounted.then(async () => opts.prepare!(await space))) : undefined
+    return { space, cancel, mounted, ...(worked ? { worked } : {}), ...(readied ? { readied } : {}), unlink: () => this.#signal.removeEventListener('abort', onAbort) }
   }
 
   /** Throws a prepared space away (the probe hit, or the step below failed): nothing of it is left. */
   async #discard(p: Prepared): Promise<void> {
     p.cancel.cancel()
-    await Promise.allSettled([p.mounted, p.worked])
+    await Promise.allSettled([p.mounted, p.worked, p.readied])
     p.unlink()
     await (await p.space.catch(() => undefined))?.dispose()
   }
@@ -1072,14 +1084,29 @@ export class Builder {
     const buildEnv = s.buildArgs.map((a) => `${a.key}=${em.has(a.key) ? em.get(a.key) : a.value ?? ''}`)
     const createdBy = `RUN ${[...(buildEnv.length ? [`|${buildEnv.length}`, ...buildEnv] : []), ...args].join(' ')} # buildkit`
     const name = this.#vertexName(node, s, c, true)
+    const { user, workdir } = s
+    // The container of each step space, prepared once (maybe before the probe: #prepare).
+    const runs = new Map<StepSpace, Promise<PreparedRun>>()
+    const prepare = (space: StepSpace): Promise<PreparedRun> => {
+      let run = runs.get(space)
+      if (!run) {
+        run = (async () => {
+          // The step space's own number: #stepCounter may have moved on (stages run concurrently).
+          const id = `${path.basename(await this.#stagingDir())}-${path.basename(space.dir)}`
+          return prepareRun(this.#ctx, space, { id, args, env, user, cwd: workdir, network, ...(script ? { script } : {}) })
+        })()
+        runs.set(space, run)
+      }
+      return run
+    }
     await this.#step(node, s, {
-      name, keyed: ['run', args, env, s.user, s.workdir, network, script ?? null], createdBy, line: c.line,
-      // Never before the probe: a hit must not run the command.
+      name, keyed: ['run', args, env, user, workdir, network, script ?? null], createdBy, line: c.line,
+      // The command never runs before the probe (a hit must not run it); its container is
+      // prepared early (nothing runs then).
+      prepare,
       work: async (space, vertex) => {
-        // The step space's own number: #stepCounter may have moved on (stages run concurrently).
-        const id = `${path.basename(await this.#stagingDir())}-${path.basename(space.dir)}`
-        const code = await runInStep(this.#ctx, space, {
-          id, args, env, user: s.user, cwd: s.workdir, network, ...(script ? { script } : {}), signal: this.#signal,
+        const code = await (await prepare(space)).start({
+          signal: this.#signal,
           onOutput: (stream, data) => this.#progress.emit({ type: 'log', id: vertex!, stream, data, at: now() }),
         })
         if (code !== 0) {
