@@ -12,10 +12,13 @@ import test, { type ExecutionContext } from 'ava'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as path from 'node:path'
+import { spawn } from 'node:child_process'
+import { Store } from '../ts'
 import { BuildError } from '../ts/build/errors'
 import { writeContext, buildSuite, BUILD_BASE } from './helpers/build'
 import { native } from '../ts/internal/native'
 import { checkConsistent } from './helpers/consistency'
+import { CLI } from './helpers/fs'
 
 const suite = buildSuite()
 const BB = BUILD_BASE
@@ -188,4 +191,43 @@ test('concurrent builds that make and hit the same steps while seals overlap: on
   t.is(layerDirs(root).length, layerCount(root))
   await store.close()
   await checkConsistent(t, root)
+})
+
+test.serial('kill -9 at any moment of the overlap: the store consistent, no mount left once it opens, the next build reuses what was recorded and is right', async (t) => {
+  t.timeout(180_000)
+  const { dir, store, root } = await suite.freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  const df = `FROM ${BB}\nCOPY src/ /app/src/\nCOPY big/ /app/big/\nRUN ls -R /app > /app/count\n`
+  writeContext(ctx, { Dockerfile: df, ...manyFiles('src', 400, 40 << 10), ...manyFiles('big', 200, 2000) })
+  await store.build({ context: ctx })
+  await store.close()
+  for (const delay of [0, 10, 25, 50, 80]) {
+    fs.appendFileSync(path.join(ctx, 'src/f0.txt'), `edit ${delay}\n`)
+    const child = spawn(process.execPath, [CLI, '--root', root, 'build', '--progress=plain', ctx], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const closed = new Promise((r) => child.on('close', r))
+    let err = ''
+    // From the first step that misses on: its copy, its seal, the next steps' start.
+    await new Promise<void>((resolve) => {
+      child.stderr!.on('data', (d: Buffer) => {
+        err += d.toString()
+        if (/COPY src\//.test(err)) setTimeout(resolve, delay)
+      })
+      void closed.then(() => resolve())
+    })
+    child.kill('SIGKILL')
+    await closed
+    await checkConsistent(t, root)
+    t.deepEqual(native.overlayMounts(root), [], `kill after ${delay} ms`)
+    t.deepEqual(fs.existsSync(path.join(root, 'runc')) ? fs.readdirSync(path.join(root, 'runc')) : [], [])
+  }
+  const again = await Store.open({ root })
+  t.teardown(() => again.close())
+  const r = await again.build({ context: ctx })
+  const fresh = await again.build({ context: ctx, noCache: true })
+  const view = await again.images.view(r.imageId)
+  t.true((await view.readFile('/app/src/f0.txt')).toString().endsWith('edit 80\n'))
+  t.is((await view.readFile('/app/count')).toString(), (await (await again.images.view(fresh.imageId)).readFile('/app/count')).toString())
+  await again.close()
+  await checkConsistent(t, root)
+  t.is(layerDirs(root).length, layerCount(root))
 })
