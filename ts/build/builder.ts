@@ -12,7 +12,9 @@
  *    layer). Filesystem steps (RUN, COPY, ADD, WORKDIR) have a cache key (./cache.ts): a
  *    record hit reuses its layer; a miss runs the step on an overlay mount of the parent
  *    layers (./step.ts) and the upper dir becomes the new layer (commit by rename), recorded
- *    under the key at once — so a build killed half-way keeps every step it finished.
+ *    under the key at once — so a build killed half-way keeps every step recorded by then.
+ *    A step's seal (the DiffID, which the next step's key needs) overlaps the next step's
+ *    start, and the registration of its layer and record the next step's work (#step, #make).
  *    After a miss, later steps keep probing: a step that reproduces a layer hits again.
  * 3. The target stage's config (./image-config.ts) is written with BuildKit's history and
  *    created times; the tags move last, only when everything else succeeded.
