@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(plain, out);
     }
 
-    /// Hundreds of bodies of varied sizes, so headers and bodies straddle the walker's 1 MiB
+    /// Hundreds of bodies of varied sizes, so headers and bodies straddle the walker's 256 KiB
     /// buffers at every kind of offset; whiteouts (a 0/0 device, an opaque dir, a regular file
     /// named like a marker) and empty files among them. Every regular file body is a file
     /// record (not segment bytes), and the tar-split reassembles to the DiffID.
