@@ -276,6 +276,7 @@ fn write_tar<S: TarSink>(
             links: HashMap::new(),
             entries: 0,
             xbuf: Vec::new(),
+            hbuf: Vec::with_capacity(1024),
         };
         let walked = upperwalk::walk(dir, &mut tw)
             // End of archive: two zero blocks.
@@ -389,6 +390,8 @@ struct TarWriter<'a> {
     links: HashMap<(u64, u64), Vec<u8>>,
     entries: u64,
     xbuf: Vec<u8>,
+    /// The entry's header blocks, as [`encode`] writes them.
+    hbuf: Vec<u8>,
 }
 
 /// The metadata of one entry, ready to encode (see [`encode_header`]).
@@ -651,9 +654,9 @@ impl TarWriter<'_> {
     }
 
     fn emit(&mut self, e: &Entry) -> Result<(), LayerTarError> {
-        let mut hdr = Vec::with_capacity(1024);
-        encode(e, &mut hdr);
-        self.out.put(&hdr).map_err(|source| LayerTarError::Write { source })?;
+        self.hbuf.clear();
+        encode(e, &mut self.hbuf);
+        self.out.put(&self.hbuf).map_err(|source| LayerTarError::Write { source })?;
         self.entries += 1;
         Ok(())
     }
@@ -674,14 +677,18 @@ enum XattrSource<'a> {
 }
 
 /// Writes `v` as zero-padded octal filling `field` but its last byte (NUL), as Go does.
-/// Returns false if it does not fit.
+/// Returns false if it does not fit. (Digit by digit: `format!` cost a walk an allocation
+/// per field, eight per entry.)
 fn octal(field: &mut [u8], v: u64) -> bool {
     let digits = field.len() - 1;
     if digits < 22 && v >= 1u64 << (3 * digits) {
         return false;
     }
-    let s = format!("{v:0digits$o}");
-    field[..digits].copy_from_slice(s.as_bytes());
+    let mut rest = v;
+    for d in field[..digits].iter_mut().rev() {
+        *d = b'0' + (rest & 7) as u8;
+        rest >>= 3;
+    }
     field[digits] = 0;
     true
 }
@@ -849,6 +856,13 @@ mod tests {
         assert!(octal(&mut f, 0o644));
         assert_eq!(&f, b"0000644\0");
         assert!(!octal(&mut f, 1 << 21));
+        assert!(octal(&mut f, (1 << 21) - 1));
+        assert_eq!(&f, b"7777777\0");
+        let mut f = [0xffu8; 12];
+        assert!(octal(&mut f, 0));
+        assert_eq!(&f, b"00000000000\0");
+        assert!(octal(&mut f, 0o12345670123));
+        assert_eq!(&f, b"12345670123\0");
     }
 }
 
