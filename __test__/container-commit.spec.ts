@@ -118,6 +118,62 @@ test('committing a running container pauses it (runc pause/resume) and it keeps 
   t.is((await c.info()).State.Status, 'exited')
 })
 
+/**
+ * A runtime that answers the first `pause` calls as runc does when the cgroup v1 freezer stayed
+ * FREEZING (`unable to freeze`, the cgroup thawed back) and is the real runc otherwise. `other`
+ * is the message it gives instead for a failure that must not be tried again.
+ */
+function flakyFreezer(dir: string, failures: number, message = 'unable to freeze'): { runtime: string; pauses: () => number } {
+  const count = path.join(dir, 'pause-calls')
+  const runtime = path.join(dir, 'flaky-runc')
+  fs.writeFileSync(runtime, [
+    '#!/bin/sh',
+    'for a in "$@"; do',
+    '  if [ "$a" = pause ]; then',
+    `    n=$(cat '${count}' 2>/dev/null || echo 0); n=$((n+1)); echo $n > '${count}'`,
+    `    if [ $n -le ${failures} ]; then echo 'time="2026-12-01T00:00:00Z" level=error msg="${message}"' >&2; exit 1; fi`,
+    '  fi',
+    'done',
+    'exec runc "$@"',
+    '',
+  ].join('\n'), { mode: 0o755 })
+  return { runtime, pauses: () => Number(fs.readFileSync(count, 'utf8')) }
+}
+
+test('a pause the freezer could not finish in time is tried again: the commit succeeds and the container runs on', async (t) => {
+  const { dir, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  const { runtime, pauses } = flakyFreezer(dir, 3)
+  const c = await store.containers.create('bb', { runtime, cmd: ['sh', '-c', 'echo up > /state; while true; do sleep 0.05; done'] })
+  await c.start()
+  for (let i = 0; i < 100 && !fs.existsSync(path.join((await c.layers()).upperDir, 'state')); i++) await new Promise((r) => setTimeout(r, 50))
+  const id = await c.commit({ ref: 'bb:retried' })
+  t.is(pauses(), 4)
+  t.true((await c.info()).State.Running)
+  t.false((await c.info()).State.Paused)
+  const r = await (await store.containers.create(id, { cmd: ['cat', '/state'], autoRemove: true })).run()
+  t.is(r.stdout.toString(), 'up\n')
+  await c.stop({ timeout: 1 })
+})
+
+test('a freezer that never freezes, or another pause failure: RuntimeFailed, no image, the container still runs', async (t) => {
+  const { dir, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  for (const [name, message, calls] of [['never', 'unable to freeze', 5], ['other', 'container not running', 1]] as const) {
+    const sub = path.join(dir, name)
+    fs.mkdirSync(sub)
+    const { runtime, pauses } = flakyFreezer(sub, 1000, message)
+    const c = await store.containers.create('bb', { runtime, cmd: ['sh', '-c', 'while true; do sleep 0.05; done'] })
+    await c.start()
+    const before = (await store.images.list()).length
+    const e = await t.throwsAsync(c.commit({ ref: `bb:${name}` }), { instanceOf: StrataError })
+    t.is(e?.code, 'RuntimeFailed')
+    t.regex(e?.message ?? '', new RegExp(message))
+    t.is(pauses(), calls)
+    t.is((await store.images.list()).length, before)
+    t.true((await c.info()).State.Running)
+    await c.stop({ timeout: 1 })
+  }
+})
+
 test('commit → save → load into another store → run gives the same result', async (t) => {
   const { dir, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
   const c = await store.containers.create('bb', { cmd: ['sh', '-c', 'echo saved > /greeting; rm /etc/group'] })

@@ -101,3 +101,16 @@ test('the same through ps (containers.list) and logs, in a fresh Store of the sa
   await (await other.containers.get(c.id)).logs()
   t.is(runcStatus(root, c.id), 'running', 'logs resumed it')
 })
+
+test('a container call made inside a section of the store lock leaves the thaw to the outer call (no exclusive lock asked for inside a shared section); an outer call thaws', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:thaw'])])
+  const c = await store.containers.create('bb:thaw', { name: 'thaw-nested' })
+  const recFile = path.join(root, 'containers', c.id, 'config.v2.json')
+  // As a commit that died with the container paused leaves the record (the container never ran).
+  fs.writeFileSync(recFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(recFile, 'utf8')), PausedBy: 999_999_999 }))
+  const inner = await store.context.shared(() => c.info())
+  t.is(inner.PausedBy, 999_999_999, 'read under the shared lock, not thawed there')
+  await store.context.exclusive(() => c.info())
+  t.is((await store.context.shared(() => c.info())).PausedBy, 999_999_999)
+  t.is((await c.info()).PausedBy, undefined, 'the outer call thawed it first')
+})

@@ -15,6 +15,7 @@ import { busyboxImage } from './helpers/fixtures'
 import { runScenario, startScenario, within } from './helpers/child'
 import { native } from '../ts/internal/native'
 import { detached } from '../ts/internal/lock'
+import { executionAsyncResource } from 'node:async_hooks'
 
 function fixture(t: Parameters<typeof tmpDir>[0]) {
   const dir = tmpDir(t, 'strata-lock-')
@@ -119,6 +120,77 @@ test('re-entrancy: sections inside an exclusive section run at once; shared insi
   proceed()
   await within(5000, Promise.all([reader, writer]), 'shared inside shared with a writer waiting')
   t.deepEqual(order, ['shared in exclusive', 'exclusive in exclusive', 'list in exclusive: 1', 'shared in shared', 'writer'])
+})
+
+/**
+ * Whether Node runs promise hooks now: with them, a promise's reaction runs with that promise as
+ * its async resource; without, with whatever resource was current.
+ */
+const promiseHooksOn = (): Promise<boolean> => Promise.resolve().then(() => executionAsyncResource() instanceof Promise)
+
+// Serial: alone in this process (ava runs serial tests before the others), so no other test's section turns the hooks on.
+test.serial('promise hooks run only while a lock section does: not around API calls, nor after the last section', async (t) => {
+  const { store, id } = await loaded(t)
+  const ctx = store.context
+  t.false(await promiseHooksOn(), 'after Store.open and load')
+  t.true(await ctx.exclusive(() => promiseHooksOn()), 'inside a section (re-entrancy needs them)')
+  t.false(await promiseHooksOn(), 'after the section')
+  t.is((await store.images.list()).length, 1)
+  await store.images.tag(id, 'hooks:1')
+  const c = await store.containers.create(id)
+  t.is((await c.info()).Image, id)
+  await c.remove()
+  t.false(await promiseHooksOn(), 'after API calls (reads, a write, container calls)')
+  // Nested and overlapping sections: off once the last one ends, not before.
+  let release!: () => void
+  const gate = new Promise<void>((r) => { release = r })
+  const outer = ctx.shared(async () => {
+    await ctx.shared(async () => undefined)
+    t.true(await promiseHooksOn(), 'after a nested section, inside the outer one')
+    await gate
+  })
+  const other = ctx.shared(async () => undefined)
+  await other
+  t.true(await promiseHooksOn(), 'while another caller\'s section runs')
+  release()
+  await outer
+  t.false(await promiseHooksOn(), 'after the last section')
+  t.false(await detached(() => promiseHooksOn()), 'detached outside any section')
+})
+
+test('re-entrancy after the lock was idle: work left running by an ended section and an unrelated caller both wait for the holder; its own nested requests do not', async (t) => {
+  const { store } = await loaded(t)
+  const ctx = store.context
+  const order: string[] = []
+  let wake!: () => void
+  const woken = new Promise<void>((r) => { wake = r })
+  let leftover!: Promise<void>
+  // A section that leaves work running; once it ends, no section runs (the storage goes idle).
+  await ctx.exclusive(async () => {
+    leftover = woken.then(() => ctx.exclusive(async () => { order.push('leftover') }))
+  })
+  // Started while nothing was marked: an unrelated caller.
+  const unrelated = new Promise<void>((r) => setImmediate(r)).then(() => ctx.exclusive(async () => { order.push('unrelated') }))
+  let release!: () => void
+  const gate = new Promise<void>((r) => { release = r })
+  let entered!: () => void
+  const inside = new Promise<void>((r) => { entered = r })
+  const holder = ctx.exclusive(async () => {
+    order.push('holder')
+    entered()
+    await gate
+    await ctx.exclusive(async () => { order.push('holder: nested exclusive') })
+    await ctx.shared(async () => { order.push('holder: nested shared') })
+    order.push('holder ends')
+  })
+  await inside
+  wake()
+  await new Promise((r) => setTimeout(r, 30))
+  t.deepEqual(order, ['holder'], 'neither the left-over work nor the unrelated caller got in')
+  release()
+  await within(5000, Promise.all([holder, leftover, unrelated]), 'all three')
+  t.deepEqual(order.slice(0, 4), ['holder', 'holder: nested exclusive', 'holder: nested shared', 'holder ends'])
+  t.deepEqual(order.slice(4).sort(), ['leftover', 'unrelated'])
 })
 
 test('re-entrancy: asking for the exclusive lock inside a shared section fails at once instead of waiting for itself', async (t) => {

@@ -116,8 +116,14 @@ export class Container {
     this.paths = new ContainerPaths(ctx.layout, id)
   }
 
-  /** @internal Resumes the container if a commit paused it and died (`Containers.thaw`); the API boundary calls it. */
-  thawIfOrphaned(): Promise<void> {
+  /**
+   * @internal Resumes the container if a commit paused it and died (`Containers.thaw`); the API
+   * boundary calls it before each call. Not for a call made inside a section of the store lock
+   * (a method another one calls under the lock: the thaw's exclusive section inside a shared one
+   * would wait for itself): the outer call's own hook ran before it entered.
+   */
+  async thawIfOrphaned(): Promise<void> {
+    if (this.#ctx.lock.held()) return
     return this.#all.thaw(this.id)
   }
 

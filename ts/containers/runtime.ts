@@ -7,7 +7,18 @@ import { existsSync } from 'node:fs'
 import path = require('node:path')
 import { StrataError } from '../errors'
 
-export const DEFAULT_RUNTIME = process.env.STRATA_RUNTIME || 'runc'
+/**
+ * The runtime for containers created without one (and for build steps): `$STRATA_RUNTIME` as it
+ * is at each use, else `runc` — not as it was when this module loaded.
+ */
+export function defaultRuntime(): string {
+  return process.env.STRATA_RUNTIME || 'runc'
+}
+
+/** runc's words when the cgroup v1 freezer stayed FREEZING (it thaws the cgroup back first). */
+const FREEZE_TIMED_OUT = /unable to freeze/
+const PAUSE_ATTEMPTS = 5
+const PAUSE_BACKOFF_MS = 50
 
 export interface RuntimeResult {
   code: number
@@ -58,7 +69,25 @@ export class Runtime {
     return this.exec(['kill', ...(all ? ['--all'] : []), id, signal])
   }
 
-  pause(id: string): Promise<RuntimeResult> { return this.must(['pause', id], 'pause') }
+  /**
+   * `runc pause`, tried again when the freezer could not freeze in time. On cgroup v1 the kernel
+   * cannot reliably freeze a cgroup while its processes fork or sit in uninterruptible sleep
+   * (slow disk I/O under load); runc tries for ~0.2 s, thaws the cgroup back and says `unable to
+   * freeze`, leaving the container running. A later attempt usually succeeds, so strata makes
+   * up to PAUSE_ATTEMPTS of them, PAUSE_BACKOFF_MS apart, before giving the error to the caller.
+   */
+  async pause(id: string): Promise<RuntimeResult> {
+    for (let attempt = 1; ; attempt++) {
+      const r = await this.exec(['pause', id])
+      if (r.code === 0) return r
+      const message = runtimeMessage(r.stderr) || `exit ${r.code}`
+      if (attempt >= PAUSE_ATTEMPTS || !FREEZE_TIMED_OUT.test(message)) {
+        throw new StrataError('RuntimeFailed', `pause: ${this.binary} pause: ${message}${attempt > 1 ? ` (after ${attempt} attempts)` : ''}`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, PAUSE_BACKOFF_MS * attempt))
+    }
+  }
+
   resume(id: string): Promise<RuntimeResult> { return this.must(['resume', id], 'resume') }
   /**
    * `runc delete`. runc and crun keep one dir per container under `--root`; when there is none

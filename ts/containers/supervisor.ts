@@ -19,7 +19,7 @@ import { ContainerRecord, parseRecord, readHostConfig } from './record'
 import { MountManager, MountRef } from './mounts'
 import { buildSpec, CAPS, processEnv, resolveUser } from './spec'
 import { seccompFor } from './seccomp'
-import { Runtime, DEFAULT_RUNTIME, runtimeMessage } from './runtime'
+import { Runtime, defaultRuntime, runtimeMessage } from './runtime'
 import { LineSplitter, logLine } from './logfile'
 import type { ConsoleSize } from './console'
 
@@ -43,7 +43,7 @@ export interface ExitInfo {
 }
 
 export function runtimeFor(ctx: StoreContext, binary?: string): Runtime {
-  return new Runtime(binary || DEFAULT_RUNTIME, runcRoot(ctx.layout))
+  return new Runtime(binary || defaultRuntime(), runcRoot(ctx.layout))
 }
 
 /** The runtime a container was created with (HostConfig.Runtime; `runc` means the default binary). */

@@ -7,17 +7,18 @@
  *  - whatever the method throws leaves as a StrataError (`toStrataError`): a native error with its
  *    code, a Node errno error (ENOSPC from a metadata write, ENOENT from a spawn) as `Io` with its
  *    `syscode`, `errno` and `path`, anything else as `Internal`. No raw Node error leaves the API.
- *  - a class's `before` hook runs first (a container thaws if a dead commit left it frozen) —
- *    for the outermost call only: not for a public method another one calls (`stop` calls
- *    `kill`, `view` asks `isMounted` under the shared lock), where the hook could ask for the
- *    exclusive lock inside a section. An AsyncLocalStorage marks the work of a call; in a
- *    process that declared itself the API's sole caller (`declareSoleCaller`), a count of the
- *    calls under way does.
+ *  - a class's `before` hook runs first (a container thaws if a dead commit left it frozen).
+ *    The hook itself leaves alone a call made inside a section of the store lock (`view` asks
+ *    `isMounted` under the shared lock), where it could ask for the exclusive lock inside a
+ *    shared section (ts/containers/container.ts). Nothing marks the work of a call: an
+ *    AsyncLocalStorage did, and its promise hooks slowed every promise of the process for as
+ *    long as it lived (some 5% of a CLI build's CPU, with the lock's). In a process that declared
+ *    itself the API's sole caller (`declareSoleCaller`), a count of the calls under way keeps the
+ *    hook to the outermost call.
  *  - the one exception to the conversion is what the caller's own callback threw (`CallerThrew`,
  *    ./operation.ts): the call rejects with that, as it was.
  * Methods returning a promise reject (also for bad arguments); `sync` methods throw.
  */
-import { AsyncLocalStorage } from 'node:async_hooks'
 import { toStrataError, CallerThrew } from '../errors'
 
 /** What leaves the API: a StrataError, or what the caller's own callback threw, as it was. */
@@ -25,8 +26,6 @@ function outgoing(e: unknown): unknown {
   return e instanceof CallerThrew ? e.value : toStrataError(e)
 }
 import { checkArgs, Signature } from './validate'
-
-const insideApi = new AsyncLocalStorage<true>()
 
 /**
  * Calls under way, counted once the process declared itself the sole caller (else undefined):
@@ -36,10 +35,10 @@ let callsUnderWay: number | undefined
 
 /**
  * For a process that makes one API call at a time and leaves nothing running when it returns
- * (the CLI's read-only commands, from their bundle: ts/cli/read-main.ts): calls are then
- * told apart from the calls they make by a count, not by the AsyncLocalStorage, whose first
- * `run` turns on Node's promise hooks, which then slow every promise of the process (a good part
- * of a short command's run, bench/cli.js). Irrevocable; never for a library's host process.
+ * (the CLI's read-only commands, from their bundle: ts/cli/read-main.ts): a call made while
+ * another is under way is then one that call made, and `before` hooks run for the outermost
+ * only (a container's record is read once per command, bench/cli.js). Irrevocable; never for a
+ * library's host process.
  */
 export function declareSoleCaller(): void {
   callsUnderWay ??= 0
@@ -58,7 +57,10 @@ export interface ExposedClass {
 
 export const EXPOSED: ExposedClass[] = []
 
-/** Runs before every outermost call of a class's methods, with the object called. */
+/**
+ * Runs before every call of a class's methods (in a sole caller's process: the outermost), with
+ * the object called; it must do nothing where it could wait for a lock its caller holds.
+ */
 export type BeforeHook = (self: never) => Promise<void>
 
 function wrap(label: string, fn: (...a: unknown[]) => unknown, spec: MethodSpec, before?: BeforeHook): (...a: unknown[]) => unknown {
@@ -91,8 +93,8 @@ function wrap(label: string, fn: (...a: unknown[]) => unknown, spec: MethodSpec,
         }
       }
       : async (): Promise<unknown> => {
-        if (before && !insideApi.getStore()) await insideApi.run(true, () => before(this as never))
-        return await insideApi.run(true, () => fn.apply(this, args))
+        if (before) await before(this as never)
+        return await fn.apply(this, args)
       }
     return run().catch((e: unknown) => { throw outgoing(e) })
   }
