@@ -429,6 +429,10 @@ test.serial('kill -9 during a build: the store is consistent and the next build 
       }
     })
   })
+  // The steps before the RUN are recorded while the RUN runs (their registration overlaps the
+  // next step): the kill comes once both records are there, the RUN still running.
+  const records = path.join(root, 'builder', 'cache')
+  for (let i = 0; i < 1000 && (fs.existsSync(records) ? fs.readdirSync(records).filter((n) => n.endsWith('.json')).length : 0) < 2; i++) await new Promise((r) => setTimeout(r, 10))
   child.kill('SIGKILL')
   await closed
   await checkConsistent(t, root)

@@ -12,12 +12,14 @@
  *    layer). Filesystem steps (RUN, COPY, ADD, WORKDIR) have a cache key (./cache.ts): a
  *    record hit reuses its layer; a miss runs the step on an overlay mount of the parent
  *    layers (./step.ts) and the upper dir becomes the new layer (commit by rename), recorded
- *    under the key at once — so a build killed half-way keeps every step it finished.
+ *    under the key at once — so a build killed half-way keeps every step recorded by then.
+ *    A step's seal (the DiffID, which the next step's key needs) overlaps the next step's
+ *    start, and the registration of its layer and record the next step's work (#step, #make).
  *    After a miss, later steps keep probing: a step that reproduces a layer hits again.
  * 3. The target stage's config (./image-config.ts) is written with BuildKit's history and
  *    created times; the tags move last, only when everything else succeeded.
  */
-import { statSync, mkdirSync } from 'node:fs'
+import { statSync, mkdirSync, openSync, closeSync, constants as fsConstants } from 'node:fs'
 import { fsp as fs, childProcess } from '../internal/lazy'
 import * as path from 'node:path'
 import { sha256 } from '../internal/sha256'
@@ -40,7 +42,7 @@ import { BuildContext, ContextTooLarge, ContextLimits } from './context'
 import { BuildError } from './errors'
 import { stepKey, CacheRecord } from './cache'
 import { StepSpace } from './step'
-import { runInStep } from './run'
+import { prepareRun, type PreparedRun } from './run'
 import {
   BkImage, BkHistory, emptyImage, fromBaseConfig, cloneImage, normalizeHistory, imageConfigBytes, nowRfc3339Nano,
   HISTORY_COMMENT, DEFAULT_PATH_ENV, goQuoteSlice, goSlice, goDuration, goQuoteRune,
@@ -119,7 +121,55 @@ interface StageState {
   user: string
   buildArgs: { key: string; value?: string }[]
   cmdSet: boolean
-  /** History `created` of each layer step, by history index. */
+  /** The last step's seal while it is under way: its DiffID (and so the next step's key) comes with it. */
+  sealing?: Promise<void>
+  /** The stage's steps whose layer or cache record is still being written (#make). */
+  unsettled?: Unsettled
+  /** The descriptors behind `unsettled.tops` (and earlier ones), closed when the stage settles. */
+  fds?: number[]
+}
+
+/**
+ * What a stage's last filesystem steps still write after they were sealed: the next step runs
+ * meanwhile (its mount, copy or container), so the fsync barriers of registering a layer and
+ * its record are off the build's critical path. The next step's cache key needs only the DiffID.
+ */
+interface Unsettled {
+  /**
+   * The layers made since the stage's last hit, top first, as the next step mounts them:
+   * `/proc/self/fd/<n>`, a descriptor of each one's diff dir (opened when its seal began), so a
+   * registration that renames the dir from the staging dir into `overlay2/` meanwhile neither
+   * waits for a mount nor moves one (the kernel resolves the path to the dir when mounting).
+   */
+  tops: string[]
+  /** The layers below `tops`: in the store. */
+  baseIds: DiffId[]
+  /** Every layer of the stage's rootfs is in the store. */
+  layers: Promise<void>
+  /** Every layer and cache record of the stage's steps so far is in the store. */
+  done: Promise<void>
+}
+
+const SETTLED: Promise<void> = Promise.resolve()
+
+/** A step space made before the step's probe, maybe with its work done there (Builder.#prepare). */
+interface Prepared {
+  space: Promise<StepSpace>
+  /** The step's own (work, seal), set when the build is aborted too. */
+  cancel: InstanceType<typeof native.NativeCancel>
+  mounted: Promise<void>
+  /** The work (and the unmount after it), when it ran speculatively. */
+  worked?: Promise<void>
+  /** The step's `prepare`, when it ran. */
+  readied?: Promise<unknown>
+  /** Stops following the build's abort. */
+  unlink(): void
+}
+
+/** A promise that some awaiter will see rejected, not reported as unhandled meanwhile. */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined)
+  return p
 }
 
 interface StageNode {
@@ -536,18 +586,42 @@ export class Builder {
   /** A stage's own steps, from its base. */
   async #stageSteps(node: StageNode): Promise<StageState> {
     const s = await this.#baseState(node)
-    if (s.image.config.OnBuild && s.image.config.OnBuild.length > 0) {
-      const triggers = s.image.config.OnBuild
+    let ok = false
+    try {
+      if (s.image.config.OnBuild && s.image.config.OnBuild.length > 0) {
+        const triggers = s.image.config.OnBuild
+        s.image.config.OnBuild = undefined
+        for (const t of triggers) await this.#dispatch(node, s, parseTrigger(t, this.#escape, node.stage.line))
+      }
       s.image.config.OnBuild = undefined
-      for (const t of triggers) await this.#dispatch(node, s, parseTrigger(t, this.#escape, node.stage.line))
-    }
-    s.image.config.OnBuild = undefined
-    for (const c of node.stage.commands) {
-      throwIfAborted(this.#signal)
-      await this.#dispatch(node, s, c)
-      this.#progress.check()
+      for (const c of node.stage.commands) {
+        throwIfAborted(this.#signal)
+        await this.#dispatch(node, s, c)
+        this.#progress.check()
+      }
+      ok = true
+    } finally {
+      // The stage's result (and its failure) is whole only once every step it made is sealed and
+      // written: nothing is left working in the staging dir that the build's end removes.
+      const settled = this.#settle(s)
+      if (ok) await settled
+      else await settled.catch(() => undefined)
     }
     return s
+  }
+
+  /** Waits for the stage's last seal and for every layer and record of its steps to be written. */
+  async #settle(s: StageState): Promise<void> {
+    const sealing = s.sealing
+    const sealFailure = await sealing?.then(() => undefined, (error: unknown) => ({ error }))
+    const u = s.unsettled
+    s.unsettled = undefined
+    try {
+      await u?.done.catch((error: unknown) => { throw sealFailure ? sealFailure.error : error })
+    } finally {
+      for (const fd of s.fds?.splice(0) ?? []) closeSync(fd)
+    }
+    if (sealFailure) throw sealFailure.error
   }
 
   async #baseState(node: StageNode): Promise<StageState> {
@@ -578,8 +652,10 @@ export class Builder {
     return this.#expandMap(word, envMap(s.env), line)
   }
 
-  #history(s: StageState, createdBy: string, layer: boolean, created?: string): void {
-    s.image.history.push({ ...(created ? { created } : {}), created_by: createdBy, comment: HISTORY_COMMENT, ...(layer ? {} : { empty_layer: true }) })
+  #history(s: StageState, createdBy: string, layer: boolean, created?: string): BkHistory {
+    const row: BkHistory = { ...(created ? { created } : {}), created_by: createdBy, comment: HISTORY_COMMENT, ...(layer ? {} : { empty_layer: true }) }
+    s.image.history.push(row)
+    return row
   }
 
   /** The step's name as progress shows it (variables substituted where they can be). */
@@ -729,52 +805,101 @@ export class Builder {
 
   /**
    * A filesystem step: probe the cache, else `work` in a fresh step space; record the result.
-   * `createdBy` is the history line.
+   * `createdBy` is the history line, `keyed` what the step's cache key holds besides its parent.
+   *
+   * While the step below is still being sealed (its DiffID, so this step's key, unknown yet:
+   * s.sealing), the step space is made and mounted meanwhile on the layer below as it lies in
+   * its staging dir — and with `speculate`, `work` runs there too (a COPY's files: purely local).
+   * If the probe then hits, that space is thrown away (cancelled, unmounted, removed) and the
+   * cached layer used. A RUN never speculates its command: a hit must not run it.
    */
   async #step(node: StageNode, s: StageState, opts: {
-    name: string; key: string; createdBy: string; line: number
-    work: (space: StepSpace, vertex: number) => Promise<void>
+    name: string; keyed: unknown; createdBy: string; line: number
+    /** `vertex` is undefined where the work runs before the step is shown (`speculate`). */
+    work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>
+    /** `work` has no effect outside its step space, and may run before the probe. */
+    speculate?: boolean
+    /** What may run before the probe where `work` may not (it has no effect outside the step space). */
+    prepare?: (space: StepSpace) => Promise<unknown>
     /** After `work` made (and recorded) a layer. */
     made?: (rec: CacheRecord) => void
   }): Promise<void> {
-    const vertex = this.#progress.start(opts.name, opts.key)
+    let prepared: Prepared | undefined
+    if (s.sealing) {
+      prepared = this.#prepare(s, opts)
+      try {
+        await s.sealing
+      } catch (e) {
+        await this.#discard(prepared)
+        throw e
+      }
+    }
+    const key = stepKey(this.#parentChain(s), this.#platform, opts.keyed)
+    const vertex = this.#progress.start(opts.name, key)
     const parentChain = this.#parentChain(s)
-    let cached = false
     let rec: CacheRecord | undefined
     const inFlight = this.#ctx.buildStepsInFlight
     if (!node.ignoreCache) {
-      rec = await this.#probe(opts.key, parentChain)
-      // Another build in this process is making this very step: its record, once written, is
-      // the hit (if it fails, this build makes the step itself).
-      for (let other = inFlight.get(opts.key); !rec && other; other = inFlight.get(opts.key)) {
-        await other
-        throwIfAborted(this.#signal)
-        rec = await this.#probe(opts.key, parentChain)
+      try {
+        rec = await this.#probe(key, parentChain)
+        // Another build in this process is making this very step: its record, once written, is
+        // the hit (if it fails, this build makes the step itself).
+        for (let other = inFlight.get(key); !rec && other; other = inFlight.get(key)) {
+          // The layer below goes into the store meanwhile (that build may wait for it).
+          if (prepared) await this.#discard(prepared)
+          prepared = undefined
+          await other
+          throwIfAborted(this.#signal)
+          rec = await this.#probe(key, parentChain)
+        }
+      } catch (e) {
+        if (prepared) await this.#discard(prepared)
+        throw e
       }
     }
     if (rec) {
-      cached = true
+      if (prepared) await this.#discard(prepared)
       this.#progress.emit({ type: 'cached', id: vertex })
-    } else {
-      let settle!: () => void
-      const mine = new Promise<void>((resolve) => { settle = resolve })
-      if (!inFlight.has(opts.key)) inFlight.set(opts.key, mine)
-      try {
-        rec = await this.#make(s, opts, vertex, parentChain)
-        opts.made?.(rec)
-      } finally {
-        if (inFlight.get(opts.key) === mine) inFlight.delete(opts.key)
-        settle()
-      }
-      this.#progress.emit({ type: 'done', id: vertex, at: now() })
+      if (rec.diffId !== null) {
+        const u = s.unsettled
+        // A cached layer is in the store, and so is every layer below it: the next step mounts them from there.
+        if (u) s.unsettled = { tops: [], baseIds: [...s.image.rootfs.diff_ids, rec.diffId], layers: u.layers, done: u.done }
+        s.image.rootfs.diff_ids.push(rec.diffId)
+        this.#history(s, opts.createdBy, true, rec.created)
+      } else this.#history(s, opts.createdBy, false)
+      this.#steps.push({ name: opts.name, key, cached: true, ...(rec.diffId ? { diffId: rec.diffId } : {}) })
+      this.#stepStages.push(node)
+      return
     }
-    const r = rec
-    if (r.diffId !== null) {
-      s.image.rootfs.diff_ids.push(r.diffId)
-      this.#history(s, opts.createdBy, true, r.created)
-    } else this.#history(s, opts.createdBy, false)
-    this.#steps.push({ name: opts.name, key: opts.key, cached, ...(r.diffId ? { diffId: r.diffId } : {}) })
-    this.#stepStages.push(node)
+    let settle!: () => void
+    const mine = new Promise<void>((resolve) => { settle = resolve })
+    if (!inFlight.has(key)) inFlight.set(key, mine)
+    // Until its record is written (or the step failed), this build is making the step.
+    const settled = (): void => {
+      if (inFlight.get(key) === mine) inFlight.delete(key)
+      settle()
+    }
+    // The history row keeps its place among the instructions after it; sealing fills it in.
+    const row = this.#history(s, opts.createdBy, true)
+    try {
+      const made = await this.#make(s, { ...opts, key }, vertex, parentChain, prepared ?? this.#prepare(s, opts, false))
+      void made.recorded.catch(() => undefined).finally(settled)
+      const sealing: Promise<void> = quiet(made.sealed.then((r) => {
+        if (r.diffId !== null) {
+          s.image.rootfs.diff_ids.push(r.diffId)
+          row.created = r.created
+        } else row.empty_layer = true
+        this.#steps.push({ name: opts.name, key, cached: false, ...(r.diffId ? { diffId: r.diffId } : {}) })
+        this.#stepStages.push(node)
+        this.#progress.emit({ type: 'done', id: vertex, at: now() })
+        // Sealed: the next step has no reason to start before its probe.
+        if (s.sealing === sealing) s.sealing = undefined
+      }))
+      s.sealing = sealing
+    } catch (e) {
+      settled()
+      throw e
+    }
   }
 
   /**
@@ -798,39 +923,123 @@ export class Builder {
     return rec
   }
 
-  /** Makes a step's layer in a fresh step space and records it. */
-  async #make(s: StageState, opts: { name: string; key: string; createdBy: string; line: number; work: (space: StepSpace, vertex: number) => Promise<void> }, vertex: number, parentChain: ChainId | ''): Promise<CacheRecord> {
-    let rec: CacheRecord
-    this.#warmRuntime()
-    const space = await StepSpace.create(this.#ctx, await this.#stagingDir(), `step-${++this.#stepCounter}`)
-    try {
-      await space.mount(await this.#lowers(s.image.rootfs.diff_ids))
-      await opts.work(space, vertex)
-      const sealed = await space.seal(this.#cancel)
-      // The record is known before the layer is registered (its ChainID follows from the DiffIDs),
-      // so it is written alongside the registration and renamed into place only after it.
-      const made = sealed.empty
-        ? { chainId: parentChain, diffId: null }
-        : { chainId: chainIdsOf([...s.image.rootfs.diff_ids, sealed.diffId]).pop()!, diffId: sealed.diffId }
-      const r: CacheRecord = { v: 1, key: opts.key, parent: parentChain, ...made, size: sealed.size, created: nowRfc3339Nano(), createdBy: opts.createdBy, description: opts.name }
-      await this.#ctx.exclusive(() => this.#ctx.buildCache.put(r, async () => {
-        if (!sealed.empty) await space.register(sealed, s.image.rootfs.diff_ids)
+  /**
+   * The space of a step on the stage's rootfs (`s`), made and mounted now; with `speculative` and
+   * a step that allows it (`speculate`), its work done there too, before the probe (#step).
+   */
+  #prepare(s: StageState, opts: { work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>; speculate?: boolean; prepare?: (space: StepSpace) => Promise<unknown> }, speculative = true): Prepared {
+    const cancel = new native.NativeCancel()
+    const onAbort = (): void => cancel.cancel()
+    if (this.#signal.aborted) cancel.cancel()
+    else this.#signal.addEventListener('abort', onAbort, { once: true })
+    const space = quiet((async () => StepSpace.create(this.#ctx, await this.#stagingDir(), `step-${++this.#stepCounter}`))())
+    const mounted = quiet((async () => {
+      const sp = await space
+      await sp.mount(await this.#stepLowers(s))
+    })())
+    const worked = speculative && opts.speculate
+      ? quiet(mounted.then(async () => {
+        const sp = await space
+        await opts.work(sp, undefined, cancel)
+        // The unmount syncs the upper file system: that too while the step below is sealed.
+        await sp.unmount()
       }))
-      rec = r
-    } catch (e) {
+      : undefined
+    const readied = speculative && opts.prepare ? quiet(mounted.then(async () => opts.prepare!(await space))) : undefined
+    return { space, cancel, mounted, ...(worked ? { worked } : {}), ...(readied ? { readied } : {}), unlink: () => this.#signal.removeEventListener('abort', onAbort) }
+  }
+
+  /** Throws a prepared space away (the probe hit, or the step below failed): nothing of it is left. */
+  async #discard(p: Prepared): Promise<void> {
+    p.cancel.cancel()
+    await Promise.allSettled([p.mounted, p.worked, p.readied])
+    p.unlink()
+    await (await p.space.catch(() => undefined))?.dispose()
+  }
+
+  /** The lower dirs of a step on the stage's rootfs (`s`): the diff dirs of its layers, top first. */
+  async #stepLowers(s: StageState): Promise<string[]> {
+    const u = s.unsettled
+    return u ? [...u.tops, ...(await this.#lowers(u.baseIds))] : this.#lowers(s.image.rootfs.diff_ids)
+  }
+
+  /**
+   * Makes a step's layer in its prepared space; answers once its work is done and its seal
+   * started, with `sealed` (the record, once the DiffID is known) and `recorded` (the layer and
+   * record registered, after the layers below; the next steps mount it meanwhile through a
+   * descriptor of its diff dir: s.unsettled, set here).
+   */
+  async #make(
+    s: StageState, opts: { name: string; key: string; createdBy: string; line: number; work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>; made?: (rec: CacheRecord) => void },
+    vertex: number, parentChain: ChainId | '', prepared: Prepared,
+  ): Promise<{ sealed: Promise<CacheRecord>; recorded: Promise<void> }> {
+    const failed = (e: unknown): unknown => {
       const message = e instanceof StrataError ? e.message : String(e)
       this.#progress.emit({ type: 'error', id: vertex, message, at: now() })
       // Whatever failed inside a step (a user that is not in the rootfs, a source that
       // changed under the copy, ...) says which step and line it was.
       if (e instanceof StrataError && !(e instanceof BuildError) && e.code !== 'Aborted') {
-        throw new BuildError(e.code, e.message, { line: opts.line, step: opts.name, cause: e, ...(e.path !== undefined ? { path: e.path } : {}) })
+        return new BuildError(e.code, e.message, { line: opts.line, step: opts.name, cause: e, ...(e.path !== undefined ? { path: e.path } : {}) })
       }
-      throw e
-    } finally {
-      // Unmounted now; its files go with the build's staging dir at the end.
-      await space.unmount().catch(() => space.dispose())
+      return e
     }
-    return rec
+    this.#warmRuntime()
+    const prev = s.unsettled
+    let space: StepSpace | undefined
+    let fd: number
+    try {
+      space = await prepared.space
+      await prepared.mounted
+      if (prepared.worked) await prepared.worked
+      else await opts.work(space, vertex, prepared.cancel)
+      await space.unmount()
+      // Where the next steps find these files, wherever registering moves them (Unsettled.tops).
+      fd = openSync(space.diff, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY)
+      ;(s.fds ??= []).push(fd)
+    } catch (e) {
+      prepared.unlink()
+      // Its files go with the build's staging dir at the end.
+      await space?.unmount().catch(() => space?.dispose())
+      throw failed(e)
+    }
+    const sp = space
+    // The record is known before the layer is registered (its ChainID follows from the DiffIDs),
+    // so it is written alongside the registration and renamed into place only after it.
+    const parentDiffIds = [...s.image.rootfs.diff_ids]
+    const sealing = quiet(sp.seal(prepared.cancel).then((sealed) => {
+      const made = sealed.empty
+        ? { chainId: parentChain, diffId: null }
+        : { chainId: chainIdsOf([...parentDiffIds, sealed.diffId]).pop()!, diffId: sealed.diffId }
+      const rec: CacheRecord = { v: 1, key: opts.key, parent: parentChain, ...made, size: sealed.size, created: nowRfc3339Nano(), createdBy: opts.createdBy, description: opts.name }
+      return { sealed, rec }
+    }, (e: unknown) => { throw failed(e) }).finally(() => prepared.unlink()))
+    const below = prev?.layers ?? SETTLED
+    const recorded = quiet((async () => {
+      const { sealed, rec } = await sealing
+      // The layer below must be in the store first (register links to it; a record names a
+      // layer only once it is there).
+      await below
+      try {
+        await this.#ctx.exclusive(() => this.#ctx.buildCache.put(rec, async () => {
+          if (!sealed.empty) await sp.register(sealed, parentDiffIds)
+        }))
+        opts.made?.(rec)
+      } catch (e) {
+        throw failed(e)
+      }
+    })())
+    const top = `/proc/self/fd/${fd}`
+    const u: Unsettled = {
+      tops: [top, ...(prev?.tops ?? [])],
+      baseIds: prev?.baseIds ?? parentDiffIds,
+      // An empty layer is none: the stage's layers are those below.
+      layers: quiet(sealing.then(({ sealed }) => (sealed.empty ? below : recorded))),
+      done: quiet(Promise.all([prev?.done, recorded]).then(() => undefined)),
+    }
+    // An empty layer adds nothing to the mounts of the steps that start after its seal.
+    void sealing.then(({ sealed }) => { if (sealed.empty) u.tops = u.tops.filter((t) => t !== top) }, () => undefined)
+    s.unsettled = u
+    return { sealed: quiet(sealing.then(({ rec }) => rec)), recorded }
   }
 
   async #workdir(node: StageNode, s: StageState, raw: string, line: number, c: Command): Promise<void> {
@@ -843,9 +1052,8 @@ export class Builder {
       return
     }
     const user = s.image.config.User ?? ''
-    const key = stepKey(this.#parentChain(s), this.#platform, ['mkdir', wd, user])
     await this.#step(node, s, {
-      name: this.#vertexName(node, s, c), key, createdBy: `WORKDIR ${wd}`, line,
+      name: this.#vertexName(node, s, c), keyed: ['mkdir', wd, user], createdBy: `WORKDIR ${wd}`, line, speculate: true,
       work: async (space) => {
         const owner = user ? resolveChown(user, space.merged, line) : undefined
         await runCopy(space.merged, space.merged, [{ op: 'mkdirs', dst: wd, mode: 0o755, uid: owner?.uid ?? 0, gid: owner?.gid ?? 0 }])
@@ -877,16 +1085,31 @@ export class Builder {
     const em = envMap(env)
     const buildEnv = s.buildArgs.map((a) => `${a.key}=${em.has(a.key) ? em.get(a.key) : a.value ?? ''}`)
     const createdBy = `RUN ${[...(buildEnv.length ? [`|${buildEnv.length}`, ...buildEnv] : []), ...args].join(' ')} # buildkit`
-    const key = stepKey(this.#parentChain(s), this.#platform, ['run', args, env, s.user, s.workdir, network, script ?? null])
     const name = this.#vertexName(node, s, c, true)
+    const { user, workdir } = s
+    // The container of each step space, prepared once (maybe before the probe: #prepare).
+    const runs = new Map<StepSpace, Promise<PreparedRun>>()
+    const prepare = (space: StepSpace): Promise<PreparedRun> => {
+      let run = runs.get(space)
+      if (!run) {
+        run = (async () => {
+          // The step space's own number: #stepCounter may have moved on (stages run concurrently).
+          const id = `${path.basename(await this.#stagingDir())}-${path.basename(space.dir)}`
+          return prepareRun(this.#ctx, space, { id, args, env, user, cwd: workdir, network, ...(script ? { script } : {}) })
+        })()
+        runs.set(space, run)
+      }
+      return run
+    }
     await this.#step(node, s, {
-      name, key, createdBy, line: c.line,
+      name, keyed: ['run', args, env, user, workdir, network, script ?? null], createdBy, line: c.line,
+      // The command never runs before the probe (a hit must not run it); its container is
+      // prepared early (nothing runs then).
+      prepare,
       work: async (space, vertex) => {
-        // The step space's own number: #stepCounter may have moved on (stages run concurrently).
-        const id = `${path.basename(await this.#stagingDir())}-${path.basename(space.dir)}`
-        const code = await runInStep(this.#ctx, space, {
-          id, args, env, user: s.user, cwd: s.workdir, network, ...(script ? { script } : {}), signal: this.#signal,
-          onOutput: (stream, data) => this.#progress.emit({ type: 'log', id: vertex, stream, data, at: now() }),
+        const code = await (await prepare(space)).start({
+          signal: this.#signal,
+          onOutput: (stream, data) => this.#progress.emit({ type: 'log', id: vertex!, stream, data, at: now() }),
         })
         if (code !== 0) {
           const cmd = args.join(' ')
@@ -962,13 +1185,15 @@ export class Builder {
       keyed = ['from', fileSources, await this.#fromContent(fromDiffIds, fileSources, chmod === undefined, chown === '', c.line)]
       tree = dirTree('/') // replaced by the mounted rootfs in the step
     } else {
+      // The context's first load is a step of the progress of its own: after the step before
+      // is done, as without the overlap (its seal's failure is that step's, thrown in #step).
+      if (!this.#contextLoaded) await s.sealing?.catch(() => undefined)
       const ctxTree = await this.#contextTree()
       tree = ctxTree.tree()
       // Every file of the context has its digest on its entry already (#contextTree).
       planned = await planSources(tree, fileSources, c.line)
       keyed = ['context', planned.map((p) => [p.src, describeSource(p, chmod === undefined)])]
     }
-    const key = stepKey(this.#parentChain(s), this.#platform, [c.kind, keyed, dest, chown, chmod ?? null])
     const name = this.#vertexName(node, s, c)
     // A copy of context files links what it copies unchanged from the last layer this instruction made (./reuse.ts).
     const lineage = heredocSources.length === 0 && fromDiffIds === undefined
@@ -976,11 +1201,13 @@ export class Builder {
       : undefined
     let copied: CopyStep[] = []
     await this.#step(node, s, {
-      name, key, createdBy, line: c.line,
+      name, keyed: [c.kind, keyed, dest, chown, chmod ?? null], createdBy, line: c.line,
+      // Its files go into its own step space only: it may run before the probe.
+      speculate: true,
       made: (rec) => {
         if (lineage && rec.diffId !== null) writeLastCopy(this.#ctx.layout.lastCopies, lineage, lastCopyOf(rec.chainId, copied))
       },
-      work: async (space) => {
+      work: async (space, _vertex, cancel) => {
         const owner = resolveChown(chown, space.merged, c.line)
         let unmount: (() => Promise<void>) | undefined
         try {
@@ -990,7 +1217,6 @@ export class Builder {
             tree = dirTree(mounted.root)
             planned = await planSources(tree, fileSources, c.line)
           }
-          const cancel = this.#cancel
           if (c.kind === 'add') {
             // Local archives are unpacked into the destination; the rest is copied.
             const archives: PlannedSource[] = []
@@ -1000,7 +1226,7 @@ export class Builder {
               if (single && (await call(() => native.isArchive(path.join(tree.root, p.items[0].entry.rel))))) archives.push(p)
               else plain.push(p)
             }
-            for (const [i, a] of archives.entries()) await this.#unpack(space, tree, a, dest, owner, i)
+            for (const [i, a] of archives.entries()) await this.#unpack(space, tree, a, dest, owner, i, cancel)
             planned = plain
           }
           if (planned.length > 0) {
@@ -1047,16 +1273,16 @@ export class Builder {
   }
 
   /** ADD of a local tar: unpacked (natively, safely) beside the step, then copied into `dest`. */
-  async #unpack(space: StepSpace, tree: SourceTree, p: PlannedSource, dest: string, owner: { uid: number; gid: number } | undefined, i: number): Promise<void> {
+  async #unpack(space: StepSpace, tree: SourceTree, p: PlannedSource, dest: string, owner: { uid: number; gid: number } | undefined, i: number, cancel: InstanceType<typeof native.NativeCancel>): Promise<void> {
     const file = path.join(tree.root, p.items[0].entry.rel)
     const dir = path.join(space.dir, `unpack-${i}`)
     await fs.mkdir(dir)
-    await call(() => native.unpackArchive(file, path.join(dir, 'root'), path.join(dir, 'ts.json.gz'), this.#cancel))
+    await call(() => native.unpackArchive(file, path.join(dir, 'root'), path.join(dir, 'ts.json.gz'), cancel))
     const utree = dirTree(path.join(dir, 'root'))
     const planned = await planSources(utree, ['.'], 0)
     const d = dest.endsWith('/') ? dest : `${dest}/`
     const steps = copySteps({ planned, tree: utree, dest: d, rootfs: space.merged, ...(owner ? { owner } : {}), line: 0 })
-    await runCopy(utree.root, space.merged, steps, this.#cancel)
+    await runCopy(utree.root, space.merged, steps, cancel)
   }
 
   /** A stage's (or image's) filesystem, read-only, for COPY --from. */

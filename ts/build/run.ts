@@ -33,8 +33,17 @@ export interface RunRequest {
   network: 'host' | 'none'
   /** A script bind-mounted read-only at `/dev/pipes/<name>` (a heredoc with a shebang). */
   script?: { name: string; content: string }
+}
+
+export interface RunIo {
   onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void
   signal?: AbortSignal
+}
+
+/** A RUN step's container, ready to start: its bundle written, nothing run yet. */
+export interface PreparedRun {
+  /** Runs the command; resolves with its exit code (128+n for a signal). */
+  start(io: RunIo): Promise<number>
 }
 
 /** Reads a small file of the step's rootfs, never outside it. */
@@ -43,8 +52,12 @@ function rootFile(root: string, p: string): string | undefined {
   return b ? b.toString('utf8') : undefined
 }
 
-/** Runs the command; resolves with its exit code (128+n for a signal). */
-export async function runInStep(ctx: StoreContext, space: StepSpace, req: RunRequest): Promise<number> {
+/**
+ * Everything before the command runs, in the step's own space (mounted): the user resolved,
+ * the working directory made in the rootfs, the bundle and the files it binds written. Runs
+ * nothing and touches nothing outside the space, so it may come before the step's probe.
+ */
+export async function prepareRun(ctx: StoreContext, space: StepSpace, req: RunRequest): Promise<PreparedRun> {
   const root = space.merged
   const user = resolveUser(req.user, rootFile(root, '/etc/passwd'), rootFile(root, '/etc/group'))
   const cwd = req.cwd || '/'
@@ -78,9 +91,13 @@ export async function runInStep(ctx: StoreContext, space: StepSpace, req: RunReq
     spec.mounts.push({ destination: '/dev/pipes', type: 'bind', source: pipes, options: ['rbind', 'ro'] })
   }
   writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec))
+  return { start: (io) => startRun(ctx, bundle, req.id, io) }
+}
+
+async function startRun(ctx: StoreContext, bundle: string, id: string, req: RunIo): Promise<number> {
   const runtime = runtimeFor(ctx)
   const log = path.join(bundle, 'runtime.log')
-  const child = childProcess.spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, req.id], {
+  const child = childProcess.spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, id], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   child.stdout.on('data', (d: Buffer) => req.onOutput('stdout', d))
@@ -92,7 +109,7 @@ export async function runInStep(ctx: StoreContext, space: StepSpace, req: RunReq
   // Killed until it is gone: an abort may come before the runtime has created the container.
   let killer: NodeJS.Timeout | undefined
   const onAbort = (): void => {
-    const kill = (): void => { void runtime.kill(req.id, 'SIGKILL', true).catch(() => undefined) }
+    const kill = (): void => { void runtime.kill(id, 'SIGKILL', true).catch(() => undefined) }
     kill()
     killer = setInterval(kill, 100)
   }
@@ -117,6 +134,6 @@ export async function runInStep(ctx: StoreContext, space: StepSpace, req: RunReq
     // `runc run` removes its container when the process ends; only a runtime that was itself
     // killed (an abort) or failed half-way leaves state behind to delete (a process spawn saved
     // per RUN step otherwise).
-    if (await exists(path.join(runtime.stateRoot, req.id))) await runtime.delete(req.id, true).catch(() => undefined)
+    if (await exists(path.join(runtime.stateRoot, id))) await runtime.delete(id, true).catch(() => undefined)
   }
 }
