@@ -194,6 +194,12 @@ mod tests {
         reassembles_as_the_commit_walker_writes(&diff, &ts, &sealed);
     }
 
+    /// An overlay whiteout (a 0/0 character device) at `path`.
+    fn whiteout(path: &Path) {
+        let (cwd, chr) = (rustix::fs::CWD, rustix::fs::FileType::CharacterDevice);
+        rustix::fs::mknodat(cwd, path, chr, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+    }
+
     /// The tar-split reassembles to the sealed DiffID, exactly the tar the commit walker
     /// writes for the same tree.
     fn reassembles_as_the_commit_walker_writes(diff: &Path, ts: &Path, sealed: &Sealed) {
@@ -212,7 +218,7 @@ mod tests {
         assert_eq!(plain, out);
     }
 
-    /// Hundreds of bodies of varied sizes, so headers and bodies straddle the walker's 1 MiB
+    /// Hundreds of bodies of varied sizes, so headers and bodies straddle the walker's 256 KiB
     /// buffers at every kind of offset; whiteouts (a 0/0 device, an opaque dir, a regular file
     /// named like a marker) and empty files among them. Every regular file body is a file
     /// record (not segment bytes), and the tar-split reassembles to the DiffID.
@@ -236,14 +242,7 @@ mod tests {
                 want_size += len as u64;
             }
         }
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            diff.join("d0/deleted"),
-            rustix::fs::FileType::CharacterDevice,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        whiteout(&diff.join("d0/deleted"));
         rustix::fs::setxattr(diff.join("gone"), "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
             .unwrap();
         std::fs::write(diff.join("d1/.wh.odd"), b"a body kept in the segments").unwrap();
@@ -254,6 +253,96 @@ mod tests {
         let lines = std::io::BufReader::new(flate2::read::GzDecoder::new(std::fs::File::open(&ts).unwrap()));
         let files = lines.lines().filter(|l| l.as_ref().unwrap().contains("\"type\":1")).count();
         assert_eq!(files, want_files);
+        reassembles_as_the_commit_walker_writes(&diff, &ts, &sealed);
+    }
+
+    /// A fixed tree (contents, modes, owners, times, xattrs, links, whiteouts, long names) seals
+    /// to the DiffID and tar-split records it sealed to before the walker's buffers and the
+    /// tar-split's batching changed: what sealing writes is part of every image ID.
+    #[test]
+    fn a_fixed_tree_seals_to_the_same_diff_id_and_records_as_before() {
+        use rustix::fs::{Timespec, Timestamps};
+        use std::io::Read;
+        let t = tempfile::tempdir().unwrap();
+        let diff = t.path().join("diff");
+        std::fs::create_dir(&diff).unwrap();
+        let mut dirs = vec![diff.clone()];
+        let mut seed = 11u64;
+        for d in 0..5 {
+            let dir = diff.join(format!("m{d}"));
+            std::fs::create_dir(&dir).unwrap();
+            dirs.push(dir.clone());
+            for f in 0..60 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let len = match f % 13 {
+                    0 => 0,
+                    1 => 511 + (f % 3),
+                    2 => (256 << 10) + f - 30,
+                    _ => (seed >> 35) as usize % 70_000,
+                };
+                let body: Vec<u8> = (0..len).map(|i| (i as u64 * 31 + seed % 251) as u8).collect();
+                std::fs::write(dir.join(format!("f{f:02}.txt")), body).unwrap();
+            }
+        }
+        let long_dir = diff.join("d".repeat(120));
+        std::fs::create_dir(&long_dir).unwrap();
+        dirs.push(long_dir.clone());
+        std::fs::write(long_dir.join("e".repeat(90)), b"split into prefix and name").unwrap();
+        std::fs::write(long_dir.join("p".repeat(200)), b"a PAX path").unwrap();
+        std::os::unix::fs::symlink("m0/f05.txt", diff.join("link")).unwrap();
+        std::os::unix::fs::symlink("z".repeat(150), diff.join("longlink")).unwrap();
+        std::fs::hard_link(diff.join("m1/f07.txt"), diff.join("hard")).unwrap();
+        std::fs::write(diff.join("x.txt"), b"with xattrs").unwrap();
+        rustix::fs::setxattr(diff.join("x.txt"), "user.b", &[b'v'; 300], rustix::fs::XattrFlags::empty()).unwrap();
+        rustix::fs::setxattr(diff.join("x.txt"), "user.a", b"1", rustix::fs::XattrFlags::empty()).unwrap();
+        rustix::fs::setxattr(diff.join("x.txt"), "trusted.overlay.origin", b"o", rustix::fs::XattrFlags::empty())
+            .unwrap();
+        whiteout(&diff.join("m2/gone"));
+        std::fs::create_dir(diff.join("opq")).unwrap();
+        dirs.push(diff.join("opq"));
+        rustix::fs::setxattr(diff.join("opq"), "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
+            .unwrap();
+        std::fs::write(diff.join("opq/.wh.odd"), b"a body kept in the segments").unwrap();
+        std::os::unix::fs::chown(diff.join("m3/f01.txt"), Some(3_000_000), Some(1234)).unwrap();
+        std::os::unix::fs::chown(diff.join("link"), Some(7), Some(8)).unwrap();
+        let when = |sec: i64| Timestamps {
+            last_access: Timespec { tv_sec: sec, tv_nsec: 0 },
+            last_modification: Timespec { tv_sec: sec, tv_nsec: 500 },
+        };
+        let mut k = 0;
+        let mut stamp = |p: &Path, flags| {
+            k += 1;
+            rustix::fs::utimensat(rustix::fs::CWD, p, &when(1_700_000_000 + k * 7), flags).unwrap();
+        };
+        for e in ["link", "longlink", "m2/gone", "x.txt", "hard"] {
+            stamp(&diff.join(e), rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+        }
+        for d in &dirs[1..] {
+            for e in std::fs::read_dir(d).unwrap() {
+                stamp(&e.unwrap().path(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+            }
+        }
+        for d in dirs.iter().rev() {
+            stamp(d, rustix::fs::AtFlags::empty());
+        }
+        std::fs::set_permissions(diff.join("m4"), std::os::unix::fs::PermissionsExt::from_mode(0o2751)).unwrap();
+        for d in [&diff, &diff.join("m4")] {
+            stamp(d, rustix::fs::AtFlags::empty());
+        }
+        let ts = t.path().join("ts.json.gz");
+        let sealed = seal_layer(&diff, &ts, &AtomicBool::new(false)).unwrap();
+        let mut records = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&ts).unwrap()).read_to_end(&mut records).unwrap();
+        let records = crate::digest::Digest::of(&records);
+        assert_eq!(
+            (sealed.diff_id.to_string(), sealed.tar_size, sealed.entries, records.to_string()),
+            (
+                "sha256:38891759408ce241b766fbeb9a5627dbcc209bb8505bb8489cd848ddc3a01508".to_string(),
+                14422016,
+                316,
+                "sha256:de9061172dde735b812bb121ec1bf698675ec868e284e0d01aa5af52d2c60499".to_string()
+            )
+        );
         reassembles_as_the_commit_walker_writes(&diff, &ts, &sealed);
     }
 

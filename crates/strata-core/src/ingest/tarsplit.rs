@@ -137,10 +137,18 @@ struct Record {
 /// Writes `tar-split.json.gz` records.
 pub struct TarSplitWriter {
     enc: flate2::write::GzEncoder<BufWriter<File>>,
+    /// Records not yet compressed: the encoder takes them in large writes (a write per record
+    /// ran the compressor — and its CRC-32 — on a few hundred bytes at a time: ~5 % of a
+    /// seal's CPU for 1,000 files). The compressed bytes differ from those small writes
+    /// made (deflate's blocks fall elsewhere); the records do not.
+    lines: Vec<u8>,
     position: u64,
     /// Whether `finish` fsyncs the file.
     sync: bool,
 }
+
+/// Records gathered before they go to the compressor.
+const LINES: usize = 64 << 10;
 
 impl TarSplitWriter {
     /// Creates `path` (which must not exist); `finish` fsyncs it.
@@ -156,17 +164,28 @@ impl TarSplitWriter {
     fn open(path: &Path, sync: bool) -> io::Result<Self> {
         let f = File::options().write(true).create_new(true).open(path)?;
         let enc = flate2::write::GzEncoder::new(BufWriter::with_capacity(256 << 10, f), flate2::Compression::fast());
-        Ok(TarSplitWriter { enc, position: 0, sync })
+        Ok(TarSplitWriter { enc, lines: Vec::with_capacity(LINES * 2), position: 0, sync })
+    }
+    /// Hands the gathered records to the compressor once there are enough of them.
+    fn flush_if_large(&mut self) -> io::Result<()> {
+        if self.lines.len() >= LINES {
+            self.enc.write_all(&self.lines)?;
+            self.lines.clear();
+        }
+        Ok(())
     }
     fn segment(&mut self, bytes: &[u8]) -> io::Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
-        write!(self.enc, "{{\"type\":{TYPE_SEGMENT},\"payload\":\"")?;
-        self.enc.write_all(B64.encode(bytes).as_bytes())?;
-        writeln!(self.enc, "\",\"position\":{}}}", self.position)?;
+        write!(self.lines, "{{\"type\":{TYPE_SEGMENT},\"payload\":\"")?;
+        let at = self.lines.len();
+        self.lines.resize(at + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+        let n = B64.encode_slice(bytes, &mut self.lines[at..]).map_err(io::Error::other)?;
+        self.lines.truncate(at + n);
+        writeln!(self.lines, "\",\"position\":{}}}", self.position)?;
         self.position += 1;
-        Ok(())
+        self.flush_if_large()
     }
     fn file(&mut self, f: &PendingFile) -> io::Result<()> {
         let utf8 = std::str::from_utf8(&f.name).is_ok();
@@ -179,13 +198,14 @@ impl TarSplitWriter {
             payload: if f.size > 0 { Some(B64.encode(f.crc.bytes())) } else { None },
             position: self.position,
         };
-        serde_json::to_writer(&mut self.enc, &rec)?;
-        self.enc.write_all(b"\n")?;
+        serde_json::to_writer(&mut self.lines, &rec)?;
+        self.lines.push(b'\n');
         self.position += 1;
-        Ok(())
+        self.flush_if_large()
     }
     /// Finishes the gzip stream and, unless made by `create_unsynced`, fsyncs the file.
-    pub fn finish(self) -> io::Result<()> {
+    pub fn finish(mut self) -> io::Result<()> {
+        self.enc.write_all(&self.lines)?;
         let buf = self.enc.finish()?;
         let f = buf.into_inner().map_err(|e| e.into_error())?;
         if self.sync {
