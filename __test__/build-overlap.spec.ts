@@ -56,13 +56,19 @@ async function counter(t: ExecutionContext): Promise<{ port: number; hits: () =>
   return { port: (server.address() as { port: number }).port, hits: () => hits }
 }
 
+/** A fresh store of the suite, and a context under its dir with `files` in it. */
+async function storeWithContext(t: ExecutionContext, files: Parameters<typeof writeContext>[1]) {
+  const fixture = await suite.freshStore(t)
+  const ctx = path.join(fixture.dir, 'ctx')
+  writeContext(ctx, files)
+  return { ...fixture, ctx }
+}
+
 test.serial('a step that misses but makes the same layer: the next COPY (copied while it was sealed) and RUN are hits, the RUN not run, nothing left behind', async (t) => {
-  const { dir, store, root } = await suite.freshStore(t)
-  const ctx = path.join(dir, 'ctx')
   const { port, hits } = await counter(t)
   // `COPY one/ /` makes d/ with the times of the context's one/d (a directory the copy made
   // itself would have the time of the build, to the second): the same layer every time.
-  writeContext(ctx, { 'one/d/a.txt': 'the same file\n', ...manyFiles('big', 400, 16 << 10) })
+  const { store, root, ctx } = await storeWithContext(t, { 'one/d/a.txt': 'the same file\n', ...manyFiles('big', 400, 16 << 10) })
   const tail = `COPY big/ /big/\nRUN /bin/busybox wget -q -O /dev/null http://127.0.0.1:${port}/ran && echo ran > /ran\nENV DONE=1\n`
   const first = await store.build({ context: ctx, dockerfileText: `FROM ${BB}\nCOPY one/ /\n${tail}`, tags: ['ov:1'] })
   t.is(hits(), 1, 'the first build ran the RUN')
@@ -87,11 +93,9 @@ test.serial('a step that misses but makes the same layer: the next COPY (copied 
 })
 
 test.serial('after a step that misses with a new layer, the next COPY and RUN are built on it: the same image as a build without the cache', async (t) => {
-  const { dir, store, root } = await suite.freshStore(t)
-  const ctx = path.join(dir, 'ctx')
   const { port, hits } = await counter(t)
   const df = `FROM ${BB}\nCOPY tree/ /\nCOPY big/ /app/big/\nRUN /bin/busybox wget -q -O /dev/null http://127.0.0.1:${port}/ran && ls -R /app > /app/count && cat /app/src/f0.txt > /app/first\nWORKDIR /app/w\nCOPY tree/app/src/f1.txt /app/w/\n`
-  writeContext(ctx, { Dockerfile: df, ...manyFiles('tree/app/src', 300, 30 << 10), ...manyFiles('big', 50, 1000) })
+  const { store, root, ctx } = await storeWithContext(t, { Dockerfile: df, ...manyFiles('tree/app/src', 300, 30 << 10), ...manyFiles('big', 50, 1000) })
   await store.build({ context: ctx, tags: ['ov:1'] })
   t.is(hits(), 1)
   fs.appendFileSync(path.join(ctx, 'tree/app/src/f0.txt'), 'changed\n')
@@ -115,9 +119,7 @@ test.serial('after a step that misses with a new layer, the next COPY and RUN ar
 })
 
 test.serial('a COPY that fails while the step below is sealed fails the build with its own line and step; nothing left behind', async (t) => {
-  const { dir, store, root } = await suite.freshStore(t)
-  const ctx = path.join(dir, 'ctx')
-  writeContext(ctx, { ...manyFiles('src', 300, 30 << 10), 'b.txt': 'b\n' })
+  const { store, root, ctx } = await storeWithContext(t, { ...manyFiles('src', 300, 30 << 10), 'b.txt': 'b\n' })
   const before = layerCount(root)
   const dirs = layerDirs(root)
   const e = await t.throwsAsync(store.build({ context: ctx, dockerfileText: `FROM ${BB}\nCOPY src/ /src/\nCOPY --chown=nosuchuser b.txt /b.txt\nRUN echo never\n`, tags: ['ov:f'] }), { instanceOf: BuildError }) as BuildError
@@ -138,10 +140,8 @@ test.serial('a COPY that fails while the step below is sealed fails the build wi
 
 test.serial('aborts at any moment of the overlap: Aborted, no mount, container, staging dir or stray layer; the store consistent, the next build right', async (t) => {
   t.timeout(180_000)
-  const { dir, store, root } = await suite.freshStore(t)
-  const ctx = path.join(dir, 'ctx')
   const df = `FROM ${BB}\nCOPY src/ /app/src/\nCOPY big/ /app/big/\nRUN ls -R /app > /app/count\nCOPY b.txt /app/b.txt\n`
-  writeContext(ctx, { Dockerfile: df, 'b.txt': 'b\n', ...manyFiles('src', 400, 40 << 10), ...manyFiles('big', 200, 2000) })
+  const { store, root, ctx } = await storeWithContext(t, { Dockerfile: df, 'b.txt': 'b\n', ...manyFiles('src', 400, 40 << 10), ...manyFiles('big', 200, 2000) })
   await store.build({ context: ctx })
   let aborted = 0
   for (const delay of [0, 2, 5, 10, 15, 20, 30, 45, 60, 90]) {
@@ -174,10 +174,8 @@ test.serial('aborts at any moment of the overlap: Aborted, no mount, container, 
 
 test('concurrent builds that make and hit the same steps while seals overlap: one image per context, each step made once, the store consistent', async (t) => {
   t.timeout(180_000)
-  const { dir, store, root } = await suite.freshStore(t)
   const { port, hits } = await counter(t)
-  const ctx = path.join(dir, 'ctx')
-  writeContext(ctx, { ...manyFiles('tree/app/src', 200, 20 << 10), ...manyFiles('big', 100, 1000) })
+  const { store, root, ctx } = await storeWithContext(t, { ...manyFiles('tree/app/src', 200, 20 << 10), ...manyFiles('big', 100, 1000) })
   // The first COPY differs by its spelling only (the same layer): the steps after it are shared.
   const dockerfiles = [0, 1].map((i) => `FROM ${BB}\nCOPY ${i === 0 ? '' : './'}tree/ /\nCOPY big/ /app/big/\nRUN /bin/busybox wget -q -O /dev/null http://127.0.0.1:${port}/ran && ls -R /app | wc -l > /app/count\n`)
   const results = await Promise.all([0, 1, 0, 1].map((i) => store.build({ context: ctx, dockerfileText: dockerfiles[i] })))
@@ -195,10 +193,8 @@ test('concurrent builds that make and hit the same steps while seals overlap: on
 
 test.serial('kill -9 at any moment of the overlap: the store consistent, no mount left once it opens, the next build reuses what was recorded and is right', async (t) => {
   t.timeout(180_000)
-  const { dir, store, root } = await suite.freshStore(t)
-  const ctx = path.join(dir, 'ctx')
   const df = `FROM ${BB}\nCOPY src/ /app/src/\nCOPY big/ /app/big/\nRUN ls -R /app > /app/count\n`
-  writeContext(ctx, { Dockerfile: df, ...manyFiles('src', 400, 40 << 10), ...manyFiles('big', 200, 2000) })
+  const { store, root, ctx } = await storeWithContext(t, { Dockerfile: df, ...manyFiles('src', 400, 40 << 10), ...manyFiles('big', 200, 2000) })
   await store.build({ context: ctx })
   await store.close()
   for (const delay of [0, 10, 25, 50, 80]) {
