@@ -375,11 +375,22 @@ fn hash_one(
     let fd = crate::ingest::safefs::open_in_root(root, rel, OFlags::RDONLY | OFlags::NOATIME)
         .or_else(|_| crate::ingest::safefs::open_in_root(root, rel, OFlags::RDONLY))
         .map_err(|source| BuildCtxError::Io { op: "open", path: lossy(rel), source })?;
-    let mut f = std::fs::File::from(fd);
+    read_hashing(&mut std::fs::File::from(fd), buf, Some(cancel), rel)
+}
+
+/// Reads `f` from its offset to its end through `buf`, hashing what it reads; returns the
+/// digest and the byte count. `path` names the file in a read error; with `cancel`, stops
+/// (`Aborted`) once it is set.
+fn read_hashing(
+    f: &mut std::fs::File,
+    buf: &mut [u8],
+    cancel: Option<&AtomicBool>,
+    path: &[u8],
+) -> Result<(Digest, u64), BuildCtxError> {
     let mut h = Hasher::new();
     let mut n = 0u64;
     loop {
-        if cancel.load(Ordering::Relaxed) {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             return Err(BuildCtxError::Aborted);
         }
         match f.read(buf) {
@@ -389,7 +400,7 @@ fn hash_one(
                 n += k as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(BuildCtxError::Io { op: "read", path: lossy(rel), source }),
+            Err(source) => return Err(BuildCtxError::Io { op: "read", path: lossy(path), source }),
         }
     }
     Ok((h.finish(), n))
@@ -655,16 +666,7 @@ fn copy_file(
             } else {
                 // Changed (or only touched) since it was hashed: what was written decides.
                 writer.rewind().map_err(|source| BuildCtxError::Io { op: "seek", path: lossy(path), source })?;
-                let mut h = Hasher::new();
-                loop {
-                    match writer.read(buf) {
-                        Ok(0) => break,
-                        Ok(n) => h.update(&buf[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(source) => return Err(BuildCtxError::Io { op: "read", path: lossy(path), source }),
-                    }
-                }
-                (bytes, Some(h.finish()), false)
+                (bytes, Some(read_hashing(&mut writer, buf, None, path)?.0), false)
             }
         }
         _ => {
@@ -1043,7 +1045,6 @@ mod tests {
         }
     }
 
-    /// A temp dir holding the named, empty directories.
     /// A file op vouched for by `key` (see `CopyOp::File`'s `verified`).
     fn verified_op(src: &[u8], dst: &[u8], mode: u32, expect: Digest, key: &str) -> CopyOp {
         let mut op = file_op(false, src, dst, mode, (0, 0), 1_000_000_000, Some(expect));
@@ -1094,6 +1095,7 @@ mod tests {
         assert_eq!(std::fs::metadata(dst.join("touched")).unwrap().mode() & 0o7777, 0o600);
     }
 
+    /// A temp dir holding the named, empty directories.
     fn temp_dirs<const N: usize>(names: [&str; N]) -> (tempfile::TempDir, [std::path::PathBuf; N]) {
         let t = tempfile::tempdir().unwrap();
         let dirs = names.map(|n| t.path().join(n));
