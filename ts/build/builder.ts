@@ -166,6 +166,24 @@ interface Prepared {
   unlink(): void
 }
 
+/** A filesystem step as the instruction hands it to Builder.#step. */
+interface StepOpts {
+  name: string
+  /** What the step's cache key holds besides its parent. */
+  keyed: unknown
+  /** The history line. */
+  createdBy: string
+  line: number
+  /** `vertex` is undefined where the work runs before the step is shown (`speculate`). */
+  work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>
+  /** `work` has no effect outside its step space, and may run before the probe. */
+  speculate?: boolean
+  /** What may run before the probe where `work` may not (it has no effect outside the step space). */
+  prepare?: (space: StepSpace) => Promise<unknown>
+  /** After `work` made (and recorded) a layer. */
+  made?: (rec: CacheRecord) => void
+}
+
 /** A promise that some awaiter will see rejected, not reported as unhandled meanwhile. */
 function quiet<T>(p: Promise<T>): Promise<T> {
   p.catch(() => undefined)
@@ -813,17 +831,7 @@ export class Builder {
    * If the probe then hits, that space is thrown away (cancelled, unmounted, removed) and the
    * cached layer used. A RUN never speculates its command: a hit must not run it.
    */
-  async #step(node: StageNode, s: StageState, opts: {
-    name: string; keyed: unknown; createdBy: string; line: number
-    /** `vertex` is undefined where the work runs before the step is shown (`speculate`). */
-    work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>
-    /** `work` has no effect outside its step space, and may run before the probe. */
-    speculate?: boolean
-    /** What may run before the probe where `work` may not (it has no effect outside the step space). */
-    prepare?: (space: StepSpace) => Promise<unknown>
-    /** After `work` made (and recorded) a layer. */
-    made?: (rec: CacheRecord) => void
-  }): Promise<void> {
+  async #step(node: StageNode, s: StageState, opts: StepOpts): Promise<void> {
     let prepared: Prepared | undefined
     if (s.sealing) {
       prepared = this.#prepare(s, opts)
@@ -834,9 +842,9 @@ export class Builder {
         throw e
       }
     }
-    const key = stepKey(this.#parentChain(s), this.#platform, opts.keyed)
-    const vertex = this.#progress.start(opts.name, key)
     const parentChain = this.#parentChain(s)
+    const key = stepKey(parentChain, this.#platform, opts.keyed)
+    const vertex = this.#progress.start(opts.name, key)
     let rec: CacheRecord | undefined
     const inFlight = this.#ctx.buildStepsInFlight
     if (!node.ignoreCache) {
@@ -927,7 +935,7 @@ export class Builder {
    * The space of a step on the stage's rootfs (`s`), made and mounted now; with `speculative` and
    * a step that allows it (`speculate`), its work done there too, before the probe (#step).
    */
-  #prepare(s: StageState, opts: { work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>; speculate?: boolean; prepare?: (space: StepSpace) => Promise<unknown> }, speculative = true): Prepared {
+  #prepare(s: StageState, opts: Pick<StepOpts, 'work' | 'speculate' | 'prepare'>, speculative = true): Prepared {
     const cancel = new native.NativeCancel()
     const onAbort = (): void => cancel.cancel()
     if (this.#signal.aborted) cancel.cancel()
@@ -970,7 +978,7 @@ export class Builder {
    * descriptor of its diff dir: s.unsettled, set here).
    */
   async #make(
-    s: StageState, opts: { name: string; key: string; createdBy: string; line: number; work: (space: StepSpace, vertex: number | undefined, cancel: InstanceType<typeof native.NativeCancel>) => Promise<void>; made?: (rec: CacheRecord) => void },
+    s: StageState, opts: Pick<StepOpts, 'name' | 'createdBy' | 'line' | 'work' | 'made'> & { key: string },
     vertex: number, parentChain: ChainId | '', prepared: Prepared,
   ): Promise<{ sealed: Promise<CacheRecord>; recorded: Promise<void> }> {
     const failed = (e: unknown): unknown => {
