@@ -50,8 +50,13 @@ export class Runtime {
 
   async must(args: string[], what: string): Promise<RuntimeResult> {
     const r = await this.exec(args)
-    if (r.code !== 0) throw new StrataError('RuntimeFailed', `${what}: ${this.binary} ${args[0]}: ${runtimeMessage(r.stderr) || `exit ${r.code}`}`)
+    if (r.code !== 0) throw this.#failed(what, args[0], r)
     return r
+  }
+
+  /** `RuntimeFailed` for a failed `runtime VERB` that `what` ran, in the runtime's own words. */
+  #failed(what: string, verb: string, r: RuntimeResult, note = ''): StrataError {
+    return new StrataError('RuntimeFailed', `${what}: ${this.binary} ${verb}: ${runtimeMessage(r.stderr) || `exit ${r.code}`}${note}`)
   }
 
   /** The runtime's view of a container, or undefined when it knows none. */
@@ -80,9 +85,8 @@ export class Runtime {
     for (let attempt = 1; ; attempt++) {
       const r = await this.exec(['pause', id])
       if (r.code === 0) return r
-      const message = runtimeMessage(r.stderr) || `exit ${r.code}`
-      if (attempt >= PAUSE_ATTEMPTS || !FREEZE_TIMED_OUT.test(message)) {
-        throw new StrataError('RuntimeFailed', `pause: ${this.binary} pause: ${message}${attempt > 1 ? ` (after ${attempt} attempts)` : ''}`)
+      if (attempt >= PAUSE_ATTEMPTS || !FREEZE_TIMED_OUT.test(runtimeMessage(r.stderr))) {
+        throw this.#failed('pause', 'pause', r, attempt > 1 ? ` (after ${attempt} attempts)` : '')
       }
       await new Promise((resolve) => setTimeout(resolve, PAUSE_BACKOFF_MS * attempt))
     }
