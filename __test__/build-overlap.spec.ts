@@ -118,6 +118,41 @@ test.serial('after a step that misses with a new layer, the next COPY and RUN ar
   await checkConsistent(t, root)
 })
 
+test.serial('a COPY copied while the step below is sealed is sealed then too: once, before its probe; its layer the one a build without the cache makes', async (t) => {
+  const { store, ctx } = await storeWithContext(t, { ...manyFiles('src', 100, 4 << 10), 'b.txt': 'b\n' })
+  const df = `FROM ${BB}\nCOPY src/ /src/\nCOPY b.txt /b.txt\n`
+  await store.build({ context: ctx, dockerfileText: df })
+  fs.appendFileSync(path.join(ctx, 'src/f0.txt'), 'changed\n')
+  // The addon itself (the module `native` reads through): its seals logged, the first one (the
+  // step below's, whose DiffID the next step's probe needs) held back long enough for the next
+  // COPY's work to be done meanwhile.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const binding = require(path.resolve(__dirname, '..', 'native', `strata.${process.platform}-${process.arch}-gnu.node`)) as typeof native
+  const real = binding.sealLayer
+  const log: string[] = []
+  binding.sealLayer = (diff, tarSplit, cancel) => {
+    log.push(`seal ${diff}`)
+    if (log.length > 1) return real(diff, tarSplit, cancel)
+    return new Promise((r) => setTimeout(r, 400)).then(() => real(diff, tarSplit, cancel)).finally(() => log.push('below sealed'))
+  }
+  let r
+  try {
+    r = await store.build({ context: ctx, dockerfileText: df })
+  } finally {
+    binding.sealLayer = real
+  }
+  t.deepEqual(r.steps.map((s) => s.cached), [false, false])
+  const seals = log.filter((l) => l.startsWith('seal '))
+  t.is(new Set(seals).size, 2, 'each step space sealed once')
+  t.is(seals.length, 2)
+  // The probe of the second COPY needs the first one's DiffID: its seal began before that probe.
+  t.deepEqual(log.slice(1), [seals[1], 'below sealed'])
+  const fresh = await store.build({ context: ctx, dockerfileText: df, noCache: true })
+  // (The first layer holds /src, made by the copy with the time of the build.)
+  t.is(r.steps[1].diffId, fresh.steps[1].diffId)
+  await store.close()
+})
+
 test.serial('a COPY that fails while the step below is sealed fails the build with its own line and step; nothing left behind', async (t) => {
   const { store, root, ctx } = await storeWithContext(t, { ...manyFiles('src', 300, 30 << 10), 'b.txt': 'b\n' })
   const before = layerCount(root)

@@ -41,7 +41,7 @@ import { readIgnoreFile, BadPatternError } from './dockerignore'
 import { BuildContext, ContextTooLarge, ContextLimits } from './context'
 import { BuildError } from './errors'
 import { stepKey, CacheRecord } from './cache'
-import { StepSpace } from './step'
+import { StepSpace, type Sealed } from './step'
 import { prepareRun, type PreparedRun } from './run'
 import {
   BkImage, BkHistory, emptyImage, fromBaseConfig, cloneImage, normalizeHistory, imageConfigBytes, nowRfc3339Nano,
@@ -160,6 +160,8 @@ interface Prepared {
   mounted: Promise<void>
   /** The work (and the unmount after it), when it ran speculatively. */
   worked?: Promise<void>
+  /** The seal of the work's upper dir, when the work ran speculatively (#prepare). */
+  sealed?: Promise<Sealed>
   /** The step's `prepare`, when it ran. */
   readied?: Promise<unknown>
   /** Stops following the build's abort. */
@@ -827,8 +829,9 @@ export class Builder {
    *
    * While the step below is still being sealed (its DiffID, so this step's key, unknown yet:
    * s.sealing), the step space is made and mounted meanwhile on the layer below as it lies in
-   * its staging dir — and with `speculate`, `work` runs there too (a COPY's files: purely local).
-   * If the probe then hits, that space is thrown away (cancelled, unmounted, removed) and the
+   * its staging dir — and with `speculate`, `work` runs there too (a COPY's files: purely local),
+   * and its upper dir is sealed. If the probe then hits, that space is thrown away (cancelled,
+   * unmounted, removed, its tar-split with it) and the
    * cached layer used. A RUN never speculates its command: a hit must not run it.
    */
   async #step(node: StageNode, s: StageState, opts: StepOpts): Promise<void> {
@@ -953,14 +956,19 @@ export class Builder {
         await sp.unmount()
       }))
       : undefined
+    // The seal walks only the upper dir, so its DiffID does not depend on the layers below:
+    // a step whose work ran before its probe is described before it too (a miss then needs no
+    // seal after the probe; a hit throws the description away with the space). Nothing is
+    // registered before the probe (#make).
+    const sealed = worked ? quiet(worked.then(async () => (await space).seal(cancel))) : undefined
     const readied = speculative && opts.prepare ? quiet(mounted.then(async () => opts.prepare!(await space))) : undefined
-    return { space, cancel, mounted, ...(worked ? { worked } : {}), ...(readied ? { readied } : {}), unlink: () => this.#signal.removeEventListener('abort', onAbort) }
+    return { space, cancel, mounted, ...(worked ? { worked, sealed } : {}), ...(readied ? { readied } : {}), unlink: () => this.#signal.removeEventListener('abort', onAbort) }
   }
 
   /** Throws a prepared space away (the probe hit, or the step below failed): nothing of it is left. */
   async #discard(p: Prepared): Promise<void> {
     p.cancel.cancel()
-    await Promise.allSettled([p.mounted, p.worked, p.readied])
+    await Promise.allSettled([p.mounted, p.worked, p.sealed, p.readied])
     p.unlink()
     await (await p.space.catch(() => undefined))?.dispose()
   }
@@ -1014,7 +1022,7 @@ export class Builder {
     // The record is known before the layer is registered (its ChainID follows from the DiffIDs),
     // so it is written alongside the registration and renamed into place only after it.
     const parentDiffIds = [...s.image.rootfs.diff_ids]
-    const sealing = quiet(sp.seal(prepared.cancel).then((sealed) => {
+    const sealing = quiet((prepared.sealed ?? sp.seal(prepared.cancel)).then((sealed) => {
       const made = sealed.empty
         ? { chainId: parentChain, diffId: null }
         : { chainId: chainIdsOf([...parentDiffIds, sealed.diffId]).pop()!, diffId: sealed.diffId }
