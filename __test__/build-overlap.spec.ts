@@ -19,6 +19,7 @@ import { writeContext, buildSuite, BUILD_BASE } from './helpers/build'
 import { native } from '../ts/internal/native'
 import { checkConsistent } from './helpers/consistency'
 import { CLI } from './helpers/fs'
+import { BuildCache } from '../ts/build/cache'
 
 const suite = buildSuite()
 const BB = BUILD_BASE
@@ -150,6 +151,27 @@ test.serial('a COPY copied while the step below is sealed is sealed then too: on
   const fresh = await store.build({ context: ctx, dockerfileText: df, noCache: true })
   // (The first layer holds /src, made by the copy with the time of the build.)
   t.is(r.steps[1].diffId, fresh.steps[1].diffId)
+  await store.close()
+})
+
+test.serial('the next step probes before the step below registers its layer and record (which are off the critical path)', async (t) => {
+  const { store, ctx } = await storeWithContext(t, { ...manyFiles('src', 100, 4 << 10), 'b.txt': 'b\n' })
+  const df = `FROM ${BB}\nCOPY src/ /src/\nCOPY b.txt /b.txt\nENV X=1\n`
+  await store.build({ context: ctx, dockerfileText: df })
+  fs.appendFileSync(path.join(ctx, 'src/f0.txt'), 'changed\n')
+  const { get, put } = BuildCache.prototype
+  const log: string[] = []
+  BuildCache.prototype.get = function (key) { log.push(`probe ${key}`); return get.call(this, key) }
+  BuildCache.prototype.put = function (r, makeLayer) { log.push(`record ${r.key}`); return put.call(this, r, makeLayer) }
+  let r
+  try {
+    r = await store.build({ context: ctx, dockerfileText: df })
+  } finally {
+    Object.assign(BuildCache.prototype, { get, put })
+  }
+  t.deepEqual(r.steps.map((s) => s.cached), [false, false])
+  const [a, b] = r.steps.map((s) => s.key)
+  t.deepEqual(log, [`probe ${a}`, `probe ${b}`, `record ${a}`, `record ${b}`])
   await store.close()
 })
 
