@@ -102,6 +102,34 @@ test('a build whose steps all hit loads no built-in it has no use for; the CLI r
   t.is(memos().length, 2)
 })
 
+test('a build that runs a RUN starts its runtime natively: no node:child_process loaded, its output and its exit status come through', async (t) => {
+  const { root, store } = await storeWith(t, [busyboxImage(['bb:latest'])])
+  await store.close()
+  const dir = tmpDir(t, 'strata-run-startup-')
+  const ctx = path.join(dir, 'ctx')
+  fs.mkdirSync(ctx)
+  const preload = path.join(dir, 'preload.js')
+  fs.writeFileSync(preload, PRELOAD)
+  const out = path.join(dir, 'loaded.txt')
+  const build = (df: string): { loaded: string[]; status: number | null; stderr: string } => {
+    fs.writeFileSync(path.join(ctx, 'Dockerfile'), df)
+    fs.rmSync(out, { force: true })
+    const r = spawnSync(process.execPath, ['-r', preload, CLI, '--root', root, 'build', '--progress=plain', ctx], {
+      env: { ...process.env, STRATA_TEST_LOADED: out }, encoding: 'utf8', timeout: 60_000,
+    })
+    return { loaded: fs.readFileSync(out, 'utf8').split('\n').filter(Boolean), status: r.status, stderr: r.stderr }
+  }
+  const ok = build('FROM bb:latest\nRUN echo to-stdout && echo to-stderr >&2\n')
+  t.is(ok.status, 0, ok.stderr)
+  t.regex(ok.stderr, /to-stdout/)
+  t.regex(ok.stderr, /to-stderr/)
+  t.false(ok.loaded.includes('child_process'), `loaded: ${ok.loaded.join(', ')}`)
+  const failed = build('FROM bb:latest\nRUN echo before && exit 7\n')
+  t.is(failed.status, 1)
+  t.regex(failed.stderr, /before/)
+  t.regex(failed.stderr, /did not complete successfully: exit code: 7/)
+})
+
 /** Preloaded into the CLI's process: writes the dist/cli bundles it read, at exit, to $STRATA_TEST_READ. */
 const BUNDLES = `
 const fs = require('fs')

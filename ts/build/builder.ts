@@ -20,7 +20,7 @@
  *    created times; the tags move last, only when everything else succeeded.
  */
 import { statSync, mkdirSync, openSync, closeSync, constants as fsConstants } from 'node:fs'
-import { fsp as fs, childProcess } from '../internal/lazy'
+import { fsp as fs } from '../internal/lazy'
 import * as path from 'node:path'
 import { sha256 } from '../internal/sha256'
 import { now } from '../internal/clock'
@@ -271,8 +271,6 @@ export class Builder {
   /** The stage of each entry of #steps (what a `--cache-to` of mode=min selects by). */
   #stepStages: StageNode[] = []
   #stepCounter = 0
-  /** Whether #warmRuntime ran. */
-  #runtimeWarm = false
   #metaArgs = new Map<string, string | undefined>()
   #nodes: StageNode[] = []
   #abort = new AbortController()
@@ -913,18 +911,6 @@ export class Builder {
     }
   }
 
-  /**
-   * Once a step misses and the Dockerfile has a RUN: loads node:child_process (through which
-   * ./run.ts starts the runtime) in a moment when the main thread only waits for this step's
-   * native work, not when the RUN starts (a few ms of a CLI rebuild's critical path). A build
-   * that hits every step never loads it.
-   */
-  #warmRuntime(): void {
-    if (this.#runtimeWarm) return
-    this.#runtimeWarm = true
-    if (this.#nodes.some((n) => n.stage.commands.some((c) => c.kind === 'run'))) setImmediate(() => void childProcess.spawn)
-  }
-
   /** The cache record of `key` if it is a hit here: its layer still there, on this parent. */
   async #probe(key: string, parentChain: string): Promise<CacheRecord | undefined> {
     const rec = await this.#ctx.buildCache.get(key)
@@ -999,7 +985,6 @@ export class Builder {
       }
       return e
     }
-    this.#warmRuntime()
     const prev = s.unsettled
     let space: StepSpace | undefined
     let fd: number

@@ -1,6 +1,7 @@
 /**
  * RUN: the step's command in a container on the step's overlay mount (./step.ts), through
- * the OCI runtime the containers use (runc, `<root>/runc` state), as BuildKit runs it:
+ * the OCI runtime the containers use (runc, `<root>/runc` state; started natively,
+ * `native.runProcess`: posix_spawn off the JS thread), as BuildKit runs it:
  * the environment of the step (ENV and ARG values in scope; HOME from the user's passwd entry
  * when unset), the user resolved from the rootfs' /etc/passwd and /etc/group, the working
  * directory (made, owned by that user, when missing), stdin /dev/null, hostname
@@ -9,7 +10,6 @@
  * no bridge) or none (a namespace with loopback only).
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { childProcess } from '../internal/lazy'
 import * as path from 'node:path'
 import { StoreContext } from '../internal/context'
 import { native } from '../internal/native'
@@ -94,18 +94,16 @@ export async function prepareRun(ctx: StoreContext, space: StepSpace, req: RunRe
   return { start: (io) => startRun(ctx, bundle, req.id, io) }
 }
 
+/** What `native.runProcess` reports (crates/strata-napi/src/process.rs). */
+const RUN_STDOUT = 1
+const RUN_STDERR = 2
+const RUN_ENDED = 3
+
 async function startRun(ctx: StoreContext, bundle: string, id: string, req: RunIo): Promise<number> {
   const runtime = runtimeFor(ctx)
   const log = path.join(bundle, 'runtime.log')
-  const child = childProcess.spawn(runtime.binary, ['--root', runtime.stateRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, id], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  child.stdout.on('data', (d: Buffer) => req.onOutput('stdout', d))
-  child.stderr.on('data', (d: Buffer) => {
-    // The runtime's own failure line is not the command's output.
-    if (d.toString('utf8').startsWith(`${path.basename(runtime.binary)} run failed: `)) return
-    req.onOutput('stderr', d)
-  })
+  // The runtime's own failure line is not the command's output.
+  const ownLine = `${path.basename(runtime.binary)} run failed: `
   // Killed until it is gone: an abort may come before the runtime has created the container.
   let killer: NodeJS.Timeout | undefined
   const onAbort = (): void => {
@@ -116,9 +114,26 @@ async function startRun(ctx: StoreContext, bundle: string, id: string, req: RunI
   if (req.signal?.aborted) onAbort()
   else req.signal?.addEventListener('abort', onAbort, { once: true })
   try {
+    // Started natively, off this thread (no fork of this process, no child_process machinery);
+    // its output comes back in order, its end after all of it.
     const code = await new Promise<number>((resolve, reject) => {
-      child.on('error', (e) => reject(new StrataError('RuntimeFailed', `cannot run ${runtime.binary}: ${e.message}`, { cause: e })))
-      child.on('close', (c, sig) => resolve(c ?? (sig ? 128 + 9 : 255)))
+      let thrown: { error: unknown } | undefined
+      native.runProcess(runtime.binary, ['--root', runtime.stateRoot, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, id], (kind, status, chunk, err) => {
+        if (kind === RUN_ENDED) {
+          if (thrown) reject(thrown.error)
+          else resolve(status)
+        } else if (kind === RUN_STDOUT || kind === RUN_STDERR) {
+          if (thrown || !chunk || (kind === RUN_STDERR && chunk.toString('utf8').startsWith(ownLine))) return
+          try {
+            req.onOutput(kind === RUN_STDOUT ? 'stdout' : 'stderr', chunk)
+          } catch (e) {
+            // The runtime runs on to its end (and is reaped); then this is the step's failure.
+            thrown = { error: e }
+          }
+        } else {
+          reject(new StrataError('RuntimeFailed', `cannot run ${runtime.binary}: ${err?.message ?? 'unknown error'}`, { cause: err }))
+        }
+      })
     })
     if (req.signal?.aborted) throw new StrataError('Aborted', 'build aborted')
     if (code !== 0) {

@@ -12,7 +12,7 @@
 //!   changes, gzlayer;
 //! * [`kernel`] (mounts, locks, metadata files): mount, mountinfo, lock, fsbatch;
 //! * store primitives: [`fsutil`], [`du`], [`workpool`] (the threads of extract and COPY);
-//! * processes: [`console`], [`reaper`];
+//! * processes: [`console`], [`reaper`], [`runproc`] (a build step's runtime, run to its end);
 //! * [`union`] (the view), [`build_ctx`], [`build_statindex`] and [`build_add`] (a build's context, its stat index, COPY and ADD),
 //!   [`digest`], [`error`].
 //!
@@ -30,5 +30,6 @@ pub mod fsutil;
 pub mod ingest;
 pub mod kernel;
 pub mod reaper;
+pub mod runproc;
 pub mod union;
 mod workpool;

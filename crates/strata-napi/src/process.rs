@@ -1,7 +1,8 @@
 //! Container process plumbing (see `strata_core::console` and `strata_core::reaper`): the
-//! console socket a runtime sends a pty master to, window sizes, and spawning under a reaper.
-//! Waiting for the runtime to connect happens on a thread of its own (not the libuv pool: a
-//! runtime can take a while, and the pool belongs to the store's work).
+//! console socket a runtime sends a pty master to, window sizes, spawning under a reaper, and
+//! running a build step's runtime to its end (`strata_core::runproc`). Waiting for the runtime
+//! to connect, or to end, happens on a thread of its own (not the libuv pool: a runtime can take
+//! a while, and the pool belongs to the store's work).
 //!
 //! Fds cross from JS as numbers; [`js_fd`] is the one place that turns such a number into a
 //! `BorrowedFd` for the duration of a call.
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use strata_core::console::{self, ConsoleSocket};
 use strata_core::reaper::{spawn_reaped, ReapedCommand};
@@ -148,4 +150,42 @@ pub fn spawn_reaped_process(
         let cmd = ReapedCommand { program: &program, args: &args, env: &env, stdio };
         Ok(spawn_reaped(&cmd)?.into_raw_fd())
     })
+}
+
+/// What `runProcess` tells its caller, in order: `(1, 0, chunk)` stdout, `(2, 0, chunk)`
+/// stderr, then exactly one of `(3, status, null)` (it ended: exit code or 128 + signal) or
+/// `(4, 0, null, err)` (it could not be run or read). One function for all of them, so the end
+/// never overtakes the output (two queues into JS would not keep their order).
+type RunEvent = FnArgs<(u32, i32, Option<Buffer>, Option<Failure>)>;
+type RunEventFn = ThreadsafeFunction<RunEvent, (), RunEvent, Status, false>;
+
+/// Runs `program` with `args` to its end on a thread of its own (`strata_core::runproc`:
+/// posix_spawn, no fork of this process; stdin /dev/null, output through pipes), reporting
+/// through `onEvent` (see [`RunEvent`]). The thread, and so the event loop, lives until the
+/// end has been reported.
+#[napi(
+    ts_args_type = "program: string, args: string[], onEvent: (kind: number, status: number, chunk: Buffer | null, err: Error | null) => void"
+)]
+pub fn run_process(env: Env, program: String, args: Vec<String>, on_event: RunEventFn) -> Result<()> {
+    std::thread::Builder::new()
+        .name("strata-runproc".into())
+        .spawn(move || {
+            // Unbounded queue: NonBlocking never drops a chunk.
+            let send = |kind: u32, status: i32, chunk: Option<Buffer>, err: Option<Failure>| {
+                on_event.call((kind, status, chunk, err).into(), ThreadsafeFunctionCallMode::NonBlocking);
+            };
+            let ended = strata_core::runproc::run(&program, &args, |stream, data| {
+                let kind = match stream {
+                    strata_core::runproc::Stream::Stdout => 1,
+                    strata_core::runproc::Stream::Stderr => 2,
+                };
+                send(kind, 0, Some(Buffer::from(data.to_vec())), None);
+            });
+            match ended {
+                Ok(status) => send(3, status, None, None),
+                Err(e) => send(4, 0, None, Some(Failure::from(e))),
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| Failure::new(ErrorCode::Io, format!("cannot start a thread: {e}")).into_js(&env))
 }
