@@ -20,6 +20,7 @@ import { native } from '../ts/internal/native'
 import { checkConsistent } from './helpers/consistency'
 import { CLI } from './helpers/fs'
 import { BuildCache } from '../ts/build/cache'
+import { LayerStore } from '../ts/internal/layers'
 
 const suite = buildSuite()
 const BB = BUILD_BASE
@@ -172,6 +173,30 @@ test.serial('the next step probes before the step below registers its layer and 
   t.deepEqual(r.steps.map((s) => s.cached), [false, false])
   const [a, b] = r.steps.map((s) => s.key)
   t.deepEqual(log, [`probe ${a}`, `probe ${b}`, `record ${a}`, `record ${b}`])
+  await store.close()
+})
+
+test.serial('the steps after a miss mount the stack below them looked up once: one lookup per top layer in a build', async (t) => {
+  const { store, ctx } = await storeWithContext(t, { ...manyFiles('src', 50, 1000), 'b.txt': 'b\n' })
+  const df = `FROM ${BB}\nENV A=1\nCOPY b.txt /b0.txt\nCOPY src/ /src/\nCOPY b.txt /b1.txt\nRUN echo ran > /ran\n`
+  await store.build({ context: ctx, dockerfileText: df })
+  fs.appendFileSync(path.join(ctx, 'src/f0.txt'), 'changed\n')
+  const { stack } = LayerStore.prototype
+  const looked: string[] = []
+  LayerStore.prototype.stack = function (chainId) { looked.push(chainId); return stack.call(this, chainId) }
+  let r
+  try {
+    r = await store.build({ context: ctx, dockerfileText: df })
+  } finally {
+    LayerStore.prototype.stack = stack
+  }
+  t.deepEqual(r.steps.map((s) => s.cached), [true, false, false, false])
+  // The three steps made here all lie on the base image and the first COPY's layer.
+  t.deepEqual(looked, [...new Set(looked)])
+  t.true(looked.length >= 1)
+  const view = await store.images.view(r.imageId)
+  t.is((await view.readFile('/ran')).toString(), 'ran\n')
+  t.true((await view.readFile('/src/f0.txt')).toString().endsWith('changed\n'))
   await store.close()
 })
 

@@ -271,6 +271,8 @@ export class Builder {
   /** The stage of each entry of #steps (what a `--cache-to` of mode=min selects by). */
   #stepStages: StageNode[] = []
   #stepCounter = 0
+  /** #lowers, by the ChainID of the top layer. */
+  #lowersOf = new Map<ChainId, Promise<string[]>>()
   #metaArgs = new Map<string, string | undefined>()
   #nodes: StageNode[] = []
   #abort = new AbortController()
@@ -808,12 +810,23 @@ export class Builder {
 
   // ---- filesystem steps ------------------------------------------------------------------
 
-  /** Diff dirs of a stage's layers, top first (the lowers of a step mount). */
-  async #lowers(diffIds: DiffId[]): Promise<string[]> {
-    if (diffIds.length === 0) return []
-    const chain = chainIdsOf(diffIds)
-    const stack = await this.#ctx.layers.stack(chain[chain.length - 1])
-    return stack.map((l) => this.#ctx.layout.diffDir(l.cacheId))
+  /**
+   * Diff dirs of a stage's layers, top first (the lowers of a step mount). Looked up once per
+   * build and top layer: the steps after a miss mount the same stack below their new layers
+   * (s.unsettled.baseIds), and each lookup is some 25 small reads through the libuv pool, which
+   * the registrations' fsyncs keep busy while the next step is being prepared.
+   */
+  #lowers(diffIds: DiffId[]): Promise<string[]> {
+    if (diffIds.length === 0) return Promise.resolve([])
+    const top = chainIdsOf(diffIds).pop()!
+    let dirs = this.#lowersOf.get(top)
+    if (!dirs) {
+      dirs = this.#ctx.layers.stack(top).then((stack) => stack.map((l) => this.#ctx.layout.diffDir(l.cacheId)))
+      this.#lowersOf.set(top, dirs)
+      // A failed lookup is not kept: the next step looks again.
+      dirs.catch(() => this.#lowersOf.delete(top))
+    }
+    return dirs
   }
 
   #parentChain(s: StageState): ChainId | '' {
