@@ -311,8 +311,7 @@ export class Builder {
       throw e
     } finally {
       this.#opts.signal?.removeEventListener('abort', onAbort)
-      // The steps' leftovers (work dirs, bundles, an unpacked archive) go in the background.
-      await (await this.#staging?.catch(() => undefined))?.disposeLater().catch(() => undefined)
+      await this.#disposeStaging()
     }
   }
 
@@ -383,6 +382,8 @@ export class Builder {
     const result = await this.#runStage(target)
     this.#progress.check()
     await this.#indexSaved
+    // Every step is recorded: what is left of them goes now, while the image is written.
+    await this.#disposeStaging()
     const done = await this.#export(result)
     for (const spec of opts.cacheTo ?? []) {
       const where = spec.type === 'local' ? spec.dir : cacheRef(spec.ref, 'to').string()
@@ -408,6 +409,13 @@ export class Builder {
   }
 
   /** The build's staging dir, made when a step first needs one (a fully cached build never does). */
+  /** The steps' leftovers (work dirs, bundles, an unpacked archive) go, in the background. */
+  async #disposeStaging(): Promise<void> {
+    const staging = this.#staging
+    this.#staging = undefined
+    await (await staging?.catch(() => undefined))?.disposeLater().catch(() => undefined)
+  }
+
   #stagingDir(): Promise<string> {
     this.#staging ??= this.#ctx.staging('build')
     return this.#staging.then((s) => s.dir)
