@@ -100,7 +100,13 @@ export class BuildCache {
     await writeAll(async (w) => {
       const layer = makeLayer?.()
       await w.put(this.file(r.key), JSON.stringify({ v: RECORD_VERSION, ...r }))
-      const staged = (async () => { await along?.(w) })()
+      // The layer's first native task is under way before the files along are staged (their
+      // JS would hold it back): they go in the event loop's next turn.
+      const staged = (async () => {
+        if (!along) return
+        await new Promise((resolve) => setImmediate(resolve))
+        await along(w)
+      })()
       // The files are written and synced while the layer is made (their fsyncs share a barrier
       // with the layer's); all settle before a failure is thrown: the temp files are then there
       // to discard.
