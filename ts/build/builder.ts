@@ -131,8 +131,8 @@ interface StageState {
   target?: boolean
   /** Every instruction of the stage is dispatched (only its last steps' writes may be under way). */
   dispatched?: boolean
-  /** How many steps made (or began making) a layer in this stage (#make). */
-  made?: number
+  /** How many filesystem steps of this stage have begun (#step: hits and misses). */
+  steps?: number
 }
 
 /**
@@ -857,6 +857,8 @@ export class Builder {
    * cached layer used. A RUN never speculates its command: a hit must not run it.
    */
   async #step(node: StageNode, s: StageState, opts: StepOpts): Promise<void> {
+    // A later step, even a hit (its layer on top), keeps an earlier step's record from carrying the image (#exportAlong).
+    s.steps = (s.steps ?? 0) + 1
     let prepared: Prepared | undefined
     if (s.sealing) {
       prepared = this.#prepare(s, opts)
@@ -1017,7 +1019,7 @@ export class Builder {
       return e
     }
     this.#warmRuntime()
-    const index = s.made = (s.made ?? 0) + 1
+    const index = s.steps!
     const prev = s.unsettled
     // Whether every earlier step's layer and record is written (#exportAlong waits for none).
     let earlier = !prev
@@ -1372,7 +1374,7 @@ export class Builder {
    * rebuild that changes nothing, a layer below gone) it stages nothing and #export does it all.
    */
   async #exportAlong(s: StageState, index: number, w: MetaWrites, makesLayer: boolean): Promise<void> {
-    if (!s.target || !s.dispatched || s.made !== index || this.#signal.aborted) return
+    if (!s.target || !s.dispatched || s.steps !== index || this.#signal.aborted) return
     // A progress listener that failed fails the build before anything is tagged (#run).
     try { this.#progress.check() } catch { return }
     // The step's seal has filled in its DiffID and history row (#step).
