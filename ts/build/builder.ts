@@ -28,7 +28,7 @@ import { StoreContext, Staging, throwIfAborted } from '../internal/context'
 import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
 import { resolveImage, stageTags, refKey } from '../internal/tags'
-import { writeAll } from '../internal/metawrites'
+import { writeAll, type MetaWrites } from '../internal/metawrites'
 import { parseReference, parseNormalizedNamed, withDefaultTag } from '../reference'
 import { chainIdsOf, type ChainId, type DiffId } from '../internal/chain'
 import { goArch } from '../internal/platform'
@@ -127,6 +127,12 @@ interface StageState {
   unsettled?: Unsettled
   /** The descriptors behind `unsettled.tops` (and earlier ones), closed when the stage settles. */
   fds?: number[]
+  /** The build's target stage (its image is exported: #exportAlong). */
+  target?: boolean
+  /** Every instruction of the stage is dispatched (only its last steps' writes may be under way). */
+  dispatched?: boolean
+  /** How many filesystem steps of this stage have begun (#step: hits and misses). */
+  steps?: number
 }
 
 /**
@@ -265,6 +271,12 @@ export class Builder {
   #staging?: Promise<Staging>
   #context?: BuildContext
   #contextLoaded?: Promise<BuildContext>
+  /** The target stage's image config, once computed (#imageConfig). */
+  #config?: { raw: Buffer; imageId: string }
+  /** The image ID whose config and tags went into its last step's record's write set (#exportAlong). */
+  #exportedAlong?: string
+  /** The context's stat index written (#saveIndexSoon), once the context is hashed. */
+  #indexSaved?: Promise<void>
   #ignore: string[] = []
   #escape = '\\'
   #steps: StepReport[] = []
@@ -275,6 +287,8 @@ export class Builder {
   #lowersOf = new Map<ChainId, Promise<string[]>>()
   #metaArgs = new Map<string, string | undefined>()
   #nodes: StageNode[] = []
+  /** The stage whose image the build exports. */
+  #target?: StageNode
   #abort = new AbortController()
   /** One native cancellation flag for the whole build, set when it is aborted. */
   readonly #cancel = new native.NativeCancel()
@@ -305,13 +319,13 @@ export class Builder {
       // Every stage this build started has settled by now (#buildStage rejects only once its
       // own steps and its COPY --from stages have unwound), so the staging dir can go.
       this.#abort.abort()
+      await this.#indexSaved
       if (e instanceof ShellSyntaxError) throw new BuildError('DockerfileParse', e.message)
       if (this.#opts.signal?.aborted && !(e instanceof StrataError && e.code === 'BuildFailed')) throw new StrataError('Aborted', 'build aborted', { cause: e })
       throw e
     } finally {
       this.#opts.signal?.removeEventListener('abort', onAbort)
-      // The steps' leftovers (work dirs, bundles, an unpacked archive) go in the background.
-      await (await this.#staging?.catch(() => undefined))?.disposeLater().catch(() => undefined)
+      await this.#disposeStaging()
     }
   }
 
@@ -359,6 +373,7 @@ export class Builder {
     if (ins.stages.length === 0) throw new BuildError('DockerfileParse', 'dockerfile parse error: no FROM instruction')
     this.#resolveMetaArgs(ins.metaArgs)
     const target = this.#plan(ins.stages)
+    this.#target = target
     this.#progress.check()
 
     // Base images resolve up front (missing ones are pulled, or fail before any step runs); a
@@ -381,7 +396,9 @@ export class Builder {
     }
     const result = await this.#runStage(target)
     this.#progress.check()
-    this.#context?.saveIndex()
+    await this.#indexSaved
+    // Every step is recorded: what is left of them goes now, while the image is written.
+    await this.#disposeStaging()
     const done = await this.#export(result)
     for (const spec of opts.cacheTo ?? []) {
       const where = spec.type === 'local' ? spec.dir : cacheRef(spec.ref, 'to').string()
@@ -407,6 +424,13 @@ export class Builder {
   }
 
   /** The build's staging dir, made when a step first needs one (a fully cached build never does). */
+  /** The steps' leftovers (work dirs, bundles, an unpacked archive) go, in the background. */
+  async #disposeStaging(): Promise<void> {
+    const staging = this.#staging
+    this.#staging = undefined
+    await (await staging?.catch(() => undefined))?.disposeLater().catch(() => undefined)
+  }
+
   #stagingDir(): Promise<string> {
     this.#staging ??= this.#ctx.staging('build')
     return this.#staging.then((s) => s.dir)
@@ -619,6 +643,7 @@ export class Builder {
         await this.#dispatch(node, s, c)
         this.#progress.check()
       }
+      s.dispatched = true
       ok = true
     } finally {
       // The stage's result (and its failure) is whole only once every step it made is sealed and
@@ -664,7 +689,7 @@ export class Builder {
       }
     }
     if (!image.config.Env?.some((e) => e.startsWith('PATH='))) image.config.Env = [...(image.config.Env ?? []), DEFAULT_PATH_ENV]
-    const s: StageState = { image, env: [...(image.config.Env ?? [])], workdir: image.config.WorkingDir || '/', user: image.config.User ?? '', buildArgs: [], cmdSet: false }
+    const s: StageState = { image, env: [...(image.config.Env ?? [])], workdir: image.config.WorkingDir || '/', user: image.config.User ?? '', buildArgs: [], cmdSet: false, ...(node === this.#target ? { target: true } : {}) }
     return s
   }
 
@@ -846,6 +871,8 @@ export class Builder {
    * cached layer used. A RUN never speculates its command: a hit must not run it.
    */
   async #step(node: StageNode, s: StageState, opts: StepOpts): Promise<void> {
+    // A later step, even a hit (its layer on top), keeps an earlier step's record from carrying the image (#exportAlong).
+    s.steps = (s.steps ?? 0) + 1
     let prepared: Prepared | undefined
     if (s.sealing) {
       prepared = this.#prepare(s, opts)
@@ -998,7 +1025,11 @@ export class Builder {
       }
       return e
     }
+    const index = s.steps!
     const prev = s.unsettled
+    // Whether every earlier step's layer and record is written (#exportAlong waits for none).
+    let earlier = !prev
+    void prev?.done.then(() => { earlier = true }, () => undefined)
     let space: StepSpace | undefined
     let fd: number
     try {
@@ -1040,7 +1071,7 @@ export class Builder {
       try {
         await this.#ctx.exclusive(() => this.#ctx.buildCache.put(rec, async () => {
           if (!sealed.empty) await sp.register(sealed, parentDiffIds)
-        }))
+        }, (w) => (earlier ? this.#exportAlong(s, index, w, !sealed.empty) : Promise.resolve())))
         opts.made?.(rec)
       } catch (e) {
         throw failed(e)
@@ -1137,6 +1168,20 @@ export class Builder {
     })
   }
 
+  /**
+   * Writes the context's stat index (every file is hashed by now: `hashAll`) in the event loop's
+   * next idle moment — while the steps' native work runs (a copy, a seal, the runtime), not on
+   * the build's tail, where it took ~2 ms of the main thread. The index is a hint (a file it
+   * leaves out is hashed again next time), so a failure to write it is no failure of the build;
+   * the build awaits it before it answers (#run, run), leaving nothing running.
+   */
+  #saveIndexSoon(c: BuildContext): void {
+    this.#indexSaved = new Promise((resolve) => setImmediate(() => {
+      try { c.saveIndex() } catch { /* a hint: made again next time */ }
+      resolve()
+    }))
+  }
+
   async #contextTree(): Promise<BuildContext> {
     this.#contextLoaded ??= (async () => {
       const id = this.#progress.start('[internal] load build context', sha('context'))
@@ -1146,6 +1191,7 @@ export class Builder {
         // The whole context is hashed up front (from the stat index where it can be), as
         // BuildKit transfers it before the steps that use it.
         await c.hashAll(this.#cancel)
+        this.#saveIndexSoon(c)
         this.#progress.emit({ type: 'status', id, text: `transferring context: ${c.bytesRead}B done` })
         return c
       } catch (e) {
@@ -1316,6 +1362,47 @@ export class Builder {
 
   // ---- the image -----------------------------------------------------------------------
 
+  /** The target stage's image config and ID (computed once: history times filled in, labels). */
+  #imageConfig(s: StageState): { raw: Buffer; imageId: string } {
+    if (this.#config) return this.#config
+    const img = s.image
+    if (this.#opts.labels && Object.keys(this.#opts.labels).length > 0) img.config.Labels = { ...(img.config.Labels ?? {}), ...this.#opts.labels }
+    img.architecture = goArch()
+    img.os = PLATFORM_OS
+    const raw = imageConfigBytes(img, normalizeHistory(img.history))
+    this.#config = { raw, imageId: imageIdOf(raw) }
+    return this.#config
+  }
+
+  /**
+   * Stages the image's config and tags into the write set of the target stage's last step's
+   * record (#make; the store lock is held), when that step is the stage's last and every
+   * instruction of the stage is dispatched: they are then written and synced with the record
+   * and the layer's files (one barrier) and renamed in the same task right after the record —
+   * the config, then (a barrier) the tags —, not in a lock section and three barriers of their
+   * own once the stage has settled (#export then writes nothing). Otherwise (a later step, a
+   * rebuild that changes nothing, a layer below gone) it stages nothing and #export does it all.
+   */
+  async #exportAlong(s: StageState, index: number, w: MetaWrites, makesLayer: boolean): Promise<void> {
+    if (!s.target || !s.dispatched || s.steps !== index || this.#signal.aborted) return
+    // A progress listener that failed fails the build before anything is tagged (#run).
+    try { this.#progress.check() } catch { return }
+    // The step's seal has filled in its DiffID and history row (#step).
+    await s.sealing
+    const { raw, imageId } = this.#imageConfig(s)
+    const tags = this.#opts.tags ?? []
+    if (await this.#unchanged(imageId, tags)) return
+    // Every layer of the image but the one this record's write set makes must still be there
+    // (a concurrent prune may have raced a cache hit: #export).
+    const chain = chainIdsOf(s.image.rootfs.diff_ids)
+    const stored = makesLayer ? chain.slice(0, -1) : chain
+    if (stored.length > 0 && !(await this.#ctx.layers.has(stored[stored.length - 1]))) return
+    await this.#ctx.images.stage(w, raw)
+    if (tags.length > 0) await stageTags(this.#ctx, w, tags.map((target) => ({ target, id: imageId })))
+    else await this.#ctx.images.touch(w, imageId)
+    this.#exportedAlong = imageId
+  }
+
   async #unchanged(imageId: string, tags: string[]): Promise<boolean> {
     if (!(await this.#ctx.images.has(imageId))) return false
     for (const t of tags) {
@@ -1327,18 +1414,14 @@ export class Builder {
 
   async #export(s: StageState): Promise<BuildResult> {
     const img = s.image
-    if (this.#opts.labels && Object.keys(this.#opts.labels).length > 0) img.config.Labels = { ...(img.config.Labels ?? {}), ...this.#opts.labels }
-    img.architecture = goArch()
-    img.os = PLATFORM_OS
-    const created = normalizeHistory(img.history)
-    const raw = imageConfigBytes(img, created)
+    const { raw, imageId } = this.#imageConfig(s)
     const vid = this.#progress.start('exporting to image', sha('exporting to image'))
     this.#progress.emit({ type: 'status', id: vid, text: 'exporting layers done' })
     const tags = this.#opts.tags ?? []
-    const imageId = imageIdOf(raw)
     // A rebuild that changed nothing: the image exists (its own layers keep themselves alive)
-    // and every tag already names it — nothing to write, no lock to take.
-    if (await this.#unchanged(imageId, tags)) {
+    // and every tag already names it — nothing to write, no lock to take. Or the config and
+    // tags were written with the last step's record (#exportAlong).
+    if (this.#exportedAlong === imageId || await this.#unchanged(imageId, tags)) {
       this.#progress.emit({ type: 'status', id: vid, text: `writing image ${imageId} done` })
       for (const t of tags) this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
       this.#progress.emit({ type: 'done', id: vid, at: now() })
