@@ -60,6 +60,25 @@ test('the walk keeps what .dockerignore lets through and never lists ignored tre
   t.false(c.entries.has('.git'))
 })
 
+test('a scan stops between levels once its cancel flag is set: Aborted', async (t) => {
+  const dir = tmpDir(t)
+  const ctx = path.join(dir, 'ctx')
+  makeContext(ctx)
+  const cancel = new native.NativeCancel()
+  cancel.cancel()
+  await t.throwsAsync(BuildContext.scan(ctx, [], path.join(dir, 'idx'), {}, cancel), { code: 'Aborted' })
+  // Not set: the same walk.
+  t.deepEqual(files(await BuildContext.scan(ctx, ['.git', '*.md'], path.join(dir, 'idx'), {}, new native.NativeCancel())), ['src/a.txt', 'src/sub/b.txt'])
+})
+
+test('stamps leave no file behind', (t) => {
+  const dir = tmpDir(t)
+  const a = StatIndex.stamp(dir)
+  const b = StatIndex.stamp(dir)
+  t.true(b >= a)
+  t.deepEqual(fs.readdirSync(dir), [])
+})
+
 test('digests come from the stat index on a rebuild: no bytes read; a changed file is read again', async (t) => {
   // Files older than the hashing: trusted on the next scan.
   const { ctx, idx } = await settledContext(t, ['src/a.txt', 'src/sub/b.txt'])

@@ -197,6 +197,27 @@ test.serial('bad input: a context over the limit is ContextTooLarge', async (t) 
   await nothingLeft(t, root, 1)
 })
 
+test.serial('the context is read from the start, beside the steps before its first COPY: a build that fails before that COPY fails with its own error, shows no context step and leaves no stamp file', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  for (const [name, files, limits] of [
+    ['over the limit', { Dockerfile: `FROM ${BB}\nRUN exit 5\nCOPY . /\n`, big: 'x'.repeat(4096) }, { maxBytes: 1024 }],
+    ['with a bad .dockerignore pattern', { Dockerfile: `FROM ${BB}\nRUN exit 5\nCOPY . /\n`, '.dockerignore': 'a[\n' }, {}],
+    ['hashed in full', { Dockerfile: `FROM ${BB}\nRUN exit 5\nCOPY . /\n`, ...Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`f${i}`, randomBytes(4096).toString('hex')])) }, {}],
+  ] as const) {
+    const ctx = path.join(dir, `ctx-${name.replaceAll(' ', '-')}`)
+    writeContext(ctx, files as Record<string, string>)
+    const layers = layerCount(root)
+    const started: string[] = []
+    const e = await t.throwsAsync(store.build({ context: ctx, contextLimits: limits, onProgress: (ev) => { if (ev.type === 'vertex') started.push(ev.name) } }), { instanceOf: BuildError }) as BuildError
+    t.is(e.code, 'BuildFailed', name)
+    t.is(e.exitCode, 5, name)
+    t.false(started.some((n) => n.includes('load build context')), name)
+    await nothingLeft(t, root, layers)
+    const idx = path.join(root, 'builder', 'statindex')
+    t.deepEqual(fs.existsSync(idx) ? fs.readdirSync(idx).filter((n) => n.endsWith('.tmp')) : [], [], name)
+  }
+})
+
 /** Pids of the processes whose command line holds `marker`. */
 function processesWith(marker: string): number[] {
   const pids: number[] = []

@@ -184,6 +184,14 @@ interface StepOpts {
   made?: (rec: CacheRecord) => void
 }
 
+/** Whether an instruction copies from the build context (a COPY or ADD without `--from` or heredocs). */
+function readsContext(c: Command): boolean {
+  if ((c.kind !== 'copy' && c.kind !== 'add') || c.from !== '') return false
+  const sources = c.sourcesAndDest.slice(0, -1)
+  // As #copy tells them: one heredoc among the sources makes them all heredocs.
+  return sources.length > 0 && !sources.some((w) => w.startsWith('<<'))
+}
+
 /** A promise that some awaiter will see rejected, not reported as unhandled meanwhile. */
 function quiet<T>(p: Promise<T>): Promise<T> {
   p.catch(() => undefined)
@@ -263,6 +271,8 @@ export class Builder {
   #staging?: Promise<Staging>
   #context?: BuildContext
   #contextLoaded?: Promise<BuildContext>
+  /** The context's scan and hashing, once started (#contextScan). */
+  #scanning?: Promise<BuildContext>
   #ignore: string[] = []
   #escape = '\\'
   #steps: StepReport[] = []
@@ -308,6 +318,9 @@ export class Builder {
       throw e
     } finally {
       this.#opts.signal?.removeEventListener('abort', onAbort)
+      // A context scan no step asked for (the build failed first) ends before the build does:
+      // it is aborted by now, and its hashing writes a stamp file (./statindex.ts).
+      await this.#scanning?.catch(() => undefined)
       // The steps' leftovers (work dirs, bundles, an unpacked archive) go in the background.
       await (await this.#staging?.catch(() => undefined))?.disposeLater().catch(() => undefined)
     }
@@ -358,6 +371,9 @@ export class Builder {
     this.#resolveMetaArgs(ins.metaArgs)
     const target = this.#plan(ins.stages)
     this.#progress.check()
+    // The context is scanned and hashed from now on, beside the base images' lookup and the
+    // steps before the first COPY that reads it (#contextTree), when one of the stages built does.
+    if (this.#reachable(target).some((n) => n.stage.commands.some(readsContext))) void this.#contextScan()
 
     // Base images resolve up front (missing ones are pulled, or fail before any step runs); a
     // cache is imported on top of them (its records name the base layers as parents).
@@ -1127,15 +1143,27 @@ export class Builder {
     })
   }
 
+  /**
+   * The context, scanned and every file of it given its digest (from the stat index where it
+   * can be, else hashed), as BuildKit transfers it before the steps that use it. Started once,
+   * early (#run) or by the first COPY that reads it; its outcome is only seen through
+   * #contextTree, and it has settled before the build returns (run()).
+   */
+  #contextScan(): Promise<BuildContext> {
+    this.#scanning ??= quiet((async () => {
+      const c = await BuildContext.scan(path.resolve(this.#opts.context), this.#ignore, this.#ctx.layout.statIndex, this.#opts.contextLimits, this.#cancel)
+      await c.hashAll(this.#cancel)
+      return c
+    })())
+    return this.#scanning
+  }
+
   async #contextTree(): Promise<BuildContext> {
     this.#contextLoaded ??= (async () => {
       const id = this.#progress.start('[internal] load build context', sha('context'))
       try {
-        const c = await BuildContext.scan(path.resolve(this.#opts.context), this.#ignore, this.#ctx.layout.statIndex, this.#opts.contextLimits)
+        const c = await this.#contextScan()
         this.#context = c
-        // The whole context is hashed up front (from the stat index where it can be), as
-        // BuildKit transfers it before the steps that use it.
-        await c.hashAll(this.#cancel)
         this.#progress.emit({ type: 'status', id, text: `transferring context: ${c.bytesRead}B done` })
         return c
       } catch (e) {
