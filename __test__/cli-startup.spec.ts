@@ -313,3 +313,43 @@ test('read-only commands print no half-made change of a writer running meanwhile
   for (const pairs of seen) t.true(pairs.length === 0 || (pairs[0] === 'pair:a' && pairs[1] === 'pair:b'), `printed ${pairs.join(', ')}`)
   await store.close()
 })
+
+test('the strata program starts Node without NODE_EXTRA_CA_CERTS and hands it on unchanged to the processes strata starts', (t) => {
+  const dir = tmpDir(t, 'strata-bin-env-')
+  const bin = path.join(dir, 'bin')
+  const cfg = path.join(dir, 'cfg')
+  const rec = path.join(dir, 'rec')
+  fs.mkdirSync(bin)
+  fs.mkdirSync(cfg)
+  fs.writeFileSync(path.join(cfg, 'config.json'), JSON.stringify({ credsStore: 'envrec' }))
+  // A credential helper (started by `logout`) that writes what it was given and whether its
+  // parent, strata's Node, was started with the variable (its environment as exec'd).
+  fs.writeFileSync(path.join(bin, 'docker-credential-envrec'), [
+    '#!/bin/sh',
+    'cat > /dev/null',
+    `{ printf '%s|%s\\n' "\${NODE_EXTRA_CA_CERTS-unset}" "\${STRATA_NODE_EXTRA_CA_CERTS-unset}"; tr '\\0' '\\n' < /proc/$PPID/environ | grep -c '^NODE_EXTRA_CA_CERTS='; } > '${rec}'`,
+    '',
+  ].join('\n'), { mode: 0o755 })
+  const { NODE_EXTRA_CA_CERTS: _inherited, ...base } = process.env
+  const run = (file: string, args: string[], ca: string | undefined) => {
+    fs.rmSync(rec, { force: true })
+    const r = spawnSync(file, [...args, 'logout', 'reg.example:5000'], {
+      env: { ...base, PATH: `${bin}:${process.env.PATH}`, DOCKER_CONFIG: cfg, ...(ca === undefined ? {} : { NODE_EXTRA_CA_CERTS: ca }) },
+      encoding: 'utf8', timeout: 60_000,
+    })
+    t.is(r.status, 0, r.stderr)
+    const [given, parentHad] = fs.readFileSync(rec, 'utf8').trim().split('\n')
+    return { stderr: r.stderr, given, parentHad: Number(parentHad) }
+  }
+  // A bundle that does not exist: a Node that parses it says so on stderr at start-up.
+  const missing = path.join(dir, 'no such dir', "ca'.pem")
+  const viaNode = run(process.execPath, [CLI], missing)
+  t.regex(viaNode.stderr, /Ignoring extra certs/, '`node bin/strata.js` parses it (the case the program avoids)')
+  t.is(viaNode.parentHad, 1)
+  for (const ca of [missing, '', undefined]) {
+    const r = run(CLI, [], ca)
+    t.notRegex(r.stderr, /extra certs/, `NODE_EXTRA_CA_CERTS=${ca}: Node did not parse it`)
+    t.is(r.parentHad, 0, `NODE_EXTRA_CA_CERTS=${ca}: Node started without it`)
+    t.is(r.given, `${ca ?? 'unset'}|unset`, `NODE_EXTRA_CA_CERTS=${ca}: the helper got it as the caller set it`)
+  }
+})

@@ -3,7 +3,8 @@
 // program pays before its first line) and against the docker CLI talking to a private Docker
 // Engine (scripts/peers/dockerd.sh) that holds the same busybox image and one container.
 //
-//   strata   node bin/strata.js --root ROOT <command>      (what `strata` on the PATH runs)
+//   strata   node bin/strata.js --root ROOT <command>      (as `node -e 0` is started; the
+//            installed `strata` also skips Node's parse of NODE_EXTRA_CA_CERTS: bin/strata.js)
 //   node     node -e 0
 //   docker   docker <command>                              (DOCKER_HOST = the private engine)
 //

@@ -1,4 +1,12 @@
-#!/usr/bin/env node
+#!/bin/sh
+':' //; if [ -n "${NODE_EXTRA_CA_CERTS+set}" ]; then STRATA_NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS; export STRATA_NODE_EXTRA_CA_CERTS; unset NODE_EXTRA_CA_CERTS; fi; exec node "$0" "$@"
+// The two lines above are both shell and JavaScript. Run as a program (the `strata` npm links),
+// /bin/sh reads them: it moves NODE_EXTRA_CA_CERTS aside and starts Node on this file. Node 20
+// parses that CA bundle at start-up, before any JavaScript runs, for the TLS it might do (some
+// 30 ms of a 220 KB bundle, on every command); strata's registry client is Rust, so its Node
+// never uses it. The variable is put back below, before anything runs, for the processes
+// strata starts (credential helpers may be Node programs that need it). To Node, line 2 is a
+// string and a comment; `node bin/strata.js` runs the same, with the variable parsed.
 // The `strata` command. Runs one of the CLI's two bundles (made by `npm run build:ts`,
 // scripts/bundle-cli.js) through a V8 code cache kept beside it (<bundle>.cache), so a command
 // neither reads dozens of modules nor compiles the functions it runs:
@@ -21,6 +29,10 @@
 // is written. A run that finds its cache missing or rejected by V8 (another Node version) writes
 // it again after its own command; where the package dir is read-only the CLI runs without one.
 'use strict'
+if (process.env.STRATA_NODE_EXTRA_CA_CERTS !== undefined) {
+  process.env.NODE_EXTRA_CA_CERTS = process.env.STRATA_NODE_EXTRA_CA_CERTS
+  delete process.env.STRATA_NODE_EXTRA_CA_CERTS
+}
 const path = require('node:path')
 const fs = require('node:fs')
 const vm = require('node:vm')
