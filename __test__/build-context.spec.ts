@@ -86,7 +86,7 @@ test('digests come from the stat index on a rebuild: no bytes read; a changed fi
   const d1 = await c1.digests(['src/a.txt', 'src/sub/b.txt'])
   t.is(d1.get('src/a.txt'), sha('alpha'))
   t.is(c1.bytesRead, 9)
-  c1.saveIndex()
+  await c1.saveIndex()
 
   const c2 = await BuildContext.scan(ctx, [], idx)
   const d2 = await c2.digests(['src/a.txt', 'src/sub/b.txt'])
@@ -114,7 +114,7 @@ test('racily clean entries are hashed again: a rewrite in the same clock tick is
   fs.writeFileSync(f, 'one')
   const c1 = await BuildContext.scan(ctx, [], idx)
   t.is((await c1.digests(['f'])).get('f'), sha('one'))
-  c1.saveIndex()
+  await c1.saveIndex()
   // Rewritten at once, then every time field put back: the inode looks exactly as indexed.
   const before = fs.statSync(f, { bigint: true })
   fs.writeFileSync(f, 'two')
@@ -144,7 +144,7 @@ test('touching every file keeps every digest', async (t) => {
   makeContext(ctx)
   const c1 = await BuildContext.scan(ctx, ['.git'], idx)
   const d1 = await c1.digests(files(c1))
-  c1.saveIndex()
+  await c1.saveIndex()
   const now = new Date()
   for (const f of files(c1)) fs.utimesSync(path.join(ctx, f), now, now)
   const c2 = await BuildContext.scan(ctx, ['.git'], idx)
@@ -236,7 +236,7 @@ test('the scan hands over the stat index\'s digests (names as their bytes too), 
   const c1 = await BuildContext.scan(ctx, ['.git'], idx)
   t.true(files(c1).every((f) => c1.entries.get(f)?.sha256 === undefined && c1.entries.get(f)?.statKey !== undefined))
   await c1.hashAll()
-  c1.saveIndex()
+  await c1.saveIndex()
 
   const c2 = await BuildContext.scan(ctx, ['.git'], idx)
   t.deepEqual(files(c2).sort(), [...names].sort())
@@ -257,7 +257,7 @@ test('saving the index rewrites it only when a row is to be recorded or dropped 
   const build = async (ignore: string[]): Promise<void> => {
     const c = await BuildContext.scan(ctx, ignore, idx)
     await c.hashAll()
-    c.saveIndex()
+    await c.saveIndex()
   }
   const file = StatIndex.fileFor(idx, ctx)
   const rows = (): string[] => {
@@ -290,7 +290,7 @@ test('an index of version 2 (paths as strings only) is no index: its files are h
   const c = await BuildContext.scan(ctx, [], idx)
   t.is(c.entries.get('f')?.sha256, undefined)
   t.is((await c.digests(['f'])).get('f'), sha('one'))
-  c.saveIndex()
+  await c.saveIndex()
   t.is((JSON.parse(fs.readFileSync(StatIndex.fileFor(idx, ctx), 'utf8')) as { v: number }).v, 3)
 })
 
@@ -306,7 +306,7 @@ test.serial('a file changed since the last build is recorded without the index b
   const build = async (): Promise<BuildContext> => {
     const c = await BuildContext.scan(ctx, ['.git'], idx)
     await c.hashAll()
-    c.saveIndex()
+    await c.saveIndex()
     return c
   }
   const rows = (): string[] => {
@@ -352,7 +352,7 @@ test('a COPY trusts the stat key of a file this build hashed, as the stat index 
   t.truthy(a.verifiedKey)
   t.is(c.entries.get('src/new.txt')!.verifiedKey, undefined)
   // Digests the stat index gave (a rebuild) carry no key: the copy hashes those, as before.
-  c.saveIndex()
+  await c.saveIndex()
   const again = await BuildContext.scan(ctx, ['.git', '*.md'], idx)
   await again.hashAll()
   t.is(again.entries.get('src/a.txt')!.sha256, a.sha256)

@@ -273,6 +273,8 @@ export class Builder {
   #contextLoaded?: Promise<BuildContext>
   /** The context's scan and hashing, once started (#contextScan). */
   #scanning?: Promise<BuildContext>
+  /** The stat index's update with what the scan hashed, once started (#contextScan). */
+  #indexSaved?: Promise<void>
   #ignore: string[] = []
   #escape = '\\'
   #steps: StepReport[] = []
@@ -321,6 +323,7 @@ export class Builder {
       // A context scan no step asked for (the build failed first) ends before the build does:
       // it is aborted by now, and its hashing writes a stamp file (./statindex.ts).
       await this.#scanning?.catch(() => undefined)
+      await this.#indexSaved?.catch(() => undefined)
       // The steps' leftovers (work dirs, bundles, an unpacked archive) go in the background.
       await (await this.#staging?.catch(() => undefined))?.disposeLater().catch(() => undefined)
     }
@@ -395,7 +398,7 @@ export class Builder {
     }
     const result = await this.#runStage(target)
     this.#progress.check()
-    this.#context?.saveIndex()
+    await this.#indexSaved
     const done = await this.#export(result)
     for (const spec of opts.cacheTo ?? []) {
       const where = spec.type === 'local' ? spec.dir : cacheRef(spec.ref, 'to').string()
@@ -1153,6 +1156,9 @@ export class Builder {
     this.#scanning ??= quiet((async () => {
       const c = await BuildContext.scan(path.resolve(this.#opts.context), this.#ignore, this.#ctx.layout.statIndex, this.#opts.contextLimits, this.#cancel)
       await c.hashAll(this.#cancel)
+      // What it hashed is known now: recorded off the JS thread while the steps run, not at the
+      // end of the build (awaited there, #run, and before a failed build returns, run()).
+      this.#indexSaved = quiet(c.saveIndex())
       return c
     })())
     return this.#scanning

@@ -198,8 +198,11 @@ export class BuildContext {
     return new Map(rels.map((rel) => [rel, this.entries.get(rel)!.sha256!]))
   }
 
-  /** Saves the stat index: the files hashed recorded (or dropped: racily clean), paths no longer present dropped. */
-  saveIndex(): void {
+  /**
+   * Saves the stat index: the files hashed recorded (or dropped: racily clean), paths no longer
+   * present dropped. Natively on a pool thread where it can (below).
+   */
+  async saveIndex(): Promise<void> {
     const file = StatIndex.fileFor(this.indexDir, this.dir)
     const rels: Buffer[] = []
     const keys: string[] = []
@@ -215,7 +218,7 @@ export class BuildContext {
     }
     // Natively, from the rows the scan parsed, when every row left is a kept file's (the scan's
     // hits and the rows recorded now); else rows of paths gone or ignored since are dropped here.
-    if (native.statIndexUpdate(this.dir, file, tempFor(file), rels, keys, shas, this.#indexHits + recorded) !== 'declined') return
+    if ((await call(() => native.statIndexUpdate(this.dir, file, tempFor(file), rels, keys, shas, this.#indexHits + recorded))) !== 'declined') return
     const index = StatIndex.load(this.indexDir, this.dir)
     for (const { e, stamp } of this.#hashed) index.put(e.rel, e as StatKey, e.sha256!, stamp)
     index.retain((rel) => this.entries.has(rel))
