@@ -368,6 +368,38 @@ test.serial('builder hints: temp files a dead process left between write and ren
   await reopened.close()
 })
 
+test.serial('the stat index is written while the steps run (before a later RUN starts), not on the build\'s tail', async (t) => {
+  const { dir, store } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nCOPY a.txt /a.txt\nRUN cat /a.txt\n`, 'a.txt': 'a' })
+  await clockPast(ctx)
+  const order: string[] = []
+  const binding = Object.values(require.cache).find((m) => typeof m?.exports?.statIndexUpdate === 'function')!.exports as typeof native
+  const update = binding.statIndexUpdate
+  binding.statIndexUpdate = (...a: Parameters<typeof update>) => {
+    order.push('index')
+    return update(...a)
+  }
+  try {
+    await store.build({ context: ctx, onProgress: (e) => { if (e.type === 'vertex') order.push(e.name.includes('RUN') ? 'run' : e.name.includes('exporting') ? 'export' : 'other') } })
+  } finally {
+    binding.statIndexUpdate = update
+  }
+  t.deepEqual(order.filter((o) => o !== 'other'), ['index', 'run', 'export'])
+  await store.close()
+})
+
+test.serial('the steps\' leftovers go before the image is written: its staging dir is renamed aside (removed in the background) when the export starts', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nCOPY a.txt /a.txt\nRUN cat /a.txt\n`, 'a.txt': 'a' })
+  const atExport: string[][] = []
+  await store.build({ context: ctx, onProgress: (e) => { if (e.type === 'vertex' && e.name.includes('exporting')) atExport.push(fs.readdirSync(path.join(root, 'tmp')).filter((n) => n.startsWith('build-'))) } })
+  t.deepEqual(atExport, [[]])
+  await store.close()
+  t.deepEqual(fs.readdirSync(path.join(root, 'tmp')).filter((n) => n.includes('build-')), [])
+})
+
 test.serial('build stubs a dead process left in the making are swept when the store next opens; a live one stays', async (t) => {
   const { dir, store, root } = await freshStore(t)
   const ctx = path.join(dir, 'ctx')

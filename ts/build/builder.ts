@@ -273,7 +273,7 @@ export class Builder {
   #contextLoaded?: Promise<BuildContext>
   /** The context's scan and hashing, once started (#contextScan). */
   #scanning?: Promise<BuildContext>
-  /** The stat index's update with what the scan hashed, once started (#contextScan). */
+  /** The context's stat index written (#saveIndexSoon), once the context is hashed. */
   #indexSaved?: Promise<void>
   #ignore: string[] = []
   #escape = '\\'
@@ -315,6 +315,7 @@ export class Builder {
       // Every stage this build started has settled by now (#buildStage rejects only once its
       // own steps and its COPY --from stages have unwound), so the staging dir can go.
       this.#abort.abort()
+      await this.#indexSaved
       if (e instanceof ShellSyntaxError) throw new BuildError('DockerfileParse', e.message)
       if (this.#opts.signal?.aborted && !(e instanceof StrataError && e.code === 'BuildFailed')) throw new StrataError('Aborted', 'build aborted', { cause: e })
       throw e
@@ -323,9 +324,8 @@ export class Builder {
       // A context scan no step asked for (the build failed first) ends before the build does:
       // it is aborted by now, and its hashing writes a stamp file (./statindex.ts).
       await this.#scanning?.catch(() => undefined)
-      await this.#indexSaved?.catch(() => undefined)
-      // The steps' leftovers (work dirs, bundles, an unpacked archive) go in the background.
-      await (await this.#staging?.catch(() => undefined))?.disposeLater().catch(() => undefined)
+      await this.#indexSaved
+      await this.#disposeStaging()
     }
   }
 
@@ -399,6 +399,8 @@ export class Builder {
     const result = await this.#runStage(target)
     this.#progress.check()
     await this.#indexSaved
+    // Every step is recorded: what is left of them goes now, while the image is written.
+    await this.#disposeStaging()
     const done = await this.#export(result)
     for (const spec of opts.cacheTo ?? []) {
       const where = spec.type === 'local' ? spec.dir : cacheRef(spec.ref, 'to').string()
@@ -424,6 +426,13 @@ export class Builder {
   }
 
   /** The build's staging dir, made when a step first needs one (a fully cached build never does). */
+  /** The steps' leftovers (work dirs, bundles, an unpacked archive) go, in the background. */
+  async #disposeStaging(): Promise<void> {
+    const staging = this.#staging
+    this.#staging = undefined
+    await (await staging?.catch(() => undefined))?.disposeLater().catch(() => undefined)
+  }
+
   #stagingDir(): Promise<string> {
     this.#staging ??= this.#ctx.staging('build')
     return this.#staging.then((s) => s.dir)
@@ -1156,12 +1165,21 @@ export class Builder {
     this.#scanning ??= quiet((async () => {
       const c = await BuildContext.scan(path.resolve(this.#opts.context), this.#ignore, this.#ctx.layout.statIndex, this.#opts.contextLimits, this.#cancel)
       await c.hashAll(this.#cancel)
-      // What it hashed is known now: recorded off the JS thread while the steps run, not at the
-      // end of the build (awaited there, #run, and before a failed build returns, run()).
-      this.#indexSaved = quiet(c.saveIndex())
+      this.#saveIndexSoon(c)
       return c
     })())
     return this.#scanning
+  }
+
+  /**
+   * Writes the context's stat index (every file is hashed by now: `hashAll`) off the JS thread
+   * (`saveIndex`: a pool task) while the steps run (a copy, a seal, the runtime), not on the
+   * build's tail, where it took ~2 ms of the main thread. The index is a hint (a file it leaves
+   * out is hashed again next time), so a failure to write it is no failure of the build; the
+   * build awaits it before it answers (#run, run), leaving nothing running.
+   */
+  #saveIndexSoon(c: BuildContext): void {
+    this.#indexSaved = c.saveIndex().catch(() => undefined)
   }
 
   async #contextTree(): Promise<BuildContext> {

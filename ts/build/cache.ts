@@ -95,8 +95,11 @@ export class BuildCache {
   async put(r: Omit<CacheRecord, 'v'>, makeLayer?: () => Promise<void>): Promise<void> {
     fs.mkdirSync(this.layout.buildCache, { recursive: true })
     await writeAll(async (w) => {
-      // Both settle before either failure is thrown: the temp file is then there to discard.
-      const settled = await Promise.allSettled([makeLayer?.(), w.put(this.file(r.key), JSON.stringify({ v: RECORD_VERSION, ...r }))])
+      await w.put(this.file(r.key), JSON.stringify({ v: RECORD_VERSION, ...r }))
+      // The record is written and synced while the layer is made (its fsyncs share a barrier
+      // with the layer's); both settle before either failure is thrown: the temp file is then
+      // there to discard.
+      const settled = await Promise.allSettled([makeLayer?.(), w.flush()])
       const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected')
       if (failed) throw failed.reason
     })

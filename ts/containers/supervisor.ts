@@ -81,6 +81,8 @@ export async function updateRecord(
     let dirs: string[] | undefined
     try {
       await next.put(p.config, JSON.stringify(r))
+      // Written and synced before the lock, which is held for the renames only.
+      await next.flush()
       dirs = await ctx.exclusive(async () => {
         const now = await readBytesIfExists(p.config)
         if (!now || !before!.equals(now)) return undefined

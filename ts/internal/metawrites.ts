@@ -4,6 +4,11 @@
  * beside its target — the only steps that need disk space — and only then are the temp files
  * renamed into place. A full disk, or any other failure while writing, therefore leaves every
  * file as it was: the temp files (and directories made for them) are removed again.
+ *
+ * The writes wait for the commit (or an earlier `flush`), so a set's files are written in one
+ * native task and synced together — one fsync barrier for all of them, however many were put
+ * one after another (an image's config, repositories.json and `lastUpdated` were three barriers
+ * in a row) — and the same task goes on with the renames.
  */
 import fsSync = require('node:fs')
 import path = require('node:path')
@@ -41,6 +46,8 @@ export function writeHint(file: string, text: string): void {
 export class MetaWrites {
   /** Staged files in the order they were put, each with the barrier group it was put in. */
   readonly #staged: { tmp: string; target: string; group: number }[] = []
+  /** Temp files put but not written yet (`flush`, or the commit's task, writes them). */
+  readonly #unwritten: { tmp: string; text: string }[] = []
   readonly #madeDirs: string[] = []
   #group = 0
 
@@ -52,9 +59,13 @@ export class MetaWrites {
     if (this.#staged.some((s) => s.group === this.#group)) this.#group++
   }
 
-  /** Makes `dir` (and missing parents) if needed; removed again if the writes are discarded. */
+  /**
+   * Makes `dir` (and missing parents) if needed; removed again if the writes are discarded. On
+   * the calling thread: a few microseconds in the store's own dirs, where a trip through the
+   * libuv pool took a millisecond of a build's export.
+   */
   async mkdir(dir: string): Promise<void> {
-    const first = await fs.mkdir(dir, { recursive: true, mode: 0o755 })
+    const first = fsSync.mkdirSync(dir, { recursive: true, mode: 0o755 })
     if (first) {
       // fs.mkdir names the first dir it made: record it and the ones below it, deepest first.
       for (let d = dir; d.length >= first.length; d = path.dirname(d)) this.#madeDirs.push(d)
@@ -62,36 +73,60 @@ export class MetaWrites {
   }
 
   /**
-   * Writes `data` for `target` to a synced temp file beside it: one native task (create, write,
-   * fsync), not four trips through libuv's pool (open, write, fsync, close).
+   * Stages `data` for `target`, to be written to a synced temp file beside it by `flush` or the
+   * commit, with the set's other files (see the module comment). Bytes that are not UTF-8 (what
+   * a native write takes) are written and synced now.
    */
   async put(target: string, data: string | Uint8Array): Promise<void> {
     const tmp = tempFor(target)
     this.#staged.push({ tmp, target, group: this.#group })
     const text = asText(data)
     if (text === undefined) await writeFileSynced(tmp, data, 'wx')
-    else await call(() => fsBatch([{ op: 'writeNew', path: tmp, data: text }, { op: 'fsync', path: tmp }]))
+    else this.#unwritten.push({ tmp, text })
   }
 
   /**
-   * Renames every staged file into place, in the order they were put, then syncs their dirs
-   * (concurrently: one barrier), in one native task.
+   * Writes and syncs the files put so far, now, in one native task (one fsync barrier): for a
+   * caller that overlaps them with other work before the commit, or writes them before it takes
+   * the lock that the renames need.
+   */
+  async flush(): Promise<void> {
+    const ops = this.#writes()
+    if (ops.length > 0) await call(() => fsBatch(ops))
+  }
+
+  /**
+   * Writes and syncs the files not written yet (one barrier), then renames every staged file
+   * into place, in the order they were put, then syncs their dirs (concurrently: one barrier),
+   * all in one native task.
    */
   async commit(): Promise<void> {
+    const writes = this.#writes()
     const { ops, dirs } = this.#renames()
-    await call(() => fsBatch([...ops, ...dirs.map((d): NativeFsOp => ({ op: 'fsync', path: d }))]))
+    await call(() => fsBatch([...writes, ...ops, ...dirs.map((d): NativeFsOp => ({ op: 'fsync', path: d }))]))
     this.#published()
   }
 
   /**
-   * Renames every staged file into place, in the order they were put, and returns the dirs to
-   * sync: for a caller that holds the store lock for the renames only and syncs after it.
+   * Writes and syncs the files not written yet, renames every staged file into place, in the
+   * order they were put, and returns the dirs to sync: for a caller that holds the store lock
+   * for the renames only (it flushes first) and syncs after it.
    */
   async publish(): Promise<string[]> {
+    const writes = this.#writes()
     const { ops, dirs } = this.#renames()
-    await call(() => fsBatch(ops))
+    await call(() => fsBatch([...writes, ...ops]))
     this.#published()
     return dirs
+  }
+
+  /** The writes of the files not written yet, then their fsyncs (one barrier); none are left. */
+  #writes(): NativeFsOp[] {
+    const files = this.#unwritten.splice(0)
+    return [
+      ...files.map(({ tmp, text }): NativeFsOp => ({ op: 'writeNew', path: tmp, data: text })),
+      ...files.map(({ tmp }): NativeFsOp => ({ op: 'fsync', path: tmp })),
+    ]
   }
 
   /**
@@ -125,6 +160,7 @@ export class MetaWrites {
 
   /** Removes what `put` and `mkdir` made. */
   async discard(): Promise<void> {
+    this.#unwritten.length = 0
     for (const { tmp } of this.#staged) await fs.rm(tmp, { force: true })
     for (const d of this.#madeDirs) await fs.rmdir(d).catch(() => undefined)
     this.#staged.length = 0
