@@ -13,7 +13,8 @@ import { Store, StrataError } from '../ts'
 import { CLI } from './helpers/fs'
 import { writeContext, clockPast, strataTree, buildSuite, BUILD_BASE } from './helpers/build'
 import { checkConsistent } from './helpers/consistency'
-import { native } from '../ts/internal/native'
+import { native, type NativeFsOp } from '../ts/internal/native'
+import { fsBatchesOf } from './helpers/fsbatch'
 import { parseCacheSpec } from '../ts/build/cache-io'
 import { chainIdsOf, type DiffId } from '../ts/internal/chain'
 
@@ -398,6 +399,33 @@ test.serial('the steps\' leftovers go before the image is written: its staging d
   t.deepEqual(atExport, [[]])
   await store.close()
   t.deepEqual(fs.readdirSync(path.join(root, 'tmp')).filter((n) => n.includes('build-')), [])
+})
+
+test.serial('the image\'s config and tags are written with its last step\'s record: one task renames the record and the config, then (a barrier) the tags', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n`, 'a.txt': 'a' })
+  let imageId = ''
+  const batches = await fsBatchesOf(async () => { imageId = (await store.build({ context: ctx, tags: ['along:1'] })).imageId })
+  const { layout } = store.context
+  const config = layout.imageConfig(imageId)
+  const renames = (b: NativeFsOp[]): string[] => b.flatMap((o) => (o.op === 'rename' ? [o.target] : []))
+  const last = batches.filter((b) => renames(b).includes(config))
+  t.is(last.length, 1)
+  const ops = last[0]
+  const at = (target: string): number => ops.findIndex((o) => o.op === 'rename' && o.target === target)
+  const record = renames(ops).find((p) => path.dirname(p) === layout.buildCache)!
+  t.truthy(record)
+  // The record, then the config, their dirs synced, then the tags: renamed in that order.
+  t.true(at(record) < at(config))
+  t.true(at(config) < at(layout.repositories))
+  t.true(ops.slice(at(config), at(layout.repositories)).some((o) => o.op === 'fsync'))
+  // Written and synced before (beside the layer's registration): nothing is written in this task,
+  // and nothing of the image afterwards.
+  t.false(ops.some((o) => o.op === 'writeNew' || o.op === 'write'))
+  t.false(batches.slice(batches.indexOf(last[0]) + 1).some((b) => b.some((o) => 'path' in o && o.path.startsWith(path.join(root, 'image')))))
+  t.true((await store.images.list()).some((i) => i.id === imageId && i.repoTags.includes('along:1')))
+  await store.close()
 })
 
 test.serial('build stubs a dead process left in the making are swept when the store next opens; a live one stays', async (t) => {

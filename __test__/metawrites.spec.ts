@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { MetaWrites, sweepTemps, writeAll } from '../ts/internal/metawrites'
 import { tmpDir } from './helpers/fs'
-import { native } from '../ts/internal/native'
+import { fsBatchesOf } from './helpers/fsbatch'
 
 test('temp files of dead writers are swept, a live one and other files stay', async (t) => {
   const root = tmpDir(t)
@@ -64,39 +64,27 @@ test('a barrier: publish renames every group, syncs the earlier groups\' dirs it
 test.serial('a set\'s files are written at its commit in one native task: every write, one fsync barrier for all, then each group\'s renames and dir syncs; flush writes them earlier', async (t) => {
   const dir = tmpDir(t)
   for (const d of ['config', 'tags']) fs.mkdirSync(path.join(dir, d))
-  // The addon (loaded on first use), whose fsBatch ../ts/internal/native.ts calls.
-  void native.fsBatch
-  const binding = Object.values(require.cache).find((m) => typeof m?.exports?.fsBatch === 'function' && typeof m?.exports?.statIndexUpdate === 'function')!.exports as { fsBatch: (ops: { op: string }[]) => Promise<void> }
-  const fsBatch = binding.fsBatch
-  const batches: string[][] = []
-  binding.fsBatch = (ops) => {
-    batches.push(ops.map((o) => o.op))
-    return fsBatch(ops)
-  }
-  try {
-    await writeAll(async (w) => {
-      await w.put(path.join(dir, 'config', 'c'), 'C')
-      w.barrier()
-      await w.put(path.join(dir, 'tags', 'r'), 'R')
-      await w.put(path.join(dir, 'tags', 'l'), 'L')
-      // Nothing is written before the commit.
-      t.deepEqual([...fs.readdirSync(path.join(dir, 'config')), ...fs.readdirSync(path.join(dir, 'tags'))], [])
-    })
-    t.deepEqual(batches, [['writeNew', 'writeNew', 'writeNew', 'fsync', 'fsync', 'fsync', 'rename', 'fsync', 'rename', 'rename', 'fsync']])
-    t.deepEqual([fs.readFileSync(path.join(dir, 'config', 'c'), 'utf8'), fs.readFileSync(path.join(dir, 'tags', 'r'), 'utf8'), fs.readFileSync(path.join(dir, 'tags', 'l'), 'utf8')], ['C', 'R', 'L'])
-    batches.length = 0
-    const w = new MetaWrites()
+  const ops = (batches: { op: string }[][]): string[][] => batches.map((b) => b.map((o) => o.op))
+  const committed = await fsBatchesOf(() => writeAll(async (w) => {
+    await w.put(path.join(dir, 'config', 'c'), 'C')
+    w.barrier()
+    await w.put(path.join(dir, 'tags', 'r'), 'R')
+    await w.put(path.join(dir, 'tags', 'l'), 'L')
+    // Nothing is written before the commit.
+    t.deepEqual([...fs.readdirSync(path.join(dir, 'config')), ...fs.readdirSync(path.join(dir, 'tags'))], [])
+  }))
+  t.deepEqual(ops(committed), [['writeNew', 'writeNew', 'writeNew', 'fsync', 'fsync', 'fsync', 'rename', 'fsync', 'rename', 'rename', 'fsync']])
+  t.deepEqual([fs.readFileSync(path.join(dir, 'config', 'c'), 'utf8'), fs.readFileSync(path.join(dir, 'tags', 'r'), 'utf8'), fs.readFileSync(path.join(dir, 'tags', 'l'), 'utf8')], ['C', 'R', 'L'])
+  const w = new MetaWrites()
+  const flushed = await fsBatchesOf(async () => {
     await w.put(path.join(dir, 'config', 'd'), 'D')
     await w.flush()
-    // Written and synced under its temp name, not in place yet.
-    const temps = fs.readdirSync(path.join(dir, 'config')).filter((n) => n.endsWith('.tmp'))
-    t.is(temps.length, 1)
-    t.false(fs.existsSync(path.join(dir, 'config', 'd')))
-    await w.commit()
-    t.deepEqual(batches, [['writeNew', 'fsync'], ['rename', 'fsync']])
-    t.is(fs.readFileSync(path.join(dir, 'config', 'd'), 'utf8'), 'D')
-    t.deepEqual(fs.readdirSync(path.join(dir, 'config')).sort(), ['c', 'd'])
-  } finally {
-    binding.fsBatch = fsBatch
-  }
+  })
+  // Written and synced under its temp name, not in place yet.
+  t.is(fs.readdirSync(path.join(dir, 'config')).filter((n) => n.endsWith('.tmp')).length, 1)
+  t.false(fs.existsSync(path.join(dir, 'config', 'd')))
+  const renamed = await fsBatchesOf(() => w.commit())
+  t.deepEqual([...ops(flushed), ...ops(renamed)], [['writeNew', 'fsync'], ['rename', 'fsync']])
+  t.is(fs.readFileSync(path.join(dir, 'config', 'd'), 'utf8'), 'D')
+  t.deepEqual(fs.readdirSync(path.join(dir, 'config')).sort(), ['c', 'd'])
 })

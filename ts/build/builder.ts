@@ -28,7 +28,7 @@ import { StoreContext, Staging, throwIfAborted } from '../internal/context'
 import { native } from '../internal/native'
 import { call, StrataError } from '../errors'
 import { resolveImage, stageTags, refKey } from '../internal/tags'
-import { writeAll } from '../internal/metawrites'
+import { writeAll, type MetaWrites } from '../internal/metawrites'
 import { parseReference, parseNormalizedNamed, withDefaultTag } from '../reference'
 import { chainIdsOf, type ChainId, type DiffId } from '../internal/chain'
 import { goArch } from '../internal/platform'
@@ -127,6 +127,12 @@ interface StageState {
   unsettled?: Unsettled
   /** The descriptors behind `unsettled.tops` (and earlier ones), closed when the stage settles. */
   fds?: number[]
+  /** The build's target stage (its image is exported: #exportAlong). */
+  target?: boolean
+  /** Every instruction of the stage is dispatched (only its last steps' writes may be under way). */
+  dispatched?: boolean
+  /** How many filesystem steps of this stage have begun (#step: hits and misses). */
+  steps?: number
 }
 
 /**
@@ -263,6 +269,10 @@ export class Builder {
   #staging?: Promise<Staging>
   #context?: BuildContext
   #contextLoaded?: Promise<BuildContext>
+  /** The target stage's image config, once computed (#imageConfig). */
+  #config?: { raw: Buffer; imageId: string }
+  /** The image ID whose config and tags went into its last step's record's write set (#exportAlong). */
+  #exportedAlong?: string
   /** The context's stat index written (#saveIndexSoon), once the context is hashed. */
   #indexSaved?: Promise<void>
   #ignore: string[] = []
@@ -275,6 +285,8 @@ export class Builder {
   #runtimeWarm = false
   #metaArgs = new Map<string, string | undefined>()
   #nodes: StageNode[] = []
+  /** The stage whose image the build exports. */
+  #target?: StageNode
   #abort = new AbortController()
   /** One native cancellation flag for the whole build, set when it is aborted. */
   readonly #cancel = new native.NativeCancel()
@@ -359,6 +371,7 @@ export class Builder {
     if (ins.stages.length === 0) throw new BuildError('DockerfileParse', 'dockerfile parse error: no FROM instruction')
     this.#resolveMetaArgs(ins.metaArgs)
     const target = this.#plan(ins.stages)
+    this.#target = target
     this.#progress.check()
 
     // Base images resolve up front (missing ones are pulled, or fail before any step runs); a
@@ -628,6 +641,7 @@ export class Builder {
         await this.#dispatch(node, s, c)
         this.#progress.check()
       }
+      s.dispatched = true
       ok = true
     } finally {
       // The stage's result (and its failure) is whole only once every step it made is sealed and
@@ -673,7 +687,7 @@ export class Builder {
       }
     }
     if (!image.config.Env?.some((e) => e.startsWith('PATH='))) image.config.Env = [...(image.config.Env ?? []), DEFAULT_PATH_ENV]
-    const s: StageState = { image, env: [...(image.config.Env ?? [])], workdir: image.config.WorkingDir || '/', user: image.config.User ?? '', buildArgs: [], cmdSet: false }
+    const s: StageState = { image, env: [...(image.config.Env ?? [])], workdir: image.config.WorkingDir || '/', user: image.config.User ?? '', buildArgs: [], cmdSet: false, ...(node === this.#target ? { target: true } : {}) }
     return s
   }
 
@@ -843,6 +857,8 @@ export class Builder {
    * cached layer used. A RUN never speculates its command: a hit must not run it.
    */
   async #step(node: StageNode, s: StageState, opts: StepOpts): Promise<void> {
+    // A later step, even a hit (its layer on top), keeps an earlier step's record from carrying the image (#exportAlong).
+    s.steps = (s.steps ?? 0) + 1
     let prepared: Prepared | undefined
     if (s.sealing) {
       prepared = this.#prepare(s, opts)
@@ -1003,7 +1019,11 @@ export class Builder {
       return e
     }
     this.#warmRuntime()
+    const index = s.steps!
     const prev = s.unsettled
+    // Whether every earlier step's layer and record is written (#exportAlong waits for none).
+    let earlier = !prev
+    void prev?.done.then(() => { earlier = true }, () => undefined)
     let space: StepSpace | undefined
     let fd: number
     try {
@@ -1041,7 +1061,7 @@ export class Builder {
       try {
         await this.#ctx.exclusive(() => this.#ctx.buildCache.put(rec, async () => {
           if (!sealed.empty) await sp.register(sealed, parentDiffIds)
-        }))
+        }, (w) => (earlier ? this.#exportAlong(s, index, w, !sealed.empty) : Promise.resolve())))
         opts.made?.(rec)
       } catch (e) {
         throw failed(e)
@@ -1332,6 +1352,47 @@ export class Builder {
 
   // ---- the image -----------------------------------------------------------------------
 
+  /** The target stage's image config and ID (computed once: history times filled in, labels). */
+  #imageConfig(s: StageState): { raw: Buffer; imageId: string } {
+    if (this.#config) return this.#config
+    const img = s.image
+    if (this.#opts.labels && Object.keys(this.#opts.labels).length > 0) img.config.Labels = { ...(img.config.Labels ?? {}), ...this.#opts.labels }
+    img.architecture = goArch()
+    img.os = PLATFORM_OS
+    const raw = imageConfigBytes(img, normalizeHistory(img.history))
+    this.#config = { raw, imageId: imageIdOf(raw) }
+    return this.#config
+  }
+
+  /**
+   * Stages the image's config and tags into the write set of the target stage's last step's
+   * record (#make; the store lock is held), when that step is the stage's last and every
+   * instruction of the stage is dispatched: they are then written and synced with the record
+   * and the layer's files (one barrier) and renamed in the same task right after the record —
+   * the config, then (a barrier) the tags —, not in a lock section and three barriers of their
+   * own once the stage has settled (#export then writes nothing). Otherwise (a later step, a
+   * rebuild that changes nothing, a layer below gone) it stages nothing and #export does it all.
+   */
+  async #exportAlong(s: StageState, index: number, w: MetaWrites, makesLayer: boolean): Promise<void> {
+    if (!s.target || !s.dispatched || s.steps !== index || this.#signal.aborted) return
+    // A progress listener that failed fails the build before anything is tagged (#run).
+    try { this.#progress.check() } catch { return }
+    // The step's seal has filled in its DiffID and history row (#step).
+    await s.sealing
+    const { raw, imageId } = this.#imageConfig(s)
+    const tags = this.#opts.tags ?? []
+    if (await this.#unchanged(imageId, tags)) return
+    // Every layer of the image but the one this record's write set makes must still be there
+    // (a concurrent prune may have raced a cache hit: #export).
+    const chain = chainIdsOf(s.image.rootfs.diff_ids)
+    const stored = makesLayer ? chain.slice(0, -1) : chain
+    if (stored.length > 0 && !(await this.#ctx.layers.has(stored[stored.length - 1]))) return
+    await this.#ctx.images.stage(w, raw)
+    if (tags.length > 0) await stageTags(this.#ctx, w, tags.map((target) => ({ target, id: imageId })))
+    else await this.#ctx.images.touch(w, imageId)
+    this.#exportedAlong = imageId
+  }
+
   async #unchanged(imageId: string, tags: string[]): Promise<boolean> {
     if (!(await this.#ctx.images.has(imageId))) return false
     for (const t of tags) {
@@ -1343,18 +1404,14 @@ export class Builder {
 
   async #export(s: StageState): Promise<BuildResult> {
     const img = s.image
-    if (this.#opts.labels && Object.keys(this.#opts.labels).length > 0) img.config.Labels = { ...(img.config.Labels ?? {}), ...this.#opts.labels }
-    img.architecture = goArch()
-    img.os = PLATFORM_OS
-    const created = normalizeHistory(img.history)
-    const raw = imageConfigBytes(img, created)
+    const { raw, imageId } = this.#imageConfig(s)
     const vid = this.#progress.start('exporting to image', sha('exporting to image'))
     this.#progress.emit({ type: 'status', id: vid, text: 'exporting layers done' })
     const tags = this.#opts.tags ?? []
-    const imageId = imageIdOf(raw)
     // A rebuild that changed nothing: the image exists (its own layers keep themselves alive)
-    // and every tag already names it — nothing to write, no lock to take.
-    if (await this.#unchanged(imageId, tags)) {
+    // and every tag already names it — nothing to write, no lock to take. Or the config and
+    // tags were written with the last step's record (#exportAlong).
+    if (this.#exportedAlong === imageId || await this.#unchanged(imageId, tags)) {
       this.#progress.emit({ type: 'status', id: vid, text: `writing image ${imageId} done` })
       for (const t of tags) this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
       this.#progress.emit({ type: 'done', id: vid, at: now() })

@@ -38,7 +38,7 @@ import path = require('node:path')
 import { sha256 } from '../internal/sha256'
 import { Layout, hex } from '../internal/layout'
 import { listDir, readIfExists } from '../internal/fsx'
-import { writeAll } from '../internal/metawrites'
+import { writeAll, type MetaWrites } from '../internal/metawrites'
 import type { ChainId, DiffId } from '../internal/chain'
 
 export const CACHE_KEY_VERSION = 'strata-build-cache-v1'
@@ -91,15 +91,26 @@ export class BuildCache {
    * Writes a record (caller holds the store lock). The layer it names exists, or `makeLayer`
    * makes it: the record's file is written and synced under a temp name meanwhile, and renamed
    * into place only once the layer is there (a record never names a layer that is not yet).
+   * `along` may stage more files into the same write set (a build's image and tags, after its
+   * last step's record: Builder.#exportAlong), written and synced with the record and renamed
+   * in the same commit, after it and in their own order (`MetaWrites.barrier`).
    */
-  async put(r: Omit<CacheRecord, 'v'>, makeLayer?: () => Promise<void>): Promise<void> {
+  async put(r: Omit<CacheRecord, 'v'>, makeLayer?: () => Promise<void>, along?: (w: MetaWrites) => Promise<void>): Promise<void> {
     fs.mkdirSync(this.layout.buildCache, { recursive: true })
     await writeAll(async (w) => {
+      const layer = makeLayer?.()
       await w.put(this.file(r.key), JSON.stringify({ v: RECORD_VERSION, ...r }))
-      // The record is written and synced while the layer is made (its fsyncs share a barrier
-      // with the layer's); both settle before either failure is thrown: the temp file is then
-      // there to discard.
-      const settled = await Promise.allSettled([makeLayer?.(), w.flush()])
+      // The layer's first native task is under way before the files along are staged (their
+      // JS would hold it back): they go in the event loop's next turn.
+      const staged = (async () => {
+        if (!along) return
+        await new Promise((resolve) => setImmediate(resolve))
+        await along(w)
+      })()
+      // The files are written and synced while the layer is made (their fsyncs share a barrier
+      // with the layer's); all settle before a failure is thrown: the temp files are then there
+      // to discard.
+      const settled = await Promise.allSettled([layer, staged.then(() => w.flush())])
       const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected')
       if (failed) throw failed.reason
     })

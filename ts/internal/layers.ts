@@ -100,20 +100,23 @@ export class LayerStore {
    * Makes a staged layer visible as `chainId` on top of `parent`. Caller holds the store lock.
    * Returns false (and leaves the staged files for the caller to discard) when the layer exists already.
    *
-   * Two native tasks (`fsBatch`), not a trip through libuv's pool per open, write, fsync and close:
-   * first every write that needs disk space (the staged dir's `link`, `lower`, `committed`; a
-   * layerdb write-set with the tar-split moved in), then the renames that make the layer visible.
+   * One native task (`fsBatch`), not a trip through libuv's pool per open, write, fsync and close,
+   * in two rounds, each ending in one barrier (a run of `fsync` steps runs concurrently):
    *
-   * Why each fsync (they order what a power loss can leave behind; a kill -9 needs none of them,
-   * the page cache outlives the process): the staged dir's `link`, `lower`, `committed` and the
-   * dir itself — the overlay2 dir is complete on disk before anything names it; the write-set's
-   * files, the tar-split (a build step's seal leaves it unsynced for this barrier; the other
-   * makers synced it already) and the write-set dir — the layer db entry is
-   * complete before its rename makes the layer exist; `overlay2/` and `l/` — the renamed dir and
-   * its short link are on disk before that entry points at them; `layerdb/` — the entry itself
-   * is, before a cache record or an image names the layer. The fsyncs of one ordering point run
-   * concurrently in the batch (a run of `fsync` steps is one barrier), as they did in parallel
-   * through the pool.
+   * 1. Everything new, and the moves that need no order: the staged dir's `link`, `lower`,
+   *    `committed`; a layerdb write-set with the tar-split moved in; the staged dir renamed to
+   *    `overlay2/<cache-id>` and its `l/` short link made — then the fsyncs of all of it: the
+   *    files (a build step's seal leaves the tar-split unsynced for this barrier; the other
+   *    makers synced it already), the overlay2 dir and the write-set dir, `overlay2/` and `l/`.
+   *    An overlay2 dir and a link that no layer db entry names are nothing yet: a crash before
+   *    round 2 leaves what the cleanup pass removes (unreferenced overlay2 dirs, dangling links).
+   * 2. The write-set renamed to `layerdb/sha256/<chain id>` — the moment the layer exists, once
+   *    everything it names is on disk — and `layerdb/` synced: the entry itself is on disk before
+   *    a cache record or an image names the layer.
+   *
+   * The fsyncs order what a power loss can leave behind; a kill -9 needs none of them (the page
+   * cache outlives the process), only the order of the renames. Two barriers, where the overlay2
+   * dir's rename had one of its own between them.
    */
   async register(staged: StagedLayer, chainId: ChainId, parent: LayerInfo | undefined): Promise<LayerInfo | false> {
     if (await this.has(chainId)) return false
@@ -126,36 +129,22 @@ export class LayerStore {
     if (parent) wsFiles.push([LAYER_FILE.parent, parent.chainId])
     if (staged.compressedDigest) wsFiles.push([LAYER_FILE.compressedDigest, staged.compressedDigest])
     const movedSplit = path.join(ws, LAYER_FILE.tarSplit)
-    // First every write that needs disk space, in the staged dir and in the write-set, then their
-    // fsyncs (one barrier)...
-    const writes: NativeFsOp[] = [
-      ...stagedFiles.map(([name, data]): NativeFsOp => ({ op: 'write', path: path.join(staged.dir, name), data })),
-      { op: 'mkdir', path: ws, mode: 0o755 },
-      ...wsFiles.map(([name, data]): NativeFsOp => ({ op: 'writeNew', path: path.join(ws, name), data })),
-      { op: 'rename', path: staged.tarSplit, target: movedSplit },
-      ...stagedFiles.map(([name]): NativeFsOp => ({ op: 'fsync', path: path.join(staged.dir, name) })),
-      ...wsFiles.map(([name]): NativeFsOp => ({ op: 'fsync', path: path.join(ws, name) })),
-      { op: 'fsync', path: movedSplit },
-      { op: 'fsync', path: staged.dir },
-      { op: 'fsync', path: ws },
-    ]
-    try {
-      await call(() => fsBatch(writes))
-    } catch (e) {
-      // The tar-split goes back where the caller left it (it may have been moved already).
-      await fs.rename(movedSplit, staged.tarSplit).catch(() => undefined)
-      await fs.rm(ws, { recursive: true, force: true })
-      throw e
-    }
-    // ...then the renames that make the layer visible: the overlay2 dir and its l/ link, then the
-    // layerdb entry (the moment the layer exists). A failure there takes the earlier ones back.
     const final = this.layout.layerDir(cacheId)
     const link = this.layout.shortLink(short)
     const meta = this.layout.layerMeta(chainId)
     try {
       await call(() => fsBatch([
+        ...stagedFiles.map(([name, data]): NativeFsOp => ({ op: 'write', path: path.join(staged.dir, name), data })),
+        { op: 'mkdir', path: ws, mode: 0o755 },
+        ...wsFiles.map(([name, data]): NativeFsOp => ({ op: 'writeNew', path: path.join(ws, name), data })),
+        { op: 'rename', path: staged.tarSplit, target: movedSplit },
         { op: 'rename', path: staged.dir, target: final },
         { op: 'symlink', path: link, target: path.join('..', cacheId, DIFF_DIR) },
+        ...stagedFiles.map(([name]): NativeFsOp => ({ op: 'fsync', path: path.join(final, name) })),
+        ...wsFiles.map(([name]): NativeFsOp => ({ op: 'fsync', path: path.join(ws, name) })),
+        { op: 'fsync', path: movedSplit },
+        { op: 'fsync', path: final },
+        { op: 'fsync', path: ws },
         { op: 'fsync', path: this.layout.overlay },
         { op: 'fsync', path: this.layout.links },
         { op: 'rename', path: ws, target: meta },
@@ -165,8 +154,11 @@ export class LayerStore {
       // Past the entry's rename only its dir's fsync failed: the layer exists (as before, when
       // that fsync came after the renames' clean-up could still run).
       if (!(await exists(ws)) && (await exists(path.join(meta, LAYER_FILE.diffId)))) throw e
+      // Else everything goes back where the caller left it (the staged dir, the tar-split: either
+      // may have been moved already), and what was made goes.
       await fs.rm(link, { force: true })
       if (await exists(final)) await fs.rename(final, staged.dir).catch(() => removeTree(final, this.layout.tmp))
+      await fs.rename(movedSplit, staged.tarSplit).catch(() => undefined)
       await fs.rm(ws, { recursive: true, force: true })
       throw e
     }
