@@ -333,8 +333,8 @@ test.serial('builder hints: temp files a dead process left between write and ren
   // The stat index is renamed into place natively, from the temp name JS gives it.
   const binding = Object.values(require.cache).find((m) => typeof m?.exports?.statIndexUpdate === 'function')!.exports as typeof native
   const update = binding.statIndexUpdate
-  binding.statIndexUpdate = (...a: Parameters<typeof update>) => {
-    const r = update(...a)
+  binding.statIndexUpdate = async (...a: Parameters<typeof update>) => {
+    const r = await update(...a)
     if (r === 'written') renamed.push(a[2])
     return r
   }

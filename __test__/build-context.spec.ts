@@ -60,6 +60,25 @@ test('the walk keeps what .dockerignore lets through and never lists ignored tre
   t.false(c.entries.has('.git'))
 })
 
+test('a scan stops between levels once its cancel flag is set: Aborted', async (t) => {
+  const dir = tmpDir(t)
+  const ctx = path.join(dir, 'ctx')
+  makeContext(ctx)
+  const cancel = new native.NativeCancel()
+  cancel.cancel()
+  await t.throwsAsync(BuildContext.scan(ctx, [], path.join(dir, 'idx'), {}, cancel), { code: 'Aborted' })
+  // Not set: the same walk.
+  t.deepEqual(files(await BuildContext.scan(ctx, ['.git', '*.md'], path.join(dir, 'idx'), {}, new native.NativeCancel())), ['src/a.txt', 'src/sub/b.txt'])
+})
+
+test('stamps leave no file behind', (t) => {
+  const dir = tmpDir(t)
+  const a = StatIndex.stamp(dir)
+  const b = StatIndex.stamp(dir)
+  t.true(b >= a)
+  t.deepEqual(fs.readdirSync(dir), [])
+})
+
 test('digests come from the stat index on a rebuild: no bytes read; a changed file is read again', async (t) => {
   // Files older than the hashing: trusted on the next scan.
   const { ctx, idx } = await settledContext(t, ['src/a.txt', 'src/sub/b.txt'])
@@ -67,7 +86,7 @@ test('digests come from the stat index on a rebuild: no bytes read; a changed fi
   const d1 = await c1.digests(['src/a.txt', 'src/sub/b.txt'])
   t.is(d1.get('src/a.txt'), sha('alpha'))
   t.is(c1.bytesRead, 9)
-  c1.saveIndex()
+  await c1.saveIndex()
 
   const c2 = await BuildContext.scan(ctx, [], idx)
   const d2 = await c2.digests(['src/a.txt', 'src/sub/b.txt'])
@@ -95,7 +114,7 @@ test('racily clean entries are hashed again: a rewrite in the same clock tick is
   fs.writeFileSync(f, 'one')
   const c1 = await BuildContext.scan(ctx, [], idx)
   t.is((await c1.digests(['f'])).get('f'), sha('one'))
-  c1.saveIndex()
+  await c1.saveIndex()
   // Rewritten at once, then every time field put back: the inode looks exactly as indexed.
   const before = fs.statSync(f, { bigint: true })
   fs.writeFileSync(f, 'two')
@@ -125,7 +144,7 @@ test('touching every file keeps every digest', async (t) => {
   makeContext(ctx)
   const c1 = await BuildContext.scan(ctx, ['.git'], idx)
   const d1 = await c1.digests(files(c1))
-  c1.saveIndex()
+  await c1.saveIndex()
   const now = new Date()
   for (const f of files(c1)) fs.utimesSync(path.join(ctx, f), now, now)
   const c2 = await BuildContext.scan(ctx, ['.git'], idx)
@@ -217,7 +236,7 @@ test('the scan hands over the stat index\'s digests (names as their bytes too), 
   const c1 = await BuildContext.scan(ctx, ['.git'], idx)
   t.true(files(c1).every((f) => c1.entries.get(f)?.sha256 === undefined && c1.entries.get(f)?.statKey !== undefined))
   await c1.hashAll()
-  c1.saveIndex()
+  await c1.saveIndex()
 
   const c2 = await BuildContext.scan(ctx, ['.git'], idx)
   t.deepEqual(files(c2).sort(), [...names].sort())
@@ -238,7 +257,7 @@ test('saving the index rewrites it only when a row is to be recorded or dropped 
   const build = async (ignore: string[]): Promise<void> => {
     const c = await BuildContext.scan(ctx, ignore, idx)
     await c.hashAll()
-    c.saveIndex()
+    await c.saveIndex()
   }
   const file = StatIndex.fileFor(idx, ctx)
   const rows = (): string[] => {
@@ -271,7 +290,7 @@ test('an index of version 2 (paths as strings only) is no index: its files are h
   const c = await BuildContext.scan(ctx, [], idx)
   t.is(c.entries.get('f')?.sha256, undefined)
   t.is((await c.digests(['f'])).get('f'), sha('one'))
-  c.saveIndex()
+  await c.saveIndex()
   t.is((JSON.parse(fs.readFileSync(StatIndex.fileFor(idx, ctx), 'utf8')) as { v: number }).v, 3)
 })
 
@@ -287,7 +306,7 @@ test.serial('a file changed since the last build is recorded without the index b
   const build = async (): Promise<BuildContext> => {
     const c = await BuildContext.scan(ctx, ['.git'], idx)
     await c.hashAll()
-    c.saveIndex()
+    await c.saveIndex()
     return c
   }
   const rows = (): string[] => {
@@ -333,7 +352,7 @@ test('a COPY trusts the stat key of a file this build hashed, as the stat index 
   t.truthy(a.verifiedKey)
   t.is(c.entries.get('src/new.txt')!.verifiedKey, undefined)
   // Digests the stat index gave (a rebuild) carry no key: the copy hashes those, as before.
-  c.saveIndex()
+  await c.saveIndex()
   const again = await BuildContext.scan(ctx, ['.git', '*.md'], idx)
   await again.hashAll()
   t.is(again.entries.get('src/a.txt')!.sha256, a.sha256)

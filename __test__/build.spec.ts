@@ -10,7 +10,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { BuildError } from '../ts/build/errors'
-import { writeContext, strataTree, tree, buildSuite, BUILD_BASE, timeless } from './helpers/build'
+import { writeContext, strataTree, tree, buildSuite, BUILD_BASE, timeless, clockPast } from './helpers/build'
 import { native } from '../ts/internal/native'
 import { checkConsistent } from './helpers/consistency'
 
@@ -195,6 +195,42 @@ test.serial('bad input: a context over the limit is ContextTooLarge', async (t) 
   const e = await t.throwsAsync(store.build({ context: ctx, contextLimits: { maxBytes: 1024 } }), { instanceOf: BuildError })
   t.is(e?.code, 'ContextTooLarge')
   await nothingLeft(t, root, 1)
+})
+
+test.serial('the context is read from the start, beside the steps before its first COPY: a build that fails before that COPY fails with its own error, shows no context step and leaves no stamp file', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  for (const [name, files, limits] of [
+    ['over the limit', { Dockerfile: `FROM ${BB}\nRUN exit 5\nCOPY . /\n`, big: 'x'.repeat(4096) }, { maxBytes: 1024 }],
+    ['with a bad .dockerignore pattern', { Dockerfile: `FROM ${BB}\nRUN exit 5\nCOPY . /\n`, '.dockerignore': 'a[\n' }, {}],
+    ['hashed in full', { Dockerfile: `FROM ${BB}\nRUN exit 5\nCOPY . /\n`, ...Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`f${i}`, randomBytes(4096).toString('hex')])) }, {}],
+  ] as const) {
+    const ctx = path.join(dir, `ctx-${name.replaceAll(' ', '-')}`)
+    writeContext(ctx, files as Record<string, string>)
+    const layers = layerCount(root)
+    const started: string[] = []
+    const e = await t.throwsAsync(store.build({ context: ctx, contextLimits: limits, onProgress: (ev) => { if (ev.type === 'vertex') started.push(ev.name) } }), { instanceOf: BuildError }) as BuildError
+    t.is(e.code, 'BuildFailed', name)
+    t.is(e.exitCode, 5, name)
+    t.false(started.some((n) => n.includes('load build context')), name)
+    await nothingLeft(t, root, layers)
+    const idx = path.join(root, 'builder', 'statindex')
+    t.deepEqual(fs.existsSync(idx) ? fs.readdirSync(idx).filter((n) => n.endsWith('.tmp')) : [], [], name)
+  }
+})
+
+test.serial('what the context scan hashed goes into the stat index while the steps run: a build failing after its COPY has recorded it', async (t) => {
+  const { dir, store, root } = await freshStore(t)
+  const ctx = path.join(dir, 'ctx')
+  writeContext(ctx, { Dockerfile: `FROM ${BB}\nCOPY . /x\nRUN exit 3\n`, a: 'a', 'sub/b': 'bb' })
+  // Recorded only once the clock is past the files' times (racily clean otherwise).
+  await clockPast(ctx)
+  const e = await t.throwsAsync(store.build({ context: ctx }), { instanceOf: BuildError }) as BuildError
+  t.is(e.code, 'BuildFailed')
+  const idx = path.join(root, 'builder', 'statindex')
+  const files = fs.readdirSync(idx)
+  t.is(files.length, 1)
+  const rows = (JSON.parse(fs.readFileSync(path.join(idx, files[0]), 'utf8')) as { entries: string[] }).entries
+  t.deepEqual(rows.filter((_, i) => i % 3 === 0).sort(), ['Dockerfile', 'a', 'sub/b'])
 })
 
 /** Pids of the processes whose command line holds `marker`. */

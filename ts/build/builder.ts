@@ -192,6 +192,14 @@ interface StepOpts {
   made?: (rec: CacheRecord) => void
 }
 
+/** Whether an instruction copies from the build context (a COPY or ADD without `--from` or heredocs). */
+function readsContext(c: Command): boolean {
+  if ((c.kind !== 'copy' && c.kind !== 'add') || c.from !== '') return false
+  const sources = c.sourcesAndDest.slice(0, -1)
+  // As #copy tells them: one heredoc among the sources makes them all heredocs.
+  return sources.length > 0 && !sources.some((w) => w.startsWith('<<'))
+}
+
 /** A promise that some awaiter will see rejected, not reported as unhandled meanwhile. */
 function quiet<T>(p: Promise<T>): Promise<T> {
   p.catch(() => undefined)
@@ -271,6 +279,8 @@ export class Builder {
   #staging?: Promise<Staging>
   #context?: BuildContext
   #contextLoaded?: Promise<BuildContext>
+  /** The context's scan and hashing, once started (#contextScan). */
+  #scanning?: Promise<BuildContext>
   /** The target stage's image config, once computed (#imageConfig). */
   #config?: { raw: Buffer; imageId: string }
   /** The image ID whose config and tags went into its last step's record's write set (#exportAlong). */
@@ -325,6 +335,10 @@ export class Builder {
       throw e
     } finally {
       this.#opts.signal?.removeEventListener('abort', onAbort)
+      // A context scan no step asked for (the build failed first) ends before the build does:
+      // it is aborted by now, and its hashing writes a stamp file (./statindex.ts).
+      await this.#scanning?.catch(() => undefined)
+      await this.#indexSaved
       await this.#disposeStaging()
     }
   }
@@ -375,6 +389,9 @@ export class Builder {
     const target = this.#plan(ins.stages)
     this.#target = target
     this.#progress.check()
+    // The context is scanned and hashed from now on, beside the base images' lookup and the
+    // steps before the first COPY that reads it (#contextTree), when one of the stages built does.
+    if (this.#reachable(target).some((n) => n.stage.commands.some(readsContext))) void this.#contextScan()
 
     // Base images resolve up front (missing ones are pulled, or fail before any step runs); a
     // cache is imported on top of them (its records name the base layers as parents).
@@ -1169,29 +1186,38 @@ export class Builder {
   }
 
   /**
-   * Writes the context's stat index (every file is hashed by now: `hashAll`) in the event loop's
-   * next idle moment — while the steps' native work runs (a copy, a seal, the runtime), not on
-   * the build's tail, where it took ~2 ms of the main thread. The index is a hint (a file it
-   * leaves out is hashed again next time), so a failure to write it is no failure of the build;
-   * the build awaits it before it answers (#run, run), leaving nothing running.
+   * The context, scanned and every file of it given its digest (from the stat index where it
+   * can be, else hashed), as BuildKit transfers it before the steps that use it. Started once,
+   * early (#run) or by the first COPY that reads it; its outcome is only seen through
+   * #contextTree, and it has settled before the build returns (run()).
+   */
+  #contextScan(): Promise<BuildContext> {
+    this.#scanning ??= quiet((async () => {
+      const c = await BuildContext.scan(path.resolve(this.#opts.context), this.#ignore, this.#ctx.layout.statIndex, this.#opts.contextLimits, this.#cancel)
+      await c.hashAll(this.#cancel)
+      this.#saveIndexSoon(c)
+      return c
+    })())
+    return this.#scanning
+  }
+
+  /**
+   * Writes the context's stat index (every file is hashed by now: `hashAll`) off the JS thread
+   * (`saveIndex`: a pool task) while the steps run (a copy, a seal, the runtime), not on the
+   * build's tail, where it took ~2 ms of the main thread. The index is a hint (a file it leaves
+   * out is hashed again next time), so a failure to write it is no failure of the build; the
+   * build awaits it before it answers (#run, run), leaving nothing running.
    */
   #saveIndexSoon(c: BuildContext): void {
-    this.#indexSaved = new Promise((resolve) => setImmediate(() => {
-      try { c.saveIndex() } catch { /* a hint: made again next time */ }
-      resolve()
-    }))
+    this.#indexSaved = c.saveIndex().catch(() => undefined)
   }
 
   async #contextTree(): Promise<BuildContext> {
     this.#contextLoaded ??= (async () => {
       const id = this.#progress.start('[internal] load build context', sha('context'))
       try {
-        const c = await BuildContext.scan(path.resolve(this.#opts.context), this.#ignore, this.#ctx.layout.statIndex, this.#opts.contextLimits)
+        const c = await this.#contextScan()
         this.#context = c
-        // The whole context is hashed up front (from the stat index where it can be), as
-        // BuildKit transfers it before the steps that use it.
-        await c.hashAll(this.#cancel)
-        this.#saveIndexSoon(c)
         this.#progress.emit({ type: 'status', id, text: `transferring context: ${c.bytesRead}B done` })
         return c
       } catch (e) {

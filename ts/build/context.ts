@@ -19,7 +19,7 @@
  */
 import * as path from 'node:path'
 import { native } from '../internal/native'
-import { call } from '../errors'
+import { call, StrataError } from '../errors'
 import { PatternMatcher, verdict } from './dockerignore'
 import { StatIndex, StatKey, recordable } from './statindex'
 import { tempFor } from '../internal/metawrites'
@@ -116,8 +116,8 @@ export class BuildContext {
 
   private constructor(readonly dir: string, readonly ignore: PatternMatcher | undefined, private readonly indexDir: string) {}
 
-  /** Walks `dir` with the ignore patterns; the stat index lives under `indexDir`. */
-  static async scan(dir: string, patterns: readonly string[], indexDir: string, limits: ContextLimits = {}): Promise<BuildContext> {
+  /** Walks `dir` with the ignore patterns; the stat index lives under `indexDir`. Stops (`Aborted`) between levels once `cancel` is set. */
+  static async scan(dir: string, patterns: readonly string[], indexDir: string, limits: ContextLimits = {}, cancel?: InstanceType<typeof native.NativeCancel>): Promise<BuildContext> {
     const pm = patterns.length > 0 ? new PatternMatcher(patterns) : undefined
     const ctx = new BuildContext(dir, pm, indexDir)
     const indexFile = StatIndex.fileFor(indexDir, dir)
@@ -126,6 +126,7 @@ export class BuildContext {
     let bytes = 0
     let level = ['']
     while (level.length > 0) {
+      if (cancel?.cancelled) throw new StrataError('Aborted', 'build aborted')
       const listed = await scanDirs(dir, level, indexFile)
       const next: string[] = []
       for (let i = 0; i < listed.length; i++) {
@@ -197,8 +198,11 @@ export class BuildContext {
     return new Map(rels.map((rel) => [rel, this.entries.get(rel)!.sha256!]))
   }
 
-  /** Saves the stat index: the files hashed recorded (or dropped: racily clean), paths no longer present dropped. */
-  saveIndex(): void {
+  /**
+   * Saves the stat index: the files hashed recorded (or dropped: racily clean), paths no longer
+   * present dropped. Natively on a pool thread where it can (below).
+   */
+  async saveIndex(): Promise<void> {
     const file = StatIndex.fileFor(this.indexDir, this.dir)
     const rels: Buffer[] = []
     const keys: string[] = []
@@ -214,7 +218,7 @@ export class BuildContext {
     }
     // Natively, from the rows the scan parsed, when every row left is a kept file's (the scan's
     // hits and the rows recorded now); else rows of paths gone or ignored since are dropped here.
-    if (native.statIndexUpdate(this.dir, file, tempFor(file), rels, keys, shas, this.#indexHits + recorded) !== 'declined') return
+    if ((await call(() => native.statIndexUpdate(this.dir, file, tempFor(file), rels, keys, shas, this.#indexHits + recorded))) !== 'declined') return
     const index = StatIndex.load(this.indexDir, this.dir)
     for (const { e, stamp } of this.#hashed) index.put(e.rel, e as StatKey, e.sha256!, stamp)
     index.retain((rel) => this.entries.has(rel))

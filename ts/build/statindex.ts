@@ -149,7 +149,8 @@ export class StatIndex {
       return fs.fstatSync(fd, { bigint: true }).mtimeNs
     } finally {
       fs.closeSync(fd)
-      fs.rmSync(f, { force: true })
+      // Not rmSync: Node 20's loads and runs its JS rimraf (an lstat first) for this one file.
+      try { fs.unlinkSync(f) } catch { /* gone already */ }
     }
   }
 

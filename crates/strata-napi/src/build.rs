@@ -142,14 +142,13 @@ pub fn scan_dirs(root: String, dirs: Vec<Buffer>, index: Option<String>) -> Asyn
 }
 
 /// Records the rows a build hashed in the stat index file `index` of the context `root`
-/// (`strata_core::build_statindex::update`): `rels[i]` gets `keys[i]`, `shas[i]` (its stat key
-/// and digest), or loses its row when `keys[i]` is empty. Written through `tmp` when the result
-/// has `expectRows` rows ("written"), left alone when nothing changed ("same"); "declined"
-/// (nothing written) when the count differs: the index has rows the caller did not account for.
-#[napi(ts_return_type = "'same' | 'written' | 'declined'")]
-#[allow(clippy::too_many_arguments)]
+/// (`strata_core::build_statindex::update`), on a pool thread: `rels[i]` gets `keys[i]`,
+/// `shas[i]` (its stat key and digest), or loses its row when `keys[i]` is empty. Written through
+/// `tmp` when the result has `expectRows` rows ("written"), left alone when nothing changed
+/// ("same"); "declined" (nothing written) when the count differs: the index has rows the caller
+/// did not account for.
+#[napi(ts_return_type = "Promise<'same' | 'written' | 'declined'>")]
 pub fn stat_index_update(
-    env: Env,
     root: String,
     index: String,
     tmp: String,
@@ -157,23 +156,24 @@ pub fn stat_index_update(
     keys: Vec<String>,
     shas: Vec<String>,
     expect_rows: u32,
-) -> Result<&'static str> {
-    if rels.len() != keys.len() || rels.len() != shas.len() {
-        let f =
-            crate::Failure::new(ErrorCode::InvalidArgument, "statIndexUpdate: rels, keys and shas differ in length");
-        return Err(f.into_js(&env));
-    }
-    let changes = rels
-        .into_iter()
-        .zip(keys.into_iter().zip(shas))
-        .map(|(rel, (key, sha))| (rel.to_vec(), if key.is_empty() { None } else { Some((key, sha)) }))
-        .collect();
-    let updated = build_statindex::update(Path::new(&index), &root, Path::new(&tmp), changes, expect_rows as usize)
-        .map_err(crate::throw(&env))?;
-    Ok(match updated {
-        build_statindex::Updated::Same => "same",
-        build_statindex::Updated::Written => "written",
-        build_statindex::Updated::Declined => "declined",
+) -> BlockingTask<String> {
+    let rels: Vec<Vec<u8>> = rels.into_iter().map(|b| b.to_vec()).collect();
+    crate::blocking(move || {
+        if rels.len() != keys.len() || rels.len() != shas.len() {
+            let msg = "statIndexUpdate: rels, keys and shas differ in length";
+            return Err(crate::Failure::new(ErrorCode::InvalidArgument, msg));
+        }
+        let changes = rels
+            .into_iter()
+            .zip(keys.into_iter().zip(shas))
+            .map(|(rel, (key, sha))| (rel, if key.is_empty() { None } else { Some((key, sha)) }))
+            .collect();
+        let updated = build_statindex::update(Path::new(&index), &root, Path::new(&tmp), changes, expect_rows as usize)?;
+        Ok(match updated {
+            build_statindex::Updated::Same => "same".to_string(),
+            build_statindex::Updated::Written => "written".to_string(),
+            build_statindex::Updated::Declined => "declined".to_string(),
+        })
     })
 }
 
