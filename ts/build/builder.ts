@@ -440,7 +440,6 @@ export class Builder {
     return this.#steps.filter((_, i) => inImage.has(this.#stepStages[i])).map((s) => s.key)
   }
 
-  /** The build's staging dir, made when a step first needs one (a fully cached build never does). */
   /** The steps' leftovers (work dirs, bundles, an unpacked archive) go, in the background. */
   async #disposeStaging(): Promise<void> {
     const staging = this.#staging
@@ -448,6 +447,7 @@ export class Builder {
     await (await staging?.catch(() => undefined))?.disposeLater().catch(() => undefined)
   }
 
+  /** The build's staging dir, made when a step first needs one (a fully cached build never does). */
   #stagingDir(): Promise<string> {
     this.#staging ??= this.#ctx.staging('build')
     return this.#staging.then((s) => s.dir)
