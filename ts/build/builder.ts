@@ -1423,10 +1423,15 @@ export class Builder {
     const chain = chainIdsOf(s.image.rootfs.diff_ids)
     const stored = makesLayer ? chain.slice(0, -1) : chain
     if (stored.length > 0 && !(await this.#ctx.layers.has(stored[stored.length - 1]))) return
+    await this.#stageImage(w, raw, imageId, tags)
+    this.#exportedAlong = imageId
+  }
+
+  /** Stages the image's config into `w`, then its tags (or, with none, the image's `lastUpdated`). */
+  async #stageImage(w: MetaWrites, raw: Buffer, imageId: string, tags: string[]): Promise<void> {
     await this.#ctx.images.stage(w, raw)
     if (tags.length > 0) await stageTags(this.#ctx, w, tags.map((target) => ({ target, id: imageId })))
     else await this.#ctx.images.touch(w, imageId)
-    this.#exportedAlong = imageId
   }
 
   async #unchanged(imageId: string, tags: string[]): Promise<boolean> {
@@ -1463,11 +1468,7 @@ export class Builder {
       // The config and every tag in one all-or-nothing write of the store's metadata, one native
       // task to commit it: the config renamed into place and its dir synced first (a barrier),
       // then the tags that name it.
-      await writeAll(async (w) => {
-        await this.#ctx.images.stage(w, raw)
-        if (tags.length > 0) await stageTags(this.#ctx, w, tags.map((target) => ({ target, id: imageId })))
-        else await this.#ctx.images.touch(w, imageId)
-      })
+      await writeAll((w) => this.#stageImage(w, raw, imageId, tags))
       this.#progress.emit({ type: 'status', id: vid, text: `writing image ${imageId} done` })
       for (const t of tags) this.#progress.emit({ type: 'status', id: vid, text: `naming to ${parseNormalizedNamed(t).string()} done` })
       return imageId
